@@ -1,0 +1,26 @@
+"""Exceptions raised by neurosim."""
+from __future__ import annotations
+
+
+class UnsupportedError(ValueError):
+    """A backend cannot run a feature of the circuit; raised when the simulator is built."""
+
+
+class DivergenceError(FloatingPointError):
+    """A run produced NaN or inf.
+
+    Attributes
+    ----------
+    step : int
+        Relaxation step (0 = state after initialisation) at which the non-finite value appeared.
+    population : str
+        Name of the first population whose energy became non-finite.
+    batch : int or None
+        Training batch index (``None`` outside training).
+    """
+
+    def __init__(self, message: str, step: int, population: str, batch: int | None = None):
+        super().__init__(message)
+        self.step = step
+        self.population = population
+        self.batch = batch

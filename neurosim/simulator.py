@@ -1,0 +1,567 @@
+r"""The :class:`Simulator`: one signature and lifecycle for every backend.
+
+>>> import neurosim as ns
+>>> net = ns.hierarchy([64, 128, 10], phi="tanh")
+>>> sim = ns.Simulator(net, dt=0.1, backend="numba", seed=0)   # doctest: +SKIP
+>>> sim.train(X, Y, epochs=5)                                    # doctest: +SKIP
+
+Phases
+------
+* ``mode="clamp"`` -- the target population is hard-clamped to the target (learning phase);
+* ``mode="free"`` -- the target population relaxes with everything else (prediction);
+* ``mode="nudge"`` -- it is nudged toward the target:
+  :math:`\tau_x \dot x_L = -\varepsilon_L + \beta (t - x_L)`.
+
+Update order is synchronous: inputs of every unit are computed from the state at t, then all
+states advance to t + dt; the weight update uses the state reached by the relaxation.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends import get_backend_class
+from .backends.base import HEUN, INITS, INTEGRATORS, MODE_CLAMP, MODE_NUDGE, MODES, BatchResult, RunSpec
+from .circuit import Circuit, Probe
+from .errors import DivergenceError, UnsupportedError
+from .plan import ROLE_INPUT, Plan, lower
+
+__all__ = ["Simulator", "RelaxResult", "History", "ProbeData", "ALGORITHMS"]
+
+ALGORITHMS = ("pc",)
+
+
+@dataclass
+class RelaxResult:
+    """The outcome of :meth:`Simulator.run`.
+
+    Attributes
+    ----------
+    steps : int
+        Steps taken (fewer than asked when ``tol`` stopped the relaxation).
+    energy : ndarray, shape (steps + 1, n_populations)
+        Batch-mean energy of each population after each step; row 0 is the initial state.
+    populations : list of str
+        Column names of ``energy``.
+    x, eps, mu : dict of name -> ndarray (B, n_units)
+        Final values, errors and predictions per population.
+    y0 : ndarray (B, n_target)
+        Prediction of the target population at the start (the feedforward output by default).
+    """
+
+    steps: int
+    energy: np.ndarray
+    populations: list
+    x: dict
+    eps: dict
+    mu: dict
+    y0: np.ndarray | None = None
+    dt: float = 0.1
+
+    @property
+    def total_energy(self) -> np.ndarray:
+        """Total energy F after each step, shape (steps + 1,)."""
+        return self.energy.sum(axis=1)
+
+    @property
+    def time(self) -> np.ndarray:
+        return np.arange(self.energy.shape[0]) * self.dt
+
+
+class History(dict):
+    """Training history: per-batch lists ``loss``, ``accuracy``, ``energy``, ``steps`` and per-epoch
+    lists ``epoch_loss``, ``epoch_accuracy``, ``test_loss``, ``test_accuracy``, ``epoch_time``.
+
+    ``loss`` is the feedforward loss :math:`\\tfrac12\\lVert t - \\hat y\\rVert^2` (batch mean) before
+    the batch's update; ``energy`` the batch-mean total energy at the end of the relaxation.
+    """
+
+    KEYS = ("loss", "accuracy", "energy", "steps", "epoch_loss", "epoch_accuracy", "test_loss",
+            "test_accuracy", "epoch_time")
+
+    def __init__(self):
+        super().__init__({k: [] for k in self.KEYS})
+
+    def __getattr__(self, item):
+        try:
+            return self[item]
+        except KeyError:
+            raise AttributeError(item) from None
+
+    def to_json(self) -> dict:
+        return {k: [float(v) for v in vals] for k, vals in self.items() if len(vals)}
+
+
+class ProbeData:
+    """Recorded probe data with bounded memory (the most recent ``max_records`` records per probe).
+
+    ``data[name]`` or ``data[probe]`` is an array ``(n_records, n_units)``; ``data.steps(name)`` the
+    global relaxation step of each record (counting across runs and batches).
+    """
+
+    def __init__(self, probes):
+        self.probes = {p.name: p for p in probes}
+        self._chunks = {p.name: [] for p in probes}
+        self._steps = {p.name: [] for p in probes}
+
+    def _key(self, key):
+        name = key.name if isinstance(key, Probe) else key
+        if name not in self.probes:
+            raise KeyError(f"no probe named {name!r}; probes: {sorted(self.probes)}")
+        return name
+
+    def append(self, name, rows, steps):
+        if len(rows) == 0:
+            return
+        p = self.probes[name]
+        self._chunks[name].append(np.array(rows, copy=True))
+        self._steps[name].append(np.asarray(steps, dtype=np.int64).copy())
+        total = sum(len(c) for c in self._chunks[name])
+        while total > p.max_records:
+            extra = total - p.max_records
+            first = self._chunks[name][0]
+            if len(first) <= extra:
+                self._chunks[name].pop(0)
+                self._steps[name].pop(0)
+                total -= len(first)
+            else:
+                self._chunks[name][0] = first[extra:]
+                self._steps[name][0] = self._steps[name][0][extra:]
+                total -= extra
+
+    def __getitem__(self, key) -> np.ndarray:
+        name = self._key(key)
+        ch = self._chunks[name]
+        if not ch:
+            return np.zeros((0, 0))
+        return np.concatenate(ch, axis=0)
+
+    def steps(self, key) -> np.ndarray:
+        name = self._key(key)
+        st = self._steps[name]
+        return np.concatenate(st) if st else np.zeros(0, dtype=np.int64)
+
+    def __contains__(self, key):
+        return (key.name if isinstance(key, Probe) else key) in self.probes
+
+    def keys(self):
+        return self.probes.keys()
+
+    def clear(self):
+        for name in self._chunks:
+            self._chunks[name] = []
+            self._steps[name] = []
+
+
+def _as_2d(name, a, n_cols, dtype):
+    a = np.asarray(a, dtype=dtype)
+    if a.ndim == 1:
+        a = a[None, :] if n_cols != 1 or a.shape[0] == 1 else a[:, None]
+    if a.ndim != 2 or a.shape[1] != n_cols:
+        raise ValueError(f"{name} must have shape (batch, {n_cols}), got {np.shape(a)}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return a
+
+
+class Simulator:
+    """Runs a :class:`~neurosim.circuit.Circuit` on a backend.
+
+    Parameters
+    ----------
+    circuit : Circuit
+    dt : float
+        Integration step (same unit as the time constants).
+    backend : {"numba", "reference"}
+    seed : int
+        Seeds the weight initialisation (through :func:`neurosim.lower`) and mini-batch shuffling.
+    dtype : {"float64", "float32"}
+    integrator : {"euler", "heun"}
+    probes : sequence of Probe
+        Added to the circuit's own probes.
+    """
+
+    def __init__(self, circuit: Circuit, dt: float = 0.1, backend: str = "numba", seed: int = 0,
+                 dtype="float64", integrator: str = "euler", probes=()):
+        if not isinstance(circuit, Circuit):
+            raise TypeError(f"Simulator needs a neurosim Circuit, got {type(circuit).__name__}")
+        for pb in probes:
+            circuit.check_probe(pb)
+        self.circuit = circuit
+        self.dt = self._check_dt(circuit, dt)
+        if integrator not in INTEGRATORS:
+            raise ValueError(f"Simulator: unknown integrator {integrator!r}; choose one of {list(INTEGRATORS)}")
+        self.integrator = integrator
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"Simulator: dtype must be float64 or float32, got {dtype!r}")
+        self.seed = int(seed)
+        self.backend_name = backend
+        self._extra_probes = tuple(probes)
+        self.plan: Plan = lower(circuit, seed=self.seed)
+        cls = get_backend_class(backend)
+        missing = self._required_features() - set(cls.supports)
+        if missing:
+            raise UnsupportedError(f"backend {backend!r} cannot run {sorted(missing)} (needed by circuit "
+                                   f"{circuit.name!r})")
+        self._backend = cls(self.plan, self.dtype)
+        self.probes = tuple(circuit.probes) + tuple(probes)
+        names = [p.name for p in self.probes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Simulator: probe names must be unique, got {names}")
+        items = {p.item for p in self.probes if p.variable in ("x", "eps", "mu")}
+        if len(items) > 1:
+            raise ValueError(f"Simulator: all x/eps/mu probes must record the same batch item, got {sorted(items)}")
+        self._probe_item = items.pop() if items else 0
+        self.data = ProbeData(self.probes)
+        self.history = History()
+        self._global_step = 0
+        self._n_batches = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ checks
+    @staticmethod
+    def _check_dt(circuit, dt):
+        try:
+            dt = float(dt)
+        except (TypeError, ValueError):
+            raise ValueError(f"Simulator: dt must be a number, got {dt!r}") from None
+        if not (dt > 0 and math.isfinite(dt)):
+            raise ValueError(f"Simulator: dt must be finite and > 0, got {dt}")
+        inputs = set(circuit.inputs)
+        for pop in circuit.populations:
+            if pop.name in inputs:
+                continue
+            e = circuit.error_of(pop.name)
+            prec = e.precision_vector(pop.size) if e else [1.0]
+            if dt * max(prec) / pop.tau_x >= 2.0:
+                raise ValueError(
+                    f"dt={dt} is too large for value population {pop.name!r} (tau_x={pop.tau_x}, precision up to "
+                    f"{max(prec)}): explicit integration needs dt < 2 tau_x / precision = "
+                    f"{2 * pop.tau_x / max(prec):.4g}; reduce dt or increase tau_x"
+                )
+            if e is not None and e.tau_eps > 0 and dt / (e.tau_eps * min(prec)) >= 2.0:
+                raise ValueError(
+                    f"dt={dt} is too large for error population {e.name!r} (tau_eps={e.tau_eps}, precision "
+                    f"{min(prec)}): explicit integration needs dt < 2 tau_eps precision = "
+                    f"{2 * e.tau_eps * min(prec):.4g}; reduce dt or increase tau_eps"
+                )
+        return dt
+
+    def _required_features(self):
+        f = {self.integrator}
+        c = self.circuit
+        if any(e.tau_eps > 0 for e in c.errors):
+            f.add("tau_eps")
+        if any(p.skip for p in c.projections):
+            f.add("skip")
+        if any(p.multiplier != 1.0 for p in c.projections):
+            f.add("multiplier")
+        if any(p.bias for p in c.projections):
+            f.add("bias")
+        if any(p.plasticity is not None and p.plasticity.optimizer.kind == "adam" for p in c.projections):
+            f.add("adam")
+        if self.dtype == np.float32:
+            f.add("float32")
+        if self.circuit.probes or self._extra_probes:
+            f.add("probes")
+        if len(c.projections) != len(c.populations) - len(c.inputs) or len(c.inputs) > 1:
+            f.add("graph")
+        return f
+
+    def _check_open(self):
+        if self._closed:
+            raise RuntimeError("this Simulator is closed; create a new one")
+
+    # ------------------------------------------------------------------ weights and state
+    @property
+    def backend(self):
+        return self._backend
+
+    @property
+    def weights(self) -> dict:
+        """Copies of the weight matrices ``{projection: (n_post, n_pre)}`` and biases ``{projection.b: (n_post,)}``."""
+        out = {}
+        for k, name in enumerate(self.plan.proj_names):
+            if self.plan.w_off[k] >= 0:
+                out[name] = self._backend.weight(k).copy()
+            b = self._backend.bias(k)
+            if b is not None:
+                out[name + ".b"] = b.copy()
+        return out
+
+    def set_weights(self, projection: str, W=None, b=None):
+        """Overwrite a projection's weights and/or bias (shapes must match)."""
+        k = self.plan.proj_index(projection)
+        if W is not None:
+            if self.plan.w_off[k] < 0:
+                raise ValueError(f"projection {projection!r} has no weight matrix")
+            dst = self._backend.weight(k)
+            W = np.asarray(W, dtype=self.dtype)
+            if W.shape != dst.shape:
+                raise ValueError(f"projection {projection!r}: W must have shape {dst.shape}, got {W.shape}")
+            dst[...] = W
+        if b is not None:
+            dst = self._backend.bias(k)
+            if dst is None:
+                raise ValueError(f"projection {projection!r} has no bias; declare it with bias=True")
+            b = np.asarray(b, dtype=self.dtype)
+            if b.shape != dst.shape:
+                raise ValueError(f"projection {projection!r}: b must have shape {dst.shape}, got {b.shape}")
+            dst[...] = b
+
+    def state(self) -> dict:
+        """The current network state ``{population: {"x", "eps", "mu"}}`` of the last batch, or {}."""
+        st = self._backend.state()
+        if st is None:
+            return {}
+        return {name: {k: st[k][:, self.plan.units(name)] for k in ("x", "eps", "mu")}
+                for name in self.plan.pop_names}
+
+    def energy(self, X, Y=None, mode="clamp") -> float:
+        """Energy F (batch mean) of the feedforward state, output clamped to Y (or free)."""
+        res = self.run(X, Y, steps=0, mode=mode if Y is not None else "free")
+        return float(res.total_energy[0])
+
+    # ------------------------------------------------------------------ running
+    def _spec(self, steps, mode, beta, init, tol, dt, dt_decay, integrator, learn, record):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
+        integrator = integrator or self.integrator
+        if integrator not in INTEGRATORS:
+            raise ValueError(f"integrator must be one of {list(INTEGRATORS)}, got {integrator!r}")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+        dt = self.dt if dt is None else self._check_dt(self.circuit, dt)
+        tol = 0.0 if tol is None else float(tol)
+        if tol < 0:
+            raise ValueError("tol must be >= 0")
+        if not (0 < dt_decay <= 1):
+            raise ValueError(f"dt_decay must be in (0, 1], got {dt_decay}")
+        if MODES[mode] == MODE_NUDGE and not beta > 0:
+            raise ValueError("mode='nudge' needs beta > 0")
+        every = 0
+        if record and any(p.variable in ("x", "eps", "mu", "energy") for p in self.probes):
+            every = math.gcd(*[p.every for p in self.probes if p.variable in ("x", "eps", "mu", "energy")])
+        return RunSpec(mode=MODES[mode], beta=float(beta), init=INITS[init], n_steps=int(steps), tol=tol,
+                       integrator=INTEGRATORS[integrator], dt=dt, dt_decay=float(dt_decay), learn=bool(learn),
+                       probe_every=every, probe_item=self._probe_item)
+
+    def _inputs(self, X, Y, mode):
+        X = _as_2d("X", X, self.plan.n_input, self.dtype)
+        if Y is None:
+            if mode in (MODE_CLAMP, MODE_NUDGE) and self.plan.target_pop >= 0:
+                raise ValueError("a target Y is needed for mode 'clamp' or 'nudge'")
+        else:
+            if self.plan.target_pop < 0:
+                raise ValueError(f"circuit {self.circuit.name!r} has no target clamp; add ns.Clamp(name, 'target')")
+            Y = _as_2d("Y", Y, self.plan.n_target, self.dtype)
+            if Y.shape[0] != X.shape[0]:
+                raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+        return X, Y
+
+    def _record(self, res: BatchResult, spec: RunSpec, B: int):
+        if spec.probe_every == 0:
+            return
+        base = self._global_step
+        for p in self.probes:
+            if p.variable == "weight_norm":
+                continue
+            if p.variable == "energy":
+                i = self.plan.pop_index(p.target)
+                ks = np.arange(0, res.energy.shape[0], p.every)
+                self.data.append(p.name, res.energy[ks, i:i + 1], base + ks)
+                continue
+            if self._probe_item >= B:
+                continue
+            sel = res.rec_steps % p.every == 0
+            src = {"x": res.rec_x, "eps": res.rec_eps, "mu": res.rec_mu}[p.variable]
+            self.data.append(p.name, src[sel][:, self.plan.units(p.target)], base + res.rec_steps[sel])
+
+    def _run_batch(self, X, Y, spec, batch=None) -> BatchResult:
+        res = self._backend.run_batch(X, Y, spec)
+        self._record(res, spec, X.shape[0])
+        self._global_step += res.steps + 1
+        if res.status != 0:
+            pop = self.plan.pop_names[res.fail_pop]
+            where = f" in training batch {batch}" if batch is not None else ""
+            raise DivergenceError(
+                f"the run diverged (NaN/inf) at step {res.fail_step} in population {pop!r}{where}; what was "
+                "recorded up to that step is kept in sim.data and sim.history; reduce dt or the learning rate",
+                step=res.fail_step, population=pop, batch=batch)
+        return res
+
+    def run(self, X, Y=None, *, steps: int = 100, mode: str = "free", beta: float = 0.0,
+            init: str = "feedforward", tol: float | None = None, dt: float | None = None,
+            dt_decay: float = 1.0, integrator: str | None = None, learn: bool = False) -> RelaxResult:
+        """Relax one batch.
+
+        Parameters
+        ----------
+        X : array (B, n_input)
+        Y : array (B, n_target), optional
+            Needed for ``mode="clamp"`` and ``"nudge"``.
+        steps : int
+            Maximum number of integration steps.
+        mode : {"free", "clamp", "nudge"}
+        beta : float
+            Nudging strength (``mode="nudge"``).
+        init : {"feedforward", "zeros", "previous"}
+        tol : float, optional
+            Stop early once max |dx/dt| (and |d eps/dt|) < tol; ``RelaxResult.steps`` says how many were taken.
+        dt_decay : float
+            < 1 multiplies dt by this factor whenever a step fails to lower the energy (Song et al.'s recipe).
+        learn : bool
+            Apply the Hebbian update at the end.
+        """
+        self._check_open()
+        spec = self._spec(steps, mode, beta, init, tol, dt, dt_decay, integrator, learn, record=True)
+        X, Y = self._inputs(X, Y, spec.mode)
+        res = self._run_batch(X, Y, spec)
+        st = self._backend.state()
+        names = self.plan.pop_names
+        return RelaxResult(
+            steps=res.steps, energy=res.energy, populations=list(names),
+            x={n: st["x"][:, self.plan.units(n)] for n in names},
+            eps={n: st["eps"][:, self.plan.units(n)] for n in names},
+            mu={n: st["mu"][:, self.plan.units(n)] for n in names}, y0=res.y0, dt=spec.dt)
+
+    def learn(self, X, Y, *, steps: int = 50, **kwargs) -> RelaxResult:
+        """One step of the standard schedule: relax with the target clamped, then one Hebbian update."""
+        kwargs.setdefault("mode", "clamp")
+        return self.run(X, Y, steps=steps, learn=True, **kwargs)
+
+    def predict(self, X, *, relax: bool = False, steps: int = 50, batch_size: int = 1024, **kwargs) -> np.ndarray:
+        """Output of the target population with the output free.
+
+        ``relax=False`` returns the feedforward prediction (the free equilibrium of a layered PCN);
+        ``relax=True`` relaxes ``steps`` steps with the output free and returns its final value.
+        """
+        self._check_open()
+        X = _as_2d("X", X, self.plan.n_input, self.dtype)
+        spec = self._spec(steps if relax else 0, kwargs.pop("mode", "free"), kwargs.pop("beta", 0.0),
+                          kwargs.pop("init", "feedforward"), kwargs.pop("tol", None), kwargs.pop("dt", None),
+                          kwargs.pop("dt_decay", 1.0), kwargs.pop("integrator", None), False, record=False)
+        if kwargs:
+            raise TypeError(f"predict() got unexpected arguments {sorted(kwargs)}")
+        outs = []
+        for i in range(0, X.shape[0], batch_size):
+            res = self._run_batch(X[i:i + batch_size], None, spec)
+            outs.append(res.y)
+        return np.concatenate(outs, axis=0) if outs else np.zeros((0, self.plan.n_target))
+
+    def evaluate(self, X, Y, **kwargs) -> dict:
+        """Feedforward loss ½‖t − ŷ‖² (mean over samples) and, for one-hot Y, accuracy."""
+        Yhat = self.predict(X, **kwargs)
+        Y = _as_2d("Y", Y, self.plan.n_target, self.dtype)
+        out = {"loss": float(0.5 * np.mean(np.sum((Y - Yhat) ** 2, axis=1)))}
+        if Y.shape[1] > 1:
+            out["accuracy"] = float(np.mean(np.argmax(Yhat, axis=1) == np.argmax(Y, axis=1)))
+        return out
+
+    def train(self, X, Y, *, epochs: int = 1, batch_size: int = 32, steps: int = 50, algorithm: str = "pc",
+              shuffle: bool = True, X_test=None, Y_test=None, progress: bool = True, mode: str = "clamp",
+              beta: float = 0.0, tol: float | None = None, dt: float | None = None, dt_decay: float = 1.0,
+              init: str = "feedforward", callback=None) -> History:
+        """Train with the prospective-configuration schedule (``algorithm="pc"``).
+
+        Per mini-batch: input clamped, values start from the feedforward pass, the output is clamped to
+        the target (or nudged, ``mode="nudge"``), the network relaxes ``steps`` steps (or to ``tol``), then
+        one local Hebbian weight update.  Returns (and extends) ``sim.history``.
+
+        ``callback(sim, epoch)`` is called after each epoch; returning True stops training.
+        """
+        self._check_open()
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {algorithm!r}; available: {list(ALGORITHMS)}")
+        if mode not in ("clamp", "nudge"):
+            raise ValueError(f"training needs mode 'clamp' or 'nudge', got {mode!r}")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        spec = self._spec(steps, mode, beta, init, tol, dt, dt_decay, None, True, record=True)
+        X, Y = self._inputs(X, Y, spec.mode)
+        classify = Y.shape[1] > 1
+        n = X.shape[0]
+        n_batches = -(-n // batch_size)
+        h = self.history
+        wprobes = [p for p in self.probes if p.variable == "weight_norm"]
+        from .progress import progress_bar
+        bar = progress_bar(total=epochs * n_batches, desc="train", enabled=progress)
+        try:
+            for epoch in range(epochs):
+                t0 = time.perf_counter()
+                order = np.random.default_rng([self.seed, len(h["epoch_loss"])]).permutation(n) if shuffle \
+                    else np.arange(n)
+                losses, accs = [], []
+                for bi in range(n_batches):
+                    idx = order[bi * batch_size:(bi + 1) * batch_size]
+                    xb, yb = X[idx], Y[idx]
+                    res = self._run_batch(xb, yb, spec, batch=self._n_batches)
+                    self._n_batches += 1
+                    loss = float(0.5 * np.mean(np.sum((yb - res.y0) ** 2, axis=1)))
+                    h["loss"].append(loss)
+                    h["energy"].append(float(res.energy[-1].sum()))
+                    h["steps"].append(res.steps)
+                    losses.append(loss * len(idx))
+                    if classify:
+                        acc = float(np.mean(np.argmax(res.y0, 1) == np.argmax(yb, 1)))
+                        h["accuracy"].append(acc)
+                        accs.append(acc * len(idx))
+                    for p in wprobes:
+                        if self._n_batches % p.every == 0:
+                            k = self.plan.proj_index(p.target)
+                            self.data.append(p.name, [[float(np.linalg.norm(self._backend.weight(k)))]],
+                                             [self._n_batches])
+                    bar.update(1)
+                    if bi % 10 == 0 or bi == n_batches - 1:
+                        post = {"loss": f"{np.mean(h['loss'][-n_batches:]):.4f}"}
+                        if classify:
+                            post["acc"] = f"{np.mean(h['accuracy'][-n_batches:]):.3f}"
+                        bar.set_postfix(post)
+                h["epoch_loss"].append(sum(losses) / n)
+                if classify:
+                    h["epoch_accuracy"].append(sum(accs) / n)
+                if X_test is not None and Y_test is not None:
+                    ev = self.evaluate(X_test, Y_test)
+                    h["test_loss"].append(ev["loss"])
+                    if "accuracy" in ev:
+                        h["test_accuracy"].append(ev["accuracy"])
+                h["epoch_time"].append(time.perf_counter() - t0)
+                if callback is not None and callback(self, epoch):
+                    break
+        finally:
+            bar.close()
+        return h
+
+    # ------------------------------------------------------------------ lifecycle
+    def reset(self):
+        """Initial weights back, optimiser and network state cleared, probes and history emptied."""
+        self._check_open()
+        self._backend.reset()
+        self.data.clear()
+        self.history = History()
+        self._global_step = 0
+        self._n_batches = 0
+
+    def close(self):
+        if not self._closed:
+            self._backend.close()
+            self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        return (f"Simulator(circuit={self.circuit.name!r}, backend={self.backend_name!r}, dt={self.dt}, "
+                f"dtype={self.dtype.name}, integrator={self.integrator!r})")
