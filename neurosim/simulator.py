@@ -313,6 +313,14 @@ class Simulator:
                 raise ValueError(f"projection {projection!r}: b must have shape {dst.shape}, got {b.shape}")
             dst[...] = b
 
+    def load_weights(self, weights: dict):
+        """Set weights from a dict like :attr:`weights` (``"W1"`` matrices, ``"W1.b"`` biases)."""
+        for key, value in weights.items():
+            if key.endswith(".b"):
+                self.set_weights(key[:-2], b=value)
+            else:
+                self.set_weights(key, W=value)
+
     def state(self) -> dict:
         """The current network state ``{population: {"x", "eps", "mu"}}`` of the last batch, or {}."""
         st = self._backend.state()
