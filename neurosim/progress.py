@@ -20,4 +20,6 @@ def progress_bar(total: int, desc: str = "", enabled: bool = True):
     if not enabled:
         return _NoBar()
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False, mininterval=0.5)
+    # disable=None: shown on a terminal, silent when stderr is not a TTY (CI logs, pipes)
+    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False, mininterval=0.5,
+                disable=None)

@@ -66,13 +66,64 @@ def _dphi(code, a, x):
 
 
 @njit(**_jit)
+def _dphi_from(code, a, x, fx):
+    """dphi(x) given fx = phi(x): tanh and sigmoid reuse fx instead of a second transcendental."""
+    if code == 0:
+        return 1.0
+    if code == 1:
+        return 1.0 - fx * fx
+    if code == 2:
+        return fx * (1.0 - fx)
+    if code == 3:
+        return 1.0 if x > 0 else 0.0
+    return 1.0 if x > 0 else a
+
+
+#: batches up to this size use hand-written loops instead of BLAS (call overhead dominates there)
+SMALL_BATCH = 8
+
+
+@njit(**_jit)
+def _mm_abt(A, Wk, out):
+    """out = A @ Wk.T  for A (B, n_pre), Wk (n_post, n_pre)."""
+    B = A.shape[0]
+    if B <= SMALL_BATCH:
+        n_post, n_pre = Wk.shape
+        for s in range(B):
+            for j in range(n_post):
+                acc = 0.0
+                for i in range(n_pre):
+                    acc += A[s, i] * Wk[j, i]
+                out[s, j] = acc
+    else:
+        np.dot(A, Wk.T, out)
+
+
+@njit(**_jit)
+def _mm_ab(E, Wk, out):
+    """out = E @ Wk  for E (B, n_post), Wk (n_post, n_pre)."""
+    B = E.shape[0]
+    if B <= SMALL_BATCH:
+        n_post, n_pre = Wk.shape
+        out[:, :] = 0.0
+        for s in range(B):
+            for j in range(n_post):
+                e = E[s, j]
+                if e != 0.0:
+                    for i in range(n_pre):
+                        out[s, i] += e * Wk[j, i]
+    else:
+        np.dot(E, Wk, out)
+
+
+@njit(**_jit)
 def _blk(buf, B, off, n):
     return buf[B * off:B * (off + n)].reshape(B, n)
 
 
 @njit(**_jit)
-def _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, W, b,
-            mu, eps, phx, fb, sfb, dx, deps, energy, dxsum, tmp):
+def _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, ki_start, ki_end, W, b,
+            mu, eps, phx, fb, sfb, dx, deps, energy, dxsum, tmp, fbw):
     """Everything the dynamics need at state (x, es): mu, eps, dx/dt, deps/dt, energy per population."""
     npop = pi.shape[0]
     nproj = ki.shape[0]
@@ -82,37 +133,59 @@ def _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, W, b,
         o = B * pi[i, P_OFF]
         code = pi[i, P_PHI]
         a = pf[i, PF_PARAM]
-        for j in range(B * n):
-            phx[o + j] = _phi(code, a, x[o + j])
-    # predictions
-    mu[:] = 0.0
-    for k in range(nproj):
-        pre = ki[k, K_PRE]
-        post = ki[k, K_POST]
-        n_pre = pi[pre, P_SIZE]
-        n_post = pi[post, P_SIZE]
-        opre = pi[pre, P_OFF]
-        opost = pi[post, P_OFF]
+        if code == 0:
+            phx[o:o + B * n] = x[o:o + B * n]
+        else:
+            for j in range(B * n):
+                phx[o + j] = _phi(code, a, x[o + j])
+    # predictions, population by population (projections are sorted by post); the first weighted
+    # projection writes its product straight into mu, the others go through tmp
+    for i in range(npop):
+        if pi[i, P_ROLE] == ROLE_INPUT:
+            continue
+        n_post = pi[i, P_SIZE]
+        opost = pi[i, P_OFF]
         M = _blk(mu, B, opost, n_post)
-        if ki[k, K_WOFF] >= 0:
-            wo = ki[k, K_WOFF]
-            Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
-            T = tmp[:B * n_post].reshape(B, n_post)
-            np.dot(_blk(phx, B, opre, n_pre), Wk.T, T)
-            m = kf[k, KF_MULT]
-            for s in range(B):
-                for j in range(n_post):
-                    M[s, j] += m * T[s, j]
-        if ki[k, K_BOFF] >= 0:
-            bo = ki[k, K_BOFF]
-            for s in range(B):
-                for j in range(n_post):
-                    M[s, j] += b[bo + j]
-        if ki[k, K_SKIP] != 0:
-            X = _blk(x, B, opre, n_pre)
-            for s in range(B):
-                for j in range(n_post):
-                    M[s, j] += X[s, j]
+        written = False
+        k0 = ki_start[i]
+        k1 = ki_end[i]
+        # a weighted projection that comes first can write directly
+        if k1 > k0 and ki[k0, K_WOFF] < 0:
+            M[:, :] = 0.0
+            written = True
+        for k in range(k0, k1):
+            pre = ki[k, K_PRE]
+            n_pre = pi[pre, P_SIZE]
+            opre = pi[pre, P_OFF]
+            if ki[k, K_WOFF] >= 0:
+                wo = ki[k, K_WOFF]
+                Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
+                m = kf[k, KF_MULT]
+                if not written:
+                    _mm_abt(_blk(phx, B, opre, n_pre), Wk, M)
+                    if m != 1.0:
+                        for s in range(B):
+                            for j in range(n_post):
+                                M[s, j] *= m
+                    written = True
+                else:
+                    T = tmp[:B * n_post].reshape(B, n_post)
+                    _mm_abt(_blk(phx, B, opre, n_pre), Wk, T)
+                    for s in range(B):
+                        for j in range(n_post):
+                            M[s, j] += m * T[s, j]
+            if ki[k, K_BOFF] >= 0:
+                bo = ki[k, K_BOFF]
+                for s in range(B):
+                    for j in range(n_post):
+                        M[s, j] += b[bo + j]
+            if ki[k, K_SKIP] != 0:
+                X = _blk(x, B, opre, n_pre)
+                for s in range(B):
+                    for j in range(n_post):
+                        M[s, j] += X[s, j]
+        if not written:
+            M[:, :] = 0.0
     # errors and energy
     for i in range(npop):
         energy[i] = 0.0
@@ -139,8 +212,9 @@ def _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, W, b,
                     eps[q] = p * d
                     deps[q] = 0.0
         energy[i] = 0.5 * acc / B
-    # feedback through the transposed weights
-    fb[:] = 0.0
+    # feedback through the transposed weights; fbw[i] says whether fb of population i is written yet
+    for i in range(npop):
+        fbw[i] = 0
     sfb[:] = 0.0
     for k in range(nproj):
         pre = ki[k, K_PRE]
@@ -153,18 +227,32 @@ def _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, W, b,
         if ki[k, K_WOFF] >= 0:
             wo = ki[k, K_WOFF]
             Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
-            T = tmp[:B * n_pre].reshape(B, n_pre)
-            np.dot(E, Wk, T)
             m = kf[k, KF_MULT]
             Fb = _blk(fb, B, opre, n_pre)
-            for s in range(B):
-                for j in range(n_pre):
-                    Fb[s, j] += m * T[s, j]
+            if fbw[pre] == 0:
+                _mm_ab(E, Wk, Fb)
+                if m != 1.0:
+                    for s in range(B):
+                        for j in range(n_pre):
+                            Fb[s, j] *= m
+                fbw[pre] = 1
+            else:
+                T = tmp[:B * n_pre].reshape(B, n_pre)
+                _mm_ab(E, Wk, T)
+                for s in range(B):
+                    for j in range(n_pre):
+                        Fb[s, j] += m * T[s, j]
         if ki[k, K_SKIP] != 0:
             S = _blk(sfb, B, opre, n_pre)
             for s in range(B):
                 for j in range(n_pre):
                     S[s, j] += E[s, j]
+    for i in range(npop):
+        if fbw[i] == 0:
+            n = pi[i, P_SIZE]
+            o = B * pi[i, P_OFF]
+            for j in range(B * n):
+                fb[o + j] = 0.0
     # value dynamics
     for i in range(npop):
         n = pi[i, P_SIZE]
@@ -183,7 +271,7 @@ def _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, W, b,
         for s in range(B):
             for j in range(n):
                 q = o + s * n + j
-                drive = -eps[q] + _dphi(code, a, x[q]) * fb[q] + sfb[q]
+                drive = -eps[q] + _dphi_from(code, a, x[q], phx[q]) * fb[q] + sfb[q]
                 if nudge:
                     drive += beta * (t[s, j] - x[q])
                 dx[q] = drive * inv_tau
@@ -213,7 +301,7 @@ def _opt_update(P, G, Mo, V, lr, kind, mom, wd, b1, b2, epsopt, tcount):
 @njit(**_jit)
 def run_batch_kernel(s, t, have_prev, mode, beta, init, n_steps, tol, integrator, dt, dt_decay, learn,
                      probe_every, probe_item,
-                     pi, pf, prec, ki, kf, inputs, input_off, target_pop,
+                     pi, pf, prec, ki, kf, ki_start, ki_end, inputs, input_off, target_pop,
                      W, b, mW, vW, mb, vb, opt_t,
                      x, es, mu, eps, phx, fb, sfb, dx, deps, x2, es2, dx2, deps2, tmp, gtmp,
                      energies, rec_x, rec_eps, rec_mu, rec_steps, y0, y, out):
@@ -228,6 +316,7 @@ def run_batch_kernel(s, t, have_prev, mode, beta, init, n_steps, tol, integrator
     dxsum = np.zeros(npop)
     energy2 = np.zeros(npop)
     dxsum2 = np.zeros(npop)
+    fbw = np.zeros(npop, dtype=np.int64)
     # ---- initial state
     if init == INIT_PREVIOUS and have_prev:
         pass
@@ -246,8 +335,8 @@ def run_batch_kernel(s, t, have_prev, mode, beta, init, n_steps, tol, integrator
         for i in range(npop):
             if pi[i, P_ROLE] == ROLE_INPUT:
                 continue
-            _derivs(x, es, t, B, 0, beta, pi, pf, prec, ki, kf, W, b,
-                    mu, eps, phx, fb, sfb, dx, deps, energy, dxsum, tmp)
+            _derivs(x, es, t, B, 0, beta, pi, pf, prec, ki, kf, ki_start, ki_end, W, b,
+                    mu, eps, phx, fb, sfb, dx, deps, energy, dxsum, tmp, fbw)
             n = pi[i, P_SIZE]
             o = B * pi[i, P_OFF]
             for j in range(B * n):
@@ -266,8 +355,8 @@ def run_batch_kernel(s, t, have_prev, mode, beta, init, n_steps, tol, integrator
                 o = B * pi[i, P_OFF]
                 for j in range(B * n):
                     x[o + j] = 0.0
-    _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, W, b,
-            mu, eps, phx, fb, sfb, dx, deps, energy, dxsum, tmp)
+    _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, ki_start, ki_end, W, b,
+            mu, eps, phx, fb, sfb, dx, deps, energy, dxsum, tmp, fbw)
     if not (init == INIT_PREVIOUS and have_prev):
         # error units start at their instantaneous value
         any_dyn = False
@@ -282,8 +371,8 @@ def run_batch_kernel(s, t, have_prev, mode, beta, init, n_steps, tol, integrator
                         r = o + q * n + j
                         es[r] = prec[uo + j] * (x[r] - mu[r])
         if any_dyn:
-            _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, W, b,
-                    mu, eps, phx, fb, sfb, dx, deps, energy, dxsum, tmp)
+            _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, ki_start, ki_end, W, b,
+                    mu, eps, phx, fb, sfb, dx, deps, energy, dxsum, tmp, fbw)
     if target_pop >= 0:
         n = pi[target_pop, P_SIZE]
         Mt = _blk(mu, B, pi[target_pop, P_OFF], n)
@@ -300,7 +389,7 @@ def run_batch_kernel(s, t, have_prev, mode, beta, init, n_steps, tol, integrator
     for k in range(n_steps + 1):
         for i in range(npop):
             energies[k, i] = energy[i]
-        if probe_every > 0 and k % probe_every == 0:
+        if probe_every > 0 and probe_item < B and k % probe_every == 0:
             for i in range(npop):
                 n = pi[i, P_SIZE]
                 o = B * pi[i, P_OFF] + probe_item * n
@@ -311,11 +400,21 @@ def run_batch_kernel(s, t, have_prev, mode, beta, init, n_steps, tol, integrator
                     rec_mu[r, uo + j] = mu[o + j]
             rec_steps[r] = k
             r += 1
+        # as the reference: the first population with a non-finite energy, else with a non-finite value
         bad = -1
         for i in range(npop):
-            if not (math.isfinite(energy[i]) and math.isfinite(dxsum[i])):
+            if not math.isfinite(energy[i]):
                 bad = i
                 break
+        if bad < 0:
+            for i in range(npop):
+                o = B * pi[i, P_OFF]
+                for j in range(B * pi[i, P_SIZE]):
+                    if not math.isfinite(x[o + j]):
+                        bad = i
+                        break
+                if bad >= 0:
+                    break
         if bad >= 0:
             status = 1
             fail_step = k
@@ -342,8 +441,8 @@ def run_batch_kernel(s, t, have_prev, mode, beta, init, n_steps, tol, integrator
             for j in range(N):
                 x2[j] = x[j] + dt * dx[j]
                 es2[j] = es[j] + dt * deps[j]
-            _derivs(x2, es2, t, B, mode, beta, pi, pf, prec, ki, kf, W, b,
-                    mu, eps, phx, fb, sfb, dx2, deps2, energy2, dxsum2, tmp)
+            _derivs(x2, es2, t, B, mode, beta, pi, pf, prec, ki, kf, ki_start, ki_end, W, b,
+                    mu, eps, phx, fb, sfb, dx2, deps2, energy2, dxsum2, tmp, fbw)
             h = 0.5 * dt
             for j in range(N):
                 x[j] += h * (dx[j] + dx2[j])
@@ -352,8 +451,8 @@ def run_batch_kernel(s, t, have_prev, mode, beta, init, n_steps, tol, integrator
         prev_total = 0.0
         for i in range(npop):
             prev_total += energy[i]
-        _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, W, b,
-                mu, eps, phx, fb, sfb, dx, deps, energy, dxsum, tmp)
+        _derivs(x, es, t, B, mode, beta, pi, pf, prec, ki, kf, ki_start, ki_end, W, b,
+                mu, eps, phx, fb, sfb, dx, deps, energy, dxsum, tmp, fbw)
         if dt_decay < 1.0:
             tot = 0.0
             for i in range(npop):
@@ -430,6 +529,8 @@ class NumbaBackend(Backend):
         self.kf = np.concatenate([p.proj_mult[:, None], p.proj_lr[:, None], p.opt_param], axis=1
                                  ).astype(self.dtype).reshape(-1, 7)
         self.prec = p.precision.astype(self.dtype)
+        self.ki_start = p.in_start.astype(np.int64)
+        self.ki_end = p.in_end.astype(np.int64)
         self.inputs = p.input_pops.astype(np.int64)
         self.input_off = p.input_off.astype(np.int64)
         max_n = int(p.pop_size.max())
@@ -465,7 +566,7 @@ class NumbaBackend(Backend):
         y = np.zeros((B, p.n_target), dtype=self.dtype)
         run_batch_kernel(s, t, self.have_prev, spec.mode, spec.beta, spec.init, spec.n_steps, spec.tol,
                          spec.integrator, spec.dt, spec.dt_decay, spec.learn, spec.probe_every, spec.probe_item,
-                         self.pi, self.pf, self.prec, self.ki, self.kf, self.inputs, self.input_off,
+                         self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start, self.ki_end, self.inputs, self.input_off,
                          int(p.target_pop), self.W, self.b, self.mW, self.vW, self.mb, self.vb, self.opt_t,
                          *bufs, self._tmp, self.gtmp, energies, rec_x, rec_eps, rec_mu, rec_steps, y0, y, out)
         self.have_prev = True

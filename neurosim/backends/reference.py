@@ -164,7 +164,7 @@ class ReferenceBackend(Backend):
             for i in range(p.n_pops):
                 if not p.pop_has_err[i]:
                     eps_state[:, self.sl[i]] = 0.0
-        track = spec.probe_every > 0
+        track = spec.probe_every > 0 and spec.probe_item < B  # an item beyond the batch records nothing
         n_rec = spec.n_steps // spec.probe_every + 1 if track else 0
         rec_x = np.zeros((n_rec, p.n_units), dtype=self.dtype)
         rec_eps = np.zeros_like(rec_x)

@@ -1,0 +1,1 @@
+"""Performance measurements for neurosim (run ``python -m benchmarks``); never timed in tests."""
