@@ -1,0 +1,96 @@
+"""The `neurosim` command line: conventions (--help, exit codes, --out) and the main job."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from neurosim.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "run" in capsys.readouterr().out
+
+
+def test_run_help_lists_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--backend", "--out", "--seed", "--set"):
+        assert opt in out
+
+
+def test_list_names_digits(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "PCN" in out
+
+
+def test_show_lists_parameters(capsys):
+    assert main(["show", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs =" in out and "lr =" in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["run", "no-such-experiment"], "unknown experiment"),
+    (["run", "digits", "--set", "epochs"], "KEY=VALUE"),
+    (["run", "digits", "--set", "nope=1"], "unknown parameter 'nope'"),
+    (["run", "digits", "--set", "epochs=abc"], "epochs="),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, fragment, capsys, tmp_path):
+    code = main(argv + ["--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert fragment in err
+    assert len(err.splitlines()) == 1
+
+
+def test_bad_backend_choice_exits_2():
+    with pytest.raises(SystemExit) as e:
+        main(["run", "digits", "--backend", "cuda"])
+    assert e.value.code == 2
+
+
+def test_failed_run_exits_1(tmp_path, capsys):
+    # a learning rate this large makes the weights blow up: a DivergenceError, reported in one line
+    code = main(["run", "digits", "--out", str(tmp_path), "--no-progress", "--set", "lr=1e6",
+                 "--set", "momentum=0.0", "--set", "epochs=2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert "DivergenceError" in err and "step" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "config.json").exists()
+
+
+def test_digits_main_job_reaches_90_percent(tmp_path):
+    """The README's main job: `neurosim run digits` trains to >= 90% held-out accuracy and writes results."""
+    proc = subprocess.run([sys.executable, "-m", "neurosim", "run", "digits", "--out", str(tmp_path), "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.90
+    assert metrics["n_test"] == 450
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["experiment"] == "digits" and cfg["backend"] == "numba"
+    for fig in metrics["figures"]:
+        data = (tmp_path / fig).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    # the relaxation shown in the figures lowers the energy
+    assert metrics["relaxation_energy_end"] < metrics["relaxation_energy_start"]
+
+
+def test_digits_reference_backend_and_overrides(tmp_path, capsys):
+    code = main(["run", "digits", "--backend", "reference", "--out", str(tmp_path), "--seed", "3", "--no-progress",
+                 "--set", "epochs=1", "--set", "hidden=[32]", "--set", "relax_steps_plot=10", "--quiet"])
+    assert code == 0
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["backend"] == "reference" and cfg["seed"] == 3 and cfg["hidden"] == [32] and cfg["epochs"] == 1
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.3 < m["test_accuracy"] <= 1.0  # one epoch of a small net is well above chance (0.1)
