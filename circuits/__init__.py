@@ -1,25 +1,48 @@
 """Ready-made circuits and experiments, built on neurosim's public API.
 
-Each experiment module defines ``NAME``, ``DESCRIPTION``, ``DEFAULTS`` and ``run(config, out, progress)``;
-``neurosim run NAME`` runs it.
+Every module in this package that defines ``NAME``, ``DESCRIPTION``, ``DEFAULTS`` and
+``run(config, out, progress)`` is an experiment; a module may instead (or also) define ``EXPERIMENTS``, a
+list of :class:`neurosim.experiment.Experiment` objects.  ``neurosim run NAME`` runs one.
+Modules whose name starts with ``_`` are helpers, not experiments.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from functools import lru_cache
 
-#: experiment name -> module (relative to this package)
-EXPERIMENTS = {
-    "digits": "digits",
-}
+
+@lru_cache(maxsize=1)
+def _registry() -> dict:
+    reg = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f".{info.name}", __name__)
+        found = []
+        if all(hasattr(mod, a) for a in ("NAME", "DESCRIPTION", "DEFAULTS", "run")):
+            found.append(mod)
+        found.extend(getattr(mod, "EXPERIMENTS", []))
+        for exp in found:
+            if exp.NAME in reg:
+                raise RuntimeError(f"experiment name {exp.NAME!r} is defined twice (in {info.name})")
+            reg[exp.NAME] = exp
+    return reg
+
+
+def names() -> list[str]:
+    return sorted(_registry())
 
 
 def get(name: str):
-    """The experiment module registered under ``name``."""
-    if name not in EXPERIMENTS:
-        raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
-    return importlib.import_module(f".{EXPERIMENTS[name]}", __name__)
+    """The experiment registered under ``name`` (a module or an Experiment object)."""
+    reg = _registry()
+    if name not in reg:
+        raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(reg))}")
+    return reg[name]
 
 
 def list_experiments() -> list[tuple[str, str]]:
     """(name, one-line description) of every experiment."""
-    return [(n, get(n).DESCRIPTION) for n in sorted(EXPERIMENTS)]
+    reg = _registry()
+    return [(n, reg[n].DESCRIPTION) for n in sorted(reg)]

@@ -10,9 +10,29 @@ from __future__ import annotations
 import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .io import write_json_atomic
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment defined as an object (several can live in one module of :mod:`circuits`).
+
+    ``run(config, out, progress)`` returns a metrics dict; ``doc`` is shown by ``neurosim show``.
+    """
+
+    NAME: str
+    DESCRIPTION: str
+    DEFAULTS: dict
+    run: Callable
+    doc: str = ""
+
+    @property
+    def __doc__(self):  # noqa: D105 - used by `neurosim show`
+        return self.doc
 
 
 class ConfigError(ValueError):

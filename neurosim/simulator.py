@@ -29,9 +29,8 @@ from .circuit import Circuit, Probe
 from .errors import DivergenceError, UnsupportedError
 from .plan import ROLE_INPUT, Plan, lower
 
-__all__ = ["Simulator", "RelaxResult", "History", "ProbeData", "ALGORITHMS"]
+__all__ = ["Simulator", "RelaxResult", "History", "ProbeData"]
 
-ALGORITHMS = ("pc",)
 
 
 @dataclass
@@ -391,8 +390,11 @@ class Simulator:
             src = {"x": res.rec_x, "eps": res.rec_eps, "mu": res.rec_mu}[p.variable]
             self.data.append(p.name, src[sel][:, self.plan.units(p.target)], base + res.rec_steps[sel])
 
-    def _run_batch(self, X, Y, spec, batch=None) -> BatchResult:
-        res = self._backend.run_batch(X, Y, spec)
+    def _run_batch(self, X, Y, spec, batch=None, algo=None, options=None) -> BatchResult:
+        if algo is None or algo.run_batch is None:
+            res = self._backend.run_batch(X, Y, spec)
+        else:
+            res = algo.run_batch(self, X, Y, spec, options or {})
         self._record(res, spec, X.shape[0])
         self._global_step += res.steps + 1
         if res.status != 0:
@@ -475,18 +477,25 @@ class Simulator:
     def train(self, X, Y, *, epochs: int = 1, batch_size: int = 32, steps: int = 50, algorithm: str = "pc",
               shuffle: bool = True, X_test=None, Y_test=None, progress: bool = True, mode: str = "clamp",
               beta: float = 0.0, tol: float | None = None, dt: float | None = None, dt_decay: float = 1.0,
-              init: str = "feedforward", callback=None) -> History:
+              init: str = "feedforward", callback=None, options: dict | None = None) -> History:
         """Train with the prospective-configuration schedule (``algorithm="pc"``).
 
         Per mini-batch: input clamped, values start from the feedforward pass, the output is clamped to
         the target (or nudged, ``mode="nudge"``), the network relaxes ``steps`` steps (or to ``tol``), then
         one local Hebbian weight update.  Returns (and extends) ``sim.history``.
 
-        ``callback(sim, epoch)`` is called after each epoch; returning True stops training.
+        Other schedules (``neurosim.algorithms.names()``, e.g. ``"bp"``) are chosen with ``algorithm``;
+        ``options`` passes their settings.  ``callback(sim, epoch)`` is called after each epoch; returning
+        True stops training.
         """
         self._check_open()
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {algorithm!r}; available: {list(ALGORITHMS)}")
+        from . import algorithms
+        algo = algorithms.get(algorithm)
+        unknown = set(options or {}) - set(algo.options)
+        if unknown:
+            raise ValueError(f"algorithm {algorithm!r} has no option(s) {sorted(unknown)}; options: "
+                             f"{sorted(algo.options) or 'none'}")
+        options = {**algo.options, **(options or {})}
         if mode not in ("clamp", "nudge"):
             raise ValueError(f"training needs mode 'clamp' or 'nudge', got {mode!r}")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
@@ -511,7 +520,7 @@ class Simulator:
                 for bi in range(n_batches):
                     idx = order[bi * batch_size:(bi + 1) * batch_size]
                     xb, yb = X[idx], Y[idx]
-                    res = self._run_batch(xb, yb, spec, batch=self._n_batches)
+                    res = self._run_batch(xb, yb, spec, batch=self._n_batches, algo=algo, options=options)
                     self._n_batches += 1
                     loss = float(0.5 * np.mean(np.sum((yb - res.y0) ** 2, axis=1)))
                     h["loss"].append(loss)

@@ -1,0 +1,124 @@
+r"""Backpropagation on the same network and loss: the baseline every PC comparison needs.
+
+The network is the feedforward reading of the circuit (``x_l = mu_l`` in topological order) and the loss
+is the output term of the energy at the feedforward state,
+:math:`\mathcal{L} = \tfrac{\pi_L}{2}\lVert t - \hat y\rVert^2` (batch mean), so that BP and PC start from
+the same number: with the output clamped, :math:`F(\hat x) = \mathcal{L}`.  Backward pass, in reverse
+topological order, for any DAG of projections:
+
+.. math::
+
+    \delta_L = \pi_L(\hat y - t), \qquad
+    \delta_{pre} \mathrel{+}= \phi'(\hat x_{pre}) \odot a\, W^T \delta_{post} \;(+\, \delta_{post}\text{ for skips}),
+    \qquad \nabla_W \mathcal{L} = a\, \delta_{post}^T \phi(\hat x_{pre}).
+
+The update uses each projection's own optimiser (SGD / Adam) with the sign convention of the Hebbian rule
+(``g = -grad``), so a single-layer network gets identical updates under ``pc`` and ``bp``.
+The same NumPy code serves both backends (its cost is a forward and a backward pass of BLAS calls).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations as act
+from ..backends.base import BatchResult
+from ..backends.reference import optimizer_step
+from ..plan import ROLE_INPUT
+from . import register
+
+_PHI = {a.code: a.name for a in act.ACTIVATIONS.values()}
+
+
+def forward(backend, X):
+    """Feedforward values (B, n_units) of every population (inputs clamped to X)."""
+    p = backend.plan
+    B = X.shape[0]
+    x = np.zeros((B, p.n_units), dtype=backend.dtype)
+    sl = [p.units(n) for n in p.pop_names]
+    for j, i in enumerate(p.input_pops):
+        x[:, sl[i]] = X[:, p.input_off[j]:p.input_off[j] + p.pop_size[i]]
+    for i in range(p.n_pops):
+        if p.pop_role[i] == ROLE_INPUT:
+            continue
+        mu = np.zeros((B, int(p.pop_size[i])), dtype=backend.dtype)
+        for k in range(p.in_start[i], p.in_end[i]):
+            pre = p.proj_pre[k]
+            xs = x[:, sl[pre]]
+            if p.w_off[k] >= 0:
+                mu += p.proj_mult[k] * (act.phi(_PHI[int(p.pop_phi[pre])], xs) @ backend.weight(k).T)
+            if p.b_off[k] >= 0:
+                mu += backend.bias(k)
+            if p.proj_skip[k]:
+                mu += xs
+        x[:, sl[i]] = mu
+    return x
+
+
+def gradients(backend, X, Y):
+    """Loss, output, and the gradients dL/dW_k, dL/db_k (batch mean) of the feedforward network."""
+    p = backend.plan
+    if p.target_pop < 0:
+        raise ValueError("backprop needs a circuit with a target clamp")
+    sl = [p.units(n) for n in p.pop_names]
+    x = forward(backend, X)
+    tsl = sl[p.target_pop]
+    prec = p.precision[tsl]
+    y = x[:, tsl]
+    B = X.shape[0]
+    loss = 0.5 * np.sum(prec * (Y - y) ** 2) / B
+    delta = np.zeros_like(x)
+    delta[:, tsl] = prec * (y - Y)
+    gW, gb = {}, {}
+    for k in reversed(range(p.n_proj)):  # projections are sorted by topological position of post
+        pre, post = p.proj_pre[k], p.proj_post[k]
+        d = delta[:, sl[post]]
+        if p.w_off[k] >= 0:
+            name = _PHI[int(p.pop_phi[pre])]
+            xs = x[:, sl[pre]]
+            W = backend.weight(k)
+            gW[k] = p.proj_mult[k] * (d.T @ act.phi(name, xs)) / B
+            if p.pop_role[pre] != ROLE_INPUT:
+                delta[:, sl[pre]] += act.dphi(name, xs) * (p.proj_mult[k] * (d @ W))
+        if p.b_off[k] >= 0:
+            gb[k] = d.sum(axis=0) / B
+        if p.proj_skip[k] and p.pop_role[pre] != ROLE_INPUT:
+            delta[:, sl[pre]] += d
+    return loss, y, gW, gb
+
+
+def apply_update(backend, gW, gb, scale_sum_B=None):
+    """Apply ``-grad`` through each plastic projection's optimiser (mean reduction unless the rule says sum)."""
+    p = backend.plan
+    for k in range(p.n_proj):
+        if not (p.proj_plastic[k] or p.proj_learn_bias[k]):
+            continue
+        s = 1.0 if p.proj_mean[k] or scale_sum_B is None else float(scale_sum_B)
+        backend.opt_t[k] += 1
+        if p.proj_plastic[k] and k in gW:
+            o, n = p.w_off[k], gW[k].size
+            sh = gW[k].shape
+            optimizer_step(backend.W[o:o + n].reshape(sh), -s * gW[k], backend.mW[o:o + n].reshape(sh),
+                           backend.vW[o:o + n].reshape(sh), backend.opt_t[k], p.proj_lr[k], p.opt_kind[k],
+                           p.opt_param[k])
+        if p.proj_learn_bias[k] and k in gb:
+            o, n = p.b_off[k], gb[k].size
+            optimizer_step(backend.b[o:o + n], -s * gb[k], backend.mb[o:o + n], backend.vb[o:o + n],
+                           backend.opt_t[k], p.proj_lr[k], p.opt_kind[k], p.opt_param[k])
+
+
+def run_batch(sim, X, Y, spec, options) -> BatchResult:
+    """One BP step on a batch; returns a BatchResult whose energy row is the loss at the output."""
+    be = sim.backend
+    loss, y, gW, gb = gradients(be, X, Y)
+    if not np.isfinite(loss):
+        e = np.zeros((1, be.plan.n_pops))
+        e[0, be.plan.target_pop] = loss
+        return BatchResult(steps=0, energy=e, status=1, fail_step=0, fail_pop=int(be.plan.target_pop), y0=y, y=y)
+    if spec.learn:
+        apply_update(be, gW, gb, scale_sum_B=X.shape[0])
+    e = np.zeros((1, be.plan.n_pops))
+    e[0, be.plan.target_pop] = loss
+    return BatchResult(steps=0, energy=e, y0=y, y=y)
+
+
+register("bp", run_batch, "backpropagation on the same feedforward network and loss (the baseline)")

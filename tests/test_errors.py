@@ -1,0 +1,242 @@
+"""Bad inputs fail early with a ValueError that names the offending object; diverging runs raise
+``ns.DivergenceError`` with the step and population, and keep what was recorded before the failure."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import neurosim as ns
+
+BACKENDS = ["reference", "numba"]
+
+
+def small_net(**kw):
+    return ns.hierarchy([3, 4, 2], phi="tanh", **kw)
+
+
+def layered(pops, errs, projs, clamps, name="c"):
+    return ns.Circuit(tuple(pops), tuple(errs), tuple(projs), tuple(clamps), name=name)
+
+
+# ----------------------------------------------------------------------------- shapes
+def test_identity_skip_needs_equal_sizes():
+    with pytest.raises(ValueError, match=r"Projection 'W2'.*identity skip.*'h1' has 4 units.*'output' has 2"):
+        ns.hierarchy([3, 4, 2], skips=[False, True])
+
+
+def test_precision_vector_of_wrong_length():
+    pops = [ns.ValuePopulation("s", 3), ns.ValuePopulation("y", 2)]
+    errs = [ns.ErrorPopulation("eps_y", "y", precision=(1.0, 2.0, 3.0))]
+    projs = [ns.Projection("W", "s", "y")]
+    with pytest.raises(ValueError, match=r"ErrorPopulation 'eps_y'.*precision has 3 values.*'y' has 2 units"):
+        layered(pops, errs, projs, [ns.Clamp("s", "input"), ns.Clamp("y", "target")])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_data_with_wrong_number_of_columns(backend):
+    sim = ns.Simulator(small_net(), backend=backend)
+    X, Y = np.zeros((5, 3)), np.zeros((5, 2))
+    with pytest.raises(ValueError, match=r"X must have shape \(batch, 3\), got \(5, 4\)"):
+        sim.run(np.zeros((5, 4)), Y, mode="clamp")
+    with pytest.raises(ValueError, match=r"Y must have shape \(batch, 2\), got \(5, 3\)"):
+        sim.learn(X, np.zeros((5, 3)))
+    with pytest.raises(ValueError, match=r"X must have shape \(batch, 3\)"):
+        sim.predict(np.zeros((5, 2)))
+    with pytest.raises(ValueError, match=r"X has 5 samples but Y has 4"):
+        sim.train(X, np.zeros((4, 2)), progress=False)
+    with pytest.raises(ValueError, match=r"X contains NaN or inf"):
+        sim.run(np.full((5, 3), np.nan))
+    with pytest.raises(ValueError, match=r"target Y is needed"):
+        sim.run(X, mode="clamp")
+
+
+# ----------------------------------------------------------------------------- declarations
+def test_unknown_activation_names_population_and_lists_known():
+    with pytest.raises(ValueError) as ei:
+        ns.ValuePopulation("hidden", 4, phi="softplusx")
+    msg = str(ei.value)
+    assert "'hidden'" in msg and "'softplusx'" in msg
+    for name in ("linear", "tanh", "sigmoid", "relu", "leaky_relu"):
+        assert name in msg
+    with pytest.raises(ValueError, match=r"ValuePopulation 'h1'.*unknown activation 'gelu'"):
+        ns.hierarchy([3, 4, 2], phi="gelu")
+
+
+@pytest.mark.parametrize("tau", [-1.0, 0.0, float("nan"), float("inf")])
+def test_bad_tau_x(tau):
+    with pytest.raises(ValueError, match=r"ValuePopulation 'v'.*tau_x"):
+        ns.ValuePopulation("v", 3, tau_x=tau)
+
+
+@pytest.mark.parametrize("tau", [-0.1, float("nan")])
+def test_bad_tau_eps(tau):
+    with pytest.raises(ValueError, match=r"ErrorPopulation 'e'.*tau_eps"):
+        ns.ErrorPopulation("e", "v", tau_eps=tau)
+    ns.ErrorPopulation("e", "v", tau_eps=0.0)  # zero means instantaneous errors: allowed
+
+
+@pytest.mark.parametrize("prec", [0.0, -1.0, (1.0, -2.0)])
+def test_bad_precision(prec):
+    with pytest.raises(ValueError, match=r"ErrorPopulation 'e'.*precision"):
+        ns.ErrorPopulation("e", "v", precision=prec)
+
+
+def test_bad_sizes_and_names():
+    with pytest.raises(ValueError, match=r"ValuePopulation 'v'.*size"):
+        ns.ValuePopulation("v", 0)
+    with pytest.raises(ValueError, match=r"ValuePopulation name '1bad'"):
+        ns.ValuePopulation("1bad", 3)
+    with pytest.raises(ValueError, match=r"Projection 'W'.*self-loops"):
+        ns.Projection("W", "a", "a")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dt_too_large_for_value_population(backend):
+    net = ns.hierarchy([3, 4, 2], tau_x=0.5, precision=2.0, output_precision=1.0)
+    with pytest.raises(ValueError) as ei:
+        ns.Simulator(net, dt=0.6, backend=backend)
+    msg = str(ei.value)
+    assert "'h1'" in msg and "dt=0.6" in msg
+    assert "reduce dt or increase tau_x" in msg and "0.5" in msg  # the bound 2 tau_x / precision
+    ns.Simulator(net, dt=0.45, backend=backend)  # below the bound: fine
+    sim = ns.Simulator(net, dt=0.1, backend=backend)
+    with pytest.raises(ValueError, match=r"too large for value population 'h1'"):
+        sim.run(np.zeros((2, 3)), dt=0.6)  # a per-run dt is checked too
+
+
+def test_dt_too_large_for_error_population():
+    net = ns.hierarchy([3, 4, 2], tau_eps=0.02)
+    with pytest.raises(ValueError) as ei:
+        ns.Simulator(net, dt=0.1, backend="reference")
+    msg = str(ei.value)
+    assert "error population 'eps_h1'" in msg and "reduce dt or increase tau_eps" in msg
+
+
+def test_cycle_is_rejected():
+    pops = [ns.ValuePopulation("s", 2), ns.ValuePopulation("a", 3), ns.ValuePopulation("b", 3)]
+    errs = [ns.ErrorPopulation("ea", "a"), ns.ErrorPopulation("eb", "b")]
+    projs = [ns.Projection("Wsa", "s", "a"), ns.Projection("Wab", "a", "b"), ns.Projection("Wba", "b", "a")]
+    with pytest.raises(ValueError, match=r"cycle through \['a', 'b'\]"):
+        layered(pops, errs, projs, [ns.Clamp("s", "input")])
+
+
+def test_unpredicted_population_must_be_clamped():
+    pops = [ns.ValuePopulation("s", 2), ns.ValuePopulation("orphan", 3), ns.ValuePopulation("y", 2)]
+    errs = [ns.ErrorPopulation("ey", "y")]
+    projs = [ns.Projection("W", "s", "y")]
+    with pytest.raises(ValueError, match=r"'orphan' has no incoming projection.*ns.Clamp\('orphan', 'input'\)"):
+        layered(pops, errs, projs, [ns.Clamp("s", "input")])
+
+
+def test_predicted_population_needs_error_population():
+    pops = [ns.ValuePopulation("s", 2), ns.ValuePopulation("y", 2)]
+    with pytest.raises(ValueError, match=r"'y' is predicted by \['W'\] but has no ErrorPopulation"):
+        layered(pops, [], [ns.Projection("W", "s", "y")], [ns.Clamp("s", "input")])
+
+
+def test_duplicate_names():
+    pops = [ns.ValuePopulation("s", 2), ns.ValuePopulation("y", 2)]
+    errs = [ns.ErrorPopulation("y", "y")]
+    with pytest.raises(ValueError, match=r"name 'y' is used by both a ValuePopulation and a ErrorPopulation"):
+        layered(pops, errs, [ns.Projection("W", "s", "y")], [ns.Clamp("s", "input")])
+    pops = [ns.ValuePopulation("s", 2), ns.ValuePopulation("s", 2)]
+    with pytest.raises(ValueError, match=r"name 's' is used by both"):
+        layered(pops, [], [], [ns.Clamp("s", "input")])
+
+
+def test_unknown_references():
+    pops = [ns.ValuePopulation("s", 2), ns.ValuePopulation("y", 2)]
+    errs = [ns.ErrorPopulation("ey", "y")]
+    with pytest.raises(ValueError, match=r"Projection 'W': post population 'z' does not exist"):
+        layered(pops, errs, [ns.Projection("W", "s", "z")], [ns.Clamp("s", "input")])
+    with pytest.raises(ValueError, match=r"Clamp: population 'q' does not exist"):
+        layered(pops, errs, [ns.Projection("W", "s", "y")], [ns.Clamp("s", "input"), ns.Clamp("q", "target")])
+    with pytest.raises(ValueError, match=r"Probe 'nope.x': population 'nope' does not exist"):
+        ns.Simulator(small_net(), backend="reference", probes=[ns.Probe("nope", "x")])
+    with pytest.raises(ValueError, match=r"Probe 'input.eps'.*no error population"):
+        ns.Simulator(small_net(), backend="reference", probes=[ns.Probe("input", "eps")])
+
+
+def test_unknown_backend_and_options():
+    with pytest.raises(ValueError, match=r"unknown backend 'cuda'.*'reference'.*'numba'"):
+        ns.Simulator(small_net(), backend="cuda")
+    with pytest.raises(ns.UnsupportedError, match="brian2"):
+        ns.Simulator(small_net(), backend="brian2")
+    with pytest.raises(ValueError, match=r"unknown integrator 'rk4'"):
+        ns.Simulator(small_net(), backend="reference", integrator="rk4")
+    with pytest.raises(ValueError, match=r"dtype must be float64 or float32"):
+        ns.Simulator(small_net(), backend="reference", dtype="float16")
+    sim = ns.Simulator(small_net(), backend="reference")
+    X, Y = np.zeros((2, 3)), np.zeros((2, 2))
+    with pytest.raises(ValueError, match=r"mode must be one of"):
+        sim.run(X, Y, mode="clamped")
+    with pytest.raises(ValueError, match=r"init must be one of"):
+        sim.run(X, Y, init="random")
+    with pytest.raises(ValueError, match=r"nudge' needs beta > 0"):
+        sim.run(X, Y, mode="nudge")
+    with pytest.raises(ValueError, match=r"steps must be a non-negative int"):
+        sim.run(X, Y, steps=-1)
+    with pytest.raises(ValueError, match=r"unknown algorithm 'bp'"):
+        sim.train(X, Y, algorithm="bp", progress=False)
+
+
+# ----------------------------------------------------------------------------- divergence
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_divergence_error_names_step_and_population(backend):
+    net = ns.hierarchy([3, 5, 2], phi="linear", bias=False)
+    probes = [ns.Probe("h1", "x"), ns.Probe("output", "energy")]
+    sim = ns.Simulator(net, dt=0.5, backend=backend, probes=probes)
+    X, Y = np.random.default_rng(0).normal(size=(3, 3)), np.random.default_rng(1).normal(size=(3, 2))
+    # dt passes the per-population check, but these weights make the coupled dynamics unstable
+    sim.set_weights("W2", np.full((2, 5), 4.0))
+    with pytest.raises(ns.DivergenceError) as ei:
+        sim.run(X, Y, steps=5000, mode="clamp")
+    e = ei.value
+    assert isinstance(e.step, int) and 10 < e.step < 5000
+    assert e.population in ("h1", "output")
+    assert f"step {e.step}" in str(e) and repr(e.population) in str(e)
+    assert e.batch is None
+    # what was recorded before the failure is kept
+    hx, en = sim.data["h1.x"], sim.data["output.energy"]
+    assert len(hx) >= e.step and len(en) >= e.step
+    np.testing.assert_array_equal(sim.data.steps("h1.x")[:e.step], np.arange(e.step))
+    assert np.all(np.isfinite(hx[:e.step])) and np.all(np.isfinite(en[:e.step]))
+    assert np.max(np.abs(hx[e.step - 1])) > 1e100  # and it shows the blow-up
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_divergence_at_initialisation(backend):
+    sim = ns.Simulator(ns.hierarchy([3, 5, 2], phi="linear", bias=False), backend=backend)
+    sim.set_weights("W2", np.full((2, 5), 1e200))
+    with pytest.raises(ns.DivergenceError, match=r"step 0 in population 'output'") as ei:
+        sim.run(np.ones((2, 3)), np.ones((2, 2)), mode="clamp")
+    assert (ei.value.step, ei.value.population) == (0, "output")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_training_divergence_keeps_history(backend):
+    net = ns.hierarchy([3, 5, 2], phi="linear", bias=True, lr=1e6)
+    sim = ns.Simulator(net, backend=backend, probes=[ns.Probe("W1", "weight_norm")])
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 3)), rng.normal(size=(40, 2))
+    with pytest.raises(ns.DivergenceError) as ei:
+        sim.train(X, Y, epochs=3, batch_size=4, steps=10, progress=False)
+    e = ei.value
+    assert e.batch is not None and e.batch >= 1
+    assert f"training batch {e.batch}" in str(e)
+    h = sim.history
+    assert len(h["loss"]) == len(h["energy"]) == len(h["steps"]) == e.batch
+    assert np.all(np.isfinite(h["loss"]))
+    assert len(sim.data["W1.weight_norm"]) == e.batch
+    # the simulator is still usable after resetting
+    sim.reset()
+    assert len(sim.history["loss"]) == 0
+    sim.run(X[:4], Y[:4], steps=5, mode="clamp")

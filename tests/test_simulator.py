@@ -1,0 +1,288 @@
+"""Simulator API behaviour: seeding, predict/evaluate, probes, reset, lifecycle, state, weights, train."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import neurosim as ns
+
+BACKENDS = ["reference", "numba"]
+
+
+def net(**kw):
+    kw.setdefault("phi", "tanh")
+    return ns.hierarchy([4, 6, 3], **kw)
+
+
+def dataset(n=24, seed=0, n_in=4, n_out=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_in))
+    Y = np.eye(n_out)[rng.integers(0, n_out, n)]
+    return X, Y
+
+
+# ----------------------------------------------------------------------------- seeding
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_seed_same_numbers_different_seed_differs(backend):
+    X, Y = dataset()
+    sims = [ns.Simulator(net(), backend=backend, seed=s) for s in (3, 3, 4)]
+    hs = [s.train(X, Y, epochs=2, batch_size=5, steps=10, progress=False) for s in sims]
+    assert hs[0]["loss"] == hs[1]["loss"] and hs[0]["energy"] == hs[1]["energy"]
+    for k in sims[0].weights:
+        np.testing.assert_array_equal(sims[0].weights[k], sims[1].weights[k])
+    assert hs[0]["loss"] != hs[2]["loss"]
+    assert not np.allclose(sims[0].weights["W1"], sims[2].weights["W1"])
+    # the seed alone fixes the initial weights (sampled by lower())
+    np.testing.assert_array_equal(ns.lower(net(), seed=3).W, ns.Simulator(net(), backend=backend, seed=3).plan.W)
+
+
+def test_shuffle_depends_on_seed_not_on_weights():
+    """With shuffle=False training is the plain sequence of learn() calls on consecutive batches."""
+    X, Y = dataset(10)
+    a = ns.Simulator(net(), backend="reference", seed=1)
+    b = ns.Simulator(net(), backend="reference", seed=1)
+    h = a.train(X, Y, epochs=1, batch_size=4, steps=7, shuffle=False, progress=False)
+    losses = []
+    for i in range(0, 10, 4):
+        yhat = b.predict(X[i:i + 4])
+        losses.append(0.5 * np.mean(np.sum((Y[i:i + 4] - yhat) ** 2, axis=1)))
+        r = b.learn(X[i:i + 4], Y[i:i + 4], steps=7)
+        assert h["steps"][i // 4] == r.steps == 7
+    np.testing.assert_allclose(h["loss"], losses, rtol=1e-12)
+    for k in a.weights:
+        np.testing.assert_allclose(a.weights[k], b.weights[k], rtol=0, atol=1e-14)
+    # epoch loss is the sample-weighted mean of the batch losses (batches of 4, 4, 2)
+    assert h["epoch_loss"][0] == pytest.approx((4 * losses[0] + 4 * losses[1] + 2 * losses[2]) / 10, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- predict / evaluate
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_predict_is_feedforward(backend):
+    sim = ns.Simulator(ns.hierarchy([4, 6, 5, 3], phi=["tanh", "relu"], multipliers=[1.0, 2.0, 0.5]),
+                       backend=backend, seed=2)
+    rng = np.random.default_rng(1)
+    for k, v in sim.weights.items():
+        if k.endswith(".b"):
+            sim.set_weights(k[:-2], b=rng.normal(size=v.shape))
+    X, _ = dataset(9)
+    W = sim.weights
+    h1 = X @ W["W1"].T + W["W1.b"]
+    h2 = 2.0 * np.tanh(h1) @ W["W2"].T + W["W2.b"]
+    y = 0.5 * np.maximum(h2, 0) @ W["W3"].T + W["W3.b"]
+    np.testing.assert_allclose(sim.predict(X), y, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(sim.predict(X, batch_size=2), y, rtol=1e-12, atol=1e-14)
+    # the free equilibrium of a layered net is the feedforward pass
+    np.testing.assert_allclose(sim.predict(X, relax=True, steps=30), y, rtol=1e-12, atol=1e-14)
+    assert sim.predict(X[0]).shape == (1, 3)  # one sample as a 1-d array
+    with pytest.raises(TypeError, match="unexpected"):
+        sim.predict(X, bogus=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate(backend):
+    sim = ns.Simulator(net(), backend=backend, seed=0)
+    X, Y = dataset(30, seed=5)
+    yhat = sim.predict(X)
+    ev = sim.evaluate(X, Y)
+    assert ev["loss"] == pytest.approx(0.5 * np.mean(np.sum((Y - yhat) ** 2, axis=1)), rel=1e-12)
+    assert ev["accuracy"] == pytest.approx(np.mean(np.argmax(yhat, 1) == np.argmax(Y, 1)))
+    # a regression target (one column) has no accuracy
+    sim1 = ns.Simulator(ns.hierarchy([4, 3, 1]), backend=backend)
+    assert set(sim1.evaluate(X, X[:, :1])) == {"loss"}
+
+
+# ----------------------------------------------------------------------------- probes
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_probe_shapes_every_and_item(backend):
+    probes = [ns.Probe("h1", "x", every=3, item=2), ns.Probe("output", "eps", every=2, item=2),
+              ns.Probe("h1", "mu", every=3, item=2), ns.Probe("output", "energy", every=4),
+              ns.Probe("h1", "energy", name="Fh")]
+    sim = ns.Simulator(net(), backend=backend, probes=probes)
+    X, Y = dataset(5)
+    res = sim.run(X, Y, steps=12, mode="clamp")
+    d = sim.data
+    assert d["h1.x"].shape == (5, 6)          # steps 0, 3, 6, 9, 12
+    assert d["output.eps"].shape == (7, 3)    # 0, 2, ..., 12
+    assert d["h1.mu"].shape == (5, 6)
+    assert d["output.energy"].shape == (4, 1)  # 0, 4, 8, 12
+    assert d["Fh"].shape == (13, 1)
+    np.testing.assert_array_equal(d.steps("h1.x"), [0, 3, 6, 9, 12])
+    np.testing.assert_array_equal(d.steps("output.energy"), [0, 4, 8, 12])
+    # last records are the final state of sample 2; energies are the rows of res.energy
+    np.testing.assert_array_equal(d["h1.x"][-1], res.x["h1"][2])
+    np.testing.assert_array_equal(d["h1.mu"][-1], res.mu["h1"][2])
+    np.testing.assert_array_equal(d["output.eps"][-1], res.eps["output"][2])
+    j = res.populations.index("h1")
+    np.testing.assert_array_equal(d["Fh"][:, 0], res.energy[:, j])
+    np.testing.assert_array_equal(d[probes[0]], d["h1.x"])  # lookup by Probe object
+    # the clamped output's error is recorded consistently with x and mu
+    assert "h1.x" in d and "nope" not in d
+    with pytest.raises(KeyError, match="no probe named 'nope'"):
+        d["nope"]
+    # a second run continues the global step count
+    sim.run(X, Y, steps=12, mode="clamp")
+    np.testing.assert_array_equal(d.steps("h1.x"), [0, 3, 6, 9, 12, 13, 16, 19, 22, 25])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_max_records_keeps_most_recent(backend):
+    probes = [ns.Probe("h1", "x", name="all"), ns.Probe("h1", "x", name="last5", max_records=5),
+              ns.Probe("output", "energy", name="E3", max_records=3)]
+    sim = ns.Simulator(net(), backend=backend, probes=probes)
+    X, Y = dataset(3)
+    for _ in range(3):
+        sim.run(X, Y, steps=10, mode="clamp")
+    full = sim.data["all"]
+    assert full.shape == (33, 6)
+    np.testing.assert_array_equal(sim.data["last5"], full[-5:])
+    np.testing.assert_array_equal(sim.data.steps("last5"), sim.data.steps("all")[-5:])
+    assert sim.data["E3"].shape == (3, 1)
+    np.testing.assert_array_equal(sim.data.steps("E3"), [30, 31, 32])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weight_norm_probe_during_training(backend):
+    sim = ns.Simulator(net(), backend=backend, probes=[ns.Probe("W2", "weight_norm", every=2)])
+    X, Y = dataset(24)
+    norms = []
+    sim.train(X, Y, epochs=1, batch_size=4, steps=5, progress=False,
+              callback=lambda s, e: norms.append(np.linalg.norm(s.weights["W2"])))
+    wn = sim.data["W2.weight_norm"]
+    assert wn.shape == (3, 1)                # 6 batches, every 2nd
+    np.testing.assert_array_equal(sim.data.steps("W2.weight_norm"), [2, 4, 6])
+    assert wn[-1, 0] == pytest.approx(norms[-1], rel=1e-12)
+    assert len(set(wn[:, 0])) == 3           # the weights changed between records
+    sim.run(X, Y, steps=5, mode="clamp")     # relaxations do not record weight norms
+    assert sim.data["W2.weight_norm"].shape == (3, 1)
+
+
+def test_probes_from_circuit_and_duplicates():
+    c = net().with_probes(ns.Probe("h1", "x"))
+    sim = ns.Simulator(c, backend="reference", probes=[ns.Probe("output", "energy")])
+    assert set(sim.data.keys()) == {"h1.x", "output.energy"}
+    with pytest.raises(ValueError, match="probe names must be unique"):
+        ns.Simulator(c, backend="reference", probes=[ns.Probe("h1", "x")])
+    with pytest.raises(ValueError, match="same batch item"):
+        ns.Simulator(net(), backend="reference", probes=[ns.Probe("h1", "x", item=0), ns.Probe("h1", "eps", item=1)])
+
+
+# ----------------------------------------------------------------------------- reset, lifecycle, state
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reset_restores_initial_weights(backend):
+    sim = ns.Simulator(net(optimizer=ns.Adam()), backend=backend, seed=5, probes=[ns.Probe("h1", "x")])
+    w0 = sim.weights
+    X, Y = dataset(12)
+    h1 = dict(sim.train(X, Y, epochs=2, batch_size=4, steps=5, progress=False))
+    h1 = {k: list(v) for k, v in h1.items() if k != "epoch_time"}
+    assert not np.allclose(sim.weights["W1"], w0["W1"])
+    sim.set_weights("W2", np.zeros((3, 6)))
+    sim.reset()
+    for k in w0:
+        np.testing.assert_array_equal(sim.weights[k], w0[k])
+    assert sim.history["loss"] == [] and len(sim.data["h1.x"]) == 0 and sim.state() == {}
+    # optimiser state was cleared too: training again repeats the first history exactly
+    h2 = sim.train(X, Y, epochs=2, batch_size=4, steps=5, progress=False)
+    for k, v in h1.items():
+        assert list(h2[k]) == v, k
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_context_manager_closes(backend):
+    X, Y = dataset(4)
+    with ns.Simulator(net(), backend=backend) as sim:
+        sim.run(X, Y, steps=2, mode="clamp")
+        assert "closed=" not in repr(sim) and backend in repr(sim)
+    for call in (lambda: sim.run(X, Y), lambda: sim.learn(X, Y), lambda: sim.predict(X),
+                 lambda: sim.train(X, Y, progress=False), sim.reset):
+        with pytest.raises(RuntimeError, match="closed"):
+            call()
+    sim.close()  # closing twice is harmless
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_state(backend):
+    sim = ns.Simulator(net(tau_eps=0.3), backend=backend, dt=0.05)
+    assert sim.state() == {}
+    X, Y = dataset(5)
+    res = sim.run(X, Y, steps=8, mode="clamp")
+    st = sim.state()
+    assert set(st) == {"input", "h1", "output"}
+    for name, size in (("input", 4), ("h1", 6), ("output", 3)):
+        for var in ("x", "eps", "mu"):
+            assert st[name][var].shape == (5, size)
+            np.testing.assert_array_equal(st[name][var], getattr(res, var)[name])
+    np.testing.assert_array_equal(st["input"]["x"], X)
+    np.testing.assert_array_equal(st["output"]["x"], Y)
+    assert np.all(st["input"]["eps"] == 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_and_set_weights(backend):
+    sim = ns.Simulator(net(), backend=backend)
+    w = sim.weights
+    assert set(w) == {"W1", "W1.b", "W2", "W2.b"}
+    assert w["W1"].shape == (6, 4) and w["W2"].shape == (3, 6) and w["W2.b"].shape == (3,)
+    w["W1"][:] = 7.0  # a copy
+    assert not np.any(sim.weights["W1"] == 7.0)
+    new = np.arange(18.0).reshape(3, 6)
+    sim.set_weights("W2", new, b=np.ones(3))
+    np.testing.assert_array_equal(sim.weights["W2"], new)
+    np.testing.assert_array_equal(sim.weights["W2.b"], np.ones(3))
+    with pytest.raises(ValueError, match=r"projection 'W2': W must have shape \(3, 6\), got \(6, 3\)"):
+        sim.set_weights("W2", new.T)
+    with pytest.raises(ValueError, match=r"projection 'W1': b must have shape \(6,\), got \(3,\)"):
+        sim.set_weights("W1", b=np.ones(3))
+    nb = ns.Simulator(net(bias=False), backend=backend)
+    with pytest.raises(ValueError, match="has no bias"):
+        nb.set_weights("W1", b=np.ones(6))
+    with pytest.raises(KeyError, match="no projection 'W9'"):
+        sim.set_weights("W9", new)
+
+
+# ----------------------------------------------------------------------------- train
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_train_history_keys_and_lengths(backend):
+    sim = ns.Simulator(net(), backend=backend, seed=0)
+    X, Y = dataset(22)
+    Xt, Yt = dataset(10, seed=9)
+    h = sim.train(X, Y, epochs=3, batch_size=5, steps=6, X_test=Xt, Y_test=Yt, progress=False)
+    assert h is sim.history and isinstance(h, ns.History)
+    assert set(h) == set(ns.History.KEYS)
+    n_batches = 5  # ceil(22 / 5)
+    for k in ("loss", "accuracy", "energy", "steps"):
+        assert len(h[k]) == 3 * n_batches, k
+    for k in ("epoch_loss", "epoch_accuracy", "test_loss", "test_accuracy", "epoch_time"):
+        assert len(h[k]) == 3, k
+    assert h.steps == [6] * 15                      # attribute access
+    assert all(0.0 <= a <= 1.0 for a in h["accuracy"] + h["epoch_accuracy"] + h["test_accuracy"])
+    assert all(e >= 0 for e in h["energy"])
+    ev = sim.evaluate(Xt, Yt)
+    assert h["test_loss"][-1] == pytest.approx(ev["loss"], rel=1e-12)
+    assert h["test_accuracy"][-1] == pytest.approx(ev["accuracy"])
+    # training extends the history; a callback returning True stops early
+    sim.train(X, Y, epochs=5, batch_size=11, steps=6, progress=False, callback=lambda s, e: e == 1)
+    assert len(h["epoch_loss"]) == 5 and len(h["loss"]) == 15 + 2 * 2
+    js = h.to_json()
+    assert set(js) == set(ns.History.KEYS) and all(isinstance(v, float) for v in js["loss"])
+    # training lowers the loss on this easy task
+    sim2 = ns.Simulator(net(lr=0.1), backend=backend, seed=0)
+    h2 = sim2.train(X, Y, epochs=30, batch_size=11, steps=10, progress=False)
+    assert h2["epoch_loss"][-1] < 0.8 * h2["epoch_loss"][0]
+
+
+def test_train_regression_has_no_accuracy():
+    sim = ns.Simulator(ns.hierarchy([4, 5, 1]), backend="reference")
+    X, _ = dataset(8)
+    h = sim.train(X, X[:, :1], epochs=2, batch_size=4, steps=3, progress=False)
+    assert len(h["loss"]) == 4 and h["accuracy"] == [] and h["epoch_accuracy"] == []
+
+
+def test_train_argument_checks():
+    sim = ns.Simulator(net(), backend="reference")
+    X, Y = dataset(4)
+    with pytest.raises(ValueError, match="training needs mode 'clamp' or 'nudge'"):
+        sim.train(X, Y, mode="free", progress=False)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        sim.train(X, Y, batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="epochs must be a non-negative int"):
+        sim.train(X, Y, epochs=1.5, progress=False)
