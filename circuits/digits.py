@@ -26,6 +26,7 @@ DEFAULTS = {
     "seed": 0,               # weight init, split and shuffling
     "hidden": [128],         # hidden layer sizes
     "phi": "tanh",           # hidden activation
+    "algorithm": "pc",       # pc | bp | any name in neurosim.algorithms.names()
     "lr": 0.05,              # Hebbian learning rate
     "optimizer": "sgd",      # sgd | adam
     "momentum": 0.9,         # SGD momentum
@@ -53,7 +54,8 @@ def run(cfg, out, progress=True) -> dict:
     sim = ns.Simulator(net, dt=cfg["dt"], backend=cfg["backend"], seed=cfg["seed"], dtype=cfg["dtype"],
                        integrator=cfg["integrator"])
     hist = sim.train(data.X_train, data.Y_train, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                     steps=cfg["steps"], X_test=data.X_test, Y_test=data.Y_test, progress=progress)
+                     steps=cfg["steps"], X_test=data.X_test, Y_test=data.Y_test, progress=progress,
+                     algorithm=cfg["algorithm"])
     train_eval = sim.evaluate(data.X_train, data.Y_train)
     test_eval = sim.evaluate(data.X_test, data.Y_test)
 
@@ -76,6 +78,7 @@ def run(cfg, out, progress=True) -> dict:
     plot.weights(sim.weights, path=out / "weights.png")
     epoch_time = float(np.sum(hist["epoch_time"]))
     return {
+        "algorithm": cfg["algorithm"],
         "test_accuracy": test_eval["accuracy"],
         "train_accuracy": train_eval["accuracy"],
         "test_loss": test_eval["loss"],

@@ -181,10 +181,13 @@ class Simulator:
     integrator : {"euler", "heun"}
     probes : sequence of Probe
         Added to the circuit's own probes.
+    backend_options : dict, optional
+        Backend-specific settings passed to the backend's constructor (e.g. brian2's ``mode``); a
+        backend that does not know an option raises a ValueError naming it.
     """
 
     def __init__(self, circuit: Circuit, dt: float = 0.1, backend: str = "numba", seed: int = 0,
-                 dtype="float64", integrator: str = "euler", probes=()):
+                 dtype="float64", integrator: str = "euler", probes=(), backend_options: dict | None = None):
         if not isinstance(circuit, Circuit):
             raise TypeError(f"Simulator needs a neurosim Circuit, got {type(circuit).__name__}")
         for pb in probes:
@@ -206,7 +209,11 @@ class Simulator:
         if missing:
             raise UnsupportedError(f"backend {backend!r} cannot run {sorted(missing)} (needed by circuit "
                                    f"{circuit.name!r})")
-        self._backend = cls(self.plan, self.dtype)
+        self.backend_options = dict(backend_options or {})
+        if self.backend_options:
+            self._backend = cls(self.plan, self.dtype, **self.backend_options)
+        else:
+            self._backend = cls(self.plan, self.dtype)
         self.probes = tuple(circuit.probes) + tuple(probes)
         names = [p.name for p in self.probes]
         if len(set(names)) != len(names):

@@ -106,6 +106,24 @@ def test_dt_too_large_for_value_population(backend):
         sim.run(np.zeros((2, 3)), dt=0.6)  # a per-run dt is checked too
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dt_too_large_for_nudged_target(backend):
+    """Nudging adds beta to the stiffness of the target: tau_x dx/dt = -pi (x - mu) + beta (t - x), so
+    explicit integration needs dt (pi + beta) / tau_x < 2.  A run that breaks this bound is knowable before
+    the first step and must be refused with a ValueError naming the target population, not left to
+    oscillate into a DivergenceError hundreds of steps later.
+
+    Currently fails (simulator bug): ``Simulator._spec`` checks dt against tau_x / precision only.
+    """
+    sim = ns.Simulator(small_net(), dt=0.1, backend=backend)
+    X, Y = np.ones((2, 3)), np.ones((2, 2))
+    sim.run(X, Y, steps=50, mode="nudge", beta=15.0)  # dt (1 + 15) = 1.6 < 2: fine
+    with pytest.raises(ValueError, match=r"'output'.*beta|beta.*'output'"):
+        sim.run(X, Y, steps=3000, mode="nudge", beta=50.0)  # dt (1 + 50) = 5.1
+    with pytest.raises(ValueError, match=r"'output'.*beta|beta.*'output'"):
+        sim.train(X, Y, mode="nudge", beta=50.0, steps=3000, progress=False)
+
+
 def test_dt_too_large_for_error_population():
     net = ns.hierarchy([3, 4, 2], tau_eps=0.02)
     with pytest.raises(ValueError) as ei:
@@ -178,8 +196,8 @@ def test_unknown_backend_and_options():
         sim.run(X, Y, mode="nudge")
     with pytest.raises(ValueError, match=r"steps must be a non-negative int"):
         sim.run(X, Y, steps=-1)
-    with pytest.raises(ValueError, match=r"unknown algorithm 'bp'"):
-        sim.train(X, Y, algorithm="bp", progress=False)
+    with pytest.raises(ValueError, match=r"unknown algorithm 'no_such_algo'; available: .*pc"):
+        sim.train(X, Y, algorithm="no_such_algo", progress=False)
 
 
 # ----------------------------------------------------------------------------- divergence

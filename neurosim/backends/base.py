@@ -62,7 +62,9 @@ class Backend:
     #: features this backend can run; the Simulator checks these at build time
     supports = frozenset()
 
-    def __init__(self, plan: Plan, dtype=np.float64):
+    def __init__(self, plan: Plan, dtype=np.float64, **options):
+        if options:
+            raise ValueError(f"backend {self.name!r} takes no options, got {sorted(options)}")
         self.plan = plan
         self.dtype = np.dtype(dtype)
         self.W = plan.W.astype(self.dtype).copy()
