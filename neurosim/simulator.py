@@ -105,6 +105,7 @@ class ProbeData:
         self.probes = {p.name: p for p in probes}
         self._chunks = {p.name: [] for p in probes}
         self._steps = {p.name: [] for p in probes}
+        self._width = {}
 
     def _key(self, key):
         name = key.name if isinstance(key, Probe) else key
@@ -135,7 +136,7 @@ class ProbeData:
         name = self._key(key)
         ch = self._chunks[name]
         if not ch:
-            return np.zeros((0, 0))
+            return np.zeros((0, self._width.get(name, 0)))
         return np.concatenate(ch, axis=0)
 
     def steps(self, key) -> np.ndarray:
@@ -223,6 +224,7 @@ class Simulator:
             raise ValueError(f"Simulator: all x/eps/mu probes must record the same batch item, got {sorted(items)}")
         self._probe_item = items.pop() if items else 0
         self.data = ProbeData(self.probes)
+        self.data._width = {p.name: self._probe_width(p) for p in self.probes}
         self.history = History()
         self._global_step = 0
         self._n_batches = 0
@@ -357,8 +359,18 @@ class Simulator:
             raise ValueError("tol must be >= 0")
         if not (0 < dt_decay <= 1):
             raise ValueError(f"dt_decay must be in (0, 1], got {dt_decay}")
-        if MODES[mode] == MODE_NUDGE and not beta > 0:
-            raise ValueError("mode='nudge' needs beta > 0")
+        if MODES[mode] == MODE_NUDGE:
+            if not beta > 0:
+                raise ValueError("mode='nudge' needs beta > 0")
+            if self.plan.target_pop >= 0:
+                name = self.plan.pop_names[self.plan.target_pop]
+                tau = self.circuit.population(name).tau_x
+                prec = float(np.max(self.plan.precision[self.plan.units(name)]))
+                if dt * (prec + beta) / tau >= 2.0:
+                    raise ValueError(
+                        f"dt={dt} is too large for the nudged target population {name!r} (tau_x={tau}, precision "
+                        f"{prec}, beta={beta}): explicit integration needs dt (precision + beta) / tau_x < 2; "
+                        f"reduce dt or beta (beta < {2 * tau / dt - prec:.4g} at this dt)")
         every = 0
         if record and any(p.variable in ("x", "eps", "mu", "energy") for p in self.probes):
             every = math.gcd(*[p.every for p in self.probes if p.variable in ("x", "eps", "mu", "energy")])
@@ -378,6 +390,11 @@ class Simulator:
             if Y.shape[0] != X.shape[0]:
                 raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
         return X, Y
+
+    def _probe_width(self, p) -> int:
+        if p.variable in ("energy", "weight_norm"):
+            return 1
+        return int(self.circuit.population(p.target).size)
 
     def _record(self, res: BatchResult, spec: RunSpec, B: int):
         if spec.probe_every == 0:

@@ -266,3 +266,48 @@ def test_tol_stopping_by_hand(backend):
     again = sim.run(X, Y, steps=res.steps, mode="clamp")
     for name in res.populations:
         np.testing.assert_array_equal(again.x[name], res.x[name])
+
+
+# ----------------------------------------------------------------------------- gradient flow
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("phi", ["tanh", "sigmoid", "leaky_relu"])
+def test_value_dynamics_are_minus_energy_gradient(backend, phi):
+    r"""With instantaneous errors, :math:`\tau_x \dot x = -B\, \partial F / \partial x` (F is a batch mean):
+    one Euler step from any state equals a finite-difference gradient step on F."""
+    net = ns.hierarchy([3, 5, 4, 2], phi=phi, bias=True, precision=1.7, output_precision=0.6, tau_x=2.0,
+                       multipliers=[1.0, 1.4, 0.6])
+    sim = ns.Simulator(net, backend=backend, seed=11, dt=0.01)
+    randomise_biases(sim, 7)
+    X, Y = make_data(10, 3, 3, 2)
+    rng = np.random.default_rng(12)
+    x0 = sim.run(X, Y, steps=0, mode="clamp").x
+    x0 = {n: v + (0.5 * rng.normal(size=v.shape) if n in ("h1", "h2") else 0.0) for n, v in x0.items()}
+    n_units = sim.plan.n_units
+    xs = np.zeros((3, n_units))
+    for n, v in x0.items():
+        xs[:, sim.plan.units(n)] = v
+    sim.backend.set_state(xs, np.zeros_like(xs))
+    res = sim.run(X, Y, steps=1, mode="clamp", init="previous")
+    W = sim.weights
+    h = 1e-6
+    for name in ("h1", "h2"):
+        grad = np.zeros_like(x0[name])
+        for idx in np.ndindex(*grad.shape):
+            xp = {n: v.copy() for n, v in x0.items()}
+            xm = {n: v.copy() for n, v in x0.items()}
+            xp[name][idx] += h
+            xm[name][idx] -= h
+            grad[idx] = (oracle.total_energy(net, W, xp) - oracle.total_energy(net, W, xm)) / (2 * h)
+        dxdt = (res.x[name] - x0[name]) / sim.dt
+        np.testing.assert_allclose(dxdt, -X.shape[0] * grad / 2.0, rtol=1e-6, atol=1e-7)
+
+
+def test_activation_derivatives_match_finite_differences():
+    from neurosim import activations as act
+    x = np.linspace(-4, 4, 81) + 0.013  # avoid the kink of relu / leaky_relu at exactly 0
+    h = 1e-6
+    for name in act.names():
+        num = (act.phi(name, x + h) - act.phi(name, x - h)) / (2 * h)
+        np.testing.assert_allclose(act.dphi(name, x), num, rtol=1e-7, atol=1e-8, err_msg=name)
+        np.testing.assert_allclose(act.phi(name, x), oracle.phi(name, x), rtol=1e-14, atol=1e-15, err_msg=name)
+    assert act.phi("sigmoid", np.array([-800.0, 800.0])).tolist() == [0.0, 1.0]  # no overflow
