@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -329,6 +330,50 @@ class Simulator:
             else:
                 self.set_weights(key, W=value)
 
+    # ------------------------------------------------------------------ checkpoints
+    def _fingerprint(self) -> str:
+        p = self.plan
+        return f"{self.circuit.name}|{p.pop_names}|{list(p.pop_size)}|{p.proj_names}|{p.W.size}|{p.b.size}"
+
+    def save_checkpoint(self, path) -> Path:
+        """Write weights, optimiser state, history and counters to ``path`` (``.npz``) atomically."""
+        import json
+        import os
+        import tempfile
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        be = self._backend
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez(tmp, W=be.W, b=be.b, mW=be.mW, vW=be.vW, mb=be.mb, vb=be.vb, opt_t=be.opt_t,
+                     counters=np.array([self._global_step, self._n_batches], dtype=np.int64),
+                     history=np.array(json.dumps({k: list(map(float, v)) for k, v in self.history.items()})),
+                     fingerprint=np.array(self._fingerprint()))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def load_checkpoint(self, path):
+        """Restore what :meth:`save_checkpoint` wrote; the circuit must be the same."""
+        import json
+        with np.load(Path(path), allow_pickle=False) as z:
+            fp = str(z["fingerprint"])
+            if fp != self._fingerprint():
+                raise ValueError(f"checkpoint {str(path)!r} was written for a different circuit ({fp.split('|')[0]!r}); "
+                                 "load it into a Simulator built from the same circuit")
+            be = self._backend
+            for name in ("W", "b", "mW", "vW", "mb", "vb"):
+                getattr(be, name)[:] = z[name]
+            be.opt_t[:] = z["opt_t"]
+            self._global_step, self._n_batches = (int(v) for v in z["counters"])
+            hist = json.loads(str(z["history"]))
+        self.history = History()
+        for k, v in hist.items():
+            self.history[k] = [int(x) if k == "steps" else x for x in v]
+
     def state(self) -> dict:
         """The current network state ``{population: {"x", "eps", "mu"}}`` of the last batch, or {}."""
         st = self._backend.state()
@@ -501,12 +546,17 @@ class Simulator:
     def train(self, X, Y, *, epochs: int = 1, batch_size: int = 32, steps: int = 50, algorithm: str = "pc",
               shuffle: bool = True, X_test=None, Y_test=None, progress: bool = True, mode: str = "clamp",
               beta: float = 0.0, tol: float | None = None, dt: float | None = None, dt_decay: float = 1.0,
-              init: str = "feedforward", callback=None, options: dict | None = None) -> History:
+              init: str = "feedforward", callback=None, options: dict | None = None,
+              checkpoint=None) -> History:
         """Train with the prospective-configuration schedule (``algorithm="pc"``).
 
         Per mini-batch: input clamped, values start from the feedforward pass, the output is clamped to
         the target (or nudged, ``mode="nudge"``), the network relaxes ``steps`` steps (or to ``tol``), then
         one local Hebbian weight update.  Returns (and extends) ``sim.history``.
+
+        ``checkpoint`` (a path): resume from it if it exists (epochs already in its history are not
+        repeated; shuffling depends only on the seed and the epoch index, so a resumed run equals an
+        uninterrupted one) and rewrite it atomically after every epoch.
 
         Other schedules (``neurosim.algorithms.names()``, e.g. ``"bp"``) are chosen with ``algorithm``;
         ``options`` passes their settings.  ``callback(sim, epoch)`` is called after each epoch; returning
@@ -531,6 +581,9 @@ class Simulator:
         classify = Y.shape[1] > 1
         n = X.shape[0]
         n_batches = -(-n // batch_size)
+        if checkpoint is not None and Path(checkpoint).exists():
+            self.load_checkpoint(checkpoint)
+            epochs = max(0, epochs - len(self.history["epoch_loss"]))
         h = self.history
         wprobes = [p for p in self.probes if p.variable == "weight_norm"]
         from .progress import progress_bar
@@ -575,6 +628,8 @@ class Simulator:
                     if "accuracy" in ev:
                         h["test_accuracy"].append(ev["accuracy"])
                 h["epoch_time"].append(time.perf_counter() - t0)
+                if checkpoint is not None:
+                    self.save_checkpoint(checkpoint)
                 if callback is not None and callback(self, epoch):
                     break
         finally:
