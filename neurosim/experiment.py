@@ -49,6 +49,10 @@ def parse_value(raw: str):
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, ValueError):
+        inner = raw.strip()
+        if inner.startswith("[") and inner.endswith("]"):  # [a,b] with unquoted strings
+            inner = inner[1:-1]
+            return [parse_value(v.strip()) for v in inner.split(",")] if inner.strip() else []
         if "," in raw:
             return [parse_value(v) for v in raw.split(",")]
         return raw

@@ -1,0 +1,423 @@
+"""Hardware co-design experiments: precision and noise, event-driven traffic, energy per training sample.
+
+Three experiments on the 64-H-10 tanh predictive-coding network and the bundled 8x8 digits, each run on a
+modelled substrate with :class:`neurosim.hardware.HardwareSimulator`:
+
+* ``hw-precision`` -- test accuracy of PC and of BP on the same network vs weight bits, activity bits and
+  noise; scalar knobs describe one design point (quantisation, noise, mismatch, faults, drift, converters)
+  so that ``neurosim sweep`` can explore any of them;
+* ``hw-event-driven`` -- events, synaptic ops and accuracy vs the send-on-delta threshold;
+* ``hw-energy`` -- energy per training sample on each target (digital CMOS 45 nm, Loihi, SpiNNaker 2, an
+  analog crossbar), PC vs BP, vs the relaxation steps T; writes the cost report of the design point.
+
+Each reports the design point's ``test_accuracy`` (PC) and ``energy_per_sample_J`` so that sweeps can draw
+accuracy-vs-energy Pareto fronts.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from neurosim import hardware as hw
+from neurosim import plot
+from neurosim.experiment import Experiment
+
+from . import _hardware_common as C
+
+# ============================================================================================ hw-precision
+PRECISION_DEFAULTS = {
+    **C.COMMON,
+    "weight_bits": 0,          # stored weight levels (0: float64); 2^(b-1)-1 levels each side of 0
+    "weight_bound": 0.5,       # weight range [-bound, bound]: about the range float training reaches here
+    "activity_bits": 0,        # value- and error-unit output bits (0: float64)
+    "activity_bound": 1.0,     # value range (tanh outputs, pixels in [0, 1])
+    "error_bound": 1.0,        # error range
+    "rounding": "stochastic",  # stochastic | nearest (weights and activities)
+    "read_noise": 0.0,         # multiplicative noise of every weight read (aihwkit w_noise; 0.01 ReRAM)
+    "activity_noise": 0.0,     # additive noise on value-unit outputs
+    "mismatch": 0.0,           # device-to-device gain spread of synapses and neurons (0.1 analog neurons)
+    "write_noise": 0.0,        # cycle-to-cycle noise of every weight write
+    "stuck_fraction": 0.0,     # fraction of stuck devices (half at -bound, half at +bound; ~0.1 HfO2 RRAM)
+    "drift_nu": 0.0,           # PCM drift exponent (0.05 typical), t0 = 20 s
+    "drift_time": 0.0,         # device seconds between training and testing
+    "dac_bits": 0,             # converter on layer inputs (0: none)
+    "adc_bits": 0,             # converter on layer outputs (0: none)
+    "adc_bound": 8.0,          # ADC range
+    "target": "cmos45",        # energy_per_sample_J of the design point on this target
+    "curves": True,            # also sweep the axes below (figures)
+    "weight_bits_axis": [2, 3, 4, 5, 6, 8],
+    "activity_bits_axis": [2, 3, 4, 5, 6, 8],
+    "noise_axis": [0.02, 0.05, 0.1, 0.2, 0.4],
+}
+
+
+def precision_model(cfg, **over) -> hw.HardwareModel:
+    """The substrate of a design point (``over`` replaces config values)."""
+    c = {**cfg, **over}
+    C.check_choice("rounding", c["rounding"], ("stochastic", "nearest"))
+    r = c["rounding"]
+    weights, values, errors, reads, dac, adc = [], [], [], [], [], []
+    if c["weight_bits"] > 0:
+        weights.append(hw.Quantize(int(c["weight_bits"]), bound=c["weight_bound"], rounding=r))
+    if c["write_noise"] > 0:
+        weights.append(hw.WriteNoise(c["write_noise"]))
+    if c["stuck_fraction"] > 0:
+        weights.append(hw.StuckAt(c["stuck_fraction"] / 2, c["stuck_fraction"] / 2, low=-c["weight_bound"],
+                                  high=c["weight_bound"]))
+    if c["mismatch"] > 0:
+        values.append(hw.Mismatch(c["mismatch"], per="neuron"))
+        reads.append(hw.Mismatch(c["mismatch"], per="synapse"))
+    if c["activity_noise"] > 0:
+        values.append(hw.AdditiveNoise(c["activity_noise"]))
+    if c["activity_bits"] > 0:
+        values.append(hw.Quantize(int(c["activity_bits"]), bound=c["activity_bound"], rounding=r))
+        errors.append(hw.Quantize(int(c["activity_bits"]), bound=c["error_bound"], rounding=r))
+    if c["read_noise"] > 0:
+        reads.append(hw.MultiplicativeNoise(c["read_noise"]))
+    if c["drift_nu"] > 0:
+        reads.append(hw.Drift(c["drift_nu"], nu_std=c["drift_nu"] / 5, t0=20.0))
+    if c["dac_bits"] > 0:
+        dac.append(hw.Converter(int(c["dac_bits"]), c["activity_bound"]))
+    if c["adc_bits"] > 0:
+        adc.append(hw.Converter(int(c["adc_bits"]), c["adc_bound"]))
+    return hw.HardwareModel(values=values, errors=errors, dac=dac, adc=adc, reads=reads, weights=weights,
+                            seed=c["seed"], name="design point")
+
+
+def _widths(c) -> dict:
+    """Operand widths for precision-scaled energies (float64 storage is priced as 32-bit, the reference)."""
+    return {"weight_bits": float(c["weight_bits"] or 32), "activity_bits": float(c["activity_bits"] or 32)}
+
+
+def _design(cfg, data, **over):
+    c = {**cfg, **over}
+    model = precision_model(c)
+    out = {}
+    for alg in ("pc", "bp"):
+        r = C.train_eval(c, model, alg, data, drift_time=c["drift_time"])
+        e = hw.energy(r["counts"], c["target"], **_widths(c))
+        out[alg] = {"test_accuracy": r["test_accuracy"], "test_loss": r["test_loss"],
+                    "energy_per_sample_J": e["per_sample_J"]}
+    return out
+
+
+def run_precision(cfg, out, progress=True) -> dict:
+    hw.get_target(cfg["target"])
+    data = C.load(cfg)
+    design = _design(cfg, data)
+    metrics = {
+        "test_accuracy": design["pc"]["test_accuracy"],
+        "bp_test_accuracy": design["bp"]["test_accuracy"],
+        "test_loss": design["pc"]["test_loss"],
+        "bp_test_loss": design["bp"]["test_loss"],
+        "energy_per_sample_J": design["pc"]["energy_per_sample_J"],
+        "bp_energy_per_sample_J": design["bp"]["energy_per_sample_J"],
+        "accuracy_gap_bp_minus_pc": design["bp"]["test_accuracy"] - design["pc"]["test_accuracy"],
+        "target": cfg["target"],
+        "hardware_model": precision_model(cfg).summary(),
+    }
+    if not cfg["curves"]:
+        return metrics
+    ideal = {"weight_bits": 0, "activity_bits": 0, "read_noise": 0.0, "activity_noise": 0.0}
+    base = _design(cfg, data, **ideal)
+    curves = {"float": {a: base[a]["test_accuracy"] for a in ("pc", "bp")}}
+    points = []  # (label, algorithm, energy, accuracy)
+    axes = [("weight_bits", cfg["weight_bits_axis"], lambda v: {**ideal, "weight_bits": v}),
+            ("activity_bits", cfg["activity_bits_axis"], lambda v: {**ideal, "activity_bits": v}),
+            ("noise", cfg["noise_axis"], lambda v: {**ideal, "read_noise": v, "activity_noise": v})]
+    for axis, values, make in axes:
+        rows = {"values": list(values), "pc": [], "bp": [], "pc_energy_J": [], "bp_energy_J": []}
+        for v in values:
+            r = _design(cfg, data, **make(v))
+            for alg in ("pc", "bp"):
+                rows[alg].append(r[alg]["test_accuracy"])
+                rows[f"{alg}_energy_J"].append(r[alg]["energy_per_sample_J"])
+                points.append((f"{axis}={v}", alg, r[alg]["energy_per_sample_J"], r[alg]["test_accuracy"]))
+        curves[axis] = rows
+    for alg in ("pc", "bp"):
+        points.append(("float", alg, base[alg]["energy_per_sample_J"], base[alg]["test_accuracy"]))
+    metrics["curves"] = curves
+    if cfg["figures"]:
+        figs = []
+        for axis, xlabel, logx in (("weight_bits", "weight bits", False), ("activity_bits", "activity bits", False),
+                                   ("noise", "noise std (read, multiplicative = activity, additive)", True)):
+            rows = curves[axis]
+            if not rows["values"]:
+                continue
+            x = np.asarray(rows["values"], dtype=float)
+            cv = {"PC": (x, np.asarray(rows["pc"])), "BP": (x, np.asarray(rows["bp"])),
+                  "PC float": (x, np.full(x.size, curves["float"]["pc"])),
+                  "BP float": (x, np.full(x.size, curves["float"]["bp"]))}
+            name = f"accuracy_vs_{axis}.png"
+            plot.comparison(cv, xlabel=xlabel, ylabel="test accuracy", path=out / name, logx=logx,
+                            title=f"Digits, {cfg['hidden']} hidden: accuracy vs {axis.replace('_', ' ')}")
+            figs.append(name)
+        fig, (ax,) = C.fig_axes()
+        for alg, color in (("pc", "C0"), ("bp", "C1")):
+            pts = [p for p in points if p[1] == alg and p[2] > 0]
+            ax.scatter([p[2] for p in pts], [p[3] for p in pts], color=color, s=24, label=alg.upper())
+            front = [pts[i] for i in _pareto([(p[2], p[3]) for p in pts])]
+            ax.step([p[2] for p in front], [p[3] for p in front], where="post", color=color, lw=1.2, alpha=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"energy per training sample on {cfg['target']} (J)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title("Accuracy vs energy (lines: Pareto fronts)")
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+        plot.save(fig, out / "accuracy_vs_energy.png")
+        figs.append("accuracy_vs_energy.png")
+        metrics["figures"] = figs
+    return metrics
+
+
+def _pareto(points):
+    from neurosim.sweep import pareto_front
+    return pareto_front(points)
+
+
+# ============================================================================================ hw-event-driven
+EVENT_DEFAULTS = {
+    **C.COMMON,
+    "threshold": 0.0,            # send-on-delta threshold of value units (design point)
+    "error_threshold": -1.0,     # threshold of error units (< 0: same as threshold)
+    "target": "loihi",           # energy_per_sample_J of the design point on this target
+    "curves": True,              # also sweep the thresholds below (figures)
+    "thresholds": [0.0, 0.003, 0.01, 0.03, 0.1, 0.3],
+    "fidelity_steps": 100,       # relaxation shown in relaxation_vs_threshold.png
+    "fidelity_batch": 32,
+}
+
+
+def _event_model(cfg, theta):
+    et = cfg["error_threshold"]
+    return hw.HardwareModel(coding="event", threshold=float(theta),
+                            error_threshold=None if et < 0 else float(et), seed=cfg["seed"])
+
+
+def _event_point(cfg, data, theta):
+    r = C.train_eval(cfg, _event_model(cfg, theta), "pc", data)
+    counts = r["counts"]
+    ps = counts.per_sample()
+    dense = hw.count_pc(r["chip"].plan, cfg["steps"], cfg["batch_size"])
+    pd = dense.per_sample()
+    return {"threshold": float(theta), "test_accuracy": r["test_accuracy"], "events_per_sample": ps["events"],
+            "synaptic_ops_per_sample": ps["synaptic_ops"], "weight_writes_per_sample": ps["weight_writes"],
+            "clock_events_per_sample": pd["events"], "clock_synaptic_ops_per_sample": pd["synaptic_ops"],
+            "energy_per_sample_J": hw.energy(counts, cfg["target"])["per_sample_J"],
+            "clock_energy_per_sample_J": hw.energy(dense, cfg["target"])["per_sample_J"], "chip": r["chip"]}
+
+
+def _fidelity(cfg, data, weights, thetas):
+    """Relax one clamped test batch with fixed weights at each threshold; compare with threshold 0."""
+    _, _, Xte, Yte = data
+    xb, yb = Xte[:cfg["fidelity_batch"]], Yte[:cfg["fidelity_batch"]]
+    res = {}
+    for th in sorted(set([0.0, *thetas])):
+        c = C.chip(cfg, _event_model(cfg, th))
+        c.sim.load_weights(weights)
+        r = c.run(xb, yb, steps=cfg["fidelity_steps"], mode="clamp")
+        res[th] = r
+    ref = res[0.0]
+    out = {}
+    for th, r in res.items():
+        err = max(float(np.max(np.abs(r.x[n] - ref.x[n]))) for n in r.populations)
+        out[th] = {"state_error": err, "final_energy": float(r.total_energy[-1]),
+                   "events": int(r.events.sum() + r.events_init.sum()), "energy_trace": r.total_energy.tolist()}
+    return out, ref.dt
+
+
+def run_event(cfg, out, progress=True) -> dict:
+    hw.get_target(cfg["target"])
+    if cfg["threshold"] < 0:
+        raise ValueError(f"threshold must be >= 0, got {cfg['threshold']}")
+    data = C.load(cfg)
+    point = _event_point(cfg, data, cfg["threshold"])
+    fid, _ = _fidelity(cfg, data, point["chip"].weights, [cfg["threshold"]])
+    metrics = {k: v for k, v in point.items() if k != "chip"}
+    metrics["event_reduction"] = point["clock_events_per_sample"] / max(point["events_per_sample"], 1e-300)
+    metrics["relax_state_error"] = fid[float(cfg["threshold"])]["state_error"]
+    metrics["target"] = cfg["target"]
+    if not cfg["curves"]:
+        return metrics
+    thetas = [float(t) for t in cfg["thresholds"]]
+    points = {float(cfg["threshold"]): point}
+    for th in thetas:
+        if th not in points:
+            points[th] = _event_point(cfg, data, th)
+    if 0.0 not in points:
+        points[0.0] = _event_point(cfg, data, 0.0)
+    # relaxation fidelity with the weights learnt clock-equivalently (threshold 0)
+    fid, dt = _fidelity(cfg, data, points[0.0]["chip"].weights, thetas)
+    rows = []
+    for th in thetas:
+        r = {k: v for k, v in points[th].items() if k != "chip"}
+        f = fid[th]
+        r["relax_state_error"] = f["state_error"]
+        r["relax_events"] = f["events"]
+        r["relax_final_energy"] = f["final_energy"]
+        rows.append(r)
+    metrics["curve"] = rows
+    if cfg["figures"]:
+        th = [r["threshold"] for r in rows]
+        fig, (ax,) = C.fig_axes()
+        ax.plot(th, [r["events_per_sample"] for r in rows], "o-", color="C0", label="events (send-on-delta)")
+        ax.plot(th, [r["synaptic_ops_per_sample"] for r in rows], "s-", color="C1", label="synaptic ops (send-on-delta)")
+        ax.axhline(rows[0]["clock_events_per_sample"], color="C0", ls="--", label="events, clock-driven")
+        ax.axhline(rows[0]["clock_synaptic_ops_per_sample"], color="C1", ls="--", label="synaptic ops, clock-driven")
+        C.symlog_x(ax, th)
+        ax.set_yscale("log")
+        ax.set_xlabel("delta threshold θ")
+        ax.set_ylabel("per training sample")
+        ax.set_title(f"Traffic vs threshold ({cfg['steps']} relaxation steps)")
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
+        plot.save(fig, out / "events_vs_threshold.png")
+        fig, (a1, a2) = C.fig_axes(figsize=(10.5, 4.2), ncols=2)
+        a1.plot(th, [r["test_accuracy"] for r in rows], "o-", color="C2")
+        C.symlog_x(a1, th)
+        a1.set_xlabel("delta threshold θ")
+        a1.set_ylabel("test accuracy")
+        a1.set_title("Accuracy vs threshold")
+        a1.grid(True, alpha=0.3)
+        a2.plot([r["events_per_sample"] for r in rows], [r["test_accuracy"] for r in rows], "o-", color="C3")
+        for r in rows:
+            a2.annotate(f"θ={r['threshold']:g}", (r["events_per_sample"], r["test_accuracy"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        a2.set_xscale("log")
+        a2.set_xlabel("events per training sample")
+        a2.set_ylabel("test accuracy")
+        a2.set_title("Accuracy vs traffic")
+        a2.grid(True, alpha=0.3)
+        plot.save(fig, out / "accuracy_vs_threshold.png")
+        curves = {f"θ={t:g}": (np.arange(len(fid[t]["energy_trace"])) * dt, np.asarray(fid[t]["energy_trace"]))
+                  for t in sorted(fid)}
+        plot.comparison(curves, xlabel="time (units of tau_x)", ylabel="total energy F (batch mean)",
+                        path=out / "relaxation_vs_threshold.png", logy=True,
+                        title="A clamped test batch relaxing with fixed weights, per delta threshold")
+        metrics["figures"] = ["events_vs_threshold.png", "accuracy_vs_threshold.png", "relaxation_vs_threshold.png"]
+    return metrics
+
+
+# ============================================================================================ hw-energy
+ENERGY_DEFAULTS = {
+    **C.COMMON,
+    "coding": "clock",           # clock | event (PC counts measured with the event engine)
+    "threshold": 0.0,            # delta threshold when coding = event
+    "bits": 0,                   # operand width for precision-scaled energies (0: each target's reference)
+    "targets": ["cmos45", "loihi", "spinnaker2", "crossbar"],
+    "target": "loihi",           # energy_per_sample_J of the design point on this target
+    "curves": True,              # also sweep the relaxation steps below (figures)
+    "steps_axis": [2, 5, 10, 20, 50],
+}
+
+
+def _energy_point(cfg, data, T, bp):
+    C.check_choice("coding", cfg["coding"], ("clock", "event"))
+    model = hw.HardwareModel(coding=cfg["coding"], threshold=cfg["threshold"] if cfg["coding"] == "event" else 0.0,
+                             seed=cfg["seed"])
+    r = C.train_eval(cfg, model, "pc", data, steps=int(T))
+    bits = cfg["bits"] or None
+    rep = hw.cost_report(r["counts"], bp["counts"], cfg["targets"], bits=bits)
+    row = {"steps": int(T), "test_accuracy": r["test_accuracy"], "pc_bp_mac_ratio": rep["pc_bp_mac_ratio"],
+           "targets": {n: {k: v for k, v in t.items() if k not in ("parameters", "description", "kind",
+                                                                   "pc_energy_breakdown_J")}
+                       for n, t in rep["targets"].items()}}
+    return row, rep, r
+
+
+def run_energy(cfg, out, progress=True) -> dict:
+    names = list(cfg["targets"])
+    for n in names + [cfg["target"]]:
+        hw.get_target(n)
+    if cfg["target"] not in names:
+        names.append(cfg["target"])
+    cfg = {**cfg, "targets": names}
+    data = C.load(cfg)
+    bp = C.train_eval(cfg, hw.HardwareModel(seed=cfg["seed"]), "bp", data)
+    row, rep, pc = _energy_point(cfg, data, cfg["steps"], bp)
+    shape = hw.NetworkShape.from_plan(pc["chip"].plan)
+    T = cfg["steps"]
+    closed = ((T + 1) * shape.P + T * shape.F + shape.U) / (shape.P + shape.F_bp + shape.U)
+    rep["run"] = {"experiment": "hw-energy", "network": [64, *cfg["hidden"], 10], "relaxation_steps": T,
+                  "coding": cfg["coding"], "batch_size": cfg["batch_size"], "epochs": cfg["epochs"],
+                  "n_train_samples": int(pc["counts"].samples / max(cfg["epochs"], 1)),
+                  "pc_test_accuracy": pc["test_accuracy"], "bp_test_accuracy": bp["test_accuracy"]}
+    hw.write_report(rep, out)
+    t = rep["targets"][cfg["target"]]
+    metrics = {
+        "test_accuracy": pc["test_accuracy"], "bp_test_accuracy": bp["test_accuracy"],
+        "energy_per_sample_J": t["pc_energy_per_sample_J"], "bp_energy_per_sample_J": t["bp_energy_per_sample_J"],
+        "pc_bp_energy_ratio": t["pc_bp_energy_ratio"], "time_to_settle_s": t["pc_time_to_settle_s"],
+        "pc_bp_mac_ratio": rep["pc_bp_mac_ratio"], "pc_bp_mac_ratio_closed_form": closed,
+        "target": cfg["target"], "per_target": row["targets"],
+        "operations_per_sample": rep["operations_per_sample"], "report": ["cost_report.json", "cost_report.md"],
+    }
+    if not cfg["curves"]:
+        return metrics
+    rows = [_energy_point(cfg, data, T_, bp)[0] for T_ in cfg["steps_axis"]]
+    metrics["curve"] = rows
+    if cfg["figures"]:
+        steps = np.asarray([r["steps"] for r in rows], dtype=float)
+        fig, (ax,) = C.fig_axes(figsize=(7.0, 4.6))
+        for j, n in enumerate(names):
+            color = f"C{j}"
+            ax.plot(steps, [r["targets"][n]["pc_energy_per_sample_J"] for r in rows], "o-", color=color,
+                    label=f"PC, {n}")
+            ax.axhline(rows[0]["targets"][n]["bp_energy_per_sample_J"], color=color, ls="--", lw=1.0,
+                       label=f"BP, {n}")
+        C.log_ticks(ax, steps)
+        ax.set_yscale("log")
+        ax.set_xlabel("relaxation steps T")
+        ax.set_ylabel("energy per training sample (J)")
+        ax.set_title(f"Energy per training sample ({cfg['coding']}-driven PC vs BP)")
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(True, alpha=0.3, which="both")
+        plot.save(fig, out / "energy_vs_steps.png")
+        curves = {n: (steps, np.asarray([r["targets"][n]["pc_bp_energy_ratio"] for r in rows])) for n in names}
+        curves["MACs"] = (steps, np.asarray([r["pc_bp_mac_ratio"] for r in rows]))
+        plot.comparison(curves, xlabel="relaxation steps T", ylabel="PC / BP per training sample",
+                        path=out / "ratio_vs_steps.png", logx=True, logy=True,
+                        title="PC/BP cost ratio (energy per target, and MACs)")
+        fig, (ax,) = C.fig_axes(figsize=(7.0, 4.6))
+        for j, n in enumerate(names):
+            ax.plot([r["targets"][n]["pc_energy_per_sample_J"] for r in rows], [r["test_accuracy"] for r in rows],
+                    "o-", color=f"C{j}", label=f"PC, {n} (T = {', '.join(str(r['steps']) for r in rows)})")
+            ax.scatter([rows[0]["targets"][n]["bp_energy_per_sample_J"]], [bp["test_accuracy"]], marker="*", s=90,
+                       color=f"C{j}", label=f"BP, {n}")
+        ax.set_xscale("log")
+        ax.set_xlabel("energy per training sample (J)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title("Accuracy vs energy per training sample")
+        ax.legend(fontsize=7)
+        ax.grid(True, alpha=0.3)
+        plot.save(fig, out / "accuracy_vs_energy.png")
+        metrics["figures"] = ["energy_vs_steps.png", "ratio_vs_steps.png", "accuracy_vs_energy.png"]
+    return metrics
+
+
+EXPERIMENTS = [
+    Experiment("hw-precision",
+               "digits accuracy of PC and BP vs weight/activity bits and noise on a modelled substrate",
+               PRECISION_DEFAULTS, run_precision,
+               doc="Train the 64-H-10 PCN (and BP on the same network) on a substrate with quantised weights "
+                   "(stochastic rounding, limited range), quantised activities, noise, mismatch, faults, drift "
+                   "and converters. The scalar parameters describe one design point (reported as test_accuracy, "
+                   "bp_test_accuracy, energy_per_sample_J); with curves=true the experiment also sweeps weight "
+                   "bits, activity bits and noise for both algorithms (one axis at a time, the other bits and noise off). "
+                   "Bits = 0 means float64. weight_bound = 0.5 is about the range float training reaches; with "
+                   "bound 1 the 4-bit step (1/7) is as large as the weights and the stochastic-rounding noise "
+                   "random-walks them. Energies use the target's precision scaling (multipliers ~ product of "
+                   "operand widths). Figures: accuracy_vs_weight_bits.png, accuracy_vs_activity_bits.png, "
+                   "accuracy_vs_noise.png, accuracy_vs_energy.png."),
+    Experiment("hw-event-driven", "events, synaptic ops and accuracy of event-driven PC vs the delta threshold",
+               EVENT_DEFAULTS, run_event,
+               doc="Train the PCN with send-on-delta units (an event only when an output moved by more than the "
+                   "threshold since its last event; the residue is carried) and count every event and synaptic "
+                   "op. Threshold 0 reproduces the clock-driven dynamics. Figures: events_vs_threshold.png "
+                   "(with the clock-driven counts), accuracy_vs_threshold.png, relaxation_vs_threshold.png."),
+    Experiment("hw-energy", "energy per training sample on CMOS/Loihi/SpiNNaker2/crossbar, PC vs BP, vs steps T",
+               ENERGY_DEFAULTS, run_energy,
+               doc="Count the operations of PC training (T relaxation steps) and of BP on the same network and "
+                   "price them with per-operation tables of each target (neurosim/hardware/targets/*.json, every "
+                   "value with its source). Writes cost_report.json/.md of the design point and, with curves, "
+                   "energy_vs_steps.png, ratio_vs_steps.png, accuracy_vs_energy.png."),
+]

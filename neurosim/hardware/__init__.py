@@ -1,0 +1,30 @@
+"""Hardware co-design: event-driven (send-on-delta) dynamics, substrate non-idealities, a cost and energy
+model.
+
+* :class:`HardwareModel` -- composable, seeded non-idealities per site (quantisation, noise, mismatch,
+  write noise, asymmetric updates, stuck-at faults, drift, ADC/DAC) and the coding scheme
+  (``"clock"`` or ``"event"`` with a delta threshold); see :mod:`neurosim.hardware.nonideal`.
+* :class:`HardwareSimulator` -- wraps a :class:`neurosim.Simulator` and trains/relaxes it on the modelled
+  substrate (event engine in numba with a NumPy twin, :mod:`neurosim.hardware.engine`), counting operations.
+* :mod:`neurosim.hardware.cost` -- operation counts (:func:`count_pc`, :func:`count_bp`), per-target
+  energy and latency tables with sources (``targets/*.json``; add your own file), :func:`energy`,
+  :func:`latency`; :mod:`neurosim.hardware.report` writes per-run reports.
+
+Importing this package compiles nothing; the numba kernel compiles (and caches) on first use.
+"""
+from .cost import (COUNTERS, NetworkShape, OpCounts, Target, count_bp, count_events, count_pc, energy, get_target,
+                   latency, load_target, targets)
+from .engine import EventResult, NumbaEngine, ReferenceEngine
+from .nonideal import (AIHWKIT_ADC, AIHWKIT_DAC, AdditiveNoise, AsymmetricUpdate, Converter, Device, Drift,
+                       HardwareModel, Mismatch, MultiplicativeNoise, Quantize, StuckAt, Transform, WriteNoise,
+                       apply_elementwise, read_noise_std)
+from .report import cost_report, write_report
+from .simulator import HardwareRelaxResult, HardwareSimulator
+
+__all__ = [
+    "AIHWKIT_ADC", "AIHWKIT_DAC", "AdditiveNoise", "AsymmetricUpdate", "COUNTERS", "Converter", "Device", "Drift",
+    "EventResult", "HardwareModel", "HardwareRelaxResult", "HardwareSimulator", "Mismatch", "MultiplicativeNoise",
+    "NetworkShape", "NumbaEngine", "OpCounts", "Quantize", "ReferenceEngine", "StuckAt", "Target", "Transform",
+    "WriteNoise", "apply_elementwise", "cost_report", "count_bp", "count_events", "count_pc", "energy",
+    "get_target", "latency", "load_target", "read_noise_std", "targets", "write_report",
+]

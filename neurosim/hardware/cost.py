@@ -1,0 +1,544 @@
+r"""Operation counts, energy and latency of predictive-coding training and of its backprop baseline.
+
+Counters (:class:`OpCounts`, totals over a run):
+
+=================  =========================================================================================
+``synaptic_ops``   multiply-accumulates of inference/relaxation passes (dense) or triggered by events
+``events``         messages sent by units (every sender per pass when clock-driven; measured when event-driven)
+``neuron_updates`` evaluations of a value unit (state update) or an error unit (error computation)
+``conversions``    DAC conversions of layer inputs plus ADC conversions of layer outputs
+``weight_reads``   weight fetches from memory (each weight once per pass over a batch; once per SOP for events)
+``act_reads``      activation/error operand reads (once per unit per pass and sample)
+``state_writes``   neuron state writes (one per neuron update)
+``update_macs``    MACs of the weight-update outer products
+``weight_writes``  stored weights written
+=================  =========================================================================================
+
+plus ``samples``, ``batches``, ``relaxation_steps`` and ``serial_steps`` (sequential timesteps; the latency
+model charges each one), and the derived ``macs = synaptic_ops + update_macs``,
+``mem_reads = weight_reads + act_reads``, ``mem_writes = state_writes + weight_writes``.
+
+Clock-driven PC, one sample, :math:`T` fixed relaxation steps (the count of :func:`count_pc`).  With
+:math:`P = \sum_k n^{pre}_k n^{post}_k` over weighted projections, :math:`F = ` the same sum over projections
+whose pre-synaptic population is not an input (feedback is never sent into a clamped input), and
+:math:`U` over plastic projections:
+
+.. math::
+
+    \text{synaptic ops} = (T + 1) P + T F, \qquad
+    \text{neuron updates} = n_{\text{non-input}} + (T + 1) n_{\varepsilon} + T n_{\text{free}},
+    \qquad \text{update MACs} = U
+
+(the feedforward sweep is prediction pass 0; predictions are re-read after each of the T steps; feedback is
+needed at evaluations 0..T-1; the final errors drive the update).  Backprop on the same network:
+:math:`P + F` synaptic ops, :math:`2 n_{\text{non-input}}` neuron updates, :math:`U` update MACs.  Weight
+reads are per batch (a weight fetched once serves the whole batch); weight writes are per batch (every
+plastic weight and learned bias once).  So for the synaptic work alone the PC/BP ratio is
+:math:`((T + 1) P + T F + U) / (P + F + U)`.
+
+Energy and latency use per-operation tables of a :class:`Target` (JSON files in
+``neurosim/hardware/targets/``; add your own file, see :func:`load_target`):
+
+.. math::
+
+    E = \sum_c n_c\, e_c\, (b_w / b_{ref})^{\alpha_c} (b_a / b_{ref})^{\beta_c}, \qquad
+    t_{sample} = \frac{1}{n_{samples}}\Big(n_{serial}\, t_{step} + \sum_c n_c\, t_c\Big)
+
+where :math:`b_w, b_a` are the weight and activity widths and :math:`\alpha_c, \beta_c` the target's
+precision exponents (``bits_exponent``): a multiplier scales with the product of its operand widths
+(Horowitz 2014: int8 multiply 0.2 pJ vs int32 3.1 pJ, a ratio of 15.5 ~ (32 x 32) / (8 x 8)), memory traffic
+with the width of what is moved.  Targets with a fixed format (neuromorphic chips, 8-bit crossbars) have no
+exponents.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
+
+__all__ = ["OpCounts", "NetworkShape", "count_pc", "count_bp", "count_events", "Target", "load_target",
+           "get_target", "targets", "energy", "latency", "COUNTERS", "LATENCY_KEYS", "TARGET_DIR"]
+
+COUNTERS = ("synaptic_ops", "events", "neuron_updates", "conversions", "weight_reads", "act_reads",
+            "state_writes", "update_macs", "weight_writes")
+LATENCY_KEYS = ("timestep", "synaptic_op", "event", "neuron_update", "update_mac", "weight_write")
+_LATENCY_COUNTER = {"synaptic_op": "synaptic_ops", "event": "events", "neuron_update": "neuron_updates",
+                    "update_mac": "update_macs", "weight_write": "weight_writes"}
+_SETTLE = ("synaptic_op", "event", "neuron_update")
+EVIDENCE = ("verified", "recalled", "derived", "assumed", "measured", "user")
+TARGET_DIR = Path(__file__).resolve().parent / "targets"
+
+
+@dataclass
+class OpCounts:
+    """Operation counts (totals over a run); add them with ``+``."""
+
+    samples: float = 0.0
+    batches: float = 0.0
+    relaxation_steps: float = 0.0
+    serial_steps: float = 0.0
+    synaptic_ops: float = 0.0
+    events: float = 0.0
+    neuron_updates: float = 0.0
+    conversions: float = 0.0
+    weight_reads: float = 0.0
+    act_reads: float = 0.0
+    state_writes: float = 0.0
+    update_macs: float = 0.0
+    weight_writes: float = 0.0
+
+    def __add__(self, other: "OpCounts") -> "OpCounts":
+        if not isinstance(other, OpCounts):
+            return NotImplemented
+        return OpCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+    def scaled(self, factor: float) -> "OpCounts":
+        return OpCounts(**{f.name: getattr(self, f.name) * factor for f in fields(self)})
+
+    @property
+    def macs(self) -> float:
+        return self.synaptic_ops + self.update_macs
+
+    @property
+    def mem_reads(self) -> float:
+        return self.weight_reads + self.act_reads
+
+    @property
+    def mem_writes(self) -> float:
+        return self.state_writes + self.weight_writes
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(macs=self.macs, mem_reads=self.mem_reads, mem_writes=self.mem_writes)
+        return d
+
+    def per_sample(self) -> dict:
+        """Every counter divided by the number of samples."""
+        if self.samples <= 0:
+            raise ValueError("OpCounts.per_sample: no samples counted yet")
+        return {k: v / self.samples for k, v in self.to_dict().items() if k != "samples"}
+
+
+@dataclass(frozen=True)
+class NetworkShape:
+    """The sizes the cost model needs, read from a :class:`~neurosim.plan.Plan`.
+
+    ``projections`` holds ``(n_pre, n_post, pre_is_input, post_has_error, plastic, learned_bias)`` of every
+    weighted projection (plan index in ``weighted_index``); ``learned_bias_units`` counts learned biases
+    (also of weightless projections).
+    """
+
+    projections: tuple
+    weighted_index: tuple
+    n_non_input: int
+    n_error: int
+    n_free: int
+    n_target_units: int
+    depth: int
+    value_senders: int
+    error_senders: int
+    delta_senders: int
+    mu_receivers: int
+    fb_receivers: int
+    learned_bias_units: int
+
+    @classmethod
+    def from_plan(cls, plan) -> "NetworkShape":
+        p = plan
+        projs, windex = [], []
+        for k in range(p.n_proj):
+            if p.w_off[k] < 0:
+                continue
+            windex.append(k)
+            n_post, n_pre = p.weight_shape(k)
+            pre, post = int(p.proj_pre[k]), int(p.proj_post[k])
+            projs.append((n_pre, n_post, bool(p.pop_role[pre] == ROLE_INPUT), bool(p.pop_has_err[post]),
+                          bool(p.proj_plastic[k]), bool(p.proj_learn_bias[k])))
+        size = p.pop_size
+        npop = p.n_pops
+        has_out = np.zeros(npop, bool)
+        has_in = np.zeros(npop, bool)
+        err_send = np.zeros(npop, bool)
+        delta_send = np.zeros(npop, bool)
+        fb_in = np.zeros(npop, bool)
+        depth = np.zeros(npop, dtype=int)
+        for k in range(p.n_proj):  # sorted by topological position of post
+            pre, post = int(p.proj_pre[k]), int(p.proj_post[k])
+            if p.w_off[k] < 0:
+                continue
+            has_out[pre] = has_in[post] = True
+            depth[post] = max(depth[post], depth[pre] + 1)
+            if p.pop_role[pre] != ROLE_INPUT:
+                delta_send[post] = True
+                if p.pop_has_err[post]:
+                    err_send[post] = True
+                    fb_in[pre] = True
+        non_input = p.pop_role != ROLE_INPUT
+        return cls(
+            projections=tuple(projs),
+            weighted_index=tuple(windex),
+            n_non_input=int(size[non_input].sum()),
+            n_error=int(size[p.pop_has_err.astype(bool)].sum()),
+            n_free=int(size[p.pop_role == ROLE_FREE].sum()),
+            n_target_units=int(size[p.pop_role == ROLE_TARGET].sum()),
+            depth=int(depth.max()) if npop else 0,
+            value_senders=int(size[has_out].sum()),
+            error_senders=int(size[err_send].sum()),
+            delta_senders=int(size[delta_send & non_input].sum()),
+            mu_receivers=int(size[has_in & non_input].sum()),
+            fb_receivers=int(size[fb_in].sum()),
+            learned_bias_units=int(sum(int(size[p.proj_post[k]]) for k in range(p.n_proj) if p.proj_learn_bias[k])),
+        )
+
+    @classmethod
+    def from_circuit(cls, circuit, seed: int = 0) -> "NetworkShape":
+        from ..plan import lower
+        return cls.from_plan(lower(circuit, seed))
+
+    # sums used by the formulas
+    @property
+    def P(self) -> int:
+        return sum(a * b for a, b, *_ in self.projections)
+
+    @property
+    def F(self) -> int:
+        """Synaptic ops of one PC feedback pass (pre not an input, post with an error unit)."""
+        return sum(a * b for a, b, inp, err, *_ in self.projections if not inp and err)
+
+    @property
+    def F_bp(self) -> int:
+        """Synaptic ops of one backward pass of backprop (pre not an input)."""
+        return sum(a * b for a, b, inp, *_ in self.projections if not inp)
+
+    @property
+    def U(self) -> int:
+        return sum(a * b for a, b, _i, _e, plastic, _b in self.projections if plastic)
+
+
+def _shape(net) -> NetworkShape:
+    if isinstance(net, NetworkShape):
+        return net
+    from ..circuit import Circuit
+    from ..plan import Plan
+    if isinstance(net, Plan):
+        return NetworkShape.from_plan(net)
+    if isinstance(net, Circuit):
+        return NetworkShape.from_circuit(net)
+    raise TypeError(f"expected a Circuit, Plan or NetworkShape, got {type(net).__name__}")
+
+
+def _check_int(name, v, low=0):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+
+
+def count_pc(net, steps: int, batch_size: int = 1, *, mode: str = "clamp", learn: bool = True,
+             sweep: bool = True) -> OpCounts:
+    """Counts of one batch of clock-driven PC training (or relaxation when ``learn=False``).
+
+    Parameters
+    ----------
+    net : Circuit, Plan or NetworkShape
+    steps : int
+        Relaxation steps T actually taken.
+    batch_size : int
+    mode : {"clamp", "nudge", "free"}
+        With "clamp" the target units are not updated.
+    learn : bool
+        Count the weight update.
+    sweep : bool
+        The values start from a feedforward sweep (``init="feedforward"``), which sets every non-input unit once.
+    """
+    s = _shape(net)
+    _check_int("steps", steps)
+    _check_int("batch_size", batch_size, 1)
+    if mode not in ("clamp", "nudge", "free"):
+        raise ValueError(f"mode must be 'clamp', 'nudge' or 'free', got {mode!r}")
+    T, B = int(steps), int(batch_size)
+    n_free = s.n_free + (0 if mode == "clamp" else s.n_target_units)
+    fwd_conv = sum(a + b for a, b, *_ in s.projections)
+    fb = [(a, b) for a, b, inp, err, *_ in s.projections if not inp and err]
+    upd_act = sum(a + b for a, b, _i, _e, pl, _b in s.projections if pl)
+    neuron = (s.n_non_input if sweep else 0) + (T + 1) * s.n_error + T * n_free
+    per_sample = OpCounts(
+        synaptic_ops=(T + 1) * s.P + T * s.F,
+        events=(T + 1) * s.value_senders + T * s.error_senders,
+        neuron_updates=neuron,
+        conversions=(T + 1) * fwd_conv + T * sum(a + b for a, b in fb),
+        act_reads=(T + 1) * sum(a for a, *_ in s.projections) + T * sum(b for _a, b in fb) + (upd_act if learn else 0),
+        state_writes=neuron,
+        update_macs=s.U if learn else 0,
+        relaxation_steps=T,
+        serial_steps=s.depth + T,
+        samples=1,
+    )
+    per_batch = OpCounts(batches=1, weight_reads=(T + 1) * s.P + T * s.F + (s.U if learn else 0),
+                         weight_writes=(s.U + s.learned_bias_units) if learn else 0)
+    return per_sample.scaled(B) + per_batch
+
+
+def count_bp(net, batch_size: int = 1, *, learn: bool = True) -> OpCounts:
+    """Counts of one batch of backprop training on the same network (forward, backward, update)."""
+    s = _shape(net)
+    _check_int("batch_size", batch_size, 1)
+    B = int(batch_size)
+    bwd = [(a, b) for a, b, inp, *_ in s.projections if not inp]
+    upd_act = sum(a + b for a, b, _i, _e, pl, _b in s.projections if pl)
+    neuron = 2 * s.n_non_input
+    per_sample = OpCounts(
+        synaptic_ops=s.P + s.F_bp,
+        events=s.value_senders + s.delta_senders,
+        neuron_updates=neuron,
+        conversions=sum(a + b for a, b, *_ in s.projections) + sum(a + b for a, b in bwd),
+        act_reads=sum(a for a, *_ in s.projections) + sum(b for _a, b in bwd) + (upd_act if learn else 0),
+        state_writes=neuron,
+        update_macs=s.U if learn else 0,
+        relaxation_steps=0,
+        serial_steps=2 * s.depth,
+        samples=1,
+    )
+    per_batch = OpCounts(batches=1, weight_reads=s.P + s.F_bp + (s.U if learn else 0),
+                         weight_writes=(s.U + s.learned_bias_units) if learn else 0)
+    return per_sample.scaled(B) + per_batch
+
+
+def count_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bool = True, sweep: bool = True,
+                 weight_writes: int | None = None) -> OpCounts:
+    """Counts of one batch of event-driven PC from an :class:`~neurosim.hardware.engine.EventResult`.
+
+    Events and synaptic ops are the measured ones; every synaptic op reads its weight once (the event
+    carries its payload, so no activation reads); each event driven into a projection is one DAC
+    conversion and every receiving unit converts its current once per evaluation (ADC, the sweep
+    included); neurons are evaluated every step as on a time-stepped chip; the update MACs are those of the
+    dense outer product; ``weight_writes`` is the number of stored weights that changed (None: 0).
+    """
+    s = _shape(net)
+    _check_int("batch_size", batch_size, 1)
+    B = int(batch_size)
+    T = int(result.steps)
+    n_free = s.n_free + (0 if mode == "clamp" else s.n_target_units)
+    neuron = B * ((s.n_non_input if sweep else 0) + (T + 1) * s.n_error + T * n_free)
+    sops = np.asarray(result.sops, dtype=float)
+    dac = 0.0
+    for k, (n_pre, n_post, *_rest) in zip(s.weighted_index, s.projections):
+        dac += sops[k, 0] / n_post + sops[k, 1] / n_pre
+    adc = B * ((T + 1) * (s.mu_receivers + s.fb_receivers) + (s.mu_receivers if sweep else 0))
+    ops = float(sops.sum())
+    return OpCounts(samples=B, batches=1, relaxation_steps=T * B, serial_steps=(s.depth + T) * B,
+                    synaptic_ops=ops, events=float(np.sum(result.events) + np.sum(result.events_init)),
+                    neuron_updates=neuron, conversions=float(dac + adc), weight_reads=ops, act_reads=0.0,
+                    state_writes=neuron, update_macs=float(B * s.U) if learn else 0.0,
+                    weight_writes=float(weight_writes or 0))
+
+
+# --------------------------------------------------------------------------------------------- targets
+@dataclass(frozen=True)
+class Target:
+    """Per-operation energy (pJ) and time (s) of a hardware target, each value with its source.
+
+    Attributes
+    ----------
+    name, description, kind : str
+    energy_pJ : dict counter -> float
+    latency_s : dict key -> float (keys :data:`LATENCY_KEYS`)
+    bits_reference : int
+        Operand width the energies refer to.
+    bits_exponent : dict counter -> (alpha, beta)
+        Energy scales as ``(weight_bits / bits_reference) ** alpha * (activity_bits / bits_reference) ** beta``
+        (missing: no scaling).
+    sources : dict "energy.<counter>" / "latency.<key>" -> (source, evidence)
+    path : str
+        The file it was read from.
+    """
+
+    name: str
+    description: str
+    kind: str
+    energy_pJ: dict
+    latency_s: dict
+    bits_reference: int
+    bits_exponent: dict
+    sources: dict
+    path: str = ""
+
+    def table(self) -> list:
+        """Rows (quantity, value, unit, source, evidence) for reports."""
+        rows = []
+        for c in COUNTERS:
+            src, ev = self.sources[f"energy.{c}"]
+            rows.append((f"energy per {c}", self.energy_pJ[c], "pJ", src, ev))
+        for key in LATENCY_KEYS:
+            src, ev = self.sources[f"latency.{key}"]
+            rows.append((f"time per {key}", self.latency_s[key], "s", src, ev))
+        return rows
+
+
+def _entry(path, section, key, raw):
+    where = f"target file {path}: {section}.{key}"
+    if not isinstance(raw, dict) or "value" not in raw:
+        raise ValueError(f"{where} must be an object {{\"value\": number, \"source\": \"...\", "
+                         f"\"evidence\": one of {list(EVIDENCE)}}}")
+    v = raw["value"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{where}: value must be a finite number >= 0, got {v!r}")
+    src = raw.get("source")
+    if not isinstance(src, str) or not src.strip():
+        raise ValueError(f"{where}: every value needs a non-empty 'source' (where the number comes from)")
+    ev = raw.get("evidence", "user")
+    if ev not in EVIDENCE:
+        raise ValueError(f"{where}: evidence must be one of {list(EVIDENCE)}, got {ev!r}")
+    return float(v), (src.strip(), ev)
+
+
+def load_target(path) -> Target:
+    """Read a target file (JSON; TOML on Python >= 3.11) and validate it.
+
+    A target file holds ``name``, ``description``, ``kind``, ``bits_reference``, optional ``bits_exponent``,
+    and ``energy_pJ`` / ``latency_s`` objects with one ``{"value", "source", "evidence"}`` entry for every
+    counter of :data:`COUNTERS` and every key of :data:`LATENCY_KEYS` (use 0 with a source saying why an
+    operation costs nothing on this target).  Copy one of ``neurosim/hardware/targets/*.json`` to start.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"cannot read target file {path}: {e.strerror}") from None
+    if path.suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # pragma: no cover - Python 3.10
+            raise ValueError(f"target file {path}: TOML needs Python >= 3.11; write it as JSON") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"target file {path} is not valid TOML: {e}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"target file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"target file {path} must hold an object")
+    for key in ("name", "energy_pJ", "latency_s"):
+        if key not in data:
+            raise ValueError(f"target file {path}: missing {key!r}")
+    name = data["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"target file {path}: 'name' must be a non-empty string")
+    energy_raw, lat_raw = data["energy_pJ"], data["latency_s"]
+    missing = [c for c in COUNTERS if c not in energy_raw] + [f"latency_s.{k}" for k in LATENCY_KEYS
+                                                              if k not in lat_raw]
+    if missing:
+        raise ValueError(f"target file {path}: missing entries {missing}; every counter needs a value and a "
+                         "source (0 with a reason if the operation is free on this target)")
+    unknown = [c for c in energy_raw if c not in COUNTERS] + [k for k in lat_raw if k not in LATENCY_KEYS]
+    if unknown:
+        raise ValueError(f"target file {path}: unknown entries {unknown}; known counters {list(COUNTERS)}, "
+                         f"latency keys {list(LATENCY_KEYS)}")
+    energy_pJ, latency_s, sources = {}, {}, {}
+    for c in COUNTERS:
+        energy_pJ[c], sources[f"energy.{c}"] = _entry(path, "energy_pJ", c, energy_raw[c])
+    for k in LATENCY_KEYS:
+        latency_s[k], sources[f"latency.{k}"] = _entry(path, "latency_s", k, lat_raw[k])
+    bits_ref = data.get("bits_reference", 32)
+    if isinstance(bits_ref, bool) or not isinstance(bits_ref, int) or bits_ref < 1:
+        raise ValueError(f"target file {path}: bits_reference must be a positive int, got {bits_ref!r}")
+    expo = data.get("bits_exponent", {}) or {}
+    bad = [c for c in expo if c not in COUNTERS]
+    if bad:
+        raise ValueError(f"target file {path}: bits_exponent has unknown counters {bad}")
+    exponents = {}
+    for c in COUNTERS:
+        e = expo.get(c, {})
+        if not isinstance(e, dict) or set(e) - {"weight", "activity"} or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in e.values()):
+            raise ValueError(f"target file {path}: bits_exponent.{c} must be an object like "
+                             f"{{\"weight\": 1, \"activity\": 1}}, got {e!r}")
+        exponents[c] = (float(e.get("weight", 0.0)), float(e.get("activity", 0.0)))
+    return Target(name=name.strip(), description=str(data.get("description", "")), kind=str(data.get("kind", "")),
+                  energy_pJ=energy_pJ, latency_s=latency_s, bits_reference=bits_ref,
+                  bits_exponent=exponents, sources=sources, path=str(path))
+
+
+def _target_files() -> list:
+    dirs = [TARGET_DIR]
+    extra = os.environ.get("NEUROSIM_TARGETS", "")
+    dirs += [Path(d) for d in extra.split(os.pathsep) if d]
+    files = []
+    for d in dirs:
+        if d.is_dir():
+            files += sorted(list(d.glob("*.json")) + list(d.glob("*.toml")))
+    return files
+
+
+def targets() -> dict:
+    """All known targets by name: the built-in tables plus every file in the directories listed in the
+    environment variable ``NEUROSIM_TARGETS`` (``os.pathsep``-separated; a user file overrides a built-in
+    of the same name)."""
+    out = {}
+    for f in _target_files():
+        t = load_target(f)
+        out[t.name] = t
+    return out
+
+
+def get_target(name_or_path) -> Target:
+    """A target by name (see :func:`targets`) or from a file path."""
+    if isinstance(name_or_path, Target):
+        return name_or_path
+    p = Path(str(name_or_path))
+    if p.suffix in (".json", ".toml") and p.exists():
+        return load_target(p)
+    known = targets()
+    if name_or_path not in known:
+        raise ValueError(f"unknown hardware target {name_or_path!r}; known: {sorted(known)} (or give the path of "
+                         "a target file; user directories go in NEUROSIM_TARGETS)")
+    return known[name_or_path]
+
+
+def energy(counts: OpCounts, target, bits: float | None = None, *, weight_bits: float | None = None,
+           activity_bits: float | None = None) -> dict:
+    """Energy of ``counts`` on ``target``: ``{"total_J", "per_sample_J", "breakdown_J": {counter: J}}``.
+
+    ``weight_bits`` / ``activity_bits`` are the operand widths (``bits`` sets both; default: the target's
+    reference width); they matter only for targets with ``bits_exponent``.
+    """
+    t = get_target(target)
+    widths = []
+    for name, v in (("weight_bits", weight_bits), ("activity_bits", activity_bits)):
+        v = v if v is not None else bits if bits is not None else t.bits_reference
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not v > 0:
+            raise ValueError(f"{name} must be a number > 0, got {v!r}")
+        widths.append(float(v))
+    wb, ab = widths
+    breakdown = {}
+    for c in COUNTERS:
+        ew, ea = t.bits_exponent[c]
+        scale = (wb / t.bits_reference) ** ew * (ab / t.bits_reference) ** ea
+        breakdown[c] = getattr(counts, c) * t.energy_pJ[c] * scale * 1e-12
+    total = float(sum(breakdown.values()))
+    return {"target": t.name, "total_J": total,
+            "per_sample_J": total / counts.samples if counts.samples > 0 else float("nan"),
+            "breakdown_J": breakdown, "weight_bits": wb, "activity_bits": ab}
+
+
+def latency(counts: OpCounts, target) -> dict:
+    r"""Time per sample on ``target``: ``{"settle_s", "update_s", "total_s"}`` (per sample).
+
+    ``settle_s`` (time to settle: the inference/relaxation) charges the serial timesteps and the synaptic
+    ops, events and neuron updates; ``update_s`` the update MACs and the weight writes.
+    """
+    t = get_target(target)
+    if counts.samples <= 0:
+        raise ValueError("latency: no samples counted")
+    n = counts.samples
+    settle = counts.serial_steps * t.latency_s["timestep"] + sum(
+        getattr(counts, _LATENCY_COUNTER[k]) * t.latency_s[k] for k in _SETTLE)
+    update = sum(getattr(counts, _LATENCY_COUNTER[k]) * t.latency_s[k] for k in ("update_mac", "weight_write"))
+    return {"target": t.name, "settle_s": settle / n, "update_s": update / n, "total_s": (settle + update) / n}

@@ -1,0 +1,444 @@
+r"""Event-driven (send-on-delta) predictive-coding relaxation with substrate effects.
+
+Two engines implement the same specification: :class:`ReferenceEngine` (NumPy, the executable
+specification) and :class:`NumbaEngine` (one jitted call per batch, :mod:`neurosim.hardware.kernel`).
+Both run the relaxation of :mod:`neurosim.backends.reference` from the same :class:`~neurosim.plan.Plan`
+arrays, with units that communicate by events.
+
+The event model
+---------------
+Value unit :math:`j` outputs :math:`o_j = \mathrm{dac}(\mathrm{values}(\phi(x_j)))` and error unit
+:math:`i` outputs :math:`\hat\varepsilon_i = \mathrm{errors}(\varepsilon_i)`, sent as
+:math:`\mathrm{dac}(\hat\varepsilon_i)`.  Each sender keeps :math:`\hat s`, the sum of what it has sent;
+it emits an event carrying :math:`\delta = o - \hat s` only when :math:`|\delta| > \theta`
+(:math:`\hat s \leftarrow o`), so the residue :math:`o - \hat s` is carried until it crosses the threshold
+(Lava ``Delta``/``SigmaDelta``, Loihi-2 graded spikes).  Receivers integrate events into currents:
+
+.. math::
+
+    c^{\mu}_l \mathrel{+}= a_k W_k[:, j]\, \delta_j \quad\text{(value event, } n_{post}
+    \text{ synaptic ops)}, \qquad
+    c^{fb}_{l-1} \mathrel{+}= a_k W_k[i, :]\, \delta_i \quad\text{(error event, } n_{pre}\text{ synaptic ops)}
+
+and read them out as :math:`\mu_l = \mathrm{adc}(c^\mu_l) + b_l`, :math:`fb = \mathrm{adc}(c^{fb})`.  Then,
+as in the clock-driven model,
+
+.. math::
+
+    \varepsilon_l = \pi_l (x_l - \mu_l), \qquad
+    \tau_x \dot x_l = -\hat\varepsilon_l + \phi'(x_l) \odot fb_l \;(+\beta (t - x_l)\text{ when nudged}),
+
+integrated with Euler steps (dynamic error units :math:`\tau_\varepsilon > 0` as in the backends).  A
+value unit and its own error unit are wired locally (no events).  Units send only if something receives:
+value units with an outgoing weighted projection, error units with a weighted incoming projection from a
+non-input population (feedback into a clamped input is never needed).  Synapses live with their
+post-synaptic neuron, so the Hebbian update uses the local error and the received pre-synaptic value:
+:math:`\Delta W_k \propto a_k \hat\varepsilon_{post}^T \hat s_{pre}`.
+
+With :math:`\theta = 0` every change is sent and the receiver currents equal the dense sums, so the
+dynamics and the weight updates reproduce the clock-driven backends to rounding (tested to 1e-12).
+
+Read noise is applied to the read-out currents with the exact variance of per-weight noise on every read
+(:func:`~neurosim.hardware.nonideal.read_noise_std`), tracked incrementally from the events.
+
+Order of one evaluation (synchronous): all value units send; all predictions are read; errors and energy
+are computed; all error units send; feedback is read and :math:`\dot x` formed.  Evaluation 0 follows the
+initialisation (a feedforward sweep in topological order in which each population sends its values as
+soon as it is set), and evaluation k follows Euler step k.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import activations as act
+from ..backends.base import EULER, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP, MODE_NUDGE, BatchResult
+from ..errors import UnsupportedError
+from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
+from .nonideal import apply_table
+
+_PHI = {a.code: a.name for a in act.ACTIVATIONS.values()}
+
+
+@dataclass
+class EventResult(BatchResult):
+    r"""A :class:`~neurosim.backends.base.BatchResult` plus event counts and Hebbian directions.
+
+    Attributes
+    ----------
+    events : ndarray (steps + 1, n_pops, 2) int
+        Events sent by the value units (``[..., 0]``) and error units (``[..., 1]``) of each population in
+        evaluation k (row 0: the evaluation after initialisation).  Summed over the batch.
+    events_init : ndarray (n_pops, 2) int
+        Events of the initialisation (feedforward sweep, or the refresh of an ``init="previous"`` start).
+    sops : ndarray (n_proj, 2) int
+        Synaptic operations triggered on each projection by value events (``[:, 0]``) and error events
+        (``[:, 1]``), initialisation included.
+    gW, gb : ndarray
+        Hebbian directions :math:`a_k\, s\, \hat\varepsilon_{post}^T \hat s_{pre}` and
+        :math:`s \sum_b \hat\varepsilon_{post}` (flat, plan layout; s = 1/B for mean reduction) at the final
+        state; zero for non-plastic projections.
+    x, eps, mu : ndarray (B, n_units)
+        Final values, error-unit outputs and read predictions.
+    """
+
+    events: np.ndarray | None = None
+    events_init: np.ndarray | None = None
+    sops: np.ndarray | None = None
+    gW: np.ndarray | None = None
+    gb: np.ndarray | None = None
+    x: np.ndarray | None = None
+    eps: np.ndarray | None = None
+    mu: np.ndarray | None = None
+
+
+class EngineBase:
+    """Plan-derived metadata shared by both engines, and the feature check."""
+
+    name = "base"
+
+    def __init__(self, plan):
+        self.plan = p = plan
+        c = plan.circuit
+        reasons = []
+        if any(pr.skip for pr in c.projections):
+            reasons.append("identity skip projections (their x-channel is not event-coded)")
+        if reasons:
+            raise UnsupportedError(f"the event-driven hardware engine cannot run circuit {c.name!r}: "
+                                   f"{'; '.join(reasons)}")
+        npop, nproj = p.n_pops, p.n_proj
+        weighted = p.w_off >= 0
+        self.has_out = np.zeros(npop, dtype=np.int64)
+        self.has_in = np.zeros(npop, dtype=np.int64)
+        self.fb_recv = np.zeros(npop, dtype=np.int64)
+        self.has_fbin = np.zeros(npop, dtype=np.int64)
+        for k in range(nproj):
+            if not weighted[k]:
+                continue
+            pre, post = int(p.proj_pre[k]), int(p.proj_post[k])
+            self.has_out[pre] = 1
+            self.has_in[post] = 1
+            if p.pop_role[pre] != ROLE_INPUT and p.pop_has_err[post]:
+                self.fb_recv[post] = 1
+                self.has_fbin[pre] = 1
+        self.sl = [slice(int(p.pop_off[i]), int(p.pop_off[i] + p.pop_size[i])) for i in range(npop)]
+        self.state = None
+
+    def bias_sum(self, b: np.ndarray) -> np.ndarray:
+        """Per-unit sum of the biases of all incoming projections, (n_units,)."""
+        p = self.plan
+        out = np.zeros(p.n_units)
+        for k in range(p.n_proj):
+            if p.b_off[k] >= 0:
+                n = int(p.pop_size[p.proj_post[k]])
+                out[self.sl[p.proj_post[k]]] += b[p.b_off[k]:p.b_off[k] + n]
+        return out
+
+    def reset(self):
+        self.state = None
+
+    @staticmethod
+    def check_spec(spec):
+        if spec.integrator != EULER:
+            raise UnsupportedError("the event-driven hardware engine integrates with Euler steps only; "
+                                   "use integrator='euler'")
+
+
+class ReferenceEngine(EngineBase):
+    """NumPy twin of the event kernel: plain array code, the specification the numba kernel is tested by."""
+
+    name = "reference"
+
+    def run(self, s, t, spec, Wr, b, tables, sigmas, theta_v, theta_e, seed) -> EventResult:
+        self.check_spec(spec)
+        p = self.plan
+        B = s.shape[0]
+        N = p.n_units
+        npop, nproj = p.n_pops, p.n_proj
+        rng = np.random.default_rng(seed)
+        kinds, params, counts, mm = tables
+        sig_m2, sig_a2 = sigmas
+        noisy = sig_m2 > 0 or sig_a2 > 0
+        sl = self.sl
+        units = [np.arange(sl_.start, sl_.stop) for sl_ in sl]
+        Wk = [Wr[p.w_off[k]:p.w_off[k] + int(np.prod(p.weight_shape(k)))].reshape(p.weight_shape(k))
+              if p.w_off[k] >= 0 else None for k in range(nproj)]
+        bsum = self.bias_sum(b)
+        mult = p.proj_mult
+
+        prev = spec.init == INIT_PREVIOUS and self.state is not None and self.state["x"].shape[0] == B
+        if prev:
+            st = {k: v.copy() for k, v in self.state.items()}
+        else:
+            st = {k: np.zeros((B, N)) for k in ("x", "es", "sv", "se")}
+        x, es, sv, se = st["x"], st["es"], st["sv"], st["se"]
+        cur_mu, cur_fb = np.zeros((B, N)), np.zeros((B, N))
+        qmw, qms, qfw, qfs = (np.zeros((B, N)) for _ in range(4))
+        oe, mu = np.zeros((B, N)), np.zeros((B, N))
+        ev_init = np.zeros((npop, 2), dtype=np.int64)
+        ev = np.zeros((spec.n_steps + 1, npop, 2), dtype=np.int64)
+        sops = np.zeros((nproj, 2), dtype=np.int64)
+
+        def site(si, v, i):
+            if counts[si] == 0:
+                return v
+            return apply_table(kinds[si], params[si], counts[si], v, units[i], rng, mm[si])
+
+        def project_values(i, d, ds2, n_ev):
+            for k in range(nproj):
+                if p.proj_pre[k] != i or Wk[k] is None:
+                    continue
+                po = sl[p.proj_post[k]]
+                cur_mu[:, po] += mult[k] * (d @ Wk[k].T)
+                sops[k, 0] += n_ev * Wk[k].shape[0]
+                if noisy:
+                    qmw[:, po] += mult[k] ** 2 * (ds2 @ (Wk[k] ** 2).T)
+                    qms[:, po] += mult[k] ** 2 * ds2.sum(axis=1, keepdims=True)
+
+        def project_errors(i, d, ds2, n_ev):
+            for k in range(int(p.in_start[i]), int(p.in_end[i])):
+                pre = p.proj_pre[k]
+                if Wk[k] is None or p.pop_role[pre] == ROLE_INPUT:
+                    continue
+                cur_fb[:, sl[pre]] += mult[k] * (d @ Wk[k])
+                sops[k, 1] += n_ev * Wk[k].shape[1]
+                if noisy:
+                    qfw[:, sl[pre]] += mult[k] ** 2 * (ds2 @ Wk[k] ** 2)
+                    qfs[:, sl[pre]] += mult[k] ** 2 * ds2.sum(axis=1, keepdims=True)
+
+        def send(i, o, sent, theta, cnt, col, project):
+            d = o - sent[:, sl[i]]
+            fire = np.abs(d) > theta
+            n_ev = int(fire.sum())
+            cnt[i, col] += n_ev
+            if n_ev == 0:
+                return
+            d = np.where(fire, d, 0.0)
+            old = sent[:, sl[i]].copy()
+            new = np.where(fire, o, old)
+            sent[:, sl[i]] = new
+            project(i, d, new * new - old * old if noisy else None, n_ev)
+
+        def send_values(i, cnt):
+            name = _PHI[int(p.pop_phi[i])]
+            o = site(2, site(0, act.phi(name, x[:, sl[i]]), i), i)
+            send(i, o, sv, theta_v, cnt, 0, project_values)
+
+        def read(cur, qw, qs, i):
+            c = cur[:, sl[i]].copy()
+            if noisy:
+                c = c + np.sqrt(np.maximum(0.0, sig_m2 * qw[:, sl[i]] + sig_a2 * qs[:, sl[i]])) * \
+                    rng.standard_normal(c.shape)
+            return site(3, c, i)
+
+        def read_mu(i):
+            if p.pop_role[i] == ROLE_INPUT:
+                return np.zeros((B, int(p.pop_size[i])))
+            if self.has_in[i]:
+                return read(cur_mu, qmw, qms, i) + bsum[sl[i]]
+            return np.broadcast_to(bsum[sl[i]], (B, int(p.pop_size[i]))).copy()
+
+        def evaluate(cnt, init_es):
+            for i in range(npop):
+                if self.has_out[i]:
+                    send_values(i, cnt)
+            for i in range(npop):
+                mu[:, sl[i]] = read_mu(i)
+            energy = np.zeros(npop)
+            deps = np.zeros((B, N))
+            oe[:] = 0.0
+            for i in range(npop):
+                if not p.pop_has_err[i]:
+                    continue
+                pr = p.precision[sl[i]]
+                diff = x[:, sl[i]] - mu[:, sl[i]]
+                energy[i] = 0.5 * np.sum(pr * diff ** 2) / B
+                if p.pop_tau_eps[i] > 0:
+                    if init_es:
+                        es[:, sl[i]] = pr * diff
+                    eps = es[:, sl[i]]
+                    deps[:, sl[i]] = (diff - eps / pr) / p.pop_tau_eps[i]
+                else:
+                    eps = pr * diff
+                oe[:, sl[i]] = site(1, eps, i)
+            for i in range(npop):
+                if self.fb_recv[i]:
+                    send(i, site(2, oe[:, sl[i]], i), se, theta_e, cnt, 1, project_errors)
+            dx = np.zeros((B, N))
+            for i in range(npop):
+                role = p.pop_role[i]
+                if role == ROLE_INPUT or (role == ROLE_TARGET and spec.mode == MODE_CLAMP):
+                    continue
+                fb = read(cur_fb, qfw, qfs, i) if self.has_fbin[i] else 0.0
+                xi = x[:, sl[i]]
+                drive = -oe[:, sl[i]] + act.dphi(_PHI[int(p.pop_phi[i])], xi) * fb
+                if role == ROLE_TARGET and spec.mode == MODE_NUDGE:
+                    drive = drive + spec.beta * (t - xi)
+                dx[:, sl[i]] = drive / p.pop_tau_x[i]
+            return dx, deps, energy
+
+        # ---- initial state
+        for j, i in enumerate(p.input_pops):
+            x[:, sl[i]] = s[:, p.input_off[j]:p.input_off[j] + p.pop_size[i]]
+        if prev:
+            # the weights changed since the last batch: receivers rebuild their currents from what was sent
+            for i in range(npop):
+                if self.has_out[i]:
+                    old = sv[:, sl[i]]
+                    n_ev = int(np.count_nonzero(old))
+                    ev_init[i, 0] += n_ev
+                    project_values(i, old, old * old if noisy else None, n_ev)
+                if self.fb_recv[i]:
+                    old = se[:, sl[i]]
+                    n_ev = int(np.count_nonzero(old))
+                    ev_init[i, 1] += n_ev
+                    project_errors(i, old, old * old if noisy else None, n_ev)
+        elif spec.init != INIT_ZEROS:
+            for i in range(npop):  # feedforward sweep in topological order
+                if p.pop_role[i] != ROLE_INPUT:
+                    x[:, sl[i]] = read_mu(i)
+                if self.has_out[i]:
+                    send_values(i, ev_init)
+        if spec.mode == MODE_CLAMP and p.target_pop >= 0:
+            x[:, sl[p.target_pop]] = t
+        if spec.init == INIT_ZEROS and not prev:
+            for i in range(npop):
+                role = p.pop_role[i]
+                if role == ROLE_FREE or (role == ROLE_TARGET and spec.mode != MODE_CLAMP):
+                    x[:, sl[i]] = 0.0
+
+        dx, deps, energy = evaluate(ev[0], not prev)
+        tsl = sl[p.target_pop] if p.target_pop >= 0 else slice(0, 0)
+        y0 = mu[:, tsl].copy()
+        energies = np.zeros((spec.n_steps + 1, npop))
+        dt = spec.dt
+        status, fail_step, fail_pop, steps = 0, -1, -1, 0
+        for k in range(spec.n_steps + 1):
+            energies[k] = energy
+            bad = ~np.isfinite(energy)
+            if bad.any() or not np.all(np.isfinite(x)):
+                status, fail_step = 1, k
+                fail_pop = int(np.argmax(bad)) if bad.any() else next(
+                    i for i in range(npop) if not np.all(np.isfinite(x[:, sl[i]])))
+                break
+            if k == spec.n_steps:
+                break
+            if spec.tol > 0:
+                rate = max(np.max(np.abs(dx)) if dx.size else 0.0, np.max(np.abs(deps)) if deps.size else 0.0)
+                if rate < spec.tol:
+                    break
+            x += dt * dx
+            es += dt * deps
+            steps += 1
+            prev_total = energy.sum()
+            dx, deps, energy = evaluate(ev[k + 1], False)
+            if spec.dt_decay < 1.0 and energy.sum() >= prev_total:
+                dt *= spec.dt_decay
+        self.state = {"x": x.copy(), "es": es.copy(), "sv": sv.copy(), "se": se.copy()}
+        gW = np.zeros(p.W.size)
+        gb = np.zeros(p.b.size)
+        if spec.learn and status == 0:
+            for k in range(nproj):
+                scale = 1.0 / B if p.proj_mean[k] else 1.0
+                e = oe[:, sl[p.proj_post[k]]]
+                if p.proj_plastic[k]:
+                    g = mult[k] * scale * (e.T @ sv[:, sl[p.proj_pre[k]]])
+                    gW[p.w_off[k]:p.w_off[k] + g.size] = g.ravel()
+                if p.proj_learn_bias[k]:
+                    gb[p.b_off[k]:p.b_off[k] + e.shape[1]] = scale * e.sum(axis=0)
+        return EventResult(steps=steps, energy=energies[:steps + 1].copy(), status=status, fail_step=fail_step,
+                           fail_pop=fail_pop, y0=y0, y=x[:, tsl].copy(), events=ev[:steps + 1].copy(),
+                           events_init=ev_init, sops=sops, gW=gW, gb=gb, x=x.copy(), eps=oe.copy(), mu=mu.copy())
+
+
+class NumbaEngine(EngineBase):
+    """Runs :func:`neurosim.hardware.kernel.event_kernel`: one jitted call per batch."""
+
+    name = "numba"
+
+    def __init__(self, plan):
+        super().__init__(plan)
+        p = plan  # packed tables laid out as in neurosim.backends.numba_backend
+        self.pi = np.stack([p.pop_size, p.pop_off, p.pop_phi, p.pop_role, p.pop_has_err], axis=1).astype(np.int64)
+        self.pf = np.stack([p.pop_phi_param, p.pop_tau_x, p.pop_tau_eps], axis=1).astype(np.float64)
+        self.ki = np.stack([p.proj_pre, p.proj_post, p.w_off, p.b_off, p.proj_skip, p.proj_plastic,
+                            p.proj_learn_bias, p.proj_mean, p.opt_kind], axis=1).astype(np.int64).reshape(-1, 9)
+        self.kf = np.concatenate([p.proj_mult[:, None], p.proj_lr[:, None], p.opt_param], axis=1
+                                 ).astype(np.float64).reshape(-1, 7)
+        self.prec = p.precision.astype(np.float64)
+        self._bufs = None
+        self._B = -1
+
+    def _transposed(self, Wr):
+        p = self.plan
+        WrT = np.empty_like(Wr)
+        for k in range(p.n_proj):
+            o = p.w_off[k]
+            if o < 0:
+                continue
+            n_post, n_pre = p.weight_shape(k)
+            WrT[o:o + n_post * n_pre] = Wr[o:o + n_post * n_pre].reshape(n_post, n_pre).T.ravel()
+        return WrT
+
+    def reset(self):
+        super().reset()
+        self._B = -1
+
+    def run(self, s, t, spec, Wr, b, tables, sigmas, theta_v, theta_e, seed) -> EventResult:
+        from .kernel import event_kernel
+        self.check_spec(spec)
+        p = self.plan
+        B = s.shape[0]
+        N = p.n_units
+        if self._bufs is None or self._B != B:
+            self._bufs = [np.zeros((B, N)) for _ in range(14)]
+            self._B = B
+            self.state = None
+        x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs, dx, deps = self._bufs
+        prev = spec.init == INIT_PREVIOUS and self.state is not None
+        if not prev:
+            for a in (x, es, sv, se):
+                a[:] = 0.0
+        kinds, params, counts, mm = tables
+        sig_m2, sig_a2 = sigmas
+        noisy = sig_m2 > 0 or sig_a2 > 0
+        Wr = np.ascontiguousarray(Wr, dtype=np.float64)
+        WrT = self._transposed(Wr)
+        Wr2 = Wr * Wr if noisy else np.zeros(0)
+        Wr2T = WrT * WrT if noisy else np.zeros(0)
+        tt = np.zeros((B, max(p.n_target, 1))) if t is None else np.ascontiguousarray(t, dtype=np.float64)
+        energies = np.zeros((spec.n_steps + 1, p.n_pops))
+        ev = np.zeros((spec.n_steps + 1, p.n_pops, 2), dtype=np.int64)
+        ev_init = np.zeros((p.n_pops, 2), dtype=np.int64)
+        sops = np.zeros((p.n_proj, 2), dtype=np.int64)
+        y0 = np.zeros((B, p.n_target))
+        y = np.zeros((B, p.n_target))
+        gW = np.zeros(p.W.size)
+        gb = np.zeros(p.b.size)
+        out = np.zeros(4, dtype=np.int64)
+        event_kernel(np.ascontiguousarray(s, dtype=np.float64), tt, prev, spec.mode, spec.beta, spec.init,
+                     spec.n_steps, spec.tol, spec.dt, spec.dt_decay, spec.learn,
+                     self.pi, self.pf, self.prec, self.ki, self.kf, p.in_start.astype(np.int64),
+                     p.in_end.astype(np.int64), p.input_pops.astype(np.int64), p.input_off.astype(np.int64),
+                     int(p.target_pop), self.has_out, self.has_in, self.fb_recv, self.has_fbin,
+                     Wr, WrT, Wr2, Wr2T, self.bias_sum(b), noisy, sig_m2, sig_a2, float(theta_v), float(theta_e),
+                     kinds, params, counts, mm, int(seed),
+                     x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs, dx, deps,
+                     energies, ev, ev_init, sops, y0, y, gW, gb, out)
+        self.state = True
+        steps, status, fail_step, fail_pop = (int(v) for v in out)
+        return EventResult(steps=steps, energy=energies[:steps + 1].copy(), status=status, fail_step=fail_step,
+                           fail_pop=fail_pop, y0=y0, y=y, events=ev[:steps + 1].copy(), events_init=ev_init,
+                           sops=sops, gW=gW, gb=gb, x=x.copy(), eps=oe.copy(), mu=mu.copy())
+
+
+ENGINES = {"reference": ReferenceEngine, "numba": NumbaEngine}
+
+
+def make_engine(backend_name: str, plan) -> EngineBase:
+    """The engine matching a Simulator backend; other backends raise :class:`~neurosim.UnsupportedError`."""
+    if backend_name not in ENGINES:
+        raise UnsupportedError(f"backend {backend_name!r} has no event-driven hardware engine; the hardware "
+                               f"engines run with backend='numba' or 'reference'")
+    return ENGINES[backend_name](plan)

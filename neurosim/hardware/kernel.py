@@ -1,0 +1,476 @@
+r"""The event-driven (send-on-delta) relaxation kernel: one jitted call per batch.
+
+This is the compiled twin of :class:`neurosim.hardware.engine.ReferenceEngine` (read its docstring for the
+model); it is tested against it operation by operation.  State arrays are ``(B, n_units)``; weights are
+the flat Plan vector ``Wr`` (read weights, row-major ``(n_post, n_pre)`` blocks) and its block-transposed
+copy ``WrT`` so that both kinds of event touch contiguous memory: a value event of pre-synaptic unit j
+reads row j of ``WrT`` (a column of W), an error event of post-synaptic unit i reads row i of ``Wr``.
+
+Randomness (noise, stochastic rounding) comes from numba's generator, seeded at the start of every call
+with the ``seed`` argument; the NumPy twin uses ``numpy.random.default_rng(seed)``, so the two agree in
+distribution, not draw by draw.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ..config import CACHE, FASTMATH
+from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
+from .nonideal import K_ADD, K_MMGAIN, K_MMOFF, K_MUL, K_QNEAR, K_QSTOCH
+
+P_SIZE, P_OFF, P_PHI, P_ROLE, P_ERR = 0, 1, 2, 3, 4
+PF_PARAM, PF_TAUX, PF_TAUE = 0, 1, 2
+K_PRE, K_POST, K_WOFF, K_BOFF, K_SKIP, K_PLASTIC, K_LBIAS, K_MEAN, K_OPT = range(9)
+KF_MULT = 0
+MODE_CLAMP, MODE_NUDGE = 1, 2
+INIT_ZEROS = 1
+
+_jit = dict(cache=CACHE, fastmath=FASTMATH, nogil=True)
+
+
+@njit(**_jit)
+def _phi(code, a, x):
+    if code == 0:
+        return x
+    if code == 1:
+        return math.tanh(x)
+    if code == 2:
+        if x >= 0:
+            return 1.0 / (1.0 + math.exp(-x))
+        e = math.exp(x)
+        return e / (1.0 + e)
+    if code == 3:
+        return x if x > 0 else 0.0
+    return x if x > 0 else a * x
+
+
+@njit(**_jit)
+def _dphi(code, a, x):
+    if code == 0:
+        return 1.0
+    if code == 1:
+        t = math.tanh(x)
+        return 1.0 - t * t
+    if code == 2:
+        if x >= 0:
+            s = 1.0 / (1.0 + math.exp(-x))
+        else:
+            e = math.exp(x)
+            s = e / (1.0 + e)
+        return s * (1.0 - s)
+    if code == 3:
+        return 1.0 if x > 0 else 0.0
+    return 1.0 if x > 0 else a
+
+
+@njit(**_jit)
+def _site(si, u, v, tk, tp, tn, mm):
+    """Apply the elementwise transforms of site ``si`` to the scalar ``v`` of unit ``u``."""
+    for m in range(tn[si]):
+        kind = tk[si, m]
+        if kind == K_QNEAR or kind == K_QSTOCH:
+            step = tp[si, m, 0]
+            kmin = tp[si, m, 1]
+            kmax = tp[si, m, 2]
+            q = v / step
+            if q < kmin:
+                q = kmin
+            elif q > kmax:
+                q = kmax
+            if kind == K_QNEAR:
+                k = math.floor(q + 0.5)
+            else:
+                k = math.floor(q + np.random.random())
+            if k < kmin:
+                k = kmin
+            elif k > kmax:
+                k = kmax
+            v = k * step
+        elif kind == K_ADD:
+            v = v + tp[si, m, 0] * np.random.standard_normal()
+        elif kind == K_MUL:
+            v = v * (1.0 + tp[si, m, 0] * np.random.standard_normal())
+        elif kind == K_MMGAIN:
+            v = v * mm[si, int(tp[si, m, 0]), u]
+        elif kind == K_MMOFF:
+            v = v + mm[si, int(tp[si, m, 0]), u]
+    return v
+
+
+@njit(**_jit)
+def site_array(v, units, si, tk, tp, tn, mm, seed):
+    """Apply site ``si`` to every element of ``v`` (unit ``units[j]`` for column j); for tests and tools."""
+    np.random.seed(seed)
+    out = np.empty_like(v)
+    B, n = v.shape
+    for s in range(B):
+        for j in range(n):
+            out[s, j] = _site(si, units[j], v[s, j], tk, tp, tn, mm)
+    return out
+
+
+@njit(**_jit)
+def _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta,
+                 tk, tp, tn, mm, cnt, sops):
+    n = pi[i, P_SIZE]
+    off = pi[i, P_OFF]
+    code = pi[i, P_PHI]
+    a = pf[i, PF_PARAM]
+    nproj = ki.shape[0]
+    for s in range(B):
+        for j in range(n):
+            u = off + j
+            v = _phi(code, a, x[s, u])
+            if tn[0] > 0:
+                v = _site(0, u, v, tk, tp, tn, mm)
+            if tn[2] > 0:
+                v = _site(2, u, v, tk, tp, tn, mm)
+            old = sv[s, u]
+            d = v - old
+            if abs(d) > theta:
+                sv[s, u] = v
+                cnt[i, 0] += 1
+                for k in range(nproj):
+                    if ki[k, K_PRE] != i or ki[k, K_WOFF] < 0:
+                        continue
+                    post = ki[k, K_POST]
+                    n_post = pi[post, P_SIZE]
+                    opost = pi[post, P_OFF]
+                    base = ki[k, K_WOFF] + j * n_post
+                    c = kf[k, KF_MULT] * d
+                    for r in range(n_post):
+                        cur_mu[s, opost + r] += c * WrT[base + r]
+                    sops[k, 0] += n_post
+                    if noisy:
+                        m2 = kf[k, KF_MULT] * kf[k, KF_MULT]
+                        ds2 = v * v - old * old
+                        for r in range(n_post):
+                            qmw[s, opost + r] += m2 * ds2 * Wr2T[base + r]
+                            qms[s, opost + r] += m2 * ds2
+
+
+@njit(**_jit)
+def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs, ki_start, ki_end, sops):
+    for k in range(ki_start[i], ki_end[i]):
+        pre = ki[k, K_PRE]
+        if ki[k, K_WOFF] < 0 or pi[pre, P_ROLE] == ROLE_INPUT:
+            continue
+        n_pre = pi[pre, P_SIZE]
+        opre = pi[pre, P_OFF]
+        base = ki[k, K_WOFF] + j * n_pre
+        c = kf[k, KF_MULT] * d
+        for r in range(n_pre):
+            cur_fb[s, opre + r] += c * Wr[base + r]
+        sops[k, 1] += n_pre
+        if noisy:
+            m2 = kf[k, KF_MULT] * kf[k, KF_MULT]
+            for r in range(n_pre):
+                qfw[s, opre + r] += m2 * ds2 * Wr2[base + r]
+                qfs[s, opre + r] += m2 * ds2
+
+
+@njit(**_jit)
+def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, theta, tk, tp, tn, mm,
+                 ki_start, ki_end, cnt, sops):
+    n = pi[i, P_SIZE]
+    off = pi[i, P_OFF]
+    for s in range(B):
+        for j in range(n):
+            u = off + j
+            v = oe[s, u]
+            if tn[2] > 0:
+                v = _site(2, u, v, tk, tp, tn, mm)
+            old = se[s, u]
+            d = v - old
+            if abs(d) > theta:
+                se[s, u] = v
+                cnt[i, 1] += 1
+                _project_errors(i, s, j, d, v * v - old * old, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
+                                ki_start, ki_end, sops)
+
+
+@njit(**_jit)
+def _read(cur, qw, qs, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm):
+    c = cur[s, u]
+    if noisy:
+        var = sig_m2 * qw[s, u] + sig_a2 * qs[s, u]
+        if var > 0:
+            c += math.sqrt(var) * np.random.standard_normal()
+    if tn[3] > 0:
+        c = _site(3, u, c, tk, tp, tn, mm)
+    return c
+
+
+@njit(**_jit)
+def _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm):
+    n = pi[i, P_SIZE]
+    off = pi[i, P_OFF]
+    for s in range(B):
+        for j in range(n):
+            u = off + j
+            if pi[i, P_ROLE] == ROLE_INPUT:
+                mu[s, u] = 0.0
+            elif has_in[i] != 0:
+                mu[s, u] = _read(cur_mu, qmw, qms, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm) + bsum[u]
+            else:
+                mu[s, u] = bsum[u]
+
+
+@njit(**_jit)
+def _evaluate(cnt, init_es, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
+              dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv, has_fbin,
+              Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops):
+    npop = pi.shape[0]
+    for i in range(npop):
+        if has_out[i] != 0:
+            _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
+                         tk, tp, tn, mm, cnt, sops)
+    for i in range(npop):
+        _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
+    for i in range(npop):
+        n = pi[i, P_SIZE]
+        off = pi[i, P_OFF]
+        energy[i] = 0.0
+        if pi[i, P_ERR] == 0:
+            for s in range(B):
+                for j in range(n):
+                    oe[s, off + j] = 0.0
+                    deps[s, off + j] = 0.0
+            continue
+        tau_e = pf[i, PF_TAUE]
+        acc = 0.0
+        for s in range(B):
+            for j in range(n):
+                u = off + j
+                p = prec[u]
+                d = x[s, u] - mu[s, u]
+                acc += p * d * d
+                if tau_e > 0:
+                    if init_es:
+                        es[s, u] = p * d
+                    e = es[s, u]
+                    deps[s, u] = (d - e / p) / tau_e
+                else:
+                    e = p * d
+                    deps[s, u] = 0.0
+                if tn[1] > 0:
+                    e = _site(1, u, e, tk, tp, tn, mm)
+                oe[s, u] = e
+        energy[i] = 0.5 * acc / B
+    for i in range(npop):
+        if fb_recv[i] != 0:
+            _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, theta_e, tk, tp, tn, mm,
+                         ki_start, ki_end, cnt, sops)
+    for i in range(npop):
+        n = pi[i, P_SIZE]
+        off = pi[i, P_OFF]
+        role = pi[i, P_ROLE]
+        if role == ROLE_INPUT or (role == ROLE_TARGET and mode == MODE_CLAMP):
+            for s in range(B):
+                for j in range(n):
+                    dx[s, off + j] = 0.0
+            continue
+        code = pi[i, P_PHI]
+        a = pf[i, PF_PARAM]
+        inv_tau = 1.0 / pf[i, PF_TAUX]
+        nudge = role == ROLE_TARGET and mode == MODE_NUDGE
+        for s in range(B):
+            for j in range(n):
+                u = off + j
+                fb = 0.0
+                if has_fbin[i] != 0:
+                    fb = _read(cur_fb, qfw, qfs, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
+                drive = -oe[s, u] + _dphi(code, a, x[s, u]) * fb
+                if nudge:
+                    drive += beta * (t[s, j] - x[s, u])
+                dx[s, u] = drive * inv_tau
+
+
+@njit(**_jit)
+def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, learn,
+                 pi, pf, prec, ki, kf, ki_start, ki_end, inputs, input_off, target_pop,
+                 has_out, has_in, fb_recv, has_fbin,
+                 Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e,
+                 tk, tp, tn, mm, seed,
+                 x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs, dx, deps,
+                 energies, ev, ev_init, sops, y0, y, gW, gb, out):
+    """One batch of event-driven relaxation (and the Hebbian directions); ``out`` gets
+    (steps, status, fail_step, fail_pop)."""
+    np.random.seed(seed)
+    B = s_in.shape[0]
+    npop = pi.shape[0]
+    nproj = ki.shape[0]
+    N = x.shape[1]
+    energy = np.zeros(npop)
+    cur_mu[:, :] = 0.0
+    cur_fb[:, :] = 0.0
+    qmw[:, :] = 0.0
+    qms[:, :] = 0.0
+    qfw[:, :] = 0.0
+    qfs[:, :] = 0.0
+    for jj in range(inputs.shape[0]):
+        i = inputs[jj]
+        for s in range(B):
+            for j in range(pi[i, P_SIZE]):
+                x[s, pi[i, P_OFF] + j] = s_in[s, input_off[jj] + j]
+    if prev:
+        # the weights changed since the last batch: receivers rebuild their currents from what was sent
+        for i in range(npop):
+            if has_out[i] != 0:
+                n = pi[i, P_SIZE]
+                off = pi[i, P_OFF]
+                for s in range(B):
+                    for j in range(n):
+                        v = sv[s, off + j]
+                        if v != 0.0:
+                            ev_init[i, 0] += 1
+                            for k in range(nproj):
+                                if ki[k, K_PRE] != i or ki[k, K_WOFF] < 0:
+                                    continue
+                                post = ki[k, K_POST]
+                                n_post = pi[post, P_SIZE]
+                                opost = pi[post, P_OFF]
+                                base = ki[k, K_WOFF] + j * n_post
+                                c = kf[k, KF_MULT] * v
+                                for r in range(n_post):
+                                    cur_mu[s, opost + r] += c * WrT[base + r]
+                                sops[k, 0] += n_post
+                                if noisy:
+                                    m2 = kf[k, KF_MULT] * kf[k, KF_MULT]
+                                    for r in range(n_post):
+                                        qmw[s, opost + r] += m2 * v * v * Wr2T[base + r]
+                                        qms[s, opost + r] += m2 * v * v
+            if fb_recv[i] != 0:
+                n = pi[i, P_SIZE]
+                off = pi[i, P_OFF]
+                for s in range(B):
+                    for j in range(n):
+                        v = se[s, off + j]
+                        if v != 0.0:
+                            ev_init[i, 1] += 1
+                            _project_errors(i, s, j, v, v * v, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
+                                            ki_start, ki_end, sops)
+    elif init != INIT_ZEROS:
+        for i in range(npop):  # feedforward sweep in topological order
+            if pi[i, P_ROLE] != ROLE_INPUT:
+                _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
+                for s in range(B):
+                    for j in range(pi[i, P_SIZE]):
+                        x[s, pi[i, P_OFF] + j] = mu[s, pi[i, P_OFF] + j]
+            if has_out[i] != 0:
+                _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
+                             tk, tp, tn, mm, ev_init, sops)
+    if mode == MODE_CLAMP and target_pop >= 0:
+        for s in range(B):
+            for j in range(pi[target_pop, P_SIZE]):
+                x[s, pi[target_pop, P_OFF] + j] = t[s, j]
+    if init == INIT_ZEROS and not prev:
+        for i in range(npop):
+            role = pi[i, P_ROLE]
+            if role == ROLE_FREE or (role == ROLE_TARGET and mode != MODE_CLAMP):
+                for s in range(B):
+                    for j in range(pi[i, P_SIZE]):
+                        x[s, pi[i, P_OFF] + j] = 0.0
+    _evaluate(ev[0], not prev, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
+              dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv, has_fbin,
+              Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops)
+    if target_pop >= 0:
+        for s in range(B):
+            for j in range(pi[target_pop, P_SIZE]):
+                y0[s, j] = mu[s, pi[target_pop, P_OFF] + j]
+    status = 0
+    fail_step = -1
+    fail_pop = -1
+    steps = 0
+    for k in range(n_steps + 1):
+        for i in range(npop):
+            energies[k, i] = energy[i]
+        bad = -1
+        for i in range(npop):
+            if not math.isfinite(energy[i]):
+                bad = i
+                break
+        if bad < 0:
+            for i in range(npop):
+                for s in range(B):
+                    for j in range(pi[i, P_SIZE]):
+                        if not math.isfinite(x[s, pi[i, P_OFF] + j]):
+                            bad = i
+                            break
+                    if bad >= 0:
+                        break
+                if bad >= 0:
+                    break
+        if bad >= 0:
+            status = 1
+            fail_step = k
+            fail_pop = bad
+            break
+        if k == n_steps:
+            break
+        if tol > 0:
+            rate = 0.0
+            for s in range(B):
+                for u in range(N):
+                    v = abs(dx[s, u])
+                    if v > rate:
+                        rate = v
+                    v = abs(deps[s, u])
+                    if v > rate:
+                        rate = v
+            if rate < tol:
+                break
+        for s in range(B):
+            for u in range(N):
+                x[s, u] += dt * dx[s, u]
+                es[s, u] += dt * deps[s, u]
+        steps += 1
+        prev_total = 0.0
+        for i in range(npop):
+            prev_total += energy[i]
+        _evaluate(ev[k + 1], False, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw,
+                  qfs, dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv,
+                  has_fbin, Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm,
+                  sops)
+        if dt_decay < 1.0:
+            tot = 0.0
+            for i in range(npop):
+                tot += energy[i]
+            if tot >= prev_total:
+                dt *= dt_decay
+    if target_pop >= 0:
+        for s in range(B):
+            for j in range(pi[target_pop, P_SIZE]):
+                y[s, j] = x[s, pi[target_pop, P_OFF] + j]
+    if learn and status == 0:
+        for k in range(nproj):
+            post = ki[k, K_POST]
+            pre = ki[k, K_PRE]
+            n_post = pi[post, P_SIZE]
+            n_pre = pi[pre, P_SIZE]
+            opost = pi[post, P_OFF]
+            opre = pi[pre, P_OFF]
+            scale = 1.0 / B if ki[k, K_MEAN] != 0 else 1.0
+            if ki[k, K_PLASTIC] != 0:
+                wo = ki[k, K_WOFF]
+                c = kf[k, KF_MULT] * scale
+                for r in range(n_post):
+                    for q in range(n_pre):
+                        acc = 0.0
+                        for s in range(B):
+                            acc += oe[s, opost + r] * sv[s, opre + q]
+                        gW[wo + r * n_pre + q] = c * acc
+            if ki[k, K_LBIAS] != 0:
+                bo = ki[k, K_BOFF]
+                for r in range(n_post):
+                    acc = 0.0
+                    for s in range(B):
+                        acc += oe[s, opost + r]
+                    gb[bo + r] = scale * acc
+    out[0] = steps
+    out[1] = status
+    out[2] = fail_step
+    out[3] = fail_pop

@@ -1,0 +1,385 @@
+"""Parameter sweeps of an experiment on Dask: a local cluster by default, an existing cluster when asked.
+
+    neurosim sweep hw-precision --grid weight_bits=2,4,8 --grid seed=0,1,2 --set curves=false
+
+A sweep is the Cartesian product of ``--grid key=v1,v2,...`` over an experiment's parameters (values are
+parsed and checked against the experiment's defaults before anything starts), plus fixed ``--set``
+overrides.  Every point runs :func:`neurosim.experiment.run_experiment` in its own directory
+``OUT/points/<name>-<hash>/`` (``point.json``, ``config.json``, ``metrics.json``, figures); the hash covers the
+experiment and all overrides, so a point is identified by what it computes.
+
+Crash safety and resume: a point is *finished* once its ``metrics.json`` exists.  The worker writes it
+atomically at the end of the run, and the client writes it again (atomically) as soon as the result
+arrives, so a finished point is on disk at once; a killed worker or a killed sweep loses only points that
+were still running, which Dask reschedules (a killed worker) or the next run computes (a killed sweep).
+Re-running the same sweep skips every finished point.
+
+At the end the sweep writes ``OUT/results.csv`` and ``OUT/results.json`` (one row per finished point:
+overrides and scalar metrics), ``OUT/<metric>_vs_<key>.png`` for every numeric grid key (mean and standard
+deviation over the other keys named ``seed``) and, when the rows carry an energy metric,
+``OUT/pareto.png`` (metric vs energy per sample with the Pareto front: the points no other point beats on
+both).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .experiment import ConfigError, coerce, parse_value, resolve_config
+from .io import read_json, write_json_atomic
+
+__all__ = ["parse_grid", "expand", "point_name", "run_sweep", "SweepResult", "pareto_front"]
+
+
+# ----------------------------------------------------------------------------------------- grid
+def _split_top(raw: str) -> list:
+    """Split at commas that are not inside brackets."""
+    parts, depth, cur = [], 0, []
+    for ch in raw:
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts]
+
+
+def parse_grid(items, defaults: dict) -> dict:
+    """``["key=v1,v2", ...]`` -> ``{key: [v1, v2]}`` with values coerced to the type of ``defaults[key]``.
+
+    Commas inside brackets belong to a value (``hidden=[16,16],[32]`` gives two values).  Raises
+    :class:`~neurosim.experiment.ConfigError` (one line) for a malformed item, an unknown or repeated key,
+    an empty value list or a value of the wrong type.
+    """
+    grid = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--grid expects KEY=V1,V2,..., got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in defaults:
+            raise ConfigError(f"unknown parameter {key!r} in --grid; parameters: {', '.join(sorted(defaults))}")
+        if key in grid:
+            raise ConfigError(f"--grid {key!r} is given twice; put all its values in one --grid")
+        parts = _split_top(raw)
+        if not raw.strip() or any(p == "" for p in parts):
+            raise ConfigError(f"--grid {key}=...: empty value in {raw!r}")
+        values = [coerce(key, parse_value(p), defaults[key]) for p in parts]
+        grid[key] = values
+    return grid
+
+
+def expand(grid: dict) -> list:
+    """All points of the grid (Cartesian product, first key slowest), as override dicts."""
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def point_name(experiment: str, overrides: dict, grid_keys=None) -> str:
+    """Directory name of a point: readable ``key=value`` parts of the grid keys and a hash of everything."""
+    digest = hashlib.sha1(_canonical({"experiment": experiment, "overrides": overrides}).encode()).hexdigest()[:10]
+    keys = list(grid_keys) if grid_keys is not None else sorted(overrides)
+    slug = "_".join(f"{k}={_canonical(overrides[k])}" for k in keys if k in overrides)
+    slug = re.sub(r"[^A-Za-z0-9._=+-]+", "", slug)[:80]
+    return f"{slug}-{digest}" if slug else digest
+
+
+def _finished(d: Path):
+    try:
+        m = read_json(d / "metrics.json")
+    except (OSError, ValueError):
+        return None
+    return m if isinstance(m, dict) else None
+
+
+# ----------------------------------------------------------------------------------------- worker side
+def _run_point(experiment, overrides: dict, out_dir: str) -> dict:
+    """Run one point on a worker (the experiment's own ``metrics.json`` is written atomically at its end)."""
+    from .experiment import run_experiment
+    if isinstance(experiment, str):
+        import circuits
+        module = circuits.get(experiment)
+    else:
+        module = experiment
+    return run_experiment(module, overrides, out=Path(out_dir), progress=False)
+
+
+# ----------------------------------------------------------------------------------------- results
+@dataclass
+class SweepResult:
+    """What a sweep produced.
+
+    ``rows`` has one dict per finished point (overrides + scalar metrics + ``point``); ``computed`` and
+    ``skipped`` name the points run now and those already finished; ``failed`` maps points to their error.
+    """
+
+    out: Path
+    experiment: str
+    grid: dict
+    rows: list
+    computed: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: dict = field(default_factory=dict)
+    figures: list = field(default_factory=list)
+    pareto: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _scalar(v) -> bool:
+    return isinstance(v, (int, float, str, bool)) and not (isinstance(v, float) and not math.isfinite(v))
+
+
+def pareto_front(points, maximize_y: bool = True) -> list:
+    """Indices of the non-dominated points of ``[(x, y), ...]``: minimal x (cost) and maximal y (or minimal
+    when ``maximize_y=False``), sorted by x."""
+    pts = [(float(x), float(y) if maximize_y else -float(y), i) for i, (x, y) in enumerate(points)]
+    pts.sort(key=lambda t: (t[0], -t[1]))
+    front, best = [], -math.inf
+    for x, y, i in pts:
+        if y > best:
+            front.append(i)
+            best = y
+    return front
+
+
+def _numeric(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _plots(out: Path, grid: dict, rows: list, metric: str, energy_metric: str | None) -> tuple:
+    import numpy as np
+
+    from . import plot
+    figures, front_rows = [], []
+    if not rows or metric not in rows[0]:
+        return figures, front_rows
+    keys = [k for k in grid if k != "seed"]
+    for key in keys:
+        vals = sorted({r[key] for r in rows if key in r}, key=lambda v: (v is None, v))
+        if len(vals) < 2 or not _numeric(vals):
+            continue
+        others = [k for k in keys if k != key]
+        groups = {}
+        for r in rows:
+            if metric not in r or not isinstance(r[metric], (int, float)):
+                continue
+            label = ", ".join(f"{k}={r.get(k)}" for k in others) or metric
+            groups.setdefault(label, {}).setdefault(r[key], []).append(float(r[metric]))
+        curves = {}
+        for label, by_x in groups.items():
+            xs = sorted(by_x)
+            ys = np.array([np.mean(by_x[x]) for x in xs])
+            err = np.array([np.std(by_x[x]) for x in xs])
+            curves[label] = (np.array(xs, dtype=float), ys, err if np.any(err > 0) else None)
+        if not curves:
+            continue
+        pos = [v for v in vals if v > 0]
+        logx = len(pos) == len(vals) and max(vals) / min(vals) >= 100
+        path = out / f"{metric}_vs_{key}.png"
+        plot.comparison(curves, xlabel=key, ylabel=f"{metric} (mean ± sd over seeds)", path=path, logx=logx,
+                        title=f"{metric} vs {key}")
+        figures.append(path.name)
+    if energy_metric and any(energy_metric in r for r in rows):
+        pts = [(r[energy_metric], r[metric], r) for r in rows
+               if isinstance(r.get(energy_metric), (int, float)) and isinstance(r.get(metric), (int, float))
+               and r[energy_metric] > 0]
+        if pts:
+            from matplotlib.figure import Figure
+            front = pareto_front([(e, m) for e, m, _ in pts])
+            front_rows = [pts[i][2] for i in front]
+            fig = Figure(figsize=(6.4, 4.6))
+            ax = fig.add_subplot(1, 1, 1)
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=22, color="0.6", label="sweep points")
+            fx = [pts[i][0] for i in front]
+            fy = [pts[i][1] for i in front]
+            ax.step(fx, fy, where="post", color="C3", lw=1.8, label="Pareto front")
+            ax.scatter(fx, fy, s=40, color="C3", zorder=3)
+            gk = [k for k in grid if k != "seed"]
+            for i in front:
+                ax.annotate(", ".join(f"{k}={pts[i][2].get(k)}" for k in gk), (pts[i][0], pts[i][1]), fontsize=7,
+                            xytext=(4, -10), textcoords="offset points")
+            ax.set_xscale("log")
+            ax.set_xlabel(energy_metric)
+            ax.set_ylabel(metric)
+            ax.set_title(f"{metric} vs {energy_metric}: Pareto front")
+            ax.legend(loc="lower right", fontsize=8)
+            ax.grid(True, alpha=0.3)
+            plot.save(fig, out / "pareto.png")
+            figures.append("pareto.png")
+    return figures, front_rows
+
+
+def _write_table(out: Path, rows: list, grid: dict):
+    keys = list(grid)
+    metric_keys = sorted({k for r in rows for k in r if k not in keys and k != "point"})
+    cols = ["point"] + keys + metric_keys
+    tmp = out / ".results.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_canonical(r.get(c)) if isinstance(r.get(c), (list, dict)) else r.get(c, "") for c in cols])
+    tmp.replace(out / "results.csv")
+
+
+# ----------------------------------------------------------------------------------------- driver
+def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, scheduler: str | None = None,
+              client=None, workers: int | None = None, progress: bool = True, callback=None,
+              metric: str | None = None, energy_metric: str | None = None, timeout: float = 60.0) -> SweepResult:
+    """Run ``experiment`` on every point of ``grid`` in parallel on Dask; finished points are skipped.
+
+    Parameters
+    ----------
+    experiment : str or module/Experiment
+        An experiment name of :mod:`circuits` (objects must be importable on the workers).
+    grid : dict key -> list of values
+        From :func:`parse_grid` (or built by hand; values are checked against the defaults).
+    out : path
+        Sweep directory.
+    fixed : dict, optional
+        Overrides shared by every point.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``); default: a local cluster of
+        ``workers`` processes with one thread each (default ``min(2, cores)``), closed at the end.
+    client : distributed.Client, optional
+        Use this client (and its cluster) instead.
+    progress : bool
+        Progress bar over the points.
+    callback : callable, optional
+        ``callback(overrides, metrics)`` after each finished point has been written.
+    metric, energy_metric : str, optional
+        Metric of the plots (default ``test_accuracy`` when present) and the cost axis of the Pareto plot
+        (default ``energy_per_sample_J`` when present).
+    timeout : float
+        Seconds to wait for a scheduler connection or local workers.
+    """
+    if isinstance(experiment, str):
+        import circuits
+        try:
+            module = circuits.get(experiment)
+        except KeyError as e:
+            raise ConfigError(str(e.args[0])) from None
+        name = experiment
+    else:
+        module = experiment
+        name = module.NAME
+    fixed = dict(fixed or {})
+    for key in fixed:
+        if key in grid:
+            raise ConfigError(f"parameter {key!r} is both swept (--grid) and fixed (--set)")
+    if not grid:
+        raise ConfigError("a sweep needs at least one --grid KEY=V1,V2,...")
+    points = expand(grid)
+    overrides = [{**fixed, **pt} for pt in points]
+    for ov in overrides:
+        resolve_config(module.DEFAULTS, ov)  # raises ConfigError before anything starts
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"--workers must be a positive int, got {workers!r}")
+    out = Path(out)
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "sweep.json", {"experiment": name, "grid": grid, "fixed": fixed, "n_points": len(points)})
+    ids = [point_name(name, ov, list(grid)) for ov in overrides]
+    dirs = {pid: out / "points" / pid for pid in ids}
+    result = SweepResult(out=out, experiment=name, grid=grid, rows=[])
+    pending = []
+    for pid, ov in zip(ids, overrides):
+        if _finished(dirs[pid]) is not None:
+            result.skipped.append(pid)
+        else:
+            pending.append((pid, ov))
+            write_json_atomic(dirs[pid] / "point.json", {"experiment": name, "overrides": ov, "point": pid})
+    if pending:
+        _compute(name if isinstance(experiment, str) else module, pending, dirs, result, scheduler, client,
+                 workers, progress, callback, timeout)
+    rows = []
+    for pid, pt in zip(ids, points):
+        m = _finished(dirs[pid])
+        if m is None:
+            continue
+        row = {"point": pid, **pt}
+        row.update({k: v for k, v in m.items() if _scalar(v) and k not in row})
+        rows.append(row)
+    result.rows = rows
+    if rows:
+        _write_table(out, rows, grid)
+        metric = metric or ("test_accuracy" if "test_accuracy" in rows[0] else next(
+            (k for k, v in rows[0].items() if isinstance(v, float) and k not in grid), None))
+        if energy_metric is None and any("energy_per_sample_J" in r for r in rows):
+            energy_metric = "energy_per_sample_J"
+        if metric:
+            result.figures, result.pareto = _plots(out, grid, rows, metric, energy_metric)
+    write_json_atomic(out / "results.json", {"experiment": name, "grid": grid, "fixed": fixed, "rows": rows,
+                                             "failed": result.failed, "metric": metric, "energy_metric": energy_metric,
+                                             "pareto": [r["point"] for r in result.pareto],
+                                             "figures": result.figures})
+    return result
+
+
+def _compute(experiment, pending, dirs, result, scheduler, client, workers, progress, callback, timeout):
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise RuntimeError("sweeps run on Dask: pip install 'dask[distributed]' (or neurosim[distributed])") from None
+    from .progress import progress_bar
+    own_client = own_cluster = None
+    try:
+        if client is None:
+            if scheduler:
+                client = own_client = Client(scheduler, timeout=timeout)
+            else:
+                n = workers or max(1, min(2, os.cpu_count() or 1))
+                own_cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
+                client = own_client = Client(own_cluster, timeout=timeout)
+        futures = {}
+        for pid, ov in pending:
+            fut = client.submit(_run_point, experiment, ov, str(dirs[pid]), key=f"neurosim-point-{pid}", pure=False)
+            futures[fut] = (pid, ov)
+        bar = progress_bar(total=len(futures), desc=f"sweep {getattr(experiment, 'NAME', experiment)}",
+                           enabled=progress)
+        try:
+            for fut in as_completed(list(futures)):
+                pid, ov = futures.pop(fut)
+                try:
+                    metrics = fut.result()
+                except Exception as e:  # the point failed (its own error, or its worker died too often)
+                    msg = f"{type(e).__name__}: {e}".splitlines()[0]
+                    result.failed[pid] = msg
+                    write_json_atomic(dirs[pid] / "error.json", {"point": pid, "overrides": ov, "error": msg})
+                else:
+                    write_json_atomic(dirs[pid] / "metrics.json", metrics)
+                    err = dirs[pid] / "error.json"
+                    if err.exists():
+                        err.unlink()
+                    result.computed.append(pid)
+                    if callback is not None:
+                        callback(ov, metrics)
+                fut.release()
+                bar.update(1)
+        finally:
+            bar.close()
+    finally:
+        if own_client is not None:
+            own_client.close()
+        if own_cluster is not None:
+            own_cluster.close()

@@ -1,0 +1,218 @@
+"""Event-driven (send-on-delta) engine: threshold 0 reproduces the clock-driven simulator, event counts are
+exact on a hand-checked circuit, the numba kernel matches its NumPy twin, and unsupported features are
+refused when the wrapper is built."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import neurosim as ns
+from neurosim import hardware as hw
+from neurosim.errors import UnsupportedError
+
+BACKENDS = ["reference", "numba"]
+TOL = 1e-12
+
+
+def close(a, b, what, tol=TOL):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    assert a.shape == b.shape, f"{what}: {a.shape} vs {b.shape}"
+    err = float(np.max(np.abs(a - b))) if a.size else 0.0
+    assert err <= tol * max(1.0, float(np.max(np.abs(b))) if b.size else 1.0), f"{what}: max diff {err:.3e}"
+
+
+def graph_circuit(tau_eps=0.0):
+    """Two inputs, a direct input->output projection, a multiplier and biases: a DAG, not a chain."""
+    pops = (ns.ValuePopulation("a", 4, "linear"), ns.ValuePopulation("c", 3, "linear"),
+            ns.ValuePopulation("h", 5, "tanh"), ns.ValuePopulation("o", 2, "linear"))
+    errs = (ns.ErrorPopulation("eh", "h", tau_eps, 1.0), ns.ErrorPopulation("eo", "o", tau_eps, 2.0))
+    projs = (ns.Projection("P1", "a", "h", bias=True, plasticity=ns.Hebbian(lr=0.1)),
+             ns.Projection("P2", "c", "h", multiplier=0.5, plasticity=ns.Hebbian(lr=0.1)),
+             ns.Projection("P3", "h", "o", bias=True, plasticity=ns.Hebbian(lr=0.1, optimizer=ns.Adam())),
+             ns.Projection("P4", "a", "o", plasticity=ns.Hebbian(lr=0.1)))
+    clamps = (ns.Clamp("a", "input"), ns.Clamp("c", "input"), ns.Clamp("o", "target"))
+    return ns.Circuit(pops, errs, projs, clamps, (), "graph")
+
+
+CASES = {
+    "chain-tanh-clamp": (lambda: ns.hierarchy([5, 4, 3, 2], phi="tanh", lr=0.1, optimizer=ns.SGD(momentum=0.9),
+                                              precision=1.5), dict(mode="clamp", steps=25)),
+    "chain-sigmoid-nudge": (lambda: ns.hierarchy([5, 4, 2], phi="sigmoid", lr=0.1), dict(mode="nudge", beta=0.5,
+                                                                                           steps=25)),
+    "chain-relu-tau_eps-tol": (lambda: ns.hierarchy([5, 6, 2], phi="relu", tau_eps=0.5, lr=0.1),
+                               dict(mode="clamp", steps=60, tol=1e-3)),
+    "chain-dt_decay-zeros": (lambda: ns.hierarchy([5, 4, 2], phi="tanh", lr=0.1),
+                             dict(mode="clamp", steps=25, dt_decay=0.5, init="zeros")),
+    "graph-clamp": (graph_circuit, dict(mode="clamp", steps=25)),
+    "graph-tau_eps-free": (lambda: graph_circuit(0.5), dict(mode="free", steps=25)),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_threshold_zero_equals_clock_driven(backend, case):
+    make, kw = CASES[case]
+    rng = np.random.default_rng(7)
+    net = make()
+    plain = ns.Simulator(net, backend=backend, seed=3, dt=0.05)
+    chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=3, dt=0.05),
+                                hw.HardwareModel(coding="event", threshold=0.0))
+    assert chip.engine is not None and chip.engine.name == backend
+    n_in = plain.plan.n_input
+    learn = kw["mode"] != "free"
+    for _ in range(3):  # three batches: the weights change in between
+        X = rng.normal(size=(6, n_in))
+        Y = rng.normal(size=(6, plain.plan.n_target)) if learn else None
+        r1 = plain.run(X, Y, learn=learn, **kw)
+        r2 = chip.run(X, Y, learn=learn, **kw)
+        assert r1.steps == r2.steps
+        close(r2.energy, r1.energy, "energy")
+        close(r2.y0, r1.y0, "y0")
+        for n in r1.populations:
+            close(r2.x[n], r1.x[n], f"x[{n}]")
+            close(r2.mu[n], r1.mu[n], f"mu[{n}]")
+            close(r2.eps[n], r1.eps[n], f"eps[{n}]")
+        for k, W in plain.weights.items():
+            close(chip.weights[k], W, k)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_threshold_zero_training_and_previous_init_equal_clock_driven(backend):
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 6)), np.eye(3)[rng.integers(0, 3, 40)]
+    net = ns.hierarchy([6, 5, 4, 3], phi="tanh", lr=0.05, optimizer=ns.SGD(momentum=0.9))
+    plain = ns.Simulator(net, backend=backend, seed=1)
+    chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=1), hw.HardwareModel(coding="event"))
+    h1 = plain.train(X, Y, epochs=2, batch_size=8, steps=15, progress=False)
+    h2 = chip.train(X, Y, epochs=2, batch_size=8, steps=15, progress=False)
+    close(h2["loss"], h1["loss"], "loss")
+    close(h2["energy"], h1["energy"], "energy")
+    for k, W in plain.weights.items():
+        close(chip.weights[k], W, k)
+    # warm starts: the engine rebuilds the receivers' currents from what was sent (weights changed)
+    for _ in range(3):
+        r1 = plain.run(X[:8], Y[:8], steps=10, mode="clamp", init="previous", learn=True)
+        r2 = chip.run(X[:8], Y[:8], steps=10, mode="clamp", init="previous", learn=True)
+        close(r2.energy, r1.energy, "energy (previous)")
+        assert r2.events_init[:, 0].sum() > 0
+    for k, W in plain.weights.items():
+        close(chip.weights[k], W, k)
+
+
+def chain_111(backend, theta):
+    """input -> h -> out, all linear, W1 = W2 = 1, no bias, dt = 0.5 (worked out by hand below)."""
+    sim = ns.Simulator(ns.hierarchy([1, 1, 1], phi="linear", bias=False), backend=backend, dt=0.5)
+    sim.set_weights("W1", W=[[1.0]])
+    sim.set_weights("W2", W=[[1.0]])
+    chip = hw.HardwareSimulator(sim, hw.HardwareModel(coding="event", threshold=theta))
+    return chip.run([[1.0]], [[0.0]], steps=6, mode="clamp")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_event_counts_hand_checked(backend):
+    """Input s = 1, output clamped to 0.  Sweep: the input sends 1 (1 SOP on W1), h = mu = 1 sends 1 (1 SOP
+    on W2); the output has no outgoing projection, the error of h feeds back only into the clamped input, so
+    only the output error sends.
+
+    theta = 0: eval 0: eps_out = 0 - 1 = -1 -> one error event (1 SOP on W2^T); dx_h = -0 + (-1) -> h = 0.5.
+    eval 1: h sends -0.5, mu_out = 0.5, eps_out = -0.5 (error event), eps_h = -0.5, fb = -0.5 -> dx_h = 0:
+    the fixed point h = 0.5; nothing changes afterwards.
+
+    theta = 0.6: eval 1: |0.5 - 1| <= 0.6, no event, fb stays -1 -> h = 0.25; eval 2: |0.25 - 1| = 0.75 > 0.6
+    -> value event, mu_out = 0.25, eps_out = -0.25, |-0.25 + 1| = 0.75 -> error event, fb = -0.25 -> h = 0.5;
+    then dx_h = (1 - h) - 0.25 never lets h move 0.6 from 0.25 again: h = 0.625, 0.6875, 0.71875 (-> 0.75).
+    """
+    r = chain_111(backend, 0.0)
+    assert r.events_init.tolist() == [[1, 0], [1, 0], [0, 0]]
+    assert r.events[:, :, 0].sum(axis=1).tolist() == [0, 1, 0, 0, 0, 0, 0]
+    assert r.events[:, :, 1].sum(axis=1).tolist() == [1, 1, 0, 0, 0, 0, 0]
+    assert r.sops.tolist() == [[1, 0], [2, 2]]
+    assert r.x["h1"][0, 0] == 0.5
+    r = chain_111(backend, 0.6)
+    assert r.events_init.tolist() == [[1, 0], [1, 0], [0, 0]]
+    assert r.events[:, :, 0].sum(axis=1).tolist() == [0, 0, 1, 0, 0, 0, 0]
+    assert r.events[:, :, 1].sum(axis=1).tolist() == [1, 0, 1, 0, 0, 0, 0]
+    assert r.sops.tolist() == [[1, 0], [2, 2]]
+    assert r.x["h1"][0, 0] == 0.71875
+    assert r.counts.events == 5 and r.counts.synaptic_ops == 5
+
+
+def test_synaptic_ops_are_events_times_fan_out_and_twins_agree():
+    """Every value event of a unit costs n_post SOPs per outgoing projection, every error event n_pre per
+    feedback projection; numba and NumPy engines send the same events with deterministic substrate effects."""
+    rng = np.random.default_rng(1)
+    X, Y = rng.uniform(0, 1, size=(8, 6)), np.eye(3)[rng.integers(0, 3, 8)]
+    model = hw.HardwareModel(values=[hw.Mismatch(0.1), hw.Quantize(6, bound=1.0)], errors=[hw.Quantize(8, bound=2.0)],
+                             dac=[hw.Converter(8, 1.0)], adc=[hw.Converter(10, 8.0)],
+                             reads=[hw.Mismatch(0.05, per="synapse"), hw.Drift(0.05)],
+                             weights=[hw.Quantize(6, bound=1.0), hw.StuckAt(0.05, 0.05)],
+                             updates=[hw.AsymmetricUpdate(1.0, 0.8, soft_bounds=True)], coding="event",
+                             threshold=0.02, error_threshold=0.01, seconds_per_batch=10.0)
+    out = {}
+    for backend in BACKENDS:
+        chip = hw.HardwareSimulator(ns.Simulator(ns.hierarchy([6, 8, 3], phi="tanh", lr=0.1), backend=backend,
+                                                 seed=2), model)
+        runs = [chip.run(X, Y, steps=12, mode="clamp", learn=True) for _ in range(3)]
+        r = runs[-1]
+        p = chip.plan
+        ev = r.events.sum(axis=0) + r.events_init
+        for k in range(p.n_proj):
+            n_post, n_pre = p.weight_shape(k)
+            assert r.sops[k, 0] == ev[p.proj_pre[k], 0] * n_post
+            fb = p.pop_role[p.proj_pre[k]] != 0
+            assert r.sops[k, 1] == (ev[p.proj_post[k], 1] * n_pre if fb else 0)
+        out[backend] = (chip.weights, [x.energy for x in runs], [x.events for x in runs])
+    (wa, ea, va), (wb, eb, vb) = out["reference"], out["numba"]
+    for k in wa:
+        close(wb[k], wa[k], k)
+    for a, b in zip(ea, eb):
+        close(b, a, "energy")
+    for a, b in zip(va, vb):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_traffic_falls_and_error_grows_with_threshold(backend):
+    """Fixed weights, one clamped relaxation: events fall monotonically with the threshold while the
+    distance to the clock-driven state grows (the accuracy-for-traffic trade)."""
+    rng = np.random.default_rng(3)
+    X, Y = rng.uniform(0, 1, size=(16, 10)), np.eye(4)[rng.integers(0, 4, 16)]
+    net = ns.hierarchy([10, 12, 4], phi="tanh")
+    ref = None
+    events, errors = [], []
+    for theta in [0.0, 0.001, 0.01, 0.05, 0.2]:
+        chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=0),
+                                    hw.HardwareModel(coding="event", threshold=theta))
+        r = chip.run(X, Y, steps=40, mode="clamp")
+        ref = ref or r
+        events.append(int(r.events.sum() + r.events_init.sum()))
+        errors.append(max(float(np.max(np.abs(r.x[n] - ref.x[n]))) for n in r.populations))
+    assert all(a > b for a, b in zip(events, events[1:])), events
+    assert errors[0] == 0.0 and all(a <= b for a, b in zip(errors, errors[1:])) and errors[-1] > 1e-3, errors
+    clock = hw.count_pc(net, steps=40, batch_size=16, learn=False).events
+    assert events[0] < clock  # even at threshold 0 unchanged units (the clamped input) stay silent
+
+
+def test_unsupported_features_are_refused_at_build_time():
+    event = hw.HardwareModel(coding="event")
+    skip = ns.hierarchy([4, 4, 4], skips=[False, True])
+    with pytest.raises(UnsupportedError, match="skip"):
+        hw.HardwareSimulator(ns.Simulator(skip, backend="reference"), event)
+    net = ns.hierarchy([4, 3, 2])
+    with pytest.raises(UnsupportedError, match="integrator"):
+        hw.HardwareSimulator(ns.Simulator(net, backend="reference", integrator="heun"), event)
+    with pytest.raises(UnsupportedError, match="float32"):
+        hw.HardwareSimulator(ns.Simulator(net, backend="reference", dtype="float32"), event)
+    with pytest.raises(UnsupportedError, match="probes"):
+        hw.HardwareSimulator(ns.Simulator(net, backend="reference", probes=[ns.Probe("h1", "x")]), event)
+    with pytest.raises(UnsupportedError, match="backend 'brian2'"):
+        from neurosim.hardware.engine import make_engine
+        make_engine("brian2", ns.lower(net))
+    chip = hw.HardwareSimulator(ns.Simulator(net, backend="reference"), event)
+    with pytest.raises(UnsupportedError, match="backprop"):
+        chip.train(np.zeros((2, 4)), np.zeros((2, 2)), algorithm="bp", progress=False)
+    # the ideal path has no engine and runs whatever the backend runs (here Heun and skips)
+    plain = hw.HardwareSimulator(ns.Simulator(skip, backend="reference", integrator="heun"),
+                                 hw.HardwareModel(weights=[hw.Quantize(8, bound=2.0)]))
+    assert plain.engine is None
+    plain.run(np.ones((2, 4)), np.ones((2, 4)), steps=3, mode="clamp", learn=True)

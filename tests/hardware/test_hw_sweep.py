@@ -1,0 +1,153 @@
+"""Sweeps on Dask: grid parsing, the Pareto front, a 24-point sweep that survives a killed worker with no
+finished point lost and resumes without recomputing finished points, and the ``neurosim sweep`` command."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+
+import pytest
+
+from neurosim.cli import main
+from neurosim.experiment import ConfigError
+from neurosim.sweep import expand, parse_grid, pareto_front, point_name, run_sweep
+
+distributed = pytest.importorskip("distributed", reason="sweeps need dask[distributed] (the 'distributed' extra)")
+
+DEFAULTS = {"seed": 0, "lr": 0.1, "hidden": [32], "rounding": "nearest", "figures": True}
+
+#: tiny, fast points of the real hw-precision experiment (PC and BP each train once per point); NumPy backend
+#: and engine, so that the workers never wait for a numba compilation
+TINY = {"curves": False, "figures": False, "n_train": 96, "n_test": 64, "epochs": 2, "hidden": [8], "steps": 8,
+        "batch_size": 16, "backend": "reference"}
+
+
+def test_parse_grid_coerces_values_and_keeps_bracketed_lists():
+    g = parse_grid(["seed=0,1,2", "lr=0.1,1", "hidden=[16,16],[32]", "rounding=nearest,stochastic"], DEFAULTS)
+    assert g == {"seed": [0, 1, 2], "lr": [0.1, 1.0], "hidden": [[16, 16], [32]],
+                 "rounding": ["nearest", "stochastic"]}
+    assert isinstance(g["lr"][1], float)
+    pts = expand(g)
+    assert len(pts) == 3 * 2 * 2 * 2 and pts[0] == {"seed": 0, "lr": 0.1, "hidden": [16, 16], "rounding": "nearest"}
+    assert point_name("x", pts[0], list(g)) != point_name("x", pts[1], list(g))
+    assert point_name("x", pts[0], list(g)) == point_name("x", dict(pts[0]), list(g))
+    for bad, msg in ((["seed"], "KEY=V1"), (["nope=1"], "unknown parameter 'nope'"), (["seed=1", "seed=2"], "twice"),
+                     (["seed=1,,2"], "empty value"), (["seed=a"], "seed="), (["figures=1"], "figures=")):
+        with pytest.raises(ConfigError, match=msg):
+            parse_grid(bad, DEFAULTS)
+
+
+def test_pareto_front():
+    pts = [(1.0, 0.5), (2.0, 0.7), (1.5, 0.4), (3.0, 0.7), (0.5, 0.1), (4.0, 0.9), (2.5, 0.8)]
+    assert pareto_front(pts) == [4, 0, 1, 6, 5]
+    assert pareto_front([(1, 1.0), (1, 2.0)]) == [1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from dask.distributed import Client, LocalCluster
+    c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                     silence_logs=logging.CRITICAL)
+    client = Client(c, timeout=120)
+    client.wait_for_workers(2, timeout=120)
+    yield client
+    client.close()
+    c.close()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sweep_survives_a_killed_worker_and_resumes(cluster, tmp_path):
+    import circuits
+    grid = parse_grid(["weight_bits=0,3,6,8", "activity_bits=0,6", "seed=0,1,2"], circuits.get("hw-precision").DEFAULTS)
+    assert len(expand(grid)) == 24
+    out = tmp_path / "sweep"
+    reported, state = [], {}
+
+    def on_point(overrides, metrics):
+        reported.append(overrides)
+        if len(reported) == 6 and "killed" not in state:
+            # snapshot what is finished, then SIGKILL a worker that is running a point right now
+            state["before"] = {point_name("hw-precision", o, list(grid)): (out / "points" / point_name(
+                "hw-precision", o, list(grid)) / "metrics.json").read_bytes() for o in reported}
+            deadline = time.time() + 60
+            busy = []
+            while not busy and time.time() < deadline:
+                busy = [w for w, keys in cluster.processing().items() if keys]
+                if not busy:
+                    time.sleep(0.05)
+            assert busy, "no worker was running a point"
+            addr = busy[0]
+            pid = cluster.run(os.getpid, workers=[addr])[addr]
+            os.kill(pid, signal.SIGKILL)
+            state["killed"] = pid
+
+    fixed = dict(TINY)
+    res = run_sweep("hw-precision", grid, out, fixed=fixed, client=cluster, progress=False, callback=on_point)
+    assert "killed" in state and not _alive(state["killed"])
+    assert res.ok, res.failed
+    assert len(res.rows) == 24 and len(res.computed) == 24 and not res.skipped
+    assert len(reported) == 24 and len({json.dumps(o, sort_keys=True) for o in reported}) == 24
+    for pid, data in state["before"].items():  # finished before the kill: kept, and never recomputed
+        assert (out / "points" / pid / "metrics.json").read_bytes() == data
+    rows = {(r["weight_bits"], r["activity_bits"], r["seed"]): r for r in res.rows}
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["energy_per_sample_J"] > 0 for r in rows.values())
+    table = (out / "results.csv").read_text().splitlines()
+    assert len(table) == 25 and "test_accuracy" in table[0]
+    assert {"test_accuracy_vs_weight_bits.png", "test_accuracy_vs_activity_bits.png", "pareto.png"} <= set(res.figures)
+    assert res.pareto and all((out / f).exists() for f in res.figures)
+    # quantising the stored weights to 3 bits lowers the stored-weight energy but costs accuracy
+    assert rows[3, 0, 0]["energy_per_sample_J"] < rows[0, 0, 0]["energy_per_sample_J"]
+
+    # resume: nothing finished is computed again (no cluster work at all)
+    snap = {p.name: (p / "metrics.json").read_bytes() for p in (out / "points").iterdir()}
+    again = run_sweep("hw-precision", grid, out, fixed=fixed, client=cluster, progress=False)
+    assert again.computed == [] and len(again.skipped) == 24 and len(again.rows) == 24
+    assert {p.name: (p / "metrics.json").read_bytes() for p in (out / "points").iterdir()} == snap
+    # a point lost from disk is the only one recomputed
+    lost = next(iter(snap))
+    (out / "points" / lost / "metrics.json").unlink()
+    third = run_sweep("hw-precision", grid, out, fixed=fixed, client=cluster, progress=False)
+    assert third.computed == [lost] and len(third.skipped) == 23
+
+
+def test_cli_sweep(cluster, tmp_path, capsys):
+    addr = cluster.scheduler.address
+    out = tmp_path / "cli"
+    base = ["sweep", "hw-energy", "--out", str(out), "--no-progress"]
+    fixed = ["--set", "backend=reference", "--set", "curves=false", "--set", "figures=false", "--set", "n_train=64",
+             "--set", "n_test=32",
+             "--set", "epochs=1", "--set", "hidden=[8]", "--set", "targets=cmos45,loihi"]
+    assert main(base + ["--grid", "steps=2,6"] + fixed + ["--scheduler", addr]) == 0
+    text = capsys.readouterr().out
+    assert "2 computed now, 0 already finished" in text and "results.csv" in text
+    assert main(base + ["--grid", "steps=2,6"] + fixed + ["--scheduler", addr]) == 0
+    assert "0 computed now, 2 already finished" in capsys.readouterr().out
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    r2, r6 = sorted(rows, key=lambda r: r["steps"])
+    assert r6["pc_bp_mac_ratio"] > r2["pc_bp_mac_ratio"]
+    assert r2["pc_bp_mac_ratio"] == pytest.approx(r2["pc_bp_mac_ratio_closed_form"], rel=1e-12)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["sweep", "hw-energy"], "at least one --grid"),
+    (["sweep", "no-such", "--grid", "seed=1"], "unknown experiment"),
+    (["sweep", "hw-energy", "--grid", "nope=1,2"], "unknown parameter 'nope'"),
+    (["sweep", "hw-energy", "--grid", "steps"], "KEY=V1"),
+    (["sweep", "hw-energy", "--grid", "steps=a,b"], "steps="),
+    (["sweep", "hw-energy", "--grid", "steps=1,2", "--set", "steps=3"], "both swept"),
+    (["sweep", "hw-energy", "--grid", "steps=1,2", "--workers", "0"], "--workers"),
+    (["sweep", "hw-energy", "--grid", "steps=1", "--set", "epochs"], "KEY=VALUE"),
+])
+def test_cli_sweep_bad_arguments_exit_2_with_one_line(argv, fragment, capsys, tmp_path):
+    assert main(argv + ["--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
