@@ -21,7 +21,7 @@ __all__ = [
 
 
 def __getattr__(name):  # lazy submodules: plot imports matplotlib, data imports sklearn on use
-    if name in ("plot", "data", "theory"):
+    if name in ("plot", "data", "theory", "metrics", "algorithms", "hardware", "graph", "mupc"):
         import importlib
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'neurosim' has no attribute {name!r}")
