@@ -30,6 +30,10 @@ def register(name: str, run_batch: Callable | None, description: str, options: d
 
 def _load_builtin():
     from . import backprop  # noqa: F401  (registers "bp")
+    from . import pc  # noqa: F401  (re-registers "pc" with the output options; registers "strict")
+    from . import fpa  # noqa: F401  (registers "fpa")
+    from . import zil  # noqa: F401  (registers "zil")
+    from . import ipc  # noqa: F401  (registers "ipc")
 
 
 def get(name: str) -> Algorithm:

@@ -14,7 +14,8 @@ topological order, for any DAG of projections:
 
 The update uses each projection's own optimiser (SGD / Adam) with the sign convention of the Hebbian rule
 (``g = -grad``), so a single-layer network gets identical updates under ``pc`` and ``bp``.
-The same NumPy code serves both backends (its cost is a forward and a backward pass of BLAS calls).
+The NumPy code below is the reference; on the numba backend :func:`run_batch` runs the same step in one
+compiled call (``_kernels.bp_kernel``), tested equal to it to 1e-10.
 """
 from __future__ import annotations
 
@@ -106,9 +107,34 @@ def apply_update(backend, gW, gb, scale_sum_B=None):
                            backend.opt_t[k], p.proj_lr[k], p.opt_kind[k], p.opt_param[k])
 
 
-def run_batch(sim, X, Y, spec, options) -> BatchResult:
-    """One BP step on a batch; returns a BatchResult whose energy row is the loss at the output."""
+def _run_numba(sim, X, Y, spec) -> BatchResult:
+    """The same step in one compiled call (:func:`neurosim.algorithms._kernels.bp_kernel`)."""
+    from . import _kernels
+    from ._runner import KernelCall
     be = sim.backend
+    p = be.plan
+    c = KernelCall(sim, X, Y, 1)
+    loss = np.zeros(1)
+    _kernels.bp_kernel(c.s, c.t, bool(spec.learn), int(p.target_pop), c.tabs, p.precision.astype(c.dtype),
+                       c.params, c.bufs, c.G, c.Gb, c.y0, loss)
+    e = np.zeros((1, p.n_pops))
+    e[0, p.target_pop] = loss[0]
+    if not np.isfinite(loss[0]):
+        return BatchResult(steps=0, energy=e, status=1, fail_step=0, fail_pop=int(p.target_pop), y0=c.y0, y=c.y0)
+    return BatchResult(steps=0, energy=e, y0=c.y0, y=c.y0)
+
+
+def run_batch(sim, X, Y, spec, options) -> BatchResult:
+    """One BP step on a batch; returns a BatchResult whose energy row is the loss at the output.
+
+    On the numba backend the step runs in one compiled call (forward, backward, optimiser), equal to this
+    NumPy code to rounding error; elsewhere the NumPy code below runs.
+    """
+    be = sim.backend
+    if be.plan.target_pop < 0:
+        raise ValueError("backprop needs a circuit with a target clamp")
+    if getattr(be, "name", "") == "numba":
+        return _run_numba(sim, X, Y, spec)
     loss, y, gW, gb = gradients(be, X, Y)
     if not np.isfinite(loss):
         e = np.zeros((1, be.plan.n_pops))

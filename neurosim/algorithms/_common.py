@@ -1,0 +1,420 @@
+r"""Shared machinery of the inference-and-learning schedules (``strict``, ``fpa``, ``zil``, ``ipc``, ``bp``).
+
+Everything here works on the flat arrays of a :class:`~neurosim.plan.Plan` and on the weights and
+optimiser state held by ``sim.backend`` (``W, b, mW, vW, mb, vb, opt_t``), so one implementation serves
+every circuit whose projections form a DAG.
+
+Conventions (one for all schedules, the one of :mod:`neurosim.circuit`)
+-----------------------------------------------------------------------
+* error :math:`\varepsilon_l = \pi_l (x_l - \mu_l)`; energy
+  :math:`F = \sum_l \tfrac{\pi_l}{2}\lVert x_l - \mu_l\rVert^2` (batch mean);
+* the *drive* of a free population is :math:`-\partial F/\partial x_l = -\varepsilon_l + \phi'(x_l)\odot
+  \sum_{l\to m} a_m W_m^T \varepsilon_m \;(+\,\varepsilon_m \text{ for skips})`; a discrete step of size
+  ``eta`` is the Euler step :math:`x_l \leftarrow x_l + (\eta/\tau_{x,l})\,\mathrm{drive}_l` (with the
+  default :math:`\tau_x = 1`, ``eta`` is the step on :math:`-\partial F/\partial x`);
+* the local update direction of projection :math:`k` is the Hebbian term
+  :math:`g_{W_k} = a_k\, c_B\, \varepsilon_{post}^T \phi(x_{pre})`, :math:`g_{b_k} = c_B \sum_{batch}
+  \varepsilon_{post}` (:math:`c_B = 1/B` for ``batch_reduction="mean"``, 1 for ``"sum"``); it equals
+  :math:`-\partial F/\partial W_k` (times :math:`B` for the sum reduction) and is applied through the
+  projection's optimiser (:func:`neurosim.backends.reference.optimizer_step`).
+
+Output options shared by the PC schedules
+-----------------------------------------
+``output_precision`` (:math:`\lambda`)
+    replaces the output precision :math:`\pi_L` during inference (Whittington & Bogacz's weak output
+    precision; ``None`` keeps the circuit's value);
+``beta`` (:math:`\beta`)
+    nudging by a weak target: the output is clamped to :math:`\hat y + \beta (t - \hat y)` instead of
+    :math:`t` (``None`` or 1: the target itself);
+``compensate``
+    divide the weight update by :math:`\beta\,\lambda/\pi_L` so that the learning rate keeps its meaning
+    (the limits :math:`\lambda \to 0` and :math:`\beta \to 0` then have finite, comparable updates).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import activations as act
+from ..backends.base import INIT_FEEDFORWARD, MODE_CLAMP, MODE_NUDGE, STATUS_DIVERGED, BatchResult
+from ..backends.reference import optimizer_step
+from ..errors import UnsupportedError
+from ..plan import ROLE_FREE, ROLE_INPUT, Plan
+
+__all__ = ["OUTPUT_OPTIONS", "OutputSettings", "output_settings", "Tables", "tables", "NumpyNet",
+           "check_common", "uses_numba", "rec_buffers", "as_batch"]
+
+_PHI = {a.code: a.name for a in act.ACTIVATIONS.values()}
+#: activation codes the compiled kernels of :mod:`neurosim.algorithms._kernels` implement
+KERNEL_PHI_CODES = (0, 1, 2, 3, 4)
+
+OUTPUT_OPTIONS = {"output_precision": None, "beta": None, "compensate": True}
+
+
+# ----------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class OutputSettings:
+    """Resolved output options: effective per-unit precision, weak-target ``beta`` and update factor."""
+
+    prec: np.ndarray        # (n_units,) precision used during inference (output units possibly replaced)
+    beta: float             # 1.0: clamp to the target itself
+    factor: float           # multiplies the update direction (1 / (beta * lambda / pi_L) when compensating)
+    overridden: bool        # whether anything differs from the plain circuit
+
+
+def _positive_option(algo, name, value):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"algorithm {algo!r}: option {name!r} must be a positive number, got {value!r}") from None
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"algorithm {algo!r}: option {name!r} must be finite and > 0, got {value!r}")
+    return v
+
+
+def output_settings(algo: str, plan: Plan, options: dict, dtype=np.float64) -> OutputSettings:
+    """Resolve ``output_precision``, ``beta`` and ``compensate`` (see the module docstring)."""
+    prec = plan.precision.astype(dtype).copy()
+    lam = options.get("output_precision")
+    beta = options.get("beta")
+    comp = options.get("compensate", True)
+    if not isinstance(comp, (bool, np.bool_)):
+        raise ValueError(f"algorithm {algo!r}: option 'compensate' must be True or False, got {comp!r}")
+    factor = 1.0
+    overridden = False
+    if plan.target_pop < 0:
+        raise ValueError(f"algorithm {algo!r} needs a circuit with a target clamp (ns.Clamp(name, 'target'))")
+    tsl = slice(int(plan.pop_off[plan.target_pop]),
+                int(plan.pop_off[plan.target_pop] + plan.pop_size[plan.target_pop]))
+    if lam is not None:
+        lam = _positive_option(algo, "output_precision", lam)
+        ref = plan.precision[tsl]
+        if comp and not np.all(ref == ref[0]):
+            raise ValueError(
+                f"algorithm {algo!r}: output_precision={lam} with compensate=True needs a uniform output "
+                f"precision in the circuit (population {plan.pop_names[plan.target_pop]!r} has per-unit "
+                "precisions); pass compensate=False or give the circuit a scalar output precision")
+        prec[tsl] = lam
+        if comp:
+            factor *= float(ref[0]) / lam
+        overridden = True
+    b = 1.0
+    if beta is not None:
+        b = _positive_option(algo, "beta", beta)
+        if b != 1.0:
+            overridden = True
+            if comp:
+                factor /= b
+    return OutputSettings(prec=prec, beta=b, factor=factor, overridden=overridden)
+
+
+def check_common(algo: str, sim, spec, *, modes=(MODE_CLAMP,), allow_tol=False, allow_dt_decay=False,
+                 need_instant_errors=True) -> None:
+    """Reject run settings an algorithm cannot honour, with a message naming the fix."""
+    plan = sim.plan
+    if plan.target_pop < 0:
+        raise ValueError(f"algorithm {algo!r} needs a circuit with a target clamp (ns.Clamp(name, 'target'))")
+    if spec.mode not in modes:
+        names = {MODE_CLAMP: "'clamp'", MODE_NUDGE: "'nudge'"}
+        extra = "" if MODE_NUDGE in modes else "; for a weak target use options={'beta': ...}"
+        raise ValueError(f"algorithm {algo!r} supports mode {' or '.join(names[m] for m in modes)} only{extra}")
+    if spec.init != INIT_FEEDFORWARD:
+        raise ValueError(f"algorithm {algo!r} starts every batch from the feedforward pass; use init='feedforward'")
+    if spec.tol > 0 and not allow_tol:
+        raise ValueError(f"algorithm {algo!r} runs a fixed number of steps; tol is not supported (leave tol=None)")
+    if spec.dt_decay < 1.0 and not allow_dt_decay:
+        raise ValueError(f"algorithm {algo!r} uses a fixed step; dt_decay is not supported (leave dt_decay=1)")
+    if need_instant_errors and np.any(plan.pop_tau_eps > 0):
+        bad = [plan.pop_names[i] for i in range(plan.n_pops) if plan.pop_tau_eps[i] > 0]
+        raise UnsupportedError(
+            f"algorithm {algo!r} uses instantaneous error units, but the error populations of {bad} have "
+            "tau_eps > 0; declare them with tau_eps=0")
+
+
+def as_batch(sim, X, Y):
+    """Validated ``(X, Y)`` arrays in the simulator's dtype (Y required)."""
+    dt = sim.backend.dtype
+    X = np.atleast_2d(np.asarray(X, dtype=dt))
+    Y = np.atleast_2d(np.asarray(Y, dtype=dt))
+    p = sim.plan
+    if X.shape[1] != p.n_input or Y.shape[1] != p.n_target or X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X must be (B, {p.n_input}) and Y (B, {p.n_target}) with the same B; got {X.shape} and "
+                         f"{Y.shape}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Y))):
+        raise ValueError("X and Y must be finite")
+    return X, Y
+
+
+def uses_numba(sim) -> bool:
+    """Whether the simulator's backend is the numba one (the compiled kernels run there)."""
+    return getattr(sim.backend, "name", "") == "numba"
+
+
+# ----------------------------------------------------------------------------- tables for the kernels
+@dataclass
+class Tables:
+    """Packed integer/float tables of a plan for the compiled kernels (see ``_kernels``)."""
+
+    pi: np.ndarray          # (n_pops, 5): size, unit offset, phi code, role, has_err
+    pf: np.ndarray          # (n_pops, 2): phi param, tau_x
+    ki: np.ndarray          # (n_proj, 9): pre, post, w_off, b_off, skip, plastic, learn_bias, mean, opt kind
+    kf: np.ndarray          # (n_proj, 7): multiplier, lr, momentum, weight decay, beta1, beta2, eps
+    ki_start: np.ndarray
+    ki_end: np.ndarray
+    inputs: np.ndarray
+    input_off: np.ndarray
+    dist: np.ndarray        # (n_pops,) levelled distance to the target (-1: none), see ``distances``
+    depth: np.ndarray       # (n_pops,) longest path (in projections) to the target (-1: no path)
+    levelled: bool
+    level_problem: str
+    max_n: int
+    n_w: int
+
+
+def distances(plan: Plan):
+    """Longest path to the target of every population and whether the DAG is levelled.
+
+    Returns ``(depth, dist, levelled, problem)``: ``depth[i]`` is the longest path (in projections) from
+    population ``i`` to the target (-1 when it cannot reach it); ``dist`` equals ``depth`` when the graph
+    is levelled, i.e. every projection out of a free population that reaches the target goes to a
+    population exactly one level closer (all its paths to the target have the same length).
+    """
+    n = plan.n_pops
+    depth = np.full(n, -1, dtype=np.int64)
+    if plan.target_pop >= 0:
+        depth[plan.target_pop] = 0
+    problem = ""
+    for i in reversed(range(n)):  # reverse topological order: children first
+        if i == plan.target_pop:
+            continue
+        ds = [depth[plan.proj_post[k]] for k in range(plan.n_proj) if plan.proj_pre[k] == i]
+        ds = [d for d in ds if d >= 0]
+        if ds:
+            depth[i] = 1 + max(ds)
+            if plan.pop_role[i] == ROLE_FREE and min(ds) != max(ds) and not problem:
+                problem = (f"population {plan.pop_names[i]!r} reaches the target along paths of different "
+                           f"lengths ({sorted(set(int(d) + 1 for d in ds))} projections)")
+    for k in range(plan.n_proj):
+        if plan.proj_pre[k] == plan.target_pop and not problem:
+            problem = (f"the target population predicts {plan.pop_names[plan.proj_post[k]]!r} "
+                       f"(projection {plan.proj_names[k]!r})")
+    return depth, depth.copy(), not problem, problem
+
+
+def tables(plan: Plan) -> Tables:
+    """Build (once per plan, cached in ``plan.extras``) the packed tables of the compiled kernels."""
+    key = "neurosim.algorithms.tables"
+    if key in plan.extras:
+        return plan.extras[key]
+    p = plan
+    for i in range(p.n_pops):
+        if int(p.pop_phi[i]) not in KERNEL_PHI_CODES:
+            raise UnsupportedError(f"population {p.pop_names[i]!r}: activation code {int(p.pop_phi[i])} is not "
+                                   "implemented by the algorithm kernels")
+    pi = np.stack([p.pop_size, p.pop_off, p.pop_phi, p.pop_role, p.pop_has_err], axis=1).astype(np.int64)
+    pf = np.stack([p.pop_phi_param, p.pop_tau_x], axis=1).astype(np.float64)
+    ki = np.stack([p.proj_pre, p.proj_post, p.w_off, p.b_off, p.proj_skip, p.proj_plastic, p.proj_learn_bias,
+                   p.proj_mean, p.opt_kind], axis=1).astype(np.int64).reshape(-1, 9)
+    kf = np.concatenate([p.proj_mult[:, None], p.proj_lr[:, None], p.opt_param], axis=1).astype(np.float64
+                                                                                                 ).reshape(-1, 7)
+    depth, dist, levelled, problem = distances(p)
+    t = Tables(pi=pi, pf=pf, ki=ki, kf=kf, ki_start=p.in_start.astype(np.int64), ki_end=p.in_end.astype(np.int64),
+               inputs=p.input_pops.astype(np.int64), input_off=p.input_off.astype(np.int64), dist=dist,
+               depth=depth, levelled=levelled, level_problem=problem, max_n=int(p.pop_size.max()),
+               n_w=int(p.W.size))
+    plan.extras[key] = t
+    return t
+
+
+def n_layers(plan: Plan) -> int:
+    """Number of weight layers: the longest path (in projections) from a free population to the target, + 1."""
+    t = tables(plan)
+    free = [int(t.depth[i]) for i in range(plan.n_pops) if plan.pop_role[i] == ROLE_FREE and t.depth[i] >= 0]
+    return 1 + max(free) if free else 1
+
+
+def rec_buffers(plan: Plan, spec, n_steps: int, B: int, dtype):
+    """Probe buffers ``(rec_x, rec_eps, rec_mu, rec_steps)`` for ``n_steps`` steps (empty if nothing to record)."""
+    track = spec.probe_every > 0 and spec.probe_item < B
+    n_rec = n_steps // spec.probe_every + 1 if track else 0
+    rec_x = np.zeros((n_rec, plan.n_units), dtype=dtype)
+    return rec_x, np.zeros_like(rec_x), np.zeros_like(rec_x), np.zeros(n_rec, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- the NumPy engine
+class NumpyNet:
+    """The equations on ``(B, n_units)`` arrays (populations are column slices): the oracle of the kernels.
+
+    Holds views of ``backend.W`` / ``backend.b``, so in-place weight updates are seen immediately.
+    """
+
+    def __init__(self, backend, prec=None):
+        self.be = backend
+        self.p = p = backend.plan
+        self.dtype = backend.dtype
+        self.sl = [slice(int(p.pop_off[i]), int(p.pop_off[i] + p.pop_size[i])) for i in range(p.n_pops)]
+        self.prec = (p.precision if prec is None else prec).astype(self.dtype)
+        self.names = [_PHI[int(c)] for c in p.pop_phi]
+        self.tau = np.concatenate([np.full(int(p.pop_size[i]), p.pop_tau_x[i]) for i in range(p.n_pops)]
+                                  ).astype(self.dtype)
+        self.tsl = self.sl[p.target_pop] if p.target_pop >= 0 else slice(0, 0)
+        self.err_units = np.zeros(p.n_units, dtype=bool)
+        self.move_clamp = np.zeros(p.n_units, dtype=bool)   # free populations (target clamped)
+        for i in range(p.n_pops):
+            if p.pop_has_err[i]:
+                self.err_units[self.sl[i]] = True
+            if p.pop_role[i] == ROLE_FREE:
+                self.move_clamp[self.sl[i]] = True
+        self.move_nudge = self.move_clamp.copy()
+        self.move_nudge[self.tsl] = True
+
+    # -- pieces
+    def phi(self, x):
+        out = np.empty_like(x)
+        for i, sl in enumerate(self.sl):
+            out[:, sl] = act.phi(self.names[i], x[:, sl])
+        return out
+
+    def dphi(self, x):
+        out = np.empty_like(x)
+        for i, sl in enumerate(self.sl):
+            out[:, sl] = act.dphi(self.names[i], x[:, sl])
+        return out
+
+    def _contrib(self, k, x, phx):
+        p = self.p
+        pre = p.proj_pre[k]
+        out = 0.0
+        if p.w_off[k] >= 0:
+            out = p.proj_mult[k] * (phx[:, self.sl[pre]] @ self.be.weight(k).T)
+        if p.b_off[k] >= 0:
+            out = out + self.be.bias(k)
+        if p.proj_skip[k]:
+            out = out + x[:, self.sl[pre]]
+        return out
+
+    def predictions(self, x, phx=None):
+        """``mu`` of every population (0 for inputs)."""
+        p = self.p
+        phx = self.phi(x) if phx is None else phx
+        mu = np.zeros_like(x)
+        for k in range(p.n_proj):
+            mu[:, self.sl[p.proj_post[k]]] += self._contrib(k, x, phx)
+        return mu
+
+    def forward(self, X):
+        """Feedforward values (inputs clamped to ``X``); returns ``(x, phi(x))``."""
+        p = self.p
+        B = X.shape[0]
+        x = np.zeros((B, p.n_units), dtype=self.dtype)
+        phx = np.zeros_like(x)
+        for j, i in enumerate(p.input_pops):
+            x[:, self.sl[i]] = X[:, p.input_off[j]:p.input_off[j] + p.pop_size[i]]
+        for i in range(p.n_pops):
+            if p.pop_role[i] != ROLE_INPUT:
+                mu = np.zeros((B, int(p.pop_size[i])), dtype=self.dtype)
+                for k in range(p.in_start[i], p.in_end[i]):
+                    mu += self._contrib(k, x, phx)
+                x[:, self.sl[i]] = mu
+            phx[:, self.sl[i]] = act.phi(self.names[i], x[:, self.sl[i]])
+        return x, phx
+
+    def errors(self, x, mu):
+        """``(eps, energy per population)``: eps = precision (x - mu) where there are error units."""
+        d = np.where(self.err_units, x - mu, 0.0)
+        eps = self.prec * d
+        B = x.shape[0]
+        energy = np.array([0.5 * np.sum(self.prec[sl] * d[:, sl] ** 2) / B for sl in self.sl])
+        return eps, energy
+
+    def feedback(self, eps, dph):
+        """``J^T eps``: ``dphi * sum a W^T eps_post + sum eps_post (skips)`` for every population."""
+        p = self.p
+        fb = np.zeros_like(eps)
+        sfb = np.zeros_like(eps)
+        for k in range(p.n_proj):
+            pre, post = self.sl[p.proj_pre[k]], self.sl[p.proj_post[k]]
+            if p.w_off[k] >= 0:
+                fb[:, pre] += p.proj_mult[k] * (eps[:, post] @ self.be.weight(k))
+            if p.proj_skip[k]:
+                sfb[:, pre] += eps[:, post]
+        return dph * fb + sfb
+
+    def drive(self, x, eps, dph, mode=MODE_CLAMP, beta=0.0, t=None):
+        """``-dF/dx`` of the moving populations (0 elsewhere); in nudge mode the target adds beta (t - x)."""
+        d = -eps + self.feedback(eps, dph)
+        move = self.move_nudge if mode == MODE_NUDGE else self.move_clamp
+        d = np.where(move, d, 0.0)
+        if mode == MODE_NUDGE:
+            d[:, self.tsl] += beta * (t - x[:, self.tsl])
+        return d
+
+    def directions(self, eps, phx):
+        """Hebbian update directions ``{k: g_W}``, ``{k: g_b}`` of every projection (batch mean or sum)."""
+        p = self.p
+        B = eps.shape[0]
+        gW, gb = {}, {}
+        for k in range(p.n_proj):
+            scale = 1.0 / B if p.proj_mean[k] else 1.0
+            e = eps[:, self.sl[p.proj_post[k]]]
+            if p.w_off[k] >= 0:
+                gW[k] = p.proj_mult[k] * scale * (e.T @ phx[:, self.sl[p.proj_pre[k]]])
+            if p.b_off[k] >= 0:
+                gb[k] = scale * e.sum(axis=0)
+        return gW, gb
+
+    def direction(self, k, eps, phx):
+        p = self.p
+        B = eps.shape[0]
+        scale = 1.0 / B if p.proj_mean[k] else 1.0
+        e = eps[:, self.sl[p.proj_post[k]]]
+        gW = p.proj_mult[k] * scale * (e.T @ phx[:, self.sl[p.proj_pre[k]]]) if p.w_off[k] >= 0 else None
+        gb = scale * e.sum(axis=0) if p.b_off[k] >= 0 else None
+        return gW, gb
+
+    def apply(self, k, gW, gb, factor=1.0):
+        """One optimiser step of projection ``k`` along ``factor * g`` (only if it is plastic)."""
+        p, be = self.p, self.be
+        plastic = p.proj_plastic[k] and gW is not None
+        lbias = p.proj_learn_bias[k] and gb is not None
+        if not (p.proj_plastic[k] or p.proj_learn_bias[k]):
+            return
+        be.opt_t[k] += 1
+        if plastic:
+            o, n = p.w_off[k], gW.size
+            sh = gW.shape
+            g = gW if factor == 1.0 else factor * gW
+            optimizer_step(be.W[o:o + n].reshape(sh), g, be.mW[o:o + n].reshape(sh), be.vW[o:o + n].reshape(sh),
+                           be.opt_t[k], p.proj_lr[k], p.opt_kind[k], p.opt_param[k])
+        if lbias:
+            o, n = p.b_off[k], gb.size
+            g = gb if factor == 1.0 else factor * gb
+            optimizer_step(be.b[o:o + n], g, be.mb[o:o + n], be.vb[o:o + n], be.opt_t[k], p.proj_lr[k],
+                           p.opt_kind[k], p.opt_param[k])
+
+    def set_target(self, x, t, beta):
+        """Clamp the target population to ``t`` (beta = 1) or to ``yhat + beta (t - yhat)``."""
+        if beta == 1.0:
+            x[:, self.tsl] = t
+        else:
+            yh = x[:, self.tsl].copy()
+            x[:, self.tsl] = yh + beta * (t - yh)
+
+
+def first_bad(energy, x, net) -> int:
+    """Index of the first population with a non-finite energy, else with a non-finite value, else -1."""
+    bad = ~np.isfinite(energy)
+    if bad.any():
+        return int(np.argmax(bad))
+    for i, sl in enumerate(net.sl):
+        if not np.all(np.isfinite(x[:, sl])):
+            return i
+    return -1
+
+
+def diverged(energies, k, pop, y0, y, recs, r) -> BatchResult:
+    rec_x, rec_eps, rec_mu, rec_steps = recs
+    return BatchResult(steps=max(k, 0), energy=energies[:k + 1].copy(), status=STATUS_DIVERGED, fail_step=k,
+                       fail_pop=pop, rec_steps=rec_steps[:r], rec_x=rec_x[:r], rec_eps=rec_eps[:r],
+                       rec_mu=rec_mu[:r], y0=y0, y=y)

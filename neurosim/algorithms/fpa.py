@@ -1,0 +1,125 @@
+r"""``fpa``: predictive coding under the fixed-prediction assumption (Millidge et al. 2020; Rosenbaum 2022).
+
+Predictions and Jacobians are frozen at the feedforward pass :math:`\hat x`; the output is clamped to the
+target (so its error :math:`\varepsilon_L = \pi_L (t - \hat y)` is a fixed source) and the hidden values
+take ``n`` synchronous (Jacobi) steps of size :math:`\eta`:
+
+.. math::
+
+    \varepsilon_l = \pi_l (x_l - \hat x_l), \qquad
+    x_l \leftarrow x_l + \frac{\eta}{\tau_{x}}\Big(-\varepsilon_l + J_{l+1}(\hat x_l)^T \varepsilon_{l+1}\Big),
+    \qquad J_{l+1}(\hat x_l)^T \varepsilon = \phi'(\hat x_l)\odot a W^T\varepsilon \;(+\,\varepsilon).
+
+The update is the Hebbian term at the *feedforward* presynaptic values,
+:math:`\Delta W_l \propto a_l\, \varepsilon_l\, \phi(\hat x_{l-1})^T`.
+
+Exactness.  The fixed point is :math:`\varepsilon_l = J_{l+1}^T \varepsilon_{l+1} = -\delta_l` (BP's
+errors), so the update converges to the negative BP gradient.  With :math:`\eta\pi_l/\tau_x = 1` the step
+is a shift register, :math:`\varepsilon_l^{(i+1)} = J_{l+1}^T \varepsilon_{l+1}^{(i)}`: the exact
+:math:`\delta` moves down one layer per step, so the update equals backprop's after ``L - 1`` steps
+(``L`` = number of weight layers; the default ``n = L`` of Torch2PC is exact too), while with fewer steps the
+errors of the first layers are still exactly 0.  For :math:`\eta < 1` the iteration contracts like
+:math:`(1-\eta)^i` (times a polynomial) -- exact only asymptotically.
+
+Works on any DAG of projections (the shift register needs as many steps as the longest path).  Options:
+``eta`` (1.0), ``n`` (None: the number of weight layers), and the output options ``output_precision``,
+``beta``, ``compensate`` of :mod:`neurosim.algorithms._common`.  ``train(steps=..., dt=...)`` are not used.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backends.base import BatchResult
+from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, first_bad, n_layers, output_settings, \
+    rec_buffers, uses_numba
+from . import register
+
+OPTIONS = {"eta": 1.0, "n": None, **OUTPUT_OPTIONS}
+
+
+def _settings(sim, options):
+    eta = float(options.get("eta", 1.0))
+    if not (np.isfinite(eta) and eta > 0):
+        raise ValueError(f"algorithm 'fpa': eta must be finite and > 0, got {options.get('eta')!r}")
+    n = options.get("n")
+    if n is None:
+        n = n_layers(sim.plan)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"algorithm 'fpa': n must be a non-negative int or None, got {n!r}")
+    return eta, int(n)
+
+
+def _numpy(sim, X, Y, spec, eta, n, st, learn, want_dirs=True):
+    net = NumpyNet(sim.backend, st.prec)
+    xh, phxh = net.forward(X)
+    dph = net.dphi(xh)                 # Jacobians frozen at the feedforward pass
+    mu = xh.copy()                     # predictions frozen too (mu_l = xhat_l)
+    y0 = xh[:, net.tsl].copy()
+    x = xh.copy()
+    net.set_target(x, Y, st.beta)
+    B = X.shape[0]
+    energies = np.zeros((n + 1, sim.plan.n_pops))
+    recs = rec_buffers(sim.plan, spec, n, B, net.dtype)
+    step = eta / net.tau
+    r = 0
+    for k in range(n + 1):
+        eps, energy = net.errors(x, mu)
+        energies[k] = energy
+        if recs[0].shape[0] and k % spec.probe_every == 0:
+            i = spec.probe_item
+            recs[0][r], recs[1][r], recs[2][r], recs[3][r] = x[i], eps[i], mu[i], k
+            r += 1
+        bad = first_bad(energy, x, net)
+        if bad >= 0:
+            return diverged(energies, k, bad, y0, x[:, net.tsl].copy(), recs, r), None
+        if k == n:
+            break
+        x = x + step * net.drive(x, eps, dph)
+    gW, gb = net.directions(eps, phxh)
+    if learn:
+        for k in range(sim.plan.n_proj):
+            net.apply(k, gW.get(k), gb.get(k), st.factor)
+    res = BatchResult(steps=n, energy=energies, rec_steps=recs[3][:r], rec_x=recs[0][:r], rec_eps=recs[1][:r],
+                      rec_mu=recs[2][:r], y0=y0, y=x[:, net.tsl].copy())
+    return res, (gW, gb)
+
+
+def _numba(sim, X, Y, spec, eta, n, st, learn, want_dirs=True):
+    from . import _kernels
+    from ._runner import KernelCall
+    c = KernelCall(sim, X, Y, n + 1, spec)
+    _kernels.fpa_kernel(c.s, c.t, c.teff, eta, n, st.beta, bool(learn), st.factor, c.probe_every, c.probe_item,
+                        int(sim.plan.target_pop), c.tabs, st.prec.astype(c.dtype), c.params, c.bufs, c.G, c.Gb,
+                        c.energies, c.recs, c.y0, c.y, c.out)
+    res = c.result()
+    return res, (c.directions() if (want_dirs and res.status == 0) else None)
+
+
+def fpa_updates(sim, X, Y, *, eta=1.0, n=None, learn=False, **output_options):
+    r"""Run FPA on one batch and return ``(BatchResult, (g_W, g_b))``: the update directions per projection.
+
+    ``g_W[k]`` is :math:`a_k c_B \varepsilon_{post}^T\phi(\hat x_{pre})` (without the compensation factor),
+    i.e. minus the BP gradient once FPA is exact.  With ``learn=True`` the update is also applied.
+    """
+    from ..backends.base import RunSpec
+    X, Y = as_batch(sim, X, Y)
+    options = {**OPTIONS, "eta": eta, "n": n, **output_options}
+    return _run(sim, X, Y, RunSpec(learn=learn), options)
+
+
+def _run(sim, X, Y, spec, options, want_dirs=True):
+    check_common("fpa", sim, spec)
+    eta, n = _settings(sim, options)
+    st = output_settings("fpa", sim.plan, options, sim.backend.dtype)
+    impl = _numba if uses_numba(sim) else _numpy
+    return impl(sim, X, Y, spec, eta, n, st, spec.learn, want_dirs)
+
+
+def run_batch(sim, X, Y, spec, options) -> BatchResult:
+    """One FPA batch: frozen predictions, ``n`` steps of size ``eta``, one update per projection."""
+    return _run(sim, X, Y, spec, options, want_dirs=False)[0]
+
+
+register("fpa", run_batch, "fixed-prediction assumption (Millidge 2020, Rosenbaum 2022): predictions and "
+                           "Jacobians frozen at the feedforward pass; exact BP gradients with eta=1 after L-1 steps",
+         OPTIONS)

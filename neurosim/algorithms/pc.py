@@ -1,0 +1,140 @@
+r"""``pc`` (standard PC with the output options) and ``strict`` (Rosenbaum's strict PC).
+
+Both relax in the backend's own kernel (:meth:`Backend.run_batch`), so they run wherever the backend runs.
+
+``pc`` -- inference learning / prospective configuration: per batch the values start at the feedforward
+pass, the output is clamped to the target (or nudged, ``mode="nudge"``), the network relaxes with the
+simulator's integrator (``steps``, ``dt``, ``tol``, ``dt_decay``), then one Hebbian update.  Without options
+this is exactly the backend's kernel (learning included).  The output options of
+:mod:`neurosim.algorithms._common` (``output_precision`` :math:`\lambda`, weak target ``beta``,
+``compensate``) relax with the output precision replaced by :math:`\lambda` and the output clamped to
+:math:`\hat y + \beta(t - \hat y)`, and then apply the Hebbian update scaled by :math:`\pi_L/(\beta\lambda)`
+(one BLAS product per projection in NumPy, on both backends).
+
+``strict`` -- Rosenbaum (2022), ``ErrType="Strict"``: beliefs start at the feedforward pass and take ``n``
+discrete gradient-descent steps of size :math:`\eta` on
+
+.. math::
+
+    F = \sum_{l<L} \tfrac{\pi_l}{2}\lVert x_l - f_l(x_{l-1})\rVert^2
+        + \tfrac{\pi_L}{2}\lVert t - f_L(x_{L-1})\rVert^2 ,
+
+predictions recomputed from the beliefs at every step; the loss term at the output is exactly the PC
+energy of the hard-clamped output, so ``strict`` **shares the pc kernel**: it is that kernel with the Euler
+integrator, :math:`dt = \eta\,\tau_x` (a step :math:`\eta` on :math:`-\partial F/\partial x`), ``n``
+steps, instantaneous errors.  The update is the Hebbian term at the final beliefs.  At equilibrium the
+errors obey BP's recursion with Jacobians at the beliefs, so strict PC is *not* backprop: for a vector
+output and a weak target (:math:`\beta \to 0`) the update tends to the preconditioned gradient
+:math:`-(\partial\hat y/\partial\theta)^T S_J^{-1}(\hat y - t)`, :math:`S_J = I/\lambda + \sum_k J_kJ_k^T`;
+only the weak-output-precision limit (:math:`\lambda \to 0`, update :math:`\times \pi_L/\lambda`) gives BP.
+Options: ``eta`` (None: the simulator's ``dt``; Rosenbaum used 0.1), ``n`` (None: ``train(steps=...)``;
+Rosenbaum used 20) and the output options.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..backends.base import EULER, MODE_CLAMP, MODE_NUDGE, BatchResult, RunSpec
+from ..errors import UnsupportedError
+from ..plan import ROLE_INPUT
+from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, output_settings
+from . import register
+
+PC_OPTIONS = dict(OUTPUT_OPTIONS)
+STRICT_OPTIONS = {"eta": None, "n": None, **OUTPUT_OPTIONS}
+
+
+def _relax(sim, X, Y, spec, options, algo):
+    """Backend relaxation with the output options; returns (BatchResult, directions or None, settings)."""
+    be = sim.backend
+    st = output_settings(algo, sim.plan, options, be.dtype)
+    if not st.overridden:
+        return be.run_batch(X, Y, spec), None, st
+    if not hasattr(be, "prec") or not hasattr(be, "state"):
+        raise UnsupportedError(f"algorithm {algo!r}: the output options need a backend exposing its precision "
+                               f"vector ('reference' or 'numba'), not {be.name!r}")
+    net = NumpyNet(be, st.prec)
+    teff = Y
+    if st.beta != 1.0:
+        yhat = net.forward(X)[0][:, net.tsl]
+        teff = yhat + st.beta * (Y - yhat)
+    saved = be.prec.copy()
+    be.prec[:] = st.prec
+    try:
+        res = be.run_batch(X, teff, replace(spec, learn=False))
+    finally:
+        be.prec[:] = saved
+    if res.status != 0:
+        return res, None, st
+    state = be.state()
+    x, eps = state["x"], state["eps"]
+    gW, gb = net.directions(eps, net.phi(x))
+    if spec.learn:
+        for k in range(sim.plan.n_proj):
+            net.apply(k, gW.get(k), gb.get(k), st.factor)
+    return res, (gW, gb), st
+
+
+def run_pc(sim, X, Y, spec, options) -> BatchResult:
+    """Standard PC: the backend's relaxation and Hebbian update (with the output options if given)."""
+    return _relax(sim, X, Y, spec, options, "pc")[0]
+
+
+def _strict_spec(sim, spec, options):
+    p = sim.plan
+    eta = options.get("eta")
+    eta = spec.dt if eta is None else float(eta)
+    if not (np.isfinite(eta) and eta > 0):
+        raise ValueError(f"algorithm 'strict': eta must be finite and > 0, got {options.get('eta')!r}")
+    n = options.get("n")
+    n = spec.n_steps if n is None else n
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"algorithm 'strict': n must be a non-negative int or None, got {n!r}")
+    taus = {float(p.pop_tau_x[i]) for i in range(p.n_pops) if p.pop_role[i] != ROLE_INPUT}
+    if len(taus) > 1:
+        raise ValueError(f"algorithm 'strict' takes one step size for all beliefs, but circuit "
+                         f"{sim.circuit.name!r} has several tau_x values {sorted(taus)}; give every population the "
+                         "same tau_x")
+    tau = taus.pop() if taus else 1.0
+    return replace(spec, dt=eta * tau, n_steps=int(n), integrator=EULER)
+
+
+def run_strict(sim, X, Y, spec, options) -> BatchResult:
+    """Strict PC: ``n`` gradient steps of size ``eta`` on the beliefs (the pc kernel, Euler), one update."""
+    check_common("strict", sim, spec, modes=(MODE_CLAMP, MODE_NUDGE), allow_tol=True, allow_dt_decay=True)
+    return _relax(sim, X, Y, _strict_spec(sim, spec, options), options, "strict")[0]
+
+
+def strict_updates(sim, X, Y, *, eta=0.1, n=20, learn=False, mode="clamp", nudge_beta=0.0, tol=None,
+                   **output_options):
+    r"""Strict PC on one batch; returns ``(BatchResult, (g_W, g_b))``: the Hebbian directions at the final
+    beliefs (without the compensation factor).  ``learn=True`` also applies the (compensated) update.
+
+    ``mode="nudge"`` with ``nudge_beta`` frees the output and pulls it toward the target; the output options
+    (``output_precision``, ``beta`` -- the weak target --, ``compensate``) are keyword arguments.
+    """
+    from ..backends.base import MODES
+    X, Y = as_batch(sim, X, Y)
+    options = {**STRICT_OPTIONS, "eta": eta, "n": n, **output_options}
+    spec = RunSpec(mode=MODES[mode], beta=float(nudge_beta), tol=0.0 if tol is None else float(tol), learn=False,
+                   dt=float(eta), n_steps=int(n))
+    check_common("strict", sim, spec, modes=(MODE_CLAMP, MODE_NUDGE), allow_tol=True)
+    spec = _strict_spec(sim, spec, options)
+    be = sim.backend
+    res, dirs, st = _relax(sim, X, Y, spec, options, "strict")
+    net = NumpyNet(be, st.prec)
+    if dirs is None and res.status == 0:
+        state = be.state()
+        dirs = net.directions(state["eps"], net.phi(state["x"]))
+    if learn and dirs is not None:
+        for k in range(sim.plan.n_proj):
+            net.apply(k, dirs[0].get(k), dirs[1].get(k), st.factor)
+    return res, dirs
+
+
+register("pc", run_pc, "standard PC / prospective configuration: relax with the target clamped, then one Hebbian "
+                       "update (options: output_precision, beta, compensate)", PC_OPTIONS)
+register("strict", run_strict, "strict PC (Rosenbaum 2022): n gradient steps of size eta on the beliefs with "
+                               "predictions recomputed, loss at the output; shares the pc kernel", STRICT_OPTIONS)

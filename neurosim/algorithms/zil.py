@@ -1,0 +1,140 @@
+r"""``zil``: zero-divergence inference learning (Song, Lukasiewicz, Xu & Bogacz 2020; Salvatori et al. 2022).
+
+Standard PC dynamics (predictions recomputed from the current values), with three conditions:
+
+* **C1** the values start at the feedforward pass (all hidden errors are 0 at :math:`t = 0`), the output
+  is clamped to the target;
+* **C2** the weights of projection :math:`k` are updated exactly once, at the step :math:`t = d(k)` equal to
+  the distance of its ``post`` population from the output (the output's own projection at :math:`t = 0`,
+  the input layer's at :math:`t = L - 1`), from :math:`\varepsilon_{post}(t)` and the current
+  :math:`\phi(x_{pre}(t))`;
+* **C3** inference rate :math:`\gamma = 1`: :math:`x \leftarrow x + (\gamma/\tau_x)(-\varepsilon +
+  J^T\varepsilon_{above})`.
+
+Update order within a step is synchronous: the drive is computed from the state (and weights) at step
+:math:`t`, then the weights due at :math:`t` are updated, then the values advance.  Because the parents of
+a population at distance :math:`d` only start moving at :math:`t = d + 1`, :math:`\varepsilon_l(d)` equals
+backprop's :math:`-\delta_l` and the update equals the BP-SGD update exactly (for hidden precision 1 and
+:math:`\gamma/\tau_x = 1`).  The graph must be *levelled* (every path from a population to the output has
+the same length); residual *layers* (skip inside a projection, :func:`neurosim.mupc.mupc_network`) are
+levelled, a skip that jumps over layers needs identity populations (``Projection(weights=False, skip=True)``).
+
+Options: ``gamma`` (1.0; the negative control is e.g. 0.9), ``update_all_at_zero`` (False; True updates
+every projection at :math:`t = 0`, the second negative control), and the output options
+``output_precision``, ``beta``, ``compensate``.  ``train(steps=..., dt=...)`` are not used: the schedule has
+``L`` steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backends.base import BatchResult, RunSpec
+from ..errors import UnsupportedError
+from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, first_bad, output_settings, \
+    rec_buffers, tables, uses_numba
+from . import register
+
+OPTIONS = {"gamma": 1.0, "update_all_at_zero": False, **OUTPUT_OPTIONS}
+
+
+def _settings(sim, options):
+    gamma = float(options.get("gamma", 1.0))
+    if not (np.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"algorithm 'zil': gamma must be finite and > 0, got {options.get('gamma')!r}")
+    allz = options.get("update_all_at_zero", False)
+    if not isinstance(allz, (bool, np.bool_)):
+        raise ValueError(f"algorithm 'zil': update_all_at_zero must be True or False, got {allz!r}")
+    t = tables(sim.plan)
+    if not t.levelled:
+        raise UnsupportedError(
+            f"algorithm 'zil' needs a levelled graph, but in circuit {sim.circuit.name!r} {t.level_problem}; "
+            "insert identity populations (Projection(weights=False, skip=True)) so that every path to the "
+            "output has the same length")
+    post_d = [int(t.dist[sim.plan.proj_post[k]]) for k in range(sim.plan.n_proj)]
+    n_upd = 1 + max([d for d in post_d if d >= 0] + [0])
+    return gamma, bool(allz), n_upd, t.dist
+
+
+def _numpy(sim, X, Y, spec, gamma, allz, n_upd, dist, st, learn, want_dirs=True):
+    p = sim.plan
+    net = NumpyNet(sim.backend, st.prec)
+    x, _ = net.forward(X)
+    y0 = x[:, net.tsl].copy()
+    net.set_target(x, Y, st.beta)
+    B = X.shape[0]
+    energies = np.zeros((n_upd, p.n_pops))
+    recs = rec_buffers(p, spec, n_upd - 1, B, net.dtype)
+    step = gamma / net.tau
+    gW, gb = {}, {}
+    r = 0
+    for t in range(n_upd):
+        phx = net.phi(x)
+        mu = net.predictions(x, phx)
+        eps, energy = net.errors(x, mu)
+        energies[t] = energy
+        if recs[0].shape[0] and t % spec.probe_every == 0:
+            i = spec.probe_item
+            recs[0][r], recs[1][r], recs[2][r], recs[3][r] = x[i], eps[i], mu[i], t
+            r += 1
+        bad = first_bad(energy, x, net)
+        if bad >= 0:
+            return diverged(energies, t, bad, y0, x[:, net.tsl].copy(), recs, r), None
+        last = t == n_upd - 1
+        if not last:
+            d = net.drive(x, eps, net.dphi(x))
+        for k in range(p.n_proj):
+            dk = dist[p.proj_post[k]]
+            if (allz and t == 0 and dk >= 0) or (not allz and dk == t):
+                g = net.direction(k, eps, phx)
+                if g[0] is not None:
+                    gW[k] = g[0]
+                if g[1] is not None:
+                    gb[k] = g[1]
+                if learn:
+                    net.apply(k, g[0], g[1], st.factor)
+        if not last:
+            x = x + step * d
+    res = BatchResult(steps=n_upd - 1, energy=energies, rec_steps=recs[3][:r], rec_x=recs[0][:r],
+                      rec_eps=recs[1][:r], rec_mu=recs[2][:r], y0=y0, y=x[:, net.tsl].copy())
+    return res, (gW, gb)
+
+
+def _numba(sim, X, Y, spec, gamma, allz, n_upd, dist, st, learn, want_dirs=True):
+    from . import _kernels
+    from ._runner import KernelCall
+    c = KernelCall(sim, X, Y, n_upd, spec)
+    _kernels.zil_kernel(c.s, c.t, c.teff, gamma, n_upd, allz, st.beta, bool(learn), st.factor, c.probe_every,
+                        c.probe_item, int(sim.plan.target_pop), dist, c.tabs, st.prec.astype(c.dtype), c.params,
+                        c.bufs, c.G, c.Gb, c.energies, c.recs, c.y0, c.y, c.out)
+    res = c.result()
+    if res.status != 0 or not want_dirs:
+        return res, None
+    gW, gb = c.directions()
+    p = sim.plan
+    upd = {k for k in range(p.n_proj) if dist[p.proj_post[k]] >= 0}
+    return res, ({k: v for k, v in gW.items() if k in upd}, {k: v for k, v in gb.items() if k in upd})
+
+
+def _run(sim, X, Y, spec, options, want_dirs=True):
+    check_common("zil", sim, spec)
+    gamma, allz, n_upd, dist = _settings(sim, options)
+    st = output_settings("zil", sim.plan, options, sim.backend.dtype)
+    impl = _numba if uses_numba(sim) else _numpy
+    return impl(sim, X, Y, spec, gamma, allz, n_upd, dist, st, spec.learn, want_dirs)
+
+
+def zil_updates(sim, X, Y, *, gamma=1.0, update_all_at_zero=False, learn=False, **output_options):
+    r"""Run Z-IL on one batch; returns ``(BatchResult, (g_W, g_b))`` with each projection's update direction
+    at its update step (without the compensation factor).  ``learn=True`` also applies the updates."""
+    X, Y = as_batch(sim, X, Y)
+    options = {**OPTIONS, "gamma": gamma, "update_all_at_zero": update_all_at_zero, **output_options}
+    return _run(sim, X, Y, RunSpec(learn=learn), options)
+
+
+def run_batch(sim, X, Y, spec, options) -> BatchResult:
+    """One Z-IL batch (``L`` steps; each projection updated once, at its distance from the output)."""
+    return _run(sim, X, Y, spec, options, want_dirs=False)[0]
+
+
+register("zil", run_batch, "Z-IL (Song et al. 2020): feedforward start, inference rate 1, each layer updated once "
+                           "at the step equal to its distance from the output; equals BP exactly", OPTIONS)
