@@ -26,7 +26,8 @@ def _parser():
                        description="Run an experiment. Parameters (see `neurosim show NAME`) are set with "
                                    "--set key=value; lists as --set hidden=[256,128] or hidden=256,128.")
     r.add_argument("name", help="experiment name (see `neurosim list`)")
-    r.add_argument("--backend", choices=["numba", "reference"], help="simulation backend (default: numba)")
+    r.add_argument("--backend", choices=["numba", "reference", "brian2"],
+                   help="simulation backend (default: numba; brian2 needs the [brian2] extra)")
     r.add_argument("--out", type=Path, help="output directory (default: results/NAME)")
     r.add_argument("--seed", type=int, help="random seed")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",

@@ -209,8 +209,10 @@ class Simulator:
         cls = get_backend_class(backend)
         missing = self._required_features() - set(cls.supports)
         if missing:
+            reasons = getattr(cls, "unsupported_reasons", {})
+            why = "; ".join(f"{m}: {reasons[m]}" for m in sorted(missing) if m in reasons)
             raise UnsupportedError(f"backend {backend!r} cannot run {sorted(missing)} (needed by circuit "
-                                   f"{circuit.name!r})")
+                                   f"{circuit.name!r})" + (f" - {why}" if why else ""))
         self.backend_options = dict(backend_options or {})
         if self.backend_options:
             self._backend = cls(self.plan, self.dtype, **self.backend_options)

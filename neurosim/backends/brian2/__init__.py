@@ -1,0 +1,305 @@
+r"""The brian2 backend: the same circuits as brian2 NeuronGroups and Synapses.
+
+``Simulator(circuit, backend="brian2", backend_options={...})`` with
+
+``mode="rate"`` (default)
+    The value and error ODEs as equation strings, predictions and feedback as summed variables of
+    synapses that share one weight, the Hebbian update as a ``run_regularly`` operation (see
+    :mod:`neurosim.backends.brian2.rate`).  Reproduces the numba backend to rounding error for Euler
+    integration.
+``mode="spiking"``
+    Rate-coded spiking neurons, signed errors carried by a configurable scheme, synaptic currents,
+    event-driven Hebbian plasticity on spike traces and hardware non-idealities (see
+    :mod:`neurosim.backends.brian2.spiking`).
+
+Options
+-------
+mode : {"rate", "spiking"}
+target : {"numpy", "cpp_standalone"}
+    brian2 code generation.  ``numpy`` needs no compiler (tests, CI).  ``cpp_standalone`` generates and
+    compiles a C++ project once per (batch size, number of steps, dt) and re-runs the binary with new
+    inputs, weights and parameters through ``device.run(run_args=...)``, without recompiling.  brian2's
+    standalone device is process-wide, so one standalone network is active per process: building a
+    second one (another simulator, or a new batch size) re-initialises the device and the first one
+    rebuilds on its next run.
+directory : str, optional
+    Where the cpp_standalone project is written (default: a fresh temporary directory).
+spiking : SpikingConfig or dict, optional
+    Spiking-mode parameters (units and defaults documented on :class:`SpikingConfig`); see
+    :func:`suggest_config` for a choice that approximates the rate model.
+hardware : HardwareConfig or dict, optional
+    Spiking-mode hardware non-idealities (weight precision, delays, noise, mismatch, refractoriness).
+
+What it cannot do (declared, so the Simulator refuses at build time)
+--------------------------------------------------------------------
+heun
+    brian2 integrates each NeuronGroup on its own with the synaptic inputs (summed variables) held
+    fixed during a step, so a multi-stage method would not be the whole-network Heun step of the other
+    backends; only Euler reproduces them.
+float32
+    brian2 sets the float type process-wide (``prefs.core.default_float_dtype``); this backend keeps
+    float64 so that it can sit next to other brian2 users in one process.
+"""
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+
+from ...errors import UnsupportedError
+from ...plan import ROLE_FREE, ROLE_TARGET
+from ..base import HEUN, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP, STATUS_DIVERGED, Backend, BatchResult, RunSpec
+from ..reference import ReferenceBackend
+from . import _common
+from .spiking import HardwareConfig, SpikingConfig, SpikingNetwork, check_spiking_plan, suggest_config
+
+__all__ = ["Brian2Backend", "SpikingConfig", "HardwareConfig", "suggest_config", "UNSUPPORTED"]
+
+#: features the other backends have and this one does not, with the reason
+UNSUPPORTED = {
+    "heun": "brian2 integrates each NeuronGroup separately with summed-variable inputs held fixed during a "
+            "step, so a multi-stage (Heun) step would differ from the whole-network Heun step of the other "
+            "backends; use integrator='euler'",
+    "float32": "brian2's float type is a process-wide preference; the brian2 backend runs in float64",
+}
+
+_STANDALONE_OWNER = [None]   # the backend whose project brian2's (process-wide) standalone device holds
+
+
+class Brian2Backend(Backend):
+    """Runs a Plan on brian2, as a rate network (``mode="rate"``) or a spiking one (``mode="spiking"``)."""
+
+    name = "brian2"
+    supports = frozenset({"euler", "tol", "nudge", "tau_eps", "skip", "multiplier", "bias", "adam", "dt_decay",
+                          "probes", "graph"})
+    unsupported_reasons = UNSUPPORTED
+
+    def __init__(self, plan, dtype=np.float64, mode="rate", target="numpy", directory=None, spiking=None,
+                 hardware=None):
+        super().__init__(plan, dtype)
+        if np.dtype(dtype) != np.float64:
+            raise UnsupportedError(f"backend 'brian2': {UNSUPPORTED['float32']}")
+        if mode not in ("rate", "spiking"):
+            raise ValueError(f"backend 'brian2': mode must be 'rate' or 'spiking', got {mode!r}")
+        if target not in ("numpy", "cpp_standalone"):
+            raise ValueError(f"backend 'brian2': target must be 'numpy' or 'cpp_standalone', got {target!r}")
+        if mode == "rate" and (spiking is not None or hardware is not None):
+            raise ValueError("backend 'brian2': the options 'spiking' and 'hardware' need mode='spiking'")
+        self.mode = mode
+        self.target = target
+        self.directory = directory
+        _common.configure_prefs("numpy")
+        self._host = ReferenceBackend(plan, np.float64)
+        self._host.W = self.W          # the host helper reads the live weights (same arrays)
+        self._host.b = self.b
+        self._net = None
+        self._net_key = None
+        self._x = self._es = self._mu = None
+        self._n_runs = 0
+        if mode == "spiking":
+            self.spiking = SpikingConfig.coerce(spiking)
+            self.hardware = HardwareConfig.coerce(hardware)
+            check_spiking_plan(plan, self.spiking)
+            if target != "numpy":
+                raise UnsupportedError("backend 'brian2': mode='spiking' runs on the numpy target only "
+                                       "(its per-batch structure changes with the learning window and probes); "
+                                       "use target='numpy'")
+        else:
+            self.spiking = self.hardware = None
+        self.last_run = None   # spiking mode: spikes, counts, rates of the last batch
+
+    # ------------------------------------------------------------------ the initial state (host)
+    def _initial_state(self, s, t, spec):
+        p = self.plan
+        h = self._host
+        B = s.shape[0]
+        if spec.init == INIT_PREVIOUS and self._x is not None and self._x.shape[0] == B:
+            x, es = self._x.copy(), self._es.copy()
+            for j, i in enumerate(p.input_pops):
+                x[:, h.sl[i]] = s[:, p.input_off[j]:p.input_off[j] + p.pop_size[i]]
+            if spec.mode == MODE_CLAMP and p.target_pop >= 0:
+                x[:, h.sl[p.target_pop]] = t
+        else:
+            x = h.feedforward(s, t, spec.mode)
+            if spec.init == INIT_ZEROS:
+                for i in range(p.n_pops):
+                    if p.pop_role[i] == ROLE_FREE or (p.pop_role[i] == ROLE_TARGET and spec.mode != MODE_CLAMP):
+                        x[:, h.sl[i]] = 0.0
+            es = h.prec * (x - h.predictions(x))
+            for i in range(p.n_pops):
+                if not p.pop_has_err[i]:
+                    es[:, h.sl[i]] = 0.0
+        return x, es
+
+    # ------------------------------------------------------------------ networks
+    def _rate_network(self, B, spec):
+        from .rate import RateNetwork
+        probe_item = spec.probe_item if spec.probe_every > 0 and spec.probe_item < B else None
+        standalone = self.target == "cpp_standalone"
+        key = (B, spec.dt, probe_item, spec.n_steps if standalone else None)
+        if self._net is not None and self._net_key == key and (not standalone or _STANDALONE_OWNER[0] is self):
+            return self._net
+        if not standalone:
+            self._net = RateNetwork(self.plan, B, spec.dt, probe_item)
+        else:
+            if self.directory is None:
+                self.directory = tempfile.mkdtemp(prefix="neurosim_brian2_")
+            from brian2.devices.device import all_devices, reset_device, set_device
+            dev = all_devices["cpp_standalone"]
+            if _STANDALONE_OWNER[0] is not None or dev.has_been_run:
+                dev.reinit()   # brian2's standalone device holds one project per process
+                if _STANDALONE_OWNER[0] is not None:
+                    _STANDALONE_OWNER[0]._net = None
+            set_device("cpp_standalone", directory=self.directory, build_on_run=False)
+            _common.configure_prefs("numpy")
+            _common.configure_standalone_prefs()
+            try:
+                net = RateNetwork(self.plan, B, spec.dt, probe_item,
+                                  standalone={"directory": self.directory, "n_steps": spec.n_steps})
+                net.build_standalone(spec.n_steps)
+            finally:
+                reset_device()
+            net.device = dev
+            self._net = net
+            _STANDALONE_OWNER[0] = self
+        self._net_key = key
+        return self._net
+
+    # ------------------------------------------------------------------ one batch
+    def run_batch(self, s, t, spec: RunSpec) -> BatchResult:
+        if spec.integrator == HEUN:
+            raise UnsupportedError(f"backend 'brian2': {UNSUPPORTED['heun']}")
+        p = self.plan
+        s = np.ascontiguousarray(s, dtype=np.float64)
+        t = None if t is None else np.ascontiguousarray(t, dtype=np.float64)
+        if self.mode == "spiking":
+            return self._run_spiking(s, t, spec)
+        B = s.shape[0]
+        x0, es0 = self._initial_state(s, t, spec)
+        h = self._host
+        tsl = h.sl[p.target_pop] if p.target_pop >= 0 else slice(0, 0)
+        y0 = h.predictions(x0)[:, tsl].copy()
+        net = self._rate_network(B, spec)
+        learning = [k for k in range(p.n_proj) if p.proj_plastic[k] or p.proj_learn_bias[k]] if spec.learn else []
+        opt_t = self.opt_t.copy()
+        for k in learning:
+            opt_t[k] += 1
+        out = net.run(x0, es0, t, spec, self.W, self.b, self.mW, self.vW, self.mb, self.vb, opt_t,
+                      seed=self._batch_seed())
+        self._n_runs += 1
+        energy = out["energy"]
+        steps = min(out["steps"], spec.n_steps)
+        bad_rows = np.nonzero(~np.all(np.isfinite(energy), axis=1))[0]
+        status, fail_step, fail_pop = 0, -1, -1
+        if bad_rows.size and bad_rows[0] <= steps:
+            status, fail_step = STATUS_DIVERGED, int(bad_rows[0])
+            fail_pop = int(np.argmax(~np.isfinite(energy[fail_step])))
+            steps = fail_step
+        energy = energy[:steps + 1].copy()
+        res = BatchResult(steps=steps, energy=energy, status=status, fail_step=fail_step, fail_pop=fail_pop,
+                          y0=y0, y=out["x"][:, tsl].copy())
+        if spec.probe_every > 0 and "rec_x" in out:
+            ks = np.arange(0, steps + 1, spec.probe_every)
+            res.rec_steps = ks.astype(np.int64)
+            res.rec_x, res.rec_eps, res.rec_mu = out["rec_x"][ks], out["rec_eps"][ks], out["rec_mu"][ks]
+        elif spec.probe_every > 0:
+            res.rec_steps = np.zeros(0, dtype=np.int64)
+            res.rec_x = res.rec_eps = res.rec_mu = np.zeros((0, p.n_units))
+        if status == 0 and learning:
+            for k in learning:
+                self.opt_t[k] += 1
+                if p.proj_plastic[k]:
+                    o, n = int(p.w_off[k]), out["W"][k].size
+                    self.W[o:o + n], self.mW[o:o + n], self.vW[o:o + n] = out["W"][k], out["mW"][k], out["vW"][k]
+                if p.proj_learn_bias[k]:
+                    o, n = int(p.b_off[k]), out["b"][k].size
+                    self.b[o:o + n], self.mb[o:o + n], self.vb[o:o + n] = out["b"][k], out["mb"][k], out["vb"][k]
+        self._x, self._es, self._mu = out["x"], out["eps"], out["mu"]
+        self.batch_size = B
+        return res
+
+    def _batch_seed(self):
+        return int(np.random.SeedSequence([int(self.plan.seed), self._n_runs]).generate_state(1)[0])
+
+    # ------------------------------------------------------------------ spiking
+    def _run_spiking(self, s, t, spec):
+        B = s.shape[0]
+        if spec.tol > 0 or spec.dt_decay < 1:
+            raise UnsupportedError("backend 'brian2', mode='spiking': 'tol' and 'dt_decay' act on the rate "
+                                   "model's integration step and have no spiking counterpart; run a fixed "
+                                   "number of steps (simulated time = steps * dt * time_unit)")
+        x0, es0 = self._initial_state(s, t, spec)
+        h = self._host
+        p = self.plan
+        tsl = h.sl[p.target_pop] if p.target_pop >= 0 else slice(0, 0)
+        y0 = h.predictions(x0)[:, tsl].copy()
+        probes = spec.probe_every > 0 and spec.probe_item < B
+        if spec.n_steps == 0:   # no simulated time: the state is the initial condition (e.g. predict())
+            mu = h.predictions(x0)
+            eps = np.where(p.pop_has_err[np.repeat(np.arange(p.n_pops), p.pop_size)] > 0, h.prec * (x0 - mu), 0.0)
+            energy = np.array([[0.5 * np.sum(h.prec[h.sl[i]] * (x0 - mu)[:, h.sl[i]] ** 2) / B
+                                if p.pop_has_err[i] else 0.0 for i in range(p.n_pops)]])
+            res = BatchResult(steps=0, energy=energy, y0=y0, y=x0[:, tsl].copy())
+            if probes:
+                res.rec_steps = np.zeros(1, dtype=np.int64)
+                res.rec_x, res.rec_eps, res.rec_mu = x0[spec.probe_item:spec.probe_item + 1], \
+                    eps[spec.probe_item:spec.probe_item + 1], mu[spec.probe_item:spec.probe_item + 1]
+            self._x, self._es, self._mu = x0, np.where(es0 != 0, es0, eps), mu
+            self.batch_size = B
+            return res
+        key = ("spiking", B, spec.probe_item if probes else 0, probes)
+        if self._net is None or self._net_key != key:
+            self._net = SpikingNetwork(self.plan, B, self.spiking, self.hardware, record_item=key[2], probes=probes)
+            self._net_key = key
+        out = self._net.run(x0, es0, h, t, spec, self.W, self.b, seed=self._batch_seed())
+        self._n_runs += 1
+        energy = out["energy"]
+        res = BatchResult(steps=spec.n_steps, energy=energy, y0=y0, y=out["x"][:, tsl].copy())
+        if probes:
+            ks = np.arange(0, spec.n_steps + 1, spec.probe_every)
+            res.rec_steps = ks.astype(np.int64)
+            res.rec_x, res.rec_eps, res.rec_mu = out["rec_x"][ks], out["rec_eps"][ks], out["rec_mu"][ks]
+        elif spec.probe_every > 0:
+            res.rec_steps = np.zeros(0, dtype=np.int64)
+            res.rec_x = res.rec_eps = res.rec_mu = np.zeros((0, p.n_units))
+        bad = ~np.all(np.isfinite(energy), axis=1)
+        if bad.any():
+            res.status, res.fail_step = STATUS_DIVERGED, int(np.argmax(bad))
+            res.fail_pop = int(np.argmax(~np.isfinite(energy[res.fail_step])))
+        elif spec.learn:
+            for k in range(p.n_proj):
+                if p.proj_plastic[k]:
+                    o, n = int(p.w_off[k]), int(np.prod(p.weight_shape(k)))
+                    self.W[o:o + n] = out["W"][o:o + n]
+                if p.proj_learn_bias[k]:
+                    o, n = int(p.b_off[k]), int(p.pop_size[p.proj_post[k]])
+                    self.b[o:o + n] = out["b"][o:o + n]
+        self._x, self._es, self._mu = out["x"], out["eps"], out["mu"]
+        self.batch_size = B
+        self.last_run = out["report"]
+        return res
+
+    # ------------------------------------------------------------------ state
+    def state(self):
+        if self._x is None:
+            return None
+        return {"x": self._x.copy(), "eps": self._es.copy(), "mu": self._mu.copy()}
+
+    def set_state(self, x, eps):
+        self._x = np.array(x, dtype=np.float64)
+        self._es = np.array(eps, dtype=np.float64)
+        self._mu = self._host.predictions(self._x)
+
+    def reset(self):
+        super().reset()
+        self._x = self._es = self._mu = None
+        self._n_runs = 0
+        if self.mode == "spiking":
+            self._net = None
+            self._net_key = None
+        self.last_run = None
+
+    def close(self):
+        if _STANDALONE_OWNER[0] is self:
+            _STANDALONE_OWNER[0] = None
+        self._net = None

@@ -1,0 +1,130 @@
+"""Pieces shared by the rate and spiking brian2 networks: brian2 set-up, activations as equation
+strings, batch-replicated index arithmetic, and an isolated random stream.
+
+Everything brian2-specific lives in this package; the rest of neurosim never imports brian2.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+
+import numpy as np
+
+import brian2 as b2
+
+from ... import activations as act
+
+_COUNTER = itertools.count()
+
+#: brian2 names that cannot be variable names in equations (constants, functions, reserved)
+_IDENT = re.compile(r"[^A-Za-z0-9_]")
+
+
+def configure_prefs(target: str = "numpy"):
+    """Process-wide brian2 preferences neurosim needs (brian2 keeps these in one global table).
+
+    ``target`` is the runtime code-generation target; float64 everywhere; no log files or script
+    copies written to /tmp.
+    """
+    b2.prefs.codegen.target = target
+    b2.prefs.core.default_float_dtype = np.float64
+    b2.prefs.logging.file_log = False
+    b2.prefs.logging.delete_log_on_exit = True
+    b2.prefs.logging.save_script = False
+    b2.prefs.logging.console_log_level = "WARNING"
+    # neurosim reports diverging runs itself (DivergenceError with step and population)
+    b2.BrianLogger.suppress_name("invalid_values")
+    # event code such as "Ifb_pre += a*w; w += eta*tr_pre" is order-dependent on purpose (feedback uses the
+    # weight before the update); brian2 warns about every such block
+    b2.BrianLogger.suppress_hierarchy("brian2.codegen.generators.base")
+
+
+def unique_prefix(tag: str) -> str:
+    """A name prefix unique in this process (brian2 object names must not collide)."""
+    return f"ns{next(_COUNTER)}{tag}_"
+
+
+def ident(name: str) -> str:
+    """A population/projection name turned into a valid brian2 identifier fragment."""
+    return _IDENT.sub("_", name)
+
+
+PHI_NAMES = {a.code: a.name for a in act.ACTIVATIONS.values()}
+
+
+def phi_expr(code: int, param: float, v: str) -> str:
+    """``phi(v)`` as a brian2 expression for activation ``code`` (see :mod:`neurosim.activations`)."""
+    if code == 0:
+        return f"({v})"
+    if code == 1:
+        return f"tanh({v})"
+    if code == 2:
+        return f"(1.0/(1.0 + exp(-({v}))))"
+    if code == 3:
+        return f"clip({v}, 0, inf)"
+    return f"(clip({v}, 0, inf) + {param!r}*clip({v}, -inf, 0))"
+
+
+def dphi_expr(code: int, param: float, v: str) -> str:
+    """``phi'(v)`` as a brian2 expression."""
+    if code == 0:
+        return "1.0"
+    if code == 1:
+        return f"(1.0 - tanh({v})**2)"
+    if code == 2:
+        return f"((1.0/(1.0 + exp(-({v}))))*(1.0 - 1.0/(1.0 + exp(-({v})))))"
+    if code == 3:
+        return f"(1.0*int(({v}) > 0))"
+    return f"(1.0*int(({v}) > 0) + {param!r}*int(({v}) <= 0))"
+
+
+def flat_to_batch(a: np.ndarray, B: int, n: int) -> np.ndarray:
+    """brian2 group layout (unit ``b * n + j``) -> ``(B, n)``."""
+    return np.asarray(a).reshape(B, n)
+
+
+@contextlib.contextmanager
+def isolated_seed(seed):
+    """Seed brian2's random stream for one run without touching the caller's global NumPy state.
+
+    brian2's runtime targets draw from NumPy's global generator; it is saved before and restored
+    after, so a brian2 run never changes the random numbers the rest of a program sees.
+    """
+    state = np.random.get_state()
+    try:
+        b2.seed(int(seed) % (2 ** 32))
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def batch_connect_all(S, n_pre: int, n_post: int):
+    """Connect every pre unit to every post unit *within the same batch copy*.
+
+    Pre unit ``b * n_pre + i`` connects to post units ``b * n_post + j`` for all ``j`` (a generator
+    expression, so it also works in cpp_standalone).
+    """
+    S.connect(j=f"k for k in range((i // {n_pre}) * {n_post}, (i // {n_pre} + 1) * {n_post})", namespace={})
+
+
+def weight_index_expr(n_pre: int, n_post: int) -> str:
+    """Index of the shared weight ``W[j, i]`` (C order) of a batch-replicated synapse ``(b,i) -> (b,j)``."""
+    return f"(j % {n_post}) * {n_pre} + (i % {n_pre})"
+
+
+def set_expr(group, var: str, code: str):
+    """``group.var = code`` for a string expression, resolved without looking at the caller's locals."""
+    group.state(var, use_units=False).set_item("True", code, namespace={})
+
+
+def configure_standalone_prefs():
+    """Compiler settings for the cpp_standalone target.
+
+    ``make -j2`` (brian2's default ``-j`` starts one compiler per source file at once: a network of this
+    kind has over a hundred), ``-O1`` (compiles several times faster than brian2's ``-O3``; the run time
+    of these small networks is dominated by the number of steps, not by the loops), and no
+    ``-march=native``/``-ffast-math``, so results do not depend on the CPU.
+    """
+    b2.prefs.devices.cpp_standalone.extra_make_args_unix = ["-j2"]
+    b2.prefs.codegen.cpp.extra_compile_args_gcc = ["-w", "-O1", "-std=c++11"]

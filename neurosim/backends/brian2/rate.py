@@ -1,0 +1,423 @@
+r"""Rate mode: a lowered :class:`~neurosim.plan.Plan` as brian2 NeuronGroups and Synapses.
+
+Every batch item is a copy of the circuit (unit ``b * n + j`` of a group is unit ``j`` of item ``b``);
+all copies read one shared weight matrix.
+
+Objects (``P`` = population, ``K`` = projection)
+------------------------------------------------
+``V_P`` (value neurons, one per unit)
+    .. math:: \tau_x \dot x = g\,\big(-\varepsilon + \phi'(x) \odot fb + sfb + \nu\beta (t - x)\big)
+
+    where ``fb`` and ``sfb`` are summed variables written by the projections ``P`` predicts, and ``g``
+    is 0 for clamped units and after the run has stopped (``go`` of the control group).
+``E_P`` (error neurons, one per unit of a predicted population)
+    .. math:: \mu = \sum_K a_K W_K \phi(x_{pre}) + b_K (+ x_{pre}),\qquad
+              \varepsilon = \pi (x - \mu)\ \text{ or }\ \tau_\varepsilon \dot\varepsilon = x - \mu - \varepsilon/\pi
+
+    ``x`` arrives from ``V_P`` through one-to-one synapses (a summed variable), ``mu`` through the
+    projections' summed variables.
+``W_K`` (one neuron per weight) and ``B_K`` (one per bias)
+    hold the shared parameters and the optimiser state; the prediction synapses read them as linked
+    variables, so prediction (``mu_post += a w phi(x_pre)``) and feedback (``fb_pre += a w eps_post``)
+    use *one* weight.  The Hebbian sum :math:`\sum_b \varepsilon_{post} \phi(x_{pre})` is a summed
+    variable of synapses ``E_post -> W_K``; the optimiser step is a ``run_regularly`` operation of ``W_K``
+    that acts only in the last time step of a learning run.
+``ctl`` (one neuron)
+    receives the energy of every population and the count of units still moving faster than ``tol``,
+    and holds ``go`` (0 once the run is over or has converged) and the ``dt_decay`` factor.
+
+Update order inside one time step (all from the state at t, then all states advance)::
+
+    before_groups, order 0   summed: x copies, predictions mu
+    before_groups, order 1   summed: error copies, feedback, energies, tol counts, Hebbian sums
+    before_groups, order 2   ctl: converged? go, steps, dt_decay
+    before_groups, order 3   monitors
+    groups                   Euler step of x (and eps) of every group
+    after_groups             optimiser step (last time step of a learning run only)
+
+A run of ``n`` steps is ``n + 1`` brian2 time steps: the last one evaluates (and records) the final
+state without moving it, and applies the weight update.  The initial state (feedforward sweep, zeros,
+or the previous state) is set from the host with the same NumPy code as the reference backend.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+import brian2 as b2
+
+from ...plan import OPT_ADAM, ROLE_INPUT, ROLE_TARGET
+from ..base import MODE_CLAMP, MODE_NUDGE, RunSpec
+from . import _common as C
+
+#: 1 plan time unit in brian2 (only ratios dt / tau matter in rate mode)
+TIME_UNIT = b2.ms
+
+
+def _optimizer_code(kind, lr, mom, wd, b1, b2_, eps_opt, scale, gname, pname):
+    """brian2 code of one optimiser step on ``pname`` from the summed Hebbian term ``gname``.
+
+    ``lrn`` (1 in the learning step, else 0) gates the update so that a gated step leaves every
+    state bit-identical: ``s = lrn * new + (1 - lrn) * s``.
+    """
+    lr, mom, wd, b1, b2_, eps_opt, scale = (float(v) for v in (lr, mom, wd, b1, b2_, eps_opt, scale))
+    lines = [f"geff = {scale!r}*{gname}" + (f" - {wd!r}*{pname}" if wd > 0 else "")]
+    if kind == OPT_ADAM:
+        lines += [f"m = lrn*({b1!r}*m + {1.0 - b1!r}*geff) + (1 - lrn)*m",
+                  f"v = lrn*({b2_!r}*v + {1.0 - b2_!r}*geff*geff) + (1 - lrn)*v",
+                  f"{pname} = {pname} + lrn*{lr!r}*(m/(1.0 - {b1!r}**opt_t))/(sqrt(v/(1.0 - {b2_!r}**opt_t)) + {eps_opt!r})"]
+    elif mom > 0:
+        lines += [f"m = lrn*({mom!r}*m + geff) + (1 - lrn)*m",
+                  f"{pname} = {pname} + lrn*{lr!r}*m"]
+    else:
+        lines += [f"{pname} = {pname} + lrn*{lr!r}*geff"]
+    return "\n".join(lines)
+
+
+class RateNetwork:
+    """The brian2 objects of one plan for one batch size, and how to run them.
+
+    Parameters
+    ----------
+    plan : Plan
+    B : int
+        Batch size (number of circuit copies).
+    dt : float
+        Time step in plan time units.
+    probe_item : int or None
+        Batch item whose x / eps / mu are monitored every step (None: no probe monitors).
+    standalone : dict or None
+        ``{"directory": path, "n_steps": n}`` to build a cpp_standalone binary for runs of exactly
+        ``n`` steps; None for the runtime target.
+    """
+
+    def __init__(self, plan, B, dt, probe_item=None, standalone=None):
+        self.plan = p = plan
+        self.B = B
+        self.dt = float(dt)
+        self.probe_item = probe_item
+        self.standalone = standalone
+        self.pfx = C.unique_prefix("r")
+        self.clock = b2.Clock(dt=self.dt * TIME_UNIT, name=self.pfx + "clock")
+        self._syn = functools.partial(b2.Synapses, clock=self.clock)   # every object on one explicit clock
+        objs = []
+        pfx = self.pfx
+        npop = p.n_pops
+        self.err_pops = [i for i in range(npop) if p.pop_role[i] != ROLE_INPUT]
+        has_err = [bool(p.pop_has_err[i]) for i in range(npop)]
+        dyn_err = [has_err[i] and p.pop_tau_eps[i] > 0 for i in range(npop)]
+        self.dyn_err = dyn_err
+        pn = [C.ident(n) for n in p.pop_names]
+        kn = [C.ident(n) for n in p.proj_names]
+        out_w = {i: [k for k in range(p.n_proj) if p.proj_pre[k] == i and p.w_off[k] >= 0] for i in range(npop)}
+        out_s = {i: [k for k in range(p.n_proj) if p.proj_pre[k] == i and p.proj_skip[k]] for i in range(npop)}
+        in_w = {i: [k for k in range(p.n_proj) if p.proj_post[k] == i and p.w_off[k] >= 0] for i in range(npop)}
+        in_b = {i: [k for k in range(p.n_proj) if p.proj_post[k] == i and p.b_off[k] >= 0] for i in range(npop)}
+        in_s = {i: [k for k in range(p.n_proj) if p.proj_post[k] == i and p.proj_skip[k]] for i in range(npop)}
+
+        # ---- control group
+        F_names = [f"F_{pn[i]}" for i in range(npop) if has_err[i]]
+        nb_names = [f"nbv_{pn[i]}" for i in range(npop)] + [f"nbe_{pn[i]}" for i in range(npop) if dyn_err[i]]
+        ctl_eqs = "\n".join(
+            ["running : 1", "go : 1", "dtf : 1", "Fprev : 1", "steps : 1", "lrn : 1", "learn_on : 1",
+             "t_stop : second", "tolv : 1", "decay : 1"]
+            + [f"{f} : 1" for f in F_names + nb_names]
+            + [f"Ftot = {' + '.join(F_names) if F_names else '0.0'} : 1",
+               f"nbig = {' + '.join(nb_names)} : 1"])
+        self.ctl = ctl = b2.NeuronGroup(1, ctl_eqs, clock=self.clock, name=pfx + "ctl")
+        ctl.run_regularly(
+            "running = running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
+            "go = running*int(t < t_stop)\n"
+            "steps = steps + go\n"
+            "dtf = dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
+            "Fprev = Ftot\n"
+            "lrn = learn_on*int(t > t_stop)",
+            when="before_groups", order=2, name=pfx + "ctl_update")
+        objs.append(ctl)
+        self.F_names = {i: f"F_{pn[i]}" for i in range(npop) if has_err[i]}
+
+        zeros = lambda n: np.zeros(n, dtype=int)  # noqa: E731
+        summed_stage = []   # (synapses, {varname: stage})
+
+        # ---- value and error groups
+        self.V, self.E = {}, {}
+        self.Wg, self.Bg = {}, {}
+        self._tol_syn = []
+        for i in range(npop):
+            n = int(p.pop_size[i])
+            N = B * n
+            code, a = int(p.pop_phi[i]), float(p.pop_phi_param[i])
+            fbs = [f"fb_{kn[k]}" for k in out_w[i]]
+            sfbs = [f"sfb_{kn[k]}" for k in out_s[i]]
+            eqs = [
+                "x : 1" if p.pop_role[i] == ROLE_INPUT else "dx/dt = go*dtf*free*drive/tau_x : 1",
+                "drive = -eps_in + dphi_x*fb + sfb + nud*beta*(tgt - x) : 1",
+                f"phx = {C.phi_expr(code, a, 'x')} : 1",
+                f"dphi_x = {C.dphi_expr(code, a, 'x')} : 1",
+                f"fb = {' + '.join(fbs) if fbs else '0.0'} : 1",
+                f"sfb = {' + '.join(sfbs) if sfbs else '0.0'} : 1",
+                *[f"{f} : 1" for f in fbs + sfbs],
+                "eps_in : 1", "tgt : 1", "free : 1", "nud : 1 (shared)", "beta : 1 (shared)",
+                "tau_x : second (shared, constant)", "taup : 1 (shared, constant)",
+                "go : 1 (linked)", "dtf : 1 (linked)",
+            ]
+            V = b2.NeuronGroup(N, "\n".join(eqs), method="euler", clock=self.clock, name=f"{pfx}V_{pn[i]}")
+            V.tau_x = float(p.pop_tau_x[i]) * TIME_UNIT
+            V.taup = float(p.pop_tau_x[i])
+            V.go = b2.linked_var(ctl, "go", index=zeros(N))
+            V.dtf = b2.linked_var(ctl, "dtf", index=zeros(N))
+            self.V[i] = V
+            objs.append(V)
+            if i not in self.err_pops:
+                continue
+            # tol counter for this group
+            Sv = self._syn(V, ctl, f"nbv_{pn[i]}_post = int(abs(free_pre*drive_pre/taup_pre) >= tolv_post) : 1 (summed)",
+                             name=f"{pfx}tolV_{pn[i]}")
+            Sv.connect(namespace={})
+            summed_stage.append((Sv, {f"nbv_{pn[i]}_post": 1}))
+            objs.append(Sv)
+            self._tol_syn.append(Sv)
+            mus = [f"mu_{kn[k]}" for k in in_w[i]] + [f"b_{kn[k]}" for k in in_b[i]] + [f"msk_{kn[k]}" for k in in_s[i]]
+            eqs = ["x_in : 1", f"mu = {' + '.join(mus) if mus else '0.0'} : 1",
+                   *[f"mu_{kn[k]} : 1" for k in in_w[i]], *[f"msk_{kn[k]} : 1" for k in in_s[i]],
+                   *[f"b_{kn[k]} : 1" for k in in_b[i]], "prec : 1 (constant)"]
+            if dyn_err[i]:
+                eqs += ["deps/dt = go*dtf*(x_in - mu - eps/prec)/tau_eps : 1",
+                        "tau_eps : second (shared, constant)", "taue : 1 (shared, constant)",
+                        "go : 1 (linked)", "dtf : 1 (linked)"]
+            elif has_err[i]:
+                eqs += ["eps = prec*(x_in - mu) : 1"]
+            else:
+                eqs += ["eps = 0.0 : 1"]
+            E = b2.NeuronGroup(N, "\n".join(eqs), method="euler", clock=self.clock, name=f"{pfx}E_{pn[i]}")
+            o = int(p.pop_off[i])
+            E.prec = np.tile(p.precision[o:o + n], B)
+            if dyn_err[i]:
+                E.tau_eps = float(p.pop_tau_eps[i]) * TIME_UNIT
+                E.taue = float(p.pop_tau_eps[i])
+                E.go = b2.linked_var(ctl, "go", index=zeros(N))
+                E.dtf = b2.linked_var(ctl, "dtf", index=zeros(N))
+            self.E[i] = E
+            objs.append(E)
+            for k in in_b[i]:   # a bias is a synapse from a bias unit holding b (and its optimiser state)
+                Bg = b2.NeuronGroup(n, "bb : 1\ngb : 1\nm : 1\nv : 1\nopt_t : 1 (shared)\nlrn : 1 (linked)",
+                                    clock=self.clock, name=f"{pfx}B_{kn[k]}")
+                Bg.lrn = b2.linked_var(ctl, "lrn", index=zeros(n))
+                Sb = self._syn(Bg, E, f"b_{kn[k]}_post = bb_pre : 1 (summed)", name=f"{pfx}Sb_{kn[k]}")
+                Sb.connect(j=f"q for q in range(i, {N}, {n})", namespace={})   # bias unit j -> unit j of every copy
+                summed_stage.append((Sb, {f"b_{kn[k]}_post": 0}))
+                self.Bg[k] = Bg
+                objs += [Bg, Sb]
+            # one-to-one value <-> error copies
+            model = "x_in_post = x_pre : 1 (summed)"
+            stages = {"x_in_post": 0}
+            if has_err[i]:
+                model += "\neps_in_pre = eps_post : 1 (summed)"
+                stages["eps_in_pre"] = 1
+            Sc = self._syn(V, E, model, name=f"{pfx}VE_{pn[i]}")
+            Sc.connect(j="i", namespace={})
+            summed_stage.append((Sc, stages))
+            objs.append(Sc)
+            if has_err[i]:
+                model = f"F_{pn[i]}_post = 0.5*prec_pre*(x_in_pre - mu_pre)**2/{float(B)!r} : 1 (summed)"
+                stages = {f"F_{pn[i]}_post": 1}
+                Se = self._syn(E, ctl, model, name=f"{pfx}F_{pn[i]}")
+                Se.connect(namespace={})
+                summed_stage.append((Se, stages))
+                objs.append(Se)
+            if dyn_err[i]:
+                St = self._syn(E, ctl, f"nbe_{pn[i]}_post = int(abs((x_in_pre - mu_pre - eps_pre/prec_pre)/taue_pre) >= tolv_post) : 1 (summed)",
+                                 name=f"{pfx}tolE_{pn[i]}")
+                St.connect(namespace={})
+                summed_stage.append((St, {f"nbe_{pn[i]}_post": 1}))
+                objs.append(St)
+                self._tol_syn.append(St)
+
+        # ---- projections
+        self._learn_objs = []
+        for k in range(p.n_proj):
+            pre, post = int(p.proj_pre[k]), int(p.proj_post[k])
+            n_pre, n_post = int(p.pop_size[pre]), int(p.pop_size[post])
+            Vpre, Epost = self.V[pre], self.E[post]
+            mult = float(p.proj_mult[k])
+            am = "" if mult == 1.0 else f"{mult!r}*"
+            opt = p.opt_param[k]
+            scale = 1.0 / B if p.proj_mean[k] else 1.0
+            if p.w_off[k] >= 0:
+                Wg = b2.NeuronGroup(n_post * n_pre, "w : 1\ng : 1\nm : 1\nv : 1\nopt_t : 1 (shared)\nlrn : 1 (linked)",
+                                    clock=self.clock, name=f"{pfx}W_{kn[k]}")
+                Wg.lrn = b2.linked_var(ctl, "lrn", index=zeros(n_post * n_pre))
+                self.Wg[k] = Wg
+                objs.append(Wg)
+                S = self._syn(Vpre, Epost, "\n".join([
+                    "wl : 1 (linked)", "widx : integer (constant)",
+                    f"mu_{kn[k]}_post = {am}wl*phx_pre : 1 (summed)",
+                    f"fb_{kn[k]}_pre = {am}wl*eps_post : 1 (summed)"]), name=f"{pfx}S_{kn[k]}")
+                C.batch_connect_all(S, n_pre, n_post)
+                C.set_expr(S, "widx", C.weight_index_expr(n_pre, n_post))
+                S.wl = b2.linked_var(Wg, "w", index="widx")
+                summed_stage.append((S, {f"mu_{kn[k]}_post": 0, f"fb_{kn[k]}_pre": 1}))
+                objs.append(S)
+                if p.proj_plastic[k]:
+                    code, a = int(p.pop_phi[pre]), float(p.pop_phi_param[pre])
+                    H = self._syn(Epost, Wg, "\n".join([
+                        "xl : 1 (linked)", "pidx : integer (constant)",
+                        f"g_post = eps_pre*{C.phi_expr(code, a, 'xl')} : 1 (summed)"]), name=f"{pfx}H_{kn[k]}")
+                    H.connect(j=f"q for q in range((i % {n_post}) * {n_pre}, (i % {n_post} + 1) * {n_pre})", namespace={})
+                    C.set_expr(H, "pidx", f"(i // {n_post}) * {n_pre} + (j % {n_pre})")
+                    H.xl = b2.linked_var(Vpre, "x", index="pidx")
+                    summed_stage.append((H, {"g_post": 1}))
+                    objs.append(H)
+                    rr = Wg.run_regularly(
+                        _optimizer_code(p.opt_kind[k], float(p.proj_lr[k]), opt[0], opt[1], opt[2], opt[3], opt[4],
+                                        mult * scale, "g", "w"),
+                        when="after_groups", name=f"{pfx}opt_{kn[k]}")
+                    self._learn_objs += [H, rr]
+            if p.b_off[k] >= 0:
+                Bg = self.Bg[k]
+                if p.proj_learn_bias[k]:
+                    Hb = self._syn(Epost, Bg, "gb_post = eps_pre : 1 (summed)", name=f"{pfx}Hb_{kn[k]}")
+                    Hb.connect(j=f"i % {n_post}", namespace={})
+                    summed_stage.append((Hb, {"gb_post": 1}))
+                    objs.append(Hb)
+                    rr = Bg.run_regularly(
+                        _optimizer_code(p.opt_kind[k], float(p.proj_lr[k]), opt[0], opt[1], opt[2], opt[3], opt[4],
+                                        scale, "gb", "bb"),
+                        when="after_groups", name=f"{pfx}optb_{kn[k]}")
+                    self._learn_objs += [Hb, rr]
+            if p.proj_skip[k]:
+                Ss = self._syn(Vpre, Epost, f"msk_{kn[k]}_post = x_pre : 1 (summed)\n"
+                                              f"sfb_{kn[k]}_pre = eps_post : 1 (summed)", name=f"{pfx}skip_{kn[k]}")
+                Ss.connect(j="i", namespace={})
+                summed_stage.append((Ss, {f"msk_{kn[k]}_post": 0, f"sfb_{kn[k]}_pre": 1}))
+                objs.append(Ss)
+
+        # the two stages of summed variables, before any state update
+        for S, stages in summed_stage:
+            for var, stage in stages.items():
+                upd = S.summed_updaters[var]
+                upd.when = "before_groups"
+                upd.order = stage
+
+        # ---- monitors
+        self.mon_F = b2.StateMonitor(ctl, list(self.F_names.values()) or ["steps"], record=[0],
+                                     when="before_groups", order=3, name=pfx + "monF")
+        objs.append(self.mon_F)
+        self.mon_x, self.mon_e = {}, {}
+        if probe_item is not None and probe_item < B:
+            for i in range(npop):
+                n = int(p.pop_size[i])
+                idx = list(range(probe_item * n, (probe_item + 1) * n))
+                self.mon_x[i] = b2.StateMonitor(self.V[i], "x", record=idx, when="before_groups", order=3,
+                                                name=f"{pfx}monx_{pn[i]}")
+                objs.append(self.mon_x[i])
+                if i in self.E:
+                    self.mon_e[i] = b2.StateMonitor(self.E[i], ["eps", "mu"], record=idx, when="before_groups",
+                                                    order=3, name=f"{pfx}mone_{pn[i]}")
+                    objs.append(self.mon_e[i])
+        self.net = b2.Network(*objs, name=pfx + "net")
+        self._built_standalone = False
+
+    # ------------------------------------------------------------------ parameters in and out
+    def _inputs(self, x0, es0, t, spec: RunSpec, W, b, mW, vW, mb, vb, opt_t, t_start):
+        """``{variable view: value}`` of everything a run needs (for run_args or direct setting)."""
+        p, B = self.plan, self.B
+        vals = []
+        for i in range(p.n_pops):
+            n, o = int(p.pop_size[i]), int(p.pop_off[i])
+            V = self.V[i]
+            role = p.pop_role[i]
+            clamped = role == ROLE_INPUT or (role == ROLE_TARGET and spec.mode == MODE_CLAMP)
+            vals += [(V.x, x0[:, o:o + n].ravel()), (V.free, np.full(B * n, 0.0 if clamped else 1.0)),
+                     (V.nud, 1.0 if (role == ROLE_TARGET and spec.mode == MODE_NUDGE) else 0.0),
+                     (V.beta, float(spec.beta))]
+            tg = np.zeros(B * n)
+            if role == ROLE_TARGET and t is not None:
+                tg = np.asarray(t, dtype=float).ravel()
+            vals.append((V.tgt, tg))
+            if self.dyn_err[i]:
+                vals.append((self.E[i].eps, es0[:, o:o + n].ravel()))
+        for k, Wg in self.Wg.items():
+            o = int(p.w_off[k])
+            n = len(Wg)
+            vals += [(Wg.w, W[o:o + n]), (Wg.m, mW[o:o + n]), (Wg.v, vW[o:o + n]),
+                     (Wg.opt_t, float(max(opt_t[k], 1)))]
+        for k, Bg in self.Bg.items():
+            o = int(p.b_off[k])
+            n = len(Bg)
+            vals += [(Bg.bb, b[o:o + n]), (Bg.m, mb[o:o + n]), (Bg.v, vb[o:o + n]), (Bg.opt_t, float(max(opt_t[k], 1)))]
+        c = self.ctl
+        vals += [(c.running, 1.0), (c.go, 1.0), (c.dtf, 1.0), (c.Fprev, 1e308), (c.steps, 0.0), (c.lrn, 0.0),
+                 (c.learn_on, 1.0 if spec.learn else 0.0),
+                 (c.t_stop, float(t_start + (spec.n_steps - 0.5) * spec.dt * float(TIME_UNIT)) * b2.second),
+                 (c.tolv, float(spec.tol)), (c.decay, float(spec.dt_decay))]
+        return vals
+
+    def build_standalone(self, n_steps):
+        """Generate and compile the cpp_standalone project for runs of ``n_steps`` steps (once)."""
+        self.net.run((n_steps + 1) * self.dt * TIME_UNIT, namespace={})
+        b2.device.build(directory=self.standalone["directory"], compile=True, run=False, with_output=False)
+        self._built_standalone = True
+        self.n_steps_built = n_steps
+
+    def run(self, x0, es0, t, spec: RunSpec, W, b, mW, vW, mb, vb, opt_t, seed=0):
+        """Run ``spec.n_steps`` Euler steps from ``x0`` (B, n_units); returns a dict of results."""
+        if self.standalone is not None:
+            vals = self._inputs(x0, es0, t, spec, W, b, mW, vW, mb, vb, opt_t, 0.0)
+            run_args = {}
+            for view, v in vals:
+                run_args[view] = v
+            self.device.run(directory=self.standalone["directory"], with_output=False, run_args=run_args)
+        else:
+            t_start = float(self.net.t)
+            for view, v in self._inputs(x0, es0, t, spec, W, b, mW, vW, mb, vb, opt_t, t_start):
+                view[:] = v
+            for S in self._tol_syn:
+                for u in S.summed_updaters.values():
+                    u.active = spec.tol > 0
+            for obj in self._learn_objs:
+                obj.active = bool(spec.learn)
+                for u in getattr(obj, "summed_updaters", {}).values():
+                    u.active = bool(spec.learn)
+            for mon in [self.mon_F, *self.mon_x.values(), *self.mon_e.values()]:
+                mon.resize(0)
+            with C.isolated_seed(seed):
+                self.net.run((spec.n_steps + 1) * self.dt * TIME_UNIT, namespace={})
+        return self._collect(spec)
+
+    def _collect(self, spec):
+        p, B = self.plan, self.B
+        N = p.n_units
+        x = np.zeros((B, N))
+        eps = np.zeros((B, N))
+        mu = np.zeros((B, N))
+        for i in range(p.n_pops):
+            n, o = int(p.pop_size[i]), int(p.pop_off[i])
+            x[:, o:o + n] = np.asarray(self.V[i].x[:]).reshape(B, n)
+            if i in self.E:
+                eps[:, o:o + n] = np.asarray(self.E[i].eps[:]).reshape(B, n)
+                mu[:, o:o + n] = np.asarray(self.E[i].mu[:]).reshape(B, n)
+        n_rows = spec.n_steps + 1
+        energy = np.zeros((n_rows, p.n_pops))
+        for i, name in self.F_names.items():
+            energy[:, i] = np.asarray(getattr(self.mon_F, name))[0, :n_rows]
+        out = {"x": x, "eps": eps, "mu": mu, "energy": energy, "steps": int(round(float(self.ctl.steps[0])))}
+        if self.mon_x:
+            rx = np.zeros((n_rows, N))
+            re_ = np.zeros((n_rows, N))
+            rm = np.zeros((n_rows, N))
+            for i, mon in self.mon_x.items():
+                n, o = int(p.pop_size[i]), int(p.pop_off[i])
+                rx[:, o:o + n] = np.asarray(mon.x).T[:n_rows]
+                if i in self.mon_e:
+                    re_[:, o:o + n] = np.asarray(self.mon_e[i].eps).T[:n_rows]
+                    rm[:, o:o + n] = np.asarray(self.mon_e[i].mu).T[:n_rows]
+            out.update(rec_x=rx, rec_eps=re_, rec_mu=rm)
+        out["W"] = {k: np.asarray(Wg.w[:]).copy() for k, Wg in self.Wg.items()}
+        out["mW"] = {k: np.asarray(Wg.m[:]).copy() for k, Wg in self.Wg.items()}
+        out["vW"] = {k: np.asarray(Wg.v[:]).copy() for k, Wg in self.Wg.items()}
+        out["b"] = {k: np.asarray(Bg.bb[:]).copy() for k, Bg in self.Bg.items()}
+        out["mb"] = {k: np.asarray(Bg.m[:]).copy() for k, Bg in self.Bg.items()}
+        out["vb"] = {k: np.asarray(Bg.v[:]).copy() for k, Bg in self.Bg.items()}
+        return out
