@@ -1,0 +1,147 @@
+"""Helpers of the graph experiments (:mod:`circuits.graphs`): datasets generated locally, training several
+algorithms from the same initial parameters, figures."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import neurosim as ns
+from neurosim import graph as ng
+from neurosim.data import Dataset, load_digits
+
+__all__ = ["digit_rows", "adding_task", "plasticity", "runs_of", "train_algorithms", "summarise", "sequence_dataset",
+           "comparison_figure"]
+
+
+def digit_rows(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
+    """Sequential digits: each 8x8 image read row by row, 8 time steps of 8 pixels (values in [0, 1]).
+
+    ``X`` keeps scikit-learn's row-major pixel order, so columns ``8 t : 8 t + 8`` are row ``t`` -- exactly the
+    layout of the inputs ``x1 ... x8`` of :func:`neurosim.graph.rnn` / :func:`~neurosim.graph.lstm`.
+    """
+    return load_digits(test_fraction=test_fraction, seed=seed)
+
+
+def adding_task(n_train: int = 2000, n_test: int = 500, length: int = 10, seed: int = 0) -> Dataset:
+    r"""The adding problem (Hochreiter & Schmidhuber 1997), generated locally.
+
+    Each time step carries two features: a value :math:`u_t \sim U(0, 1)` and a marker :math:`m_t \in \{0, 1\}`
+    that is 1 at exactly two steps, one in each half of the sequence.  The target is
+    :math:`y = \sum_t m_t u_t`.  Predicting the mean (1) scores a loss
+    :math:`\tfrac12 \mathrm{Var}(y) = 1/12`.  ``X`` is ``(n, 2 * length)`` in time order.
+    """
+    if length < 2:
+        raise ValueError(f"adding_task: length must be >= 2, got {length}")
+    rng = np.random.default_rng([seed, length])
+
+    def make(n):
+        u = rng.uniform(0.0, 1.0, size=(n, length))
+        m = np.zeros((n, length))
+        half = length // 2
+        m[np.arange(n), rng.integers(0, half, size=n)] = 1.0
+        m[np.arange(n), rng.integers(half, length, size=n)] = 1.0
+        X = np.stack([u, m], axis=2).reshape(n, 2 * length)
+        return X, np.sum(u * m, axis=1, keepdims=True)
+
+    Xtr, Ytr = make(n_train)
+    Xte, Yte = make(n_test)
+    return Dataset(name=f"adding-{length}", X_train=Xtr, Y_train=Ytr, X_test=Xte, Y_test=Yte)
+
+
+def sequence_dataset(cfg) -> tuple[Dataset, int, int]:
+    """The dataset of a sequence experiment and its (steps, features per step)."""
+    if cfg["task"] == "digit-rows":
+        return digit_rows(cfg["test_fraction"], cfg["seed"]), 8, 8
+    if cfg["task"] == "adding":
+        return adding_task(cfg["n_train"], cfg["n_test"], cfg["length"], cfg["seed"]), cfg["length"], 2
+    raise ValueError(f"task must be 'digit-rows' or 'adding', got {cfg['task']!r}")
+
+
+def plasticity(cfg) -> ns.Hebbian:
+    """The learning rule shared by every algorithm of an experiment (``optimizer``, ``lr``, ``momentum``)."""
+    if cfg["optimizer"] == "adam":
+        return ns.Hebbian(lr=cfg["lr"], optimizer=ns.Adam())
+    if cfg["optimizer"] == "sgd":
+        return ns.Hebbian(lr=cfg["lr"], optimizer=ns.SGD(momentum=cfg["momentum"]))
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg['optimizer']!r}")
+
+
+def runs_of(cfg) -> list:
+    """``(label, algorithm, output precision)`` of every training run: each algorithm of ``cfg["algorithms"]``
+    once, and ``"pc"`` once per output precision in ``cfg["pc_output_precision"]`` (label ``"pc"`` for 1,
+    ``"pc_lambda<value>"`` otherwise)."""
+    out = []
+    for algo in cfg["algorithms"]:
+        if algo not in ng.ALGORITHMS:
+            raise ValueError(f"unknown algorithm {algo!r} in algorithms; choose from {sorted(ng.ALGORITHMS)}")
+        if algo == "pc":
+            for lam in cfg.get("pc_output_precision", [1.0]):
+                if not lam > 0:
+                    raise ValueError(f"pc_output_precision must be > 0, got {lam!r}")
+                out.append(("pc" if lam == 1.0 else f"pc_lambda{lam:g}", "pc", float(lam)))
+        else:
+            out.append((algo, algo, 1.0))
+    return out
+
+
+def train_algorithms(make_graph, data: Dataset, cfg, progress=True) -> dict:
+    """Train ``make_graph(output_precision)`` once per run of :func:`runs_of`, all from the same initial parameters.
+
+    Returns ``{label: {"history", "weights", "test", "train", "time_s"}}``.  PC uses ``cfg["pc_steps"]``
+    relaxation steps of size ``cfg["pc_dt"]``.
+    """
+    out = {}
+    for label, algo, lam in runs_of(cfg):
+        sim = ng.GraphSimulator(make_graph(lam), backend=cfg["backend"], seed=cfg["seed"], dt=cfg["pc_dt"])
+        t0 = time.perf_counter()
+        kw = dict(steps=cfg["pc_steps"]) if algo == "pc" else {}
+        h = sim.train(data.X_train, data.Y_train, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                      algorithm=algo, X_test=data.X_test, Y_test=data.Y_test, progress=progress, **kw)
+        out[label] = {"history": h, "weights": sim.weights, "output_precision": lam, "time_s": time.perf_counter() - t0,
+                     "test": sim.evaluate(data.X_test, data.Y_test), "train": sim.evaluate(data.X_train, data.Y_train)}
+        sim.close()
+    return out
+
+
+def summarise(runs: dict, classify: bool) -> dict:
+    """Per-algorithm metrics and the PC-vs-BP / Z-IL-vs-BP comparisons."""
+    m = {}
+    for algo, r in runs.items():
+        h = r["history"]
+        m[algo] = {"test_loss": r["test"]["loss"], "train_loss": r["train"]["loss"], "time_s": r["time_s"],
+                   "output_precision": r["output_precision"],
+                   "epoch_test_loss": list(h["test_loss"]), "epoch_loss": list(h["epoch_loss"])}
+        if classify:
+            m[algo].update(test_accuracy=r["test"]["accuracy"], train_accuracy=r["train"]["accuracy"],
+                           epoch_test_accuracy=list(h["test_accuracy"]))
+    if "bp" in runs:
+        wb = runs["bp"]["weights"]
+        for algo in runs:
+            if algo == "bp":
+                continue
+            m[f"{algo}_vs_bp_weight_rel_diff"] = ng.rel_diff(runs[algo]["weights"], wb)
+            if classify:
+                m[f"{algo}_minus_bp_test_accuracy_pp"] = 100 * (m[algo]["test_accuracy"] - m["bp"]["test_accuracy"])
+            m[f"{algo}_minus_bp_test_loss"] = m[algo]["test_loss"] - m["bp"]["test_loss"]
+    return m
+
+
+def comparison_figure(runs: dict, key: str, ylabel: str, path, title: str):
+    """Per-epoch curve ``history[key]`` of every algorithm."""
+    from neurosim import plot
+    curves = {}
+    for algo, r in runs.items():
+        y = np.asarray(r["history"][key], dtype=float)
+        if y.size:
+            label = {"zil": "Z-IL", "pc": "PC", "bp": "BP", "fpa": "FPA"}.get(algo,
+                                                                              algo.replace("pc_lambda", "PC, λ="))
+            curves[label] = (np.arange(1, y.size + 1), y)
+    fig = plot.comparison(curves, xlabel="epoch", ylabel=ylabel, title=title)
+    for line in fig.axes[0].get_lines():
+        if line.get_label() == "Z-IL":  # drawn dashed on top: it coincides with BP
+            line.set_linestyle("--")
+            line.set_marker("x")
+            line.set_zorder(5)
+    plot.save(fig, path)
+    return fig

@@ -1,0 +1,289 @@
+"""Predictive coding on computation graphs (Salvatori et al. 2022; Millidge et al. 2020; Rosenbaum 2022).
+
+Four experiments on :mod:`neurosim.graph`:
+
+``graph-exactness``
+    Z-IL and FPA (``eta = 1``) against backprop on an MLP, a CNN (stride, padding, max pooling, activation
+    vertices), a many-to-one RNN (shared weights unrolled over the rows of a digit), an LSTM with gate-level
+    vertices and a residual network before and after levelling: the largest relative difference of the
+    weight updates, with the negative controls (inference rate 0.9, FPA one step short of the graph depth,
+    unlevelled graphs, shared-weight updates applied immediately) and training trajectories.
+``cnn-digits``
+    a small CNN on the bundled 8x8 digits trained with standard PC, Z-IL and BP: test accuracy.
+``rnn-sequences`` / ``lstm-sequences``
+    many-to-one RNN / LSTM on sequences generated locally: digits read row by row (8 steps of 8 pixels,
+    classification) or the adding problem (regression): accuracy or loss for PC, Z-IL and BP.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import neurosim as ns
+from neurosim import graph as ng
+from neurosim.data import load_digits
+from neurosim.experiment import Experiment
+
+from ._graph_common import comparison_figure, plasticity, sequence_dataset, summarise, train_algorithms
+
+# ----------------------------------------------------------------------------------------------- graph-exactness
+EXACT_DEFAULTS = {
+    "backend": "numba",      # numba | reference
+    "seed": 0,               # parameter initialisation and the digits split
+    "batch_size": 16,        # samples in the compared batch
+    "train_steps": 10,       # SGD steps (fresh batch each) of the Z-IL vs BP trajectory check
+    "lr": 0.05,              # SGD learning rate (momentum 0.9) of the trajectory check
+    "hidden": 16,            # hidden width of the MLP / RNN / LSTM / residual graphs
+    "fpa_graph": "cnn",      # graph of the FPA convergence figure
+    "fpa_max_steps": 60,     # FPA steps shown in that figure
+}
+
+
+def exactness_graphs(hidden: int, plast) -> dict:
+    """The graphs compared with backprop (inputs: 64 digit pixels; outputs: 10 classes)."""
+    return {
+        "mlp": ng.mlp([64, 2 * hidden, hidden, 10], phi="tanh", plasticity=plast),
+        "cnn": ng.cnn((1, 8, 8), channels=(4, 8), strides=(1, 2), hidden=(hidden,), phi="tanh", pool="max",
+                      act_vertices=True, plasticity=plast),
+        "rnn": ng.rnn(8, hidden, 10, steps=8, plasticity=plast),
+        "lstm": ng.lstm(8, hidden, 10, steps=8, plasticity=plast),
+        "residual": ng.residual(64, 2 * hidden, 10, blocks=3, plasticity=plast),
+    }
+
+
+def _update_diff(g, backend, seed, batches, algo_a, opts_a, algo_b="bp"):
+    """Relative difference of the parameter changes after training on ``batches`` with two algorithms."""
+    changes = []
+    for algo, opts in ((algo_a, opts_a), (algo_b, None)):
+        sim = ng.GraphSimulator(g, backend=backend, seed=seed)
+        w0 = sim.weights
+        for X, Y in batches:
+            sim.step(X, Y, algo, opts)
+        w1 = sim.weights
+        changes.append({k: w1[k] - w0[k] for k in w0})
+    return ng.rel_diff(*changes)
+
+
+def run_exactness(cfg, out, progress=True) -> dict:
+    data = load_digits(seed=cfg["seed"])
+    B = cfg["batch_size"]
+    X, Y = data.X_train[:B], data.Y_train[:B]
+    rng = np.random.default_rng(cfg["seed"])
+    batches = [(data.X_train[idx], data.Y_train[idx])
+               for idx in (rng.choice(data.n_train, B, replace=False) for _ in range(cfg["train_steps"]))]
+    plast = ns.Hebbian(lr=cfg["lr"], optimizer=ns.SGD(momentum=0.9))
+    graphs = exactness_graphs(cfg["hidden"], plast)
+    results, exact, controls = {}, [], []
+    for name, g in graphs.items():
+        sim = ng.GraphSimulator(g, backend=cfg["backend"], seed=cfg["seed"])
+        bp, bp_res = sim.directions(X, Y, "bp", result=True)
+        r = {"n_vertices": len(g.vertices), "n_vertices_levelled": sim.levelled_plan.n_vertices,
+             "depth": g.depth, "levelled": g.is_levelled, "n_parameters": int(sim.plan.n_theta)}
+        r["zil_rel_diff"] = ng.rel_diff(sim.directions(X, Y, "zil"), bp)
+        r["fpa_rel_diff"] = ng.rel_diff(sim.directions(X, Y, "fpa", {"eta": 1.0, "n": g.depth}), bp)
+        r["zil_trajectory_rel_diff"] = _update_diff(g, cfg["backend"], cfg["seed"], batches, "zil", None)
+        early, early_res = sim.directions(X, Y, "fpa", {"n": g.depth - 1}, result=True)
+        r["fpa_depth_minus_1_rel_diff"] = ng.rel_diff(early, bp)
+        # one step short, the error of the deepest vertices is still 0 (BP's -delta there is not)
+        deep = np.concatenate([np.arange(sim.plan.n_units)[sim.plan.units(i)] for i in range(sim.plan.n_vertices)
+                               if sim.plan.levels[i] == g.depth])
+        e_bp = bp_res.eps[:, deep]
+        r["fpa_depth_minus_1_deepest_error_rel_diff"] = float(np.linalg.norm(early_res.eps[:, deep] - e_bp)
+                                                              / np.linalg.norm(e_bp))
+        r["zil_gamma_0.9_rel_diff"] = ng.rel_diff(sim.directions(X, Y, "zil", {"gamma": 0.9}), bp)
+        exact += [r["zil_rel_diff"], r["fpa_rel_diff"], r["zil_trajectory_rel_diff"]]
+        controls.append(r["zil_gamma_0.9_rel_diff"])
+        if not g.is_levelled:
+            r["zil_unlevelled_rel_diff"] = ng.rel_diff(sim.directions(X, Y, "zil", {"levelling": "off"}), bp)
+            controls.append(r["zil_unlevelled_rel_diff"])
+        if any(len(u) > 1 for u in g.param_uses.values()) and name in ("rnn", "lstm"):
+            r["zil_immediate_shared_rel_diff"] = _update_diff(g, cfg["backend"], cfg["seed"], batches[:1], "zil",
+                                                              {"shared_updates": "immediate"})
+            controls.append(r["zil_immediate_shared_rel_diff"])
+        results[name] = r
+        sim.close()
+
+    # FPA convergence with the number of synchronous steps, for several step sizes
+    g = graphs[cfg["fpa_graph"]]
+    sim = ng.GraphSimulator(g, backend=cfg["backend"], seed=cfg["seed"])
+    bp = sim.directions(X, Y, "bp")
+    ns_ = np.arange(0, cfg["fpa_max_steps"] + 1)
+    fpa_curves = {eta: [ng.rel_diff(sim.directions(X, Y, "fpa", {"eta": eta, "n": int(n)}), bp) for n in ns_]
+                  for eta in (1.0, 0.5, 0.2)}
+    # the Z-IL error wave on the levelled LSTM: energy of every level at every step
+    lsim = ng.GraphSimulator(graphs["lstm"], backend=cfg["backend"], seed=cfg["seed"])
+    _, res = lsim.directions(X, Y, "zil", result=True)
+    lplan = lsim.levelled_plan
+    wave = np.zeros((res.energy.shape[0], int(lplan.levels.max()) + 1))
+    for i, lev in enumerate(lplan.levels):
+        wave[:, lev] += res.energy[:, i]
+
+    figs = _exactness_figures(results, fpa_curves, ns_, g.depth, cfg["fpa_graph"], wave, out)
+    return {
+        "graphs": results,
+        "max_exact_rel_diff": float(max(exact)),
+        "min_negative_control_rel_diff": float(min(controls)),
+        "fpa_depth_minus_1_min_rel_diff": float(min(r["fpa_depth_minus_1_rel_diff"] for r in results.values())),
+        "note": "rel diff = max over parameters of ||a - b|| / ||b|| (b: backprop). Z-IL negative controls: gamma 0.9, "
+                "unlevelled graph, shared-weight updates applied immediately. FPA one step short of the depth: exactly "
+                "wrong (1.0) where the deepest vertex has a single path length, only slightly wrong where shorter "
+                "paths reach it too and its weights are shared with shallower uses (LSTM: the first step's gates, "
+                "whose contribution through 8 time steps is small)",
+        "fpa_curve_graph": cfg["fpa_graph"],
+        "fpa_curve_steps": ns_.tolist(),
+        "fpa_curves": {f"eta={eta}": v for eta, v in fpa_curves.items()},
+        "zil_wave_levels_reached": [int(np.max(np.flatnonzero(row > 0))) if np.any(row > 0) else -1 for row in wave],
+        "figures": figs,
+    }
+
+
+def _exactness_figures(results, fpa_curves, steps, depth, fpa_graph, wave, out):
+    from matplotlib.figure import Figure
+
+    from neurosim import plot
+    names = list(results)
+    series = [("zil_rel_diff", "Z-IL (levelled)"), ("fpa_rel_diff", "FPA eta=1, n=depth"),
+              ("zil_trajectory_rel_diff", "Z-IL trajectory"), ("zil_gamma_0.9_rel_diff", "Z-IL gamma=0.9 (control)"),
+              ("fpa_depth_minus_1_rel_diff", "FPA n=depth-1 (control)"),
+              ("zil_unlevelled_rel_diff", "Z-IL unlevelled (control)"),
+              ("zil_immediate_shared_rel_diff", "Z-IL immediate shared (control)")]
+    fig = Figure(figsize=(10, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    w = 0.8 / len(series)
+    for j, (key, label) in enumerate(series):
+        xs = [k + (j - len(series) / 2) * w + w / 2 for k, n in enumerate(names) if key in results[n]]
+        ys = [max(results[n][key], 1e-17) for n in names if key in results[n]]
+        ax.bar(xs, ys, width=w, label=label, hatch="//" if "control" in label else None)
+    ax.axhline(1e-10, color="k", lw=0.8, ls="--")
+    ax.text(len(names) - 0.5, 1.5e-10, "1e-10", ha="right", va="bottom", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names)
+    ax.set_ylabel("max relative difference to backprop")
+    ax.set_title("Weight updates on computation graphs: exact schedules vs negative controls")
+    ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    plot.save(fig, out / "exactness.png")
+
+    curves = {f"eta = {eta}": (steps, np.maximum(np.asarray(v), 1e-17)) for eta, v in fpa_curves.items()}
+    f2 = plot.comparison(curves, xlabel="synchronous FPA steps n", ylabel="relative difference to backprop",
+                         title=f"FPA on the {fpa_graph} graph (depth {depth}): exact at n = depth for eta = 1",
+                         logy=True)
+    f2.axes[0].axvline(depth, color="k", ls="--", lw=0.8)
+    plot.save(f2, out / "fpa_convergence.png")
+
+    f3 = Figure(figsize=(7, 4.5))
+    ax3 = f3.add_subplot(1, 1, 1)
+    with np.errstate(divide="ignore"):
+        img = np.log10(np.where(wave > 0, wave, np.nan))
+    im = ax3.imshow(img.T, origin="lower", aspect="auto", cmap="viridis")
+    f3.colorbar(im, ax=ax3, label="log10 energy of the level")
+    ax3.set_xlabel("Z-IL step t")
+    ax3.set_ylabel("level (distance to the output)")
+    ax3.set_title("Z-IL on the levelled LSTM: the error reaches level t at step t")
+    plot.save(f3, out / "zil_wave.png")
+    return ["exactness.png", "fpa_convergence.png", "zil_wave.png"]
+
+
+# ----------------------------------------------------------------------------------------------- training experiments
+CNN_DEFAULTS = {
+    "backend": "numba",
+    "seed": 0,                     # initialisation, split and shuffling
+    "channels": [16, 32],          # conv blocks (3x3, padding 1, 2x2 max pooling, ReLU)
+    "hidden": [],                  # dense layers after the conv blocks
+    "phi": "relu",
+    "algorithms": ["pc", "zil", "bp"],
+    "epochs": 12,
+    "batch_size": 32,
+    "optimizer": "adam",           # adam | sgd (shared by every algorithm)
+    "lr": 0.003,
+    "momentum": 0.9,               # SGD only
+    "pc_steps": 20,                # standard-PC relaxation steps per batch
+    "pc_dt": 0.1,                  # and their size
+    "pc_output_precision": [1.0],  # one PC run per output precision (1: standard PC)
+    "test_fraction": 0.25,
+}
+
+
+def run_cnn(cfg, out, progress=True) -> dict:
+    data = load_digits(test_fraction=cfg["test_fraction"], seed=cfg["seed"])
+    def make(lam):
+        return ng.cnn((1, 8, 8), channels=tuple(cfg["channels"]), hidden=tuple(cfg["hidden"]), phi=cfg["phi"],
+                      n_out=10, output_precision=lam, plasticity=plasticity(cfg), name="cnn-digits")
+    g = make(1.0)
+    runs = train_algorithms(make, data, cfg, progress)
+    m = summarise(runs, classify=True)
+    comparison_figure(runs, "test_accuracy", "test accuracy", out / "test_accuracy.png",
+                      "CNN on digits: standard PC, Z-IL and BP")
+    comparison_figure(runs, "epoch_loss", "training loss (feedforward, before each update)", out / "loss.png",
+                      "CNN on digits: training loss")
+    m.update(graph=g.describe(), n_parameters=int(ng.lower_graph(g).n_theta), n_train=data.n_train,
+             n_test=data.n_test, figures=["test_accuracy.png", "loss.png"])
+    return m
+
+
+SEQ_DEFAULTS = {
+    "backend": "numba",
+    "seed": 0,
+    "task": "digit-rows",          # digit-rows (8 steps x 8 pixels, 10 classes) | adding (regression)
+    "hidden": 32,
+    "algorithms": ["pc", "zil", "bp"],
+    "epochs": 15,
+    "batch_size": 32,
+    "optimizer": "adam",
+    "lr": 0.003,
+    "momentum": 0.9,
+    "pc_steps": 20,                # standard-PC relaxation steps per batch (longer relaxations did worse)
+    "pc_dt": 0.1,
+    "pc_output_precision": [1.0, 0.1],  # PC runs: standard, and weak output precision (Whittington & Bogacz)
+    "test_fraction": 0.25,         # digit-rows
+    "length": 10,                  # adding: sequence length
+    "n_train": 2000,               # adding: training sequences
+    "n_test": 500,                 # adding: test sequences
+}
+
+
+def _run_sequences(kind, cfg, out, progress):
+    data, steps, n_in = sequence_dataset(cfg)
+    classify = cfg["task"] == "digit-rows"
+    n_out = 10 if classify else 1
+    build = ng.rnn if kind == "rnn" else ng.lstm
+
+    def make(lam):
+        return build(n_in, cfg["hidden"], n_out, steps, output_precision=lam, plasticity=plasticity(cfg),
+                     name=f"{kind}-{cfg['task']}")
+    g = make(1.0)
+    runs = train_algorithms(make, data, cfg, progress)
+    m = summarise(runs, classify=classify)
+    title = f"{kind.upper()} on {cfg['task']} ({steps} steps)"
+    figs = ["loss.png"]
+    comparison_figure(runs, "test_loss", "test loss", out / "loss.png", title + ": test loss")
+    if classify:
+        comparison_figure(runs, "test_accuracy", "test accuracy", out / "test_accuracy.png", title)
+        figs.insert(0, "test_accuracy.png")
+    else:
+        m["baseline_test_loss"] = float(0.5 * np.mean((data.Y_test - data.Y_train.mean()) ** 2))
+    plan = ng.lower_graph(g)
+    m.update(task=cfg["task"], sequence_steps=steps, n_vertices=plan.n_vertices, depth=g.depth,
+             n_vertices_levelled=ng.lower_graph(ng.level(g)).n_vertices, n_parameters=int(plan.n_theta),
+             n_train=data.n_train, n_test=data.n_test, figures=figs)
+    return m
+
+
+def run_rnn(cfg, out, progress=True) -> dict:
+    return _run_sequences("rnn", cfg, out, progress)
+
+
+def run_lstm(cfg, out, progress=True) -> dict:
+    return _run_sequences("lstm", cfg, out, progress)
+
+
+EXPERIMENTS = [
+    Experiment("graph-exactness", "Z-IL and FPA (eta=1) vs backprop on MLP, CNN, RNN, LSTM and residual graphs "
+                                  "(before/after levelling): relative difference of the weight updates",
+               EXACT_DEFAULTS, run_exactness, __doc__),
+    Experiment("cnn-digits", "a small CNN on the 8x8 digits trained with standard PC, Z-IL and BP: test accuracy",
+               CNN_DEFAULTS, run_cnn, __doc__),
+    Experiment("rnn-sequences", "many-to-one RNN on digits read row by row (or the adding problem) with PC, Z-IL "
+                                "and BP: accuracy / loss", SEQ_DEFAULTS, run_rnn, __doc__),
+    Experiment("lstm-sequences", "gate-level LSTM on digits read row by row (or the adding problem) with PC, Z-IL "
+                                 "and BP: accuracy / loss", dict(SEQ_DEFAULTS, hidden=24, lr=0.01), run_lstm, __doc__),
+]

@@ -1,0 +1,113 @@
+"""What both graph backends share: the schedule of one batch, its result, the parameter/optimiser state."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .plan import OP_INPUT, P_OFF, P_SIZE, V_LEVEL, V_OP, GraphPlan
+
+__all__ = ["ALG_PC", "ALG_FPA", "ALG_ZIL", "ALG_BP", "ALGORITHM_CODES", "Schedule", "GraphBatchResult",
+           "ParamState", "used_at_level"]
+
+ALG_PC, ALG_FPA, ALG_ZIL, ALG_BP = 0, 1, 2, 3
+ALGORITHM_CODES = {"pc": ALG_PC, "fpa": ALG_FPA, "zil": ALG_ZIL, "bp": ALG_BP}
+STATUS_OK, STATUS_DIVERGED = 0, 1
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Scalar settings of one batch (validated by :class:`~neurosim.graph.simulator.GraphSimulator`).
+
+    algo : ALG_PC / ALG_FPA / ALG_ZIL / ALG_BP
+    n_steps : relaxation steps (PC: T; FPA: n; Z-IL: the depth of the levelled graph; BP: 0)
+    rate : step size on the values (PC: dt; FPA: eta; Z-IL: gamma); divided by each vertex's tau_x
+    clamp : the output is clamped to the target (False: it relaxes with the rest; needs no target)
+    learn : apply the update through the optimisers
+    immediate : Z-IL only -- apply each vertex's contribution at its own step instead of after the sweep
+    wavefront : Z-IL only -- at step t move only the vertices at level t + 1 (the ones the error reaches next)
+        instead of every free vertex
+    """
+
+    algo: int = ALG_PC
+    n_steps: int = 20
+    rate: float = 0.1
+    clamp: bool = True
+    learn: bool = False
+    immediate: bool = False
+    wavefront: bool = False
+
+
+@dataclass
+class GraphBatchResult:
+    """The outcome of one batch.
+
+    Attributes
+    ----------
+    steps : int
+    energy : ndarray (steps + 1, n_vertices)
+        Batch-mean energy :math:`\\tfrac{\\pi_i}{2}\\lVert x_i - \\mu_i\\rVert^2` of every vertex after each step
+        (BP: one row, the loss at the output).
+    status, fail_step, fail_vertex : int
+        Non-zero status: a NaN/inf appeared at ``fail_step`` in vertex ``fail_vertex`` (plan index).
+    y0 : ndarray (B, n_out)
+        Feedforward prediction of the output.
+    y : ndarray (B, n_out)
+        Final value of the output vertex.
+    directions : ndarray (n_theta,)
+        The update direction of every parameter (minus the gradient of the energy / loss; batch mean or sum
+        as each parameter's ``batch_reduction``), before the learning rate and the optimiser.
+    x, eps, mu : ndarray (B, n_units)
+        Final state in the plan's unit layout.
+    """
+
+    steps: int
+    energy: np.ndarray
+    status: int = STATUS_OK
+    fail_step: int = -1
+    fail_vertex: int = -1
+    y0: np.ndarray | None = None
+    y: np.ndarray | None = None
+    directions: np.ndarray | None = None
+    x: np.ndarray | None = None
+    eps: np.ndarray | None = None
+    mu: np.ndarray | None = None
+
+
+class ParamState:
+    """Flat parameters ``theta`` with the optimiser state ``m``, ``v`` (same layout) and ``opt_t`` (per parameter)."""
+
+    def __init__(self, plan: GraphPlan, dtype=np.float64):
+        self.plan = plan
+        self.dtype = np.dtype(dtype)
+        self.theta = plan.theta0.astype(self.dtype).copy()
+        self.m = np.zeros_like(self.theta)
+        self.v = np.zeros_like(self.theta)
+        self.opt_t = np.zeros(plan.n_params, dtype=np.int64)
+
+    def view(self, k: int) -> np.ndarray:
+        o, n = int(self.plan.PI[k, P_OFF]), int(self.plan.PI[k, P_SIZE])
+        return self.theta[o:o + n].reshape(self.plan.p_shapes[k])
+
+    def reset(self):
+        self.theta[:] = self.plan.theta0
+        self.m[:] = 0
+        self.v[:] = 0
+        self.opt_t[:] = 0
+
+    def copy_from(self, other: "ParamState"):
+        for a, b in ((self.theta, other.theta), (self.m, other.m), (self.v, other.v), (self.opt_t, other.opt_t)):
+            a[:] = b
+
+
+def used_at_level(plan: GraphPlan, n_steps: int) -> np.ndarray:
+    """``(n_steps + 1, n_params)`` int table: 1 where a vertex at level ``t`` uses parameter ``k`` (Z-IL's
+    update time of each use)."""
+    U = np.zeros((n_steps + 1, plan.n_params), dtype=np.int64)
+    for i in range(plan.n_vertices):
+        t = int(plan.VI[i, V_LEVEL])
+        if plan.VI[i, V_OP] == OP_INPUT or t > n_steps:
+            continue
+        for k in plan.vertex_params(i):
+            U[t, k] = 1
+    return U

@@ -1,0 +1,676 @@
+r"""numba kernels for graph circuits: one jitted call runs a whole batch of any schedule (PC, FPA, Z-IL, BP).
+
+Memory layout (as the layered numba backend): every state buffer (``x``, ``mu``, ``eps``, ``drive``,
+``xhat``) is one flat vector; vertex ``i`` owns the C-contiguous block ``[B off_i, B (off_i + n_i))``
+viewed as ``(B, n_i)``.  Dense products go to BLAS through ``np.dot`` on these views; convolution (stride,
+zero padding), its transpose and its kernel gradient, pooling, products and activations are explicit
+loops.  Kernels are pure: arrays and scalars in, preallocated buffers out, no allocation in the step loop.
+
+Each function mirrors one of :mod:`neurosim.graph.ops` (the vertex functions) or
+:mod:`neurosim.graph.reference` (the schedules) and is tested equal to it to 1e-10.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .. import activations
+from ..config import JIT_OPTIONS
+from ..plan import OPT_ADAM
+from .base import ALG_BP, ALG_FPA, ALG_PC, ALG_ZIL
+from .plan import (BIAS_UNIT, E_CONV, E_DENSE, E_SCALE, EI_KH, EI_KIND, EI_KW, EI_PAD, EI_PARAM,
+                   EI_PHI, EI_SRC, EI_STRIDE, OP_ACT, OP_AFFINE, OP_AVGPOOL, OP_INPUT, OP_MAXPOOL, OP_PRODUCT,
+                   P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD, ROLE_FREE,
+                   ROLE_TARGET, V_BIAS, V_BKIND, V_C, V_E0, V_E1, V_H, V_INOFF, V_LEVEL, V_OFF, V_OP, V_PHI, V_PK,
+                   V_PS, V_ROLE, V_SIZE, V_W, VF_PREC, VF_TAU)
+
+__all__ = ["graph_batch_kernel", "vertex_kernel", "conv_scratch_sizes"]
+
+
+def conv_scratch_sizes(plan, B: int) -> tuple:
+    """Lengths of the convolution scratch buffers ``cb`` (Ci kh kw x B Ho Wo) and ``ob`` (Co x B Ho Wo) for batch
+    size ``B`` (at least 1 each)."""
+    nc = no = 1
+    for e in range(plan.EI.shape[0]):
+        if plan.EI[e, EI_KIND] != E_CONV:
+            continue
+        src = plan.EI[e, EI_SRC]
+        dst = int(np.searchsorted(plan.VI[:, V_E1], e, side="right"))
+        hw = int(plan.VI[dst, V_H] * plan.VI[dst, V_W])
+        nk = int(plan.VI[src, V_C] * plan.EI[e, EI_KH] * plan.EI[e, EI_KW])
+        nc = max(nc, nk * B * hw)
+        no = max(no, int(plan.VI[dst, V_C]) * B * hw)
+    return nc, no
+
+_LEAKY = float(activations.ACTIVATIONS["leaky_relu"].param)
+_ALG_PC, _ALG_FPA, _ALG_ZIL, _ALG_BP = ALG_PC, ALG_FPA, ALG_ZIL, ALG_BP
+
+
+@njit(**JIT_OPTIONS)
+def _phi(code, z):
+    if code == 0:
+        return z
+    if code == 1:
+        return math.tanh(z)
+    if code == 2:
+        if z >= 0:
+            return 1.0 / (1.0 + math.exp(-z))
+        ez = math.exp(z)
+        return ez / (1.0 + ez)
+    if code == 3:
+        return z if z > 0 else 0.0
+    return z if z > 0 else _LEAKY * z
+
+
+@njit(**JIT_OPTIONS)
+def _dphi(code, z):
+    if code == 0:
+        return 1.0
+    if code == 1:
+        t = math.tanh(z)
+        return 1.0 - t * t
+    if code == 2:
+        if z >= 0:
+            s = 1.0 / (1.0 + math.exp(-z))
+        else:
+            ez = math.exp(z)
+            s = ez / (1.0 + ez)
+        return s * (1.0 - s)
+    if code == 3:
+        return 1.0 if z > 0 else 0.0
+    return 1.0 if z > 0 else _LEAKY
+
+
+@njit(**JIT_OPTIONS)
+def _blk(buf, B, off, n):
+    return buf[B * off:B * (off + n)].reshape(B, n)
+
+
+@njit(**JIT_OPTIONS)
+def _act_in(code, Xs, s1, B, n):
+    """phi(Xs) in the scratch buffer (or Xs itself for the identity)."""
+    if code == 0:
+        return Xs
+    A = s1[:B * n].reshape(B, n)
+    for b in range(B):
+        for j in range(n):
+            A[b, j] = _phi(code, Xs[b, j])
+    return A
+
+
+# ----------------------------------------------------------------------------------------------- convolution
+@njit(**JIT_OPTIONS)
+def _im2col(A, Ci, H, W, Ho, Wo, kh, kw, s, p, col):
+    """col[(ci kh + u) kw + v, b Ho Wo + oh Wo + ow] = A[b, ci, oh s + u - p, ow s + v - p] (0 outside)."""
+    B = A.shape[0]
+    hw = Ho * Wo
+    for ci in range(Ci):
+        for u in range(kh):
+            for v in range(kw):
+                r = (ci * kh + u) * kw + v
+                for b in range(B):
+                    for oh in range(Ho):
+                        ih = oh * s + u - p
+                        base = b * hw + oh * Wo
+                        if ih < 0 or ih >= H:
+                            for ow in range(Wo):
+                                col[r, base + ow] = 0.0
+                            continue
+                        ib = (ci * H + ih) * W
+                        for ow in range(Wo):
+                            iw = ow * s + v - p
+                            col[r, base + ow] = A[b, ib + iw] if 0 <= iw < W else 0.0
+
+
+@njit(**JIT_OPTIONS)
+def _col2im(col, Ci, H, W, Ho, Wo, kh, kw, s, p, T):
+    """T (B, Ci H W) = the adjoint of :func:`_im2col` applied to col (zeroed here)."""
+    B = T.shape[0]
+    hw = Ho * Wo
+    for b in range(B):
+        for j in range(Ci * H * W):
+            T[b, j] = 0.0
+    for ci in range(Ci):
+        for u in range(kh):
+            for v in range(kw):
+                r = (ci * kh + u) * kw + v
+                for b in range(B):
+                    for oh in range(Ho):
+                        ih = oh * s + u - p
+                        if ih < 0 or ih >= H:
+                            continue
+                        ib = (ci * H + ih) * W
+                        base = b * hw + oh * Wo
+                        for ow in range(Wo):
+                            iw = ow * s + v - p
+                            if 0 <= iw < W:
+                                T[b, ib + iw] += col[r, base + ow]
+
+
+@njit(**JIT_OPTIONS)
+def _chan_to_rows(E, Co, hw, out):
+    """out[co, b hw + q] = E[b, co hw + q] (the (B, Co, hw) block as a (Co, B hw) matrix)."""
+    B = E.shape[0]
+    for b in range(B):
+        for co in range(Co):
+            for q in range(hw):
+                out[co, b * hw + q] = E[b, co * hw + q]
+
+
+@njit(**JIT_OPTIONS)
+def _conv_fwd(A, K, Ci, H, W, Co, Ho, Wo, kh, kw, s, p, coef, M, cbuf, obuf):
+    """M += coef * conv(A, K): im2col and one GEMM, (Co, Ci kh kw) @ (Ci kh kw, B Ho Wo)."""
+    B = A.shape[0]
+    hw = Ho * Wo
+    nk = Ci * kh * kw
+    col = cbuf[:nk * B * hw].reshape(nk, B * hw)
+    out = obuf[:Co * B * hw].reshape(Co, B * hw)
+    _im2col(A, Ci, H, W, Ho, Wo, kh, kw, s, p, col)
+    np.dot(K.reshape(Co, nk), col, out)
+    for b in range(B):
+        for co in range(Co):
+            for q in range(hw):
+                M[b, co * hw + q] += coef * out[co, b * hw + q]
+
+
+@njit(**JIT_OPTIONS)
+def _conv_vjp(E, K, Ci, H, W, Co, Ho, Wo, kh, kw, s, p, T, cbuf, obuf):
+    """T (B, Ci H W) = K^T * E: GEMM (Ci kh kw, Co) @ (Co, B Ho Wo), then col2im (T zeroed here)."""
+    B = E.shape[0]
+    hw = Ho * Wo
+    nk = Ci * kh * kw
+    Er = obuf[:Co * B * hw].reshape(Co, B * hw)
+    dcol = cbuf[:nk * B * hw].reshape(nk, B * hw)
+    _chan_to_rows(E, Co, hw, Er)
+    np.dot(K.reshape(Co, nk).T, Er, dcol)
+    _col2im(dcol, Ci, H, W, Ho, Wo, kh, kw, s, p, T)
+
+
+@njit(**JIT_OPTIONS)
+def _conv_grad(E, A, Ci, H, W, Co, Ho, Wo, kh, kw, s, p, coef, G, goff, cbuf, obuf, sG):
+    """G[kernel] += coef * sum over batch and positions of E x patches: GEMM (Co, B Ho Wo) @ (B Ho Wo, Ci kh kw)."""
+    B = E.shape[0]
+    hw = Ho * Wo
+    nk = Ci * kh * kw
+    col = cbuf[:nk * B * hw].reshape(nk, B * hw)
+    Er = obuf[:Co * B * hw].reshape(Co, B * hw)
+    Gk = sG[:Co * nk].reshape(Co, nk)
+    _im2col(A, Ci, H, W, Ho, Wo, kh, kw, s, p, col)
+    _chan_to_rows(E, Co, hw, Er)
+    np.dot(Er, col.T, Gk)
+    for j in range(Co * nk):
+        G[goff + j] += coef * sG[j]
+
+
+# ----------------------------------------------------------------------------------------------- pooling
+@njit(**JIT_OPTIONS)
+def _argmax_window(Xs, b, c, H, W, oh, ow, k, s):
+    base = c * H * W
+    best = base + (oh * s) * W + ow * s
+    m = Xs[b, best]
+    for u in range(k):
+        for v in range(k):
+            j = base + (oh * s + u) * W + ow * s + v
+            if Xs[b, j] > m:
+                m = Xs[b, j]
+                best = j
+    return best
+
+
+@njit(**JIT_OPTIONS)
+def _pool_fwd(is_max, Xs, C, H, W, Ho, Wo, k, s, M):
+    B = Xs.shape[0]
+    inv = 1.0 / (k * k)
+    for b in range(B):
+        for c in range(C):
+            for oh in range(Ho):
+                for ow in range(Wo):
+                    o = (c * Ho + oh) * Wo + ow
+                    if is_max:
+                        M[b, o] = Xs[b, _argmax_window(Xs, b, c, H, W, oh, ow, k, s)]
+                    else:
+                        acc = 0.0
+                        for u in range(k):
+                            for v in range(k):
+                                acc += Xs[b, (c * H + oh * s + u) * W + ow * s + v]
+                        M[b, o] = acc * inv
+
+
+@njit(**JIT_OPTIONS)
+def _pool_vjp(is_max, E, Xs, C, H, W, Ho, Wo, k, s, O):
+    """O += J^T E (accumulates)."""
+    B = E.shape[0]
+    inv = 1.0 / (k * k)
+    for b in range(B):
+        for c in range(C):
+            for oh in range(Ho):
+                for ow in range(Wo):
+                    g = E[b, (c * Ho + oh) * Wo + ow]
+                    if is_max:
+                        O[b, _argmax_window(Xs, b, c, H, W, oh, ow, k, s)] += g
+                    else:
+                        for u in range(k):
+                            for v in range(k):
+                                O[b, (c * H + oh * s + u) * W + ow * s + v] += g * inv
+
+
+# ----------------------------------------------------------------------------------------------- vertices
+@njit(**JIT_OPTIONS)
+def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
+    """mu block of vertex i = g_i(parents' blocks of x)."""
+    op = VI[i, V_OP]
+    n = VI[i, V_SIZE]
+    M = _blk(mu, B, VI[i, V_OFF], n)
+    e0, e1 = VI[i, V_E0], VI[i, V_E1]
+    if op == OP_AFFINE:
+        for b in range(B):
+            for j in range(n):
+                M[b, j] = 0.0
+        for e in range(e0, e1):
+            src = EI[e, EI_SRC]
+            kind = EI[e, EI_KIND]
+            coef = EF[e]
+            sn = VI[src, V_SIZE]
+            Xs = _blk(x, B, VI[src, V_OFF], sn)
+            if kind == E_SCALE:
+                for b in range(B):
+                    for j in range(n):
+                        M[b, j] += coef * Xs[b, j]
+                continue
+            A = _act_in(EI[e, EI_PHI], Xs, s1, B, sn)
+            k = EI[e, EI_PARAM]
+            po, ps = PI[k, P_OFF], PI[k, P_SIZE]
+            if kind == E_DENSE:
+                Wm = theta[po:po + ps].reshape(n, sn)
+                T = s2[:B * n].reshape(B, n)
+                np.dot(A, Wm.T, T)
+                for b in range(B):
+                    for j in range(n):
+                        M[b, j] += coef * T[b, j]
+            else:
+                _conv_fwd(A, theta[po:po + ps], VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_C], VI[i, V_H],
+                          VI[i, V_W], EI[e, EI_KH], EI[e, EI_KW], EI[e, EI_STRIDE], EI[e, EI_PAD], coef, M, cb, ob)
+        kb = VI[i, V_BIAS]
+        if kb >= 0:
+            bo = PI[kb, P_OFF]
+            if VI[i, V_BKIND] == BIAS_UNIT:
+                for b in range(B):
+                    for j in range(n):
+                        M[b, j] += theta[bo + j]
+            else:
+                hw = VI[i, V_H] * VI[i, V_W]
+                for b in range(B):
+                    for c in range(VI[i, V_C]):
+                        bc = theta[bo + c]
+                        for r in range(hw):
+                            M[b, c * hw + r] += bc
+    elif op == OP_PRODUCT:
+        X0 = _blk(x, B, VI[EI[e0, EI_SRC], V_OFF], n)
+        for b in range(B):
+            for j in range(n):
+                M[b, j] = X0[b, j]
+        for e in range(e0 + 1, e1):
+            Xe = _blk(x, B, VI[EI[e, EI_SRC], V_OFF], n)
+            for b in range(B):
+                for j in range(n):
+                    M[b, j] *= Xe[b, j]
+    elif op == OP_ACT:
+        Xs = _blk(x, B, VI[EI[e0, EI_SRC], V_OFF], n)
+        code = VI[i, V_PHI]
+        for b in range(B):
+            for j in range(n):
+                M[b, j] = _phi(code, Xs[b, j])
+    elif op == OP_MAXPOOL or op == OP_AVGPOOL:
+        src = EI[e0, EI_SRC]
+        Xs = _blk(x, B, VI[src, V_OFF], VI[src, V_SIZE])
+        _pool_fwd(op == OP_MAXPOOL, Xs, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_H], VI[i, V_W],
+                  VI[i, V_PK], VI[i, V_PS], M)
+
+
+@njit(**JIT_OPTIONS)
+def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob):
+    """out[parent] += (d g_i / d x_parent)(xJ)^T e_i for every non-input parent (e_i read from ebuf)."""
+    op = VI[i, V_OP]
+    n = VI[i, V_SIZE]
+    E = _blk(ebuf, B, VI[i, V_OFF], n)
+    e0, e1 = VI[i, V_E0], VI[i, V_E1]
+    for e in range(e0, e1):
+        src = EI[e, EI_SRC]
+        if VI[src, V_OP] == OP_INPUT:
+            continue
+        sn = VI[src, V_SIZE]
+        O = _blk(out, B, VI[src, V_OFF], sn)
+        Xs = _blk(xJ, B, VI[src, V_OFF], sn)
+        if op == OP_AFFINE:
+            kind = EI[e, EI_KIND]
+            coef = EF[e]
+            if kind == E_SCALE:
+                for b in range(B):
+                    for j in range(n):
+                        O[b, j] += coef * E[b, j]
+                continue
+            k = EI[e, EI_PARAM]
+            po, ps = PI[k, P_OFF], PI[k, P_SIZE]
+            T = s2[:B * sn].reshape(B, sn)
+            if kind == E_DENSE:
+                np.dot(E, theta[po:po + ps].reshape(n, sn), T)
+            else:
+                _conv_vjp(E, theta[po:po + ps], VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_C], VI[i, V_H],
+                          VI[i, V_W], EI[e, EI_KH], EI[e, EI_KW], EI[e, EI_STRIDE], EI[e, EI_PAD], T, cb, ob)
+            code = EI[e, EI_PHI]
+            if code == 0:
+                for b in range(B):
+                    for j in range(sn):
+                        O[b, j] += coef * T[b, j]
+            else:
+                for b in range(B):
+                    for j in range(sn):
+                        O[b, j] += coef * _dphi(code, Xs[b, j]) * T[b, j]
+        elif op == OP_PRODUCT:
+            for b in range(B):
+                for j in range(n):
+                    g = E[b, j]
+                    for m in range(e0, e1):
+                        if m != e:
+                            g *= xJ[B * VI[EI[m, EI_SRC], V_OFF] + b * n + j]
+                    O[b, j] += g
+        elif op == OP_ACT:
+            code = VI[i, V_PHI]
+            for b in range(B):
+                for j in range(n):
+                    O[b, j] += _dphi(code, Xs[b, j]) * E[b, j]
+        else:
+            _pool_vjp(op == OP_MAXPOOL, E, Xs, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_H], VI[i, V_W],
+                      VI[i, V_PK], VI[i, V_PS], O)
+
+
+@njit(**JIT_OPTIONS)
+def _grad_vertex(i, B, xP, ebuf, G, theta, VI, EI, EF, PI, s1, sG, cb, ob):
+    """G[params of i] += (d g_i / d theta)^T e_i summed over the batch, parents' values from xP."""
+    if VI[i, V_OP] != OP_AFFINE:
+        return
+    n = VI[i, V_SIZE]
+    E = _blk(ebuf, B, VI[i, V_OFF], n)
+    for e in range(VI[i, V_E0], VI[i, V_E1]):
+        kind = EI[e, EI_KIND]
+        if kind == E_SCALE:
+            continue
+        src = EI[e, EI_SRC]
+        sn = VI[src, V_SIZE]
+        coef = EF[e]
+        A = _act_in(EI[e, EI_PHI], _blk(xP, B, VI[src, V_OFF], sn), s1, B, sn)
+        k = EI[e, EI_PARAM]
+        po, ps = PI[k, P_OFF], PI[k, P_SIZE]
+        if kind == E_DENSE:
+            Gm = sG[:ps].reshape(n, sn)
+            np.dot(E.T, A, Gm)
+            for j in range(ps):
+                G[po + j] += coef * sG[j]
+        else:
+            _conv_grad(E, A, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_C], VI[i, V_H], VI[i, V_W],
+                       EI[e, EI_KH], EI[e, EI_KW], EI[e, EI_STRIDE], EI[e, EI_PAD], coef, G, po, cb, ob, sG)
+    kb = VI[i, V_BIAS]
+    if kb >= 0:
+        bo = PI[kb, P_OFF]
+        if VI[i, V_BKIND] == BIAS_UNIT:
+            for b in range(B):
+                for j in range(n):
+                    G[bo + j] += E[b, j]
+        else:
+            hw = VI[i, V_H] * VI[i, V_W]
+            for b in range(B):
+                for c in range(VI[i, V_C]):
+                    acc = 0.0
+                    for r in range(hw):
+                        acc += E[b, c * hw + r]
+                    G[bo + c] += acc
+
+
+# ----------------------------------------------------------------------------------------------- optimiser
+@njit(**JIT_OPTIONS)
+def _apply(G, B, theta, m, v, opt_t, PI, PF, mask, use_mask):
+    """theta += lr * (optimiser of the reduced direction G / B (mean) or G (sum)); mirrors optimizer_step."""
+    for k in range(PI.shape[0]):
+        if PI[k, P_PLASTIC] == 0 or (use_mask and mask[k] == 0):
+            continue
+        opt_t[k] += 1
+        t = opt_t[k]
+        scale = 1.0 / B if PI[k, P_MEAN] == 1 else 1.0
+        lr, mom, wd, b1, b2, eps = PF[k, PF_LR], PF[k, PF_MOM], PF[k, PF_WD], PF[k, PF_B1], PF[k, PF_B2], PF[k, PF_EPS]
+        adam = PI[k, P_OPT] == OPT_ADAM
+        c1 = 1.0 - b1 ** t
+        c2 = 1.0 - b2 ** t
+        for j in range(PI[k, P_OFF], PI[k, P_OFF] + PI[k, P_SIZE]):
+            g = G[j] * scale
+            if wd > 0:
+                g -= wd * theta[j]
+            if adam:
+                m[j] = b1 * m[j] + (1.0 - b1) * g
+                v[j] = b2 * v[j] + (1.0 - b2) * g * g
+                theta[j] += lr * (m[j] / c1) / (math.sqrt(v[j] / c2) + eps)
+            else:
+                if mom > 0:
+                    m[j] = mom * m[j] + g
+                    g = m[j]
+                theta[j] += lr * g
+
+
+# ----------------------------------------------------------------------------------------------- schedules
+@njit(**JIT_OPTIONS)
+def _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
+    for i in range(VI.shape[0]):
+        if VI[i, V_OP] != OP_INPUT:
+            _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+
+
+@njit(**JIT_OPTIONS)
+def _error_vertex(i, B, x, mu, eps, VI, VF):
+    """eps_i = precision (x_i - mu_i); returns the batch-mean energy of vertex i."""
+    prec = VF[i, VF_PREC]
+    acc = 0.0
+    for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+        r = x[j] - mu[j]
+        eps[j] = prec * r
+        acc += r * r
+    return 0.5 * prec * acc / B
+
+
+@njit(**JIT_OPTIONS)
+def _errors(B, x, mu, eps, VI, VF, energy_row):
+    """Errors and energies of every vertex; returns the first vertex with a non-finite energy (or -1)."""
+    bad = -1
+    for i in range(VI.shape[0]):
+        if VI[i, V_OP] == OP_INPUT:
+            energy_row[i] = 0.0
+            continue
+        energy_row[i] = _error_vertex(i, B, x, mu, eps, VI, VF)
+        if bad < 0 and not math.isfinite(energy_row[i]):
+            bad = i
+    return bad
+
+
+@njit(**JIT_OPTIONS)
+def _feedback_all(B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob):
+    drive[:] = 0.0
+    for i in range(VI.shape[0]):
+        if VI[i, V_OP] != OP_INPUT:
+            _vjp_vertex(i, B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob)
+
+
+@njit(**JIT_OPTIONS)
+def _step(B, x, eps, drive, rate, clamp, only_level, VI, VF):
+    for i in range(VI.shape[0]):
+        role = VI[i, V_ROLE]
+        if only_level >= 0 and VI[i, V_LEVEL] != only_level:
+            continue
+        if role == ROLE_FREE or (role == ROLE_TARGET and not clamp):
+            h = rate / VF[i, VF_TAU]
+            for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                x[j] += h * (drive[j] - eps[j])
+
+
+@njit(**JIT_OPTIONS)
+def _has_parent_at(i, level, VI, EI):
+    for e in range(VI[i, V_E0], VI[i, V_E1]):
+        if VI[EI[e, EI_SRC], V_LEVEL] == level:
+            return True
+    return False
+
+
+@njit(**JIT_OPTIONS)
+def _zil_wavefront(B, n, rate, learn, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive, G,
+                   s1, s2, sG, cb, ob, energies, status):
+    """Z-IL with only the wave-front moving (``values="wavefront"``, deferred updates), touching only what changes.
+
+    At step t the vertices at level t have just moved (step t - 1), so only their errors and the predictions of
+    their children change; the next movers (level t + 1) need the feedback of their children only.  Everything
+    else keeps its value, so this computes exactly what the full sweep of :func:`graph_batch_kernel` computes,
+    at the cost of about one backward pass instead of ``depth`` forward passes.
+    """
+    nv = VI.shape[0]
+    for t in range(n + 1):
+        if t == 0:
+            bad = _errors(B, x, mu, eps, VI, VF, energies[0])  # mu holds the feedforward predictions
+        else:
+            bad = -1
+            for i in range(nv):
+                energies[t, i] = energies[t - 1, i]
+            for i in range(nv):
+                if VI[i, V_OP] == OP_INPUT:
+                    continue
+                fresh = _has_parent_at(i, t, VI, EI)
+                if fresh:
+                    _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+                if fresh or VI[i, V_LEVEL] == t:
+                    energies[t, i] = _error_vertex(i, B, x, mu, eps, VI, VF)
+                    if bad < 0 and not math.isfinite(energies[t, i]):
+                        bad = i
+        if bad >= 0:
+            status[0], status[1], status[2] = 1, t, bad
+            return
+        if t < n:
+            drive[:] = 0.0
+            for i in range(nv):
+                if VI[i, V_OP] != OP_INPUT and _has_parent_at(i, t + 1, VI, EI):
+                    _vjp_vertex(i, B, x, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob)
+        for i in range(nv):
+            if VI[i, V_OP] != OP_INPUT and VI[i, V_LEVEL] == t:
+                _grad_vertex(i, B, x, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
+        if t < n:
+            _step(B, x, eps, drive, rate, True, t + 1, VI, VF)
+    if learn:
+        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+
+
+@njit(**JIT_OPTIONS)
+def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target, X, Y, theta, m, v, opt_t, VI, VF,
+                       EI, EF, PI, PF, used, x, mu, eps, drive, xhat, G, Gt, s1, s2, sG, cb, ob, energies, y0, status):
+    """One batch of schedule ``algo`` (see :mod:`neurosim.graph.reference`), in place.
+
+    Scratch: ``s1``, ``s2`` (B max_size), ``sG`` (largest parameter), ``cb`` / ``ob`` (the im2col and channel-row
+    matrices of the largest convolution, see :func:`conv_scratch_sizes`).
+
+    Outputs: the state buffers ``x, mu, eps`` (vertex blocks), ``G`` (the update direction summed over the
+    batch), ``energies`` (n + 1, n_vertices), ``y0`` (B, n_out), ``status`` = (code, step, vertex); the
+    parameters and optimiser state are updated when ``learn``.
+    """
+    B = X.shape[0]
+    nv = VI.shape[0]
+    status[0] = 0
+    status[1] = -1
+    status[2] = -1
+    G[:] = 0.0
+    for i in range(nv):
+        if VI[i, V_OP] == OP_INPUT:
+            sz = VI[i, V_SIZE]
+            Xb = _blk(x, B, VI[i, V_OFF], sz)
+            io = VI[i, V_INOFF]
+            for b in range(B):
+                for j in range(sz):
+                    Xb[b, j] = X[b, io + j]
+    for i in range(nv):  # feedforward pass (topological order)
+        if VI[i, V_OP] != OP_INPUT:
+            _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+            for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                x[j] = mu[j]
+    nt = VI[target, V_SIZE]
+    Xt = _blk(x, B, VI[target, V_OFF], nt)
+    for b in range(B):
+        for j in range(nt):
+            y0[b, j] = Xt[b, j]
+
+    if algo == _ALG_BP:
+        eps[:] = 0.0
+        Et = _blk(eps, B, VI[target, V_OFF], nt)
+        prec = VF[target, VF_PREC]
+        acc = 0.0
+        for b in range(B):
+            for j in range(nt):
+                r = Y[b, j] - y0[b, j]
+                Et[b, j] = prec * r
+                acc += r * r
+        energies[0, target] = 0.5 * prec * acc / B
+        if not math.isfinite(energies[0, target]):
+            status[0], status[1], status[2] = 1, 0, target
+            return
+        for i in range(nv - 1, -1, -1):
+            if VI[i, V_OP] != OP_INPUT:
+                _vjp_vertex(i, B, x, eps, eps, theta, VI, EI, EF, PI, s2, cb, ob)
+        for i in range(nv):
+            if VI[i, V_OP] != OP_INPUT:
+                _grad_vertex(i, B, x, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
+        if learn:
+            _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+        return
+
+    if algo == _ALG_FPA:
+        xhat[:] = x
+    if clamp:
+        for b in range(B):
+            for j in range(nt):
+                Xt[b, j] = Y[b, j]
+    if algo == _ALG_ZIL and wavefront and not immediate:
+        _zil_wavefront(B, n, rate, learn, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive,
+                       G, s1, s2, sG, cb, ob, energies, status)
+        return
+    xJ = xhat if algo == _ALG_FPA else x
+    for t in range(n + 1):
+        if algo != _ALG_FPA:
+            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+        bad = _errors(B, x, mu, eps, VI, VF, energies[t])
+        if bad >= 0:
+            status[0], status[1], status[2] = 1, t, bad
+            return
+        if t < n:
+            _feedback_all(B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob)
+        if algo == _ALG_ZIL:
+            Gt[:] = 0.0
+            for i in range(nv):
+                if VI[i, V_OP] != OP_INPUT and VI[i, V_LEVEL] == t:
+                    _grad_vertex(i, B, x, eps, Gt, theta, VI, EI, EF, PI, s1, sG, cb, ob)
+            G += Gt
+            if learn and immediate:
+                _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[t], True)
+        if t < n:
+            _step(B, x, eps, drive, rate, clamp, t + 1 if (algo == _ALG_ZIL and wavefront) else -1, VI, VF)
+    if algo != _ALG_ZIL:
+        for i in range(nv):
+            if VI[i, V_OP] != OP_INPUT:
+                _grad_vertex(i, B, xJ, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
+    if learn and not (algo == _ALG_ZIL and immediate):
+        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+
+
+@njit(**JIT_OPTIONS)
+def vertex_kernel(mode, i, B, x, ebuf, out, theta, VI, EI, EF, PI, s1, s2, sG, cb, ob):
+    """One vertex function on its own (for the finite-difference tests of :mod:`neurosim.graph.ops`'s twin):
+    ``mode`` 0 forward into ``out`` (mu layout), 1 feedback (accumulates into ``out``), 2 parameter term
+    (accumulates into ``out``, a flat theta-shaped vector)."""
+    if mode == 0:
+        _forward_vertex(i, B, x, out, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+    elif mode == 1:
+        _vjp_vertex(i, B, x, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob)
+    else:
+        _grad_vertex(i, B, x, ebuf, out, theta, VI, EI, EF, PI, s1, sG, cb, ob)

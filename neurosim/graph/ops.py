@@ -1,0 +1,240 @@
+r"""NumPy reference of every vertex function: forward :math:`g_i`, the feedback path
+:math:`(\partial g_i/\partial x_p)^T e` (vector-Jacobian product into each parent) and the parameter term
+:math:`(\partial g_i/\partial \theta)^T e` (the Hebbian update direction), all batched.
+
+These are the executable specification the numba kernels (:mod:`neurosim.graph.kernels`) are tested
+against, and they are themselves tested against finite differences.  States are lists ``xs`` with one
+``(B, n_i)`` array per vertex (flat, C order of the vertex shape ``(C, H, W)``).
+
+Conventions (for one sample; :math:`\phi` is the edge activation, :math:`a` its multiplier):
+
+=========  ==============================================  ==============================================
+op         :math:`\mu`                                     feedback into parent / parameter term
+=========  ==============================================  ==============================================
+dense      :math:`a W \phi(x)`                             :math:`a\,\phi'(x)\odot W^T e` / :math:`a\, e\,\phi(x)^T`
+conv       :math:`a K \star \phi(x)` (stride, padding)     :math:`a\,\phi'(x)\odot K^T \star e` /
+                                                            :math:`a\sum_{pos} e\,\phi(x)_{window}`
+scale      :math:`c\, x`                                   :math:`c\, e`
+bias       :math:`b` (per unit or per channel)             -- / :math:`e` (summed over positions)
+product    :math:`\prod_j x_j`                             :math:`e \odot \prod_{m\ne j} x_m`
+act        :math:`\phi(x)`                                 :math:`\phi'(x)\odot e`
+maxpool    window max                                      :math:`e` routed to the first maximum
+avgpool    window mean                                     :math:`e / k^2` spread over the window
+=========  ==============================================  ==============================================
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations as act
+from .plan import (BIAS_CHANNEL, BIAS_UNIT, E_DENSE, E_SCALE, EI_KIND, EI_PAD, EI_PARAM, EI_PHI, EI_SRC,
+                   EI_STRIDE, OP_ACT, OP_AFFINE, OP_AVGPOOL, OP_INPUT, OP_MAXPOOL, OP_PRODUCT, V_BIAS, V_BKIND, V_C,
+                   V_E0, V_E1, V_H, V_OP, V_PHI, V_PK, V_PS, V_SIZE, V_W, GraphPlan)
+
+__all__ = ["phi", "dphi", "vertex_forward", "vertex_vjp", "vertex_param_grads", "conv2d", "conv2d_vjp",
+           "conv2d_kernel_grad", "pool", "pool_vjp"]
+
+_NAMES = {a.code: a.name for a in act.ACTIVATIONS.values()}
+
+
+def phi(code: int, x: np.ndarray) -> np.ndarray:
+    return act.phi(_NAMES[int(code)], x)
+
+
+def dphi(code: int, x: np.ndarray) -> np.ndarray:
+    return act.dphi(_NAMES[int(code)], x)
+
+
+# ----------------------------------------------------------------------------------------------- convolution
+def _out_size(n, k, stride, pad):
+    return (n + 2 * pad - k) // stride + 1
+
+
+def conv2d(a: np.ndarray, K: np.ndarray, stride: int, pad: int) -> np.ndarray:
+    r"""Cross-correlation with zero padding: ``a`` (B, C_in, H, W), ``K`` (C_out, C_in, kh, kw) ->
+    (B, C_out, H_out, W_out), :math:`y_{o,r,c} = \sum_{i,u,v} K_{o,i,u,v} a_{i, rs+u-p, cs+v-p}`."""
+    B, Ci, H, W = a.shape
+    Co, _, kh, kw = K.shape
+    Ho, Wo = _out_size(H, kh, stride, pad), _out_size(W, kw, stride, pad)
+    ap = np.pad(a, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = np.zeros((B, Co, Ho, Wo), dtype=a.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            patch = ap[:, :, u:u + stride * (Ho - 1) + 1:stride, v:v + stride * (Wo - 1) + 1:stride]
+            out += np.einsum("bihw,oi->bohw", patch, K[:, :, u, v])
+    return out
+
+
+def conv2d_vjp(e: np.ndarray, K: np.ndarray, in_shape: tuple, stride: int, pad: int) -> np.ndarray:
+    """Transpose of :func:`conv2d` with respect to its input: ``e`` (B, C_out, H_out, W_out) -> (B, C_in, H, W)."""
+    B, Co, Ho, Wo = e.shape
+    Ci, H, W = in_shape
+    _, _, kh, kw = K.shape
+    gp = np.zeros((B, Ci, H + 2 * pad, W + 2 * pad), dtype=e.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            gp[:, :, u:u + stride * (Ho - 1) + 1:stride, v:v + stride * (Wo - 1) + 1:stride] += \
+                np.einsum("bohw,oi->bihw", e, K[:, :, u, v])
+    return gp[:, :, pad:pad + H, pad:pad + W]
+
+
+def conv2d_kernel_grad(e: np.ndarray, a: np.ndarray, kshape: tuple, stride: int, pad: int) -> np.ndarray:
+    """:math:`\\sum_{b,r,c} e_{b,o,r,c}\\, a_{b,i,rs+u-p,cs+v-p}`: shape ``kshape`` (C_out, C_in, kh, kw)."""
+    B, Co, Ho, Wo = e.shape
+    _, _, kh, kw = kshape
+    ap = np.pad(a, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    G = np.zeros(kshape, dtype=e.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            patch = ap[:, :, u:u + stride * (Ho - 1) + 1:stride, v:v + stride * (Wo - 1) + 1:stride]
+            G[:, :, u, v] = np.einsum("bohw,bihw->oi", e, patch)
+    return G
+
+
+# ----------------------------------------------------------------------------------------------- pooling
+def _windows(a, k, s):
+    B, C, H, W = a.shape
+    Ho, Wo = (H - k) // s + 1, (W - k) // s + 1
+    return np.stack([a[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s]
+                     for u in range(k) for v in range(k)]), Ho, Wo
+
+
+def pool(a: np.ndarray, k: int, s: int, kind: str) -> np.ndarray:
+    """Max (``kind="max"``) or average pooling of ``a`` (B, C, H, W) over ``k x k`` windows, stride ``s``."""
+    win, _, _ = _windows(a, k, s)
+    if kind == "max":
+        return win.max(axis=0)
+    return win.mean(axis=0)
+
+
+def pool_vjp(e: np.ndarray, a: np.ndarray, k: int, s: int, kind: str) -> np.ndarray:
+    """Transpose of the pooling Jacobian at ``a``: max routes ``e`` to the first maximum of each window."""
+    win, Ho, Wo = _windows(a, k, s)
+    g = np.zeros_like(a)
+    if kind == "max":
+        arg = np.argmax(win, axis=0)  # first maximum, as in the numba kernel
+    for j in range(k * k):
+        u, v = divmod(j, k)
+        contrib = e * (arg == j) if kind == "max" else e / (k * k)
+        g[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += contrib
+    return g
+
+
+# ----------------------------------------------------------------------------------------------- vertices
+def _shape(plan: GraphPlan, i: int):
+    return int(plan.VI[i, V_C]), int(plan.VI[i, V_H]), int(plan.VI[i, V_W])
+
+
+def vertex_forward(plan: GraphPlan, theta: np.ndarray, xs: list, i: int) -> np.ndarray:
+    """Prediction :math:`\\mu_i = g_i(\\text{parents})`, shape (B, n_i), from the parents' values ``xs``."""
+    VI, EI, EF = plan.VI, plan.EI, plan.EF
+    op = VI[i, V_OP]
+    e0, e1 = VI[i, V_E0], VI[i, V_E1]
+    B = xs[EI[e0, EI_SRC]].shape[0]
+    n = int(VI[i, V_SIZE])
+    C, H, W = _shape(plan, i)
+    if op == OP_AFFINE:
+        mu = np.zeros((B, n), dtype=xs[EI[e0, EI_SRC]].dtype)
+        for e in range(e0, e1):
+            src, kind, coef = EI[e, EI_SRC], EI[e, EI_KIND], EF[e]
+            if kind == E_SCALE:
+                mu += coef * xs[src]
+                continue
+            a = phi(EI[e, EI_PHI], xs[src])
+            P = plan.param_view(theta, EI[e, EI_PARAM])
+            if kind == E_DENSE:
+                mu += coef * (a @ P.T)
+            else:  # E_CONV
+                y = conv2d(a.reshape((B,) + _shape(plan, src)), P, int(EI[e, EI_STRIDE]), int(EI[e, EI_PAD]))
+                mu += coef * y.reshape(B, n)
+        if VI[i, V_BIAS] >= 0:
+            b = plan.param_view(theta, VI[i, V_BIAS])
+            mu += b if VI[i, V_BKIND] == BIAS_UNIT else np.repeat(b, H * W)
+        return mu
+    if op == OP_PRODUCT:
+        mu = xs[EI[e0, EI_SRC]].copy()
+        for e in range(e0 + 1, e1):
+            mu = mu * xs[EI[e, EI_SRC]]
+        return mu
+    src = EI[e0, EI_SRC]
+    if op == OP_ACT:
+        return phi(VI[i, V_PHI], xs[src])
+    if op in (OP_MAXPOOL, OP_AVGPOOL):
+        y = pool(xs[src].reshape((B,) + _shape(plan, src)), int(VI[i, V_PK]), int(VI[i, V_PS]),
+                 "max" if op == OP_MAXPOOL else "avg")
+        return y.reshape(B, n)
+    raise ValueError(f"vertex {plan.v_names[i]!r} (op {op}) has no forward function")
+
+
+def vertex_vjp(plan: GraphPlan, theta: np.ndarray, xs: list, i: int, e_i: np.ndarray) -> list:
+    """Feedback of vertex ``i``'s error: ``[(parent, (dg_i/dx_parent)^T e_i)]``, one entry per edge (a
+    parent reached by two edges appears twice; the contributions add).  Jacobians are taken at ``xs``."""
+    VI, EI, EF = plan.VI, plan.EI, plan.EF
+    op = VI[i, V_OP]
+    e0, e1 = int(VI[i, V_E0]), int(VI[i, V_E1])
+    B = e_i.shape[0]
+    out = []
+    if op == OP_AFFINE:
+        for e in range(e0, e1):
+            src, kind, coef = int(EI[e, EI_SRC]), EI[e, EI_KIND], EF[e]
+            if kind == E_SCALE:
+                out.append((src, coef * e_i))
+                continue
+            P = plan.param_view(theta, EI[e, EI_PARAM])
+            if kind == E_DENSE:
+                g = e_i @ P
+            else:
+                g = conv2d_vjp(e_i.reshape((B,) + _shape(plan, i)), P, _shape(plan, src), int(EI[e, EI_STRIDE]),
+                               int(EI[e, EI_PAD])).reshape(B, -1)
+            out.append((src, coef * dphi(EI[e, EI_PHI], xs[src]) * g))
+        return out
+    if op == OP_PRODUCT:
+        for e in range(e0, e1):
+            g = e_i.copy()
+            for m in range(e0, e1):
+                if m != e:
+                    g = g * xs[EI[m, EI_SRC]]
+            out.append((int(EI[e, EI_SRC]), g))
+        return out
+    src = int(EI[e0, EI_SRC])
+    if op == OP_ACT:
+        return [(src, dphi(VI[i, V_PHI], xs[src]) * e_i)]
+    if op in (OP_MAXPOOL, OP_AVGPOOL):
+        g = pool_vjp(e_i.reshape((B,) + _shape(plan, i)), xs[src].reshape((B,) + _shape(plan, src)),
+                     int(VI[i, V_PK]), int(VI[i, V_PS]), "max" if op == OP_MAXPOOL else "avg")
+        return [(src, g.reshape(B, -1))]
+    return out
+
+
+def vertex_param_grads(plan: GraphPlan, theta: np.ndarray, xs: list, i: int, e_i: np.ndarray) -> list:
+    """Hebbian terms ``[(param, (dg_i/dtheta)^T e_i summed over the batch)]`` of vertex ``i``, with the
+    parents' values ``xs`` (one entry per use; a shared parameter used twice by ``i`` appears twice)."""
+    VI, EI, EF = plan.VI, plan.EI, plan.EF
+    if VI[i, V_OP] != OP_AFFINE:
+        return []
+    B = e_i.shape[0]
+    out = []
+    for e in range(int(VI[i, V_E0]), int(VI[i, V_E1])):
+        kind = EI[e, EI_KIND]
+        if kind == E_SCALE:
+            continue
+        src, coef, k = int(EI[e, EI_SRC]), EF[e], int(EI[e, EI_PARAM])
+        a = phi(EI[e, EI_PHI], xs[src])
+        if kind == E_DENSE:
+            out.append((k, coef * (e_i.T @ a)))
+        else:
+            G = conv2d_kernel_grad(e_i.reshape((B,) + _shape(plan, i)), a.reshape((B,) + _shape(plan, src)),
+                                   plan.p_shapes[k], int(EI[e, EI_STRIDE]), int(EI[e, EI_PAD]))
+            out.append((k, coef * G))
+    if VI[i, V_BIAS] >= 0:
+        k = int(VI[i, V_BIAS])
+        if VI[i, V_BKIND] == BIAS_CHANNEL:
+            C, H, W = _shape(plan, i)
+            out.append((k, e_i.reshape(B, C, H * W).sum(axis=(0, 2))))
+        else:
+            out.append((k, e_i.sum(axis=0)))
+    return out
+
+
+def is_input(plan: GraphPlan, i: int) -> bool:
+    return plan.VI[i, V_OP] == OP_INPUT

@@ -1,0 +1,81 @@
+"""The graph experiments (circuits/graphs.py): metrics.json, figures, and one scientific property each.
+
+``cnn-digits`` runs at its default size (about half a minute on 2 cores): standard PC must end within 2
+percentage points of backprop, and Z-IL must reproduce backprop's whole training run.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import circuits
+from neurosim.experiment import run_experiment
+
+
+def _run(name, out, **overrides):
+    m = run_experiment(circuits.get(name), overrides, out=out, progress=False)
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["experiment"] == name
+    for fig in m["figures"]:
+        assert (out / fig).stat().st_size > 1000, fig
+    return m
+
+
+def test_experiments_are_registered():
+    names = circuits.names()
+    for n in ("graph-exactness", "cnn-digits", "rnn-sequences", "lstm-sequences"):
+        assert n in names
+        assert {"backend", "seed"} <= set(circuits.get(n).DEFAULTS)
+
+
+def test_graph_exactness(tmp_path):
+    m = _run("graph-exactness", tmp_path, hidden=8, train_steps=3, fpa_max_steps=12)
+    assert set(m["graphs"]) == {"mlp", "cnn", "rnn", "lstm", "residual"}
+    assert m["max_exact_rel_diff"] < 1e-10
+    assert m["min_negative_control_rel_diff"] > 1e-2
+    res = m["graphs"]["residual"]
+    assert not res["levelled"] and res["n_vertices_levelled"] > res["n_vertices"]
+    assert res["zil_unlevelled_rel_diff"] > 1e-2 and res["zil_rel_diff"] < 1e-10
+    assert m["graphs"]["rnn"]["zil_immediate_shared_rel_diff"] > 1e-2
+    # FPA on the CNN: exactly wrong (1.0) before the graph depth, exact from it on, for eta = 1
+    depth = m["graphs"]["cnn"]["depth"]
+    curve = np.array(m["fpa_curves"]["eta=1.0"])
+    assert np.all(curve[:depth] > 0.5) and np.all(curve[depth:] < 1e-10)
+    slow = np.array(m["fpa_curves"]["eta=0.5"])
+    assert slow[depth] > 1e-3                       # eta < 1 is not exact at the depth
+    # the Z-IL error wave reaches level t at step t
+    assert m["zil_wave_levels_reached"] == list(range(len(m["zil_wave_levels_reached"])))
+
+
+def test_cnn_digits_pc_within_two_points_of_bp(tmp_path):
+    m = _run("cnn-digits", tmp_path)
+    assert m["bp"]["test_accuracy"] > 0.95
+    assert abs(m["pc_minus_bp_test_accuracy_pp"]) <= 2.0
+    assert m["zil_vs_bp_weight_rel_diff"] < 1e-8
+    assert m["zil"]["epoch_test_accuracy"] == m["bp"]["epoch_test_accuracy"]
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("rnn-sequences", dict(epochs=3, hidden=16)),
+    ("lstm-sequences", dict(epochs=2, hidden=8)),
+])
+def test_sequence_experiments(tmp_path, name, overrides):
+    m = _run(name, tmp_path, **overrides)
+    assert m["sequence_steps"] == 8 and m["task"] == "digit-rows"
+    assert m["zil_vs_bp_weight_rel_diff"] < 1e-9
+    assert m["zil"]["epoch_test_accuracy"] == m["bp"]["epoch_test_accuracy"]
+    for algo in ("pc", "pc_lambda0.1", "zil", "bp"):
+        assert np.isfinite(m[algo]["test_loss"])
+    assert m["bp"]["test_accuracy"] > 0.3               # well above chance (0.1) after a few epochs
+    if name == "lstm-sequences":
+        assert m["n_vertices_levelled"] > m["n_vertices"]
+
+
+def test_adding_task_beats_the_mean_predictor(tmp_path):
+    m = _run("rnn-sequences", tmp_path, task="adding", epochs=4, n_train=1000, n_test=300, length=6,
+             algorithms=["zil", "bp"])
+    assert m["sequence_steps"] == 6 and "test_accuracy" not in m["bp"]
+    assert m["bp"]["test_loss"] < 0.8 * m["baseline_test_loss"]
+    assert m["zil_vs_bp_weight_rel_diff"] < 1e-9
