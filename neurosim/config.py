@@ -2,10 +2,22 @@
 
 ``FASTMATH`` deliberately leaves out ``nnan`` and ``ninf``: the kernels detect diverging runs with
 finiteness checks, which LLVM would otherwise be allowed to fold away.  ``reassoc`` permits
-reordering of reductions, which changes results only at the level of float rounding (the conformance
-suite compares with the reference backend to 1e-10).
+reordering of reductions (so that LLVM can vectorise them), which changes results only at the level
+of float rounding (the conformance suite compares with the reference backend to 1e-10).
+
+``ERROR_MODEL = "numpy"``: a division by zero gives inf/nan as in NumPy instead of raising
+``ZeroDivisionError``; the zero checks of Python's error model put a branch into every loop that
+divides and stop LLVM from vectorising it.
+
+``CACHE``: compiled kernels are cached on disk (next to the module, or in ``NUMBA_CACHE_DIR``), so a
+new process loads them in a fraction of a second instead of compiling; ``NEUROSIM_NUMBA_CACHE=0``
+turns this off.
 """
 import os
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 CACHE = os.environ.get("NEUROSIM_NUMBA_CACHE", "1") != "0"
+ERROR_MODEL = "numpy"
+
+#: keyword arguments of every ``numba.njit`` in the hot core
+JIT_OPTIONS = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model=ERROR_MODEL)
