@@ -8,6 +8,7 @@ Modules whose name starts with ``_`` are helpers, not experiments.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from functools import lru_cache
 
@@ -34,8 +35,29 @@ def names() -> list[str]:
     return sorted(_registry())
 
 
+def _direct(name: str):
+    """Fast path: a module named like the experiment (``digits`` -> ``circuits.digits``) that defines it,
+    found without importing every other experiment module (keeps `neurosim run` start-up short)."""
+    mod_name = name.replace("-", "_")
+    if mod_name.startswith("_") or not mod_name.isidentifier():
+        return None
+    try:
+        spec = importlib.util.find_spec(f".{mod_name}", __name__)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    mod = importlib.import_module(f".{mod_name}", __name__)
+    if getattr(mod, "NAME", None) == name and all(hasattr(mod, a) for a in ("DESCRIPTION", "DEFAULTS", "run")):
+        return mod
+    return None
+
+
 def get(name: str):
     """The experiment registered under ``name`` (a module or an Experiment object)."""
+    direct = _direct(name)
+    if direct is not None:
+        return direct
     reg = _registry()
     if name not in reg:
         raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(reg))}")

@@ -375,6 +375,40 @@ def _standardise(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, n
 # --------------------------------------------------------------------------
 
 
+_DIGITS_CACHE: dict = {}
+
+
+def _digits_arrays():
+    """(X, y) of scikit-learn's bundled digits, read from the CSV that ships inside the package.
+
+    Reading the file directly avoids importing scikit-learn (about 1 s of start-up, mostly scipy.stats);
+    if the file is not where scikit-learn keeps it, ``sklearn.datasets.load_digits`` is used instead.
+    The arrays are cached per process.
+    """
+    if "digits" not in _DIGITS_CACHE:
+        import importlib.util
+        from pathlib import Path
+        X = y = None
+        spec = importlib.util.find_spec("sklearn")
+        if spec is None:
+            raise ImportError("load_digits needs scikit-learn (it ships the digits data); "
+                              "install it with `pip install scikit-learn`.")
+        if spec.submodule_search_locations:
+            path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
+            if path.is_file():
+                data = np.loadtxt(path, delimiter=",")
+                if data.ndim == 2 and data.shape == (1797, 65):
+                    X, y = data[:, :-1].astype(np.float64), data[:, -1].astype(np.int64)
+        if X is None:
+            from sklearn.datasets import load_digits as _sk_load_digits
+            bunch = _sk_load_digits()
+            X, y = np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
+        X.setflags(write=False)
+        y.setflags(write=False)
+        _DIGITS_CACHE["digits"] = (X, y)
+    return _DIGITS_CACHE["digits"]
+
+
 def load_digits(
     test_fraction: float = 0.25,
     seed: int = 0,
@@ -412,17 +446,7 @@ def load_digits(
     """
     _check_scale(scale)
     _check_fraction(test_fraction)
-    try:
-        from sklearn.datasets import load_digits as _sk_load_digits
-    except ImportError as exc:  # pragma: no cover - depends on environment
-        raise ImportError(
-            "load_digits needs scikit-learn (it ships the digits data); "
-            "install it with `pip install scikit-learn`."
-        ) from exc
-
-    bunch = _sk_load_digits()
-    X = np.asarray(bunch.data, dtype=np.float64)
-    y = np.asarray(bunch.target, dtype=np.int64)
+    X, y = _digits_arrays()
     n_classes = 10
 
     tr, te = stratified_split_indices(y, test_fraction, seed)

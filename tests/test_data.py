@@ -462,3 +462,14 @@ def test_get_dataset(small_mnist):
     for name in ("digits", "teacher", "linear-gaussian-teacher", "mnist-idx"):
         assert name in str(ei.value)
     assert set(data.DATASET_NAMES) == {"digits", "teacher", "linear-gaussian-teacher", "mnist-idx"}
+
+
+def test_digits_fast_reader_equals_sklearn():
+    """The direct CSV reader (no sklearn import) gives exactly scikit-learn's arrays."""
+    from sklearn.datasets import load_digits as sk
+
+    from neurosim.data import _digits_arrays
+    X, y = _digits_arrays()
+    b = sk()
+    np.testing.assert_array_equal(X, b.data)
+    np.testing.assert_array_equal(y, b.target)
