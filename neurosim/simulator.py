@@ -106,6 +106,7 @@ class ProbeData:
         self.probes = {p.name: p for p in probes}
         self._chunks = {p.name: [] for p in probes}
         self._steps = {p.name: [] for p in probes}
+        self._count = {p.name: 0 for p in probes}
         self._width = {}
 
     def _key(self, key):
@@ -115,23 +116,29 @@ class ProbeData:
         return name
 
     def append(self, name, rows, steps):
-        if len(rows) == 0:
+        """Add records (copied), dropping the oldest beyond the probe's ``max_records``."""
+        n = len(rows)
+        if n == 0:
             return
-        p = self.probes[name]
-        self._chunks[name].append(np.array(rows, copy=True))
-        self._steps[name].append(np.asarray(steps, dtype=np.int64).copy())
-        total = sum(len(c) for c in self._chunks[name])
-        while total > p.max_records:
-            extra = total - p.max_records
-            first = self._chunks[name][0]
+        limit = self.probes[name].max_records
+        rows = np.array(rows[-limit:], copy=True)
+        steps = np.array(steps[-limit:], dtype=np.int64, copy=True)
+        chunks, st = self._chunks[name], self._steps[name]
+        chunks.append(rows)
+        st.append(steps)
+        total = self._count[name] + len(rows)
+        while total > limit:
+            extra = total - limit
+            first = chunks[0]
             if len(first) <= extra:
-                self._chunks[name].pop(0)
-                self._steps[name].pop(0)
+                chunks.pop(0)
+                st.pop(0)
                 total -= len(first)
             else:
-                self._chunks[name][0] = first[extra:]
-                self._steps[name][0] = self._steps[name][0][extra:]
+                chunks[0] = first[extra:]
+                st[0] = st[0][extra:]
                 total -= extra
+        self._count[name] = total
 
     def __getitem__(self, key) -> np.ndarray:
         name = self._key(key)
@@ -155,6 +162,7 @@ class ProbeData:
         for name in self._chunks:
             self._chunks[name] = []
             self._steps[name] = []
+            self._count[name] = 0
 
 
 def _as_2d(name, a, n_cols, dtype):
@@ -228,6 +236,9 @@ class Simulator:
         self._probe_item = items.pop() if items else 0
         self.data = ProbeData(self.probes)
         self.data._width = {p.name: self._probe_width(p) for p in self.probes}
+        self._probe_layout = [
+            (p, None if p.variable == "weight_norm" else self.plan.units(p.target),
+             self.plan.pop_index(p.target) if p.variable == "energy" else -1) for p in self.probes]
         self.history = History()
         self._global_step = 0
         self._n_batches = 0
@@ -447,19 +458,19 @@ class Simulator:
         if spec.probe_every == 0:
             return
         base = self._global_step
-        for p in self.probes:
+        for p, units, col in self._probe_layout:
             if p.variable == "weight_norm":
                 continue
             if p.variable == "energy":
-                i = self.plan.pop_index(p.target)
                 ks = np.arange(0, res.energy.shape[0], p.every)
-                self.data.append(p.name, res.energy[ks, i:i + 1], base + ks)
+                self.data.append(p.name, res.energy[ks, col:col + 1], base + ks)
                 continue
             if self._probe_item >= B:
                 continue
-            sel = res.rec_steps % p.every == 0
-            src = {"x": res.rec_x, "eps": res.rec_eps, "mu": res.rec_mu}[p.variable]
-            self.data.append(p.name, src[sel][:, self.plan.units(p.target)], base + res.rec_steps[sel])
+            # records are taken every spec.probe_every steps (the gcd of all probes' `every`), starting at 0
+            stride = p.every // spec.probe_every
+            src = res.rec_x if p.variable == "x" else res.rec_eps if p.variable == "eps" else res.rec_mu
+            self.data.append(p.name, src[::stride, units], base + res.rec_steps[::stride])
 
     def _run_batch(self, X, Y, spec, batch=None, algo=None, options=None) -> BatchResult:
         if algo is None or algo.run_batch is None:
