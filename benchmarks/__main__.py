@@ -1,20 +1,93 @@
-"""python -m benchmarks [--T 100] [--repeats 7] [--out benchmarks/results/latest.json]"""
+"""python -m benchmarks [--quick] [--only SUITE ...] [--no-peers] [--repeats N] [--out PATH] [--no-readme]
+
+Suites: workloads (numba vs reference vs roofline, float64 and float32), peers (pcx, ngc-learn),
+scaling (width, depth, T, batch), memory, probes, startup, threads.  Prints a table per suite and
+writes all figures and the machine description to ``benchmarks/results/latest.json`` (and a copy
+named after the date), then regenerates ``benchmarks/README.md`` from them.
+"""
 import argparse
-import json
+import datetime
+import shutil
+import sys
+import time
 from pathlib import Path
 
 from neurosim.io import write_json_atomic
 
-from . import core
+from . import core, peers, report, scaling, system, workloads
 
-p = argparse.ArgumentParser(prog="python -m benchmarks", description="neurosim performance measurements")
-p.add_argument("--T", type=int, default=100, help="inference steps per batch")
-p.add_argument("--repeats", type=int, default=7)
-p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latest.json")
-a = p.parse_args()
-res = core.run(T=a.T, repeats=a.repeats, dtype=a.dtype)
-print(core.table(res))
-print(f"first numba call (compile or cache load): {res['first_call_s (compile or cache load)']:.2f} s")
-write_json_atomic(a.out, res)
-print(f"wrote {a.out}")
+SUITES = ["workloads", "peers", "scaling", "memory", "probes", "startup", "threads"]
+HERE = Path(__file__).parent
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[2])
+    p.add_argument("--only", nargs="+", choices=SUITES, help="run only these suites")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and sweep points (a few minutes)")
+    p.add_argument("--no-peers", action="store_true", help="skip pcx and ngc-learn")
+    p.add_argument("--peers-python", default=peers.DEFAULT_PYTHON, help="python of the peers environment")
+    p.add_argument("--peers-float32", action="store_true", help="also time the peers in float32")
+    p.add_argument("--repeats", type=int, help="repeats per timing (default 7, quick 3)")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
+    p.add_argument("--no-readme", action="store_true", help="do not regenerate benchmarks/README.md")
+    p.add_argument("--wait-quiet", type=float, metavar="MINUTES", default=0,
+                   help="first wait up to MINUTES for the 1-minute load average to drop below --quiet-load")
+    p.add_argument("--quiet-load", type=float, default=0.5, help="load average counted as quiet (default 0.5)")
+    a = p.parse_args(argv)
+    suites = a.only or [s for s in SUITES if not (s == "peers" and a.no_peers)]
+    repeats = a.repeats or (3 if a.quick else 7)
+
+    def log(msg):
+        print(msg, flush=True)
+
+    if a.wait_quiet > 0:
+        t_end = time.time() + 60 * a.wait_quiet
+        while (core.loadavg() or (0,))[0] >= a.quiet_load and time.time() < t_end:
+            log(f"waiting for a quiet machine: load average {core.loadavg()[0]:.2f}")
+            time.sleep(20)
+    t_start = time.perf_counter()
+    res = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": core.machine(),
+           "command": " ".join(["python -m benchmarks"] + (argv if argv is not None else sys.argv[1:])),
+           "suites": suites}
+    log(f"neurosim benchmarks on {res['machine'].get('cpu')} ({res['machine']['cpu_count']} cores), "
+        f"load average {res['machine'].get('loadavg_start')}")
+    if "workloads" in suites:
+        log("workloads: numba vs reference vs roofline")
+        res["workloads"] = workloads.run(repeats=repeats, log=log)
+    if "peers" in suites:
+        log("peers: pcx and ngc-learn (each checked against neurosim's energy and weight update first)")
+        dtypes = ("float64", "float32") if a.peers_float32 else ("float64",)
+        res["peers"] = peers.run(workloads.WORKLOADS, python=a.peers_python, repeats=max(3, repeats - 2),
+                                 dtypes=dtypes, log=log)
+    if "scaling" in suites:
+        log("scaling (numba, float64)")
+        res["scaling"] = scaling.run(repeats=3 if a.quick else max(5, repeats - 2), quick=a.quick, log=log)
+    if "memory" in suites:
+        log("memory: peak RSS of fresh processes")
+        res["memory"] = system.memory(log=log)
+    if "probes" in suites:
+        log("probes recording every step")
+        res["probes"] = system.probes(repeats=2 * repeats + 1, log=log)
+    if "startup" in suites:
+        log("start-up")
+        res["startup"] = system.startup(repeats=2 if a.quick else 3, log=log)
+    if "threads" in suites:
+        log("numba threads")
+        res["threads"] = system.threads(log=log)
+    res["loadavg_end"] = core.loadavg()
+    res["total_s"] = time.perf_counter() - t_start
+    write_json_atomic(a.out, res)
+    stamped = a.out.parent / f"{res['date'][:10]}.json"
+    if a.out.name == "latest.json":
+        shutil.copyfile(a.out, stamped)
+    log(f"wrote {a.out}" + (f" and {stamped}" if a.out.name == "latest.json" else ""))
+    if not a.no_readme and a.out.name == "latest.json":
+        report.write_readme(res, HERE / "README.md")
+        log(f"wrote {HERE / 'README.md'}")
+    print()
+    print(report.checklist(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

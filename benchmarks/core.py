@@ -1,13 +1,32 @@
-"""Samples/s of PC training, numba vs the NumPy reference, measured in one run.
+r"""Shared pieces of the benchmark suite: the workload, timing, the machine's measured roofline.
 
-Workload (performance_notes.md): 64-256-256-10 tanh PCN, input and target clamped, hidden values from
-the feedforward pass, T Euler steps (dt = 0.1), one SGD step.  Batch 1 (online) and batch 256.
-The JIT is warmed first and its compile time reported separately; figures are medians of repeats.
+Workload (the standard PC training schedule, ``performance_notes.md``): a layered tanh PCN
+(default 64-256-256-10, no biases, linear input), input and target clamped, hidden values from the
+feedforward pass, ``T`` Euler steps of size 0.1, then one SGD step of the weights (lr 1e-3).  One
+*batch* is one call of the backend's ``run_batch``: relaxation and weight update.
+
+FLOPs of one batch (matrix products only; elementwise work is not counted, so the roofline is
+optimistic):
+
+.. math::
+
+    2B\Big[(T+1)\sum_l n_{l-1} n_l + T \sum_{l \ge 2} n_{l-1} n_l + \sum_l n_{l-1} n_l\Big]
+
+(predictions at the start and after every step, feedback into every moving layer at every step, the
+weight gradient once).  The *roofline* time is these FLOPs divided by the machine's matrix-product
+rate measured with NumPy in the same process: GEMV (``W @ v``, ``n x n``) for batch 1 and GEMM
+(``(B, n) @ (n, n)``) otherwise, ``n`` the hidden width.  "Fraction of roofline" is roofline time /
+measured time.  The numba kernel skips predictions whose inputs are all clamped, so it does fewer
+FLOPs than the formula counts and its fraction can exceed 1; the formula is what any straightforward
+implementation (and the peers) must compute.
 """
 from __future__ import annotations
 
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -15,48 +34,167 @@ import numpy as np
 import neurosim as ns
 from neurosim.backends.base import RunSpec
 
+DT = 0.1
+LR = 1e-3
 
-def _time_batches(sim, X, Y, spec, repeats):
-    times = []
-    for _ in range(repeats):
+
+def net_sizes(width=256, hidden=2, n_in=64, n_out=10):
+    return [n_in] + [width] * hidden + [n_out]
+
+
+def make_net(sizes):
+    return ns.hierarchy(list(sizes), phi="tanh", bias=False, lr=LR, name="bench")
+
+
+def make_data(B, sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(B, sizes[0])), rng.normal(size=(B, sizes[-1]))
+
+
+def spec(T, probe_every=0):
+    return RunSpec(n_steps=int(T), dt=DT, learn=True, probe_every=probe_every)
+
+
+def flops(sizes, B, T):
+    """Matrix-product FLOPs of one training batch (see the module docstring)."""
+    mats = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    return 2.0 * B * ((T + 1) * sum(mats) + T * sum(mats[1:]) + sum(mats))
+
+
+def simulator(sizes, backend, dtype="float64", seed=0, probes=(), blas_threads=None):
+    opts = {"blas_threads": blas_threads} if blas_threads is not None else None
+    return ns.Simulator(make_net(sizes), dt=DT, backend=backend, seed=seed, dtype=dtype, probes=probes,
+                        backend_options=opts)
+
+
+def batch_fn(sim, X, Y, T):
+    sp = spec(T)
+    X = np.ascontiguousarray(X, dtype=sim.dtype)
+    Y = np.ascontiguousarray(Y, dtype=sim.dtype)
+
+    def run():
+        sim.backend.run_batch(X, Y, sp)
+    return run
+
+
+def interleaved(fns: dict, repeats: int, warmup: int = 1, repeats_of: dict | None = None, block: int = 3) -> dict:
+    """Median wall time of each callable, measured round-robin so that every ratio between them is
+    taken under the same machine conditions.
+
+    Each round runs every callable ``block`` times in a row after one untimed call, so that each is
+    timed with its own data in the caches, as in a training loop (timing alternate single calls would
+    charge every call for the caches the other implementation evicted).  ``repeats`` rounds;
+    ``repeats_of`` caps the number of rounds of slow entries.
+    """
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    times = {k: [] for k in fns}
+    for r in range(repeats):
+        for k, f in fns.items():
+            if repeats_of and r >= repeats_of.get(k, repeats):
+                continue
+            if block > 1:
+                f()
+            for _ in range(block):
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+    return {k: {"median_s": statistics.median(v), "min_s": min(v), "n": len(v)} for k, v in times.items()}
+
+
+# ----------------------------------------------------------------------------- the roofline
+def matmul_rate(B, n, dtype="float64", min_time=0.2) -> float:
+    """FLOP/s of NumPy's matrix product for the workload's shape: GEMV ``(n, n) @ (n,)`` when B == 1,
+    GEMM ``(B, n) @ (n, n)`` otherwise (median of several timed blocks, output preallocated)."""
+    rng = np.random.default_rng(1)
+    W = rng.normal(size=(n, n)).astype(dtype)
+    if B == 1:
+        a = rng.normal(size=n).astype(dtype)
+        out = np.empty(n, dtype)
+
+        def f():
+            np.matmul(W, a, out=out)
+    else:
+        A = rng.normal(size=(B, n)).astype(dtype)
+        out = np.empty((B, n), dtype)
+
+        def f():
+            np.matmul(A, W.T, out=out)
+    fl = 2.0 * B * n * n
+    f()
+    reps = 1
+    while True:  # calibrate a block of ~20 ms
         t0 = time.perf_counter()
-        sim.backend.run_batch(X, Y, spec)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for _ in range(reps):
+            f()
+        el = time.perf_counter() - t0
+        if el > 0.02:
+            break
+        reps *= 2
+    rates = []
+    t_end = time.perf_counter() + min_time
+    while time.perf_counter() < t_end or len(rates) < 5:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            f()
+        rates.append(fl * reps / (time.perf_counter() - t0))
+    return statistics.median(rates)
 
 
-def run(T: int = 100, batches=(1, 256), repeats: int = 7, dtype="float64") -> dict:
-    net = ns.hierarchy([64, 256, 256, 10], phi="tanh", lr=1e-3, bias=False)
-    rng = np.random.default_rng(0)
-    spec = RunSpec(n_steps=T, dt=0.1, learn=True)
-    rows = []
-    compile_s = None
-    for B in batches:
-        X = rng.normal(size=(B, 64))
-        Y = rng.normal(size=(B, 10))
-        row = {"batch": B, "T": T, "dtype": dtype}
-        for backend in ("numba", "reference"):
-            sim = ns.Simulator(net, dt=0.1, backend=backend, seed=0, dtype=dtype)
-            t0 = time.perf_counter()
-            sim.backend.run_batch(X, Y, spec)  # warm-up (compiles or loads the cache for numba)
-            warm = time.perf_counter() - t0
-            if backend == "numba" and compile_s is None:
-                compile_s = warm
-            reps = repeats if backend == "numba" or B == 1 else max(3, repeats // 2)
-            med = _time_batches(sim, X, Y, spec, reps)
-            row[f"{backend}_s_per_batch"] = med
-            row[f"{backend}_samples_per_s"] = B / med
-        row["speedup_numba_vs_reference"] = row["reference_s_per_batch"] / row["numba_s_per_batch"]
-        rows.append(row)
-    return {"workload": "PC training 64-256-256-10 tanh, T Euler steps, one SGD step", "rows": rows,
-            "first_call_s (compile or cache load)": compile_s,
-            "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine(),
-                        "numpy": np.__version__}}
+def settle(seconds=1.0):
+    """Let BLAS worker threads of earlier products go idle before timing anything else."""
+    time.sleep(seconds)
 
 
-def table(result: dict) -> str:
-    lines = ["| batch | T | numba samples/s | reference samples/s | numba / reference |", "|---|---|---|---|---|"]
-    for r in result["rows"]:
-        lines.append(f"| {r['batch']} | {r['T']} | {r['numba_samples_per_s']:.0f} | {r['reference_samples_per_s']:.0f} "
-                     f"| {r['speedup_numba_vs_reference']:.2f}x |")
-    return "\n".join(lines)
+def roofline_s(sizes, B, T, rate):
+    return flops(sizes, B, T) / rate
+
+
+# ----------------------------------------------------------------------------- machine
+def machine() -> dict:
+    import numba
+    info = {"python": platform.python_version(), "platform": platform.platform(), "numpy": np.__version__,
+            "numba": numba.__version__, "cpu_count": os.cpu_count(), "neurosim": ns.__version__}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        flags = open("/proc/cpuinfo").read()
+        info["avx512f"] = " avx512f " in flags
+    except OSError:
+        info["cpu"] = platform.processor() or platform.machine()
+    try:
+        info["loadavg_start"] = os.getloadavg()
+    except OSError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas"] = [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
+                                               "filepath")} for d in threadpool_info()]
+    except ImportError:
+        pass
+    info["numba_threading_layer_env"] = os.environ.get("NUMBA_THREADING_LAYER")
+    info["env_threads"] = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    return info
+
+
+def loadavg():
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+def run_python(code: str, env_extra: dict | None = None, python: str | None = None, timeout=900) -> str:
+    """Run ``code`` in a fresh interpreter (same environment unless ``python`` says otherwise) and
+    return its stdout; raise with stderr on failure."""
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    r = subprocess.run([python or sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"subprocess failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return r.stdout

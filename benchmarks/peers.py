@@ -1,0 +1,113 @@
+"""Peer libraries (pcx, ngc-learn) on the same workloads, run in their own environment.
+
+The peers need JAX and their own dependency pins, so they live in a separate virtual environment
+(``--peers-python``; default ``$NEUROSIM_PEERS_PYTHON``, else this interpreter when it has the ``peers``
+extra installed, else ``/work/venv-peers/bin/python``; install with
+``pip install -r benchmarks/peers/requirements.txt``).  For every workload this module writes the
+initial weights, the batch and neurosim's own result (final energy and updated weights, from the
+reference backend) to a file, runs ``benchmarks/peers/<lib>_bench.py`` in a subprocess, and accepts the
+peer's timing only if it computed the same final energy and weight update; the numba time used for the
+ratio is measured in the same invocation right before the peer runs.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import core
+
+HERE = Path(__file__).parent / "peers"
+PEERS = ("pcx", "ngclearn")
+def _default_python():
+    """$NEUROSIM_PEERS_PYTHON, else this interpreter if it has both peers installed (the ``peers`` extra),
+    else the separate environment /work/venv-peers."""
+    if os.environ.get("NEUROSIM_PEERS_PYTHON"):
+        return os.environ["NEUROSIM_PEERS_PYTHON"]
+    if all(importlib.util.find_spec(m) is not None for m in ("pcx", "ngclearn")):
+        return sys.executable
+    return "/work/venv-peers/bin/python"
+
+
+DEFAULT_PYTHON = _default_python()
+
+
+def _problem(path, sizes, B, T, dtype, repeats):
+    X, Y = core.make_data(B, sizes)
+    ref = core.simulator(sizes, "reference", "float64")
+    W = ref.weights
+    res = ref.backend.run_batch(X, Y, core.spec(T))
+    Wn = ref.weights
+    L = len(sizes) - 1
+    arrays = {f"W{i}": W[f"W{i}"] for i in range(1, L + 1)}
+    arrays.update({f"Wnext{i}": Wn[f"W{i}"] for i in range(1, L + 1)})
+    np.savez(path, X=X, Y=Y, T=T, dt=core.DT, lr=core.LR, dtype=dtype, n_layers=L, repeats=repeats, **arrays)
+    return float(res.energy[-1].sum())
+
+
+def run_peer(lib, python, sizes, B, T, dtype, repeats, timeout=1800) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        prob, out = Path(d) / "problem.npz", Path(d) / "result.json"
+        energy = _problem(prob, sizes, B, T, dtype, repeats)
+        try:
+            r = subprocess.run([python, str(HERE / f"{lib}_bench.py"), str(prob), str(out)], capture_output=True,
+                               text=True, timeout=timeout)
+        except FileNotFoundError:
+            return {"ok": False, "reason": f"peers environment not found ({python}); see benchmarks/README.md"}
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "reason": f"timed out after {timeout} s"}
+        if r.returncode != 0 or not out.exists():
+            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+            return {"ok": False, "reason": f"{lib} failed: {tail[0][:200]}"}
+        res = json.loads(out.read_text())
+    tol = 1e-9 if dtype == "float64" else 1e-4
+    res["neurosim_energy_final"] = energy
+    res["energy_rel_err"] = abs(res["energy_final"] - energy) / abs(energy)
+    res["ok"] = res["energy_rel_err"] < tol and res["weights_max_abs_err"] < tol * 10
+    if not res["ok"]:
+        res["reason"] = (f"computes a different result: energy rel. err {res['energy_rel_err']:.2e}, weights "
+                         f"max err {res['weights_max_abs_err']:.2e}")
+    return res
+
+
+def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=None, log=print) -> dict:
+    """For each workload (name, B, T) and dtype: numba median time and each peer's result."""
+    sizes = sizes or core.net_sizes()
+    rows = []
+    for dtype in dtypes:
+        for name, B, T in workloads:
+            X, Y = core.make_data(B, sizes)
+            sim = core.simulator(sizes, "numba", dtype)
+            fns = {"numba": core.batch_fn(sim, X, Y, T)}
+            if B > 8:
+                fns["numba_1thread"] = core.batch_fn(core.simulator(sizes, "numba", dtype, blas_threads=1), X, Y, T)
+            row = {"workload": name, "batch": B, "T": T, "dtype": dtype, "peers": {}}
+            for lib in PEERS:
+                # numba is timed right before and right after the peer: the ratio uses both
+                before = core.interleaved(fns, repeats, block=1)
+                res = run_peer(lib, python, sizes, B, T, dtype, repeats)
+                after = core.interleaved(fns, repeats, block=1)
+                t_nb = 0.5 * (before["numba"]["median_s"] + after["numba"]["median_s"])
+                row[f"numba_s_around_{lib}"] = [before["numba"]["median_s"], after["numba"]["median_s"]]
+                if "numba_1thread" in fns:
+                    t1 = 0.5 * (before["numba_1thread"]["median_s"] + after["numba_1thread"]["median_s"])
+                    row[f"numba_1thread_s_around_{lib}"] = t1
+                    if res.get("ok"):
+                        res["ratio_peer_over_numba_1thread"] = res["median_s"] / t1
+                if res.get("ok"):
+                    res["ratio_peer_over_numba"] = res["median_s"] / t_nb
+                    log(f"  {lib:9s} {name:8s} B={B:<4d} T={T:<4d} {dtype}: {res['median_s'] * 1e3:8.2f} ms "
+                        f"(numba {t_nb * 1e3:.2f} ms, x{res['median_s'] / t_nb:.1f}; compile {res['compile_s']:.1f} s; "
+                        f"energy rel. err {res['energy_rel_err']:.1e})")
+                else:
+                    log(f"  {lib:9s} {name:8s} B={B:<4d} T={T:<4d} {dtype}: not timed: {res['reason']}")
+                row["peers"][lib] = res
+            row["numba_s"] = float(np.mean([v for lib in PEERS for v in row[f"numba_s_around_{lib}"]]))
+            rows.append(row)
+    return {"python": python, "rows": rows}

@@ -1,0 +1,220 @@
+"""Memory, probe overhead, start-up time and the cost of numba threads on this machine.
+
+* memory: peak RSS (``VmHWM``) of a fresh process running the largest point of each scaling sweep,
+  and the largest T with probes recording x, eps and mu of every population at every step; the RSS
+  after imports and kernel loading is reported alongside;
+* probes: recording every step against not recording, in the kernel and through ``Simulator.run`` with
+  the records stored in ``sim.data`` (interleaved medians);
+* start-up: ``neurosim run digits`` in a fresh process with the numba cache warm: time from process
+  start until the first training batch starts, and the first batch itself (which loads the cached
+  kernel); the cold compile time of the kernel (empty cache directory) for comparison;
+* threads: the cost of entering and leaving one numba ``prange`` region, which is why the per-step
+  loop stays single-threaded (BLAS uses both cores inside the large matrix products).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import neurosim as ns
+
+from . import core
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_MEM_CHILD = r"""
+import json, numpy as np, neurosim as ns
+from benchmarks import core
+def hwm_mb():
+    # VmHWM of this process (ru_maxrss would carry over the parent's high-water mark through fork + exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+width, depth, B, T, probes = {width}, {depth}, {batch}, {T}, {probes}
+sizes = core.net_sizes(width=width, hidden=depth)
+pr = []
+if probes:
+    names = [f"h{{i}}" for i in range(1, depth + 1)] + ["output"]
+    pr = [ns.Probe(n, v, every=1, max_records=10**9) for n in names for v in ("x", "eps", "mu")]
+    pr.append(ns.Probe("input", "x", every=1, max_records=10**9))
+sim = core.simulator(sizes, "numba", probes=pr)
+X, Y = core.make_data(B, sizes)
+sim.run(X[:1], Y[:1], steps=1, mode="clamp")      # load the kernel
+base = hwm_mb()
+sim.run(X, Y, steps=T, mode="clamp", learn=True)
+peak = hwm_mb()
+rec = sum(sim.data[p].nbytes for p in pr) if pr else 0
+print(json.dumps({{"rss_after_load_mb": base, "peak_rss_mb": peak, "probe_data_mb": rec / 2**20,
+                  "state_buffers_mb": (sim.backend._work.nbytes + sim.backend._tmp.nbytes) / 2**20,
+                  "weights_mb": sim.backend.W.nbytes * 4 / 2**20}}))
+"""
+
+MEMORY_CASES = [
+    {"case": "width 2048", "width": 2048, "depth": 2, "batch": 32, "T": 20, "probes": False},
+    {"case": "depth 64", "width": 256, "depth": 64, "batch": 32, "T": 20, "probes": False},
+    {"case": "batch 1024", "width": 256, "depth": 2, "batch": 1024, "T": 20, "probes": False},
+    {"case": "T 500", "width": 256, "depth": 2, "batch": 32, "T": 500, "probes": False},
+    {"case": "T 500 + probes every step", "width": 256, "depth": 2, "batch": 32, "T": 500, "probes": True},
+    {"case": "width 2048, T 500 + probes every step", "width": 2048, "depth": 2, "batch": 32, "T": 500,
+     "probes": True},
+]
+
+
+def memory(log=print) -> list:
+    rows = []
+    for c in MEMORY_CASES:
+        code = _MEM_CHILD.format(**{k: c[k] for k in ("width", "depth", "batch", "T", "probes")})
+        out = json.loads(core.run_python(code, {"PYTHONPATH": str(ROOT)}).strip().splitlines()[-1])
+        rows.append({**c, **out})
+        log(f"  {c['case']:40s} peak RSS {out['peak_rss_mb']:7.1f} MB (after load {out['rss_after_load_mb']:6.1f} MB; "
+            f"state {out['state_buffers_mb']:.1f} MB, probe data {out['probe_data_mb']:.1f} MB)")
+    return rows
+
+
+def probes(repeats=15, log=print) -> list:
+    """Recording every step vs not recording, same workload, interleaved medians, at two levels:
+
+    * kernel: ``backend.run_batch`` with ``probe_every=1`` (x, eps, mu of the probed item for every
+      unit at every step, returned to the caller) against ``probe_every=0``;
+    * simulator: ``Simulator.run(..., learn=True)`` with probes stored in ``sim.data`` across runs
+      (accumulating, as in a training loop), for a typical set (x and eps of every non-input population
+      and their energies, as ``neurosim run digits`` records) and for everything (x, eps, mu, energy of
+      every population: 13 probes).
+    """
+    rows = []
+    sizes = core.net_sizes()
+    names = ["h1", "h2", "output"]
+    sets = {
+        "typical (9 probes)": [ns.Probe(n, v, every=1, max_records=10**9) for n in names for v in ("x", "eps")]
+        + [ns.Probe(n, "energy", every=1, max_records=10**9) for n in names],
+        "everything (13 probes)": [ns.Probe(n, v, every=1, max_records=10**9) for n in names
+                                   for v in ("x", "eps", "mu")]
+        + [ns.Probe(n, "energy", every=1, max_records=10**9) for n in names]
+        + [ns.Probe("input", "x", every=1, max_records=10**9)],
+    }
+    for B, T in ((1, 100), (256, 20)):
+        X, Y = core.make_data(B, sizes)
+        a, b = core.simulator(sizes, "numba"), core.simulator(sizes, "numba")
+        s0, s1 = core.spec(T), core.spec(T, probe_every=1)
+
+        def k0():
+            a.backend.run_batch(X, Y, s0)
+
+        def k1():
+            b.backend.run_batch(X, Y, s1)
+        res = core.interleaved({"off": k0, "on": k1}, repeats)
+        ratio = res["on"]["median_s"] / res["off"]["median_s"]
+        rows.append({"level": "kernel", "probes": "x, eps, mu of every unit", "batch": B, "T": T,
+                     "plain_s": res["off"]["median_s"], "probes_s": res["on"]["median_s"], "ratio": ratio})
+        log(f"  kernel     B={B:<4d} T={T:<4d} recording off {res['off']['median_s'] * 1e3:8.3f} ms, every step "
+            f"{res['on']['median_s'] * 1e3:8.3f} ms: x{ratio:.3f}")
+        sims = {"plain": core.simulator(sizes, "numba")}
+        sims.update({k: core.simulator(sizes, "numba", probes=v) for k, v in sets.items()})
+
+        def make(sim):
+            def f():
+                sim.run(X, Y, steps=T, mode="clamp", learn=True)
+            return f
+        res = core.interleaved({k: make(s) for k, s in sims.items()}, repeats)
+        for k in sets:
+            ratio = res[k]["median_s"] / res["plain"]["median_s"]
+            rows.append({"level": "simulator", "probes": k, "batch": B, "T": T, "plain_s": res["plain"]["median_s"],
+                         "probes_s": res[k]["median_s"], "ratio": ratio})
+            log(f"  simulator  B={B:<4d} T={T:<4d} {k}: {res['plain']['median_s'] * 1e3:8.3f} ms -> "
+                f"{res[k]['median_s'] * 1e3:8.3f} ms: x{ratio:.3f}")
+    return rows
+
+
+_START_CHILD = r"""
+import os, sys, time
+T0 = float(os.environ["NS_T0"])
+import neurosim.simulator as S
+orig = S.Simulator._run_batch
+def patched(self, *a, **k):
+    begin = time.time() - T0
+    orig(self, *a, **k)
+    done = time.time() - T0
+    print("STARTUP", begin, done, flush=True)
+    os._exit(0)
+S.Simulator._run_batch = patched
+from neurosim.cli import main
+main(["run", "digits", "--out", sys.argv[1], "--no-progress", "-q", "--set", "epochs=1"])
+"""
+
+_COMPILE_CHILD = r"""
+import time, numpy as np
+from benchmarks import core
+sizes = core.net_sizes()
+sim = core.simulator(sizes, "numba", "{dtype}")
+X, Y = core.make_data(1, sizes)
+t0 = time.perf_counter()
+sim.backend.run_batch(X, Y, core.spec(5))
+print("FIRST", time.perf_counter() - t0)
+"""
+
+_IMPORT_CHILD = r"""
+import time
+t0 = time.perf_counter(); import numba; t1 = time.perf_counter()
+import neurosim, neurosim.backends.numba_backend; t2 = time.perf_counter()
+import sklearn.datasets; t3 = time.perf_counter()
+import matplotlib; t4 = time.perf_counter()
+print("IMPORTS", t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+"""
+
+
+def startup(repeats=3, log=print) -> dict:
+    env = {"PYTHONPATH": str(ROOT)}
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for dtype in ("float64", "float32"):
+            line = core.run_python(_COMPILE_CHILD.format(dtype=dtype), {**env, "NUMBA_CACHE_DIR": cache})
+            out[f"cold_compile_s_{dtype}"] = float(line.split("FIRST")[1])
+            line = core.run_python(_COMPILE_CHILD.format(dtype=dtype), {**env, "NUMBA_CACHE_DIR": cache})
+            out[f"cache_load_s_{dtype}"] = float(line.split("FIRST")[1])
+    log(f"  kernel compile (empty cache): float64 {out['cold_compile_s_float64']:.1f} s, float32 "
+        f"{out['cold_compile_s_float32']:.1f} s; first call with a warm cache: {out['cache_load_s_float64']:.2f} s")
+    imp = core.run_python(_IMPORT_CHILD, env).split("IMPORTS")[1].split()
+    out["import_s"] = dict(zip(["numba", "neurosim+kernel module", "sklearn.datasets", "matplotlib"], map(float, imp)))
+    runs = []
+    with tempfile.TemporaryDirectory() as d:
+        for _ in range(repeats + 1):  # the first run warms the default cache and the OS file cache
+            line = core.run_python(f"import sys; sys.argv = ['x', {d!r}]\n" + _START_CHILD,
+                                   {**env, "NS_T0": str(time.time())})
+            begin, done = map(float, line.split("STARTUP")[1].split())
+            runs.append((begin, done))
+    runs = runs[1:]
+    begin = float(np.median([r[0] for r in runs]))
+    done = float(np.median([r[1] for r in runs]))
+    out.update({"digits_until_training_begins_s": begin, "digits_until_first_batch_done_s": done,
+                "digits_first_batch_s": done - begin, "runs": runs})
+    log(f"  neurosim run digits (warm cache): training begins after {begin:.2f} s, first batch done after {done:.2f} s"
+        f"  (imports: " + ", ".join(f"{k} {v:.2f} s" for k, v in out["import_s"].items()) + ")")
+    return out
+
+
+_THREAD_CHILD = r"""
+import time, numpy as np
+from numba import njit, prange
+@njit(parallel=True)
+def region(a, n):
+    for k in range(n):
+        for i in prange(2):
+            a[i] += 1.0
+import numba
+a = np.zeros(2); region(a, 10)
+t0 = time.perf_counter(); region(a, 2000); t1 = time.perf_counter()
+print("REGION", (t1 - t0) / 2000, numba.threading_layer())
+"""
+
+
+def threads(log=print) -> dict:
+    with tempfile.TemporaryDirectory() as cache:
+        line = core.run_python(_THREAD_CHILD, {"NUMBA_CACHE_DIR": cache})
+    s, layer = line.split("REGION")[1].split()
+    res = {"prange_region_s": float(s), "threading_layer": layer}
+    log(f"  one numba prange region (enter + leave, {layer}): {float(s) * 1e6:.1f} us")
+    return res

@@ -1,0 +1,80 @@
+"""The issue's workloads: online (batch 1, T = 100) and batched (batch 256, T = 20 and 100), numba
+against the NumPy reference backend and the measured roofline, in float64 and float32.
+
+float32 is an option of the numba backend; its error is measured here against the float64 reference
+on the same batch (relative error of the final energy, max abs error of the updated weights).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import core
+
+WORKLOADS = [  # (name, batch, T)
+    ("online", 1, 100),
+    ("batched", 256, 20),
+    ("batched", 256, 100),
+]
+
+
+def float32_error(sizes, B, T) -> dict:
+    """numba float32 vs the float64 reference on one batch."""
+    X, Y = core.make_data(B, sizes, seed=3)
+    a = core.simulator(sizes, "numba", "float32")
+    b = core.simulator(sizes, "reference", "float64")
+    ra = a.backend.run_batch(X.astype(np.float32), Y.astype(np.float32), core.spec(T))
+    rb = b.backend.run_batch(X, Y, core.spec(T))
+    ea, eb = ra.energy[-1].sum(), rb.energy[-1].sum()
+    wa, wb = a.weights, b.weights
+    return {"energy_rel_err": float(abs(ea - eb) / abs(eb)),
+            "weights_max_abs_err": float(max(np.max(np.abs(wa[k] - wb[k])) for k in wb)),
+            "x_max_abs_err": float(np.max(np.abs(a.backend.state()["x"] - b.backend.state()["x"])))}
+
+
+def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict:
+    sizes = sizes or core.net_sizes()
+    rows = []
+    first_call = {}
+    # every roofline rate first: NumPy's OpenBLAS threads keep spinning for a while after a product and
+    # would compete with the kernel's BLAS (SciPy's OpenBLAS, another thread pool) if timed right after
+    rates = {(B, sizes[1], dtype): core.matmul_rate(B, sizes[1], dtype) for dtype in dtypes for _, B, _ in WORKLOADS}
+    core.settle()
+    for dtype in dtypes:
+        for name, B, T in WORKLOADS:
+            X, Y = core.make_data(B, sizes)
+            sims = {"numba": core.simulator(sizes, "numba", dtype), "reference": core.simulator(sizes, "reference", dtype)}
+            if B > 8:  # also the kernel with one BLAS thread (robust when other processes share the cores)
+                sims["numba_1thread"] = core.simulator(sizes, "numba", dtype, blas_threads=1)
+            fns = {k: core.batch_fn(s, X, Y, T) for k, s in sims.items()}
+            if dtype not in first_call:  # the first numba call of this dtype compiles or loads the cache
+                t0 = time.perf_counter()
+                fns["numba"]()
+                first_call[dtype] = time.perf_counter() - t0
+            key = (B, sizes[1], dtype)
+            slow = B * T >= 256 * 100
+            res = core.interleaved(fns, repeats, repeats_of={"reference": 2 if slow else repeats},
+                                   block=2 if slow else 3)
+            rate = rates[key]
+            roof = core.roofline_s(sizes, B, T, rate)
+            t_nb, t_ref = res["numba"]["median_s"], res["reference"]["median_s"]
+            row = {"workload": name, "batch": B, "T": T, "dtype": dtype, "sizes": sizes,
+                   "numba_s": t_nb, "reference_s": t_ref, "numba_min_s": res["numba"]["min_s"],
+                   "speedup_vs_reference": t_ref / t_nb,
+                   "flops": core.flops(sizes, B, T), "roofline_kind": "GEMV" if B == 1 else "GEMM",
+                   "matmul_rate_gflops": rate / 1e9, "roofline_s": roof, "fraction_of_roofline": roof / t_nb,
+                   "numba_gflops": core.flops(sizes, B, T) / t_nb / 1e9,
+                   "samples_per_s": B / t_nb, "loadavg": core.loadavg()}
+            if "numba_1thread" in res:
+                t1 = res["numba_1thread"]["median_s"]
+                row.update(numba_1thread_s=t1, speedup_1thread_vs_reference=t_ref / t1,
+                           fraction_of_roofline_1thread=roof / t1)
+            if dtype == "float32":
+                row["float32_error"] = float32_error(sizes, B, T)
+            rows.append(row)
+            log(f"  {name:8s} B={B:<4d} T={T:<4d} {dtype}: numba {t_nb * 1e3:8.2f} ms  reference {t_ref * 1e3:8.2f} ms"
+                f"  x{t_ref / t_nb:5.1f}  roofline {roof * 1e3:7.2f} ms ({roof / t_nb:4.0%})"
+                + (f"  [1 BLAS thread: {row['numba_1thread_s'] * 1e3:.2f} ms, {roof / row['numba_1thread_s']:.0%}]"
+                   if "numba_1thread_s" in row else ""))
+    return {"rows": rows, "first_numba_call_s": first_call}

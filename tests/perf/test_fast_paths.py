@@ -1,0 +1,241 @@
+"""Correctness of the optimised paths of the numba core (no timing here: see ``python -m benchmarks``).
+
+The numba kernel takes different code paths than the NumPy reference: vectorised tanh/logistic, the
+fused one-pass prediction/error/feedback for batches up to ``SMALL_BATCH``, BLAS above it, predictions
+of clamped-input populations computed once, feedback only into moving populations, the fused Euler
+update.  Every path must reproduce the reference backend (the executable specification) to 1e-10 in
+float64; the transcendental functions must agree with NumPy to a few ulp.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import neurosim as ns
+from neurosim.activations import _sigmoid
+from neurosim.backends import numba_backend as nb
+from neurosim.backends.base import RunSpec
+
+TOL = 1e-10
+
+
+def close(a, b, what, tol=TOL):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    assert a.shape == b.shape, what
+    assert np.all(np.isfinite(a)), what
+    scale = max(1.0, float(np.max(np.abs(b)))) if b.size else 1.0
+    err = float(np.max(np.abs(a - b))) if a.size else 0.0
+    assert err <= tol * scale, f"{what}: max abs difference {err:.3e} > {tol:g} * {scale:.3g}"
+
+
+def phi_block(code, x):
+    out = np.empty_like(x)
+    nb._phi_block(code, 0.0, x, out, 0, x.size)
+    return out
+
+
+def ulps(a, b):
+    return np.abs(a - b) / np.spacing(np.maximum(np.abs(b), np.finfo(float).tiny))
+
+
+# ----------------------------------------------------------------------------- vectorised transcendental functions
+def test_tanh_within_3_ulp_of_numpy_over_all_magnitudes():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=20000) * s for s in (1e-8, 1e-3, 0.1, 0.5, 1, 3, 10, 30)] +
+                       [np.linspace(-25, 25, 20001), np.linspace(0.6, 0.65, 1001)])  # 0.625: branch switch
+    assert ulps(phi_block(1, x), np.tanh(x)).max() <= 3
+
+
+def test_tanh_special_values():
+    x = np.array([0.0, -0.0, np.inf, -np.inf, 1e300, -1e300, 5e-324, -5e-324, 1e-310, 19.0, 20.0, 21.0, 710.0])
+    y = phi_block(1, x)
+    assert ulps(y, np.tanh(x)).max() <= 1   # (tanh(19) = 1 - 6.3e-17 rounds to 1 - 2^-53; NumPy says 1)
+    np.testing.assert_array_equal(y[[0, 1, 2, 3, 4, 5, 10, 11, 12]], [0, 0, 1, -1, 1, -1, 1, 1, 1])
+    assert np.isnan(phi_block(1, np.array([np.nan]))[0])  # NaN propagates (divergence detection relies on it)
+
+
+def test_logistic_matches_reference_form():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=20000) * s for s in (1e-6, 0.5, 3, 20)] + [np.linspace(-740, 740, 20001)])
+    y, ref = phi_block(2, x), _sigmoid(x)
+    normal = ref > 1e-300
+    assert ulps(y[normal], ref[normal]).max() <= 4
+    assert np.max(np.abs(y[~normal] - ref[~normal])) < 1e-300  # deep underflow: both ~0
+    s = phi_block(2, np.array([np.inf, -np.inf, -800.0, 800.0, np.nan]))
+    np.testing.assert_array_equal(s[:4], [1.0, 0.0, 0.0, 1.0])
+    assert np.isnan(s[4])
+
+
+@pytest.mark.parametrize("code,name", [(0, "linear"), (3, "relu"), (4, "leaky_relu")])
+def test_piecewise_activations_exact(code, name):
+    x = np.array([-3.0, -0.0, 0.0, 2.5, -np.inf, np.inf, -1e-300])
+    a = ns.activations.get(name).param
+    out = np.empty_like(x)
+    nb._phi_block(code, a, x, out, 0, x.size)
+    np.testing.assert_array_equal(out, ns.activations.phi(name, x))
+
+
+# ----------------------------------------------------------------------------- whole relaxations on every path
+def layered(phi="tanh", **kw):
+    defaults = dict(bias=True, multipliers=[1.3, 0.7, 1.1], precision=0.8, output_precision=1.7, lr=0.05)
+    defaults.update(kw)
+    return ns.hierarchy([5, 9, 7, 3], phi=phi, **defaults)
+
+
+def compare(net, B, *, steps=30, mode="clamp", integrator="euler", tol=None, dt_decay=1.0, learn=True, seed=0,
+            probes=(), dt=0.1, batches=2):
+    kw = dict(dt=dt, seed=seed, integrator=integrator, probes=probes)
+    a = ns.Simulator(net, backend="numba", **kw)
+    b = ns.Simulator(net, backend="reference", **kw)
+    rng = np.random.default_rng(seed + 100)
+    for _ in range(batches):
+        X = rng.normal(size=(B, a.plan.n_input))
+        Y = rng.normal(size=(B, a.plan.n_target))
+        args = dict(steps=steps, mode=mode, beta=1.5 if mode == "nudge" else 0.0, tol=tol, dt_decay=dt_decay,
+                    learn=learn)
+        ra, rb = a.run(X, Y, **args), b.run(X, Y, **args)
+        assert ra.steps == rb.steps
+        close(ra.energy, rb.energy, "energy")
+        close(ra.y0, rb.y0, "y0")
+        for name in rb.populations:
+            for var in ("x", "eps", "mu"):
+                close(getattr(ra, var)[name], getattr(rb, var)[name], f"{var}[{name}]")
+    for k, v in b.weights.items():
+        close(a.weights[k], v, f"weights[{k}]")
+    for p in probes:
+        close(a.data[p], b.data[p], p.name)
+        np.testing.assert_array_equal(a.data.steps(p), b.data.steps(p))
+    return a, b
+
+
+@pytest.mark.parametrize("B", [1, 3, nb.SMALL_BATCH, nb.SMALL_BATCH + 1, 24])
+@pytest.mark.parametrize("phi", ["tanh", "sigmoid", "leaky_relu"])
+def test_layered_training_matches_reference_small_and_blas_paths(B, phi):
+    """B <= SMALL_BATCH: fused one-pass prediction/error/feedback; above: BLAS; with biases, multipliers,
+    precisions, learning over two batches."""
+    compare(layered(phi), B)
+
+
+@pytest.mark.parametrize("B", [1, 16])
+@pytest.mark.parametrize("mode", ["free", "nudge"])
+def test_moving_output_matches_reference(B, mode):
+    """With the output free or nudged it moves: it needs phi', feedback of its own and no fused shortcut."""
+    compare(layered("tanh"), B, mode=mode, learn=False)
+
+
+@pytest.mark.parametrize("B", [1, 16])
+def test_general_path_heun_tol_decay(B):
+    """The non-fused step path (Heun, tolerance stop, dt decay) with fused forward passes underneath."""
+    compare(layered("tanh"), B, integrator="heun", steps=200, tol=1e-4, dt=0.2)
+    compare(layered("tanh"), B, steps=40, dt_decay=0.7, dt=0.3)
+
+
+def dag(plastic=True):
+    """Two inputs; g's only inputs are clamped (its prediction is constant during a relaxation); h has two
+    weighted inputs (not fused) plus a skip; out has a weighted input from h and one from the input a."""
+    plast = ns.Hebbian(lr=0.05) if plastic else None
+    pops = (ns.ValuePopulation("a", 4), ns.ValuePopulation("b", 3),
+            ns.ValuePopulation("g", 4, phi="tanh"),
+            ns.ValuePopulation("h", 4, phi="tanh", tau_x=0.7),
+            ns.ValuePopulation("out", 2, tau_x=1.3))
+    errs = (ns.ErrorPopulation("eg", "g", precision=(0.5, 1.0, 1.5, 2.0)),
+            ns.ErrorPopulation("eh", "h", tau_eps=0.3, precision=1.2),
+            ns.ErrorPopulation("eo", "out", precision=0.9))
+    projs = (ns.Projection("Wag", "a", "g", bias=True, plasticity=plast),
+             ns.Projection("Wbg", "b", "g", multiplier=0.6, plasticity=plast),
+             ns.Projection("Wgh", "g", "h", plasticity=plast),
+             ns.Projection("Wbh", "b", "h", bias=True, plasticity=plast),
+             ns.Projection("skip", "g", "h", skip=True, weights=False),
+             ns.Projection("Who", "h", "out", bias=True, multiplier=1.2, plasticity=plast),
+             ns.Projection("Wao", "a", "out", plasticity=plast))
+    clamps = (ns.Clamp("a", "input"), ns.Clamp("b", "input"), ns.Clamp("out", "target"))
+    return ns.Circuit(pops, errs, projs, clamps, name="perf-dag")
+
+
+@pytest.mark.parametrize("B", [1, 5, 12])
+@pytest.mark.parametrize("integrator", ["euler", "heun"])
+def test_dag_constant_predictions_and_accumulated_feedback(B, integrator):
+    compare(dag(), B, integrator=integrator, steps=25)
+    compare(dag(), B, integrator=integrator, steps=25, mode="nudge", learn=False)
+
+
+def test_probes_every_step_on_the_fused_path():
+    probes = [ns.Probe(n, v, every=1, item=0) for n in ("h1", "h2", "output") for v in ("x", "eps", "mu")]
+    probes.append(ns.Probe("h2", "energy", every=1))
+    compare(layered("tanh"), 1, probes=probes, steps=20)
+
+
+def test_previous_state_and_zero_init_on_small_batches():
+    net = layered("tanh", tau_eps=0.2)
+    a = ns.Simulator(net, backend="numba", seed=1)
+    b = ns.Simulator(net, backend="reference", seed=1)
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(2, 5)), rng.normal(size=(2, 3))
+    for init in ("feedforward", "previous", "zeros", "previous"):
+        ra = a.run(X, Y, steps=15, mode="clamp", init=init)
+        rb = b.run(X, Y, steps=15, mode="clamp", init=init)
+        close(ra.energy, rb.energy, f"energy ({init})")
+        for name in rb.populations:
+            close(ra.x[name], rb.x[name], f"x[{name}] ({init})")
+
+
+@pytest.mark.parametrize("B", [1, 16])
+def test_float32_close_to_float64_and_really_float32(B):
+    net = layered("tanh")
+    a = ns.Simulator(net, backend="numba", seed=3, dtype="float32")
+    b = ns.Simulator(net, backend="reference", seed=3)
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(B, 5)), rng.normal(size=(B, 3))
+    ra, rb = a.learn(X, Y, steps=40), b.learn(X, Y, steps=40)
+    assert ra.x["h1"].dtype == np.float32
+    close(ra.energy, rb.energy, "energy", tol=1e-4)
+    for k, v in b.weights.items():
+        close(a.weights[k], v, k, tol=1e-4)
+    assert max(np.max(np.abs(a.weights[k] - v)) for k, v in b.weights.items()) > 0
+
+
+def test_one_compiled_specialisation_per_dtype():
+    """Every kind of run reuses the same compiled kernel (the warm start loads one cached function):
+    settings travel in packed arrays, not as arguments of varying type."""
+    net = layered("tanh")
+    for dtype in ("float64", "float32"):
+        probes = [ns.Probe("h1", "x")]
+        sim = ns.Simulator(net, backend="numba", seed=0, dtype=dtype, probes=probes)
+        X = np.random.default_rng(0).normal(size=(3, 5))
+        Y = np.zeros((3, 3))
+        sim.run(X, Y, steps=5, mode="clamp")
+        sim.run(X, None, steps=5, mode="free", init="previous", tol=1e-3, integrator="heun")
+        sim.run(X, Y, steps=5, mode="nudge", beta=1.0, init="zeros", dt_decay=0.5, learn=True)
+        Xr = np.array(X[:1])
+        Xr.setflags(write=False)
+        sim.backend.run_batch(Xr, None, RunSpec(n_steps=3))
+        sim.predict(X)
+    sigs = nb.run_batch_kernel.signatures
+    assert len(sigs) == 2, sigs
+    assert {str(s[0].dtype) for s in sigs} == {"float64", "float32"}
+
+
+def test_heun_buffers_only_allocated_for_heun():
+    net = layered("tanh")
+    sim = ns.Simulator(net, backend="numba", seed=0)
+    X, Y = np.ones((4, 5)), np.zeros((4, 3))
+    sim.run(X, Y, steps=3, mode="clamp")
+    assert sim.backend._work2[False].size == nb.N_WORK2
+    sim.run(X, Y, steps=3, mode="clamp", integrator="heun")
+    assert sim.backend._work2[True].shape == (nb.N_WORK2, 4 * sim.plan.n_units)
+
+
+def test_blas_threads_option_same_result_and_validated():
+    """``backend_options={"blas_threads": 1}`` only changes how many threads the BLAS products use."""
+    net = layered("tanh")
+    rng = np.random.default_rng(11)
+    X, Y = rng.normal(size=(24, 5)), rng.normal(size=(24, 3))
+    a = ns.Simulator(net, backend="numba", seed=2, backend_options={"blas_threads": 1})
+    b = ns.Simulator(net, backend="reference", seed=2)
+    ra, rb = a.learn(X, Y, steps=25), b.learn(X, Y, steps=25)
+    close(ra.energy, rb.energy, "energy")
+    for k, v in b.weights.items():
+        close(a.weights[k], v, k)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="blas_threads"):
+            ns.Simulator(net, backend="numba", backend_options={"blas_threads": bad})
