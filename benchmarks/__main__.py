@@ -21,7 +21,8 @@ HERE = Path(__file__).parent
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[2])
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description="neurosim performance measurements: numba "
+                                "vs the NumPy reference, the measured roofline and pcx / ngc-learn (see benchmarks/README.md)")
     p.add_argument("--only", nargs="+", choices=SUITES, help="run only these suites")
     p.add_argument("--quick", action="store_true", help="fewer repeats and sweep points (a few minutes)")
     p.add_argument("--no-peers", action="store_true", help="skip pcx and ngc-learn")

@@ -17,9 +17,17 @@ size 0.1, one SGD weight update. Timings are medians of repeats measured round-r
 compared implementation in the same process (ratios are taken under the same load), after a warm-up
 call; compile and cache-load times are reported separately. The roofline is the workload's
 matrix-product FLOPs, `2B[(T+1) sum n_in n_out + T sum_(l>=2) n_in n_out + sum n_in n_out]`, divided by
-the NumPy GEMV (batch 1) or GEMM (batch > 1) rate measured in the same run; elementwise work is not
+the NumPy GEMV (batch 1) or GEMM (batch > 1) rate measured in the same run (all rates first, then a
+1 s pause so that NumPy's BLAS threads are idle while the kernels are timed); elementwise work is not
 counted. The numba kernel does not recompute predictions whose inputs are clamped (the first layer's),
 so it performs fewer FLOPs than the formula and its fraction of roofline can exceed 100%.
+
+**Load.** The machine has 2 cores shared with other users; the run waits for a quiet machine
+(`--wait-quiet`) and records the load average. When other processes keep the cores busy, OpenBLAS'
+two-thread GEMMs wait for their descheduled half and large batches become up to 10x slower (measured
+at load 3.5: batch 256, T = 20 took 916 ms with the default two BLAS threads and 72 ms with
+`backend_options={"blas_threads": 1}`); the "1 BLAS thread" rows below show that setting on a quiet
+machine.
 
 **Peers** run in their own environment (JAX): `python3 -m venv /work/venv-peers &&
 /work/venv-peers/bin/pip install -r benchmarks/peers/requirements.txt` (or set `NEUROSIM_PEERS_PYTHON`).
@@ -141,8 +149,8 @@ def memory_section(rows):
     return "\n".join(lines) + "\n"
 
 
-def probes_section(rows):
-    lines = ["## Probes recording every step\n",
+def probes_section(rows, note=None):
+    lines = ["## Probes recording every step\n"] + ([note + "\n"] if note else []) + [
              "*kernel*: `run_batch` recording x, eps and mu of every unit (of the probed item) at every step and "
              "returning them, against not recording. *simulator*: `Simulator.run(..., learn=True)` with the "
              "records stored in `sim.data`, accumulating over the runs as in training.\n",
@@ -165,8 +173,10 @@ def startup_section(s, th=None):
             f"The kernel takes packed int/float settings arrays, so there is one compiled specialisation per dtype.\n")
     if th:
         text += (f"- One numba `prange` region (enter and leave, {th['threading_layer']} layer) costs "
-                 f"{th['prange_region_s'] * 1e6:.0f} us here, more than a whole relaxation step at batch 1 "
-                 f"(~15 us): the step loop stays on one thread and BLAS uses both cores inside the large products.\n")
+                 f"{th['prange_region_s'] * 1e6:.1f} us in this run; while developing, on the same machine under load, "
+                 f"it took 0.5-1.4 ms (the worker's core was busy). A relaxation step at batch 1 takes ~15 us and "
+                 f"needs two synchronisations, so the step loop stays on one thread; BLAS uses both cores inside the "
+                 f"large products.\n")
     return text
 
 
@@ -229,7 +239,7 @@ def markdown(r) -> str:
     if "memory" in r:
         parts.append(memory_section(r["memory"]))
     if "probes" in r:
-        parts.append(probes_section(r["probes"]))
+        parts.append(probes_section(r["probes"], r.get("probes_note")))
     if "startup" in r:
         parts.append(startup_section(r["startup"], r.get("threads")))
     parts.append(KERNEL_NOTES)

@@ -19,7 +19,18 @@ float64) but does only the work whose result can change:
 * :math:`\phi(x)` is computed only for populations that project through weights, fused with the
   Euler update of :math:`x`; :math:`\phi'` is taken from :math:`\phi` (tanh: :math:`1 - \phi^2`,
   sigmoid: :math:`\phi (1 - \phi)`);
-* errors, energy and the value update are each one fused pass over a population's block.
+* errors, energy and the value update are each one fused pass over a population's block;
+* for batches up to :data:`SMALL_BATCH`, a population whose only input is one weighted projection gets
+  its prediction, error, energy and the feedback into its input population from one pass over the
+  weight matrix (:func:`_fused`): row j gives :math:`\mu_j` and :math:`\varepsilon_j` and is reused for
+  :math:`fb \mathrel{+}= a \varepsilon_j W_j` while it is in L1 (one read of W per step, not two);
+* plain SGD on a small batch updates W in one rank-B pass without a gradient buffer.
+
+Loops run over views indexed from 0 (numba's negative-index wrap-around on ``x[o + j]`` turns loads
+into gathers), accumulate in the arrays' precision (float32 runs use 16-lane vectors), and helpers with
+array arguments stay out of inner loops (each call costs reference-count updates).  Probe records go to
+a buffer reused across calls.  ``backend_options={"blas_threads": n}`` limits the BLAS threads of the
+products during a call (see :class:`_BlasThreads`).
 
 Elementwise transcendental functions are vectorised: :func:`tanh` and :func:`sigmoid` are written
 with a Cody-Waite reduced exponential and a Cephes rational approximation (max error against NumPy's
