@@ -30,40 +30,10 @@ INIT_ZEROS = 1
 
 _jit = dict(cache=CACHE, fastmath=FASTMATH, nogil=True)
 
-
-@njit(**_jit)
-def _phi(code, a, x):
-    if code == 0:
-        return x
-    if code == 1:
-        return math.tanh(x)
-    if code == 2:
-        if x >= 0:
-            return 1.0 / (1.0 + math.exp(-x))
-        e = math.exp(x)
-        return e / (1.0 + e)
-    if code == 3:
-        return x if x > 0 else 0.0
-    return x if x > 0 else a * x
+from ..algorithms._kernels import _dphi, _phi  # noqa: E402
 
 
-@njit(**_jit)
-def _dphi(code, a, x):
-    if code == 0:
-        return 1.0
-    if code == 1:
-        t = math.tanh(x)
-        return 1.0 - t * t
-    if code == 2:
-        if x >= 0:
-            s = 1.0 / (1.0 + math.exp(-x))
-        else:
-            e = math.exp(x)
-            s = e / (1.0 + e)
-        return s * (1.0 - s)
-    if code == 3:
-        return 1.0 if x > 0 else 0.0
-    return 1.0 if x > 0 else a
+# the activation functions are shared with the algorithm kernels (one definition, one test twin)
 
 
 @njit(**_jit)
