@@ -142,6 +142,41 @@ def matmul_rate(B, n, dtype="float64", min_time=0.2) -> float:
     return statistics.median(rates)
 
 
+def load_rate(dtype="float64", n=1024, min_time=0.2) -> float:
+    """Elements per second of a dot product of two L1-resident vectors compiled with numba (two loads
+    per element): the machine's load rate, which bounds the batch-1 kernel (see :func:`load_bound_s`)."""
+    from numba import njit
+
+    from neurosim.config import JIT_OPTIONS
+
+    @njit(**{k: v for k, v in JIT_OPTIONS.items() if k != "cache"})
+    def dot(a, b, reps):
+        s = a.dtype.type(0)
+        for _ in range(reps):
+            for q in range(a.shape[0]):
+                s += a[q] * b[q]
+        return s
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=n).astype(dtype), rng.normal(size=n).astype(dtype)
+    dot(a, b, 1)
+    reps = 1000
+    rates = []
+    t_end = time.perf_counter() + min_time
+    while time.perf_counter() < t_end or len(rates) < 5:
+        t0 = time.perf_counter()
+        dot(a, b, reps)
+        rates.append(n * reps / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def load_bound_s(sizes, T, rate):
+    """Lower bound on a batch-1 run at the load rate ``rate`` (:func:`load_rate`): every step reads each
+    weight of the projections whose prediction or feedback changes (all but the first, whose input is
+    clamped) twice - once for the prediction and once, after the error is known, for the feedback - i.e.
+    one dot-product element per weight element and step.  Elementwise work is not counted."""
+    return T * sum(a * b for a, b in zip(sizes[1:-1], sizes[2:])) / rate
+
+
 def settle(seconds=1.0):
     """Let BLAS worker threads of earlier products go idle before timing anything else."""
     time.sleep(seconds)

@@ -40,6 +40,7 @@ def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict
     # every roofline rate first: NumPy's OpenBLAS threads keep spinning for a while after a product and
     # would compete with the kernel's BLAS (SciPy's OpenBLAS, another thread pool) if timed right after
     rates = {(B, sizes[1], dtype): core.matmul_rate(B, sizes[1], dtype) for dtype in dtypes for _, B, _ in WORKLOADS}
+    loads = {dtype: core.load_rate(dtype) for dtype in dtypes}
     core.settle()
     for dtype in dtypes:
         for name, B, T in WORKLOADS:
@@ -70,6 +71,9 @@ def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict
                 t1 = res["numba_1thread"]["median_s"]
                 row.update(numba_1thread_s=t1, speedup_1thread_vs_reference=t_ref / t1,
                            fraction_of_roofline_1thread=roof / t1)
+            if B == 1:
+                lb = core.load_bound_s(sizes, T, loads[dtype])
+                row.update(load_rate_gelem=loads[dtype] / 1e9, load_bound_s=lb, fraction_of_load_bound=lb / t_nb)
             if dtype == "float32":
                 row["float32_error"] = float32_error(sizes, B, T)
             rows.append(row)

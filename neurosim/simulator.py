@@ -17,6 +17,7 @@ states advance to t + dt; the weight update uses the state reached by the relaxa
 """
 from __future__ import annotations
 
+import collections
 import math
 import time
 from dataclasses import dataclass, field
@@ -95,18 +96,198 @@ class History(dict):
         return {k: [float(v) for v in vals] for k, vals in self.items() if len(vals)}
 
 
+_VARS = {"x": 0, "eps": 1, "mu": 2}
+
+
+class _Records:
+    """The records of one probe: rows copied into fixed-size chunks that are filled in place; chunks that
+    fall out of the most recent ``limit`` records are kept and reused.
+
+    Storing records costs one copy into memory that is already mapped: in a bounded run (the default
+    ``max_records``) the chunks are recycled and no page is touched for the first time after the buffer
+    has filled once.  (Fresh memory is what made probes expensive: on this project's VMs the first write
+    to a page costs 0.6-0.9 ms per MB, ten times the copy.)
+    """
+
+    CHUNK_BYTES = 1 << 20
+
+    def __init__(self, limit: int, width: int | None = None):
+        self.limit = int(limit)
+        self.width = width
+        self.dtype = None
+        self.rows = 0                      # rows per chunk, fixed by the first append
+        self.chunks = collections.deque()  # (values (rows, width), steps (rows,))
+        self.head = 0                      # first kept row of chunks[0]
+        self.fill = 0                      # rows written into chunks[-1]
+        self.count = 0
+        self.spare = []
+
+    def _chunk(self):
+        if self.spare:
+            return self.spare.pop()
+        return (np.empty((self.rows, self.width), dtype=self.dtype), np.empty(self.rows, dtype=np.int64))
+
+    def append(self, values, steps):
+        values = np.asarray(values)
+        if values.ndim == 1:
+            values = values[:, None]
+        n = values.shape[0]
+        if n == 0:
+            return
+        steps = np.asarray(steps, dtype=np.int64)
+        if n > self.limit:
+            values, steps, n = values[-self.limit:], steps[-self.limit:], self.limit
+        if self.dtype is None or values.dtype != self.dtype or values.shape[1] != self.width:
+            if self.count:
+                raise ValueError(f"probe records changed shape or type: {values.shape[1]} columns of "
+                                 f"{values.dtype} after {self.width} of {self.dtype}")
+            self.dtype, self.width = values.dtype, values.shape[1]
+            self.rows = int(max(1, min(self.limit, self.CHUNK_BYTES // max(1, self.width * self.dtype.itemsize))))
+            self.spare = []
+        i = 0
+        while i < n:
+            if not self.chunks or self.fill == self.rows:
+                self.chunks.append(self._chunk())
+                self.fill = 0
+            m = min(n - i, self.rows - self.fill)
+            v, s = self.chunks[-1]
+            v[self.fill:self.fill + m] = values[i:i + m]
+            s[self.fill:self.fill + m] = steps[i:i + m]
+            self.fill += m
+            self.count += m
+            i += m
+        while self.count > self.limit:
+            kept = (self.fill if len(self.chunks) == 1 else self.rows) - self.head
+            extra = self.count - self.limit
+            if kept <= extra:
+                self.spare.append(self.chunks.popleft())
+                self.head = 0
+                self.count -= kept
+                if not self.chunks:
+                    self.fill = 0
+            else:
+                self.head += extra
+                self.count -= extra
+
+    def _parts(self, j):
+        last = len(self.chunks) - 1
+        for c, ch in enumerate(self.chunks):
+            a = self.head if c == 0 else 0
+            b = self.fill if c == last else self.rows
+            yield ch[j][a:b]
+
+    def values(self, width):
+        if not self.count:
+            return np.zeros((0, width if self.width is None else self.width))
+        return np.concatenate(list(self._parts(0)), axis=0)
+
+    def steps(self):
+        if not self.count:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate(list(self._parts(1)))
+
+    def clear(self):
+        self.spare.extend(self.chunks)
+        self.chunks.clear()
+        self.head = self.fill = self.count = 0
+
+
+class _SharedRecords:
+    """x, eps and mu of every unit of the probed item, one row per record, in chunks ``(rows, 3, n_units)``
+    that a backend with ``accepts_rec_out`` (numba) writes into directly: the records of a batch are
+    written once, by the kernel, and never copied.  Used when the x/eps/mu probes share ``every`` and
+    ``max_records`` and select at least half of all the columns; the most recent ``limit`` records are
+    kept, chunks that fall out are reused.
+    """
+
+    CHUNK_BYTES = 4 << 20
+
+    def __init__(self, limit: int, n_units: int, dtype):
+        self.limit = int(limit)
+        self.n_units = int(n_units)
+        self.dtype = np.dtype(dtype)
+        self.chunks = collections.deque()  # [values (rows, 3, n_units), steps (rows,), used]
+        self.head = 0
+        self.count = 0
+        self.spare = []
+        self._open = None
+
+    def reserve(self, n: int) -> np.ndarray:
+        """A C-contiguous ``(n, 3, n_units)`` block for the next ``n`` records (see :meth:`commit`)."""
+        if not self.chunks or self.chunks[-1][2] + n > self.chunks[-1][1].shape[0]:
+            rows = max(n, self.CHUNK_BYTES // (3 * self.n_units * self.dtype.itemsize), 1)
+            ch = None
+            while self.spare and ch is None:
+                c = self.spare.pop()
+                if c[1].shape[0] >= n:
+                    c[2] = 0
+                    ch = c
+            if ch is None:
+                ch = [np.empty((rows, 3, self.n_units), dtype=self.dtype), np.empty(rows, dtype=np.int64), 0]
+            self.chunks.append(ch)
+        ch = self.chunks[-1]
+        self._open = ch
+        return ch[0][ch[2]:ch[2] + n]
+
+    def commit(self, n: int, steps) -> None:
+        """``n`` records of the last reserved block were written, at global ``steps``."""
+        ch = self._open
+        self._open = None
+        if n <= 0:
+            if ch is not None and ch[2] == 0 and len(self.chunks) > 1 and self.chunks[-1] is ch:
+                self.spare.append(self.chunks.pop())
+            return
+        ch[1][ch[2]:ch[2] + n] = steps[:n]
+        ch[2] += n
+        self.count += n
+        while self.count > self.limit:
+            first = self.chunks[0]
+            kept = first[2] - self.head
+            extra = self.count - self.limit
+            if kept <= extra and len(self.chunks) > 1:
+                self.spare.append(self.chunks.popleft())
+                self.head = 0
+                self.count -= kept
+            else:
+                self.head += extra
+                self.count -= extra
+
+    def _parts(self):
+        for c, ch in enumerate(self.chunks):
+            a = self.head if c == 0 else 0
+            if ch[2] > a:
+                yield ch, a, ch[2]
+
+    def values(self, var: int, units: slice) -> np.ndarray:
+        parts = [ch[0][a:b, var, units] for ch, a, b in self._parts()]
+        if not parts:
+            return np.zeros((0, units.stop - units.start), dtype=self.dtype)
+        return np.concatenate(parts, axis=0)
+
+    def steps(self) -> np.ndarray:
+        parts = [ch[1][a:b] for ch, a, b in self._parts()]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def clear(self):
+        self.spare.extend(self.chunks)
+        self.chunks.clear()
+        self.head = self.count = 0
+        self._open = None
+
+
 class ProbeData:
     """Recorded probe data with bounded memory (the most recent ``max_records`` records per probe).
 
-    ``data[name]`` or ``data[probe]`` is an array ``(n_records, n_units)``; ``data.steps(name)`` the
-    global relaxation step of each record (counting across runs and batches).
+    ``data[name]`` or ``data[probe]`` is an array ``(n_records, n_units)`` (a copy); ``data.steps(name)``
+    the global relaxation step of each record (counting across runs and batches).
     """
 
-    def __init__(self, probes):
+    def __init__(self, probes, shared: _SharedRecords | None = None, units=None):
         self.probes = {p.name: p for p in probes}
-        self._chunks = {p.name: [] for p in probes}
-        self._steps = {p.name: [] for p in probes}
-        self._count = {p.name: 0 for p in probes}
+        self._shared = shared
+        self._units = units or {}
+        self._rec = {p.name: _Records(p.max_records) for p in probes
+                     if shared is None or p.variable not in _VARS}
         self._width = {}
 
     def _key(self, key):
@@ -117,40 +298,19 @@ class ProbeData:
 
     def append(self, name, rows, steps):
         """Add records (copied), dropping the oldest beyond the probe's ``max_records``."""
-        n = len(rows)
-        if n == 0:
-            return
-        limit = self.probes[name].max_records
-        rows = np.array(rows[-limit:], copy=True)
-        steps = np.array(steps[-limit:], dtype=np.int64, copy=True)
-        chunks, st = self._chunks[name], self._steps[name]
-        chunks.append(rows)
-        st.append(steps)
-        total = self._count[name] + len(rows)
-        while total > limit:
-            extra = total - limit
-            first = chunks[0]
-            if len(first) <= extra:
-                chunks.pop(0)
-                st.pop(0)
-                total -= len(first)
-            else:
-                chunks[0] = first[extra:]
-                st[0] = st[0][extra:]
-                total -= extra
-        self._count[name] = total
+        self._rec[name].append(rows, steps)
 
     def __getitem__(self, key) -> np.ndarray:
         name = self._key(key)
-        ch = self._chunks[name]
-        if not ch:
-            return np.zeros((0, self._width.get(name, 0)))
-        return np.concatenate(ch, axis=0)
+        if name not in self._rec:
+            return self._shared.values(_VARS[self.probes[name].variable], self._units[name])
+        return self._rec[name].values(self._width.get(name, 0))
 
     def steps(self, key) -> np.ndarray:
         name = self._key(key)
-        st = self._steps[name]
-        return np.concatenate(st) if st else np.zeros(0, dtype=np.int64)
+        if name not in self._rec:
+            return self._shared.steps()
+        return self._rec[name].steps()
 
     def __contains__(self, key):
         return (key.name if isinstance(key, Probe) else key) in self.probes
@@ -159,10 +319,10 @@ class ProbeData:
         return self.probes.keys()
 
     def clear(self):
-        for name in self._chunks:
-            self._chunks[name] = []
-            self._steps[name] = []
-            self._count[name] = 0
+        for r in self._rec.values():
+            r.clear()
+        if self._shared is not None:
+            self._shared.clear()
 
 
 def _as_2d(name, a, n_cols, dtype):
@@ -234,7 +394,9 @@ class Simulator:
         if len(items) > 1:
             raise ValueError(f"Simulator: all x/eps/mu probes must record the same batch item, got {sorted(items)}")
         self._probe_item = items.pop() if items else 0
-        self.data = ProbeData(self.probes)
+        self._shared_rec = self._shared_store()
+        self.data = ProbeData(self.probes, self._shared_rec,
+                              {p.name: self.plan.units(p.target) for p in self.probes if p.variable in _VARS})
         self.data._width = {p.name: self._probe_width(p) for p in self.probes}
         self._probe_layout = [
             (p, None if p.variable == "weight_norm" else self.plan.units(p.target),
@@ -454,12 +616,35 @@ class Simulator:
             return 1
         return int(self.circuit.population(p.target).size)
 
-    def _record(self, res: BatchResult, spec: RunSpec, B: int):
+    def _shared_store(self):
+        """One record store for all x/eps/mu probes, written directly by the kernel (no copy), when they
+        record at the same interval (the gcd of every recording probe's ``every``) with the same bound and
+        select at least half of the ``3 * n_units`` columns; otherwise each probe keeps its own copies."""
+        vp = [p for p in self.probes if p.variable in _VARS]
+        if not vp:
+            return None
+        every = math.gcd(*[p.every for p in self.probes if p.variable in ("x", "eps", "mu", "energy")])
+        if {p.every for p in vp} != {every} or len({p.max_records for p in vp}) != 1:
+            return None
+        cols = {(p.variable, p.target) for p in vp}
+        if 2 * sum(self.circuit.population(t).size for _, t in cols) < 3 * self.plan.n_units:
+            return None
+        return _SharedRecords(vp[0].max_records, self.plan.n_units, self.dtype)
+
+    def _record(self, res: BatchResult, spec: RunSpec, B: int, written: bool = False):
         if spec.probe_every == 0:
             return
         base = self._global_step
+        sh = self._shared_rec
+        if sh is not None and not written and self._probe_item < B:
+            n = res.rec_steps.shape[0]
+            block = sh.reserve(n)
+            block[:, 0] = res.rec_x
+            block[:, 1] = res.rec_eps
+            block[:, 2] = res.rec_mu
+            sh.commit(n, base + res.rec_steps)
         for p, units, col in self._probe_layout:
-            if p.variable == "weight_norm":
+            if p.variable == "weight_norm" or (sh is not None and p.variable in _VARS):
                 continue
             if p.variable == "energy":
                 ks = np.arange(0, res.energy.shape[0], p.every)
@@ -473,11 +658,25 @@ class Simulator:
             self.data.append(p.name, src[::stride, units], base + res.rec_steps[::stride])
 
     def _run_batch(self, X, Y, spec, batch=None, algo=None, options=None) -> BatchResult:
+        written = False
         if algo is None or algo.run_batch is None:
-            res = self._backend.run_batch(X, Y, spec)
+            sh = self._shared_rec
+            if (sh is not None and spec.probe_every > 0 and self._probe_item < X.shape[0]
+                    and getattr(self._backend, "accepts_rec_out", False)):
+                # the kernel writes the records into the store itself
+                block = sh.reserve(int(spec.n_steps) // int(spec.probe_every) + 1)
+                try:
+                    res = self._backend.run_batch(X, Y, spec, rec_out=block)
+                except BaseException:
+                    sh.commit(0, None)
+                    raise
+                sh.commit(res.rec_steps.shape[0], self._global_step + res.rec_steps)
+                written = True
+            else:
+                res = self._backend.run_batch(X, Y, spec)
         else:
             res = algo.run_batch(self, X, Y, spec, options or {})
-        self._record(res, spec, X.shape[0])
+        self._record(res, spec, X.shape[0], written)
         self._global_step += res.steps + 1
         if res.status != 0:
             pop = self.plan.pop_names[res.fail_pop]

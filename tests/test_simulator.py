@@ -285,3 +285,73 @@ def test_train_argument_checks():
         sim.train(X, Y, batch_size=0, progress=False)
     with pytest.raises(ValueError, match="epochs must be a non-negative int"):
         sim.train(X, Y, epochs=1.5, progress=False)
+
+
+@pytest.mark.parametrize("limit,width", [(1, 3), (7, 2), (50, 1), (1000, 4)])
+def test_probe_records_match_a_naive_bounded_list(limit, width, monkeypatch):
+    """The chunked, recycled record store keeps exactly the most recent `limit` rows (and their steps)
+    for appends of every size, including ones larger than a chunk and larger than the limit."""
+    from neurosim.simulator import _Records
+    monkeypatch.setattr(_Records, "CHUNK_BYTES", 8 * width * 3)  # 3-row chunks: many chunk boundaries
+    rng = np.random.default_rng(limit)
+    store, rows, steps, step = _Records(limit), [], [], 0
+    for it in range(60):
+        n = int(rng.choice([0, 1, 2, 3, 5, limit, limit + 4]))
+        vals = rng.normal(size=(n, width))
+        st = np.arange(step, step + n)
+        step += n
+        store.append(vals, st)
+        rows.extend(vals)
+        steps.extend(st)
+        want = np.array(rows[-limit:]).reshape(-1, width)
+        np.testing.assert_array_equal(store.values(width), want)
+        np.testing.assert_array_equal(store.steps(), np.array(steps[-limit:], dtype=np.int64))
+        assert len(store.chunks) <= limit // 3 + 2  # memory stays bounded
+        if it == 30:
+            store.clear()
+            rows, steps = [], []
+            assert store.values(width).shape == (0, width)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("limit", [4, 25, 10_000])
+def test_shared_record_store_equals_per_probe_copies(backend, limit, monkeypatch):
+    """Probes that share `every` and `max_records` and cover most units go to one store that the numba
+    kernel writes into directly; the records (values and steps) must be those of per-probe copies, over
+    runs of different lengths, tol runs, chunk boundaries and the bound."""
+    from neurosim import simulator as S
+    monkeypatch.setattr(S._SharedRecords, "CHUNK_BYTES", 1)  # a chunk per batch: every boundary is crossed
+    names = ["h1", "output"]
+
+    def probes(extra):
+        pr = [ns.Probe(n, v, every=2, max_records=limit) for n in names for v in ("x", "eps", "mu")]
+        pr += [ns.Probe("h1", "energy", every=2, max_records=limit)]
+        if extra:  # a different bound forces per-probe copies
+            pr.append(ns.Probe("input", "x", every=2, max_records=limit + 1))
+        return pr
+    shared = ns.Simulator(net(), backend=backend, probes=probes(False))
+    copies = ns.Simulator(net(), backend=backend, probes=probes(True))
+    assert shared._shared_rec is not None and copies._shared_rec is None
+    X, Y = dataset(5)
+    for steps, tol in ((10, None), (3, None), (0, None), (40, 1e-3), (7, None)):
+        for sim in (shared, copies):
+            sim.run(X, Y, steps=steps, mode="clamp", tol=tol, learn=True)
+    for p in probes(False):
+        np.testing.assert_array_equal(shared.data[p.name], copies.data[p.name], err_msg=p.name)
+        np.testing.assert_array_equal(shared.data.steps(p.name), copies.data.steps(p.name), err_msg=p.name)
+        assert shared.data[p.name].shape[0] == min(limit, copies.data[p.name].shape[0])
+    shared.data.clear()
+    assert shared.data["h1.x"].shape == (0, 6)
+    shared.run(X, Y, steps=4, mode="clamp")
+    assert shared.data["h1.x"].shape == (min(3, limit), 6)
+
+
+def test_shared_record_store_keeps_records_of_a_diverging_run():
+    sim = ns.Simulator(net(), backend="numba", dt=0.1,
+                       probes=[ns.Probe(n, v) for n in ("h1", "output") for v in ("x", "eps", "mu")])
+    assert sim._shared_rec is not None
+    X, Y = dataset(4)
+    with pytest.raises(ns.DivergenceError) as e:
+        sim.run(X * 1e300, Y * 1e300, steps=30, mode="clamp")
+    n = sim.data["h1.x"].shape[0]
+    assert 0 < n <= 31 and sim.data.steps("h1.x")[-1] <= e.value.step
