@@ -1189,7 +1189,8 @@ class _Helper:
         """Make the helper leave its loop and wait until it has (it then sleeps on the Event)."""
         if not self._idle.is_set():
             self.ctl[C_STATE] = S_QUIT   # a plain store: the helper polls with atomic loads
-            self._idle.wait()
+            if not self._idle.wait(timeout=10.0):   # pragma: no cover - the loop exits within microseconds
+                raise RuntimeError("backend 'numba': the helper thread did not stop")
         self.ctl[C_STATE] = S_IDLE
 
     def begin(self, args):
@@ -1213,6 +1214,12 @@ class _Helper:
         self._go.set()
         self._thread.join(timeout=5)
         self._args = None
+
+    def abandon(self):
+        """Stop without waiting (garbage collection, interpreter exit: the thread may be frozen)."""
+        self._stop = True
+        self.ctl[C_STATE] = S_QUIT
+        self._go.set()
 
 
 class NumbaBackend(Backend):
@@ -1407,6 +1414,6 @@ class NumbaBackend(Backend):
         h = getattr(self, "_helper", None)
         if h is not None:
             try:
-                h.close()
+                h.abandon()
             except Exception:
                 pass
