@@ -207,6 +207,21 @@ def startup_section(s, th=None):
     return text
 
 
+def threads2_section(rows, note=None):
+    lines = ["## Two threads at batch 1 (`backend_options={\"threads\": 2}`)\n"] + ([note + "\n"] if note else []) + [
+             "Batch 1, two hidden layers of the given width, T = 20, float64, interleaved medians. The helper "
+             "thread computes half the rows of each large pass; the vectors both halves share (phi of the layer "
+             "below, the partial feedback, the errors of the helper's rows: ~8 KB per step at width 256) cross "
+             "between the cores every step, which on this VM costs ~0.7 us per KB (measured with a ping-pong of "
+             "written buffers), so the gain grows with the width while the weights fit the caches. At width "
+             "2048 (32 MB per matrix) the pass streams from memory, whose bandwidth the two cores share, and the "
+             "hand-overs are pure cost (not investigated further).\n",
+             "| width | threads=1 ms | threads=2 ms | speedup |", "|---|---|---|---|"]
+    for x in rows:
+        lines.append(f"| {x['width']} | {_ms(x['threads1_s'])} | {_ms(x['threads2_s'])} | **{x['speedup']:.2f}x** |")
+    return "\n".join(lines) + "\n"
+
+
 def checklist(r):
     w = {(x["workload"], x["batch"], x["T"], x["dtype"]): x for x in r.get("workloads", {}).get("rows", [])}
     lines = ["## The issue's targets, as measured in this run\n"]
@@ -286,6 +301,9 @@ def markdown(r) -> str:
         parts.append(probes_section(r["probes"], r.get("probes_note")))
     if "startup" in r:
         parts.append(startup_section(r["startup"], r.get("threads")))
+    t2 = (r.get("threads") or {}).get("batch1_threads2")
+    if t2:
+        parts.append(threads2_section(t2, r.get("threads_note")))
     parts.append(KERNEL_NOTES)
     return "\n".join(parts)
 
