@@ -43,6 +43,7 @@ Python's zero checks, which would block vectorisation) and the fast-math flags o
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from llvmlite import ir
@@ -1156,6 +1157,7 @@ class _Helper:
 
     def __init__(self):
         import threading
+        self.pid = os.getpid()   # threads do not survive fork: a child process starts its own helper
         self.ctl = np.zeros(N_CTL, dtype=np.int64)
         self.ctl[C_ON] = 1
         self.ctl[C_MIN] = SPLIT_MIN
@@ -1208,6 +1210,9 @@ class _Helper:
         self._go.set()
 
     def close(self):
+        if self.pid != os.getpid():      # inherited through fork: the thread is not ours
+            self._args = None
+            return
         self._park()
         self._stop = True
         self._idle.clear()
@@ -1336,6 +1341,9 @@ class NumbaBackend(Backend):
         limit = self._blas_threads is not None and B > SMALL_BATCH
         helper = None
         if self.threads == 2 and B <= SMALL_BATCH and int(spec.integrator) == EULER:
+            if self._helper is not None and self._helper.pid != os.getpid():
+                self._helper = None          # inherited through fork: its thread does not exist here
+                self._helper_args = None
             if self._helper is None:
                 self._helper = _Helper()
                 self._helper.ctl[C_MIN] = self.split_min

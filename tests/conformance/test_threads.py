@@ -141,3 +141,35 @@ def test_threads_option_is_checked_and_close_stops_the_helper():
     sim.close()
     thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def _child_after_fork(sim, X, Y, want, q):
+    try:
+        res = sim.run(X, Y, steps=25, mode="clamp")
+        sim.close()
+        q.put(float(np.max(np.abs(res.x["h2"] - want))))
+    except BaseException as e:  # pragma: no cover - reported to the parent
+        q.put(repr(e))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_threaded_simulator_survives_fork():
+    """A process forked while the helper thread is alive (e.g. a Dask worker forked from a notebook)
+    starts its own helper: same numbers, and closing it does not wait for the parent's thread."""
+    import multiprocessing as mp
+    sim = ns.Simulator(wide(), backend="numba", seed=2, backend_options=THREADED)
+    X, Y = data(3, 2, 5, 3)
+    sim.run(X, Y, steps=25, mode="clamp")
+    sim._backend._helper.ctl[nb.C_SPIN] = 10 ** 15        # keep the helper polling through the fork
+    sim.run(X, Y, steps=25, mode="clamp")
+    assert not sim._backend._helper._idle.is_set()
+    want = sim.run(X, Y, steps=25, mode="clamp").x["h2"]  # no learning: the same result again
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_after_fork, args=(sim, X, Y, want, q))
+    p.start()
+    p.join(timeout=120)
+    assert p.exitcode == 0, f"child exit code {p.exitcode}"
+    out = q.get(timeout=5)
+    assert out == 0.0, out
+    sim.close()
