@@ -99,140 +99,64 @@ class History(dict):
 _VARS = {"x": 0, "eps": 1, "mu": 2}
 
 
-class _Records:
-    """The records of one probe: rows copied into fixed-size chunks that are filled in place; chunks that
-    fall out of the most recent ``limit`` records are kept and reused.
+class _Ring:
+    """The most recent ``limit`` records, kept in fixed-size chunks ``(rows, *row_shape)`` (plus the global
+    step of each record); chunks that fall out of the bound are reused, so that a bounded run stops touching
+    fresh memory once the bound is reached (on this project's VMs the first write to a page costs
+    0.6-0.9 ms per MB, ten times a copy into mapped memory).
 
-    Storing records costs one copy into memory that is already mapped: in a bounded run (the default
-    ``max_records``) the chunks are recycled and no page is touched for the first time after the buffer
-    has filled once.  (Fresh memory is what made probes expensive: on this project's VMs the first write
-    to a page costs 0.6-0.9 ms per MB, ten times the copy.)
+    Writers :meth:`reserve` a block, fill it and :meth:`commit` the rows they wrote: the numba kernel writes
+    into a reserved block directly, other records are copied in by :meth:`append`.
     """
 
     CHUNK_BYTES = 1 << 20
 
-    def __init__(self, limit: int, width: int | None = None):
+    def __init__(self, limit: int):
         self.limit = int(limit)
-        self.width = width
+        self.row_shape = None
         self.dtype = None
-        self.rows = 0                      # rows per chunk, fixed by the first append
-        self.chunks = collections.deque()  # (values (rows, width), steps (rows,))
+        self.chunks = collections.deque()  # [values (rows, *row_shape), steps (rows,), rows used]
         self.head = 0                      # first kept row of chunks[0]
-        self.fill = 0                      # rows written into chunks[-1]
-        self.count = 0
-        self.spare = []
-
-    def _chunk(self):
-        if self.spare:
-            return self.spare.pop()
-        return (np.empty((self.rows, self.width), dtype=self.dtype), np.empty(self.rows, dtype=np.int64))
-
-    def append(self, values, steps):
-        values = np.asarray(values)
-        if values.ndim == 1:
-            values = values[:, None]
-        n = values.shape[0]
-        if n == 0:
-            return
-        steps = np.asarray(steps, dtype=np.int64)
-        if n > self.limit:
-            values, steps, n = values[-self.limit:], steps[-self.limit:], self.limit
-        if self.dtype is None or values.dtype != self.dtype or values.shape[1] != self.width:
-            if self.count:
-                raise ValueError(f"probe records changed shape or type: {values.shape[1]} columns of "
-                                 f"{values.dtype} after {self.width} of {self.dtype}")
-            self.dtype, self.width = values.dtype, values.shape[1]
-            self.rows = int(max(1, min(self.limit, self.CHUNK_BYTES // max(1, self.width * self.dtype.itemsize))))
-            self.spare = []
-        i = 0
-        while i < n:
-            if not self.chunks or self.fill == self.rows:
-                self.chunks.append(self._chunk())
-                self.fill = 0
-            m = min(n - i, self.rows - self.fill)
-            v, s = self.chunks[-1]
-            v[self.fill:self.fill + m] = values[i:i + m]
-            s[self.fill:self.fill + m] = steps[i:i + m]
-            self.fill += m
-            self.count += m
-            i += m
-        while self.count > self.limit:
-            kept = (self.fill if len(self.chunks) == 1 else self.rows) - self.head
-            extra = self.count - self.limit
-            if kept <= extra:
-                self.spare.append(self.chunks.popleft())
-                self.head = 0
-                self.count -= kept
-                if not self.chunks:
-                    self.fill = 0
-            else:
-                self.head += extra
-                self.count -= extra
-
-    def _parts(self, j):
-        last = len(self.chunks) - 1
-        for c, ch in enumerate(self.chunks):
-            a = self.head if c == 0 else 0
-            b = self.fill if c == last else self.rows
-            yield ch[j][a:b]
-
-    def values(self, width):
-        if not self.count:
-            return np.zeros((0, width if self.width is None else self.width))
-        return np.concatenate(list(self._parts(0)), axis=0)
-
-    def steps(self):
-        if not self.count:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate(list(self._parts(1)))
-
-    def clear(self):
-        self.spare.extend(self.chunks)
-        self.chunks.clear()
-        self.head = self.fill = self.count = 0
-
-
-class _SharedRecords:
-    """x, eps and mu of every unit of the probed item, one row per record, in chunks ``(rows, 3, n_units)``
-    that a backend with ``accepts_rec_out`` (numba) writes into directly: the records of a batch are
-    written once, by the kernel, and never copied.  Used when the x/eps/mu probes share ``every`` and
-    ``max_records`` and select at least half of all the columns; the most recent ``limit`` records are
-    kept, chunks that fall out are reused.
-    """
-
-    CHUNK_BYTES = 4 << 20
-
-    def __init__(self, limit: int, n_units: int, dtype):
-        self.limit = int(limit)
-        self.n_units = int(n_units)
-        self.dtype = np.dtype(dtype)
-        self.chunks = collections.deque()  # [values (rows, 3, n_units), steps (rows,), used]
-        self.head = 0
         self.count = 0
         self.spare = []
         self._open = None
 
-    def reserve(self, n: int) -> np.ndarray:
-        """A C-contiguous ``(n, 3, n_units)`` block for the next ``n`` records (see :meth:`commit`)."""
-        if not self.chunks or self.chunks[-1][2] + n > self.chunks[-1][1].shape[0]:
-            rows = max(n, self.CHUNK_BYTES // (3 * self.n_units * self.dtype.itemsize), 1)
-            ch = None
-            while self.spare and ch is None:
+    def _shape(self, row_shape, dtype):
+        row_shape, dtype = tuple(row_shape), np.dtype(dtype)
+        if (row_shape, dtype) != (self.row_shape, self.dtype):
+            if self.count:
+                raise ValueError(f"probe records changed shape or type: {row_shape} of {dtype} after "
+                                 f"{self.row_shape} of {self.dtype}")
+            self.row_shape, self.dtype = row_shape, dtype
+            self.chunks.clear()
+            self.spare = []
+            self.head = 0
+
+    def reserve(self, n: int, row_shape, dtype, whole: bool = True) -> np.ndarray:
+        """A C-contiguous block ``(m, *row_shape)`` for the next records: ``m = n``, or with
+        ``whole=False`` as many as fit in the open chunk (at least 1)."""
+        self._shape(row_shape, dtype)
+        last = self.chunks[-1] if self.chunks else None
+        free = last[1].shape[0] - last[2] if last is not None else 0
+        if free == 0 or (whole and free < n):
+            row_bytes = max(1, int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize)
+            rows = max(n if whole else 1, min(self.limit, self.CHUNK_BYTES // row_bytes), 1)
+            last = None
+            while self.spare and last is None:
                 c = self.spare.pop()
-                if c[1].shape[0] >= n:
+                if c[1].shape[0] >= (n if whole else 1):
                     c[2] = 0
-                    ch = c
-            if ch is None:
-                ch = [np.empty((rows, 3, self.n_units), dtype=self.dtype), np.empty(rows, dtype=np.int64), 0]
-            self.chunks.append(ch)
-        ch = self.chunks[-1]
-        self._open = ch
-        return ch[0][ch[2]:ch[2] + n]
+                    last = c
+            if last is None:
+                last = [np.empty((rows, *self.row_shape), dtype=self.dtype), np.empty(rows, dtype=np.int64), 0]
+            self.chunks.append(last)
+            free = last[1].shape[0]
+        self._open = last
+        return last[0][last[2]:last[2] + (n if whole else min(n, free))]
 
     def commit(self, n: int, steps) -> None:
-        """``n`` records of the last reserved block were written, at global ``steps``."""
-        ch = self._open
-        self._open = None
+        """``n`` rows of the last reserved block were written, at global ``steps``."""
+        ch, self._open = self._open, None
         if n <= 0:
             if ch is not None and ch[2] == 0 and len(self.chunks) > 1 and self.chunks[-1] is ch:
                 self.spare.append(self.chunks.pop())
@@ -241,8 +165,7 @@ class _SharedRecords:
         ch[2] += n
         self.count += n
         while self.count > self.limit:
-            first = self.chunks[0]
-            kept = first[2] - self.head
+            kept = self.chunks[0][2] - self.head
             extra = self.count - self.limit
             if kept <= extra and len(self.chunks) > 1:
                 self.spare.append(self.chunks.popleft())
@@ -252,20 +175,37 @@ class _SharedRecords:
                 self.head += extra
                 self.count -= extra
 
-    def _parts(self):
+    def append(self, values, steps):
+        """Copy records ``(n, *row_shape)`` in (1-d values are one column)."""
+        values = np.asarray(values)
+        if values.ndim == 1:
+            values = values[:, None]
+        steps = np.asarray(steps, dtype=np.int64)
+        if values.shape[0] > self.limit:
+            values, steps = values[-self.limit:], steps[-self.limit:]
+        i, n = 0, values.shape[0]
+        while i < n:
+            block = self.reserve(n - i, values.shape[1:], values.dtype, whole=False)
+            m = block.shape[0]
+            block[...] = values[i:i + m]
+            self.commit(m, steps[i:i + m])
+            i += m
+
+    def _parts(self, j, index=()):
         for c, ch in enumerate(self.chunks):
             a = self.head if c == 0 else 0
             if ch[2] > a:
-                yield ch, a, ch[2]
+                yield ch[j][(slice(a, ch[2]),) + index]
 
-    def values(self, var: int, units: slice) -> np.ndarray:
-        parts = [ch[0][a:b, var, units] for ch, a, b in self._parts()]
+    def values(self, index=(), width=0) -> np.ndarray:
+        """The kept records (a copy), ``index`` applied to each row's trailing dimensions."""
+        parts = list(self._parts(0, index))
         if not parts:
-            return np.zeros((0, units.stop - units.start), dtype=self.dtype)
+            return np.zeros((0, width))
         return np.concatenate(parts, axis=0)
 
     def steps(self) -> np.ndarray:
-        parts = [ch[1][a:b] for ch, a, b in self._parts()]
+        parts = list(self._parts(1))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def clear(self):
@@ -282,11 +222,11 @@ class ProbeData:
     the global relaxation step of each record (counting across runs and batches).
     """
 
-    def __init__(self, probes, shared: _SharedRecords | None = None, units=None):
+    def __init__(self, probes, shared: _Ring | None = None, units=None):
         self.probes = {p.name: p for p in probes}
         self._shared = shared
         self._units = units or {}
-        self._rec = {p.name: _Records(p.max_records) for p in probes
+        self._rec = {p.name: _Ring(p.max_records) for p in probes
                      if shared is None or p.variable not in _VARS}
         self._width = {}
 
@@ -303,8 +243,9 @@ class ProbeData:
     def __getitem__(self, key) -> np.ndarray:
         name = self._key(key)
         if name not in self._rec:
-            return self._shared.values(_VARS[self.probes[name].variable], self._units[name])
-        return self._rec[name].values(self._width.get(name, 0))
+            u = self._units[name]
+            return self._shared.values((_VARS[self.probes[name].variable], u), u.stop - u.start)
+        return self._rec[name].values(width=self._width.get(name, 0))
 
     def steps(self, key) -> np.ndarray:
         name = self._key(key)
@@ -629,7 +570,7 @@ class Simulator:
         cols = {(p.variable, p.target) for p in vp}
         if 2 * sum(self.circuit.population(t).size for _, t in cols) < 3 * self.plan.n_units:
             return None
-        return _SharedRecords(vp[0].max_records, self.plan.n_units, self.dtype)
+        return _Ring(vp[0].max_records)
 
     def _record(self, res: BatchResult, spec: RunSpec, B: int, written: bool = False):
         if spec.probe_every == 0:
@@ -638,7 +579,7 @@ class Simulator:
         sh = self._shared_rec
         if sh is not None and not written and self._probe_item < B:
             n = res.rec_steps.shape[0]
-            block = sh.reserve(n)
+            block = sh.reserve(n, (3, self.plan.n_units), self.dtype)
             block[:, 0] = res.rec_x
             block[:, 1] = res.rec_eps
             block[:, 2] = res.rec_mu
@@ -664,7 +605,8 @@ class Simulator:
             if (sh is not None and spec.probe_every > 0 and self._probe_item < X.shape[0]
                     and getattr(self._backend, "accepts_rec_out", False)):
                 # the kernel writes the records into the store itself
-                block = sh.reserve(int(spec.n_steps) // int(spec.probe_every) + 1)
+                block = sh.reserve(int(spec.n_steps) // int(spec.probe_every) + 1, (3, self.plan.n_units),
+                                   self.dtype)
                 try:
                     res = self._backend.run_batch(X, Y, spec, rec_out=block)
                 except BaseException:

@@ -291,10 +291,10 @@ def test_train_argument_checks():
 def test_probe_records_match_a_naive_bounded_list(limit, width, monkeypatch):
     """The chunked, recycled record store keeps exactly the most recent `limit` rows (and their steps)
     for appends of every size, including ones larger than a chunk and larger than the limit."""
-    from neurosim.simulator import _Records
-    monkeypatch.setattr(_Records, "CHUNK_BYTES", 8 * width * 3)  # 3-row chunks: many chunk boundaries
+    from neurosim.simulator import _Ring
+    monkeypatch.setattr(_Ring, "CHUNK_BYTES", 8 * width * 3)  # 3-row chunks: many chunk boundaries
     rng = np.random.default_rng(limit)
-    store, rows, steps, step = _Records(limit), [], [], 0
+    store, rows, steps, step = _Ring(limit), [], [], 0
     for it in range(60):
         n = int(rng.choice([0, 1, 2, 3, 5, limit, limit + 4]))
         vals = rng.normal(size=(n, width))
@@ -304,13 +304,13 @@ def test_probe_records_match_a_naive_bounded_list(limit, width, monkeypatch):
         rows.extend(vals)
         steps.extend(st)
         want = np.array(rows[-limit:]).reshape(-1, width)
-        np.testing.assert_array_equal(store.values(width), want)
+        np.testing.assert_array_equal(store.values(width=width), want)
         np.testing.assert_array_equal(store.steps(), np.array(steps[-limit:], dtype=np.int64))
         assert len(store.chunks) <= limit // 3 + 2  # memory stays bounded
         if it == 30:
             store.clear()
             rows, steps = [], []
-            assert store.values(width).shape == (0, width)
+            assert store.values(width=width).shape == (0, width)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -320,7 +320,7 @@ def test_shared_record_store_equals_per_probe_copies(backend, limit, monkeypatch
     kernel writes into directly; the records (values and steps) must be those of per-probe copies, over
     runs of different lengths, tol runs, chunk boundaries and the bound."""
     from neurosim import simulator as S
-    monkeypatch.setattr(S._SharedRecords, "CHUNK_BYTES", 1)  # a chunk per batch: every boundary is crossed
+    monkeypatch.setattr(S._Ring, "CHUNK_BYTES", 1)  # a chunk per batch: every boundary is crossed
     names = ["h1", "output"]
 
     def probes(extra):
