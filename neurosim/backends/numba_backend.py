@@ -448,8 +448,8 @@ def _fused_rows(i, k, B, j0, j1, x, phx, mu, eps, F, pi, prec, ki, kf, W, b):
 
 
 # slots of the control array shared with the helper thread (``threads=2``)
-C_STATE, C_ON, C_MIN, C_I, C_K, C_B, C_J0, C_J1, C_SPIN, C_COUNT, C_NOTAKE = range(11)
-N_CTL = 11
+C_STATE, C_ON, C_MIN, C_I, C_K, C_B, C_J0, C_J1, C_SPIN, C_COUNT, C_NOTAKE, C_ALIVE = range(12)
+N_CTL = 12
 # states of a posted half-pass
 S_IDLE, S_POSTED, S_CLAIMED, S_DONE, S_QUIT = 0, 1, 2, 3, 4
 
@@ -488,8 +488,8 @@ def _fused(i, k, B, x, phx, mu, eps, fb, g, pi, prec, ki, kf, W, b, ctl, fh, hf)
     atomic_store(ctl, C_STATE, S_POSTED)
     acc = _fused_rows(i, k, B, 0, h, x, phx, mu, eps, F, pi, prec, ki, kf, W, b)
     Fh = fh[:B * n_pre].reshape(B, n_pre)
-    if ctl[C_NOTAKE] != 0:   # (tests: always let the helper do its half)
-        while atomic_load(ctl, C_STATE) == S_POSTED:
+    if ctl[C_NOTAKE] != 0:   # (tests: let the helper do its half, as long as it is running or launched)
+        while atomic_load(ctl, C_STATE) == S_POSTED and atomic_load(ctl, C_ALIVE) != 0:
             cpu_relax()
     if atomic_cas(ctl, C_STATE, S_POSTED, S_IDLE):   # not claimed: do it here
         for s in range(B):
@@ -514,6 +514,7 @@ def helper_loop(ctl, fh, hf, x, phx, mu, eps, pi, prec, ki, kf, W, b):
     by the kernel itself).  Returns the number of half-passes it did."""
     n = 0
     idle = 0
+    atomic_store(ctl, C_ALIVE, 1)
     while True:
         st = atomic_load(ctl, C_STATE)
         if st == S_POSTED:
@@ -532,10 +533,12 @@ def helper_loop(ctl, fh, hf, x, phx, mu, eps, pi, prec, ki, kf, W, b):
                 ctl[C_COUNT] += 1
                 atomic_store(ctl, C_STATE, S_DONE)
         elif st == S_QUIT:
+            atomic_store(ctl, C_ALIVE, 0)
             return n
         else:
             idle += 1
-            if idle > ctl[C_SPIN]:
+            if idle > ctl[C_SPIN] and ctl[C_NOTAKE] == 0:   # (with NOTAKE the kernel relies on us: stay)
+                atomic_store(ctl, C_ALIVE, 0)
                 return n
             cpu_relax()
 
@@ -1191,7 +1194,8 @@ class _Helper:
         """Make the helper leave its loop and wait until it has (it then sleeps on the Event)."""
         if not self._idle.is_set():
             self.ctl[C_STATE] = S_QUIT   # a plain store: the helper polls with atomic loads
-            if not self._idle.wait(timeout=10.0):   # pragma: no cover - the loop exits within microseconds
+            # the loop exits within microseconds of QUIT, but its first call may still be compiling
+            if not self._idle.wait(timeout=600.0):   # pragma: no cover
                 raise RuntimeError("backend 'numba': the helper thread did not stop")
         self.ctl[C_STATE] = S_IDLE
 
@@ -1202,11 +1206,12 @@ class _Helper:
             raise RuntimeError("backend 'numba': the helper thread failed") from err
         cur = self._args
         same = cur is not None and len(cur) == len(args) and all(a is c for a, c in zip(args, cur))
-        if same and not self._idle.is_set():
-            return                       # awake and polling the same buffers
+        if same and self.ctl[C_ALIVE] != 0:
+            return   # polling (1) or about to (2) the same buffers; if it parks now, the kernel takes back
         self._park()
         self._args = args
         self._idle.clear()
+        self.ctl[C_ALIVE] = 2             # launched; helper_loop sets 1 on entry and 0 when it returns
         self._go.set()
 
     def close(self):
