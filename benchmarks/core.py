@@ -61,13 +61,8 @@ def flops(sizes, B, T):
     return 2.0 * B * ((T + 1) * sum(mats) + T * sum(mats[1:]) + sum(mats))
 
 
-def simulator(sizes, backend, dtype="float64", seed=0, probes=(), blas_threads=None, threads=None):
-    opts = {}
-    if blas_threads is not None:
-        opts["blas_threads"] = blas_threads
-    if threads is not None:
-        opts["threads"] = threads
-    opts = opts or None
+def simulator(sizes, backend, dtype="float64", seed=0, probes=(), blas_threads=None):
+    opts = {"blas_threads": blas_threads} if blas_threads is not None else None
     return ns.Simulator(make_net(sizes), dt=DT, backend=backend, seed=seed, dtype=dtype, probes=probes,
                         backend_options=opts)
 

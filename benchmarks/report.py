@@ -65,10 +65,6 @@ def workloads_section(w):
         lines.append(f"| {x['workload']} | {x['batch']} | {x['T']} | {x['dtype']} | {_ms(x['numba_s'])} | "
                      f"{_ms(x['reference_s'])} | **{x['speedup_vs_reference']:.1f}x** | {_ms(x['roofline_s'])} ms "
                      f"({x['roofline_kind']} {x['matmul_rate_gflops']:.1f} GFLOP/s) | **{_pct(x['fraction_of_roofline'])}** |")
-        if "numba_threads2_s" in x:
-            lines.append(f"| {x['workload']}, threads=2 | {x['batch']} | {x['T']} | {x['dtype']} | "
-                         f"{_ms(x['numba_threads2_s'])} | {_ms(x['reference_s'])} | "
-                         f"**{x['speedup_threads2_vs_reference']:.1f}x** | (same) | {_pct(x['fraction_of_roofline_threads2'])} |")
         if "numba_1thread_s" in x:
             lines.append(f"| {x['workload']}, 1 BLAS thread | {x['batch']} | {x['T']} | {x['dtype']} | "
                          f"{_ms(x['numba_1thread_s'])} | {_ms(x['reference_s'])} | {x['speedup_1thread_vs_reference']:.1f}x "
@@ -201,25 +197,9 @@ def startup_section(s, th=None):
         text += (f"- One numba `prange` region (enter and leave, {th['threading_layer']} layer) costs "
                  f"{th['prange_region_s'] * 1e6:.1f} us in this run; while developing, on the same machine under load, "
                  f"it took 0.5-1.4 ms (the worker's core was busy). A relaxation step at batch 1 takes ~13 us, so a "
-                 f"parallel region per step cannot pay; `threads=2` instead keeps a helper thread polling an atomic "
-                 f"control word (a hand-over costs well under a microsecond) for the whole run, and BLAS uses both "
-                 f"cores inside the large products.\n")
+                 f"parallel region per step cannot pay: the kernel runs on the calling thread, and BLAS uses both "
+                 f"cores inside the large products of batches above 8.\n")
     return text
-
-
-def threads2_section(rows, note=None):
-    lines = ["## Two threads at batch 1 (`backend_options={\"threads\": 2}`)\n"] + ([note + "\n"] if note else []) + [
-             "Batch 1, two hidden layers of the given width, T = 20, float64, interleaved medians. The helper "
-             "thread computes half the rows of each large pass; the vectors both halves share (phi of the layer "
-             "below, the partial feedback, the errors of the helper's rows: ~8 KB per step at width 256) cross "
-             "between the cores every step, which on this VM costs ~0.7 us per KB (measured with a ping-pong of "
-             "written buffers), so the gain grows with the width while the weights fit the caches. At width "
-             "2048 (32 MB per matrix) the pass streams from memory, whose bandwidth the two cores share, and the "
-             "hand-overs are pure cost (not investigated further).\n",
-             "| width | threads=1 ms | threads=2 ms | speedup |", "|---|---|---|---|"]
-    for x in rows:
-        lines.append(f"| {x['width']} | {_ms(x['threads1_s'])} | {_ms(x['threads2_s'])} | **{x['speedup']:.2f}x** |")
-    return "\n".join(lines) + "\n"
 
 
 def checklist(r):
@@ -231,12 +211,6 @@ def checklist(r):
         lines.append(f"- batch 1 (float64), one thread (the default): numba {on['speedup_vs_reference']:.1f}x the "
                      f"reference (target 10x), {_pct(on['fraction_of_roofline'])} of the GEMV roofline (target 50%): "
                      f"{'met' if ok else 'NOT met'}")
-        if "numba_threads2_s" in on:
-            ok2 = on["speedup_threads2_vs_reference"] >= 10 and on["fraction_of_roofline_threads2"] >= 0.5
-            lines.append(f"- batch 1 (float64), `backend_options={{\"threads\": 2}}`: numba "
-                         f"{on['speedup_threads2_vs_reference']:.1f}x the reference, "
-                         f"{_pct(on['fraction_of_roofline_threads2'])} of the (one-core) GEMV roofline: "
-                         f"{'met' if ok2 else 'NOT met'}")
         if "fraction_of_load_bound" in on:
             lines.append(f"  - the load bound of this workload (each weight read twice per step at the measured L1 "
                          f"load rate, elementwise work free) is {_ms(on['load_bound_s'])} ms, "
@@ -288,7 +262,7 @@ def checklist(r):
 
 
 def markdown(r) -> str:
-    parts = [HEADER, machine_section(r), checklist(r)]
+    parts = [HEADER] + [f"**Note.** {n}\n" for n in r.get("notes", [])] + [machine_section(r), checklist(r)]
     if "workloads" in r:
         parts.append(workloads_section(r["workloads"]))
     if "peers" in r:
@@ -301,18 +275,15 @@ def markdown(r) -> str:
         parts.append(probes_section(r["probes"], r.get("probes_note")))
     if "startup" in r:
         parts.append(startup_section(r["startup"], r.get("threads")))
-    t2 = (r.get("threads") or {}).get("batch1_threads2")
-    if t2:
-        parts.append(threads2_section(t2, r.get("threads_note")))
     parts.append(KERNEL_NOTES)
     return "\n".join(parts)
 
 
 KERNEL_NOTES = """## What the numba core does (neurosim/backends/numba_backend.py)
 
-- One jitted call per batch (initialisation, T steps, weight update); settings are packed into an int and
-  a float array, so one compiled specialisation serves every run of a dtype, and kernels are cached on
-  disk.
+- One jitted call per batch (initialisation, T steps, weight update) on the calling thread; settings are
+  packed into an int and a float array, so one compiled specialisation serves every run of a dtype, and
+  kernels are cached on disk.
 - Batch <= 8: hand-written loops. A population whose only input is one weighted projection gets its
   prediction, error, energy and the feedback into its input layer from **one pass over W** in blocks of
   8 rows (the rows give mu_j, then eps_j, then are reused for fb += a eps_j W_j while still in L1; one
@@ -327,15 +298,6 @@ KERNEL_NOTES = """## What the numba core does (neurosim/backends/numba_backend.p
   and vectorised: tanh and the logistic are written branch-free (Cody-Waite exp + Cephes rational tanh,
   at most 3 ulp from NumPy's), `error_model="numpy"` removes Python's zero-division checks, and loops
   index views from 0 (numba's negative-index wrap-around on `x[o + j]` turns loads into gathers).
-- `Simulator(..., backend_options={"threads": 2})` (batches up to 8, Euler): every large one-pass
-  prediction/feedback is split in two halves of rows; the second half is posted to a helper thread
-  through an atomic control word (LLVM `cmpxchg`/`load atomic` emitted from numba intrinsics) and its
-  feedback is added after it signals done. If the helper has not claimed the half when the kernel has
-  finished its own, the kernel takes it back and computes it the same way, so a late or descheduled
-  helper costs time, never a hang, and the numbers do not depend on which thread did the work. The
-  helper spins for ~3 ms after the last half (consecutive training batches find it awake) and then
-  sleeps. Off by default: on a machine whose cores are busy (a Dask sweep with one worker per core) a
-  spinning helper takes a core from someone else.
 - `Simulator(..., backend_options={"blas_threads": 1})` runs the BLAS products of a batch on one thread
   (OpenBLAS `openblas_set_num_threads_local`, restored after the call). On a quiet machine two threads
   are faster for large batches; when other processes keep the cores busy, a two-thread GEMM waits for

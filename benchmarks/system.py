@@ -231,23 +231,4 @@ def threads(log=print) -> dict:
     s, layer = line.split("REGION")[1].split()
     res = {"prange_region_s": float(s), "threading_layer": layer}
     log(f"  one numba prange region (enter + leave, {layer}): {float(s) * 1e6:.1f} us")
-    res["batch1_threads2"] = threads2_by_width(log=log)
     return res
-
-
-def threads2_by_width(widths=(128, 256, 512, 1024, 2048), repeats=5, log=print) -> list:
-    """``threads=2`` against the default at batch 1 (two hidden layers of ``width``, T = 20), interleaved
-    medians: the helper thread takes half of each large pass, so the gain grows with the work per
-    hand-over; at small widths the cost of moving the shared vectors between cores dominates."""
-    rows = []
-    for width in widths:
-        sizes = core.net_sizes(width=width)
-        X, Y = core.make_data(1, sizes)
-        T = 20
-        a, b = core.simulator(sizes, "numba"), core.simulator(sizes, "numba", threads=2)
-        res = core.interleaved({"1": core.batch_fn(a, X, Y, T), "2": core.batch_fn(b, X, Y, T)}, repeats)
-        t1, t2 = res["1"]["median_s"], res["2"]["median_s"]
-        rows.append({"width": width, "T": T, "threads1_s": t1, "threads2_s": t2, "speedup": t1 / t2})
-        log(f"  batch 1, width {width:5d}: threads=1 {t1 * 1e3:8.3f} ms, threads=2 {t2 * 1e3:8.3f} ms: x{t1 / t2:.2f}")
-        b.close()
-    return rows

@@ -48,8 +48,6 @@ def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict
             sims = {"numba": core.simulator(sizes, "numba", dtype), "reference": core.simulator(sizes, "reference", dtype)}
             if B > 8:  # also the kernel with one BLAS thread (robust when other processes share the cores)
                 sims["numba_1thread"] = core.simulator(sizes, "numba", dtype, blas_threads=1)
-            else:      # also the kernel with a helper thread for the large passes (threads=2)
-                sims["numba_threads2"] = core.simulator(sizes, "numba", dtype, threads=2)
             fns = {k: core.batch_fn(s, X, Y, T) for k, s in sims.items()}
             if dtype not in first_call:  # the first numba call of this dtype compiles or loads the cache
                 t0 = time.perf_counter()
@@ -73,10 +71,6 @@ def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict
                 t1 = res["numba_1thread"]["median_s"]
                 row.update(numba_1thread_s=t1, speedup_1thread_vs_reference=t_ref / t1,
                            fraction_of_roofline_1thread=roof / t1)
-            if "numba_threads2" in res:
-                t2 = res["numba_threads2"]["median_s"]
-                row.update(numba_threads2_s=t2, speedup_threads2_vs_reference=t_ref / t2,
-                           fraction_of_roofline_threads2=roof / t2)
             if B == 1:
                 lb = core.load_bound_s(sizes, T, loads[dtype])
                 row.update(load_rate_gelem=loads[dtype] / 1e9, load_bound_s=lb, fraction_of_load_bound=lb / t_nb)
@@ -86,7 +80,5 @@ def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict
             log(f"  {name:8s} B={B:<4d} T={T:<4d} {dtype}: numba {t_nb * 1e3:8.2f} ms  reference {t_ref * 1e3:8.2f} ms"
                 f"  x{t_ref / t_nb:5.1f}  roofline {roof * 1e3:7.2f} ms ({roof / t_nb:4.0%})"
                 + (f"  [1 BLAS thread: {row['numba_1thread_s'] * 1e3:.2f} ms, {roof / row['numba_1thread_s']:.0%}]"
-                   if "numba_1thread_s" in row else "")
-                + (f"  [threads=2: {row['numba_threads2_s'] * 1e3:.2f} ms, x{row['speedup_threads2_vs_reference']:.1f}]"
-                   if "numba_threads2_s" in row else ""))
+                   if "numba_1thread_s" in row else ""))
     return {"rows": rows, "first_numba_call_s": first_call}

@@ -43,7 +43,6 @@ Python's zero checks, which would block vectorisation) and the fast-math flags o
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 from llvmlite import ir
@@ -53,7 +52,6 @@ from numba.extending import intrinsic
 
 from ..config import JIT_OPTIONS
 from ..plan import OPT_ADAM, ROLE_FREE, ROLE_INPUT, ROLE_TARGET
-from ._atomics import atomic_cas, atomic_load, atomic_store, cpu_relax
 from .base import EULER, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP, MODE_NUDGE, Backend, BatchResult, RunSpec
 
 # column indices of the packed metadata tables
@@ -329,10 +327,10 @@ def _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b):
 
 
 @njit(**_jit)
-def _fused_rows(i, k, B, j0, j1, x, phx, mu, eps, F, pi, prec, ki, kf, W, b):
-    r"""Rows ``j0:j1`` of the one-pass prediction/error/feedback of population i (see :func:`_fused`):
-    writes their mu and eps, adds their feedback into ``F`` (B, n_pre) and returns their
-    :math:`\sum \pi d^2` (not yet halved or divided by B)."""
+def _fused_rows(i, k, B, x, phx, mu, eps, F, pi, prec, ki, kf, W, b):
+    r"""The one-pass prediction/error/feedback of population i (see :func:`_fused`): writes its mu and
+    eps, adds its feedback into ``F`` (B, n_pre) and returns :math:`\sum \pi d^2` (not yet halved or
+    divided by B)."""
     pre = ki[k, K_PRE]
     n_post = pi[i, P_SIZE]
     n_pre = pi[pre, P_SIZE]
@@ -355,9 +353,9 @@ def _fused_rows(i, k, B, j0, j1, x, phx, mu, eps, F, pi, prec, ki, kf, W, b):
     zero = Wk.dtype.type(0)  # dot products and feedback coefficients in the arrays' precision
     cast = Wk.dtype.type
     acc = 0.0
-    j = j0
-    while j < j1:
-        nb = 8 if j + 8 <= j1 else (4 if j + 4 <= j1 else 1)
+    j = 0
+    while j < n_post:
+        nb = 8 if j + 8 <= n_post else (4 if j + 4 <= n_post else 1)
         for s in range(B):
             a0 = zero
             a1 = zero
@@ -447,26 +445,14 @@ def _fused_rows(i, k, B, j0, j1, x, phx, mu, eps, F, pi, prec, ki, kf, W, b):
     return acc
 
 
-# slots of the control array shared with the helper thread (``threads=2``)
-C_STATE, C_ON, C_MIN, C_I, C_K, C_B, C_J0, C_J1, C_SPIN, C_COUNT, C_NOTAKE, C_ALIVE = range(12)
-N_CTL = 12
-# states of a posted half-pass
-S_IDLE, S_POSTED, S_CLAIMED, S_DONE, S_QUIT = 0, 1, 2, 3, 4
-
-
 @njit(**_jit)
-def _fused(i, k, B, x, phx, mu, eps, fb, g, pi, prec, ki, kf, W, b, ctl, fh, hf):
+def _fused(i, k, B, x, phx, mu, eps, fb, g, pi, prec, ki, kf, W, b):
     r"""One pass over W_k for a population i whose only input is the weighted projection k (small batches).
 
     Row j of :math:`W_k` gives :math:`\mu_j = a\,W_j \cdot \phi(x_{pre}) + b_j`, hence
     :math:`\varepsilon_j = \pi_j (x_j - \mu_j)`, and is used again, while it is still in L1, for the
     feedback :math:`fb_{pre} \mathrel{+}= a\,\varepsilon_j W_j`: the matrix is read once per step
     instead of twice.  Returns the batch-mean energy of population i.
-
-    With a helper thread (``ctl[C_ON]``, ``threads=2``) a large pass is split in two halves of rows:
-    the second half is posted to the helper, which adds its feedback into ``fh``; if the helper has not
-    claimed it by the time the first half is done, this thread computes it itself, the same way (into
-    ``fh``, then added), so the result does not depend on which thread did the work.
     """
     pre = ki[k, K_PRE]
     n_post = pi[i, P_SIZE]
@@ -477,70 +463,7 @@ def _fused(i, k, B, x, phx, mu, eps, fb, g, pi, prec, ki, kf, W, b, ctl, fh, hf)
             for q in range(n_pre):
                 F[s, q] = 0.0
         g[pre, G_FBW] = 1
-    h = (n_post // 2) // 8 * 8 if n_post >= 32 else n_post // 2   # halves on cache-line boundaries
-    if ctl[C_ON] == 0 or B * n_post * n_pre < ctl[C_MIN] or h == 0:
-        return 0.5 * _fused_rows(i, k, B, 0, n_post, x, phx, mu, eps, F, pi, prec, ki, kf, W, b) / B
-    ctl[C_I] = i
-    ctl[C_K] = k
-    ctl[C_B] = B
-    ctl[C_J0] = h
-    ctl[C_J1] = n_post
-    atomic_store(ctl, C_STATE, S_POSTED)
-    acc = _fused_rows(i, k, B, 0, h, x, phx, mu, eps, F, pi, prec, ki, kf, W, b)
-    Fh = fh[:B * n_pre].reshape(B, n_pre)
-    if ctl[C_NOTAKE] != 0:   # (tests: let the helper do its half, as long as it is running or launched)
-        while atomic_load(ctl, C_STATE) == S_POSTED and atomic_load(ctl, C_ALIVE) != 0:
-            cpu_relax()
-    if atomic_cas(ctl, C_STATE, S_POSTED, S_IDLE):   # not claimed: do it here
-        for s in range(B):
-            for q in range(n_pre):
-                Fh[s, q] = 0.0
-        acc2 = _fused_rows(i, k, B, h, n_post, x, phx, mu, eps, Fh, pi, prec, ki, kf, W, b)
-    else:
-        while atomic_load(ctl, C_STATE) != S_DONE:
-            cpu_relax()
-        acc2 = hf[0]
-        atomic_store(ctl, C_STATE, S_IDLE)
-    for s in range(B):
-        for q in range(n_pre):
-            F[s, q] += Fh[s, q]
-    return 0.5 * (acc + acc2) / B
-
-
-@njit(**_jit)
-def helper_loop(ctl, fh, hf, x, phx, mu, eps, pi, prec, ki, kf, W, b):
-    """The helper thread of ``threads=2``: computes posted half-passes of :func:`_fused` until told to quit
-    or until nothing has been posted for ``ctl[C_SPIN]`` polls (then it parks; a late post is simply done
-    by the kernel itself).  Returns the number of half-passes it did."""
-    n = 0
-    idle = 0
-    atomic_store(ctl, C_ALIVE, 1)
-    while True:
-        st = atomic_load(ctl, C_STATE)
-        if st == S_POSTED:
-            idle = 0
-            if atomic_cas(ctl, C_STATE, S_POSTED, S_CLAIMED):
-                i = ctl[C_I]
-                k = ctl[C_K]
-                B = ctl[C_B]
-                n_pre = pi[ki[k, K_PRE], P_SIZE]
-                Fh = fh[:B * n_pre].reshape(B, n_pre)
-                for s in range(B):
-                    for q in range(n_pre):
-                        Fh[s, q] = 0.0
-                hf[0] = _fused_rows(i, k, B, ctl[C_J0], ctl[C_J1], x, phx, mu, eps, Fh, pi, prec, ki, kf, W, b)
-                n += 1
-                ctl[C_COUNT] += 1
-                atomic_store(ctl, C_STATE, S_DONE)
-        elif st == S_QUIT:
-            atomic_store(ctl, C_ALIVE, 0)
-            return n
-        else:
-            idle += 1
-            if idle > ctl[C_SPIN] and ctl[C_NOTAKE] == 0:   # (with NOTAKE the kernel relies on us: stay)
-                atomic_store(ctl, C_ALIVE, 0)
-                return n
-            cpu_relax()
+    return 0.5 * _fused_rows(i, k, B, x, phx, mu, eps, F, pi, prec, ki, kf, W, b) / B
 
 
 @njit(**_jit)
@@ -578,7 +501,7 @@ def _errors(i, B, x, es, mu, eps, deps, pi, pf, prec):
 
 @njit(**_jit)
 def _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki, kf, ki_start, ki_end, W, b,
-             predict, ctl, fh, hf):
+             predict):
     """Predictions that can change (when ``predict``), then errors and energy of every population.
 
     With ``predict``, populations marked for the fused pass (:func:`_fused`) also get their feedback
@@ -592,8 +515,7 @@ def _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki,
             if pi[i, P_ROLE] == ROLE_INPUT or g[i, G_MUC] != 0:
                 continue
             if g[i, G_FUSED] > 0:
-                energy[i] = _fused(i, g[i, G_FUSED] - 1, B, x, phx, mu, eps, fb, g, pi, prec, ki, kf, W, b, ctl, fh,
-                                   hf)
+                energy[i] = _fused(i, g[i, G_FUSED] - 1, B, x, phx, mu, eps, fb, g, pi, prec, ki, kf, W, b)
             else:
                 _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b)
     for i in range(npop):
@@ -838,8 +760,7 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
 # ----------------------------------------------------------------------------- one batch
 @njit(**_jit)
 def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end, inputs, input_off,
-                     W, b, mW, vW, mb, vb, opt_t, work, work2, tmp, gtmp, energies, rec, rec_steps, y0, y, out,
-                     ctl, fh, hf):
+                     W, b, mW, vW, mb, vb, opt_t, work, work2, tmp, gtmp, energies, rec, rec_steps, y0, y, out):
     """One batch: initialise, relax ``n_steps`` (or until max|d/dt| < tol), optionally learn.
 
     ``iargs`` = (have_prev, mode, init, n_steps, integrator, learn, probe_every, probe_item, target_pop),
@@ -980,7 +901,7 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
                     for j in range(n):
                         Sb[q, j] = pv[j] * (Xb[q, j] - Mb[q, j])
     fused_done = _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki, kf, ki_start, ki_end,
-                          W, b, False, ctl, fh, hf)  # every prediction is already up to date
+                          W, b, False)  # every prediction is already up to date
     if target_pop >= 0:
         n = pi[target_pop, P_SIZE]
         Mt = _blk(mu, B, pi[target_pop, P_OFF], n)
@@ -1060,7 +981,7 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
                     es2[j] = es[j] + dt * deps[j]
                 _phi_all(B, x2, phx, pi, pf, g, True)
                 fused_done = _forward(B, x2, es2, mu, eps, phx, fb, deps2, tmp, energy2, g, pi, pf, prec, ki, kf,
-                                      ki_start, ki_end, W, b, True, ctl, fh, hf)
+                                      ki_start, ki_end, W, b, True)
                 _moving_derivs(B, x2, eps, phx, fb, sfb, tmp, t, dx2, mode, beta, pi, pf, ki, kf, W, g,
                                fused_done)
                 h = 0.5 * dt
@@ -1073,7 +994,7 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
         for i in range(npop):
             prev_total += energy[i]
         fused_done = _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki, kf, ki_start,
-                              ki_end, W, b, True, ctl, fh, hf)
+                              ki_end, W, b, True)
         if dt_decay < 1.0:
             tot = 0.0
             for i in range(npop):
@@ -1141,97 +1062,6 @@ def _writable(a, dtype):
     return a if a.flags.writeable else a.copy()
 
 
-#: smallest ``B * n_post * n_pre`` for which ``threads=2`` splits a fused pass between the two threads
-#: (below it the hand-over, ~0.3 us, costs more than half the pass)
-SPLIT_MIN = 16384
-#: polls (each a ``pause``, ~20-40 ns) the helper of ``threads=2`` keeps spinning after the last half-pass
-HELPER_SPIN = 100_000
-_OFF_CTL = np.zeros(N_CTL, dtype=np.int64)   # threads=1: never split
-_NO_HF = np.zeros(1, dtype=np.float64)
-
-
-class _Helper:
-    """The second thread of ``threads=2``: a daemon thread that runs :func:`helper_loop` (nogil), taking
-    the second half of every large fused pass that a kernel call posts.  It keeps polling for about
-    :data:`HELPER_SPIN` polls after the last post (back-to-back training batches find it awake, as an
-    OpenMP runtime's spinning threads) and then sleeps on an Event until the next call.  If it is late
-    (asleep, not yet started, descheduled before claiming a half), the kernel does the half itself, so a
-    busy machine costs speed, never correctness or a hang; the result is the same either way."""
-
-    def __init__(self):
-        import threading
-        self.pid = os.getpid()   # threads do not survive fork: a child process starts its own helper
-        self.ctl = np.zeros(N_CTL, dtype=np.int64)
-        self.ctl[C_ON] = 1
-        self.ctl[C_MIN] = SPLIT_MIN
-        self.ctl[C_SPIN] = HELPER_SPIN
-        self.hf = np.zeros(1, dtype=np.float64)
-        self.halves = 0
-        self.error = None
-        self._args = None
-        self._stop = False
-        self._go = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._thread = threading.Thread(target=self._main, name="neurosim-numba-helper", daemon=True)
-        self._thread.start()
-
-    def _main(self):
-        while True:
-            self._go.wait()
-            self._go.clear()
-            if self._stop:
-                self._idle.set()
-                return
-            try:
-                self.halves += int(helper_loop(self.ctl, *self._args))
-            except BaseException as e:  # pragma: no cover - reported by the next begin()
-                self.error = e
-            finally:
-                self._idle.set()
-
-    def _park(self):
-        """Make the helper leave its loop and wait until it has (it then sleeps on the Event)."""
-        if not self._idle.is_set():
-            self.ctl[C_STATE] = S_QUIT   # a plain store: the helper polls with atomic loads
-            # the loop exits within microseconds of QUIT, but its first call may still be compiling
-            if not self._idle.wait(timeout=600.0):   # pragma: no cover
-                raise RuntimeError("backend 'numba': the helper thread did not stop")
-        self.ctl[C_STATE] = S_IDLE
-
-    def begin(self, args):
-        """Before a kernel call: make sure the helper polls for this call's buffers."""
-        if self.error is not None:
-            err, self.error = self.error, None
-            raise RuntimeError("backend 'numba': the helper thread failed") from err
-        cur = self._args
-        same = cur is not None and len(cur) == len(args) and all(a is c for a, c in zip(args, cur))
-        if same and self.ctl[C_ALIVE] != 0:
-            return   # polling (1) or about to (2) the same buffers; if it parks now, the kernel takes back
-        self._park()
-        self._args = args
-        self._idle.clear()
-        self.ctl[C_ALIVE] = 2             # launched; helper_loop sets 1 on entry and 0 when it returns
-        self._go.set()
-
-    def close(self):
-        if self.pid != os.getpid():      # inherited through fork: the thread is not ours
-            self._args = None
-            return
-        self._park()
-        self._stop = True
-        self._idle.clear()
-        self._go.set()
-        self._thread.join(timeout=5)
-        self._args = None
-
-    def abandon(self):
-        """Stop without waiting (garbage collection, interpreter exit: the thread may be frozen)."""
-        self._stop = True
-        self.ctl[C_STATE] = S_QUIT
-        self._go.set()
-
-
 class NumbaBackend(Backend):
     """Runs :func:`run_batch_kernel`; buffers are reused across batches of the same size.
 
@@ -1241,13 +1071,11 @@ class NumbaBackend(Backend):
     Options (``Simulator(..., backend_options={...})``):
 
     * ``blas_threads`` (int): BLAS threads of the matrix products of batches above :data:`SMALL_BATCH`
-      during a call (see :class:`_BlasThreads`);
-    * ``threads`` (1 or 2): with 2, batches up to :data:`SMALL_BATCH` (Euler steps) split every large
-      one-pass prediction/feedback (:func:`_fused`) between the calling thread and a helper thread
-      (:class:`_Helper`); results do not depend on which thread computed which half, and differ from
-      ``threads=1`` only by the order of one sum (~1e-16).  Worth it when a second core is free: the
-      helper spins while batches keep coming;
-    * ``split_min`` (int, default :data:`SPLIT_MIN`): smallest ``B * n_post * n_pre`` that is split.
+      during a call (see :class:`_BlasThreads`).
+
+    The kernel itself runs on the calling thread.  The former ``threads``/``split_min`` options (a helper
+    thread taking half of the large passes of small batches) were removed: the gain was within noise on
+    2 cores and its results were not reproducible to the bit; passing them raises a ValueError.
     """
 
     name = "numba"
@@ -1255,25 +1083,27 @@ class NumbaBackend(Backend):
     accepts_rec_out = True
     supports = frozenset({"euler", "heun", "tol", "nudge", "tau_eps", "skip", "multiplier", "bias", "adam",
                           "dt_decay", "float32", "probes", "graph"})
+    #: the keys ``backend_options`` may hold
+    options = ("blas_threads",)
+    #: options that existed once, with the reason they are gone (passing one raises a ValueError saying so)
+    removed_options = {
+        "threads": "the helper thread of threads=2 was removed (on 2 cores it gained nothing measurable and "
+                   "its results depended on which thread computed what); the kernel runs on the calling thread",
+        "split_min": "it set the split of the removed threads=2 helper thread",
+    }
 
-    def __init__(self, plan, dtype=np.float64, blas_threads=None, threads=1, split_min=None):
+    def __init__(self, plan, dtype=np.float64, blas_threads=None, **unknown):
+        for key in unknown:
+            why = self.removed_options.get(key)
+            raise ValueError(f"backend 'numba': backend_options key {key!r} "
+                             + (f"was removed: {why}; " if why else "is not an option; ")
+                             + f"valid keys: {list(self.options)}")
         super().__init__(plan, dtype)
         p = plan
         if blas_threads is not None and (isinstance(blas_threads, bool) or not isinstance(blas_threads, int)
                                          or blas_threads < 1):
             raise ValueError(f"backend 'numba': blas_threads must be a positive int or None, got {blas_threads!r}")
-        if isinstance(threads, bool) or threads not in (1, 2):
-            raise ValueError(f"backend 'numba': threads must be 1 or 2, got {threads!r} (2 runs the large "
-                             f"matrix passes of batches up to {SMALL_BATCH} on two threads)")
-        if split_min is not None and (isinstance(split_min, bool) or not isinstance(split_min, int) or split_min < 1):
-            raise ValueError(f"backend 'numba': split_min must be a positive int (elements B * n_post * n_pre), "
-                             f"got {split_min!r}")
         self._blas_threads = _BlasThreads(blas_threads) if blas_threads is not None else None
-        self.threads = threads
-        self.split_min = SPLIT_MIN if split_min is None else split_min
-        self._helper = None
-        self._helper_args = None
-        self._helper_key = ()
         self.pi = np.ascontiguousarray(np.stack([p.pop_size, p.pop_off, p.pop_phi, p.pop_role, p.pop_has_err],
                                                 axis=1).astype(np.int64))
         self.pf = np.ascontiguousarray(np.stack([p.pop_phi_param, p.pop_tau_x, p.pop_tau_eps], axis=1)
@@ -1289,7 +1119,6 @@ class NumbaBackend(Backend):
         self.inputs = p.input_pops.astype(np.int64)
         self.input_off = p.input_off.astype(np.int64)
         self.tmp_units = int(p.pop_size.max())
-        self._fh = np.zeros(SMALL_BATCH * self.tmp_units if threads == 2 else 1, dtype=self.dtype)
         shapes = [p.weight_shape(k) for k in range(p.n_proj)]
         self.gtmp = np.zeros(max([a * c for a, c in shapes] + [self.tmp_units, 1]), dtype=self.dtype)
         self.have_prev = False
@@ -1344,30 +1173,13 @@ class NumbaBackend(Backend):
         fargs = np.array([spec.beta, spec.tol, spec.dt, spec.dt_decay], dtype=np.float64)
         out = self._out
         limit = self._blas_threads is not None and B > SMALL_BATCH
-        helper = None
-        if self.threads == 2 and B <= SMALL_BATCH and int(spec.integrator) == EULER:
-            if self._helper is not None and self._helper.pid != os.getpid():
-                self._helper = None          # inherited through fork: its thread does not exist here
-                self._helper_args = None
-            if self._helper is None:
-                self._helper = _Helper()
-                self._helper.ctl[C_MIN] = self.split_min
-            helper = self._helper
-        ctl, hf = (helper.ctl, helper.hf) if helper is not None else (_OFF_CTL, _NO_HF)
         if limit:
             self._blas_threads.enter()
-        if helper is not None:
-            key = (work, self._fh, self.pi, self.prec, self.ki, self.kf, self.W, self.b)
-            if self._helper_args is None or any(a is not c for a, c in zip(key, self._helper_key)):
-                self._helper_args = (self._fh, hf, work[X], work[PHX], work[MU], work[EPS], self.pi, self.prec,
-                                     self.ki, self.kf, self.W, self.b)
-                self._helper_key = key
-            helper.begin(self._helper_args)
         try:
             run_batch_kernel(s, t, iargs, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start,
                              self.ki_end, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW, self.mb,
                              self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec, rec_steps, y0, y,
-                             out, ctl, self._fh, hf)
+                             out)
         finally:
             if limit:
                 self._blas_threads.exit()
@@ -1417,16 +1229,3 @@ class NumbaBackend(Backend):
         super().reset()
         self.have_prev = False
 
-    def close(self):
-        if self._helper is not None:
-            self._helper.close()
-            self._helper = None
-        super().close()
-
-    def __del__(self):
-        h = getattr(self, "_helper", None)
-        if h is not None:
-            try:
-                h.abandon()
-            except Exception:
-                pass

@@ -239,3 +239,14 @@ def test_blas_threads_option_same_result_and_validated():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="blas_threads"):
             ns.Simulator(net, backend="numba", backend_options={"blas_threads": bad})
+
+
+def test_removed_and_unknown_backend_options_are_refused_with_the_valid_keys():
+    """The helper thread of ``threads=2`` is gone: passing ``threads`` (or its ``split_min``) says it was
+    removed and lists the keys that remain; a typo lists them too."""
+    net = layered("tanh")
+    for key, val in (("threads", 2), ("threads", 1), ("split_min", 1)):
+        with pytest.raises(ValueError, match=rf"'{key}' was removed.*valid keys: \['blas_threads'\]"):
+            ns.Simulator(net, backend="numba", backend_options={key: val})
+    with pytest.raises(ValueError, match=r"'blas_thread' is not an option.*valid keys: \['blas_threads'\]"):
+        ns.Simulator(net, backend="numba", backend_options={"blas_thread": 1})
