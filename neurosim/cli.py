@@ -130,13 +130,11 @@ def main(argv=None) -> int:
         from .experiment import describe_params
         print(f"{module.NAME}: {module.DESCRIPTION}\n")
         print((module.__doc__ or "").strip() + "\n")
-        rows = [(k, _json(v), valid) for k, v, valid in describe_params(module)]
-        wk = max(len(k) for k, _, _ in rows)
-        wv = min(max(len(v) for _, v, _ in rows), 28)
-        print("parameters (set with --set KEY=VALUE):")
-        print(f"  {'name':<{wk}}   {'default':<{wv}}  valid values")
-        for k, v, valid in rows:
-            print(f"  {k:<{wk}} = {v:<{wv}}  {valid}")
+        rows = [(f"{k} = {_json(v)}", valid) for k, v, valid in describe_params(module)]
+        width = min(max(len(kv) for kv, _ in rows), 40)
+        print("parameters (name = default, then the valid values; set with --set KEY=VALUE):")
+        for kv, valid in rows:
+            print(f"  {kv:<{width}}  {valid}")
         return 0
     overrides = {}
     for item in args.sets:

@@ -209,8 +209,7 @@ class Param:
             try:
                 out.append(self.item.coerce(f"{key}[{i}]", v))
             except ConfigError as e:
-                raise ConfigError(f"{key}={value!r}: item {i} ({v!r}) is not a valid {self.item.describe()}"
-                                  ) from e
+                raise ConfigError(f"{key}={value!r}: item {i} ({v!r}): expected {self.item.describe()}") from e
         return out
 
     def _bound(self, b, cfg):
