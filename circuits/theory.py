@@ -272,7 +272,7 @@ LIN_DEFAULTS = {
 LIN_PARAMS = {
     "backend": P.BACKEND,
     "seed": P.SEED,
-    "hidden": P.SIZES,
+    "hidden": P.ListOf(P.Int(ge=1), doc="the relaxation needs at least one hidden layer"),
     "lr": P.LR,
     "batch_size": P.Int(ge=1, le=1024),
     "n_train_steps": P.COUNT,
@@ -501,7 +501,7 @@ SADDLE_DEFAULTS = {
 SADDLE_PARAMS = {
     "backend": P.BACKEND,
     "seed": P.SEED,
-    "depths": P.ListOf(P.Int(ge=1)),
+    "depths": P.ListOf(P.Int(ge=2), doc="a chain needs a hidden unit to have a saddle"),
     "n_samples": P.COUNT,
     "slope": P.NONZERO,
     "init_std": P.Float(gt=0),

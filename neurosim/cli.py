@@ -155,7 +155,7 @@ def main(argv=None) -> int:
         return _fail(f"interrupted (what was computed so far is in {out / 'metrics.json'})", 130)
     except Exception as e:  # a failed run: one line, non-zero exit
         first = f"{type(e).__name__}: {e}".splitlines()[0]
-        return _fail(f"{first} (error and history so far in {out / 'metrics.json'})", 1)
+        return _fail(f"{first} (status, error and partial results in {out / 'metrics.json'})", 1)
     if args.quiet:
         print(out)
         return 0
@@ -244,7 +244,7 @@ def summary_lines(metrics: dict, max_lines: int = MAX_LINES) -> list:
     lines = []
     if rows:
         width = min(max(len(k) for k, _ in rows), 48)
-        shown = rows[:max_lines]
+        shown = rows if len(rows) <= max_lines + 5 else rows[:max_lines]
         lines += [f"  {k:<{width}}  {v}" for k, v in shown]
         if len(rows) > len(shown):
             lines.append(f"  ... {len(rows) - len(shown)} more numbers in metrics.json")

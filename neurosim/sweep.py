@@ -359,8 +359,8 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
         if m is None:
             continue
         row = {"point": pid, **pt}
-        row.update({k: v for k, v in flatten_metrics(m, skip=("environment", "figures", "report")).items()
-                    if _scalar(v) and k not in row})
+        flat = flatten_metrics(m, skip=("status", "environment", "figures", "report"))
+        row.update({k: v for k, v in flat.items() if _scalar(v) and k not in row})
         rows.append(row)
     result.rows = rows
     unknown = None
