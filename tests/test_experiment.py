@@ -199,3 +199,57 @@ def test_flatten_metrics_uses_dotted_names():
     assert flatten_metrics(m) == {"pc.min": 0.5, "pc.n": 3, "label": "x"}
     assert flatten_metrics(m, lists=True) == {"pc.min": 0.5, "pc.w.W1": [1.0], "pc.n": 3, "label": "x",
                                               "curve": [1.0, 2.0]}
+
+
+#: every experiment at values on the edges of its declared ranges (smallest sizes, bounds, empty lists where
+#: allowed), on the reference backend: a declared range must contain only values that run
+EDGES = [
+    ("digits", dict(hidden=[], epochs=1, relax_steps_plot=1, steps=1, batch_size=1000, test_fraction=0.95)),
+    ("cnn-digits", dict(channels=[2, 2, 2], epochs=1, algorithms=["bp"], test_fraction=0.9)),
+    ("hw-precision", dict(n_train=32, n_test=16, epochs=1, hidden=[4], weight_bits=2, activity_bits=2, dac_bits=2,
+                          adc_bits=52, curves=False, stuck_fraction=1.0)),
+    ("hw-event-driven", dict(n_train=32, n_test=16, epochs=1, hidden=[4], thresholds=[0.5], fidelity_steps=1,
+                             fidelity_batch=1, figures=False)),
+    ("hw-energy", dict(n_train=32, n_test=16, epochs=1, hidden=[], steps_axis=[1], bits=1, figures=False,
+                       targets=["crossbar"])),
+    ("few-data", dict(n_seeds=1, examples_per_class=[130], epochs=1, lrs=[0.4], relax_steps=1, hidden=[])),
+    ("concept-drift", dict(n_seeds=1, iterations=1, drift_every=1, eval_every=1, pretrain_epochs=0, lrs=[0.4],
+                           examples_per_class=0, relax_steps=1, hidden=[4])),
+    ("continual", dict(n_seeds=1, cycles=1, epochs_per_task=1, lrs=[0.4], relax_steps=1, hidden=[])),
+    ("online-learning", dict(n_seeds=1, batch_sizes=[1], lrs=[0.4], iterations=1, batches_per_iteration=1,
+                             relax_steps=1, hidden=[])),
+    ("deep-small-data", dict(n_seeds=1, depths=[1], examples_per_class=1, epochs=1, lrs=[0.3], relax_steps=1)),
+    ("reversal-learning", dict(n_seeds=30, trials=40, analyse_after=0, relax_steps=8)),
+    ("sensorimotor", dict(n_seeds=1, train_blocks=1, post_blocks=1, init_stds=[0.1], lrs=[0.001], memory_lrs=[0.1],
+                          relax_steps=1)),
+    ("fear-conditioning", dict(n_seeds=1, trials_per_phase=1, perception_lrs=[0.1], L_lrs=[0.1], N_lrs=[0.1],
+                               relax_steps=1, init_std=0.0, tol=0.0)),
+    ("bear", dict(iterations=1, relax_steps=1, lr_sweep=[10.0], sweep_time=0.1, dt_decay=1.0, dt=1.9)),
+    ("example-122", dict(iterations=1, relax_steps=1, small_lr=1.0, match_step_length=False)),
+    ("target-alignment", dict(width=1, depths=[1], n_seeds=1, relax_steps=1, activations=["relu"],
+                              activation_depths=[1], activation_relax_steps=1)),
+    ("prospective-index", dict(width=1, n_layers=1, n_seeds=1, relax_steps=1, converge_steps=1)),
+    ("fpa-exactness", dict(hidden=[4], pretrain_epochs=0, batch_size=1, etas=[1.0], n_max=1, strict=False)),
+    ("zil-exactness", dict(hidden=[4], batch_size=1024, n_train_steps=1, gamma_control=0.01)),
+    ("linear-equilibrium", dict(hidden=[1], n_train_steps=1, widths=[1], depths=[1], n_seeds=1, mupc_width=1,
+                                batch_size=1)),
+    ("mupc-depth", dict(depths=[1], width=1, epochs=1, batch_size=1024, sp_lrs=[0.1], bp=False)),
+    ("saddles", dict(depths=[2], n_samples=1, slope=-2.0, max_steps_pc=2, max_steps_bp=2, hessian_hidden=[])),
+    ("graph-exactness", dict(batch_size=1024, train_steps=1, hidden=1, fpa_graph="residual", fpa_max_steps=1)),
+    ("rnn-sequences", dict(task="adding", length=2, n_train=1, n_test=1, epochs=1, hidden=1, algorithms=["pc"],
+                           pc_steps=1)),
+    ("lstm-sequences", dict(epochs=1, hidden=1, algorithms=["zil"], test_fraction=0.95)),
+    ("brian2_bear", dict(iterations=1, steps=1)),
+    ("brian2_digits", dict(hidden=1, epochs=1, infer_steps=[1], n_test=1, chunk=1, train_steps=1)),
+]
+
+
+@pytest.mark.parametrize("name, overrides", EDGES, ids=[n for n, _ in EDGES])
+def test_values_on_the_edges_of_the_declared_ranges_run(name, overrides, tmp_path):
+    import circuits
+    exp = circuits.get(name)
+    for key, value in overrides.items():  # each value is valid on its own
+        exp.PARAMS[key].validate(key, exp.PARAMS[key].coerce(key, value))
+    with np.errstate(all="ignore"):
+        m = run_experiment(exp, {"backend": "reference", **overrides}, out=tmp_path, progress=False)
+    assert m["status"] == "ok"
