@@ -152,10 +152,12 @@ def main(argv=None) -> int:
     except ConfigError as e:
         return _fail(str(e), 2)
     except KeyboardInterrupt:
-        return _fail(f"interrupted (what was computed so far is in {out / 'metrics.json'})", 130)
+        where = f" (what was computed so far is in {out / 'metrics.json'})" if (out / "metrics.json").exists() else ""
+        return _fail("interrupted" + where, 130)
     except Exception as e:  # a failed run: one line, non-zero exit
         first = f"{type(e).__name__}: {e}".splitlines()[0]
-        return _fail(f"{first} (status, error and partial results in {out / 'metrics.json'})", 1)
+        where = f" (error and partial results in {out / 'metrics.json'})" if (out / "metrics.json").exists() else ""
+        return _fail(first + where, 1)
     if args.quiet:
         print(out)
         return 0
