@@ -6,6 +6,8 @@ import neurosim as ns
 from neurosim import hardware as hw
 from neurosim.data import load_digits
 
+from . import _params as P
+
 #: parameters every hardware experiment shares
 COMMON = {
     "backend": "numba",       # numba | reference (the event engine of the same name)
@@ -23,6 +25,34 @@ COMMON = {
     "n_test": 0,              # use only the first n test samples (0: all)
     "figures": True,          # write PNG figures (sweeps switch this off)
 }
+
+#: type and valid range of the parameters in COMMON
+COMMON_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "hidden": P.SIZES,
+    "phi": P.PHI,
+    "lr": P.LR,
+    "momentum": P.MOMENTUM,
+    "epochs": P.COUNT,
+    "batch_size": P.COUNT,
+    "steps": P.COUNT,
+    "dt": P.DT,
+    "test_fraction": P.TEST_FRACTION,
+    "n_train": P.Int(ge=0, doc="0 = all"),
+    "n_test": P.Int(ge=0, doc="0 = all"),
+    "figures": P.Bool(),
+}
+
+
+def _known_target(name):
+    hw.get_target(name)
+
+
+#: a hardware target: a name of neurosim.hardware.targets() or the path of a target file
+TARGET = P.Str(check=_known_target, doc="a name of neurosim.hardware.targets() or a target file")
+#: 0 (off: float64) or a signed quantiser width
+BITS = P.Int(ge=2, le=52, also=(0,), doc="0 = off")
 
 
 def load(cfg):

@@ -21,6 +21,10 @@ from neurosim import metrics, plot
 
 from ._prospective_common import (COLOR, RULES, SHORT, Relax, bar_panels, check, learn_step, output,
                                   progress_bar, simulator)
+from . import _params as P
+
+#: inference settings of the PC rule shared by the experiments below
+RELAX_PARAMS = {"relax_steps": P.COUNT, "dt": P.DT, "dt_decay": P.DT_DECAY, "tol": P.TOL}
 
 
 def _grid_fits(model_means: dict, data: np.ndarray, offset: bool) -> dict:
@@ -71,6 +75,20 @@ FEAR_DEFAULTS = {
     "dt": 0.5,
     "dt_decay": 0.5,
     "tol": 1e-8,              # stop relaxing once max |dx/dt| < tol (0: always relax_steps)
+}
+
+FEAR_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "n_seeds": P.COUNT,
+    "trials_per_phase": P.COUNT,
+    "L": P.Float(),
+    "N": P.Float(),
+    "init_std": P.Float(ge=0),
+    "perception_lrs": P.LRS,
+    "L_lrs": P.LRS,
+    "N_lrs": P.LRS,
+    **RELAX_PARAMS,
 }
 
 
@@ -212,6 +230,18 @@ SM_DEFAULTS = {
     "dt": 0.1,
     "dt_decay": 0.9,
     "tol": 1e-8,
+}
+
+SM_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "n_seeds": P.COUNT,
+    "train_blocks": P.COUNT,
+    "post_blocks": P.COUNT,
+    "init_stds": P.ListOf(P.Float(gt=0)),
+    "lrs": P.LRS,
+    "memory_lrs": P.LRS,
+    **RELAX_PARAMS,
 }
 
 _CUE = {"1": {"cue1": 1.0, "cue2": 0.0}, "2": {"cue1": 0.0, "cue2": 1.0}}
@@ -386,6 +416,23 @@ REV_DEFAULTS = {
     "dt": 0.1,
     "dt_decay": 0.9,
     "tol": 1e-8,
+}
+
+REV_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "n_seeds": P.COUNT,
+    "trials": P.COUNT,
+    "analyse_after": P.Int(ge=0, lt="trials"),
+    "lrs_pc": P.LRS,
+    "init_stds_pc": P.ListOf(P.Float(ge=0)),
+    "lrs_bp": P.LRS,
+    "init_stds_bp": P.ListOf(P.Float(ge=0)),
+    "p_reward_correct": P.PROBABILITY,
+    "p_reward_incorrect": P.PROBABILITY,
+    "reverse_after": P.COUNT,
+    "p_reverse": P.PROBABILITY,
+    **RELAX_PARAMS,
 }
 
 

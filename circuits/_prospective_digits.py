@@ -25,6 +25,13 @@ from neurosim.data import load_digits
 
 from ._prospective_common import (COLOR, GAIN, RULES, SHORT, Relax, check, classification_error, learn_step,
                                   progress_bar, simulator)
+from . import _params as P
+
+#: parameters shared by the experiments below
+COMMON_PARAMS = {"backend": P.BACKEND, "seed": P.SEED, "n_seeds": P.COUNT, "phi": P.PHI, "lrs": P.LRS,
+                 "relax_steps": P.COUNT, "dt": P.DT, "dt_decay": P.DT_DECAY, "test_fraction": P.TEST_FRACTION,
+                 "scale": P.SCALE}
+PER_CLASS = P.PER_CLASS
 
 
 def _relax(cfg) -> Relax:
@@ -115,6 +122,14 @@ ONLINE_DEFAULTS = {
     "dt_decay": 0.5,
     "test_fraction": 0.25,
     "scale": "standard",      # input scaling of load_digits: standard | unit | none
+}
+
+ONLINE_PARAMS = {
+    **COMMON_PARAMS,
+    "hidden": P.SIZES,
+    "batch_sizes": P.ListOf(P.Int(ge=1)),
+    "iterations": P.COUNT,
+    "batches_per_iteration": P.COUNT,
 }
 
 
@@ -224,6 +239,14 @@ FEW_DEFAULTS = {
     "scale": "standard",      # input scaling of load_digits: standard | unit | none
 }
 
+FEW_PARAMS = {
+    **COMMON_PARAMS,
+    "hidden": P.SIZES,
+    "examples_per_class": P.ListOf(PER_CLASS),
+    "batch_size": P.COUNT,
+    "epochs": P.COUNT,
+}
+
 
 def _few_curve(cfg, data, rule, n_per_class, lr, seed) -> np.ndarray:
     relax = _relax(cfg)
@@ -311,6 +334,14 @@ CONT_DEFAULTS = {
     "dt_decay": 0.9,
     "test_fraction": 0.25,
     "scale": "standard",      # input scaling of load_digits: standard | unit | none
+}
+
+CONT_PARAMS = {
+    **COMMON_PARAMS,
+    "hidden": P.SIZES,
+    "epochs_per_task": P.COUNT,
+    "cycles": P.COUNT,
+    "batch_size": P.COUNT,
 }
 
 
@@ -440,6 +471,18 @@ DRIFT_DEFAULTS = {
     "scale": "standard",      # input scaling of load_digits: standard | unit | none
 }
 
+DRIFT_PARAMS = {
+    **COMMON_PARAMS,
+    "hidden": P.SIZES,
+    "pretrain_epochs": P.Int(ge=0),
+    "pretrain_lr": P.LR,
+    "examples_per_class": PER_CLASS,
+    "batch_size": P.COUNT,
+    "iterations": P.COUNT,
+    "drift_every": P.COUNT,
+    "eval_every": P.COUNT,
+}
+
 
 def _pretrained(cfg, data, seed):
     relax = _relax(cfg)
@@ -566,6 +609,15 @@ DEEP_DEFAULTS = {
     "dt_decay": 0.5,
     "test_fraction": 0.25,
     "scale": "unit",          # pixels in [0, 1] as the authors' FashionMNIST; see the doc on "standard"
+}
+
+DEEP_PARAMS = {
+    **COMMON_PARAMS,
+    "depths": P.ListOf(P.Int(ge=1)),
+    "width": P.COUNT,
+    "examples_per_class": PER_CLASS,
+    "batch_size": P.COUNT,
+    "epochs": P.COUNT,
 }
 
 

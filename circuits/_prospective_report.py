@@ -32,6 +32,13 @@ ALL_DEFAULTS = {
 }
 
 
+def all_params(names) -> dict:
+    """Parameters of prospective-all; ``names`` are the experiments it can run."""
+    from . import _params as P
+    return {"backend": P.BACKEND, "seed": P.SEED, "full": P.Bool(),
+            "experiments": P.ListOf(P.Choice(*names), min_len=0, doc="[] = all")}
+
+
 def _fmt(v) -> str:
     if isinstance(v, list):
         if len(v) > 4:

@@ -19,6 +19,10 @@ from neurosim.plan import ROLE_INPUT
 
 from ._prospective_common import (COLOR, GAIN, RULES, SHORT, Relax, check, feedforward, learn_step,
                                   output, progress_bar, simulator)
+from . import _params as P
+
+#: inference settings of the PC rule shared by the experiments below
+RELAX_PARAMS = {"relax_steps": P.COUNT, "dt": P.DT, "dt_decay": P.DT_DECAY}
 
 # ====================================================================================================
 # bear: the 1-1-2 interference example (Fig. 1 and Fig. 3a,d)
@@ -55,6 +59,20 @@ BEAR_DEFAULTS = {
     "phi": "linear",          # hidden activation
     "lr_sweep": [0.005, 0.01, 0.05, 0.1],  # Fig. 3d learning rates
     "sweep_time": 6.0,        # each sweep run lasts sweep_time / lr iterations
+}
+
+BEAR_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "input": P.Float(),
+    "target": P.ListOf(P.Float(), min_len=2, max_len=2),
+    "init_weight": P.Float(),
+    "lr": P.LR,
+    "iterations": P.COUNT,
+    **RELAX_PARAMS,
+    "phi": P.PHI,
+    "lr_sweep": P.LRS,
+    "sweep_time": P.Float(gt=0),
 }
 
 
@@ -215,6 +233,20 @@ EX122_DEFAULTS = {
     "dt_decay": 0.8,
 }
 
+EX122_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "w0": P.ListOf(P.Float(), min_len=2, max_len=2),
+    "target": P.ListOf(P.Float(), min_len=2, max_len=2),
+    "second_layer": P.ListOf(P.NONZERO, min_len=2, max_len=2),
+    "bp_lr": P.LR,
+    "pc_lr": P.LR,
+    "match_step_length": P.Bool(),
+    "small_lr": P.LR,
+    "iterations": P.COUNT,
+    **RELAX_PARAMS,
+}
+
 
 def ex122_circuit(lr: float, second_layer) -> ns.Circuit:
     pops = (ns.ValuePopulation("input", 1), ns.ValuePopulation("hidden", 2), ns.ValuePopulation("output", 2))
@@ -344,6 +376,19 @@ TA_DEFAULTS = {
     "activations": ["linear", "tanh", "relu", "sigmoid"],
     "activation_depths": [1, 2, 4, 8],
     "activation_relax_steps": 128,
+}
+
+TA_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "width": P.COUNT,
+    "depths": P.ListOf(P.Int(ge=1)),
+    "n_seeds": P.COUNT,
+    "lr": P.LR,
+    **RELAX_PARAMS,
+    "activations": P.ListOf(P.PHI),
+    "activation_depths": P.ListOf(P.Int(ge=1)),
+    "activation_relax_steps": P.COUNT,
 }
 
 
@@ -481,6 +526,18 @@ PI_DEFAULTS = {
     "dt_decay": 0.5,
     "lr": 0.01,
     "converge_steps": 100,
+}
+
+PI_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "n_layers": P.COUNT,
+    "width": P.COUNT,
+    "phi": P.PHI,
+    "n_seeds": P.COUNT,
+    **RELAX_PARAMS,
+    "lr": P.LR,
+    "converge_steps": P.COUNT,
 }
 
 

@@ -17,6 +17,8 @@ import neurosim as ns
 from neurosim import plot
 from neurosim.experiment import Experiment
 
+from . import _params as P
+
 _SPIKING_KEYS = ("time_unit", "value_rate", "error_rate", "error_scheme", "neuron", "tau_syn")
 
 
@@ -93,6 +95,29 @@ BEAR_DEFAULTS = {
     "tau_syn": 2.0,            # spiking: synaptic time constant (ms)
     "error_scheme": "events",  # spiking: events | pair | onoff
     "neuron": "if",            # spiking: if | lif | poisson
+}
+
+#: the spiking settings (used with mode=spiking; see neurosim.backends.brian2.SpikingConfig)
+_SPIKING_PARAMS = {
+    "time_unit": P.Float(gt=0, doc="ms"),
+    "value_rate": P.Float(gt=0, doc="Hz"),
+    "error_rate": P.Float(gt=0, doc="Hz"),
+    "tau_syn": P.Float(gt=0, doc="ms"),
+    "error_scheme": P.Choice("events", "pair", "onoff"),
+    "neuron": P.Choice("if", "lif", "poisson"),
+}
+_MODE = P.Choice("rate", "spiking", requires=(lambda v, c: v != "spiking" or c["backend"] == "brian2",
+                                              "spiking needs backend=brian2 (--backend brian2)"))
+
+BEAR_PARAMS = {
+    "backend": P.ANY_BACKEND,
+    "mode": _MODE,
+    "seed": P.SEED,
+    "lr": P.LR,
+    "iterations": P.COUNT,
+    "steps": P.COUNT,
+    "dt": P.DT,
+    **_SPIKING_PARAMS,
 }
 
 BEAR_DOC = """The bear example (Song et al. 2024, Fig. 1/3a): a 1-1-2 linear network, all weights 1, input 1,
@@ -224,6 +249,23 @@ DIGITS_DEFAULTS = {
     "neuron": "if",
 }
 
+DIGITS_PARAMS = {
+    "backend": P.ANY_BACKEND,
+    "mode": _MODE,
+    "seed": P.SEED,
+    "hidden": P.COUNT,
+    "epochs": P.COUNT,
+    "lr": P.LR,
+    "momentum": P.MOMENTUM,
+    "batch_size": P.COUNT,
+    "train_steps": P.COUNT,
+    "dt": P.DT,
+    "infer_steps": P.ListOf(P.Int(ge=1)),
+    "n_test": P.Int(ge=0, doc="0 = all"),
+    "chunk": P.COUNT,
+    **_SPIKING_PARAMS,
+}
+
 DIGITS_DOC = """A 64-hidden-10 PCN classifier of the bundled 8x8 digits.  Training: the standard PC schedule on the
 rate model (numba; SGD with momentum is not an event-local rule).  Inference on the chosen backend/mode:
 input clamped, all other values start at 0, the output relaxes freely for each duration in infer_steps, and
@@ -342,7 +384,7 @@ def run_digits(cfg, out, progress=True) -> dict:
 
 EXPERIMENTS = [
     Experiment("brian2_bear", "bear example (PC interferes less than BP) on the rate model and on brian2 "
-               "(rate or spiking); events and settle time", BEAR_DEFAULTS, run_bear, BEAR_DOC),
+               "(rate or spiking); events and settle time", BEAR_DEFAULTS, run_bear, BEAR_DOC, BEAR_PARAMS),
     Experiment("brian2_digits", "digits PCN trained on the rate model, inference on brian2 (rate or spiking): "
-               "accuracy, events per digit, time to settle", DIGITS_DEFAULTS, run_digits, DIGITS_DOC),
+               "accuracy, events per digit, time to settle", DIGITS_DEFAULTS, run_digits, DIGITS_DOC, DIGITS_PARAMS),
 ]

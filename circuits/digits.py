@@ -24,6 +24,8 @@ import neurosim as ns
 from neurosim import plot
 from neurosim.data import load_digits
 
+from . import _params as P
+
 NAME = "digits"
 DESCRIPTION = "train a 64-128-10 tanh PCN on the bundled 8x8 digits; test accuracy, energies, learning curves"
 
@@ -44,6 +46,26 @@ DEFAULTS = {
     "test_fraction": 0.25,
     "dtype": "float64",      # float64 | float32
     "relax_steps_plot": 100, # steps of the clamped relaxation shown in the figures
+}
+
+#: type and valid range of every parameter (checked before the run; shown by `neurosim show digits`)
+PARAMS = {
+    "backend": P.ANY_BACKEND,
+    "seed": P.SEED,
+    "hidden": P.SIZES,
+    "phi": P.PHI,
+    "algorithm": P.ALGORITHM,
+    "lr": P.LR,
+    "optimizer": P.OPTIMIZER,
+    "momentum": P.MOMENTUM,
+    "epochs": P.COUNT,
+    "batch_size": P.COUNT,
+    "steps": P.COUNT,
+    "dt": P.DT,
+    "integrator": P.Choice("euler", "heun"),
+    "test_fraction": P.TEST_FRACTION,
+    "dtype": P.Choice("float64", "float32"),
+    "relax_steps_plot": P.COUNT,
 }
 
 

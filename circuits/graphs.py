@@ -23,6 +23,7 @@ from neurosim import graph as ng
 from neurosim.data import load_digits
 from neurosim.experiment import Experiment
 
+from . import _params as P
 from ._graph_common import comparison_figure, plasticity, sequence_dataset, summarise, train_algorithms
 
 # ----------------------------------------------------------------------------------------------- graph-exactness
@@ -35,6 +36,17 @@ EXACT_DEFAULTS = {
     "hidden": 16,            # hidden width of the MLP / RNN / LSTM / residual graphs
     "fpa_graph": "cnn",      # graph of the FPA convergence figure
     "fpa_max_steps": 60,     # FPA steps shown in that figure
+}
+
+EXACT_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "batch_size": P.Int(ge=1, le=1024),
+    "train_steps": P.COUNT,
+    "lr": P.LR,
+    "hidden": P.COUNT,
+    "fpa_graph": P.Choice("mlp", "cnn", "rnn", "lstm", "residual"),
+    "fpa_max_steps": P.COUNT,
 }
 
 
@@ -202,6 +214,29 @@ CNN_DEFAULTS = {
     "test_fraction": 0.25,
 }
 
+#: the graph algorithms (neurosim.graph.ALGORITHMS)
+_ALGORITHMS = P.ListOf(P.Choice(lambda: sorted(ng.ALGORITHMS)))
+_TRAINING_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "algorithms": _ALGORITHMS,
+    "epochs": P.COUNT,
+    "batch_size": P.COUNT,
+    "optimizer": P.OPTIMIZER,
+    "lr": P.LR,
+    "momentum": P.MOMENTUM,
+    "pc_steps": P.COUNT,
+    "pc_dt": P.DT,
+    "pc_output_precision": P.ListOf(P.Float(gt=0), doc="one PC run per value"),
+    "test_fraction": P.TEST_FRACTION,
+}
+CNN_PARAMS = {
+    **_TRAINING_PARAMS,
+    "channels": P.ListOf(P.Int(ge=1), max_len=3, doc="each block halves the 8x8 image"),
+    "hidden": P.SIZES,
+    "phi": P.PHI,
+}
+
 
 def run_cnn(cfg, out, progress=True) -> dict:
     data = load_digits(test_fraction=cfg["test_fraction"], seed=cfg["seed"])
@@ -238,6 +273,15 @@ SEQ_DEFAULTS = {
     "length": 10,                  # adding: sequence length
     "n_train": 2000,               # adding: training sequences
     "n_test": 500,                 # adding: test sequences
+}
+
+SEQ_PARAMS = {
+    **_TRAINING_PARAMS,
+    "task": P.Choice("digit-rows", "adding"),
+    "hidden": P.COUNT,
+    "length": P.Int(ge=2, doc="adding"),
+    "n_train": P.Int(ge=1, doc="adding"),
+    "n_test": P.Int(ge=1, doc="adding"),
 }
 
 
@@ -279,11 +323,12 @@ def run_lstm(cfg, out, progress=True) -> dict:
 EXPERIMENTS = [
     Experiment("graph-exactness", "Z-IL and FPA (eta=1) vs backprop on MLP, CNN, RNN, LSTM and residual graphs "
                                   "(before/after levelling): relative difference of the weight updates",
-               EXACT_DEFAULTS, run_exactness, __doc__),
+               EXACT_DEFAULTS, run_exactness, __doc__, EXACT_PARAMS),
     Experiment("cnn-digits", "a small CNN on the 8x8 digits trained with standard PC, Z-IL and BP: test accuracy",
-               CNN_DEFAULTS, run_cnn, __doc__),
+               CNN_DEFAULTS, run_cnn, __doc__, CNN_PARAMS),
     Experiment("rnn-sequences", "many-to-one RNN on digits read row by row (or the adding problem) with PC, Z-IL "
-                                "and BP: accuracy / loss", SEQ_DEFAULTS, run_rnn, __doc__),
+                                "and BP: accuracy / loss", SEQ_DEFAULTS, run_rnn, __doc__, SEQ_PARAMS),
     Experiment("lstm-sequences", "gate-level LSTM on digits read row by row (or the adding problem) with PC, Z-IL "
-                                 "and BP: accuracy / loss", dict(SEQ_DEFAULTS, hidden=24, lr=0.01), run_lstm, __doc__),
+                                 "and BP: accuracy / loss", dict(SEQ_DEFAULTS, hidden=24, lr=0.01), run_lstm, __doc__,
+               SEQ_PARAMS),
 ]

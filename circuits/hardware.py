@@ -22,6 +22,7 @@ from neurosim import plot
 from neurosim.experiment import Experiment
 
 from . import _hardware_common as C
+from . import _params as P
 
 # ============================================================================================ hw-precision
 PRECISION_DEFAULTS = {
@@ -47,6 +48,31 @@ PRECISION_DEFAULTS = {
     "weight_bits_axis": [2, 3, 4, 5, 6, 8],
     "activity_bits_axis": [2, 3, 4, 5, 6, 8],
     "noise_axis": [0.02, 0.05, 0.1, 0.2, 0.4],
+}
+
+PRECISION_PARAMS = {
+    **C.COMMON_PARAMS,
+    "weight_bits": C.BITS,
+    "weight_bound": P.Float(gt=0),
+    "activity_bits": C.BITS,
+    "activity_bound": P.Float(gt=0),
+    "error_bound": P.Float(gt=0),
+    "rounding": P.Choice("stochastic", "nearest"),
+    "read_noise": P.Float(ge=0),
+    "activity_noise": P.Float(ge=0),
+    "mismatch": P.Float(ge=0),
+    "write_noise": P.Float(ge=0),
+    "stuck_fraction": P.PROBABILITY,
+    "drift_nu": P.Float(ge=0),
+    "drift_time": P.Float(ge=0, doc="seconds"),
+    "dac_bits": C.BITS,
+    "adc_bits": C.BITS,
+    "adc_bound": P.Float(gt=0),
+    "target": C.TARGET,
+    "curves": P.Bool(),
+    "weight_bits_axis": P.ListOf(P.Int(ge=2, le=52), min_len=0),
+    "activity_bits_axis": P.ListOf(P.Int(ge=2, le=52), min_len=0),
+    "noise_axis": P.ListOf(P.Float(ge=0), min_len=0),
 }
 
 
@@ -186,6 +212,17 @@ EVENT_DEFAULTS = {
     "fidelity_batch": 32,
 }
 
+EVENT_PARAMS = {
+    **C.COMMON_PARAMS,
+    "threshold": P.Float(ge=0),
+    "error_threshold": P.Float(doc="< 0: same as threshold"),
+    "target": C.TARGET,
+    "curves": P.Bool(),
+    "thresholds": P.ListOf(P.Float(ge=0)),
+    "fidelity_steps": P.COUNT,
+    "fidelity_batch": P.COUNT,
+}
+
 
 def _event_model(cfg, theta):
     et = cfg["error_threshold"]
@@ -309,6 +346,17 @@ ENERGY_DEFAULTS = {
     "steps_axis": [2, 5, 10, 20, 50],
 }
 
+ENERGY_PARAMS = {
+    **C.COMMON_PARAMS,
+    "coding": P.Choice("clock", "event"),
+    "threshold": P.Float(ge=0, doc="used when coding = event"),
+    "bits": P.Int(ge=1, le=64, also=(0,), doc="0 = each target's reference width"),
+    "targets": P.ListOf(C.TARGET),
+    "target": C.TARGET,
+    "curves": P.Bool(),
+    "steps_axis": P.ListOf(P.Int(ge=1)),
+}
+
 
 def _energy_point(cfg, data, T, bp):
     C.check_choice("coding", cfg["coding"], ("clock", "event"))
@@ -407,17 +455,18 @@ EXPERIMENTS = [
                    "bound 1 the 4-bit step (1/7) is as large as the weights and the stochastic-rounding noise "
                    "random-walks them. Energies use the target's precision scaling (multipliers ~ product of "
                    "operand widths). Figures: accuracy_vs_weight_bits.png, accuracy_vs_activity_bits.png, "
-                   "accuracy_vs_noise.png, accuracy_vs_energy.png."),
+                   "accuracy_vs_noise.png, accuracy_vs_energy.png.", PARAMS=PRECISION_PARAMS),
     Experiment("hw-event-driven", "events, synaptic ops and accuracy of event-driven PC vs the delta threshold",
                EVENT_DEFAULTS, run_event,
                doc="Train the PCN with send-on-delta units (an event only when an output moved by more than the "
                    "threshold since its last event; the residue is carried) and count every event and synaptic "
                    "op. Threshold 0 reproduces the clock-driven dynamics. Figures: events_vs_threshold.png "
-                   "(with the clock-driven counts), accuracy_vs_threshold.png, relaxation_vs_threshold.png."),
+                   "(with the clock-driven counts), accuracy_vs_threshold.png, relaxation_vs_threshold.png.",
+               PARAMS=EVENT_PARAMS),
     Experiment("hw-energy", "energy per training sample on CMOS/Loihi/SpiNNaker2/crossbar, PC vs BP, vs steps T",
                ENERGY_DEFAULTS, run_energy,
                doc="Count the operations of PC training (T relaxation steps) and of BP on the same network and "
                    "price them with per-operation tables of each target (neurosim/hardware/targets/*.json, every "
                    "value with its source). Writes cost_report.json/.md of the design point and, with curves, "
-                   "energy_vs_steps.png, ratio_vs_steps.png, accuracy_vs_energy.png."),
+                   "energy_vs_steps.png, ratio_vs_steps.png, accuracy_vs_energy.png.", PARAMS=ENERGY_PARAMS),
 ]

@@ -35,29 +35,29 @@ _E = Experiment
 
 EXPERIMENTS = [
     _E("bear", "Song 2024 bear example (1-1-2): interference under BP, prospective configuration under PC",
-       toy.BEAR_DEFAULTS, toy.run_bear, toy.BEAR_DOC),
+       toy.BEAR_DEFAULTS, toy.run_bear, toy.BEAR_DOC, toy.BEAR_PARAMS),
     _E("example-122", "Song 2024 1-2-2 example: BP's weight trajectory zig-zags, PC's goes straight",
-       toy.EX122_DEFAULTS, toy.run_example_122, toy.EX122_DOC),
+       toy.EX122_DEFAULTS, toy.run_example_122, toy.EX122_DOC, toy.EX122_PARAMS),
     _E("target-alignment", "Song 2024 Fig. 3e: target alignment vs depth (linear) and across activations, PC vs BP",
-       toy.TA_DEFAULTS, toy.run_target_alignment, toy.TA_DOC),
+       toy.TA_DEFAULTS, toy.run_target_alignment, toy.TA_DOC, toy.TA_PARAMS),
     _E("prospective-index", "Song 2024 Fig. 2: prospective index per layer of a 6-layer network",
-       toy.PI_DEFAULTS, toy.run_prospective_index, toy.PI_DOC),
+       toy.PI_DEFAULTS, toy.run_prospective_index, toy.PI_DOC, toy.PI_PARAMS),
     _E("fear-conditioning", "Song 2024: rat fear conditioning (overshadowing and its recovery), PC vs BP fits",
-       bio.FEAR_DEFAULTS, bio.run_fear_conditioning, bio.FEAR_DOC),
+       bio.FEAR_DEFAULTS, bio.run_fear_conditioning, bio.FEAR_DOC, bio.FEAR_PARAMS),
     _E("sensorimotor", "Song 2024 Fig. 5f: human sensorimotor learning with cues (Heald et al. 2021), PC vs BP fits",
-       bio.SM_DEFAULTS, bio.run_sensorimotor, bio.SM_DOC),
+       bio.SM_DEFAULTS, bio.run_sensorimotor, bio.SM_DOC, bio.SM_PARAMS),
     _E("reversal-learning", "Song 2024 Fig. 6c: probabilistic reversal learning and vmPFC value, PC vs BP fits",
-       bio.REV_DEFAULTS, bio.run_reversal_learning, bio.REV_DOC),
+       bio.REV_DEFAULTS, bio.run_reversal_learning, bio.REV_DOC, bio.REV_PARAMS),
     _E("online-learning", "Song 2024 Fig. 4b,c on digits: test error vs batch size (online learning), PC vs BP",
-       digits.ONLINE_DEFAULTS, digits.run_online_learning, digits.ONLINE_DOC),
+       digits.ONLINE_DEFAULTS, digits.run_online_learning, digits.ONLINE_DOC, digits.ONLINE_PARAMS),
     _E("few-data", "Song 2024 Fig. 4h on digits: learning from few examples per class, PC vs BP",
-       digits.FEW_DEFAULTS, digits.run_few_data, digits.FEW_DOC),
+       digits.FEW_DEFAULTS, digits.run_few_data, digits.FEW_DOC, digits.FEW_PARAMS),
     _E("continual", "Song 2024 Fig. 4d,e on digits: two alternating tasks sharing outputs, PC vs BP",
-       digits.CONT_DEFAULTS, digits.run_continual, digits.CONT_DOC),
+       digits.CONT_DEFAULTS, digits.run_continual, digits.CONT_DOC, digits.CONT_PARAMS),
     _E("concept-drift", "Song 2024 Fig. 4f,g on digits: labels of half the classes permuted periodically, PC vs BP",
-       digits.DRIFT_DEFAULTS, digits.run_concept_drift, digits.DRIFT_DOC),
+       digits.DRIFT_DEFAULTS, digits.run_concept_drift, digits.DRIFT_DOC, digits.DRIFT_PARAMS),
     _E("deep-small-data", "Song 2024 Fig. 3f-h on digits: depth 1-10 with 10 examples per class, PC vs BP",
-       digits.DEEP_DEFAULTS, digits.run_deep_small_data, digits.DEEP_DOC),
+       digits.DEEP_DEFAULTS, digits.run_deep_small_data, digits.DEEP_DOC, digits.DEEP_PARAMS),
 ]
 
 #: the reduced sizes prospective-all runs (each experiment's own defaults are the full size)
@@ -95,4 +95,5 @@ NOTES = {
 
 EXPERIMENTS.append(
     _E("prospective-all", "Song 2024: every prospective-configuration experiment at reduced size, one Markdown report",
-       report.ALL_DEFAULTS, report.make_runner(EXPERIMENTS[:], REDUCED, NOTES), report.ALL_DOC))
+       report.ALL_DEFAULTS, report.make_runner(EXPERIMENTS[:], REDUCED, NOTES), report.ALL_DOC,
+       report.all_params([e.NAME for e in EXPERIMENTS])))

@@ -34,6 +34,8 @@ from neurosim.data import load_digits
 from neurosim.experiment import Experiment
 from neurosim.mupc import activation_rms, inference_settings, residual_network
 
+from . import _params as P
+
 TINY = 1e-17  # floor for log-scale plots of relative errors that are exactly 0
 
 
@@ -76,6 +78,19 @@ FPA_DEFAULTS = {
     "etas": [0.1, 0.5, 1.0],
     "n_max": 400,                # largest number of inference steps
     "strict": True,              # also measure strict PC (Rosenbaum) at the same eta and n
+}
+
+FPA_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "hidden": P.ListOf(P.Int(ge=1)),
+    "phi": P.PHI,
+    "pretrain_epochs": P.Int(ge=0),
+    "lr": P.LR,
+    "batch_size": P.COUNT,
+    "etas": P.ListOf(P.Float(gt=0, le=1)),
+    "n_max": P.COUNT,
+    "strict": P.Bool(),
 }
 
 
@@ -160,6 +175,17 @@ ZIL_DEFAULTS = {
     "gamma_control": 0.9,        # inference rate of the first negative control
 }
 
+ZIL_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "hidden": P.ListOf(P.Int(ge=1)),
+    "phi": P.PHI,
+    "lr": P.LR,
+    "batch_size": P.Int(ge=1, le=1024),
+    "n_train_steps": P.COUNT,
+    "gamma_control": P.Float(gt=0, lt=1),
+}
+
 
 def run_zil(cfg, out, progress=True) -> dict:
     """Z-IL vs backprop-SGD over ``n_train_steps`` training steps, and two negative controls.
@@ -241,6 +267,21 @@ LIN_DEFAULTS = {
     "depths": [1, 2, 4, 8, 16],  # hidden layers, for the condition-number sweep
     "n_seeds": 2,
     "mupc_width": 64,            # width of the muPC (linear) nets in the condition-number sweep
+}
+
+LIN_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "hidden": P.ListOf(P.Int(ge=1), doc="the relaxation needs at least one hidden layer"),
+    "lr": P.LR,
+    "batch_size": P.Int(ge=1, le=1024),
+    "n_train_steps": P.COUNT,
+    "tol": P.Float(gt=0),
+    "max_relax_steps": P.COUNT,
+    "widths": P.ListOf(P.Int(ge=1)),
+    "depths": P.ListOf(P.Int(ge=1)),
+    "n_seeds": P.COUNT,
+    "mupc_width": P.COUNT,
 }
 
 
@@ -343,6 +384,20 @@ MUPC_DEFAULTS = {
     "bp": True,                       # backprop on both parameterisations (same lrs) as reference
 }
 
+MUPC_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "depths": P.ListOf(P.Int(ge=1)),
+    "width": P.COUNT,
+    "phi": P.PHI,
+    "epochs": P.COUNT,
+    "batch_size": P.COUNT,
+    "lr": P.LR,
+    "activity_lr": P.Float(gt=0),
+    "sp_lrs": P.LRS,
+    "bp": P.Bool(),
+}
+
 
 def _train_resnet(param, H, cfg, lr, data, algorithm, progress):
     net = residual_network(64, cfg["width"], H, 10, param=param, phi=cfg["phi"], lr=lr)
@@ -441,6 +496,21 @@ SADDLE_DEFAULTS = {
     "relax_tol": 1e-12,          # PC inference run to convergence (max |dx/dt| < tol): GD on F*
     "max_relax_steps": 100000,   # cap on the relaxation steps of one PC update
     "hessian_hidden": [1, 2, 3], # hidden layers of the width-3 linear nets whose origin Hessians are computed
+}
+
+SADDLE_PARAMS = {
+    "backend": P.BACKEND,
+    "seed": P.SEED,
+    "depths": P.ListOf(P.Int(ge=2), doc="a chain needs a hidden unit to have a saddle"),
+    "n_samples": P.COUNT,
+    "slope": P.NONZERO,
+    "init_std": P.Float(gt=0),
+    "lr": P.LR,
+    "max_steps_pc": P.COUNT,
+    "max_steps_bp": P.COUNT,
+    "relax_tol": P.Float(gt=0),
+    "max_relax_steps": P.COUNT,
+    "hessian_hidden": P.SIZES,
 }
 
 
@@ -568,15 +638,17 @@ def run_saddles(cfg, out, progress=True) -> dict:
 EXPERIMENTS = [
     Experiment("fpa-exactness", "FPA updates vs backprop gradients as a function of the inference steps "
                                 "(eta 0.1/0.5/1; exact at n = L-1 for eta = 1), strict PC beside it",
-               FPA_DEFAULTS, run_fpa, run_fpa.__doc__),
+               FPA_DEFAULTS, run_fpa, run_fpa.__doc__, FPA_PARAMS),
     Experiment("zil-exactness", "Z-IL vs backprop-SGD over 100 training steps, with the negative controls "
                                 "(inference rate 0.9; all layers updated at t = 0)", ZIL_DEFAULTS, run_zil,
-               run_zil.__doc__),
+               run_zil.__doc__, ZIL_PARAMS),
     Experiment("linear-equilibrium", "relaxed energy of a deep linear PCN vs the closed form F* over training; "
                                      "condition number of the activity Hessian vs width and depth",
-               LIN_DEFAULTS, run_linear, run_linear.__doc__),
+               LIN_DEFAULTS, run_linear, run_linear.__doc__, LIN_PARAMS),
     Experiment("mupc-depth", "residual PCNs of 8-128 hidden layers on digits: muPC vs the standard "
-                             "parameterisation (test accuracy per depth)", MUPC_DEFAULTS, run_mupc, run_mupc.__doc__),
+                             "parameterisation (test accuracy per depth)", MUPC_DEFAULTS, run_mupc, run_mupc.__doc__,
+               MUPC_PARAMS),
     Experiment("saddles", "escaping the origin saddle of deep scalar chains: PC (GD on F*) vs backprop, steps to "
-                          "halve the loss; Hessians at the origin", SADDLE_DEFAULTS, run_saddles, run_saddles.__doc__),
+                          "halve the loss; Hessians at the origin", SADDLE_DEFAULTS, run_saddles, run_saddles.__doc__,
+               SADDLE_PARAMS),
 ]

@@ -56,7 +56,7 @@ def _parser():
 
 
 def _sweep(module, args) -> int:
-    from .experiment import ConfigError, parse_value
+    from .experiment import ConfigError, params_of, parse_value
     from .sweep import parse_grid, run_sweep
     if not args.grid:
         return _fail("sweep needs at least one --grid KEY=V1,V2,...", 2)
@@ -70,7 +70,7 @@ def _sweep(module, args) -> int:
         fixed[key.strip()] = parse_value(raw)
     out = args.out or Path("results") / "sweeps" / module.NAME
     try:
-        grid = parse_grid(args.grid, module.DEFAULTS)
+        grid = parse_grid(args.grid, module.DEFAULTS, params_of(module))
         res = run_sweep(module.NAME, grid, out, fixed=fixed, scheduler=args.scheduler, workers=args.workers,
                         progress=not args.no_progress, metric=args.metric)
     except ConfigError as e:
@@ -86,6 +86,8 @@ def _sweep(module, args) -> int:
               f"{len(res.skipped)} already finished, {len(res.failed)} failed)")
         for name in ["results.csv", "results.json", *res.figures]:
             print(f"  {name}")
+        if res.rows and not res.figures:
+            print("  (no plots: they need a numeric --grid key with at least 2 values besides seed)")
     if res.failed:
         first = next(iter(res.failed.items()))
         return _fail(f"{len(res.failed)} point(s) failed, e.g. {first[0]}: {first[1]} (see error.json in the point "
@@ -125,11 +127,14 @@ def main(argv=None) -> int:
     if args.command == "sweep":
         return _sweep(module, args)
     if args.command == "show":
+        from .experiment import describe_params
         print(f"{module.NAME}: {module.DESCRIPTION}\n")
         print((module.__doc__ or "").strip() + "\n")
-        print("parameters (defaults):")
-        for k, v in module.DEFAULTS.items():
-            print(f"  {k} = {v!r}")
+        rows = [(f"{k} = {_json(v)}", valid) for k, v, valid in describe_params(module)]
+        width = min(max(len(kv) for kv, _ in rows), 40)
+        print("parameters (name = default, then the valid values; set with --set KEY=VALUE):")
+        for kv, valid in rows:
+            print(f"  {kv:<{width}}  {valid}")
         return 0
     overrides = {}
     for item in args.sets:
@@ -147,17 +152,118 @@ def main(argv=None) -> int:
     except ConfigError as e:
         return _fail(str(e), 2)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        where = f" (what was computed so far is in {out / 'metrics.json'})" if (out / "metrics.json").exists() else ""
+        return _fail("interrupted" + where, 130)
     except Exception as e:  # a failed run: one line, non-zero exit
-        return _fail(f"{type(e).__name__}: {e}", 1)
+        first = f"{type(e).__name__}: {e}".splitlines()[0]
+        where = f" (error and partial results in {out / 'metrics.json'})" if (out / "metrics.json").exists() else ""
+        return _fail(first + where, 1)
     if args.quiet:
         print(out)
         return 0
-    print(f"{module.NAME}: results in {out}/")
-    for k, v in metrics.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            print(f"  {k:<28} {v:.6g}" if isinstance(v, float) else f"  {k:<28} {v}")
+    print(f"{module.NAME}: results in {out}/ ({metrics['wall_time_s']:.1f} s)")
+    for line in summary_lines(metrics):
+        print(line)
     return 0
+
+
+# ------------------------------------------------------------------------------------------ printing results
+def _json(v) -> str:
+    import json
+    return json.dumps(v) if isinstance(v, (list, dict, bool)) or v is None else str(v)
+
+
+def _num(v) -> str:
+    """A number for a person: 4 significant digits, ints as they are."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _short(v, n: int = 4) -> str:
+    if isinstance(v, list):
+        if len(v) > n:
+            return "[" + ", ".join(_short(x) for x in v[:2]) + f", ..., {_short(v[-1])}] ({len(v)} values)"
+        return "[" + ", ".join(_short(x) for x in v) + "]"
+    return _num(v)
+
+
+def _checks(metrics, prefix=""):
+    """Every ``checks`` list (dicts with ``claim`` and ``held``) in the metrics, with where it was found."""
+    found = []
+    if isinstance(metrics, dict):
+        for k, v in metrics.items():
+            if k == "checks" and isinstance(v, list) and all(isinstance(c, dict) and "claim" in c and "held" in c
+                                                             for c in v):
+                found += [(prefix, c) for c in v]
+            elif isinstance(v, dict):
+                found += _checks(v, f"{prefix}{k}." if prefix else f"{k}.")
+    return found
+
+
+#: at most this many metric lines are printed (the rest is in metrics.json)
+MAX_LINES = 40
+#: numeric lists up to this length are printed inline
+MAX_INLINE = 4
+#: a dict with more scalar entries than this is a table (e.g. a fit error per configuration): not printed
+MAX_TABLE = 12
+
+
+def summary_lines(metrics: dict, max_lines: int = MAX_LINES) -> list:
+    """What ``neurosim run`` prints: the headline metrics with dotted names (``pc.min_correct_output``),
+    short lists inline, long lists and big tables left to metrics.json, then the claim / held table of the
+    experiment's ``checks``."""
+    def walk(d, prefix, out, skipped):
+        for k, v in d.items():
+            if not prefix and k in ("status", "experiment", "environment", "figures", "report", "checks",
+                                    "wall_time_s"):
+                continue
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                scalars = [x for x in v.values() if not isinstance(x, (dict, list))]
+                if len(scalars) > MAX_TABLE and len(scalars) == len(v):
+                    skipped.append(key)
+                    continue
+                walk(v, key + ".", out, skipped)
+            elif isinstance(v, list):
+                if k == "checks":
+                    continue
+                if len(v) <= MAX_INLINE and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+                    out.append((key, _short(v)))
+                else:
+                    skipped.append(key)
+            elif v is None:
+                out.append((key, "null (not finite)"))
+            else:
+                out.append((key, _num(v)))
+
+    rows, skipped = [], []
+    walk(metrics, "", rows, skipped)
+    lines = []
+    if rows:
+        width = min(max(len(k) for k, _ in rows), 48)
+        shown = rows if len(rows) <= max_lines + 5 else rows[:max_lines]
+        lines += [f"  {k:<{width}}  {v}" for k, v in shown]
+        if len(rows) > len(shown):
+            lines.append(f"  ... {len(rows) - len(shown)} more numbers in metrics.json")
+    if skipped:
+        lines.append(f"  ({len(skipped)} longer lists and tables in metrics.json: {', '.join(skipped[:4])}"
+                     + (", ..." if len(skipped) > 4 else "") + ")")
+    checks = _checks(metrics)
+    if checks:
+        held = sum(bool(c["held"]) for _, c in checks)
+        lines.append(f"checks: {held} of {len(checks)} held")
+        lines.append("  held  claim (measured)")
+        for where, c in checks:
+            values = ", ".join(f"{k}={_short(v)}" for k, v in (c.get("values") or {}).items())
+            label = f"[{where.rstrip('.').replace('experiments.', '')}] " if where else ""
+            lines.append(f"  {'yes' if c['held'] else 'NO ':<4}  {label}{c['claim']}" + (f"  ({values})" if values
+                                                                                          else ""))
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
-"""Atomic result writing: a crash never leaves a half-written metrics file behind."""
+"""Atomic result writing: a crash never leaves a half-written metrics file behind.
+
+Files are written to a temporary file in the destination directory and moved into place with
+``os.replace``; they get the permissions an ordinary ``open(path, "w")`` would give (``0o666`` minus the
+user's umask), not the ``0o600`` of :func:`tempfile.mkstemp`.
+"""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,18 +35,39 @@ def _jsonable(obj):
     return obj
 
 
-def write_json_atomic(path, obj) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically (temp file in the same directory + ``os.replace``).
+def umask() -> int:
+    """The process's file-creation mask (read without changing it where the OS allows)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no reader elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
 
-    NumPy scalars/arrays are converted; non-finite floats become ``null``.
-    """
+
+def file_mode() -> int:
+    """Permissions of a newly created regular file: ``0o666`` minus the umask (0o644 under umask 022)."""
+    return 0o666 & ~umask()
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "w", **open_kwargs):
+    """Open a temporary file next to ``path`` for writing; on success it replaces ``path`` atomically
+    with ordinary permissions (:func:`file_mode`), on any error it is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(obj), f, indent=2, sort_keys=False)
-            f.write("\n")
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, file_mode())
+        else:  # Windows
+            os.chmod(tmp, file_mode())
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -48,6 +75,18 @@ def write_json_atomic(path, obj) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path, obj) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file in the same directory + ``os.replace``).
+
+    NumPy scalars/arrays are converted; non-finite floats become ``null``.  The file gets the user's
+    umask like any other output (figures, CSV).
+    """
+    path = Path(path)
+    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n"
+    with atomic_write(path) as f:
+        f.write(text)
     return path
 
 

@@ -323,6 +323,14 @@ class Simulator:
             raise UnsupportedError(f"backend {backend!r} cannot run {sorted(missing)} (needed by circuit "
                                    f"{circuit.name!r})" + (f" - {why}" if why else ""))
         self.backend_options = dict(backend_options or {})
+        if self.backend_options:  # a typo names the valid options instead of a TypeError from the constructor
+            import inspect
+            params = inspect.signature(cls.__init__).parameters
+            known = [n for n, p in params.items() if n not in ("self", "plan", "dtype")
+                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            unknown = sorted(set(self.backend_options) - set(known))
+            if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+                raise ValueError(f"backend {backend!r} has no option(s) {unknown}; its options: {known or 'none'}")
         if self.backend_options:
             self._backend = cls(self.plan, self.dtype, **self.backend_options)
         else:

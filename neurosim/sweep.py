@@ -8,17 +8,22 @@ overrides.  Every point runs :func:`neurosim.experiment.run_experiment` in its o
 ``OUT/points/<name>-<hash>/`` (``point.json``, ``config.json``, ``metrics.json``, figures); the hash covers the
 experiment and all overrides, so a point is identified by what it computes.
 
-Crash safety and resume: a point is *finished* once its ``metrics.json`` exists.  The worker writes it
-atomically at the end of the run, and the client writes it again (atomically) as soon as the result
-arrives, so a finished point is on disk at once; a killed worker or a killed sweep loses only points that
-were still running, which Dask reschedules (a killed worker) or the next run computes (a killed sweep).
-Re-running the same sweep skips every finished point.
+Crash safety and resume: a point is *finished* once its ``metrics.json`` exists and is valid: a JSON
+object with ``"status": "ok"``, the sweep's experiment, a finite ``wall_time_s``, at least one metric and no
+NaN or infinity anywhere (a failed run writes ``"status": "failed"``; an empty, truncated or foreign file is
+not a result).  The worker writes it atomically at the end of the run, and the client writes it again
+(atomically) as soon as the result arrives, so a finished point is on disk at once; a killed worker or a
+killed sweep loses only points that were still running, which Dask reschedules (a killed worker) or the
+next run computes (a killed sweep).  Re-running the same sweep skips every finished point and recomputes
+every other one.
 
 At the end the sweep writes ``OUT/results.csv`` and ``OUT/results.json`` (one row per finished point:
-overrides and scalar metrics), ``OUT/<metric>_vs_<key>.png`` for every numeric grid key (mean and standard
-deviation over the other keys named ``seed``) and, when the rows carry an energy metric,
-``OUT/pareto.png`` (metric vs energy per sample with the Pareto front: the points no other point beats on
-both).
+overrides and every scalar metric, nested ones with dotted names such as ``pc.min_correct_output``),
+``OUT/<metric>_vs_<key>.png`` for every numeric grid key (mean, and with several seeds the standard
+deviation over the grid key ``seed``) and, when the rows carry an energy metric, ``OUT/pareto.png``
+(metric vs energy per sample with the Pareto front: the points no other point beats on both).  ``metric``
+must be a numeric metric of the rows (an unknown one raises :class:`~neurosim.experiment.ConfigError`
+listing those available, after the table is written).
 """
 from __future__ import annotations
 
@@ -33,8 +38,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .experiment import ConfigError, coerce, parse_value, resolve_config
-from .io import read_json, write_json_atomic
+from .experiment import ConfigError, coerce_param, flatten_metrics, params_of, parse_value, resolve_config
+from .io import atomic_write, read_json, write_json_atomic
 
 __all__ = ["parse_grid", "expand", "point_name", "run_sweep", "SweepResult", "pareto_front"]
 
@@ -57,12 +62,13 @@ def _split_top(raw: str) -> list:
     return [p.strip() for p in parts]
 
 
-def parse_grid(items, defaults: dict) -> dict:
-    """``["key=v1,v2", ...]`` -> ``{key: [v1, v2]}`` with values coerced to the type of ``defaults[key]``.
+def parse_grid(items, defaults: dict, params: dict | None = None) -> dict:
+    """``["key=v1,v2", ...]`` -> ``{key: [v1, v2]}`` with values coerced to the declared type of the
+    parameter (``params``, see :class:`~neurosim.experiment.Param`) or the type of ``defaults[key]``.
 
     Commas inside brackets belong to a value (``hidden=[16,16],[32]`` gives two values).  Raises
     :class:`~neurosim.experiment.ConfigError` (one line) for a malformed item, an unknown or repeated key,
-    an empty value list or a value of the wrong type.
+    an empty value list, a value of the wrong type or, with ``params``, out of its valid range.
     """
     grid = {}
     for item in items:
@@ -77,7 +83,10 @@ def parse_grid(items, defaults: dict) -> dict:
         parts = _split_top(raw)
         if not raw.strip() or any(p == "" for p in parts):
             raise ConfigError(f"--grid {key}=...: empty value in {raw!r}")
-        values = [coerce(key, parse_value(p), defaults[key]) for p in parts]
+        values = [coerce_param(key, parse_value(p), defaults, params) for p in parts]
+        if params and key in params:
+            for v in values:
+                params[key].validate(key, v)  # alone; ranges relative to other parameters are checked per point
         grid[key] = values
     return grid
 
@@ -101,12 +110,46 @@ def point_name(experiment: str, overrides: dict, grid_keys=None) -> str:
     return f"{slug}-{digest}" if slug else digest
 
 
-def _finished(d: Path):
+def _all_finite(obj) -> bool:
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    if isinstance(obj, dict):
+        return all(_all_finite(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_all_finite(v) for v in obj)
+    return True
+
+
+def valid_point(m, experiment: str | None = None) -> str | None:
+    """Why the metrics ``m`` of a point are not a finished result, or None when they are.
+
+    A finished point has ``"status": "ok"``, the experiment's name, a finite ``wall_time_s`` >= 0, at least
+    one metric besides these, and no NaN or infinity anywhere (``metrics.json`` stores non-finite numbers
+    as null; a NaN literal means the file was not written by neurosim).
+    """
+    if not isinstance(m, dict):
+        return f"not a JSON object ({type(m).__name__})"
+    if m.get("status") != "ok":
+        return f"status {m.get('status')!r}" if "status" in m else "no status"
+    if experiment is not None and m.get("experiment") != experiment:
+        return f"experiment {m.get('experiment')!r}, not {experiment!r}"
+    wt = m.get("wall_time_s")
+    if isinstance(wt, bool) or not isinstance(wt, (int, float)) or not math.isfinite(wt) or wt < 0:
+        return f"wall_time_s {wt!r}"
+    if not any(k not in ("status", "experiment", "environment", "wall_time_s") for k in m):
+        return "no metrics"
+    if not _all_finite(m):
+        return "NaN or infinity in the metrics"
+    return None
+
+
+def _finished(d: Path, experiment: str | None = None):
+    """The metrics of a finished point, or None (missing, unreadable or invalid: see :func:`valid_point`)."""
     try:
         m = read_json(d / "metrics.json")
     except (OSError, ValueError):
         return None
-    return m if isinstance(m, dict) else None
+    return m if valid_point(m, experiment) is None else None
 
 
 # ----------------------------------------------------------------------------------------- worker side
@@ -171,7 +214,7 @@ def _plots(out: Path, grid: dict, rows: list, metric: str, energy_metric: str | 
 
     from . import plot
     figures, front_rows = [], []
-    if not rows or metric not in rows[0]:
+    if not rows or not any(metric in r for r in rows):
         return figures, front_rows
     keys = [k for k in grid if k != "seed"]
     for key in keys:
@@ -196,8 +239,9 @@ def _plots(out: Path, grid: dict, rows: list, metric: str, energy_metric: str | 
         pos = [v for v in vals if v > 0]
         logx = len(pos) == len(vals) and max(vals) / min(vals) >= 100
         path = out / f"{metric}_vs_{key}.png"
-        plot.comparison(curves, xlabel=key, ylabel=f"{metric} (mean ± sd over seeds)", path=path, logx=logx,
-                        title=f"{metric} vs {key}")
+        n_seeds = len(grid.get("seed", ()))
+        ylabel = f"{metric} (mean ± sd over {n_seeds} seeds)" if n_seeds > 1 else metric
+        plot.comparison(curves, xlabel=key, ylabel=ylabel, path=path, logx=logx, title=f"{metric} vs {key}")
         figures.append(path.name)
     if energy_metric and any(energy_metric in r for r in rows):
         pts = [(r[energy_metric], r[metric], r) for r in rows
@@ -231,15 +275,13 @@ def _plots(out: Path, grid: dict, rows: list, metric: str, energy_metric: str | 
 
 def _write_table(out: Path, rows: list, grid: dict):
     keys = list(grid)
-    metric_keys = sorted({k for r in rows for k in r if k not in keys and k != "point"})
+    metric_keys = list({k: None for r in rows for k in r if k not in keys and k != "point"})
     cols = ["point"] + keys + metric_keys
-    tmp = out / ".results.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(out / "results.csv", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for r in rows:
             w.writerow([_canonical(r.get(c)) if isinstance(r.get(c), (list, dict)) else r.get(c, "") for c in cols])
-    tmp.replace(out / "results.csv")
 
 
 # ----------------------------------------------------------------------------------------- driver
@@ -292,7 +334,7 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
     points = expand(grid)
     overrides = [{**fixed, **pt} for pt in points]
     for ov in overrides:
-        resolve_config(module.DEFAULTS, ov)  # raises ConfigError before anything starts
+        resolve_config(module.DEFAULTS, ov, params_of(module))  # raises ConfigError before anything starts
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers must be a positive int, got {workers!r}")
     out = Path(out)
@@ -303,7 +345,7 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
     result = SweepResult(out=out, experiment=name, grid=grid, rows=[])
     pending = []
     for pid, ov in zip(ids, overrides):
-        if _finished(dirs[pid]) is not None:
+        if _finished(dirs[pid], name) is not None:
             result.skipped.append(pid)
         else:
             pending.append((pid, ov))
@@ -313,26 +355,47 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
                  workers, progress, callback, timeout)
     rows = []
     for pid, pt in zip(ids, points):
-        m = _finished(dirs[pid])
+        m = _finished(dirs[pid], name)
         if m is None:
             continue
         row = {"point": pid, **pt}
-        row.update({k: v for k, v in m.items() if _scalar(v) and k not in row})
+        flat = flatten_metrics(m, skip=("status", "environment", "figures", "report"))
+        row.update({k: v for k, v in flat.items() if _scalar(v) and k not in row})
         rows.append(row)
     result.rows = rows
+    unknown = None
     if rows:
         _write_table(out, rows, grid)
-        metric = metric or ("test_accuracy" if "test_accuracy" in rows[0] else next(
-            (k for k, v in rows[0].items() if isinstance(v, float) and k not in grid), None))
+        available = _numeric_metrics(rows, grid)
+        if metric is not None and metric not in available:
+            unknown = metric
+            metric = None
+        metric = metric or ("test_accuracy" if "test_accuracy" in available else next(
+            (k for k in available if isinstance(rows[0].get(k), float)), None))
         if energy_metric is None and any("energy_per_sample_J" in r for r in rows):
             energy_metric = "energy_per_sample_J"
-        if metric:
+        if metric and unknown is None:
             result.figures, result.pareto = _plots(out, grid, rows, metric, energy_metric)
     write_json_atomic(out / "results.json", {"experiment": name, "grid": grid, "fixed": fixed, "rows": rows,
                                              "failed": result.failed, "metric": metric, "energy_metric": energy_metric,
                                              "pareto": [r["point"] for r in result.pareto],
                                              "figures": result.figures})
+    if unknown is not None:
+        names = _numeric_metrics(rows, grid)
+        shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all, see results.csv)" if len(names) > 40 else "")
+        raise ConfigError(f"unknown metric {unknown!r} for the plots; numeric metrics of {name}: {shown} (the "
+                          f"{len(rows)} finished points are kept; re-run with --metric NAME)")
     return result
+
+
+def _numeric_metrics(rows: list, grid: dict) -> list:
+    """Names of the numeric columns of the rows (metrics, not grid keys), in first-seen order."""
+    names = {}
+    for r in rows:
+        for k, v in r.items():
+            if k != "point" and k not in grid and isinstance(v, (int, float)) and not isinstance(v, bool):
+                names.setdefault(k, None)
+    return list(names)
 
 
 def _compute(experiment, pending, dirs, result, scheduler, client, workers, progress, callback, timeout):

@@ -33,10 +33,13 @@ def test_list_names_digits(capsys):
     assert "digits" in out and "PCN" in out
 
 
-def test_show_lists_parameters(capsys):
+def test_show_lists_parameters_defaults_and_valid_values(capsys):
     assert main(["show", "digits"]) == 0
-    out = capsys.readouterr().out
-    assert "epochs =" in out and "lr =" in out
+    rows = {line.split()[0]: line.split(None, 3)[2:] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("  ") and " = " in line}
+    assert rows["epochs"] == ["20", "int >= 1"]
+    assert rows["lr"] == ["0.05", "number > 0"]
+    assert rows["optimizer"] == ["sgd", "one of: sgd, adam"]
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -67,6 +70,53 @@ def test_failed_run_exits_1(tmp_path, capsys):
     assert code == 1
     assert "DivergenceError" in err and "step" in err and len(err.splitlines()) == 1
     assert (tmp_path / "config.json").exists()
+    m = json.loads((tmp_path / "metrics.json").read_text())  # the failure is marked, the history kept
+    assert m["status"] == "failed" and m["error"]["type"] == "DivergenceError"
+    (rec,) = m["partial"]["simulators"]
+    assert len(rec["history"]["loss"]) == m["error"]["batch"] > 0
+
+
+def test_interrupted_run_exits_130_and_marks_its_metrics(tmp_path, capsys, monkeypatch):
+    import circuits
+    from neurosim.experiment import Experiment
+
+    def run(cfg, out, progress=True):
+        raise KeyboardInterrupt
+    fake = Experiment("interrupted", "test", {"seed": 0}, run)
+    monkeypatch.setattr(circuits, "get", lambda name: fake)
+    assert main(["run", "interrupted", "--out", str(tmp_path)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"
+
+
+def _printed_rows(text):
+    rows = {}
+    for line in text.splitlines():
+        parts = line.split(None, 1)
+        if line.startswith("  ") and len(parts) == 2 and not line.startswith("  held"):
+            rows[parts[0]] = parts[1].strip()
+    return rows
+
+
+def test_run_prints_headline_metrics_and_the_checks(tmp_path, capsys):
+    """`neurosim run bear` prints the nested metrics with dotted names and a claim / held table."""
+    assert main(["run", "bear", "--backend", "reference", "--out", str(tmp_path), "--no-progress",
+                 "--set", "lr_sweep=[0.1]", "--set", "sweep_time=0.4", "--set", "iterations=6",
+                 "--set", "relax_steps=32"]) == 0
+    text = capsys.readouterr().out
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    rows = _printed_rows(text)
+    for rule in ("pc", "bp"):
+        for key in ("min_correct_output", "target_alignment_first_step"):
+            assert float(rows[f"{rule}.{key}"]) == pytest.approx(m[rule][key], rel=1e-3)  # 4 significant digits
+        assert rows[f"{rule}.iteration_of_min_correct_output"] == str(m[rule]["iteration_of_min_correct_output"])
+        assert f"{rule}.output_trajectory" not in rows  # a long list is left to metrics.json
+    assert rows["lr_sweep.lr"] == "[0.1]"
+    held = sum(c["held"] for c in m["checks"])
+    assert f"checks: {held} of {len(m['checks'])} held" in text
+    for c in m["checks"]:
+        line = next(line for line in text.splitlines() if c["claim"] in line)
+        assert line.split()[0] == ("yes" if c["held"] else "NO")
 
 
 def test_digits_main_job_reaches_90_percent(tmp_path):

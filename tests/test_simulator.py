@@ -355,3 +355,18 @@ def test_shared_record_store_keeps_records_of_a_diverging_run():
         sim.run(X * 1e300, Y * 1e300, steps=30, mode="clamp")
     n = sim.data["h1.x"].shape[0]
     assert 0 < n <= 31 and sim.data.steps("h1.x")[-1] <= e.value.step
+
+
+def test_unknown_backend_option_names_the_valid_ones():
+    import inspect
+
+    from neurosim.backends import get_backend_class
+    net = ns.hierarchy([4, 3, 2])
+    for backend, typo, right in (("numba", "blas_thread", "blas_threads"), ("reference", "mode", None)):
+        with pytest.raises(ValueError, match=rf"backend '{backend}' has no option\(s\) \['{typo}'\]") as e:
+            ns.Simulator(net, backend=backend, backend_options={typo: 1})
+        if right is not None:  # the valid options are the keyword arguments of the backend's constructor
+            assert right in str(e.value)
+            assert right in inspect.signature(get_backend_class(backend).__init__).parameters
+        else:
+            assert "its options: none" in str(e.value)

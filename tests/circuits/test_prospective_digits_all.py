@@ -100,5 +100,6 @@ def test_prospective_all_writes_a_report(tmp_path):
 
 def test_prospective_all_rejects_unknown_names(tmp_path, capsys):
     assert main(["run", "prospective-all", "--out", str(tmp_path), "--no-progress", "--set",
-                 "experiments=bear,nope"]) == 1
-    assert "unknown experiment(s) ['nope']" in capsys.readouterr().err
+                 "experiments=bear,nope"]) == 2  # a bad argument, refused before anything runs
+    assert "experiments=[\"bear\", \"nope\"]: item 1 (nope) is not one of: bear, example-122" in \
+        capsys.readouterr().err

@@ -151,3 +151,79 @@ def test_cli_sweep_bad_arguments_exit_2_with_one_line(argv, fragment, capsys, tm
     assert main(argv + ["--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+#: small, fast points of the bear experiment (its metrics are nested: pc.min_correct_output, ...)
+BEAR = {"backend": "reference", "lr_sweep": [0.1], "sweep_time": 0.4, "iterations": 6, "relax_steps": 32}
+
+
+def test_sweep_flattens_nested_metrics_and_plots_them(cluster, tmp_path, monkeypatch):
+    from neurosim import plot
+    labels = []
+    real = plot.comparison
+
+    def spy(curves, *args, **kwargs):
+        labels.append(kwargs.get("ylabel"))
+        return real(curves, *args, **kwargs)
+    monkeypatch.setattr(plot, "comparison", spy)
+    out = tmp_path / "bear"
+    grid = {"lr": [0.1, 0.2]}
+    res = run_sweep("bear", grid, out, fixed=BEAR, client=cluster, progress=False, metric="pc.min_correct_output")
+    assert res.ok and len(res.rows) == 2
+    import csv
+    with open(out / "results.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    for row in table:  # every nested scalar is a dotted column, equal to the point's metrics.json
+        m = json.loads((out / "points" / row["point"] / "metrics.json").read_text())
+        assert float(row["pc.min_correct_output"]) == m["pc"]["min_correct_output"]
+        assert float(row["bp.target_alignment_first_step"]) == m["bp"]["target_alignment_first_step"]
+        assert "pc.output_trajectory" not in row and "environment.python" not in row
+    assert res.figures == ["pc.min_correct_output_vs_lr.png"] and (out / res.figures[0]).exists()
+    assert labels == ["pc.min_correct_output"]  # one seed: no "mean +- sd over seeds"
+    labels.clear()
+    res = run_sweep("bear", {"lr": [0.1, 0.2], "seed": [0, 1]}, tmp_path / "seeds", fixed=BEAR, client=cluster,
+                    progress=False, metric="pc.min_correct_output")
+    assert labels == ["pc.min_correct_output (mean ± sd over 2 seeds)"]
+
+
+def test_cli_sweep_unknown_metric_exits_2_listing_the_metrics(cluster, tmp_path, capsys):
+    base = ["sweep", "bear", "--out", str(tmp_path / "s"), "--no-progress", "--scheduler", cluster.scheduler.address,
+            "--grid", "lr=0.1,0.2"] + [a for k, v in BEAR.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    assert main(base + ["--metric", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown metric 'nosuch'" in err
+    assert "pc.min_correct_output" in err and "bp.target_alignment_first_step" in err
+    assert main(base + ["--metric", "pc.min_correct_output"]) == 0  # resumes: nothing computed again
+    assert "0 computed now, 2 already finished" in capsys.readouterr().out
+    assert (tmp_path / "s" / "pc.min_correct_output_vs_lr.png").exists()
+
+
+@pytest.mark.parametrize("content, why", [
+    ("{}", "no status"), ("[]", "not a JSON object"), ('{"status": "ok"}', "experiment"),
+    ('{"status": "failed", "experiment": "bear", "wall_time_s": 1.0, "x": 1}', "status 'failed'"),
+    ('{"status": "ok", "experiment": "bear", "wall_time_s": NaN, "x": 1}', "wall_time_s"),
+    ('{"status": "ok", "experiment": "bear", "wall_time_s": 1.0, "pc": {"min_correct_output": NaN}}', "NaN"),
+    ('{"status": "ok", "experiment": "bear", "wall_time_s": 1.0, "pc": [1, Infinity]}', "NaN or infinity"),
+    ('{"status": "ok", "experiment": "other", "wall_time_s": 1.0, "x": 1}', "experiment 'other'"),
+    ('{"status": "ok", "experiment": "bear", "wall_time_s": 1.0}', "no metrics"),
+])
+def test_a_point_is_finished_only_with_valid_metrics(content, why):
+    from neurosim.sweep import valid_point
+    assert why in valid_point(json.loads(content), "bear")
+    assert valid_point({"status": "ok", "experiment": "bear", "wall_time_s": 1.0, "pc": {"x": None}}, "bear") is None
+
+
+def test_resume_recomputes_points_whose_metrics_are_not_a_result(cluster, tmp_path):
+    out = tmp_path / "s"
+    grid = {"lr": [0.1, 0.2, 0.3, 0.4]}
+    first = run_sweep("bear", grid, out, fixed=BEAR, client=cluster, progress=False)
+    assert first.ok and len(first.rows) == 4
+    good = {r["point"]: r["pc.min_correct_output"] for r in first.rows}
+    broken = [r["point"] for r in first.rows[:3]]
+    for pid, content in zip(broken, ["{}", "garbage{", json.dumps({"status": "failed", "experiment": "bear",
+                                                                 "wall_time_s": 1.0, "error": {}})]):
+        (out / "points" / pid / "metrics.json").write_text(content)
+    again = run_sweep("bear", grid, out, fixed=BEAR, client=cluster, progress=False)
+    assert sorted(again.computed) == sorted(broken) and again.skipped == [first.rows[3]["point"]]
+    again_rows = {r["point"]: r["pc.min_correct_output"] for r in again.rows}  # complete rows, same numbers
+    assert again_rows == pytest.approx(good, rel=1e-12)

@@ -1,0 +1,64 @@
+"""Parameter declarations shared by the experiments (see :class:`neurosim.experiment.Param`).
+
+Each experiment module declares ``PARAMS`` next to its ``DEFAULTS``: the type and valid range of every
+parameter, checked by :func:`neurosim.experiment.run_experiment` before a run starts and shown by
+``neurosim show NAME``.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from neurosim import algorithms as _algorithms
+from neurosim.activations import ACTIVATIONS
+from neurosim.experiment import Bool, Choice, Float, Int, ListOf, Str  # noqa: F401 - re-exported for the modules
+
+#: simulation backends of the experiments that use backend internals (weights, backprop on the same plan)
+BACKEND = Choice("numba", "reference")
+#: experiments that run on any backend of neurosim.Simulator
+ANY_BACKEND = Choice("numba", "reference", "brian2")
+SEED = Int(ge=0, doc="random seed")
+PHI = Choice(*ACTIVATIONS)
+LR = Float(gt=0)
+LRS = ListOf(Float(gt=0))
+MOMENTUM = Float(ge=0, lt=1)
+COUNT = Int(ge=1)
+SIZES = ListOf(Int(ge=1), min_len=0, doc="[] = none")
+#: Euler step of value units with tau_x = 1 and precision 1 (explicit Euler diverges at dt >= 2 tau_x)
+DT = Float(gt=0, lt=2, doc="in units of tau_x")
+DT_DECAY = Float(gt=0, le=1, doc="factor applied to dt when a step fails to lower the energy")
+TOL = Float(ge=0, doc="0: always run every step")
+#: held-out fraction of the digits (per class): both splits keep digits of every class
+TEST_FRACTION = Float(ge=0.05, le=0.95)
+SCALE = Choice("standard", "unit", "none")
+PROBABILITY = Float(ge=0, le=1)
+OPTIMIZER = Choice("sgd", "adam")
+
+
+def _nonzero(v):
+    if v == 0:
+        raise ValueError("must not be 0")
+
+
+NONZERO = Float(check=_nonzero, doc="not 0")
+
+
+@lru_cache(maxsize=8)
+def digits_per_class(test_fraction: float) -> int:
+    """Training digits of the smallest class when a fraction ``test_fraction`` of each class is held out."""
+    import numpy as np
+
+    from neurosim.data import load_digits
+    return int(np.bincount(load_digits(test_fraction=test_fraction).y_train).min())
+
+
+def _fits_split(v, cfg) -> bool:
+    return v <= digits_per_class(float(cfg.get("test_fraction", 0.25)))
+
+
+#: training digits per class (0 = the whole training split), at most what the split leaves in every class
+PER_CLASS = Int(ge=0, doc="0 = all",
+                requires=(_fits_split, "at most the training digits per class (130 at test_fraction 0.25)",
+                          "more than the training digits of the smallest class at this test_fraction "
+                          "(130 at 0.25)"))
+#: a training schedule of neurosim.Simulator.train (neurosim.algorithms.names())
+ALGORITHM = Choice(_algorithms.names)
