@@ -325,12 +325,16 @@ class Simulator:
         self.backend_options = dict(backend_options or {})
         if self.backend_options:  # a typo names the valid options instead of a TypeError from the constructor
             import inspect
-            params = inspect.signature(cls.__init__).parameters
-            known = [n for n, p in params.items() if n not in ("self", "plan", "dtype")
-                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            known = getattr(cls, "options", None)
+            if known is None:
+                known = [n for n, p in inspect.signature(cls.__init__).parameters.items()
+                         if n not in ("self", "plan", "dtype") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            removed = getattr(cls, "removed_options", {})
             unknown = sorted(set(self.backend_options) - set(known))
-            if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-                raise ValueError(f"backend {backend!r} has no option(s) {unknown}; its options: {known or 'none'}")
+            if unknown:
+                why = "".join(f"; {k!r} was removed: {removed[k]}" for k in unknown if k in removed)
+                raise ValueError(f"backend {backend!r} has no option(s) {unknown}; its options: "
+                                 f"{list(known) or 'none'}{why}")
         if self.backend_options:
             self._backend = cls(self.plan, self.dtype, **self.backend_options)
         else:
