@@ -49,7 +49,9 @@ Readout
     run; energies and probes are samples at the rate model's step times.
 
 Time: one rate-model time unit lasts ``time_unit`` ms; a run of ``steps`` steps of size ``dt`` lasts
-``steps * dt * time_unit`` ms of simulated time, integrated with ``SpikingConfig.dt``.
+``steps * dt * time_unit`` ms of simulated time, integrated with ``SpikingConfig.dt``.  Every run starts
+from the network as built (time 0, no events in flight, empty monitors), so it depends only on its
+inputs, the weights and its seed.  Arrays returned from a run are copies of brian2's memory.
 """
 from __future__ import annotations
 
