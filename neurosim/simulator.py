@@ -485,8 +485,11 @@ class Simulator:
         extra = be.checkpoint_state()
         for k, v in extra.items():
             members["backend_" + k] = np.array(v)
-        members["meta"] = np.array(json.dumps({"format": self._CKPT_FORMAT, "backend": self.backend_name,
-                                               "state": st is not None, "backend_state": sorted(extra)}))
+        # 'meta' (which lists what else the file holds) is the archive's first member: a damaged zip directory
+        # that hides members hides the last ones, and the loader finds them missing
+        meta = np.array(json.dumps({"format": self._CKPT_FORMAT, "backend": self.backend_name,
+                                    "state": st is not None, "backend_state": sorted(extra)}))
+        members = {"meta": meta, **members}
         return write_atomic(path, lambda f: np.savez(f, **members))
 
     def load_checkpoint(self, path):
@@ -534,10 +537,14 @@ class Simulator:
             raise
         except Exception as e:  # noqa: BLE001 - whatever a damaged archive makes zipfile/numpy raise
             why = "it holds Python objects" if "allow_pickle" in str(e) else f"{type(e).__name__}: {e}"
+            why = why if len(why) <= 160 else why[:150] + " ..."
             raise refuse(f"it is damaged or truncated ({why})") from e
         be = self._backend
-        meta = {"format": 1, "backend": None, "state": False, "backend_state": []}   # files without 'meta'
-        if "meta" in raw:
+        meta = {"format": 1, "backend": None, "state": False, "backend_state": []}
+        legacy = ["W", "b", "mW", "vW", "mb", "vb", "opt_t", "counters", "history", "fingerprint"]
+        if "meta" not in raw and list(raw) != legacy:
+            raise refuse(f"it lacks its 'meta' record and holds {sorted(raw)} (an incomplete or damaged file)")
+        if "meta" in raw:   # files without it come from neurosim before checkpoint format 2
             try:
                 meta = json.loads(str(raw["meta"]))
                 assert isinstance(meta, dict) and isinstance(meta.get("backend_state"), list)

@@ -132,13 +132,14 @@ def _two_simulators(tmp_path):
 def _snapshot(sim):
     be = sim.backend
     return {"arrays": {n: getattr(be, n).copy() for n in ("W", "b", "mW", "vW", "mb", "vb", "opt_t")},
-            "state": {k: v.copy() for k, v in be.state().items()},
+            "state": {k: v.copy() for k, v in (be.state() or {}).items() if k != "mu"},   # mu follows from x
             "history": {k: list(v) for k, v in sim.history.items()},
             "counters": (sim._global_step, sim._n_batches)}
 
 
 def _assert_unchanged(sim, snap):
     now = _snapshot(sim)
+    assert sorted(now["state"]) == sorted(snap["state"]), "network state lost"
     for group in ("arrays", "state"):
         for k, v in snap[group].items():
             np.testing.assert_array_equal(now[group][k], v, err_msg=f"{k} changed by a refused checkpoint")
@@ -243,3 +244,60 @@ def test_a_kill_during_a_save_keeps_the_old_checkpoint_and_its_debris_is_removed
     X, Y = _data()
     sim.train(X, Y, epochs=3, progress=False, checkpoint=ck)  # the next save removes it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]
+
+
+def test_every_flipped_byte_is_refused_or_harmless(tmp_path):
+    """Flip bytes all over a checkpoint (every payload, header and the zip directory): each load either
+    refuses the file, leaving the simulator as it was, or loads exactly what was saved."""
+    ck, sim = _two_simulators(tmp_path)
+    good = ck.read_bytes()
+    ref = ns.Simulator(sim.circuit, backend="reference", seed=1)
+    ref.load_checkpoint(ck)
+    want, before = _snapshot(ref), _snapshot(sim)
+    with zipfile.ZipFile(ck) as zf:
+        directory = max(i.header_offset + i.compress_size for i in zf.infolist())
+    n = len(good)   # a sample of the payloads, a third of the zip directory and all of its end record
+    positions = sorted(set(range(0, directory, 31)) | set(range(directory, n - 22, 3)) | set(range(n - 22, n)))
+    bad = tmp_path / "bad.npz"
+    outcomes = {"refused": 0, "harmless": 0}
+    for pos in positions:
+        data = bytearray(good)
+        data[pos] ^= 0xFF
+        bad.write_bytes(bytes(data))
+        try:
+            sim.load_checkpoint(bad)
+        except ns.CheckpointError:
+            outcomes["refused"] += 1
+            _assert_unchanged(sim, before)
+        else:
+            outcomes["harmless"] += 1
+            _assert_unchanged(sim, want)
+            for k, v in before["arrays"].items():      # back to the state before, for the next flip
+                getattr(sim.backend, k)[...] = v
+            sim.backend.set_state(before["state"]["x"], before["state"]["eps"])
+            sim.history = ns.History()
+            sim.history.update({k: list(v) for k, v in before["history"].items()})
+            sim._global_step, sim._n_batches = before["counters"]
+    assert outcomes["refused"] > len(positions) // 2
+
+
+def test_a_checkpoint_of_the_previous_format_still_loads(tmp_path):
+    """Files written before the format held its 'meta' record (weights, optimiser state, counters, history)."""
+    import json
+    X, Y = _data()
+    net = ns.hierarchy([6, 8, 3], phi="tanh", lr=0.02, optimizer=ns.Adam(), name="ck")
+    a = ns.Simulator(net, backend="reference", seed=1)
+    a.train(X, Y, epochs=1, batch_size=8, steps=10, progress=False)
+    be = a.backend
+    old = tmp_path / "old.npz"
+    np.savez(old, W=be.W, b=be.b, mW=be.mW, vW=be.vW, mb=be.mb, vb=be.vb, opt_t=be.opt_t,
+             counters=np.array([a._global_step, a._n_batches], dtype=np.int64),
+             history=np.array(json.dumps({k: list(map(float, v)) for k, v in a.history.items()})),
+             fingerprint=np.array(a._fingerprint()))
+    b = ns.Simulator(net, backend="reference", seed=2)
+    b.load_checkpoint(old)
+    for k, w in a.weights.items():
+        np.testing.assert_array_equal(b.weights[k], w)
+    for name in ("mW", "vW", "opt_t"):
+        np.testing.assert_array_equal(getattr(b.backend, name), getattr(be, name))
+    assert b.history == a.history and (b._global_step, b._n_batches) == (a._global_step, a._n_batches)
