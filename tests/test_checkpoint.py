@@ -301,3 +301,13 @@ def test_a_checkpoint_of_the_previous_format_still_loads(tmp_path):
     for name in ("mW", "vW", "opt_t"):
         np.testing.assert_array_equal(getattr(b.backend, name), getattr(be, name))
     assert b.history == a.history and (b._global_step, b._n_batches) == (a._global_step, a._n_batches)
+
+
+def test_a_checkpoint_gets_the_permissions_of_the_users_umask(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        sim = ns.Simulator(ns.hierarchy([6, 8, 3]), backend="reference")
+        sim.save_checkpoint(tmp_path / "c.npz")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o644
