@@ -7,7 +7,7 @@ oracle).  ``import neurosim`` compiles nothing; kernels are compiled (and cached
 from .activations import names as activation_names
 from .circuit import (SGD, Adam, Circuit, Clamp, ErrorPopulation, Hebbian, Init, Optimizer, Probe, Projection,
                       ValuePopulation, hierarchy)
-from .errors import DivergenceError, UnsupportedError
+from .errors import CheckpointError, DivergenceError, UnsupportedError
 from .plan import Plan, lower
 from .simulator import History, RelaxResult, Simulator
 
@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Adam", "Circuit", "Clamp", "DivergenceError", "ErrorPopulation", "Hebbian", "History", "Init", "Optimizer",
     "Plan", "Probe", "Projection", "RelaxResult", "SGD", "Simulator", "UnsupportedError", "ValuePopulation",
-    "activation_names", "hierarchy", "lower", "data", "plot",
+    "activation_names", "hierarchy", "lower", "data", "plot", "CheckpointError",
 ]
 
 

@@ -24,3 +24,14 @@ class DivergenceError(FloatingPointError):
         self.step = step
         self.population = population
         self.batch = batch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used (corrupt, truncated, incomplete, or holding non-finite weights).
+
+    Raised before anything is loaded: the simulator keeps its previous state.  ``path`` is the file.
+    """
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path

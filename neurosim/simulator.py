@@ -459,48 +459,166 @@ class Simulator:
                 self.set_weights(key, W=value)
 
     # ------------------------------------------------------------------ checkpoints
+    #: weight and optimiser arrays of the backend saved in a checkpoint (all finite, same shape on load)
+    _CKPT_ARRAYS = ("W", "b", "mW", "vW", "mb", "vb")
+    _CKPT_FORMAT = 2
+
     def _fingerprint(self) -> str:
         p = self.plan
         return f"{self.circuit.name}|{p.pop_names}|{list(p.pop_size)}|{p.proj_names}|{p.W.size}|{p.b.size}"
 
     def save_checkpoint(self, path) -> Path:
-        """Write weights, optimiser state, history and counters to ``path`` (``.npz``) atomically."""
+        """Write everything the next training batch depends on to ``path`` (``.npz``), atomically.
+
+        That is: weights and biases; optimiser state (moments and step counts); the network state of the
+        last batch (where ``init="previous"`` continues from); the step and batch counters; the backend's own
+        state (:meth:`~neurosim.backends.base.Backend.checkpoint_state`, e.g. the run counter that seeds the
+        brian2 backend's random draws); and the history, whose number of epochs seeds the next epoch's
+        shuffling.  The data go to a temporary file beside ``path`` that is renamed over it, so ``path``
+        always holds a complete checkpoint (temporary files of killed writers are removed).  Non-finite
+        weights or optimiser state are refused (ValueError) and ``path`` is left as it was.
+        """
         import json
-        import os
-        import tempfile
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from .io import write_atomic
         be = self._backend
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez(tmp, W=be.W, b=be.b, mW=be.mW, vW=be.vW, mb=be.mb, vb=be.vb, opt_t=be.opt_t,
-                     counters=np.array([self._global_step, self._n_batches], dtype=np.int64),
-                     history=np.array(json.dumps({k: list(map(float, v)) for k, v in self.history.items()})),
-                     fingerprint=np.array(self._fingerprint()))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        members = {name: np.array(getattr(be, name)) for name in self._CKPT_ARRAYS}
+        bad = [name for name, a in members.items() if not np.all(np.isfinite(a))]
+        if bad:
+            raise ValueError(f"save_checkpoint: the backend's {', '.join(bad)} hold NaN or inf (the training "
+                             f"diverged); {str(path)!r} is not written, so it keeps its last good checkpoint")
+        members["opt_t"] = np.array(be.opt_t, dtype=np.int64)
+        members["counters"] = np.array([self._global_step, self._n_batches], dtype=np.int64)
+        members["history"] = np.array(json.dumps({k: list(map(float, v)) for k, v in self.history.items()}))
+        members["fingerprint"] = np.array(self._fingerprint())
+        st = be.state()
+        if st is not None:
+            members["state_x"] = np.array(st["x"])
+            members["state_eps"] = np.array(st["eps"])
+        extra = be.checkpoint_state()
+        for k, v in extra.items():
+            members["backend_" + k] = np.array(v)
+        # 'meta' (which lists what else the file holds) is the archive's first member: a damaged zip directory
+        # that hides members hides the last ones, and the loader finds them missing
+        meta = np.array(json.dumps({"format": self._CKPT_FORMAT, "backend": self.backend_name,
+                                    "state": st is not None, "backend_state": sorted(extra)}))
+        members = {"meta": meta, **members}
+        return write_atomic(path, lambda f: np.savez(f, **members))
 
     def load_checkpoint(self, path):
-        """Restore what :meth:`save_checkpoint` wrote; the circuit must be the same."""
+        """Restore what :meth:`save_checkpoint` wrote, all or nothing.
+
+        The whole file is read and checked first (complete and undamaged, written for this circuit, every
+        array of the right shape, weights and optimiser state finite); only then is anything replaced, so
+        after an error the simulator is as it was.  Raises :class:`~neurosim.errors.CheckpointError` (a
+        ValueError) naming the file for a corrupt, truncated or incomplete file, non-finite weights, or a
+        checkpoint of another circuit; FileNotFoundError if there is no file.
+        """
+        self._check_open()
+        ck = self._read_checkpoint(Path(path))
+        be = self._backend
+        if "state_x" not in ck and be.state() is not None:
+            be.reset()   # the checkpoint was taken before any run: no network state to continue from
+        for name in self._CKPT_ARRAYS:
+            getattr(be, name)[...] = ck[name]
+        be.opt_t[...] = ck["opt_t"]
+        if "state_x" in ck:
+            be.set_state(ck["state_x"], ck["state_eps"])
+        if "backend" in ck:
+            be.set_checkpoint_state(ck["backend"])
+        self._global_step, self._n_batches = (int(v) for v in ck["counters"])
+        self.history = ck["history"]
+
+    def _read_checkpoint(self, path: Path) -> dict:
+        """Read and validate a checkpoint file without changing anything (see :meth:`load_checkpoint`)."""
         import json
-        with np.load(Path(path), allow_pickle=False) as z:
-            fp = str(z["fingerprint"])
-            if fp != self._fingerprint():
-                raise ValueError(f"checkpoint {str(path)!r} was written for a different circuit ({fp.split('|')[0]!r}); "
-                                 "load it into a Simulator built from the same circuit")
-            be = self._backend
-            for name in ("W", "b", "mW", "vW", "mb", "vb"):
-                getattr(be, name)[:] = z[name]
-            be.opt_t[:] = z["opt_t"]
-            self._global_step, self._n_batches = (int(v) for v in z["counters"])
-            hist = json.loads(str(z["history"]))
-        self.history = History()
+        import zipfile
+        from .errors import CheckpointError
+
+        def refuse(what):
+            return CheckpointError(f"checkpoint {str(path)!r} cannot be used: {what}; delete it (or pass another "
+                                   "checkpoint path) to start training afresh", path)
+
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
+        try:
+            if not zipfile.is_zipfile(path):
+                raise refuse("it is not a checkpoint archive (truncated, or overwritten by something else)")
+            with np.load(path, allow_pickle=False) as z:
+                raw = {name: z[name] for name in z.files}   # reads (and CRC-checks) every member
+        except CheckpointError:
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever a damaged archive makes zipfile/numpy raise
+            why = "it holds Python objects" if "allow_pickle" in str(e) else f"{type(e).__name__}: {e}"
+            why = why if len(why) <= 160 else why[:150] + " ..."
+            raise refuse(f"it is damaged or truncated ({why})") from e
+        be = self._backend
+        meta = {"format": 1, "backend": None, "state": False, "backend_state": []}
+        legacy = ["W", "b", "mW", "vW", "mb", "vb", "opt_t", "counters", "history", "fingerprint"]
+        if "meta" not in raw and list(raw) != legacy:
+            raise refuse(f"it lacks its 'meta' record and holds {sorted(raw)} (an incomplete or damaged file)")
+        if "meta" in raw:   # files without it come from neurosim before checkpoint format 2
+            try:
+                meta = json.loads(str(raw["meta"]))
+                assert isinstance(meta, dict) and isinstance(meta.get("backend_state"), list)
+            except Exception:  # noqa: BLE001
+                raise refuse("its 'meta' record is damaged") from None
+            if meta.get("format") != self._CKPT_FORMAT:
+                raise refuse(f"it has format {meta.get('format')!r}, this neurosim reads format {self._CKPT_FORMAT}")
+        required = ["fingerprint", *self._CKPT_ARRAYS, "opt_t", "counters", "history"]
+        required += ["state_x", "state_eps"] if meta.get("state") else []
+        required += ["backend_" + k for k in meta["backend_state"]]
+        missing = [name for name in required if name not in raw]
+        if missing:
+            raise refuse(f"it lacks {', '.join(repr(m) for m in missing)} (an incomplete or damaged file)")
+
+        def array(name, shape, kind):
+            a = raw[name]
+            if a.shape != tuple(shape) or a.dtype.kind not in kind:
+                raise refuse(f"{name!r} is {a.dtype} {a.shape}, expected shape {tuple(shape)}")
+            return a
+
+        fp = raw["fingerprint"]
+        if fp.shape != () or fp.dtype.kind != "U":
+            raise refuse("its circuit fingerprint is damaged")
+        if str(fp) != self._fingerprint():
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} was written for a different circuit ({str(fp).split('|')[0]!r}); load it "
+                "into a Simulator built from the same circuit, or pass another checkpoint path", path)
+        ck = {name: array(name, getattr(be, name).shape, "f") for name in self._CKPT_ARRAYS}
+        bad = [name for name in self._CKPT_ARRAYS if not np.all(np.isfinite(ck[name]))]
+        if bad:
+            raise refuse(f"{', '.join(bad)} hold NaN or inf (it was saved from a diverged run)")
+        ck["opt_t"] = array("opt_t", be.opt_t.shape, "iu")
+        ck["counters"] = array("counters", (2,), "iu")
+        if np.any(ck["opt_t"] < 0) or np.any(ck["counters"] < 0):
+            raise refuse("its step counters are negative")
+        try:
+            hist = json.loads(str(array("history", (), "U")))
+            assert isinstance(hist, dict) and set(hist) <= set(History.KEYS)
+            assert all(isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in hist.values())
+        except CheckpointError:
+            raise
+        except Exception:  # noqa: BLE001
+            raise refuse("its history is damaged") from None
+        ck["history"] = History()
         for k, v in hist.items():
-            self.history[k] = [int(x) if k == "steps" else x for x in v]
+            ck["history"][k] = [int(x) if k == "steps" else x for x in v]
+        if meta.get("state"):
+            x = raw["state_x"]
+            if x.ndim != 2 or x.shape[0] < 1:
+                raise refuse(f"'state_x' is {x.shape}, expected (batch, {self.plan.n_units})")
+            ck["state_x"] = array("state_x", (x.shape[0], self.plan.n_units), "f")
+            ck["state_eps"] = array("state_eps", x.shape, "f")
+            if not (np.all(np.isfinite(ck["state_x"])) and np.all(np.isfinite(ck["state_eps"]))):
+                raise refuse("its network state holds NaN or inf")
+        if meta.get("backend") == self.backend_name:   # the backend's own state means nothing to another one
+            want = be.checkpoint_state()
+            if sorted(want) != sorted(meta["backend_state"]):
+                raise refuse(f"its backend state {sorted(meta['backend_state'])} is not the {sorted(want)} "
+                             f"of backend {self.backend_name!r}")
+            ck["backend"] = {k: array("backend_" + k, np.shape(v), np.asarray(v).dtype.kind)
+                             for k, v in want.items()}
+        return ck
 
     def state(self) -> dict:
         """The current network state ``{population: {"x", "eps", "mu"}}`` of the last batch, or {}."""
@@ -747,6 +865,9 @@ class Simulator:
         classify = Y.shape[1] > 1
         n = X.shape[0]
         n_batches = -(-n // batch_size)
+        if checkpoint is not None:
+            from .io import remove_stale_temporaries
+            remove_stale_temporaries(checkpoint)   # left by a run killed while saving; never read
         if checkpoint is not None and Path(checkpoint).exists():
             self.load_checkpoint(checkpoint)
             epochs = max(0, epochs - len(self.history["epoch_loss"]))

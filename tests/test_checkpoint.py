@@ -1,6 +1,15 @@
-"""Long runs write checkpoints atomically and resume to the same numbers as an uninterrupted run."""
+"""Long runs write checkpoints atomically and resume to the same numbers as an uninterrupted run; a
+damaged checkpoint is refused, naming the file, before anything is loaded."""
+import os
+import signal
+import struct
+import subprocess
+import sys
+import zipfile
+
 import numpy as np
 import pytest
+from conftest import checkpoint_circuit
 
 import neurosim as ns
 
@@ -51,3 +60,254 @@ def test_no_temporary_files_left(tmp_path):
     sim = ns.Simulator(ns.hierarchy([6, 8, 3]), backend="reference")
     sim.train(X, Y, epochs=2, progress=False, checkpoint=tmp_path / "c.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+
+
+# ----------------------------------------------------------------------------- resume = uninterrupted
+def _kill_after(sim, n_calls):
+    """Make the simulator's backend raise KeyboardInterrupt (a kill) on its ``n_calls``-th batch."""
+    run, calls = sim.backend.run_batch, [0]
+
+    def run_batch(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == n_calls:
+            raise KeyboardInterrupt
+        return run(*args, **kwargs)
+    sim.backend.run_batch = run_batch
+
+
+def _assert_same_run(a, b, atol=1e-12):
+    """Same weights, optimiser state, network state, counters and history (one code path: rounding only)."""
+    for k, w in b.weights.items():
+        np.testing.assert_allclose(a.weights[k], w, rtol=0, atol=atol, err_msg=k)
+    for name in ("mW", "vW", "mb", "vb"):
+        np.testing.assert_allclose(getattr(a.backend, name), getattr(b.backend, name), rtol=0, atol=atol,
+                                   err_msg=name)
+    np.testing.assert_array_equal(a.backend.opt_t, b.backend.opt_t)
+    sa, sb = a.backend.state(), b.backend.state()
+    for k in ("x", "eps"):
+        np.testing.assert_allclose(sa[k], sb[k], rtol=0, atol=atol, err_msg=k)
+    assert (a._global_step, a._n_batches) == (b._global_step, b._n_batches)
+    for k in ("loss", "energy", "epoch_loss", "accuracy"):
+        np.testing.assert_allclose(a.history[k], b.history[k], rtol=0, atol=atol, err_msg=k)
+    assert a.history["steps"] == b.history["steps"]
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+@pytest.mark.parametrize("kind", ["mlp", "dag", "mupc"])
+def test_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, backend, kind):
+    """Killed in epoch 2, resumed from the checkpoint of epoch 1: the same numbers as 3 epochs in one go.
+    ``init="previous"`` makes each batch start from the state the batch before it left, so the network
+    state is part of what a checkpoint must keep."""
+    net, X, Y = checkpoint_circuit(kind)
+    kw = dict(batch_size=8, steps=10, progress=False, init="previous")
+    full = ns.Simulator(net, backend=backend, seed=4)
+    full.train(X, Y, epochs=3, **kw)
+
+    ck = tmp_path / "ck.npz"
+    killed = ns.Simulator(net, backend=backend, seed=4)
+    _kill_after(killed, 3 + 2)                 # 3 batches per epoch: killed in the middle of epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        killed.train(X, Y, epochs=3, checkpoint=ck, **kw)
+    resumed = ns.Simulator(net, backend=backend, seed=4)
+    resumed.load_checkpoint(ck)
+    assert len(resumed.history["epoch_loss"]) == 1 and len(resumed.history["loss"]) == 3
+    resumed.train(X, Y, epochs=2, **kw)
+    _assert_same_run(resumed, full)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz"]
+
+
+# ----------------------------------------------------------------------------- all or nothing
+def _two_simulators(tmp_path):
+    """A checkpoint (of one trained simulator) and another simulator of the same circuit in another state."""
+    X, Y = _data()
+    net = ns.hierarchy([6, 8, 3], phi="tanh", lr=0.02, optimizer=ns.Adam(), name="ck")
+    a = ns.Simulator(net, backend="reference", seed=1)
+    ck = tmp_path / "a.npz"
+    a.train(X, Y, epochs=2, batch_size=8, steps=10, progress=False, checkpoint=ck)
+    b = ns.Simulator(net, backend="reference", seed=2)
+    b.train(X, Y, epochs=1, batch_size=16, steps=5, progress=False)
+    return ck, b
+
+
+def _snapshot(sim):
+    be = sim.backend
+    return {"arrays": {n: getattr(be, n).copy() for n in ("W", "b", "mW", "vW", "mb", "vb", "opt_t")},
+            "state": {k: v.copy() for k, v in (be.state() or {}).items() if k != "mu"},   # mu follows from x
+            "history": {k: list(v) for k, v in sim.history.items()},
+            "counters": (sim._global_step, sim._n_batches)}
+
+
+def _assert_unchanged(sim, snap):
+    now = _snapshot(sim)
+    assert sorted(now["state"]) == sorted(snap["state"]), "network state lost"
+    for group in ("arrays", "state"):
+        for k, v in snap[group].items():
+            np.testing.assert_array_equal(now[group][k], v, err_msg=f"{k} changed by a refused checkpoint")
+    assert now["history"] == snap["history"] and now["counters"] == snap["counters"]
+
+
+def _member_payload(path, member):
+    """Byte range of a member's stored data inside the (uncompressed) .npz archive."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member + ".npy")
+    data = path.read_bytes()
+    o = info.header_offset
+    n_name, n_extra = struct.unpack("<HH", data[o + 26:o + 30])
+    start = o + 30 + n_name + n_extra
+    return start, start + info.compress_size
+
+
+def _rewrite(path, drop=(), **replace):
+    with np.load(path) as z:
+        members = {k: z[k] for k in z.files if k not in drop}
+    members.update(replace)
+    np.savez(path, **members)
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "missing member", "nan weights"])
+def test_a_bad_checkpoint_is_refused_and_changes_nothing(tmp_path, damage):
+    ck, sim = _two_simulators(tmp_path)
+    if damage == "flipped byte":     # in the last member the loader reads, after the weights
+        start, end = _member_payload(ck, "history")
+        data = bytearray(ck.read_bytes())
+        data[end - 3] ^= 0x5A
+        ck.write_bytes(bytes(data))
+        match = "damaged or truncated"
+    elif damage == "missing member":
+        _rewrite(ck, drop=("history",))
+        match = "lacks 'history'"
+    else:
+        with np.load(ck) as z:
+            W = z["W"].copy()
+        W[3] = np.nan
+        _rewrite(ck, W=W)
+        match = "NaN or inf"
+    snap = _snapshot(sim)
+    with pytest.raises(ns.CheckpointError, match=match) as err:
+        sim.load_checkpoint(ck)
+    assert str(ck) in str(err.value) and "delete it" in str(err.value)
+    _assert_unchanged(sim, snap)
+
+
+@pytest.mark.parametrize("content", ["truncated", "garbage"])
+def test_a_corrupt_checkpoint_given_to_train_names_the_file_and_the_way_out(tmp_path, content):
+    ck, sim = _two_simulators(tmp_path)
+    data = ck.read_bytes()
+    ck.write_bytes(data[:len(data) // 2] if content == "truncated" else b"not a checkpoint\n" * 40)
+    X, Y = _data()
+    snap = _snapshot(sim)
+    with pytest.raises(ns.CheckpointError) as err:
+        sim.train(X, Y, epochs=3, progress=False, checkpoint=ck)
+    msg = str(err.value)
+    assert str(ck) in msg and "delete it (or pass another checkpoint path)" in msg
+    assert "allow_pickle" not in msg
+    _assert_unchanged(sim, snap)
+
+
+def test_non_finite_weights_are_not_saved_over_a_good_checkpoint(tmp_path):
+    ck, sim = _two_simulators(tmp_path)
+    good = ck.read_bytes()
+    sim.set_weights("W1", np.full(sim.weights["W1"].shape, np.nan))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        sim.save_checkpoint(ck)
+    assert ck.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+import numpy as np
+import neurosim as ns
+
+def savez_then_killed(f, **members):      # the process dies half-way through writing the archive
+    if isinstance(f, (str, os.PathLike)):
+        f = open(f, "ab")
+    f.write(b"PK\\x03\\x04 half an archive")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+sim = ns.Simulator(ns.hierarchy([6, 8, 3], name="ck"), backend="reference", seed=3)
+np.savez = savez_then_killed
+sim.save_checkpoint(sys.argv[1])
+"""
+
+
+def test_a_kill_during_a_save_keeps_the_old_checkpoint_and_its_debris_is_removed(tmp_path):
+    ck, sim = _two_simulators(tmp_path)
+    good = ck.read_bytes()
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(ns.__file__))}
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(ck)], env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert ck.read_bytes() == good                           # the checkpoint itself is untouched
+    assert len(list(tmp_path.iterdir())) == 2                # ... and the killed writer left a temporary file
+    sim.load_checkpoint(ck)                                  # which nothing reads
+    X, Y = _data()
+    sim.train(X, Y, epochs=3, progress=False, checkpoint=ck)  # the next save removes it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]
+
+
+def test_every_flipped_byte_is_refused_or_harmless(tmp_path):
+    """Flip bytes all over a checkpoint (every payload, header and the zip directory): each load either
+    refuses the file, leaving the simulator as it was, or loads exactly what was saved."""
+    ck, sim = _two_simulators(tmp_path)
+    good = ck.read_bytes()
+    ref = ns.Simulator(sim.circuit, backend="reference", seed=1)
+    ref.load_checkpoint(ck)
+    want, before = _snapshot(ref), _snapshot(sim)
+    with zipfile.ZipFile(ck) as zf:
+        directory = max(i.header_offset + i.compress_size for i in zf.infolist())
+    n = len(good)   # a sample of the payloads, a third of the zip directory and all of its end record
+    positions = sorted(set(range(0, directory, 31)) | set(range(directory, n - 22, 3)) | set(range(n - 22, n)))
+    bad = tmp_path / "bad.npz"
+    outcomes = {"refused": 0, "harmless": 0}
+    for pos in positions:
+        data = bytearray(good)
+        data[pos] ^= 0xFF
+        bad.write_bytes(bytes(data))
+        try:
+            sim.load_checkpoint(bad)
+        except ns.CheckpointError:
+            outcomes["refused"] += 1
+            _assert_unchanged(sim, before)
+        else:
+            outcomes["harmless"] += 1
+            _assert_unchanged(sim, want)
+            for k, v in before["arrays"].items():      # back to the state before, for the next flip
+                getattr(sim.backend, k)[...] = v
+            sim.backend.set_state(before["state"]["x"], before["state"]["eps"])
+            sim.history = ns.History()
+            sim.history.update({k: list(v) for k, v in before["history"].items()})
+            sim._global_step, sim._n_batches = before["counters"]
+    assert outcomes["refused"] > len(positions) // 2
+
+
+def test_a_checkpoint_of_the_previous_format_still_loads(tmp_path):
+    """Files written before the format held its 'meta' record (weights, optimiser state, counters, history)."""
+    import json
+    X, Y = _data()
+    net = ns.hierarchy([6, 8, 3], phi="tanh", lr=0.02, optimizer=ns.Adam(), name="ck")
+    a = ns.Simulator(net, backend="reference", seed=1)
+    a.train(X, Y, epochs=1, batch_size=8, steps=10, progress=False)
+    be = a.backend
+    old = tmp_path / "old.npz"
+    np.savez(old, W=be.W, b=be.b, mW=be.mW, vW=be.vW, mb=be.mb, vb=be.vb, opt_t=be.opt_t,
+             counters=np.array([a._global_step, a._n_batches], dtype=np.int64),
+             history=np.array(json.dumps({k: list(map(float, v)) for k, v in a.history.items()})),
+             fingerprint=np.array(a._fingerprint()))
+    b = ns.Simulator(net, backend="reference", seed=2)
+    b.load_checkpoint(old)
+    for k, w in a.weights.items():
+        np.testing.assert_array_equal(b.weights[k], w)
+    for name in ("mW", "vW", "opt_t"):
+        np.testing.assert_array_equal(getattr(b.backend, name), getattr(be, name))
+    assert b.history == a.history and (b._global_step, b._n_batches) == (a._global_step, a._n_batches)
+
+
+def test_a_checkpoint_gets_the_permissions_of_the_users_umask(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        sim = ns.Simulator(ns.hierarchy([6, 8, 3]), backend="reference")
+        sim.save_checkpoint(tmp_path / "c.npz")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o644

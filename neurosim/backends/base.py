@@ -101,6 +101,22 @@ class Backend:
         self.opt_t[:] = 0
         self.batch_size = 0
 
+    # -- checkpoints ---------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict:
+        """State beyond the weights, the optimiser state and the network state (``state()``) on which later
+        runs depend, as ``{name: ndarray}`` (e.g. a counter that seeds each run's random draws).
+
+        :meth:`neurosim.Simulator.save_checkpoint` saves it; a simulator resumed from the checkpoint passes
+        the arrays back to :meth:`set_checkpoint_state` (same names, shapes and dtypes as returned here),
+        so that it repeats an uninterrupted run.
+        """
+        return {}
+
+    def set_checkpoint_state(self, state: dict) -> None:
+        """Restore what :meth:`checkpoint_state` returned (already validated)."""
+        if state:
+            raise ValueError(f"backend {self.name!r} keeps no checkpoint state, got {sorted(state)}")
+
     # -- to implement --------------------------------------------------------------------------
     def run_batch(self, s: np.ndarray, t: np.ndarray | None, spec: RunSpec) -> BatchResult:
         raise NotImplementedError  # abstract: implemented by each backend

@@ -91,6 +91,52 @@ def test_same_seed_same_spikes_and_global_rng_untouched():
     assert a["spikes_by_channel"] != c["spikes_by_channel"]
 
 
+def test_event_arrays_outlive_the_simulator():
+    """Arrays in the report are copies: brian2 frees its monitors' memory with the network (brian2 >= 2.10
+    hands out views of it), so views would read garbage once the simulator is gone."""
+    import gc
+    X, Y = lin_data(B=2)
+    sim = spiking(LIN, record_spikes=True)
+    sim.run(X, Y, steps=20, mode="clamp")
+    rep = sim.backend.last_run
+    kept = {key: {f: np.array(ev[f], copy=True) for f in ev} for key, ev in rep["events"].items()}
+    for key, ev in rep["events"].items():
+        for f, a in ev.items():
+            assert a.flags.owndata, f"events[{key!r}][{f!r}] is a view of memory it does not own"
+    del sim
+    gc.collect()
+    junk = [np.full(4096, 0x3A5A5A5A, dtype=np.int64) for _ in range(256)]   # reuse freed memory
+    sizes = {"input": 3, "h1": 4, "output": 2}
+    assert sum(len(ev["i"]) for ev in rep["events"].values()) > 100
+    for key, ev in rep["events"].items():
+        pop = key.split(".")[0].removeprefix("eps_")
+        assert np.all((ev["i"] >= 0) & (ev["i"] < sizes[pop])), key         # unit indices of batch item 0
+        assert np.all(np.isin(ev["sign"], (-1.0, 1.0))), key
+        assert np.all((ev["t"] >= 0) & (ev["t"] <= rep["simulated_time_ms"] + 1e-9)), key
+        for f in ev:
+            np.testing.assert_array_equal(ev[f], kept[key][f], err_msg=f"{key}.{f}")
+    del junk
+
+
+def test_runs_do_not_depend_on_the_runs_before_them():
+    """Every spiking run lasts steps * dt * time_unit (+ the final sample) from a quiet network: the same
+    number of spiking steps whatever ran before on the same network, and no delayed events carried over
+    from the previous batch (before, runs after the first alternated between n and n + 1 steps)."""
+    X, Y = lin_data(B=2)
+    sim = spiking(LIN, hardware=HardwareConfig(delay=0.3))
+    fresh = spiking(LIN, hardware=HardwareConfig(delay=0.3))
+    n_spk = round(20 * 0.1 * 20.0 / 0.1)
+    for r in range(3):
+        sim.learn(X, Y, steps=20)
+        assert len(sim.backend._net.mon_F.t) == n_spk + 1, f"run {r}"
+    # a fresh network at the same point of the run sequence (same weights, same run counter) agrees
+    fresh.load_weights(sim.weights)
+    fresh.backend._n_runs = sim.backend._n_runs
+    a, b = sim.run(X, Y, steps=20, mode="clamp"), fresh.run(X, Y, steps=20, mode="clamp")
+    for name in ("h1", "output"):
+        np.testing.assert_allclose(a.x[name], b.x[name], rtol=0, atol=1e-12, err_msg=name)
+
+
 def test_error_schemes_approximate_rate_model_and_onoff_pays_baseline():
     X, Y = lin_data(B=2)
     ref = ns.Simulator(LIN, backend="numba", seed=1, dt=0.1).run(X, Y, steps=50, mode="clamp")

@@ -219,7 +219,15 @@ class Brian2Backend(Backend):
         return res
 
     def _batch_seed(self):
+        """Seed of the next run's random draws (spike phases, noise, stochastic rounding): the plan's seed and
+        the number of runs so far, so a sequence of runs is reproducible and a checkpoint continues it."""
         return int(np.random.SeedSequence([int(self.plan.seed), self._n_runs]).generate_state(1)[0])
+
+    def checkpoint_state(self):
+        return {"n_runs": np.array(self._n_runs, dtype=np.int64)}
+
+    def set_checkpoint_state(self, state):
+        self._n_runs = int(state["n_runs"])
 
     # ------------------------------------------------------------------ spiking
     def _run_spiking(self, s, t, spec):

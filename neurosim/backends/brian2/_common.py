@@ -79,9 +79,20 @@ def dphi_expr(code: int, param: float, v: str) -> str:
     return f"(1.0*int(({v}) > 0) + {param!r}*int(({v}) <= 0))"
 
 
+def copy_out(a, dtype=None) -> np.ndarray:
+    """A NumPy copy of an array taken from brian2 (a variable, a monitor's record, ``var[:]``).
+
+    What brian2 hands out (``m.i[:]``, ``np.asarray(group.x[:])``, ``monitor.t``) is a view of memory that
+    brian2 owns; with brian2 >= 2.10 that memory is freed (and reused) when the monitor grows or the network
+    is garbage-collected, so a view kept past that point silently reads garbage.  Everything neurosim takes
+    from brian2 goes through this function.
+    """
+    return np.array(a, dtype=dtype, copy=True)
+
+
 def flat_to_batch(a: np.ndarray, B: int, n: int) -> np.ndarray:
-    """brian2 group layout (unit ``b * n + j``) -> ``(B, n)``."""
-    return np.asarray(a).reshape(B, n)
+    """brian2 group layout (unit ``b * n + j``) -> ``(B, n)`` (a copy)."""
+    return copy_out(a).reshape(B, n)
 
 
 @contextlib.contextmanager

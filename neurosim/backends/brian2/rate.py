@@ -387,6 +387,7 @@ class RateNetwork:
         return self._collect(spec)
 
     def _collect(self, spec):
+        """Results of the last run; every array is copied out of brian2 (see :func:`_common.copy_out`)."""
         p, B = self.plan, self.B
         N = p.n_units
         x = np.zeros((B, N))
@@ -394,30 +395,30 @@ class RateNetwork:
         mu = np.zeros((B, N))
         for i in range(p.n_pops):
             n, o = int(p.pop_size[i]), int(p.pop_off[i])
-            x[:, o:o + n] = np.asarray(self.V[i].x[:]).reshape(B, n)
+            x[:, o:o + n] = C.copy_out(self.V[i].x[:]).reshape(B, n)
             if i in self.E:
-                eps[:, o:o + n] = np.asarray(self.E[i].eps[:]).reshape(B, n)
-                mu[:, o:o + n] = np.asarray(self.E[i].mu[:]).reshape(B, n)
+                eps[:, o:o + n] = C.copy_out(self.E[i].eps[:]).reshape(B, n)
+                mu[:, o:o + n] = C.copy_out(self.E[i].mu[:]).reshape(B, n)
         n_rows = spec.n_steps + 1
         energy = np.zeros((n_rows, p.n_pops))
         for i, name in self.F_names.items():
-            energy[:, i] = np.asarray(getattr(self.mon_F, name))[0, :n_rows]
-        out = {"x": x, "eps": eps, "mu": mu, "energy": energy, "steps": int(round(float(self.ctl.steps[0])))}
+            energy[:, i] = C.copy_out(getattr(self.mon_F, name))[0, :n_rows]
+        out = {"x": x, "eps": eps, "mu": mu, "energy": energy, "steps": int(round(float(C.copy_out(self.ctl.steps[:])[0])))}
         if self.mon_x:
             rx = np.zeros((n_rows, N))
             re_ = np.zeros((n_rows, N))
             rm = np.zeros((n_rows, N))
             for i, mon in self.mon_x.items():
                 n, o = int(p.pop_size[i]), int(p.pop_off[i])
-                rx[:, o:o + n] = np.asarray(mon.x).T[:n_rows]
+                rx[:, o:o + n] = C.copy_out(mon.x).T[:n_rows]
                 if i in self.mon_e:
-                    re_[:, o:o + n] = np.asarray(self.mon_e[i].eps).T[:n_rows]
-                    rm[:, o:o + n] = np.asarray(self.mon_e[i].mu).T[:n_rows]
+                    re_[:, o:o + n] = C.copy_out(self.mon_e[i].eps).T[:n_rows]
+                    rm[:, o:o + n] = C.copy_out(self.mon_e[i].mu).T[:n_rows]
             out.update(rec_x=rx, rec_eps=re_, rec_mu=rm)
-        out["W"] = {k: np.asarray(Wg.w[:]).copy() for k, Wg in self.Wg.items()}
-        out["mW"] = {k: np.asarray(Wg.m[:]).copy() for k, Wg in self.Wg.items()}
-        out["vW"] = {k: np.asarray(Wg.v[:]).copy() for k, Wg in self.Wg.items()}
-        out["b"] = {k: np.asarray(Bg.bb[:]).copy() for k, Bg in self.Bg.items()}
-        out["mb"] = {k: np.asarray(Bg.m[:]).copy() for k, Bg in self.Bg.items()}
-        out["vb"] = {k: np.asarray(Bg.v[:]).copy() for k, Bg in self.Bg.items()}
+        out["W"] = {k: C.copy_out(Wg.w[:]) for k, Wg in self.Wg.items()}
+        out["mW"] = {k: C.copy_out(Wg.m[:]) for k, Wg in self.Wg.items()}
+        out["vW"] = {k: C.copy_out(Wg.v[:]) for k, Wg in self.Wg.items()}
+        out["b"] = {k: C.copy_out(Bg.bb[:]) for k, Bg in self.Bg.items()}
+        out["mb"] = {k: C.copy_out(Bg.m[:]) for k, Bg in self.Bg.items()}
+        out["vb"] = {k: C.copy_out(Bg.v[:]) for k, Bg in self.Bg.items()}
         return out

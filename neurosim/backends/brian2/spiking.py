@@ -49,7 +49,9 @@ Readout
     run; energies and probes are samples at the rate model's step times.
 
 Time: one rate-model time unit lasts ``time_unit`` ms; a run of ``steps`` steps of size ``dt`` lasts
-``steps * dt * time_unit`` ms of simulated time, integrated with ``SpikingConfig.dt``.
+``steps * dt * time_unit`` ms of simulated time, integrated with ``SpikingConfig.dt``.  Every run starts
+from the network as built (time 0, no events in flight, empty monitors), so it depends only on its
+inputs, the weights and its seed.  Arrays returned from a run are copies of brian2's memory.
 """
 from __future__ import annotations
 
@@ -344,6 +346,8 @@ class SpikingNetwork:
         Monitor x, eps and mu of ``record_item`` (for the Simulator's probes).
     """
 
+    _CLEAN = "neurosim_initial"
+
     def __init__(self, plan, B, cfg: SpikingConfig, hw: HardwareConfig, record_item=0, probes=False):
         self.plan = p = plan
         self.B = B
@@ -592,7 +596,12 @@ class SpikingNetwork:
                     self.ev_mons[(f"eps_{p.pop_names[i]}", label)] = (m, "sg_e")
                     objs.append(m)
         self.net = b2.Network(*objs, name=pfx + "net")
-        self._ev_start = {key: 0 for key in self.ev_mons}
+        # Every run starts from this snapshot: time 0, no events in flight, empty monitors.  Without it a
+        # run would depend on the runs before it on the same network (brian2 continues the clock from the
+        # previous run's end, which is half a spiking step off the grid, so runs alternated between n and
+        # n + 1 steps; delayed events of the previous batch arrived in the next one), and a simulator
+        # resumed from a checkpoint, which builds a fresh network, would not repeat an uninterrupted run.
+        self.net.store(self._CLEAN)
 
     # ------------------------------------------------------------------------------------------------------
     def _feedback(self, Vpre, post, target, A, weight=None, eta=None, name=""):
@@ -660,7 +669,7 @@ class SpikingNetwork:
         setattr(G, f"sg_{c}", 0.0)
         setattr(G, f"lt_{c}", -1.0 * b2.second)
         if self.cfg.neuron != "poisson":   # random initial phases: no lock-step first events
-            setattr(G, f"v_{c}", (2 * rng.random(n) - 1) * np.asarray(G.vth[:]))
+            setattr(G, f"v_{c}", (2 * rng.random(n) - 1) * C.copy_out(G.vth[:]))
 
     def run(self, x0, es0, host, t, spec: RunSpec, W, b, seed=0):
         """Simulate ``spec.n_steps * spec.dt * time_unit`` ms from the host state ``x0``; returns a dict."""
@@ -668,7 +677,8 @@ class SpikingNetwork:
         ms = b2.ms
         T = spec.n_steps * spec.dt * cfg.time_unit          # ms
         n_spk = int(round(T / cfg.dt))
-        t0 = float(self.net.t / ms)
+        self.net.restore(self._CLEAN)   # a run depends only on its inputs and seed, not on earlier runs
+        t0 = float(self.net.t / ms)     # 0.0
         t_end = t0 + n_spk * cfg.dt
         t_avg = t_end - cfg.readout_fraction * T - 0.5 * cfg.dt
         T_L = cfg.learn_fraction * T
@@ -706,7 +716,7 @@ class SpikingNetwork:
             if i in self.E:
                 E = self.E[i]
                 E.Ix = x0[:, sl].ravel()
-                nb = sum(np.asarray(self.Bg[k].bb[:]) for k in self.Bg if p.proj_post[k] == i)
+                nb = sum(C.copy_out(self.Bg[k].bb[:]) for k in self.Bg if p.proj_post[k] == i)
                 E.Imu = (mu0[:, sl] - nb).ravel()
                 if self.dyn_err[i]:
                     E.eps = es0[:, sl].ravel()
@@ -720,10 +730,6 @@ class SpikingNetwork:
         Ge = float(cfg.error_rate)
         for S, var, base in self.plastic_syn:
             setattr(S, var, base / (Ge * T_L * 1e-3) if spec.learn else 0.0)
-        for mon in [self.mon_F, *self.mon_x.values(), *self.mon_e.values()]:
-            mon.resize(0)
-        for key, (m, _) in self.ev_mons.items():
-            self._ev_start[key] = int(m.num_events)
         with C.isolated_seed(seed):
             self.net.run(n_spk * cfg.dt * ms + 0.5 * cfg.dt * ms, namespace={})
         return self._collect(spec, t0, T, n_spk)
@@ -732,23 +738,23 @@ class SpikingNetwork:
     def _collect(self, spec, t0, T, n_spk):
         p, B = self.plan, self.B
         N = p.n_units
-        win = float(np.asarray(self.V[0].win[:])[0]) if p.n_pops else 0.0
+        win = float(C.copy_out(self.V[0].win[:])[0]) if p.n_pops else 0.0
         win = win if win > 0 else 1.0
         x = np.zeros((B, N))
         eps = np.zeros((B, N))
         mu = np.zeros((B, N))
         for i in range(p.n_pops):
             n, o = int(p.pop_size[i]), int(p.pop_off[i])
-            x[:, o:o + n] = np.asarray(self.V[i].xs[:]).reshape(B, n) / win
+            x[:, o:o + n] = C.copy_out(self.V[i].xs[:]).reshape(B, n) / win
             if i in self.E:
-                eps[:, o:o + n] = np.asarray(self.E[i].es_s[:]).reshape(B, n) / win
-                mu[:, o:o + n] = np.asarray(self.E[i].mu_s[:]).reshape(B, n) / win
+                eps[:, o:o + n] = C.copy_out(self.E[i].es_s[:]).reshape(B, n) / win
+                mu[:, o:o + n] = C.copy_out(self.E[i].mu_s[:]).reshape(B, n) / win
         # samples at the rate model's step times 0, dt, ..., n_steps dt (monitor row r: after r+1 steps)
         rows = np.clip(np.round(np.arange(spec.n_steps + 1) * (n_spk / max(spec.n_steps, 1))).astype(int) - 1,
                        0, None)
         energy = np.zeros((spec.n_steps + 1, p.n_pops))
         for i, name in self.F_names.items():
-            energy[:, i] = np.asarray(getattr(self.mon_F, name))[0][rows]
+            energy[:, i] = C.copy_out(getattr(self.mon_F, name))[0][rows]
         out = {"x": x, "eps": eps, "mu": mu, "energy": energy}
         if self.mon_x:
             rec_x = np.zeros((spec.n_steps + 1, N))
@@ -756,19 +762,19 @@ class SpikingNetwork:
             rec_mu = np.zeros_like(rec_x)
             for i in range(p.n_pops):
                 n, o = int(p.pop_size[i]), int(p.pop_off[i])
-                rec_x[:, o:o + n] = np.asarray(self.mon_x[i].x).T[rows]
+                rec_x[:, o:o + n] = C.copy_out(self.mon_x[i].x).T[rows]
                 if i in self.mon_e:
-                    rec_eps[:, o:o + n] = np.asarray(self.mon_e[i].eps).T[rows]
-                    rec_mu[:, o:o + n] = np.asarray(self.mon_e[i].mu).T[rows]
+                    rec_eps[:, o:o + n] = C.copy_out(self.mon_e[i].eps).T[rows]
+                    rec_mu[:, o:o + n] = C.copy_out(self.mon_e[i].mu).T[rows]
             out.update(rec_x=rec_x, rec_eps=rec_eps, rec_mu=rec_mu)
         Wout = np.zeros(p.W.shape)
         for k, Wg in self.Wg.items():
             o = int(p.w_off[k])
-            Wout[o:o + len(Wg)] = np.asarray(Wg.w[:])
+            Wout[o:o + len(Wg)] = C.copy_out(Wg.w[:])
         bout = np.zeros(p.b.shape)
         for k, Bg in self.Bg.items():
             o = int(p.b_off[k])
-            bout[o:o + len(Bg)] = np.asarray(Bg.bb[:])
+            bout[o:o + len(Bg)] = C.copy_out(Bg.bb[:])
         out.update(W=Wout, b=bout, report=self._report(t0, T, n_spk))
         return out
 
@@ -784,10 +790,10 @@ class SpikingNetwork:
         counts, learn_counts = {}, {}
         for i in range(p.n_pops):
             for c in self.chans[i]:
-                counts[f"{p.pop_names[i]}.{c}"] = float(np.sum(getattr(self.V[i], f"n_{c}")[:]))
+                counts[f"{p.pop_names[i]}.{c}"] = float(np.sum(C.copy_out(getattr(self.V[i], f"n_{c}")[:])))
             for G, label in self.Eenc.get(i, []):
-                counts[f"eps_{p.pop_names[i]}.{label}"] = float(np.sum(G.n_e[:]))
-                learn_counts[i] = learn_counts.get(i, 0.0) + float(np.sum(G.nl_e[:]))
+                counts[f"eps_{p.pop_names[i]}.{label}"] = float(np.sum(C.copy_out(G.n_e[:])))
+                learn_counts[i] = learn_counts.get(i, 0.0) + float(np.sum(C.copy_out(G.nl_e[:])))
         syn, wupd, syn_by = 0.0, 0.0, {}
         for i in range(p.n_pops):
             name = p.pop_names[i]
@@ -818,9 +824,9 @@ class SpikingNetwork:
         spikes = float(sum(counts.values()))
         events = {}
         for (pop, c), (m, sgvar) in self.ev_mons.items():
-            s0 = self._ev_start[(pop, c)]
-            events[f"{pop}.{c}"] = {"t": np.asarray(m.t[:] / b2.ms)[s0:] - t0, "i": np.asarray(m.i[:])[s0:],
-                                    "sign": np.asarray(getattr(m, sgvar)[:])[s0:]}
+            # copies: brian2 owns (and frees) the monitor's memory
+            events[f"{pop}.{c}"] = {"t": C.copy_out(m.t[:] / b2.ms) - t0, "i": C.copy_out(m.i[:]),
+                                    "sign": C.copy_out(getattr(m, sgvar)[:])}
         return {
             "simulated_time_ms": float(T), "n_spiking_steps": int(n_spk), "batch": int(B),
             "spikes": spikes, "spikes_by_channel": counts, "synaptic_events": float(syn),
