@@ -10,7 +10,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,48 +32,6 @@ def _jsonable(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-def umask() -> int:
-    """The process's file-creation mask (read without changing it where the OS allows)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # no reader elsewhere: set and restore at once
-    os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """Permissions of a newly created regular file: ``0o666`` minus the umask (0o644 under umask 022)."""
-    return 0o666 & ~umask()
-
-
-@contextlib.contextmanager
-def atomic_write(path, mode: str = "w", **open_kwargs):
-    """Open a temporary file next to ``path`` for writing; on success it replaces ``path`` atomically
-    with ordinary permissions (:func:`file_mode`), on any error it is removed and ``path`` is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, file_mode())
-        else:  # Windows
-            os.chmod(tmp, file_mode())
-        with os.fdopen(fd, mode, **open_kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_json_atomic(path, obj) -> Path:
@@ -138,11 +95,12 @@ def remove_stale_temporaries(path) -> list:
     return removed
 
 
-def write_atomic(path, write) -> Path:
-    """Write a binary file atomically: ``write(f)`` fills a temporary file in the same directory, which is
-    flushed, synced and renamed over ``path``.  On any error or interrupt the temporary file is removed and
-    ``path`` keeps its old content; temporary files left by killed writers are removed first.  The file gets
-    the permissions of the user's umask (as ``open`` would give it).
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "w", **open_kwargs):
+    """Open a temporary file next to ``path`` for writing (``.<name>.<pid>.<token>.tmp``); on success it is
+    flushed, synced and renamed over ``path``; on any error or interrupt it is removed and ``path`` keeps its old
+    content.  Temporary files left by killed writers are removed first.  The file gets the permissions of the
+    user's umask (as ``open`` would give it), not the ``0o600`` of :func:`tempfile.mkstemp`.
     """
     import secrets
     path = Path(path)
@@ -156,8 +114,8 @@ def write_atomic(path, write) -> Path:
         except FileExistsError:
             continue
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -172,4 +130,10 @@ def write_atomic(path, write) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
+
+
+def write_atomic(path, write) -> Path:
+    """Write a binary file atomically: ``write(f)`` fills the file opened by :func:`atomic_write`."""
+    with atomic_write(path, "wb") as f:
+        write(f)
+    return Path(path)
