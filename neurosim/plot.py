@@ -28,10 +28,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PathCollection, PolyCollection
 from matplotlib.figure import Figure
-from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.layout_engine import ConstrainedLayoutEngine, PlaceHolderLayoutEngine
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import (AutoLocator, Formatter, LogFormatter, LogFormatterMathtext,
-                               LogFormatterSciNotation, MaxNLocator, NullFormatter)
+from matplotlib.ticker import (AutoLocator, FixedLocator, Formatter, LogFormatter, LogFormatterMathtext,
+                               LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter, NullLocator)
 
 __all__ = [
     "save",
@@ -316,6 +316,13 @@ def readable_log_ticks(ax):
     Axes whose tick formatter was set by the caller (anything but matplotlib's default log formatters)
     are left alone.  Returns ``ax``.
     """
+    _readable_log_ticks(ax)
+    return ax
+
+
+def _readable_log_ticks(ax):
+    """:func:`readable_log_ticks`; True if a formatter was replaced."""
+    changed = False
     for axis in (ax.xaxis, ax.yaxis):
         if axis.get_scale() not in ("log", "symlog"):
             continue
@@ -324,24 +331,49 @@ def readable_log_ticks(ax):
             if type(fmt) in (LogFormatterSciNotation, LogFormatter, LogFormatterMathtext, NullFormatter) \
                     and not (minor and isinstance(fmt, NullFormatter) and axis.get_scale() == "symlog"):
                 setter(_LogTickFormatter(minor=minor))
-    return ax
+                changed = True
+    return changed
 
 
 def _integer_ticks(ax):
     """Integer x ticks when every plotted x value is an integer (depths, epochs, layer numbers)."""
     axis = ax.xaxis
     if axis.get_scale() != "linear" or type(axis.get_major_locator()) is not AutoLocator or ax.get_images():
-        return
+        return False
+    allx = _x_values(ax)
+    if not allx.size:
+        return False
+    if np.unique(allx).size >= 2 and np.all(allx == np.round(allx)):
+        axis.set_major_locator(MaxNLocator(integer=True))
+        return True
+    return False
+
+
+def _x_values(ax):
+    """Every x value plotted in data coordinates (lines and scatter points), finite ones only."""
     xs = [np.asarray(line.get_xdata(), dtype=float) for line in ax.get_lines()
           if line.get_transform() == ax.transData]
     xs += [np.asarray(c.get_offsets(), dtype=float)[:, 0] for c in ax.collections
            if isinstance(c, PathCollection) and c.get_offset_transform() == ax.transData]
     xs = [x[np.isfinite(x)] for x in xs if np.size(x)]
-    if not xs:
-        return
-    allx = np.concatenate(xs)
-    if np.unique(allx).size >= 2 and np.all(allx == np.round(allx)):
-        axis.set_major_locator(MaxNLocator(integer=True))
+    return np.concatenate(xs) if xs else np.empty(0)
+
+
+def _sample_ticks(ax):
+    """On a log x axis showing a few chosen values (depths, widths, learning rates: 2 to 8 values of at
+    most two significant digits), put the ticks at exactly those values.  Returns the axis changed (or
+    None)."""
+    axis = ax.xaxis
+    if axis.get_scale() != "log" or type(axis.get_major_locator()) is not LogLocator:
+        return None
+    vals = np.unique(_x_values(ax))
+    vals = vals[vals > 0]
+    if not 2 <= vals.size <= 8 or not all(abs(float(f"{v:.2g}") - v) <= 1e-9 * v for v in vals):
+        return None        # not a few chosen values (measured ones are not round)
+    axis.set_major_locator(FixedLocator(vals))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(_LogTickFormatter())
+    return axis
 
 
 def _data_points(ax):
@@ -432,16 +464,31 @@ def tidy(fig):
 
     A legend inside its axes that covers a plotted point, line, bar or text is moved to the first of
     the nine inner positions where it covers nothing, and outside the axes (to the right) when there is
-    none; the figure is then laid out again (``tight_layout``, unless it uses constrained layout).
+    none; the figure is then laid out again (``tight_layout``, unless it uses constrained layout).  A
+    figure laid out with ``tight_layout`` before is laid out again when its tick labels changed.
     :func:`save` calls this, so every figure neurosim writes is tidied.  Returns ``fig``.
     """
     axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    changed = False
+    sampled = []
     for ax in axes:
-        readable_log_ticks(ax)
-        _integer_ticks(ax)
+        changed |= _readable_log_ticks(ax)
+        changed |= _integer_ticks(ax)
+        sampled.append(_sample_ticks(ax))
     if fig.canvas is None or not hasattr(fig.canvas, "get_renderer"):
         FigureCanvasAgg(fig)
+    sampled = [axis for axis in sampled if axis is not None]
+    if sampled:
+        changed = True
+        fig.draw_without_rendering()
+        renderer = fig.canvas.get_renderer()
+        for axis in sampled:
+            if _labels_overlap(axis, renderer):       # too close together: back to decades
+                axis.set_major_locator(LogLocator())
+                axis.set_minor_locator(LogLocator(subs="auto"))
     _thin_log_labels(fig, axes)
+    if changed and isinstance(fig.get_layout_engine(), PlaceHolderLayoutEngine):
+        _relayout(fig)
     legends = [(ax, ax.get_legend()) for ax in axes]
     legends = [(ax, leg) for ax, leg in legends if leg is not None and leg.get_visible()]
     if not legends:
@@ -465,12 +512,15 @@ def tidy(fig):
             leg.set_bbox_to_anchor((1.02, 1.0), transform=ax.transAxes)
             leg.set_loc("upper left")
             moved_out = True
-    if moved_out:
-        if not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                fig.tight_layout()
+    if moved_out and not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+        _relayout(fig)
     return fig
+
+
+def _relayout(fig):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)   # axes tight_layout cannot handle stay as they are
+        fig.tight_layout()
 
 
 def caption(fig, text, width=110, fontsize="small"):
@@ -771,11 +821,17 @@ def dynamics(values, errors=None, t=None, dt=1.0, max_units=10, path=None, title
 
 
 def _tile_mosaic(W, image_shape):
-    """Rows of ``W`` reshaped to ``image_shape`` and laid out in a grid about twice as wide as tall,
-    separated by one-pixel NaN gaps; returns the mosaic."""
+    """Rows of ``W`` reshaped to ``image_shape`` and laid out in a grid (few empty tiles, about twice as
+    wide as tall), separated by one-pixel NaN gaps; returns the mosaic."""
     h, w = image_shape
     n = W.shape[0]
-    cols = max(1, min(n, int(math.ceil(math.sqrt(2.0 * n * h / w)))))
+
+    def badness(cols):  # empty tiles first, then distance from a 2:1 mosaic
+        rows = math.ceil(n / cols)
+        return (rows * cols - n, abs(math.log((cols * w) / (rows * h) / 2.0)))
+
+    lo = max(1, math.floor(math.sqrt(n * h / w)))
+    cols = min(range(lo, min(n, max(lo, math.ceil(math.sqrt(4.0 * n * h / w)))) + 1), key=badness)
     rows = int(math.ceil(n / cols))
     mosaic = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)
     for k in range(n):
