@@ -98,10 +98,11 @@ def _axes(ax, figsize):
 def _finish(fig, owned, path):
     """Apply tight layout to figures we created and save if requested."""
     if owned:
+        _format_ticks(fig)               # before the layout, so that it fits the final tick labels
         fig.tight_layout()
-        tidy(fig)
+        _place_legends(fig)
     if path is not None:
-        save(fig, path)
+        save(fig, path, _tidy=not owned)
     return fig
 
 
@@ -220,8 +221,9 @@ def _apply_time_scale(ax, x, series, time_scale):
     """Put the time axis on a scale that shows the transient of a relaxation.
 
     ``"auto"``: when every series settles (stays within 5% of its total change from its final value)
-    within the first third of the window (and there are at least 20 samples), a log time axis (``"symlog"`` -- linear over the first step, logarithmic after it -- when the
-    window starts at 0); otherwise linear.  Returns the scale used.
+    within the first third of the window and there are at least 20 samples, a log time axis --
+    ``"symlog"`` when the window starts at 0: linear up to the decade below the first step, logarithmic
+    after it -- otherwise linear.  Returns the scale used.
     """
     if time_scale not in _TIME_SCALES:
         raise ValueError(f"time_scale must be one of {list(_TIME_SCALES)}, got {time_scale!r}")
@@ -236,8 +238,9 @@ def _apply_time_scale(ax, x, series, time_scale):
         raise ValueError(f"time_scale='log' needs times > 0 (the first is {x[0]:g}); use 'symlog'")
     if time_scale == "symlog":
         positive = x[x > 0]
-        linthresh = float(positive.min()) if positive.size else 1.0
-        ax.set_xscale("symlog", linthresh=linthresh, linscale=0.3)
+        first = float(positive.min()) if positive.size else 1.0
+        linthresh = 10.0 ** math.floor(math.log10(first) + 1e-9)   # a decade at or below the first step
+        ax.set_xscale("symlog", linthresh=linthresh, linscale=0.4)
         ax.set_xlim(x[0], x[-1])
     elif time_scale == "log":
         ax.set_xscale("log")
@@ -444,23 +447,50 @@ def _labels_overlap(axis, renderer):
     return any(a.x1 > b.x0 and b.x1 > a.x0 and a.y1 > b.y0 and b.y1 > a.y0 for a, b in zip(boxes, boxes[1:]))
 
 
-def _thin_log_labels(fig, axes):
-    """Label fewer minor ticks of log axes whose tick labels overlap (long ``m x 10^k`` labels)."""
-    todo = [axis for ax in axes for axis in (ax.xaxis, ax.yaxis)
-            if axis.get_scale() == "log" and isinstance(axis.get_minor_formatter(), _LogTickFormatter)]
+def _plot_axes(fig):
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def _format_ticks(fig):
+    """Plain-number log ticks, integer ticks for integer x data, ticks at the sampled values of a short
+    log x axis; then, while tick labels overlap, sampled ticks go back to decades and log axes label
+    fewer minor ticks.  True if anything changed."""
+    axes = _plot_axes(fig)
+    changed = False
+    sampled = []
+    for ax in axes:
+        changed |= _readable_log_ticks(ax)
+        changed |= _integer_ticks(ax)
+        axis = _sample_ticks(ax)
+        if axis is not None:
+            sampled.append(axis)
+            changed = True
+    if fig.canvas is None or not hasattr(fig.canvas, "get_renderer"):
+        FigureCanvasAgg(fig)
+    thin = [axis for ax in axes for axis in (ax.xaxis, ax.yaxis)
+            if axis.get_scale() == "log" and isinstance(axis.get_minor_formatter(), _LogTickFormatter)
+            and axis not in sampled]
     for _ in range(len(_LogTickFormatter._MANTISSAS)):
-        if not todo:
-            return
+        if not (sampled or thin):
+            break
         fig.draw_without_rendering()
         renderer = fig.canvas.get_renderer()
-        todo = [axis for axis in todo if _labels_overlap(axis, renderer)]
-        for axis in todo:
+        for axis in [a for a in sampled if _labels_overlap(a, renderer)]:   # too close: back to decades
+            axis.set_major_locator(LogLocator())
+            axis.set_minor_locator(LogLocator(subs="auto"))
+            thin.append(axis)
+        sampled = []
+        thin = [axis for axis in thin if _labels_overlap(axis, renderer)]
+        for axis in thin:
             axis.get_minor_formatter().thin += 1
+            changed = True
+    return changed
 
 
 def tidy(fig):
     """Make a figure readable as a slide: plain-number log ticks (:func:`readable_log_ticks`), integer
-    ticks on axes whose x values are all integers, and no legend covering data.
+    ticks on axes whose x values are all integers, ticks at the sampled values of a short log x axis,
+    and no legend covering data.
 
     A legend inside its axes that covers a plotted point, line, bar or text is moved to the first of
     the nine inner positions where it covers nothing, and outside the axes (to the right) when there is
@@ -468,32 +498,17 @@ def tidy(fig):
     figure laid out with ``tight_layout`` before is laid out again when its tick labels changed.
     :func:`save` calls this, so every figure neurosim writes is tidied.  Returns ``fig``.
     """
-    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
-    changed = False
-    sampled = []
-    for ax in axes:
-        changed |= _readable_log_ticks(ax)
-        changed |= _integer_ticks(ax)
-        sampled.append(_sample_ticks(ax))
-    if fig.canvas is None or not hasattr(fig.canvas, "get_renderer"):
-        FigureCanvasAgg(fig)
-    sampled = [axis for axis in sampled if axis is not None]
-    if sampled:
-        changed = True
-        fig.draw_without_rendering()
-        renderer = fig.canvas.get_renderer()
-        for axis in sampled:
-            if _labels_overlap(axis, renderer):       # too close together: back to decades
-                axis.set_major_locator(LogLocator())
-                axis.set_minor_locator(LogLocator(subs="auto"))
-    _thin_log_labels(fig, axes)
-    if changed and isinstance(fig.get_layout_engine(), PlaceHolderLayoutEngine):
+    if _format_ticks(fig) and isinstance(fig.get_layout_engine(), PlaceHolderLayoutEngine):
         _relayout(fig)
-    legends = [(ax, ax.get_legend()) for ax in axes]
+    _place_legends(fig)
+    return fig
+
+
+def _place_legends(fig):
+    legends = [(ax, ax.get_legend()) for ax in _plot_axes(fig)]
     legends = [(ax, leg) for ax, leg in legends if leg is not None and leg.get_visible()]
     if not legends:
-        return fig
-    fig.draw_without_rendering()
+        return
     renderer = fig.canvas.get_renderer()
     moved_out = False
     for ax, leg in legends:
@@ -514,7 +529,6 @@ def tidy(fig):
             moved_out = True
     if moved_out and not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
         _relayout(fig)
-    return fig
 
 
 def _relayout(fig):
@@ -537,7 +551,7 @@ def caption(fig, text, width=110, fontsize="small"):
 # --------------------------------------------------------------------------- #
 # public API
 # --------------------------------------------------------------------------- #
-def save(fig, path):
+def save(fig, path, _tidy=True):
     """Write ``fig`` to ``path`` as a PNG.
 
     This is the saver used by every plotting function of this module: PNG
@@ -561,7 +575,8 @@ def save(fig, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     if fig.canvas is None or not hasattr(fig.canvas, "print_png"):
         FigureCanvasAgg(fig)
-    tidy(fig)
+    if _tidy:
+        tidy(fig)
     fig.savefig(path, format="png", dpi=_DPI, bbox_inches="tight")
     return path
 
@@ -616,9 +631,9 @@ def energy(
         ``"step"``).  The simulator's time is measured in the unit of its
         time constants, so with ``tau_x = 1`` it is in units of ``tau_x``.
     time_scale : {"auto", "linear", "symlog", "log"}, default "auto"
-        Scale of the time axis.  ``"auto"`` uses ``"symlog"`` (linear over
-        the first step, logarithmic after it) when every line settles within
-        the first third of the window, so a fast transient is not squeezed
+        Scale of the time axis.  ``"auto"`` uses ``"symlog"`` (linear up to
+        the decade below the first step, logarithmic after it) when every
+        line settles within the first third of the window, so a fast transient is not squeezed
         against the y axis; otherwise ``"linear"``.
 
     Returns

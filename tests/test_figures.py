@@ -18,8 +18,10 @@ The plotting functions are also fed synthetic data of the shapes that trigger ea
 """
 from __future__ import annotations
 
-import math
 import re
+import runpy
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,9 +70,9 @@ TINY = {
     "brian2_bear": dict(iterations=3, steps=40),
     "brian2_digits": dict(epochs=1, hidden=16, n_test=50, infer_steps=[10, 20]),
 }
-#: the brian2 experiments once more on the spiking backend (raster, events per channel, time in ms)
-SPIKING = {"brian2_bear": dict(TINY["brian2_bear"], backend="brian2", mode="spiking"),
-           "brian2_digits": dict(TINY["brian2_digits"], backend="brian2", mode="spiking")}
+#: brian2_bear once more on the spiking backend: raster, events per channel, time in ms (brian2_digits makes
+#: the same spiking figures with the same helpers, at several times the cost of building brian2 networks)
+SPIKING = {"brian2_bear": dict(TINY["brian2_bear"], iterations=1, steps=20, backend="brian2", mode="spiking")}
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -202,8 +204,8 @@ def captured(monkeypatch):
     figs = []
     original = plot.save
 
-    def save(fig, path):
-        out = original(fig, path)
+    def save(fig, path, **kwargs):
+        out = original(fig, path, **kwargs)
         figs.append((str(path).rsplit("/", 1)[-1], fig))
         return out
 
@@ -347,3 +349,19 @@ def test_the_checker_catches_what_it_guards():
     for expected in ("no x label", "no y label", "shows no data", "'no data' panel", "does not name its unit",
                      "legend covers"):
         assert expected in text, text
+
+
+# ------------------------------------------------------------------------------------------- examples
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_figures_are_slide_ready(script, tmp_path, captured, monkeypatch):
+    """The scripts in examples/ run in this process (so their figures can be inspected)."""
+    argv = [str(script), "--out", str(tmp_path)] + (["--epochs", "1"] if script.stem == "train_digits" else [])
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(script), run_name="__main__")
+    assert captured, f"{script.name} saved no figure"
+    problems = [p for fname, fig in captured for p in figure_problems(fig, f"{script.stem}/{fname}")]
+    assert not problems, "\n".join(problems)
