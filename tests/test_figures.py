@@ -139,7 +139,7 @@ def figure_problems(fig, name="figure"):
         texts = [t.get_text() for t in ax.texts]
         if any("no data" in t.lower() for t in texts):
             problems.append(f"{where}: has a 'no data' panel")
-        if ax.get_gid() == plot.IMAGE_GID:
+        if ax.get_gid() == getattr(plot, "IMAGE_GID", "neurosim:image"):
             if not ax.get_images():
                 problems.append(f"{where}: marked as an image axes but shows no image")
         else:
