@@ -178,7 +178,8 @@ def run_fear_conditioning(cfg, out, progress=True) -> dict:
     for r in RULES:
         series[f"{SHORT[r]} (fit error {res[r]['fit_error']:.3g})"] = (
             [res[r]["fitted"][g] for g in FEAR_GROUPS], None, COLOR[r])
-    bar_panels([(list(FEAR_GROUPS), series, "fear to the noise (freezing)", "model fitted to data")],
+    bar_panels([(list(FEAR_GROUPS), series, "fear to the noise (freezing)", "model fitted to data",
+                 "group (N: noise, L: light; +: shocked, L-: light extinguished)")],
                out / "fear_conditioning.png", title="Fear conditioning: recovery from overshadowing")
     return {"pc": pc, "bp": bp, "data": FEAR_DATA, "data_sem": FEAR_SEM, "checks": checks,
             "figures": ["fear_conditioning.png"]}
@@ -366,7 +367,8 @@ def run_sensorimotor(cfg, out, progress=True) -> dict:
     for r in RULES:
         series[f"{SHORT[r]} (fit error {res[r]['fit_error']:.2g})"] = (
             [res[r]["fitted"][g] for g in SM_GROUPS], None, COLOR[r])
-    bar_panels([(list(SM_GROUPS), series, "single-trial learning", "exposure trial (cue, force)")],
+    bar_panels([(list(SM_GROUPS), series, "single-trial learning", "model fitted to data",
+                 "exposure trial (cue 1 or 2, force field + or -)")],
                out / "sensorimotor.png", title="Sensorimotor learning (Heald et al. 2021): model fitted to data")
     return {"pc": pc, "bp": bp, "data": SM_DATA, "data_sem": SM_SEM, "checks": checks,
             "figures": ["sensorimotor.png"]}
@@ -562,6 +564,8 @@ def _rev_figure(res, out):
                     color=plot.TAB10[4] if kind == "switch" else plot.TAB10[2])
         ax.set_xticks(x)
         ax.set_xticklabels(["punished trial", "next trial"])
+        ax.set_xlim(-0.3, 1.3)
+        ax.set_xlabel("trial")
         ax.set_title(title, fontsize=10)
         ax.axhline(0, color="0.7", lw=0.6)
     axes[0].set_ylabel("expected value of the chosen stimulus")

@@ -138,11 +138,12 @@ def _num(v):
 
 
 def bar_panels(panels: list, path, title: str | None = None):
-    """Several bar charts side by side; each panel is ``(groups, series, ylabel, subtitle)``."""
+    """Several bar charts side by side; each panel is ``(groups, series, ylabel, subtitle)`` or
+    ``(groups, series, ylabel, subtitle, xlabel)``."""
     fig = Figure(figsize=(3.2 * len(panels) + 0.4, 3.6))
     axes = fig.subplots(1, len(panels), sharey=True)
     axes = np.atleast_1d(axes)
-    for ax, (groups, series, ylabel, subtitle) in zip(axes, panels):
+    for ax, (groups, series, ylabel, subtitle, *xlabel) in zip(axes, panels):
         n = len(series)
         width = 0.8 / n
         xs = np.arange(len(groups))
@@ -152,8 +153,9 @@ def bar_panels(panels: list, path, title: str | None = None):
         ax.set_xticks(xs)
         ax.set_xticklabels(groups)
         ax.set_title(subtitle, fontsize=10)
+        ax.set_xlabel(xlabel[0] if xlabel else "group")
         ax.axhline(0, color="0.6", lw=0.6)
-        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3)
     axes[0].set_ylabel(panels[0][2])
     if title:
         fig.suptitle(title, fontsize=11)

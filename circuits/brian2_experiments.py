@@ -62,6 +62,7 @@ def _raster(report, path, title):
     ax.set_yticks(ticks)
     ax.set_yticklabels(labels, fontsize="small")
     ax.set_xlabel("time (ms)")
+    ax.set_ylabel("unit (grouped by event stream)")
     ax.set_title(title + "  (red: + events, blue: - events)")
     ax.set_xlim(0, report["simulated_time_ms"])
     plot.save(fig, path)
@@ -74,6 +75,7 @@ def _bar(values: dict, path, title, ylabel):
     ax.bar(range(len(keys)), [values[k] for k in keys], color="tab:gray")
     ax.set_xticks(range(len(keys)))
     ax.set_xticklabels(keys, rotation=30, ha="right", fontsize="small")
+    ax.set_xlabel("event stream (population.channel)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     fig.tight_layout()
@@ -172,11 +174,13 @@ def run_bear(cfg, out, progress=True) -> dict:
     plot.comparison({k: (v[:, 0], v[:, 1]) for k, v in traj.items()}, "water output y0 (target 0)",
                     "salmon output y1 (target 1)", path=out / "output_trajectory.png",
                     title="Output trajectories from (1, 1) towards (0, 1)")
-    wc = {}
-    for k, v in weights.items():
-        wc[f"{k}: river->hidden"] = (its, v[:, 0])
-        wc[f"{k}: hidden->salmon"] = (its, v[:, 2])
-    plot.comparison(wc, "iteration", "weight", path=out / "weights.png", title="Weight evolution")
+    wc, ws = {}, {}
+    for j, (k, v) in enumerate(weights.items()):
+        for name, col, ls in (("river->hidden", 0, "-"), ("hidden->salmon", 2, "--")):
+            wc[f"{k}: {name}"] = (its, v[:, col])
+            ws[f"{k}: {name}"] = {"color": plot.TAB10[j], "ls": ls}
+    plot.comparison(wc, "iteration", "weight", path=out / "weights.png", styles=ws,
+                    title="Weight evolution (solid: river->hidden, dashed: hidden->salmon)")
     figures = ["salmon_output.png", "output_trajectory.png", "weights.png"]
 
     tu = cfg["time_unit"] if cfg["mode"] == "spiking" else 1.0
@@ -200,14 +204,17 @@ def run_bear(cfg, out, progress=True) -> dict:
         tr = np.hstack([first[label]["hidden.x"], first[label]["outputs.x"]])
         metrics["backend_settle_time_ms" if cfg["mode"] == "spiking" else "backend_settle_time"] = \
             float(_settle_time(tr, rate_tr[-1], 0.05) * cfg["dt"] * tu)
-        curves = {}
+        curves, styles = {}, {}
         for p in ("hidden.x", "outputs.x"):
             for j in range(first[label][p].shape[1]):
+                color = plot.TAB10[len(curves) // 2]
                 curves[f"{label} {p}[{j}]"] = (t_rate * tu, first[label][p][:, j])
                 curves[f"rate model {p}[{j}]"] = (t_rate * tu, first["PC rate (numba)"][p][:, j])
-        plot.comparison(curves, "time (ms)" if cfg["mode"] == "spiking" else "time", "value x",
-                        path=out / "values_vs_rate_model.png",
-                        title="First iteration: relaxation with the target clamped")
+                styles[f"{label} {p}[{j}]"] = {"color": color, "lw": 2.4, "alpha": 0.8}
+                styles[f"rate model {p}[{j}]"] = {"color": color, "ls": "--", "lw": 1.4, "marker": None}
+        plot.comparison(curves, "time (ms)" if cfg["mode"] == "spiking" else "time (units of tau_x)", "value x",
+                        path=out / "values_vs_rate_model.png", styles=styles,
+                        title="First iteration: relaxation with the target clamped (dashed: rate model)")
         figures.append("values_vs_rate_model.png")
     if reports:
         r0 = reports[0]
@@ -315,11 +322,11 @@ def run_digits(cfg, out, progress=True) -> dict:
     label = "spiking (brian2)" if cfg["mode"] == "spiking" else f"rate ({cfg['backend']})"
     if acc_b:
         curves[label] = (durations, np.array(acc_b))
-    plot.comparison(curves, "simulated time (ms)" if cfg["mode"] == "spiking" else "relaxation time",
+    plot.comparison(curves, "simulated time (ms)" if cfg["mode"] == "spiking" else "relaxation time (units of tau_x)",
                     "test accuracy", path=out / "accuracy_vs_time.png",
                     title="Inference from rest: accuracy against relaxation time")
     plot.learning_curves(hist, path=out / "learning_curves.png", title="Rate-model training (numba)")
-    plot.weights(W, path=out / "weights.png")
+    plot.weights(W, path=out / "weights.png", image_shape=(8, 8))
     figures = ["accuracy_vs_time.png", "learning_curves.png", "weights.png"]
     final_b = acc_b[-1] if acc_b else acc_rate[-1]
     settle = next((d for d, a in zip(durations, acc_b or acc_rate) if a >= final_b - 0.01), durations[-1])
@@ -371,12 +378,14 @@ def run_digits(cfg, out, progress=True) -> dict:
         t = np.arange(steps + 1) * cfg["dt"] * tu
         c = int(yt[0])
         others = [j for j in range(10) if j != c]
-        curves = {}
-        for lab, d in (("spiking", one.data["output.x"]), ("rate model", ref1.data["output.x"])):
+        curves, styles = {}, {}
+        for lab, d, ls in (("spiking", one.data["output.x"], "-"), ("rate model", ref1.data["output.x"], "--")):
             curves[f"{lab}: true class {c}"] = (t, d[:, c])
             curves[f"{lab}: best other class"] = (t, d[:, others].max(axis=1))
+            styles[f"{lab}: true class {c}"] = {"color": plot.TAB10[2], "ls": ls}
+            styles[f"{lab}: best other class"] = {"color": plot.TAB10[3], "ls": ls}
         plot.comparison(curves, "time (ms)", "output value x", path=out / "values_vs_rate_model.png",
-                        title=f"Digit {c}: output values relaxing from rest, spiking vs rate model")
+                        styles=styles, title=f"Digit {c}: output values relaxing from rest, spiking vs rate model")
         figures += ["events.png", "raster.png", "values_vs_rate_model.png"]
     metrics["figures"] = figures
     return metrics

@@ -117,7 +117,7 @@ def run(cfg, out, progress=True) -> dict:
                   {n: viewer.data[f"{n}.eps"] for n in (*hidden, "output")}, dt=res.dt, path=out / "dynamics.png",
                   title=f"Test digit {int(np.argmax(yb[0]))}: value and error neurons, label clamped")
     plot.learning_curves(hist, path=out / "learning_curves.png", title="PC on digits")
-    plot.weights(sim.weights, path=out / "weights.png")
+    plot.weights(sim.weights, path=out / "weights.png", image_shape=(8, 8))
     epoch_time = float(np.sum(hist["epoch_time"]))
     return {
         "algorithm": cfg["algorithm"],

@@ -170,6 +170,7 @@ def _exactness_figures(results, fpa_curves, steps, depth, fpa_graph, wave, out):
     ax.set_yscale("log")
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names)
+    ax.set_xlabel("computation graph")
     ax.set_ylabel("max relative difference to backprop")
     ax.set_title("Weight updates on computation graphs: exact schedules vs negative controls")
     ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))

@@ -171,10 +171,13 @@ def run_precision(cfg, out, progress=True) -> dict:
                 continue
             x = np.asarray(rows["values"], dtype=float)
             cv = {"PC": (x, np.asarray(rows["pc"])), "BP": (x, np.asarray(rows["bp"])),
-                  "PC float": (x, np.full(x.size, curves["float"]["pc"])),
-                  "BP float": (x, np.full(x.size, curves["float"]["bp"]))}
+                  "PC, float64": (x, np.full(x.size, curves["float"]["pc"])),
+                  "BP, float64": (x, np.full(x.size, curves["float"]["bp"]))}
+            ref = {"ls": "--", "lw": 1.2, "marker": None}
             name = f"accuracy_vs_{axis}.png"
             plot.comparison(cv, xlabel=xlabel, ylabel="test accuracy", path=out / name, logx=logx,
+                            styles={"PC, float64": {"color": plot.TAB10[0], **ref},
+                                    "BP, float64": {"color": plot.TAB10[1], **ref}},
                             title=f"Digits, {cfg['hidden']} hidden: accuracy vs {axis.replace('_', ' ')}")
             figs.append(name)
         fig, (ax,) = C.fig_axes()
@@ -189,6 +192,12 @@ def run_precision(cfg, out, progress=True) -> dict:
         ax.set_title("Accuracy vs energy (lines: Pareto fronts)")
         ax.legend()
         ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        plot.caption(fig, "Each point is one network trained on the modelled substrate at one setting of the "
+                          "sweeps (weight bits, activity bits, noise; 'float' = ideal arithmetic), placed at its "
+                          f"energy per training sample on {cfg['target']} and its test accuracy. The step lines "
+                          "are Pareto fronts: the best accuracy reachable within each energy budget. Up and to "
+                          "the left is better.", width=95)
         plot.save(fig, out / "accuracy_vs_energy.png")
         figs.append("accuracy_vs_energy.png")
         metrics["figures"] = figs
@@ -328,7 +337,7 @@ def run_event(cfg, out, progress=True) -> dict:
         curves = {f"θ={t:g}": (np.arange(len(fid[t]["energy_trace"])) * dt, np.asarray(fid[t]["energy_trace"]))
                   for t in sorted(fid)}
         plot.comparison(curves, xlabel="time (units of tau_x)", ylabel="total energy F (batch mean)",
-                        path=out / "relaxation_vs_threshold.png", logy=True,
+                        path=out / "relaxation_vs_threshold.png", logy=True, time_scale="auto",
                         title="A clamped test batch relaxing with fixed weights, per delta threshold")
         metrics["figures"] = ["events_vs_threshold.png", "accuracy_vs_threshold.png", "relaxation_vs_threshold.png"]
     return metrics
@@ -405,38 +414,54 @@ def run_energy(cfg, out, progress=True) -> dict:
     metrics["curve"] = rows
     if cfg["figures"]:
         steps = np.asarray([r["steps"] for r in rows], dtype=float)
-        fig, (ax,) = C.fig_axes(figsize=(7.0, 4.6))
+        from matplotlib.lines import Line2D
+        key = [Line2D([], [], color=f"C{j}", lw=6, label=n) for j, n in enumerate(names)]
+        fig, (ax,) = C.fig_axes(figsize=(7.6, 4.6))
         for j, n in enumerate(names):
             color = f"C{j}"
-            ax.plot(steps, [r["targets"][n]["pc_energy_per_sample_J"] for r in rows], "o-", color=color,
-                    label=f"PC, {n}")
-            ax.axhline(rows[0]["targets"][n]["bp_energy_per_sample_J"], color=color, ls="--", lw=1.0,
-                       label=f"BP, {n}")
+            ax.plot(steps, [r["targets"][n]["pc_energy_per_sample_J"] for r in rows], "o-", color=color)
+            ax.axhline(rows[0]["targets"][n]["bp_energy_per_sample_J"], color=color, ls="--", lw=1.0)
         C.log_ticks(ax, steps)
         ax.set_yscale("log")
         ax.set_xlabel("relaxation steps T")
         ax.set_ylabel("energy per training sample (J)")
         ax.set_title(f"Energy per training sample ({cfg['coding']}-driven PC vs BP)")
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(handles=key + [Line2D([], [], color="0.3", marker="o", label="PC (vs T)"),
+                                 Line2D([], [], color="0.3", ls="--", label="BP (no relaxation)")],
+                  fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
         ax.grid(True, alpha=0.3, which="both")
+        fig.tight_layout()
         plot.save(fig, out / "energy_vs_steps.png")
         curves = {n: (steps, np.asarray([r["targets"][n]["pc_bp_energy_ratio"] for r in rows])) for n in names}
         curves["MACs"] = (steps, np.asarray([r["pc_bp_mac_ratio"] for r in rows]))
-        plot.comparison(curves, xlabel="relaxation steps T", ylabel="PC / BP per training sample",
+        plot.comparison(curves, xlabel="relaxation steps T", ylabel="PC / BP cost per training sample",
                         path=out / "ratio_vs_steps.png", logx=True, logy=True,
-                        title="PC/BP cost ratio (energy per target, and MACs)")
-        fig, (ax,) = C.fig_axes(figsize=(7.0, 4.6))
+                        styles={"MACs": {"color": "black", "ls": ":", "marker": "x", "ms": 6, "zorder": 5}},
+                        title="PC/BP cost ratio (energy on each target, and MAC count)")
+        fig, (ax,) = C.fig_axes(figsize=(7.6, 4.6))
         for j, n in enumerate(names):
-            ax.plot([r["targets"][n]["pc_energy_per_sample_J"] for r in rows], [r["test_accuracy"] for r in rows],
-                    "o-", color=f"C{j}", label=f"PC, {n} (T = {', '.join(str(r['steps']) for r in rows)})")
-            ax.scatter([rows[0]["targets"][n]["bp_energy_per_sample_J"]], [bp["test_accuracy"]], marker="*", s=90,
-                       color=f"C{j}", label=f"BP, {n}")
+            e_pc = [r["targets"][n]["pc_energy_per_sample_J"] for r in rows]
+            ax.plot(e_pc, [r["test_accuracy"] for r in rows], "o-", color=f"C{j}")
+            ax.scatter([rows[0]["targets"][n]["bp_energy_per_sample_J"]], [bp["test_accuracy"]], marker="*", s=110,
+                       color=f"C{j}", zorder=3)
+            for k in (0, len(rows) - 1) if len(rows) > 1 else (0,):
+                ax.annotate(f"T={rows[k]['steps']}", (e_pc[k], rows[k]["test_accuracy"]), fontsize=7,
+                            xytext=(4, -10 if k == 0 else 4), textcoords="offset points", color=f"C{j}")
         ax.set_xscale("log")
         ax.set_xlabel("energy per training sample (J)")
         ax.set_ylabel("test accuracy")
-        ax.set_title("Accuracy vs energy per training sample")
-        ax.legend(fontsize=7)
-        ax.grid(True, alpha=0.3)
+        ax.set_title("What accuracy costs: PC (T relaxation steps) vs BP, per chip target")
+        ax.legend(handles=key + [Line2D([], [], color="0.3", marker="o", label="PC, one point per T"),
+                                 Line2D([], [], color="0.3", marker="*", ms=10, ls="none", label="BP")],
+                  fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+        ax.grid(True, alpha=0.3, which="both")
+        fig.tight_layout()
+        plot.caption(fig, "Each colour is one chip target. Circles: predictive coding trained with T relaxation "
+                          f"steps per sample (T = {', '.join(str(r['steps']) for r in rows)}, left to right): "
+                          "every step costs synaptic operations, so energy grows with T. Stars: backprop on the same network and target. The accuracy of a "
+                          "network does not depend on the target (the cost model prices the same operations), "
+                          "so the targets are shifted copies along the energy axis. Up and to the left is "
+                          "better.", width=100)
         plot.save(fig, out / "accuracy_vs_energy.png")
         metrics["figures"] = ["energy_vs_steps.png", "ratio_vs_steps.png", "accuracy_vs_energy.png"]
     return metrics

@@ -355,7 +355,7 @@ def run_linear(cfg, out, progress=True) -> dict:
     depth_curves[f"muPC, N={cfg['mupc_width']}"] = (np.array(cfg["depths"], float), mupc_kappa)
     plot.comparison(depth_curves, "hidden layers H", "condition number of H_z", logx=True, logy=True,
                     ax=axes[1, 1], title="kappa(H_z) at init vs depth")
-    axes[1, 2].set_axis_off()
+    axes[1, 2].remove()
     fig.tight_layout()
     plot.save(fig, out / "linear_equilibrium.png")
     return {

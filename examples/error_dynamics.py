@@ -21,11 +21,12 @@ x_in, target = rng.normal(size=(1, 3)), np.array([[0.5, -0.5]])
 finals = {}
 for tau_eps in (0.0, 0.5):
     net = ns.hierarchy([3, 5, 2], phi="tanh", tau_eps=tau_eps)
-    sim = ns.Simulator(net, dt=0.05, backend="numba", seed=0,
-                       probes=[ns.Probe("h1", "x"), ns.Probe("h1", "eps"), ns.Probe("output", "eps")])
+    probes = [ns.Probe(pop, var) for pop in ("h1", "output") for var in ("x", "eps")]
+    sim = ns.Simulator(net, dt=0.05, backend="numba", seed=0, probes=probes)
     res = sim.run(x_in, target, steps=600, mode="clamp")
     finals[tau_eps] = res.x["h1"]
-    ns.plot.dynamics({"h1": sim.data["h1.x"]}, {"h1": sim.data["h1.eps"], "output": sim.data["output.eps"]},
+    ns.plot.dynamics({"h1": sim.data["h1.x"], "output": sim.data["output.x"]},
+                     {"h1": sim.data["h1.eps"], "output": sim.data["output.eps"]},
                      dt=res.dt, path=args.out / f"error_dynamics_tau{tau_eps}.png",
                      title=f"tau_eps = {tau_eps}")
 gap = float(np.max(np.abs(finals[0.0] - finals[0.5])))

@@ -18,17 +18,28 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection, PathCollection, PolyCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.layout_engine import ConstrainedLayoutEngine, PlaceHolderLayoutEngine
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import (AutoLocator, FixedLocator, Formatter, LogFormatter, LogFormatterMathtext,
+                               LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter, NullLocator)
 
 __all__ = [
     "save",
+    "tidy",
+    "caption",
+    "readable_log_ticks",
+    "mark_image",
+    "receptive_fields",
     "energy",
     "dynamics",
     "weights",
@@ -87,9 +98,11 @@ def _axes(ax, figsize):
 def _finish(fig, owned, path):
     """Apply tight layout to figures we created and save if requested."""
     if owned:
+        _format_ticks(fig)               # before the layout, so that it fits the final tick labels
         fig.tight_layout()
+        _place_legends(fig)
     if path is not None:
-        save(fig, path)
+        save(fig, path, _tidy=not owned)
     return fig
 
 
@@ -138,8 +151,6 @@ def _time_axis(n_steps, t, dt, what):
     return t
 
 
-def _time_label(t, dt):
-    return "step" if (t is None and dt == 1) else "time"
 
 
 def _finite(values):
@@ -171,15 +182,382 @@ def _moving_average(y, window):
     return out
 
 
+def _time_label(t, dt, time_unit):
+    """``"step"`` for a bare step index (no ``t``, ``dt == 1``), else ``"time (<unit>)"``."""
+    if t is None and dt == 1:
+        return "step"
+    return f"time ({time_unit})" if time_unit else "time"
+
+
+_TIME_SCALES = ("auto", "linear", "log", "symlog")
+
+
+def _settle_fraction(x, series):
+    """Fraction of the time window after which every series stays within 5% of its total change from its
+    final value (``None`` when nothing changes)."""
+    span = x[-1] - x[0]
+    if not span > 0:
+        return None
+    settle = None
+    devs = []
+    for y in series:
+        y = np.asarray(y, dtype=float)
+        ok = np.isfinite(y)
+        if ok.sum() < 2:
+            continue
+        dev = np.abs(y[ok] - y[ok][-1])
+        devs.append((x[ok], dev, dev.max()))
+    r_max = max((r for _, _, r in devs), default=0.0)
+    for xx, dev, r in devs:
+        if not r > 0.05 * r_max:       # a trace that barely moves does not decide
+            continue
+        moving = np.nonzero(dev > 0.05 * r)[0]
+        t_s = xx[min(moving[-1] + 1, xx.size - 1)] - x[0]
+        settle = t_s if settle is None else max(settle, t_s)
+    return None if settle is None else settle / span
+
+
+def _apply_time_scale(ax, x, series, time_scale):
+    """Put the time axis on a scale that shows the transient of a relaxation.
+
+    ``"auto"``: when every series settles (stays within 5% of its total change from its final value)
+    within the first third of the window and there are at least 20 samples, a log time axis --
+    ``"symlog"`` when the window starts at 0: linear up to the decade below the first step, logarithmic
+    after it -- otherwise linear.  Returns the scale used.
+    """
+    if time_scale not in _TIME_SCALES:
+        raise ValueError(f"time_scale must be one of {list(_TIME_SCALES)}, got {time_scale!r}")
+    x = np.asarray(x, dtype=float)
+    if time_scale == "auto":
+        time_scale = "linear"
+        if x.size >= 20 and np.all(np.diff(x) > 0) and x[0] >= 0:
+            frac = _settle_fraction(x, series)
+            if frac is not None and frac <= 1 / 3:
+                time_scale = "symlog" if x[0] == 0 else "log"
+    if time_scale == "log" and not x[0] > 0:
+        raise ValueError(f"time_scale='log' needs times > 0 (the first is {x[0]:g}); use 'symlog'")
+    if time_scale == "symlog":
+        positive = x[x > 0]
+        first = float(positive.min()) if positive.size else 1.0
+        linthresh = 10.0 ** math.floor(math.log10(first) + 1e-9)   # a decade at or below the first step
+        ax.set_xscale("symlog", linthresh=linthresh, linscale=0.4)
+        ax.set_xlim(x[0], x[-1])
+    elif time_scale == "log":
+        ax.set_xscale("log")
+        ax.set_xlim(x[0], x[-1])
+    return time_scale
+
+
+# --------------------------------------------------------------------------- #
+# tidying: readable ticks, legends that do not hide data, captions
+# --------------------------------------------------------------------------- #
+#: ``gid`` that marks an axes showing an image (weight matrix, receptive-field tiles), whose x / y are
+#: pixel positions rather than quantities; see :func:`mark_image`.
+IMAGE_GID = "neurosim:image"
+
+
+def mark_image(ax):
+    """Mark ``ax`` as an image axes (pixels, not quantities: no x / y axis labels needed); returns ``ax``."""
+    ax.set_gid(IMAGE_GID)
+    return ax
+
+
+def _format_number(v):
+    """Plain decimal for 1e-3 <= |v| < 1e4 (``0.05``, ``2``, ``300``), ``10^k`` / ``m x 10^k`` otherwise."""
+    v = float(v)
+    if v == 0 or not math.isfinite(v):
+        return "0" if v == 0 else ""
+    a = abs(v)
+    if 1e-3 * (1 - 1e-9) <= a < 1e4:
+        return f"{v:.6g}"
+    e = int(math.floor(math.log10(a) + 1e-9))
+    m = v / 10.0 ** e
+    sign = "-" if m < 0 else ""
+    if abs(abs(m) - 1) < 1e-6:
+        return f"${sign}10^{{{e}}}$"
+    return f"${m:.3g}\\times10^{{{e}}}$"
+
+
+class _LogTickFormatter(Formatter):
+    """Tick labels of a log / symlog axis as plain numbers (see :func:`_format_number`).
+
+    Minor ticks of a log axis are labelled only when the view holds fewer than three major ticks: at
+    mantissas 2 and 5 (two majors) or 2, 3 and 5 (one or none), so a short axis still has labels
+    without crowding.  ``thin`` (raised by :func:`tidy` while labels overlap) drops to fewer mantissas.
+    """
+
+    _MANTISSAS = ((2, 3, 5), (2, 5), (3,), ())
+
+    def __init__(self, minor=False):
+        self.minor = minor
+        self.thin = 0
+
+    def __call__(self, x, pos=None):
+        if not self.minor:
+            return _format_number(x)
+        axis = self.axis
+        if axis is None or axis.get_scale() != "log" or not x > 0:
+            return ""
+        lo, hi = sorted(axis.get_view_interval())
+        if not lo > 0:
+            return ""
+        n_major = sum(1 for t in axis.get_majorticklocs() if lo <= t <= hi)
+        if n_major >= 3:
+            return ""
+        mant = x / 10.0 ** math.floor(math.log10(x) + 1e-9)
+        level = min(len(self._MANTISSAS) - 1, (1 if n_major == 2 else 0) + self.thin)
+        keep = self._MANTISSAS[level]
+        if not any(abs(mant - k) < 1e-6 for k in keep):
+            return ""
+        return _format_number(x)
+
+
+def readable_log_ticks(ax):
+    """Label the log / symlog axes of ``ax`` with plain numbers (``0.01, 0.1, 1``, not ``10^{-2}``)
+    where that is shorter, and label a few minor ticks when fewer than three decades are in view.
+
+    Axes whose tick formatter was set by the caller (anything but matplotlib's default log formatters)
+    are left alone.  Returns ``ax``.
+    """
+    _readable_log_ticks(ax)
+    return ax
+
+
+def _readable_log_ticks(ax):
+    """:func:`readable_log_ticks`; True if a formatter was replaced."""
+    changed = False
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() not in ("log", "symlog"):
+            continue
+        for fmt, setter, minor in ((axis.get_major_formatter(), axis.set_major_formatter, False),
+                                   (axis.get_minor_formatter(), axis.set_minor_formatter, True)):
+            if type(fmt) in (LogFormatterSciNotation, LogFormatter, LogFormatterMathtext, NullFormatter) \
+                    and not (minor and isinstance(fmt, NullFormatter) and axis.get_scale() == "symlog"):
+                setter(_LogTickFormatter(minor=minor))
+                changed = True
+    return changed
+
+
+def _integer_ticks(ax):
+    """Integer x ticks when every plotted x value is an integer (depths, epochs, layer numbers)."""
+    axis = ax.xaxis
+    if axis.get_scale() != "linear" or type(axis.get_major_locator()) is not AutoLocator or ax.get_images():
+        return False
+    allx = _x_values(ax)
+    if not allx.size:
+        return False
+    if np.unique(allx).size >= 2 and np.all(allx == np.round(allx)):
+        axis.set_major_locator(MaxNLocator(integer=True))
+        return True
+    return False
+
+
+def _x_values(ax):
+    """Every x value plotted in data coordinates (lines and scatter points), finite ones only."""
+    xs = [np.asarray(line.get_xdata(), dtype=float) for line in ax.get_lines()
+          if line.get_transform() == ax.transData]
+    xs += [np.asarray(c.get_offsets(), dtype=float)[:, 0] for c in ax.collections
+           if isinstance(c, PathCollection) and c.get_offset_transform() == ax.transData]
+    xs = [x[np.isfinite(x)] for x in xs if np.size(x)]
+    return np.concatenate(xs) if xs else np.empty(0)
+
+
+def _sample_ticks(ax):
+    """On a log x axis showing a few chosen values (depths, widths, learning rates: 2 to 8 values of at
+    most two significant digits), put the ticks at exactly those values.  Returns the axis changed (or
+    None)."""
+    axis = ax.xaxis
+    if axis.get_scale() != "log" or type(axis.get_major_locator()) is not LogLocator:
+        return None
+    vals = np.unique(_x_values(ax))
+    vals = vals[vals > 0]
+    if not 2 <= vals.size <= 8 or not all(abs(float(f"{v:.2g}") - v) <= 1e-9 * v for v in vals):
+        return None        # not a few chosen values (measured ones are not round)
+    axis.set_major_locator(FixedLocator(vals))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(_LogTickFormatter())
+    return axis
+
+
+def _data_points(ax):
+    """Display coordinates of what is drawn in ``ax`` (lines densified every ~3 px, markers, scatter
+    points, error bars), clipped to the axes; plus the display boxes of bars and texts."""
+    pts = []
+    box = ax.bbox
+
+    def add_path(xy, connect):
+        xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+        ok = np.all(np.isfinite(xy), axis=1)
+        if connect and xy.shape[0] > 1:
+            for a, b, good in zip(xy[:-1], xy[1:], ok[:-1] & ok[1:]):
+                if good:
+                    n = int(min(2000, max(2, math.ceil(np.hypot(*(b - a)) / 3.0))))
+                    s = np.linspace(0.0, 1.0, n)[:, None]
+                    pts.append(a + s * (b - a))
+        pts.append(xy[ok])
+
+    for line in ax.get_lines():
+        if not line.get_visible():
+            continue
+        xy = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+        connect = line.get_linestyle() not in ("None", "none", "", " ")
+        add_path(xy, connect)
+    boxes = []
+    for c in ax.collections:
+        if not c.get_visible() or isinstance(c, PolyCollection):
+            continue
+        if isinstance(c, LineCollection):
+            tr = c.get_transform()
+            for seg in c.get_segments():
+                add_path(tr.transform(np.asarray(seg, dtype=float)), True)
+        elif isinstance(c, PathCollection):
+            offs = np.asarray(c.get_offsets(), dtype=float)
+            if offs.size:
+                add_path(c.get_offset_transform().transform(offs), False)
+    for p in ax.patches:
+        if p.get_visible() and isinstance(p, Rectangle) and p.get_transform() == ax.transData:
+            boxes.append(p.get_window_extent())
+    for txt in ax.texts:
+        if txt.get_visible() and txt.get_text().strip():
+            boxes.append(txt.get_window_extent())
+    pts = np.concatenate(pts) if pts else np.empty((0, 2))
+    inside = ((pts[:, 0] >= box.x0) & (pts[:, 0] <= box.x1) & (pts[:, 1] >= box.y0) & (pts[:, 1] <= box.y1))
+    return pts[inside], boxes
+
+
+def _covers(legend_box, pts, boxes, pad):
+    x0, y0, x1, y1 = legend_box.x0 - pad, legend_box.y0 - pad, legend_box.x1 + pad, legend_box.y1 + pad
+    if pts.size and np.any((pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)):
+        return True
+    return any(b.x0 < x1 and b.x1 > x0 and b.y0 < y1 and b.y1 > y0 for b in boxes)
+
+
+_INNER_LOCS = ("upper right", "upper left", "lower left", "lower right", "center right", "center left",
+               "upper center", "lower center", "center")
+
+
+def _inside(ax, legend_box):
+    cx, cy = (legend_box.x0 + legend_box.x1) / 2, (legend_box.y0 + legend_box.y1) / 2
+    return ax.bbox.contains(cx, cy)
+
+
+def _labels_overlap(axis, renderer):
+    boxes = sorted((t.get_window_extent(renderer) for t in axis.get_ticklabels(which="both")
+                    if t.get_visible() and t.get_text()), key=lambda b: (b.x0, b.y0))
+    return any(a.x1 > b.x0 and b.x1 > a.x0 and a.y1 > b.y0 and b.y1 > a.y0 for a, b in zip(boxes, boxes[1:]))
+
+
+def _plot_axes(fig):
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def _format_ticks(fig):
+    """Plain-number log ticks, integer ticks for integer x data, ticks at the sampled values of a short
+    log x axis; then, while tick labels overlap, sampled ticks go back to decades and log axes label
+    fewer minor ticks.  True if anything changed."""
+    axes = _plot_axes(fig)
+    changed = False
+    sampled = []
+    for ax in axes:
+        changed |= _readable_log_ticks(ax)
+        changed |= _integer_ticks(ax)
+        axis = _sample_ticks(ax)
+        if axis is not None:
+            sampled.append(axis)
+            changed = True
+    if fig.canvas is None or not hasattr(fig.canvas, "get_renderer"):
+        FigureCanvasAgg(fig)
+    thin = [axis for ax in axes for axis in (ax.xaxis, ax.yaxis)
+            if axis.get_scale() == "log" and isinstance(axis.get_minor_formatter(), _LogTickFormatter)
+            and axis not in sampled]
+    for _ in range(len(_LogTickFormatter._MANTISSAS)):
+        if not (sampled or thin):
+            break
+        fig.draw_without_rendering()
+        renderer = fig.canvas.get_renderer()
+        for axis in [a for a in sampled if _labels_overlap(a, renderer)]:   # too close: back to decades
+            axis.set_major_locator(LogLocator())
+            axis.set_minor_locator(LogLocator(subs="auto"))
+            thin.append(axis)
+        sampled = []
+        thin = [axis for axis in thin if _labels_overlap(axis, renderer)]
+        for axis in thin:
+            axis.get_minor_formatter().thin += 1
+            changed = True
+    return changed
+
+
+def tidy(fig):
+    """Make a figure readable as a slide: plain-number log ticks (:func:`readable_log_ticks`), integer
+    ticks on axes whose x values are all integers, ticks at the sampled values of a short log x axis,
+    and no legend covering data.
+
+    A legend inside its axes that covers a plotted point, line, bar or text is moved to the first of
+    the nine inner positions where it covers nothing, and outside the axes (to the right) when there is
+    none; the figure is then laid out again (``tight_layout``, unless it uses constrained layout).  A
+    figure laid out with ``tight_layout`` before is laid out again when its tick labels changed.
+    :func:`save` calls this, so every figure neurosim writes is tidied.  Returns ``fig``.
+    """
+    if _format_ticks(fig) and isinstance(fig.get_layout_engine(), PlaceHolderLayoutEngine):
+        _relayout(fig)
+    _place_legends(fig)
+    return fig
+
+
+def _place_legends(fig):
+    legends = [(ax, ax.get_legend()) for ax in _plot_axes(fig)]
+    legends = [(ax, leg) for ax, leg in legends if leg is not None and leg.get_visible()]
+    if not legends:
+        return
+    renderer = fig.canvas.get_renderer()
+    moved_out = False
+    for ax, leg in legends:
+        box = leg.get_window_extent(renderer)
+        if not _inside(ax, box):
+            continue
+        pts, boxes = _data_points(ax)
+        pad = 2.0 * fig.dpi / 72.0
+        if not _covers(box, pts, boxes, pad):
+            continue
+        for loc in _INNER_LOCS:
+            leg.set_loc(loc)
+            if not _covers(leg.get_window_extent(renderer), pts, boxes, pad):
+                break
+        else:
+            leg.set_bbox_to_anchor((1.02, 1.0), transform=ax.transAxes)
+            leg.set_loc("upper left")
+            moved_out = True
+    if moved_out and not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+        _relayout(fig)
+
+
+def _relayout(fig):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)   # axes tight_layout cannot handle stay as they are
+        fig.tight_layout()
+
+
+def caption(fig, text, width=110, fontsize="small"):
+    """Write an explanatory caption under the figure (wrapped at ``width`` characters); returns ``fig``.
+
+    The caption sits below the axes; :func:`save` (``bbox_inches="tight"``) keeps it in the PNG.
+    """
+    wrapped = "\n".join(textwrap.fill(par, width) for par in str(text).split("\n"))
+    fig.text(0.5, 0.0, wrapped, ha="center", va="top", fontsize=fontsize, wrap=False, color="0.2",
+             gid="neurosim:caption")
+    return fig
+
+
 # --------------------------------------------------------------------------- #
 # public API
 # --------------------------------------------------------------------------- #
-def save(fig, path):
+def save(fig, path, _tidy=True):
     """Write ``fig`` to ``path`` as a PNG.
 
     This is the saver used by every plotting function of this module: PNG
     format, ``dpi=120``, ``bbox_inches="tight"``.  Missing parent directories
-    are created.
+    are created.  The figure is first tidied (:func:`tidy`: plain-number log
+    ticks, integer ticks for integer data, no legend covering data).
 
     Parameters
     ----------
@@ -197,6 +575,8 @@ def save(fig, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     if fig.canvas is None or not hasattr(fig.canvas, "print_png"):
         FigureCanvasAgg(fig)
+    if _tidy:
+        tidy(fig)
     fig.savefig(path, format="png", dpi=_DPI, bbox_inches="tight")
     return path
 
@@ -211,6 +591,8 @@ def energy(
     ax=None,
     path=None,
     title="Energy during relaxation",
+    time_unit="units of tau_x",
+    time_scale="auto",
 ):
     """Plot the energy (free energy F) against relaxation time.
 
@@ -243,6 +625,16 @@ def energy(
         If given, save the figure there as PNG (see :func:`save`).
     title : str or None, default "Energy during relaxation"
         Axes title (None for no title).
+    time_unit : str, default "units of tau_x"
+        Unit of ``t`` / ``dt`` shown in the x label, ``"time (<time_unit>)"``
+        (a bare step index -- no ``t``, ``dt == 1`` -- is labelled
+        ``"step"``).  The simulator's time is measured in the unit of its
+        time constants, so with ``tau_x = 1`` it is in units of ``tau_x``.
+    time_scale : {"auto", "linear", "symlog", "log"}, default "auto"
+        Scale of the time axis.  ``"auto"`` uses ``"symlog"`` (linear up to
+        the decade below the first step, logarithmic after it) when every
+        line settles within the first third of the window, so a fast transient is not squeezed
+        against the y axis; otherwise ``"linear"``.
 
     Returns
     -------
@@ -253,8 +645,8 @@ def energy(
     ------
     ValueError
         For arrays that are not 1-D / 2-D, mapping values that are not 1-D or
-        differ in length, empty input, or ``t`` / ``labels`` of the wrong
-        length.
+        differ in length, empty input, ``t`` / ``labels`` of the wrong length,
+        or an unknown ``time_scale``.
     """
     if isinstance(energies, Mapping):
         if len(energies) == 0:
@@ -307,7 +699,8 @@ def energy(
             vals.size > 0 and np.all(vals > 0) and vals.max() / vals.min() > 100
         )
     ax.set_yscale("log" if log else "linear")
-    ax.set_xlabel(_time_label(t, dt))
+    _apply_time_scale(ax, x, [data[:, k] for k in range(n_layers)], time_scale)
+    ax.set_xlabel(_time_label(t, dt, time_unit))
     ax.set_ylabel("energy F")
     if title is not None:
         ax.set_title(title)
@@ -317,15 +710,17 @@ def energy(
     return _finish(fig, owned, path)
 
 
-def dynamics(values, errors=None, t=None, dt=1.0, max_units=8, path=None, title=None):
+def dynamics(values, errors=None, t=None, dt=1.0, max_units=10, path=None, title=None,
+             time_unit="units of tau_x", time_scale="auto"):
     """Plot value-neuron (x) and error-neuron (eps) traces per population.
 
     Layout: one row per population; one column (values) or two columns
     (values x, errors eps) when ``errors`` is given and non-empty.  All panels
     share the time axis.  Units of a population are drawn as thin lines in the
-    population's colour; only the first ``max_units`` units are plotted.
-    Populations present in only one of the mappings still get their row; the
-    missing panel is kept (same axes count) and says "no data".
+    population's colour; only the first ``max_units`` units are plotted (a
+    note above the panel says so).  Populations present in only one of the
+    mappings still get their row, with only the panel that has data (no
+    empty panels).
 
     Parameters
     ----------
@@ -338,19 +733,26 @@ def dynamics(values, errors=None, t=None, dt=1.0, max_units=8, path=None, title=
         ``np.arange(n_steps) * dt``.
     dt : float, default 1.0
         Step size used when ``t`` is None.
-    max_units : int, default 8
-        Maximum number of units drawn per population (the first ones).
+    max_units : int, default 10
+        Maximum number of units drawn per population (the first ones); a
+        layer of up to 10 units is shown whole.
     path : str or os.PathLike, optional
         If given, save the figure there as PNG (see :func:`save`).
     title : str, optional
         Figure title; defaults to "Value and error neuron dynamics".
+    time_unit : str, default "units of tau_x"
+        Unit of the time axis, as in :func:`energy`.
+    time_scale : {"auto", "linear", "symlog", "log"}, default "auto"
+        Scale of the shared time axis, as in :func:`energy` (``"auto"``
+        looks at every plotted trace).
 
     Returns
     -------
     matplotlib.figure.Figure
-        Figure with ``n_populations * n_columns`` data axes, in row-major
-        order (``fig.axes[2 * i]`` is x and ``fig.axes[2 * i + 1]`` is eps of
-        population ``i`` when errors are shown).
+        Figure with one axes per (population, column) that has data, in
+        row-major order (``fig.axes[2 * i]`` is x and ``fig.axes[2 * i + 1]``
+        is eps of population ``i`` when errors are shown and every
+        population has both).
 
     Raises
     ------
@@ -399,41 +801,153 @@ def dynamics(values, errors=None, t=None, dt=1.0, max_units=8, path=None, title=
 
     fig = _new_figure((5.0 * n_cols + 0.8, 1.9 * n_rows + 1.1))
     axes = fig.subplots(n_rows, n_cols, sharex=True, squeeze=False)
+    traces = []
     for i, name in enumerate(pops):
         color = _color(i)
         for j, (sym, heading, mapping) in enumerate(columns):
             ax = axes[i, j]
-            ax.set_ylabel(f"{sym}_{name}")
-            if i == 0:
-                ax.set_title(heading)
             arr = mapping.get(name)
             if arr is None:
-                ax.text(0.5, 0.5, "no data", transform=ax.transAxes,
-                        ha="center", va="center", color="0.5")
-                ax.set_yticks([])
+                ax.remove()
+                axes[i, j] = None
                 continue
+            ax.set_ylabel(f"{sym}_{name}")
+            if i == 0 or all(axes[k, j] is None for k in range(i)):
+                ax.set_title(heading)
             n_units = arr.shape[1]
             shown = min(n_units, max_units)
             for u in range(shown):
                 ax.plot(x, arr[:, u], color=color, lw=0.8, alpha=0.85)
+                traces.append(arr[:, u])
             if shown < n_units:
-                ax.text(0.99, 0.97, f"first {shown} of {n_units} units",
-                        transform=ax.transAxes, ha="right", va="top",
+                ax.text(1.0, 1.01, f"first {shown} of {n_units} units",
+                        transform=ax.transAxes, ha="right", va="bottom",
                         fontsize="x-small", color="0.35")
             ax.grid(True, alpha=0.3)
+    present = [ax for ax in axes.ravel() if ax is not None]
+    _apply_time_scale(present[0], x, traces, time_scale)
     for j in range(n_cols):
-        axes[-1, j].set_xlabel(_time_label(t, dt))
+        col = [axes[i, j] for i in range(n_rows) if axes[i, j] is not None]
+        if col:
+            col[-1].set_xlabel(_time_label(t, dt, time_unit))
+            col[-1].tick_params(axis="x", labelbottom=True)
     fig.suptitle(title if title is not None else "Value and error neuron dynamics")
     return _finish(fig, True, path)
 
 
-def weights(weights, path=None, title="Weights", max_cols=4):
-    """Show weight matrices (and bias vectors) as images.
+def _tile_mosaic(W, image_shape):
+    """Rows of ``W`` reshaped to ``image_shape`` and laid out in a grid (few empty tiles, about twice as
+    wide as tall), separated by one-pixel NaN gaps; returns the mosaic."""
+    h, w = image_shape
+    n = W.shape[0]
+
+    def badness(cols):  # empty tiles first, then distance from a 2:1 mosaic
+        rows = math.ceil(n / cols)
+        return (rows * cols - n, abs(math.log((cols * w) / (rows * h) / 2.0)))
+
+    lo = max(1, math.floor(math.sqrt(n * h / w)))
+    cols = min(range(lo, min(n, max(lo, math.ceil(math.sqrt(4.0 * n * h / w)))) + 1), key=badness)
+    rows = int(math.ceil(n / cols))
+    mosaic = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        mosaic[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = W[k].reshape(h, w)
+    return mosaic
+
+
+def _check_image_shape(image_shape, name="image_shape"):
+    try:
+        h, w = (int(v) for v in image_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (height, width), got {image_shape!r}") from None
+    if h < 1 or w < 1 or (h, w) != tuple(image_shape):
+        raise ValueError(f"{name} must be a pair of positive integers (height, width), got {image_shape!r}")
+    return h, w
+
+
+def receptive_fields(W, image_shape, ax=None, path=None, title=None, max_units=128, colorbar=True):
+    """Input weights of image data as receptive-field tiles: row ``k`` of ``W`` (the weights from every
+    pixel to unit ``k``) drawn as a ``height x width`` image, all tiles in one mosaic.
+
+    Tiles share one diverging colour scale, symmetric around zero (``"RdBu_r"``, ``vmax`` = max |w|
+    over the tiles shown), with a colour bar labelled "weight"; the gaps between tiles are grey.  The
+    axes is marked as an image axes (:func:`mark_image`): its x / y are pixels.
+
+    Parameters
+    ----------
+    W : array_like, shape (n_units, height * width)
+        Weights into ``n_units`` units from a flattened image (row-major, as ``X.reshape(n, -1)``).
+    image_shape : (int, int)
+        ``(height, width)`` of the image, e.g. ``(8, 8)`` for the bundled digits.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure is created when None.
+    path : str or os.PathLike, optional
+        If given, save the figure there as PNG (see :func:`save`).
+    title : str, optional
+        Axes title; defaults to "receptive fields of N units (HxW input)".
+    max_units : int, default 128
+        At most this many units (the first ones) are tiled; the title then says "first k of N".
+    colorbar : bool, default True
+        Add a colour bar.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The new figure, or the figure owning ``ax``.
+
+    Raises
+    ------
+    ValueError
+        If ``W`` is not 2-D or is empty, ``image_shape`` is not a pair of positive integers, ``W`` has
+        a number of columns other than ``height * width``, or ``max_units < 1``.
+    """
+    W = _as_2d(W, "W", what="(n_units, height * width)")
+    h, w = _check_image_shape(image_shape)
+    if W.size == 0:
+        raise ValueError(f"W is empty (shape {W.shape})")
+    if W.shape[1] != h * w:
+        raise ValueError(
+            f"W has {W.shape[1]} columns but image_shape {(h, w)} has {h * w} pixels; pass the image "
+            "shape of the layer's input (W is (n_units, n_pixels))")
+    if int(max_units) != max_units or max_units < 1:
+        raise ValueError(f"max_units must be a positive integer, got {max_units!r}")
+    n_total = W.shape[0]
+    shown = W[:int(max_units)]
+    mosaic = _tile_mosaic(shown, (h, w))
+    finite = _finite(shown)
+    vmax = float(np.abs(finite).max()) if finite.size else 0.0
+    vmax = vmax or 1.0
+    n = shown.shape[0]
+    cols = (mosaic.shape[1] + 1) // (w + 1)
+    rows = (mosaic.shape[0] + 1) // (h + 1)
+    fig, ax, owned = _axes(ax, (min(11.0, 0.45 * cols + 1.6), min(8.0, 0.45 * rows + 1.0)))
+    cmap = matplotlib.colormaps[WEIGHT_CMAP].with_extremes(bad="0.8")
+    im = ax.imshow(mosaic, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    mark_image(ax)
+    if title is None:
+        which = f"{n} units" if n == n_total else f"first {n} of {n_total} units"
+        title = f"receptive fields of {which} ({h}x{w} input)"
+    ax.set_title(title)
+    if colorbar:
+        from mpl_toolkits.axes_grid1 import make_axes_locatable
+        cax = make_axes_locatable(ax).append_axes("right", size=0.15, pad=0.08)
+        cax.set_label("<colorbar>")              # as the axes fig.colorbar(..., ax=...) makes
+        fig.colorbar(im, cax=cax).set_label("weight")
+    return _finish(fig, owned, path)
+
+
+def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, max_tiles=128):
+    """Show weight matrices as images, input weights of image data as receptive-field tiles, and biases
+    as bars.
 
     Each matrix gets its own panel with the diverging colormap ``"RdBu_r"``
     scaled symmetrically around zero (``vmin = -vmax``, ``vmax`` = max |w| of
-    that matrix; 1 if the matrix is all zero), a colour bar, and a title with
-    the name and shape.  1-D arrays (biases) are shown as a single-row image.
+    that matrix; 1 if the matrix is all zero), a colour bar labelled "weight",
+    and a title with the name and shape.  With ``image_shape``, the input
+    weights are drawn as receptive-field tiles instead (see
+    :func:`receptive_fields`).  1-D arrays (biases) are drawn as bar charts.
 
     Parameters
     ----------
@@ -446,19 +960,27 @@ def weights(weights, path=None, title="Weights", max_cols=4):
         Figure title (None for no title).
     max_cols : int, default 4
         Maximum number of panels per row.
+    image_shape : (int, int) or Mapping[str, (int, int)], optional
+        ``(height, width)`` of the input images: the first matrix whose
+        ``n_pre`` equals ``height * width`` (the input weights) is drawn as
+        tiles.  A mapping ``name -> (height, width)`` chooses the matrices.
+    max_tiles : int, default 128
+        At most this many receptive fields per tiled matrix.
 
     Returns
     -------
     matplotlib.figure.Figure
-        Figure with one image axes (plus one colour-bar axes) per entry.
+        Figure with one axes per entry (plus one colour-bar axes per matrix).
 
     Raises
     ------
     TypeError
         If ``weights`` is not a mapping.
     ValueError
-        For an empty mapping, arrays that are not 1-D / 2-D or are empty, or
-        ``max_cols < 1``.
+        For an empty mapping, arrays that are not 1-D / 2-D or are empty,
+        ``max_cols < 1``, a bad ``image_shape``, or an ``image_shape``
+        mapping that names a missing entry or one whose ``n_pre`` does not
+        match.
     """
     _check_mapping(weights, "weights")
     if len(weights) == 0:
@@ -477,31 +999,62 @@ def weights(weights, path=None, title="Weights", max_cols=4):
             raise ValueError(f"weights[{name!r}] is empty (shape {arr.shape})")
         items.append((str(name), arr))
 
-    n = len(items)
-    n_cols = min(n, int(max_cols))
-    n_rows = math.ceil(n / n_cols)
-    fig = _new_figure((4.0 * n_cols + 0.4, 3.4 * n_rows + 0.6))
-    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
-    for ax in axes[n:]:
-        ax.remove()
-    for ax, (name, arr) in zip(axes, items):
-        image = arr[None, :] if arr.ndim == 1 else arr
-        finite = _finite(image)
+    tiled = {}
+    if isinstance(image_shape, Mapping):
+        for name, shape in image_shape.items():
+            match = [arr for n, arr in items if n == str(name)]
+            if not match:
+                raise ValueError(f"image_shape names {name!r}, which is not in weights "
+                                 f"({', '.join(n for n, _ in items)})")
+            hw = _check_image_shape(shape, f"image_shape[{name!r}]")
+            if match[0].ndim != 2 or match[0].shape[1] != hw[0] * hw[1]:
+                raise ValueError(f"weights[{name!r}] has shape {match[0].shape}, which is not "
+                                 f"(n_units, {hw[0] * hw[1]}) for image_shape {hw}")
+            tiled[str(name)] = hw
+    elif image_shape is not None:
+        hw = _check_image_shape(image_shape)
+        for name, arr in items:
+            if arr.ndim == 2 and arr.shape[1] == hw[0] * hw[1]:
+                tiled[name] = hw
+                break
+
+    # receptive-field mosaics get a full-width row each (on top); the other entries fill a grid below
+    grid_items = [(name, arr) for name, arr in items if name not in tiled]
+    tile_items = [(name, arr) for name, arr in items if name in tiled]
+    n = len(grid_items)
+    n_cols = min(n, int(max_cols)) if n else 1
+    n_rows = math.ceil(n / n_cols) if n else 0
+    width = max(4.0 * n_cols + 0.4, 8.0 if tile_items else 0.0)
+    tile_h = [min(4.5, max(2.0, 0.42 * ((_tile_mosaic(arr[:int(max_tiles)], tiled[name]).shape[0] + 1)
+                                         // (tiled[name][0] + 1)) + 0.9)) for name, arr in tile_items]
+    fig = _new_figure((width, sum(tile_h) + 3.4 * n_rows + 0.6))
+    gs = fig.add_gridspec(len(tile_items) + n_rows, n_cols, height_ratios=tile_h + [3.4] * n_rows)
+    for r, (name, arr) in enumerate(tile_items):
+        receptive_fields(arr, tiled[name], ax=fig.add_subplot(gs[r, :]), max_units=max_tiles,
+                         title=f"{name} {tuple(arr.shape)}: receptive fields")
+    axes = [fig.add_subplot(gs[len(tile_items) + k // n_cols, k % n_cols]) for k in range(n)]
+    for ax, (name, arr) in zip(axes, grid_items):
+        if arr.ndim == 1:
+            ax.bar(np.arange(arr.shape[0]), arr, width=0.8, color=_color(0))
+            ax.axhline(0.0, color="0.4", lw=0.6)
+            ax.set_title(f"{name} {tuple(arr.shape)}")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("unit")
+            ax.set_ylabel("bias")
+            ax.grid(True, axis="y", alpha=0.3)
+            continue
+        finite = _finite(arr)
         vmax = float(np.abs(finite).max()) if finite.size else 0.0
         if vmax == 0.0:
             vmax = 1.0
-        im = ax.imshow(image, cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax,
+        im = ax.imshow(arr, cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax,
                        aspect="auto", interpolation="nearest")
         ax.set_title(f"{name} {tuple(arr.shape)}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        if arr.ndim == 1:
-            ax.set_xlabel("unit")
-            ax.set_yticks([])
-        else:
-            ax.set_xlabel("pre (input unit)")
-            ax.set_ylabel("post (output unit)")
-        fig.colorbar(im, ax=ax)
+        ax.set_xlabel("pre (input unit)")
+        ax.set_ylabel("post (output unit)")
+        fig.colorbar(im, ax=ax).set_label("weight")
     if title is not None:
         fig.suptitle(title)
     return _finish(fig, True, path)
@@ -654,7 +1207,7 @@ def learning_curves(history, path=None, title="Learning curves", smooth=None):
 
 
 def raster(spike_times, spike_indices, n_neurons=None, t_max=None, ax=None,
-           path=None, title="Spikes"):
+           path=None, title="Spikes", time_unit="ms"):
     """Spike raster plot: one tick per spike at (time, neuron index).
 
     Parameters
@@ -675,6 +1228,9 @@ def raster(spike_times, spike_indices, n_neurons=None, t_max=None, ax=None,
         If given, save the figure there as PNG (see :func:`save`).
     title : str or None, default "Spikes"
         Axes title (None for no title).
+    time_unit : str, default "ms"
+        Unit of ``spike_times``, shown in the x label ``"time (<time_unit>)"``
+        (the spiking backend reports spike times in ms).
 
     Returns
     -------
@@ -728,7 +1284,7 @@ def raster(spike_times, spike_indices, n_neurons=None, t_max=None, ax=None,
             markeredgewidth=1.0, color="black")
     ax.set_xlim(t_min, t_max)
     ax.set_ylim(-0.5, n_neurons - 0.5)
-    ax.set_xlabel("time")
+    ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
     ax.set_ylabel("neuron index")
     if title is not None:
         ax.set_title(title)
@@ -736,7 +1292,7 @@ def raster(spike_times, spike_indices, n_neurons=None, t_max=None, ax=None,
 
 
 def comparison(curves, xlabel, ylabel, path=None, title=None, logx=False,
-               logy=False, ax=None):
+               logy=False, ax=None, styles=None, time_scale=None):
     """Generic line plot comparing methods (e.g. PC vs BP), with error bands.
 
     Curve ``k`` is drawn as a line in the ``k``-th tab10 colour; when it has
@@ -758,6 +1314,15 @@ def comparison(curves, xlabel, ylabel, path=None, title=None, logx=False,
         Logarithmic x / y axis.
     ax : matplotlib.axes.Axes, optional
         Axes to draw into; a new figure is created when None.
+    styles : Mapping[str, dict], optional
+        Label -> extra keyword arguments for that curve's line (``color``,
+        ``ls``, ``marker``, ...), e.g. to draw a reference dashed in the
+        colour of the curve it belongs to, or to tell apart curves that
+        coincide.
+    time_scale : {"auto", "linear", "symlog", "log"}, optional
+        For curves over relaxation time: scale the x axis as in
+        :func:`energy` (``"auto"`` picks a symlog axis when every curve
+        settles early).  Not combined with ``logx``.
 
     Returns
     -------
@@ -805,14 +1370,27 @@ def comparison(curves, xlabel, ylabel, path=None, title=None, logx=False,
                     f"or (2, {n}), got {err.shape}"
                 )
         parsed.append((str(label), x, y, lo, hi))
+    styles = {} if styles is None else styles
+    _check_mapping(styles, "styles")
+    unknown = [str(k) for k in styles if str(k) not in {p[0] for p in parsed}]
+    if unknown:
+        raise ValueError(f"styles names curves that do not exist: {', '.join(unknown)} "
+                         f"(curves: {', '.join(p[0] for p in parsed)})")
+    styles = {str(k): dict(v) for k, v in styles.items()}
+    if time_scale is not None and logx:
+        raise ValueError("pass either logx=True or time_scale, not both")
 
     fig, ax, owned = _axes(ax, (6.0, 4.2))
     for k, (label, x, y, lo, hi) in enumerate(parsed):
-        color = _color(k)
-        ax.plot(x, y, color=color, lw=1.8, marker="o" if x.shape[0] <= 30 else None,
-                ms=3.5, label=label)
+        kw = {"color": _color(k), "lw": 1.8, "marker": "o" if x.shape[0] <= 30 else None,
+              "ms": 3.5, **styles.get(label, {}), "label": label}
+        line, = ax.plot(x, y, **kw)
         if lo is not None:
-            ax.fill_between(x, y - lo, y + hi, color=color, alpha=0.22, linewidth=0)
+            ax.fill_between(x, y - lo, y + hi, color=line.get_color(), alpha=0.22, linewidth=0)
+    if time_scale is not None:
+        longest = max(parsed, key=lambda p: p[1].shape[0])[1]
+        _apply_time_scale(ax, longest, [np.interp(longest, p[1], p[2]) for p in parsed
+                                        if p[1].shape[0] > 1 and np.all(np.diff(p[1]) > 0)], time_scale)
     if logx:
         ax.set_xscale("log")
     if logy:

@@ -129,14 +129,15 @@ def test_energy_mapping_labels_and_time_axis():
     assert len(lines) == 4
     np.testing.assert_allclose(lines[1].get_ydata(), e["hidden"])
     np.testing.assert_allclose(lines[0].get_xdata(), t)
-    assert ax.get_xlabel() == "time"
+    assert ax.get_xlabel() == "time (units of tau_x)"
+    assert plot.energy(e, t=t, time_unit="ms").axes[0].get_xlabel() == "time (ms)"
     legend = [txt.get_text() for txt in ax.get_legend().get_texts()]
     assert legend == ["input", "hidden", "output", "total"]
 
     fig = plot.energy(np.ones((5, 2)), dt=0.1, labels=["a", "b"])
     ax = fig.axes[0]
     np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), np.arange(5) * 0.1)
-    assert ax.get_xlabel() == "time"
+    assert ax.get_xlabel() == "time (units of tau_x)"
     assert [txt.get_text() for txt in ax.get_legend().get_texts()][:2] == ["a", "b"]
 
 
@@ -229,7 +230,7 @@ def test_dynamics_values_only_and_time_axis():
     for ax in fig.axes:
         assert len(ax.get_lines()) == 2
         np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), t)
-    assert fig.axes[-1].get_xlabel() == "time"
+    assert fig.axes[-1].get_xlabel() == "time (units of tau_x)"
     assert fig.get_suptitle() == "relax"
 
 
@@ -238,13 +239,14 @@ def test_dynamics_population_in_one_mapping_only():
     errors = {"b": np.ones((6, 3)), "c": np.zeros((6, 4))}
     fig = plot.dynamics(values, errors)
     axes = fig.axes
-    assert len(axes) == 6  # populations a, b, c; two columns
-    assert [ax.get_ylabel() for ax in axes] == [
-        "x_a", "eps_a", "x_b", "eps_b", "x_c", "eps_c"]
-    assert len(axes[0].get_lines()) == 2
-    assert len(axes[1].get_lines()) == 0  # no errors for "a"
-    assert len(axes[4].get_lines()) == 0  # no values for "c"
-    assert len(axes[5].get_lines()) == 4
+    # populations a, b, c in two columns; no empty panel for eps_a or x_c
+    assert sorted(ax.get_ylabel() for ax in axes) == sorted(["x_a", "x_b", "eps_b", "eps_c"])
+    by_label = {ax.get_ylabel(): ax for ax in axes}
+    assert len(by_label["x_a"].get_lines()) == 2
+    assert len(by_label["eps_c"].get_lines()) == 4
+    assert not any(txt.get_text() == "no data" for ax in axes for txt in ax.texts)
+    # the lowest panel of each column carries the time label
+    assert by_label["x_b"].get_xlabel() == "step" and by_label["eps_c"].get_xlabel() == "step"
 
 
 def test_dynamics_png(tmp_path):
@@ -290,18 +292,22 @@ def test_weights_images_symmetric_limits_and_titles(tmp_path):
     assert isinstance(fig, Figure)
     axes = _data_axes(fig)
     assert len(axes) == 3
-    assert len(fig.axes) == 6  # one colour bar per matrix
+    assert len(fig.axes) == 5  # one colour bar per matrix, none for the bias bars
     images = _images(fig)
-    assert len(images) == 3
-    for (name, arr), ax, im in zip(w.items(), axes, images):
+    assert len(images) == 2
+    for (name, arr), ax, im in zip(list(w.items())[:2], axes, images):
         vmin, vmax = im.get_clim()
         assert vmin == pytest.approx(-vmax)
         assert vmax == pytest.approx(np.abs(arr).max())
         assert im.get_cmap().name == "RdBu_r"
         assert name in ax.get_title()
         assert str(arr.shape) in ax.get_title()
-    assert images[2].get_array().shape == (1, 6)  # bias as a single row
     np.testing.assert_allclose(images[0].get_array(), w["W1"])
+    # the bias is a bar chart: one bar per unit, labelled axes
+    bars = axes[2].patches
+    assert [b.get_height() for b in bars] == pytest.approx(w["b1"])
+    assert (axes[2].get_xlabel(), axes[2].get_ylabel()) == ("unit", "bias")
+    assert all(cb.get_ylabel() == "weight" for cb in fig.axes if cb.get_label() == "<colorbar>")
     assert fig.get_suptitle() == "Weights"
     _assert_png(tmp_path / "w.png")
 
@@ -419,7 +425,7 @@ def test_learning_curves_errors():
 def test_raster_basic(tmp_path):
     times = np.array([0.5, 1.0, 1.5, 2.0, 3.5])
     idx = np.array([0, 3, 1, 3, 2])
-    fig = plot.raster(times, idx, path=tmp_path / "r.png")
+    fig = plot.raster(times, idx, path=tmp_path / "r.png")  # spike times in ms
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     lines = ax.get_lines()
@@ -428,7 +434,7 @@ def test_raster_basic(tmp_path):
     np.testing.assert_allclose(lines[0].get_ydata(), idx)
     assert ax.get_ylim() == pytest.approx((-0.5, 3.5))
     assert ax.get_xlim() == pytest.approx((0.0, 3.5))
-    assert ax.get_xlabel() == "time"
+    assert ax.get_xlabel() == "time (ms)"
     assert ax.get_ylabel() == "neuron index"
     assert ax.get_title() == "Spikes"
     _assert_png(tmp_path / "r.png")
