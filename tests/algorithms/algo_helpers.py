@@ -19,6 +19,8 @@ def data(n=12, n_in=5, n_out=4, seed=0, onehot=False):
 
 def mlp(sizes=(5, 7, 6, 6, 4), phi="tanh", **kw):
     kw.setdefault("bias", True)
+    kw.setdefault("lr", 0.01)
+    kw.setdefault("optimizer", ns.SGD())
     return ns.hierarchy(list(sizes), phi=phi, **kw)
 
 

@@ -122,7 +122,7 @@ def test_strict_weak_output_precision_limit_is_bp(backend):
     slope = np.polyfit(np.log(lams), np.log(errs), 1)[0]
     assert 0.85 <= slope <= 1.15, slope
     # the compensated training step applies exactly that: update = lr * (pi_L / lambda) * direction
-    s = ns.Simulator(ns.hierarchy([4, 6, 6, 3], phi="tanh", lr=0.1), backend=backend, seed=5)
+    s = ns.Simulator(ns.hierarchy([4, 6, 6, 3], phi="tanh", lr=0.1, optimizer=ns.SGD()), backend=backend, seed=5)
     w0 = s.weights
     s.train(X, Y, epochs=1, batch_size=8, steps=20000, algorithm="strict",
             options={"eta": 0.3, "output_precision": 1e-3}, tol=1e-13, progress=False)

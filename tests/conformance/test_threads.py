@@ -21,6 +21,7 @@ THREADED = {"threads": 2, "split_min": 1}
 
 
 def wide(phi="tanh", **kw):
+    kw.setdefault("optimizer", ns.SGD())
     return ns.hierarchy([5, 40, 37, 3], phi=phi, bias=True, lr=0.02, **kw)
 
 

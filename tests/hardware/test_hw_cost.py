@@ -55,7 +55,7 @@ def test_pc_bp_mac_ratio_closed_form_and_growth(T):
 def test_measured_counts_equal_the_formulas_during_training():
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(20, 5)), np.eye(3)[rng.integers(0, 3, 20)]
-    net = ns.hierarchy([5, 4, 3], lr=0.05)
+    net = ns.hierarchy([5, 4, 3], lr=0.05, optimizer=ns.SGD())
     for alg, fn in (("pc", lambda B: hw.count_pc(net, 7, B)), ("bp", lambda B: hw.count_bp(net, B))):
         for model in (hw.HardwareModel(), hw.HardwareModel(values=[hw.Quantize(8, bound=2.0)])):
             chip = hw.HardwareSimulator(ns.Simulator(net, backend="numba", seed=0), model)
