@@ -7,6 +7,8 @@ r"""The :class:`Simulator`: one signature and lifecycle for every backend.
 
 Phases
 ------
+:meth:`Simulator.run` picks ``"clamp"`` when a target is given and ``"free"`` otherwise.
+
 * ``mode="clamp"`` -- the target population is hard-clamped to the target (learning phase);
 * ``mode="free"`` -- the target population relaxes with everything else (prediction);
 * ``mode="nudge"`` -- it is nudged toward the target:

@@ -243,3 +243,25 @@ def test_bad_input_is_refused_clearly_on_the_event_engine(backend):
     for k, W in w0.items():
         np.testing.assert_array_equal(chip.weights[k], W)
     assert chip.predict(X[:0]).shape == (0, 2)
+
+
+def test_reset_keeps_the_chip_reinitialize_starts_over():
+    """reset() clears the network state (also the event engine's) and keeps the stored weights, device clock,
+    counts and history; reinitialize() programs the initial weights again and clears everything else."""
+    net = ns.hierarchy([4, 3, 2], lr=0.05, optimizer=ns.SGD())
+    chip = hw.HardwareSimulator(ns.Simulator(net, backend="reference", seed=0), hw.HardwareModel(coding="event"))
+    w0 = chip.weights
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
+    chip.train(X, Y, epochs=2, batch_size=4, steps=5, progress=False)
+    w, counts, n = chip.weights, chip.counts, len(chip.history["loss"])
+    assert chip.engine.state is not None and not np.allclose(w["W1"], w0["W1"])
+    chip.reset()
+    assert chip.engine.state is None and chip.sim.state == {}
+    assert chip.counts == counts and len(chip.history["loss"]) == n
+    for k in w:
+        np.testing.assert_array_equal(chip.weights[k], w[k])
+    chip.reinitialize()
+    assert chip.counts == hw.OpCounts() and chip.history["loss"] == [] and chip.time == 0.0
+    for k in w0:
+        np.testing.assert_array_equal(chip.weights[k], w0[k])
