@@ -43,7 +43,7 @@ def net_sizes(width=256, hidden=2, n_in=64, n_out=10):
 
 
 def make_net(sizes):
-    return ns.hierarchy(list(sizes), phi="tanh", bias=False, lr=LR, name="bench")
+    return ns.hierarchy(list(sizes), phi="tanh", bias=False, lr=LR, optimizer=ns.SGD(), name="bench")
 
 
 def make_data(B, sizes, seed=0):

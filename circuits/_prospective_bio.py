@@ -439,7 +439,7 @@ REV_PARAMS = {
 
 
 def rev_circuit(lr: float) -> ns.Circuit:
-    return ns.hierarchy([1, 1, 1], phi="linear", bias=False, lr=lr, init=ns.Init("zeros"),
+    return ns.hierarchy([1, 1, 1], phi="linear", bias=False, lr=lr, optimizer=ns.SGD(), init=ns.Init("zeros"),
                         names=["task", "latent", "chosen_value"], name="reversal-chosen")
 
 

@@ -43,7 +43,7 @@ def _data(cfg):
 
 
 def _net(sizes, phi, lr, name) -> ns.Circuit:
-    return ns.hierarchy(list(sizes), phi=phi, bias=False, lr=float(lr),
+    return ns.hierarchy(list(sizes), phi=phi, bias=False, lr=float(lr), optimizer=ns.SGD(),
                         init=ns.Init("xavier_uniform", gain=GAIN.get(phi, 1.0)), name=name)
 
 

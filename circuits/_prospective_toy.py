@@ -77,7 +77,7 @@ BEAR_PARAMS = {
 
 
 def bear_circuit(cfg) -> ns.Circuit:
-    return ns.hierarchy([1, 1, 2], phi=cfg["phi"], bias=False, lr=float(cfg["lr"]),
+    return ns.hierarchy([1, 1, 2], phi=cfg["phi"], bias=False, lr=float(cfg["lr"]), optimizer=ns.SGD(),
                         init=ns.Init("constant", value=float(cfg["init_weight"])), name="bear-112")
 
 
@@ -397,7 +397,7 @@ def ta_one(cfg, depth: int, phi: str, seed: int, relax: Relax) -> dict:
     width = int(cfg["width"])
     init = ns.Init("xavier_uniform", gain=GAIN.get(phi, 1.0))
     net = ns.hierarchy([width] * (depth + 1), phi=phi, bias=False, init=init, lr=float(cfg["lr"]),
-                       name=f"ta-depth{depth}")
+                       optimizer=ns.SGD(), name=f"ta-depth{depth}")
     rng = np.random.default_rng([int(cfg["seed"]), depth, seed, 1])
     X = rng.normal(size=(1, width))
     Y = rng.normal(size=(1, width))
@@ -566,7 +566,7 @@ def pi_one(cfg, seed: int) -> dict:
         raise ValueError("prospective-index: n_layers (weight layers) must be >= 1")
     relax = Relax(int(cfg["relax_steps"]), float(cfg["dt"]), float(cfg["dt_decay"]))
     net = ns.hierarchy([width] * (L + 1), phi=cfg["phi"], bias=False, init=ns.Init("xavier_normal", gain=1.0),
-                       lr=float(cfg["lr"]), name="pi-net")
+                       lr=float(cfg["lr"]), optimizer=ns.SGD(), name="pi-net")
     rng = np.random.default_rng([int(cfg["seed"]), seed, 2])
     X = rng.normal(size=(1, width))
     Y = rng.normal(size=(1, width))

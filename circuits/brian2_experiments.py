@@ -132,8 +132,8 @@ weight change, event counts per iteration and time to settle (spiking)."""
 
 
 def _bear_net(lr):
-    return ns.hierarchy([1, 1, 2], phi="linear", bias=False, lr=lr, init=ns.Init("constant", value=1.0),
-                        names=["river", "hidden", "outputs"], name="bear")
+    return ns.hierarchy([1, 1, 2], phi="linear", bias=False, lr=lr, optimizer=ns.SGD(),
+                        init=ns.Init("constant", value=1.0), names=["river", "hidden", "outputs"], name="bear")
 
 
 def run_bear(cfg, out, progress=True) -> dict:
@@ -292,7 +292,8 @@ def run_digits(cfg, out, progress=True) -> dict:
     hist = trainer.train(data.X_train, data.Y_train, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                          steps=cfg["train_steps"], X_test=data.X_test, Y_test=data.Y_test, progress=progress)
     W = trainer.weights
-    infer_net = ns.hierarchy(sizes, phi="tanh", lr=cfg["lr"], name="digits-pcn")   # same weights, plain SGD
+    infer_net = ns.hierarchy(sizes, phi="tanh", lr=cfg["lr"], optimizer=ns.SGD(),  # same weights, plain SGD
+                             name="digits-pcn")
     n = data.n_test if cfg["n_test"] <= 0 else min(cfg["n_test"], data.n_test)
     Xt, yt = data.X_test[:n], data.y_test[:n]
     steps_list = sorted(int(s) for s in cfg["infer_steps"])

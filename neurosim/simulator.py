@@ -7,6 +7,8 @@ r"""The :class:`Simulator`: one signature and lifecycle for every backend.
 
 Phases
 ------
+:meth:`Simulator.run` picks ``"clamp"`` when a target is given and ``"free"`` otherwise.
+
 * ``mode="clamp"`` -- the target population is hard-clamped to the target (learning phase);
 * ``mode="free"`` -- the target population relaxes with everything else (prediction);
 * ``mode="nudge"`` -- it is nudged toward the target:
@@ -18,6 +20,7 @@ states advance to t + dt; the weight update uses the state reached by the relaxa
 from __future__ import annotations
 
 import collections
+import collections.abc
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,7 +34,7 @@ from .circuit import Circuit, Probe
 from .errors import DivergenceError, UnsupportedError
 from .plan import ROLE_INPUT, Plan, lower
 
-__all__ = ["Simulator", "RelaxResult", "History", "ProbeData"]
+__all__ = ["Simulator", "RelaxResult", "History", "ProbeData", "NetworkState"]
 
 
 
@@ -70,6 +73,20 @@ class RelaxResult:
     @property
     def time(self) -> np.ndarray:
         return np.arange(self.energy.shape[0]) * self.dt
+
+
+class NetworkState(dict):
+    """What :attr:`Simulator.state` returns: ``{population: {"x", "eps", "mu": array (B, n_units)}}``.
+
+    A plain dict; calling it (``sim.state()``, the form of earlier versions when ``state`` was a method)
+    returns it unchanged with a DeprecationWarning.
+    """
+
+    def __call__(self):
+        import warnings
+        warnings.warn("Simulator.state is a property (like Simulator.weights): write sim.state, not "
+                      "sim.state()", DeprecationWarning, stacklevel=2)
+        return self
 
 
 class History(dict):
@@ -215,12 +232,19 @@ class _Ring:
         self._open = None
 
 
-class ProbeData:
+class ProbeData(collections.abc.Mapping):
     """Recorded probe data with bounded memory (the most recent ``max_records`` records per probe).
 
-    ``data[name]`` or ``data[probe]`` is an array ``(n_records, n_units)`` (a copy); ``data.steps(name)``
-    the global relaxation step of each record (counting across runs and batches).
+    A read-only mapping from probe name to records: ``data[name]`` or ``data[probe]`` is an array
+    ``(n_records, n_units)`` (a copy); ``keys()``, ``values()``, ``items()``, ``len()``, iteration and
+    ``in`` work as on a dict.  ``data.steps(name)`` is the global relaxation step of each record (counting
+    across runs and batches); ``data.clear()`` drops every record (weights and history are untouched).
     """
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other):   # records are arrays: compare identities, not element-wise
+        return self is other
 
     def __init__(self, probes, shared: _Ring | None = None, units=None):
         self.probes = {p.name: p for p in probes}
@@ -256,25 +280,64 @@ class ProbeData:
     def __contains__(self, key):
         return (key.name if isinstance(key, Probe) else key) in self.probes
 
+    def __iter__(self):
+        return iter(self.probes)
+
+    def __len__(self):
+        return len(self.probes)
+
     def keys(self):
         return self.probes.keys()
 
     def clear(self):
+        """Drop every record (the probes stay; weights, network state and history are untouched)."""
         for r in self._rec.values():
             r.clear()
         if self._shared is not None:
             self._shared.clear()
 
 
-def _as_2d(name, a, n_cols, dtype):
-    a = np.asarray(a, dtype=dtype)
+def _real_array(name, a, dtype, owner: str = ""):
+    """``a`` as an array of ``dtype``, refusing what would otherwise be converted quietly or wrongly:
+    complex numbers (numpy would drop the imaginary part with only a warning), text and other objects."""
+    try:
+        raw = a if isinstance(a, np.ndarray) else np.asarray(a)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{owner}{name} cannot be read as an array ({e}); pass a 2-d array (batch, n_units) "
+                         "of real numbers") from None
+    if np.iscomplexobj(raw) or (raw.dtype == object and any(isinstance(v, complex) for v in raw.flat)):
+        raise ValueError(f"{owner}{name} holds complex numbers ({raw.dtype}); the simulator computes with real "
+                         f"values: pass np.real({name}) or np.abs({name}), whichever your data means")
+    if raw.dtype.kind not in "biuf":
+        try:
+            return np.asarray(raw, dtype=dtype)
+        except (TypeError, ValueError):
+            v = raw.flat[0]
+            v = v.item() if isinstance(v, np.generic) else v
+            raise ValueError(f"{owner}{name} must hold real numbers, got an array of {raw.dtype} "
+                             f"(e.g. {v!r}); convert it, e.g. np.asarray({name}, dtype=float)") from None
+    return np.asarray(raw, dtype=dtype)
+
+
+def _check_batch(name, a, owner: str = "", allow_empty: bool = False):
+    """Refuse an empty batch and NaN/inf entries of a 2-d input ``a`` (B, n), naming ``name`` and the fix."""
+    if a.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{owner}{name} has no samples (shape {a.shape}); pass at least one row")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        r, c = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(f"{owner}{name} contains NaN or inf ({int(bad.sum())} entries, the first at row {r}, "
+                         f"column {c}: {a[r, c]}); remove or impute those samples first (e.g. np.nan_to_num)")
+    return a
+
+
+def _as_2d(name, a, n_cols, dtype, allow_empty: bool = False):
+    a = _real_array(name, a, dtype)
     if a.ndim == 1:
         a = a[None, :] if n_cols != 1 or a.shape[0] == 1 else a[:, None]
     if a.ndim != 2 or a.shape[1] != n_cols:
         raise ValueError(f"{name} must have shape (batch, {n_cols}), got {np.shape(a)}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return a
+    return _check_batch(name, a, allow_empty=allow_empty)
 
 
 class Simulator:
@@ -620,13 +683,18 @@ class Simulator:
                              for k, v in want.items()}
         return ck
 
-    def state(self) -> dict:
-        """The current network state ``{population: {"x", "eps", "mu"}}`` of the last batch, or {}."""
+    @property
+    def state(self) -> "NetworkState":
+        """Copies of the network state ``{population: {"x", "eps", "mu": (B, n_units)}}`` left by the last
+        batch (what ``init="previous"`` starts from), or ``{}`` before the first run or after :meth:`reset`.
+
+        A property, like :attr:`weights`; the old call form ``sim.state()`` still works (deprecated).
+        """
         st = self._backend.state()
         if st is None:
-            return {}
-        return {name: {k: st[k][:, self.plan.units(name)] for k in ("x", "eps", "mu")}
-                for name in self.plan.pop_names}
+            return NetworkState()
+        return NetworkState({name: {k: st[k][:, self.plan.units(name)] for k in ("x", "eps", "mu")}
+                             for name in self.plan.pop_names})
 
     def energy(self, X, Y=None, mode="clamp") -> float:
         """Energy F (batch mean) of the feedforward state, output clamped to Y (or free)."""
@@ -669,17 +737,18 @@ class Simulator:
                        integrator=INTEGRATORS[integrator], dt=dt, dt_decay=float(dt_decay), learn=bool(learn),
                        probe_every=every, probe_item=self._probe_item)
 
-    def _inputs(self, X, Y, mode):
-        X = _as_2d("X", X, self.plan.n_input, self.dtype)
+    def _inputs(self, X, Y, mode, names=("X", "Y")):
+        nx, ny = names
+        X = _as_2d(nx, X, self.plan.n_input, self.dtype)
         if Y is None:
             if mode in (MODE_CLAMP, MODE_NUDGE) and self.plan.target_pop >= 0:
-                raise ValueError("a target Y is needed for mode 'clamp' or 'nudge'")
+                raise ValueError(f"a target {ny} is needed for mode 'clamp' or 'nudge'")
         else:
             if self.plan.target_pop < 0:
                 raise ValueError(f"circuit {self.circuit.name!r} has no target clamp; add ns.Clamp(name, 'target')")
-            Y = _as_2d("Y", Y, self.plan.n_target, self.dtype)
+            Y = _as_2d(ny, Y, self.plan.n_target, self.dtype)
             if Y.shape[0] != X.shape[0]:
-                raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+                raise ValueError(f"{nx} has {X.shape[0]} samples but {ny} has {Y.shape[0]}")
         return X, Y
 
     def _probe_width(self, p) -> int:
@@ -759,7 +828,7 @@ class Simulator:
                 step=res.fail_step, population=pop, batch=batch)
         return res
 
-    def run(self, X, Y=None, *, steps: int = 100, mode: str = "free", beta: float = 0.0,
+    def run(self, X, Y=None, *, steps: int = 100, mode: str | None = None, beta: float = 0.0,
             init: str = "feedforward", tol: float | None = None, dt: float | None = None,
             dt_decay: float = 1.0, integrator: str | None = None, learn: bool = False) -> RelaxResult:
         """Relax one batch.
@@ -768,10 +837,14 @@ class Simulator:
         ----------
         X : array (B, n_input)
         Y : array (B, n_target), optional
-            Needed for ``mode="clamp"`` and ``"nudge"``.
+            The target; needed for ``mode="clamp"`` and ``"nudge"``.
         steps : int
             Maximum number of integration steps.
-        mode : {"free", "clamp", "nudge"}
+        mode : {"clamp", "free", "nudge"}, optional
+            Default: ``"clamp"`` when ``Y`` is given (the target population is held at ``Y``), ``"free"``
+            without it (the target population relaxes with the rest; from the feedforward start a layered
+            network is already at its free equilibrium, so the traces stay flat).  ``"free"`` with ``Y``
+            ignores ``Y``.
         beta : float
             Nudging strength (``mode="nudge"``).
         init : {"feedforward", "zeros", "previous"}
@@ -783,6 +856,8 @@ class Simulator:
             Apply the Hebbian update at the end.
         """
         self._check_open()
+        if mode is None:
+            mode = "free" if Y is None else "clamp"
         spec = self._spec(steps, mode, beta, init, tol, dt, dt_decay, integrator, learn, record=True)
         X, Y = self._inputs(X, Y, spec.mode)
         res = self._run_batch(X, Y, spec)
@@ -804,9 +879,10 @@ class Simulator:
 
         ``relax=False`` returns the feedforward prediction (the free equilibrium of a layered PCN);
         ``relax=True`` relaxes ``steps`` steps with the output free and returns its final value.
+        An empty ``X`` (0 rows) gives an empty prediction.
         """
         self._check_open()
-        X = _as_2d("X", X, self.plan.n_input, self.dtype)
+        X = _as_2d("X", X, self.plan.n_input, self.dtype, allow_empty=True)
         spec = self._spec(steps if relax else 0, kwargs.pop("mode", "free"), kwargs.pop("beta", 0.0),
                           kwargs.pop("init", "feedforward"), kwargs.pop("tol", None), kwargs.pop("dt", None),
                           kwargs.pop("dt_decay", 1.0), kwargs.pop("integrator", None), False, record=False)
@@ -820,14 +896,17 @@ class Simulator:
 
     def evaluate(self, X, Y, **kwargs) -> dict:
         """Feedforward loss ½‖t − ŷ‖² (mean over samples) and, for one-hot Y, accuracy."""
-        Yhat = self.predict(X, **kwargs)
+        X = _as_2d("X", X, self.plan.n_input, self.dtype)
         Y = _as_2d("Y", Y, self.plan.n_target, self.dtype)
+        if Y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+        Yhat = self.predict(X, **kwargs)
         out = {"loss": float(0.5 * np.mean(np.sum((Y - Yhat) ** 2, axis=1)))}
         if Y.shape[1] > 1:
             out["accuracy"] = float(np.mean(np.argmax(Yhat, axis=1) == np.argmax(Y, axis=1)))
         return out
 
-    def train(self, X, Y, *, epochs: int = 1, batch_size: int = 32, steps: int = 50, algorithm: str = "pc",
+    def train(self, X, Y, *, epochs: int = 10, batch_size: int = 32, steps: int = 20, algorithm: str = "pc",
               shuffle: bool = True, X_test=None, Y_test=None, progress: bool = True, mode: str = "clamp",
               beta: float = 0.0, tol: float | None = None, dt: float | None = None, dt_decay: float = 1.0,
               init: str = "feedforward", callback=None, options: dict | None = None,
@@ -838,9 +917,18 @@ class Simulator:
         the target (or nudged, ``mode="nudge"``), the network relaxes ``steps`` steps (or to ``tol``), then
         one local Hebbian weight update.  Returns (and extends) ``sim.history``.
 
-        ``checkpoint`` (a path): resume from it if it exists (epochs already in its history are not
-        repeated; shuffling depends only on the seed and the epoch index, so a resumed run equals an
-        uninterrupted one) and rewrite it atomically after every epoch.
+        ``epochs`` is how many epochs this call trains, counted from where the simulator stands: a
+        second ``train(X, Y, epochs=4)`` trains 4 more (8 in all).  Defaults: 10 epochs of mini-batches
+        of 32, 20 relaxation steps per batch (with :func:`~neurosim.hierarchy`'s defaults, lr 0.05 and SGD
+        momentum 0.9, about 93% test accuracy on the bundled digits).
+
+        ``checkpoint`` (a path) is rewritten atomically after every epoch.  If the file exists and this
+        simulator has not trained yet (no epoch in its history, e.g. a fresh process), it is taken as an
+        interrupted run of this same call: it is loaded and its epochs count toward ``epochs``, so
+        re-running an interrupted script finishes the same total (shuffling depends only on the seed and
+        the epoch index, so the result equals an uninterrupted run) and re-running a finished one trains
+        nothing more.  A simulator that has trained already does not read the file; it trains ``epochs``
+        more and overwrites it.  Use one checkpoint file per ``train`` call.
 
         Other schedules (``neurosim.algorithms.names()``, e.g. ``"bp"``) are chosen with ``algorithm``;
         ``options`` passes their settings.  ``callback(sim, epoch)`` is called after each epoch; returning
@@ -862,13 +950,18 @@ class Simulator:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         spec = self._spec(steps, mode, beta, init, tol, dt, dt_decay, None, True, record=True)
         X, Y = self._inputs(X, Y, spec.mode)
+        if (X_test is None) != (Y_test is None):
+            raise ValueError("train: X_test and Y_test go together; pass both (or neither)")
+        if X_test is not None:
+            X_test, Y_test = self._inputs(X_test, Y_test, spec.mode, names=("X_test", "Y_test"))
         classify = Y.shape[1] > 1
         n = X.shape[0]
         n_batches = -(-n // batch_size)
         if checkpoint is not None:
             from .io import remove_stale_temporaries
             remove_stale_temporaries(checkpoint)   # left by a run killed while saving; never read
-        if checkpoint is not None and Path(checkpoint).exists():
+        if checkpoint is not None and not self.history["epoch_loss"] and Path(checkpoint).exists():
+            # a simulator that has not trained yet resumes an interrupted run of this call
             self.load_checkpoint(checkpoint)
             epochs = max(0, epochs - len(self.history["epoch_loss"]))
         h = self.history
@@ -925,7 +1018,25 @@ class Simulator:
 
     # ------------------------------------------------------------------ lifecycle
     def reset(self):
-        """Initial weights back, optimiser and network state cleared, probes and history emptied."""
+        """Clear the network state and the recorded probe data; keep what was learned.
+
+        As ``reset()`` of a Nengo simulator: the network state (what ``init="previous"`` would start from),
+        every probe record (:meth:`ProbeData.clear`) and the step count of the records go; the weights, the
+        optimiser state and the training :attr:`history` stay.  To clear only the probe data use
+        ``sim.data.clear()``; to start over from the initial weights use :meth:`reinitialize`.
+        """
+        self._check_open()
+        self._backend.clear_state()
+        self.data.clear()
+        self._global_step = 0
+
+    def reinitialize(self):
+        """Start over: the initial weights back (those drawn from ``seed`` when the simulator was built),
+        optimiser state, network state, probe data and training history cleared -- everything learned is lost.
+
+        To clear only the network state and the probe data use :meth:`reset`; only the probe data,
+        ``sim.data.clear()``.
+        """
         self._check_open()
         self._backend.reset()
         self.data.clear()

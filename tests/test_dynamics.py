@@ -199,7 +199,7 @@ def test_free_mode_from_feedforward_stays_put(backend, integrator):
 def test_hebbian_update_by_hand(backend, reduction):
     lr = 0.1
     mult = [1.0, 0.7]
-    net = ns.hierarchy([4, 5, 3], phi="tanh", bias=True, lr=lr, batch_reduction=reduction, multipliers=mult,
+    net = ns.hierarchy([4, 5, 3], phi="tanh", bias=True, lr=lr, optimizer=ns.SGD(), batch_reduction=reduction, multipliers=mult,
                        precision=1.2, output_precision=0.9)
     sim = ns.Simulator(net, backend=backend, seed=8)
     randomise_biases(sim, 5)

@@ -253,7 +253,7 @@ def test_training_divergence_keeps_history(backend):
     assert len(h["loss"]) == len(h["energy"]) == len(h["steps"]) == e.batch
     assert np.all(np.isfinite(h["loss"]))
     assert len(sim.data["W1.weight_norm"]) == e.batch
-    # the simulator is still usable after resetting
-    sim.reset()
+    # the simulator is usable again after starting over from the initial weights
+    sim.reinitialize()
     assert len(sim.history["loss"]) == 0
     sim.run(X[:4], Y[:4], steps=5, mode="clamp")

@@ -11,6 +11,8 @@ BACKENDS = ["reference", "numba"]
 
 def net(**kw):
     kw.setdefault("phi", "tanh")
+    kw.setdefault("lr", 0.01)
+    kw.setdefault("optimizer", ns.SGD())
     return ns.hierarchy([4, 6, 3], **kw)
 
 
@@ -167,7 +169,7 @@ def test_probes_from_circuit_and_duplicates():
 
 # ----------------------------------------------------------------------------- reset, lifecycle, state
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_reset_restores_initial_weights(backend):
+def test_reinitialize_restores_initial_weights(backend):
     sim = ns.Simulator(net(optimizer=ns.Adam()), backend=backend, seed=5, probes=[ns.Probe("h1", "x")])
     w0 = sim.weights
     X, Y = dataset(12)
@@ -175,14 +177,179 @@ def test_reset_restores_initial_weights(backend):
     h1 = {k: list(v) for k, v in h1.items() if k != "epoch_time"}
     assert not np.allclose(sim.weights["W1"], w0["W1"])
     sim.set_weights("W2", np.zeros((3, 6)))
-    sim.reset()
+    sim.reinitialize()
     for k in w0:
         np.testing.assert_array_equal(sim.weights[k], w0[k])
-    assert sim.history["loss"] == [] and len(sim.data["h1.x"]) == 0 and sim.state() == {}
+    assert sim.history["loss"] == [] and len(sim.data["h1.x"]) == 0 and sim.state == {}
     # optimiser state was cleared too: training again repeats the first history exactly
     h2 = sim.train(X, Y, epochs=2, batch_size=4, steps=5, progress=False)
     for k, v in h1.items():
         assert list(h2[k]) == v, k
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reset_clears_state_and_probe_data_but_keeps_what_was_learned(backend):
+    """reset() as in Nengo: network state, probe records and their step count go; weights, optimiser
+    state and history stay, so training goes on exactly as if reset() had not been called."""
+    X, Y = dataset(12)
+    kw = dict(batch_size=4, steps=5, progress=False)
+    a = ns.Simulator(net(optimizer=ns.SGD(momentum=0.9)), backend=backend, seed=5, probes=[ns.Probe("h1", "x")])
+    b = ns.Simulator(net(optimizer=ns.SGD(momentum=0.9)), backend=backend, seed=5)
+    a.train(X, Y, epochs=2, **kw)
+    b.train(X, Y, epochs=2, **kw)
+    w, n_loss = a.weights, len(a.history["loss"])
+    a.run(X[:5], Y[:5], steps=4)
+    assert len(a.data["h1.x"]) > 0 and a.state != {}
+    a.reset()
+    for k in w:
+        np.testing.assert_array_equal(a.weights[k], w[k])
+    assert len(a.history["loss"]) == n_loss
+    assert len(a.data["h1.x"]) == 0 and a.state == {}
+    # nothing to continue from: init="previous" starts from the feedforward pass, records count from 0 again
+    r_prev = a.run(X[:5], Y[:5], steps=4, init="previous")
+    np.testing.assert_array_equal(a.data.steps("h1.x"), np.arange(5))
+    r_ff = b.run(X[:5], Y[:5], steps=4)
+    np.testing.assert_allclose(r_prev.x["h1"], r_ff.x["h1"], rtol=1e-12, atol=1e-14)
+    # the momentum buffers were kept: a third epoch matches the simulator that was never reset
+    a.train(X, Y, epochs=1, **kw)
+    b.train(X, Y, epochs=1, **kw)
+    for k in w:
+        np.testing.assert_allclose(a.weights[k], b.weights[k], rtol=1e-12, atol=1e-14)
+    # clearing only the probe data keeps the state
+    a.run(X[:5], Y[:5], steps=4)
+    a.data.clear()
+    assert len(a.data["h1.x"]) == 0 and a.state != {}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_init_previous_after_a_different_batch_size_starts_from_the_feedforward_pass(backend):
+    """The state of a batch of 5 cannot seed a batch of 3: the run starts as init="feedforward" does."""
+    X, Y = dataset(5)
+    sim = ns.Simulator(net(), backend=backend, seed=1)
+    fresh = ns.Simulator(net(), backend=backend, seed=1)
+    sim.run(X, Y, steps=7)
+    r = sim.run(X[:3], 2 * Y[:3], steps=6, init="previous")
+    want = fresh.run(X[:3], 2 * Y[:3], steps=6, init="feedforward")
+    for name in want.x:
+        np.testing.assert_allclose(r.x[name], want.x[name], rtol=1e-12, atol=1e-14, err_msg=name)
+    np.testing.assert_allclose(r.energy, want.energy, rtol=1e-12, atol=1e-14)
+    # the same batch size does continue from the previous state (the control)
+    r2 = sim.run(X[:3], 2 * Y[:3], steps=6, init="previous")
+    assert not np.allclose(r2.energy[0], want.energy[0])
+    np.testing.assert_allclose(r2.x["h1"][:, :], sim.state["h1"]["x"], rtol=0, atol=0)
+
+
+def test_probe_data_is_a_mapping():
+    import collections.abc
+    probes = [ns.Probe("h1", "x"), ns.Probe("output", "energy", name="E")]
+    sim = ns.Simulator(net(), backend="reference", probes=probes)
+    X, Y = dataset(3)
+    sim.run(X, Y, steps=3)
+    d = sim.data
+    assert isinstance(d, collections.abc.Mapping)
+    assert list(d) == ["h1.x", "E"] and len(d) == 2
+    items = dict(d.items())
+    assert set(items) == {"h1.x", "E"} and items["h1.x"].shape == (4, 6) and items["E"].shape == (4, 1)
+    for v, (k, w) in zip(d.values(), d.items()):
+        np.testing.assert_array_equal(v, d[k])
+        np.testing.assert_array_equal(v, w)
+    assert d.get("nope") is None and d.get("E") is not None
+    assert d == d and d != sim.data.__class__(probes)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_clamps_when_a_target_is_given_and_is_free_without(backend):
+    X, Y = dataset(4)
+    sim = ns.Simulator(net(), backend=backend, seed=3)
+    r = sim.run(X, Y, steps=10)
+    np.testing.assert_array_equal(r.x["output"], Y)           # clamped to the target
+    rc = ns.Simulator(net(), backend=backend, seed=3).run(X, Y, steps=10, mode="clamp")
+    np.testing.assert_allclose(r.energy, rc.energy, rtol=1e-12, atol=1e-14)
+    f = sim.run(X, steps=10)                                   # free: stays at the feedforward pass
+    np.testing.assert_allclose(f.x["output"], sim.predict(X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(f.total_energy, 0.0, atol=1e-20)
+    # free with a target given explicitly ignores it
+    f2 = sim.run(X, Y, steps=10, mode="free")
+    np.testing.assert_allclose(f2.x["output"], sim.predict(X), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_train_epochs_counts_epochs_of_this_call_with_or_without_checkpoint(backend, tmp_path):
+    X, Y = dataset(12)
+    kw = dict(batch_size=4, steps=5, progress=False)
+    plain = ns.Simulator(net(), backend=backend, seed=2)
+    plain.train(X, Y, epochs=2, **kw)
+    plain.train(X, Y, epochs=2, **kw)
+    assert len(plain.history["epoch_loss"]) == 4
+    ck = tmp_path / "ck.npz"
+    with_ck = ns.Simulator(net(), backend=backend, seed=2)
+    with_ck.train(X, Y, epochs=2, checkpoint=ck, **kw)
+    with_ck.train(X, Y, epochs=2, checkpoint=ck, **kw)     # 2 more, as without a checkpoint
+    assert len(with_ck.history["epoch_loss"]) == 4
+    for k, w in plain.weights.items():
+        np.testing.assert_array_equal(with_ck.weights[k], w)
+    # a fresh simulator (a new process) resumes the interrupted call: epochs is that call's total
+    stopped = ns.Simulator(net(), backend=backend, seed=2)
+    ck2 = tmp_path / "ck2.npz"
+    stopped.train(X, Y, epochs=4, checkpoint=ck2, callback=lambda s, e: e == 2, **kw)   # "killed" after 3
+    resumed = ns.Simulator(net(), backend=backend, seed=2)
+    resumed.train(X, Y, epochs=4, checkpoint=ck2, **kw)
+    assert len(resumed.history["epoch_loss"]) == 4
+    for k, w in plain.weights.items():
+        np.testing.assert_array_equal(resumed.weights[k], w)
+
+
+def test_defaults_train_the_digits_network_well():
+    """README: hierarchy's and train's defaults reach about 93% test accuracy on the bundled digits."""
+    from neurosim.data import load_digits
+    d = load_digits()
+    sim = ns.Simulator(ns.hierarchy([64, 128, 10]), seed=0)
+    h = sim.train(d.X_train, d.Y_train, progress=False)
+    assert len(h["epoch_loss"]) == 10 and h["steps"][0] == 20
+    assert sim.evaluate(d.X_test, d.Y_test)["accuracy"] > 0.9
+
+
+# ----------------------------------------------------------------------------- bad input
+BAD_INPUTS = [
+    (lambda X, Y: (X.astype(complex), Y), r"X holds complex numbers .*np\.real\(X\)"),
+    (lambda X, Y: (X, Y + 0j), r"Y holds complex numbers"),
+    (lambda X, Y: (X[:0], Y[:0]), r"X has no samples \(shape \(0, 4\)\); pass at least one row"),
+    (lambda X, Y: (np.where(np.arange(4) == 2, np.nan, X), Y),
+     r"X contains NaN or inf \(5 entries, the first at row 0, column 2: nan\); remove or impute"),
+    (lambda X, Y: (X, np.where(Y > 0, np.inf, Y)), r"Y contains NaN or inf"),
+    (lambda X, Y: (np.full(X.shape, "a"), Y), r"X must hold real numbers, got an array of <U1 \(e\.g\. 'a'\)"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bad,match", BAD_INPUTS)
+def test_bad_input_is_refused_clearly(backend, bad, match):
+    X, Y = dataset(5)
+    Xb, Yb = bad(X, Y)
+    sim = ns.Simulator(net(), backend=backend)
+    w = sim.weights
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no ComplexWarning on the way: a refusal, not a cast
+        for call in (lambda: sim.run(Xb, Yb, steps=3), lambda: sim.learn(Xb, Yb, steps=3),
+                     lambda: sim.train(Xb, Yb, epochs=1, progress=False), lambda: sim.evaluate(Xb, Yb)):
+            with pytest.raises(ValueError, match=match):
+                call()
+        with pytest.raises(ValueError, match=match.replace("X", "X_test").replace("Y", "Y_test")):
+            sim.train(X, Y, epochs=1, X_test=Xb, Y_test=Yb, progress=False)
+    assert sim.history["loss"] == []                        # refused before any training
+    for k in w:
+        np.testing.assert_array_equal(sim.weights[k], w[k])
+
+
+def test_predict_of_no_samples_is_empty_and_test_data_go_together():
+    sim = ns.Simulator(net(), backend="reference")
+    X, Y = dataset(5)
+    assert sim.predict(X[:0]).shape == (0, 3)
+    with pytest.raises(ValueError, match="X_test and Y_test go together"):
+        sim.train(X, Y, epochs=1, X_test=X, progress=False)
+    with pytest.raises(ValueError, match="X has 5 samples but Y has 4"):
+        sim.evaluate(X, Y[:4])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -192,7 +359,7 @@ def test_context_manager_closes(backend):
         sim.run(X, Y, steps=2, mode="clamp")
         assert f"backend={backend!r}" in repr(sim)
     for call in (lambda: sim.run(X, Y), lambda: sim.learn(X, Y), lambda: sim.predict(X),
-                 lambda: sim.train(X, Y, progress=False), sim.reset):
+                 lambda: sim.train(X, Y, progress=False), sim.reset, sim.reinitialize):
         with pytest.raises(RuntimeError, match="closed"):
             call()
     sim.close()  # closing twice is harmless
@@ -201,10 +368,10 @@ def test_context_manager_closes(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_state(backend):
     sim = ns.Simulator(net(tau_eps=0.3), backend=backend, dt=0.05)
-    assert sim.state() == {}
+    assert sim.state == {}
     X, Y = dataset(5)
     res = sim.run(X, Y, steps=8, mode="clamp")
-    st = sim.state()
+    st = sim.state                  # a property, like sim.weights
     assert set(st) == {"input", "h1", "output"}
     for name, size in (("input", 4), ("h1", 6), ("output", 3)):
         for var in ("x", "eps", "mu"):
@@ -213,6 +380,12 @@ def test_state(backend):
     np.testing.assert_array_equal(st["input"]["x"], X)
     np.testing.assert_array_equal(st["output"]["x"], Y)
     assert np.all(st["input"]["eps"] == 0)
+    st["h1"]["x"][:] = 99.0         # a copy
+    assert not np.any(sim.state["h1"]["x"] == 99.0)
+    # the call form of earlier versions still works, with a DeprecationWarning
+    with pytest.warns(DeprecationWarning, match="property"):
+        old = sim.state()
+    np.testing.assert_array_equal(old["h1"]["x"], res.x["h1"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -117,6 +117,17 @@ class Backend:
         if state:
             raise ValueError(f"backend {self.name!r} keeps no checkpoint state, got {sorted(state)}")
 
+    def clear_state(self):
+        """Forget the network state of the last batch (``state()`` returns None again and
+        ``init="previous"`` has nothing to start from); weights and optimiser state are kept.
+
+        Generic form: :meth:`reset` (which clears the state) with the weights and optimiser state put back.
+        """
+        kept = [a.copy() for a in (self.W, self.b, self.mW, self.vW, self.mb, self.vb, self.opt_t)]
+        self.reset()
+        for a, v in zip((self.W, self.b, self.mW, self.vW, self.mb, self.vb, self.opt_t), kept):
+            a[...] = v
+
     # -- to implement --------------------------------------------------------------------------
     def run_batch(self, s: np.ndarray, t: np.ndarray | None, spec: RunSpec) -> BatchResult:
         raise NotImplementedError  # abstract: implemented by each backend

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DivergenceError, UnsupportedError
-from ..simulator import History
+from ..simulator import History, _check_batch, _real_array
 from .base import (ALG_BP, ALG_FPA, ALG_PC, ALG_ZIL, STATUS_OK, GraphBatchResult, ParamState, Schedule,
                    used_at_level)
 from .declare import Graph, level
@@ -265,29 +265,29 @@ class GraphSimulator:
         if self._closed:
             raise RuntimeError("this GraphSimulator is closed; create a new one")
 
-    def _as_2d(self, what, A, n_cols):
-        A = np.asarray(A, dtype=self.dtype)
+    def _as_2d(self, what, A, n_cols, allow_empty=False):
+        owner = f"graph {self.graph.name!r}: "
+        A = _real_array(what, A, self.dtype, owner)
         if A.ndim == 1:
             A = A[None, :] if n_cols != 1 or A.shape[0] == 1 else A[:, None]
         elif A.ndim > 2:
             A = A.reshape(A.shape[0], -1)
         if A.ndim != 2 or A.shape[1] != n_cols:
-            raise ValueError(f"graph {self.graph.name!r}: {what} must have shape (batch, {n_cols}) (inputs "
+            raise ValueError(f"{owner}{what} must have shape (batch, {n_cols}) (inputs "
                              f"{list(self.graph.inputs)} in declaration order), got {np.shape(A)}")
-        if not np.all(np.isfinite(A)):
-            raise ValueError(f"graph {self.graph.name!r}: {what} contains NaN or inf")
-        return np.ascontiguousarray(A)
+        return np.ascontiguousarray(_check_batch(what, A, owner, allow_empty))
 
-    def _inputs(self, X, Y, need_y):
-        X = self._as_2d("X", X, self.plan.n_input)
+    def _inputs(self, X, Y, need_y, names=("X", "Y")):
+        nx, ny = names
+        X = self._as_2d(nx, X, self.plan.n_input)
         if Y is None:
             if need_y:
-                raise ValueError(f"graph {self.graph.name!r}: a target Y (batch, {self.plan.n_output}) is needed to "
-                                 "clamp the output")
+                raise ValueError(f"graph {self.graph.name!r}: a target {ny} (batch, {self.plan.n_output}) is needed "
+                                 "to clamp the output")
             return X, None
-        Y = self._as_2d("Y", Y, self.plan.n_output)
+        Y = self._as_2d(ny, Y, self.plan.n_output)
         if Y.shape[0] != X.shape[0]:
-            raise ValueError(f"graph {self.graph.name!r}: X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+            raise ValueError(f"graph {self.graph.name!r}: {nx} has {X.shape[0]} samples but {ny} has {Y.shape[0]}")
         return X, Y
 
     # ------------------------------------------------------------------ plans and schedules
@@ -403,14 +403,17 @@ class GraphSimulator:
     def _unflatten(self, plan, A):
         return {n: A[:, plan.units(i)].reshape((A.shape[0],) + plan.v_shapes[i]) for i, n in enumerate(plan.v_names)}
 
-    def run(self, X, Y=None, *, steps: int = 20, mode: str = "clamp", dt: float | None = None,
+    def run(self, X, Y=None, *, steps: int = 20, mode: str | None = None, dt: float | None = None,
             learn: bool = False) -> GraphRelaxResult:
         """Relax one batch with the standard-PC dynamics (feedforward start), optionally learning at the end.
 
-        ``mode="clamp"`` clamps the output to ``Y``; ``mode="free"`` lets it relax (from the feedforward
-        state a graph is already at its free equilibrium, F = 0).
+        ``mode="clamp"`` (the default when ``Y`` is given) clamps the output to ``Y``; ``mode="free"`` (the
+        default without ``Y``) lets it relax (from the feedforward state a graph is already at its free
+        equilibrium, F = 0).
         """
         self._check_open()
+        if mode is None:
+            mode = "free" if Y is None else "clamp"
         if mode not in ("clamp", "free"):
             raise ValueError(f"mode must be 'clamp' or 'free', got {mode!r}")
         if learn and mode != "clamp":
@@ -451,7 +454,7 @@ class GraphSimulator:
     def predict(self, X, *, batch_size: int = 1024) -> np.ndarray:
         """Feedforward prediction of the output, ``(B, n_out)`` (the free equilibrium of the graph)."""
         self._check_open()
-        X = self._as_2d("X", X, self.plan.n_input)
+        X = self._as_2d("X", X, self.plan.n_input, allow_empty=True)
         sch = Schedule(ALG_PC, 0, self.dt, False, False)
         outs = [self._batch(self.plan, X[i:i + batch_size], None, sch, None).y0
                 for i in range(0, X.shape[0], batch_size)]
@@ -460,8 +463,8 @@ class GraphSimulator:
     def evaluate(self, X, Y, *, batch_size: int = 1024) -> dict:
         """Feedforward loss :math:`\\tfrac12\\lVert t - \\hat y\\rVert^2` (sample mean) and, for several outputs,
         accuracy (argmax)."""
+        X, Y = self._inputs(X, Y, True)
         Yhat = self.predict(X, batch_size=batch_size)
-        Y = self._as_2d("Y", Y, self.plan.n_output)
         out = {"loss": float(0.5 * np.mean(np.sum((Y - Yhat) ** 2, axis=1)))}
         if Y.shape[1] > 1:
             out["accuracy"] = float(np.mean(np.argmax(Yhat, axis=1) == np.argmax(Y, axis=1)))
@@ -484,6 +487,10 @@ class GraphSimulator:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         X, Y = self._inputs(X, Y, True)
+        if (X_test is None) != (Y_test is None):
+            raise ValueError(f"graph {self.graph.name!r}: train: X_test and Y_test go together; pass both (or neither)")
+        if X_test is not None:
+            X_test, Y_test = self._inputs(X_test, Y_test, True, names=("X_test", "Y_test"))
         plan, sch, used = self.schedule(algorithm, options, steps, dt, learn=True)
         classify = Y.shape[1] > 1
         n = X.shape[0]
@@ -539,7 +546,14 @@ class GraphSimulator:
 
     # ------------------------------------------------------------------ lifecycle
     def reset(self):
-        """Initial parameters back, optimiser state and history cleared."""
+        """Clear the network state, as :meth:`neurosim.Simulator.reset`: parameters, optimiser state and history
+        are kept.  Every run of a graph starts from the feedforward pass, so there is no state to clear and
+        this does nothing; to start over from the initial parameters use :meth:`reinitialize`."""
+        self._check_open()
+
+    def reinitialize(self):
+        """Start over: initial parameters back (those drawn from ``seed``), optimiser state and history
+        cleared -- everything learned is lost."""
         self._check_open()
         self.state.reset()
         self.history = History()

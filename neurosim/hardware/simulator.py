@@ -147,8 +147,17 @@ class HardwareSimulator:
         self.time += float(seconds)
 
     def reset(self):
-        """Ideal initial weights back, re-programmed; device clock, counters and history cleared."""
+        """Clear the network state (also the event engine's) and the probe data, as
+        :meth:`neurosim.Simulator.reset`; the stored weights, device clock, operation counts and history stay.
+        To start over from the initial weights use :meth:`reinitialize`."""
         self.sim.reset()
+        if self.engine is not None:
+            self.engine.reset()
+
+    def reinitialize(self):
+        """Start over: ideal initial weights back and re-programmed; device clock, operation counts, network
+        state and history cleared (as :meth:`neurosim.Simulator.reinitialize`)."""
+        self.sim.reinitialize()
         self._setup()
 
     def _seed(self, stream: int, counter: int) -> int:
@@ -255,13 +264,15 @@ class HardwareSimulator:
                                   step=res.fail_step, population=pop, batch=batch)
 
     # ------------------------------------------------------------------ public runs
-    def run(self, X, Y=None, *, steps: int = 100, mode: str = "free", beta: float = 0.0, init: str = "feedforward",
-            tol: float | None = None, dt: float | None = None, dt_decay: float = 1.0,
+    def run(self, X, Y=None, *, steps: int = 100, mode: str | None = None, beta: float = 0.0,
+            init: str = "feedforward", tol: float | None = None, dt: float | None = None, dt_decay: float = 1.0,
             learn: bool = False) -> HardwareRelaxResult:
-        """Relax one batch on the substrate (as :meth:`neurosim.Simulator.run`); training runs
-        (``learn=True``) add to :attr:`counts`."""
+        """Relax one batch on the substrate (as :meth:`neurosim.Simulator.run`: ``mode`` defaults to
+        ``"clamp"`` when ``Y`` is given, else ``"free"``); training runs (``learn=True``) add to :attr:`counts`."""
         sim = self.sim
         sim._check_open()
+        if mode is None:
+            mode = "free" if Y is None else "clamp"
         spec = sim._spec(steps, mode, beta, init, tol, dt, dt_decay, None, learn, record=False)
         X, Y = sim._inputs(X, Y, spec.mode)
         res, counts = self._pc_batch(X, Y, spec)
@@ -287,7 +298,7 @@ class HardwareSimulator:
         sim._check_open()
         if self.engine is None:
             return sim.predict(X, relax=relax, steps=steps, batch_size=batch_size)
-        X = _as_2d("X", X, self.plan.n_input, sim.dtype)
+        X = _as_2d("X", X, self.plan.n_input, sim.dtype, allow_empty=True)
         spec = sim._spec(steps if relax else 0, "free", 0.0, "feedforward", None, None, 1.0, None, False,
                          record=False)
         Wr = self.device.read_weights(sim.backend.W.astype(float), self.time)
@@ -303,20 +314,24 @@ class HardwareSimulator:
 
     def evaluate(self, X, Y, **kwargs) -> dict:
         """Loss ½‖t − ŷ‖² (mean over samples) and, for one-hot Y, accuracy of :meth:`predict`."""
-        Yhat = self.predict(X, **kwargs)
+        X = _as_2d("X", X, self.plan.n_input, self.sim.dtype)
         Y = _as_2d("Y", Y, self.plan.n_target, self.sim.dtype)
+        if Y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+        Yhat = self.predict(X, **kwargs)
         out = {"loss": float(0.5 * np.mean(np.sum((Y - Yhat) ** 2, axis=1)))}
         if Y.shape[1] > 1:
             out["accuracy"] = float(np.mean(np.argmax(Yhat, axis=1) == np.argmax(Y, axis=1)))
         return out
 
-    def train(self, X, Y, *, epochs: int = 1, batch_size: int = 32, steps: int = 50, algorithm: str = "pc",
+    def train(self, X, Y, *, epochs: int = 10, batch_size: int = 32, steps: int = 20, algorithm: str = "pc",
               shuffle: bool = True, X_test=None, Y_test=None, progress: bool = True, mode: str = "clamp",
               beta: float = 0.0, tol: float | None = None, dt: float | None = None, dt_decay: float = 1.0,
               init: str = "feedforward", callback=None) -> History:
         """Train on the substrate with ``algorithm="pc"`` (relaxation + Hebbian update) or ``"bp"``.
 
-        Same schedule, shuffling and history as :meth:`neurosim.Simulator.train` (per-batch ``loss`` and
+        Same schedule, defaults (``epochs`` more epochs, 10 by default; 20 relaxation steps), shuffling and
+        history as :meth:`neurosim.Simulator.train` (per-batch ``loss`` and
         ``accuracy`` of the substrate's feedforward prediction before the update; test metrics from
         :meth:`evaluate`); operation counts accumulate in :attr:`counts`.
         """
@@ -335,6 +350,10 @@ class HardwareSimulator:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         spec = sim._spec(steps, mode, beta, init, tol, dt, dt_decay, None, True, record=False)
         X, Y = sim._inputs(X, Y, spec.mode)
+        if (X_test is None) != (Y_test is None):
+            raise ValueError("train: X_test and Y_test go together; pass both (or neither)")
+        if X_test is not None:
+            X_test, Y_test = sim._inputs(X_test, Y_test, spec.mode, names=("X_test", "Y_test"))
         batch_fn = self._pc_batch if algorithm == "pc" else self._bp_batch
         classify = Y.shape[1] > 1
         n = X.shape[0]

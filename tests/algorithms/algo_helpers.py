@@ -19,6 +19,8 @@ def data(n=12, n_in=5, n_out=4, seed=0, onehot=False):
 
 def mlp(sizes=(5, 7, 6, 6, 4), phi="tanh", **kw):
     kw.setdefault("bias", True)
+    kw.setdefault("lr", 0.01)
+    kw.setdefault("optimizer", ns.SGD())
     return ns.hierarchy(list(sizes), phi=phi, **kw)
 
 
@@ -51,7 +53,15 @@ def circuits():
                         precision=0.8, output_precision=1.5),
         "momentum_relu": mlp((5, 6, 6, 4), phi="leaky_relu", lr=0.02, optimizer=ns.SGD(momentum=0.9, weight_decay=1e-3)),
         "graph": residual_graph(levelled=True),
+        # settings users change: a slower time constant and non-unit precisions (a dropped 1/tau_x or
+        # precision factor in one implementation shows here)
+        "tau_prec": tau_prec_mlp(),
     }
+
+
+def tau_prec_mlp(sizes=(5, 7, 6, 4), tau_x=2.0, precision=0.5, output_precision=1.3, **kw):
+    """A non-square MLP with tau_x != 1 and hidden/output precisions != 1."""
+    return mlp(sizes, tau_x=tau_x, precision=precision, output_precision=output_precision, **kw)
 
 
 def assert_close(a, b, tol=TOL, what=""):

@@ -17,7 +17,7 @@ from neurosim.algorithms.zil import zil_updates
 from neurosim.mupc import mupc_network
 
 from algo_helpers import BACKENDS, assert_close, chain_backprop, data, max_rel, mlp, output_jacobians, \
-    residual_graph
+    residual_graph, tau_prec_mlp
 
 pytestmark = pytest.mark.parametrize("backend", BACKENDS)
 
@@ -122,7 +122,7 @@ def test_strict_weak_output_precision_limit_is_bp(backend):
     slope = np.polyfit(np.log(lams), np.log(errs), 1)[0]
     assert 0.85 <= slope <= 1.15, slope
     # the compensated training step applies exactly that: update = lr * (pi_L / lambda) * direction
-    s = ns.Simulator(ns.hierarchy([4, 6, 6, 3], phi="tanh", lr=0.1), backend=backend, seed=5)
+    s = ns.Simulator(ns.hierarchy([4, 6, 6, 3], phi="tanh", lr=0.1, optimizer=ns.SGD()), backend=backend, seed=5)
     w0 = s.weights
     s.train(X, Y, epochs=1, batch_size=8, steps=20000, algorithm="strict",
             options={"eta": 0.3, "output_precision": 1e-3}, tol=1e-13, progress=False)
@@ -195,10 +195,48 @@ def test_zil_on_mupc_resnet_and_levelled_graph(backend):
         zil_updates(ns.Simulator(residual_graph(levelled=False), backend=backend), Xg, Yg)
 
 
+# ------------------------------------------------------- settings users change: tau_x != 1, precision != 1
+TAU, PREC = 2.0, 0.5   # tau_x and hidden precision of algo_helpers.tau_prec_mlp (output precision 1.3)
+
+
+def test_fpa_and_zil_are_exact_with_the_step_tau_over_precision(backend):
+    """A step of size eta moves a hidden error by eta pi / tau_x of its drive, so FPA with eta = tau_x / pi is
+    the shift register (exact after L - 1 steps) and Z-IL with gamma = tau_x / pi equals BP (whose loss the
+    output precision scales); a step that ignores tau_x or pi is not exact."""
+    net = tau_prec_mlp((5, 8, 7, 6, 4))
+    X, Y = data(n=10)
+    sim = ns.Simulator(net, backend=backend, seed=4)
+    g = _grads(sim, X, Y)
+    assert max_rel(fpa_updates(sim, X, Y, eta=TAU / PREC, n=3)[1], g) <= 1e-12
+    assert max_rel(zil_updates(sim, X, Y, gamma=TAU / PREC)[1], g) <= 1e-12
+    for wrong in (1.0, TAU, 1.0 / PREC):
+        assert max_rel(fpa_updates(sim, X, Y, eta=wrong, n=3)[1], g) > 1e-2, wrong
+        assert max_rel(zil_updates(sim, X, Y, gamma=wrong)[1], g) > 1e-2, wrong
+
+
+def test_strict_steps_are_eta_on_the_gradient_whatever_tau_x(backend):
+    """strict takes steps of size eta on -dF/dx (the pc kernel with dt = eta tau_x): beliefs, energies and
+    updates are those of tau_x = 1."""
+    X, Y = data(n=6)
+    ref = ns.Simulator(tau_prec_mlp(tau_x=1.0), backend=backend, seed=2)
+    r0, (gW0, gb0) = strict_updates(ref, X, Y, eta=0.2, n=12)
+    for tau in (2.0, 0.5):
+        sim = ns.Simulator(tau_prec_mlp(tau_x=tau), backend=backend, seed=2)
+        r, (gW, gb) = strict_updates(sim, X, Y, eta=0.2, n=12)
+        assert r.steps == r0.steps == 12
+        assert_close(r.energy, r0.energy, 1e-12, f"energy (tau_x={tau})")
+        for k in gW0:
+            assert_close(gW[k], gW0[k], 1e-12, f"W{k} (tau_x={tau})")
+            assert_close(gb[k], gb0[k], 1e-12, f"b{k} (tau_x={tau})")
+    assert not np.allclose(r0.energy[-1], r0.energy[0])    # the beliefs moved
+
+
 # ---------------------------------------------------------------------------------------- iPC (25-26)
-def test_ipc_step_is_simultaneous_gradient_step_on_F(backend):
-    """Statement 25: one iPC step = x - gamma dF/dx and theta - alpha dF/dtheta from the same state (pc_oracle)."""
-    net = mlp((5, 6, 6, 4), lr=0.07)
+@pytest.mark.parametrize("tau_x,precision,output_precision", [(1.0, 1.0, 1.0), (TAU, PREC, 1.3)])
+def test_ipc_step_is_simultaneous_gradient_step_on_F(backend, tau_x, precision, output_precision):
+    """Statement 25: one iPC step = x - (gamma / tau_x) dF/dx and theta - alpha dF/dtheta from the same state
+    (pc_oracle), also at tau_x != 1 and precisions != 1."""
+    net = mlp((5, 6, 6, 4), lr=0.07, tau_x=tau_x, precision=precision, output_precision=output_precision)
     X, Y = data(n=5)
     sim = ns.Simulator(net, backend=backend, seed=0, probes=[ns.Probe(h, "x") for h in ("h1", "h2")])
     W0 = sim.weights

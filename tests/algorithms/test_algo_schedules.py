@@ -73,7 +73,7 @@ def test_numba_kernels_equal_reference(circuit, algo):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bp_single_layer_equals_pc(backend):
     """A network without hidden layers gets identical updates under every schedule (all are the delta rule)."""
-    net = ns.hierarchy([5, 3], lr=0.1, bias=True)
+    net = ns.hierarchy([5, 3], lr=0.1, optimizer=ns.SGD(), bias=True)
     X, Y = data(n=9, n_in=5, n_out=3)
     ref = ns.Simulator(net, backend=backend, seed=0)
     ref.train(X, Y, epochs=2, batch_size=3, algorithm="bp", progress=False)

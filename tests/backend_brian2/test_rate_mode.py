@@ -121,7 +121,7 @@ def test_probes_and_training_history_match_numba():
         np.testing.assert_array_equal(sim.data.steps(p), ref.data.steps(p))
     for key in ("loss", "energy", "epoch_loss"):
         assert_close(ha[key], hb[key], TOL, key)
-    st, sr = sim.state(), ref.state()
+    st, sr = sim.state, ref.state
     for name in sr:
         for var in ("x", "eps", "mu"):
             assert_close(st[name][var], sr[name][var], TOL, f"state {name}.{var}")
@@ -159,7 +159,7 @@ def test_declared_limitations():
 
 def test_cpp_standalone_builds_once_and_reruns_with_new_inputs(tmp_path):
     """cpp_standalone: one build, then new inputs, weights and learning through run_args (no recompile)."""
-    net = ns.hierarchy([2, 3, 2], phi="tanh", bias=False, lr=0.1)
+    net = ns.hierarchy([2, 3, 2], phi="tanh", bias=False, lr=0.1, optimizer=ns.SGD())
     sim = ns.Simulator(net, backend="brian2", seed=7, dt=0.1,
                        backend_options={"target": "cpp_standalone", "directory": str(tmp_path / "b2")})
     ref = ns.Simulator(net, backend="numba", seed=7, dt=0.1)

@@ -26,7 +26,7 @@ from neurosim.backends.brian2 import HardwareConfig, SpikingConfig, suggest_conf
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*")   # pyparsing names used by brian2 2.9
 
-LIN = ns.hierarchy([3, 4, 2], phi="linear", bias=False, lr=0.05)
+LIN = ns.hierarchy([3, 4, 2], phi="linear", bias=False, lr=0.05, optimizer=ns.SGD())
 
 
 def lin_data(B=4, seed=0):
@@ -189,7 +189,7 @@ def test_event_driven_plasticity_follows_rate_hebbian_update():
 
 def test_quantised_weights_stay_on_grid_and_learn_in_expectation():
     """weight_bits: the device holds weights on its grid; stochastic rounding keeps the update direction."""
-    net = ns.hierarchy([3, 4, 2], phi="linear", bias=False, lr=0.5)
+    net = ns.hierarchy([3, 4, 2], phi="linear", bias=False, lr=0.5, optimizer=ns.SGD())
     X, Y = lin_data(B=2, seed=5)
     hw = HardwareConfig(weight_bits=12)
     sim = spiking(net, hardware=hw, w_max=4.0)
@@ -210,7 +210,8 @@ def test_quantised_weights_stay_on_grid_and_learn_in_expectation():
 def test_bear_example_pc_interferes_less_than_bp_in_spiking_mode():
     """1-1-2 linear net, all weights 1, s = 1, t = (0, 1): after one update the correct output drops much
     less under (spiking) PC than under BP, and PC strengthens hidden -> correct output."""
-    bear = ns.hierarchy([1, 1, 2], phi="linear", bias=False, lr=0.2, init=ns.Init("constant", value=1.0))
+    bear = ns.hierarchy([1, 1, 2], phi="linear", bias=False, lr=0.2, optimizer=ns.SGD(),
+                        init=ns.Init("constant", value=1.0))
     X, Y = np.ones((1, 1)), np.array([[0.0, 1.0]])
     bp = ns.Simulator(bear, backend="numba", seed=0)
     bp.train(X, Y, epochs=1, batch_size=1, algorithm="bp", progress=False)

@@ -55,7 +55,7 @@ def test_bear_target_alignment_fractions():
 def test_single_weight_layer_has_target_alignment_one_under_both_rules(backend, bias):
     """One weight layer: Delta y = lr (||s||^2 + [bias]) (t - y) for PC and BP alike, so TA = 1 (one sample)
     and the two rules take identical steps (also on a mini-batch)."""
-    net = ns.hierarchy([5, 3], bias=bias, lr=0.05, init=ns.Init("normal", std=0.5))
+    net = ns.hierarchy([5, 3], bias=bias, lr=0.05, optimizer=ns.SGD(), init=ns.Init("normal", std=0.5))
     rng = np.random.default_rng(3)
     X, Y = rng.normal(size=(4, 5)), rng.normal(size=(4, 3))
     relax = Relax(steps=20, dt=0.1, dt_decay=0.5)
@@ -93,7 +93,7 @@ def test_prospective_index_of_a_linear_two_layer_net_by_hand():
     One Hebbian step: W1' = W1 + lr eps_h s^T = (0.9, 1.9)^T, so x-' - x- = (-0.1, -0.1) || x+ - x- and the
     hidden PI is 1; W2' = W2 + lr eps_out x+^T = (1, 0.9), y' = 0.9*1 + ... = 0.9 + 1.71 = 2.61.
     """
-    net = ns.hierarchy([1, 2, 1], phi="linear", bias=False, lr=0.1, init=ns.Init("zeros"))
+    net = ns.hierarchy([1, 2, 1], phi="linear", bias=False, lr=0.1, optimizer=ns.SGD(), init=ns.Init("zeros"))
     sim = ns.Simulator(net, dt=0.1, backend="reference", seed=0)
     sim.set_weights("W1", W=[[1.0], [2.0]])
     sim.set_weights("W2", W=[[1.0, 1.0]])

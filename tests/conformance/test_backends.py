@@ -72,7 +72,7 @@ def random_hierarchy(seed, phi="tanh", tau_eps=0.0, **kw):
     n = int(rng.integers(3, 7))
     defaults = dict(bias=True, multipliers=list(rng.uniform(0.5, 1.5, size=3)), skips=[False, True, False],
                     precision=float(rng.uniform(0.5, 1.5)), output_precision=float(rng.uniform(0.5, 1.5)),
-                    tau_eps=tau_eps, lr=0.05)
+                    tau_eps=tau_eps, lr=0.05, optimizer=ns.SGD())
     defaults.update(kw)
     return ns.hierarchy([int(rng.integers(2, 6)), n, n, int(rng.integers(2, 5))], phi=phi, **defaults)
 
@@ -296,7 +296,7 @@ def test_state_roundtrip_and_previous(backend):
         s.backend.set_state(x0, e0)
     assert_results_equal(sim.run(X, Y, steps=25, mode="free", init="previous"),
                          ref.run(X, Y, steps=25, mode="free", init="previous"))
-    st, sr = sim.state(), ref.state()
+    st, sr = sim.state, ref.state
     for name in st:
         for var in ("x", "eps", "mu"):
             assert_close(st[name][var], sr[name][var], TOL, f"state {name}.{var}")

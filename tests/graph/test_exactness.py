@@ -30,12 +30,28 @@ def _cnn():
     return Graph(V, "output", name="cnn_test", plasticity=SGD)
 
 
+TAU, PREC, OUT_PREC = 2.0, 0.5, 1.3   # settings users change: the exact Z-IL/FPA step is then TAU / PREC
+
+
+def _tau_prec():
+    """Non-square image and layers, every vertex with tau_x = 2, hidden precision 0.5, output precision 1.3:
+    conv -> max pool -> dense (tanh on the edge) -> dense output."""
+    kw = dict(tau_x=TAU, precision=PREC)
+    V = [Input("img", (2, 5, 4)),
+         Conv2d("c1", "img", 3, kernel=3, stride=1, padding=1, **kw),
+         Pool("p1", "c1", size=2, stride=1, kind="max", **kw),
+         Dense("h", "p1", 7, phi="tanh", **kw),
+         Dense("output", "h", 3, phi="tanh", tau_x=TAU, precision=OUT_PREC)]
+    return Graph(V, "output", name="tau_prec", plasticity=SGD)
+
+
 GRAPHS = {
     "mlp": lambda: ng.mlp([6, 8, 8, 4], phi="tanh", plasticity=SGD),
     "cnn": _cnn,
     "rnn": lambda: ng.rnn(3, 5, 2, steps=5, plasticity=SGD),
     "lstm": lambda: ng.lstm(3, 4, 2, steps=3, plasticity=SGD),
     "residual": lambda: ng.residual(4, 5, 3, blocks=2, plasticity=SGD),
+    "tau_prec": _tau_prec,
 }
 
 
@@ -62,7 +78,26 @@ def test_zil_updates_equal_backprop(sims, name, backend):
     X, Y = _data(sim.graph)
     bp = sim.directions(X, Y, "bp")
     assert all(np.linalg.norm(v) > 0 for v in bp.values())
-    assert ng.rel_diff(sim.directions(X, Y, "zil"), bp) < 1e-10
+    assert ng.rel_diff(sim.directions(X, Y, "zil", _rate(name, "gamma")), bp) < 1e-10
+
+
+def _rate(name, key):
+    """The exact inference rate: 1, or tau_x / precision of the hidden vertices (the step moves an error by
+    rate * precision / tau_x of its drive)."""
+    return {key: TAU / PREC} if name == "tau_prec" else {}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exact_rate_is_tau_over_precision(sims, backend):
+    """With tau_x != 1 and precision != 1 only the rate tau_x / precision is exact; a rate that ignores
+    either factor is not (a dropped 1/tau_x or precision in a kernel fails here or in the exactness tests)."""
+    sim = sims["tau_prec", backend]
+    X, Y = _data(sim.graph)
+    bp = sim.directions(X, Y, "bp")
+    n = sim.graph.depth
+    for wrong in (1.0, TAU, 1.0 / PREC):
+        assert ng.rel_diff(sim.directions(X, Y, "zil", {"gamma": wrong}), bp) > 1e-2, wrong
+        assert ng.rel_diff(sim.directions(X, Y, "fpa", {"eta": wrong, "n": n}), bp) > 1e-2, wrong
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -72,8 +107,9 @@ def test_fpa_eta1_exact_after_depth_steps_and_not_before(sims, name, backend):
     g = sim.graph
     X, Y = _data(g)
     bp = sim.directions(X, Y, "bp")
-    assert ng.rel_diff(sim.directions(X, Y, "fpa", {"eta": 1.0, "n": g.depth}), bp) < 1e-10
-    early, res = sim.directions(X, Y, "fpa", {"eta": 1.0, "n": g.depth - 1}, result=True)
+    eta = _rate(name, "eta").get("eta", 1.0)
+    assert ng.rel_diff(sim.directions(X, Y, "fpa", {"eta": eta, "n": g.depth}), bp) < 1e-10
+    early, res = sim.directions(X, Y, "fpa", {"eta": eta, "n": g.depth - 1}, result=True)
     assert ng.rel_diff(early, bp) > 1e-3
     # the error has not yet reached the vertices whose every path to the output has `depth` edges: their
     # (unshared) parameter terms are still exactly 0
@@ -86,7 +122,7 @@ def test_fpa_eta1_exact_after_depth_steps_and_not_before(sims, name, backend):
     checked = [w for w, uses in g.param_uses.items() if all(u.vertex in deepest for u in uses)]
     for w in checked:
         assert np.all(early[w] == 0.0), w
-    if name in ("mlp", "cnn"):
+    if name in ("mlp", "cnn", "tau_prec"):
         assert checked
 
 
@@ -172,7 +208,8 @@ def test_fpa_with_eta_below_one_converges_only_asymptotically(sims, backend):
 def test_numba_equals_reference_for_every_schedule(sims, name):
     X, Y = _data(sims[name, "reference"].graph)
     runs = [("bp", None), ("zil", None), ("fpa", None), ("pc", None), ("fpa", {"eta": 0.5, "n": 7}),
-            ("zil", {"levelling": "off"}), ("zil", {"gamma": 0.7})]
+            ("zil", {"levelling": "off"}), ("zil", {"gamma": 0.7}), ("fpa", {"eta": 1.3, "n": 3}),
+            ("zil", {"gamma": 1.5})]
     for algo, opts in runs:
         dr, rr = sims[name, "reference"].directions(X, Y, algo, opts, result=True)
         dn, rn = sims[name, "numba"].directions(X, Y, algo, opts, result=True)
@@ -181,13 +218,24 @@ def test_numba_equals_reference_for_every_schedule(sims, name):
         assert np.allclose(rn.x, rr.x, rtol=1e-10, atol=1e-12), (algo, opts)
 
 
-def test_graph_mlp_equals_layered_network():
-    """The graph MLP is the layered ns.hierarchy network: same backprop gradients, same PC relaxation."""
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("tau_x,precision,output_precision", [(1.0, 1.0, 1.0), (TAU, PREC, OUT_PREC)])
+def test_graph_mlp_equals_layered_network(backend, tau_x, precision, output_precision):
+    """The graph MLP is the layered ns.hierarchy network: same backprop gradients, same PC relaxation (also
+    at tau_x != 1 and precisions != 1, on both graph backends; the layered reference is the oracle)."""
     from neurosim.algorithms.backprop import gradients
-    g = ng.mlp([5, 7, 6, 3], phi="tanh")
-    net = ns.hierarchy([5, 7, 6, 3], phi="tanh")
+    sizes, phis = [5, 7, 6, 3], ["linear", "tanh", "tanh"]
+    if (tau_x, precision, output_precision) == (1.0, 1.0, 1.0):
+        g = ng.mlp(sizes, phi="tanh")
+    else:   # ng.mlp's layers with other settings
+        V = [Input("input", 5)] + [
+            Dense(n, p, sizes[k + 1], weights=f"W{k + 1}", bias=f"b{k + 1}", phi=phis[k], tau_x=tau_x,
+                  precision=output_precision if n == "output" else precision)
+            for k, (n, p) in enumerate(zip(["h1", "h2", "output"], ["input", "h1", "h2"]))]
+        g = Graph(V, "output", name="mlp")
+    net = ns.hierarchy(sizes, phi="tanh", tau_x=tau_x, precision=precision, output_precision=output_precision)
     lay = ns.Simulator(net, backend="reference", seed=0, dt=0.1)
-    gs = ng.GraphSimulator(g, backend="reference", seed=0, dt=0.1)
+    gs = ng.GraphSimulator(g, backend=backend, seed=0, dt=0.1)
     for k in (1, 2, 3):
         gs.set_weights(f"W{k}", lay.weights[f"W{k}"])
         gs.set_weights(f"b{k}", lay.weights[f"W{k}.b"])

@@ -92,7 +92,7 @@ def test_reset_and_close():
     X, Y = _data(3, 2)
     sim.train(X, Y, epochs=1, batch_size=4, algorithm="bp", progress=False)
     assert not np.allclose(sim.weights["W1"], w0["W1"]) and len(sim.history["loss"]) == 2
-    sim.reset()
+    sim.reinitialize()
     assert all(np.array_equal(sim.weights[k], w0[k]) for k in w0) and len(sim.history["loss"]) == 0
     assert np.all(sim.state.opt_t == 0)
     sim.close()
@@ -102,6 +102,45 @@ def test_reset_and_close():
         s2.predict(X)
     with pytest.raises(RuntimeError, match="closed"):
         s2.run(X, Y)
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_bad_input_is_refused_clearly(backend):
+    """Complex, empty, NaN/inf and non-numeric inputs are refused with the argument and the fix named, before
+    anything runs (no ComplexWarning cast, no misleading divergence error, no ZeroDivisionError)."""
+    import warnings
+    g = ng.mlp([3, 4, 2], name="small")
+    sim = ng.GraphSimulator(g, backend=backend, seed=0)
+    X, Y = _data(3, 2, B=5)
+    w0 = sim.weights
+    bad = [((X + 0j, Y), r"graph 'small': X holds complex numbers .*np\.real\(X"),
+           ((X, Y.astype(complex)), r"graph 'small': Y holds complex numbers"),
+           ((X[:0], Y[:0]), r"graph 'small': X has no samples \(shape \(0, 3\)\); pass at least one row"),
+           ((np.where(X > 1.0, np.inf, X), Y), r"graph 'small': X contains NaN or inf .*remove or impute"),
+           ((np.full(X.shape, "x"), Y), r"graph 'small': X must hold real numbers")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for (Xb, Yb), match in bad:
+            for call in (lambda: sim.run(Xb, Yb, steps=2), lambda: sim.step(Xb, Yb, "bp"),
+                         lambda: sim.train(Xb, Yb, epochs=1, progress=False), lambda: sim.evaluate(Xb, Yb),
+                         lambda: sim.train(X, Y, epochs=1, X_test=Xb, Y_test=Yb, progress=False)):
+                with pytest.raises(ValueError, match=match.replace("X ", "X(_test)? ").replace("Y ", "Y(_test)? ")):
+                    call()
+    assert sim.history["loss"] == [] and all(np.array_equal(sim.weights[k], w0[k]) for k in w0)
+    assert sim.predict(X[:0]).shape == (0, 2)
+
+
+def test_run_mode_follows_the_target_and_reset_keeps_the_parameters():
+    g = ng.mlp([3, 4, 2], plasticity=ns.Hebbian(lr=0.5))
+    sim = ng.GraphSimulator(g, backend="reference", seed=0)
+    X, Y = _data(3, 2, B=4)
+    np.testing.assert_array_equal(sim.run(X, Y, steps=3).x["output"], Y)           # Y given: clamped
+    free = sim.run(X, steps=3)                                                       # no Y: free
+    np.testing.assert_allclose(free.x["output"], sim.predict(X), rtol=1e-12, atol=1e-14)
+    sim.train(X, Y, epochs=1, batch_size=4, algorithm="bp", progress=False)
+    w = sim.weights
+    sim.reset()                         # no state to clear: what was learned stays
+    assert all(np.array_equal(sim.weights[k], w[k]) for k in w) and len(sim.history["loss"]) == 1
 
 
 def test_clear_errors():

@@ -55,7 +55,7 @@ def test_pc_bp_mac_ratio_closed_form_and_growth(T):
 def test_measured_counts_equal_the_formulas_during_training():
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(20, 5)), np.eye(3)[rng.integers(0, 3, 20)]
-    net = ns.hierarchy([5, 4, 3], lr=0.05)
+    net = ns.hierarchy([5, 4, 3], lr=0.05, optimizer=ns.SGD())
     for alg, fn in (("pc", lambda B: hw.count_pc(net, 7, B)), ("bp", lambda B: hw.count_bp(net, B))):
         for model in (hw.HardwareModel(), hw.HardwareModel(values=[hw.Quantize(8, bound=2.0)])):
             chip = hw.HardwareSimulator(ns.Simulator(net, backend="numba", seed=0), model)
@@ -77,6 +77,31 @@ def test_event_counts_measured_on_the_hand_checked_circuit():
     assert (c.events, c.synaptic_ops, c.weight_reads, c.act_reads) == (5, 5, 5, 0)
     assert c.conversions == 5 + 23
     assert c.neuron_updates == 2 + 7 * 2 + 6 * 1 and c.serial_steps == 2 + 6
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_event_counts_and_conversions_on_non_square_layers(backend):
+    """5-3-4-2 network (no weight matrix square), event coding: a value event of a unit of pre_k drives the
+    n_post_k synapses of projection k, an error event of post_k its n_pre_k feedback synapses (none into the
+    clamped input); each event into a projection is one DAC conversion, and every receiver converts once per
+    evaluation (ADC: mu receivers 3 + 4 + 2, feedback receivers 3 + 4), plus once in the sweep."""
+    sizes = [5, 3, 4, 2]
+    sim = ns.Simulator(ns.hierarchy(sizes, phi="tanh"), backend=backend, seed=0, dt=0.2)
+    chip = hw.HardwareSimulator(sim, hw.HardwareModel(coding="event", threshold=0.02))
+    rng = np.random.default_rng(1)
+    B, T = 3, 12
+    r = chip.run(rng.normal(size=(B, 5)), rng.normal(size=(B, 2)), steps=T, mode="clamp")
+    assert r.steps == T
+    ev = r.events.sum(axis=0) + r.events_init        # (n_pops, 2): value and error events per population
+    value_in = [int(ev[k, 0]) for k in range(3)]     # projection W(k+1): pre = population k, post = k + 1
+    err_back = [0, int(ev[2, 1]), int(ev[3, 1])]
+    assert min(value_in) > 0 and min(err_back[1:]) > 0
+    np.testing.assert_array_equal(r.sops, [[value_in[k] * sizes[k + 1], err_back[k] * sizes[k]] for k in range(3)])
+    c = r.counts
+    adc = B * ((T + 1) * ((3 + 4 + 2) + (3 + 4)) + (3 + 4 + 2))
+    assert c.conversions == sum(value_in) + sum(err_back) + adc
+    assert c.synaptic_ops == c.weight_reads == r.sops.sum() and c.act_reads == 0
+    assert c.events == ev.sum()
 
 
 def _write_target(path, energies, latencies, exponents=None, name="mychip"):

@@ -37,11 +37,11 @@ def graph_circuit(tau_eps=0.0):
 CASES = {
     "chain-tanh-clamp": (lambda: ns.hierarchy([5, 4, 3, 2], phi="tanh", lr=0.1, optimizer=ns.SGD(momentum=0.9),
                                               precision=1.5), dict(mode="clamp", steps=25)),
-    "chain-sigmoid-nudge": (lambda: ns.hierarchy([5, 4, 2], phi="sigmoid", lr=0.1), dict(mode="nudge", beta=0.5,
+    "chain-sigmoid-nudge": (lambda: ns.hierarchy([5, 4, 2], phi="sigmoid", lr=0.1, optimizer=ns.SGD()), dict(mode="nudge", beta=0.5,
                                                                                            steps=25)),
-    "chain-relu-tau_eps-tol": (lambda: ns.hierarchy([5, 6, 2], phi="relu", tau_eps=0.5, lr=0.1),
+    "chain-relu-tau_eps-tol": (lambda: ns.hierarchy([5, 6, 2], phi="relu", tau_eps=0.5, lr=0.1, optimizer=ns.SGD()),
                                dict(mode="clamp", steps=60, tol=1e-3)),
-    "chain-dt_decay-zeros": (lambda: ns.hierarchy([5, 4, 2], phi="tanh", lr=0.1),
+    "chain-dt_decay-zeros": (lambda: ns.hierarchy([5, 4, 2], phi="tanh", lr=0.1, optimizer=ns.SGD()),
                              dict(mode="clamp", steps=25, dt_decay=0.5, init="zeros")),
     "graph-clamp": (graph_circuit, dict(mode="clamp", steps=25)),
     "graph-tau_eps-free": (lambda: graph_circuit(0.5), dict(mode="free", steps=25)),
@@ -150,7 +150,7 @@ def test_synaptic_ops_are_events_times_fan_out_and_twins_agree():
                              threshold=0.02, error_threshold=0.01, seconds_per_batch=10.0)
     out = {}
     for backend in BACKENDS:
-        chip = hw.HardwareSimulator(ns.Simulator(ns.hierarchy([6, 8, 3], phi="tanh", lr=0.1), backend=backend,
+        chip = hw.HardwareSimulator(ns.Simulator(ns.hierarchy([6, 8, 3], phi="tanh", lr=0.1, optimizer=ns.SGD()), backend=backend,
                                                  seed=2), model)
         runs = [chip.run(X, Y, steps=12, mode="clamp", learn=True) for _ in range(3)]
         r = runs[-1]
@@ -195,7 +195,7 @@ def test_traffic_falls_and_error_grows_with_threshold(backend):
 
 def test_unsupported_features_are_refused_at_build_time():
     event = hw.HardwareModel(coding="event")
-    skip = ns.hierarchy([4, 4, 4], skips=[False, True])
+    skip = ns.hierarchy([4, 4, 4], skips=[False, True], lr=0.01, optimizer=ns.SGD())
     with pytest.raises(UnsupportedError, match="skip"):
         hw.HardwareSimulator(ns.Simulator(skip, backend="reference"), event)
     net = ns.hierarchy([4, 3, 2])
@@ -216,3 +216,52 @@ def test_unsupported_features_are_refused_at_build_time():
                                  hw.HardwareModel(weights=[hw.Quantize(8, bound=2.0)]))
     assert plain.engine is None
     plain.run(np.ones((2, 4)), np.ones((2, 4)), steps=3, mode="clamp", learn=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_input_is_refused_clearly_on_the_event_engine(backend):
+    """The wrapper's own input paths (run, train, evaluate on the event engine) refuse complex, empty and
+    NaN/inf data with the argument and the fix named, before anything runs."""
+    import warnings
+    net = ns.hierarchy([4, 3, 2], lr=0.01, optimizer=ns.SGD())
+    chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=0), hw.HardwareModel(coding="event"))
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(5, 4)), rng.normal(size=(5, 2))
+    w0 = chip.weights
+    bad = [((X + 0j, Y), r"X(_test)? holds complex numbers .*np\.real"),
+           ((X[:0], Y[:0]), r"X(_test)? has no samples \(shape \(0, 4\)\); pass at least one row"),
+           ((X, np.where(Y > 0, np.nan, Y)), r"Y(_test)? contains NaN or inf .*remove or impute")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for (Xb, Yb), match in bad:
+            for call in (lambda: chip.run(Xb, Yb, steps=3), lambda: chip.evaluate(Xb, Yb),
+                         lambda: chip.train(Xb, Yb, epochs=1, progress=False),
+                         lambda: chip.train(X, Y, epochs=1, X_test=Xb, Y_test=Yb, progress=False)):
+                with pytest.raises(ValueError, match=match):
+                    call()
+    assert chip.history["loss"] == [] and chip.counts.samples == 0
+    for k, W in w0.items():
+        np.testing.assert_array_equal(chip.weights[k], W)
+    assert chip.predict(X[:0]).shape == (0, 2)
+
+
+def test_reset_keeps_the_chip_reinitialize_starts_over():
+    """reset() clears the network state (also the event engine's) and keeps the stored weights, device clock,
+    counts and history; reinitialize() programs the initial weights again and clears everything else."""
+    net = ns.hierarchy([4, 3, 2], lr=0.05, optimizer=ns.SGD())
+    chip = hw.HardwareSimulator(ns.Simulator(net, backend="reference", seed=0), hw.HardwareModel(coding="event"))
+    w0 = chip.weights
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
+    chip.train(X, Y, epochs=2, batch_size=4, steps=5, progress=False)
+    w, counts, n = chip.weights, chip.counts, len(chip.history["loss"])
+    assert chip.engine.state is not None and not np.allclose(w["W1"], w0["W1"])
+    chip.reset()
+    assert chip.engine.state is None and chip.sim.state == {}
+    assert chip.counts == counts and len(chip.history["loss"]) == n
+    for k in w:
+        np.testing.assert_array_equal(chip.weights[k], w[k])
+    chip.reinitialize()
+    assert chip.counts == hw.OpCounts() and chip.history["loss"] == [] and chip.time == 0.0
+    for k in w0:
+        np.testing.assert_array_equal(chip.weights[k], w0[k])

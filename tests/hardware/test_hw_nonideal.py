@@ -309,7 +309,7 @@ def test_hardware_bp_and_pc_degrade_with_noise():
     for alg in ("pc", "bp"):
         for s in (0.0, 1.0):
             model = hw.HardwareModel(reads=[hw.MultiplicativeNoise(s)], values=[hw.AdditiveNoise(s)])
-            chip = hw.HardwareSimulator(ns.Simulator(ns.hierarchy([10, 8, 3], lr=0.05), backend="numba", seed=0),
+            chip = hw.HardwareSimulator(ns.Simulator(ns.hierarchy([10, 8, 3], lr=0.05, optimizer=ns.SGD()), backend="numba", seed=0),
                                         model)
             chip.train(X[:160], Y[:160], epochs=4, batch_size=16, steps=10, algorithm=alg, progress=False)
             acc[alg, s] = chip.evaluate(X[160:], Y[160:])["accuracy"]

@@ -77,7 +77,8 @@ def test_piecewise_activations_exact(code, name):
 
 # ----------------------------------------------------------------------------- whole relaxations on every path
 def layered(phi="tanh", **kw):
-    defaults = dict(bias=True, multipliers=[1.3, 0.7, 1.1], precision=0.8, output_precision=1.7, lr=0.05)
+    defaults = dict(bias=True, multipliers=[1.3, 0.7, 1.1], precision=0.8, output_precision=1.7, lr=0.05,
+                    optimizer=ns.SGD())
     defaults.update(kw)
     return ns.hierarchy([5, 9, 7, 3], phi=phi, **defaults)
 
