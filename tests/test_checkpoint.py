@@ -191,10 +191,12 @@ def test_a_bad_checkpoint_is_refused_and_changes_nothing(tmp_path, damage):
 
 @pytest.mark.parametrize("content", ["truncated", "garbage"])
 def test_a_corrupt_checkpoint_given_to_train_names_the_file_and_the_way_out(tmp_path, content):
-    ck, sim = _two_simulators(tmp_path)
+    ck, trained = _two_simulators(tmp_path)
     data = ck.read_bytes()
     ck.write_bytes(data[:len(data) // 2] if content == "truncated" else b"not a checkpoint\n" * 40)
     X, Y = _data()
+    # a simulator that has not trained yet reads the file (resumes); one that has trained overwrites it
+    sim = ns.Simulator(trained.circuit, backend="reference", seed=2)
     snap = _snapshot(sim)
     with pytest.raises(ns.CheckpointError) as err:
         sim.train(X, Y, epochs=3, progress=False, checkpoint=ck)
