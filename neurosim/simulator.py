@@ -1018,6 +1018,10 @@ class Simulator:
         Other schedules (``neurosim.algorithms.names()``, e.g. ``"bp"``) are chosen with ``algorithm``;
         ``options`` passes their settings.  ``callback(sim, epoch)`` is called after each epoch; returning
         True stops training.
+
+        With ``hardware`` every batch runs on the substrate (``algorithm`` ``"pc"`` or ``"bp"``; others
+        raise :class:`~neurosim.UnsupportedError` here), operation counts accumulate in
+        ``sim.hardware.counts``, and a checkpoint also keeps the substrate's state.
         """
         self._check_open()
         from . import algorithms
