@@ -197,3 +197,23 @@ def test_divergence_on_the_substrate_names_the_batch_and_keeps_the_history():
         sim.train(X * 100, Y, epochs=5, batch_size=8, steps=5, progress=False)
     assert e.value.batch is not None and len(sim.history["loss"]) == e.value.batch
     assert sim.hardware.batches == e.value.batch + 1
+
+
+def test_write_effects_run_on_any_backend_here_brian2():
+    """Without relaxation effects the backend's own kernel relaxes (here brian2's rate mode) and the device
+    writes the update: the stored weights stay on the quantiser's grid."""
+    pytest.importorskip("brian2")
+    X, Y = _data(4, 4, 2)
+    Y = 3 * Y - 1
+    model = hw.HardwareModel(weights=[hw.Quantize(6, bound=1.0, rounding="nearest")])
+    sim = ns.Simulator(ns.hierarchy([4, 3, 2], lr=1.0, optimizer=ns.SGD()), backend="brian2", seed=0,
+                       hardware=model)
+    step = model.weights[0].grid()[0]
+    w0 = sim.weights["W1"]
+    np.testing.assert_allclose(w0 / step, np.round(w0 / step), atol=1e-9)
+    r = sim.learn(X, Y, steps=5)
+    assert isinstance(r, hw.HardwareRelaxResult) and r.events is None
+    assert sim.hardware.counts == hw.count_pc(sim.plan, 5, 4) and sim.hardware.engine is None
+    w1 = sim.weights["W1"]
+    assert not np.array_equal(w1, w0)
+    np.testing.assert_allclose(w1 / step, np.round(w1 / step), atol=1e-9)
