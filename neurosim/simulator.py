@@ -1152,6 +1152,6 @@ class Simulator:
         return False
 
     def __repr__(self):
-        hw = "" if self.hardware is None else f", hardware={self.hardware.model.name!r}"
+        hw = "" if self.hardware is None else f", hardware={self.hardware!r}"
         return (f"Simulator(circuit={self.circuit.name!r}, backend={self.backend_name!r}, dt={self.dt}, "
                 f"dtype={self.dtype.name}, integrator={self.integrator!r}{hw})")
