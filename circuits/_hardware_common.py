@@ -1,5 +1,5 @@
 """Shared pieces of the hardware experiments (``circuits/hardware.py``): data, network, substrate models,
-training on a :class:`neurosim.hardware.HardwareSimulator`, and small figure helpers."""
+training on a :class:`neurosim.Simulator` built with ``hardware=``, and small figure helpers."""
 from __future__ import annotations
 
 import neurosim as ns
@@ -71,9 +71,9 @@ def build(cfg) -> ns.Circuit:
                         optimizer=ns.SGD(momentum=cfg["momentum"]), name="digits-pcn")
 
 
-def chip(cfg, model: hw.HardwareModel) -> hw.HardwareSimulator:
-    sim = ns.Simulator(build(cfg), dt=cfg["dt"], backend=cfg["backend"], seed=cfg["seed"])
-    return hw.HardwareSimulator(sim, model)
+def chip(cfg, model: hw.HardwareModel) -> ns.Simulator:
+    """The network on the substrate ``model`` (``sim.hardware`` holds counts, device time, ``advance``)."""
+    return ns.Simulator(build(cfg), dt=cfg["dt"], backend=cfg["backend"], seed=cfg["seed"], hardware=model)
 
 
 def train_eval(cfg, model, algorithm, data, *, steps=None, progress=False, drift_time=0.0) -> dict:
@@ -83,9 +83,9 @@ def train_eval(cfg, model, algorithm, data, *, steps=None, progress=False, drift
     c.train(Xtr, Ytr, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
             steps=cfg["steps"] if steps is None else steps, algorithm=algorithm, progress=progress)
     if drift_time > 0:
-        c.advance(drift_time)
+        c.hardware.advance(drift_time)
     ev = c.evaluate(Xte, Yte)
-    return {"test_accuracy": ev["accuracy"], "test_loss": ev["loss"], "counts": c.counts, "chip": c,
+    return {"test_accuracy": ev["accuracy"], "test_loss": ev["loss"], "counts": c.hardware.counts, "chip": c,
             "train_loss": c.history["epoch_loss"][-1] if c.history["epoch_loss"] else float("nan")}
 
 

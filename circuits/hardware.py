@@ -1,7 +1,7 @@
 """Hardware co-design experiments: precision and noise, event-driven traffic, energy per training sample.
 
 Three experiments on the 64-H-10 tanh predictive-coding network and the bundled 8x8 digits, each run on a
-modelled substrate with :class:`neurosim.hardware.HardwareSimulator`:
+modelled substrate (``neurosim.Simulator(..., hardware=HardwareModel(...))``):
 
 * ``hw-precision`` -- test accuracy of PC and of BP on the same network vs weight bits, activity bits and
   noise; scalar knobs describe one design point (quantisation, noise, mismatch, faults, drift, converters)
@@ -259,7 +259,7 @@ def _fidelity(cfg, data, weights, thetas):
     res = {}
     for th in sorted(set([0.0, *thetas])):
         c = C.chip(cfg, _event_model(cfg, th))
-        c.sim.load_weights(weights)
+        c.load_weights(weights)
         r = c.run(xb, yb, steps=cfg["fidelity_steps"], mode="clamp")
         res[th] = r
     ref = res[0.0]

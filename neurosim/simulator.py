@@ -358,10 +358,19 @@ class Simulator:
     backend_options : dict, optional
         Backend-specific settings passed to the backend's constructor (e.g. brian2's ``mode``); a
         backend that does not know an option raises a ValueError naming it.
+    hardware : neurosim.hardware.HardwareModel, optional
+        Run on a modelled substrate: the backend holds the stored (device) weights, writes pass through
+        the device, and a model that changes the relaxation (signal sites, reads, event coding) relaxes in
+        the event-driven engine of the backend (``numba`` or ``reference``).  ``sim.hardware`` (a
+        :class:`~neurosim.hardware.substrate.Substrate`) holds the device: operation ``counts``, device
+        ``time``, :meth:`~neurosim.hardware.substrate.Substrate.advance`, the engine; ``run`` returns a
+        :class:`~neurosim.hardware.HardwareRelaxResult` with the events sent.  What the engine cannot run
+        raises :class:`~neurosim.UnsupportedError` here; see :mod:`neurosim.hardware.substrate`.
     """
 
     def __init__(self, circuit: Circuit, dt: float = 0.1, backend: str = "numba", seed: int = 0,
-                 dtype="float64", integrator: str = "euler", probes=(), backend_options: dict | None = None):
+                 dtype="float64", integrator: str = "euler", probes=(), backend_options: dict | None = None,
+                 hardware=None):
         if not isinstance(circuit, Circuit):
             raise TypeError(f"Simulator needs a neurosim Circuit, got {type(circuit).__name__}")
         for pb in probes:
@@ -378,6 +387,9 @@ class Simulator:
         self.backend_name = backend
         self._extra_probes = tuple(probes)
         self.plan: Plan = lower(circuit, seed=self.seed)
+        if hardware is not None:
+            from .hardware.substrate import Substrate
+            Substrate.check_model(hardware, backend)   # before the backend is built
         cls = get_backend_class(backend)
         missing = self._required_features() - set(cls.supports)
         if missing:
@@ -421,6 +433,10 @@ class Simulator:
         self._global_step = 0
         self._n_batches = 0
         self._closed = False
+        self.hardware = None
+        if hardware is not None:
+            from .hardware.substrate import Substrate
+            self.hardware = Substrate(self, hardware)
 
     # ------------------------------------------------------------------ checks
     @staticmethod
@@ -493,8 +509,17 @@ class Simulator:
                 out[name + ".b"] = b.copy()
         return out
 
+    def read_weights(self) -> dict:
+        """The weight matrices a read sees ``{projection: (n_post, n_pre)}``: with ``hardware``, the stored
+        weights with the device's read mismatch and drift at its current time; otherwise the stored weights
+        (as :attr:`weights`, without the biases)."""
+        if self.hardware is not None:
+            return self.hardware.read_weights()
+        return {k: v for k, v in self.weights.items() if not k.endswith(".b")}
+
     def set_weights(self, projection: str, W=None, b=None):
-        """Overwrite a projection's weights and/or bias (shapes must match)."""
+        """Overwrite a projection's weights and/or bias (shapes must match).  With ``hardware`` this sets
+        the stored device values as given (no write non-idealities)."""
         k = self.plan.proj_index(projection)
         if W is not None:
             if self.plan.w_off[k] < 0:
@@ -536,8 +561,10 @@ class Simulator:
         That is: weights and biases; optimiser state (moments and step counts); the network state of the
         last batch (where ``init="previous"`` continues from); the step and batch counters; the backend's own
         state (:meth:`~neurosim.backends.base.Backend.checkpoint_state`, e.g. the run counter that seeds the
-        brian2 backend's random draws); and the history, whose number of epochs seeds the next epoch's
-        shuffling.  The data go to a temporary file beside ``path`` that is renamed over it, so ``path``
+        brian2 backend's random draws); with ``hardware``, the substrate's state (the counters that seed its
+        noise and rounding streams, the device clock and write times, the operation counts, the event
+        engine's state); and the history, whose number of epochs seeds the next epoch's shuffling.  The data
+        go to a temporary file beside ``path`` that is renamed over it, so ``path``
         always holds a complete checkpoint (temporary files of killed writers are removed).  Non-finite
         weights or optimiser state are refused (ValueError) and ``path`` is left as it was.
         """
@@ -560,10 +587,17 @@ class Simulator:
         extra = be.checkpoint_state()
         for k, v in extra.items():
             members["backend_" + k] = np.array(v)
+        info = {"format": self._CKPT_FORMAT, "backend": self.backend_name, "state": st is not None,
+                "backend_state": sorted(extra)}
+        if self.hardware is not None:   # device clock, write times, noise-stream counters, engine state
+            hw_state = self.hardware.checkpoint_state()
+            for k, v in hw_state.items():
+                members["hardware_" + k] = np.array(v)
+            info["hardware"] = sorted(hw_state)
+            info["hardware_model"] = self._hardware_key()
         # 'meta' (which lists what else the file holds) is the archive's first member: a damaged zip directory
         # that hides members hides the last ones, and the loader finds them missing
-        meta = np.array(json.dumps({"format": self._CKPT_FORMAT, "backend": self.backend_name,
-                                    "state": st is not None, "backend_state": sorted(extra)}))
+        meta = np.array(json.dumps(info))
         members = {"meta": meta, **members}
         return write_atomic(path, lambda f: np.savez(f, **members))
 
@@ -588,6 +622,8 @@ class Simulator:
             be.set_state(ck["state_x"], ck["state_eps"])
         if "backend" in ck:
             be.set_checkpoint_state(ck["backend"])
+        if self.hardware is not None:
+            self.hardware.set_checkpoint_state(ck["hardware"])
         self._global_step, self._n_batches = (int(v) for v in ck["counters"])
         self.history = ck["history"]
 
@@ -630,6 +666,10 @@ class Simulator:
         required = ["fingerprint", *self._CKPT_ARRAYS, "opt_t", "counters", "history"]
         required += ["state_x", "state_eps"] if meta.get("state") else []
         required += ["backend_" + k for k in meta["backend_state"]]
+        hw_keys = meta.get("hardware")
+        if hw_keys is not None and not (isinstance(hw_keys, list) and all(isinstance(k, str) for k in hw_keys)):
+            raise refuse("its 'meta' record is damaged")
+        required += ["hardware_" + k for k in hw_keys or []]
         missing = [name for name in required if name not in raw]
         if missing:
             raise refuse(f"it lacks {', '.join(repr(m) for m in missing)} (an incomplete or damaged file)")
@@ -674,6 +714,20 @@ class Simulator:
             ck["state_eps"] = array("state_eps", x.shape, "f")
             if not (np.all(np.isfinite(ck["state_x"])) and np.all(np.isfinite(ck["state_eps"]))):
                 raise refuse("its network state holds NaN or inf")
+        if (hw_keys is None) != (self.hardware is None):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} was written by a simulator " + ("with" if hw_keys is not None else
+                "without") + " hardware, this one runs " + ("without" if self.hardware is None else "with") +
+                " hardware; load it into a Simulator built the same way, or pass another checkpoint path", path)
+        if self.hardware is not None:
+            if meta.get("hardware_model") != self._hardware_key():
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} was written for another hardware model; load it into a Simulator "
+                    "with the same HardwareModel, or pass another checkpoint path", path)
+            ck["hardware"] = {k: raw["hardware_" + k] for k in hw_keys}
+            why = self.hardware.check_checkpoint_state(ck["hardware"])
+            if why:
+                raise refuse(why)
         if meta.get("backend") == self.backend_name:   # the backend's own state means nothing to another one
             want = be.checkpoint_state()
             if sorted(want) != sorted(meta["backend_state"]):
@@ -683,6 +737,16 @@ class Simulator:
                              for k, v in want.items()}
         return ck
 
+    def _hardware_key(self) -> str:
+        import json
+        return json.dumps(self.hardware.model.summary(), sort_keys=True, default=str)
+
+    def _network_state(self):
+        """``{"x", "eps", "mu": (B, n_units)}`` of the last batch (the event engine's when it relaxes), or None."""
+        if self.hardware is not None and self.hardware.engine is not None:
+            return self.hardware.state()
+        return self._backend.state()
+
     @property
     def state(self) -> "NetworkState":
         """Copies of the network state ``{population: {"x", "eps", "mu": (B, n_units)}}`` left by the last
@@ -690,7 +754,7 @@ class Simulator:
 
         A property, like :attr:`weights`; the old call form ``sim.state()`` still works (deprecated).
         """
-        st = self._backend.state()
+        st = self._network_state()
         if st is None:
             return NetworkState()
         return NetworkState({name: {k: st[k][:, self.plan.units(name)] for k in ("x", "eps", "mu")}
@@ -797,7 +861,9 @@ class Simulator:
             src = res.rec_x if p.variable == "x" else res.rec_eps if p.variable == "eps" else res.rec_mu
             self.data.append(p.name, src[::stride, units], base + res.rec_steps[::stride])
 
-    def _run_batch(self, X, Y, spec, batch=None, algo=None, options=None) -> BatchResult:
+    def _compute_batch(self, X, Y, spec, algo=None, options=None):
+        """One batch on the backend (its kernel, or the algorithm's schedule); returns ``(BatchResult,
+        written)``, ``written`` when the kernel wrote the probe records into the shared store itself."""
         written = False
         if algo is None or algo.run_batch is None:
             sh = self._shared_rec
@@ -817,14 +883,23 @@ class Simulator:
                 res = self._backend.run_batch(X, Y, spec)
         else:
             res = algo.run_batch(self, X, Y, spec, options or {})
+        return res, written
+
+    def _run_batch(self, X, Y, spec, batch=None, algo=None, options=None, evaluation=False) -> BatchResult:
+        if self.hardware is not None:
+            res, written = self.hardware.run_batch(X, Y, spec, algo, options, evaluation)
+        else:
+            res, written = self._compute_batch(X, Y, spec, algo, options)
         self._record(res, spec, X.shape[0], written)
         self._global_step += res.steps + 1
         if res.status != 0:
             pop = self.plan.pop_names[res.fail_pop]
             where = f" in training batch {batch}" if batch is not None else ""
+            fix = "dt, the learning rate or the substrate's noise" if self.hardware is not None else \
+                "dt or the learning rate"
             raise DivergenceError(
                 f"the run diverged (NaN/inf) at step {res.fail_step} in population {pop!r}{where}; what was "
-                "recorded up to that step is kept in sim.data and sim.history; reduce dt or the learning rate",
+                f"recorded up to that step is kept in sim.data and sim.history; reduce {fix}",
                 step=res.fail_step, population=pop, batch=batch)
         return res
 
@@ -854,6 +929,10 @@ class Simulator:
             < 1 multiplies dt by this factor whenever a step fails to lower the energy (Song et al.'s recipe).
         learn : bool
             Apply the Hebbian update at the end.
+
+        With ``hardware`` the batch runs on the substrate and returns a
+        :class:`~neurosim.hardware.HardwareRelaxResult` (events, synaptic ops and operation counts of the
+        run); a learning run adds its counts to ``sim.hardware.counts``.
         """
         self._check_open()
         if mode is None:
@@ -861,13 +940,19 @@ class Simulator:
         spec = self._spec(steps, mode, beta, init, tol, dt, dt_decay, integrator, learn, record=True)
         X, Y = self._inputs(X, Y, spec.mode)
         res = self._run_batch(X, Y, spec)
-        st = self._backend.state()
+        st = self._network_state()
         names = self.plan.pop_names
-        return RelaxResult(
+        fields = dict(
             steps=res.steps, energy=res.energy, populations=list(names),
             x={n: st["x"][:, self.plan.units(n)] for n in names},
             eps={n: st["eps"][:, self.plan.units(n)] for n in names},
             mu={n: st["mu"][:, self.plan.units(n)] for n in names}, y0=res.y0, dt=spec.dt)
+        if self.hardware is None:
+            return RelaxResult(**fields)
+        from .hardware.substrate import HardwareRelaxResult
+        return HardwareRelaxResult(**fields, events=getattr(res, "events", None),
+                                   events_init=getattr(res, "events_init", None), sops=getattr(res, "sops", None),
+                                   counts=self.hardware.last_counts)
 
     def learn(self, X, Y, *, steps: int = 50, **kwargs) -> RelaxResult:
         """One step of the standard schedule: relax with the target clamped, then one Hebbian update."""
@@ -890,7 +975,7 @@ class Simulator:
             raise TypeError(f"predict() got unexpected arguments {sorted(kwargs)}")
         outs = []
         for i in range(0, X.shape[0], batch_size):
-            res = self._run_batch(X[i:i + batch_size], None, spec)
+            res = self._run_batch(X[i:i + batch_size], None, spec, evaluation=True)
             outs.append(res.y)
         return np.concatenate(outs, axis=0) if outs else np.zeros((0, self.plan.n_target))
 
@@ -933,6 +1018,10 @@ class Simulator:
         Other schedules (``neurosim.algorithms.names()``, e.g. ``"bp"``) are chosen with ``algorithm``;
         ``options`` passes their settings.  ``callback(sim, epoch)`` is called after each epoch; returning
         True stops training.
+
+        With ``hardware`` every batch runs on the substrate (``algorithm`` ``"pc"`` or ``"bp"``; others
+        raise :class:`~neurosim.UnsupportedError` here), operation counts accumulate in
+        ``sim.hardware.counts``, and a checkpoint also keeps the substrate's state.
         """
         self._check_open()
         from . import algorithms
@@ -942,6 +1031,8 @@ class Simulator:
             raise ValueError(f"algorithm {algorithm!r} has no option(s) {sorted(unknown)}; options: "
                              f"{sorted(algo.options) or 'none'}")
         options = {**algo.options, **(options or {})}
+        if self.hardware is not None:
+            self.hardware.check_algorithm(algorithm, options, algo.options)
         if mode not in ("clamp", "nudge"):
             raise ValueError(f"training needs mode 'clamp' or 'nudge', got {mode!r}")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
@@ -1027,6 +1118,8 @@ class Simulator:
         """
         self._check_open()
         self._backend.clear_state()
+        if self.hardware is not None:
+            self.hardware.reset()
         self.data.clear()
         self._global_step = 0
 
@@ -1039,6 +1132,8 @@ class Simulator:
         """
         self._check_open()
         self._backend.reset()
+        if self.hardware is not None:
+            self.hardware.setup()   # initial weights programmed again; device clock and counts cleared
         self.data.clear()
         self.history = History()
         self._global_step = 0
@@ -1057,5 +1152,6 @@ class Simulator:
         return False
 
     def __repr__(self):
+        hw = "" if self.hardware is None else f", hardware={self.hardware!r}"
         return (f"Simulator(circuit={self.circuit.name!r}, backend={self.backend_name!r}, dt={self.dt}, "
-                f"dtype={self.dtype.name}, integrator={self.integrator!r})")
+                f"dtype={self.dtype.name}, integrator={self.integrator!r}{hw})")

@@ -4,8 +4,10 @@ model.
 * :class:`HardwareModel` -- composable, seeded non-idealities per site (quantisation, noise, mismatch,
   write noise, asymmetric updates, stuck-at faults, drift, ADC/DAC) and the coding scheme
   (``"clock"`` or ``"event"`` with a delta threshold); see :mod:`neurosim.hardware.nonideal`.
-* :class:`HardwareSimulator` -- wraps a :class:`neurosim.Simulator` and trains/relaxes it on the modelled
-  substrate (event engine in numba with a NumPy twin, :mod:`neurosim.hardware.engine`), counting operations.
+* ``ns.Simulator(circuit, ..., hardware=HardwareModel(...))`` trains and relaxes on the modelled substrate
+  (event engine in numba with a NumPy twin, :mod:`neurosim.hardware.engine`), counting operations;
+  ``sim.hardware`` is its :class:`Substrate` (counts, device time, ``advance``, ``read_weights``).
+  :class:`HardwareSimulator`, the wrapper of earlier versions, is deprecated.
 * :mod:`neurosim.hardware.cost` -- operation counts (:func:`count_pc`, :func:`count_bp`), per-target
   energy and latency tables with sources (``targets/*.json``; add your own file), :func:`energy`,
   :func:`latency`; :mod:`neurosim.hardware.report` writes per-run reports.
@@ -19,12 +21,14 @@ from .nonideal import (AIHWKIT_ADC, AIHWKIT_DAC, AdditiveNoise, AsymmetricUpdate
                        HardwareModel, Mismatch, MultiplicativeNoise, Quantize, StuckAt, Transform, WriteNoise,
                        apply_elementwise, read_noise_std)
 from .report import cost_report, write_report
-from .simulator import HardwareRelaxResult, HardwareSimulator
+from .simulator import HardwareSimulator
+from .substrate import HardwareRelaxResult, Substrate
 
 __all__ = [
     "AIHWKIT_ADC", "AIHWKIT_DAC", "AdditiveNoise", "AsymmetricUpdate", "COUNTERS", "Converter", "Device", "Drift",
     "EventResult", "HardwareModel", "HardwareRelaxResult", "HardwareSimulator", "Mismatch", "MultiplicativeNoise",
-    "NetworkShape", "NumbaEngine", "OpCounts", "Quantize", "ReferenceEngine", "StuckAt", "Target", "Transform",
+    "NetworkShape", "NumbaEngine", "OpCounts", "Quantize", "ReferenceEngine", "StuckAt", "Substrate", "Target",
+    "Transform",
     "WriteNoise", "apply_elementwise", "cost_report", "count_bp", "count_events", "count_pc", "energy",
     "get_target", "latency", "load_target", "read_noise_std", "targets", "write_report",
 ]

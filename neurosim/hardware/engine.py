@@ -138,6 +138,17 @@ class EngineBase:
     def reset(self):
         self.state = None
 
+    def get_state(self) -> dict | None:
+        """Copies of the state a ``init="previous"`` run continues from: ``{"x", "es", "sv", "se": (B,
+        n_units)}`` (values, dynamic error units, what value and error units have sent), or None."""
+        if self.state is None:
+            return None
+        return {k: np.array(v, dtype=np.float64) for k, v in self.state.items()}
+
+    def set_state(self, state: dict):
+        """Restore what :meth:`get_state` returned (e.g. from a checkpoint)."""
+        self.state = {k: np.array(state[k], dtype=np.float64) for k in ("x", "es", "sv", "se")}
+
     @staticmethod
     def check_spec(spec):
         if spec.integrator != EULER:
@@ -384,6 +395,19 @@ class NumbaEngine(EngineBase):
     def reset(self):
         super().reset()
         self._B = -1
+
+    def get_state(self) -> dict | None:
+        if self.state is None:
+            return None
+        return {k: v.copy() for k, v in zip(("x", "es", "sv", "se"), self._bufs[:4])}
+
+    def set_state(self, state: dict):
+        B = state["x"].shape[0]
+        self._bufs = [np.zeros((B, self.plan.n_units)) for _ in range(14)]
+        self._B = B
+        for a, k in zip(self._bufs[:4], ("x", "es", "sv", "se")):
+            a[:] = state[k]
+        self.state = True
 
     def run(self, s, t, spec, Wr, b, tables, sigmas, theta_v, theta_e, seed) -> EventResult:
         from .kernel import event_kernel

@@ -358,8 +358,8 @@ class Drift(Transform):
     .. math:: w(t) = w_{prog} \left(\max(t - t_{write}, t_0) / t_0\right)^{-\nu_i},
               \qquad \nu_i \sim \max(0, N(\nu, \sigma_\nu^2))
 
-    drawn once per device; :math:`t` is the device clock of the
-    :class:`~neurosim.hardware.HardwareSimulator` and :math:`t_{write}` the time the weight was last written.
+    drawn once per device; :math:`t` is the device clock (``sim.hardware.time`` of a Simulator built with
+    ``hardware=``) and :math:`t_{write}` the time the weight was last written.
     Defaults from aihwkit PCMLikeNoiseModel (Nandakumar 2019): :math:`t_0 = 20` s, :math:`\nu` 0.049-0.1.
     """
 

@@ -58,21 +58,21 @@ def test_measured_counts_equal_the_formulas_during_training():
     net = ns.hierarchy([5, 4, 3], lr=0.05, optimizer=ns.SGD())
     for alg, fn in (("pc", lambda B: hw.count_pc(net, 7, B)), ("bp", lambda B: hw.count_bp(net, B))):
         for model in (hw.HardwareModel(), hw.HardwareModel(values=[hw.Quantize(8, bound=2.0)])):
-            chip = hw.HardwareSimulator(ns.Simulator(net, backend="numba", seed=0), model)
+            chip = ns.Simulator(net, backend="numba", seed=0, hardware=model)
             chip.train(X, Y, epochs=2, batch_size=8, steps=7, algorithm=alg, progress=False)
             expect = fn(8) + fn(8) + fn(4)  # batches of 8, 8, 4 per epoch
             expect = expect + expect
-            assert chip.counts == expect, (alg, model.relaxation_effects)
+            assert chip.hardware.counts == expect, (alg, model.relaxation_effects)
 
 
 def test_event_counts_measured_on_the_hand_checked_circuit():
     """1-1-1 chain of test_hw_event (theta = 0.6): 3 value + 2 error events, 5 synaptic ops; each event
     drives one DAC conversion; every receiver (mu of h and out, feedback of h) converts once per evaluation
     (7) plus the sweep reads of h and out: 3 * 7 + 2 = 23 ADC conversions."""
-    sim = ns.Simulator(ns.hierarchy([1, 1, 1], phi="linear", bias=False), backend="reference", dt=0.5)
-    sim.set_weights("W1", W=[[1.0]])
-    sim.set_weights("W2", W=[[1.0]])
-    chip = hw.HardwareSimulator(sim, hw.HardwareModel(coding="event", threshold=0.6))
+    chip = ns.Simulator(ns.hierarchy([1, 1, 1], phi="linear", bias=False), backend="reference", dt=0.5,
+                        hardware=hw.HardwareModel(coding="event", threshold=0.6))
+    chip.set_weights("W1", W=[[1.0]])
+    chip.set_weights("W2", W=[[1.0]])
     c = chip.run([[1.0]], [[0.0]], steps=6, mode="clamp").counts
     assert (c.events, c.synaptic_ops, c.weight_reads, c.act_reads) == (5, 5, 5, 0)
     assert c.conversions == 5 + 23
@@ -86,8 +86,8 @@ def test_event_counts_and_conversions_on_non_square_layers(backend):
     clamped input); each event into a projection is one DAC conversion, and every receiver converts once per
     evaluation (ADC: mu receivers 3 + 4 + 2, feedback receivers 3 + 4), plus once in the sweep."""
     sizes = [5, 3, 4, 2]
-    sim = ns.Simulator(ns.hierarchy(sizes, phi="tanh"), backend=backend, seed=0, dt=0.2)
-    chip = hw.HardwareSimulator(sim, hw.HardwareModel(coding="event", threshold=0.02))
+    chip = ns.Simulator(ns.hierarchy(sizes, phi="tanh"), backend=backend, seed=0, dt=0.2,
+                        hardware=hw.HardwareModel(coding="event", threshold=0.02))
     rng = np.random.default_rng(1)
     B, T = 3, 12
     r = chip.run(rng.normal(size=(B, 5)), rng.normal(size=(B, 2)), steps=T, mode="clamp")

@@ -55,9 +55,8 @@ def test_threshold_zero_equals_clock_driven(backend, case):
     rng = np.random.default_rng(7)
     net = make()
     plain = ns.Simulator(net, backend=backend, seed=3, dt=0.05)
-    chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=3, dt=0.05),
-                                hw.HardwareModel(coding="event", threshold=0.0))
-    assert chip.engine is not None and chip.engine.name == backend
+    chip = ns.Simulator(net, backend=backend, seed=3, dt=0.05, hardware=hw.HardwareModel(coding="event", threshold=0.0))
+    assert chip.hardware.engine is not None and chip.hardware.engine.name == backend
     n_in = plain.plan.n_input
     learn = kw["mode"] != "free"
     for _ in range(3):  # three batches: the weights change in between
@@ -82,7 +81,7 @@ def test_threshold_zero_training_and_previous_init_equal_clock_driven(backend):
     X, Y = rng.normal(size=(40, 6)), np.eye(3)[rng.integers(0, 3, 40)]
     net = ns.hierarchy([6, 5, 4, 3], phi="tanh", lr=0.05, optimizer=ns.SGD(momentum=0.9))
     plain = ns.Simulator(net, backend=backend, seed=1)
-    chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=1), hw.HardwareModel(coding="event"))
+    chip = ns.Simulator(net, backend=backend, seed=1, hardware=hw.HardwareModel(coding="event"))
     h1 = plain.train(X, Y, epochs=2, batch_size=8, steps=15, progress=False)
     h2 = chip.train(X, Y, epochs=2, batch_size=8, steps=15, progress=False)
     close(h2["loss"], h1["loss"], "loss")
@@ -101,10 +100,10 @@ def test_threshold_zero_training_and_previous_init_equal_clock_driven(backend):
 
 def chain_111(backend, theta):
     """input -> h -> out, all linear, W1 = W2 = 1, no bias, dt = 0.5 (worked out by hand below)."""
-    sim = ns.Simulator(ns.hierarchy([1, 1, 1], phi="linear", bias=False), backend=backend, dt=0.5)
-    sim.set_weights("W1", W=[[1.0]])
-    sim.set_weights("W2", W=[[1.0]])
-    chip = hw.HardwareSimulator(sim, hw.HardwareModel(coding="event", threshold=theta))
+    chip = ns.Simulator(ns.hierarchy([1, 1, 1], phi="linear", bias=False), backend=backend, dt=0.5,
+                        hardware=hw.HardwareModel(coding="event", threshold=theta))
+    chip.set_weights("W1", W=[[1.0]])
+    chip.set_weights("W2", W=[[1.0]])
     return chip.run([[1.0]], [[0.0]], steps=6, mode="clamp")
 
 
@@ -150,8 +149,8 @@ def test_synaptic_ops_are_events_times_fan_out_and_twins_agree():
                              threshold=0.02, error_threshold=0.01, seconds_per_batch=10.0)
     out = {}
     for backend in BACKENDS:
-        chip = hw.HardwareSimulator(ns.Simulator(ns.hierarchy([6, 8, 3], phi="tanh", lr=0.1, optimizer=ns.SGD()), backend=backend,
-                                                 seed=2), model)
+        chip = ns.Simulator(ns.hierarchy([6, 8, 3], phi="tanh", lr=0.1, optimizer=ns.SGD()), backend=backend,
+                            seed=2, hardware=model)
         runs = [chip.run(X, Y, steps=12, mode="clamp", learn=True) for _ in range(3)]
         r = runs[-1]
         p = chip.plan
@@ -181,8 +180,7 @@ def test_traffic_falls_and_error_grows_with_threshold(backend):
     ref = None
     events, errors = [], []
     for theta in [0.0, 0.001, 0.01, 0.05, 0.2]:
-        chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=0),
-                                    hw.HardwareModel(coding="event", threshold=theta))
+        chip = ns.Simulator(net, backend=backend, seed=0, hardware=hw.HardwareModel(coding="event", threshold=theta))
         r = chip.run(X, Y, steps=40, mode="clamp")
         ref = ref or r
         events.append(int(r.events.sum() + r.events_init.sum()))
@@ -197,24 +195,24 @@ def test_unsupported_features_are_refused_at_build_time():
     event = hw.HardwareModel(coding="event")
     skip = ns.hierarchy([4, 4, 4], skips=[False, True], lr=0.01, optimizer=ns.SGD())
     with pytest.raises(UnsupportedError, match="skip"):
-        hw.HardwareSimulator(ns.Simulator(skip, backend="reference"), event)
+        ns.Simulator(skip, backend="reference", hardware=event)
     net = ns.hierarchy([4, 3, 2])
     with pytest.raises(UnsupportedError, match="integrator"):
-        hw.HardwareSimulator(ns.Simulator(net, backend="reference", integrator="heun"), event)
+        ns.Simulator(net, backend="reference", integrator="heun", hardware=event)
     with pytest.raises(UnsupportedError, match="float32"):
-        hw.HardwareSimulator(ns.Simulator(net, backend="reference", dtype="float32"), event)
+        ns.Simulator(net, backend="reference", dtype="float32", hardware=event)
     with pytest.raises(UnsupportedError, match="probes"):
-        hw.HardwareSimulator(ns.Simulator(net, backend="reference", probes=[ns.Probe("h1", "x")]), event)
+        ns.Simulator(net, backend="reference", probes=[ns.Probe("h1", "x")], hardware=event)
     with pytest.raises(UnsupportedError, match="backend 'brian2'"):
         from neurosim.hardware.engine import make_engine
         make_engine("brian2", ns.lower(net))
-    chip = hw.HardwareSimulator(ns.Simulator(net, backend="reference"), event)
+    chip = ns.Simulator(net, backend="reference", hardware=event)
     with pytest.raises(UnsupportedError, match="backprop"):
         chip.train(np.zeros((2, 4)), np.zeros((2, 2)), algorithm="bp", progress=False)
     # the ideal path has no engine and runs whatever the backend runs (here Heun and skips)
-    plain = hw.HardwareSimulator(ns.Simulator(skip, backend="reference", integrator="heun"),
-                                 hw.HardwareModel(weights=[hw.Quantize(8, bound=2.0)]))
-    assert plain.engine is None
+    plain = ns.Simulator(skip, backend="reference", integrator="heun",
+                         hardware=hw.HardwareModel(weights=[hw.Quantize(8, bound=2.0)]))
+    assert plain.hardware.engine is None
     plain.run(np.ones((2, 4)), np.ones((2, 4)), steps=3, mode="clamp", learn=True)
 
 
@@ -224,7 +222,7 @@ def test_bad_input_is_refused_clearly_on_the_event_engine(backend):
     NaN/inf data with the argument and the fix named, before anything runs."""
     import warnings
     net = ns.hierarchy([4, 3, 2], lr=0.01, optimizer=ns.SGD())
-    chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=0), hw.HardwareModel(coding="event"))
+    chip = ns.Simulator(net, backend=backend, seed=0, hardware=hw.HardwareModel(coding="event"))
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(5, 4)), rng.normal(size=(5, 2))
     w0 = chip.weights
@@ -239,7 +237,7 @@ def test_bad_input_is_refused_clearly_on_the_event_engine(backend):
                          lambda: chip.train(X, Y, epochs=1, X_test=Xb, Y_test=Yb, progress=False)):
                 with pytest.raises(ValueError, match=match):
                     call()
-    assert chip.history["loss"] == [] and chip.counts.samples == 0
+    assert chip.history["loss"] == [] and chip.hardware.counts.samples == 0
     for k, W in w0.items():
         np.testing.assert_array_equal(chip.weights[k], W)
     assert chip.predict(X[:0]).shape == (0, 2)
@@ -249,19 +247,19 @@ def test_reset_keeps_the_chip_reinitialize_starts_over():
     """reset() clears the network state (also the event engine's) and keeps the stored weights, device clock,
     counts and history; reinitialize() programs the initial weights again and clears everything else."""
     net = ns.hierarchy([4, 3, 2], lr=0.05, optimizer=ns.SGD())
-    chip = hw.HardwareSimulator(ns.Simulator(net, backend="reference", seed=0), hw.HardwareModel(coding="event"))
+    chip = ns.Simulator(net, backend="reference", seed=0, hardware=hw.HardwareModel(coding="event"))
     w0 = chip.weights
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
     chip.train(X, Y, epochs=2, batch_size=4, steps=5, progress=False)
-    w, counts, n = chip.weights, chip.counts, len(chip.history["loss"])
-    assert chip.engine.state is not None and not np.allclose(w["W1"], w0["W1"])
+    w, counts, n = chip.weights, chip.hardware.counts, len(chip.history["loss"])
+    assert chip.hardware.engine.state is not None and not np.allclose(w["W1"], w0["W1"])
     chip.reset()
-    assert chip.engine.state is None and chip.sim.state == {}
-    assert chip.counts == counts and len(chip.history["loss"]) == n
+    assert chip.hardware.engine.state is None and chip.state == {}
+    assert chip.hardware.counts == counts and len(chip.history["loss"]) == n
     for k in w:
         np.testing.assert_array_equal(chip.weights[k], w[k])
     chip.reinitialize()
-    assert chip.counts == hw.OpCounts() and chip.history["loss"] == [] and chip.time == 0.0
+    assert chip.hardware.counts == hw.OpCounts() and chip.history["loss"] == [] and chip.hardware.time == 0.0
     for k in w0:
         np.testing.assert_array_equal(chip.weights[k], w0[k])

@@ -61,7 +61,7 @@ def test_hw_event_driven_threshold_zero_is_clock_driven_and_traffic_falls(tmp_pa
     # threshold 0 trains exactly like clock-driven PC on the simulator's own kernel
     full = {**circuits.get("hw-event-driven").DEFAULTS, **cfg}
     clock = C.train_eval(full, hw.HardwareModel(), "pc", C.load(full))
-    assert clock["chip"].engine is None
+    assert clock["chip"].hardware.engine is None
     assert rows[0]["test_accuracy"] == clock["test_accuracy"]
 
 

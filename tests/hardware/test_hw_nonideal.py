@@ -109,8 +109,8 @@ def test_engine_read_noise_has_the_exact_variance(backend):
     sqrt(sm^2 sum w^2 s^2 + sa^2 sum s^2) of the sent activities."""
     net = ns.hierarchy([6, 3], bias=False)
     sm, sa = 0.2, 0.1
-    chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=0),
-                                hw.HardwareModel(reads=[hw.MultiplicativeNoise(sm), hw.AdditiveNoise(sa)]))
+    chip = ns.Simulator(net, backend=backend, seed=0,
+                        hardware=hw.HardwareModel(reads=[hw.MultiplicativeNoise(sm), hw.AdditiveNoise(sa)]))
     x = np.random.default_rng(1).uniform(-1, 1, size=6)
     y = chip.predict(np.tile(x, (20_000, 1)))
     expected = hw.read_noise_std(x[None, :], chip.weights["W1"], sm, sa)[0]
@@ -218,7 +218,7 @@ def test_drift_follows_the_power_law_and_restarts_at_each_write():
 def test_converters_put_sent_activities_and_read_currents_on_their_grids(backend):
     dac, adc = hw.Converter(5, 1.0), hw.Converter(6, 4.0)
     net = ns.hierarchy([8, 6, 3], phi="tanh")
-    chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=0), hw.HardwareModel(dac=[dac], adc=[adc]))
+    chip = ns.Simulator(net, backend=backend, seed=0, hardware=hw.HardwareModel(dac=[dac], adc=[adc]))
     X = np.random.default_rng(0).uniform(0, 1, size=(5, 8))
     r = chip.run(X, steps=5, mode="free")
     b = chip.weights
@@ -266,17 +266,17 @@ def test_switched_off_model_trains_bit_identically(backend):
     for alg in ("pc", "bp"):
         plain = ns.Simulator(net, backend=backend, seed=2)
         plain.train(X, Y, epochs=2, batch_size=8, steps=10, algorithm=alg, progress=False)
-        chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=2), hw.HardwareModel(**OFF))
-        assert chip.engine is None
+        chip = ns.Simulator(net, backend=backend, seed=2, hardware=hw.HardwareModel(**OFF))
+        assert chip.hardware.engine is None
         chip.train(X, Y, epochs=2, batch_size=8, steps=10, algorithm=alg, progress=False)
         for k, W in plain.weights.items():
             assert np.array_equal(chip.weights[k], W), (alg, k)
     # on the event engine too: switched-off transforms change nothing, bit for bit
     runs = []
     for model in (hw.HardwareModel(coding="event"), hw.HardwareModel(coding="event", **OFF)):
-        chip = hw.HardwareSimulator(ns.Simulator(net, backend=backend, seed=2), model)
+        chip = ns.Simulator(net, backend=backend, seed=2, hardware=model)
         chip.train(X, Y, epochs=2, batch_size=8, steps=10, progress=False)
-        runs.append((chip.weights, chip.counts))
+        runs.append((chip.weights, chip.hardware.counts))
     for k in runs[0][0]:
         assert np.array_equal(runs[0][0][k], runs[1][0][k])
     assert runs[0][1] == runs[1][1]
@@ -309,8 +309,8 @@ def test_hardware_bp_and_pc_degrade_with_noise():
     for alg in ("pc", "bp"):
         for s in (0.0, 1.0):
             model = hw.HardwareModel(reads=[hw.MultiplicativeNoise(s)], values=[hw.AdditiveNoise(s)])
-            chip = hw.HardwareSimulator(ns.Simulator(ns.hierarchy([10, 8, 3], lr=0.05, optimizer=ns.SGD()), backend="numba", seed=0),
-                                        model)
+            chip = ns.Simulator(ns.hierarchy([10, 8, 3], lr=0.05, optimizer=ns.SGD()), backend="numba", seed=0,
+                                hardware=model)
             chip.train(X[:160], Y[:160], epochs=4, batch_size=16, steps=10, algorithm=alg, progress=False)
             acc[alg, s] = chip.evaluate(X[160:], Y[160:])["accuracy"]
     assert acc["pc", 0.0] > 0.9 and acc["bp", 0.0] > 0.9
@@ -333,4 +333,4 @@ def test_bad_models_raise_naming_the_object():
     with pytest.raises(ValueError, match="p_low \\+ p_high"):
         hw.StuckAt(0.6, 0.6)
     with pytest.raises(TypeError, match="HardwareModel"):
-        hw.HardwareSimulator(ns.Simulator(ns.hierarchy([2, 2]), backend="reference"), model="ideal")
+        ns.Simulator(ns.hierarchy([2, 2]), backend="reference", hardware="ideal")

@@ -1,0 +1,377 @@
+r"""The modelled substrate of a :class:`~neurosim.Simulator` built with ``hardware=HardwareModel(...)``.
+
+``ns.Simulator(circuit, backend=..., hardware=model)`` attaches a :class:`Substrate` as ``sim.hardware``;
+the Simulator's own ``run / learn / train / predict / evaluate`` (one training loop: progress, history,
+checkpoints, divergence handling, probes) then run every batch on it:
+
+* the simulator's backend holds the *stored* weights (the device state, ``sim.weights``) and the optimiser
+  state; the :class:`~neurosim.hardware.nonideal.HardwareModel` says what the substrate does to them;
+* **writes** (``updates`` and ``weights`` sites): the initial weights are programmed through the
+  ``weights`` transforms when the simulator is built (and again by ``reinitialize``); after every update
+  the intended change :math:`W_{target} - W_{old}` (computed by the ideal optimiser) is written through
+  the device (:meth:`Device.write`).  Biases are neuron parameters in digital registers, stored exactly;
+  ``set_weights`` / ``load_weights`` set the stored values as given.
+* **relaxation** (``values``, ``errors``, ``dac``, ``adc``, ``reads`` sites, or ``coding="event"``): the
+  relaxation runs in the event-driven engine matching the backend (``numba`` or ``reference``,
+  :mod:`neurosim.hardware.engine`) on the read weights at the current device time
+  (:meth:`Substrate.read_weights`).  Without relaxation effects the backend's own kernel runs, so a model
+  that switches everything off trains bit for bit like the plain simulator.
+
+Support matrix (anything else raises :class:`~neurosim.UnsupportedError` when the simulator is built, or
+when ``train`` / ``run`` starts for a per-call setting, never half-way):
+
+=======================  =====================================  ===========================================
+path                      transforms                             limits
+=======================  =====================================  ===========================================
+PC, backend kernel        updates, weights                       whatever the backend supports
+PC, event engine          all sites, clock or event coding       numba/reference backends, float64, Euler,
+                                                                 no skip projections, no x/eps/mu probes
+                                                                 (energy and weight_norm probes record)
+BP (``algorithm="bp"``)   all sites, clock coding                as the event engine when signal sites or
+                                                                 reads are active; event coding unsupported
+other algorithms          none                                   unsupported (no operation counts)
+=======================  =====================================  ===========================================
+
+Operations are counted (:attr:`Substrate.counts`, a :class:`~neurosim.hardware.cost.OpCounts`) for every
+learning batch: measured events and synaptic ops under event coding, the clock-driven counts of
+:func:`~neurosim.hardware.cost.count_pc` otherwise, and :func:`~neurosim.hardware.cost.count_bp` for BP.
+The random draws of the substrate (noise, stochastic rounding) come from streams seeded by
+``HardwareModel.seed`` and a batch counter, which checkpoints save with the device clock and write times.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from ..backends.base import INIT_FEEDFORWARD, MODE_CLAMP, MODE_NUDGE, BatchResult
+from ..errors import UnsupportedError
+from ..simulator import RelaxResult
+from .bp import hw_gradients
+from .cost import NetworkShape, OpCounts, count_bp, count_events, count_pc
+from .engine import ENGINES, make_engine
+from .nonideal import Device, HardwareModel, _stream
+
+__all__ = ["Substrate", "HardwareRelaxResult"]
+
+_MODE_NAME = {0: "free", MODE_CLAMP: "clamp", MODE_NUDGE: "nudge"}
+_COUNT_FIELDS = tuple(f.name for f in fields(OpCounts))
+_ENGINE_KEYS = ("x", "es", "sv", "se")
+_STATE_KEYS = ("x", "eps", "mu")
+
+
+@dataclass
+class HardwareRelaxResult(RelaxResult):
+    """A :class:`~neurosim.RelaxResult` plus what the substrate did (returned by ``Simulator.run`` of a
+    simulator with hardware).
+
+    ``events`` (steps + 1, n_pops, 2), ``events_init`` (n_pops, 2) and ``sops`` (n_proj, 2) come from the
+    event engine (None when the backend kernel ran); ``counts`` are the operation counts of this run.
+    """
+
+    events: np.ndarray | None = None
+    events_init: np.ndarray | None = None
+    sops: np.ndarray | None = None
+    counts: OpCounts | None = None
+
+
+class Substrate:
+    """What ``sim.hardware`` is: the device state of a :class:`~neurosim.Simulator` built with a
+    :class:`HardwareModel` (built by the Simulator; not constructed by users).
+
+    Attributes
+    ----------
+    model : HardwareModel
+    engine : EngineBase or None
+        The event-driven engine that relaxes when the model changes the relaxation, else None (the
+        backend's kernel runs).
+    device : Device
+        Frozen device patterns (mismatch, faults, drift exponents) and write times.
+    counts : OpCounts
+        Operations of every learning batch so far.
+    last_counts : OpCounts or None
+        Operations of the last batch run by ``run`` / ``learn`` / ``train`` (counted or not).
+    time : float
+        Device time in seconds (drift); advanced by ``seconds_per_batch`` per learning batch and by
+        :meth:`advance`.
+    batches : int
+        Batches run so far (seeds the substrate's random draws of the next batch).
+    """
+
+    @staticmethod
+    def check_model(model, backend_name: str):
+        """Refuse a ``hardware=`` argument that is not a HardwareModel, or that needs the event engine on a
+        backend that has none, before the backend is built."""
+        if not isinstance(model, HardwareModel):
+            raise TypeError(f"Simulator: hardware must be a neurosim.hardware.HardwareModel (or None), got "
+                            f"{type(model).__name__}")
+        if model.relaxation_effects and backend_name not in ENGINES:
+            make_engine(backend_name, None)   # raises UnsupportedError naming the backends that have one
+
+    def __init__(self, sim, model: HardwareModel):
+        self.check_model(model, sim.backend_name)
+        self._sim = sim
+        self.model = model
+        self.plan = sim.plan
+        self.shape = NetworkShape.from_plan(sim.plan)
+        self.engine = None
+        if model.relaxation_effects:
+            reasons = []
+            if sim.dtype != np.float64:
+                reasons.append("dtype float32 (the hardware engines compute in float64)")
+            if sim.integrator != "euler":
+                reasons.append(f"integrator {sim.integrator!r} (the event engine takes Euler steps)")
+            traced = [p.name for p in sim.probes if p.variable in ("x", "eps", "mu")]
+            if traced:
+                reasons.append(f"x/eps/mu probes {traced} (the event engine records events and energies, not "
+                               "state traces; keep energy and weight_norm probes, drop these probes)")
+            if reasons:
+                raise UnsupportedError(f"Simulator(hardware=...): the model changes the relaxation, which needs "
+                                       f"the event engine, and it cannot run {'; '.join(reasons)}")
+            self.engine = make_engine(sim.backend_name, sim.plan)
+        self.setup()
+
+    # ------------------------------------------------------------------ lifecycle
+    def setup(self):
+        """Fresh device: patterns drawn, clock and counters at 0, initial weights programmed."""
+        self.device = Device(self.model, self.plan)
+        self.tables = self.device.tables()
+        self.sigmas = self.device.read_sigmas
+        self.time = 0.0
+        self.batches = 0
+        self._eval = 0
+        self.counts = OpCounts()
+        self.last_counts = None
+        self._last = None
+        if self.engine is not None:
+            self.engine.reset()
+        if self.model.active("weights"):
+            be = self._sim.backend
+            be.W[:] = self.device.program(be.W.astype(float), _stream(self.model.seed, 9, 0), now=0.0)
+
+    def reset(self):
+        """Forget the network state of the event engine (the device, its clock and the counts stay)."""
+        if self.engine is not None:
+            self.engine.reset()
+        self._last = None
+
+    # ------------------------------------------------------------------ state
+    def read_weights(self) -> dict:
+        """Effective weights of a read at the current device time (mismatch and drift applied),
+        ``{projection: (n_post, n_pre)}``."""
+        Wr = self.device.read_weights(self._sim.backend.W.astype(float), self.time)
+        p = self.plan
+        return {p.proj_names[k]: Wr[p.w_off[k]:p.w_off[k] + int(np.prod(p.weight_shape(k)))].reshape(
+            p.weight_shape(k)).copy() for k in range(p.n_proj) if p.w_off[k] >= 0}
+
+    def advance(self, seconds: float):
+        """Let ``seconds`` of device time pass (conductance drift)."""
+        if not (seconds >= 0 and math.isfinite(seconds)):
+            raise ValueError(f"advance: seconds must be finite and >= 0, got {seconds!r}")
+        self.time += float(seconds)
+
+    def state(self):
+        """The event engine's final ``{"x", "eps", "mu"}`` arrays of the last batch, or None."""
+        return self._last
+
+    # ------------------------------------------------------------------ checks
+    def check_algorithm(self, algorithm: str, options: dict, defaults: dict):
+        """Refuse (UnsupportedError) what the substrate cannot train, before anything runs."""
+        if algorithm not in ("pc", "bp"):
+            raise UnsupportedError(f"Simulator(hardware=...) trains with algorithm 'pc' or 'bp', not "
+                                   f"{algorithm!r}: the substrate models the writes and counts the operations of "
+                                   "those two schedules only")
+        if algorithm == "bp" and self.model.coding == "event":
+            raise UnsupportedError("event (send-on-delta) coding applies to the PC relaxation; backprop has no "
+                                   "relaxation to event-code: use coding='clock' for the BP baseline")
+        if self.engine is not None and options != defaults:
+            raise UnsupportedError(f"Simulator(hardware=...): the event engine runs plain PC; algorithm "
+                                   f"{algorithm!r} options {sorted(k for k in options if options[k] != defaults[k])} "
+                                   "need the backend kernel (a model without relaxation effects)")
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_state(self) -> dict:
+        """What the next batch depends on beyond the backend's arrays: batch counters (they seed the
+        substrate's noise and rounding streams), device clock, write times (drift), operation counts and the
+        event engine's state (where ``init="previous"`` continues from)."""
+        out = {"counters": np.array([self.batches, self._eval], dtype=np.int64),
+               "time": np.array(self.time, dtype=np.float64),
+               "t_write": self.device.t_write.astype(np.float64).copy(),
+               "counts": np.array([getattr(self.counts, f) for f in _COUNT_FIELDS], dtype=np.float64)}
+        st = self.engine.get_state() if self.engine is not None else None
+        if st is not None:
+            out.update({"engine_" + k: np.array(st[k], dtype=np.float64) for k in _ENGINE_KEYS})
+        if self._last is not None:
+            out.update({"state_" + k: np.array(self._last[k], dtype=np.float64) for k in _STATE_KEYS})
+        return out
+
+    def check_checkpoint_state(self, ck: dict) -> str | None:
+        """Why ``ck`` (arrays read from a checkpoint) cannot be restored here, or None."""
+        want = {"counters": ((2,), "iu"), "time": ((), "f"), "t_write": ((int(self.plan.W.size),), "f"),
+                "counts": ((len(_COUNT_FIELDS),), "f")}
+        for k, (shape, kind) in want.items():
+            if k not in ck:
+                return f"it lacks the hardware state {k!r}"
+            if ck[k].shape != shape or ck[k].dtype.kind not in kind:
+                return f"hardware state {k!r} is {ck[k].dtype} {ck[k].shape}, expected shape {shape}"
+        if np.any(ck["counters"] < 0) or not (np.isfinite(ck["time"]) and ck["time"] >= 0):
+            return "its hardware counters or device time are negative or not finite"
+        for prefix, keys in (("engine_", _ENGINE_KEYS), ("state_", _STATE_KEYS)):
+            present = [prefix + k in ck for k in keys]
+            if any(present) and not all(present):
+                return f"its hardware state {prefix}* is incomplete"
+            if all(present):
+                if prefix == "engine_" and self.engine is None:
+                    return "it holds an event-engine state but this hardware model runs the backend's kernel"
+                shape = ck[prefix + keys[0]].shape
+                if len(shape) != 2 or shape[1] != self.plan.n_units or shape[0] < 1:
+                    return f"hardware state {prefix + keys[0]!r} is {shape}, expected (batch, {self.plan.n_units})"
+                for k in keys:
+                    a = ck[prefix + k]
+                    if a.shape != shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+                        return f"hardware state {prefix + k!r} is damaged (shape {a.shape}, or NaN/inf)"
+        return None
+
+    def set_checkpoint_state(self, ck: dict):
+        """Restore what :meth:`checkpoint_state` returned (validated by :meth:`check_checkpoint_state`)."""
+        self.batches, self._eval = (int(v) for v in ck["counters"])
+        self.time = float(ck["time"])
+        self.device.t_write[:] = ck["t_write"]
+        self.counts = OpCounts(**{f: float(v) for f, v in zip(_COUNT_FIELDS, ck["counts"])})
+        self.last_counts = None
+        if self.engine is not None:
+            if "engine_x" in ck:
+                self.engine.set_state({k: np.array(ck["engine_" + k], dtype=np.float64) for k in _ENGINE_KEYS})
+            else:
+                self.engine.reset()
+        self._last = ({k: np.array(ck["state_" + k], dtype=np.float64) for k in _STATE_KEYS}
+                      if "state_x" in ck else None)
+
+    # ------------------------------------------------------------------ one batch
+    def _seed(self, stream: int, counter: int) -> int:
+        return int(np.random.SeedSequence([self.model.seed, stream, counter]).generate_state(1)[0] % (2 ** 31 - 1))
+
+    def _write(self, W_before: np.ndarray) -> int:
+        be = self._sim.backend
+        W_new, n = self.device.write(W_before, be.W.astype(float), _stream(self.model.seed, 8, self.batches),
+                                     self.time)
+        be.W[:] = W_new
+        return n
+
+    def _optimizer_step(self, gW, gb):
+        """The ideal optimiser step of every plastic projection (as the reference backend's Hebbian update)."""
+        from ..backends.reference import optimizer_step
+        p = self.plan
+        be = self._sim.backend
+        for k in range(p.n_proj):
+            if not (p.proj_plastic[k] or p.proj_learn_bias[k]):
+                continue
+            be.opt_t[k] += 1
+            if p.proj_plastic[k]:
+                o = p.w_off[k]
+                sh = p.weight_shape(k)
+                n = sh[0] * sh[1]
+                optimizer_step(be.W[o:o + n].reshape(sh), gW[o:o + n].reshape(sh), be.mW[o:o + n].reshape(sh),
+                               be.vW[o:o + n].reshape(sh), be.opt_t[k], p.proj_lr[k], p.opt_kind[k], p.opt_param[k])
+            if p.proj_learn_bias[k]:
+                o = p.b_off[k]
+                n = int(p.pop_size[p.proj_post[k]])
+                optimizer_step(be.b[o:o + n], gb[o:o + n], be.mb[o:o + n], be.vb[o:o + n], be.opt_t[k],
+                               p.proj_lr[k], p.opt_kind[k], p.opt_param[k])
+
+    def _engine_run(self, X, Y, spec, seed):
+        be = self._sim.backend
+        Wr = self.device.read_weights(be.W.astype(float), self.time)
+        res = self.engine.run(X, Y, spec, Wr, be.b.astype(float), self.tables, self.sigmas,
+                              self.model.theta_values, self.model.theta_errors, seed)
+        self._last = {"x": res.x, "eps": res.eps, "mu": res.mu}
+        return res
+
+    def _pc_batch(self, X, Y, spec, algo, options):
+        sim = self._sim
+        be = sim.backend
+        B = X.shape[0]
+        mode = _MODE_NAME[spec.mode]
+        sweep = spec.init == INIT_FEEDFORWARD
+        written = False
+        if self.engine is None:
+            W_before = be.W.copy() if spec.learn and self.model.write_effects else None
+            res, written = sim._compute_batch(X, Y, spec, algo, options)
+            ok = res.status == 0
+            if W_before is not None and ok:
+                self._write(W_before)
+            counts = count_pc(self.shape, res.steps, B, mode=mode, learn=spec.learn and ok, sweep=sweep)
+        else:
+            res = self._engine_run(X, Y, spec, self._seed(7, self.batches))
+            ok = res.status == 0
+            n_written = 0
+            if spec.learn and ok:
+                W_before, b_before = be.W.copy(), be.b.copy()
+                self._optimizer_step(res.gW, res.gb)
+                n_written = (self._write(W_before) if self.model.write_effects
+                             else int(np.count_nonzero(be.W != W_before)))
+                n_written += int(np.count_nonzero(be.b != b_before))
+            if self.model.coding == "event":
+                counts = count_events(self.shape, res, B, mode=mode, learn=spec.learn and ok, sweep=sweep,
+                                      weight_writes=n_written)
+            else:
+                counts = count_pc(self.shape, res.steps, B, mode=mode, learn=spec.learn and ok, sweep=sweep)
+        return res, counts, written
+
+    def _bp_batch(self, X, Y, spec, algo, options):
+        sim = self._sim
+        be = sim.backend
+        B = X.shape[0]
+        written = False
+        if self.engine is None:
+            W_before = be.W.copy() if spec.learn and self.model.write_effects else None
+            res, written = sim._compute_batch(X, Y, spec, algo, options)
+        else:
+            from ..algorithms.backprop import apply_update
+            Wr = self.device.read_weights(be.W.astype(float), self.time)
+            loss, y, gW, gb = hw_gradients(self.plan, Wr, be.b.astype(float), X, Y, self.tables, self.sigmas,
+                                           _stream(self.model.seed, 10, self.batches))
+            e = np.zeros((1, self.plan.n_pops))
+            e[0, self.plan.target_pop] = loss
+            W_before = None
+            if not np.isfinite(loss):
+                res = BatchResult(steps=0, energy=e, status=1, fail_step=0, fail_pop=int(self.plan.target_pop),
+                                  y0=y, y=y)
+            else:
+                if spec.learn:
+                    W_before = be.W.copy() if self.model.write_effects else None
+                    apply_update(be, gW, gb, scale_sum_B=B)
+                res = BatchResult(steps=0, energy=e, y0=y, y=y)
+        if W_before is not None and res.status == 0:
+            self._write(W_before)
+        return res, count_bp(self.shape, B, learn=spec.learn and res.status == 0), written
+
+    def run_batch(self, X, Y, spec, algo=None, options=None, evaluation: bool = False):
+        """One batch on the substrate for :meth:`neurosim.Simulator._run_batch`: returns ``(BatchResult,
+        written)`` (``written``: the backend kernel wrote the probe records itself).
+
+        ``evaluation`` (prediction): the substrate reads with its own noise stream and counts nothing.
+        Otherwise the batch advances the batch counter; a learning batch that did not diverge adds its
+        operations to :attr:`counts` and ``seconds_per_batch`` to the device clock.
+        """
+        if evaluation:
+            if self.engine is None:
+                return self._sim._compute_batch(X, Y, spec, algo, options)
+            res = self._engine_run(X, Y, spec, self._seed(11, self._eval))
+            self._eval += 1
+            return res, False
+        if algo is not None and algo.name == "bp":
+            res, counts, written = self._bp_batch(X, Y, spec, algo, options)
+        else:
+            res, counts, written = self._pc_batch(X, Y, spec, algo, options)
+        self.batches += 1
+        self.last_counts = counts
+        if spec.learn and res.status == 0:
+            self.time += self.model.seconds_per_batch
+            self.counts = self.counts + counts
+        return res, written
+
+    def __repr__(self):
+        return (f"Substrate(coding={self.model.coding!r}, engine="
+                f"{self.engine.name if self.engine else 'backend'}, time={self.time:g} s)")
