@@ -1,6 +1,6 @@
 r"""Compiled (numba) kernels of the schedules ``fpa``, ``zil``, ``ipc`` and ``bp``: one jitted call per batch.
 
-Memory layout as in :mod:`neurosim.backends.numba_backend`: every state buffer is one flat vector in which
+Memory layout as in :mod:`neurosim.backends.numba`: every state buffer is one flat vector in which
 population ``i`` owns the C-contiguous block ``[B off_i, B (off_i + n_i))`` viewed as ``(B, n_i)``.  Matrix
 products go to BLAS (``np.dot``) for batches above ``SMALL_BATCH`` and to explicit loops below; elementwise
 work is fused into loops; no allocation happens inside the step loops.
@@ -26,58 +26,22 @@ import math
 import numpy as np
 from numba import njit
 
+from ..backends.base import MODE_CLAMP as M_CLAMP, MODE_NUDGE as M_NUDGE
+from ..backends.numba._checks import first_bad as _first_bad
+from ..backends.numba.activations import dphi, phi
+from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_WOFF, KF_B1, KF_B2,
+                              KF_EPS, KF_LR, KF_MOM, KF_MULT, KF_WD, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUX)
 from ..config import CACHE, FASTMATH
+from ..plan import OPT_ADAM as O_ADAM, ROLE_FREE as R_FREE, ROLE_INPUT as R_INPUT, ROLE_TARGET as R_TARGET
 
 _jit = dict(cache=CACHE, fastmath=FASTMATH, nogil=True)
 
-P_SIZE, P_OFF, P_PHI, P_ROLE, P_ERR = 0, 1, 2, 3, 4
-PF_PARAM, PF_TAUX = 0, 1
-K_PRE, K_POST, K_WOFF, K_BOFF, K_SKIP, K_PLASTIC, K_LBIAS, K_MEAN, K_OPT = range(9)
-KF_MULT, KF_LR, KF_MOM, KF_WD, KF_B1, KF_B2, KF_EPS = range(7)
-R_INPUT, R_FREE, R_TARGET = 0, 1, 2          # = neurosim.plan.ROLE_*
-M_CLAMP, M_NUDGE = 1, 2                      # = neurosim.backends.base.MODE_*
-O_ADAM = 1                                   # = neurosim.plan.OPT_ADAM
 
 #: batches up to this size use hand-written loops instead of BLAS (call overhead dominates there)
 SMALL_BATCH = 8
 
 
 # ----------------------------------------------------------------------------- scalar pieces
-@njit(**_jit)
-def _phi(code, a, v):
-    if code == 0:
-        return v
-    if code == 1:
-        return math.tanh(v)
-    if code == 2:
-        if v >= 0:
-            return 1.0 / (1.0 + math.exp(-v))
-        e = math.exp(v)
-        return e / (1.0 + e)
-    if code == 3:
-        return v if v > 0 else 0.0
-    return v if v > 0 else a * v
-
-
-@njit(**_jit)
-def _dphi(code, a, v):
-    if code == 0:
-        return 1.0
-    if code == 1:
-        th = math.tanh(v)
-        return 1.0 - th * th
-    if code == 2:
-        if v >= 0:
-            s = 1.0 / (1.0 + math.exp(-v))
-        else:
-            e = math.exp(v)
-            s = e / (1.0 + e)
-        return s * (1.0 - s)
-    if code == 3:
-        return 1.0 if v > 0 else 0.0
-    return 1.0 if v > 0 else a
-
-
 @njit(**_jit)
 def _blk(buf, B, off, n):
     return buf[B * off:B * (off + n)].reshape(B, n)
@@ -149,7 +113,7 @@ def _phi_pop(i, x, phx, B, pi, pf):
             phx[o + j] = x[o + j]
     else:
         for j in range(B * n):
-            phx[o + j] = _phi(code, a, x[o + j])
+            phx[o + j] = phi(code, a, x[o + j])
 
 
 @njit(**_jit)
@@ -160,7 +124,7 @@ def _dphi_all(x, dph, B, pi, pf):
         code = pi[i, P_PHI]
         a = pf[i, PF_PARAM]
         for j in range(B * n):
-            dph[o + j] = _dphi(code, a, x[o + j])
+            dph[o + j] = dphi(code, a, x[o + j])
 
 
 @njit(**_jit)
@@ -409,20 +373,6 @@ def _record(r, k, x, eps, mu, recs, B, pi, item):
             rec_eps[r, uo + j] = eps[o + j]
             rec_mu[r, uo + j] = mu[o + j]
     rec_steps[r] = k
-
-
-@njit(**_jit)
-def _first_bad(energy, x, B, pi):
-    """First population with a non-finite energy, else with a non-finite value, else -1."""
-    for i in range(pi.shape[0]):
-        if not math.isfinite(energy[i]):
-            return i
-    for i in range(pi.shape[0]):
-        o = B * pi[i, P_OFF]
-        for j in range(B * pi[i, P_SIZE]):
-            if not math.isfinite(x[o + j]):
-                return i
-    return -1
 
 
 @njit(**_jit)

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from .. import activations
+from ..backends.numba.activations import dphi, phi
 from ..config import JIT_OPTIONS
 from ..plan import OPT_ADAM
 from .base import ALG_BP, ALG_FPA, ALG_PC, ALG_ZIL
@@ -49,41 +50,6 @@ _ALG_PC, _ALG_FPA, _ALG_ZIL, _ALG_BP = ALG_PC, ALG_FPA, ALG_ZIL, ALG_BP
 
 
 @njit(**JIT_OPTIONS)
-def _phi(code, z):
-    if code == 0:
-        return z
-    if code == 1:
-        return math.tanh(z)
-    if code == 2:
-        if z >= 0:
-            return 1.0 / (1.0 + math.exp(-z))
-        ez = math.exp(z)
-        return ez / (1.0 + ez)
-    if code == 3:
-        return z if z > 0 else 0.0
-    return z if z > 0 else _LEAKY * z
-
-
-@njit(**JIT_OPTIONS)
-def _dphi(code, z):
-    if code == 0:
-        return 1.0
-    if code == 1:
-        t = math.tanh(z)
-        return 1.0 - t * t
-    if code == 2:
-        if z >= 0:
-            s = 1.0 / (1.0 + math.exp(-z))
-        else:
-            ez = math.exp(z)
-            s = ez / (1.0 + ez)
-        return s * (1.0 - s)
-    if code == 3:
-        return 1.0 if z > 0 else 0.0
-    return 1.0 if z > 0 else _LEAKY
-
-
-@njit(**JIT_OPTIONS)
 def _blk(buf, B, off, n):
     return buf[B * off:B * (off + n)].reshape(B, n)
 
@@ -96,7 +62,7 @@ def _act_in(code, Xs, s1, B, n):
     A = s1[:B * n].reshape(B, n)
     for b in range(B):
         for j in range(n):
-            A[b, j] = _phi(code, Xs[b, j])
+            A[b, j] = phi(code, _LEAKY, Xs[b, j])
     return A
 
 
@@ -321,7 +287,7 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
         code = VI[i, V_PHI]
         for b in range(B):
             for j in range(n):
-                M[b, j] = _phi(code, Xs[b, j])
+                M[b, j] = phi(code, _LEAKY, Xs[b, j])
     elif op == OP_MAXPOOL or op == OP_AVGPOOL:
         src = EI[e0, EI_SRC]
         Xs = _blk(x, B, VI[src, V_OFF], VI[src, V_SIZE])
@@ -367,7 +333,7 @@ def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob):
             else:
                 for b in range(B):
                     for j in range(sn):
-                        O[b, j] += coef * _dphi(code, Xs[b, j]) * T[b, j]
+                        O[b, j] += coef * dphi(code, _LEAKY, Xs[b, j]) * T[b, j]
         elif op == OP_PRODUCT:
             for b in range(B):
                 for j in range(n):
@@ -380,7 +346,7 @@ def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob):
             code = VI[i, V_PHI]
             for b in range(B):
                 for j in range(n):
-                    O[b, j] += _dphi(code, Xs[b, j]) * E[b, j]
+                    O[b, j] += dphi(code, _LEAKY, Xs[b, j]) * E[b, j]
         else:
             _pool_vjp(op == OP_MAXPOOL, E, Xs, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_H], VI[i, V_W],
                       VI[i, V_PK], VI[i, V_PS], O)
