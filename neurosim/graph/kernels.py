@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from .. import activations
+from ..backends.numba._common import blk
 from ..backends.numba.activations import dphi, phi
 from ..config import JIT_OPTIONS
 from ..plan import OPT_ADAM
@@ -47,11 +48,6 @@ def conv_scratch_sizes(plan, B: int) -> tuple:
 
 _LEAKY = float(activations.ACTIVATIONS["leaky_relu"].param)
 _ALG_PC, _ALG_FPA, _ALG_ZIL, _ALG_BP = ALG_PC, ALG_FPA, ALG_ZIL, ALG_BP
-
-
-@njit(**JIT_OPTIONS)
-def _blk(buf, B, off, n):
-    return buf[B * off:B * (off + n)].reshape(B, n)
 
 
 @njit(**JIT_OPTIONS)
@@ -228,7 +224,7 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
     """mu block of vertex i = g_i(parents' blocks of x)."""
     op = VI[i, V_OP]
     n = VI[i, V_SIZE]
-    M = _blk(mu, B, VI[i, V_OFF], n)
+    M = blk(mu, B, VI[i, V_OFF], n)
     e0, e1 = VI[i, V_E0], VI[i, V_E1]
     if op == OP_AFFINE:
         for b in range(B):
@@ -239,7 +235,7 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
             kind = EI[e, EI_KIND]
             coef = EF[e]
             sn = VI[src, V_SIZE]
-            Xs = _blk(x, B, VI[src, V_OFF], sn)
+            Xs = blk(x, B, VI[src, V_OFF], sn)
             if kind == E_SCALE:
                 for b in range(B):
                     for j in range(n):
@@ -273,24 +269,24 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
                         for r in range(hw):
                             M[b, c * hw + r] += bc
     elif op == OP_PRODUCT:
-        X0 = _blk(x, B, VI[EI[e0, EI_SRC], V_OFF], n)
+        X0 = blk(x, B, VI[EI[e0, EI_SRC], V_OFF], n)
         for b in range(B):
             for j in range(n):
                 M[b, j] = X0[b, j]
         for e in range(e0 + 1, e1):
-            Xe = _blk(x, B, VI[EI[e, EI_SRC], V_OFF], n)
+            Xe = blk(x, B, VI[EI[e, EI_SRC], V_OFF], n)
             for b in range(B):
                 for j in range(n):
                     M[b, j] *= Xe[b, j]
     elif op == OP_ACT:
-        Xs = _blk(x, B, VI[EI[e0, EI_SRC], V_OFF], n)
+        Xs = blk(x, B, VI[EI[e0, EI_SRC], V_OFF], n)
         code = VI[i, V_PHI]
         for b in range(B):
             for j in range(n):
                 M[b, j] = phi(code, _LEAKY, Xs[b, j])
     elif op == OP_MAXPOOL or op == OP_AVGPOOL:
         src = EI[e0, EI_SRC]
-        Xs = _blk(x, B, VI[src, V_OFF], VI[src, V_SIZE])
+        Xs = blk(x, B, VI[src, V_OFF], VI[src, V_SIZE])
         _pool_fwd(op == OP_MAXPOOL, Xs, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_H], VI[i, V_W],
                   VI[i, V_PK], VI[i, V_PS], M)
 
@@ -300,15 +296,15 @@ def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob):
     """out[parent] += (d g_i / d x_parent)(xJ)^T e_i for every non-input parent (e_i read from ebuf)."""
     op = VI[i, V_OP]
     n = VI[i, V_SIZE]
-    E = _blk(ebuf, B, VI[i, V_OFF], n)
+    E = blk(ebuf, B, VI[i, V_OFF], n)
     e0, e1 = VI[i, V_E0], VI[i, V_E1]
     for e in range(e0, e1):
         src = EI[e, EI_SRC]
         if VI[src, V_OP] == OP_INPUT:
             continue
         sn = VI[src, V_SIZE]
-        O = _blk(out, B, VI[src, V_OFF], sn)
-        Xs = _blk(xJ, B, VI[src, V_OFF], sn)
+        O = blk(out, B, VI[src, V_OFF], sn)
+        Xs = blk(xJ, B, VI[src, V_OFF], sn)
         if op == OP_AFFINE:
             kind = EI[e, EI_KIND]
             coef = EF[e]
@@ -358,7 +354,7 @@ def _grad_vertex(i, B, xP, ebuf, G, theta, VI, EI, EF, PI, s1, sG, cb, ob):
     if VI[i, V_OP] != OP_AFFINE:
         return
     n = VI[i, V_SIZE]
-    E = _blk(ebuf, B, VI[i, V_OFF], n)
+    E = blk(ebuf, B, VI[i, V_OFF], n)
     for e in range(VI[i, V_E0], VI[i, V_E1]):
         kind = EI[e, EI_KIND]
         if kind == E_SCALE:
@@ -366,7 +362,7 @@ def _grad_vertex(i, B, xP, ebuf, G, theta, VI, EI, EF, PI, s1, sG, cb, ob):
         src = EI[e, EI_SRC]
         sn = VI[src, V_SIZE]
         coef = EF[e]
-        A = _act_in(EI[e, EI_PHI], _blk(xP, B, VI[src, V_OFF], sn), s1, B, sn)
+        A = _act_in(EI[e, EI_PHI], blk(xP, B, VI[src, V_OFF], sn), s1, B, sn)
         k = EI[e, EI_PARAM]
         po, ps = PI[k, P_OFF], PI[k, P_SIZE]
         if kind == E_DENSE:
@@ -551,7 +547,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
     for i in range(nv):
         if VI[i, V_OP] == OP_INPUT:
             sz = VI[i, V_SIZE]
-            Xb = _blk(x, B, VI[i, V_OFF], sz)
+            Xb = blk(x, B, VI[i, V_OFF], sz)
             io = VI[i, V_INOFF]
             for b in range(B):
                 for j in range(sz):
@@ -562,14 +558,14 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
                 x[j] = mu[j]
     nt = VI[target, V_SIZE]
-    Xt = _blk(x, B, VI[target, V_OFF], nt)
+    Xt = blk(x, B, VI[target, V_OFF], nt)
     for b in range(B):
         for j in range(nt):
             y0[b, j] = Xt[b, j]
 
     if algo == _ALG_BP:
         eps[:] = 0.0
-        Et = _blk(eps, B, VI[target, V_OFF], nt)
+        Et = blk(eps, B, VI[target, V_OFF], nt)
         prec = VF[target, VF_PREC]
         acc = 0.0
         for b in range(B):

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from ..backends.base import INIT_ZEROS, MODE_CLAMP, MODE_NUDGE
-from ..backends.numba._checks import all_finite, first_nonfinite
+from ..backends.numba._common import all_finite, first_nonfinite
 from ..backends.numba.activations import dphi, phi
 from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
                               P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
@@ -361,9 +361,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                 if bad >= 0:
                     break
         if bad >= 0:
-            status = 1
-            fail_step = k
-            fail_pop = bad
+            status, fail_step, fail_pop = 1, k, bad
             break
         if k == n_steps:
             break

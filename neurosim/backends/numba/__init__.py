@@ -44,7 +44,7 @@ Python's zero checks, which would block vectorisation) and the fast-math flags o
 Modules
 -------
 :mod:`.activations` (phi, dphi, the vectorisable tanh/sigmoid: every numba kernel's one copy),
-:mod:`._checks` (divergence checks), :mod:`._products` (small-batch GEMV / BLAS), :mod:`._passes` (the
+:mod:`._common` (block views, inputs, divergence checks), :mod:`._products` (small-batch GEMV / BLAS), :mod:`._passes` (the
 pieces of a step), :mod:`._plasticity` (Hebbian updates, optimisers), :mod:`._relax` (one batch in one
 jitted call), :mod:`.backend` (:class:`NumbaBackend`).  The table columns are those of
 :mod:`neurosim.backends.tables`.  Importing this package does not import numba; its modules do.

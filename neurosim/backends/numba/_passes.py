@@ -9,7 +9,8 @@ from ...plan import ROLE_INPUT, ROLE_TARGET
 from ..base import MODE_NUDGE
 from ..tables import (K_BOFF, K_POST, K_PRE, K_SKIP, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM,
                       PF_TAUE, PF_TAUX)
-from ._products import _blk, _mm_ab, _mm_abt
+from ._common import blk
+from ._products import _mm_ab, _mm_abt
 from .activations import dphi_from, phi_block, tanh
 
 _jit = JIT_OPTIONS
@@ -24,7 +25,7 @@ def _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b):
     """mu of population i from its incoming projections (sorted by post, so contiguous)."""
     n_post = pi[i, P_SIZE]
     opost = pi[i, P_OFF]
-    M = _blk(mu, B, opost, n_post)
+    M = blk(mu, B, opost, n_post)
     Mf = mu[B * opost:B * (opost + n_post)]
     written = False
     for k in range(ki_start[i], ki_end[i]):
@@ -36,14 +37,14 @@ def _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b):
             Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
             m = kf[k, KF_MULT]
             if not written:
-                _mm_abt(_blk(phx, B, opre, n_pre), Wk, M)
+                _mm_abt(blk(phx, B, opre, n_pre), Wk, M)
                 if m != 1.0:
                     for j in range(B * n_post):
                         Mf[j] *= m
                 written = True
             else:
                 T = tmp[:B * n_post]
-                _mm_abt(_blk(phx, B, opre, n_pre), Wk, T.reshape(B, n_post))
+                _mm_abt(blk(phx, B, opre, n_pre), Wk, T.reshape(B, n_post))
                 for j in range(B * n_post):
                     Mf[j] += m * T[j]
         if not written:
@@ -57,7 +58,7 @@ def _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b):
                 for j in range(n_post):
                     M[s, j] += bk[j]
         if ki[k, K_SKIP] != 0:
-            Xp = _blk(x, B, opre, n_pre)
+            Xp = blk(x, B, opre, n_pre)
             for s in range(B):
                 for j in range(n_post):
                     M[s, j] += Xp[s, j]
@@ -81,10 +82,10 @@ def _fused_rows(i, k, B, x, phx, mu, eps, F, pi, prec, ki, kf, W, b):
     hb = ki[k, K_BOFF] >= 0
     bo = ki[k, K_BOFF] if hb else 0
     bk = b[bo:bo + n_post] if hb else b[0:0]
-    P = _blk(phx, B, pi[pre, P_OFF], n_pre)
-    Xb = _blk(x, B, uo, n_post)
-    Mb = _blk(mu, B, uo, n_post)
-    Eb = _blk(eps, B, uo, n_post)
+    P = blk(phx, B, pi[pre, P_OFF], n_pre)
+    Xb = blk(x, B, uo, n_post)
+    Mb = blk(mu, B, uo, n_post)
+    Eb = blk(eps, B, uo, n_post)
     pv = prec[uo:uo + n_post]
     # (written out by hand: a helper taking arrays inside these loops costs reference-count calls).
     # Rows go in blocks of 8 (then 4, then 1): one load of phi(x_pre) and one load/store of the feedback
@@ -195,9 +196,8 @@ def _fused(i, k, B, x, phx, mu, eps, fb, g, pi, prec, ki, kf, W, b):
     instead of twice.  Returns the batch-mean energy of population i.
     """
     pre = ki[k, K_PRE]
-    n_post = pi[i, P_SIZE]
     n_pre = pi[pre, P_SIZE]
-    F = _blk(fb, B, pi[pre, P_OFF], n_pre)
+    F = blk(fb, B, pi[pre, P_OFF], n_pre)
     if g[pre, G_FBW] == 0:
         for s in range(B):
             for q in range(n_pre):
@@ -213,14 +213,14 @@ def _errors(i, B, x, es, mu, eps, deps, pi, pf, prec):
     uo = pi[i, P_OFF]
     tau_e = pf[i, PF_TAUE]
     pv = prec[uo:uo + n]
-    Xb = _blk(x, B, uo, n)
-    Mb = _blk(mu, B, uo, n)
-    Eb = _blk(eps, B, uo, n)
+    Xb = blk(x, B, uo, n)
+    Mb = blk(mu, B, uo, n)
+    Eb = blk(eps, B, uo, n)
     acc = 0.0
     if tau_e > 0:
         inv = 1.0 / tau_e
-        Sb = _blk(es, B, uo, n)
-        Db = _blk(deps, B, uo, n)
+        Sb = blk(es, B, uo, n)
+        Db = blk(deps, B, uo, n)
         for s in range(B):
             for j in range(n):
                 p = pv[j]
@@ -292,7 +292,7 @@ def _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W):
         n_pre = pi[pre, P_SIZE]
         n_post = pi[post, P_SIZE]
         opre = pi[pre, P_OFF]
-        E = _blk(eps, B, pi[post, P_OFF], n_post)
+        E = blk(eps, B, pi[post, P_OFF], n_post)
         if ki[k, K_WOFF] >= 0:
             wo = ki[k, K_WOFF]
             Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
@@ -310,7 +310,7 @@ def _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W):
                 for j in range(B * n_pre):
                     Fbf[j] += m * T[j]
         if ki[k, K_SKIP] != 0:
-            S = _blk(sfb, B, opre, n_pre)
+            S = blk(sfb, B, opre, n_pre)
             for s in range(B):
                 for j in range(n_pre):
                     S[s, j] += E[s, j]
@@ -345,9 +345,9 @@ def _drive_block(i, B, x, eps, phx, fb, sfb, t, dx, mode, beta, pi, pf, g):
     n = pi[i, P_SIZE]
     uo = pi[i, P_OFF]
     nudge = pi[i, P_ROLE] == ROLE_TARGET and mode == MODE_NUDGE
-    _drive(pi[i, P_PHI], pf[i, PF_PARAM], 1.0 / pf[i, PF_TAUX], _blk(x, B, uo, n), _blk(eps, B, uo, n),
-           _blk(phx, B, uo, n), _blk(fb, B, uo, n), _blk(sfb, B, uo, n), t, beta, g[i, G_FB] != 0,
-           g[i, G_SFB] != 0, nudge, _blk(dx, B, uo, n), False, 0.0)
+    _drive(pi[i, P_PHI], pf[i, PF_PARAM], 1.0 / pf[i, PF_TAUX], blk(x, B, uo, n), blk(eps, B, uo, n),
+           blk(phx, B, uo, n), blk(fb, B, uo, n), blk(sfb, B, uo, n), t, beta, g[i, G_FB] != 0,
+           g[i, G_SFB] != 0, nudge, blk(dx, B, uo, n), False, 0.0)
 
 
 @njit(**_jit)
@@ -384,8 +384,8 @@ def _euler_fused(B, x, es, eps, phx, fb, sfb, deps, t, dt, mode, beta, pi, pf, g
         if code == 1 and hf and not hs and not nudge and g[i, G_PHX] != 0:
             _euler_tanh_block(x[o:o + m], eps[o:o + m], phx[o:o + m], fb[o:o + m], dt / pf[i, PF_TAUX])
             continue
-        _drive(code, a, 1.0 / pf[i, PF_TAUX], _blk(x, B, uo, n), _blk(eps, B, uo, n), _blk(phx, B, uo, n),
-               _blk(fb, B, uo, n), _blk(sfb, B, uo, n), t, beta, hf, hs, nudge, _blk(x, B, uo, n), True, dt)
+        _drive(code, a, 1.0 / pf[i, PF_TAUX], blk(x, B, uo, n), blk(eps, B, uo, n), blk(phx, B, uo, n),
+               blk(fb, B, uo, n), blk(sfb, B, uo, n), t, beta, hf, hs, nudge, blk(x, B, uo, n), True, dt)
         if g[i, G_PHX] != 0:
             phi_block(code, a, x, phx, o, m)
 

@@ -11,7 +11,8 @@ from ...config import JIT_OPTIONS
 from ...plan import OPT_ADAM
 from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_WOFF, KF_B1, KF_B2, KF_EPS, KF_LR,
                       KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)
-from ._products import SMALL_BATCH, _blk
+from ._common import blk
+from ._products import SMALL_BATCH
 
 _jit = JIT_OPTIONS
 
@@ -55,7 +56,7 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
         post = ki[k, K_POST]
         n_pre = pi[pre, P_SIZE]
         n_post = pi[post, P_SIZE]
-        E = _blk(eps, B, pi[post, P_OFF], n_post)
+        E = blk(eps, B, pi[post, P_OFF], n_post)
         scale = 1.0 / B if ki[k, K_MEAN] != 0 else 1.0
         opt_t[k] += 1
         tc = opt_t[k]
@@ -64,7 +65,7 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
             wo = ki[k, K_WOFF]
             nw = n_post * n_pre
             G = gtmp[:nw].reshape(n_post, n_pre)
-            P = _blk(phx, B, pi[pre, P_OFF], n_pre)
+            P = blk(phx, B, pi[pre, P_OFF], n_pre)
             if B <= SMALL_BATCH and kind != OPT_ADAM and kf[k, KF_MOM] <= 0 and kf[k, KF_WD] <= 0:
                 # plain SGD on a small batch: one rank-B update of W, no gradient buffer
                 Wk = W[wo:wo + nw].reshape(n_post, n_pre)

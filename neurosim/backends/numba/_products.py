@@ -79,8 +79,3 @@ def _mm_ab(E, Wk, out):
             for i in range(n_pre):
                 out[s, i] += c * Wk[j, i]
         j += 1
-
-
-@njit(**_jit)
-def _blk(buf, B, off, n):
-    return buf[B * off:B * (off + n)].reshape(B, n)

@@ -9,8 +9,8 @@ from ...config import JIT_OPTIONS
 from ...plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from ..base import EULER, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP
 from ..tables import K_PRE, K_SKIP, K_WOFF, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUE
-from ._checks import all_finite, first_nonfinite
-from ._products import SMALL_BATCH, _blk
+from ._common import all_finite, blk, first_nonfinite, load_inputs, read_pop
+from ._products import SMALL_BATCH
 from .activations import phi_block
 
 from ._passes import (G_FB, G_FIXED, G_FUSED, G_MUC, G_PHX, G_SFB, _euler_fused, _feedback, _forward,
@@ -109,13 +109,7 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
         es[:] = 0.0
         deps[:] = 0.0
         eps[:] = 0.0
-    for jj in range(inputs.shape[0]):
-        i = inputs[jj]
-        n = pi[i, P_SIZE]
-        Xi = _blk(x, B, pi[i, P_OFF], n)
-        for q in range(B):
-            for j in range(n):
-                Xi[q, j] = s[q, input_off[jj] + j]
+    load_inputs(s, x, B, pi, inputs, input_off)
     if not prev:
         # one forward sweep in topological order: x_i = mu_i
         for i in range(npop):
@@ -133,7 +127,7 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
         dirty[:] = 1
     if mode == MODE_CLAMP and target_pop >= 0:
         n = pi[target_pop, P_SIZE]
-        Xt = _blk(x, B, pi[target_pop, P_OFF], n)
+        Xt = blk(x, B, pi[target_pop, P_OFF], n)
         for q in range(B):
             for j in range(n):
                 Xt[q, j] = t[q, j]
@@ -164,20 +158,16 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
                 n = pi[i, P_SIZE]
                 uo = pi[i, P_OFF]
                 pv = prec[uo:uo + n]
-                Sb = _blk(es, B, uo, n)
-                Xb = _blk(x, B, uo, n)
-                Mb = _blk(mu, B, uo, n)
+                Sb = blk(es, B, uo, n)
+                Xb = blk(x, B, uo, n)
+                Mb = blk(mu, B, uo, n)
                 for q in range(B):
                     for j in range(n):
                         Sb[q, j] = pv[j] * (Xb[q, j] - Mb[q, j])
     fused_done = _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki, kf, ki_start, ki_end,
                           W, b, False)  # every prediction is already up to date
     if target_pop >= 0:
-        n = pi[target_pop, P_SIZE]
-        Mt = _blk(mu, B, pi[target_pop, P_OFF], n)
-        for q in range(B):
-            for j in range(n):
-                y0[q, j] = Mt[q, j]
+        read_pop(mu, target_pop, B, pi, y0)
 
     # ---- relaxation
     fast = integrator == EULER and tol <= 0
@@ -212,9 +202,7 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
                     bad = i
                     break
         if bad >= 0:
-            status = 1
-            fail_step = k
-            fail_pop = bad
+            status, fail_step, fail_pop = 1, k, bad
             break
         if k == n_steps:
             break
@@ -266,11 +254,7 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
     for j in range(N):
         es[j] = eps[j]
     if target_pop >= 0:
-        n = pi[target_pop, P_SIZE]
-        Xt = _blk(x, B, pi[target_pop, P_OFF], n)
-        for q in range(B):
-            for j in range(n):
-                y[q, j] = Xt[q, j]
+        read_pop(x, target_pop, B, pi, y)
     # ---- plasticity from the final state
     if learn and status == 0:
         _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t)
