@@ -279,7 +279,7 @@ def markdown(r) -> str:
     return "\n".join(parts)
 
 
-KERNEL_NOTES = """## What the numba core does (neurosim/backends/numba_backend.py)
+KERNEL_NOTES = """## What the numba core does (neurosim/backends/numba/)
 
 - One jitted call per batch (initialisation, T steps, weight update) on the calling thread; settings are
   packed into an int and a float array, so one compiled specialisation serves every run of a dtype, and

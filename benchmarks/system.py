@@ -173,7 +173,7 @@ print("FIRST", time.perf_counter() - t0)
 _IMPORT_CHILD = r"""
 import time
 t0 = time.perf_counter(); import numba; t1 = time.perf_counter()
-import neurosim, neurosim.backends.numba_backend; t2 = time.perf_counter()
+import neurosim, neurosim.backends.numba.backend; t2 = time.perf_counter()
 import sklearn.datasets; t3 = time.perf_counter()
 import matplotlib; t4 = time.perf_counter()
 print("IMPORTS", t1 - t0, t2 - t1, t3 - t2, t4 - t3)

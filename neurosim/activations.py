@@ -1,8 +1,11 @@
 """Named activation functions ``phi`` and their derivatives ``dphi``.
 
 Every activation is registered under a name and an integer code.  The NumPy forms
-(:func:`phi`, :func:`dphi`) are the reference; the numba backend dispatches on the
-integer code (see :mod:`neurosim.backends.numba_backend`) and is tested against them.
+(:func:`phi`, :func:`dphi`, by name or code) are the reference.  Their one compiled form is
+:mod:`neurosim.backends.numba.activations` (``phi(code, a, x)``, ``dphi(code, a, x)``, a
+vectorisable ``tanh``), which every numba kernel uses and ``tests/test_activations.py``
+checks against these at float64 and float32; it is imported only by the kernels, so
+``import neurosim`` compiles nothing.
 
 =============  ===========================  ===============================
 name           phi(x)                        dphi(x)
@@ -47,13 +50,19 @@ def names() -> list[str]:
     return sorted(ACTIVATIONS)
 
 
-def get(name: str) -> Activation:
-    """Look up an activation by name; unknown names raise a ValueError listing the known ones."""
+_BY_CODE = {a.code: a for a in ACTIVATIONS.values()}
+
+
+def get(name) -> Activation:
+    """Look up an activation by name (or by its integer code, as the packed plans store it); unknown ones
+    raise a ValueError listing the known names."""
     try:
+        if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
+            return _BY_CODE[int(name)]
         return ACTIVATIONS[name]
     except (KeyError, TypeError):
         raise ValueError(
-            f"unknown activation {name!r}; choose one of {names()}"
+            f"unknown activation {name!r}; choose one of {names()} (codes {sorted(_BY_CODE)})"
         ) from None
 
 
@@ -67,8 +76,8 @@ def _sigmoid(x):
     return out
 
 
-def phi(name: str, x: np.ndarray) -> np.ndarray:
-    """Apply activation ``name`` elementwise (NumPy reference form)."""
+def phi(name, x: np.ndarray) -> np.ndarray:
+    """Apply activation ``name`` (a name or an integer code) elementwise (NumPy reference form)."""
     a = get(name)
     x = np.asarray(x)
     if a.code == 0:
@@ -82,8 +91,8 @@ def phi(name: str, x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x, a.param * x)
 
 
-def dphi(name: str, x: np.ndarray) -> np.ndarray:
-    """Derivative of activation ``name`` at ``x`` (NumPy reference form)."""
+def dphi(name, x: np.ndarray) -> np.ndarray:
+    """Derivative of activation ``name`` (a name or an integer code) at ``x`` (NumPy reference form)."""
     a = get(name)
     x = np.asarray(x)
     if a.code == 0:

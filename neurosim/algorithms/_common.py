@@ -39,6 +39,7 @@ import numpy as np
 from .. import activations as act
 from ..backends.base import INIT_FEEDFORWARD, MODE_CLAMP, MODE_NUDGE, STATUS_DIVERGED, BatchResult
 from ..backends.reference import optimizer_step
+from ..backends.tables import pack
 from ..errors import UnsupportedError
 from ..plan import ROLE_FREE, ROLE_INPUT, Plan
 
@@ -154,10 +155,10 @@ def uses_numba(sim) -> bool:
 # ----------------------------------------------------------------------------- tables for the kernels
 @dataclass
 class Tables:
-    """Packed integer/float tables of a plan for the compiled kernels (see ``_kernels``)."""
+    """Packed integer/float tables of a plan for the compiled kernels (columns: :mod:`neurosim.backends.tables`)."""
 
     pi: np.ndarray          # (n_pops, 5): size, unit offset, phi code, role, has_err
-    pf: np.ndarray          # (n_pops, 2): phi param, tau_x
+    pf: np.ndarray          # (n_pops, 3): phi param, tau_x, tau_eps
     ki: np.ndarray          # (n_proj, 9): pre, post, w_off, b_off, skip, plastic, learn_bias, mean, opt kind
     kf: np.ndarray          # (n_proj, 7): multiplier, lr, momentum, weight decay, beta1, beta2, eps
     ki_start: np.ndarray
@@ -212,12 +213,7 @@ def tables(plan: Plan) -> Tables:
         if int(p.pop_phi[i]) not in KERNEL_PHI_CODES:
             raise UnsupportedError(f"population {p.pop_names[i]!r}: activation code {int(p.pop_phi[i])} is not "
                                    "implemented by the algorithm kernels")
-    pi = np.stack([p.pop_size, p.pop_off, p.pop_phi, p.pop_role, p.pop_has_err], axis=1).astype(np.int64)
-    pf = np.stack([p.pop_phi_param, p.pop_tau_x], axis=1).astype(np.float64)
-    ki = np.stack([p.proj_pre, p.proj_post, p.w_off, p.b_off, p.proj_skip, p.proj_plastic, p.proj_learn_bias,
-                   p.proj_mean, p.opt_kind], axis=1).astype(np.int64).reshape(-1, 9)
-    kf = np.concatenate([p.proj_mult[:, None], p.proj_lr[:, None], p.opt_param], axis=1).astype(np.float64
-                                                                                                 ).reshape(-1, 7)
+    pi, pf, ki, kf = pack(p)
     depth, dist, levelled, problem = distances(p)
     t = Tables(pi=pi, pf=pf, ki=ki, kf=kf, ki_start=p.in_start.astype(np.int64), ki_end=p.in_end.astype(np.int64),
                inputs=p.input_pops.astype(np.int64), input_off=p.input_off.astype(np.int64), dist=dist,

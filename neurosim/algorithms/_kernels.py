@@ -1,6 +1,6 @@
 r"""Compiled (numba) kernels of the schedules ``fpa``, ``zil``, ``ipc`` and ``bp``: one jitted call per batch.
 
-Memory layout as in :mod:`neurosim.backends.numba_backend`: every state buffer is one flat vector in which
+Memory layout as in :mod:`neurosim.backends.numba`: every state buffer is one flat vector in which
 population ``i`` owns the C-contiguous block ``[B off_i, B (off_i + n_i))`` viewed as ``(B, n_i)``.  Matrix
 products go to BLAS (``np.dot``) for batches above ``SMALL_BATCH`` and to explicit loops below; elementwise
 work is fused into loops; no allocation happens inside the step loops.
@@ -26,63 +26,23 @@ import math
 import numpy as np
 from numba import njit
 
+from ..backends.base import MODE_CLAMP as M_CLAMP, MODE_NUDGE as M_NUDGE
+from ..backends.numba._common import blk, load_inputs, read_pop
+from ..backends.numba._common import first_bad as _first_bad
+from ..backends.numba.activations import dphi, phi
+from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_WOFF, KF_B1, KF_B2,
+                              KF_EPS, KF_LR, KF_MOM, KF_MULT, KF_WD, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUX)
 from ..config import CACHE, FASTMATH
+from ..plan import OPT_ADAM as O_ADAM, ROLE_FREE as R_FREE, ROLE_INPUT as R_INPUT, ROLE_TARGET as R_TARGET
 
 _jit = dict(cache=CACHE, fastmath=FASTMATH, nogil=True)
 
-P_SIZE, P_OFF, P_PHI, P_ROLE, P_ERR = 0, 1, 2, 3, 4
-PF_PARAM, PF_TAUX = 0, 1
-K_PRE, K_POST, K_WOFF, K_BOFF, K_SKIP, K_PLASTIC, K_LBIAS, K_MEAN, K_OPT = range(9)
-KF_MULT, KF_LR, KF_MOM, KF_WD, KF_B1, KF_B2, KF_EPS = range(7)
-R_INPUT, R_FREE, R_TARGET = 0, 1, 2          # = neurosim.plan.ROLE_*
-M_CLAMP, M_NUDGE = 1, 2                      # = neurosim.backends.base.MODE_*
-O_ADAM = 1                                   # = neurosim.plan.OPT_ADAM
 
 #: batches up to this size use hand-written loops instead of BLAS (call overhead dominates there)
 SMALL_BATCH = 8
 
 
 # ----------------------------------------------------------------------------- scalar pieces
-@njit(**_jit)
-def _phi(code, a, v):
-    if code == 0:
-        return v
-    if code == 1:
-        return math.tanh(v)
-    if code == 2:
-        if v >= 0:
-            return 1.0 / (1.0 + math.exp(-v))
-        e = math.exp(v)
-        return e / (1.0 + e)
-    if code == 3:
-        return v if v > 0 else 0.0
-    return v if v > 0 else a * v
-
-
-@njit(**_jit)
-def _dphi(code, a, v):
-    if code == 0:
-        return 1.0
-    if code == 1:
-        th = math.tanh(v)
-        return 1.0 - th * th
-    if code == 2:
-        if v >= 0:
-            s = 1.0 / (1.0 + math.exp(-v))
-        else:
-            e = math.exp(v)
-            s = e / (1.0 + e)
-        return s * (1.0 - s)
-    if code == 3:
-        return 1.0 if v > 0 else 0.0
-    return 1.0 if v > 0 else a
-
-
-@njit(**_jit)
-def _blk(buf, B, off, n):
-    return buf[B * off:B * (off + n)].reshape(B, n)
-
-
 @njit(**_jit)
 def _mm_abt(A, Wk, out):
     """out = A @ Wk.T for A (B, n_pre), Wk (n_post, n_pre)."""
@@ -149,7 +109,7 @@ def _phi_pop(i, x, phx, B, pi, pf):
             phx[o + j] = x[o + j]
     else:
         for j in range(B * n):
-            phx[o + j] = _phi(code, a, x[o + j])
+            phx[o + j] = phi(code, a, x[o + j])
 
 
 @njit(**_jit)
@@ -160,14 +120,14 @@ def _dphi_all(x, dph, B, pi, pf):
         code = pi[i, P_PHI]
         a = pf[i, PF_PARAM]
         for j in range(B * n):
-            dph[o + j] = _dphi(code, a, x[o + j])
+            dph[o + j] = dphi(code, a, x[o + j])
 
 
 @njit(**_jit)
 def _predict_pop(i, x, phx, mu, B, pi, ki, kf, ki_start, ki_end, W, b, tmp):
     """mu_i = sum over incoming projections of a W phi(x_pre) + b (+ x_pre)."""
     n_post = pi[i, P_SIZE]
-    M = _blk(mu, B, pi[i, P_OFF], n_post)
+    M = blk(mu, B, pi[i, P_OFF], n_post)
     for s in range(B):
         for j in range(n_post):
             M[s, j] = 0.0
@@ -179,7 +139,7 @@ def _predict_pop(i, x, phx, mu, B, pi, ki, kf, ki_start, ki_end, W, b, tmp):
             wo = ki[k, K_WOFF]
             Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
             T = tmp[:B * n_post].reshape(B, n_post)
-            _mm_abt(_blk(phx, B, opre, n_pre), Wk, T)
+            _mm_abt(blk(phx, B, opre, n_pre), Wk, T)
             m = kf[k, KF_MULT]
             for s in range(B):
                 for j in range(n_post):
@@ -190,7 +150,7 @@ def _predict_pop(i, x, phx, mu, B, pi, ki, kf, ki_start, ki_end, W, b, tmp):
                 for j in range(n_post):
                     M[s, j] += b[bo + j]
         if ki[k, K_SKIP] != 0:
-            X = _blk(x, B, opre, n_pre)
+            X = blk(x, B, opre, n_pre)
             for s in range(B):
                 for j in range(n_post):
                     M[s, j] += X[s, j]
@@ -212,13 +172,7 @@ def _forward(s, x, phx, mu, B, tabs, W, b, tmp):
     pi, pf, ki, kf, ki_start, ki_end, inputs, input_off = tabs
     x[:] = 0.0
     mu[:] = 0.0
-    for jj in range(inputs.shape[0]):
-        i = inputs[jj]
-        n = pi[i, P_SIZE]
-        X = _blk(x, B, pi[i, P_OFF], n)
-        for q in range(B):
-            for j in range(n):
-                X[q, j] = s[q, input_off[jj] + j]
+    load_inputs(s, x, B, pi, inputs, input_off)
     for i in range(pi.shape[0]):
         if pi[i, P_ROLE] != R_INPUT:
             _predict_pop(i, x, phx, mu, B, pi, ki, kf, ki_start, ki_end, W, b, tmp)
@@ -233,7 +187,7 @@ def _forward(s, x, phx, mu, B, tabs, W, b, tmp):
 def _target(x, t, teff, y0, beta_t, clamp, target_pop, B, pi):
     """y0 = yhat; teff = t (beta_t = 1) or yhat + beta_t (t - yhat); clamp the target to teff if asked."""
     n = pi[target_pop, P_SIZE]
-    X = _blk(x, B, pi[target_pop, P_OFF], n)
+    X = blk(x, B, pi[target_pop, P_OFF], n)
     for q in range(B):
         for j in range(n):
             yh = X[q, j]
@@ -281,19 +235,19 @@ def _drive(x, eps, dph, fb, sfb, dx, B, pi, ki, kf, W, tmp, mode, beta, teff, ta
         post = ki[k, K_POST]
         n_pre = pi[pre, P_SIZE]
         n_post = pi[post, P_SIZE]
-        E = _blk(eps, B, pi[post, P_OFF], n_post)
+        E = blk(eps, B, pi[post, P_OFF], n_post)
         if ki[k, K_WOFF] >= 0:
             wo = ki[k, K_WOFF]
             Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
             T = tmp[:B * n_pre].reshape(B, n_pre)
             _mm_ab(E, Wk, T)
-            Fb = _blk(fb, B, pi[pre, P_OFF], n_pre)
+            Fb = blk(fb, B, pi[pre, P_OFF], n_pre)
             m = kf[k, KF_MULT]
             for s in range(B):
                 for j in range(n_pre):
                     Fb[s, j] += m * T[s, j]
         if ki[k, K_SKIP] != 0:
-            S = _blk(sfb, B, pi[pre, P_OFF], n_pre)
+            S = blk(sfb, B, pi[pre, P_OFF], n_pre)
             for s in range(B):
                 for j in range(n_pre):
                     S[s, j] += E[s, j]
@@ -334,12 +288,12 @@ def _direction(k, eps, phx, B, pi, ki, kf, G, Gb):
     n_pre = pi[pre, P_SIZE]
     n_post = pi[post, P_SIZE]
     scale = 1.0 / B if ki[k, K_MEAN] != 0 else 1.0
-    E = _blk(eps, B, pi[post, P_OFF], n_post)
+    E = blk(eps, B, pi[post, P_OFF], n_post)
     if ki[k, K_WOFF] >= 0:
         wo = ki[k, K_WOFF]
         nw = n_post * n_pre
         Gk = G[wo:wo + nw].reshape(n_post, n_pre)
-        _mm_atb(E, _blk(phx, B, pi[pre, P_OFF], n_pre), Gk)
+        _mm_atb(E, blk(phx, B, pi[pre, P_OFF], n_pre), Gk)
         c = kf[k, KF_MULT] * scale
         for j in range(nw):
             G[wo + j] *= c
@@ -411,29 +365,6 @@ def _record(r, k, x, eps, mu, recs, B, pi, item):
     rec_steps[r] = k
 
 
-@njit(**_jit)
-def _first_bad(energy, x, B, pi):
-    """First population with a non-finite energy, else with a non-finite value, else -1."""
-    for i in range(pi.shape[0]):
-        if not math.isfinite(energy[i]):
-            return i
-    for i in range(pi.shape[0]):
-        o = B * pi[i, P_OFF]
-        for j in range(B * pi[i, P_SIZE]):
-            if not math.isfinite(x[o + j]):
-                return i
-    return -1
-
-
-@njit(**_jit)
-def _copy_target(x, y, target_pop, B, pi):
-    n = pi[target_pop, P_SIZE]
-    X = _blk(x, B, pi[target_pop, P_OFF], n)
-    for q in range(B):
-        for j in range(n):
-            y[q, j] = X[q, j]
-
-
 # ----------------------------------------------------------------------------- kernels
 @njit(**_jit)
 def fpa_kernel(s, t, teff, eta, n_iter, beta_t, learn, factor, probe_every, probe_item, target_pop,
@@ -463,16 +394,14 @@ def fpa_kernel(s, t, teff, eta, n_iter, beta_t, learn, factor, probe_every, prob
             r += 1
         bad = _first_bad(energy, x, B, pi)
         if bad >= 0:
-            status = 1
-            fail_step = k
-            fail_pop = bad
+            status, fail_step, fail_pop = 1, k, bad
             break
         if k == n_iter:
             break
         _drive(x, eps, dph, fb, sfb, dx, B, pi, ki, kf, W, tmp, M_CLAMP, 0.0, teff, target_pop)
         _step(x, dx, B, pi, pf, eta)
         steps += 1
-    _copy_target(x, y, target_pop, B, pi)
+    read_pop(x, target_pop, B, pi, y)
     if status == 0:
         for k in range(ki.shape[0]):
             _direction(k, eps, phx, B, pi, ki, kf, G, Gb)   # phx: presynaptic feedforward values
@@ -513,9 +442,7 @@ def zil_kernel(s, t, teff, gamma, n_upd, all_at_zero, beta_t, learn, factor, pro
             r += 1
         bad = _first_bad(energy, x, B, pi)
         if bad >= 0:
-            status = 1
-            fail_step = step
-            fail_pop = bad
+            status, fail_step, fail_pop = 1, step, bad
             break
         last = step == n_upd - 1
         if not last:
@@ -530,7 +457,7 @@ def zil_kernel(s, t, teff, gamma, n_upd, all_at_zero, beta_t, learn, factor, pro
         if not last:
             _step(x, dx, B, pi, pf, gamma)
             steps += 1
-    _copy_target(x, y, target_pop, B, pi)
+    read_pop(x, target_pop, B, pi, y)
     out[0] = steps
     out[1] = status
     out[2] = fail_step
@@ -566,9 +493,7 @@ def ipc_kernel(s, t, teff, gamma, n_steps, mode, nudge_beta, beta_t, learn, fact
             r += 1
         bad = _first_bad(energy, x, B, pi)
         if bad >= 0:
-            status = 1
-            fail_step = k
-            fail_pop = bad
+            status, fail_step, fail_pop = 1, k, bad
             break
         if k == n_steps:
             break
@@ -581,7 +506,7 @@ def ipc_kernel(s, t, teff, gamma, n_steps, mode, nudge_beta, beta_t, learn, fact
             for kk in range(ki.shape[0]):
                 _apply(kk, G, Gb, factor, pi, ki, kf, params)
         steps += 1
-    _copy_target(x, y, target_pop, B, pi)
+    read_pop(x, target_pop, B, pi, y)
     out[0] = steps
     out[1] = status
     out[2] = fail_step
@@ -618,8 +543,8 @@ def bp_kernel(s, t, learn, target_pop, tabs, prec, params, bufs, G, Gb, y0, out_
             continue
         n_pre = pi[i, P_SIZE]
         opre = pi[i, P_OFF]
-        Fb = _blk(fb, B, opre, n_pre)
-        S = _blk(sfb, B, opre, n_pre)
+        Fb = blk(fb, B, opre, n_pre)
+        S = blk(sfb, B, opre, n_pre)
         for q in range(B):
             for j in range(n_pre):
                 Fb[q, j] = 0.0
@@ -629,7 +554,7 @@ def bp_kernel(s, t, learn, target_pop, tabs, prec, params, bufs, G, Gb, y0, out_
                 continue
             post = ki[k, K_POST]
             n_post = pi[post, P_SIZE]
-            E = _blk(eps, B, pi[post, P_OFF], n_post)
+            E = blk(eps, B, pi[post, P_OFF], n_post)
             if ki[k, K_WOFF] >= 0:
                 wo = ki[k, K_WOFF]
                 Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
@@ -643,8 +568,8 @@ def bp_kernel(s, t, learn, target_pop, tabs, prec, params, bufs, G, Gb, y0, out_
                 for q in range(B):
                     for j in range(n_pre):
                         S[q, j] += E[q, j]
-        Ei = _blk(eps, B, opre, n_pre)
-        D = _blk(dph, B, opre, n_pre)
+        Ei = blk(eps, B, opre, n_pre)
+        D = blk(dph, B, opre, n_pre)
         for q in range(B):
             for j in range(n_pre):
                 Ei[q, j] = D[q, j] * Fb[q, j] + S[q, j]

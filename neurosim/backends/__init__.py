@@ -15,7 +15,7 @@ def get_backend_class(name: str):
         from .reference import ReferenceBackend
         return ReferenceBackend
     if name == "numba":
-        from .numba_backend import NumbaBackend
+        from .numba.backend import NumbaBackend
         return NumbaBackend
     if name == "brian2":
         try:

@@ -17,6 +17,8 @@ import numpy as np
 from numba import njit
 
 from .. import activations
+from ..backends.numba._common import blk
+from ..backends.numba.activations import dphi, phi
 from ..config import JIT_OPTIONS
 from ..plan import OPT_ADAM
 from .base import ALG_BP, ALG_FPA, ALG_PC, ALG_ZIL
@@ -49,46 +51,6 @@ _ALG_PC, _ALG_FPA, _ALG_ZIL, _ALG_BP = ALG_PC, ALG_FPA, ALG_ZIL, ALG_BP
 
 
 @njit(**JIT_OPTIONS)
-def _phi(code, z):
-    if code == 0:
-        return z
-    if code == 1:
-        return math.tanh(z)
-    if code == 2:
-        if z >= 0:
-            return 1.0 / (1.0 + math.exp(-z))
-        ez = math.exp(z)
-        return ez / (1.0 + ez)
-    if code == 3:
-        return z if z > 0 else 0.0
-    return z if z > 0 else _LEAKY * z
-
-
-@njit(**JIT_OPTIONS)
-def _dphi(code, z):
-    if code == 0:
-        return 1.0
-    if code == 1:
-        t = math.tanh(z)
-        return 1.0 - t * t
-    if code == 2:
-        if z >= 0:
-            s = 1.0 / (1.0 + math.exp(-z))
-        else:
-            ez = math.exp(z)
-            s = ez / (1.0 + ez)
-        return s * (1.0 - s)
-    if code == 3:
-        return 1.0 if z > 0 else 0.0
-    return 1.0 if z > 0 else _LEAKY
-
-
-@njit(**JIT_OPTIONS)
-def _blk(buf, B, off, n):
-    return buf[B * off:B * (off + n)].reshape(B, n)
-
-
-@njit(**JIT_OPTIONS)
 def _act_in(code, Xs, s1, B, n):
     """phi(Xs) in the scratch buffer (or Xs itself for the identity)."""
     if code == 0:
@@ -96,7 +58,7 @@ def _act_in(code, Xs, s1, B, n):
     A = s1[:B * n].reshape(B, n)
     for b in range(B):
         for j in range(n):
-            A[b, j] = _phi(code, Xs[b, j])
+            A[b, j] = phi(code, _LEAKY, Xs[b, j])
     return A
 
 
@@ -262,7 +224,7 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
     """mu block of vertex i = g_i(parents' blocks of x)."""
     op = VI[i, V_OP]
     n = VI[i, V_SIZE]
-    M = _blk(mu, B, VI[i, V_OFF], n)
+    M = blk(mu, B, VI[i, V_OFF], n)
     e0, e1 = VI[i, V_E0], VI[i, V_E1]
     if op == OP_AFFINE:
         for b in range(B):
@@ -273,7 +235,7 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
             kind = EI[e, EI_KIND]
             coef = EF[e]
             sn = VI[src, V_SIZE]
-            Xs = _blk(x, B, VI[src, V_OFF], sn)
+            Xs = blk(x, B, VI[src, V_OFF], sn)
             if kind == E_SCALE:
                 for b in range(B):
                     for j in range(n):
@@ -307,24 +269,24 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
                         for r in range(hw):
                             M[b, c * hw + r] += bc
     elif op == OP_PRODUCT:
-        X0 = _blk(x, B, VI[EI[e0, EI_SRC], V_OFF], n)
+        X0 = blk(x, B, VI[EI[e0, EI_SRC], V_OFF], n)
         for b in range(B):
             for j in range(n):
                 M[b, j] = X0[b, j]
         for e in range(e0 + 1, e1):
-            Xe = _blk(x, B, VI[EI[e, EI_SRC], V_OFF], n)
+            Xe = blk(x, B, VI[EI[e, EI_SRC], V_OFF], n)
             for b in range(B):
                 for j in range(n):
                     M[b, j] *= Xe[b, j]
     elif op == OP_ACT:
-        Xs = _blk(x, B, VI[EI[e0, EI_SRC], V_OFF], n)
+        Xs = blk(x, B, VI[EI[e0, EI_SRC], V_OFF], n)
         code = VI[i, V_PHI]
         for b in range(B):
             for j in range(n):
-                M[b, j] = _phi(code, Xs[b, j])
+                M[b, j] = phi(code, _LEAKY, Xs[b, j])
     elif op == OP_MAXPOOL or op == OP_AVGPOOL:
         src = EI[e0, EI_SRC]
-        Xs = _blk(x, B, VI[src, V_OFF], VI[src, V_SIZE])
+        Xs = blk(x, B, VI[src, V_OFF], VI[src, V_SIZE])
         _pool_fwd(op == OP_MAXPOOL, Xs, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_H], VI[i, V_W],
                   VI[i, V_PK], VI[i, V_PS], M)
 
@@ -334,15 +296,15 @@ def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob):
     """out[parent] += (d g_i / d x_parent)(xJ)^T e_i for every non-input parent (e_i read from ebuf)."""
     op = VI[i, V_OP]
     n = VI[i, V_SIZE]
-    E = _blk(ebuf, B, VI[i, V_OFF], n)
+    E = blk(ebuf, B, VI[i, V_OFF], n)
     e0, e1 = VI[i, V_E0], VI[i, V_E1]
     for e in range(e0, e1):
         src = EI[e, EI_SRC]
         if VI[src, V_OP] == OP_INPUT:
             continue
         sn = VI[src, V_SIZE]
-        O = _blk(out, B, VI[src, V_OFF], sn)
-        Xs = _blk(xJ, B, VI[src, V_OFF], sn)
+        O = blk(out, B, VI[src, V_OFF], sn)
+        Xs = blk(xJ, B, VI[src, V_OFF], sn)
         if op == OP_AFFINE:
             kind = EI[e, EI_KIND]
             coef = EF[e]
@@ -367,7 +329,7 @@ def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob):
             else:
                 for b in range(B):
                     for j in range(sn):
-                        O[b, j] += coef * _dphi(code, Xs[b, j]) * T[b, j]
+                        O[b, j] += coef * dphi(code, _LEAKY, Xs[b, j]) * T[b, j]
         elif op == OP_PRODUCT:
             for b in range(B):
                 for j in range(n):
@@ -380,7 +342,7 @@ def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob):
             code = VI[i, V_PHI]
             for b in range(B):
                 for j in range(n):
-                    O[b, j] += _dphi(code, Xs[b, j]) * E[b, j]
+                    O[b, j] += dphi(code, _LEAKY, Xs[b, j]) * E[b, j]
         else:
             _pool_vjp(op == OP_MAXPOOL, E, Xs, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_H], VI[i, V_W],
                       VI[i, V_PK], VI[i, V_PS], O)
@@ -392,7 +354,7 @@ def _grad_vertex(i, B, xP, ebuf, G, theta, VI, EI, EF, PI, s1, sG, cb, ob):
     if VI[i, V_OP] != OP_AFFINE:
         return
     n = VI[i, V_SIZE]
-    E = _blk(ebuf, B, VI[i, V_OFF], n)
+    E = blk(ebuf, B, VI[i, V_OFF], n)
     for e in range(VI[i, V_E0], VI[i, V_E1]):
         kind = EI[e, EI_KIND]
         if kind == E_SCALE:
@@ -400,7 +362,7 @@ def _grad_vertex(i, B, xP, ebuf, G, theta, VI, EI, EF, PI, s1, sG, cb, ob):
         src = EI[e, EI_SRC]
         sn = VI[src, V_SIZE]
         coef = EF[e]
-        A = _act_in(EI[e, EI_PHI], _blk(xP, B, VI[src, V_OFF], sn), s1, B, sn)
+        A = _act_in(EI[e, EI_PHI], blk(xP, B, VI[src, V_OFF], sn), s1, B, sn)
         k = EI[e, EI_PARAM]
         po, ps = PI[k, P_OFF], PI[k, P_SIZE]
         if kind == E_DENSE:
@@ -585,7 +547,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
     for i in range(nv):
         if VI[i, V_OP] == OP_INPUT:
             sz = VI[i, V_SIZE]
-            Xb = _blk(x, B, VI[i, V_OFF], sz)
+            Xb = blk(x, B, VI[i, V_OFF], sz)
             io = VI[i, V_INOFF]
             for b in range(B):
                 for j in range(sz):
@@ -596,14 +558,14 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
                 x[j] = mu[j]
     nt = VI[target, V_SIZE]
-    Xt = _blk(x, B, VI[target, V_OFF], nt)
+    Xt = blk(x, B, VI[target, V_OFF], nt)
     for b in range(B):
         for j in range(nt):
             y0[b, j] = Xt[b, j]
 
     if algo == _ALG_BP:
         eps[:] = 0.0
-        Et = _blk(eps, B, VI[target, V_OFF], nt)
+        Et = blk(eps, B, VI[target, V_OFF], nt)
         prec = VF[target, VF_PREC]
         acc = 0.0
         for b in range(B):

@@ -26,23 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations as act
+from ..activations import dphi, phi  # the NumPy reference forms, called with the plan's integer codes
 from .plan import (BIAS_CHANNEL, BIAS_UNIT, E_DENSE, E_SCALE, EI_KIND, EI_PAD, EI_PARAM, EI_PHI, EI_SRC,
                    EI_STRIDE, OP_ACT, OP_AFFINE, OP_AVGPOOL, OP_INPUT, OP_MAXPOOL, OP_PRODUCT, V_BIAS, V_BKIND, V_C,
                    V_E0, V_E1, V_H, V_OP, V_PHI, V_PK, V_PS, V_SIZE, V_W, GraphPlan)
 
 __all__ = ["phi", "dphi", "vertex_forward", "vertex_vjp", "vertex_param_grads", "conv2d", "conv2d_vjp",
            "conv2d_kernel_grad", "pool", "pool_vjp"]
-
-_NAMES = {a.code: a.name for a in act.ACTIVATIONS.values()}
-
-
-def phi(code: int, x: np.ndarray) -> np.ndarray:
-    return act.phi(_NAMES[int(code)], x)
-
-
-def dphi(code: int, x: np.ndarray) -> np.ndarray:
-    return act.dphi(_NAMES[int(code)], x)
 
 
 # ----------------------------------------------------------------------------------------------- convolution

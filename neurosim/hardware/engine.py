@@ -54,6 +54,7 @@ import numpy as np
 
 from .. import activations as act
 from ..backends.base import EULER, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP, MODE_NUDGE, BatchResult
+from ..backends.tables import pack
 from ..errors import UnsupportedError
 from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from .nonideal import apply_table
@@ -370,13 +371,8 @@ class NumbaEngine(EngineBase):
 
     def __init__(self, plan):
         super().__init__(plan)
-        p = plan  # packed tables laid out as in neurosim.backends.numba_backend
-        self.pi = np.stack([p.pop_size, p.pop_off, p.pop_phi, p.pop_role, p.pop_has_err], axis=1).astype(np.int64)
-        self.pf = np.stack([p.pop_phi_param, p.pop_tau_x, p.pop_tau_eps], axis=1).astype(np.float64)
-        self.ki = np.stack([p.proj_pre, p.proj_post, p.w_off, p.b_off, p.proj_skip, p.proj_plastic,
-                            p.proj_learn_bias, p.proj_mean, p.opt_kind], axis=1).astype(np.int64).reshape(-1, 9)
-        self.kf = np.concatenate([p.proj_mult[:, None], p.proj_lr[:, None], p.opt_param], axis=1
-                                 ).astype(np.float64).reshape(-1, 7)
+        p = plan  # the packed tables of every numba kernel (neurosim.backends.tables)
+        self.pi, self.pf, self.ki, self.kf = pack(p)
         self.prec = p.precision.astype(np.float64)
         self._bufs = None
         self._B = -1

@@ -17,23 +17,16 @@ import math
 import numpy as np
 from numba import njit
 
+from ..backends.base import INIT_ZEROS, MODE_CLAMP, MODE_NUDGE
+from ..backends.numba._common import all_finite, first_nonfinite
+from ..backends.numba.activations import dphi, phi
+from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
+                              P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
 from ..config import CACHE, FASTMATH
 from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from .nonideal import K_ADD, K_MMGAIN, K_MMOFF, K_MUL, K_QNEAR, K_QSTOCH
 
-P_SIZE, P_OFF, P_PHI, P_ROLE, P_ERR = 0, 1, 2, 3, 4
-PF_PARAM, PF_TAUX, PF_TAUE = 0, 1, 2
-K_PRE, K_POST, K_WOFF, K_BOFF, K_SKIP, K_PLASTIC, K_LBIAS, K_MEAN, K_OPT = range(9)
-KF_MULT = 0
-MODE_CLAMP, MODE_NUDGE = 1, 2
-INIT_ZEROS = 1
-
 _jit = dict(cache=CACHE, fastmath=FASTMATH, nogil=True)
-
-from ..algorithms._kernels import _dphi, _phi  # noqa: E402
-
-
-# the activation functions are shared with the algorithm kernels (one definition, one test twin)
 
 
 @njit(**_jit)
@@ -93,7 +86,7 @@ def _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy
     for s in range(B):
         for j in range(n):
             u = off + j
-            v = _phi(code, a, x[s, u])
+            v = phi(code, a, x[s, u])
             if tn[0] > 0:
                 v = _site(0, u, v, tk, tp, tn, mm)
             if tn[2] > 0:
@@ -253,7 +246,7 @@ def _evaluate(cnt, init_es, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur
                 fb = 0.0
                 if has_fbin[i] != 0:
                     fb = _read(cur_fb, qfw, qfs, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
-                drive = -oe[s, u] + _dphi(code, a, x[s, u]) * fb
+                drive = -oe[s, u] + dphi(code, a, x[s, u]) * fb
                 if nudge:
                     drive += beta * (t[s, j] - x[s, u])
                 dx[s, u] = drive * inv_tau
@@ -358,26 +351,17 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
     for k in range(n_steps + 1):
         for i in range(npop):
             energies[k, i] = energy[i]
-        bad = -1
-        for i in range(npop):
-            if not math.isfinite(energy[i]):
-                bad = i
-                break
+        bad = first_nonfinite(energy)
         if bad < 0:
             for i in range(npop):
                 for s in range(B):
-                    for j in range(pi[i, P_SIZE]):
-                        if not math.isfinite(x[s, pi[i, P_OFF] + j]):
-                            bad = i
-                            break
-                    if bad >= 0:
+                    if not all_finite(x[s, pi[i, P_OFF]:pi[i, P_OFF] + pi[i, P_SIZE]]):
+                        bad = i
                         break
                 if bad >= 0:
                     break
         if bad >= 0:
-            status = 1
-            fail_step = k
-            fail_pop = bad
+            status, fail_step, fail_pop = 1, k, bad
             break
         if k == n_steps:
             break

@@ -7,7 +7,7 @@ import pytest
 
 from circuits import digits
 from neurosim import simulator as simmod
-from neurosim.backends.numba_backend import NumbaBackend
+from neurosim.backends.numba.backend import NumbaBackend
 from neurosim.experiment import resolve_config
 
 

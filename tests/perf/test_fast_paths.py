@@ -4,7 +4,7 @@ The numba kernel takes different code paths than the NumPy reference: vectorised
 fused one-pass prediction/error/feedback for batches up to ``SMALL_BATCH``, BLAS above it, predictions
 of clamped-input populations computed once, feedback only into moving populations, the fused Euler
 update.  Every path must reproduce the reference backend (the executable specification) to 1e-10 in
-float64; the transcendental functions must agree with NumPy to a few ulp.
+float64 (the activations themselves are checked against NumPy in ``tests/test_activations.py``).
 """
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 import neurosim as ns
-from neurosim.activations import _sigmoid
-from neurosim.backends import numba_backend as nb
 from neurosim.backends.base import RunSpec
+from neurosim.backends.numba import _products, _relax
 
 TOL = 1e-10
 
@@ -26,53 +25,6 @@ def close(a, b, what, tol=TOL):
     scale = max(1.0, float(np.max(np.abs(b)))) if b.size else 1.0
     err = float(np.max(np.abs(a - b))) if a.size else 0.0
     assert err <= tol * scale, f"{what}: max abs difference {err:.3e} > {tol:g} * {scale:.3g}"
-
-
-def phi_block(code, x):
-    out = np.empty_like(x)
-    nb._phi_block(code, 0.0, x, out, 0, x.size)
-    return out
-
-
-def ulps(a, b):
-    return np.abs(a - b) / np.spacing(np.maximum(np.abs(b), np.finfo(float).tiny))
-
-
-# ----------------------------------------------------------------------------- vectorised transcendental functions
-def test_tanh_within_3_ulp_of_numpy_over_all_magnitudes():
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.normal(size=20000) * s for s in (1e-8, 1e-3, 0.1, 0.5, 1, 3, 10, 30)] +
-                       [np.linspace(-25, 25, 20001), np.linspace(0.6, 0.65, 1001)])  # 0.625: branch switch
-    assert ulps(phi_block(1, x), np.tanh(x)).max() <= 3
-
-
-def test_tanh_special_values():
-    x = np.array([0.0, -0.0, np.inf, -np.inf, 1e300, -1e300, 5e-324, -5e-324, 1e-310, 19.0, 20.0, 21.0, 710.0])
-    y = phi_block(1, x)
-    assert ulps(y, np.tanh(x)).max() <= 1   # (tanh(19) = 1 - 6.3e-17 rounds to 1 - 2^-53; NumPy says 1)
-    np.testing.assert_array_equal(y[[0, 1, 2, 3, 4, 5, 10, 11, 12]], [0, 0, 1, -1, 1, -1, 1, 1, 1])
-    assert np.isnan(phi_block(1, np.array([np.nan]))[0])  # NaN propagates (divergence detection relies on it)
-
-
-def test_logistic_matches_reference_form():
-    rng = np.random.default_rng(1)
-    x = np.concatenate([rng.normal(size=20000) * s for s in (1e-6, 0.5, 3, 20)] + [np.linspace(-740, 740, 20001)])
-    y, ref = phi_block(2, x), _sigmoid(x)
-    normal = ref > 1e-300
-    assert ulps(y[normal], ref[normal]).max() <= 4
-    assert np.max(np.abs(y[~normal] - ref[~normal])) < 1e-300  # deep underflow: both ~0
-    s = phi_block(2, np.array([np.inf, -np.inf, -800.0, 800.0, np.nan]))
-    np.testing.assert_array_equal(s[:4], [1.0, 0.0, 0.0, 1.0])
-    assert np.isnan(s[4])
-
-
-@pytest.mark.parametrize("code,name", [(0, "linear"), (3, "relu"), (4, "leaky_relu")])
-def test_piecewise_activations_exact(code, name):
-    x = np.array([-3.0, -0.0, 0.0, 2.5, -np.inf, np.inf, -1e-300])
-    a = ns.activations.get(name).param
-    out = np.empty_like(x)
-    nb._phi_block(code, a, x, out, 0, x.size)
-    np.testing.assert_array_equal(out, ns.activations.phi(name, x))
 
 
 # ----------------------------------------------------------------------------- whole relaxations on every path
@@ -109,7 +61,7 @@ def compare(net, B, *, steps=30, mode="clamp", integrator="euler", tol=None, dt_
     return a, b
 
 
-@pytest.mark.parametrize("B", [1, 3, nb.SMALL_BATCH, nb.SMALL_BATCH + 1, 24])
+@pytest.mark.parametrize("B", [1, 3, _products.SMALL_BATCH, _products.SMALL_BATCH + 1, 24])
 @pytest.mark.parametrize("phi", ["tanh", "sigmoid", "leaky_relu"])
 def test_layered_training_matches_reference_small_and_blas_paths(B, phi):
     """B <= SMALL_BATCH: fused one-pass prediction/error/feedback; above: BLAS; with biases, multipliers,
@@ -211,7 +163,7 @@ def test_one_compiled_specialisation_per_dtype():
         Xr.setflags(write=False)
         sim.backend.run_batch(Xr, None, RunSpec(n_steps=3))
         sim.predict(X)
-    sigs = nb.run_batch_kernel.signatures
+    sigs = _relax.run_batch_kernel.signatures
     assert len(sigs) == 2, sigs
     assert {str(s[0].dtype) for s in sigs} == {"float64", "float32"}
 
@@ -221,9 +173,9 @@ def test_heun_buffers_only_allocated_for_heun():
     sim = ns.Simulator(net, backend="numba", seed=0)
     X, Y = np.ones((4, 5)), np.zeros((4, 3))
     sim.run(X, Y, steps=3, mode="clamp")
-    assert sim.backend._work2[False].size == nb.N_WORK2
+    assert sim.backend._work2[False].size == _relax.N_WORK2
     sim.run(X, Y, steps=3, mode="clamp", integrator="heun")
-    assert sim.backend._work2[True].shape == (nb.N_WORK2, 4 * sim.plan.n_units)
+    assert sim.backend._work2[True].shape == (_relax.N_WORK2, 4 * sim.plan.n_units)
 
 
 def test_blas_threads_option_same_result_and_validated():

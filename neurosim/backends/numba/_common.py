@@ -1,0 +1,75 @@
+"""Pieces every numba kernel of a layered plan shares, written once: the ``(B, n)`` view of a population's
+block of a flat state buffer, loading the clamped inputs, and the divergence checks (the first population
+whose energy, else whose values, are not finite, as :mod:`neurosim.backends.reference` reports it; never
+compiled with ``nnan``/``ninf``, see :mod:`neurosim.config`, so they are not folded away)."""
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from ...config import JIT_OPTIONS
+from ..tables import P_OFF, P_SIZE
+
+__all__ = ["blk", "load_inputs", "read_pop", "first_nonfinite", "all_finite", "first_bad"]
+
+
+@njit(**JIT_OPTIONS)
+def blk(buf, B, off, n):
+    """The C-contiguous ``(B, n)`` view of the block ``[B off, B (off + n))`` of the flat buffer ``buf``."""
+    return buf[B * off:B * (off + n)].reshape(B, n)
+
+
+@njit(**JIT_OPTIONS)
+def load_inputs(s, x, B, pi, inputs, input_off):
+    """Copy the stimulus ``s`` (B, n_input) into the blocks of the input populations of the flat state ``x``."""
+    for jj in range(inputs.shape[0]):
+        i = inputs[jj]
+        n = pi[i, P_SIZE]
+        Xi = blk(x, B, pi[i, P_OFF], n)
+        for q in range(B):
+            for j in range(n):
+                Xi[q, j] = s[q, input_off[jj] + j]
+
+
+@njit(**JIT_OPTIONS)
+def read_pop(buf, i, B, pi, out):
+    """Copy population ``i``'s block of the flat buffer ``buf`` into ``out`` (B, n_i)."""
+    n = pi[i, P_SIZE]
+    Xb = blk(buf, B, pi[i, P_OFF], n)
+    for q in range(B):
+        for j in range(n):
+            out[q, j] = Xb[q, j]
+
+
+@njit(**JIT_OPTIONS)
+def first_nonfinite(v):
+    """Index of the first non-finite entry of the 1-d array ``v``, else -1."""
+    for i in range(v.shape[0]):
+        if not math.isfinite(v[i]):
+            return i
+    return -1
+
+
+@njit(**JIT_OPTIONS)
+def all_finite(v):
+    """Whether every entry of the 1-d array ``v`` is finite (no early exit: the loop vectorises)."""
+    ok = True
+    for j in range(v.shape[0]):
+        if not math.isfinite(v[j]):
+            ok = False
+    return ok
+
+
+@njit(**JIT_OPTIONS)
+def first_bad(energy, x, B, pi):
+    """First population with a non-finite energy, else with a non-finite value in the flat population-major
+    state ``x`` (population ``i`` owns ``x[B off_i : B (off_i + n_i)]``), else -1."""
+    bad = first_nonfinite(energy)
+    if bad >= 0:
+        return bad
+    for i in range(pi.shape[0]):
+        o = B * pi[i, P_OFF]
+        if not all_finite(x[o:o + B * pi[i, P_SIZE]]):
+            return i
+    return -1

@@ -1,0 +1,107 @@
+"""Plasticity of the numba core: the Hebbian weight and bias updates from the final state, SGD (momentum,
+weight decay) and Adam steps; plain SGD on a small batch updates W in one rank-B pass without a gradient buffer."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ...config import JIT_OPTIONS
+from ...plan import OPT_ADAM
+from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_WOFF, KF_B1, KF_B2, KF_EPS, KF_LR,
+                      KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)
+from ._common import blk
+from ._products import SMALL_BATCH
+
+_jit = JIT_OPTIONS
+
+
+@njit(**_jit)
+def _opt_update(P, G, Mo, V, lr, kind, mom, wd, b1, b2, epsopt, tcount):
+    if kind == OPT_ADAM:
+        c1 = 1.0 / (1.0 - b1 ** tcount)
+        c2 = 1.0 / (1.0 - b2 ** tcount)
+        for j in range(P.shape[0]):
+            g = G[j]
+            if wd > 0:
+                g -= wd * P[j]
+            Mo[j] = b1 * Mo[j] + (1.0 - b1) * g
+            V[j] = b2 * V[j] + (1.0 - b2) * g * g
+            P[j] += lr * (Mo[j] * c1) / (math.sqrt(V[j] * c2) + epsopt)
+    elif mom > 0:
+        for j in range(P.shape[0]):
+            g = G[j]
+            if wd > 0:
+                g -= wd * P[j]
+            Mo[j] = mom * Mo[j] + g
+            P[j] += lr * Mo[j]
+    else:
+        for j in range(P.shape[0]):
+            g = G[j]
+            if wd > 0:
+                g -= wd * P[j]
+            P[j] += lr * g
+
+
+@njit(**_jit)
+def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
+    nproj = ki.shape[0]
+    for k in range(nproj):
+        plastic = ki[k, K_PLASTIC] != 0
+        lbias = ki[k, K_LBIAS] != 0
+        if not (plastic or lbias):
+            continue
+        pre = ki[k, K_PRE]
+        post = ki[k, K_POST]
+        n_pre = pi[pre, P_SIZE]
+        n_post = pi[post, P_SIZE]
+        E = blk(eps, B, pi[post, P_OFF], n_post)
+        scale = 1.0 / B if ki[k, K_MEAN] != 0 else 1.0
+        opt_t[k] += 1
+        tc = opt_t[k]
+        kind = ki[k, K_OPT]
+        if plastic:
+            wo = ki[k, K_WOFF]
+            nw = n_post * n_pre
+            G = gtmp[:nw].reshape(n_post, n_pre)
+            P = blk(phx, B, pi[pre, P_OFF], n_pre)
+            if B <= SMALL_BATCH and kind != OPT_ADAM and kf[k, KF_MOM] <= 0 and kf[k, KF_WD] <= 0:
+                # plain SGD on a small batch: one rank-B update of W, no gradient buffer
+                Wk = W[wo:wo + nw].reshape(n_post, n_pre)
+                lrc = kf[k, KF_LR] * kf[k, KF_MULT] * scale
+                for s in range(B):
+                    for j in range(n_post):
+                        f = lrc * E[s, j]
+                        for i2 in range(n_pre):
+                            Wk[j, i2] += f * P[s, i2]
+            else:
+                if B <= SMALL_BATCH:
+                    for j in range(n_post):
+                        for i2 in range(n_pre):
+                            G[j, i2] = 0.0
+                    for s in range(B):
+                        for j in range(n_post):
+                            e = E[s, j]
+                            for i2 in range(n_pre):
+                                G[j, i2] += e * P[s, i2]
+                else:
+                    np.dot(E.T, P, G)
+                g = gtmp[:nw]
+                c = kf[k, KF_MULT] * scale
+                for j in range(nw):
+                    g[j] *= c
+                _opt_update(W[wo:wo + nw], g, mW[wo:wo + nw], vW[wo:wo + nw], kf[k, KF_LR], kind,
+                            kf[k, KF_MOM], kf[k, KF_WD], kf[k, KF_B1], kf[k, KF_B2], kf[k, KF_EPS], tc)
+        if lbias:
+            bo = ki[k, K_BOFF]
+            g = gtmp[:n_post]
+            for j in range(n_post):
+                g[j] = 0.0
+            for q in range(B):
+                for j in range(n_post):
+                    g[j] += E[q, j]
+            for j in range(n_post):
+                g[j] *= scale
+            _opt_update(b[bo:bo + n_post], g, mb[bo:bo + n_post], vb[bo:bo + n_post], kf[k, KF_LR], kind,
+                        kf[k, KF_MOM], kf[k, KF_WD], kf[k, KF_B1], kf[k, KF_B2], kf[k, KF_EPS], tc)

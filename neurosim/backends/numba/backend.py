@@ -1,0 +1,212 @@
+"""The numba backend class: packs the plan's tables once, keeps buffers across batches of one size and calls
+:func:`~neurosim.backends.numba._relax.run_batch_kernel` once per batch."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..base import EULER, Backend, BatchResult, RunSpec
+from ..tables import pack
+from ._products import SMALL_BATCH
+from ._relax import N_WORK, N_WORK2, ES, MU, X, run_batch_kernel
+
+
+class _BlasThreads:
+    """Sets the number of threads of the BLAS that numba's ``np.dot`` calls (SciPy's OpenBLAS) for the
+    calling thread during a kernel call, and restores it afterwards (``openblas_set_num_threads_local``,
+    OpenBLAS >= 0.3.27).  One BLAS thread is the robust choice on a machine whose cores are shared with
+    other busy processes: a multi-threaded GEMM waits for its slowest thread, and a descheduled one
+    stalls it for a whole time slice."""
+
+    def __init__(self, n):
+        import ctypes
+        import glob
+        import os
+
+        import scipy
+        libs = glob.glob(os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs", "libscipy_openblas*.so*"))
+        self.n = n
+        self.fn = None
+        for path in libs:
+            lib = ctypes.CDLL(path)
+            fn = getattr(lib, "openblas_set_num_threads_local", None)
+            if fn is not None:
+                fn.argtypes = [ctypes.c_int]
+                fn.restype = ctypes.c_int
+                self.fn = fn
+                break
+        if self.fn is None:
+            raise ValueError("backend 'numba': blas_threads needs SciPy's bundled OpenBLAS >= 0.3.27 (found none); "
+                             "set OPENBLAS_NUM_THREADS in the environment instead")
+        self.old = None
+
+    def enter(self):
+        self.old = self.fn(self.n)
+
+    def exit(self):
+        self.fn(self.old)
+
+
+def _writable(a, dtype):
+    """C-contiguous and writeable: a read-only array is a different numba type (a second compile)."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.writeable else a.copy()
+
+
+class NumbaBackend(Backend):
+    """Runs :func:`run_batch_kernel`; buffers are reused across batches of the same size.
+
+    ``BatchResult.rec_x/rec_eps/rec_mu`` are views of a record buffer that the next ``run_batch`` call
+    overwrites: copy them to keep them (``Simulator`` stores copies of what its probes select).
+
+    Options (``Simulator(..., backend_options={...})``):
+
+    * ``blas_threads`` (int): BLAS threads of the matrix products of batches above :data:`SMALL_BATCH`
+      during a call (see :class:`_BlasThreads`).
+
+    The kernel itself runs on the calling thread.  The former ``threads``/``split_min`` options (a helper
+    thread taking half of the large passes of small batches) were removed: the gain was within noise on
+    2 cores and its results were not reproducible to the bit; passing them raises a ValueError.
+    """
+
+    name = "numba"
+    #: run_batch writes probe records straight into a caller's array (see :meth:`run_batch`)
+    accepts_rec_out = True
+    supports = frozenset({"euler", "heun", "tol", "nudge", "tau_eps", "skip", "multiplier", "bias", "adam",
+                          "dt_decay", "float32", "probes", "graph"})
+    #: the keys ``backend_options`` may hold
+    options = ("blas_threads",)
+    #: options that existed once, with the reason they are gone (passing one raises a ValueError saying so)
+    removed_options = {
+        "threads": "the helper thread of threads=2 was removed (on 2 cores it gained nothing measurable and "
+                   "its results depended on which thread computed what); the kernel runs on the calling thread",
+        "split_min": "it set the split of the removed threads=2 helper thread",
+    }
+
+    def __init__(self, plan, dtype=np.float64, blas_threads=None, **unknown):
+        for key in unknown:
+            why = self.removed_options.get(key)
+            raise ValueError(f"backend 'numba': backend_options key {key!r} "
+                             + (f"was removed: {why}; " if why else "is not an option; ")
+                             + f"valid keys: {list(self.options)}")
+        super().__init__(plan, dtype)
+        p = plan
+        if blas_threads is not None and (isinstance(blas_threads, bool) or not isinstance(blas_threads, int)
+                                         or blas_threads < 1):
+            raise ValueError(f"backend 'numba': blas_threads must be a positive int or None, got {blas_threads!r}")
+        self._blas_threads = _BlasThreads(blas_threads) if blas_threads is not None else None
+        self.pi, self.pf, self.ki, self.kf = pack(p, self.dtype)
+        self.prec = p.precision.astype(self.dtype)
+        self.ki_start = p.in_start.astype(np.int64)
+        self.ki_end = p.in_end.astype(np.int64)
+        self.inputs = p.input_pops.astype(np.int64)
+        self.input_off = p.input_off.astype(np.int64)
+        self.tmp_units = int(p.pop_size.max())
+        shapes = [p.weight_shape(k) for k in range(p.n_proj)]
+        self.gtmp = np.zeros(max([a * c for a, c in shapes] + [self.tmp_units, 1]), dtype=self.dtype)
+        self.have_prev = False
+        self._work = None
+        self._out = np.zeros(5, dtype=np.int64)
+        self._rec = None
+        self._no_target = None
+
+    def _buffers(self, B):
+        if self._work is None or self.batch_size != B:
+            self._work = np.zeros((N_WORK, B * self.plan.n_units), dtype=self.dtype)
+            self._work2 = {}
+            self._tmp = np.zeros(B * self.tmp_units, dtype=self.dtype)
+            self._no_target = np.zeros((B, max(self.plan.n_target, 1)), dtype=self.dtype)
+            self.batch_size = B
+            self.have_prev = False
+        return self._work
+
+    def run_batch(self, s, t, spec: RunSpec, rec_out=None) -> BatchResult:
+        """One batch; ``rec_out``, if given, is a C-contiguous ``(n_records, 3, n_units)`` array of the
+        backend's dtype that receives the probe records (x, eps, mu of the probed item) in place of the
+        backend's own buffer: the Simulator passes its record store, so nothing is copied."""
+        p = self.plan
+        s = _writable(s, self.dtype)
+        B = s.shape[0]
+        work = self._buffers(B)
+        heun = int(spec.integrator) != EULER
+        work2 = self._work2.get(heun)
+        if work2 is None:
+            work2 = self._work2[heun] = np.zeros((N_WORK2, B * p.n_units if heun else 1), dtype=self.dtype)
+        t = self._no_target if t is None else _writable(t, self.dtype)
+        n_steps = int(spec.n_steps)
+        every = int(spec.probe_every)
+        n_rec = n_steps // every + 1 if every > 0 else 0
+        # probe records go to a buffer kept across calls (fresh pages would cost a page fault every 4 KiB
+        # inside the kernel): the returned rec_* are views that the next call overwrites (the Simulator
+        # copies what its probes select at once)
+        if rec_out is None:
+            rec = self._rec_buffer(n_rec)
+        else:
+            rec = rec_out
+            if (rec.dtype != self.dtype or rec.shape != (n_rec, 3, p.n_units)
+                    or not rec.flags.c_contiguous or not rec.flags.writeable):
+                raise ValueError(f"backend 'numba': rec_out must be a writeable C-contiguous {self.dtype} array of "
+                                 f"shape {(n_rec, 3, p.n_units)}, got {rec.dtype} {rec.shape}")
+        rec_steps = np.zeros(n_rec, dtype=np.int64)
+        energies = np.zeros((n_steps + 1, p.n_pops))
+        y0 = np.zeros((B, p.n_target), dtype=self.dtype)
+        y = np.zeros((B, p.n_target), dtype=self.dtype)
+        iargs = np.array([int(self.have_prev), int(spec.mode), int(spec.init), n_steps, int(spec.integrator),
+                          int(bool(spec.learn)), every, int(spec.probe_item), int(p.target_pop)], dtype=np.int64)
+        fargs = np.array([spec.beta, spec.tol, spec.dt, spec.dt_decay], dtype=np.float64)
+        out = self._out
+        limit = self._blas_threads is not None and B > SMALL_BATCH
+        if limit:
+            self._blas_threads.enter()
+        try:
+            run_batch_kernel(s, t, iargs, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start,
+                             self.ki_end, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW, self.mb,
+                             self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec, rec_steps, y0, y,
+                             out)
+        finally:
+            if limit:
+                self._blas_threads.exit()
+        self.have_prev = True
+        steps, status, fail_step, fail_pop, r = (int(v) for v in out)
+        rec = rec[:r]
+        return BatchResult(steps=steps, energy=energies[:steps + 1], status=status, fail_step=fail_step,
+                           fail_pop=fail_pop, rec_steps=rec_steps[:r], rec_x=rec[:, 0], rec_eps=rec[:, 1],
+                           rec_mu=rec[:, 2], y0=y0, y=y)
+
+    def _rec_buffer(self, n_rec):
+        """A C-contiguous (n_rec, 3, n_units) view of a flat buffer that only grows."""
+        n = 3 * n_rec * self.plan.n_units
+        if self._rec is None or self._rec.size < n:
+            self._rec = np.zeros(max(n, 1), dtype=self.dtype)
+        return self._rec[:n].reshape(n_rec, 3, self.plan.n_units)
+
+    def _unflatten(self, buf):
+        """Population-major flat buffer -> (B, n_units) array."""
+        p = self.plan
+        B = self.batch_size
+        outa = np.empty((B, p.n_units), dtype=self.dtype)
+        for i in range(p.n_pops):
+            n, o = int(p.pop_size[i]), int(p.pop_off[i])
+            outa[:, o:o + n] = buf[B * o:B * (o + n)].reshape(B, n)
+        return outa
+
+    def state(self):
+        if not self.have_prev:
+            return None
+        w = self._work
+        return {"x": self._unflatten(w[X]), "eps": self._unflatten(w[ES]), "mu": self._unflatten(w[MU])}
+
+    def set_state(self, x, eps):
+        p = self.plan
+        x = np.asarray(x, dtype=self.dtype)
+        B = x.shape[0]
+        work = self._buffers(B)
+        for row, src in ((X, x), (ES, np.asarray(eps, dtype=self.dtype))):
+            buf = work[row]
+            for i in range(p.n_pops):
+                n, o = int(p.pop_size[i]), int(p.pop_off[i])
+                buf[B * o:B * (o + n)] = src[:, o:o + n].ravel()
+        self.have_prev = True
+
+    def reset(self):
+        super().reset()
+        self.have_prev = False

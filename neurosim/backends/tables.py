@@ -1,0 +1,32 @@
+"""The packed tables of a layered :class:`~neurosim.plan.Plan` that the compiled kernels read, and their columns.
+
+Every numba kernel of a layered plan (the core in :mod:`neurosim.backends.numba`, the algorithm kernels, the
+event-driven hardware kernel) indexes these tables by the column constants below; they are stated here once
+and :func:`pack` is the one place that builds the tables (NumPy only: importing this compiles nothing).
+
+* ``pi`` (n_pops, 5) int64: size, unit offset, activation code, role, has error units;
+* ``pf`` (n_pops, 3) float: activation parameter, ``tau_x``, ``tau_eps``;
+* ``ki`` (n_proj, 9) int64: pre, post, weight offset, bias offset (-1: none), skip, plastic, learns its bias,
+  mean over the batch, optimiser kind;
+* ``kf`` (n_proj, 7) float: multiplier, learning rate, then the optimiser parameters (momentum, weight
+  decay, beta1, beta2, eps).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+P_SIZE, P_OFF, P_PHI, P_ROLE, P_ERR = range(5)
+PF_PARAM, PF_TAUX, PF_TAUE = range(3)
+K_PRE, K_POST, K_WOFF, K_BOFF, K_SKIP, K_PLASTIC, K_LBIAS, K_MEAN, K_OPT = range(9)
+KF_MULT, KF_LR, KF_MOM, KF_WD, KF_B1, KF_B2, KF_EPS = range(7)
+
+
+def pack(plan, dtype=np.float64):
+    """``(pi, pf, ki, kf)`` of ``plan``, C-contiguous; the float tables in ``dtype``."""
+    p = plan
+    pi = np.stack([p.pop_size, p.pop_off, p.pop_phi, p.pop_role, p.pop_has_err], axis=1).astype(np.int64)
+    pf = np.stack([p.pop_phi_param, p.pop_tau_x, p.pop_tau_eps], axis=1).astype(dtype)
+    ki = np.stack([p.proj_pre, p.proj_post, p.w_off, p.b_off, p.proj_skip, p.proj_plastic, p.proj_learn_bias,
+                   p.proj_mean, p.opt_kind], axis=1).astype(np.int64).reshape(-1, 9)
+    kf = np.concatenate([p.proj_mult[:, None], p.proj_lr[:, None], p.opt_param], axis=1).astype(dtype).reshape(-1, 7)
+    return tuple(np.ascontiguousarray(a) for a in (pi, pf, ki, kf))
