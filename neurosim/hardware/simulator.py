@@ -342,6 +342,9 @@ class HardwareSimulator:
         if algorithm == "bp" and self.model.coding == "event":
             raise UnsupportedError("event (send-on-delta) coding applies to the PC relaxation; backprop has no "
                                    "relaxation to event-code: use coding='clock' for the BP baseline")
+        if algorithm == "bp" and self.engine is None:   # BP then runs on the wrapped simulator's backend
+            from .. import algorithms
+            algorithms.check_backend("bp", sim)
         if mode not in ("clamp", "nudge"):
             raise ValueError(f"training needs mode 'clamp' or 'nudge', got {mode!r}")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
