@@ -128,7 +128,8 @@ def run_batch(sim, X, Y, spec, options) -> BatchResult:
     """One BP step on a batch; returns a BatchResult whose energy row is the loss at the output.
 
     On the numba backend the step runs in one compiled call (forward, backward, optimiser), equal to this
-    NumPy code to rounding error; elsewhere the NumPy code below runs.
+    NumPy code to rounding error; on the reference backend the NumPy code below runs.  Other backends (brian2)
+    are refused (:func:`neurosim.algorithms.check_backend`): the step never runs on the host in their place.
     """
     check_backend("bp", sim, options)
     be = sim.backend
