@@ -1016,7 +1016,9 @@ class Simulator:
         more and overwrites it.  Use one checkpoint file per ``train`` call.
 
         Other schedules (``neurosim.algorithms.names()``, e.g. ``"bp"``) are chosen with ``algorithm``;
-        ``options`` passes their settings.  ``callback(sim, epoch)`` is called after each epoch; returning
+        ``options`` passes their settings.  An algorithm the backend cannot run itself (e.g. ``"fpa"``, ``"zil"``,
+        ``"ipc"`` or ``"bp"`` on brian2) raises :class:`~neurosim.UnsupportedError` before any work.
+        ``callback(sim, epoch)`` is called after each epoch; returning
         True stops training.
 
         With ``hardware`` every batch runs on the substrate (``algorithm`` ``"pc"`` or ``"bp"``; others
@@ -1033,6 +1035,8 @@ class Simulator:
         options = {**algo.options, **(options or {})}
         if self.hardware is not None:
             self.hardware.check_algorithm(algorithm, options, algo.options)
+        else:
+            algorithms.check_backend(algo, self, options)   # before any work: never a silent host fallback
         if mode not in ("clamp", "nudge"):
             raise ValueError(f"training needs mode 'clamp' or 'nudge', got {mode!r}")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:

@@ -4,11 +4,18 @@ An algorithm is a function ``run_batch(sim, X, Y, spec, options) -> BatchResult`
 the weights held by ``sim.backend`` (``W``, ``b`` and the optimiser state ``mW, vW, mb, vb, opt_t``,
 laid out by the :class:`~neurosim.plan.Plan`).  ``"pc"`` (the standard prospective-configuration
 schedule) runs inside the backend's own kernel; the others register here.
+
+An algorithm that is written only for some backends declares them (``backends=``, with the reason the others
+cannot run it); :func:`check_backend` refuses any other backend with an
+:class:`~neurosim.errors.UnsupportedError` before any work is done, so an algorithm never runs in NumPy on
+the host behind a backend's name.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+from ..errors import UnsupportedError
 
 
 @dataclass(frozen=True)
@@ -17,15 +24,50 @@ class Algorithm:
     description: str
     run_batch: Callable | None  # None: the backend's own relaxation + Hebbian update ("pc")
     options: dict               # documented options and their defaults
+    backends: tuple | None = None   # backends that run it themselves (None: every backend, e.g. its own kernel)
+    unsupported_reason: str = ""    # why the other backends cannot
 
 
 _REGISTRY: dict[str, Algorithm] = {}
 
+#: options of the PC schedules that need a backend exposing its precision vector (see ``_common``)
+_OUTPUT_OPTION_BACKENDS = ("reference", "numba")
 
-def register(name: str, run_batch: Callable | None, description: str, options: dict | None = None):
-    """Register an algorithm under ``name`` (replacing an earlier registration of the same name)."""
-    _REGISTRY[name] = Algorithm(name, description, run_batch, dict(options or {}))
+
+def register(name: str, run_batch: Callable | None, description: str, options: dict | None = None, *,
+             backends=None, unsupported_reason: str = ""):
+    """Register an algorithm under ``name`` (replacing an earlier registration of the same name).
+
+    ``backends`` lists the backends that run it themselves (None: any backend); ``unsupported_reason`` says
+    why the others cannot (it is the message of the refusal).
+    """
+    _REGISTRY[name] = Algorithm(name, description, run_batch, dict(options or {}),
+                                None if backends is None else tuple(backends), unsupported_reason)
     return _REGISTRY[name]
+
+
+def check_backend(algorithm, sim, options: dict | None = None) -> None:
+    """Refuse (:class:`~neurosim.errors.UnsupportedError`) a backend that cannot run ``algorithm`` itself.
+
+    Called when ``train`` (or one of the per-batch helpers) starts, before any work: an algorithm that a
+    backend cannot run is never run in NumPy on the host in its place.  ``options`` are the algorithm's
+    options (the output options of ``pc``/``strict`` need the ``reference`` or ``numba`` backend).
+    """
+    algo = algorithm if isinstance(algorithm, Algorithm) else get(algorithm)
+    be = sim.backend
+    name = getattr(be, "name", type(be).__name__)
+    mode = getattr(be, "mode", None)
+    label = f"backend {name!r}" + (f" (mode={mode!r})" if name == "brian2" and mode else "")
+    if algo.backends is not None and name not in algo.backends:
+        raise UnsupportedError(f"{label} cannot run algorithm {algo.name!r}: {algo.unsupported_reason}; run it "
+                               f"on backend {' or '.join(repr(b) for b in algo.backends)}")
+    opts = options or {}
+    if algo.name in ("pc", "strict") and name not in _OUTPUT_OPTION_BACKENDS and (
+            opts.get("output_precision") is not None or opts.get("beta") not in (None, 1, 1.0)):
+        raise UnsupportedError(f"{label} cannot run algorithm {algo.name!r} with the output options "
+                               "(output_precision, beta): they replace the output precision and re-weight the "
+                               "update in NumPy, which this backend does not expose; use backend 'reference' or "
+                               "'numba', or leave those options at None")
 
 
 def _load_builtin():

@@ -25,7 +25,7 @@ from .. import activations as act
 from ..backends.base import BatchResult
 from ..backends.reference import optimizer_step
 from ..plan import ROLE_INPUT
-from . import register
+from . import check_backend, register
 
 _PHI = {a.code: a.name for a in act.ACTIVATIONS.values()}
 
@@ -128,8 +128,10 @@ def run_batch(sim, X, Y, spec, options) -> BatchResult:
     """One BP step on a batch; returns a BatchResult whose energy row is the loss at the output.
 
     On the numba backend the step runs in one compiled call (forward, backward, optimiser), equal to this
-    NumPy code to rounding error; elsewhere the NumPy code below runs.
+    NumPy code to rounding error; on the reference backend the NumPy code below runs.  Other backends (brian2)
+    are refused (:func:`neurosim.algorithms.check_backend`): the step never runs on the host in their place.
     """
+    check_backend("bp", sim, options)
     be = sim.backend
     if be.plan.target_pop < 0:
         raise ValueError("backprop needs a circuit with a target clamp")
@@ -147,4 +149,7 @@ def run_batch(sim, X, Y, spec, options) -> BatchResult:
     return BatchResult(steps=0, energy=e, y0=y, y=y)
 
 
-register("bp", run_batch, "backpropagation on the same feedforward network and loss (the baseline)")
+register("bp", run_batch, "backpropagation on the same feedforward network and loss (the baseline)",
+         backends=("reference", "numba"),
+         unsupported_reason="backprop is a forward and a backward pass, not a relaxation of the network; the "
+                            "brian2 network has no mapping of it")

@@ -32,7 +32,7 @@ import numpy as np
 from ..backends.base import BatchResult
 from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, first_bad, n_layers, output_settings, \
     rec_buffers, uses_numba
-from . import register
+from . import check_backend, register
 
 OPTIONS = {"eta": 1.0, "n": None, **OUTPUT_OPTIONS}
 
@@ -108,6 +108,7 @@ def fpa_updates(sim, X, Y, *, eta=1.0, n=None, learn=False, **output_options):
 
 
 def _run(sim, X, Y, spec, options, want_dirs=True):
+    check_backend("fpa", sim, options)
     check_common("fpa", sim, spec)
     eta, n = _settings(sim, options)
     st = output_settings("fpa", sim.plan, options, sim.backend.dtype)
@@ -122,4 +123,7 @@ def run_batch(sim, X, Y, spec, options) -> BatchResult:
 
 register("fpa", run_batch, "fixed-prediction assumption (Millidge 2020, Rosenbaum 2022): predictions and "
                            "Jacobians frozen at the feedforward pass; exact BP gradients with eta=1 after L-1 steps",
-         OPTIONS)
+         OPTIONS, backends=("reference", "numba"),
+         unsupported_reason="FPA freezes the predictions and Jacobians at the feedforward pass and shifts the "
+                            "errors through them, a schedule the brian2 network (which recomputes the predictions "
+                            "from the live values at every step) has no mapping of")

@@ -25,7 +25,7 @@ import numpy as np
 from ..backends.base import EULER, MODE_CLAMP, MODE_NUDGE, BatchResult, RunSpec
 from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, first_bad, output_settings, \
     rec_buffers, uses_numba
-from . import register
+from . import check_backend, register
 
 OPTIONS = {"gamma": None, **OUTPUT_OPTIONS}
 
@@ -90,6 +90,7 @@ def _numba(sim, X, Y, spec, gamma, st, learn):
 
 def run_batch(sim, X, Y, spec, options) -> BatchResult:
     """One iPC batch: ``spec.n_steps`` joint steps of values and weights."""
+    check_backend("ipc", sim, options)
     check_common("ipc", sim, spec, modes=(MODE_CLAMP, MODE_NUDGE))
     gamma = _settings(spec, options)
     st = output_settings("ipc", sim.plan, options, sim.backend.dtype)
@@ -110,4 +111,7 @@ def ipc_run(sim, X, Y, *, steps, gamma, learn=True, mode="clamp", nudge_beta=0.0
 
 
 register("ipc", run_batch, "incremental PC (Salvatori et al. 2024): values and weights updated together at every "
-                           "step from the same state", OPTIONS)
+                           "step from the same state", OPTIONS,
+         backends=("reference", "numba"),
+         unsupported_reason="iPC updates the weights at every step, while the brian2 network applies the weight "
+                            "update once, in the last step of a run")

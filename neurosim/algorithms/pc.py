@@ -40,7 +40,7 @@ from ..backends.base import EULER, MODE_CLAMP, MODE_NUDGE, BatchResult, RunSpec
 from ..errors import UnsupportedError
 from ..plan import ROLE_INPUT
 from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, output_settings
-from . import register
+from . import check_backend, register
 
 PC_OPTIONS = dict(OUTPUT_OPTIONS)
 STRICT_OPTIONS = {"eta": None, "n": None, **OUTPUT_OPTIONS}
@@ -48,6 +48,7 @@ STRICT_OPTIONS = {"eta": None, "n": None, **OUTPUT_OPTIONS}
 
 def _relax(sim, X, Y, spec, options, algo):
     """Backend relaxation with the output options; returns (BatchResult, directions or None, settings)."""
+    check_backend(algo, sim, options)
     be = sim.backend
     st = output_settings(algo, sim.plan, options, be.dtype)
     if not st.overridden:

@@ -32,7 +32,7 @@ from ..backends.base import BatchResult, RunSpec
 from ..errors import UnsupportedError
 from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, first_bad, output_settings, \
     rec_buffers, tables, uses_numba
-from . import register
+from . import check_backend, register
 
 OPTIONS = {"gamma": 1.0, "update_all_at_zero": False, **OUTPUT_OPTIONS}
 
@@ -116,6 +116,7 @@ def _numba(sim, X, Y, spec, gamma, allz, n_upd, dist, st, learn, want_dirs=True)
 
 
 def _run(sim, X, Y, spec, options, want_dirs=True):
+    check_backend("zil", sim, options)
     check_common("zil", sim, spec)
     gamma, allz, n_upd, dist = _settings(sim, options)
     st = output_settings("zil", sim.plan, options, sim.backend.dtype)
@@ -137,4 +138,7 @@ def run_batch(sim, X, Y, spec, options) -> BatchResult:
 
 
 register("zil", run_batch, "Z-IL (Song et al. 2020): feedforward start, inference rate 1, each layer updated once "
-                           "at the step equal to its distance from the output; equals BP exactly", OPTIONS)
+                           "at the step equal to its distance from the output; equals BP exactly", OPTIONS,
+         backends=("reference", "numba"),
+         unsupported_reason="Z-IL updates each projection at its own step of the sweep, while the brian2 network "
+                            "applies the weight update once, in the last step of a run")

@@ -39,6 +39,10 @@ heun
 float32
     brian2 sets the float type process-wide (``prefs.core.default_float_dtype``); this backend keeps
     float64 so that it can sit next to other brian2 users in one process.
+algorithms ``fpa``, ``zil``, ``ipc``, ``bp``
+    (and the output options of ``pc``/``strict``) have no brian2 mapping; ``train`` refuses them with an
+    :class:`~neurosim.UnsupportedError` before any work (:func:`neurosim.algorithms.check_backend`), so they
+    never run in NumPy on the host instead.  ``pc`` and ``strict`` run in the brian2 network.
 """
 from __future__ import annotations
 

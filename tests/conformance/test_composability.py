@@ -1,0 +1,352 @@
+"""The composability matrix: every circuit kind x backend x feature, tried through the public API.
+
+Each cell is tried with a tiny circuit and classified:
+
+``works``
+    it runs and matches the reference backend to that backend's tolerance (``reference`` itself: it runs
+    and gives finite results); brian2 must really have done the work (its run counter advanced), and in
+    spiking mode (an approximation of the rate model, not compared number for number) that is the test;
+``refused``
+    it raises :class:`~neurosim.UnsupportedError` (or a ValueError/TypeError saying what is not supported)
+    naming a reason, when the simulator is built or the call starts;
+``inexpressible``
+    the API has no way to say it (e.g. the graph simulator takes no probes);
+``broken``
+    anything else: a silent fallback (brian2 recorded no run), a mismatch with the reference, a crash with
+    another exception.
+
+The test asserts that no cell is broken and writes the matrix as Markdown to ``composability.md`` in its
+temporary directory and, when ``NEUROSIM_WRITE_MATRIX=path`` is set, to ``path`` (the README's
+"Composability" section is that file).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import neurosim as ns
+
+ROWS = ["layered MLP", "DAG with skips", "muPC residual", "CNN", "RNN", "LSTM"]
+GRAPH_ROWS = ("CNN", "RNN", "LSTM")
+BACKENDS = ["reference", "numba", "brian2 rate", "brian2 spiking"]
+FEATURES = ["run", "probes", "nudge", "tau_eps>0", "heun", "float32", "checkpoint", "pc", "strict", "fpa", "zil",
+            "ipc", "bp", "event coding", "quantisation", "read noise"]
+ALGORITHMS = ("pc", "strict", "fpa", "zil", "ipc", "bp")
+HARDWARE = ("event coding", "quantisation", "read noise")
+#: what the graph simulator (CNN, RNN, LSTM) can express: no probes, nudge, error dynamics, integrator,
+#: checkpoints, strict or iPC, and no hardware model
+GRAPH_FEATURES = ("run", "float32", "pc", "fpa", "zil", "bp")
+
+TOL = {"numba": 1e-8, "brian2 rate": 1e-6}
+F32_TOL = 1e-3
+#: read noise: the numba and NumPy hardware engines draw from different random streams, so they agree to the
+#: order of the noise (std 0.01 on every read), not to rounding
+NOISE_TOL = 1e-2
+STEPS = 4
+DT = 0.1
+SEED = 0
+
+WORKS, REFUSED, INEXPRESSIBLE, BROKEN = "works", "refused", "inexpressible", "broken"
+SYMBOL = {WORKS: "✓", REFUSED: "✗", INEXPRESSIBLE: "·", BROKEN: "**!**"}
+
+
+# ----------------------------------------------------------------------------- the circuits
+def _dag():
+    """Two inputs a, b -> h (tanh) -> g (sigmoid) -> out, a long-range projection a -> out and an identity
+    skip h -> out."""
+    plast = ns.Hebbian(lr=0.05, optimizer=ns.SGD())
+    pops = (ns.ValuePopulation("a", 2), ns.ValuePopulation("b", 2), ns.ValuePopulation("h", 3, phi="tanh"),
+            ns.ValuePopulation("g", 3, phi="sigmoid"), ns.ValuePopulation("out", 3))
+    errs = (ns.ErrorPopulation("eps_h", "h"), ns.ErrorPopulation("eps_g", "g"),
+            ns.ErrorPopulation("eps_out", "out"))
+    projs = (ns.Projection("Wah", "a", "h", bias=True, plasticity=plast),
+             ns.Projection("Wbh", "b", "h", plasticity=plast),
+             ns.Projection("Whg", "h", "g", bias=True, plasticity=plast),
+             ns.Projection("Wgo", "g", "out", plasticity=plast),
+             ns.Projection("Wao", "a", "out", multiplier=0.7, plasticity=plast),
+             ns.Projection("skip", "h", "out", skip=True, weights=False))
+    clamps = (ns.Clamp("a", "input"), ns.Clamp("b", "input"), ns.Clamp("out", "target"))
+    return ns.Circuit(pops, errs, projs, clamps, name="dag")
+
+
+def circuit(row):
+    """A tiny circuit of each kind (plain SGD, so that spiking plasticity can carry it)."""
+    if row == "layered MLP":
+        return ns.hierarchy([3, 4, 2], phi="tanh", lr=0.05, optimizer=ns.SGD())
+    if row == "DAG with skips":
+        return _dag()
+    if row == "muPC residual":
+        return ns.mupc.residual_network(3, 4, 2, 2, phi="tanh", lr=0.05, optimizer=ns.SGD())
+    g = ns.graph
+    if row == "CNN":
+        return g.cnn(input_shape=(1, 4, 4), channels=(2,), kernel=3, n_out=2, phi="tanh")
+    if row == "RNN":
+        return g.rnn(2, 3, 2, steps=2)
+    if row == "LSTM":
+        return g.lstm(2, 3, 2, steps=2)
+    raise KeyError(row)
+
+
+def with_error_dynamics(c, tau_eps=0.5):
+    return dataclasses.replace(c, errors=tuple(dataclasses.replace(e, tau_eps=tau_eps) for e in c.errors))
+
+
+def data(n_in, n_out, B=4):
+    rng = np.random.default_rng(7)
+    return rng.normal(size=(B, n_in)), 0.5 * rng.normal(size=(B, n_out))
+
+
+# ----------------------------------------------------------------------------- building through the public API
+def backend_args(backend):
+    if backend.startswith("brian2"):
+        return {"backend": "brian2", "backend_options": {"mode": backend.split()[1]}}
+    return {"backend": backend}
+
+
+def simulator(c, backend, **kw):
+    return ns.Simulator(c, dt=DT, seed=SEED, **backend_args(backend), **kw)
+
+
+def hardware_simulator(c, backend, model, **kw):
+    """A simulator on a modelled substrate: ``Simulator(hardware=model)``."""
+    return simulator(c, backend, hardware=model, **kw)
+
+
+def hardware_model(feature):
+    from neurosim import hardware as hw
+    if feature == "event coding":
+        return hw.HardwareModel(coding="event", threshold=0.01)
+    if feature == "quantisation":
+        return hw.HardwareModel(weights=[hw.Quantize(6, bound=2.0)])
+    return hw.HardwareModel(reads=[hw.AdditiveNoise(0.01)], seed=3)
+
+
+def brian2_runs(sim):
+    """How many runs brian2 has recorded on this simulator's backend (None: not a brian2 backend)."""
+    inner = getattr(sim, "sim", sim)    # a hardware simulator wraps a Simulator
+    be = inner.backend
+    if getattr(be, "name", "") != "brian2":
+        return None
+    return int(be.checkpoint_state()["n_runs"])
+
+
+def shared(pool, row, backend):
+    """``(simulator, brian2 runs so far)``: one simulator per row and backend for the features that need no
+    build-time setting (a brian2 network is built once per simulator and batch size, which is what the brian2
+    cells spend their time on).  It is reinitialised (initial weights, no state) before each use, except in
+    spiking mode, whose cells are not compared with the reference (and whose reset drops the network)."""
+    key = (row, backend)
+    if key not in pool:
+        pool[key] = simulator(circuit(row), backend)
+    sim = pool[key]
+    if backend != "brian2 spiking":
+        sim.reinitialize()
+    return sim, brian2_runs(sim) or 0
+
+
+def outcome_layered(row, backend, feature, tmp, pool):
+    """Run ``feature`` on ``backend``; returns ``(arrays, [(simulator that did the work, its brian2 runs
+    before)])``."""
+    c = circuit(row)
+    p = ns.lower(c, seed=SEED)
+    X, Y = data(p.n_input, p.n_target)
+    train = dict(epochs=1, batch_size=4, steps=STEPS, progress=False)
+    if feature == "run":
+        sim, n0 = shared(pool, row, backend)
+        r = sim.run(X, Y, steps=STEPS)
+        return {"energy": r.energy, **{f"x.{k}": v for k, v in r.x.items()}}, [(sim, n0)]
+    if feature == "probes":
+        target = p.pop_names[p.target_pop - 1] if p.target_pop > 0 else p.pop_names[-1]
+        sim = simulator(c, backend, probes=[ns.Probe(target, "x", name="px"), ns.Probe(target, "eps", name="pe")])
+        sim.run(X, Y, steps=STEPS)
+        return {"px": sim.data["px"], "pe": sim.data["pe"]}, [(sim, 0)]
+    if feature == "nudge":
+        sim, n0 = shared(pool, row, backend)
+        r = sim.run(X, Y, steps=STEPS, mode="nudge", beta=0.5)
+        return {"energy": r.energy, **{f"x.{k}": v for k, v in r.x.items()}}, [(sim, n0)]
+    if feature == "tau_eps>0":
+        sim = simulator(with_error_dynamics(c), backend)
+        r = sim.run(X, Y, steps=STEPS)
+        return {"energy": r.energy, **{f"eps.{k}": v for k, v in r.eps.items()}}, [(sim, 0)]
+    if feature == "heun":
+        sim = simulator(c, backend, integrator="heun")
+        r = sim.run(X, Y, steps=STEPS)
+        return {"energy": r.energy, **{f"x.{k}": v for k, v in r.x.items()}}, [(sim, 0)]
+    if feature == "float32":
+        sim = simulator(c, backend, dtype="float32")
+        r = sim.run(X, Y, steps=STEPS)
+        return {"energy": r.energy, **{f"x.{k}": v for k, v in r.x.items()}}, [(sim, 0)]
+    if feature == "checkpoint":
+        path = tmp / f"ck-{abs(hash((row, backend)))}.npz"
+        first = simulator(c, backend)
+        first.train(X, Y, **{**train, "epochs": 1}, checkpoint=path)
+        resumed = simulator(c, backend)
+        resumed.train(X, Y, **{**train, "epochs": 2}, checkpoint=path)   # loads epoch 1, trains epoch 2
+        # the resumed simulator's brian2 run counter continues from the checkpoint's
+        return dict(resumed.weights), [(first, 0), (resumed, brian2_runs(first) or 0)]
+    if feature in ALGORITHMS:
+        sim, n0 = shared(pool, row, backend)
+        h = sim.train(X, Y, **train, algorithm=feature)
+        return {**sim.weights, "loss": np.array(h["loss"])}, [(sim, n0)]
+    if feature in HARDWARE:
+        chip = hardware_simulator(c, backend, hardware_model(feature))
+        h = chip.train(X, Y, **train)
+        return {**chip.weights, "loss": np.array(h["loss"])}, [(chip, 0)]
+    raise KeyError(feature)
+
+
+def reference_outcome_layered(row, feature, tmp, pool):
+    """The reference result a cell is compared with (checkpoint resume: the uninterrupted run)."""
+    if feature == "checkpoint":
+        c = circuit(row)
+        p = ns.lower(c, seed=SEED)
+        X, Y = data(p.n_input, p.n_target)
+        sim = simulator(c, "reference")
+        sim.train(X, Y, epochs=2, batch_size=4, steps=STEPS, progress=False)
+        return dict(sim.weights)
+    if feature == "float32":
+        return outcome_layered(row, "reference", "run", tmp, pool)[0]
+    return outcome_layered(row, "reference", feature, tmp, pool)[0]
+
+
+def outcome_graph(row, backend, feature):
+    g = ns.graph
+    c = circuit(row)
+    kw = {"dtype": "float32"} if feature == "float32" else {}
+    sim = g.GraphSimulator(c, backend=backend_args(backend)["backend"], seed=SEED, dt=DT, **kw)
+    X, Y = data(sim.plan.n_input, sim.plan.n_output)
+    if feature in ("run", "float32"):
+        r = sim.run(X, Y, steps=STEPS)
+        return {"energy": r.energy, **{f"x.{k}": v for k, v in r.x.items()}}, [(sim, 0)]
+    h = sim.train(X, Y, epochs=1, batch_size=2, algorithm=feature, progress=False,
+                  steps=STEPS if feature == "pc" else None)
+    return {**sim.weights, "loss": np.array(h["loss"])}, [(sim, 0)]
+
+
+# ----------------------------------------------------------------------------- classification
+_REFUSAL_WORDS = re.compile(r"not supported|unsupported|cannot|only|needs|no way|has no", re.I)
+
+
+def compare(a: dict, b: dict, tol: float) -> str:
+    """'' when every array of ``a`` matches ``b`` to ``tol`` (relative to max(1, |b|)), else what differs."""
+    if sorted(a) != sorted(b):
+        return f"different results {sorted(a)} vs {sorted(b)}"
+    for k in b:
+        x, y = np.asarray(a[k], dtype=float), np.asarray(b[k], dtype=float)
+        if x.shape != y.shape:
+            return f"{k}: shape {x.shape} vs {y.shape}"
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            return f"{k}: non-finite values"
+        scale = max(1.0, float(np.max(np.abs(y))) if y.size else 1.0)
+        err = float(np.max(np.abs(x - y))) if x.size else 0.0
+        if err > tol * scale:
+            return f"{k}: differs from the reference by {err:.2e} (tolerance {tol:g} x {scale:.3g})"
+    return ""
+
+
+def classify(row, backend, feature, tmp, cache, pool):
+    """``(status, note)`` of one cell."""
+    graph = row in GRAPH_ROWS
+    if graph and feature not in GRAPH_FEATURES:
+        return INEXPRESSIBLE, "the graph simulator has no way to express it"
+    try:
+        if graph:
+            out, sims = outcome_graph(row, backend, feature)
+        else:
+            out, sims = outcome_layered(row, backend, feature, tmp, pool)
+    except (ns.UnsupportedError, ValueError, TypeError) as e:
+        msg = str(e)
+        if isinstance(e, ns.UnsupportedError) or _REFUSAL_WORDS.search(msg):
+            return REFUSED, msg
+        return BROKEN, f"{type(e).__name__}: {msg}"
+    except Exception as e:  # noqa: BLE001 - a crash with another exception is what 'broken' means
+        return BROKEN, f"{type(e).__name__}: {e}"
+    if backend.startswith("brian2"):
+        runs = [(brian2_runs(s), n0) for s, n0 in sims]
+        if not all(n is not None and n > n0 for n, n0 in runs):
+            return BROKEN, "silent fallback: brian2 recorded no run"
+    if not all(np.all(np.isfinite(np.asarray(v, dtype=float))) for v in out.values()):
+        return BROKEN, "non-finite results"
+    if backend in ("reference", "brian2 spiking"):
+        return WORKS, ""
+    key = (row, feature)
+    if key not in cache:
+        cache[key] = (outcome_graph(row, "reference", "run")[0] if graph and feature == "float32" else
+                      outcome_graph(row, "reference", feature)[0] if graph else
+                      reference_outcome_layered(row, feature, tmp, pool))
+    tol = F32_TOL if feature == "float32" else NOISE_TOL if feature == "read noise" else TOL[backend]
+    diff = compare(out, cache[key], tol)
+    return (BROKEN, f"mismatch: {diff}") if diff else (WORKS, "")
+
+
+def build_matrix(tmp):
+    cache, pool = {}, {}
+    return {(r, b, f): classify(r, b, f, tmp, cache, pool) for r in ROWS for b in BACKENDS for f in FEATURES}
+
+
+# ----------------------------------------------------------------------------- the Markdown table
+def counts(matrix):
+    out = {b: Counter() for b in BACKENDS}
+    for (r, b, f), (status, _) in matrix.items():
+        out[b][status] += 1
+    return out
+
+
+def _reason(note):
+    """One line of a refusal message, without run-specific names."""
+    return " ".join(note.split())
+
+
+def markdown(matrix) -> str:
+    lines = ["Generated by `tests/conformance/test_composability.py` (tiny circuits through the public API).",
+             f"{SYMBOL[WORKS]} works (matches the reference to the backend's tolerance; brian2 really ran), "
+             f"{SYMBOL[REFUSED]} refused with a reason (UnsupportedError when built or called), "
+             f"{SYMBOL[INEXPRESSIBLE]} the API cannot express it, {SYMBOL[BROKEN]} broken.", ""]
+    c = counts(matrix)
+    lines += ["| backend | works | refused | inexpressible | broken |", "|---|---|---|---|---|"]
+    for b in BACKENDS:
+        lines.append(f"| {b} | {c[b][WORKS]} | {c[b][REFUSED]} | {c[b][INEXPRESSIBLE]} | {c[b][BROKEN]} |")
+    total = sum(c.values(), Counter())
+    lines.append(f"| all | {total[WORKS]} | {total[REFUSED]} | {total[INEXPRESSIBLE]} | {total[BROKEN]} |")
+    lines.append("")
+    for b in BACKENDS:
+        lines += [f"**{b}**", "", "| circuit | " + " | ".join(FEATURES) + " |",
+                  "|---|" + "---|" * len(FEATURES)]
+        for r in ROWS:
+            lines.append(f"| {r} | " + " | ".join(SYMBOL[matrix[(r, b, f)][0]] for f in FEATURES) + " |")
+        lines.append("")
+    reasons = {}
+    for (r, b, f), (status, note) in matrix.items():
+        if status in (REFUSED, BROKEN):
+            reasons.setdefault((status, _reason(note)), []).append(f"{r} / {b} / {f}")
+    if reasons:
+        lines += ["Refused (and broken) cells and their reasons:", ""]
+        for (status, note), cells in sorted(reasons.items(), key=lambda kv: (kv[0][0], kv[1][0])):
+            tag = "BROKEN: " if status == BROKEN else ""
+            lines.append(f"- {tag}{'; '.join(cells)}: {note}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the test
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_composability_matrix(tmp_path):
+    pytest.importorskip("brian2")
+    matrix = build_matrix(tmp_path)
+    text = markdown(matrix)
+    (tmp_path / "composability.md").write_text(text, encoding="utf-8")
+    dest = os.environ.get("NEUROSIM_WRITE_MATRIX")
+    if dest:
+        with open(dest, "w", encoding="utf-8") as f:
+            f.write(text)
+    broken = {k: note for k, (status, note) in matrix.items() if status == BROKEN}
+    assert not broken, "broken cells:\n" + "\n".join(f"{k}: {v}" for k, v in broken.items())
+    # every row and backend has what the matrix claims to be the core: the plain relaxation and standard PC
+    for r in ROWS:
+        for b in ("reference", "numba"):
+            assert matrix[(r, b, "run")][0] == WORKS and matrix[(r, b, "pc")][0] == WORKS, (r, b)
