@@ -1,9 +1,9 @@
 """Running named experiments: configuration, parameter checks, output directory, metrics.json, figures.
 
-An experiment is a module (in :mod:`circuits`) with ``NAME``, ``DESCRIPTION``, ``DEFAULTS`` (a dict of
-documented parameters, always including ``backend`` and ``seed``), ``PARAMS`` (the declared type and valid
-range of every parameter: a dict of :class:`Param`) and ``run(config, out, progress)`` returning a metrics
-dict.  :func:`run_experiment` resolves the configuration, checks every parameter against ``PARAMS``
+An experiment is a module (in :mod:`neurosim.circuits`, found by :mod:`neurosim.registry`) with ``NAME``,
+``DESCRIPTION``, ``DEFAULTS`` (a dict of documented parameters, always including ``backend`` and ``seed``),
+``PARAMS`` (the declared type and valid range of every parameter: a dict of :class:`Param`) and
+``run(config, out, progress)`` returning a metrics dict.  :func:`run_experiment` resolves the configuration, checks every parameter against ``PARAMS``
 *before* anything runs (a bad value raises :class:`ConfigError`, which the command line reports with exit
 code 2), writes ``config.json``, runs, and writes ``metrics.json`` atomically:
 
@@ -46,7 +46,7 @@ __all__ = ["Experiment", "ConfigError", "Param", "Int", "Float", "Bool", "Choice
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment defined as an object (several can live in one module of :mod:`circuits`).
+    """An experiment defined as an object (several can live in one module of :mod:`neurosim.circuits`).
 
     ``run(config, out, progress)`` returns a metrics dict; ``doc`` is shown by ``neurosim show``;
     ``PARAMS`` declares the type and valid range of every parameter of ``DEFAULTS``.

@@ -77,13 +77,13 @@ def test_failed_run_exits_1(tmp_path, capsys):
 
 
 def test_interrupted_run_exits_130_and_marks_its_metrics(tmp_path, capsys, monkeypatch):
-    import circuits
+    from neurosim import registry
     from neurosim.experiment import Experiment
 
     def run(cfg, out, progress=True):
         raise KeyboardInterrupt
     fake = Experiment("interrupted", "test", {"seed": 0}, run)
-    monkeypatch.setattr(circuits, "get", lambda name: fake)
+    monkeypatch.setattr(registry, "get", lambda name: fake)
     assert main(["run", "interrupted", "--out", str(tmp_path)]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"
