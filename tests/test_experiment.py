@@ -20,6 +20,17 @@ def _experiments():
 
 
 @pytest.mark.parametrize("exp", _experiments(), ids=lambda e: e.NAME)
+def test_every_experiment_takes_each_backend_or_says_why_not(exp):
+    spec = exp.PARAMS["backend"]
+    for backend in ("numba", "reference", "brian2"):
+        why = spec.violation(backend, dict(exp.DEFAULTS))
+        assert why is None or (why.startswith("not available for this experiment: ") and len(why) > 60), \
+            f"{exp.NAME}: --backend {backend}: {why}"
+        if why is not None:
+            assert why.split(": ", 1)[1] in spec.describe()   # `neurosim show` gives the same reason
+
+
+@pytest.mark.parametrize("exp", _experiments(), ids=lambda e: e.NAME)
 def test_every_parameter_of_every_experiment_declares_its_valid_values(exp):
     params = getattr(exp, "PARAMS", None)
     assert params is not None, f"{exp.NAME} declares no PARAMS"
