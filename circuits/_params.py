@@ -39,8 +39,9 @@ BP_BASELINE_BACKEND = backend_without_brian2(
     "kernel for backprop (it would be computed on the host, not in brian2)")
 #: hardware experiments (event-driven engine, quantisation, noise)
 HARDWARE_BACKEND = backend_without_brian2(
-    "the hardware models (event-driven engine, quantised weights, read noise) are engines of the numba and "
-    "reference backends; for spikes on brian2 run brian2-bear or brian2-digits with --set mode=spiking")
+    "its substrates' relaxation effects (event coding, read noise, activity quantisation) run in the "
+    "event-driven engine of the numba and reference backends, and its BP baseline needs a backprop kernel; "
+    "brian2 has neither (for spikes on brian2 run brian2-bear or brian2-digits with --set mode=spiking)")
 SEED = Int(ge=0, doc="random seed")
 PHI = Choice(*ACTIVATIONS)
 LR = Float(gt=0)
