@@ -28,7 +28,7 @@ COMMON = {
 
 #: type and valid range of the parameters in COMMON
 COMMON_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.HARDWARE_BACKEND,
     "seed": P.SEED,
     "hidden": P.SIZES,
     "phi": P.PHI,

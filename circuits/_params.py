@@ -12,10 +12,36 @@ from neurosim import algorithms as _algorithms
 from neurosim.activations import ACTIVATIONS
 from neurosim.experiment import Bool, Choice, Float, Int, ListOf, Str  # noqa: F401 - re-exported for the modules
 
-#: simulation backends of the experiments that use backend internals (weights, backprop on the same plan)
-BACKEND = Choice("numba", "reference")
 #: experiments that run on any backend of neurosim.Simulator
 ANY_BACKEND = Choice("numba", "reference", "brian2")
+#: the prospective-configuration experiments: the PC rule runs on the chosen backend (brian2: rate mode); the
+#: backprop baseline is not a neural dynamics and runs on numba when the backend is brian2
+PC_BACKEND = Choice("numba", "reference", "brian2", doc="brian2: PC in rate mode, the BP baseline on numba")
+
+
+def backend_without_brian2(reason: str):
+    """The backend of an experiment that cannot use brian2, with the reason ``neurosim run --backend
+    brian2`` reports (exit 2)."""
+    return Choice("numba", "reference", refused={"brian2": reason})
+
+
+#: graph experiments (CNN, RNN, LSTM, residual graphs)
+GRAPH_BACKEND = backend_without_brian2(
+    "graph circuits (conv, pooling, recurrence, gates) run on GraphSimulator, whose backends are numba and "
+    "reference; brian2 maps layered and DAG circuits only")
+#: experiments built on the fpa / zil / strict / bp algorithm kernels
+ALGORITHM_BACKEND = backend_without_brian2(
+    "it compares PC with backprop through the fpa/zil/strict/bp algorithm kernels of the numba and reference "
+    "backends; brian2 has no kernels for them (it would compute them on the host, not in brian2)")
+#: experiments whose backprop baseline trains on a Simulator of the chosen backend (algorithm="bp")
+BP_BASELINE_BACKEND = backend_without_brian2(
+    "its backprop baseline trains with algorithm='bp' on a Simulator of the chosen backend, and brian2 has no "
+    "kernel for backprop (it would be computed on the host, not in brian2)")
+#: hardware experiments (event-driven engine, quantisation, noise)
+HARDWARE_BACKEND = backend_without_brian2(
+    "its substrates' relaxation effects (event coding, read noise, activity quantisation) run in the "
+    "event-driven engine of the numba and reference backends, and its BP baseline needs a backprop kernel; "
+    "brian2 has neither (for spikes on brian2 run brian2-bear or brian2-digits with --set mode=spiking)")
 SEED = Int(ge=0, doc="random seed")
 PHI = Choice(*ACTIVATIONS)
 LR = Float(gt=0)

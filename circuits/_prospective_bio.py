@@ -78,7 +78,7 @@ FEAR_DEFAULTS = {
 }
 
 FEAR_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.PC_BACKEND,
     "seed": P.SEED,
     "n_seeds": P.COUNT,
     "trials_per_phase": P.COUNT,
@@ -116,7 +116,7 @@ def _inputs(sim, values: dict) -> np.ndarray:
 def fear_rat(cfg, rule: str, group: str, lrs: tuple, seed: int) -> float:
     """Fear to the noise alone after the two phases, for one simulated rat."""
     relax = Relax(int(cfg["relax_steps"]), float(cfg["dt"]), float(cfg["dt_decay"]), float(cfg["tol"]) or None)
-    sim = simulator(fear_circuit(*lrs), cfg, relax, seed=seed)
+    sim = simulator(fear_circuit(*lrs), cfg, relax, seed=seed, rule=rule)
     rng = np.random.default_rng([int(cfg["seed"]), seed, 3])
     mix = np.abs(rng.normal(0.1, float(cfg["init_std"]), size=2))
     sim.set_weights("mix_L", W=[[mix[0]]])
@@ -234,7 +234,7 @@ SM_DEFAULTS = {
 }
 
 SM_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.PC_BACKEND,
     "seed": P.SEED,
     "n_seeds": P.COUNT,
     "train_blocks": P.COUNT,
@@ -307,7 +307,8 @@ def sm_protocol(train_blocks: int, post_blocks: int, rng: np.random.Generator) -
 def sm_subject(cfg, rule: str, lr: float, memory_lr: float, init_std: float, seed: int) -> np.ndarray:
     """Mean single-trial learning per group (order ``SM_GROUPS``) for one simulated participant."""
     relax = Relax(int(cfg["relax_steps"]), float(cfg["dt"]), float(cfg["dt_decay"]), float(cfg["tol"]) or None)
-    sim = simulator(sm_circuit(lr, memory_lr, init_std), cfg, relax, seed=int(cfg["seed"]) * 100003 + seed)
+    sim = simulator(sm_circuit(lr, memory_lr, init_std), cfg, relax, seed=int(cfg["seed"]) * 100003 + seed,
+                    rule=rule)
     rng = np.random.default_rng([int(cfg["seed"]), seed, 5])
     rows = {c: _inputs(sim, _CUE[c]) for c in _CUE}
     first = {}
@@ -421,7 +422,7 @@ REV_DEFAULTS = {
 }
 
 REV_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.PC_BACKEND,
     "seed": P.SEED,
     "n_seeds": P.COUNT,
     "trials": P.COUNT,
@@ -446,7 +447,7 @@ def rev_circuit(lr: float) -> ns.Circuit:
 def rev_subject(cfg, rule: str, lr: float, init_std: float, seed: int) -> list:
     """Events ``(key, value)`` for one simulated participant (``key`` in ``REV_KEYS``)."""
     relax = Relax(int(cfg["relax_steps"]), float(cfg["dt"]), float(cfg["dt_decay"]), float(cfg["tol"]) or None)
-    sim = simulator(rev_circuit(lr), cfg, relax)
+    sim = simulator(rev_circuit(lr), cfg, relax, rule=rule)
     rng = np.random.default_rng([int(cfg["seed"]), seed, 7])
     W1 = rng.normal(0.0, init_std)
     W2 = rng.normal(0.0, init_std, size=2)

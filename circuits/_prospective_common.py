@@ -9,7 +9,10 @@ Two learning rules on the same network and the same loss:
 * ``"bp"`` -- backpropagation of ``precision/2 ||t - y||^2`` through the feedforward reading of the same
   circuit, with the same optimiser and learning rate (:mod:`neurosim.algorithms.backprop`).
 
-Both run on the simulator's backend (``"numba"`` or ``"reference"``), which holds the weights.  Mini-batch
+Both run on the simulator's backend (``"numba"`` or ``"reference"``), which holds the weights.  With
+``backend="brian2"`` the PC rule runs on brian2 in rate mode (relaxation, ``dt_decay`` and the Hebbian
+step); backpropagation is not a neural dynamics, so the BP baseline then runs on numba (the simulator of
+the ``"bp"`` rule is built on numba, see :func:`simulator`; ``metrics["backends"]`` records it).  Mini-batch
 updates are averaged over the batch (``batch_reduction="mean"``), so one learning rate means the same
 per-sample step at every batch size (the authors' code sums, which makes their learning rates
 incomparable across batch sizes).
@@ -52,16 +55,32 @@ def check_rule(rule: str) -> str:
     return rule
 
 
+BACKENDS = ("numba", "reference", "brian2")
+
+
 def check_backend(cfg: dict) -> str:
     be = cfg["backend"]
-    if be not in ("numba", "reference"):
-        raise ValueError(f"backend must be 'numba' or 'reference', got {be!r}")
+    if be not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {be!r}")
     return be
 
 
-def simulator(circuit: ns.Circuit, cfg: dict, relax: Relax, seed: int | None = None) -> ns.Simulator:
-    """A Simulator on ``cfg['backend']`` with ``dt = relax.dt``; ``seed`` samples the initial weights."""
-    return ns.Simulator(circuit, dt=relax.dt, backend=check_backend(cfg),
+def rule_backend(cfg: dict, rule: str = "pc") -> str:
+    """The backend a rule runs on: ``cfg['backend']``, except backprop (not a neural dynamics), which runs on
+    numba when the backend is brian2."""
+    be = check_backend(cfg)
+    return "numba" if be == "brian2" and check_rule(rule) == "bp" else be
+
+
+def backends_used(cfg: dict) -> dict:
+    """``{rule: backend}`` as recorded in metrics.json."""
+    return {r: rule_backend(cfg, r) for r in RULES}
+
+
+def simulator(circuit: ns.Circuit, cfg: dict, relax: Relax, seed: int | None = None, rule: str = "pc") -> ns.Simulator:
+    """A Simulator with ``dt = relax.dt`` on the backend of ``rule`` (:func:`rule_backend`); ``seed`` samples
+    the initial weights (the same on every backend)."""
+    return ns.Simulator(circuit, dt=relax.dt, backend=rule_backend(cfg, rule),
                         seed=int(cfg["seed"] if seed is None else seed))
 
 
@@ -164,5 +183,6 @@ def bar_panels(panels: list, path, title: str | None = None):
     return fig
 
 
-__all__ = ["RULES", "SHORT", "COLOR", "GAIN", "Relax", "check_rule", "check_backend", "simulator", "learn_step",
-           "feedforward", "output", "classification_error", "check", "bar_panels", "progress_bar"]
+__all__ = ["RULES", "SHORT", "COLOR", "GAIN", "Relax", "check_rule", "check_backend", "rule_backend", "backends_used",
+           "simulator", "learn_step", "feedforward", "output", "classification_error", "check", "bar_panels",
+           "progress_bar"]

@@ -28,7 +28,7 @@ from ._prospective_common import (COLOR, GAIN, RULES, SHORT, Relax, check, class
 from . import _params as P
 
 #: parameters shared by the experiments below
-COMMON_PARAMS = {"backend": P.BACKEND, "seed": P.SEED, "n_seeds": P.COUNT, "phi": P.PHI, "lrs": P.LRS,
+COMMON_PARAMS = {"backend": P.PC_BACKEND, "seed": P.SEED, "n_seeds": P.COUNT, "phi": P.PHI, "lrs": P.LRS,
                  "relax_steps": P.COUNT, "dt": P.DT, "dt_decay": P.DT_DECAY, "test_fraction": P.TEST_FRACTION,
                  "scale": P.SCALE}
 PER_CLASS = P.PER_CLASS
@@ -136,7 +136,7 @@ ONLINE_PARAMS = {
 def _online_curve(cfg, data, rule, batch_size, lr, seed) -> np.ndarray:
     relax = _relax(cfg)
     net = _net([64, *cfg["hidden"], 10], cfg["phi"], lr, "online")
-    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + seed)
+    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + seed, rule=rule)
     rng = np.random.default_rng([int(cfg["seed"]), seed, 11])
     n = data.X_train.shape[0]
     batches = []
@@ -251,7 +251,7 @@ FEW_PARAMS = {
 def _few_curve(cfg, data, rule, n_per_class, lr, seed) -> np.ndarray:
     relax = _relax(cfg)
     net = _net([64, *cfg["hidden"], 10], cfg["phi"], lr, "few-data")
-    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + seed)
+    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + seed, rule=rule)
     rng = np.random.default_rng([int(cfg["seed"]), seed, 13, n_per_class])
     idx = per_class_subset(data.y_train, n_per_class, rng)
     X, Y = data.X_train[idx], data.Y_train[idx]
@@ -365,7 +365,7 @@ def _cont_tasks(cfg, data):
 def _cont_curve(cfg, data, tasks, rule, lr, seed) -> np.ndarray:
     relax = _relax(cfg)
     net = _net([64, *cfg["hidden"], 5], cfg["phi"], lr, "continual")
-    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + seed)
+    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + seed, rule=rule)
     rng = np.random.default_rng([int(cfg["seed"]), seed, 19])
     errs = []  # (iteration, task trained, error A, error B)
     for _ in range(int(cfg["cycles"])):
@@ -487,7 +487,7 @@ DRIFT_PARAMS = {
 def _pretrained(cfg, data, seed):
     relax = _relax(cfg)
     net = _net([64, *cfg["hidden"], 10], cfg["phi"], float(cfg["pretrain_lr"]), "drift-pretrain")
-    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + seed)
+    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + seed, rule="bp")
     rng = np.random.default_rng([int(cfg["seed"]), seed, 23])
     for _ in range(int(cfg["pretrain_epochs"])):
         for b in _epoch_batches(data.n_train, 32, rng):
@@ -500,7 +500,7 @@ def _pretrained(cfg, data, seed):
 def _drift_curve(cfg, data, rule, lr, seed, weights) -> tuple:
     relax = _relax(cfg)
     net = _net([64, *cfg["hidden"], 10], cfg["phi"], lr, "drift")
-    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + seed)
+    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + seed, rule=rule)
     sim.load_weights(weights)
     rng = np.random.default_rng([int(cfg["seed"]), seed, 29])
     idx = per_class_subset(data.y_train, int(cfg["examples_per_class"]), rng)
@@ -625,7 +625,7 @@ def _deep_curve(cfg, data, rule, depth, lr, seed) -> np.ndarray:
     relax = _relax(cfg)
     sizes = [64] + [int(cfg["width"])] * (depth - 1) + [10]
     net = _net(sizes, cfg["phi"], lr, f"deep{depth}")
-    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + 17 * depth + seed)
+    sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 1009 + 17 * depth + seed, rule=rule)
     rng = np.random.default_rng([int(cfg["seed"]), seed, 37])
     idx = per_class_subset(data.y_train, int(cfg["examples_per_class"]), rng)
     X, Y = data.X_train[idx], data.Y_train[idx]

@@ -35,7 +35,7 @@ ALL_DEFAULTS = {
 def all_params(names) -> dict:
     """Parameters of prospective-all; ``names`` are the experiments it can run."""
     from . import _params as P
-    return {"backend": P.BACKEND, "seed": P.SEED, "full": P.Bool(),
+    return {"backend": P.PC_BACKEND, "seed": P.SEED, "full": P.Bool(),
             "experiments": P.ListOf(P.Choice(*names), min_len=0, doc="[] = all")}
 
 

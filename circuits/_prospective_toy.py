@@ -62,7 +62,7 @@ BEAR_DEFAULTS = {
 }
 
 BEAR_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.PC_BACKEND,
     "seed": P.SEED,
     "input": P.Float(),
     "target": P.ListOf(P.Float(), min_len=2, max_len=2),
@@ -92,7 +92,7 @@ def bear_trajectory(cfg, rule: str, lr: float | None = None, iterations: int | N
         c["lr"] = lr
     n_it = int(c["iterations"] if iterations is None else iterations)
     relax = _bear_relax(c)
-    sim = simulator(bear_circuit(c), c, relax)
+    sim = simulator(bear_circuit(c), c, relax, rule=rule)
     X = np.array([[float(c["input"])]])
     Y = np.array([list(map(float, c["target"]))])
     if Y.shape != (1, 2):
@@ -234,7 +234,7 @@ EX122_DEFAULTS = {
 }
 
 EX122_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.PC_BACKEND,
     "seed": P.SEED,
     "w0": P.ListOf(P.Float(), min_len=2, max_len=2),
     "target": P.ListOf(P.Float(), min_len=2, max_len=2),
@@ -263,7 +263,7 @@ def ex122_trajectory(cfg, rule: str, lr: float, iterations: int | None = None) -
     second = [float(v) for v in cfg["second_layer"]]
     if len(second) != 2 or len(cfg["w0"]) != 2 or len(cfg["target"]) != 2:
         raise ValueError("example-122: w0, target and second_layer need 2 numbers each")
-    sim = simulator(ex122_circuit(lr, second), cfg, relax)
+    sim = simulator(ex122_circuit(lr, second), cfg, relax, rule=rule)
     sim.set_weights("W1", W=np.array(cfg["w0"], dtype=float).reshape(2, 1))
     sim.set_weights("W2", W=np.diag(second))
     X, Y = np.ones((1, 1)), np.array([cfg["target"]], dtype=float)
@@ -379,7 +379,7 @@ TA_DEFAULTS = {
 }
 
 TA_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.PC_BACKEND,
     "seed": P.SEED,
     "width": P.COUNT,
     "depths": P.ListOf(P.Int(ge=1)),
@@ -403,7 +403,7 @@ def ta_one(cfg, depth: int, phi: str, seed: int, relax: Relax) -> dict:
     Y = rng.normal(size=(1, width))
     out = {}
     for rule in RULES:
-        sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 100003 + 1000 * depth + seed)
+        sim = simulator(net, cfg, relax, seed=int(cfg["seed"]) * 100003 + 1000 * depth + seed, rule=rule)
         y0 = output(sim, X)
         learn_step(sim, rule, X, Y, relax)
         out[rule] = metrics.target_alignment(y0, output(sim, X), Y)
@@ -529,7 +529,7 @@ PI_DEFAULTS = {
 }
 
 PI_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.PC_BACKEND,
     "seed": P.SEED,
     "n_layers": P.COUNT,
     "width": P.COUNT,
@@ -587,7 +587,7 @@ def pi_one(cfg, seed: int) -> dict:
     pc_conv = {n: metrics.prospective_index(before[n], relaxed[n], after[n]) for n in layers}
     sim.close()
     # BP: one gradient step; the "inferred" change is -dL/dx
-    sim = simulator(net, cfg, relax, seed=wseed)
+    sim = simulator(net, cfg, relax, seed=wseed, rule="bp")
     before_bp = feedforward(sim, X)
     wanted = _bp_activity_gradients(sim, X, Y)
     learn_step(sim, "bp", X, Y, relax)

@@ -1,6 +1,6 @@
 """The brian2 backend's experiments: the bear example and a digits classifier, rate model vs brian2.
 
-``neurosim run brian2_bear --backend brian2 --set mode=spiking`` (or ``mode=rate``; with the default
+``neurosim run brian2-bear --backend brian2 --set mode=spiking`` (or ``mode=rate``; with the default
 ``--backend numba`` only the rate model runs).  Every run compares the chosen backend/mode with the rate
 model on numba (and, for the bear, with backpropagation).
 
@@ -393,8 +393,8 @@ def run_digits(cfg, out, progress=True) -> dict:
 
 
 EXPERIMENTS = [
-    Experiment("brian2_bear", "bear example (PC interferes less than BP) on the rate model and on brian2 "
+    Experiment("brian2-bear", "bear example (PC interferes less than BP) on the rate model and on brian2 "
                "(rate or spiking); events and settle time", BEAR_DEFAULTS, run_bear, BEAR_DOC, BEAR_PARAMS),
-    Experiment("brian2_digits", "digits PCN trained on the rate model, inference on brian2 (rate or spiking): "
+    Experiment("brian2-digits", "digits PCN trained on the rate model, inference on brian2 (rate or spiking): "
                "accuracy, events per digit, time to settle", DIGITS_DEFAULTS, run_digits, DIGITS_DOC, DIGITS_PARAMS),
 ]

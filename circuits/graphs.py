@@ -39,7 +39,7 @@ EXACT_DEFAULTS = {
 }
 
 EXACT_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.GRAPH_BACKEND,
     "seed": P.SEED,
     "batch_size": P.Int(ge=1, le=1024),
     "train_steps": P.COUNT,
@@ -218,7 +218,7 @@ CNN_DEFAULTS = {
 #: the graph algorithms (neurosim.graph.ALGORITHMS)
 _ALGORITHMS = P.ListOf(P.Choice(lambda: sorted(ng.ALGORITHMS)))
 _TRAINING_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.GRAPH_BACKEND,
     "seed": P.SEED,
     "algorithms": _ALGORITHMS,
     "epochs": P.COUNT,

@@ -30,8 +30,23 @@ from . import _prospective_bio as bio
 from . import _prospective_digits as digits
 from . import _prospective_report as report
 from . import _prospective_toy as toy
+from ._prospective_common import backends_used
 
-_E = Experiment
+
+def _recording_backends(run):
+    """``run`` that adds ``backends`` ({rule: backend}) to the metrics of a brian2 run (its BP baseline runs
+    on numba)."""
+    def wrapped(cfg, out, progress=True):
+        metrics = run(cfg, out, progress=progress)
+        if cfg.get("backend") == "brian2":
+            metrics = {**metrics, "backends": backends_used(cfg)}
+        return metrics
+    wrapped.__name__, wrapped.__doc__ = run.__name__, run.__doc__
+    return wrapped
+
+
+def _E(name, description, defaults, run, doc, params):
+    return Experiment(name, description, defaults, _recording_backends(run), doc, params)
 
 EXPERIMENTS = [
     _E("bear", "Song 2024 bear example (1-1-2): interference under BP, prospective configuration under PC",

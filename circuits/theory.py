@@ -81,7 +81,7 @@ FPA_DEFAULTS = {
 }
 
 FPA_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.ALGORITHM_BACKEND,
     "seed": P.SEED,
     "hidden": P.ListOf(P.Int(ge=1)),
     "phi": P.PHI,
@@ -176,7 +176,7 @@ ZIL_DEFAULTS = {
 }
 
 ZIL_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.ALGORITHM_BACKEND,
     "seed": P.SEED,
     "hidden": P.ListOf(P.Int(ge=1)),
     "phi": P.PHI,
@@ -270,7 +270,7 @@ LIN_DEFAULTS = {
 }
 
 LIN_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.ANY_BACKEND,
     "seed": P.SEED,
     "hidden": P.ListOf(P.Int(ge=1), doc="the relaxation needs at least one hidden layer"),
     "lr": P.LR,
@@ -385,7 +385,7 @@ MUPC_DEFAULTS = {
 }
 
 MUPC_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.BP_BASELINE_BACKEND,
     "seed": P.SEED,
     "depths": P.ListOf(P.Int(ge=1)),
     "width": P.COUNT,
@@ -499,7 +499,7 @@ SADDLE_DEFAULTS = {
 }
 
 SADDLE_PARAMS = {
-    "backend": P.BACKEND,
+    "backend": P.BP_BASELINE_BACKEND,
     "seed": P.SEED,
     "depths": P.ListOf(P.Int(ge=2), doc="a chain needs a hidden unit to have a saddle"),
     "n_samples": P.COUNT,

@@ -111,17 +111,17 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    import circuits
+    from . import registry
     from .experiment import ConfigError, parse_value, run_experiment
 
     if args.command == "list":
-        rows = circuits.list_experiments()
+        rows = registry.list_experiments()
         width = max(len(n) for n, _ in rows)
         for name, desc in rows:
             print(f"{name:<{width}}  {desc}")
         return 0
     try:
-        module = circuits.get(args.name)
+        module = registry.get(args.name)
     except KeyError as e:
         return _fail(str(e.args[0]), 2)
     if args.command == "sweep":

@@ -1,9 +1,9 @@
 """Running named experiments: configuration, parameter checks, output directory, metrics.json, figures.
 
-An experiment is a module (in :mod:`circuits`) with ``NAME``, ``DESCRIPTION``, ``DEFAULTS`` (a dict of
-documented parameters, always including ``backend`` and ``seed``), ``PARAMS`` (the declared type and valid
-range of every parameter: a dict of :class:`Param`) and ``run(config, out, progress)`` returning a metrics
-dict.  :func:`run_experiment` resolves the configuration, checks every parameter against ``PARAMS``
+An experiment is a module (in :mod:`neurosim.circuits`, found by :mod:`neurosim.registry`) with ``NAME``,
+``DESCRIPTION``, ``DEFAULTS`` (a dict of documented parameters, always including ``backend`` and ``seed``),
+``PARAMS`` (the declared type and valid range of every parameter: a dict of :class:`Param`) and
+``run(config, out, progress)`` returning a metrics dict.  :func:`run_experiment` resolves the configuration, checks every parameter against ``PARAMS``
 *before* anything runs (a bad value raises :class:`ConfigError`, which the command line reports with exit
 code 2), writes ``config.json``, runs, and writes ``metrics.json`` atomically:
 
@@ -46,7 +46,7 @@ __all__ = ["Experiment", "ConfigError", "Param", "Int", "Float", "Bool", "Choice
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment defined as an object (several can live in one module of :mod:`circuits`).
+    """An experiment defined as an object (several can live in one module of :mod:`neurosim.circuits`).
 
     ``run(config, out, progress)`` returns a metrics dict; ``doc`` is shown by ``neurosim show``;
     ``PARAMS`` declares the type and valid range of every parameter of ``DEFAULTS``.
@@ -101,10 +101,14 @@ class Param:
         ``text`` is shown by ``neurosim show``, ``error`` (default ``text``) when the condition fails.
     doc : str
         What the valid values mean (shown by ``neurosim show`` after the range).
+    refused : dict, optional
+        Values that exist but this experiment cannot use, each with the reason (e.g. ``{"brian2": "graph
+        circuits have no brian2 mapping"}``): choosing one raises :class:`ConfigError` with the reason.
     """
 
     def __init__(self, kind: str, *, ge=None, gt=None, le=None, lt=None, choices=None, also=(), item=None,
-                 min_len: int = 0, max_len: int | None = None, check=None, requires=None, doc: str = ""):
+                 min_len: int = 0, max_len: int | None = None, check=None, requires=None, doc: str = "",
+                 refused: dict | None = None):
         if kind not in ("int", "float", "bool", "str", "list"):
             raise ValueError(f"Param: kind must be int, float, bool, str or list, got {kind!r}")
         if ge is not None and gt is not None or le is not None and lt is not None:
@@ -115,6 +119,7 @@ class Param:
         self.choices, self.also, self.item = choices, tuple(also), item
         self.min_len, self.max_len, self.check, self.doc = int(min_len), max_len, check, doc
         self.requires = requires
+        self.refused = dict(refused or {})
 
     def __repr__(self):
         return f"Param({self.describe()!r})"
@@ -165,6 +170,8 @@ class Param:
             text = " or ".join(_fmt_value(a) for a in self.also) + " or " + text
         if self.requires is not None:
             text += f"; {self.requires[1]}"
+        if self.refused:
+            text += "".join(f"; not {_fmt_value(v)}: {why}" for v, why in self.refused.items())
         return text + (f" ({self.doc})" if self.doc else "")
 
     # -------------------------------------------------------------- checks
@@ -223,6 +230,8 @@ class Param:
         """Why ``value`` (already of the right type) is invalid, or None."""
         if value in self.also and not (isinstance(value, bool) and self.kind != "bool"):
             return None
+        if isinstance(value, str) and value in self.refused:
+            return f"not available for this experiment: {self.refused[value]}"
         if self.choices is not None:
             try:
                 choices = self._choices()
@@ -292,11 +301,12 @@ def Bool(doc="") -> Param:
     return Param("bool", doc=doc)
 
 
-def Choice(*choices, requires=None, doc="") -> Param:
-    """A string out of ``choices`` (or a callable returning them, evaluated when checked)."""
+def Choice(*choices, requires=None, doc="", refused: dict | None = None) -> Param:
+    """A string out of ``choices`` (or a callable returning them, evaluated when checked); ``refused`` maps
+    values that exist but cannot be used here to the reason (``{"brian2": "why"}``)."""
     if len(choices) == 1 and callable(choices[0]):
-        return Param("str", choices=choices[0], requires=requires, doc=doc)
-    return Param("str", choices=tuple(choices), requires=requires, doc=doc)
+        return Param("str", choices=choices[0], requires=requires, doc=doc, refused=refused)
+    return Param("str", choices=tuple(choices), requires=requires, doc=doc, refused=refused)
 
 
 def Str(*, check=None, doc="") -> Param:

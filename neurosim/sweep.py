@@ -157,8 +157,8 @@ def _run_point(experiment, overrides: dict, out_dir: str) -> dict:
     """Run one point on a worker (the experiment's own ``metrics.json`` is written atomically at its end)."""
     from .experiment import run_experiment
     if isinstance(experiment, str):
-        import circuits
-        module = circuits.get(experiment)
+        from .registry import get
+        module = get(experiment)
     else:
         module = experiment
     return run_experiment(module, overrides, out=Path(out_dir), progress=False)
@@ -293,7 +293,7 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
     Parameters
     ----------
     experiment : str or module/Experiment
-        An experiment name of :mod:`circuits` (objects must be importable on the workers).
+        An experiment name of :mod:`neurosim.registry` (objects must be importable on the workers).
     grid : dict key -> list of values
         From :func:`parse_grid` (or built by hand; values are checked against the defaults).
     out : path
@@ -316,15 +316,14 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
         Seconds to wait for a scheduler connection or local workers.
     """
     if isinstance(experiment, str):
-        import circuits
+        from .registry import get
         try:
-            module = circuits.get(experiment)
+            module = get(experiment)
         except KeyError as e:
             raise ConfigError(str(e.args[0])) from None
-        name = experiment
     else:
         module = experiment
-        name = module.NAME
+    name = module.NAME  # the current spelling (an old underscore name resolves to its hyphenated form)
     fixed = dict(fixed or {})
     for key in fixed:
         if key in grid:

@@ -77,13 +77,13 @@ def test_failed_run_exits_1(tmp_path, capsys):
 
 
 def test_interrupted_run_exits_130_and_marks_its_metrics(tmp_path, capsys, monkeypatch):
-    import circuits
+    from neurosim import registry
     from neurosim.experiment import Experiment
 
     def run(cfg, out, progress=True):
         raise KeyboardInterrupt
     fake = Experiment("interrupted", "test", {"seed": 0}, run)
-    monkeypatch.setattr(circuits, "get", lambda name: fake)
+    monkeypatch.setattr(registry, "get", lambda name: fake)
     assert main(["run", "interrupted", "--out", str(tmp_path)]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"
@@ -144,3 +144,16 @@ def test_digits_reference_backend_and_overrides(tmp_path, capsys):
     assert cfg["backend"] == "reference" and cfg["seed"] == 3 and cfg["hidden"] == [32] and cfg["epochs"] == 1
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.3 < m["test_accuracy"] <= 1.0  # one epoch of a small net is well above chance (0.1)
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("cnn-digits", "graph circuits"),
+    ("hw-energy", "event-driven engine"),
+    ("zil-exactness", "algorithm kernels"),
+])
+def test_backend_an_experiment_cannot_use_exits_2_with_the_reason(name, reason, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["run", name, "--backend", "brian2", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "backend=brian2: not available for this experiment: " in err and reason in err
+    assert len(err.splitlines()) == 1 and not out.exists()

@@ -15,8 +15,19 @@ from neurosim.io import write_json_atomic
 
 # ------------------------------------------------------------------------------------------ declared parameters
 def _experiments():
-    import circuits
-    return [circuits.get(n) for n in circuits.names()]
+    from neurosim import registry
+    return [registry.get(n) for n in registry.names()]
+
+
+@pytest.mark.parametrize("exp", _experiments(), ids=lambda e: e.NAME)
+def test_every_experiment_takes_each_backend_or_says_why_not(exp):
+    spec = exp.PARAMS["backend"]
+    for backend in ("numba", "reference", "brian2"):
+        why = spec.violation(backend, dict(exp.DEFAULTS))
+        assert why is None or (why.startswith("not available for this experiment: ") and len(why) > 60), \
+            f"{exp.NAME}: --backend {backend}: {why}"
+        if why is not None:
+            assert why.split(": ", 1)[1] in spec.describe()   # `neurosim show` gives the same reason
 
 
 @pytest.mark.parametrize("exp", _experiments(), ids=lambda e: e.NAME)
@@ -74,7 +85,7 @@ def test_param_types_ranges_and_messages():
                                                           "[0, trials) with trials=128"),
     (["few-data", "--set", "examples_per_class=[2,500]"], "more than the training digits"),
     (["hw-energy", "--set", "target=tpu"], "unknown hardware target 'tpu'"),
-    (["brian2_bear", "--set", "mode=spiking"], "mode=spiking: spiking needs backend=brian2"),
+    (["brian2-bear", "--set", "mode=spiking"], "mode=spiking: spiking needs backend=brian2"),
 ])
 def test_invalid_parameters_exit_2_before_the_run_starts(argv, fragment, capsys, tmp_path):
     from neurosim.cli import main
@@ -239,15 +250,15 @@ EDGES = [
     ("rnn-sequences", dict(task="adding", length=2, n_train=1, n_test=1, epochs=1, hidden=1, algorithms=["pc"],
                            pc_steps=1)),
     ("lstm-sequences", dict(epochs=1, hidden=1, algorithms=["zil"], test_fraction=0.95)),
-    ("brian2_bear", dict(iterations=1, steps=1)),
-    ("brian2_digits", dict(hidden=1, epochs=1, infer_steps=[1], n_test=1, chunk=1, train_steps=1)),
+    ("brian2-bear", dict(iterations=1, steps=1)),
+    ("brian2-digits", dict(hidden=1, epochs=1, infer_steps=[1], n_test=1, chunk=1, train_steps=1)),
 ]
 
 
 @pytest.mark.parametrize("name, overrides", EDGES, ids=[n for n, _ in EDGES])
 def test_values_on_the_edges_of_the_declared_ranges_run(name, overrides, tmp_path):
-    import circuits
-    exp = circuits.get(name)
+    from neurosim import registry
+    exp = registry.get(name)
     for key, value in overrides.items():  # each value is valid on its own
         exp.PARAMS[key].validate(key, exp.PARAMS[key].coerce(key, value))
     with np.errstate(all="ignore"):

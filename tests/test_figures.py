@@ -29,7 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.patches import Rectangle
 
-import circuits
+from neurosim import registry
 from neurosim import plot
 from neurosim.experiment import run_experiment
 
@@ -67,12 +67,12 @@ TINY = {
     "cnn-digits": dict(channels=[4, 8], epochs=1),
     "rnn-sequences": dict(epochs=1, hidden=8, n_train=200, n_test=100),
     "lstm-sequences": dict(epochs=1, hidden=8, n_train=200, n_test=100),
-    "brian2_bear": dict(iterations=3, steps=40),
-    "brian2_digits": dict(epochs=1, hidden=16, n_test=50, infer_steps=[10, 20]),
+    "brian2-bear": dict(iterations=3, steps=40),
+    "brian2-digits": dict(epochs=1, hidden=16, n_test=50, infer_steps=[10, 20]),
 }
-#: brian2_bear once more on the spiking backend: raster, events per channel, time in ms (brian2_digits makes
+#: brian2-bear once more on the spiking backend: raster, events per channel, time in ms (brian2-digits makes
 #: the same spiking figures with the same helpers, at several times the cost of building brian2 networks)
-SPIKING = {"brian2_bear": dict(TINY["brian2_bear"], iterations=1, steps=20, backend="brian2", mode="spiking")}
+SPIKING = {"brian2-bear": dict(TINY["brian2-bear"], iterations=1, steps=20, backend="brian2", mode="spiking")}
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -214,7 +214,7 @@ def captured(monkeypatch):
 
 
 def _check_experiment(name, overrides, out, captured):
-    m = run_experiment(circuits.get(name), overrides, out=out, progress=False)
+    m = run_experiment(registry.get(name), overrides, out=out, progress=False)
     assert captured, f"{name} saved no figure"
     problems = [p for fname, fig in captured for p in figure_problems(fig, f"{name}/{fname}")]
     assert not problems, "\n".join(problems)
@@ -225,7 +225,7 @@ def _check_experiment(name, overrides, out, captured):
 
 # ----------------------------------------------------------------------------------------- experiments
 def test_every_experiment_has_a_tiny_configuration():
-    assert set(TINY) == set(circuits.names())
+    assert set(TINY) == set(registry.names())
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

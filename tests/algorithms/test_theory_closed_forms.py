@@ -224,7 +224,7 @@ def test_mupc_linear_rescaling_tends_to_identity_with_width():
 def test_origin_saddle_is_strict_for_fstar_but_flat_for_the_loss():
     """Statement 11: H >= 2: Hess L(0) = 0 and lambda_min(Hess F*(0)) = -lambda_max(Syy) (Rel 1e-6);
     statement 12: H = 1: lambda_min(F*) < lambda_min(L) < 0."""
-    from circuits.theory import origin_hessians
+    from neurosim.circuits.theory import origin_hessians
     for H in (2, 3):
         hl, hf, syy = origin_hessians(H, width=3, seed=1)
         assert np.abs(hl).max() <= 1e-8

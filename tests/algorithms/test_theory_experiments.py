@@ -6,14 +6,14 @@ import json
 
 import numpy as np
 
-import circuits
+from neurosim import registry
 from neurosim.cli import main
 from neurosim.experiment import run_experiment
 
 
 def _run(name, tmp_path, **overrides):
     out = tmp_path / name
-    m = run_experiment(circuits.get(name), overrides, out, progress=False)
+    m = run_experiment(registry.get(name), overrides, out, progress=False)
     assert (out / "metrics.json").exists() and (out / "config.json").exists()
     assert json.loads((out / "metrics.json").read_text())["experiment"] == name
     for fig in m["figures"]:
@@ -23,7 +23,7 @@ def _run(name, tmp_path, **overrides):
 
 def test_experiments_are_registered_with_backend_and_seed():
     for name in ("fpa-exactness", "zil-exactness", "linear-equilibrium", "mupc-depth", "saddles"):
-        exp = circuits.get(name)
+        exp = registry.get(name)
         assert {"backend", "seed"} <= set(exp.DEFAULTS) and exp.DEFAULTS["backend"] == "numba"
 
 

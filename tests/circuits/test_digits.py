@@ -5,7 +5,7 @@ import time as _time
 
 import pytest
 
-from circuits import digits
+from neurosim.circuits import digits
 from neurosim import simulator as simmod
 from neurosim.backends.numba.backend import NumbaBackend
 from neurosim.experiment import resolve_config

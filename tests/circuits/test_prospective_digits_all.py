@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-import circuits
-from circuits import _prospective_digits as dg
-from circuits import prospective
+from neurosim import registry
+from neurosim.circuits import _prospective_digits as dg
+from neurosim.circuits import prospective
 from neurosim.cli import main
 from neurosim.experiment import resolve_config
 
@@ -60,13 +60,13 @@ def test_every_experiment_is_registered_with_documented_defaults():
     names = {"bear", "example-122", "target-alignment", "prospective-index", "fear-conditioning", "sensorimotor",
              "reversal-learning", "online-learning", "few-data", "continual", "concept-drift", "deep-small-data",
              "prospective-all"}
-    assert names <= set(circuits.names())
+    assert names <= set(registry.names())
     for name in names:
-        exp = circuits.get(name)
+        exp = registry.get(name)
         assert exp.DEFAULTS["backend"] == "numba" and "seed" in exp.DEFAULTS
         assert len(exp.__doc__) > 200
     for name, over in prospective.REDUCED.items():
-        resolve_config(circuits.get(name).DEFAULTS, over)   # every reduced size names real parameters
+        resolve_config(registry.get(name).DEFAULTS, over)   # every reduced size names real parameters
 
 
 def test_cli_runs_bear_and_writes_the_required_metrics(tmp_path, capsys):

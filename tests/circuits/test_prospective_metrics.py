@@ -7,7 +7,7 @@ import pytest
 import neurosim as ns
 from neurosim import metrics
 
-from circuits._prospective_common import Relax, learn_step, output
+from neurosim.circuits._prospective_common import Relax, learn_step, output
 
 
 def test_cosine_hand_cases():

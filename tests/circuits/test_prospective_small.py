@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import neurosim as ns
-from circuits import _prospective_bio as bio
-from circuits import _prospective_toy as toy
-from circuits._prospective_common import Relax, learn_step
+from neurosim.circuits import _prospective_bio as bio
+from neurosim.circuits import _prospective_toy as toy
+from neurosim.circuits._prospective_common import Relax, learn_step
 
 
 def cfg_of(defaults, **over):
@@ -228,8 +228,8 @@ TINY = {
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_numba_and_reference_give_the_same_numbers(name, tmp_path):
-    import circuits
-    exp = circuits.get(name)
+    from neurosim import registry
+    exp = registry.get(name)
     cfg = cfg_of(exp.DEFAULTS, **TINY[name])
     m = {be: exp.run(cfg_of(cfg, backend=be), tmp_path / be, progress=False) for be in ("numba", "reference")}
     for rule in ("pc", "bp"):

@@ -10,12 +10,12 @@ import json
 import numpy as np
 import pytest
 
-import circuits
+from neurosim import registry
 from neurosim.experiment import run_experiment
 
 
 def _run(name, out, **overrides):
-    m = run_experiment(circuits.get(name), overrides, out=out, progress=False)
+    m = run_experiment(registry.get(name), overrides, out=out, progress=False)
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["experiment"] == name
     for fig in m["figures"]:
@@ -24,10 +24,10 @@ def _run(name, out, **overrides):
 
 
 def test_experiments_are_registered():
-    names = circuits.names()
+    names = registry.names()
     for n in ("graph-exactness", "cnn-digits", "rnn-sequences", "lstm-sequences"):
         assert n in names
-        assert {"backend", "seed"} <= set(circuits.get(n).DEFAULTS)
+        assert {"backend", "seed"} <= set(registry.get(n).DEFAULTS)
 
 
 def test_graph_exactness(tmp_path):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-import circuits
+from neurosim import registry
 from neurosim.cli import main
 from neurosim.experiment import run_experiment
 
@@ -30,7 +30,7 @@ def test_listed_and_shown(capsys):
 def test_hw_precision_accuracy_rises_with_bits_and_falls_with_noise(tmp_path):
     cfg = {**TINY, "weight_bits_axis": [2, 8], "activity_bits_axis": [2, 8], "noise_axis": [0.02, 0.6],
            "weight_bits": 6, "activity_bits": 8}
-    m = run_experiment(circuits.get("hw-precision"), cfg, out=tmp_path, progress=False)
+    m = run_experiment(registry.get("hw-precision"), cfg, out=tmp_path, progress=False)
     assert read(tmp_path)["test_accuracy"] == m["test_accuracy"]
     for f in m["figures"]:
         assert (tmp_path / f).stat().st_size > 1000
@@ -46,10 +46,10 @@ def test_hw_precision_accuracy_rises_with_bits_and_falls_with_noise(tmp_path):
 
 
 def test_hw_event_driven_threshold_zero_is_clock_driven_and_traffic_falls(tmp_path):
-    from circuits import _hardware_common as C
+    from neurosim.circuits import _hardware_common as C
     from neurosim import hardware as hw
     cfg = {**TINY, "thresholds": [0.0, 0.01, 0.1], "fidelity_batch": 16, "fidelity_steps": 40}
-    m = run_experiment(circuits.get("hw-event-driven"), cfg, out=tmp_path, progress=False)
+    m = run_experiment(registry.get("hw-event-driven"), cfg, out=tmp_path, progress=False)
     assert set(m["figures"]) <= {p.name for p in tmp_path.iterdir()}
     rows = m["curve"]
     assert rows[0]["relax_state_error"] == 0.0 and rows[-1]["relax_state_error"] > 1e-3
@@ -59,7 +59,7 @@ def test_hw_event_driven_threshold_zero_is_clock_driven_and_traffic_falls(tmp_pa
     assert ev[0] < rows[0]["clock_events_per_sample"]            # silent units save traffic even at theta = 0
     assert m["energy_per_sample_J"] < m["clock_energy_per_sample_J"]
     # threshold 0 trains exactly like clock-driven PC on the simulator's own kernel
-    full = {**circuits.get("hw-event-driven").DEFAULTS, **cfg}
+    full = {**registry.get("hw-event-driven").DEFAULTS, **cfg}
     clock = C.train_eval(full, hw.HardwareModel(), "pc", C.load(full))
     assert clock["chip"].hardware.engine is None
     assert rows[0]["test_accuracy"] == clock["test_accuracy"]
@@ -67,7 +67,7 @@ def test_hw_event_driven_threshold_zero_is_clock_driven_and_traffic_falls(tmp_pa
 
 def test_hw_energy_ratio_matches_closed_form_and_grows_with_steps(tmp_path):
     cfg = {**TINY, "steps_axis": [2, 8], "epochs": 1}
-    m = run_experiment(circuits.get("hw-energy"), cfg, out=tmp_path, progress=False)
+    m = run_experiment(registry.get("hw-energy"), cfg, out=tmp_path, progress=False)
     assert m["pc_bp_mac_ratio"] == pytest.approx(m["pc_bp_mac_ratio_closed_form"], rel=1e-12)
     rep = json.loads((tmp_path / "cost_report.json").read_text())
     assert set(rep["targets"]) == {"cmos45", "loihi", "spinnaker2", "crossbar"}

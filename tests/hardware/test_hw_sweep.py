@@ -66,8 +66,8 @@ def _alive(pid):
 
 
 def test_sweep_survives_a_killed_worker_and_resumes(cluster, tmp_path):
-    import circuits
-    grid = parse_grid(["weight_bits=0,3,6,8", "activity_bits=0,6", "seed=0,1,2"], circuits.get("hw-precision").DEFAULTS)
+    from neurosim import registry
+    grid = parse_grid(["weight_bits=0,3,6,8", "activity_bits=0,6", "seed=0,1,2"], registry.get("hw-precision").DEFAULTS)
     assert len(expand(grid)) == 24
     out = tmp_path / "sweep"
     reported, state = [], {}
