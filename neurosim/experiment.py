@@ -383,7 +383,16 @@ def validate_config(cfg: dict, params: dict | None) -> dict:
     for key, spec in (params or {}).items():
         if key in cfg:
             spec.validate(key, cfg[key], cfg)
+    if cfg.get("backend") == "brian2" and not brian2_installed():
+        raise ConfigError("backend=brian2: brian2 is not installed; install the extra with "
+                          "pip install -e \".[brian2]\" (or pip install brian2), or choose another backend")
     return cfg
+
+
+def brian2_installed() -> bool:
+    """Whether brian2 can be imported (found without importing it)."""
+    import importlib.util
+    return importlib.util.find_spec("brian2") is not None
 
 
 def resolve_config(defaults: dict, overrides: dict, params: dict | None = None) -> dict:

@@ -1052,8 +1052,8 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
         ax.set_title(f"{name} {tuple(arr.shape)}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("pre (input unit)")
-        ax.set_ylabel("post (output unit)")
+        ax.set_xlabel("pre-synaptic unit")
+        ax.set_ylabel("post-synaptic unit")
         fig.colorbar(im, ax=ax).set_label("weight")
     if title is not None:
         fig.suptitle(title)

@@ -157,3 +157,14 @@ def test_backend_an_experiment_cannot_use_exits_2_with_the_reason(name, reason, 
     err = capsys.readouterr().err.strip()
     assert "backend=brian2: not available for this experiment: " in err and reason in err
     assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_brian2_backend_without_brian2_exits_2_before_the_run(tmp_path, monkeypatch, capsys):
+    """A missing optional dependency is a bad argument (exit 2, nothing written), not a failed run."""
+    from neurosim import cli, experiment
+    monkeypatch.setattr(experiment, "brian2_installed", lambda: False)
+    out = tmp_path / "bb"
+    assert cli.main(["run", "bear", "--backend", "brian2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "brian2 is not installed" in err and ".[brian2]" in err
+    assert not (out / "metrics.json").exists()
