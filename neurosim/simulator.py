@@ -520,6 +520,13 @@ class Simulator:
     def set_weights(self, projection: str, W=None, b=None):
         """Overwrite a projection's weights and/or bias (shapes must match).  With ``hardware`` this sets
         the stored device values as given (no write non-idealities)."""
+        if not isinstance(projection, str):
+            raise TypeError(f"set_weights takes one projection name (one of {self.plan.proj_names}), got a "
+                            f"{type(projection).__name__}; to set every weight from a dict like sim.weights use "
+                            f"sim.load_weights(weights)")
+        if projection.endswith(".b") and projection[:-2] in self.plan.proj_names and W is not None and b is None:
+            raise ValueError(f"{projection!r} is the bias of projection {projection[:-2]!r}: use "
+                             f"set_weights({projection[:-2]!r}, b=...) or load_weights({{{projection!r}: ...}})")
         k = self.plan.proj_index(projection)
         if W is not None:
             if self.plan.w_off[k] < 0:

@@ -543,3 +543,17 @@ def test_unknown_backend_option_names_the_valid_ones():
             assert right in inspect.signature(get_backend_class(backend).__init__).parameters
         else:
             assert "its options: none" in str(e.value)
+
+
+def test_set_weights_with_a_dict_or_a_bias_key_points_to_load_weights():
+    net = ns.hierarchy([4, 3, 2])
+    sim = ns.Simulator(net, backend="reference", seed=0)
+    w = sim.weights
+    with pytest.raises(TypeError, match=r"one projection name.*sim\.load_weights") as e:
+        sim.set_weights(w)
+    assert "array(" not in str(e.value)          # names the fix instead of printing the arrays
+    with pytest.raises(ValueError, match=r"bias of projection 'W1'"):
+        sim.set_weights("W1.b", w["W1.b"])
+    sim.load_weights({k: v + 1.0 for k, v in w.items()})   # the round trip the message points to
+    for k, v in sim.weights.items():
+        np.testing.assert_allclose(v, w[k] + 1.0, rtol=0, atol=1e-15)
