@@ -7,11 +7,12 @@ import numpy as np
 
 from .plan import OP_INPUT, P_OFF, P_SIZE, V_LEVEL, V_OP, GraphPlan
 
-__all__ = ["ALG_PC", "ALG_FPA", "ALG_ZIL", "ALG_BP", "ALGORITHM_CODES", "Schedule", "GraphBatchResult",
+__all__ = ["ALG_PC", "ALG_FPA", "ALG_ZIL", "ALG_BP", "ALG_IPC", "INIT_FEEDFORWARD", "INIT_ZEROS", "INIT_PREVIOUS", "ALGORITHM_CODES", "Schedule", "GraphBatchResult",
            "ParamState", "used_at_level"]
 
-ALG_PC, ALG_FPA, ALG_ZIL, ALG_BP = 0, 1, 2, 3
-ALGORITHM_CODES = {"pc": ALG_PC, "fpa": ALG_FPA, "zil": ALG_ZIL, "bp": ALG_BP}
+ALG_PC, ALG_FPA, ALG_ZIL, ALG_BP, ALG_IPC = 0, 1, 2, 3, 4
+ALGORITHM_CODES = {"pc": ALG_PC, "fpa": ALG_FPA, "zil": ALG_ZIL, "bp": ALG_BP, "ipc": ALG_IPC}
+INIT_FEEDFORWARD, INIT_ZEROS, INIT_PREVIOUS = 0, 1, 2
 STATUS_OK, STATUS_DIVERGED = 0, 1
 
 
@@ -19,7 +20,7 @@ STATUS_OK, STATUS_DIVERGED = 0, 1
 class Schedule:
     """Scalar settings of one batch (validated by :class:`~neurosim.graph.simulator.GraphSimulator`).
 
-    algo : ALG_PC / ALG_FPA / ALG_ZIL / ALG_BP
+    algo : ALG_PC / ALG_FPA / ALG_ZIL / ALG_BP / ALG_IPC
     n_steps : relaxation steps (PC: T; FPA: n; Z-IL: the depth of the levelled graph; BP: 0)
     rate : step size on the values (PC: dt; FPA: eta; Z-IL: gamma); divided by each vertex's tau_x
     clamp : the output is clamped to the target (False: it relaxes with the rest; needs no target)
@@ -27,6 +28,20 @@ class Schedule:
     immediate : Z-IL only -- apply each vertex's contribution at its own step instead of after the sweep
     wavefront : Z-IL only -- at step t move only the vertices at level t + 1 (the ones the error reaches next)
         instead of every free vertex
+
+    The fields below follow :class:`neurosim.backends.base.RunSpec` (same meaning as for layered circuits);
+    their defaults give the schedules above unchanged.
+
+    beta : nudge strength: with ``clamp=False`` and ``beta > 0`` the output vertex moves with the extra drive
+        ``beta (Y - x_out)`` (``mode="nudge"``)
+    init : INIT_FEEDFORWARD (values start at the feedforward pass), INIT_ZEROS (free vertices, and an unclamped
+        output, start at 0), INIT_PREVIOUS (start from the ``x_init`` / ``eps_init`` passed to the run; inputs
+        and a clamped output are set from X and Y)
+    tol : > 0 (PC and iPC): stop before a step once max |dx/dt| (and |d eps/dt|) < tol
+    heun : PC only: Heun steps (explicit trapezoid, both stages from the same inputs) instead of Euler
+    dt_decay : PC only: < 1 multiplies ``rate`` by this whenever a step fails to lower the total energy
+    record_every, record_item : > 0: record x, eps, mu (flat unit layout) of batch item ``record_item`` at steps
+        0, record_every, 2 record_every, ... (PC and iPC; an item beyond the batch records nothing)
     """
 
     algo: int = ALG_PC
@@ -36,6 +51,13 @@ class Schedule:
     learn: bool = False
     immediate: bool = False
     wavefront: bool = False
+    beta: float = 0.0
+    init: int = INIT_FEEDFORWARD
+    tol: float = 0.0
+    heun: bool = False
+    dt_decay: float = 1.0
+    record_every: int = 0
+    record_item: int = 0
 
 
 @dataclass
@@ -58,7 +80,10 @@ class GraphBatchResult:
         The update direction of every parameter (minus the gradient of the energy / loss; batch mean or sum
         as each parameter's ``batch_reduction``), before the learning rate and the optimiser.
     x, eps, mu : ndarray (B, n_units)
-        Final state in the plan's unit layout.
+        Final state in the plan's unit layout (``eps``: the error units' values, a state of its own where
+        ``tau_eps > 0``).
+    rec_steps, rec_x, rec_eps, rec_mu : ndarray (n_records,), (n_records, n_units)
+        What ``record_every`` recorded (empty when it is 0).
     """
 
     steps: int
@@ -72,6 +97,10 @@ class GraphBatchResult:
     x: np.ndarray | None = None
     eps: np.ndarray | None = None
     mu: np.ndarray | None = None
+    rec_steps: np.ndarray | None = None
+    rec_x: np.ndarray | None = None
+    rec_eps: np.ndarray | None = None
+    rec_mu: np.ndarray | None = None
 
 
 class ParamState:

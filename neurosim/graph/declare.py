@@ -133,6 +133,10 @@ def _common(obj, self):
     _check_name(type(self).__name__, self.name)
     object.__setattr__(self, "precision", _positive_number(obj, "precision", self.precision))
     object.__setattr__(self, "tau_x", _positive_number(obj, "tau_x", self.tau_x))
+    te = self.tau_eps
+    if isinstance(te, bool) or not isinstance(te, (int, float)) or not (math.isfinite(te) and te >= 0):
+        raise ValueError(f"{obj}: tau_eps must be a finite number >= 0 (0: instantaneous error units), got {te!r}")
+    object.__setattr__(self, "tau_eps", float(te))
 
 
 # ----------------------------------------------------------------------------------------------- vertices
@@ -188,6 +192,10 @@ class Dense:
         Shape of the vertex (``prod(shape) == size``), e.g. ``(C, H, W)`` to feed a convolution.
     precision, tau_x : float
         Precision of the vertex's error population and time constant of its values.
+    tau_eps : float
+        Time constant of the vertex's error units (0: instantaneous, :math:`\varepsilon = \pi(x - \mu)`;
+        > 0: :math:`\tau_\varepsilon \dot\varepsilon = (x - \mu) - \varepsilon/\pi`, as
+        :class:`neurosim.ErrorPopulation`).
     """
 
     name: str
@@ -200,6 +208,7 @@ class Dense:
     shape: tuple | None = None
     precision: float = 1.0
     tau_x: float = 1.0
+    tau_eps: float = 0.0
 
     def __post_init__(self):
         obj = f"Dense {self.name!r}"
@@ -289,6 +298,7 @@ class Conv2d:
     multiplier: float = 1.0
     precision: float = 1.0
     tau_x: float = 1.0
+    tau_eps: float = 0.0
 
     def __post_init__(self):
         obj = f"Conv2d {self.name!r}"
@@ -335,6 +345,7 @@ class Pool:
     kind: str = "max"
     precision: float = 1.0
     tau_x: float = 1.0
+    tau_eps: float = 0.0
 
     def __post_init__(self):
         obj = f"Pool {self.name!r}"
@@ -362,6 +373,7 @@ class Sum:
     coefficients: tuple | float = 1.0
     precision: float = 1.0
     tau_x: float = 1.0
+    tau_eps: float = 0.0
 
     def __post_init__(self):
         obj = f"Sum {self.name!r}"
@@ -383,6 +395,7 @@ class Product:
     parents: tuple
     precision: float = 1.0
     tau_x: float = 1.0
+    tau_eps: float = 0.0
 
     def __post_init__(self):
         obj = f"Product {self.name!r}"
@@ -402,6 +415,7 @@ class Act:
     phi: str = "tanh"
     precision: float = 1.0
     tau_x: float = 1.0
+    tau_eps: float = 0.0
 
     def __post_init__(self):
         obj = f"Act {self.name!r}"
@@ -426,6 +440,7 @@ class Identity:
     parent: str
     precision: float = 1.0
     tau_x: float = 1.0
+    tau_eps: float = 0.0
 
     def __post_init__(self):
         obj = f"Identity {self.name!r}"

@@ -44,7 +44,8 @@ BIAS_NONE, BIAS_UNIT, BIAS_CHANNEL = 0, 1, 2
 (V_OP, V_OFF, V_SIZE, V_C, V_H, V_W, V_ROLE, V_PHI, V_PK, V_PS, V_BIAS, V_BKIND, V_E0, V_E1, V_LEVEL,
  V_INOFF) = range(16)
 N_VI = 16
-VF_PREC, VF_TAU = 0, 1
+VF_PREC, VF_TAU, VF_TAU_EPS = 0, 1, 2
+N_VF = 3
 # edge table columns
 EI_SRC, EI_KIND, EI_PARAM, EI_PHI, EI_KH, EI_KW, EI_STRIDE, EI_PAD = range(8)
 N_EI = 8
@@ -87,7 +88,7 @@ class GraphPlan:
     v_names : list of str
         Vertex names in topological order.
     v_shapes : list of tuple
-    VI : ndarray (n_vertices, 16) int64 ; VF : ndarray (n_vertices, 2) float64 (precision, tau_x)
+    VI : ndarray (n_vertices, 16) int64 ; VF : ndarray (n_vertices, 3) float64 (precision, tau_x, tau_eps)
     EI : ndarray (n_edges, 8) int64 ; EF : ndarray (n_edges,) float64 (multiplier / coefficient)
     PI : ndarray (n_params, 5) int64 ; PF : ndarray (n_params, 6) float64 (lr, momentum, weight decay,
         beta1, beta2, eps)
@@ -231,7 +232,8 @@ def lower_graph(graph: Graph, seed: int = 0) -> GraphPlan:
     # ---- vertices and edges
     nv = len(order)
     VI = np.zeros((nv, N_VI), dtype=np.int64)
-    VF = np.ones((nv, 2), dtype=np.float64)
+    VF = np.ones((nv, N_VF), dtype=np.float64)
+    VF[:, VF_TAU_EPS] = 0.0
     edges_i, edges_f = [], []
     uoff = 0
     in_cols, c = {}, 0
@@ -256,7 +258,7 @@ def lower_graph(graph: Graph, seed: int = 0) -> GraphPlan:
             VI[i, V_E1] = len(edges_i)
             continue
         VI[i, V_ROLE] = ROLE_TARGET if n == graph.output else ROLE_FREE
-        VF[i] = (v.precision, v.tau_x)
+        VF[i] = (v.precision, v.tau_x, v.tau_eps)
 
         def edge(src, kind, param=-1, phi=0, kh=0, kw=0, stride=1, pad=0, coef=1.0):
             edges_i.append((index[src], kind, param, phi, kh, kw, stride, pad))
