@@ -341,11 +341,16 @@ def _as_2d(name, a, n_cols, dtype, allow_empty: bool = False):
 
 
 class Simulator:
-    """Runs a :class:`~neurosim.circuit.Circuit` on a backend.
+    """Runs a circuit on a backend: a layered or DAG :class:`~neurosim.circuit.Circuit`, or a graph circuit
+    (:class:`neurosim.graph.Graph`: CNN, RNN, LSTM, residual -- convolutions, pooling, products, shared
+    parameters).
 
     Parameters
     ----------
-    circuit : Circuit
+    circuit : Circuit or neurosim.graph.Graph
+        A graph circuit runs on ``"numba"`` or ``"reference"`` (:mod:`neurosim.graph.backend`); its
+        "populations" are its vertices (flat ``(B, n)`` in probes and states; ``sim.plan.v_shapes`` gives their
+        image shapes) and its "weights" its parameters (``sim.weights[name]`` with the parameter's shape).
     dt : float
         Integration step (same unit as the time constants).
     backend : {"numba", "reference"}
@@ -371,8 +376,11 @@ class Simulator:
     def __init__(self, circuit: Circuit, dt: float = 0.1, backend: str = "numba", seed: int = 0,
                  dtype="float64", integrator: str = "euler", probes=(), backend_options: dict | None = None,
                  hardware=None):
-        if not isinstance(circuit, Circuit):
-            raise TypeError(f"Simulator needs a neurosim Circuit, got {type(circuit).__name__}")
+        from .graph.declare import Graph
+        self._graph = isinstance(circuit, Graph)
+        if not isinstance(circuit, Circuit) and not self._graph:
+            raise TypeError(f"Simulator needs a neurosim Circuit or a neurosim.graph.Graph, got "
+                            f"{type(circuit).__name__}")
         for pb in probes:
             circuit.check_probe(pb)
         self.circuit = circuit
@@ -386,11 +394,22 @@ class Simulator:
         self.seed = int(seed)
         self.backend_name = backend
         self._extra_probes = tuple(probes)
-        self.plan: Plan = lower(circuit, seed=self.seed)
-        if hardware is not None:
-            from .hardware.substrate import Substrate
-            Substrate.check_model(hardware, backend)   # before the backend is built
-        cls = get_backend_class(backend)
+        if self._graph:
+            from .graph.backend import graph_backend_class
+            from .graph.plan import lower_graph
+            if hardware is not None:
+                raise UnsupportedError(f"graph circuit {circuit.name!r} cannot run on a hardware model: the substrate "
+                                       "maps dense projections of a layered circuit onto devices and has no mapping "
+                                       "of convolutions, pooling or products; use a layered circuit (ns.hierarchy, "
+                                       "ns.Circuit) with hardware=")
+            cls = graph_backend_class(backend)
+            self.plan = lower_graph(circuit, seed=self.seed)
+        else:
+            self.plan: Plan = lower(circuit, seed=self.seed)
+            if hardware is not None:
+                from .hardware.substrate import Substrate
+                Substrate.check_model(hardware, backend)   # before the backend is built
+            cls = get_backend_class(backend)
         missing = self._required_features() - set(cls.supports)
         if missing:
             reasons = getattr(cls, "unsupported_reasons", {})
@@ -447,6 +466,22 @@ class Simulator:
             raise ValueError(f"Simulator: dt must be a number, got {dt!r}") from None
         if not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"Simulator: dt must be finite and > 0, got {dt}")
+        from .graph.declare import Graph
+        if isinstance(circuit, Graph):
+            for v in circuit.vertices:
+                if v.name in circuit.inputs:
+                    continue
+                if dt * v.precision / v.tau_x >= 2.0:
+                    raise ValueError(
+                        f"dt={dt} is too large for vertex {v.name!r} (tau_x={v.tau_x}, precision {v.precision}): "
+                        f"explicit integration needs dt < 2 tau_x / precision = {2 * v.tau_x / v.precision:.4g}; "
+                        "reduce dt or increase tau_x")
+                if v.tau_eps > 0 and dt / (v.tau_eps * v.precision) >= 2.0:
+                    raise ValueError(
+                        f"dt={dt} is too large for the error units of vertex {v.name!r} (tau_eps={v.tau_eps}, "
+                        f"precision {v.precision}): explicit integration needs dt < 2 tau_eps precision = "
+                        f"{2 * v.tau_eps * v.precision:.4g}; reduce dt or increase tau_eps")
+            return dt
         inputs = set(circuit.inputs)
         for pop in circuit.populations:
             if pop.name in inputs:
@@ -470,6 +505,15 @@ class Simulator:
     def _required_features(self):
         f = {self.integrator}
         c = self.circuit
+        if self._graph:
+            f.add("graph")
+            if any(getattr(v, "tau_eps", 0) > 0 for v in c.vertices):
+                f.add("tau_eps")
+            if self.dtype == np.float32:
+                f.add("float32")
+            if self._extra_probes:
+                f.add("probes")
+            return f
         if any(e.tau_eps > 0 for e in c.errors):
             f.add("tau_eps")
         if any(p.skip for p in c.projections):
@@ -501,6 +545,8 @@ class Simulator:
     def weights(self) -> dict:
         """Copies of the weight matrices ``{projection: (n_post, n_pre)}`` and biases ``{projection.b: (n_post,)}``."""
         out = {}
+        if self._graph:   # parameters, with their shapes (weights, kernels and biases alike)
+            return {name: self._backend.weight(k).copy() for k, name in enumerate(self.plan.proj_names)}
         for k, name in enumerate(self.plan.proj_names):
             if self.plan.w_off[k] >= 0:
                 out[name] = self._backend.weight(k).copy()
@@ -520,6 +566,18 @@ class Simulator:
     def set_weights(self, projection: str, W=None, b=None):
         """Overwrite a projection's weights and/or bias (shapes must match).  With ``hardware`` this sets
         the stored device values as given (no write non-idealities)."""
+        if self._graph and isinstance(projection, str):
+            if b is not None:
+                raise ValueError(f"graph {self.circuit.name!r}: a graph's biases are parameters of their own; set "
+                                 f"them by name, set_weights(name, W) (parameters: {self.plan.proj_names})")
+            k = self.plan.proj_index(projection)
+            dst = self._backend.weight(k)
+            W = np.asarray(W, dtype=self.dtype)
+            if W.shape != dst.shape:
+                raise ValueError(f"graph {self.circuit.name!r}: parameter {projection!r} has shape {dst.shape}, got "
+                                 f"{W.shape}")
+            dst[...] = W
+            return
         if not isinstance(projection, str):
             raise TypeError(f"set_weights takes one projection name (one of {self.plan.proj_names}), got a "
                             f"{type(projection).__name__}; to set every weight from a dict like sim.weights use "
@@ -548,7 +606,9 @@ class Simulator:
     def load_weights(self, weights: dict):
         """Set weights from a dict like :attr:`weights` (``"W1"`` matrices, ``"W1.b"`` biases)."""
         for key, value in weights.items():
-            if key.endswith(".b"):
+            if self._graph:
+                self.set_weights(key, value)
+            elif key.endswith(".b"):
                 self.set_weights(key[:-2], b=value)
             else:
                 self.set_weights(key, W=value)
@@ -794,7 +854,7 @@ class Simulator:
                 raise ValueError("mode='nudge' needs beta > 0")
             if self.plan.target_pop >= 0:
                 name = self.plan.pop_names[self.plan.target_pop]
-                tau = self.circuit.population(name).tau_x
+                tau = float(self.plan.VF[self.plan.target, 1]) if self._graph else self.circuit.population(name).tau_x
                 prec = float(np.max(self.plan.precision[self.plan.units(name)]))
                 if dt * (prec + beta) / tau >= 2.0:
                     raise ValueError(
@@ -822,10 +882,14 @@ class Simulator:
                 raise ValueError(f"{nx} has {X.shape[0]} samples but {ny} has {Y.shape[0]}")
         return X, Y
 
+    def _pop_size(self, name) -> int:
+        return int(self.plan.pop_size[self.plan.pop_index(name)]) if self._graph else \
+            int(self.circuit.population(name).size)
+
     def _probe_width(self, p) -> int:
         if p.variable in ("energy", "weight_norm"):
             return 1
-        return int(self.circuit.population(p.target).size)
+        return self._pop_size(p.target)
 
     def _shared_store(self):
         """One record store for all x/eps/mu probes, written directly by the kernel (no copy), when they
@@ -838,7 +902,7 @@ class Simulator:
         if {p.every for p in vp} != {every} or len({p.max_records for p in vp}) != 1:
             return None
         cols = {(p.variable, p.target) for p in vp}
-        if 2 * sum(self.circuit.population(t).size for _, t in cols) < 3 * self.plan.n_units:
+        if 2 * sum(self._pop_size(t) for _, t in cols) < 3 * self.plan.n_units:
             return None
         return _Ring(vp[0].max_records)
 
@@ -872,6 +936,9 @@ class Simulator:
         """One batch on the backend (its kernel, or the algorithm's schedule); returns ``(BatchResult,
         written)``, ``written`` when the kernel wrote the probe records into the shared store itself."""
         written = False
+        if self._graph:
+            res = self._backend.run_graph(X, Y, spec, "pc" if algo is None else algo.name, options)[0]
+            return res, False
         if algo is None or algo.run_batch is None:
             sh = self._shared_rec
             if (sh is not None and spec.probe_every > 0 and self._probe_item < X.shape[0]
@@ -998,6 +1065,114 @@ class Simulator:
             out["accuracy"] = float(np.mean(np.argmax(Yhat, axis=1) == np.argmax(Y, axis=1)))
         return out
 
+    def _algorithm(self, algorithm, options):
+        """Resolve ``algorithm`` and its ``options`` (merged with the defaults) for this circuit and backend,
+        refusing what the backend cannot run before any work (never a silent host fallback)."""
+        from . import algorithms
+        if self._graph:
+            from .graph.backend import GRAPH_ALGORITHMS
+            if algorithm not in GRAPH_ALGORITHMS:
+                raise ValueError(f"unknown algorithm {algorithm!r} for graph circuits; available: "
+                                 f"{', '.join(sorted(GRAPH_ALGORITHMS))}")
+            known = GRAPH_ALGORITHMS[algorithm]
+            algo = algorithms.Algorithm(algorithm, "", None, known)
+        else:
+            algo = algorithms.get(algorithm)
+            known = algo.options
+        unknown = set(options or {}) - set(known)
+        if unknown:
+            raise ValueError(f"algorithm {algorithm!r} has no option(s) {sorted(unknown)}; options: "
+                             f"{sorted(known) or 'none'}")
+        options = {**known, **(options or {})}
+        if self.hardware is not None:
+            self.hardware.check_algorithm(algorithm, options, algo.options)
+        elif not self._graph:
+            algorithms.check_backend(algo, self, options)   # before any work: never a silent host fallback
+        return algo, options
+
+    def step(self, X, Y, algorithm: str = "pc", options: dict | None = None, *, steps: int = 20,
+             mode: str = "clamp", beta: float = 0.0, init: str = "feedforward", tol: float | None = None,
+             dt: float | None = None, dt_decay: float = 1.0, learn: bool = True) -> BatchResult:
+        """One batch of ``algorithm`` -- the public per-batch call of :meth:`train` (experiments and benchmarks
+        drive training with it): relax, then update the weights through their optimisers (``learn=False``:
+        relax only).  Probes record and divergence raises :class:`~neurosim.DivergenceError` as in
+        :meth:`train`; the training :attr:`history` is not extended.  Returns the
+        :class:`~neurosim.backends.base.BatchResult` (``y0``: the feedforward prediction before the update,
+        ``energy`` per population and step, ``steps`` taken).
+        """
+        self._check_open()
+        algo, options = self._algorithm(algorithm, options)
+        if mode not in ("clamp", "nudge"):
+            raise ValueError(f"step needs mode 'clamp' or 'nudge', got {mode!r}")
+        spec = self._spec(steps, mode, beta, init, tol, dt, dt_decay, None, bool(learn), record=True)
+        X, Y = self._inputs(X, Y, spec.mode)
+        res = self._run_batch(X, Y, spec, algo=algo, options=options)
+        if learn:
+            self._n_batches += 1
+        return res
+
+    def directions(self, X, Y, algorithm: str = "bp", options: dict | None = None, *, steps: int = 20,
+                   dt: float | None = None) -> dict:
+        """The update direction of every parameter on one batch, without changing anything.
+
+        Minus the gradient of the loss (``"bp"``) or of the energy at the state the schedule reaches (the
+        Hebbian terms of ``"pc"``, ``"strict"``, ``"fpa"``, ``"zil"``), batch mean unless a rule uses
+        ``batch_reduction="sum"``, before the learning rate and the optimiser; keys as :attr:`weights`
+        (layered circuits: ``"W1"``, ``"W1.b"``; graphs: parameter names, shared parameters summed over their
+        uses).  Once ``fpa`` (``eta=1``) or ``zil`` is exact, their directions equal ``bp``'s.  ``"ipc"`` updates
+        at every step and has no single direction (ValueError).
+        """
+        self._check_open()
+        if algorithm == "ipc":
+            raise ValueError("directions: 'ipc' updates the weights at every step of the relaxation, so it has no "
+                             "single update direction; use step(..., algorithm='ipc') and compare the weights")
+        algo, options = self._algorithm(algorithm, options)
+        X, Y = self._inputs(X, Y, MODE_CLAMP)
+        if self._graph:
+            spec = self._spec(steps, "clamp", 0.0, "feedforward", None, dt, 1.0, None, False, record=False)
+            res, gres = self._backend.run_graph(X, Y, spec, algorithm, options)
+            if res.status != 0:
+                raise DivergenceError(f"the run diverged (NaN/inf) at step {res.fail_step} in population "
+                                      f"{self.plan.pop_names[res.fail_pop]!r}; reduce dt", step=res.fail_step,
+                                      population=self.plan.pop_names[res.fail_pop])
+            return {name: self.plan.param_view(gres.directions, k).copy()
+                    for k, name in enumerate(self.plan.proj_names)}
+        return self._layered_directions(X, Y, algorithm, options, steps, dt)
+
+    def _layered_directions(self, X, Y, algorithm, options, steps, dt):
+        from .algorithms import backprop, fpa, pc, zil
+        out = {}
+        if algorithm == "bp":
+            _, _, gW, gb = backprop.gradients(self._backend, X, Y)
+            gW = {k: -g for k, g in gW.items()}
+            gb = {k: -g for k, g in gb.items()}
+        else:
+            kept = [a.copy() for a in (self._backend.W, self._backend.b)]
+            if algorithm == "fpa":
+                _, dirs = fpa.fpa_updates(self, X, Y, **options)
+            elif algorithm == "zil":
+                _, dirs = zil.zil_updates(self, X, Y, **options)
+            else:
+                opts = dict(options)
+                if algorithm == "pc":
+                    opts = {"eta": dt if dt is not None else self.dt, "n": steps, **opts}
+                else:
+                    opts["eta"] = opts.get("eta") if opts.get("eta") is not None else (dt or self.dt)
+                    opts["n"] = opts.get("n") if opts.get("n") is not None else steps
+                _, dirs = pc.strict_updates(self, X, Y, **opts)
+            for a, v in zip((self._backend.W, self._backend.b), kept):
+                if not np.array_equal(a, v):  # pragma: no cover - the helpers run with learn=False
+                    raise RuntimeError("directions changed the weights")
+            if dirs is None:
+                raise DivergenceError("the run diverged (NaN/inf); reduce dt", step=-1, population="?")
+            gW, gb = dirs
+        for k, name in enumerate(self.plan.proj_names):
+            if k in gW:
+                out[name] = np.array(gW[k])
+            if k in gb:
+                out[name + ".b"] = np.array(gb[k])
+        return out
+
     def train(self, X, Y, *, epochs: int = 10, batch_size: int = 32, steps: int = 20, algorithm: str = "pc",
               shuffle: bool = True, X_test=None, Y_test=None, progress: bool = True, mode: str = "clamp",
               beta: float = 0.0, tol: float | None = None, dt: float | None = None, dt_decay: float = 1.0,
@@ -1033,17 +1208,7 @@ class Simulator:
         ``sim.hardware.counts``, and a checkpoint also keeps the substrate's state.
         """
         self._check_open()
-        from . import algorithms
-        algo = algorithms.get(algorithm)
-        unknown = set(options or {}) - set(algo.options)
-        if unknown:
-            raise ValueError(f"algorithm {algorithm!r} has no option(s) {sorted(unknown)}; options: "
-                             f"{sorted(algo.options) or 'none'}")
-        options = {**algo.options, **(options or {})}
-        if self.hardware is not None:
-            self.hardware.check_algorithm(algorithm, options, algo.options)
-        else:
-            algorithms.check_backend(algo, self, options)   # before any work: never a silent host fallback
+        algo, options = self._algorithm(algorithm, options)
         if mode not in ("clamp", "nudge"):
             raise ValueError(f"training needs mode 'clamp' or 'nudge', got {mode!r}")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:

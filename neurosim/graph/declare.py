@@ -776,6 +776,27 @@ class Graph:
     def is_levelled(self) -> bool:
         return not self.unlevelled_edges()
 
+    # ---- what the one Simulator asks of a circuit
+    @property
+    def probes(self) -> tuple:
+        """A graph declares no probes of its own; pass them to :class:`neurosim.Simulator` (``probes=``)."""
+        return ()
+
+    def check_probe(self, pb) -> None:
+        """Refuse a :class:`neurosim.Probe` that names no vertex (``x``, ``eps``, ``mu``, ``energy``; inputs have
+        no error units) or no parameter (``weight_norm``)."""
+        if pb.variable == "weight_norm":
+            if pb.target not in self.param_shapes:
+                raise ValueError(f"Probe {pb.name!r}: weight_norm needs a parameter name of graph {self.name!r}; "
+                                 f"known: {sorted(self.param_shapes)}")
+            return
+        if pb.target not in self.shapes:
+            raise ValueError(f"Probe {pb.name!r}: graph {self.name!r} has no vertex {pb.target!r}; known: "
+                             f"{list(self.order)}")
+        if pb.variable in ("eps", "energy", "mu") and pb.target in self.inputs:
+            raise ValueError(f"Probe {pb.name!r}: vertex {pb.target!r} is an input of graph {self.name!r}; it has no "
+                             "error units or prediction to record (probe its 'x', or a computing vertex)")
+
     def describe(self) -> str:
         """A table of the vertices: type, shape, parents, level, parameters."""
         lines = [f"Graph {self.name!r}: {len(self.vertices)} vertices, output {self.output!r}, depth {self.depth}"]

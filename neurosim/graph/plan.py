@@ -165,8 +165,64 @@ class GraphPlan:
             raise KeyError(f"graph {self.graph.name!r} has no parameter {name!r}; parameters: {self.p_names}") \
                 from None
 
-    def units(self, i: int) -> slice:
+    def units(self, i) -> slice:
+        """Columns of vertex ``i`` (index or name) on the flat unit axis."""
+        if isinstance(i, str):
+            i = self.vertex_index(i)
         return slice(int(self.VI[i, V_OFF]), int(self.VI[i, V_OFF] + self.VI[i, V_SIZE]))
+
+    # ---- the names the Simulator reads from a layered :class:`neurosim.plan.Plan`, for a graph: populations are
+    # vertices, "projections" are parameters (weights and biases alike), W is the flat parameter vector theta
+    @property
+    def pop_names(self) -> list:
+        return self.v_names
+
+    @property
+    def n_pops(self) -> int:
+        return self.n_vertices
+
+    @property
+    def pop_size(self) -> np.ndarray:
+        return self.VI[:, V_SIZE]
+
+    @property
+    def target_pop(self) -> int:
+        return self.target
+
+    @property
+    def n_target(self) -> int:
+        return self.n_output
+
+    @property
+    def proj_names(self) -> list:
+        return self.p_names
+
+    @property
+    def n_proj(self) -> int:
+        return self.n_params
+
+    @property
+    def W(self) -> np.ndarray:
+        return self.theta0
+
+    @property
+    def b(self) -> np.ndarray:
+        return np.zeros(0)
+
+    @property
+    def precision(self) -> np.ndarray:
+        """Precision of every unit (inputs: 0)."""
+        out = np.zeros(self.n_units)
+        for i in range(self.n_vertices):
+            if self.VI[i, V_OP] != OP_INPUT:
+                out[self.units(i)] = self.VF[i, VF_PREC]
+        return out
+
+    def pop_index(self, name: str) -> int:
+        return self.vertex_index(name)
+
+    def proj_index(self, name: str) -> int:
+        return self.param_index(name)
 
     def param_view(self, theta: np.ndarray, k: int) -> np.ndarray:
         """View of parameter ``k`` in a flat vector laid out like ``theta0``, with its shape."""
