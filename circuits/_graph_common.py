@@ -93,7 +93,7 @@ def train_algorithms(make_graph, data: Dataset, cfg, progress=True) -> dict:
     """
     out = {}
     for label, algo, lam in runs_of(cfg):
-        sim = ng.GraphSimulator(make_graph(lam), backend=cfg["backend"], seed=cfg["seed"], dt=cfg["pc_dt"])
+        sim = ns.Simulator(make_graph(lam), backend=cfg["backend"], seed=cfg["seed"], dt=cfg["pc_dt"])
         t0 = time.perf_counter()
         kw = dict(steps=cfg["pc_steps"]) if algo == "pc" else {}
         h = sim.train(data.X_train, data.Y_train, epochs=cfg["epochs"], batch_size=cfg["batch_size"],

@@ -27,8 +27,8 @@ def backend_without_brian2(reason: str):
 
 #: graph experiments (CNN, RNN, LSTM, residual graphs)
 GRAPH_BACKEND = backend_without_brian2(
-    "graph circuits (conv, pooling, recurrence, gates) run on GraphSimulator, whose backends are numba and "
-    "reference; brian2 maps layered and DAG circuits only")
+    "graph circuits (conv, pooling, recurrence, gates) run on the numba and reference backends; brian2 maps "
+    "layered and DAG circuits only (populations joined by dense synapses)")
 #: experiments built on the fpa / zil / strict / bp algorithm kernels
 ALGORITHM_BACKEND = backend_without_brian2(
     "it compares PC with backprop through the fpa/zil/strict/bp algorithm kernels of the numba and reference "

@@ -66,7 +66,7 @@ def _update_diff(g, backend, seed, batches, algo_a, opts_a, algo_b="bp"):
     """Relative difference of the parameter changes after training on ``batches`` with two algorithms."""
     changes = []
     for algo, opts in ((algo_a, opts_a), (algo_b, None)):
-        sim = ng.GraphSimulator(g, backend=backend, seed=seed)
+        sim = ns.Simulator(g, backend=backend, seed=seed)
         w0 = sim.weights
         for X, Y in batches:
             sim.step(X, Y, algo, opts)
@@ -86,9 +86,9 @@ def run_exactness(cfg, out, progress=True) -> dict:
     graphs = exactness_graphs(cfg["hidden"], plast)
     results, exact, controls = {}, [], []
     for name, g in graphs.items():
-        sim = ng.GraphSimulator(g, backend=cfg["backend"], seed=cfg["seed"])
+        sim = ns.Simulator(g, backend=cfg["backend"], seed=cfg["seed"])
         bp, bp_res = sim.directions(X, Y, "bp", result=True)
-        r = {"n_vertices": len(g.vertices), "n_vertices_levelled": sim.levelled_plan.n_vertices,
+        r = {"n_vertices": len(g.vertices), "n_vertices_levelled": sim.backend.levelled_plan.n_vertices,
              "depth": g.depth, "levelled": g.is_levelled, "n_parameters": int(sim.plan.n_theta)}
         r["zil_rel_diff"] = ng.rel_diff(sim.directions(X, Y, "zil"), bp)
         r["fpa_rel_diff"] = ng.rel_diff(sim.directions(X, Y, "fpa", {"eta": 1.0, "n": g.depth}), bp)
@@ -116,15 +116,15 @@ def run_exactness(cfg, out, progress=True) -> dict:
 
     # FPA convergence with the number of synchronous steps, for several step sizes
     g = graphs[cfg["fpa_graph"]]
-    sim = ng.GraphSimulator(g, backend=cfg["backend"], seed=cfg["seed"])
+    sim = ns.Simulator(g, backend=cfg["backend"], seed=cfg["seed"])
     bp = sim.directions(X, Y, "bp")
     ns_ = np.arange(0, cfg["fpa_max_steps"] + 1)
     fpa_curves = {eta: [ng.rel_diff(sim.directions(X, Y, "fpa", {"eta": eta, "n": int(n)}), bp) for n in ns_]
                   for eta in (1.0, 0.5, 0.2)}
     # the Z-IL error wave on the levelled LSTM: energy of every level at every step
-    lsim = ng.GraphSimulator(graphs["lstm"], backend=cfg["backend"], seed=cfg["seed"])
+    lsim = ns.Simulator(graphs["lstm"], backend=cfg["backend"], seed=cfg["seed"])
     _, res = lsim.directions(X, Y, "zil", result=True)
-    lplan = lsim.levelled_plan
+    lplan = lsim.backend.levelled_plan
     wave = np.zeros((res.energy.shape[0], int(lplan.levels.max()) + 1))
     for i, lev in enumerate(lplan.levels):
         wave[:, lev] += res.energy[:, i]

@@ -868,16 +868,25 @@ class Simulator:
                        integrator=INTEGRATORS[integrator], dt=dt, dt_decay=float(dt_decay), learn=bool(learn),
                        probe_every=every, probe_item=self._probe_item)
 
+    def _as_2d(self, name, a, n_cols, allow_empty=False):
+        """``a`` as a (batch, n_cols) array of this simulator's dtype; a graph circuit also takes image-shaped
+        inputs (batch, C, H, W), read in C order."""
+        if self._graph:
+            a = _real_array(name, a, self.dtype, f"graph {self.circuit.name!r}: ")
+            if a.ndim > 2:
+                a = a.reshape(a.shape[0], -1)
+        return _as_2d(name, a, n_cols, self.dtype, allow_empty)
+
     def _inputs(self, X, Y, mode, names=("X", "Y")):
         nx, ny = names
-        X = _as_2d(nx, X, self.plan.n_input, self.dtype)
+        X = self._as_2d(nx, X, self.plan.n_input)
         if Y is None:
             if mode in (MODE_CLAMP, MODE_NUDGE) and self.plan.target_pop >= 0:
                 raise ValueError(f"a target {ny} is needed for mode 'clamp' or 'nudge'")
         else:
             if self.plan.target_pop < 0:
                 raise ValueError(f"circuit {self.circuit.name!r} has no target clamp; add ns.Clamp(name, 'target')")
-            Y = _as_2d(ny, Y, self.plan.n_target, self.dtype)
+            Y = self._as_2d(ny, Y, self.plan.n_target)
             if Y.shape[0] != X.shape[0]:
                 raise ValueError(f"{nx} has {X.shape[0]} samples but {ny} has {Y.shape[0]}")
         return X, Y
@@ -1041,7 +1050,7 @@ class Simulator:
         An empty ``X`` (0 rows) gives an empty prediction.
         """
         self._check_open()
-        X = _as_2d("X", X, self.plan.n_input, self.dtype, allow_empty=True)
+        X = self._as_2d("X", X, self.plan.n_input, allow_empty=True)
         spec = self._spec(steps if relax else 0, kwargs.pop("mode", "free"), kwargs.pop("beta", 0.0),
                           kwargs.pop("init", "feedforward"), kwargs.pop("tol", None), kwargs.pop("dt", None),
                           kwargs.pop("dt_decay", 1.0), kwargs.pop("integrator", None), False, record=False)
@@ -1055,8 +1064,8 @@ class Simulator:
 
     def evaluate(self, X, Y, **kwargs) -> dict:
         """Feedforward loss ½‖t − ŷ‖² (mean over samples) and, for one-hot Y, accuracy."""
-        X = _as_2d("X", X, self.plan.n_input, self.dtype)
-        Y = _as_2d("Y", Y, self.plan.n_target, self.dtype)
+        X = self._as_2d("X", X, self.plan.n_input)
+        Y = self._as_2d("Y", Y, self.plan.n_target)
         if Y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
         Yhat = self.predict(X, **kwargs)
@@ -1112,7 +1121,7 @@ class Simulator:
         return res
 
     def directions(self, X, Y, algorithm: str = "bp", options: dict | None = None, *, steps: int = 20,
-                   dt: float | None = None) -> dict:
+                   dt: float | None = None, result: bool = False):
         """The update direction of every parameter on one batch, without changing anything.
 
         Minus the gradient of the loss (``"bp"``) or of the energy at the state the schedule reaches (the
@@ -1120,7 +1129,9 @@ class Simulator:
         ``batch_reduction="sum"``, before the learning rate and the optimiser; keys as :attr:`weights`
         (layered circuits: ``"W1"``, ``"W1.b"``; graphs: parameter names, shared parameters summed over their
         uses).  Once ``fpa`` (``eta=1``) or ``zil`` is exact, their directions equal ``bp``'s.  ``"ipc"`` updates
-        at every step and has no single direction (ValueError).
+        at every step and has no single direction (ValueError).  ``result=True`` (graph circuits) also returns
+        the :class:`~neurosim.graph.base.GraphBatchResult` of the run (final ``x``/``eps``/``mu`` in the plan's
+        unit layout, ``energy`` per vertex and step -- of the levelled plan for ``zil``).
         """
         self._check_open()
         if algorithm == "ipc":
@@ -1135,8 +1146,11 @@ class Simulator:
                 raise DivergenceError(f"the run diverged (NaN/inf) at step {res.fail_step} in population "
                                       f"{self.plan.pop_names[res.fail_pop]!r}; reduce dt", step=res.fail_step,
                                       population=self.plan.pop_names[res.fail_pop])
-            return {name: self.plan.param_view(gres.directions, k).copy()
-                    for k, name in enumerate(self.plan.proj_names)}
+            D = {name: self.plan.param_view(gres.directions, k).copy() for k, name in enumerate(self.plan.proj_names)}
+            return (D, gres) if result else D
+        if result:
+            raise ValueError("directions(result=True) is for graph circuits; for a layered circuit call "
+                             "neurosim.algorithms' fpa_updates / zil_updates / strict_updates for the BatchResult")
         return self._layered_directions(X, Y, algorithm, options, steps, dt)
 
     def _layered_directions(self, X, Y, algorithm, options, steps, dt):
