@@ -1,4 +1,4 @@
-r"""NumPy reference of the four schedules on a graph: standard PC, FPA, Z-IL and backprop.
+r"""NumPy reference of the five schedules on a graph: standard PC, FPA, Z-IL, backprop and incremental PC.
 
 The executable specification of :mod:`neurosim.graph.kernels` (tested equal to 1e-10).  One batch:
 
@@ -7,6 +7,12 @@ The executable specification of :mod:`neurosim.graph.kernels` (tested equal to 1
   :math:`x_i \leftarrow x_i + (\mathrm{dt}/\tau_i)(-\varepsilon_i + \sum_{c} J_{c,i}(x)^T \varepsilon_c)` with
   :math:`\varepsilon_i = \pi_i(x_i - g_i(x_{par(i)}))` recomputed every step; then the Hebbian term
   :math:`(\partial g_i/\partial\theta)^T\varepsilon_i` at the final state;
+  the run settings of layered circuits apply exactly as in :class:`neurosim.backends.reference.ReferenceBackend`
+  (see :func:`_relax`): a free or nudged output (``beta (Y - x_out)``), error units with ``tau_eps > 0`` as a
+  state of their own, the start (``init``: feedforward / zeros / previous), early stop at ``tol``, Heun steps,
+  ``dt_decay`` and records of one batch item;
+* **iPC** (``ALG_IPC``): the PC loop with the Hebbian update applied at every step from the same state as the
+  value step (:mod:`neurosim.algorithms.ipc`);
 * **FPA** (``ALG_FPA``): predictions and Jacobians frozen at :math:`\hat x`,
   :math:`\varepsilon_i = \pi_i(x_i - \hat x_i)`, ``n`` steps of size :math:`\eta`, update at :math:`\hat x`;
 * **Z-IL** (``ALG_ZIL``): PC dynamics with rate :math:`\gamma` from the feedforward state; the parameters of a
@@ -26,10 +32,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends.reference import optimizer_step
-from .base import ALG_BP, ALG_FPA, ALG_PC, ALG_ZIL, STATUS_DIVERGED, GraphBatchResult, ParamState, Schedule
+from .base import (ALG_BP, ALG_FPA, ALG_IPC, ALG_PC, ALG_ZIL, INIT_FEEDFORWARD, INIT_PREVIOUS, INIT_ZEROS,
+                   STATUS_DIVERGED, GraphBatchResult, ParamState, Schedule)
 from .ops import vertex_forward, vertex_param_grads, vertex_vjp
 from .plan import (OP_INPUT, P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD,
-                   ROLE_FREE, ROLE_TARGET, V_INOFF, V_LEVEL, V_OP, V_ROLE, V_SIZE, VF_PREC, VF_TAU, GraphPlan)
+                   ROLE_FREE, ROLE_TARGET, V_INOFF, V_LEVEL, V_OP, V_ROLE, V_SIZE, VF_PREC, VF_TAU, VF_TAU_EPS,
+                   GraphPlan)
 
 __all__ = ["run_reference", "feedforward", "apply_directions"]
 
@@ -136,14 +144,54 @@ def _first_bad(energy):
     return int(bad[0]) if bad.size else -1
 
 
+def _check_schedule(plan: GraphPlan, sch: Schedule, B: int, Y, x_init, eps_init):
+    """Reject settings the schedule does not define (the Simulator validates first; this is the last guard)."""
+    if sch.algo not in (ALG_PC, ALG_FPA, ALG_ZIL, ALG_BP, ALG_IPC):
+        raise ValueError(f"unknown algorithm code {sch.algo}")
+    if sch.algo in (ALG_FPA, ALG_ZIL, ALG_BP):
+        extra = [name for name, off in (("beta", sch.clamp or sch.beta == 0.0), ("init", sch.init == INIT_FEEDFORWARD),
+                                        ("tol", sch.tol == 0.0), ("heun", not sch.heun),
+                                        ("dt_decay", sch.dt_decay == 1.0), ("record_every", sch.record_every == 0))
+                 if not off]
+        if extra:
+            name = {ALG_FPA: "fpa", ALG_ZIL: "zil", ALG_BP: "bp"}[sch.algo]
+            raise ValueError(f"graph algorithm {name!r} does not take the run settings {extra}; they apply to PC "
+                             "and iPC only (leave them at their defaults)")
+    if sch.algo == ALG_IPC and (sch.heun or sch.dt_decay != 1.0):
+        raise ValueError("graph iPC takes fixed Euler steps: use heun=False and dt_decay=1")
+    if sch.init not in (INIT_FEEDFORWARD, INIT_ZEROS, INIT_PREVIOUS):
+        raise ValueError(f"unknown init code {sch.init} (INIT_FEEDFORWARD, INIT_ZEROS or INIT_PREVIOUS)")
+    if sch.algo in (ALG_PC, ALG_IPC) and Y is None and (sch.clamp or sch.beta > 0):
+        raise ValueError("run_reference: a clamped or nudged output needs the target Y (pass clamp=False and beta=0 "
+                         "to relax without one)")
+    for name, a in (("x_init", x_init), ("eps_init", eps_init)):
+        if a is not None and np.shape(a) != (B, plan.n_units):
+            raise ValueError(f"run_reference: {name} must have shape (B, n_units) = ({B}, {plan.n_units}) in the "
+                             f"plan's unit layout, got {np.shape(a)}")
+
+
+def _no_records(plan: GraphPlan, dtype):
+    return dict(rec_steps=np.zeros(0, dtype=np.int64), rec_x=np.zeros((0, plan.n_units), dtype=dtype),
+                rec_eps=np.zeros((0, plan.n_units), dtype=dtype), rec_mu=np.zeros((0, plan.n_units), dtype=dtype))
+
+
 def run_reference(plan: GraphPlan, state: ParamState, X: np.ndarray, Y: np.ndarray | None, sch: Schedule,
-                  used: np.ndarray | None = None) -> GraphBatchResult:
+                  used: np.ndarray | None = None, x_init: np.ndarray | None = None,
+                  eps_init: np.ndarray | None = None) -> GraphBatchResult:
     """Run one batch of schedule ``sch`` (see the module docstring); updates ``state`` when ``sch.learn``.
 
     ``used`` (Z-IL with ``immediate=True``): the ``(n_steps + 1, n_params)`` table of
     :func:`~neurosim.graph.base.used_at_level`.
+    ``x_init``, ``eps_init`` (``init=INIT_PREVIOUS``, PC and iPC): ``(B, n_units)`` values and error units
+    in the plan's unit layout (vertex ``i`` at columns ``plan.units(i)``), e.g. the ``x`` and ``eps`` of the
+    previous result.  Inputs are overwritten from ``X`` and a clamped output from ``Y``; ``eps_init`` is read
+    only where ``tau_eps > 0`` (None: computed at the start, :math:`\\pi(x - \\mu)`).  ``x_init=None`` starts
+    from the feedforward pass, as the layered reference does when it holds no previous state.
     """
     B = X.shape[0]
+    _check_schedule(plan, sch, B, Y, x_init, eps_init)
+    if sch.algo in (ALG_PC, ALG_IPC):
+        return _relax(plan, state, X, Y, sch, x_init, eps_init)
     net = _Net(plan, state, B)
     T = plan.target
     xs = feedforward(plan, state.theta, X)
@@ -151,10 +199,11 @@ def run_reference(plan: GraphPlan, state: ParamState, X: np.ndarray, Y: np.ndarr
     n = int(sch.n_steps)
     role = plan.VI[:, V_ROLE]
     movable = [i for i in net.comp if role[i] == ROLE_FREE or (role[i] == ROLE_TARGET and not sch.clamp)]
+    norec = _no_records(plan, state.dtype)
 
     def failed(energies, t, bad, xs_):
         return GraphBatchResult(steps=t, energy=energies[:t + 1], status=STATUS_DIVERGED, fail_step=t,
-                                fail_vertex=bad, y0=y0, y=xs_[T].copy(), x=net.flat(xs_))
+                                fail_vertex=bad, y0=y0, y=xs_[T].copy(), x=net.flat(xs_), **norec)
 
     if sch.algo == ALG_BP:
         eps = [None if net.is_input[i] else np.zeros_like(xs[i]) for i in range(net.nv)]
@@ -170,7 +219,7 @@ def run_reference(plan: GraphPlan, state: ParamState, X: np.ndarray, Y: np.ndarr
             apply_directions(plan, state, D)
         return GraphBatchResult(steps=0, energy=energy, y0=y0, y=y0.copy(), directions=D, x=net.flat(xs),
                                 eps=net.flat(eps), mu=net.flat([None if net.is_input[i] else xs[i]
-                                                                for i in range(net.nv)]))
+                                                                for i in range(net.nv)]), **norec)
 
     if sch.clamp:
         xs[T] = np.array(Y, dtype=state.dtype, copy=True)
@@ -192,43 +241,204 @@ def run_reference(plan: GraphPlan, state: ParamState, X: np.ndarray, Y: np.ndarr
         if sch.learn:
             apply_directions(plan, state, D)
         return GraphBatchResult(steps=n, energy=energies, y0=y0, y=xs[T].copy(), directions=D, x=net.flat(xs),
-                                eps=net.flat(eps), mu=net.flat(mus))
+                                eps=net.flat(eps), mu=net.flat(mus), **norec)
 
-    if sch.algo == ALG_ZIL:
-        level = plan.VI[:, V_LEVEL]
-        G = np.zeros_like(state.theta)
-        for t in range(n + 1):
-            mus = net.predictions(xs)
-            eps, energies[t] = net.errors(xs, mus)
-            bad = _first_bad(energies[t])
-            if bad >= 0:
-                return failed(energies, t, bad, xs)
-            d = net.feedback(xs, eps) if t < n else None
-            Gt = net.hebbian(xs, eps, [i for i in net.comp if level[i] == t])
-            G += Gt
-            if sch.learn and sch.immediate:
-                apply_directions(plan, state, net.reduce(Gt), mask=used[t])
-            if t < n:
-                net.step(xs, eps, d, sch.rate, [i for i in movable if level[i] == t + 1] if sch.wavefront else movable)
-        D = net.reduce(G)
-        if sch.learn and not sch.immediate:
-            apply_directions(plan, state, D)
-        return GraphBatchResult(steps=n, energy=energies, y0=y0, y=xs[T].copy(), directions=D, x=net.flat(xs),
-                                eps=net.flat(eps), mu=net.flat(mus))
-
-    if sch.algo != ALG_PC:
-        raise ValueError(f"unknown algorithm code {sch.algo}")
+    # ALG_ZIL
+    level = plan.VI[:, V_LEVEL]
+    G = np.zeros_like(state.theta)
     for t in range(n + 1):
         mus = net.predictions(xs)
         eps, energies[t] = net.errors(xs, mus)
         bad = _first_bad(energies[t])
         if bad >= 0:
             return failed(energies, t, bad, xs)
-        if t == n:
-            break
-        net.step(xs, eps, net.feedback(xs, eps), sch.rate, movable)
-    D = net.reduce(net.hebbian(xs, eps, net.comp))
-    if sch.learn:
+        d = net.feedback(xs, eps) if t < n else None
+        Gt = net.hebbian(xs, eps, [i for i in net.comp if level[i] == t])
+        G += Gt
+        if sch.learn and sch.immediate:
+            apply_directions(plan, state, net.reduce(Gt), mask=used[t])
+        if t < n:
+            net.step(xs, eps, d, sch.rate, [i for i in movable if level[i] == t + 1] if sch.wavefront else movable)
+    D = net.reduce(G)
+    if sch.learn and not sch.immediate:
         apply_directions(plan, state, D)
     return GraphBatchResult(steps=n, energy=energies, y0=y0, y=xs[T].copy(), directions=D, x=net.flat(xs),
-                            eps=net.flat(eps), mu=net.flat(mus))
+                            eps=net.flat(eps), mu=net.flat(mus), **norec)
+
+
+def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_init) -> GraphBatchResult:
+    r"""PC (``ALG_PC``) and iPC (``ALG_IPC``): the layered reference's relaxation loop on a graph.
+
+    Vector field at state :math:`(x, \varepsilon^s)` (:math:`\varepsilon^s`: the error units' own state where
+    :math:`\tau_\varepsilon > 0`):
+
+    * :math:`\mu_i = g_i(x_{par(i)})`; :math:`\varepsilon_i = \pi_i (x_i - \mu_i)` where :math:`\tau_{\varepsilon,i}
+      = 0`, else :math:`\varepsilon_i = \varepsilon^s_i` with
+      :math:`\dot\varepsilon^s_i = ((x_i - \mu_i) - \varepsilon^s_i/\pi_i)/\tau_{\varepsilon,i}` (not divided by
+      :math:`\tau_x`); the energy row is always :math:`\tfrac{\pi_i}{2}\lVert x_i - \mu_i\rVert^2` (batch mean);
+    * a moving vertex (free; the output too when not clamped) has
+      :math:`\mathrm{drive}_i = -\varepsilon_i + \sum_c J_{c,i}(x)^T\varepsilon_c`, plus
+      :math:`\beta(Y - x_{out})` on the output when nudged (``clamp=False, beta > 0``), and
+      :math:`\dot x_i = \mathrm{drive}_i/\tau_{x,i}`; inputs and a clamped output stay.
+
+    Start: the feedforward pass (``INIT_FEEDFORWARD``), with the moving vertices then set to 0
+    (``INIT_ZEROS``), or ``x_init`` (``INIT_PREVIOUS``); inputs from ``X``, a clamped output from ``Y``;
+    :math:`\varepsilon^s = \pi(x - \mu)` there (or ``eps_init``, ``INIT_PREVIOUS``).  ``y0`` is
+    :math:`\mu_{out}` at the start, as in the layered reference (the feedforward prediction for the
+    feedforward start).
+
+    Loop ``k = 0..n``: record row ``k`` of the energy (and, every ``record_every`` steps, item
+    ``record_item``); stop on a NaN/inf (records kept); stop at ``k = n``; with ``tol > 0`` stop when
+    :math:`\max(|\dot x|, |\dot\varepsilon^s|) <` ``tol``; then
+
+    * PC: one Euler step :math:`x \leftarrow x + (\mathrm{rate}/\tau_x)\,\mathrm{drive}`,
+      :math:`\varepsilon^s \leftarrow \varepsilon^s + \mathrm{rate}\,\dot\varepsilon^s` (``heun``: the
+      explicit trapezoid, the second stage at the Euler prediction); with ``dt_decay < 1`` the rate is
+      multiplied by ``dt_decay`` whenever the new total energy is not below the previous one.  After the loop
+      the Hebbian direction at the final state (with the state :math:`\varepsilon`) is applied once.
+    * iPC: the Hebbian direction :math:`D_k` at :math:`(x_k, \varepsilon_k, \theta_k)`, the Euler step of the
+      values (and :math:`\varepsilon^s`) from the same state, then (``learn``) :math:`D_k` through the
+      optimisers -- one weight update per step taken.  ``directions`` is :math:`\sum_k D_k` over the steps
+      taken (with plain SGD, :math:`\theta_{end} - \theta_0 = \mathrm{lr}\sum_k D_k`).
+    """
+    B = X.shape[0]
+    dtype = state.dtype
+    net = _Net(plan, state, B)
+    T = plan.target
+    nv = net.nv
+    ipc = sch.algo == ALG_IPC
+    role = plan.VI[:, V_ROLE]
+    movable = [i for i in net.comp if role[i] == ROLE_FREE or (role[i] == ROLE_TARGET and not sch.clamp)]
+    nudge = (not sch.clamp) and sch.beta > 0
+    beta = sch.beta
+    tau_eps = plan.VF[:, VF_TAU_EPS]
+    lagged = [i for i in net.comp if tau_eps[i] > 0]   # vertices whose error units are a state
+    n = int(sch.n_steps)
+
+    # ---- the start
+    xs = feedforward(plan, state.theta, X)
+    if sch.init == INIT_PREVIOUS and x_init is not None:
+        xi = np.asarray(x_init, dtype=dtype)
+        for i in net.comp:
+            xs[i] = xi[:, plan.units(i)].copy()   # inputs keep the columns of X
+    if sch.clamp:
+        xs[T] = np.array(Y, dtype=dtype, copy=True)
+    if sch.init == INIT_ZEROS:
+        for i in movable:
+            xs[i] = np.zeros_like(xs[i])
+    es = [None] * nv
+    if lagged:
+        mus0 = net.predictions(xs)
+        for i in lagged:
+            if sch.init == INIT_PREVIOUS and x_init is not None and eps_init is not None:
+                es[i] = np.asarray(eps_init, dtype=dtype)[:, plan.units(i)].copy()
+            else:
+                es[i] = net.prec[i] * (xs[i] - mus0[i])
+
+    def evaluate(xs_, es_):
+        """``(mu, eps, energy, deps)`` at state (xs_, es_); eps is the state where tau_eps > 0."""
+        mus_ = net.predictions(xs_)
+        eps_, energy_ = net.errors(xs_, mus_)
+        deps_ = [None] * nv
+        for i in lagged:
+            eps_[i] = es_[i]
+            deps_[i] = ((xs_[i] - mus_[i]) - es_[i] / net.prec[i]) / tau_eps[i]
+        return mus_, eps_, energy_, deps_
+
+    def drives(xs_, eps_):
+        """``drive_i`` (before the division by tau_x) of every moving vertex."""
+        fb = net.feedback(xs_, eps_)
+        d = [None] * nv
+        for i in movable:
+            d[i] = fb[i] - eps_[i]
+            if nudge and i == T:
+                d[i] = d[i] + beta * (Y - xs_[i])
+        return d
+
+    # ---- records
+    every, item = int(sch.record_every), int(sch.record_item)
+    track = every > 0 and item < B
+    n_rec = n // every + 1 if track else 0
+    rec_x = np.zeros((n_rec, plan.n_units), dtype=dtype)
+    rec_eps = np.zeros_like(rec_x)
+    rec_mu = np.zeros_like(rec_x)
+    rec_steps = np.zeros(n_rec, dtype=np.int64)
+    r = 0
+
+    def row(arrs, out):
+        for i in range(nv):
+            if arrs[i] is not None:
+                out[plan.units(i)] = arrs[i][item]
+
+    def records():
+        return dict(rec_steps=rec_steps[:r], rec_x=rec_x[:r], rec_eps=rec_eps[:r], rec_mu=rec_mu[:r])
+
+    # ---- the loop
+    energies = np.zeros((n + 1, nv))
+    rate = float(sch.rate)
+    steps = 0
+    Dsum = np.zeros_like(state.theta)
+    mus, eps, energy, deps = evaluate(xs, es)
+    y0 = mus[T].copy()
+    for k in range(n + 1):
+        energies[k] = energy
+        if track and k % every == 0:
+            row(xs, rec_x[r])
+            row(eps, rec_eps[r])
+            row(mus, rec_mu[r])
+            rec_steps[r] = k
+            r += 1
+        bad = _first_bad(energy)
+        if bad >= 0:
+            return GraphBatchResult(steps=steps, energy=energies[:k + 1], status=STATUS_DIVERGED, fail_step=k,
+                                    fail_vertex=bad, y0=y0, y=xs[T].copy(), x=net.flat(xs), eps=net.flat(eps),
+                                    mu=net.flat(mus), **records())
+        if k == n:
+            break
+        d = drives(xs, eps)
+        if sch.tol > 0:
+            speed = 0.0
+            for i in movable:
+                speed = max(speed, float(np.max(np.abs(d[i] / net.tau[i]))) if d[i].size else 0.0)
+            for i in lagged:
+                speed = max(speed, float(np.max(np.abs(deps[i]))) if deps[i].size else 0.0)
+            if speed < sch.tol:
+                break
+        if ipc:
+            Dk = net.reduce(net.hebbian(xs, eps, net.comp))   # at (x_k, eps_k, theta_k)
+        if not sch.heun:
+            for i in movable:
+                xs[i] = xs[i] + (rate / net.tau[i]) * d[i]
+            for i in lagged:
+                es[i] = es[i] + rate * deps[i]
+        else:
+            f1 = {i: d[i] / net.tau[i] for i in movable}
+            x2 = list(xs)
+            e2 = list(es)
+            for i in movable:
+                x2[i] = xs[i] + rate * f1[i]
+            for i in lagged:
+                e2[i] = es[i] + rate * deps[i]
+            _, eps2, _, deps2 = evaluate(x2, e2)
+            d2 = drives(x2, eps2)
+            for i in movable:
+                xs[i] = xs[i] + 0.5 * rate * (f1[i] + d2[i] / net.tau[i])
+            for i in lagged:
+                es[i] = es[i] + 0.5 * rate * (deps[i] + deps2[i])
+        steps += 1
+        if ipc:
+            Dsum += Dk
+            if sch.learn:
+                apply_directions(plan, state, Dk)
+        prev_total = energy.sum()
+        mus, eps, energy, deps = evaluate(xs, es)
+        if sch.dt_decay < 1.0 and energy.sum() >= prev_total:
+            rate *= sch.dt_decay
+    if ipc:
+        D = Dsum
+    else:
+        D = net.reduce(net.hebbian(xs, eps, net.comp))
+        if sch.learn:
+            apply_directions(plan, state, D)
+    return GraphBatchResult(steps=steps, energy=energies[:steps + 1], y0=y0, y=xs[T].copy(), directions=D,
+                            x=net.flat(xs), eps=net.flat(eps), mu=net.flat(mus), **records())
