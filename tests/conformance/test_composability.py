@@ -10,7 +10,7 @@ Each cell is tried with a tiny circuit and classified:
     it raises :class:`~neurosim.UnsupportedError` (or a ValueError/TypeError saying what is not supported)
     naming a reason, when the simulator is built or the call starts;
 ``inexpressible``
-    the API has no way to say it (e.g. the graph simulator takes no probes);
+    the API has no way to say it (none left since graph circuits run on the one ``Simulator``);
 ``broken``
     anything else: a silent fallback (brian2 recorded no run), a mismatch with the reference, a crash with
     another exception.
@@ -38,9 +38,6 @@ FEATURES = ["run", "probes", "nudge", "tau_eps>0", "heun", "float32", "checkpoin
             "ipc", "bp", "event coding", "quantisation", "read noise"]
 ALGORITHMS = ("pc", "strict", "fpa", "zil", "ipc", "bp")
 HARDWARE = ("event coding", "quantisation", "read noise")
-#: what the graph simulator (CNN, RNN, LSTM) can express: no probes, nudge, error dynamics, integrator,
-#: checkpoints, strict or iPC, and no hardware model
-GRAPH_FEATURES = ("run", "float32", "pc", "fpa", "zil", "bp")
 
 TOL = {"numba": 1e-8, "brian2 rate": 1e-6}
 F32_TOL = 1e-3
@@ -93,7 +90,21 @@ def circuit(row):
 
 
 def with_error_dynamics(c, tau_eps=0.5):
+    if isinstance(c, ns.graph.Graph):
+        return dataclasses.replace(c, vertices=tuple(v if isinstance(v, ns.graph.Input) else
+                                                     dataclasses.replace(v, tau_eps=tau_eps) for v in c.vertices))
     return dataclasses.replace(c, errors=tuple(dataclasses.replace(e, tau_eps=tau_eps) for e in c.errors))
+
+
+def lowered(c):
+    """The plan of a layered circuit or of a graph circuit (both give the Simulator the same names)."""
+    return ns.graph.lower_graph(c, seed=SEED) if isinstance(c, ns.graph.Graph) else ns.lower(c, seed=SEED)
+
+
+def probe_target(c, p):
+    """The last population (vertex) before the target that is not an input."""
+    names = [n for n in p.pop_names if n not in set(c.inputs) and n != p.pop_names[p.target_pop]]
+    return names[-1]
 
 
 def data(n_in, n_out, B=4):
@@ -149,11 +160,11 @@ def shared(pool, row, backend):
     return sim, brian2_runs(sim) or 0
 
 
-def outcome_layered(row, backend, feature, tmp, pool):
-    """Run ``feature`` on ``backend``; returns ``(arrays, [(simulator that did the work, its brian2 runs
-    before)])``."""
+def outcome(row, backend, feature, tmp, pool):
+    """Run ``feature`` on ``backend`` (every circuit kind through the one ``Simulator``); returns ``(arrays,
+    [(simulator that did the work, its brian2 runs before)])``."""
     c = circuit(row)
-    p = ns.lower(c, seed=SEED)
+    p = lowered(c)
     X, Y = data(p.n_input, p.n_target)
     train = dict(epochs=1, batch_size=4, steps=STEPS, progress=False)
     if feature == "run":
@@ -161,7 +172,7 @@ def outcome_layered(row, backend, feature, tmp, pool):
         r = sim.run(X, Y, steps=STEPS)
         return {"energy": r.energy, **{f"x.{k}": v for k, v in r.x.items()}}, [(sim, n0)]
     if feature == "probes":
-        target = p.pop_names[p.target_pop - 1] if p.target_pop > 0 else p.pop_names[-1]
+        target = probe_target(c, p)
         sim = simulator(c, backend, probes=[ns.Probe(target, "x", name="px"), ns.Probe(target, "eps", name="pe")])
         sim.run(X, Y, steps=STEPS)
         return {"px": sim.data["px"], "pe": sim.data["pe"]}, [(sim, 0)]
@@ -200,32 +211,18 @@ def outcome_layered(row, backend, feature, tmp, pool):
     raise KeyError(feature)
 
 
-def reference_outcome_layered(row, feature, tmp, pool):
+def reference_outcome(row, feature, tmp, pool):
     """The reference result a cell is compared with (checkpoint resume: the uninterrupted run)."""
     if feature == "checkpoint":
         c = circuit(row)
-        p = ns.lower(c, seed=SEED)
+        p = lowered(c)
         X, Y = data(p.n_input, p.n_target)
         sim = simulator(c, "reference")
         sim.train(X, Y, epochs=2, batch_size=4, steps=STEPS, progress=False)
         return dict(sim.weights)
     if feature == "float32":
-        return outcome_layered(row, "reference", "run", tmp, pool)[0]
-    return outcome_layered(row, "reference", feature, tmp, pool)[0]
-
-
-def outcome_graph(row, backend, feature):
-    g = ns.graph
-    c = circuit(row)
-    kw = {"dtype": "float32"} if feature == "float32" else {}
-    sim = g.GraphSimulator(c, backend=backend_args(backend)["backend"], seed=SEED, dt=DT, **kw)
-    X, Y = data(sim.plan.n_input, sim.plan.n_output)
-    if feature in ("run", "float32"):
-        r = sim.run(X, Y, steps=STEPS)
-        return {"energy": r.energy, **{f"x.{k}": v for k, v in r.x.items()}}, [(sim, 0)]
-    h = sim.train(X, Y, epochs=1, batch_size=2, algorithm=feature, progress=False,
-                  steps=STEPS if feature == "pc" else None)
-    return {**sim.weights, "loss": np.array(h["loss"])}, [(sim, 0)]
+        return outcome(row, "reference", "run", tmp, pool)[0]
+    return outcome(row, "reference", feature, tmp, pool)[0]
 
 
 # ----------------------------------------------------------------------------- classification
@@ -251,14 +248,8 @@ def compare(a: dict, b: dict, tol: float) -> str:
 
 def classify(row, backend, feature, tmp, cache, pool):
     """``(status, note)`` of one cell."""
-    graph = row in GRAPH_ROWS
-    if graph and feature not in GRAPH_FEATURES:
-        return INEXPRESSIBLE, "the graph simulator has no way to express it"
     try:
-        if graph:
-            out, sims = outcome_graph(row, backend, feature)
-        else:
-            out, sims = outcome_layered(row, backend, feature, tmp, pool)
+        out, sims = outcome(row, backend, feature, tmp, pool)
     except (ns.UnsupportedError, ValueError, TypeError) as e:
         msg = str(e)
         if isinstance(e, ns.UnsupportedError) or _REFUSAL_WORDS.search(msg):
@@ -276,9 +267,7 @@ def classify(row, backend, feature, tmp, cache, pool):
         return WORKS, ""
     key = (row, feature)
     if key not in cache:
-        cache[key] = (outcome_graph(row, "reference", "run")[0] if graph and feature == "float32" else
-                      outcome_graph(row, "reference", feature)[0] if graph else
-                      reference_outcome_layered(row, feature, tmp, pool))
+        cache[key] = reference_outcome(row, feature, tmp, pool)
     tol = F32_TOL if feature == "float32" else NOISE_TOL if feature == "read noise" else TOL[backend]
     diff = compare(out, cache[key], tol)
     return (BROKEN, f"mismatch: {diff}") if diff else (WORKS, "")
