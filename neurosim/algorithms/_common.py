@@ -44,6 +44,10 @@ peer does; ``"neurosim"`` (the default) is the behaviour above:
   updates, the presynaptic beliefs after ``n`` (``n >= 1``);
 * ``pc``, ``"song2024"`` -- the ``PCTrainer`` of Song et al. (2024) with ``T`` iterations and
   ``update_p_at="last"``: the weights are updated from the state after ``T - 1`` updates (``steps = T >= 1``).
+
+The option reproduces the counting only, not the peers' other choices (Torch2PC's layers
+:math:`f(v) = \sigma(Wv + b)` and its loss reduction, the optimiser Song et al. use for the values); on a
+linear chain with unit precisions, a summed loss and plain gradient steps on the values they coincide.
 """
 from __future__ import annotations
 
