@@ -51,7 +51,8 @@ def check_backend(algorithm, sim, options: dict | None = None) -> None:
 
     Called when ``train`` (or one of the per-batch helpers) starts, before any work: an algorithm that a
     backend cannot run is never run in NumPy on the host in its place.  ``options`` are the algorithm's
-    options (the output options of ``pc``/``strict`` need the ``reference`` or ``numba`` backend).
+    options (the output options of ``pc``/``strict`` and ``strict``'s ``convention="torch2pc"`` need the
+    ``reference`` or ``numba`` backend).
     """
     algo = algorithm if isinstance(algorithm, Algorithm) else get(algorithm)
     be = sim.backend
@@ -68,6 +69,11 @@ def check_backend(algorithm, sim, options: dict | None = None) -> None:
                                "(output_precision, beta): they replace the output precision and re-weight the "
                                "update in NumPy, which this backend does not expose; use backend 'reference' or "
                                "'numba', or leave those options at None")
+    if algo.name == "strict" and name not in _OUTPUT_OPTION_BACKENDS and opts.get("convention") == "torch2pc":
+        raise UnsupportedError(f"{label} cannot run algorithm 'strict' with convention='torch2pc': Torch2PC's update "
+                               "combines the errors before the last belief step with the beliefs after it, and that "
+                               "last step is taken in NumPy from the backend's state, which this backend does not "
+                               "expose; use backend 'reference' or 'numba', or convention='neurosim'")
 
 
 def _load_builtin():

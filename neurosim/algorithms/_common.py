@@ -29,6 +29,25 @@ Output options shared by the PC schedules
 ``compensate``
     divide the weight update by :math:`\beta\,\lambda/\pi_L` so that the learning rate keeps its meaning
     (the limits :math:`\lambda \to 0` and :math:`\beta \to 0` then have finite, comparable updates).
+
+Step-counting conventions against peers (option ``convention``)
+---------------------------------------------------------------
+neurosim counts *value updates*: ``n`` steps means the errors and the Hebbian update are taken at the state
+after ``n`` updates of the beliefs (``n = 0``: the feedforward state).  Peer codes count *iterations* of a
+loop that computes the errors and then updates the beliefs, so their ``n`` iterations use the errors after
+``n - 1`` updates.  ``convention`` (:data:`CONVENTIONS`) lets ``fpa``, ``strict`` and ``pc`` count as a
+peer does; ``"neurosim"`` (the default) is the behaviour above:
+
+* ``fpa``, ``"torch2pc"`` -- Torch2PC's ``FixedPred`` with ``n`` iterations: ``n - 1`` value updates
+  (``n >= 1``; ``n=None`` is Torch2PC's default ``n = L``, exact at ``eta = 1`` like neurosim's ``n = L``);
+* ``strict``, ``"torch2pc"`` -- Torch2PC's ``Strict`` with ``n`` iterations: the errors after ``n - 1``
+  updates, the presynaptic beliefs after ``n`` (``n >= 1``);
+* ``pc``, ``"song2024"`` -- the ``PCTrainer`` of Song et al. (2024) with ``T`` iterations and
+  ``update_p_at="last"``: the weights are updated from the state after ``T - 1`` updates (``steps = T >= 1``).
+
+The option reproduces the counting only, not the peers' other choices (Torch2PC's layers
+:math:`f(v) = \sigma(Wv + b)` and its loss reduction, the optimiser Song et al. use for the values); on a
+linear chain with unit precisions, a summed loss and plain gradient steps on the values they coincide.
 """
 from __future__ import annotations
 
@@ -43,7 +62,7 @@ from ..backends.tables import pack
 from ..errors import UnsupportedError
 from ..plan import ROLE_FREE, ROLE_INPUT, Plan
 
-__all__ = ["OUTPUT_OPTIONS", "OutputSettings", "output_settings", "Tables", "tables", "NumpyNet",
+__all__ = ["OUTPUT_OPTIONS", "CONVENTIONS", "convention", "OutputSettings", "output_settings", "Tables", "tables", "NumpyNet",
            "check_common", "uses_numba", "rec_buffers", "as_batch"]
 
 _PHI = {a.code: a.name for a in act.ACTIVATIONS.values()}
@@ -51,6 +70,9 @@ _PHI = {a.code: a.name for a in act.ACTIVATIONS.values()}
 KERNEL_PHI_CODES = (0, 1, 2, 3, 4)
 
 OUTPUT_OPTIONS = {"output_precision": None, "beta": None, "compensate": True}
+
+#: values of the option ``convention`` of each schedule (the first is the default; see the module docstring)
+CONVENTIONS = {"fpa": ("neurosim", "torch2pc"), "strict": ("neurosim", "torch2pc"), "pc": ("neurosim", "song2024")}
 
 
 # ----------------------------------------------------------------------------- options
@@ -72,6 +94,16 @@ def _positive_option(algo, name, value):
     if not (np.isfinite(v) and v > 0):
         raise ValueError(f"algorithm {algo!r}: option {name!r} must be finite and > 0, got {value!r}")
     return v
+
+
+def convention(algo: str, options: dict) -> str:
+    """The step-counting convention of ``algo`` in ``options`` (validated; default ``"neurosim"``)."""
+    allowed = CONVENTIONS[algo]
+    c = options.get("convention")
+    c = allowed[0] if c is None else c
+    if not isinstance(c, str) or c not in allowed:
+        raise ValueError(f"algorithm {algo!r}: option 'convention' must be one of {list(allowed)}, got {c!r}")
+    return c
 
 
 def output_settings(algo: str, plan: Plan, options: dict, dtype=np.float64) -> OutputSettings:

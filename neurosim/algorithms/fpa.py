@@ -21,20 +21,32 @@ is a shift register, :math:`\varepsilon_l^{(i+1)} = J_{l+1}^T \varepsilon_{l+1}^
 errors of the first layers are still exactly 0.  For :math:`\eta < 1` the iteration contracts like
 :math:`(1-\eta)^i` (times a polynomial) -- exact only asymptotically.
 
+Step counting (option ``convention``).  ``"neurosim"`` (default): ``n`` is the number of value updates;
+the errors of the update are those after ``n`` updates, :math:`\varepsilon_l^{(n)} = (1 - (1-\eta)^n)\,
+J^T\varepsilon_{l+1}` on a two-layer chain with
+:math:`\pi = \tau_x = 1`.  ``"torch2pc"``: ``n`` counts the iterations of Torch2PC's
+``FixedPredPCPredErrs`` (Rosenbaum 2022), each of which computes the errors and *then* updates the values,
+so the update uses the errors after ``n - 1`` value updates: Torch2PC's ``n`` equals neurosim's ``n - 1``
+(``n >= 1``; ``n=None`` is Torch2PC's default ``n = L``, i.e. ``L - 1`` updates).  For :math:`\eta < 1`
+the two differ; at :math:`\eta = 1` both defaults are exact (``L`` resp. ``L - 1 >= L - 1`` updates).
+The values after Torch2PC's last update never enter its update and are not computed here
+(``BatchResult.steps`` is the number of updates, ``n - 1``).
+
 Works on any DAG of projections (the shift register needs as many steps as the longest path).  Options:
-``eta`` (1.0), ``n`` (None: the number of weight layers), and the output options ``output_precision``,
-``beta``, ``compensate`` of :mod:`neurosim.algorithms._common`.  ``train(steps=..., dt=...)`` are not used.
+``eta`` (1.0), ``n`` (None: the number of weight layers), ``convention`` (``"neurosim"``), and the output
+options ``output_precision``, ``beta``, ``compensate`` of :mod:`neurosim.algorithms._common`.
+``train(steps=..., dt=...)`` are not used.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..backends.base import BatchResult
-from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, first_bad, n_layers, output_settings, \
-    rec_buffers, uses_numba
+from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, convention, diverged, first_bad, n_layers, \
+    output_settings, rec_buffers, uses_numba
 from . import check_backend, register
 
-OPTIONS = {"eta": 1.0, "n": None, **OUTPUT_OPTIONS}
+OPTIONS = {"eta": 1.0, "n": None, **OUTPUT_OPTIONS, "convention": "neurosim"}
 
 
 def _settings(sim, options):
@@ -46,6 +58,13 @@ def _settings(sim, options):
         n = n_layers(sim.plan)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"algorithm 'fpa': n must be a non-negative int or None, got {n!r}")
+    if convention("fpa", options) == "torch2pc":
+        # Torch2PC's n iterations compute the errors before each value update: n - 1 updates
+        if n < 1:
+            raise ValueError("algorithm 'fpa' with convention='torch2pc': n counts Torch2PC's FixedPred iterations, "
+                             "whose errors are taken before the last value update, so n must be >= 1 (n=1: no "
+                             f"value update), got {n!r}; for 0 updates use convention='neurosim' with n=0")
+        n -= 1
     return eta, int(n)
 
 
@@ -95,15 +114,16 @@ def _numba(sim, X, Y, spec, eta, n, st, learn, want_dirs=True):
     return res, (c.directions() if (want_dirs and res.status == 0) else None)
 
 
-def fpa_updates(sim, X, Y, *, eta=1.0, n=None, learn=False, **output_options):
+def fpa_updates(sim, X, Y, *, eta=1.0, n=None, learn=False, convention="neurosim", **output_options):
     r"""Run FPA on one batch and return ``(BatchResult, (g_W, g_b))``: the update directions per projection.
 
     ``g_W[k]`` is :math:`a_k c_B \varepsilon_{post}^T\phi(\hat x_{pre})` (without the compensation factor),
     i.e. minus the BP gradient once FPA is exact.  With ``learn=True`` the update is also applied.
+    ``convention="torch2pc"`` counts ``n`` as Torch2PC does (``n - 1`` value updates, see the module docstring).
     """
     from ..backends.base import RunSpec
     X, Y = as_batch(sim, X, Y)
-    options = {**OPTIONS, "eta": eta, "n": n, **output_options}
+    options = {**OPTIONS, "eta": eta, "n": n, "convention": convention, **output_options}
     return _run(sim, X, Y, RunSpec(learn=learn), options)
 
 
@@ -122,7 +142,8 @@ def run_batch(sim, X, Y, spec, options) -> BatchResult:
 
 
 register("fpa", run_batch, "fixed-prediction assumption (Millidge 2020, Rosenbaum 2022): predictions and "
-                           "Jacobians frozen at the feedforward pass; exact BP gradients with eta=1 after L-1 steps",
+                           "Jacobians frozen at the feedforward pass; exact BP gradients with eta=1 after L-1 steps "
+                           "(convention='torch2pc': n counted as Torch2PC's FixedPred, n - 1 value updates)",
          OPTIONS, backends=("reference", "numba"),
          unsupported_reason="FPA freezes the predictions and Jacobians at the feedforward pass and shifts the "
                             "errors through them, a schedule the brian2 network (which recomputes the predictions "

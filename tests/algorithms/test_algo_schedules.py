@@ -36,10 +36,10 @@ def test_registry_lists_every_schedule_with_documented_options():
     for a in ("pc", "strict", "fpa", "zil", "ipc", "bp"):
         assert a in names
     assert algorithms.get("fpa").options == {"eta": 1.0, "n": None, "output_precision": None, "beta": None,
-                                             "compensate": True}
+                                             "compensate": True, "convention": "neurosim"}
     assert set(algorithms.get("zil").options) >= {"gamma", "update_all_at_zero"}
     assert set(algorithms.get("strict").options) >= {"eta", "n"}
-    assert set(algorithms.get("pc").options) == {"output_precision", "beta", "compensate"}
+    assert set(algorithms.get("pc").options) == {"output_precision", "beta", "compensate", "convention"}
     X, Y = data()
     sim = ns.Simulator(mlp(), backend="reference")
     with pytest.raises(ValueError, match=r"algorithm 'fpa' has no option\(s\) \['gamma'\]"):
