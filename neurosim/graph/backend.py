@@ -27,6 +27,7 @@ Algorithms (``Simulator.train(algorithm=...)``, :meth:`neurosim.Simulator.step`,
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,17 +39,35 @@ from .declare import level
 from .plan import P_MEAN, P_OFF, P_SIZE, GraphPlan, lower_graph
 
 __all__ = ["GraphBackend", "GraphReferenceBackend", "GraphNumbaBackend", "GRAPH_ALGORITHMS", "GRAPH_BACKENDS",
-           "graph_backend_class", "reduce_directions", "predictions"]
+           "graph_backend_class", "reduce_directions", "predictions", "ALGORITHMS"]
+
+
+@dataclass(frozen=True)
+class _Algorithm:
+    name: str
+    code: int
+    description: str
+    options: dict
+
+
+#: the algorithms on graph circuits: name, Schedule code, description, options with their defaults
+ALGORITHMS = {
+    "pc": _Algorithm("pc", ALG_PC, "standard PC: relax `steps` steps of size `dt` with the output clamped, then "
+                                   "one Hebbian update", {}),
+    "fpa": _Algorithm("fpa", ALG_FPA, "fixed-prediction assumption: frozen predictions/Jacobians, n steps of size "
+                                      "eta; exact BP with eta=1 after the graph depth", {"eta": 1.0, "n": None}),
+    "zil": _Algorithm("zil", ALG_ZIL, "Z-IL: feedforward start, rate gamma=1, each vertex updated at the step equal "
+                                      "to its level (levelled graph), shared updates deferred; exact BP",
+                      {"gamma": 1.0, "levelling": "auto", "shared_updates": "deferred", "values": "wavefront"}),
+    "bp": _Algorithm("bp", ALG_BP, "backpropagation on the same network and loss", {}),
+    "strict": _Algorithm("strict", ALG_PC, "strict PC (Rosenbaum 2022): n Euler steps of size eta on every belief "
+                                           "(defaults: steps, dt), one update", {"eta": None, "n": None}),
+    "ipc": _Algorithm("ipc", ALG_IPC, "incremental PC (Salvatori et al. 2024): values and parameters step together "
+                                      "at every step (gamma, default dt)", {"gamma": None}),
+}
 
 #: options of every algorithm on a graph circuit, with their defaults
-GRAPH_ALGORITHMS = {
-    "pc": {},
-    "strict": {"eta": None, "n": None},
-    "fpa": {"eta": 1.0, "n": None},
-    "zil": {"gamma": 1.0, "levelling": "auto", "shared_updates": "deferred", "values": "wavefront"},
-    "ipc": {"gamma": None},
-    "bp": {},
-}
+GRAPH_ALGORITHMS = {name: a.options for name, a in ALGORITHMS.items()}
 
 
 def _positive(algo, name, value):

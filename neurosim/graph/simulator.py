@@ -49,6 +49,7 @@ import numpy as np
 from ..backends.base import MODE_CLAMP, MODE_NUDGE
 from ..errors import DivergenceError, UnsupportedError
 from ..simulator import History, Simulator, _check_batch, _real_array
+from .backend import ALGORITHMS
 from .base import (ALG_BP, ALG_FPA, ALG_PC, ALG_ZIL, STATUS_OK, GraphBatchResult, ParamState, Schedule,
                    used_at_level)
 from .declare import Graph, level
@@ -57,25 +58,6 @@ from .reference import run_reference
 
 __all__ = ["GraphSimulator", "GraphRelaxResult", "ALGORITHMS", "BACKENDS"]
 
-
-@dataclass(frozen=True)
-class _Algorithm:
-    name: str
-    code: int
-    description: str
-    options: dict
-
-
-ALGORITHMS = {
-    "pc": _Algorithm("pc", ALG_PC, "standard PC: relax `steps` steps of size `dt` with the output clamped, then "
-                                   "one Hebbian update", {}),
-    "fpa": _Algorithm("fpa", ALG_FPA, "fixed-prediction assumption: frozen predictions/Jacobians, n steps of size "
-                                      "eta; exact BP with eta=1 after the graph depth", {"eta": 1.0, "n": None}),
-    "zil": _Algorithm("zil", ALG_ZIL, "Z-IL: feedforward start, rate gamma=1, each vertex updated at the step equal "
-                                      "to its level (levelled graph), shared updates deferred; exact BP",
-                      {"gamma": 1.0, "levelling": "auto", "shared_updates": "deferred", "values": "wavefront"}),
-    "bp": _Algorithm("bp", ALG_BP, "backpropagation on the same network and loss", {}),
-}
 
 BACKENDS = ("numba", "reference")
 
