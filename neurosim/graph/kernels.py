@@ -1,4 +1,4 @@
-r"""numba kernels for graph circuits: one jitted call runs a whole batch of any schedule (PC, FPA, Z-IL, BP).
+r"""numba kernels for graph circuits: one jitted call runs a whole batch of any schedule (PC, FPA, Z-IL, BP, iPC).
 
 Memory layout (as the layered numba backend): every state buffer (``x``, ``mu``, ``eps``, ``drive``,
 ``xhat``) is one flat vector; vertex ``i`` owns the C-contiguous block ``[B off_i, B (off_i + n_i))``
@@ -8,6 +8,10 @@ loops.  Kernels are pure: arrays and scalars in, preallocated buffers out, no al
 
 Each function mirrors one of :mod:`neurosim.graph.ops` (the vertex functions) or
 :mod:`neurosim.graph.reference` (the schedules) and is tested equal to it to 1e-10.
+
+The kernels are dtype-generic: the state buffers, parameters and scratch are all float64 or all float32 (one
+specialisation each, the float32 one compiled the first time it is used); the plan's tables stay float64 and
+int64, and the energies are accumulated in float64 whatever the state's dtype.
 """
 from __future__ import annotations
 
@@ -21,12 +25,12 @@ from ..backends.numba._common import blk
 from ..backends.numba.activations import dphi, phi
 from ..config import JIT_OPTIONS
 from ..plan import OPT_ADAM
-from .base import ALG_BP, ALG_FPA, ALG_PC, ALG_ZIL
+from .base import ALG_BP, ALG_FPA, ALG_IPC, ALG_PC, ALG_ZIL, INIT_FEEDFORWARD, INIT_PREVIOUS, INIT_ZEROS
 from .plan import (BIAS_UNIT, E_CONV, E_DENSE, E_SCALE, EI_KH, EI_KIND, EI_KW, EI_PAD, EI_PARAM,
                    EI_PHI, EI_SRC, EI_STRIDE, OP_ACT, OP_AFFINE, OP_AVGPOOL, OP_INPUT, OP_MAXPOOL, OP_PRODUCT,
                    P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD, ROLE_FREE,
                    ROLE_TARGET, V_BIAS, V_BKIND, V_C, V_E0, V_E1, V_H, V_INOFF, V_LEVEL, V_OFF, V_OP, V_PHI, V_PK,
-                   V_PS, V_ROLE, V_SIZE, V_W, VF_PREC, VF_TAU)
+                   V_PS, V_ROLE, V_SIZE, V_W, VF_PREC, VF_TAU, VF_TAU_EPS)
 
 __all__ = ["graph_batch_kernel", "vertex_kernel", "conv_scratch_sizes"]
 
@@ -47,7 +51,8 @@ def conv_scratch_sizes(plan, B: int) -> tuple:
     return nc, no
 
 _LEAKY = float(activations.ACTIVATIONS["leaky_relu"].param)
-_ALG_PC, _ALG_FPA, _ALG_ZIL, _ALG_BP = ALG_PC, ALG_FPA, ALG_ZIL, ALG_BP
+_ALG_PC, _ALG_FPA, _ALG_ZIL, _ALG_BP, _ALG_IPC = ALG_PC, ALG_FPA, ALG_ZIL, ALG_BP, ALG_IPC
+_INIT_FF, _INIT_ZEROS, _INIT_PREVIOUS = INIT_FEEDFORWARD, INIT_ZEROS, INIT_PREVIOUS
 
 
 @njit(**JIT_OPTIONS)
@@ -462,15 +467,31 @@ def _feedback_all(B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob):
 
 
 @njit(**JIT_OPTIONS)
-def _step(B, x, eps, drive, rate, clamp, only_level, VI, VF):
+def _movable(i, clamp, VI):
+    """Whether vertex i relaxes: a free vertex, or the output when it is not clamped."""
+    role = VI[i, V_ROLE]
+    return role == ROLE_FREE or (role == ROLE_TARGET and not clamp)
+
+
+@njit(**JIT_OPTIONS)
+def _step(B, x, eps, drive, rate, clamp, only_level, VI, VF, beta, Y, target):
+    """Euler step x_i += (rate / tau_i) (drive_i - eps_i) of every movable vertex (``only_level`` >= 0: only
+    those at that level); an unclamped output with ``beta > 0`` adds the nudge ``beta (Y - x_out)``."""
     for i in range(VI.shape[0]):
-        role = VI[i, V_ROLE]
         if only_level >= 0 and VI[i, V_LEVEL] != only_level:
             continue
-        if role == ROLE_FREE or (role == ROLE_TARGET and not clamp):
+        if _movable(i, clamp, VI):
             h = rate / VF[i, VF_TAU]
-            for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
-                x[j] += h * (drive[j] - eps[j])
+            if i == target and beta > 0:
+                n = VI[i, V_SIZE]
+                lo = B * VI[i, V_OFF]
+                for b in range(B):
+                    for jj in range(n):
+                        j = lo + b * n + jj
+                        x[j] += h * ((drive[j] - eps[j]) + beta * (Y[b, jj] - x[j]))
+            else:
+                for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                    x[j] += h * (drive[j] - eps[j])
 
 
 @njit(**JIT_OPTIONS)
@@ -482,19 +503,20 @@ def _has_parent_at(i, level, VI, EI):
 
 
 @njit(**JIT_OPTIONS)
-def _zil_wavefront(B, n, rate, learn, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive, G,
-                   s1, s2, sG, cb, ob, energies, status):
+def _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps,
+                   drive, G, s1, s2, sG, cb, ob, energies, status):
     """Z-IL with only the wave-front moving (``values="wavefront"``, deferred updates), touching only what changes.
 
-    At step t the vertices at level t have just moved (step t - 1), so only their errors and the predictions of
-    their children change; the next movers (level t + 1) need the feedback of their children only.  Everything
+    ``mu`` must hold the predictions at the initial state.  At step t the vertices at level t have just moved
+    (step t - 1), so only their errors and the predictions of their children change; the next movers (level
+    t + 1) need the feedback of their children only.  Everything
     else keeps its value, so this computes exactly what the full sweep of :func:`graph_batch_kernel` computes,
     at the cost of about one backward pass instead of ``depth`` forward passes.
     """
     nv = VI.shape[0]
     for t in range(n + 1):
         if t == 0:
-            bad = _errors(B, x, mu, eps, VI, VF, energies[0])  # mu holds the feedforward predictions
+            bad = _errors(B, x, mu, eps, VI, VF, energies[0])  # mu holds the initial predictions
         else:
             bad = -1
             for i in range(nv):
@@ -521,28 +543,252 @@ def _zil_wavefront(B, n, rate, learn, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF
             if VI[i, V_OP] != OP_INPUT and VI[i, V_LEVEL] == t:
                 _grad_vertex(i, B, x, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
         if t < n:
-            _step(B, x, eps, drive, rate, True, t + 1, VI, VF)
+            _step(B, x, eps, drive, rate, True, t + 1, VI, VF, 0.0, Y, target)
     if learn:
         _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
 
 
+# ----------------------------------------------------------------------------------------------- PC and iPC
 @njit(**JIT_OPTIONS)
-def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target, X, Y, theta, m, v, opt_t, VI, VF,
-                       EI, EF, PI, PF, used, x, mu, eps, drive, xhat, G, Gt, s1, s2, sG, cb, ob, energies, y0, status):
-    """One batch of schedule ``algo`` (see :mod:`neurosim.graph.reference`), in place.
+def _has_eps_state(i, VI, VF):
+    """Whether vertex i's error units are a state of their own (``tau_eps > 0``; PC and iPC only)."""
+    return VI[i, V_OP] != OP_INPUT and VF[i, VF_TAU_EPS] > 0
+
+
+@njit(**JIT_OPTIONS)
+def _errors_state(B, x, mu, eps, deps, VI, VF, energy_row):
+    """As :func:`_errors`, but a vertex with ``tau_eps > 0`` keeps its error state ``eps`` and gets its rate
+    ``deps = ((x - mu) - eps / precision) / tau_eps`` instead; the energy is ``prec/2 |x - mu|^2`` (batch mean)
+    either way."""
+    bad = -1
+    for i in range(VI.shape[0]):
+        if VI[i, V_OP] == OP_INPUT:
+            energy_row[i] = 0.0
+            continue
+        if _has_eps_state(i, VI, VF):
+            prec = VF[i, VF_PREC]
+            te = VF[i, VF_TAU_EPS]
+            acc = 0.0
+            for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                r = x[j] - mu[j]
+                deps[j] = (r - eps[j] / prec) / te
+                acc += r * r
+            energy_row[i] = 0.5 * prec * acc / B
+        else:
+            energy_row[i] = _error_vertex(i, B, x, mu, eps, VI, VF)
+        if bad < 0 and not math.isfinite(energy_row[i]):
+            bad = i
+    return bad
+
+
+@njit(**JIT_OPTIONS)
+def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energy_row, feedback):
+    """Predictions, errors (and error rates), energies and, when ``feedback``, the feedback ``drive = J^T eps``
+    at the state ``(x, eps)``; returns the first vertex with a non-finite energy (or -1)."""
+    _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+    bad = _errors_state(B, x, mu, eps, deps, VI, VF, energy_row)
+    if feedback:
+        _feedback_all(B, x, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob)
+    return bad
+
+
+@njit(**JIT_OPTIONS)
+def _rates(B, x, eps, drive, clamp, beta, Y, target, VI, VF, out):
+    """out = dx/dt = (drive - eps [+ beta (Y - x_out)]) / tau_x on movable vertices, 0 elsewhere (elementwise, so
+    ``out`` may be ``drive`` itself)."""
+    for i in range(VI.shape[0]):
+        n = VI[i, V_SIZE]
+        lo = B * VI[i, V_OFF]
+        if not _movable(i, clamp, VI) or VI[i, V_OP] == OP_INPUT:
+            for j in range(lo, lo + B * n):
+                out[j] = 0.0
+            continue
+        tau = VF[i, VF_TAU]
+        nudge = i == target and beta > 0
+        for b in range(B):
+            for jj in range(n):
+                j = lo + b * n + jj
+                d = drive[j] - eps[j]
+                if nudge:
+                    d += beta * (Y[b, jj] - x[j])
+                out[j] = d / tau
+
+
+@njit(**JIT_OPTIONS)
+def _max_rate(B, x, eps, drive, deps, clamp, beta, Y, target, VI, VF):
+    """max |dx/dt| over the movable vertices and |d eps/dt| over the error states (the ``tol`` test)."""
+    top = 0.0
+    for i in range(VI.shape[0]):
+        if VI[i, V_OP] == OP_INPUT:
+            continue
+        n = VI[i, V_SIZE]
+        lo = B * VI[i, V_OFF]
+        if _movable(i, clamp, VI):
+            tau = VF[i, VF_TAU]
+            nudge = i == target and beta > 0
+            for b in range(B):
+                for jj in range(n):
+                    j = lo + b * n + jj
+                    d = drive[j] - eps[j]
+                    if nudge:
+                        d += beta * (Y[b, jj] - x[j])
+                    a = abs(d / tau)
+                    if a > top:
+                        top = a
+        if _has_eps_state(i, VI, VF):
+            for j in range(lo, lo + B * n):
+                a = abs(deps[j])
+                if a > top:
+                    top = a
+    return top
+
+
+@njit(**JIT_OPTIONS)
+def _record(B, item, buf, VI, row):
+    """row (n_units, the plan's flat layout) = batch item ``item`` of the vertex-block buffer ``buf``."""
+    for i in range(VI.shape[0]):
+        o = VI[i, V_OFF]
+        n = VI[i, V_SIZE]
+        for jj in range(n):
+            row[o + jj] = buf[B * o + item * n + jj]
+
+
+@njit(**JIT_OPTIONS)
+def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
+           eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive, x0, deps, e0, k1, ke1,
+           G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status):
+    """Standard PC (``ALG_PC``) or iPC (``ALG_IPC``) from the initial values in ``x``, as
+    :func:`neurosim.backends.reference.ReferenceBackend.run_batch` and :func:`neurosim.algorithms.ipc._numpy`.
+
+    Error states (``tau_eps > 0``) start at ``prec (x - mu)`` (or ``eps_init`` with ``INIT_PREVIOUS``) and follow
+    ``d eps/dt = ((x - mu) - eps / prec) / tau_eps`` with the step of the values (not divided by ``tau_x``).
+    For t = 0, 1, ...: energies[t]; record; divergence check; stop at t = n or (``tol > 0``) once
+    max |dx/dt|, |d eps/dt| < tol; iPC: Hebbian direction at (x_t, eps_t); the step (Euler, or ``heun``:
+    x + rate/2 (f(x) + f(x + rate f(x)))); iPC with ``learn``: the update through the optimisers; then
+    (``dt_decay < 1``) ``rate *= dt_decay`` when the total energy did not decrease.  PC: the Hebbian direction
+    at the final state (applied when ``learn``); iPC: the same direction, reported only.
+    """
+    nv = VI.shape[0]
+    ipc = algo == _ALG_IPC
+    has_es = False
+    for i in range(nv):
+        if _has_eps_state(i, VI, VF):
+            has_es = True
+    if has_es:
+        if init == _INIT_PREVIOUS and eps_init.shape[0] > 0:
+            for i in range(nv):
+                if _has_eps_state(i, VI, VF):
+                    for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                        eps[j] = eps_init[j]
+        else:
+            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+            for i in range(nv):
+                if _has_eps_state(i, VI, VF):
+                    prec = VF[i, VF_PREC]
+                    for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                        eps[j] = prec * (x[j] - mu[j])
+    track = rec_every > 0 and rec_item < B
+    steps = 0
+    r = 0
+    bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energies[0], n > 0)
+    for t in range(n + 1):
+        if track and t % rec_every == 0:
+            _record(B, rec_item, x, VI, rec_x[r])
+            _record(B, rec_item, eps, VI, rec_eps[r])
+            _record(B, rec_item, mu, VI, rec_mu[r])
+            rec_steps[r] = t
+            r += 1
+        if bad >= 0:
+            status[0], status[1], status[2], status[3], status[4] = 1, t, bad, t, r
+            return
+        if t == n:
+            break
+        if tol > 0 and _max_rate(B, x, eps, drive, deps, clamp, beta, Y, target, VI, VF) < tol:
+            break
+        if ipc:
+            Gt[:] = 0.0
+            for i in range(nv):
+                if VI[i, V_OP] != OP_INPUT:
+                    _grad_vertex(i, B, x, eps, Gt, theta, VI, EI, EF, PI, s1, sG, cb, ob)
+        if heun:
+            x0[:] = x
+            e0[:] = eps
+            ke1[:] = deps
+            _rates(B, x, eps, drive, clamp, beta, Y, target, VI, VF, k1)
+            for j in range(x.shape[0]):
+                x[j] = x0[j] + rate * k1[j]
+            for i in range(nv):
+                if _has_eps_state(i, VI, VF):
+                    for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                        eps[j] = e0[j] + rate * ke1[j]
+            _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, erow, True)
+            _rates(B, x, eps, drive, clamp, beta, Y, target, VI, VF, drive)  # f(x + rate f(x)), in place
+            for j in range(x.shape[0]):
+                x[j] = x0[j] + 0.5 * rate * (k1[j] + drive[j])
+            for i in range(nv):
+                if _has_eps_state(i, VI, VF):
+                    for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                        eps[j] = e0[j] + 0.5 * rate * (ke1[j] + deps[j])
+        else:
+            _step(B, x, eps, drive, rate, clamp, -1, VI, VF, beta, Y, target)
+            if has_es:
+                for i in range(nv):
+                    if _has_eps_state(i, VI, VF):
+                        for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                            eps[j] += rate * deps[j]
+        if ipc and learn:
+            _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[0], False)
+        steps += 1
+        bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energies[t + 1],
+                      t + 1 < n)
+        if dt_decay < 1.0:
+            before = 0.0
+            after = 0.0
+            for i in range(nv):
+                before += energies[t, i]
+                after += energies[t + 1, i]
+            if after >= before:
+                rate *= dt_decay
+    status[3], status[4] = steps, r
+    for i in range(nv):
+        if VI[i, V_OP] != OP_INPUT:
+            _grad_vertex(i, B, x, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
+    if learn and not ipc:
+        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+
+
+# ----------------------------------------------------------------------------------------------- one batch
+@njit(**JIT_OPTIONS)
+def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target, beta, init, tol, heun, dt_decay,
+                       rec_every, rec_item, X, Y, x_init, eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF,
+                       used, x, mu, eps, drive, xhat, deps, e0, k1, ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow,
+                       y0, rec_steps, rec_x, rec_eps, rec_mu, status):
+    """One batch of schedule ``algo`` (see :mod:`neurosim.graph.reference` and :class:`~neurosim.graph.base.Schedule`),
+    in place.
+
+    Start: the feedforward pass (``y0`` = its output); FPA freezes it in ``xhat``; then ``init``
+    (``INIT_ZEROS``: movable vertices to 0; ``INIT_PREVIOUS``: every computing vertex from ``x_init``, vertex-block
+    layout) and, with ``clamp``, the output set to ``Y``.  An unclamped output with ``beta > 0`` is nudged
+    toward ``Y`` (:func:`_step`).  PC and iPC run :func:`_relax` (error states, ``tol``, ``heun``, ``dt_decay``,
+    records); FPA and Z-IL their own loops below (``tau_eps`` ignored); BP ignores every relaxation setting.
 
     Scratch: ``s1``, ``s2`` (B max_size), ``sG`` (largest parameter), ``cb`` / ``ob`` (the im2col and channel-row
-    matrices of the largest convolution, see :func:`conv_scratch_sizes`).
+    matrices of the largest convolution, see :func:`conv_scratch_sizes`); ``xhat`` (FPA: the frozen
+    values; Heun: the state at the start of a step), ``deps``, ``e0``, ``k1``, ``ke1`` (B n_units), ``erow``
+    (n_vertices, float64).
 
     Outputs: the state buffers ``x, mu, eps`` (vertex blocks), ``G`` (the update direction summed over the
-    batch), ``energies`` (n + 1, n_vertices), ``y0`` (B, n_out), ``status`` = (code, step, vertex); the
-    parameters and optimiser state are updated when ``learn``.
+    batch), ``energies`` (n + 1, n_vertices; float64 whatever the state's dtype), ``y0`` (B, n_out),
+    ``rec_steps, rec_x, rec_eps, rec_mu`` (the first ``status[4]`` rows), ``status`` = (code, step, vertex, steps
+    taken, records); the parameters and optimiser state are updated when ``learn``.
     """
     B = X.shape[0]
     nv = VI.shape[0]
     status[0] = 0
     status[1] = -1
     status[2] = -1
+    status[3] = n
+    status[4] = 0
     G[:] = 0.0
     for i in range(nv):
         if VI[i, V_OP] == OP_INPUT:
@@ -564,6 +810,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             y0[b, j] = Xt[b, j]
 
     if algo == _ALG_BP:
+        status[3] = 0
         eps[:] = 0.0
         Et = blk(eps, B, VI[target, V_OFF], nt)
         prec = VF[target, VF_PREC]
@@ -575,7 +822,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
                 acc += r * r
         energies[0, target] = 0.5 * prec * acc / B
         if not math.isfinite(energies[0, target]):
-            status[0], status[1], status[2] = 1, 0, target
+            status[0], status[1], status[2], status[3] = 1, 0, target, 0
             return
         for i in range(nv - 1, -1, -1):
             if VI[i, V_OP] != OP_INPUT:
@@ -589,13 +836,30 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
 
     if algo == _ALG_FPA:
         xhat[:] = x
+    if init == _INIT_ZEROS:
+        for i in range(nv):
+            if VI[i, V_OP] != OP_INPUT and _movable(i, clamp, VI):
+                for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                    x[j] = 0.0
+    elif init == _INIT_PREVIOUS:
+        for i in range(nv):
+            if VI[i, V_OP] != OP_INPUT:
+                for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                    x[j] = x_init[j]
     if clamp:
         for b in range(B):
             for j in range(nt):
                 Xt[b, j] = Y[b, j]
+    if algo == _ALG_PC or algo == _ALG_IPC:
+        _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
+               eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive, xhat, deps, e0, k1,
+               ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status)
+        return
     if algo == _ALG_ZIL and wavefront and not immediate:
-        _zil_wavefront(B, n, rate, learn, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive,
-                       G, s1, s2, sG, cb, ob, energies, status)
+        if init != _INIT_FF:  # the wave-front sweep starts from the predictions at the initial state
+            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+        _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps,
+                       drive, G, s1, s2, sG, cb, ob, energies, status)
         return
     xJ = xhat if algo == _ALG_FPA else x
     for t in range(n + 1):
@@ -603,7 +867,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
         bad = _errors(B, x, mu, eps, VI, VF, energies[t])
         if bad >= 0:
-            status[0], status[1], status[2] = 1, t, bad
+            status[0], status[1], status[2], status[3] = 1, t, bad, t
             return
         if t < n:
             _feedback_all(B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob)
@@ -616,7 +880,8 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             if learn and immediate:
                 _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[t], True)
         if t < n:
-            _step(B, x, eps, drive, rate, clamp, t + 1 if (algo == _ALG_ZIL and wavefront) else -1, VI, VF)
+            _step(B, x, eps, drive, rate, clamp, t + 1 if (algo == _ALG_ZIL and wavefront) else -1, VI, VF, beta, Y,
+                  target)
     if algo != _ALG_ZIL:
         for i in range(nv):
             if VI[i, V_OP] != OP_INPUT:

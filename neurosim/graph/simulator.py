@@ -54,6 +54,7 @@ from .base import (ALG_BP, ALG_FPA, ALG_PC, ALG_ZIL, STATUS_OK, GraphBatchResult
                    used_at_level)
 from .declare import Graph, level
 from .plan import P_MEAN, P_OFF, P_SIZE, V_OFF, V_SIZE, GraphPlan, lower_graph
+from .numba_engine import NumbaGraphEngine as _NumbaBackend  # noqa: F401 (the numba engine)
 from .reference import run_reference
 
 __all__ = ["GraphSimulator", "GraphRelaxResult", "ALGORITHMS", "BACKENDS"]
@@ -121,70 +122,6 @@ class _ReferenceBackend:
 
     def run(self, plan, state, X, Y, sch, used):
         return run_reference(plan, state, X, Y, sch, used)
-
-
-class _NumbaBackend:
-    """Runs :func:`neurosim.graph.kernels.graph_batch_kernel`; buffers are cached per (plan, batch size)."""
-
-    name = "numba"
-
-    def __init__(self):
-        from . import kernels  # (compiles or loads the cached kernels)
-        self._kernels = kernels
-        self._bufs = {}
-
-    def _buffers(self, plan: GraphPlan, B: int, dtype):
-        key = (id(plan), B)
-        if key not in self._bufs:
-            if len(self._bufs) > 8:
-                self._bufs.clear()
-            nu = plan.n_units
-            ms = plan.max_size
-            mp = int(plan.PI[:, P_SIZE].max()) if plan.n_params else 1
-            perm = np.zeros((B, nu), dtype=np.int64)
-            for i in range(plan.n_vertices):
-                o, n = int(plan.VI[i, V_OFF]), int(plan.VI[i, V_SIZE])
-                perm[:, o:o + n] = B * o + np.arange(B)[:, None] * n + np.arange(n)[None, :]
-            nc, no = self._kernels.conv_scratch_sizes(plan, B)
-            self._bufs[key] = dict(cb=np.zeros(nc, dtype), ob=np.zeros(no, dtype),
-                x=np.zeros(B * nu, dtype), mu=np.zeros(B * nu, dtype), eps=np.zeros(B * nu, dtype),
-                drive=np.zeros(B * nu, dtype), xhat=np.zeros(B * nu, dtype), G=np.zeros(plan.n_theta, dtype),
-                Gt=np.zeros(plan.n_theta, dtype), s1=np.zeros(B * ms, dtype), s2=np.zeros(B * ms, dtype),
-                sG=np.zeros(mp, dtype), perm=perm, plan=plan)
-        return self._bufs[key]
-
-    def run(self, plan, state, X, Y, sch, used):
-        graph_batch_kernel = self._kernels.graph_batch_kernel
-        B = X.shape[0]
-        dt = state.dtype
-        buf = self._buffers(plan, B, dt)
-        n = int(sch.n_steps) if sch.algo != ALG_BP else 0
-        energies = np.zeros((n + 1, plan.n_vertices))
-        y0 = np.zeros((B, plan.n_output), dtype=dt)
-        status = np.zeros(3, dtype=np.int64)
-        Yk = np.ascontiguousarray(Y, dtype=dt) if Y is not None else np.zeros((B, plan.n_output), dtype=dt)
-        if used is None:
-            used = np.zeros((1, max(plan.n_params, 1)), dtype=np.int64)
-        graph_batch_kernel(int(sch.algo), n, float(sch.rate), bool(sch.clamp), bool(sch.learn),
-                           bool(sch.immediate), bool(sch.wavefront), int(plan.target),
-                           np.ascontiguousarray(X, dtype=dt), Yk, state.theta, state.m, state.v, state.opt_t,
-                           plan.VI, plan.VF, plan.EI, plan.EF, plan.PI, plan.PF, used, buf["x"], buf["mu"],
-                           buf["eps"], buf["drive"], buf["xhat"], buf["G"], buf["Gt"], buf["s1"], buf["s2"],
-                           buf["sG"], buf["cb"], buf["ob"], energies, y0, status)
-        perm = buf["perm"]
-        x = buf["x"][perm]
-        out_t = plan.units(plan.target)
-        if status[0] != STATUS_OK:
-            s = int(status[1])
-            return GraphBatchResult(steps=s, energy=energies[:s + 1], status=int(status[0]), fail_step=s,
-                                    fail_vertex=int(status[2]), y0=y0, y=x[:, out_t].copy(), x=x)
-        D = buf["G"].copy()
-        for k in range(plan.n_params):
-            if plan.PI[k, P_MEAN]:
-                o, sz = int(plan.PI[k, P_OFF]), int(plan.PI[k, P_SIZE])
-                D[o:o + sz] /= B
-        return GraphBatchResult(steps=n, energy=energies, y0=y0, y=x[:, out_t].copy(), directions=D, x=x,
-                                eps=buf["eps"][perm], mu=buf["mu"][perm])
 
 
 # ----------------------------------------------------------------------------------------------- simulator
