@@ -300,9 +300,6 @@ class GraphNumbaBackend(GraphBackend):
     """One jitted call per batch (:mod:`neurosim.graph.kernels`), BLAS single-threaded inside it."""
 
     name = "numba"
-    supports = GraphBackend.supports - {"float32"}
-    unsupported_reasons = {"float32": "the graph kernels run graph circuits in float64 only; use dtype='float64' or "
-                                      "backend='reference' for float32"}
 
     def __init__(self, plan, dtype=np.float64, **options):
         super().__init__(plan, dtype, **options)

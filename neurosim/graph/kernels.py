@@ -766,7 +766,8 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
     """One batch of schedule ``algo`` (see :mod:`neurosim.graph.reference` and :class:`~neurosim.graph.base.Schedule`),
     in place.
 
-    Start: the feedforward pass (``y0`` = its output); FPA freezes it in ``xhat``; then ``init``
+    Start: the feedforward pass (``y0`` = its output; PC/iPC with another ``init``: the output's prediction at
+    the initial state); FPA freezes it in ``xhat``; then ``init``
     (``INIT_ZEROS``: movable vertices to 0; ``INIT_PREVIOUS``: every computing vertex from ``x_init``, vertex-block
     layout) and, with ``clamp``, the output set to ``Y``.  An unclamped output with ``beta > 0`` is nudged
     toward ``Y`` (:func:`_step`).  PC and iPC run :func:`_relax` (error states, ``tol``, ``heun``, ``dt_decay``,
@@ -851,6 +852,12 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             for j in range(nt):
                 Xt[b, j] = Y[b, j]
     if algo == _ALG_PC or algo == _ALG_IPC:
+        if init != _INIT_FF:  # y0: the output's prediction at the initial state (as the layered backends)
+            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+            Mt = blk(mu, B, VI[target, V_OFF], nt)
+            for b in range(B):
+                for j in range(nt):
+                    y0[b, j] = Mt[b, j]
         _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
                eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive, xhat, deps, e0, k1,
                ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status)

@@ -41,21 +41,18 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..backends.base import MODE_CLAMP, MODE_NUDGE
-from ..errors import DivergenceError, UnsupportedError
+from ..errors import DivergenceError
 from ..simulator import History, Simulator, _check_batch, _real_array
 from .backend import ALGORITHMS
-from .base import (ALG_BP, ALG_FPA, ALG_PC, ALG_ZIL, STATUS_OK, GraphBatchResult, ParamState, Schedule,
-                   used_at_level)
-from .declare import Graph, level
-from .plan import P_MEAN, P_OFF, P_SIZE, V_OFF, V_SIZE, GraphPlan, lower_graph
+from .base import STATUS_OK, GraphBatchResult, ParamState
+from .declare import Graph
 from .numba_engine import NumbaGraphEngine as _NumbaBackend  # noqa: F401 (the numba engine)
-from .reference import run_reference
+from .plan import GraphPlan
 
 __all__ = ["GraphSimulator", "GraphRelaxResult", "ALGORITHMS", "BACKENDS"]
 
@@ -114,14 +111,6 @@ class GraphRelaxResult:
     @property
     def total_energy(self) -> np.ndarray:
         return self.energy.sum(axis=1)
-
-
-# ----------------------------------------------------------------------------------------------- backends
-class _ReferenceBackend:
-    name = "reference"
-
-    def run(self, plan, state, X, Y, sch, used):
-        return run_reference(plan, state, X, Y, sch, used)
 
 
 # ----------------------------------------------------------------------------------------------- simulator
