@@ -1118,7 +1118,15 @@ class Simulator:
         res = self._run_batch(X, Y, spec, algo=algo, options=options)
         if learn:
             self._n_batches += 1
+            self._record_weight_norms()
         return res
+
+    def _record_weight_norms(self):
+        """Record the ``weight_norm`` probes due after training batch ``self._n_batches`` (every ``p.every``)."""
+        for p in self.probes:
+            if p.variable == "weight_norm" and self._n_batches % p.every == 0:
+                k = self.plan.proj_index(p.target)
+                self.data.append(p.name, [[float(np.linalg.norm(self._backend.weight(k)))]], [self._n_batches])
 
     def directions(self, X, Y, algorithm: str = "bp", options: dict | None = None, *, steps: int = 20,
                    dt: float | None = None, result: bool = False):
@@ -1128,7 +1136,10 @@ class Simulator:
         Hebbian terms of ``"pc"``, ``"strict"``, ``"fpa"``, ``"zil"``), batch mean unless a rule uses
         ``batch_reduction="sum"``, before the learning rate and the optimiser; keys as :attr:`weights`
         (layered circuits: ``"W1"``, ``"W1.b"``; graphs: parameter names, shared parameters summed over their
-        uses).  Once ``fpa`` (``eta=1``) or ``zil`` is exact, their directions equal ``bp``'s.  ``"ipc"`` updates
+        uses).  ``"pc"`` relaxes as ``train(algorithm="pc")`` does (this simulator's integrator, ``dt`` over each
+        ``tau_x``, error-unit dynamics, output options and ``convention``) and returns the Hebbian term
+        ``eps_post^T phi(x_pre)`` at the reached state.  Once ``fpa`` (``eta=1``) or ``zil`` is
+        exact, their directions equal ``bp``'s.  ``"ipc"`` updates
         at every step and has no single direction (ValueError).  ``result=True`` (graph circuits) also returns
         the :class:`~neurosim.graph.base.GraphBatchResult` of the run (final ``x``/``eps``/``mu`` in the plan's
         unit layout, ``energy`` per vertex and step -- of the levelled plan for ``zil``).
@@ -1166,13 +1177,20 @@ class Simulator:
                 _, dirs = fpa.fpa_updates(self, X, Y, **options)
             elif algorithm == "zil":
                 _, dirs = zil.zil_updates(self, X, Y, **options)
+            elif algorithm == "pc":
+                # the relaxation of train(algorithm="pc") -- this simulator's integrator, dt / tau_x, error-unit
+                # dynamics and output options -- without the update; then the Hebbian term at the reached state
+                spec = self._spec(steps, "clamp", 0.0, "feedforward", None, dt, 1.0, None, False, record=False)
+                res, dirs, st = pc._relax(self, X, Y, pc._pc_spec(spec, options), options, "pc")
+                if dirs is None and res.status == 0:
+                    from .algorithms._common import NumpyNet
+                    state = self._backend.state()
+                    net = NumpyNet(self._backend, st.prec)
+                    dirs = net.directions(state["eps"], net.phi(state["x"]))
             else:
                 opts = dict(options)
-                if algorithm == "pc":
-                    opts = {"eta": dt if dt is not None else self.dt, "n": steps, **opts}
-                else:
-                    opts["eta"] = opts.get("eta") if opts.get("eta") is not None else (dt or self.dt)
-                    opts["n"] = opts.get("n") if opts.get("n") is not None else steps
+                opts["eta"] = opts.get("eta") if opts.get("eta") is not None else (dt or self.dt)
+                opts["n"] = opts.get("n") if opts.get("n") is not None else steps
                 _, dirs = pc.strict_updates(self, X, Y, **opts)
             for a, v in zip((self._backend.W, self._backend.b), kept):
                 if not np.array_equal(a, v):  # pragma: no cover - the helpers run with learn=False
@@ -1246,7 +1264,6 @@ class Simulator:
             self.load_checkpoint(checkpoint)
             epochs = max(0, epochs - len(self.history["epoch_loss"]))
         h = self.history
-        wprobes = [p for p in self.probes if p.variable == "weight_norm"]
         from .progress import progress_bar
         bar = progress_bar(total=epochs * n_batches, desc="train", enabled=progress)
         try:
@@ -1269,11 +1286,7 @@ class Simulator:
                         acc = float(np.mean(np.argmax(res.y0, 1) == np.argmax(yb, 1)))
                         h["accuracy"].append(acc)
                         accs.append(acc * len(idx))
-                    for p in wprobes:
-                        if self._n_batches % p.every == 0:
-                            k = self.plan.proj_index(p.target)
-                            self.data.append(p.name, [[float(np.linalg.norm(self._backend.weight(k)))]],
-                                             [self._n_batches])
+                    self._record_weight_norms()
                     bar.update(1)
                     if bi % 10 == 0 or bi == n_batches - 1:
                         post = {"loss": f"{np.mean(h['loss'][-n_batches:]):.4f}"}

@@ -5,12 +5,14 @@ differentiable function of its parents (:class:`Dense`, :class:`Conv2d`, :class:
 :class:`Product`, :class:`Act`, :class:`Identity`) -- then train it with standard PC, FPA, Z-IL or
 backprop on the NumPy reference or the numba kernels::
 
+    import neurosim as ns
     from neurosim import graph as ng
     net = ng.cnn((1, 8, 8), channels=(8, 16), n_out=10)
-    with ng.GraphSimulator(net, backend="numba", seed=0) as sim:
+    with ns.Simulator(net, backend="numba", seed=0) as sim:
         sim.train(X, Y, epochs=5, batch_size=32, algorithm="zil")
 
-Same lifecycle as :class:`neurosim.Simulator`: declare -> lower (:func:`lower_graph`) -> run.
+They run on the one :class:`neurosim.Simulator`: declare -> lower (:func:`lower_graph`) -> run
+(:class:`GraphSimulator` is its deprecated predecessor).
 ``import neurosim.graph`` compiles nothing; the kernels compile (and are cached) when a numba simulator is
 built.
 """

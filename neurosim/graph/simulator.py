@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,7 +116,8 @@ class GraphRelaxResult:
 
 # ----------------------------------------------------------------------------------------------- simulator
 class GraphSimulator(Simulator):
-    """Deprecated: :class:`neurosim.Simulator` runs graph circuits (``ns.Simulator(graph, backend=...)``).
+    """Deprecated: :class:`neurosim.Simulator` runs graph circuits (``ns.Simulator(graph, backend=...)``);
+    building one emits a DeprecationWarning.
 
     Kept so that code written for it keeps running with the same numbers: the constructor's argument order
     (``graph, backend, seed, dt, dtype``), ``run`` returning a :class:`GraphRelaxResult` (vertex-shaped
@@ -125,6 +127,9 @@ class GraphSimulator(Simulator):
     """
 
     def __init__(self, graph: Graph, backend: str = "numba", seed: int = 0, dt: float = 0.1, dtype="float64"):
+        warnings.warn("GraphSimulator is deprecated: use neurosim.Simulator(graph, ...) (same backends, training, "
+                      "probes and checkpoints; run() returns flat (B, n) arrays, sim.plan.v_shapes gives the "
+                      "vertices' shapes)", DeprecationWarning, stacklevel=2)
         if not isinstance(graph, Graph):
             raise TypeError(f"GraphSimulator needs a neurosim.graph.Graph, got {type(graph).__name__}; layered "
                             "circuits run on neurosim.Simulator")

@@ -12,6 +12,9 @@ import neurosim as ns
 from neurosim import graph as ng
 from neurosim.graph import Act, Conv2d, Dense, Graph, Input, Pool
 
+# these tests exercise the deprecated GraphSimulator on purpose (its API and numbers are kept)
+pytestmark = pytest.mark.filterwarnings("ignore:GraphSimulator is deprecated:DeprecationWarning")
+
 BACKENDS = ["reference", "numba"]
 SGD = ns.Hebbian(lr=0.1, optimizer=ns.SGD(momentum=0.9))
 

@@ -9,6 +9,9 @@ from neurosim import graph as ng
 from neurosim.graph import Dense, Graph, Input, Param
 from neurosim.graph.reference import feedforward
 
+# these tests exercise the deprecated GraphSimulator on purpose (its API and numbers are kept)
+pytestmark = pytest.mark.filterwarnings("ignore:GraphSimulator is deprecated:DeprecationWarning")
+
 
 def _data(n_in, n_out, B=8, seed=0):
     rng = np.random.default_rng(seed)
