@@ -1168,9 +1168,11 @@ class Simulator:
         from .algorithms import backprop, fpa, pc, zil
         out = {}
         if algorithm == "bp":
-            _, _, gW, gb = backprop.gradients(self._backend, X, Y)
-            gW = {k: -g for k, g in gW.items()}
-            gb = {k: -g for k, g in gb.items()}
+            _, _, gW, gb = backprop.gradients(self._backend, X, Y)   # batch means
+            # minus the gradient, summed over the batch where the rule says so (as train applies it)
+            sc = {k: 1.0 if self.plan.proj_mean[k] else float(X.shape[0]) for k in range(self.plan.n_proj)}
+            gW = {k: -sc[k] * g for k, g in gW.items()}
+            gb = {k: -sc[k] * g for k, g in gb.items()}
         else:
             kept = [a.copy() for a in (self._backend.W, self._backend.b)]
             if algorithm == "fpa":

@@ -249,3 +249,22 @@ def test_step_records_weight_norm_probes_as_train_does():
         assert np.array_equal(b.data.steps(name)[:n], a.data.steps(name)), name
         np.testing.assert_allclose(b.data[name][:n], a.data[name], rtol=1e-12, atol=0)
     assert len(b.data["W2.weight_norm"]) == 2
+
+
+@pytest.mark.parametrize("algorithm", ["bp", "fpa", "zil", "pc"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_directions_follow_the_rule_batch_reduction(backend, algorithm):
+    """With ``batch_reduction="sum"`` the direction is what one plain-SGD step applies, divided by lr: the batch
+    sum (B times the mean of a "mean" rule) -- for bp as for the Hebbian schedules."""
+    X, Y = _data(B=6)
+    lr = 0.125
+    sims = {red: _sim(backend, lr=lr, optimizer=ns.SGD(), batch_reduction=red) for red in ("mean", "sum")}
+    d = {red: s.directions(X, Y, algorithm, steps=5) for red, s in sims.items()}
+    for k in d["mean"]:
+        assert _rel(d["sum"][k], X.shape[0] * d["mean"][k]) < 1e-10, k
+    s = sims["sum"]
+    w0 = s.weights
+    s.step(X, Y, algorithm, steps=5)
+    w1 = s.weights
+    for k in w0:
+        assert _rel((w1[k] - w0[k]) / lr, d["sum"][k]) < 1e-8, k
