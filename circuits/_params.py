@@ -88,3 +88,13 @@ PER_CLASS = Int(ge=0, doc="0 = all",
                           "(130 at 0.25)"))
 #: a training schedule of neurosim.Simulator.train (neurosim.algorithms.names())
 ALGORITHM = Choice(_algorithms.names)
+
+
+def _check_hardware(value):
+    from neurosim.hardware.spec import parse_hardware
+    parse_hardware(value)   # raises ValueError naming the item and what is valid
+
+
+#: a modelled substrate for the run's Simulator(hardware=...), written as in neurosim.hardware.spec
+HARDWARE = Str(check=_check_hardware, doc="none, or items like weights:Quantize(6, bound=2.0);reads:AdditiveNoise(0.01);"
+                                          "coding=event;threshold=0.01 (neurosim.hardware.spec)")

@@ -23,6 +23,7 @@ import numpy as np
 import neurosim as ns
 from neurosim import plot
 from neurosim.data import load_digits
+from neurosim.hardware.spec import format_hardware, parse_hardware
 
 from . import _params as P
 
@@ -46,6 +47,7 @@ DEFAULTS = {
     "test_fraction": 0.25,
     "dtype": "float64",      # float64 | float32
     "relax_steps_plot": 100, # steps of the clamped relaxation shown in the figures
+    "hardware": "none",      # a modelled substrate, e.g. "weights:Quantize(6, bound=2.0)" (neurosim.hardware.spec)
 }
 
 #: type and valid range of every parameter (checked before the run; shown by `neurosim show digits`)
@@ -66,6 +68,7 @@ PARAMS = {
     "test_fraction": P.TEST_FRACTION,
     "dtype": P.Choice("float64", "float32"),
     "relax_steps_plot": P.COUNT,
+    "hardware": P.HARDWARE,
 }
 
 
@@ -80,7 +83,7 @@ def warm_up(net, cfg, data) -> float:
     every number it produces are untouched)."""
     t0 = time.perf_counter()
     with ns.Simulator(net, dt=cfg["dt"], backend=cfg["backend"], seed=cfg["seed"], dtype=cfg["dtype"],
-                      integrator=cfg["integrator"]) as warm:
+                      integrator=cfg["integrator"], hardware=parse_hardware(cfg["hardware"])) as warm:
         n = min(cfg["batch_size"], data.n_train)
         warm.train(data.X_train[:n], data.Y_train[:n], epochs=1, batch_size=cfg["batch_size"], steps=1,
                    X_test=data.X_test[:n], Y_test=data.Y_test[:n], progress=False, algorithm=cfg["algorithm"])
@@ -93,20 +96,21 @@ def run(cfg, out, progress=True) -> dict:
     data = load_digits(test_fraction=cfg["test_fraction"], seed=cfg["seed"])
     net = build(cfg)
     compile_s = warm_up(net, cfg, data)
+    hardware = parse_hardware(cfg["hardware"])
     sim = ns.Simulator(net, dt=cfg["dt"], backend=cfg["backend"], seed=cfg["seed"], dtype=cfg["dtype"],
-                       integrator=cfg["integrator"])
+                       integrator=cfg["integrator"], hardware=hardware)
     hist = sim.train(data.X_train, data.Y_train, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                      steps=cfg["steps"], X_test=data.X_test, Y_test=data.Y_test, progress=progress,
                      algorithm=cfg["algorithm"])
     train_eval = sim.evaluate(data.X_train, data.Y_train)
     test_eval = sim.evaluate(data.X_test, data.Y_test)
 
-    # look at the trained network relaxing on one test batch with its labels clamped
+    # look at the trained network (the weights a read sees) relaxing on one test batch with its labels clamped
     hidden = [p.name for p in net.populations if p.name not in ("input", "output")]
     probes = [ns.Probe(n, v) for n in (*hidden, "output") for v in ("x", "eps")]
     viewer = ns.Simulator(net, dt=cfg["dt"], backend=cfg["backend"], seed=cfg["seed"], dtype=cfg["dtype"],
                           probes=probes)
-    viewer.load_weights(sim.weights)
+    viewer.load_weights(sim.weights if hardware is None else {**sim.weights, **sim.read_weights()})
     xb, yb = data.X_test[:32], data.Y_test[:32]
     res = viewer.run(xb, yb, steps=cfg["relax_steps_plot"], mode="clamp")
     names = [n for n in res.populations if n != "input"]
@@ -119,6 +123,11 @@ def run(cfg, out, progress=True) -> dict:
     plot.learning_curves(hist, path=out / "learning_curves.png", title="PC on digits")
     plot.weights(sim.weights, path=out / "weights.png", image_shape=(8, 8))
     epoch_time = float(np.sum(hist["epoch_time"]))
+    extra = {}
+    if hardware is not None:   # what the substrate did: operation counts of the whole training
+        c = sim.hardware.counts
+        extra = {"hardware": format_hardware(hardware),
+                 "hardware_counts": {f: float(getattr(c, f)) for f in c.__dataclass_fields__}}
     return {
         "algorithm": cfg["algorithm"],
         "test_accuracy": test_eval["accuracy"],
@@ -136,4 +145,5 @@ def run(cfg, out, progress=True) -> dict:
         "training_time_s": epoch_time,
         "train_samples_per_s": data.n_train * len(hist["epoch_time"]) / max(epoch_time, 1e-12),
         "figures": ["learning_curves.png", "relaxation_energy.png", "dynamics.png", "weights.png"],
+        **extra,
     }

@@ -55,8 +55,18 @@ def _parser():
     return p
 
 
+def _set_value(module, key, raw):
+    """The value of ``--set key=raw``: the text itself for a parameter declared as a string (so that
+    ``hardware=weights:Quantize(6, bound=2.0)`` keeps its commas), else :func:`parse_value`."""
+    from .experiment import params_of, parse_value
+    spec = (params_of(module) or {}).get(key)
+    if spec is not None and spec.kind == "str":
+        return raw.strip()
+    return parse_value(raw)
+
+
 def _sweep(module, args) -> int:
-    from .experiment import ConfigError, params_of, parse_value
+    from .experiment import ConfigError, params_of
     from .sweep import parse_grid, run_sweep
     if not args.grid:
         return _fail("sweep needs at least one --grid KEY=V1,V2,...", 2)
@@ -67,7 +77,7 @@ def _sweep(module, args) -> int:
         if "=" not in item:
             return _fail(f"--set expects KEY=VALUE, got {item!r}", 2)
         key, raw = item.split("=", 1)
-        fixed[key.strip()] = parse_value(raw)
+        fixed[key.strip()] = _set_value(module, key.strip(), raw)
     out = args.out or Path("results") / "sweeps" / module.NAME
     try:
         grid = parse_grid(args.grid, module.DEFAULTS, params_of(module))
@@ -112,7 +122,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     from . import registry
-    from .experiment import ConfigError, parse_value, run_experiment
+    from .experiment import ConfigError, run_experiment
 
     if args.command == "list":
         rows = registry.list_experiments()
@@ -141,7 +151,7 @@ def main(argv=None) -> int:
         if "=" not in item:
             return _fail(f"--set expects KEY=VALUE, got {item!r}", 2)
         key, raw = item.split("=", 1)
-        overrides[key.strip()] = parse_value(raw)
+        overrides[key.strip()] = _set_value(module, key.strip(), raw)
     if args.backend:
         overrides["backend"] = args.backend
     if args.seed is not None:

@@ -47,6 +47,8 @@ def test_show_lists_parameters_defaults_and_valid_values(capsys):
     (["run", "digits", "--set", "epochs"], "KEY=VALUE"),
     (["run", "digits", "--set", "nope=1"], "unknown parameter 'nope'"),
     (["run", "digits", "--set", "epochs=abc"], "epochs="),
+    (["run", "digits", "--set", "hardware=weights:Quantise(6)"], "unknown transform 'Quantise'"),
+    (["run", "digits", "--set", "hardware=reads:Quantize(6, bound=2.0)"], "cannot be applied at site 'reads'"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, fragment, capsys, tmp_path):
     code = main(argv + ["--out", str(tmp_path / "o")])
@@ -168,3 +170,25 @@ def test_brian2_backend_without_brian2_exits_2_before_the_run(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert "brian2 is not installed" in err and ".[brian2]" in err
     assert not (out / "metrics.json").exists()
+
+
+def test_run_digits_on_a_modelled_substrate(tmp_path):
+    """--set hardware=... trains on Simulator(hardware=...): quantised weights (commas kept in the text), counts
+    of the device in metrics.json; the stored weights sit on the 6-bit grid of step 2 / 31."""
+    import numpy as np
+    from neurosim.circuits import digits
+    code = main(["run", "digits", "--out", str(tmp_path), "--no-progress", "--set", "epochs=1",
+                 "--set", "hidden=[16]", "--set", "hardware=weights:Quantize(6, bound=2.0);seed=3"])
+    assert code == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["hardware"].startswith("weights:Quantize(bits=6, bound=2.0") and m["hardware"].endswith("seed=3")
+    assert m["hardware_counts"]["weight_writes"] > 0 and m["hardware_counts"]["samples"] == m["n_train"]
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["hardware"] == "weights:Quantize(6, bound=2.0);seed=3"
+    # the same run in Python: every stored weight is a multiple of the quantisation step
+    from neurosim.hardware.spec import parse_hardware
+    import neurosim as ns
+    sim = ns.Simulator(digits.build({**digits.DEFAULTS, "hidden": [16]}), hardware=parse_hardware(cfg["hardware"]))
+    step = 2.0 / (2 ** 5 - 1)
+    for k, W in sim.read_weights().items():
+        assert np.allclose(W / step, np.round(W / step), atol=1e-9), k
