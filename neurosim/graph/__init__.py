@@ -17,13 +17,14 @@ They run on the one :class:`neurosim.Simulator`: declare -> lower (:func:`lower_
 built.
 """
 from .builders import cnn, lstm, lstm_cell, mlp, residual, rnn
+from .convert import from_circuit
 from .declare import Act, Conv2d, Dense, Graph, Identity, Input, Param, Pool, Product, Sum, level
 from .plan import GraphPlan, lower_graph
 from .simulator import ALGORITHMS, BACKENDS, GraphRelaxResult, GraphSimulator
 
 __all__ = ["Act", "Conv2d", "Dense", "Graph", "Identity", "Input", "Param", "Pool", "Product", "Sum", "level",
            "GraphPlan", "lower_graph", "GraphSimulator", "GraphRelaxResult", "ALGORITHMS", "BACKENDS", "mlp", "cnn",
-           "residual", "rnn", "lstm", "lstm_cell", "rel_diff"]
+           "residual", "rnn", "lstm", "lstm_cell", "rel_diff", "from_circuit"]
 
 
 def rel_diff(a: dict, b: dict) -> float:

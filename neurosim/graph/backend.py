@@ -170,7 +170,7 @@ class GraphBackend(Backend):
                 bad.append("init other than 'feedforward'")
             if spec.mode != MODE_CLAMP:
                 bad.append("mode other than 'clamp'")
-            if has_tau_eps:
+            if has_tau_eps and what != "bp":   # backprop is a feedforward pass: error units play no part
                 bad.append("error units with tau_eps > 0")
             if bad:
                 raise UnsupportedError(f"algorithm {what!r} on graph {g.name!r} is a fixed schedule from the "

@@ -181,7 +181,9 @@ class Dense:
     weights : str or tuple of str, optional
         Parameter name of each parent's weight matrix :math:`W_j` (``(size, n_parent)``).  Reusing a name
         shares the matrix (recurrent weights unrolled over time); defaults are ``"<name>.W"`` (one parent)
-        or ``"<name>.W0"``, ``"<name>.W1"``, ...
+        or ``"<name>.W0"``, ``"<name>.W1"``, ...  ``None`` for a parent makes its edge an identity (a skip
+        connection, :math:`a_j x_{p_j}` without activation; the parent must have ``size`` units), as a
+        layered ``Projection(skip=True)``.
     phi : str or tuple of str
         Activation applied to each parent before the weights (neurosim's ``W phi(x)`` convention).
     bias : bool or str
@@ -225,7 +227,11 @@ class Dense:
             if w is None:
                 raise ValueError(f"{obj}: weights must name one parameter per parent ({n} parents)")
         for name in w:
-            _check_name(f"{obj} weight parameter", name)
+            if name is not None:   # None: an identity edge (mu += multiplier * x_parent, no activation)
+                _check_name(f"{obj} weight parameter", name)
+        if all(name is None for name in w) and (self.bias is False or self.bias is None):
+            raise ValueError(f"{obj}: every parent is an identity edge (weights None) and there is no bias; use "
+                             "Sum(...) for a weightless sum of parents")
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "phi", _per_parent(obj, "phi", self.phi, n, lambda v: _phi(obj, v)))
         mult = _per_parent(obj, "multiplier", self.multiplier, n)
@@ -628,6 +634,10 @@ class Graph:
                 shapes[n] = v.shape
             elif isinstance(v, Dense):
                 shapes[n] = v.shape if v.shape is not None else (v.size,)
+                for p, w in zip(v.parents, v.weights):
+                    if w is None and math.prod(shapes[p]) != v.size:
+                        raise ValueError(f"{obj}: the identity edge from {p!r} needs {v.size} units, {p!r} has "
+                                         f"{math.prod(shapes[p])}; give it a weight matrix or match the sizes")
             elif isinstance(v, Conv2d):
                 ps = shapes[v.parent]
                 if len(ps) != 3:
@@ -693,7 +703,8 @@ class Graph:
             size = math.prod(self.shapes[n])
             if isinstance(v, Dense):
                 for p, w in zip(v.parents, v.weights):
-                    uses.setdefault(w, []).append(ParamUse(n, "weight", (size, math.prod(self.shapes[p]))))
+                    if w is not None:
+                        uses.setdefault(w, []).append(ParamUse(n, "weight", (size, math.prod(self.shapes[p]))))
                 if v.bias is not None:
                     uses.setdefault(v.bias, []).append(ParamUse(n, "bias", (size,)))
             elif isinstance(v, Conv2d):
@@ -805,7 +816,7 @@ class Graph:
             v = by[n]
             params = []
             if isinstance(v, Dense):
-                params = list(v.weights) + ([v.bias] if v.bias else [])
+                params = [w for w in v.weights if w is not None] + ([v.bias] if v.bias else [])
             elif isinstance(v, Conv2d):
                 params = [v.weight] + ([v.bias] if v.bias else [])
             lines.append(f"  {n:<20s} {type(v).__name__:<8s} {str(self.shapes[n]):<14s} level {self.levels[n]:<3d} "

@@ -323,7 +323,10 @@ def lower_graph(graph: Graph, seed: int = 0) -> GraphPlan:
         if isinstance(v, Dense):
             VI[i, V_OP] = OP_AFFINE
             for p, w, ph, a in zip(v.parents, v.weights, v.phi, v.multiplier):
-                edge(p, E_DENSE, p_index[w], _phi_code(ph), coef=a)
+                if w is None:   # identity edge (skip connection)
+                    edge(p, E_SCALE, coef=a)
+                else:
+                    edge(p, E_DENSE, p_index[w], _phi_code(ph), coef=a)
             if v.bias is not None:
                 VI[i, V_BIAS], VI[i, V_BKIND] = p_index[v.bias], BIAS_UNIT
         elif isinstance(v, Conv2d):
