@@ -49,7 +49,8 @@ def _settings(sim, options):
         raise UnsupportedError(
             f"algorithm 'zil' needs a levelled graph, but in circuit {sim.circuit.name!r} {t.level_problem}; "
             "insert identity populations (Projection(weights=False, skip=True)) so that every path to the "
-            "output has the same length")
+            "output has the same length, or run the circuit as a graph, "
+            "ns.Simulator(neurosim.graph.from_circuit(circuit), ...), whose Z-IL inserts them itself")
     post_d = [int(t.dist[sim.plan.proj_post[k]]) for k in range(sim.plan.n_proj)]
     n_upd = 1 + max([d for d in post_d if d >= 0] + [0])
     return gamma, bool(allz), n_upd, t.dist
