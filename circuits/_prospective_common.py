@@ -27,7 +27,6 @@ from matplotlib.figure import Figure
 import neurosim as ns
 from neurosim import plot
 from neurosim.algorithms import backprop
-from neurosim.backends.base import INIT_FEEDFORWARD, INTEGRATORS, MODE_CLAMP, RunSpec
 from neurosim.progress import progress_bar
 
 RULES = ("pc", "bp")
@@ -84,18 +83,11 @@ def simulator(circuit: ns.Circuit, cfg: dict, relax: Relax, seed: int | None = N
                         seed=int(cfg["seed"] if seed is None else seed))
 
 
-def _spec(sim: ns.Simulator, relax: Relax) -> RunSpec:
-    return RunSpec(mode=MODE_CLAMP, init=INIT_FEEDFORWARD, n_steps=int(relax.steps), tol=float(relax.tol or 0.0),
-                   integrator=INTEGRATORS[sim.integrator], dt=float(relax.dt), dt_decay=float(relax.dt_decay),
-                   learn=True)
-
-
 def learn_step(sim: ns.Simulator, rule: str, X, Y, relax: Relax) -> None:
     """One training step of ``rule`` on the batch ``(X, Y)``; the weights in ``sim`` are updated in place.
 
-    ``"pc"`` runs one clamped relaxation plus the Hebbian update on the simulator's backend (the same call
-    :meth:`neurosim.Simulator.learn` makes, without assembling a :class:`~neurosim.RelaxResult`, which
-    dominates the cost for the tiny circuits of the biological fits); ``"bp"`` one backprop step.
+    ``"pc"`` runs one clamped relaxation plus the Hebbian update on the simulator's backend
+    (:meth:`neurosim.Simulator.step`, the public per-batch call of ``train``); ``"bp"`` one backprop step.
     """
     X = np.ascontiguousarray(np.atleast_2d(X), dtype=sim.dtype)
     Y = np.ascontiguousarray(np.atleast_2d(Y), dtype=sim.dtype)
@@ -107,13 +99,13 @@ def learn_step(sim: ns.Simulator, rule: str, X, Y, relax: Relax) -> None:
         if float(relax.dt) != sim.dt:
             raise ValueError(f"PC step: relax.dt={relax.dt} differs from the simulator's dt={sim.dt} (checked for "
                              "stability when the simulator was built); build it with dt=relax.dt")
-        res = sim.backend.run_batch(X, Y, _spec(sim, relax))
-        if res.status != 0:
-            pop = p.pop_names[res.fail_pop]
+        try:
+            sim.step(X, Y, "pc", steps=int(relax.steps), tol=float(relax.tol or 0.0), dt_decay=float(relax.dt_decay))
+        except ns.DivergenceError as e:
             raise ns.DivergenceError(
-                f"PC relaxation diverged (NaN/inf) at step {res.fail_step} in population {pop!r} of circuit "
+                f"PC relaxation diverged (NaN/inf) at step {e.step} in population {e.population!r} of circuit "
                 f"{sim.circuit.name!r}; reduce dt (the inference rate) or the learning rate",
-                step=res.fail_step, population=pop)
+                step=e.step, population=e.population) from None
     elif rule == "bp":
         with np.errstate(over="ignore", invalid="ignore"):
             loss, _, gW, gb = backprop.gradients(sim.backend, X, Y)
