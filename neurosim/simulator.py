@@ -370,7 +370,10 @@ class Simulator:
         :class:`~neurosim.hardware.substrate.Substrate`) holds the device: operation ``counts``, device
         ``time``, :meth:`~neurosim.hardware.substrate.Substrate.advance`, the engine; ``run`` returns a
         :class:`~neurosim.hardware.HardwareRelaxResult` with the events sent.  What the engine cannot run
-        raises :class:`~neurosim.UnsupportedError` here; see :mod:`neurosim.hardware.substrate`.
+        raises :class:`~neurosim.UnsupportedError` here; see :mod:`neurosim.hardware.substrate`.  A graph
+        circuit takes the write path (``updates``, ``weights``) and frozen read effects (Mismatch, Drift on
+        ``reads``) on its weights and kernels (biases are stored exactly); what needs the event engine (event
+        coding, signal sites, per-read noise) is refused here.
     """
 
     def __init__(self, circuit: Circuit, dt: float = 0.1, backend: str = "numba", seed: int = 0,
@@ -397,11 +400,9 @@ class Simulator:
         if self._graph:
             from .graph.backend import graph_backend_class
             from .graph.plan import lower_graph
-            if hardware is not None:
-                raise UnsupportedError(f"graph circuit {circuit.name!r} cannot run on a hardware model: the substrate "
-                                       "maps dense projections of a layered circuit onto devices and has no mapping "
-                                       "of convolutions, pooling or products; use a layered circuit (ns.hierarchy, "
-                                       "ns.Circuit) with hardware=")
+            if hardware is not None:   # before the backend is built: what needs the event engine is refused
+                from .hardware.substrate import Substrate
+                Substrate.check_graph_model(hardware, circuit.name)
             cls = graph_backend_class(backend)
             self.plan = lower_graph(circuit, seed=self.seed)
         else:

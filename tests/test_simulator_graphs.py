@@ -280,13 +280,14 @@ def test_weights_are_the_graph_parameters_and_set_weights_names_them():
     assert {"Wfh", "Wih", "Wy", "by"} <= set(lw) and lw["Wfh"].shape == (3, 3)
 
 
-def test_brian2_and_hardware_are_refused_with_the_reason():
+def test_brian2_and_the_event_engine_are_refused_with_the_reason():
     g = _cnn()
     with pytest.raises(ns.UnsupportedError, match="cannot run graph circuits.*convolutions"):
         ns.Simulator(g, backend="brian2")
     from neurosim.hardware import HardwareModel
-    with pytest.raises(ns.UnsupportedError, match="cannot run on a hardware model.*convolutions"):
-        ns.Simulator(g, backend="reference", hardware=HardwareModel())
+    # the write path runs on graphs (tests/hardware/test_substrate_graphs.py); the event engine does not
+    with pytest.raises(ns.UnsupportedError, match="cannot run coding='event'.*event-driven engine.*convolutions"):
+        ns.Simulator(g, backend="reference", hardware=HardwareModel(coding="event"))
 
 
 def test_probe_errors_name_the_vertex():

@@ -14,8 +14,8 @@ model.
 
 Importing this package compiles nothing; the numba kernel compiles (and caches) on first use.
 """
-from .cost import (COUNTERS, NetworkShape, OpCounts, Target, count_bp, count_events, count_pc, energy, get_target,
-                   latency, load_target, targets)
+from .cost import (COUNTERS, GraphShape, NetworkShape, OpCounts, Target, count_bp, count_events, count_pc, energy,
+                   get_target, latency, load_target, targets)
 from .engine import EventResult, NumbaEngine, ReferenceEngine
 from .nonideal import (AIHWKIT_ADC, AIHWKIT_DAC, AdditiveNoise, AsymmetricUpdate, Converter, Device, Drift,
                        HardwareModel, Mismatch, MultiplicativeNoise, Quantize, StuckAt, Transform, WriteNoise,
@@ -26,9 +26,9 @@ from .substrate import HardwareRelaxResult, Substrate
 
 __all__ = [
     "AIHWKIT_ADC", "AIHWKIT_DAC", "AdditiveNoise", "AsymmetricUpdate", "COUNTERS", "Converter", "Device", "Drift",
-    "EventResult", "HardwareModel", "HardwareRelaxResult", "HardwareSimulator", "Mismatch", "MultiplicativeNoise",
-    "NetworkShape", "NumbaEngine", "OpCounts", "Quantize", "ReferenceEngine", "StuckAt", "Substrate", "Target",
-    "Transform",
+    "EventResult", "GraphShape", "HardwareModel", "HardwareRelaxResult", "HardwareSimulator", "Mismatch",
+    "MultiplicativeNoise", "NetworkShape", "NumbaEngine", "OpCounts", "Quantize", "ReferenceEngine", "StuckAt",
+    "Substrate", "Target", "Transform",
     "WriteNoise", "apply_elementwise", "cost_report", "count_bp", "count_events", "count_pc", "energy",
     "get_target", "latency", "load_target", "read_noise_std", "targets", "write_report",
 ]

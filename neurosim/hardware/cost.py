@@ -62,7 +62,7 @@ import numpy as np
 
 from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 
-__all__ = ["OpCounts", "NetworkShape", "count_pc", "count_bp", "count_events", "Target", "load_target",
+__all__ = ["OpCounts", "NetworkShape", "GraphShape", "count_pc", "count_bp", "count_events", "Target", "load_target",
            "get_target", "targets", "energy", "latency", "COUNTERS", "LATENCY_KEYS", "TARGET_DIR"]
 
 COUNTERS = ("synaptic_ops", "events", "neuron_updates", "conversions", "weight_reads", "act_reads",
@@ -220,6 +220,156 @@ class NetworkShape:
     def U(self) -> int:
         return sum(a * b for a, b, _i, _e, plastic, _b in self.projections if plastic)
 
+    # weights fetched from memory per pass over a batch (a dense weight serves one MAC per sample, so these
+    # equal the MAC sums above; :class:`GraphShape` fetches a convolution kernel once per pass)
+    @property
+    def P_fetch(self) -> int:
+        return self.P
+
+    @property
+    def F_fetch(self) -> int:
+        return self.F
+
+    @property
+    def F_bp_fetch(self) -> int:
+        return self.F_bp
+
+    @property
+    def U_fetch(self) -> int:
+        """Weights read by the update of one batch."""
+        return self.U
+
+    @property
+    def U_writes(self) -> int:
+        """Plastic weights written by one update."""
+        return self.U
+
+
+@dataclass(frozen=True)
+class GraphShape(NetworkShape):
+    r"""The sizes the cost model needs, read from a graph circuit's :class:`~neurosim.graph.plan.GraphPlan`.
+
+    Every edge of the graph is one entry of ``projections`` ``(n_pre, n_post, pre_is_input, True, plastic,
+    False)`` (every computing vertex has error units), with its multiply-accumulates per sample and pass in
+    ``macs`` and the weights it fetches per pass in ``fetches``:
+
+    ======================  ==========================================  =====================================
+    edge                    MACs per sample and pass                    weights fetched per pass
+    ======================  ==========================================  =====================================
+    dense                   :math:`n_{out} n_{in}`                      :math:`n_{out} n_{in}`
+    convolution             :math:`C_{out} C_{in} k_h k_w H_{out} W_{out}`  :math:`C_{out} C_{in} k_h k_w`
+    sum, identity, product  :math:`n_{out}` (one operation per unit)    0
+    activation, pooling     :math:`n_{out}` (one operation per unit)    0
+    ======================  ==========================================  =====================================
+
+    so :math:`P` (:attr:`P`) is the sum of ``macs``, :math:`F` the same over edges whose source is not an input,
+    :math:`U` over edges of plastic parameters (the update of a convolution kernel correlates every output
+    position, as many MACs as its forward pass; a shared parameter accumulates the terms of every use).  A
+    parameter shared by several edges (recurrent weights over time) is fetched once per use, written once per
+    update (``plastic_weights``).  Biases (parameters whose first use is a bias) are neuron parameters:
+    ``learned_bias_units`` counts their plastic elements.
+    """
+
+    macs: tuple = ()
+    fetches: tuple = ()
+    plastic_weights: int = 0
+
+    @classmethod
+    def from_graph_plan(cls, plan) -> "GraphShape":
+        from ..graph.plan import (E_CONV, E_DENSE, EI_KH, EI_KIND, EI_KW, EI_PARAM, EI_SRC, P_PLASTIC, P_SIZE,
+                                  ROLE_FREE as G_FREE, ROLE_INPUT as G_INPUT, ROLE_TARGET as G_TARGET, V_C, V_E0,
+                                  V_E1, V_H, V_ROLE, V_SIZE, V_W)
+        VI, EI, PI = plan.VI, plan.EI, plan.PI
+        uses = plan.graph.param_uses
+        is_bias = [uses[name][0].role == "bias" for name in plan.p_names]
+        nv = plan.n_vertices
+        size = VI[:, V_SIZE]
+        role = VI[:, V_ROLE]
+        projs, macs, fetches = [], [], []
+        has_out = np.zeros(nv, bool)
+        has_in = np.zeros(nv, bool)
+        err_send = np.zeros(nv, bool)
+        fb_in = np.zeros(nv, bool)
+        for i in range(nv):
+            for e in range(int(VI[i, V_E0]), int(VI[i, V_E1])):
+                src, kind, k = int(EI[e, EI_SRC]), int(EI[e, EI_KIND]), int(EI[e, EI_PARAM])
+                n_pre, n_post = int(size[src]), int(size[i])
+                if kind == E_DENSE:
+                    m = f = n_pre * n_post
+                elif kind == E_CONV:
+                    f = int(VI[i, V_C] * VI[src, V_C] * EI[e, EI_KH] * EI[e, EI_KW])
+                    m = f * int(VI[i, V_H] * VI[i, V_W])
+                else:
+                    m, f = n_post, 0
+                inp = bool(role[src] == G_INPUT)
+                projs.append((n_pre, n_post, inp, True, bool(k >= 0 and PI[k, P_PLASTIC]), False))
+                macs.append(m)
+                fetches.append(f)
+                has_out[src] = has_in[i] = True
+                if not inp:
+                    err_send[i] = True
+                    fb_in[src] = True
+        non_input = role != G_INPUT
+        plastic = [k for k in range(plan.n_params) if PI[k, P_PLASTIC]]
+        return cls(
+            projections=tuple(projs),
+            weighted_index=tuple(range(len(projs))),
+            n_non_input=int(size[non_input].sum()),
+            n_error=int(size[non_input].sum()),
+            n_free=int(size[role == G_FREE].sum()),
+            n_target_units=int(size[role == G_TARGET].sum()),
+            depth=int(plan.depth),
+            value_senders=int(size[has_out].sum()),
+            error_senders=int(size[err_send].sum()),
+            delta_senders=int(size[err_send & non_input].sum()),
+            mu_receivers=int(size[has_in & non_input].sum()),
+            fb_receivers=int(size[fb_in].sum()),
+            learned_bias_units=int(sum(int(PI[k, P_SIZE]) for k in plastic if is_bias[k])),
+            macs=tuple(macs),
+            fetches=tuple(fetches),
+            plastic_weights=int(sum(int(PI[k, P_SIZE]) for k in plastic if not is_bias[k])),
+        )
+
+    def _sum(self, values, which) -> int:
+        return int(sum(v for v, (a, b, inp, err, plastic, _b) in zip(values, self.projections)
+                       if which(inp, plastic)))
+
+    @property
+    def P(self) -> int:
+        return self._sum(self.macs, lambda inp, pl: True)
+
+    @property
+    def F(self) -> int:
+        return self._sum(self.macs, lambda inp, pl: not inp)
+
+    @property
+    def F_bp(self) -> int:
+        return self.F
+
+    @property
+    def U(self) -> int:
+        return self._sum(self.macs, lambda inp, pl: pl)
+
+    @property
+    def P_fetch(self) -> int:
+        return self._sum(self.fetches, lambda inp, pl: True)
+
+    @property
+    def F_fetch(self) -> int:
+        return self._sum(self.fetches, lambda inp, pl: not inp)
+
+    @property
+    def F_bp_fetch(self) -> int:
+        return self.F_fetch
+
+    @property
+    def U_fetch(self) -> int:
+        return self._sum(self.fetches, lambda inp, pl: pl)
+
+    @property
+    def U_writes(self) -> int:
+        return self.plastic_weights
+
 
 def _shape(net) -> NetworkShape:
     if isinstance(net, NetworkShape):
@@ -230,7 +380,13 @@ def _shape(net) -> NetworkShape:
         return NetworkShape.from_plan(net)
     if isinstance(net, Circuit):
         return NetworkShape.from_circuit(net)
-    raise TypeError(f"expected a Circuit, Plan or NetworkShape, got {type(net).__name__}")
+    from ..graph.declare import Graph
+    from ..graph.plan import GraphPlan, lower_graph
+    if isinstance(net, GraphPlan):
+        return GraphShape.from_graph_plan(net)
+    if isinstance(net, Graph):
+        return GraphShape.from_graph_plan(lower_graph(net))
+    raise TypeError(f"expected a Circuit, Plan, graph circuit, GraphPlan or NetworkShape, got {type(net).__name__}")
 
 
 def _check_int(name, v, low=0):
@@ -244,7 +400,8 @@ def count_pc(net, steps: int, batch_size: int = 1, *, mode: str = "clamp", learn
 
     Parameters
     ----------
-    net : Circuit, Plan or NetworkShape
+    net : Circuit, Plan, NetworkShape, or a graph circuit, its GraphPlan or GraphShape
+        (:class:`GraphShape` gives the MACs of convolutions and the per-unit operations of the other vertices)
     steps : int
         Relaxation steps T actually taken.
     batch_size : int
@@ -278,8 +435,8 @@ def count_pc(net, steps: int, batch_size: int = 1, *, mode: str = "clamp", learn
         serial_steps=s.depth + T,
         samples=1,
     )
-    per_batch = OpCounts(batches=1, weight_reads=(T + 1) * s.P + T * s.F + (s.U if learn else 0),
-                         weight_writes=(s.U + s.learned_bias_units) if learn else 0)
+    per_batch = OpCounts(batches=1, weight_reads=(T + 1) * s.P_fetch + T * s.F_fetch + (s.U_fetch if learn else 0),
+                         weight_writes=(s.U_writes + s.learned_bias_units) if learn else 0)
     return per_sample.scaled(B) + per_batch
 
 
@@ -303,8 +460,8 @@ def count_bp(net, batch_size: int = 1, *, learn: bool = True) -> OpCounts:
         serial_steps=2 * s.depth,
         samples=1,
     )
-    per_batch = OpCounts(batches=1, weight_reads=s.P + s.F_bp + (s.U if learn else 0),
-                         weight_writes=(s.U + s.learned_bias_units) if learn else 0)
+    per_batch = OpCounts(batches=1, weight_reads=s.P_fetch + s.F_bp_fetch + (s.U_fetch if learn else 0),
+                         weight_writes=(s.U_writes + s.learned_bias_units) if learn else 0)
     return per_sample.scaled(B) + per_batch
 
 

@@ -758,7 +758,11 @@ class Device:
 
 
 def _post_unit_of_weight(plan) -> np.ndarray:
-    """Global unit index of the post-synaptic neuron of every weight in ``plan.W``."""
+    """Global unit index of the post-synaptic neuron of every weight in ``plan.W`` (a plan that lays out its devices
+    otherwise gives the map itself as ``post_unit_of_weight``)."""
+    given = getattr(plan, "post_unit_of_weight", None)
+    if given is not None:
+        return np.asarray(given, dtype=np.int64)
     rows = np.zeros(int(plan.W.size), dtype=np.int64)
     for k in range(plan.n_proj):
         o = int(plan.w_off[k])

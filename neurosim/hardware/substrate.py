@@ -29,8 +29,24 @@ PC, event engine          all sites, clock or event coding       numba/reference
                                                                  (energy and weight_norm probes record)
 BP (``algorithm="bp"``)   all sites, clock coding                as the event engine when signal sites or
                                                                  reads are active; event coding unsupported
+graph circuit, PC or BP   updates, weights; Mismatch and Drift   numba/reference graph backends; event
+(CNN, RNN, LSTM)          on reads (the backend kernel relaxes   coding, signal sites (values, errors, dac,
+                          on the read parameters)                adc) and per-read noise (AdditiveNoise,
+                                                                 MultiplicativeNoise on reads) unsupported
 other algorithms          none                                   unsupported (no operation counts)
 =======================  =====================================  ===========================================
+
+Graph circuits (:mod:`neurosim.graph`): the device holds the elements of theta that are weights or kernels;
+biases (parameters whose first use has role ``"bias"``) are neuron parameters stored exactly.  Frozen read
+effects (mismatch gains and offsets, drift at the device time) do not need the event engine: the kernel relaxes
+on the read parameters and the stored weights receive the optimiser's intended change (see
+:meth:`Substrate._graph_compute`); ``Mismatch(per="neuron")`` on reads draws one gain per output line of a
+parameter (a row of a dense weight, an output channel of a kernel; a shared parameter is one set of devices).
+What is redrawn inside the relaxation or acts on signals needs the event engine, which relaxes layered plans of
+dense projections only, and is refused when the simulator is built.  Operation counts are the clock-driven
+:func:`~neurosim.hardware.cost.count_pc` / :func:`~neurosim.hardware.cost.count_bp` on the graph's
+:class:`~neurosim.hardware.cost.GraphShape` (MACs of dense and convolution edges, one operation per unit of the
+others).
 
 Operations are counted (:attr:`Substrate.counts`, a :class:`~neurosim.hardware.cost.OpCounts`) for every
 learning batch: measured events and synaptic ops under event coding, the clock-driven counts of
@@ -49,9 +65,9 @@ from ..backends.base import INIT_FEEDFORWARD, MODE_CLAMP, MODE_NUDGE, BatchResul
 from ..errors import UnsupportedError
 from ..simulator import RelaxResult
 from .bp import hw_gradients
-from .cost import NetworkShape, OpCounts, count_bp, count_events, count_pc
+from .cost import GraphShape, NetworkShape, OpCounts, count_bp, count_events, count_pc
 from .engine import ENGINES, make_engine
-from .nonideal import Device, HardwareModel, _stream
+from .nonideal import (ELEMENTWISE_SITES, AdditiveNoise, Device, HardwareModel, MultiplicativeNoise, _stream)
 
 __all__ = ["Substrate", "HardwareRelaxResult"]
 
@@ -109,13 +125,47 @@ class Substrate:
         if model.relaxation_effects and backend_name not in ENGINES:
             make_engine(backend_name, None)   # raises UnsupportedError naming the backends that have one
 
+    @staticmethod
+    def check_graph_model(model, graph_name: str):
+        """Refuse, before the backend is built, what the substrate cannot do on a graph circuit: everything that
+        needs the event engine (it relaxes layered plans of dense projections only) -- event coding, the signal
+        sites (values, errors, dac, adc) and per-read noise (AdditiveNoise, MultiplicativeNoise on ``reads``,
+        redrawn at every read inside the relaxation)."""
+        if not isinstance(model, HardwareModel):
+            raise TypeError(f"Simulator: hardware must be a neurosim.hardware.HardwareModel (or None), got "
+                            f"{type(model).__name__}")
+        reasons = []
+        if model.coding == "event":
+            reasons.append("coding='event' (send-on-delta events)")
+        sites = [s for s in ELEMENTWISE_SITES if model.active(s)]
+        if sites:
+            reasons.append(f"transforms on the signal sites {sites}")
+        noise = [t.describe() for t in model.active("reads") if isinstance(t, (AdditiveNoise, MultiplicativeNoise))]
+        if noise:
+            reasons.append(f"per-read noise {noise} (redrawn at every read of the relaxation)")
+        if reasons:
+            raise UnsupportedError(f"graph circuit {graph_name!r} cannot run {'; '.join(reasons)} on a hardware "
+                                   "model: these need the event-driven engine, which relaxes layered circuits of "
+                                   "dense projections only (no convolutions, pooling or products); on a graph the "
+                                   "substrate models the writes (updates and weights sites) and the frozen read "
+                                   "effects (Mismatch, Drift on reads); use a layered circuit (ns.hierarchy, "
+                                   "ns.Circuit) for the others")
+
     def __init__(self, sim, model: HardwareModel):
-        self.check_model(model, sim.backend_name)
         self._sim = sim
         self.model = model
         self.plan = sim.plan
-        self.shape = NetworkShape.from_plan(sim.plan)
+        self.graph = bool(getattr(sim, "_graph", False))
         self.engine = None
+        if self.graph:
+            self.check_graph_model(model, sim.circuit.name)
+            self.shape = GraphShape.from_graph_plan(sim.plan)
+            self._device_plan = _GraphDevicePlan(sim.plan)
+            self.setup()
+            return
+        self.check_model(model, sim.backend_name)
+        self._device_plan = sim.plan
+        self.shape = NetworkShape.from_plan(sim.plan)
         if model.relaxation_effects:
             reasons = []
             if sim.dtype != np.float64:
@@ -135,7 +185,7 @@ class Substrate:
     # ------------------------------------------------------------------ lifecycle
     def setup(self):
         """Fresh device: patterns drawn, clock and counters at 0, initial weights programmed."""
-        self.device = Device(self.model, self.plan)
+        self.device = Device(self.model, self._device_plan)
         self.tables = self.device.tables()
         self.sigmas = self.device.read_sigmas
         self.time = 0.0
@@ -148,7 +198,11 @@ class Substrate:
             self.engine.reset()
         if self.model.active("weights"):
             be = self._sim.backend
-            be.W[:] = self.device.program(be.W.astype(float), _stream(self.model.seed, 9, 0), now=0.0)
+            if self.graph:
+                idx = self._device_plan.index
+                be.W[idx] = self.device.program(be.W[idx].astype(float), _stream(self.model.seed, 9, 0), now=0.0)
+            else:
+                be.W[:] = self.device.program(be.W.astype(float), _stream(self.model.seed, 9, 0), now=0.0)
 
     def reset(self):
         """Forget the network state of the event engine (the device, its clock and the counts stay)."""
@@ -159,7 +213,13 @@ class Substrate:
     # ------------------------------------------------------------------ state
     def read_weights(self) -> dict:
         """Effective weights of a read at the current device time (mismatch and drift applied),
-        ``{projection: (n_post, n_pre)}``."""
+        ``{projection: (n_post, n_pre)}`` (graph circuits: ``{parameter: array of its shape}`` for every weight
+        and kernel; biases are neuron parameters, not device reads, and are left out as for layered circuits)."""
+        if self.graph:
+            p = self.plan
+            Wr = self._graph_read_theta()
+            return {name: p.param_view(Wr, k).copy() for k, name in enumerate(p.proj_names)
+                    if not self._device_plan.is_bias[k]}
         Wr = self.device.read_weights(self._sim.backend.W.astype(float), self.time)
         p = self.plan
         return {p.proj_names[k]: Wr[p.w_off[k]:p.w_off[k] + int(np.prod(p.weight_shape(k)))].reshape(
@@ -208,7 +268,7 @@ class Substrate:
 
     def check_checkpoint_state(self, ck: dict) -> str | None:
         """Why ``ck`` (arrays read from a checkpoint) cannot be restored here, or None."""
-        want = {"counters": ((2,), "iu"), "time": ((), "f"), "t_write": ((int(self.plan.W.size),), "f"),
+        want = {"counters": ((2,), "iu"), "time": ((), "f"), "t_write": ((int(self.device.t_write.size),), "f"),
                 "counts": ((len(_COUNT_FIELDS),), "f")}
         for k, (shape, kind) in want.items():
             if k not in ck:
@@ -254,10 +314,55 @@ class Substrate:
 
     def _write(self, W_before: np.ndarray) -> int:
         be = self._sim.backend
+        if self.graph:   # the device holds the weights and kernels of theta; biases stay as the optimiser left them
+            idx = self._device_plan.index
+            W_new, n = self.device.write(W_before[idx].astype(float), be.W[idx].astype(float),
+                                         _stream(self.model.seed, 8, self.batches), self.time)
+            be.W[idx] = W_new
+            return n
         W_new, n = self.device.write(W_before, be.W.astype(float), _stream(self.model.seed, 8, self.batches),
                                      self.time)
         be.W[:] = W_new
         return n
+
+    # ------------------------------------------------------------------ graph circuits
+    def _graph_read_theta(self) -> np.ndarray:
+        """theta as a read sees it: the device's weights with read mismatch and drift at the current time, the
+        biases as stored (float64)."""
+        theta = self._sim.backend.W.astype(float)
+        idx = self._device_plan.index
+        theta[idx] = self.device.read_weights(theta[idx], self.time)
+        return theta
+
+    def _graph_compute(self, X, Y, spec, algo, options):
+        r"""One batch of a graph circuit on the backend's kernel.  With frozen read effects (Mismatch, Drift on
+        ``reads``) the kernel relaxes on the read parameters :math:`\tilde\theta` and its optimiser moves them to
+        :math:`\tilde\theta'`; the stored weights then receive the intended change
+        :math:`\theta_w + (\tilde\theta'_w - \tilde\theta_w)` (written through the device by the caller) and
+        the biases the optimiser's values.  Without read effects the kernel runs on the stored parameters."""
+        sim = self._sim
+        if not self.model.active("reads"):
+            return sim._compute_batch(X, Y, spec, algo, options)
+        be = sim.backend
+        stored = be.W.copy()
+        read = self._graph_read_theta()
+        be.W[:] = read
+        try:
+            res, written = sim._compute_batch(X, Y, spec, algo, options)
+            moved = be.W.astype(float)
+        finally:
+            be.W[:] = stored
+        if spec.learn and res.status == 0:
+            idx = self._device_plan.index
+            target = moved.copy()                              # biases: the optimiser's values
+            target[idx] = stored[idx] + (moved[idx] - read[idx])
+            be.W[:] = target
+        return res, written
+
+    def _compute(self, X, Y, spec, algo, options):
+        if self.graph:
+            return self._graph_compute(X, Y, spec, algo, options)
+        return self._sim._compute_batch(X, Y, spec, algo, options)
 
     def _optimizer_step(self, gW, gb):
         """The ideal optimiser step of every plastic projection (as the reference backend's Hebbian update)."""
@@ -297,7 +402,7 @@ class Substrate:
         written = False
         if self.engine is None:
             W_before = be.W.copy() if spec.learn and self.model.write_effects else None
-            res, written = sim._compute_batch(X, Y, spec, algo, options)
+            res, written = self._compute(X, Y, spec, algo, options)
             ok = res.status == 0
             if W_before is not None and ok:
                 self._write(W_before)
@@ -326,7 +431,7 @@ class Substrate:
         written = False
         if self.engine is None:
             W_before = be.W.copy() if spec.learn and self.model.write_effects else None
-            res, written = sim._compute_batch(X, Y, spec, algo, options)
+            res, written = self._compute(X, Y, spec, algo, options)
         else:
             from ..algorithms.backprop import apply_update
             Wr = self.device.read_weights(be.W.astype(float), self.time)
@@ -357,7 +462,7 @@ class Substrate:
         """
         if evaluation:
             if self.engine is None:
-                return self._sim._compute_batch(X, Y, spec, algo, options)
+                return self._compute(X, Y, spec, algo, options)
             res = self._engine_run(X, Y, spec, self._seed(11, self._eval))
             self._eval += 1
             return res, False
@@ -375,3 +480,35 @@ class Substrate:
     def __repr__(self):
         return (f"Substrate(coding={self.model.coding!r}, engine="
                 f"{self.engine.name if self.engine else 'backend'}, time={self.time:g} s)")
+
+
+class _GraphDevicePlan:
+    """What :class:`~neurosim.hardware.nonideal.Device` reads from a plan, for a graph circuit: the devices are
+    the elements of theta that are weights or kernels (``index``, in theta order); biases (parameters whose first
+    use has role ``"bias"``) are neuron parameters stored exactly, outside the device.
+
+    A ``Mismatch(per="neuron")`` on ``reads`` draws one gain per output line of a parameter (a row of a dense
+    weight, an output channel of a kernel: the neuron, or the shared neuron of a convolution, the line drives), so
+    ``n_units`` counts those lines and :attr:`post_unit_of_weight` maps every device to its line.
+    """
+
+    def __init__(self, plan):
+        from ..graph.plan import P_OFF
+        uses = plan.graph.param_uses
+        self.is_bias = [uses[name][0].role == "bias" for name in plan.p_names]
+        idx, rows = [], []
+        n_rows = 0
+        for k in range(plan.n_params):
+            if self.is_bias[k]:
+                continue
+            o = int(plan.PI[k, P_OFF])
+            shape = plan.p_shapes[k]
+            size = int(np.prod(shape))
+            per_row = size // int(shape[0])
+            idx.append(np.arange(o, o + size))
+            rows.append(n_rows + np.repeat(np.arange(int(shape[0])), per_row))
+            n_rows += int(shape[0])
+        self.index = np.concatenate(idx).astype(np.int64) if idx else np.zeros(0, np.int64)
+        self.post_unit_of_weight = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
+        self.W = np.zeros(self.index.size)
+        self.n_units = n_rows
