@@ -61,7 +61,8 @@ def _set_value(module, key, raw):
     from .experiment import params_of, parse_value
     spec = (params_of(module) or {}).get(key)
     if spec is not None and spec.kind == "str":
-        return raw.strip()
+        v = parse_value(raw)
+        return v if isinstance(v, str) else raw.strip()   # a quoted string, or the text as typed
     return parse_value(raw)
 
 
