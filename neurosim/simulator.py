@@ -1233,10 +1233,10 @@ class Simulator:
         more and overwrites it.  Use one checkpoint file per ``train`` call.
 
         Other schedules (``neurosim.algorithms.names()``, e.g. ``"bp"``) are chosen with ``algorithm``;
-        ``options`` passes their settings.  An algorithm the backend cannot run itself (e.g. ``"fpa"``, ``"zil"``,
-        ``"ipc"`` or ``"bp"`` on brian2) raises :class:`~neurosim.UnsupportedError` before any work.
-        ``callback(sim, epoch)`` is called after each epoch; returning
-        True stops training.
+        ``options`` passes their settings.  An algorithm the backend cannot run itself (e.g. ``"fpa"``,
+        ``"zil"`` or ``"bp"`` on brian2, ``"ipc"`` in brian2's spiking mode) raises
+        :class:`~neurosim.UnsupportedError` before any work.  ``callback(sim, epoch)`` is called after each
+        epoch; returning True stops training.
 
         With ``hardware`` every batch runs on the substrate (``algorithm`` ``"pc"`` or ``"bp"``; others
         raise :class:`~neurosim.UnsupportedError` here), operation counts accumulate in

@@ -6,7 +6,8 @@ laid out by the :class:`~neurosim.plan.Plan`).  ``"pc"`` (the standard prospecti
 schedule) runs inside the backend's own kernel; the others register here.
 
 An algorithm that is written only for some backends declares them (``backends=``, with the reason the others
-cannot run it); :func:`check_backend` refuses any other backend with an
+cannot run it; an entry ``"brian2:rate"`` allows a backend in one ``mode`` only); :func:`check_backend`
+refuses any other backend with an
 :class:`~neurosim.errors.UnsupportedError` before any work is done, so an algorithm never runs in NumPy on
 the host behind a backend's name.
 """
@@ -24,8 +25,10 @@ class Algorithm:
     description: str
     run_batch: Callable | None  # None: the backend's own relaxation + Hebbian update ("pc")
     options: dict               # documented options and their defaults
-    backends: tuple | None = None   # backends that run it themselves (None: every backend, e.g. its own kernel)
-    unsupported_reason: str = ""    # why the other backends cannot
+    backends: tuple | None = None   # backends that run it themselves (None: every backend, e.g. its own kernel);
+                                    # "name:mode" allows a backend in that mode only (e.g. "brian2:rate")
+    unsupported_reason: str | dict = ""   # why the other backends cannot (dict: per "name" / "name:mode" key,
+                                          # "" for the rest)
 
 
 _REGISTRY: dict[str, Algorithm] = {}
@@ -38,11 +41,37 @@ def register(name: str, run_batch: Callable | None, description: str, options: d
              backends=None, unsupported_reason: str = ""):
     """Register an algorithm under ``name`` (replacing an earlier registration of the same name).
 
-    ``backends`` lists the backends that run it themselves (None: any backend); ``unsupported_reason`` says
-    why the others cannot (it is the message of the refusal).
+    ``backends`` lists the backends that run it themselves (None: any backend); an entry ``"name:mode"``
+    (e.g. ``"brian2:rate"``) allows that backend only when its ``mode`` is ``mode``.  ``unsupported_reason``
+    says why the others cannot (it is the message of the refusal): a string, or a dict from ``"name:mode"``
+    or ``"name"`` to the reason, with key ``""`` for any other backend.
     """
+    reason = dict(unsupported_reason) if isinstance(unsupported_reason, dict) else unsupported_reason
     _REGISTRY[name] = Algorithm(name, description, run_batch, dict(options or {}),
-                                None if backends is None else tuple(backends), unsupported_reason)
+                                None if backends is None else tuple(backends), reason)
+
+
+def _backend_label(entry: str) -> str:
+    """``"brian2:rate"`` -> ``"'brian2' (mode='rate')"``; ``"numba"`` -> ``"'numba'"``."""
+    name, _, mode = entry.partition(":")
+    return f"{name!r}" + (f" (mode={mode!r})" if mode else "")
+
+
+def allows(algo: Algorithm, name: str, mode=None) -> bool:
+    """Whether ``algo`` runs on backend ``name`` (in ``mode``, for a backend with modes)."""
+    if algo.backends is None:
+        return True
+    return name in algo.backends or (mode is not None and f"{name}:{mode}" in algo.backends)
+
+
+def _reason(algo: Algorithm, name: str, mode=None) -> str:
+    r = algo.unsupported_reason
+    if not isinstance(r, dict):
+        return r
+    for key in (f"{name}:{mode}", name, ""):
+        if key in r:
+            return r[key]
+    return ""
     return _REGISTRY[name]
 
 
@@ -59,9 +88,9 @@ def check_backend(algorithm, sim, options: dict | None = None) -> None:
     name = getattr(be, "name", type(be).__name__)
     mode = getattr(be, "mode", None)
     label = f"backend {name!r}" + (f" (mode={mode!r})" if name == "brian2" and mode else "")
-    if algo.backends is not None and name not in algo.backends:
-        raise UnsupportedError(f"{label} cannot run algorithm {algo.name!r}: {algo.unsupported_reason}; run it "
-                               f"on backend {' or '.join(repr(b) for b in algo.backends)}")
+    if not allows(algo, name, mode):
+        raise UnsupportedError(f"{label} cannot run algorithm {algo.name!r}: {_reason(algo, name, mode)}; run it "
+                               f"on backend {' or '.join(_backend_label(b) for b in algo.backends)}")
     opts = options or {}
     if algo.name in ("pc", "strict") and name not in _OUTPUT_OPTION_BACKENDS and (
             opts.get("output_precision") is not None or opts.get("beta") not in (None, 1, 1.0)):

@@ -17,10 +17,19 @@ the weight step taken only after the last value step.
 ``T = train(steps=...)``; the value step :math:`\gamma` is ``options["gamma"]`` or, when None, the
 simulator's ``dt``.  Options also include the output options ``output_precision``, ``beta``,
 ``compensate``.  ``BatchResult.energy[t]`` is :math:`F(x_t, \theta_t)` per population.
+
+Backends: ``reference`` (the NumPy loop ``_numpy``, the executable specification), ``numba`` (a compiled
+kernel) and ``brian2`` in ``mode="rate"``: the rate network with its optimiser step acting in every time step
+that moves the values (:meth:`~neurosim.backends.brian2.Brian2Backend.run_ipc`; brian2 computes every input
+from the state at :math:`t` before any state advances, which is the joint step above, with brian2's ``dt`` =
+:math:`\gamma`).  ``brian2`` in ``mode="spiking"`` refuses: its weights change only by event-driven plasticity
+in the learning window at the end of a run.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from dataclasses import replace
 
 from ..backends.base import EULER, MODE_CLAMP, MODE_NUDGE, BatchResult, RunSpec
 from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, first_bad, output_settings, \
@@ -88,13 +97,22 @@ def _numba(sim, X, Y, spec, gamma, st, learn):
     return c.result()
 
 
+def _brian2(sim, X, Y, spec, gamma, st, learn):
+    """The brian2 rate network with the optimiser step at every value step (brian2's dt = gamma)."""
+    return sim.backend.run_ipc(X, Y, replace(spec, dt=gamma, learn=bool(learn)), prec=st.prec, factor=st.factor,
+                               target_beta=st.beta)
+
+
 def run_batch(sim, X, Y, spec, options) -> BatchResult:
     """One iPC batch: ``spec.n_steps`` joint steps of values and weights."""
     check_backend("ipc", sim, options)
     check_common("ipc", sim, spec, modes=(MODE_CLAMP, MODE_NUDGE))
     gamma = _settings(spec, options)
     st = output_settings("ipc", sim.plan, options, sim.backend.dtype)
-    impl = _numba if uses_numba(sim) else _numpy
+    if getattr(sim.backend, "name", "") == "brian2":
+        impl = _brian2
+    else:
+        impl = _numba if uses_numba(sim) else _numpy
     return impl(sim, X, Y, spec, gamma, st, spec.learn)
 
 
@@ -112,6 +130,10 @@ def ipc_run(sim, X, Y, *, steps, gamma, learn=True, mode="clamp", nudge_beta=0.0
 
 register("ipc", run_batch, "incremental PC (Salvatori et al. 2024): values and weights updated together at every "
                            "step from the same state", OPTIONS,
-         backends=("reference", "numba"),
-         unsupported_reason="iPC updates the weights at every step, while the brian2 network applies the weight "
-                            "update once, in the last step of a run")
+         backends=("reference", "numba", "brian2:rate"),
+         unsupported_reason={
+             "brian2:spiking": "iPC updates the weights at every step, while the spiking network changes them "
+                               "only by event-driven plasticity inside the learning window at the end of a run, "
+                               "with no optimiser step at every value step",
+             "": "iPC updates the weights at every step, together with the values; this backend has no "
+                 "implementation of that loop"})

@@ -6,7 +6,8 @@ r"""The brian2 backend: the same circuits as brian2 NeuronGroups and Synapses.
     The value and error ODEs as equation strings, predictions and feedback as summed variables of
     synapses that share one weight, the Hebbian update as a ``run_regularly`` operation (see
     :mod:`neurosim.backends.brian2.rate`).  Reproduces the numba backend to rounding error for Euler
-    integration.
+    integration.  Runs the algorithms ``pc``, ``strict`` and ``ipc`` (the optimiser step at every value
+    step, :meth:`Brian2Backend.run_ipc`).
 ``mode="spiking"``
     Rate-coded spiking neurons, signed errors carried by a configurable scheme, synaptic currents,
     event-driven Hebbian plasticity on spike traces and hardware non-idealities (see
@@ -39,10 +40,12 @@ heun
 float32
     brian2 sets the float type process-wide (``prefs.core.default_float_dtype``); this backend keeps
     float64 so that it can sit next to other brian2 users in one process.
-algorithms ``fpa``, ``zil``, ``ipc``, ``bp``
-    (and the output options of ``pc``/``strict``) have no brian2 mapping; ``train`` refuses them with an
+algorithms ``fpa``, ``zil``, ``bp``
+    (and the output options of ``pc``/``strict``) have no brian2 mapping, nor has ``ipc`` in spiking mode
+    (its weights change only inside the learning window); ``train`` refuses them with an
     :class:`~neurosim.UnsupportedError` before any work (:func:`neurosim.algorithms.check_backend`), so they
-    never run in NumPy on the host instead.  ``pc`` and ``strict`` run in the brian2 network.
+    never run in NumPy on the host instead.  ``pc`` and ``strict`` run in the brian2 network, ``ipc`` (with
+    its output options) in the rate network.
 """
 from __future__ import annotations
 
@@ -52,7 +55,8 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from ...plan import ROLE_FREE, ROLE_TARGET
-from ..base import HEUN, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP, STATUS_DIVERGED, Backend, BatchResult, RunSpec
+from ..base import HEUN, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP, MODE_NUDGE, STATUS_DIVERGED, Backend, BatchResult, \
+    RunSpec
 from ..reference import ReferenceBackend
 from . import _common
 from .spiking import HardwareConfig, SpikingConfig, SpikingNetwork, check_spiking_plan, suggest_config
@@ -136,15 +140,15 @@ class Brian2Backend(Backend):
         return x, es
 
     # ------------------------------------------------------------------ networks
-    def _rate_network(self, B, spec):
+    def _rate_network(self, B, spec, every_step=False):
         from .rate import RateNetwork
         probe_item = spec.probe_item if spec.probe_every > 0 and spec.probe_item < B else None
         standalone = self.target == "cpp_standalone"
-        key = (B, spec.dt, probe_item, spec.n_steps if standalone else None)
+        key = (B, spec.dt, probe_item, spec.n_steps if standalone else None, bool(every_step))
         if self._net is not None and self._net_key == key and (not standalone or _STANDALONE_OWNER[0] is self):
             return self._net
         if not standalone:
-            self._net = RateNetwork(self.plan, B, spec.dt, probe_item)
+            self._net = RateNetwork(self.plan, B, spec.dt, probe_item, every_step=every_step)
         else:
             if self.directory is None:
                 self.directory = tempfile.mkdtemp(prefix="neurosim_brian2_")
@@ -159,7 +163,8 @@ class Brian2Backend(Backend):
             _common.configure_standalone_prefs()
             try:
                 net = RateNetwork(self.plan, B, spec.dt, probe_item,
-                                  standalone={"directory": self.directory, "n_steps": spec.n_steps})
+                                  standalone={"directory": self.directory, "n_steps": spec.n_steps},
+                                  every_step=every_step)
                 net.build_standalone(spec.n_steps)
             finally:
                 reset_device()
@@ -178,18 +183,55 @@ class Brian2Backend(Backend):
         t = None if t is None else np.ascontiguousarray(t, dtype=np.float64)
         if self.mode == "spiking":
             return self._run_spiking(s, t, spec)
+        return self._run_rate(s, t, spec)
+
+    def run_ipc(self, s, t, spec: RunSpec, prec=None, factor=1.0, target_beta=1.0) -> BatchResult:
+        r"""One batch of incremental PC (:mod:`neurosim.algorithms.ipc`) in the rate network (``mode="rate"``).
+
+        The values start at the feedforward pass (the output clamped to the target in ``"clamp"`` mode);
+        in every time step but the last, values and parameters take one step together from the same state,
+
+        .. math:: x_{t+1} = x_t + \frac{dt}{\tau_x}\,\mathrm{drive}(x_t, \theta_t), \qquad
+                  \theta_{t+1} = \theta_t + \mathrm{opt}\big(\mathrm{factor}\cdot g(x_t, \theta_t)\big),
+
+        so ``spec.dt`` is iPC's value step :math:`\gamma` and the optimiser (and Adam's step count) steps
+        ``spec.n_steps`` times.  The output options: ``prec`` replaces the error precisions (per unit, None:
+        the circuit's), ``target_beta`` < 1 replaces the target by the weak target
+        :math:`\hat y + \beta (t - \hat y)` (:math:`\hat y` the feedforward output), ``factor`` multiplies
+        the update direction.  Spiking mode has no per-step optimiser step and refuses.  A batch that
+        diverges leaves the weights as they were before it (the reference keeps the updates of the steps
+        before the divergence); ``train`` raises :class:`~neurosim.DivergenceError` either way.
+        """
+        if self.mode != "rate":
+            raise UnsupportedError("backend 'brian2' (mode='spiking') cannot run algorithm 'ipc': its weights "
+                                   "change only by event-driven plasticity inside the learning window at the end "
+                                   "of a run, with no optimiser step at every value step; use mode='rate'")
+        if spec.integrator == HEUN:
+            raise UnsupportedError(f"backend 'brian2': {UNSUPPORTED['heun']}")
+        s = np.ascontiguousarray(s, dtype=np.float64)
+        t = np.ascontiguousarray(t, dtype=np.float64)
+        if target_beta != 1.0:
+            p = self.plan
+            y0 = self._host.feedforward(s, t, MODE_NUDGE)[:, self._host.sl[p.target_pop]]
+            t = y0 + target_beta * (t - y0)
+        return self._run_rate(s, t, spec, every_step=True, prec=prec, factor=factor)
+
+    def _run_rate(self, s, t, spec, every_step=False, prec=None, factor=1.0):
+        """A batch on the rate network: standard PC (one optimiser step at the end) or, ``every_step``, iPC."""
+        p = self.plan
         B = s.shape[0]
         x0, es0 = self._initial_state(s, t, spec)
         h = self._host
         tsl = h.sl[p.target_pop] if p.target_pop >= 0 else slice(0, 0)
         y0 = h.predictions(x0)[:, tsl].copy()
-        net = self._rate_network(B, spec)
+        net = self._rate_network(B, spec, every_step)
         learning = [k for k in range(p.n_proj) if p.proj_plastic[k] or p.proj_learn_bias[k]] if spec.learn else []
         opt_t = self.opt_t.copy()
         for k in learning:
             opt_t[k] += 1
+        extra = {"prec": prec, "factor": factor} if every_step else {}
         out = net.run(x0, es0, t, spec, self.W, self.b, self.mW, self.vW, self.mb, self.vb, opt_t,
-                      seed=self._batch_seed())
+                      seed=self._batch_seed(), **extra)
         self._n_runs += 1
         energy = out["energy"]
         steps = min(out["steps"], spec.n_steps)
@@ -211,7 +253,7 @@ class Brian2Backend(Backend):
             res.rec_x = res.rec_eps = res.rec_mu = np.zeros((0, p.n_units))
         if status == 0 and learning:
             for k in learning:
-                self.opt_t[k] += 1
+                self.opt_t[k] += spec.n_steps if every_step else 1   # optimiser steps taken
                 if p.proj_plastic[k]:
                     o, n = int(p.w_off[k]), out["W"][k].size
                     self.W[o:o + n], self.mW[o:o + n], self.vW[o:o + n] = out["W"][k], out["mW"][k], out["vW"][k]

@@ -21,7 +21,8 @@ Objects (``P`` = population, ``K`` = projection)
     variables, so prediction (``mu_post += a w phi(x_pre)``) and feedback (``fb_pre += a w eps_post``)
     use *one* weight.  The Hebbian sum :math:`\sum_b \varepsilon_{post} \phi(x_{pre})` is a summed
     variable of synapses ``E_post -> W_K``; the optimiser step is a ``run_regularly`` operation of ``W_K``
-    that acts only in the last time step of a learning run.
+    that acts only in the last time step of a learning run (standard PC) or, in a network built with
+    ``every_step=True`` (iPC, :mod:`neurosim.algorithms.ipc`), in every time step that moves the values.
 ``ctl`` (one neuron)
     receives the energy of every population and the count of units still moving faster than ``tol``,
     and holds ``go`` (0 once the run is over or has converged) and the ``dt_decay`` factor.
@@ -33,10 +34,19 @@ Update order inside one time step (all from the state at t, then all states adva
     before_groups, order 2   ctl: converged? go, steps, dt_decay
     before_groups, order 3   monitors
     groups                   Euler step of x (and eps) of every group
-    after_groups             optimiser step (last time step of a learning run only)
+    after_groups             optimiser step (last time step of a learning run only; every_step: every
+                             time step but the last)
 
 A run of ``n`` steps is ``n + 1`` brian2 time steps: the last one evaluates (and records) the final
-state without moving it, and applies the weight update.  The initial state (feedforward sweep, zeros,
+state without moving it, and applies the weight update.  With ``every_step`` the optimiser step acts
+in the ``n`` time steps that move the values instead, so time step ``t`` computes every input (errors,
+feedback, Hebbian sums) from :math:`(x_t, \theta_t)` and then advances both, which is iPC's joint step
+
+.. math:: x_{t+1} = x_t + \frac{dt}{\tau_x}\,\mathrm{drive}(x_t, \theta_t),\qquad
+          \theta_{t+1} = \theta_t + \mathrm{opt}\big(\mathrm{gfac}\; g(x_t, \theta_t)\big),
+
+with Adam's step count ``opt_t`` advancing at every step; the last time step only evaluates
+:math:`F(x_n, \theta_n)`.  The initial state (feedforward sweep, zeros,
 or the previous state) is set from the host with the same NumPy code as the reference backend.
 """
 from __future__ import annotations
@@ -55,14 +65,16 @@ from . import _common as C
 TIME_UNIT = b2.ms
 
 
-def _optimizer_code(kind, lr, mom, wd, b1, b2_, eps_opt, scale, gname, pname):
+def _optimizer_code(kind, lr, mom, wd, b1, b2_, eps_opt, scale, gname, pname, every_step=False):
     """brian2 code of one optimiser step on ``pname`` from the summed Hebbian term ``gname``.
 
     ``lrn`` (1 in the learning step, else 0) gates the update so that a gated step leaves every
-    state bit-identical: ``s = lrn * new + (1 - lrn) * s``.
+    state bit-identical: ``s = lrn * new + (1 - lrn) * s``.  ``every_step`` (iPC): the direction is
+    also multiplied by the group's ``gfac`` (the compensation factor of the output options) and the
+    Adam step count ``opt_t`` (then a per-neuron variable) advances after every step taken.
     """
     lr, mom, wd, b1, b2_, eps_opt, scale = (float(v) for v in (lr, mom, wd, b1, b2_, eps_opt, scale))
-    lines = [f"geff = {scale!r}*{gname}" + (f" - {wd!r}*{pname}" if wd > 0 else "")]
+    lines = [f"geff = {scale!r}*{'gfac*' if every_step else ''}{gname}" + (f" - {wd!r}*{pname}" if wd > 0 else "")]
     if kind == OPT_ADAM:
         lines += [f"m = lrn*({b1!r}*m + {1.0 - b1!r}*geff) + (1 - lrn)*m",
                   f"v = lrn*({b2_!r}*v + {1.0 - b2_!r}*geff*geff) + (1 - lrn)*v",
@@ -72,6 +84,8 @@ def _optimizer_code(kind, lr, mom, wd, b1, b2_, eps_opt, scale, gname, pname):
                   f"{pname} = {pname} + lrn*{lr!r}*m"]
     else:
         lines += [f"{pname} = {pname} + lrn*{lr!r}*geff"]
+    if every_step:
+        lines += ["opt_t = opt_t + lrn"]
     return "\n".join(lines)
 
 
@@ -90,12 +104,20 @@ class RateNetwork:
     standalone : dict or None
         ``{"directory": path, "n_steps": n}`` to build a cpp_standalone binary for runs of exactly
         ``n`` steps; None for the runtime target.
+    every_step : bool
+        False (standard PC): the optimiser step acts once, in the last (evaluation) time step of a
+        learning run.  True (iPC, :mod:`neurosim.algorithms.ipc`): it acts in every time step that also
+        moves the values (all but the last), so values and weights step together from the same state;
+        the error precisions and the update factor ``gfac`` are then inputs of every run.
     """
 
-    def __init__(self, plan, B, dt, probe_item=None, standalone=None):
+    def __init__(self, plan, B, dt, probe_item=None, standalone=None, every_step=False):
         self.plan = p = plan
         self.B = B
         self.dt = float(dt)
+        self.every_step = bool(every_step)
+        # the Adam step count: shared (set once per run) or, when it advances at every step, per neuron
+        opt_t_decl = "opt_t : 1\ngfac : 1 (shared)" if self.every_step else "opt_t : 1 (shared)"
         self.probe_item = probe_item
         self.standalone = standalone
         self.pfx = C.unique_prefix("r")
@@ -132,7 +154,7 @@ class RateNetwork:
             "steps = steps + go\n"
             "dtf = dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
             "Fprev = Ftot\n"
-            "lrn = learn_on*int(t > t_stop)",
+            + ("lrn = learn_on*go" if self.every_step else "lrn = learn_on*int(t > t_stop)"),
             when="before_groups", order=2, name=pfx + "ctl_update")
         objs.append(ctl)
         self.F_names = {i: f"F_{pn[i]}" for i in range(npop) if has_err[i]}
@@ -201,7 +223,7 @@ class RateNetwork:
             self.E[i] = E
             objs.append(E)
             for k in in_b[i]:   # a bias is a synapse from a bias unit holding b (and its optimiser state)
-                Bg = b2.NeuronGroup(n, "bb : 1\ngb : 1\nm : 1\nv : 1\nopt_t : 1 (shared)\nlrn : 1 (linked)",
+                Bg = b2.NeuronGroup(n, f"bb : 1\ngb : 1\nm : 1\nv : 1\n{opt_t_decl}\nlrn : 1 (linked)",
                                     clock=self.clock, name=f"{pfx}B_{kn[k]}")
                 Bg.lrn = b2.linked_var(ctl, "lrn", index=zeros(n))
                 Sb = self._syn(Bg, E, f"b_{kn[k]}_post = bb_pre : 1 (summed)", name=f"{pfx}Sb_{kn[k]}")
@@ -245,7 +267,7 @@ class RateNetwork:
             opt = p.opt_param[k]
             scale = 1.0 / B if p.proj_mean[k] else 1.0
             if p.w_off[k] >= 0:
-                Wg = b2.NeuronGroup(n_post * n_pre, "w : 1\ng : 1\nm : 1\nv : 1\nopt_t : 1 (shared)\nlrn : 1 (linked)",
+                Wg = b2.NeuronGroup(n_post * n_pre, f"w : 1\ng : 1\nm : 1\nv : 1\n{opt_t_decl}\nlrn : 1 (linked)",
                                     clock=self.clock, name=f"{pfx}W_{kn[k]}")
                 Wg.lrn = b2.linked_var(ctl, "lrn", index=zeros(n_post * n_pre))
                 self.Wg[k] = Wg
@@ -271,7 +293,7 @@ class RateNetwork:
                     objs.append(H)
                     rr = Wg.run_regularly(
                         _optimizer_code(p.opt_kind[k], float(p.proj_lr[k]), opt[0], opt[1], opt[2], opt[3], opt[4],
-                                        mult * scale, "g", "w"),
+                                        mult * scale, "g", "w", self.every_step),
                         when="after_groups", name=f"{pfx}opt_{kn[k]}")
                     self._learn_objs += [H, rr]
             if p.b_off[k] >= 0:
@@ -283,7 +305,7 @@ class RateNetwork:
                     objs.append(Hb)
                     rr = Bg.run_regularly(
                         _optimizer_code(p.opt_kind[k], float(p.proj_lr[k]), opt[0], opt[1], opt[2], opt[3], opt[4],
-                                        scale, "gb", "bb"),
+                                        scale, "gb", "bb", self.every_step),
                         when="after_groups", name=f"{pfx}optb_{kn[k]}")
                     self._learn_objs += [Hb, rr]
             if p.proj_skip[k]:
@@ -320,9 +342,16 @@ class RateNetwork:
         self._built_standalone = False
 
     # ------------------------------------------------------------------ parameters in and out
-    def _inputs(self, x0, es0, t, spec: RunSpec, W, b, mW, vW, mb, vb, opt_t, t_start):
-        """``{variable view: value}`` of everything a run needs (for run_args or direct setting)."""
+    def _inputs(self, x0, es0, t, spec: RunSpec, W, b, mW, vW, mb, vb, opt_t, t_start, prec=None, factor=1.0):
+        """``{variable view: value}`` of everything a run needs (for run_args or direct setting).
+
+        ``prec`` (per-unit error precisions, None: the plan's) and ``factor`` (multiplies the update
+        direction) are inputs of an ``every_step`` network only.
+        """
         p, B = self.plan, self.B
+        if (prec is not None or factor != 1.0) and not self.every_step:
+            raise ValueError("RateNetwork: prec and factor are inputs of an every_step network only")
+        prec = p.precision if prec is None else np.asarray(prec, dtype=float)
         vals = []
         for i in range(p.n_pops):
             n, o = int(p.pop_size[i]), int(p.pop_off[i])
@@ -338,15 +367,21 @@ class RateNetwork:
             vals.append((V.tgt, tg))
             if self.dyn_err[i]:
                 vals.append((self.E[i].eps, es0[:, o:o + n].ravel()))
+            if self.every_step and i in self.E:
+                vals.append((self.E[i].prec, np.tile(prec[o:o + n], B)))
         for k, Wg in self.Wg.items():
             o = int(p.w_off[k])
             n = len(Wg)
             vals += [(Wg.w, W[o:o + n]), (Wg.m, mW[o:o + n]), (Wg.v, vW[o:o + n]),
                      (Wg.opt_t, float(max(opt_t[k], 1)))]
+            if self.every_step:
+                vals.append((Wg.gfac, float(factor)))
         for k, Bg in self.Bg.items():
             o = int(p.b_off[k])
             n = len(Bg)
             vals += [(Bg.bb, b[o:o + n]), (Bg.m, mb[o:o + n]), (Bg.v, vb[o:o + n]), (Bg.opt_t, float(max(opt_t[k], 1)))]
+            if self.every_step:
+                vals.append((Bg.gfac, float(factor)))
         c = self.ctl
         vals += [(c.running, 1.0), (c.go, 1.0), (c.dtf, 1.0), (c.Fprev, 1e308), (c.steps, 0.0), (c.lrn, 0.0),
                  (c.learn_on, 1.0 if spec.learn else 0.0),
@@ -361,17 +396,20 @@ class RateNetwork:
         self._built_standalone = True
         self.n_steps_built = n_steps
 
-    def run(self, x0, es0, t, spec: RunSpec, W, b, mW, vW, mb, vb, opt_t, seed=0):
-        """Run ``spec.n_steps`` Euler steps from ``x0`` (B, n_units); returns a dict of results."""
+    def run(self, x0, es0, t, spec: RunSpec, W, b, mW, vW, mb, vb, opt_t, seed=0, prec=None, factor=1.0):
+        """Run ``spec.n_steps`` Euler steps from ``x0`` (B, n_units); returns a dict of results.
+
+        ``prec`` and ``factor``: see :meth:`_inputs` (``every_step`` networks).
+        """
         if self.standalone is not None:
-            vals = self._inputs(x0, es0, t, spec, W, b, mW, vW, mb, vb, opt_t, 0.0)
+            vals = self._inputs(x0, es0, t, spec, W, b, mW, vW, mb, vb, opt_t, 0.0, prec, factor)
             run_args = {}
             for view, v in vals:
                 run_args[view] = v
             self.device.run(directory=self.standalone["directory"], with_output=False, run_args=run_args)
         else:
             t_start = float(self.net.t)
-            for view, v in self._inputs(x0, es0, t, spec, W, b, mW, vW, mb, vb, opt_t, t_start):
+            for view, v in self._inputs(x0, es0, t, spec, W, b, mW, vW, mb, vb, opt_t, t_start, prec, factor):
                 view[:] = v
             for S in self._tol_syn:
                 for u in S.summed_updaters.values():
