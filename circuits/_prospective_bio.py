@@ -397,14 +397,27 @@ at equilibrium), and learning runs on the circuit task -> latent -> chosen value
 ``reverse_after`` consecutive correct choices the contingencies reverse with p ``p_reverse`` per trial.
 
 Measured (trials after ``analyse_after``): the chosen value at a punished trial and at the next trial,
-split by whether the next choice switched or stayed.  The data show a crossover (stay: value falls;
-switch: value rises); PC reproduces it, BP does not.  Fit: data ~ k model + b; error = sum 1/2
-residual^2 (the authors' convention).  Figure: ``reversal_learning.png``."""
+split by whether the next choice switched or stayed, pooled over all participants' events (the authors'
+``reduce_mean``).  The data show a crossover (stay: value falls; switch: value rises); the paper shows it
+under PC and not under BP.  Fit: data ~ k model + b; error = sum 1/2 residual^2 (the authors' convention).
+
+The set-up is the authors' (``experiments/nature_reversal_task/base-plot-{pc,bp}.yaml`` and ``utils.py``
+of github.com/YuhangSong/Prospective-Configuration): 1-1-2 linear net, PC init_std 0.05 and BP 0.1, both
+lr 0.1 (their best of a 3 x 3 grid), T = 256 inference steps of rate 0.1 with discount 0.9, 128 trials
+analysed after trial 64, reward 0.7 / 0.4, reversal after 4 correct choices with p 0.25.  They simulated
+22 (PC) and 40 (BP) participants; their BP switch value changed by -0.0017 (0.0115 -> 0.0098, raw
+units), inside the spread of 40-participant groups.  Here ``n_seeds`` participants give the pooled
+numbers, and the same participants split into disjoint groups of ``replicate_seeds_pc`` /
+``replicate_seeds_bp`` (the authors' group sizes) give ``replicates``: how often a group of the
+authors' size shows the value rising on switching (``switch_rises``) and the full crossover
+(``crossover``).  Figure: ``reversal_learning.png``."""
 
 REV_DEFAULTS = {
     "backend": "numba",
     "seed": 0,
-    "n_seeds": 200,           # simulated participants per configuration (the authors used 22 PC / 40 BP)
+    "n_seeds": 880,           # simulated participants per configuration (40 x 22 = 22 x 40: whole replicate groups)
+    "replicate_seeds_pc": 22,  # the authors' number of simulated participants per rule (base-plot-pc.yaml)
+    "replicate_seeds_bp": 40,  # (base-plot-bp.yaml)
     "trials": 128,
     "analyse_after": 64,
     "lrs_pc": [0.1],          # grid searched per rule; defaults are the authors' best fits
@@ -425,6 +438,8 @@ REV_PARAMS = {
     "backend": P.PC_BACKEND,
     "seed": P.SEED,
     "n_seeds": P.COUNT,
+    "replicate_seeds_pc": P.COUNT,
+    "replicate_seeds_bp": P.COUNT,
     "trials": P.COUNT,
     "analyse_after": P.Int(ge=0, lt="trials"),
     "lrs_pc": P.LRS,
@@ -499,6 +514,27 @@ def _rev_summary(events) -> tuple:
     return model, sem, counts, change
 
 
+def _rev_replicates(per_seed: list, size: int) -> dict:
+    """Split participants (``per_seed``: one event list each) into disjoint consecutive groups of ``size`` and
+    report, per group, the pooled switch and stay changes (next trial minus punished trial) as
+    :func:`_rev_summary` computes them; groups without a switch or a stay event are skipped."""
+    changes = []
+    for i in range(0, len(per_seed) - size + 1, size):
+        ev = [e for s in per_seed[i:i + size] for e in s]
+        d = {kind: [v for (at, k), v in ev if k == kind and at == "next_trial"] for kind in ("stay", "switch")}
+        p = {kind: [v for (at, k), v in ev if k == kind and at == "at_punish"] for kind in ("stay", "switch")}
+        if min(len(d["stay"]), len(d["switch"])) == 0:
+            continue
+        changes.append((np.mean(d["switch"]) - np.mean(p["switch"]), np.mean(d["stay"]) - np.mean(p["stay"])))
+    ch = np.array(changes).reshape(-1, 2)
+    n = len(ch)
+    return {"group_size": size, "groups": n,
+            "switch_rises": float(np.mean(ch[:, 0] > 0)) if n else None,
+            "crossover": float(np.mean((ch[:, 0] > 0) & (ch[:, 1] < 0))) if n else None,
+            "switch_change_min": float(ch[:, 0].min()) if n else None,
+            "switch_change_max": float(ch[:, 0].max()) if n else None}
+
+
 def run_reversal_learning(cfg, out, progress=True) -> dict:
     n_seeds = int(cfg["n_seeds"])
     data = np.array([REV_DATA[k] for k in REV_KEYS])
@@ -512,16 +548,17 @@ def run_reversal_learning(cfg, out, progress=True) -> dict:
         best = None
         errors = {}
         for lr, std in grids[rule]:
-            ev = []
+            per_seed = []
             for s in range(n_seeds):
-                ev += rev_subject(cfg, rule, lr, std, s)
+                per_seed.append(rev_subject(cfg, rule, lr, std, s))
                 bar.update(1)
-            model, sem, counts, change = _rev_summary(ev)
+            model, sem, counts, change = _rev_summary([e for ev in per_seed for e in ev])
             f = metrics.linear_fit(model, data, offset=True)
             errors[f"{lr:g},{std:g}"] = 0.5 * f["sse"]
             if best is None or 0.5 * f["sse"] < best[0]:
-                best = (0.5 * f["sse"], lr, std, model, sem, counts, change, f)
-        err, lr, std, model, sem, counts, change, f = best
+                best = (0.5 * f["sse"], lr, std, model, sem, counts, change, f,
+                        _rev_replicates(per_seed, int(cfg[f"replicate_seeds_{rule}"])))
+        err, lr, std, model, sem, counts, change, f, replicates = best
         res[rule] = {
             "best_config": {"lr": lr, "init_std": std},
             "model": {name[k]: float(v) for k, v in zip(REV_KEYS, model)},
@@ -534,16 +571,21 @@ def run_reversal_learning(cfg, out, progress=True) -> dict:
             "stay_change_sem": float(change["stay"].std(ddof=1) / np.sqrt(len(change["stay"]))),
             "switch_change": float(change["switch"].mean()),
             "switch_change_sem": float(change["switch"].std(ddof=1) / np.sqrt(len(change["switch"]))),
+            "replicates": replicates,
         }
     bar.close()
     pc, bp = res["pc"], res["bp"]
     checks = [
         check("PC shows the crossover: after punishment the value rises when switching and falls when staying",
               pc["switch_change"] > 0 > pc["stay_change"], switch=pc["switch_change"], stay=pc["stay_change"],
-              switch_sem=pc["switch_change_sem"]),
+              switch_sem=pc["switch_change_sem"],
+              **({"crossover_in_groups_of_authors_size": pc["replicates"]["crossover"]}
+                 if pc["replicates"]["groups"] else {})),
         check("BP shows no crossover: the value does not rise on switching",
               bp["switch_change"] <= 0, switch=bp["switch_change"], stay=bp["stay_change"],
-              switch_sem=bp["switch_change_sem"]),
+              switch_sem=bp["switch_change_sem"],
+              **({"rises_in_groups_of_authors_size": bp["replicates"]["switch_rises"]}
+                 if bp["replicates"]["groups"] else {})),
         check("PC fits the vmPFC data better than BP (smaller fitting error)", pc["fit_error"] < bp["fit_error"],
               pc=pc["fit_error"], bp=bp["fit_error"]),
     ]

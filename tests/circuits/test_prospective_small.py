@@ -211,6 +211,51 @@ def test_reversal_learning_runs_and_backends_agree(tmp_path):
             assert ref[r]["model"][k] == pytest.approx(v, abs=1e-7)
 
 
+def test_reversal_replicates_count_groups_of_the_authors_size():
+    """Disjoint groups of participants; per group the pooled switch/stay changes (next minus punished)."""
+    def seed(sw_punish, sw_next, st_punish, st_next):
+        return [(("at_punish", "switch"), sw_punish), (("next_trial", "switch"), sw_next),
+                (("at_punish", "stay"), st_punish), (("next_trial", "stay"), st_next)]
+    per_seed = [seed(0.0, 0.3, 0.5, 0.1),       # group 1: switch +0.3 / -0.1 -> +0.1 rises; stay falls
+                seed(0.0, -0.1, 0.5, 0.2),
+                seed(0.2, 0.1, 0.0, 0.4),       # group 2: switch falls; stay rises
+                seed(0.2, 0.1, 0.0, 0.4),
+                seed(9.0, 9.9, 9.0, 0.0)]       # incomplete group, left out
+    rep = bio._rev_replicates(per_seed, 2)
+    assert rep["groups"] == 2
+    assert rep["switch_rises"] == 0.5 and rep["crossover"] == 0.5
+    assert rep["switch_change_max"] == pytest.approx(0.1) and rep["switch_change_min"] == pytest.approx(-0.1)
+    assert bio._rev_replicates(per_seed, 6)["groups"] == 0
+
+
+def test_reversal_and_online_defaults_are_the_authors_set_up():
+    """Song et al.'s configs (nature_reversal_task/base-plot-{pc,bp}.yaml, nature_none_batch_new_analysis/
+    base-b*.yaml): the settings neurosim follows."""
+    r = bio.REV_DEFAULTS
+    assert (r["lrs_pc"], r["init_stds_pc"], r["lrs_bp"], r["init_stds_bp"]) == ([0.1], [0.05], [0.1], [0.1])
+    assert (r["relax_steps"], r["dt"], r["dt_decay"], r["trials"], r["analyse_after"]) == (256, 0.1, 0.9, 128, 64)
+    assert (r["replicate_seeds_pc"], r["replicate_seeds_bp"]) == (22, 40)
+    assert r["n_seeds"] % 22 == 0 and r["n_seeds"] % 40 == 0
+    from neurosim.circuits import _prospective_digits as dg
+    o = dg.ONLINE_DEFAULTS
+    assert o["batch_sizes"] == [1, 8, 16, 32, 64] and o["n_seeds"] == 3 and o["hidden"] == [32, 32]
+    assert (o["phi"], o["relax_steps"], o["dt"], o["dt_decay"]) == ("sigmoid", 64, 0.1, 0.5)
+    assert o["iterations"] == 64
+    n_train = dg._data(o).n_train
+    # about the authors' passes over the training set: 64 x 200 updates on 60000 FashionMNIST images
+    passes = o["iterations"] * o["batches_per_iteration"] / n_train
+    assert passes == pytest.approx(64 * 200 / 60000, rel=0.15) and passes < 1   # batch 1 sees each example once
+
+
+def test_online_learning_reports_the_advantage_per_batch_size(tmp_path):
+    from neurosim.circuits import _prospective_digits as dg
+    cfg = cfg_of(dg.ONLINE_DEFAULTS, **TINY["online-learning"])
+    m = dg.run_online_learning(cfg, tmp_path, progress=False)
+    adv = np.array(m["bp"]["mean_test_error"]) - np.array(m["pc"]["mean_test_error"])
+    np.testing.assert_allclose(m["advantage"], adv, rtol=0, atol=1e-15)
+    assert m["largest_advantage_at"] == cfg["batch_sizes"][int(np.argmax(adv))]
+
+
 TINY = {
     "target-alignment": dict(width=8, depths=[1, 3], n_seeds=1, relax_steps=64, activations=["tanh"],
                              activation_depths=[2], activation_relax_steps=32),
