@@ -21,7 +21,7 @@ Four experiments on :mod:`neurosim.graph`:
     with one time constant and with per-vertex (Jacobi) time constants.
 
 What limits standard PC on the unrolled graphs (issue 16).  (1) Reach and stability: from the feedforward
-start the error moves one level per Euler step and decays like :math:`\mathrm{dt}^k` at level :math:`k`; the
+start the error moves one level per Euler step and decays like ``dt**k`` at level :math:`k`; the
 LSTM is 47 levels deep, and its hidden states are about five times stiffer than the rest, so ``dt`` above
 ~0.15 diverges (at the trained weights even ``dt = 0.1`` diverges after ~100 steps: 20 steps just hide the
 growing oscillation, which is why longer relaxations did worse).  (2) Equilibrium regime: with output
@@ -30,8 +30,14 @@ small-perturbation regime in which PC's errors approximate backprop's.  The sett
 (``pc_tau=jacobi``: per-vertex time constants from the energy's curvature, re-measured every epoch;
 ``pc_output_precision=[0.01]``; ``pc_steps=100``, ``pc_dt=0.4``, ``pc_dt_decay=0.5``)::
 
-    neurosim run rnn-sequences --set algorithms='["pc","bp"]' --set pc_output_precision='[0.01]' \
-        --set pc_tau=jacobi --set pc_steps=100 --set pc_dt=0.4 --set pc_dt_decay=0.5
+    neurosim run rnn-sequences --set algorithms='["pc","bp"]' --set pc_output_precision='[0.01]'
+        --set pc_tau=jacobi --set pc_steps=100 --set pc_dt=0.4 --set pc_dt_decay=0.5   (one line)
+
+Measured with these settings (15 epochs, seeds 0-2): RNN PC 94.7% (93.8-95.6) against BP 95.7%; LSTM PC
+90.9% (88.9-92.2) against BP 97.6% (today's defaults: 84.9% and 55.8%).  The LSTM stays ~7 points short: at
+its trained weights the relaxation of the 47-level graph is far from converged after 100 steps (the cosine
+of PC's update to backprop's is 0.67 after 200 steps of 0.1 and 0.78 after 1000 steps of 0.05, and the
+stiffest vertex's curvature grows from ~6 to ~15 during training, which caps the stable step).
 """
 from __future__ import annotations
 
@@ -523,8 +529,8 @@ def _study_figure(cfg, sweeps, bp, out):
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{cfg['kind'].upper()} on digits: PC accuracy vs relaxation steps, step size and depth "
-                 f"({cfg['epochs']} epochs)")
+    fig.suptitle(f"{cfg['kind'].upper()} on digits: PC accuracy vs relaxation steps, step size, depth and output "
+                 f"precision ({cfg['epochs']} epochs)")
     plot.save(fig, out / "study.png")
     return ["study.png"]
 

@@ -106,3 +106,14 @@ def test_pc_recurrent_study_tiny(tmp_path):
     lam = {r["output_precision"]: r for r in m["sweeps"]["output_precision"] if r["variant"] == "pc"}
     assert lam[0.01]["energy_kept"] > lam[1.0]["energy_kept"]
     assert lam[0.01]["cos_bp"] > lam[1.0]["cos_bp"]
+
+
+def test_sequence_options_jacobi_and_ipc(tmp_path):
+    base = dict(epochs=1, hidden=8, algorithms=["pc", "ipc"], pc_output_precision=[0.01], pc_steps=10, pc_dt=0.2)
+    uni = _run("rnn-sequences", tmp_path / "u", **base)
+    jac = _run("rnn-sequences", tmp_path / "j", **base, pc_tau="jacobi", pc_dt_decay=0.5, ipc_lr_scale=0.1)
+    for m in (uni, jac):
+        assert np.isfinite(m["pc_lambda0.01"]["test_loss"]) and np.isfinite(m["ipc"]["test_loss"])
+    # per-vertex time constants and a smaller iPC learning rate are different runs from the same start
+    assert jac["pc_lambda0.01"]["epoch_loss"] != uni["pc_lambda0.01"]["epoch_loss"]
+    assert jac["ipc"]["test_loss"] != uni["ipc"]["test_loss"]
