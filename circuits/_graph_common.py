@@ -3,6 +3,7 @@ algorithms from the same initial parameters, figures."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -88,16 +89,39 @@ def runs_of(cfg) -> list:
 def train_algorithms(make_graph, data: Dataset, cfg, progress=True) -> dict:
     """Train ``make_graph(output_precision)`` once per run of :func:`runs_of`, all from the same initial parameters.
 
-    Returns ``{label: {"history", "weights", "test", "train", "time_s"}}``.  PC uses ``cfg["pc_steps"]``
-    relaxation steps of size ``cfg["pc_dt"]``.
+    Returns ``{label: {"history", "weights", "test", "train", "time_s"}}``.  PC (and iPC, strict PC) use
+    ``cfg["pc_steps"]`` relaxation steps of size ``cfg["pc_dt"]``; PC multiplies its step by
+    ``cfg["pc_dt_decay"]`` (default 1: off) whenever a step fails to lower the energy.  Settings of the
+    relaxation-based runs only (absent keys: off):
+
+    * ``cfg["pc_tau"] == "jacobi"``: PC and iPC run the graph of :func:`neurosim.graph.precondition.precondition`
+      (each vertex's ``tau_x`` = the curvature of the energy along it, measured on the first 128 training
+      inputs), re-measured at the current parameters after every epoch
+      (:func:`~neurosim.graph.precondition.refresh_time_constants`), so ``dt`` is a step in units of each
+      vertex's own stable step;
+    * ``cfg["ipc_lr_scale"]``: iPC updates the weights at every relaxation step, with learning rate
+      ``lr * ipc_lr_scale``.
     """
     out = {}
     for label, algo, lam in runs_of(cfg):
-        sim = ns.Simulator(make_graph(lam), backend=cfg["backend"], seed=cfg["seed"], dt=cfg["pc_dt"])
+        g = make_graph(lam)
+        callback = None
+        if algo in ("pc", "ipc") and cfg.get("pc_tau", "uniform") == "jacobi":
+            from neurosim.graph.precondition import precondition, refresh_time_constants
+            g = precondition(g, data.X_train[:128], seed=cfg["seed"])
+
+            def callback(sim, epoch):
+                refresh_time_constants(sim, data.X_train[:128])
+        if algo == "ipc" and cfg.get("ipc_lr_scale", 1.0) != 1.0:
+            g = replace(g, plasticity=replace(g.plasticity, lr=g.plasticity.lr * cfg["ipc_lr_scale"]))
+        sim = ns.Simulator(g, backend=cfg["backend"], seed=cfg["seed"], dt=cfg["pc_dt"])
         t0 = time.perf_counter()
-        kw = dict(steps=cfg["pc_steps"]) if algo == "pc" else {}
+        kw = dict(steps=cfg["pc_steps"]) if algo in ("pc", "ipc", "strict") else {}
+        if algo == "pc" and cfg.get("pc_dt_decay", 1.0) != 1.0:
+            kw["dt_decay"] = cfg["pc_dt_decay"]
         h = sim.train(data.X_train, data.Y_train, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                      algorithm=algo, X_test=data.X_test, Y_test=data.Y_test, progress=progress, **kw)
+                      algorithm=algo, X_test=data.X_test, Y_test=data.Y_test, progress=progress,
+                      callback=callback, **kw)
         out[label] = {"history": h, "weights": sim.weights, "output_precision": lam, "time_s": time.perf_counter() - t0,
                      "test": sim.evaluate(data.X_test, data.Y_test), "train": sim.evaluate(data.X_train, data.Y_train)}
         sim.close()

@@ -20,11 +20,13 @@ from .builders import cnn, lstm, lstm_cell, mlp, residual, rnn
 from .convert import from_circuit
 from .declare import Act, Conv2d, Dense, Graph, Identity, Input, Param, Pool, Product, Sum, level
 from .plan import GraphPlan, lower_graph
+from .precondition import diagonal_curvature, precondition, refresh_time_constants
 from .simulator import ALGORITHMS, BACKENDS, GraphRelaxResult, GraphSimulator
 
 __all__ = ["Act", "Conv2d", "Dense", "Graph", "Identity", "Input", "Param", "Pool", "Product", "Sum", "level",
            "GraphPlan", "lower_graph", "GraphSimulator", "GraphRelaxResult", "ALGORITHMS", "BACKENDS", "mlp", "cnn",
-           "residual", "rnn", "lstm", "lstm_cell", "rel_diff", "from_circuit"]
+           "residual", "rnn", "lstm", "lstm_cell", "rel_diff", "from_circuit", "diagonal_curvature", "precondition",
+           "refresh_time_constants"]
 
 
 def rel_diff(a: dict, b: dict) -> float:

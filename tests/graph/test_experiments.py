@@ -25,7 +25,7 @@ def _run(name, out, **overrides):
 
 def test_experiments_are_registered():
     names = registry.names()
-    for n in ("graph-exactness", "cnn-digits", "rnn-sequences", "lstm-sequences"):
+    for n in ("graph-exactness", "cnn-digits", "rnn-sequences", "lstm-sequences", "pc-recurrent-study"):
         assert n in names
         assert {"backend", "seed"} <= set(registry.get(n).DEFAULTS)
 
@@ -79,3 +79,41 @@ def test_adding_task_beats_the_mean_predictor(tmp_path):
     assert m["sequence_steps"] == 6 and "test_accuracy" not in m["bp"]
     assert m["bp"]["test_loss"] < 0.8 * m["baseline_test_loss"]
     assert m["zil_vs_bp_weight_rel_diff"] < 1e-9
+
+
+def test_pc_recurrent_study_tiny(tmp_path):
+    m = _run("pc-recurrent-study", tmp_path, kind="rnn", hidden=8, epochs=1, steps_list=[1, 20], dt_list=[0.1, 1.9],
+             output_precision=1.0, output_precision_list=[1.0, 0.01],
+             dt_steps=20, depth_list=[2, 8], depth_relax_steps=20, variants=["pc", "pc-jacobi", "ipc"], n_probe=32)
+    assert set(m["sweeps"]) == {"steps", "dt", "depth", "output_precision"}
+    pc = {(r["steps"], r["dt"]): r for r in m["sweeps"]["steps"] + m["sweeps"]["dt"] if r["variant"] == "pc"}
+    # 20 relaxation steps bring the PC direction closer to backprop's than 1 step (which moves only the output's
+    # parent)
+    assert pc[(20, 0.1)]["cos_bp"] > pc[(1, 0.1)]["cos_bp"] > 0
+    # a step beyond the stability limit of the relaxation: the direction is unrelated to backprop's (or NaN)
+    bad = pc[(20, 1.9)]
+    assert bad["diverged"] or not bad["cos_bp"] > 0.5
+    assert not pc[(20, 0.1)]["diverged"] and pc[(20, 0.1)]["test_accuracy"] > 0.1
+    assert [r["sequence_steps"] for r in m["sweeps"]["depth"] if r["variant"] == "pc"] == [2, 8]
+    assert m["bp"]["8"]["depth"] > m["bp"]["2"]["depth"]
+    assert all(r["cos_bp"] is None for r in m["sweeps"]["steps"] if r["variant"] == "ipc")
+    # the same point is trained once (cached), and the Jacobi variant is a different run
+    assert m["sweeps"]["steps"][1] == m["sweeps"]["dt"][0]
+    jac = [r for r in m["sweeps"]["steps"] if r["variant"] == "pc-jacobi"]
+    assert jac[1]["cos_bp"] != pc[(20, 0.1)]["cos_bp"]
+    # a weak output precision keeps the output's error a small perturbation: more of the energy stays at the
+    # output and the direction is closer to backprop's
+    lam = {r["output_precision"]: r for r in m["sweeps"]["output_precision"] if r["variant"] == "pc"}
+    assert lam[0.01]["energy_kept"] > lam[1.0]["energy_kept"]
+    assert lam[0.01]["cos_bp"] > lam[1.0]["cos_bp"]
+
+
+def test_sequence_options_jacobi_and_ipc(tmp_path):
+    base = dict(epochs=1, hidden=8, algorithms=["pc", "ipc"], pc_output_precision=[0.01], pc_steps=10, pc_dt=0.2)
+    uni = _run("rnn-sequences", tmp_path / "u", **base)
+    jac = _run("rnn-sequences", tmp_path / "j", **base, pc_tau="jacobi", pc_dt_decay=0.5, ipc_lr_scale=0.1)
+    for m in (uni, jac):
+        assert np.isfinite(m["pc_lambda0.01"]["test_loss"]) and np.isfinite(m["ipc"]["test_loss"])
+    # per-vertex time constants and a smaller iPC learning rate are different runs from the same start
+    assert jac["pc_lambda0.01"]["epoch_loss"] != uni["pc_lambda0.01"]["epoch_loss"]
+    assert jac["ipc"]["test_loss"] != uni["ipc"]["test_loss"]
