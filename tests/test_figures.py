@@ -67,6 +67,9 @@ TINY = {
     "cnn-digits": dict(channels=[4, 8], epochs=1),
     "rnn-sequences": dict(epochs=1, hidden=8, n_train=200, n_test=100),
     "lstm-sequences": dict(epochs=1, hidden=8, n_train=200, n_test=100),
+    "pc-recurrent-study": dict(kind="rnn", hidden=8, epochs=1, steps_list=[1, 5], dt_list=[0.1, 0.2],
+                               output_precision_list=[1.0], dt_steps=5, depth_list=[2], depth_relax_steps=5,
+                               variants=["pc"], n_probe=16),
     "brian2-bear": dict(iterations=3, steps=40),
     "brian2-digits": dict(epochs=1, hidden=16, n_test=50, infer_steps=[10, 20]),
 }
