@@ -112,6 +112,11 @@ class History(dict):
     def to_json(self) -> dict:
         return {k: [float(v) for v in vals] for k, vals in self.items() if len(vals)}
 
+    def __repr__(self):   # a summary: the full lists are in the dict (a 20-epoch run holds ~100 KB of numbers)
+        last = {k: self[k][-1] for k in ("epoch_loss", "epoch_accuracy", "test_accuracy") if self.get(k)}
+        tail = "".join(f", {k}={v:.4g}" for k, v in last.items())
+        return f"History(epochs={len(self.get('epoch_loss', []))}, batches={len(self.get('loss', []))}{tail})"
+
 
 _VARS = {"x": 0, "eps": 1, "mu": 2}
 

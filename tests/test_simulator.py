@@ -557,3 +557,15 @@ def test_set_weights_with_a_dict_or_a_bias_key_points_to_load_weights():
     sim.load_weights({k: v + 1.0 for k, v in w.items()})   # the round trip the message points to
     for k, v in sim.weights.items():
         np.testing.assert_allclose(v, w[k] + 1.0, rtol=0, atol=1e-15)
+
+
+def test_history_and_batch_result_print_a_summary():
+    """repr of a History and of step()'s BatchResult is one short line, not every recorded number."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 3)), np.eye(2)[rng.integers(0, 2, 40)]
+    sim = ns.Simulator(ns.hierarchy([3, 4, 2]), backend="reference")
+    h = sim.train(X, Y, epochs=3, batch_size=8, steps=2, progress=False)
+    r = repr(h)
+    assert r.startswith("History(epochs=3, batches=15, epoch_loss=") and len(r) < 120
+    b = repr(sim.step(X[:8], Y[:8], steps=2))
+    assert b.startswith("BatchResult(steps=2, energy=") and len(b) < 120

@@ -54,6 +54,13 @@ class BatchResult:
     y0: np.ndarray | None = None   # (B, n_target): prediction mu of the target population at the start
     y: np.ndarray | None = None    # (B, n_target): value x of the target population at the end
 
+    def __repr__(self):   # a summary (the arrays are attributes)
+        e = self.energy
+        total = f", energy={float(np.sum(e[-1])):.6g} (final total)" if e is not None and len(e) else ""
+        fail = f", diverged at step {self.fail_step} in population {self.fail_pop}" if self.status else ""
+        rec = f", records={len(self.rec_steps)}" if self.rec_steps is not None and len(self.rec_steps) else ""
+        return f"BatchResult(steps={self.steps}{total}{rec}{fail})"
+
 
 class Backend:
     """Base class: holds weights, optimiser state and the network state between calls."""
