@@ -3,7 +3,7 @@ r"""Shared pieces of the benchmark suite: the workload, timing, the machine's me
 Workload (the standard PC training schedule, ``performance_notes.md``): a layered tanh PCN
 (default 64-256-256-10, no biases, linear input), input and target clamped, hidden values from the
 feedforward pass, ``T`` Euler steps of size 0.1, then one SGD step of the weights (lr 1e-3).  One
-*batch* is one call of the backend's ``run_batch``: relaxation and weight update.
+*batch* is one call of the public per-batch call ``Simulator.step``: relaxation and weight update.
 
 FLOPs of one batch (matrix products only; elementwise work is not counted, so the roofline is
 optimistic):
@@ -32,7 +32,6 @@ import time
 import numpy as np
 
 import neurosim as ns
-from neurosim.backends.base import RunSpec
 
 DT = 0.1
 LR = 1e-3
@@ -51,10 +50,6 @@ def make_data(B, sizes, seed=0):
     return rng.normal(size=(B, sizes[0])), rng.normal(size=(B, sizes[-1]))
 
 
-def spec(T, probe_every=0):
-    return RunSpec(n_steps=int(T), dt=DT, learn=True, probe_every=probe_every)
-
-
 def flops(sizes, B, T):
     """Matrix-product FLOPs of one training batch (see the module docstring)."""
     mats = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
@@ -67,13 +62,18 @@ def simulator(sizes, backend, dtype="float64", seed=0, probes=(), blas_threads=N
                         backend_options=opts)
 
 
+def train_batch(sim, X, Y, T):
+    """One training batch through the public per-batch call: clamp, ``T`` Euler steps of ``DT`` from the
+    feedforward pass, one SGD step; returns its :class:`~neurosim.backends.base.BatchResult`."""
+    return sim.step(X, Y, steps=int(T), dt=DT)
+
+
 def batch_fn(sim, X, Y, T):
-    sp = spec(T)
     X = np.ascontiguousarray(X, dtype=sim.dtype)
     Y = np.ascontiguousarray(Y, dtype=sim.dtype)
 
     def run():
-        sim.backend.run_batch(X, Y, sp)
+        train_batch(sim, X, Y, T)
     return run
 
 

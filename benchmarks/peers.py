@@ -42,7 +42,7 @@ def _problem(path, sizes, B, T, dtype, repeats):
     X, Y = core.make_data(B, sizes)
     ref = core.simulator(sizes, "reference", "float64")
     W = ref.weights
-    res = ref.backend.run_batch(X, Y, core.spec(T))
+    res = core.train_batch(ref, X, Y, T)
     Wn = ref.weights
     L = len(sizes) - 1
     arrays = {f"W{i}": W[f"W{i}"] for i in range(1, L + 1)}

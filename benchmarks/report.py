@@ -157,17 +157,16 @@ def scaling_section(s):
 def memory_section(rows):
     lines = ["## Memory (peak RSS of a fresh process)\n",
              "| case | batch | width | hidden layers | T | peak RSS MB | RSS after imports and kernel load MB | "
-             "state buffers MB | probe data MB |", "|---|---|---|---|---|---|---|---|---|"]
+             "network state MB | probe data MB |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['case']} | {r['batch']} | {r['width']} | {r['depth']} | {r['T']} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['rss_after_load_mb']:.0f} | {r['state_buffers_mb']:.1f} | {r['probe_data_mb']:.1f} |")
+                     f"{r['rss_after_load_mb']:.0f} | {r.get('state_mb', r.get('state_buffers_mb', 0.0)):.1f} | {r['probe_data_mb']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
 def probes_section(rows, note=None):
     lines = ["## Probes recording every step\n"] + ([note + "\n"] if note else []) + [
-             "*kernel*: `run_batch` recording x, eps and mu of every unit (of the probed item) at every step and "
-             "returning them, against not recording. *simulator*: `Simulator.run(..., learn=True)` with the "
+             "`Simulator.run(..., learn=True)` with the "
              "records stored in `sim.data`, accumulating over the runs as in training; the probes keep their "
              "default bound (the most recent 10,000 records) and are timed once it is full, when stored "
              "records go into recycled buffers. The last rows keep every record: each batch then writes "
@@ -186,8 +185,8 @@ def probes_section(rows, note=None):
 def startup_section(s, th=None):
     imp = ", ".join(f"{k} {v:.2f} s" for k, v in s["import_s"].items())
     text = (f"## Start-up\n\n- `neurosim run digits` with a warm numba cache: training begins "
-            f"**{s['digits_until_training_begins_s']:.2f} s** after the process starts; the first batch (which "
-            f"loads the cached kernel) is done at {s['digits_until_first_batch_done_s']:.2f} s.\n"
+            f"**{s['digits_until_training_begins_s']:.2f} s** after the process starts (after the warm-up batch that "
+            f"loads the cached kernels); its first epoch is done at {s['digits_until_first_epoch_done_s']:.2f} s.\n"
             f"- Import times in one fresh process (a single cold run; `sklearn.datasets` and `matplotlib` are not "
             f"imported before training starts): {imp}.\n"
             f"- Kernel compile with an empty cache: float64 {s['cold_compile_s_float64']:.1f} s, float32 "

@@ -3,11 +3,12 @@
 * memory: peak RSS (``VmHWM``) of a fresh process running the largest point of each scaling sweep,
   and the largest T with probes recording x, eps and mu of every population at every step; the RSS
   after imports and kernel loading is reported alongside;
-* probes: recording every step against not recording, in the kernel and through ``Simulator.run`` with
-  the records stored in ``sim.data`` (interleaved medians);
-* start-up: ``neurosim run digits`` in a fresh process with the numba cache warm: time from process
-  start until the first training batch starts, and the first batch itself (which loads the cached
-  kernel); the cold compile time of the kernel (empty cache directory) for comparison;
+* probes: recording every step against not recording, through ``Simulator.run`` with the records
+  stored in ``sim.data`` (interleaved medians);
+* start-up: ``neurosim run digits --set epochs=1`` in a fresh process with the numba cache warm: time
+  from process start until ``Simulator.train`` is called (after the warm-up batch that loads the cached
+  kernels) and until its one epoch is done; the cold compile time of the kernel (empty cache directory,
+  first ``Simulator.step``) for comparison;
 * threads: the cost of entering and leaving one numba ``prange`` region, which is why the per-step
   loop stays single-threaded (BLAS uses both cores inside the large matrix products).
 """
@@ -49,8 +50,8 @@ sim.run(X, Y, steps=T, mode="clamp", learn=True)
 peak = hwm_mb()
 rec = sum(sim.data[p].nbytes for p in pr) if pr else 0
 print(json.dumps({{"rss_after_load_mb": base, "peak_rss_mb": peak, "probe_data_mb": rec / 2**20,
-                  "state_buffers_mb": (sim.backend._work.nbytes + sim.backend._tmp.nbytes) / 2**20,
-                  "weights_mb": sim.backend.W.nbytes * 4 / 2**20}}))
+                  "state_mb": sum(a.nbytes for pop in sim.state().values() for a in pop.values()) / 2**20,
+                  "weights_mb": sum(w.nbytes for w in sim.weights.values()) / 2**20}}))
 """
 
 MEMORY_CASES = [
@@ -71,22 +72,19 @@ def memory(log=print) -> list:
         out = json.loads(core.run_python(code, {"PYTHONPATH": str(ROOT)}).strip().splitlines()[-1])
         rows.append({**c, **out})
         log(f"  {c['case']:40s} peak RSS {out['peak_rss_mb']:7.1f} MB (after load {out['rss_after_load_mb']:6.1f} MB; "
-            f"state {out['state_buffers_mb']:.1f} MB, probe data {out['probe_data_mb']:.1f} MB)")
+            f"network state {out['state_mb']:.1f} MB, probe data {out['probe_data_mb']:.1f} MB)")
     return rows
 
 
 def probes(repeats=15, log=print) -> list:
-    """Recording every step vs not recording, same workload, interleaved medians, at two levels:
-
-    * kernel: ``backend.run_batch`` with ``probe_every=1`` (x, eps, mu of the probed item for every
-      unit at every step, returned to the caller) against ``probe_every=0``;
-    * simulator: ``Simulator.run(..., learn=True)`` with probes stored in ``sim.data`` across runs
-      (accumulating, as in a training loop), for a typical set (x and eps of every non-input population
-      and their energies, as ``neurosim run digits`` records) and for everything (x, eps, mu, energy of
-      every population: 13 probes).  Probes keep their default bound (the most recent 10,000 records),
-      and the runs are timed once the records have filled it (the steady state of a training loop).
-      A last row keeps every record (``max_records=10**9``): then each batch writes its records to
-      memory the process has never touched, and the first write to a page is what it costs.
+    """Recording every step vs not recording, same workload, interleaved medians, through the public API:
+    ``Simulator.run(..., learn=True)`` with probes stored in ``sim.data`` across runs
+    (accumulating, as in a training loop), for a typical set (x and eps of every non-input population
+    and their energies, as ``neurosim run digits`` records) and for everything (x, eps, mu, energy of
+    every population: 13 probes).  Probes keep their default bound (the most recent 10,000 records),
+    and the runs are timed once the records have filled it (the steady state of a training loop).
+    A last row keeps every record (``max_records=10**9``): then each batch writes its records to
+    memory the process has never touched, and the first write to a page is what it costs.
     """
     rows = []
     sizes = core.net_sizes()
@@ -103,20 +101,6 @@ def probes(repeats=15, log=print) -> list:
             "everything, every record kept (max_records=10**9)": everything(max_records=10**9)}
     for B, T in ((1, 100), (256, 20)):
         X, Y = core.make_data(B, sizes)
-        a, b = core.simulator(sizes, "numba"), core.simulator(sizes, "numba")
-        s0, s1 = core.spec(T), core.spec(T, probe_every=1)
-
-        def k0():
-            a.backend.run_batch(X, Y, s0)
-
-        def k1():
-            b.backend.run_batch(X, Y, s1)
-        res = core.interleaved({"off": k0, "on": k1}, repeats)
-        ratio = res["on"]["median_s"] / res["off"]["median_s"]
-        rows.append({"level": "kernel", "probes": "x, eps, mu of every unit", "batch": B, "T": T,
-                     "plain_s": res["off"]["median_s"], "probes_s": res["on"]["median_s"], "ratio": ratio})
-        log(f"  kernel     B={B:<4d} T={T:<4d} recording off {res['off']['median_s'] * 1e3:8.3f} ms, every step "
-            f"{res['on']['median_s'] * 1e3:8.3f} ms: x{ratio:.3f}")
         sims = {"plain": core.simulator(sizes, "numba")}
         sims.update({k: core.simulator(sizes, "numba", probes=v) for k, v in sets.items()})
 
@@ -146,15 +130,14 @@ def probes(repeats=15, log=print) -> list:
 _START_CHILD = r"""
 import os, sys, time
 T0 = float(os.environ["NS_T0"])
-import neurosim.simulator as S
-orig = S.Simulator._run_batch
-def patched(self, *a, **k):
+import neurosim as ns
+train = ns.Simulator.train
+def timed(self, *a, **k):   # wraps the public Simulator.train: when training begins and its first epoch ends
     begin = time.time() - T0
-    orig(self, *a, **k)
-    done = time.time() - T0
-    print("STARTUP", begin, done, flush=True)
+    train(self, *a, **k)
+    print("STARTUP", begin, time.time() - T0, flush=True)
     os._exit(0)
-S.Simulator._run_batch = patched
+ns.Simulator.train = timed
 from neurosim.cli import main
 main(["run", "digits", "--out", sys.argv[1], "--no-progress", "-q", "--set", "epochs=1"])
 """
@@ -166,7 +149,7 @@ sizes = core.net_sizes()
 sim = core.simulator(sizes, "numba", "{dtype}")
 X, Y = core.make_data(1, sizes)
 t0 = time.perf_counter()
-sim.backend.run_batch(X, Y, core.spec(5))
+core.train_batch(sim, X, Y, 5)
 print("FIRST", time.perf_counter() - t0)
 """
 
@@ -203,9 +186,9 @@ def startup(repeats=3, log=print) -> dict:
     runs = runs[1:]
     begin = float(np.median([r[0] for r in runs]))
     done = float(np.median([r[1] for r in runs]))
-    out.update({"digits_until_training_begins_s": begin, "digits_until_first_batch_done_s": done,
-                "digits_first_batch_s": done - begin, "runs": runs})
-    log(f"  neurosim run digits (warm cache): training begins after {begin:.2f} s, first batch done after {done:.2f} s"
+    out.update({"digits_until_training_begins_s": begin, "digits_until_first_epoch_done_s": done,
+                "digits_first_epoch_s": done - begin, "runs": runs})
+    log(f"  neurosim run digits (warm cache): training begins after {begin:.2f} s, first epoch done after {done:.2f} s"
         f"  (imports: " + ", ".join(f"{k} {v:.2f} s" for k, v in out["import_s"].items()) + ")")
     return out
 

@@ -24,13 +24,14 @@ def float32_error(sizes, B, T) -> dict:
     X, Y = core.make_data(B, sizes, seed=3)
     a = core.simulator(sizes, "numba", "float32")
     b = core.simulator(sizes, "reference", "float64")
-    ra = a.backend.run_batch(X.astype(np.float32), Y.astype(np.float32), core.spec(T))
-    rb = b.backend.run_batch(X, Y, core.spec(T))
+    ra = core.train_batch(a, X.astype(np.float32), Y.astype(np.float32), T)
+    rb = core.train_batch(b, X, Y, T)
     ea, eb = ra.energy[-1].sum(), rb.energy[-1].sum()
     wa, wb = a.weights, b.weights
+    sa, sb = a.state(), b.state()
     return {"energy_rel_err": float(abs(ea - eb) / abs(eb)),
             "weights_max_abs_err": float(max(np.max(np.abs(wa[k] - wb[k])) for k in wb)),
-            "x_max_abs_err": float(np.max(np.abs(a.backend.state()["x"] - b.backend.state()["x"])))}
+            "x_max_abs_err": float(max(np.max(np.abs(sa[n]["x"] - sb[n]["x"])) for n in sb))}
 
 
 def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict:

@@ -10,6 +10,7 @@ import numpy as np
 import neurosim as ns
 from neurosim import graph as ng
 from neurosim.data import Dataset, load_digits
+from neurosim.hardware.spec import format_hardware, parse_hardware
 
 __all__ = ["digit_rows", "adding_task", "plasticity", "runs_of", "train_algorithms", "summarise", "sequence_dataset",
            "comparison_figure"]
@@ -114,7 +115,8 @@ def train_algorithms(make_graph, data: Dataset, cfg, progress=True) -> dict:
                 refresh_time_constants(sim, data.X_train[:128])
         if algo == "ipc" and cfg.get("ipc_lr_scale", 1.0) != 1.0:
             g = replace(g, plasticity=replace(g.plasticity, lr=g.plasticity.lr * cfg["ipc_lr_scale"]))
-        sim = ns.Simulator(g, backend=cfg["backend"], seed=cfg["seed"], dt=cfg["pc_dt"])
+        sim = ns.Simulator(g, backend=cfg["backend"], seed=cfg["seed"], dt=cfg["pc_dt"],
+                           hardware=parse_hardware(cfg.get("hardware", "none")))
         t0 = time.perf_counter()
         kw = dict(steps=cfg["pc_steps"]) if algo in ("pc", "ipc", "strict") else {}
         if algo == "pc" and cfg.get("pc_dt_decay", 1.0) != 1.0:
@@ -124,6 +126,9 @@ def train_algorithms(make_graph, data: Dataset, cfg, progress=True) -> dict:
                       callback=callback, **kw)
         out[label] = {"history": h, "weights": sim.weights, "output_precision": lam, "time_s": time.perf_counter() - t0,
                      "test": sim.evaluate(data.X_test, data.Y_test), "train": sim.evaluate(data.X_train, data.Y_train)}
+        if sim.hardware is not None:   # what the substrate did: operation counts of the whole training
+            c = sim.hardware.counts
+            out[label]["hardware_counts"] = {f: float(getattr(c, f)) for f in c.__dataclass_fields__}
         sim.close()
     return out
 
@@ -136,6 +141,8 @@ def summarise(runs: dict, classify: bool) -> dict:
         m[algo] = {"test_loss": r["test"]["loss"], "train_loss": r["train"]["loss"], "time_s": r["time_s"],
                    "output_precision": r["output_precision"],
                    "epoch_test_loss": list(h["test_loss"]), "epoch_loss": list(h["epoch_loss"])}
+        if "hardware_counts" in r:
+            m[algo]["hardware_counts"] = r["hardware_counts"]
         if classify:
             m[algo].update(test_accuracy=r["test"]["accuracy"], train_accuracy=r["train"]["accuracy"],
                            epoch_test_accuracy=list(h["test_accuracy"]))
@@ -169,3 +176,9 @@ def comparison_figure(runs: dict, key: str, ylabel: str, path, title: str):
             line.set_zorder(5)
     plot.save(fig, path)
     return fig
+
+
+def hardware_label(cfg) -> str:
+    """The run's hardware model in the one-line form of :mod:`neurosim.hardware.spec` ("none" without one)."""
+    hw = parse_hardware(cfg.get("hardware", "none"))
+    return "none" if hw is None else format_hardware(hw)

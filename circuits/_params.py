@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from neurosim import algorithms as _algorithms
 from neurosim.activations import ACTIVATIONS
-from neurosim.experiment import Bool, Choice, Float, Int, ListOf, Str  # noqa: F401 - re-exported for the modules
+from neurosim.experiment import Bool, Choice, Float, Int, ListOf, Param, Str  # noqa: F401 - re-exported for the modules
 
 #: experiments that run on any backend of neurosim.Simulator
 ANY_BACKEND = Choice("numba", "reference", "brian2")
@@ -98,3 +98,11 @@ def _check_hardware(value):
 #: a modelled substrate for the run's Simulator(hardware=...), written as in neurosim.hardware.spec
 HARDWARE = Str(check=_check_hardware, doc="none, or items like weights:Quantize(6, bound=2.0);reads:AdditiveNoise(0.01);"
                                           "coding=event;threshold=0.01 (neurosim.hardware.spec)")
+
+
+#: HARDWARE for experiments that train several algorithms: a substrate trains with pc and bp only
+HARDWARE_PC_BP = Param("str", check=_check_hardware, doc=HARDWARE.doc,
+                       requires=(lambda v, c: v.strip().lower() in ("", "none", "off") or set(c["algorithms"]) <= {"pc", "bp"},
+                                 "with a hardware model: algorithms pc and/or bp only",
+                                 "hardware: Simulator(hardware=...) trains with algorithms pc and bp only; "
+                                 "set algorithms=[pc,bp] (or hardware=none)"))

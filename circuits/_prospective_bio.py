@@ -467,7 +467,6 @@ def rev_subject(cfg, rule: str, lr: float, init_std: float, seed: int) -> list:
     W1 = rng.normal(0.0, init_std)
     W2 = rng.normal(0.0, init_std, size=2)
     X = np.ones((1, 1))
-    k_w1, k_w2 = sim.plan.proj_index("W1"), sim.plan.proj_index("W2")
     correct, successes, switching = 0, [], False
     last_punished, last_action, value_at_punish = False, None, 0.0
     events = []
@@ -486,8 +485,9 @@ def rev_subject(cfg, rule: str, lr: float, init_std: float, seed: int) -> list:
         sim.set_weights("W1", W=[[W1]])
         sim.set_weights("W2", W=[[W2[action]]])
         learn_step(sim, rule, X, [[reward]], relax)
-        W1 = float(sim.backend.weight(k_w1)[0, 0])
-        W2[action] = float(sim.backend.weight(k_w2)[0, 0])
+        w = sim.weights
+        W1 = float(w["W1"][0, 0])
+        W2[action] = float(w["W2"][0, 0])
         k = int(cfg["reverse_after"])
         if len(successes) >= k and sum(successes[-k:]) == k:
             switching = True

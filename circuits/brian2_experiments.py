@@ -162,7 +162,7 @@ def run_bear(cfg, out, progress=True) -> dict:
                 if it == 0:
                     first[name] = {p: s.data[p].copy() for p in ("hidden.x", "outputs.x")}
                 if name == label and cfg["mode"] == "spiking":
-                    reports.append(s.backend.last_run)
+                    reports.append(s.last_run)
             traj[name].append(s.predict(X)[0].copy())
             weights[name].append(np.concatenate([s.weights["W1"].ravel(), s.weights["W2"].ravel()]))
     traj = {k: np.array(v) for k, v in traj.items()}
@@ -314,7 +314,7 @@ def run_digits(cfg, out, progress=True) -> dict:
                 res = backend_sim.run(Xt[a:a + cfg["chunk"]], steps=steps, mode="free", init="zeros")
                 outs.append(res.x["output"])
                 if cfg["mode"] == "spiking":
-                    reps.append(backend_sim.backend.last_run)
+                    reps.append(backend_sim.last_run)
             acc_b.append(float(np.mean(np.argmax(np.concatenate(outs), 1) == yt)))
             if reps:
                 reports[steps] = reps
@@ -374,7 +374,7 @@ def run_digits(cfg, out, progress=True) -> dict:
         steps = steps_list[-1]
         one.run(Xt[:1], steps=steps, mode="free", init="zeros")
         ref1.run(Xt[:1], steps=steps, mode="free", init="zeros")
-        rep = one.backend.last_run
+        rep = one.last_run
         _raster(rep, out / "raster.png", f"Digit {int(yt[0])}: value and error events")
         t = np.arange(steps + 1) * cfg["dt"] * tu
         c = int(yt[0])

@@ -51,8 +51,8 @@ from neurosim.data import load_digits
 from neurosim.experiment import Experiment
 
 from . import _params as P
-from ._graph_common import (comparison_figure, digit_rows, plasticity, sequence_dataset, summarise,
-                            train_algorithms)
+from ._graph_common import (comparison_figure, digit_rows, hardware_label, plasticity, sequence_dataset,
+                            summarise, train_algorithms)
 
 # ----------------------------------------------------------------------------------------------- graph-exactness
 EXACT_DEFAULTS = {
@@ -116,7 +116,7 @@ def run_exactness(cfg, out, progress=True) -> dict:
     for name, g in graphs.items():
         sim = ns.Simulator(g, backend=cfg["backend"], seed=cfg["seed"])
         bp, bp_res = sim.directions(X, Y, "bp", result=True)
-        r = {"n_vertices": len(g.vertices), "n_vertices_levelled": sim.backend.levelled_plan.n_vertices,
+        r = {"n_vertices": len(g.vertices), "n_vertices_levelled": len(ng.level(g).vertices),
              "depth": g.depth, "levelled": g.is_levelled, "n_parameters": int(sim.plan.n_theta)}
         r["zil_rel_diff"] = ng.rel_diff(sim.directions(X, Y, "zil"), bp)
         r["fpa_rel_diff"] = ng.rel_diff(sim.directions(X, Y, "fpa", {"eta": 1.0, "n": g.depth}), bp)
@@ -152,7 +152,7 @@ def run_exactness(cfg, out, progress=True) -> dict:
     # the Z-IL error wave on the levelled LSTM: energy of every level at every step
     lsim = ns.Simulator(graphs["lstm"], backend=cfg["backend"], seed=cfg["seed"])
     _, res = lsim.directions(X, Y, "zil", result=True)
-    lplan = lsim.backend.levelled_plan
+    lplan = ng.lower_graph(ng.level(graphs["lstm"]), seed=cfg["seed"])   # the plan Z-IL relaxes (identity vertices added)
     wave = np.zeros((res.energy.shape[0], int(lplan.levels.max()) + 1))
     for i, lev in enumerate(lplan.levels):
         wave[:, lev] += res.energy[:, i]
@@ -241,6 +241,7 @@ CNN_DEFAULTS = {
     "pc_dt": 0.1,                  # and their size
     "pc_output_precision": [1.0],  # one PC run per output precision (1: standard PC)
     "test_fraction": 0.25,
+    "hardware": "none",            # a modelled substrate, e.g. "weights:Quantize(6, bound=2.0)" (pc and bp only)
 }
 
 #: the graph algorithms (neurosim.graph.ALGORITHMS)
@@ -258,6 +259,7 @@ _TRAINING_PARAMS = {
     "pc_dt": P.DT,
     "pc_output_precision": P.ListOf(P.Float(gt=0), doc="one PC run per value"),
     "test_fraction": P.TEST_FRACTION,
+    "hardware": P.HARDWARE_PC_BP,
 }
 CNN_PARAMS = {
     **_TRAINING_PARAMS,
@@ -280,7 +282,7 @@ def run_cnn(cfg, out, progress=True) -> dict:
     comparison_figure(runs, "epoch_loss", "training loss (feedforward, before each update)", out / "loss.png",
                       "CNN on digits: training loss")
     m.update(graph=g.describe(), n_parameters=int(ng.lower_graph(g).n_theta), n_train=data.n_train,
-             n_test=data.n_test, figures=["test_accuracy.png", "loss.png"])
+             n_test=data.n_test, figures=["test_accuracy.png", "loss.png"], hardware=hardware_label(cfg))
     return m
 
 
@@ -305,6 +307,7 @@ SEQ_DEFAULTS = {
     "length": 10,                  # adding: sequence length
     "n_train": 2000,               # adding: training sequences
     "n_test": 500,                 # adding: test sequences
+    "hardware": "none",            # a modelled substrate, e.g. "weights:Quantize(6, bound=2.0)" (pc and bp only)
 }
 
 SEQ_PARAMS = {
@@ -343,7 +346,7 @@ def _run_sequences(kind, cfg, out, progress):
     plan = ng.lower_graph(g)
     m.update(task=cfg["task"], sequence_steps=steps, n_vertices=plan.n_vertices, depth=g.depth,
              n_vertices_levelled=ng.lower_graph(ng.level(g)).n_vertices, n_parameters=int(plan.n_theta),
-             n_train=data.n_train, n_test=data.n_test, figures=figs)
+             n_train=data.n_train, n_test=data.n_test, figures=figs, hardware=hardware_label(cfg))
     return m
 
 

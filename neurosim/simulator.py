@@ -548,6 +548,13 @@ class Simulator:
         return self._backend
 
     @property
+    def last_run(self):
+        """What the backend reports of the last batch beyond its result, or None: on brian2's spiking mode the
+        spikes, synaptic events, rates and settle time of the run (:class:`~neurosim.backends.brian2.spiking`),
+        elsewhere None."""
+        return getattr(self._backend, "last_run", None)
+
+    @property
     def weights(self) -> dict:
         """Copies of the weight matrices ``{projection: (n_post, n_pre)}`` and biases ``{projection.b: (n_post,)}``."""
         out = {}

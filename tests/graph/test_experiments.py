@@ -117,3 +117,30 @@ def test_sequence_options_jacobi_and_ipc(tmp_path):
     # per-vertex time constants and a smaller iPC learning rate are different runs from the same start
     assert jac["pc_lambda0.01"]["epoch_loss"] != uni["pc_lambda0.01"]["epoch_loss"]
     assert jac["ipc"]["test_loss"] != uni["ipc"]["test_loss"]
+
+
+@pytest.mark.parametrize("name", ["cnn-digits", "rnn-sequences"])
+def test_hardware_setting_trains_on_the_modelled_substrate(tmp_path, name):
+    """``--set hardware=...`` on the graph training experiments: 4-bit weights with nearest rounding swallow
+    Adam's small steps (the substrate really quantises the writes), stochastic rounding lets training go on;
+    the substrate's operation counts are in metrics.json."""
+    small = dict(algorithms=["pc"], epochs=1, batch_size=64, seed=0)
+    if name == "cnn-digits":
+        small["channels"] = [2]
+    else:
+        small.update(hidden=8, pc_output_precision=[1.0])
+    plain = _run(name, tmp_path / "plain", **small)
+    coarse = _run(name, tmp_path / "coarse", hardware="weights:Quantize(4, bound=1.0)", **small)
+    assert plain["hardware"] == "none" and coarse["hardware"].startswith("weights:Quantize(bits=4")
+    counts = coarse["pc"]["hardware_counts"]
+    assert counts["batches"] == np.ceil(plain["n_train"] / 64) and counts["weight_writes"] > 0
+    assert "hardware_counts" not in plain["pc"]
+    assert coarse["pc"]["test_loss"] != pytest.approx(plain["pc"]["test_loss"], rel=1e-3)
+
+
+def test_hardware_setting_refuses_algorithms_the_substrate_cannot_train(tmp_path):
+    from neurosim.experiment import ConfigError
+    with pytest.raises(ConfigError, match=r"algorithms pc and bp only; set algorithms=\[pc,bp\]"):
+        run_experiment(registry.get("cnn-digits"), {"hardware": "weights:Quantize(6)"}, out=tmp_path,
+                       progress=False)
+    assert not (tmp_path / "metrics.json").exists()
