@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 import neurosim as ns
@@ -25,3 +26,15 @@ def test_a_second_target_clamp_is_refused():
         dataclasses.replace(net, clamps=tuple(net.clamps) + (ns.Clamp("output", "target"),))
     # one target is fine
     assert ns.Circuit(pops, errs, projs, [ns.Clamp("i"), ns.Clamp("b", "target")]).targets == ["b"]
+
+
+def test_lower_takes_every_circuit_kind():
+    """``ns.lower`` lowers a graph circuit to the GraphPlan of ``lower_graph`` (same parameters for one seed)
+    and names what it takes when given something else."""
+    g = ns.graph.cnn(input_shape=(1, 4, 4), channels=(2,), kernel=3, n_out=2)
+    p, q = ns.lower(g, seed=3), ns.graph.lower_graph(g, seed=3)
+    assert isinstance(p, ns.graph.GraphPlan) and p.pop_names == q.pop_names
+    np.testing.assert_array_equal(p.theta0, q.theta0)
+    assert ns.lower(ns.hierarchy([3, 2]), seed=0).pop_names == ["input", "output"]
+    with pytest.raises(TypeError, match="needs a neurosim Circuit or neurosim.graph.Graph, got int"):
+        ns.lower(3)
