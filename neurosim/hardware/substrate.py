@@ -25,7 +25,7 @@ path                      transforms                             limits
 =======================  =====================================  ===========================================
 PC, backend kernel        updates, weights                       whatever the backend supports
 PC, event engine          all sites, clock or event coding       numba/reference backends, float64, Euler,
-                                                                 no skip projections, no x/eps/mu probes
+                                                                 no x/eps/mu probes
                                                                  (energy and weight_norm probes record)
 BP (``algorithm="bp"``)   all sites, clock coding                as the event engine when signal sites or
                                                                  reads are active; event coding unsupported
@@ -82,13 +82,15 @@ class HardwareRelaxResult(RelaxResult):
     """A :class:`~neurosim.RelaxResult` plus what the substrate did (returned by ``Simulator.run`` of a
     simulator with hardware).
 
-    ``events`` (steps + 1, n_pops, 2), ``events_init`` (n_pops, 2) and ``sops`` (n_proj, 2) come from the
-    event engine (None when the backend kernel ran); ``counts`` are the operation counts of this run.
+    ``events`` (steps + 1, n_pops, 2), ``events_init`` (n_pops, 2), ``sops`` (n_proj, 2) and ``skip_ops``
+    (n_proj, 2; the one-to-one ops of identity skips) come from the event engine (None when the backend kernel
+    ran); ``counts`` are the operation counts of this run.
     """
 
     events: np.ndarray | None = None
     events_init: np.ndarray | None = None
     sops: np.ndarray | None = None
+    skip_ops: np.ndarray | None = None
     counts: OpCounts | None = None
 
 
