@@ -1048,7 +1048,7 @@ class Simulator:
         from .hardware.substrate import HardwareRelaxResult
         return HardwareRelaxResult(**fields, events=getattr(res, "events", None),
                                    events_init=getattr(res, "events_init", None), sops=getattr(res, "sops", None),
-                                   counts=self.hardware.last_counts)
+                                   skip_ops=getattr(res, "skip_ops", None), counts=self.hardware.last_counts)
 
     def learn(self, X, Y, *, steps: int = 50, **kwargs) -> RelaxResult:
         """One step of the standard schedule: relax with the target clamped, then one Hebbian update."""

@@ -17,7 +17,9 @@ a population at distance :math:`d` only start moving at :math:`t = d + 1`, :math
 backprop's :math:`-\delta_l` and the update equals the BP-SGD update exactly (for hidden precision 1 and
 :math:`\gamma/\tau_x = 1`).  The graph must be *levelled* (every path from a population to the output has
 the same length); residual *layers* (skip inside a projection, :func:`neurosim.mupc.mupc_network`) are
-levelled, a skip that jumps over layers needs identity populations (``Projection(weights=False, skip=True)``).
+levelled.  An unlevelled DAG (a projection that jumps over levels) is levelled when Z-IL runs
+(:func:`level_circuit`): identity populations are inserted on the short paths, as the graph Z-IL does
+(:func:`neurosim.graph.level`); the weights, their names and the results stay the circuit's own.
 
 Options: ``gamma`` (1.0; the negative control is e.g. 0.9), ``update_all_at_zero`` (False; True updates
 every projection at :math:`t = 0`, the second negative control), and the output options
@@ -28,13 +30,137 @@ from __future__ import annotations
 
 import numpy as np
 
+import dataclasses
+
 from ..backends.base import BatchResult, RunSpec
+from ..circuit import Circuit, ErrorPopulation, Projection
 from ..errors import UnsupportedError
+from ..plan import ROLE_FREE, lower
 from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, first_bad, output_settings, \
     rec_buffers, tables, uses_numba
 from . import check_backend, register
 
 OPTIONS = {"gamma": 1.0, "update_all_at_zero": False, **OUTPUT_OPTIONS}
+
+
+def level_circuit(circuit: Circuit, plan=None) -> Circuit:
+    r"""The circuit with identity populations inserted so that every projection out of a free population spans
+    exactly one level (its longest path to the target), what Z-IL needs.
+
+    A projection ``pre -> post`` with :math:`s = \mathrm{depth}(pre) - \mathrm{depth}(post) > 1` is moved to start
+    at the end of a chain ``pre -> <post>.lvl.<pre>.1 -> ... -> <post>.lvl.<pre>.<s-1>`` of identity skips
+    (``Projection(weights=False, skip=True)``, one chain per (pre, post) pair).  A chain population copies ``pre``
+    (size, activation, ``tau_x``) and has an error unit of precision 1 (``tau_eps`` 0), so at the feedforward
+    state it equals ``pre`` and the moved projection (same name, weights, bias, multiplier, plasticity) predicts
+    what it predicted; the computed function and the BP gradient are unchanged.  Projections out of inputs need
+    no chain (inputs never move).  A levelled circuit is returned unchanged.
+    """
+    from ._common import distances
+    p = lower(circuit, 0) if plan is None else plan
+    depth, _, levelled, problem = distances(p)
+    if levelled:
+        return circuit
+    for k in range(p.n_proj):
+        if p.proj_pre[k] == p.target_pop:
+            raise UnsupportedError(f"algorithm 'zil' cannot level circuit {circuit.name!r}: {problem}")
+    pops = {v.name: v for v in circuit.populations}
+    names = set(pops) | {e.name for e in circuit.errors} | {pr.name for pr in circuit.projections}
+    chains = {}
+    new_pops, new_errs, new_projs = [], [], []
+    projs = []
+    for pr in circuit.projections:
+        i, j = p.pop_names.index(pr.pre), p.pop_names.index(pr.post)
+        span = int(depth[i] - depth[j]) if depth[i] >= 0 and depth[j] >= 0 else 1
+        if p.pop_role[i] != ROLE_FREE or span <= 1:
+            projs.append(pr)
+            continue
+        if (pr.pre, pr.post) not in chains:
+            prev = pr.pre
+            for step in range(1, span):
+                nm = f"{pr.post}.lvl.{pr.pre}.{step}"
+                while nm in names:
+                    nm += "_"
+                names.add(nm)
+                en, ln = nm + ".eps", nm + ".in"
+                while en in names:
+                    en += "_"
+                names.add(en)
+                while ln in names:
+                    ln += "_"
+                names.add(ln)
+                new_pops.append(dataclasses.replace(pops[pr.pre], name=nm))
+                new_errs.append(ErrorPopulation(en, nm, 0.0, 1.0))
+                new_projs.append(Projection(ln, prev, nm, skip=True, weights=False, plasticity=None))
+                prev = nm
+            chains[(pr.pre, pr.post)] = prev
+        projs.append(dataclasses.replace(pr, pre=chains[(pr.pre, pr.post)]))
+    return dataclasses.replace(circuit, populations=tuple(circuit.populations) + tuple(new_pops),
+                               errors=tuple(circuit.errors) + tuple(new_errs),
+                               projections=tuple(new_projs) + tuple(projs))
+
+
+class _Levelled:
+    """Z-IL of an unlevelled layered circuit on its levelled twin (:func:`level_circuit`): a simulator of the
+    levelled circuit whose parameters and optimiser state are copied from (and back to) the user's simulator
+    around every call, matched by projection name; results are reported in the user's plan layout."""
+
+    def __init__(self, sim):
+        from ..simulator import Simulator
+        lev = level_circuit(sim.circuit, sim.plan)
+        self.sim = Simulator(lev, backend=sim.backend_name, dt=sim.dt, dtype=sim.dtype, seed=0)
+        p, q = sim.plan, self.sim.plan
+        self.proj = [q.proj_names.index(n) for n in p.proj_names]            # user k -> levelled k
+        self.back = {kq: k for k, kq in enumerate(self.proj)}
+        self.pops = [q.pop_names.index(n) for n in p.pop_names]
+        self.units = np.concatenate([np.arange(q.units(n).start, q.units(n).stop) for n in p.pop_names]) \
+            if p.n_units else np.zeros(0, np.int64)
+        # a population of the levelled plan reported as the user's: itself, or the population its chain copies
+        self.pop_of = {}
+        for jq, n in enumerate(q.pop_names):
+            if n in p.pop_names:
+                self.pop_of[jq] = p.pop_names.index(n)
+        for pr in lev.projections:
+            jq = q.pop_names.index(pr.post)
+            if jq not in self.pop_of and pr.pre in p.pop_names:
+                self.pop_of[jq] = p.pop_names.index(pr.pre)
+        for jq in range(q.n_pops):   # chains longer than one: follow them back
+            while jq not in self.pop_of:
+                pre = next(pr.pre for pr in lev.projections if pr.post == q.pop_names[jq])
+                self.pop_of[jq] = self.pop_of.get(q.pop_names.index(pre), -1)
+
+    def _copy(self, src_sim, dst_sim, to_levelled: bool):
+        a, b = src_sim.backend, dst_sim.backend
+        pa, pb = src_sim.plan, dst_sim.plan
+        for k, kq in enumerate(self.proj):
+            ka, kb = (k, kq) if to_levelled else (kq, k)
+            if pa.w_off[ka] >= 0:
+                n = int(np.prod(pa.weight_shape(ka)))
+                oa, ob = pa.w_off[ka], pb.w_off[kb]
+                for name in ("W", "mW", "vW"):
+                    getattr(b, name)[ob:ob + n] = getattr(a, name)[oa:oa + n]
+            if pa.b_off[ka] >= 0:
+                n = int(pa.pop_size[pa.proj_post[ka]])
+                oa, ob = pa.b_off[ka], pb.b_off[kb]
+                for name in ("b", "mb", "vb"):
+                    getattr(b, name)[ob:ob + n] = getattr(a, name)[oa:oa + n]
+            b.opt_t[kb] = a.opt_t[ka]
+
+    def run(self, sim, impl, X, Y, spec, gamma, allz, options, want_dirs):
+        inner = self.sim
+        st = output_settings("zil", inner.plan, options, inner.backend.dtype)
+        t = tables(inner.plan)
+        post_d = [int(t.dist[inner.plan.proj_post[k]]) for k in range(inner.plan.n_proj)]
+        n_upd = 1 + max([d for d in post_d if d >= 0] + [0])
+        self._copy(sim, inner, True)
+        res, dirs = impl(inner, X, Y, spec, gamma, allz, n_upd, t.dist, st, spec.learn, want_dirs)
+        self._copy(inner, sim, False)
+        fail = self.pop_of.get(int(res.fail_pop), -1) if res.fail_pop >= 0 else -1
+        res = dataclasses.replace(res, energy=np.asarray(res.energy)[:, self.pops], fail_pop=fail,
+                                  rec_x=res.rec_x[:, self.units], rec_eps=res.rec_eps[:, self.units],
+                                  rec_mu=res.rec_mu[:, self.units])
+        if dirs is not None:
+            dirs = tuple({self.back[kq]: v for kq, v in d.items()} for d in dirs)
+        return res, dirs
 
 
 def _settings(sim, options):
@@ -46,11 +172,7 @@ def _settings(sim, options):
         raise ValueError(f"algorithm 'zil': update_all_at_zero must be True or False, got {allz!r}")
     t = tables(sim.plan)
     if not t.levelled:
-        raise UnsupportedError(
-            f"algorithm 'zil' needs a levelled graph, but in circuit {sim.circuit.name!r} {t.level_problem}; "
-            "insert identity populations (Projection(weights=False, skip=True)) so that every path to the "
-            "output has the same length, or run the circuit as a graph, "
-            "ns.Simulator(neurosim.graph.from_circuit(circuit), ...), whose Z-IL inserts them itself")
+        return gamma, bool(allz), None, None
     post_d = [int(t.dist[sim.plan.proj_post[k]]) for k in range(sim.plan.n_proj)]
     n_upd = 1 + max([d for d in post_d if d >= 0] + [0])
     return gamma, bool(allz), n_upd, t.dist
@@ -122,6 +244,11 @@ def _run(sim, X, Y, spec, options, want_dirs=True):
     gamma, allz, n_upd, dist = _settings(sim, options)
     st = output_settings("zil", sim.plan, options, sim.backend.dtype)
     impl = _numba if uses_numba(sim) else _numpy
+    if n_upd is None:   # an unlevelled DAG: run on the levelled twin (identity populations inserted)
+        lev = sim.__dict__.get("_zil_levelled")
+        if lev is None:
+            lev = sim.__dict__["_zil_levelled"] = _Levelled(sim)
+        return lev.run(sim, impl, X, Y, spec, gamma, allz, options, want_dirs)
     return impl(sim, X, Y, spec, gamma, allz, n_upd, dist, st, spec.learn, want_dirs)
 
 

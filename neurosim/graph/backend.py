@@ -109,6 +109,9 @@ class GraphBackend(Backend):
         self.batch_size = 0
         self._levelled = None
         self._state = None   # (x, eps, mu) of the last batch, flat (B, n_units)
+        #: per-read noise ``(sigma_m^2, sigma_a^2, seed)`` of the next batches (set by the hardware substrate around
+        #: a batch, see :class:`~neurosim.graph.base.Schedule`), or None: no noise
+        self.read_noise = None
 
     # ------------------------------------------------------------------ parameters
     def weight(self, k: int) -> np.ndarray:
@@ -245,6 +248,9 @@ class GraphBackend(Backend):
         ``directions`` and the state in the plan's unit layout)."""
         opts = {**GRAPH_ALGORITHMS[algorithm], **(options or {})} if algorithm in GRAPH_ALGORITHMS else {}
         plan, sch, used = self.schedule(algorithm, opts, spec)
+        if self.read_noise is not None:
+            m2, a2, seed = self.read_noise
+            sch = _replace(sch, read_m2=float(m2), read_a2=float(a2), read_seed=int(seed))
         X = np.ascontiguousarray(s, dtype=self.dtype)
         Y = None if t is None else np.ascontiguousarray(t, dtype=self.dtype)
         B = X.shape[0]

@@ -42,6 +42,13 @@ class Schedule:
     dt_decay : PC only: < 1 multiplies ``rate`` by this whenever a step fails to lower the total energy
     record_every, record_item : > 0: record x, eps, mu (flat unit layout) of batch item ``record_item`` at steps
         0, record_every, 2 record_every, ... (PC and iPC; an item beyond the batch records nothing)
+    read_m2, read_a2, read_seed : per-read noise of the weighted edges (``reads`` noise of a hardware model:
+        :math:`\\sigma_m^2` of MultiplicativeNoise, :math:`\\sigma_a^2` of AdditiveNoise, summed), redrawn at every
+        read of every schedule (predictions, feedback, the feedforward pass, backprop's backward pass; see
+        :mod:`neurosim.graph.ops`) from the counter-based stream ``read_seed`` (:func:`~neurosim.graph.ops.
+        read_normals`; both engines compute the same draws, so they agree to rounding where they read in the same
+        order -- the feedforward start of PC, BP -- and in distribution otherwise).  Both 0 (the default): no
+        noise, the noiseless code path.
     """
 
     algo: int = ALG_PC
@@ -58,6 +65,9 @@ class Schedule:
     dt_decay: float = 1.0
     record_every: int = 0
     record_item: int = 0
+    read_m2: float = 0.0
+    read_a2: float = 0.0
+    read_seed: int = 0
 
 
 @dataclass

@@ -223,10 +223,113 @@ def _pool_vjp(is_max, E, Xs, C, H, W, Ho, Wo, k, s, O):
                                 O[b, (c * H + oh * s + u) * W + ow * s + v] += g * inv
 
 
+# ----------------------------------------------------------------------------------------------- read noise
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(**JIT_OPTIONS)
+def _splitmix64(z):
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(**JIT_OPTIONS)
+def _read_normal(rn):
+    """The next draw of the counter-based stream ``rn[2]`` (counter ``rn[3]``, advanced here): the numba twin of
+    :func:`neurosim.graph.ops.read_normals`."""
+    c2 = np.uint64(2) * np.uint64(rn[3])
+    rn[3] += 1.0
+    key = _splitmix64(np.uint64(rn[2]))
+    h1 = _splitmix64(key + c2)
+    h2 = _splitmix64(key + c2 + np.uint64(1))
+    u1 = (float(h1 >> np.uint64(11)) + 1.0) * 2.0 ** -53
+    u2 = float(h2 >> np.uint64(11)) * 2.0 ** -53
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+@njit(**JIT_OPTIONS)
+def _read_noise_fwd(i, B, x, M, theta, VI, EI, EF, PI, s1, cb, ob, rn):
+    """M += sqrt(var) xi: the per-read noise of vertex i's weighted current,
+    var = sum over its dense/conv edges of a^2 sum_j (sigma_m^2 w_ij^2 + sigma_a^2) phi(x_j)^2 (allocates; the
+    noiseless path never calls it).  Drawn before the edges are summed into ``M`` (its values do not matter)."""
+    n = VI[i, V_SIZE]
+    var = np.zeros((B, n), theta.dtype)
+    weighted = False
+    for e in range(VI[i, V_E0], VI[i, V_E1]):
+        kind = EI[e, EI_KIND]
+        if kind == E_SCALE:
+            continue
+        weighted = True
+        src = EI[e, EI_SRC]
+        sn = VI[src, V_SIZE]
+        A = _act_in(EI[e, EI_PHI], blk(x, B, VI[src, V_OFF], sn), s1, B, sn)
+        A2 = np.empty((B, sn), theta.dtype)
+        for b in range(B):
+            for q in range(sn):
+                A2[b, q] = A[b, q] * A[b, q]
+        k = EI[e, EI_PARAM]
+        po, ps = PI[k, P_OFF], PI[k, P_SIZE]
+        K2 = np.empty(ps, theta.dtype)
+        for j in range(ps):
+            K2[j] = rn[0] * theta[po + j] * theta[po + j] + rn[1]
+        c2 = EF[e] * EF[e]
+        if kind == E_DENSE:
+            for b in range(B):
+                for r in range(n):
+                    acc = 0.0
+                    for q in range(sn):
+                        acc += K2[r * sn + q] * A2[b, q]
+                    var[b, r] += c2 * acc
+        else:
+            _conv_fwd(A2, K2, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_C], VI[i, V_H], VI[i, V_W],
+                      EI[e, EI_KH], EI[e, EI_KW], EI[e, EI_STRIDE], EI[e, EI_PAD], c2, var, cb, ob)
+    if weighted:
+        for b in range(B):
+            for r in range(n):
+                v = var[b, r]
+                M[b, r] += math.sqrt(v if v > 0.0 else 0.0) * _read_normal(rn)
+
+
+@njit(**JIT_OPTIONS)
+def _read_noise_vjp(i, e, B, E, T, theta, VI, EI, PI, cb, ob, rn):
+    """T += sqrt(var) xi: the per-read noise of the feedback read W^T e of weighted edge ``e`` into vertex i,
+    var_j = sum_i (sigma_m^2 w_ij^2 + sigma_a^2) e_i^2 (allocates; the noiseless path never calls it)."""
+    n = VI[i, V_SIZE]
+    src = EI[e, EI_SRC]
+    sn = VI[src, V_SIZE]
+    k = EI[e, EI_PARAM]
+    po, ps = PI[k, P_OFF], PI[k, P_SIZE]
+    K2 = np.empty(ps, theta.dtype)
+    for j in range(ps):
+        K2[j] = rn[0] * theta[po + j] * theta[po + j] + rn[1]
+    E2 = np.empty((B, n), theta.dtype)
+    for b in range(B):
+        for r in range(n):
+            E2[b, r] = E[b, r] * E[b, r]
+    var = np.zeros((B, sn), theta.dtype)
+    if EI[e, EI_KIND] == E_DENSE:
+        for b in range(B):
+            for r in range(n):
+                for q in range(sn):
+                    var[b, q] += K2[r * sn + q] * E2[b, r]
+    else:
+        _conv_vjp(E2, K2, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_C], VI[i, V_H], VI[i, V_W],
+                  EI[e, EI_KH], EI[e, EI_KW], EI[e, EI_STRIDE], EI[e, EI_PAD], var, cb, ob)
+    for b in range(B):
+        for q in range(sn):
+            v = var[b, q]
+            T[b, q] += math.sqrt(v if v > 0.0 else 0.0) * _read_normal(rn)
+
+
 # ----------------------------------------------------------------------------------------------- vertices
 @njit(**JIT_OPTIONS)
-def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
-    """mu block of vertex i = g_i(parents' blocks of x)."""
+def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn):
+    """mu block of vertex i = g_i(parents' blocks of x); ``rn`` = (sigma_m^2, sigma_a^2, seed, counter) of per-read
+    noise on the weighted current (:mod:`neurosim.graph.ops`), (0, 0, 0, 0) for none."""
     op = VI[i, V_OP]
     n = VI[i, V_SIZE]
     M = blk(mu, B, VI[i, V_OFF], n)
@@ -235,6 +338,9 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
         for b in range(B):
             for j in range(n):
                 M[b, j] = 0.0
+        noisy = rn[0] > 0 or rn[1] > 0
+        if noisy:
+            _read_noise_fwd(i, B, x, M, theta, VI, EI, EF, PI, s1, cb, ob, rn)
         for e in range(e0, e1):
             src = EI[e, EI_SRC]
             kind = EI[e, EI_KIND]
@@ -297,7 +403,7 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
 
 
 @njit(**JIT_OPTIONS)
-def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob):
+def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob, rn):
     """out[parent] += (d g_i / d x_parent)(xJ)^T e_i for every non-input parent (e_i read from ebuf)."""
     op = VI[i, V_OP]
     n = VI[i, V_SIZE]
@@ -326,6 +432,8 @@ def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob):
             else:
                 _conv_vjp(E, theta[po:po + ps], VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_C], VI[i, V_H],
                           VI[i, V_W], EI[e, EI_KH], EI[e, EI_KW], EI[e, EI_STRIDE], EI[e, EI_PAD], T, cb, ob)
+            if rn[0] > 0 or rn[1] > 0:
+                _read_noise_vjp(i, e, B, E, T, theta, VI, EI, PI, cb, ob, rn)
             code = EI[e, EI_PHI]
             if code == 0:
                 for b in range(B):
@@ -426,10 +534,10 @@ def _apply(G, B, theta, m, v, opt_t, PI, PF, mask, use_mask):
 
 # ----------------------------------------------------------------------------------------------- schedules
 @njit(**JIT_OPTIONS)
-def _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob):
+def _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn):
     for i in range(VI.shape[0]):
         if VI[i, V_OP] != OP_INPUT:
-            _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+            _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
 
 
 @njit(**JIT_OPTIONS)
@@ -459,11 +567,11 @@ def _errors(B, x, mu, eps, VI, VF, energy_row):
 
 
 @njit(**JIT_OPTIONS)
-def _feedback_all(B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob):
+def _feedback_all(B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn):
     drive[:] = 0.0
     for i in range(VI.shape[0]):
         if VI[i, V_OP] != OP_INPUT:
-            _vjp_vertex(i, B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob)
+            _vjp_vertex(i, B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn)
 
 
 @njit(**JIT_OPTIONS)
@@ -504,7 +612,7 @@ def _has_parent_at(i, level, VI, EI):
 
 @njit(**JIT_OPTIONS)
 def _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps,
-                   drive, G, s1, s2, sG, cb, ob, energies, status):
+                   drive, G, s1, s2, sG, cb, ob, energies, status, rn):
     """Z-IL with only the wave-front moving (``values="wavefront"``, deferred updates), touching only what changes.
 
     ``mu`` must hold the predictions at the initial state.  At step t the vertices at level t have just moved
@@ -526,7 +634,7 @@ def _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, EI,
                     continue
                 fresh = _has_parent_at(i, t, VI, EI)
                 if fresh:
-                    _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+                    _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
                 if fresh or VI[i, V_LEVEL] == t:
                     energies[t, i] = _error_vertex(i, B, x, mu, eps, VI, VF)
                     if bad < 0 and not math.isfinite(energies[t, i]):
@@ -538,7 +646,7 @@ def _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, EI,
             drive[:] = 0.0
             for i in range(nv):
                 if VI[i, V_OP] != OP_INPUT and _has_parent_at(i, t + 1, VI, EI):
-                    _vjp_vertex(i, B, x, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob)
+                    _vjp_vertex(i, B, x, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn)
         for i in range(nv):
             if VI[i, V_OP] != OP_INPUT and VI[i, V_LEVEL] == t:
                 _grad_vertex(i, B, x, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
@@ -582,13 +690,13 @@ def _errors_state(B, x, mu, eps, deps, VI, VF, energy_row):
 
 
 @njit(**JIT_OPTIONS)
-def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energy_row, feedback):
+def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energy_row, feedback, rn):
     """Predictions, errors (and error rates), energies and, when ``feedback``, the feedback ``drive = J^T eps``
     at the state ``(x, eps)``; returns the first vertex with a non-finite energy (or -1)."""
-    _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+    _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
     bad = _errors_state(B, x, mu, eps, deps, VI, VF, energy_row)
     if feedback:
-        _feedback_all(B, x, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob)
+        _feedback_all(B, x, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn)
     return bad
 
 
@@ -656,7 +764,7 @@ def _record(B, item, buf, VI, row):
 @njit(**JIT_OPTIONS)
 def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
            eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive, x0, deps, e0, k1, ke1,
-           G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status):
+           G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn):
     """Standard PC (``ALG_PC``) or iPC (``ALG_IPC``) from the initial values in ``x``, as
     :func:`neurosim.backends.reference.ReferenceBackend.run_batch` and :func:`neurosim.algorithms.ipc._numpy`.
 
@@ -681,7 +789,7 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
                     for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
                         eps[j] = eps_init[j]
         else:
-            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
             for i in range(nv):
                 if _has_eps_state(i, VI, VF):
                     prec = VF[i, VF_PREC]
@@ -690,7 +798,7 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
     track = rec_every > 0 and rec_item < B
     steps = 0
     r = 0
-    bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energies[0], n > 0)
+    bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energies[0], n > 0, rn)
     for t in range(n + 1):
         if track and t % rec_every == 0:
             _record(B, rec_item, x, VI, rec_x[r])
@@ -721,7 +829,7 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
                 if _has_eps_state(i, VI, VF):
                     for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
                         eps[j] = e0[j] + rate * ke1[j]
-            _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, erow, True)
+            _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, erow, True, rn)
             _rates(B, x, eps, drive, clamp, beta, Y, target, VI, VF, drive)  # f(x + rate f(x)), in place
             for j in range(x.shape[0]):
                 x[j] = x0[j] + 0.5 * rate * (k1[j] + drive[j])
@@ -740,7 +848,7 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
             _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[0], False)
         steps += 1
         bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energies[t + 1],
-                      t + 1 < n)
+                      t + 1 < n, rn)
         if dt_decay < 1.0:
             before = 0.0
             after = 0.0
@@ -762,7 +870,7 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
 def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target, beta, init, tol, heun, dt_decay,
                        rec_every, rec_item, X, Y, x_init, eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF,
                        used, x, mu, eps, drive, xhat, deps, e0, k1, ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow,
-                       y0, rec_steps, rec_x, rec_eps, rec_mu, status):
+                       y0, rec_steps, rec_x, rec_eps, rec_mu, status, rn):
     """One batch of schedule ``algo`` (see :mod:`neurosim.graph.reference` and :class:`~neurosim.graph.base.Schedule`),
     in place.
 
@@ -781,7 +889,8 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
     Outputs: the state buffers ``x, mu, eps`` (vertex blocks), ``G`` (the update direction summed over the
     batch), ``energies`` (n + 1, n_vertices; float64 whatever the state's dtype), ``y0`` (B, n_out),
     ``rec_steps, rec_x, rec_eps, rec_mu`` (the first ``status[4]`` rows), ``status`` = (code, step, vertex, steps
-    taken, records); the parameters and optimiser state are updated when ``learn``.
+    taken, records); the parameters and optimiser state are updated when ``learn``.  ``rn`` = (sigma_m^2,
+    sigma_a^2, seed, counter) of per-read noise (float64; (0, 0, 0, 0): none), the counter advanced per draw.
     """
     B = X.shape[0]
     nv = VI.shape[0]
@@ -801,7 +910,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
                     Xb[b, j] = X[b, io + j]
     for i in range(nv):  # feedforward pass (topological order)
         if VI[i, V_OP] != OP_INPUT:
-            _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+            _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
             for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
                 x[j] = mu[j]
     nt = VI[target, V_SIZE]
@@ -827,7 +936,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             return
         for i in range(nv - 1, -1, -1):
             if VI[i, V_OP] != OP_INPUT:
-                _vjp_vertex(i, B, x, eps, eps, theta, VI, EI, EF, PI, s2, cb, ob)
+                _vjp_vertex(i, B, x, eps, eps, theta, VI, EI, EF, PI, s2, cb, ob, rn)
         for i in range(nv):
             if VI[i, V_OP] != OP_INPUT:
                 _grad_vertex(i, B, x, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
@@ -853,31 +962,31 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
                 Xt[b, j] = Y[b, j]
     if algo == _ALG_PC or algo == _ALG_IPC:
         if init != _INIT_FF:  # y0: the output's prediction at the initial state (as the layered backends)
-            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
             Mt = blk(mu, B, VI[target, V_OFF], nt)
             for b in range(B):
                 for j in range(nt):
                     y0[b, j] = Mt[b, j]
         _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
                eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive, xhat, deps, e0, k1,
-               ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status)
+               ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn)
         return
     if algo == _ALG_ZIL and wavefront and not immediate:
         if init != _INIT_FF:  # the wave-front sweep starts from the predictions at the initial state
-            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
         _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps,
-                       drive, G, s1, s2, sG, cb, ob, energies, status)
+                       drive, G, s1, s2, sG, cb, ob, energies, status, rn)
         return
     xJ = xhat if algo == _ALG_FPA else x
     for t in range(n + 1):
         if algo != _ALG_FPA:
-            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
         bad = _errors(B, x, mu, eps, VI, VF, energies[t])
         if bad >= 0:
             status[0], status[1], status[2], status[3] = 1, t, bad, t
             return
         if t < n:
-            _feedback_all(B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob)
+            _feedback_all(B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn)
         if algo == _ALG_ZIL:
             Gt[:] = 0.0
             for i in range(nv):
@@ -902,9 +1011,10 @@ def vertex_kernel(mode, i, B, x, ebuf, out, theta, VI, EI, EF, PI, s1, s2, sG, c
     """One vertex function on its own (for the finite-difference tests of :mod:`neurosim.graph.ops`'s twin):
     ``mode`` 0 forward into ``out`` (mu layout), 1 feedback (accumulates into ``out``), 2 parameter term
     (accumulates into ``out``, a flat theta-shaped vector)."""
+    rn = np.zeros(4)   # no read noise
     if mode == 0:
-        _forward_vertex(i, B, x, out, theta, VI, EI, EF, PI, s1, s2, cb, ob)
+        _forward_vertex(i, B, x, out, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
     elif mode == 1:
-        _vjp_vertex(i, B, x, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob)
+        _vjp_vertex(i, B, x, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob, rn)
     else:
         _grad_vertex(i, B, x, ebuf, out, theta, VI, EI, EF, PI, s1, sG, cb, ob)

@@ -103,7 +103,8 @@ class NumbaGraphEngine:
              Yk, xi, ei, state.theta, state.m, state.v, state.opt_t, plan.VI, plan.VF, plan.EI, plan.EF, plan.PI,
              plan.PF, used, buf["x"], buf["mu"], buf["eps"], buf["drive"], buf["xhat"], buf["deps"], buf["e0"],
              buf["k1"], buf["ke1"], buf["G"], buf["Gt"], buf["s1"], buf["s2"], buf["sG"], buf["cb"], buf["ob"],
-             energies, buf["erow"], y0, rec_steps, rec_x, rec_eps, rec_mu, status)
+             energies, buf["erow"], y0, rec_steps, rec_x, rec_eps, rec_mu, status,
+             np.array([float(sch.read_m2), float(sch.read_a2), float(int(sch.read_seed) % 2 ** 52), 0.0]))
         r = int(status[4])
         recs = dict(rec_steps=rec_steps[:r], rec_x=rec_x[:r], rec_eps=rec_eps[:r], rec_mu=rec_mu[:r])
         x = buf["x"][perm]

@@ -34,7 +34,7 @@ import numpy as np
 from ..backends.reference import optimizer_step
 from .base import (ALG_BP, ALG_FPA, ALG_IPC, ALG_PC, ALG_ZIL, INIT_FEEDFORWARD, INIT_PREVIOUS, INIT_ZEROS,
                    STATUS_DIVERGED, GraphBatchResult, ParamState, Schedule)
-from .ops import vertex_forward, vertex_param_grads, vertex_vjp
+from .ops import ReadNoiseStream, vertex_forward, vertex_param_grads, vertex_vjp
 from .plan import (OP_INPUT, P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD,
                    ROLE_FREE, ROLE_TARGET, V_INOFF, V_LEVEL, V_OP, V_ROLE, V_SIZE, VF_PREC, VF_TAU, VF_TAU_EPS,
                    GraphPlan)
@@ -42,15 +42,16 @@ from .plan import (OP_INPUT, P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_
 __all__ = ["run_reference", "feedforward", "apply_directions"]
 
 
-def feedforward(plan: GraphPlan, theta: np.ndarray, X: np.ndarray) -> list:
-    """Per-vertex feedforward values ``[(B, n_i)]`` (inputs clamped to the columns of ``X``)."""
+def feedforward(plan: GraphPlan, theta: np.ndarray, X: np.ndarray, noise=None) -> list:
+    """Per-vertex feedforward values ``[(B, n_i)]`` (inputs clamped to the columns of ``X``; ``noise``: per-read
+    noise, :func:`~neurosim.graph.ops.vertex_forward`)."""
     xs = [None] * plan.n_vertices
     for i in plan.inputs:
         o, n = int(plan.VI[i, V_INOFF]), int(plan.VI[i, V_SIZE])
         xs[i] = np.array(X[:, o:o + n], copy=True)
     for i in range(plan.n_vertices):
         if plan.VI[i, V_OP] != OP_INPUT:
-            xs[i] = vertex_forward(plan, theta, xs, i)
+            xs[i] = vertex_forward(plan, theta, xs, i, noise)
     return xs
 
 
@@ -76,11 +77,12 @@ class _Net:
         self.is_input = plan.VI[:, V_OP] == OP_INPUT
         self.prec = plan.VF[:, VF_PREC].astype(state.dtype)
         self.tau = plan.VF[:, VF_TAU].astype(state.dtype)
+        self.noise = None   # (sigma_m^2, sigma_a^2, rng) of per-read noise, set by the schedules (see noise_of)
 
     def predictions(self, xs):
         mus = [None] * self.nv
         for i in self.comp:
-            mus[i] = vertex_forward(self.plan, self.state.theta, xs, i)
+            mus[i] = vertex_forward(self.plan, self.state.theta, xs, i, self.noise)
         return mus
 
     def errors(self, xs, mus):
@@ -97,7 +99,7 @@ class _Net:
         if out is None:
             out = [None if self.is_input[i] else np.zeros_like(eps[i]) for i in range(self.nv)]
         for i in self.comp:
-            for p, g in vertex_vjp(self.plan, self.state.theta, xJ, i, eps[i]):
+            for p, g in vertex_vjp(self.plan, self.state.theta, xJ, i, eps[i], self.noise):
                 if not self.is_input[p]:
                     out[p] += g
         return out
@@ -105,7 +107,7 @@ class _Net:
     def backprop(self, xs, eps):
         """Reverse-topological accumulation of ``eps`` (which must hold the output's error) into all vertices."""
         for i in reversed(self.comp):
-            for p, g in vertex_vjp(self.plan, self.state.theta, xs, i, eps[i]):
+            for p, g in vertex_vjp(self.plan, self.state.theta, xs, i, eps[i], self.noise):
                 if not self.is_input[p]:
                     eps[p] = eps[p] + g
 
@@ -137,6 +139,13 @@ class _Net:
             if arrs[i] is not None:
                 out[:, self.plan.units(i)] = arrs[i]
         return out
+
+
+def noise_of(sch: Schedule):
+    """``(sigma_m^2, sigma_a^2, rng)`` of the schedule's per-read noise, or None (no noise)."""
+    if sch.read_m2 > 0 or sch.read_a2 > 0:
+        return float(sch.read_m2), float(sch.read_a2), ReadNoiseStream(int(sch.read_seed) % 2 ** 52)
+    return None
 
 
 def _first_bad(energy):
@@ -193,8 +202,9 @@ def run_reference(plan: GraphPlan, state: ParamState, X: np.ndarray, Y: np.ndarr
     if sch.algo in (ALG_PC, ALG_IPC):
         return _relax(plan, state, X, Y, sch, x_init, eps_init)
     net = _Net(plan, state, B)
+    net.noise = noise_of(sch)
     T = plan.target
-    xs = feedforward(plan, state.theta, X)
+    xs = feedforward(plan, state.theta, X, net.noise)
     y0 = xs[T].copy()
     n = int(sch.n_steps)
     role = plan.VI[:, V_ROLE]
@@ -304,6 +314,7 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
     B = X.shape[0]
     dtype = state.dtype
     net = _Net(plan, state, B)
+    net.noise = noise_of(sch)
     T = plan.target
     nv = net.nv
     ipc = sch.algo == ALG_IPC
@@ -316,8 +327,10 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
     n = int(sch.n_steps)
 
     # ---- the start
-    xs = feedforward(plan, state.theta, X)
-    if sch.init == INIT_PREVIOUS and x_init is not None:
+    xs = feedforward(plan, state.theta, X, net.noise)
+    y0 = xs[T].copy()   # the feedforward prediction (= mu_out at the feedforward start)
+    previous = sch.init == INIT_PREVIOUS and x_init is not None
+    if previous:
         xi = np.asarray(x_init, dtype=dtype)
         for i in net.comp:
             xs[i] = xi[:, plan.units(i)].copy()   # inputs keep the columns of X
@@ -326,11 +339,14 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
     if sch.init == INIT_ZEROS:
         for i in movable:
             xs[i] = np.zeros_like(xs[i])
+    if previous or sch.init == INIT_ZEROS:   # y0: the output's prediction at the initial state
+        y0 = net.predictions(xs)[T].copy()
     es = [None] * nv
     if lagged:
-        mus0 = net.predictions(xs)
+        given = previous and eps_init is not None
+        mus0 = None if given else net.predictions(xs)
         for i in lagged:
-            if sch.init == INIT_PREVIOUS and x_init is not None and eps_init is not None:
+            if given:
                 es[i] = np.asarray(eps_init, dtype=dtype)[:, plan.units(i)].copy()
             else:
                 es[i] = net.prec[i] * (xs[i] - mus0[i])
@@ -379,7 +395,6 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
     steps = 0
     Dsum = np.zeros_like(state.theta)
     mus, eps, energy, deps = evaluate(xs, es)
-    y0 = mus[T].copy()
     for k in range(n + 1):
         energies[k] = energy
         if track and k % every == 0:

@@ -12,8 +12,11 @@ The forward pass is the feedforward reading of the circuit with every signal thr
     \mathrm{dac}(\mathrm{errors}(\delta_{post}))\Big),
 
 and the gradient is :math:`\nabla_{W_k} = a_k\, \mathrm{errors}(\delta_{post})^T \hat s_{pre} / B`
-(synapses with the post-synaptic neuron, as for PC).  With no transforms this is
-:func:`neurosim.algorithms.backprop.gradients` (tested).  Skip projections are not supported.
+(synapses with the post-synaptic neuron, as for PC).  Identity skips are digital one-to-one routes, as in the
+event engine: :math:`x_{post} \mathrel{+}= x_{pre}` (no substrate site, no read noise) and
+:math:`\delta_{pre} \mathrel{+}= \mathrm{dac}(\mathrm{errors}(\delta_{post}))` (what the post's error unit
+sends, not through :math:`\phi'`).  With no transforms this is :func:`neurosim.algorithms.backprop.gradients`
+(tested).
 """
 from __future__ import annotations
 
@@ -61,6 +64,7 @@ def hw_gradients(plan, Wr, b, X, Y, tables, sigmas, rng):
             cur = np.zeros((B, n))
             qw, qs = np.zeros((B, n)), np.zeros((B, n))
             bias = np.zeros(n)
+            skip = np.zeros((B, n))
             weighted = False
             for k in range(p.in_start[i], p.in_end[i]):
                 pre = p.proj_pre[k]
@@ -74,9 +78,11 @@ def hw_gradients(plan, Wr, b, X, Y, tables, sigmas, rng):
                         qs += a * a * s2.sum(axis=1, keepdims=True)
                 if p.b_off[k] >= 0:
                     bias += b[p.b_off[k]:p.b_off[k] + n]
+                if p.proj_skip[k]:
+                    skip += x[:, sl[pre]]
             if weighted:
                 cur = site(3, noise(cur, qw, qs), i)
-            x[:, sl[i]] = cur + bias
+            x[:, sl[i]] = cur + bias + skip
         if i in has_out:
             sv[:, sl[i]] = site(2, site(0, act.phi(_PHI[int(p.pop_phi[i])], x[:, sl[i]]), i), i)
     tsl = sl[p.target_pop]
@@ -101,7 +107,11 @@ def hw_gradients(plan, Wr, b, X, Y, tables, sigmas, rng):
         sent[:, sl[i]] = site(2, od[:, sl[i]], i)
         for k in range(p.in_start[i], p.in_end[i]):
             pre = p.proj_pre[k]
-            if k not in Wk or p.pop_role[pre] == ROLE_INPUT:
+            if p.pop_role[pre] == ROLE_INPUT:
+                continue
+            if p.proj_skip[k]:
+                delta[:, sl[pre]] += sent[:, sl[i]]
+            if k not in Wk:
                 continue
             a = p.proj_mult[k]
             fb[:, sl[pre]] += a * (sent[:, sl[i]] @ Wk[k])

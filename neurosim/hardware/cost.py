@@ -472,7 +472,9 @@ def count_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bo
     Events and synaptic ops are the measured ones; every synaptic op reads its weight once (the event
     carries its payload, so no activation reads); each event driven into a projection is one DAC
     conversion and every receiving unit converts its current once per evaluation (ADC, the sweep
-    included); neurons are evaluated every step as on a time-stepped chip; the update MACs are those of the
+    included); identity skips add their measured one-to-one ops (``result.skip_ops``: one per x event of the
+    pre population and one per error event of the post population) to the synaptic ops, without weight reads
+    or conversions, and their x events to the events; neurons are evaluated every step as on a time-stepped chip; the update MACs are those of the
     dense outer product; ``weight_writes`` is the number of stored weights that changed (None: 0).
     """
     s = _shape(net)
@@ -487,8 +489,12 @@ def count_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bo
         dac += sops[k, 0] / n_post + sops[k, 1] / n_pre
     adc = B * ((T + 1) * (s.mu_receivers + s.fb_receivers) + (s.mu_receivers if sweep else 0))
     ops = float(sops.sum())
+    # identity skips: one accumulate per x event (forward) and per error event (feedback) routed one-to-one,
+    # counted as synaptic ops with no weight read and no conversion (a digital route, no crossbar)
+    skip_ops = getattr(result, "skip_ops", None)
+    skip_ops = float(np.sum(skip_ops)) if skip_ops is not None else 0.0
     return OpCounts(samples=B, batches=1, relaxation_steps=T * B, serial_steps=(s.depth + T) * B,
-                    synaptic_ops=ops, events=float(np.sum(result.events) + np.sum(result.events_init)),
+                    synaptic_ops=ops + skip_ops, events=float(np.sum(result.events) + np.sum(result.events_init)),
                     neuron_updates=neuron, conversions=float(dac + adc), weight_reads=ops, act_reads=0.0,
                     state_writes=neuron, update_macs=float(B * s.U) if learn else 0.0,
                     weight_writes=float(weight_writes or 0))

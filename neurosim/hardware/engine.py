@@ -35,6 +35,18 @@ non-input population (feedback into a clamped input is never needed).  Synapses 
 post-synaptic neuron, so the Hebbian update uses the local error and the received pre-synaptic value:
 :math:`\Delta W_k \propto a_k \hat\varepsilon_{post}^T \hat s_{pre}`.
 
+Identity skips (``Projection(..., skip=True)``, :math:`\mu_{post} \mathrel{+}= x_{pre}`) have an event channel
+of their own: a population with an outgoing skip also sends its state :math:`x` on delta (same threshold
+:math:`\theta`, no substrate site: a digital one-to-one route, counted with its value events), and the post
+population accumulates those events one-to-one in a skip current :math:`c^{sk}`, so that
+:math:`\mu_{post} = \mathrm{adc}(c^\mu) + b + c^{sk}`.  The feedback of a skip,
+:math:`\dot x_{pre} \mathrel{+}= \hat\varepsilon_{post}/\tau_x` (not through :math:`\phi'`), is carried by the
+error events the post population already sends (it sends them when a skip comes from a non-input population
+too), accumulated one-to-one in a skip-feedback current of pre.  One accumulate per event and receiving unit
+is counted per skip projection (``EventResult.skip_ops``); no weight is read and nothing is converted.  The
+x-channel restarts from zero at every call (its first evaluation sends the whole state; nothing of it is
+checkpointed).
+
 With :math:`\theta = 0` every change is sent and the receiver currents equal the dense sums, so the
 dynamics and the weight updates reproduce the clock-driven backends to rounding (tested to 1e-12).
 
@@ -82,6 +94,10 @@ class EventResult(BatchResult):
         state; zero for non-plastic projections.
     x, eps, mu : ndarray (B, n_units)
         Final values, error-unit outputs and read predictions.
+    skip_ops : ndarray (n_proj, 2) int
+        One-to-one operations of identity skips: x events of the pre population (``[:, 0]``) and error events
+        of the post population (``[:, 1]``), initialisation included; zero rows for other projections.  The
+        x events are also counted in ``events[..., 0]`` (value units send them).
     """
 
     events: np.ndarray | None = None
@@ -92,6 +108,7 @@ class EventResult(BatchResult):
     x: np.ndarray | None = None
     eps: np.ndarray | None = None
     mu: np.ndarray | None = None
+    skip_ops: np.ndarray | None = None
 
 
 class EngineBase:
@@ -101,13 +118,6 @@ class EngineBase:
 
     def __init__(self, plan):
         self.plan = p = plan
-        c = plan.circuit
-        reasons = []
-        if any(pr.skip for pr in c.projections):
-            reasons.append("identity skip projections (their x-channel is not event-coded)")
-        if reasons:
-            raise UnsupportedError(f"the event-driven hardware engine cannot run circuit {c.name!r}: "
-                                   f"{'; '.join(reasons)}")
         npop, nproj = p.n_pops, p.n_proj
         weighted = p.w_off >= 0
         self.has_out = np.zeros(npop, dtype=np.int64)
@@ -123,6 +133,20 @@ class EngineBase:
             if p.pop_role[pre] != ROLE_INPUT and p.pop_has_err[post]:
                 self.fb_recv[post] = 1
                 self.has_fbin[pre] = 1
+        # identity skips: an x-channel out of pre, a one-to-one skip current into post, and the post's error
+        # events fed back one-to-one into a skip-feedback current of pre
+        self.has_xout = np.zeros(npop, dtype=np.int64)
+        self.has_skin = np.zeros(npop, dtype=np.int64)
+        self.has_skfb = np.zeros(npop, dtype=np.int64)
+        for k in range(nproj):
+            if not p.proj_skip[k]:
+                continue
+            pre, post = int(p.proj_pre[k]), int(p.proj_post[k])
+            self.has_xout[pre] = 1
+            self.has_skin[post] = 1
+            if p.pop_role[pre] != ROLE_INPUT and p.pop_has_err[post]:
+                self.fb_recv[post] = 1
+                self.has_skfb[pre] = 1
         self.sl = [slice(int(p.pop_off[i]), int(p.pop_off[i] + p.pop_size[i])) for i in range(npop)]
         self.state = None
 
@@ -191,6 +215,9 @@ class ReferenceEngine(EngineBase):
         ev_init = np.zeros((npop, 2), dtype=np.int64)
         ev = np.zeros((spec.n_steps + 1, npop, 2), dtype=np.int64)
         sops = np.zeros((nproj, 2), dtype=np.int64)
+        # identity skips: x sent so far (the x-channel restarts from 0 every call), skip currents, their ops
+        sx, cur_sk, cur_skfb = np.zeros((B, N)), np.zeros((B, N)), np.zeros((B, N))
+        skip_ops = np.zeros((nproj, 2), dtype=np.int64)
 
         def site(si, v, i):
             if counts[si] == 0:
@@ -208,10 +235,21 @@ class ReferenceEngine(EngineBase):
                     qmw[:, po] += mult[k] ** 2 * (ds2 @ (Wk[k] ** 2).T)
                     qms[:, po] += mult[k] ** 2 * ds2.sum(axis=1, keepdims=True)
 
+        def project_skips(i, d, n_ev):
+            for k in range(nproj):
+                if p.proj_pre[k] == i and p.proj_skip[k]:
+                    cur_sk[:, sl[p.proj_post[k]]] += d
+                    skip_ops[k, 0] += n_ev
+
         def project_errors(i, d, ds2, n_ev):
             for k in range(int(p.in_start[i]), int(p.in_end[i])):
                 pre = p.proj_pre[k]
-                if Wk[k] is None or p.pop_role[pre] == ROLE_INPUT:
+                if p.pop_role[pre] == ROLE_INPUT:
+                    continue
+                if p.proj_skip[k]:
+                    cur_skfb[:, sl[pre]] += d
+                    skip_ops[k, 1] += n_ev
+                if Wk[k] is None:
                     continue
                 cur_fb[:, sl[pre]] += mult[k] * (d @ Wk[k])
                 sops[k, 1] += n_ev * Wk[k].shape[1]
@@ -233,9 +271,12 @@ class ReferenceEngine(EngineBase):
             project(i, d, new * new - old * old if noisy else None, n_ev)
 
         def send_values(i, cnt):
-            name = _PHI[int(p.pop_phi[i])]
-            o = site(2, site(0, act.phi(name, x[:, sl[i]]), i), i)
-            send(i, o, sv, theta_v, cnt, 0, project_values)
+            if self.has_out[i]:
+                name = _PHI[int(p.pop_phi[i])]
+                o = site(2, site(0, act.phi(name, x[:, sl[i]]), i), i)
+                send(i, o, sv, theta_v, cnt, 0, project_values)
+            if self.has_xout[i]:   # the x-channel of identity skips: x itself, sent on delta, no substrate site
+                send(i, x[:, sl[i]], sx, theta_v, cnt, 0, lambda i_, d, ds2, n_ev: project_skips(i_, d, n_ev))
 
         def read(cur, qw, qs, i):
             c = cur[:, sl[i]].copy()
@@ -248,12 +289,16 @@ class ReferenceEngine(EngineBase):
             if p.pop_role[i] == ROLE_INPUT:
                 return np.zeros((B, int(p.pop_size[i])))
             if self.has_in[i]:
-                return read(cur_mu, qmw, qms, i) + bsum[sl[i]]
-            return np.broadcast_to(bsum[sl[i]], (B, int(p.pop_size[i]))).copy()
+                m = read(cur_mu, qmw, qms, i) + bsum[sl[i]]
+            else:
+                m = np.broadcast_to(bsum[sl[i]], (B, int(p.pop_size[i]))).copy()
+            if self.has_skin[i]:
+                m = m + cur_sk[:, sl[i]]
+            return m
 
         def evaluate(cnt, init_es):
             for i in range(npop):
-                if self.has_out[i]:
+                if self.has_out[i] or self.has_xout[i]:
                     send_values(i, cnt)
             for i in range(npop):
                 mu[:, sl[i]] = read_mu(i)
@@ -285,6 +330,8 @@ class ReferenceEngine(EngineBase):
                 fb = read(cur_fb, qfw, qfs, i) if self.has_fbin[i] else 0.0
                 xi = x[:, sl[i]]
                 drive = -oe[:, sl[i]] + act.dphi(_PHI[int(p.pop_phi[i])], xi) * fb
+                if self.has_skfb[i]:
+                    drive = drive + cur_skfb[:, sl[i]]
                 if role == ROLE_TARGET and spec.mode == MODE_NUDGE:
                     drive = drive + spec.beta * (t - xi)
                 dx[:, sl[i]] = drive / p.pop_tau_x[i]
@@ -310,7 +357,7 @@ class ReferenceEngine(EngineBase):
             for i in range(npop):  # feedforward sweep in topological order
                 if p.pop_role[i] != ROLE_INPUT:
                     x[:, sl[i]] = read_mu(i)
-                if self.has_out[i]:
+                if self.has_out[i] or self.has_xout[i]:
                     send_values(i, ev_init)
         if spec.mode == MODE_CLAMP and p.target_pop >= 0:
             x[:, sl[p.target_pop]] = t
@@ -361,7 +408,8 @@ class ReferenceEngine(EngineBase):
                     gb[p.b_off[k]:p.b_off[k] + e.shape[1]] = scale * e.sum(axis=0)
         return EventResult(steps=steps, energy=energies[:steps + 1].copy(), status=status, fail_step=fail_step,
                            fail_pop=fail_pop, y0=y0, y=x[:, tsl].copy(), events=ev[:steps + 1].copy(),
-                           events_init=ev_init, sops=sops, gW=gW, gb=gb, x=x.copy(), eps=oe.copy(), mu=mu.copy())
+                           events_init=ev_init, sops=sops, gW=gW, gb=gb, x=x.copy(), eps=oe.copy(), mu=mu.copy(),
+                           skip_ops=skip_ops)
 
 
 class NumbaEngine(EngineBase):
@@ -432,6 +480,7 @@ class NumbaEngine(EngineBase):
         ev = np.zeros((spec.n_steps + 1, p.n_pops, 2), dtype=np.int64)
         ev_init = np.zeros((p.n_pops, 2), dtype=np.int64)
         sops = np.zeros((p.n_proj, 2), dtype=np.int64)
+        skip_ops = np.zeros((p.n_proj, 2), dtype=np.int64)
         y0 = np.zeros((B, p.n_target))
         y = np.zeros((B, p.n_target))
         gW = np.zeros(p.W.size)
@@ -445,12 +494,14 @@ class NumbaEngine(EngineBase):
                      Wr, WrT, Wr2, Wr2T, self.bias_sum(b), noisy, sig_m2, sig_a2, float(theta_v), float(theta_e),
                      kinds, params, counts, mm, int(seed),
                      x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs, dx, deps,
-                     energies, ev, ev_init, sops, y0, y, gW, gb, out)
+                     energies, ev, ev_init, sops, y0, y, gW, gb, out,
+                     self.has_xout, self.has_skin, self.has_skfb, np.zeros((B, N)), np.zeros((B, N)),
+                     np.zeros((B, N)), skip_ops)
         self.state = True
         steps, status, fail_step, fail_pop = (int(v) for v in out)
         return EventResult(steps=steps, energy=energies[:steps + 1].copy(), status=status, fail_step=fail_step,
                            fail_pop=fail_pop, y0=y0, y=y, events=ev[:steps + 1].copy(), events_init=ev_init,
-                           sops=sops, gW=gW, gb=gb, x=x.copy(), eps=oe.copy(), mu=mu.copy())
+                           sops=sops, gW=gW, gb=gb, x=x.copy(), eps=oe.copy(), mu=mu.copy(), skip_ops=skip_ops)
 
 
 ENGINES = {"reference": ReferenceEngine, "numba": NumbaEngine}

@@ -20,7 +20,7 @@ from numba import njit
 from ..backends.base import INIT_ZEROS, MODE_CLAMP, MODE_NUDGE
 from ..backends.numba._common import all_finite, first_nonfinite
 from ..backends.numba.activations import dphi, phi
-from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
+from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
                               P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
 from ..config import CACHE, FASTMATH
 from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
@@ -116,10 +116,37 @@ def _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy
 
 
 @njit(**_jit)
-def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs, ki_start, ki_end, sops):
+def _send_x(i, B, x, sx, cur_sk, pi, ki, theta, cnt, skip_ops):
+    """The x-channel of identity skips out of population ``i``: x sent on delta, accumulated one-to-one into
+    the skip current of every post population."""
+    n = pi[i, P_SIZE]
+    off = pi[i, P_OFF]
+    nproj = ki.shape[0]
+    for s in range(B):
+        for j in range(n):
+            u = off + j
+            d = x[s, u] - sx[s, u]
+            if abs(d) > theta:
+                sx[s, u] = x[s, u]
+                cnt[i, 0] += 1
+                for k in range(nproj):
+                    if ki[k, K_PRE] != i or ki[k, K_SKIP] == 0:
+                        continue
+                    cur_sk[s, pi[ki[k, K_POST], P_OFF] + j] += d
+                    skip_ops[k, 0] += 1
+
+
+@njit(**_jit)
+def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs, ki_start, ki_end, sops,
+                    cur_skfb, skip_ops):
     for k in range(ki_start[i], ki_end[i]):
         pre = ki[k, K_PRE]
-        if ki[k, K_WOFF] < 0 or pi[pre, P_ROLE] == ROLE_INPUT:
+        if pi[pre, P_ROLE] == ROLE_INPUT:
+            continue
+        if ki[k, K_SKIP] != 0:
+            cur_skfb[s, pi[pre, P_OFF] + j] += d
+            skip_ops[k, 1] += 1
+        if ki[k, K_WOFF] < 0:
             continue
         n_pre = pi[pre, P_SIZE]
         opre = pi[pre, P_OFF]
@@ -137,7 +164,7 @@ def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qf
 
 @njit(**_jit)
 def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, theta, tk, tp, tn, mm,
-                 ki_start, ki_end, cnt, sops):
+                 ki_start, ki_end, cnt, sops, cur_skfb, skip_ops):
     n = pi[i, P_SIZE]
     off = pi[i, P_OFF]
     for s in range(B):
@@ -152,7 +179,7 @@ def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, the
                 se[s, u] = v
                 cnt[i, 1] += 1
                 _project_errors(i, s, j, d, v * v - old * old, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
-                                ki_start, ki_end, sops)
+                                ki_start, ki_end, sops, cur_skfb, skip_ops)
 
 
 @njit(**_jit)
@@ -168,7 +195,7 @@ def _read(cur, qw, qs, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm):
 
 
 @njit(**_jit)
-def _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm):
+def _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm, has_skin, cur_sk):
     n = pi[i, P_SIZE]
     off = pi[i, P_OFF]
     for s in range(B):
@@ -176,23 +203,30 @@ def _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2
             u = off + j
             if pi[i, P_ROLE] == ROLE_INPUT:
                 mu[s, u] = 0.0
+                continue
             elif has_in[i] != 0:
                 mu[s, u] = _read(cur_mu, qmw, qms, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm) + bsum[u]
             else:
                 mu[s, u] = bsum[u]
+            if has_skin[i] != 0:
+                mu[s, u] = mu[s, u] + cur_sk[s, u]
 
 
 @njit(**_jit)
 def _evaluate(cnt, init_es, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
               dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv, has_fbin,
-              Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops):
+              Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops,
+              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops):
     npop = pi.shape[0]
     for i in range(npop):
         if has_out[i] != 0:
             _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
                          tk, tp, tn, mm, cnt, sops)
+        if has_xout[i] != 0:
+            _send_x(i, B, x, sx, cur_sk, pi, ki, theta_v, cnt, skip_ops)
     for i in range(npop):
-        _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
+        _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm, has_skin,
+                 cur_sk)
     for i in range(npop):
         n = pi[i, P_SIZE]
         off = pi[i, P_OFF]
@@ -226,7 +260,7 @@ def _evaluate(cnt, init_es, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur
     for i in range(npop):
         if fb_recv[i] != 0:
             _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, theta_e, tk, tp, tn, mm,
-                         ki_start, ki_end, cnt, sops)
+                         ki_start, ki_end, cnt, sops, cur_skfb, skip_ops)
     for i in range(npop):
         n = pi[i, P_SIZE]
         off = pi[i, P_OFF]
@@ -247,6 +281,8 @@ def _evaluate(cnt, init_es, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur
                 if has_fbin[i] != 0:
                     fb = _read(cur_fb, qfw, qfs, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
                 drive = -oe[s, u] + dphi(code, a, x[s, u]) * fb
+                if has_skfb[i] != 0:
+                    drive += cur_skfb[s, u]
                 if nudge:
                     drive += beta * (t[s, j] - x[s, u])
                 dx[s, u] = drive * inv_tau
@@ -259,9 +295,11 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                  Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e,
                  tk, tp, tn, mm, seed,
                  x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs, dx, deps,
-                 energies, ev, ev_init, sops, y0, y, gW, gb, out):
+                 energies, ev, ev_init, sops, y0, y, gW, gb, out,
+                 has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops):
     """One batch of event-driven relaxation (and the Hebbian directions); ``out`` gets
-    (steps, status, fail_step, fail_pop)."""
+    (steps, status, fail_step, fail_pop).  Identity skips use ``sx`` (x sent so far; restarts from 0 every
+    call), the skip currents ``cur_sk`` / ``cur_skfb`` and count their one-to-one ops in ``skip_ops``."""
     np.random.seed(seed)
     B = s_in.shape[0]
     npop = pi.shape[0]
@@ -274,6 +312,9 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
     qms[:, :] = 0.0
     qfw[:, :] = 0.0
     qfs[:, :] = 0.0
+    sx[:, :] = 0.0
+    cur_sk[:, :] = 0.0
+    cur_skfb[:, :] = 0.0
     for jj in range(inputs.shape[0]):
         i = inputs[jj]
         for s in range(B):
@@ -315,17 +356,20 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                         if v != 0.0:
                             ev_init[i, 1] += 1
                             _project_errors(i, s, j, v, v * v, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
-                                            ki_start, ki_end, sops)
+                                            ki_start, ki_end, sops, cur_skfb, skip_ops)
     elif init != INIT_ZEROS:
         for i in range(npop):  # feedforward sweep in topological order
             if pi[i, P_ROLE] != ROLE_INPUT:
-                _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
+                _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm,
+                         has_skin, cur_sk)
                 for s in range(B):
                     for j in range(pi[i, P_SIZE]):
                         x[s, pi[i, P_OFF] + j] = mu[s, pi[i, P_OFF] + j]
             if has_out[i] != 0:
                 _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
                              tk, tp, tn, mm, ev_init, sops)
+            if has_xout[i] != 0:
+                _send_x(i, B, x, sx, cur_sk, pi, ki, theta_v, ev_init, skip_ops)
     if mode == MODE_CLAMP and target_pop >= 0:
         for s in range(B):
             for j in range(pi[target_pop, P_SIZE]):
@@ -339,7 +383,8 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                         x[s, pi[i, P_OFF] + j] = 0.0
     _evaluate(ev[0], not prev, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
               dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv, has_fbin,
-              Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops)
+              Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops,
+              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops)
     if target_pop >= 0:
         for s in range(B):
             for j in range(pi[target_pop, P_SIZE]):
@@ -388,7 +433,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
         _evaluate(ev[k + 1], False, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw,
                   qfs, dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv,
                   has_fbin, Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm,
-                  sops)
+                  sops, has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops)
         if dt_decay < 1.0:
             tot = 0.0
             for i in range(npop):

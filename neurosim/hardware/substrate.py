@@ -25,14 +25,15 @@ path                      transforms                             limits
 =======================  =====================================  ===========================================
 PC, backend kernel        updates, weights                       whatever the backend supports
 PC, event engine          all sites, clock or event coding       numba/reference backends, float64, Euler,
-                                                                 no skip projections, no x/eps/mu probes
+                                                                 no x/eps/mu probes
                                                                  (energy and weight_norm probes record)
 BP (``algorithm="bp"``)   all sites, clock coding                as the event engine when signal sites or
                                                                  reads are active; event coding unsupported
-graph circuit, PC or BP   updates, weights; Mismatch and Drift   numba/reference graph backends; event
-(CNN, RNN, LSTM)          on reads (the backend kernel relaxes   coding, signal sites (values, errors, dac,
-                          on the read parameters)                adc) and per-read noise (AdditiveNoise,
-                                                                 MultiplicativeNoise on reads) unsupported
+graph circuit, PC or BP   updates, weights; reads: Mismatch,     numba/reference graph backends; event
+(CNN, RNN, LSTM)          Drift (the backend kernel relaxes on   coding and signal sites (values, errors,
+                          the read parameters), AdditiveNoise,   dac, adc) unsupported
+                          MultiplicativeNoise (drawn by the
+                          graph kernels at every read)
 other algorithms          none                                   unsupported (no operation counts)
 =======================  =====================================  ===========================================
 
@@ -42,8 +43,11 @@ effects (mismatch gains and offsets, drift at the device time) do not need the e
 on the read parameters and the stored weights receive the optimiser's intended change (see
 :meth:`Substrate._graph_compute`); ``Mismatch(per="neuron")`` on reads draws one gain per output line of a
 parameter (a row of a dense weight, an output channel of a kernel; a shared parameter is one set of devices).
-What is redrawn inside the relaxation or acts on signals needs the event engine, which relaxes layered plans of
-dense projections only, and is refused when the simulator is built.  Operation counts are the clock-driven
+Per-read noise (AdditiveNoise, MultiplicativeNoise on reads) is drawn by the graph kernels themselves at every
+read of a weighted edge (predictions, feedback, the feedforward pass, backprop's backward pass; the exact
+distribution of per-read weight noise, as in the layered event engine; :mod:`neurosim.graph.ops`), seeded from
+``HardwareModel.seed`` and the batch counter.  What acts on signals needs the event engine, which relaxes layered
+plans of dense projections only, and is refused when the simulator is built.  Operation counts are the clock-driven
 :func:`~neurosim.hardware.cost.count_pc` / :func:`~neurosim.hardware.cost.count_bp` on the graph's
 :class:`~neurosim.hardware.cost.GraphShape` (MACs of dense and convolution edges, one operation per unit of the
 others).
@@ -67,7 +71,7 @@ from ..simulator import RelaxResult
 from .bp import hw_gradients
 from .cost import GraphShape, NetworkShape, OpCounts, count_bp, count_events, count_pc
 from .engine import ENGINES, make_engine
-from .nonideal import (ELEMENTWISE_SITES, AdditiveNoise, Device, HardwareModel, MultiplicativeNoise, _stream)
+from .nonideal import ELEMENTWISE_SITES, Device, HardwareModel, _stream
 
 __all__ = ["Substrate", "HardwareRelaxResult"]
 
@@ -82,13 +86,15 @@ class HardwareRelaxResult(RelaxResult):
     """A :class:`~neurosim.RelaxResult` plus what the substrate did (returned by ``Simulator.run`` of a
     simulator with hardware).
 
-    ``events`` (steps + 1, n_pops, 2), ``events_init`` (n_pops, 2) and ``sops`` (n_proj, 2) come from the
-    event engine (None when the backend kernel ran); ``counts`` are the operation counts of this run.
+    ``events`` (steps + 1, n_pops, 2), ``events_init`` (n_pops, 2), ``sops`` (n_proj, 2) and ``skip_ops``
+    (n_proj, 2; the one-to-one ops of identity skips) come from the event engine (None when the backend kernel
+    ran); ``counts`` are the operation counts of this run.
     """
 
     events: np.ndarray | None = None
     events_init: np.ndarray | None = None
     sops: np.ndarray | None = None
+    skip_ops: np.ndarray | None = None
     counts: OpCounts | None = None
 
 
@@ -128,9 +134,9 @@ class Substrate:
     @staticmethod
     def check_graph_model(model, graph_name: str):
         """Refuse, before the backend is built, what the substrate cannot do on a graph circuit: everything that
-        needs the event engine (it relaxes layered plans of dense projections only) -- event coding, the signal
-        sites (values, errors, dac, adc) and per-read noise (AdditiveNoise, MultiplicativeNoise on ``reads``,
-        redrawn at every read inside the relaxation)."""
+        needs the event engine (it relaxes layered plans of dense projections only) -- event coding and the signal
+        sites (values, errors, dac, adc).  Per-read noise (AdditiveNoise, MultiplicativeNoise on ``reads``) runs:
+        the graph kernels draw it at every read (:meth:`_graph_compute`)."""
         if not isinstance(model, HardwareModel):
             raise TypeError(f"Simulator: hardware must be a neurosim.hardware.HardwareModel (or None), got "
                             f"{type(model).__name__}")
@@ -140,15 +146,13 @@ class Substrate:
         sites = [s for s in ELEMENTWISE_SITES if model.active(s)]
         if sites:
             reasons.append(f"transforms on the signal sites {sites}")
-        noise = [t.describe() for t in model.active("reads") if isinstance(t, (AdditiveNoise, MultiplicativeNoise))]
-        if noise:
-            reasons.append(f"per-read noise {noise} (redrawn at every read of the relaxation)")
         if reasons:
             raise UnsupportedError(f"graph circuit {graph_name!r} cannot run {'; '.join(reasons)} on a hardware "
                                    "model: these need the event-driven engine, which relaxes layered circuits of "
                                    "dense projections only (no convolutions, pooling or products); on a graph the "
-                                   "substrate models the writes (updates and weights sites) and the frozen read "
-                                   "effects (Mismatch, Drift on reads); use a layered circuit (ns.hierarchy, "
+                                   "substrate models the writes (updates and weights sites), the frozen read "
+                                   "effects (Mismatch, Drift on reads) and per-read noise (AdditiveNoise, "
+                                   "MultiplicativeNoise on reads); use a layered circuit (ns.hierarchy, "
                                    "ns.Circuit) for the others")
 
     def __init__(self, sim, model: HardwareModel):
@@ -347,11 +351,15 @@ class Substrate:
         stored = be.W.copy()
         read = self._graph_read_theta()
         be.W[:] = read
+        m2, a2 = self.sigmas
+        if m2 > 0 or a2 > 0:   # per-read noise: drawn by the graph kernels at every read, seeded per batch
+            be.read_noise = (m2, a2, self._seed(7, self.batches))
         try:
             res, written = sim._compute_batch(X, Y, spec, algo, options)
             moved = be.W.astype(float)
         finally:
             be.W[:] = stored
+            be.read_noise = None
         if spec.learn and res.status == 0:
             idx = self._device_plan.index
             target = moved.copy()                              # biases: the optimiser's values

@@ -167,10 +167,15 @@ def test_compensated_weak_target_keeps_the_update_scale(backend):
 
 def test_errors_name_the_problem_and_the_fix():
     X, Y = data(n=4)
-    sim = ns.Simulator(residual_graph(levelled=False), backend="reference")
-    with pytest.raises(ns.UnsupportedError, match="'zil' needs a levelled graph.*'h1' reaches the target along "
-                                                   "paths of different lengths.*identity populations"):
-        sim.train(X[:, :4], np.zeros((4, 5)), algorithm="zil", progress=False)
+    P = ns.ValuePopulation
+    loop = ns.Circuit([P("input", 4), P("h", 3, "tanh"), P("out", 2), P("after", 2)],
+                      [ns.ErrorPopulation(f"eps_{p}", p) for p in ("h", "out", "after")],
+                      [ns.Projection("W1", "input", "h"), ns.Projection("W2", "h", "out"),
+                       ns.Projection("W3", "out", "after")],
+                      [ns.Clamp("input", "input"), ns.Clamp("out", "target")], name="past-target")
+    with pytest.raises(ns.UnsupportedError, match="'zil' cannot level circuit 'past-target'.*the target population "
+                                                   "predicts 'after'"):
+        ns.Simulator(loop, backend="reference").train(X[:, :4], np.zeros((4, 2)), algorithm="zil", progress=False)
     net = ns.hierarchy([5, 6, 4], tau_eps=0.5)
     with pytest.raises(ns.UnsupportedError, match="instantaneous error units.*tau_eps=0"):
         ns.Simulator(net, backend="reference", dt=0.05).train(X, Y, algorithm="ipc", progress=False)

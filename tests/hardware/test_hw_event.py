@@ -194,8 +194,6 @@ def test_traffic_falls_and_error_grows_with_threshold(backend):
 def test_unsupported_features_are_refused_at_build_time():
     event = hw.HardwareModel(coding="event")
     skip = ns.hierarchy([4, 4, 4], skips=[False, True], lr=0.01, optimizer=ns.SGD())
-    with pytest.raises(UnsupportedError, match="skip"):
-        ns.Simulator(skip, backend="reference", hardware=event)
     net = ns.hierarchy([4, 3, 2])
     with pytest.raises(UnsupportedError, match="integrator"):
         ns.Simulator(net, backend="reference", integrator="heun", hardware=event)
@@ -263,3 +261,147 @@ def test_reset_keeps_the_chip_reinitialize_starts_over():
     assert chip.hardware.counts == hw.OpCounts() and chip.history["loss"] == [] and chip.hardware.time == 0.0
     for k in w0:
         np.testing.assert_array_equal(chip.weights[k], w0[k])
+
+
+# ----------------------------------------------------------------------------- identity skip projections
+def skip_dag():
+    """Two inputs -> h (tanh) -> g (sigmoid) -> out, a long-range projection a -> out, an identity skip h -> out
+    and a skip-only path h -> z (identity, no weights) -> out, so that z's mu is its skip current alone."""
+    pl = ns.Hebbian(lr=0.05, optimizer=ns.SGD())
+    pops = (ns.ValuePopulation("a", 2), ns.ValuePopulation("b", 2), ns.ValuePopulation("h", 3, phi="tanh"),
+            ns.ValuePopulation("g", 3, phi="sigmoid"), ns.ValuePopulation("z", 3, phi="tanh"),
+            ns.ValuePopulation("out", 3))
+    errs = (ns.ErrorPopulation("eh", "h"), ns.ErrorPopulation("eg", "g"), ns.ErrorPopulation("ez", "z"),
+            ns.ErrorPopulation("eo", "out", precision=1.5))
+    projs = (ns.Projection("Wah", "a", "h", bias=True, plasticity=pl), ns.Projection("Wbh", "b", "h", plasticity=pl),
+             ns.Projection("Whg", "h", "g", bias=True, plasticity=pl),
+             ns.Projection("Shz", "h", "z", skip=True, weights=False),
+             ns.Projection("Wgo", "g", "out", plasticity=pl), ns.Projection("Wzo", "z", "out", plasticity=pl),
+             ns.Projection("Wao", "a", "out", multiplier=0.7, plasticity=pl),
+             ns.Projection("Sho", "h", "out", skip=True, weights=False))
+    clamps = (ns.Clamp("a", "input"), ns.Clamp("b", "input"), ns.Clamp("out", "target"))
+    return ns.Circuit(pops, errs, projs, clamps, name="skipdag")
+
+
+SKIP_CIRCUITS = {
+    "dag": skip_dag,
+    "mupc": lambda: ns.mupc.residual_network(3, 4, 2, 3, phi="tanh", lr=0.05, optimizer=ns.SGD()),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(SKIP_CIRCUITS))
+def test_skips_threshold_zero_equal_the_reference_relaxation(backend, name):
+    """Identity skips are event-coded (x-channel forward, error events fed back one-to-one): with threshold 0
+    and no noise the engine is the plain reference relaxation, in every mode, when training and on warm
+    starts (init="previous")."""
+    net = SKIP_CIRCUITS[name]()
+    plain = ns.Simulator(net, backend="reference", seed=3, dt=0.1)
+    chip = ns.Simulator(net, backend=backend, seed=3, dt=0.1, hardware=hw.HardwareModel(coding="event", threshold=0.0))
+    assert chip.hardware.engine is not None
+    rng = np.random.default_rng(5)
+    n_in, n_out = plain.plan.n_input, plain.plan.n_target
+    for mode, kw, init in [("clamp", {}, "feedforward"), ("nudge", {"beta": 0.5}, "feedforward"),
+                           ("clamp", {}, "previous"), ("free", {}, "feedforward"), ("clamp", {"tol": 1e-3}, "zeros")]:
+        X, Y = rng.normal(size=(5, n_in)), rng.normal(size=(5, n_out))
+        learn = mode != "free"
+        r1 = plain.run(X, Y if learn else None, steps=12, mode=mode, init=init, learn=learn, **kw)
+        r2 = chip.run(X, Y if learn else None, steps=12, mode=mode, init=init, learn=learn, **kw)
+        assert r1.steps == r2.steps
+        close(r2.energy, r1.energy, "energy", 1e-10)
+        for n in r1.populations:
+            close(r2.x[n], r1.x[n], f"x[{n}] ({mode}, {init})", 1e-10)
+            close(r2.mu[n], r1.mu[n], f"mu[{n}]", 1e-10)
+        for k, W in plain.weights.items():
+            close(chip.weights[k], W, k, 1e-10)
+    X, Y = rng.normal(size=(12, n_in)), rng.normal(size=(12, n_out))
+    h1 = plain.train(X, Y, epochs=2, batch_size=4, steps=8, progress=False)
+    h2 = chip.train(X, Y, epochs=2, batch_size=4, steps=8, progress=False)
+    close(h2["loss"], h1["loss"], "loss", 1e-10)
+    for k, W in plain.weights.items():
+        close(chip.weights[k], W, k, 1e-10)
+
+
+def test_skip_events_and_ops_are_counted_and_twins_agree():
+    """Every x event of a skip's pre population is one op on the skip (forward), every error event of its post
+    population one op (feedback, when pre is not an input); they are synaptic ops without weight reads or
+    conversions.  numba and NumPy engines send the same events (deterministic substrate effects)."""
+    rng = np.random.default_rng(1)
+    model = hw.HardwareModel(values=[hw.Quantize(6, bound=1.0)], adc=[hw.Converter(10, 8.0)], coding="event",
+                             threshold=0.01, error_threshold=0.005)
+    out = {}
+    for backend in BACKENDS:
+        chip = ns.Simulator(skip_dag(), backend=backend, seed=2, hardware=model)
+        p = chip.plan
+        X, Y = rng.normal(size=(6, p.n_input)), rng.normal(size=(6, p.n_target))
+        rng = np.random.default_rng(1)
+        runs = [chip.run(X, Y, steps=12, mode="clamp", learn=True) for _ in range(3)]
+        r = runs[-1]
+        eng = chip.hardware.engine
+        ev = r.events.sum(axis=0) + r.events_init
+        x_events = {}
+        for k in range(p.n_proj):
+            if p.proj_skip[k]:
+                pre, post = p.proj_pre[k], p.proj_post[k]
+                assert eng.has_out[pre]   # h sends phi(h) events and x events: both in the value column
+                x_events[pre] = r.skip_ops[k, 0]
+                assert r.skip_ops[k, 1] == ev[post, 1] and r.skip_ops[k, 1] > 0
+            else:
+                assert r.skip_ops[k].tolist() == [0, 0]
+        h = p.pop_names.index("h")
+        phi_events = r.sops[p.proj_names.index("Whg"), 0] // 3
+        assert ev[h, 0] == phi_events + x_events[h]
+        c = hw.count_events(p, r, 6)
+        assert c.synaptic_ops == r.sops.sum() + r.skip_ops.sum() and c.weight_reads == r.sops.sum()
+        assert r.counts.synaptic_ops == c.synaptic_ops
+        out[backend] = (chip.weights, [x.energy for x in runs], [x.events for x in runs], r.skip_ops)
+    (wa, ea, va, sa), (wb, eb, vb, sb) = out["reference"], out["numba"]
+    for k in wa:
+        close(wb[k], wa[k], k, 1e-8)
+    for a, b in zip(ea, eb):
+        close(b, a, "energy", 1e-8)
+    for a, b in zip(va, vb):
+        assert np.array_equal(a, b)
+    assert np.array_equal(sa, sb)
+
+
+@pytest.mark.parametrize("name", sorted(SKIP_CIRCUITS))
+def test_skip_circuits_event_and_read_noise_twins_agree(name):
+    """numba engine == NumPy engine with skips: event coding to 1e-8; read noise (different random streams)
+    to the order of the noise, and the noise really acts."""
+    net = SKIP_CIRCUITS[name]()
+    rng = np.random.default_rng(2)
+    p = ns.lower(net)
+    X, Y = rng.normal(size=(8, p.n_input)), 0.5 * rng.normal(size=(8, p.n_target))
+    for model, tol in [(hw.HardwareModel(coding="event", threshold=0.01), 1e-8),
+                       (hw.HardwareModel(reads=[hw.AdditiveNoise(0.01)], seed=3), 1e-2)]:
+        res = {}
+        for backend in BACKENDS:
+            chip = ns.Simulator(net, backend=backend, seed=0, dt=0.1, hardware=model)
+            h = chip.train(X, Y, epochs=2, batch_size=4, steps=6, progress=False)
+            res[backend] = ({**chip.weights, "loss": np.array(h["loss"])})
+        for k in res["reference"]:
+            if k != "loss" or tol < 1e-2:   # under read noise the loss of a batch is as noisy as its reads
+                close(res["numba"][k], res["reference"][k], f"{k} ({model.coding})", tol)
+    plain = ns.Simulator(net, backend="reference", seed=0, dt=0.1)
+    plain.train(X, Y, epochs=2, batch_size=4, steps=6, progress=False)
+    assert max(float(np.max(np.abs(plain.weights[k] - res["reference"][k]))) for k in plain.weights) > 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(SKIP_CIRCUITS))
+def test_hw_backprop_with_skips_without_transforms_is_backprop(name):
+    from neurosim.algorithms.backprop import gradients
+    from neurosim.hardware.bp import hw_gradients
+    rng = np.random.default_rng(0)
+    sim = ns.Simulator(SKIP_CIRCUITS[name](), backend="reference", seed=0)
+    X, Y = rng.normal(size=(6, sim.plan.n_input)), rng.normal(size=(6, sim.plan.n_target))
+    dev = hw.Device(hw.HardwareModel(), sim.plan)
+    l1, y1, g1, b1 = gradients(sim.backend, X, Y)
+    l2, y2, g2, b2 = hw_gradients(sim.plan, sim.backend.W, sim.backend.b, X, Y, dev.tables(), dev.read_sigmas,
+                                  np.random.default_rng(0))
+    assert abs(l1 - l2) < 1e-12 and np.allclose(y1, y2, atol=1e-12)
+    assert sorted(g1) == sorted(g2)
+    for k in g1:
+        close(g2[k], g1[k], f"gW {k}", 1e-12)
+    for k in b1:
+        close(b2[k], b1[k], f"gb {k}", 1e-12)
