@@ -27,6 +27,15 @@ ROLE_INPUT, ROLE_FREE, ROLE_TARGET = 0, 1, 2
 OPT_SGD, OPT_ADAM = 0, 1
 
 
+def index_of(names: list, name: str, missing: str) -> int:
+    """Position of ``name`` in ``names``; otherwise a KeyError ``"<missing>: <names>"`` (``missing`` names what
+    was looked for and where, e.g. ``"no projection 'W9'; known"``)."""
+    try:
+        return names.index(name)
+    except ValueError:
+        raise KeyError(f"{missing}: {names}") from None
+
+
 def sample_init(init: Init, shape: tuple, rng: np.random.Generator) -> np.ndarray:
     """Sample an initial array of ``shape`` (``(n_post, n_pre)`` for weights, ``(n,)`` for biases)."""
     if len(shape) == 2:
@@ -118,16 +127,10 @@ class Plan:
         return int(self.pop_size[self.target_pop]) if self.target_pop >= 0 else 0
 
     def pop_index(self, name: str) -> int:
-        try:
-            return self.pop_names.index(name)
-        except ValueError:
-            raise KeyError(f"no value population {name!r}; known: {self.pop_names}") from None
+        return index_of(self.pop_names, name, f"no value population {name!r}; known")
 
     def proj_index(self, name: str) -> int:
-        try:
-            return self.proj_names.index(name)
-        except ValueError:
-            raise KeyError(f"no projection {name!r}; known: {self.proj_names}") from None
+        return index_of(self.proj_names, name, f"no projection {name!r}; known")
 
     def units(self, name: str) -> slice:
         p = self.pop_index(name)

@@ -51,7 +51,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from .. import activations
-from ..circuit import Hebbian, Init
+from ..circuit import Hebbian, Init, _as_tuple, _positive
 
 __all__ = ["Input", "Dense", "Conv2d", "Pool", "Sum", "Product", "Act", "Identity", "Param", "Graph", "level",
            "VERTEX_TYPES"]
@@ -65,16 +65,6 @@ def _check_name(kind, name):
                          "letter or '_'")
 
 
-def _positive_number(obj, attr, value):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{obj}: {attr} must be a number, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{obj}: {attr} must be finite and > 0, got {value!r}")
-    return v
-
-
 def _int(obj, attr, value, minimum):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{obj}: {attr} must be an int >= {minimum}, got {value!r}")
@@ -82,12 +72,8 @@ def _int(obj, attr, value, minimum):
 
 
 def _shape(obj, value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,)
-    try:
-        value = tuple(value)
-    except TypeError:
-        raise ValueError(f"{obj}: shape must be an int or a tuple of ints, got {value!r}") from None
+    value = _as_tuple(value, isinstance(value, int) and not isinstance(value, bool),
+                      f"{obj}: shape must be an int or a tuple of ints, got {value!r}")
     if not value or len(value) > 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in value):
         raise ValueError(f"{obj}: shape must be 1 to 3 positive ints (n,), (H, W) or (C, H, W), got {value!r}")
     return value
@@ -102,12 +88,7 @@ def _phi(obj, name):
 
 
 def _tuple_of_names(obj, attr, value):
-    if isinstance(value, str):
-        value = (value,)
-    try:
-        value = tuple(value)
-    except TypeError:
-        raise ValueError(f"{obj}: {attr} must be a name or a tuple of names, got {value!r}") from None
+    value = _as_tuple(value, isinstance(value, str), f"{obj}: {attr} must be a name or a tuple of names, got {value!r}")
     if not value:
         raise ValueError(f"{obj}: {attr} must not be empty")
     for v in value:
@@ -131,8 +112,8 @@ def _per_parent(obj, attr, value, n, check=None):
 
 def _common(obj, self):
     _check_name(type(self).__name__, self.name)
-    object.__setattr__(self, "precision", _positive_number(obj, "precision", self.precision))
-    object.__setattr__(self, "tau_x", _positive_number(obj, "tau_x", self.tau_x))
+    object.__setattr__(self, "precision", _positive(obj, "precision", self.precision))
+    object.__setattr__(self, "tau_x", _positive(obj, "tau_x", self.tau_x))
     te = self.tau_eps
     if isinstance(te, bool) or not isinstance(te, (int, float)) or not (math.isfinite(te) and te >= 0):
         raise ValueError(f"{obj}: tau_eps must be a finite number >= 0 (0: instantaneous error units), got {te!r}")

@@ -1,5 +1,5 @@
 """Pieces every numba kernel of a layered plan shares, written once: the ``(B, n)`` view of a population's
-block of a flat state buffer, loading the clamped inputs, and the divergence checks (the first population
+block of a flat state buffer, loading the clamped inputs, the ``out`` summary of a run, and the divergence checks (the first population
 whose energy, else whose values, are not finite, as :mod:`neurosim.backends.reference` reports it; never
 compiled with ``nnan``/``ninf``, see :mod:`neurosim.config`, so they are not folded away)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from numba import njit
 from ...config import JIT_OPTIONS
 from ..tables import P_OFF, P_SIZE
 
-__all__ = ["blk", "load_inputs", "read_pop", "first_nonfinite", "all_finite", "first_bad"]
+__all__ = ["blk", "load_inputs", "read_pop", "first_nonfinite", "all_finite", "first_bad", "report"]
 
 
 @njit(**JIT_OPTIONS)
@@ -73,3 +73,13 @@ def first_bad(energy, x, B, pi):
         if not all_finite(x[o:o + B * pi[i, P_SIZE]]):
             return i
     return -1
+
+
+@njit(**JIT_OPTIONS)
+def report(out, steps, status, fail_step, fail_pop, n_records):
+    """Write a kernel's summary ``out = (steps, status, fail_step, fail_pop, n_records)``."""
+    out[0] = steps
+    out[1] = status
+    out[2] = fail_step
+    out[3] = fail_pop
+    out[4] = n_records

@@ -9,7 +9,7 @@ from ...config import JIT_OPTIONS
 from ...plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from ..base import EULER, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP
 from ..tables import K_PRE, K_SKIP, K_WOFF, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUE
-from ._common import all_finite, blk, first_nonfinite, load_inputs, read_pop
+from ._common import all_finite, blk, first_nonfinite, load_inputs, read_pop, report
 from ._products import SMALL_BATCH
 from .activations import phi_block
 
@@ -258,8 +258,4 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
     # ---- plasticity from the final state
     if learn and status == 0:
         _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t)
-    out[0] = steps
-    out[1] = status
-    out[2] = fail_step
-    out[3] = fail_pop
-    out[4] = r
+    report(out, steps, status, fail_step, fail_pop, r)
