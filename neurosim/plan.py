@@ -68,8 +68,30 @@ def sample_init(init: Init, shape: tuple, rng: np.random.Generator) -> np.ndarra
     raise ValueError(f"unknown init kind {k!r}")  # unreachable: Init validates
 
 
+class Layout:
+    """The counts every lowered circuit derives from its layout, layered (:class:`Plan`) or graph
+    (:class:`~neurosim.graph.plan.GraphPlan`): from ``pop_names``, ``pop_size`` (units per population),
+    ``proj_names`` and ``input_pops``."""
+
+    @property
+    def n_pops(self) -> int:
+        return len(self.pop_names)
+
+    @property
+    def n_units(self) -> int:
+        return int(self.pop_size.sum())
+
+    @property
+    def n_proj(self) -> int:
+        return len(self.proj_names)
+
+    @property
+    def n_input(self) -> int:
+        return int(sum(self.pop_size[p] for p in self.input_pops))
+
+
 @dataclass
-class Plan:
+class Plan(Layout):
     """Flat arrays describing a lowered circuit (see module docstring for the layout)."""
 
     circuit: Circuit
@@ -105,22 +127,6 @@ class Plan:
     W: np.ndarray
     b: np.ndarray
     extras: dict = field(default_factory=dict)
-
-    @property
-    def n_pops(self) -> int:
-        return len(self.pop_names)
-
-    @property
-    def n_units(self) -> int:
-        return int(self.pop_size.sum())
-
-    @property
-    def n_proj(self) -> int:
-        return len(self.proj_names)
-
-    @property
-    def n_input(self) -> int:
-        return int(sum(self.pop_size[p] for p in self.input_pops))
 
     @property
     def n_target(self) -> int:

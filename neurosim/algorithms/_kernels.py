@@ -27,8 +27,9 @@ import numpy as np
 from numba import njit
 
 from ..backends.base import MODE_CLAMP as M_CLAMP, MODE_NUDGE as M_NUDGE
-from ..backends.numba._common import blk, load_inputs, read_pop, report
+from ..backends.numba._common import add_into, add_row, add_scaled, blk, load_inputs, read_pop, report, wblk
 from ..backends.numba._common import first_bad as _first_bad
+from ..backends.numba._products import _mm_atb
 from ..backends.numba.activations import dphi, phi
 from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_WOFF, KF_B1, KF_B2,
                               KF_EPS, KF_LR, KF_MOM, KF_MULT, KF_WD, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUX)
@@ -77,26 +78,6 @@ def _mm_ab(E, Wk, out):
         np.dot(E, Wk, out)
 
 
-@njit(**_jit)
-def _mm_atb(E, P, out):
-    """out = E.T @ P for E (B, n_post), P (B, n_pre)."""
-    B = E.shape[0]
-    if B <= SMALL_BATCH:
-        n_post = E.shape[1]
-        n_pre = P.shape[1]
-        for j in range(n_post):
-            for i in range(n_pre):
-                out[j, i] = 0.0
-        for s in range(B):
-            for j in range(n_post):
-                e = E[s, j]
-                if e != 0.0:
-                    for i in range(n_pre):
-                        out[j, i] += e * P[s, i]
-    else:
-        np.dot(E.T, P, out)
-
-
 # ----------------------------------------------------------------------------- network pieces
 @njit(**_jit)
 def _phi_pop(i, x, phx, B, pi, pf):
@@ -136,24 +117,15 @@ def _predict_pop(i, x, phx, mu, B, pi, ki, kf, ki_start, ki_end, W, b, tmp):
         n_pre = pi[pre, P_SIZE]
         opre = pi[pre, P_OFF]
         if ki[k, K_WOFF] >= 0:
-            wo = ki[k, K_WOFF]
-            Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
+            Wk = wblk(W, ki[k, K_WOFF], n_post, n_pre)
             T = tmp[:B * n_post].reshape(B, n_post)
             _mm_abt(blk(phx, B, opre, n_pre), Wk, T)
-            m = kf[k, KF_MULT]
-            for s in range(B):
-                for j in range(n_post):
-                    M[s, j] += m * T[s, j]
+            add_scaled(M, T, kf[k, KF_MULT])
         if ki[k, K_BOFF] >= 0:
             bo = ki[k, K_BOFF]
-            for s in range(B):
-                for j in range(n_post):
-                    M[s, j] += b[bo + j]
+            add_row(M, b[bo:bo + n_post])
         if ki[k, K_SKIP] != 0:
-            X = blk(x, B, opre, n_pre)
-            for s in range(B):
-                for j in range(n_post):
-                    M[s, j] += X[s, j]
+            add_into(M, blk(x, B, opre, n_pre))
 
 
 @njit(**_jit)
@@ -233,20 +205,12 @@ def _feedback(k, eps, fb, sfb, B, pi, ki, kf, W, tmp):
     n_post = pi[post, P_SIZE]
     E = blk(eps, B, pi[post, P_OFF], n_post)
     if ki[k, K_WOFF] >= 0:
-        wo = ki[k, K_WOFF]
-        Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
+        Wk = wblk(W, ki[k, K_WOFF], n_post, n_pre)
         T = tmp[:B * n_pre].reshape(B, n_pre)
         _mm_ab(E, Wk, T)
-        Fb = blk(fb, B, pi[pre, P_OFF], n_pre)
-        m = kf[k, KF_MULT]
-        for s in range(B):
-            for j in range(n_pre):
-                Fb[s, j] += m * T[s, j]
+        add_scaled(blk(fb, B, pi[pre, P_OFF], n_pre), T, kf[k, KF_MULT])
     if ki[k, K_SKIP] != 0:
-        S = blk(sfb, B, pi[pre, P_OFF], n_pre)
-        for s in range(B):
-            for j in range(n_pre):
-                S[s, j] += E[s, j]
+        add_into(blk(sfb, B, pi[pre, P_OFF], n_pre), E)
 
 
 @njit(**_jit)

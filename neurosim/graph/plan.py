@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import activations
 from ..circuit import Init
-from ..plan import OPT_ADAM, OPT_SGD, index_of, sample_init
+from ..plan import OPT_ADAM, OPT_SGD, Layout, index_of, sample_init
 from .declare import Act, Conv2d, Dense, Graph, Identity, Input, Pool, Product, Sum
 
 __all__ = ["GraphPlan", "lower_graph", "OP_INPUT", "OP_AFFINE", "OP_PRODUCT", "OP_ACT", "OP_MAXPOOL",
@@ -79,7 +79,7 @@ def _sample(init: Init, shape: tuple, rng: np.random.Generator) -> np.ndarray:
 
 
 @dataclass
-class GraphPlan:
+class GraphPlan(Layout):
     """Flat arrays of a lowered graph (see the module docstring for the layout).
 
     Attributes
@@ -125,25 +125,12 @@ class GraphPlan:
     depth: int
     extras: dict = field(default_factory=dict)
 
-    @property
-    def n_vertices(self) -> int:
-        return len(self.v_names)
-
-    @property
-    def n_units(self) -> int:
-        return int(self.VI[:, V_SIZE].sum())
-
-    @property
-    def n_params(self) -> int:
-        return len(self.p_names)
+    n_vertices = Layout.n_pops   # n_units, n_input: Layout's, from the layered names (LAYERED_NAMES)
+    n_params = Layout.n_proj
 
     @property
     def n_theta(self) -> int:
         return int(self.theta0.size)
-
-    @property
-    def n_input(self) -> int:
-        return int(sum(self.VI[i, V_SIZE] for i in self.inputs))
 
     @property
     def n_output(self) -> int:
@@ -209,8 +196,8 @@ class GraphPlan:
 #: the names the Simulator reads from a layered :class:`neurosim.plan.Plan` -> what they are for a graph (read-only
 #: properties of GraphPlan): populations are vertices, "projections" are parameters (weights and biases alike),
 #: W is the flat parameter vector theta
-LAYERED_NAMES = {"pop_names": "v_names", "n_pops": "n_vertices", "target_pop": "target", "n_target": "n_output",
-                 "proj_names": "p_names", "n_proj": "n_params", "W": "theta0"}
+LAYERED_NAMES = {"pop_names": "v_names", "input_pops": "inputs", "target_pop": "target", "n_target": "n_output",
+                 "proj_names": "p_names", "W": "theta0"}
 for _layered, _graph in LAYERED_NAMES.items():
     setattr(GraphPlan, _layered, property(operator.attrgetter(_graph)))
 del _layered, _graph

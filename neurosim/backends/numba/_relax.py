@@ -14,7 +14,7 @@ from ._products import SMALL_BATCH
 from .activations import phi_block
 
 from ._passes import (G_FB, G_FIXED, G_FUSED, G_MUC, G_PHX, G_SFB, _euler_fused, _feedback, _forward,
-                      _moving_derivs, _phi_all, _predict)
+                      _instant_errors, _moving_derivs, _phi_all, _predict)
 from ._plasticity import _hebbian
 
 _jit = JIT_OPTIONS
@@ -157,13 +157,7 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
             if pi[i, P_ERR] != 0 and pf[i, PF_TAUE] > 0:
                 n = pi[i, P_SIZE]
                 uo = pi[i, P_OFF]
-                pv = prec[uo:uo + n]
-                Sb = blk(es, B, uo, n)
-                Xb = blk(x, B, uo, n)
-                Mb = blk(mu, B, uo, n)
-                for q in range(B):
-                    for j in range(n):
-                        Sb[q, j] = pv[j] * (Xb[q, j] - Mb[q, j])
+                _instant_errors(blk(x, B, uo, n), blk(mu, B, uo, n), blk(es, B, uo, n), prec[uo:uo + n])
     fused_done = _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki, kf, ki_start, ki_end,
                           W, b, False)  # every prediction is already up to date
     if target_pop >= 0:
