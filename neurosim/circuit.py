@@ -55,7 +55,9 @@ def _check_name(kind: str, name) -> None:
         )
 
 
-def _positive(obj: str, attr: str, value, allow_zero: bool = False) -> None:
+def _positive(obj: str, attr: str, value, allow_zero: bool = False) -> float:
+    """``value`` as a float, refused (a ValueError naming ``obj`` and ``attr``) unless finite and > 0 (>= 0
+    with ``allow_zero``)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -63,6 +65,18 @@ def _positive(obj: str, attr: str, value, allow_zero: bool = False) -> None:
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         need = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{obj}: {attr} must be finite and {need}, got {value!r}")
+    return v
+
+
+def _as_tuple(value, single: bool, error: str) -> tuple:
+    """``value`` as a tuple: ``(value,)`` when ``single`` (one item given alone), else ``tuple(value)``; a
+    ValueError with the message ``error`` when it is neither."""
+    if single:
+        return (value,)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise ValueError(error) from None
 
 
 @dataclass(frozen=True)

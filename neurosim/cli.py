@@ -66,6 +66,18 @@ def _set_value(module, key, raw):
     return parse_value(raw)
 
 
+def _set_values(module, items):
+    """The ``--set KEY=VALUE`` items as ``({key: value}, None)`` (see :func:`_set_value`), or ``(None, message)``
+    for the first malformed item."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            return None, f"--set expects KEY=VALUE, got {item!r}"
+        key, raw = item.split("=", 1)
+        out[key.strip()] = _set_value(module, key.strip(), raw)
+    return out, None
+
+
 def _sweep(module, args) -> int:
     from .experiment import ConfigError, params_of
     from .sweep import parse_grid, run_sweep
@@ -73,12 +85,9 @@ def _sweep(module, args) -> int:
         return _fail("sweep needs at least one --grid KEY=V1,V2,...", 2)
     if args.workers is not None and args.workers < 1:
         return _fail(f"--workers must be >= 1, got {args.workers}", 2)
-    fixed = {}
-    for item in args.sets:
-        if "=" not in item:
-            return _fail(f"--set expects KEY=VALUE, got {item!r}", 2)
-        key, raw = item.split("=", 1)
-        fixed[key.strip()] = _set_value(module, key.strip(), raw)
+    fixed, bad = _set_values(module, args.sets)
+    if bad:
+        return _fail(bad, 2)
     out = args.out or Path("results") / "sweeps" / module.NAME
     try:
         grid = parse_grid(args.grid, module.DEFAULTS, params_of(module))
@@ -147,12 +156,9 @@ def main(argv=None) -> int:
         for kv, valid in rows:
             print(f"  {kv:<{width}}  {valid}")
         return 0
-    overrides = {}
-    for item in args.sets:
-        if "=" not in item:
-            return _fail(f"--set expects KEY=VALUE, got {item!r}", 2)
-        key, raw = item.split("=", 1)
-        overrides[key.strip()] = _set_value(module, key.strip(), raw)
+    overrides, bad = _set_values(module, args.sets)
+    if bad:
+        return _fail(bad, 2)
     if args.backend:
         overrides["backend"] = args.backend
     if args.seed is not None:

@@ -35,3 +35,15 @@ class CheckpointError(ValueError):
     def __init__(self, message: str, path=None):
         super().__init__(message)
         self.path = path
+
+
+def removed_names(module: str, removed: dict):
+    """A module ``__getattr__`` for names that were removed: accessing one raises an AttributeError whose
+    message (``removed[name]``) names the replacement; any other unknown name raises the usual error."""
+
+    def __getattr__(name):
+        if name in removed:
+            raise AttributeError(removed[name])
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__

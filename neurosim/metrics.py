@@ -90,6 +90,14 @@ def _batch(name: str, a) -> np.ndarray:
     return a[None, :] if a.ndim == 1 else a
 
 
+def _batches(who: str, **arrays) -> list:
+    """The arrays as batches (:func:`_batch`), in order; a ValueError naming ``who`` and every shape if they differ."""
+    out = [_batch(name, a) for name, a in arrays.items()]
+    if len({a.shape for a in out}) > 1:
+        raise ValueError(f"{who}: shapes differ: " + ", ".join(f"{n} {a.shape}" for n, a in zip(arrays, out)))
+    return out
+
+
 def target_alignment(y_before, y_after, target, per_sample: bool = False):
     r"""Target alignment :math:`\cos(y_{after} - y_{before},\; t - y_{before})`.
 
@@ -109,10 +117,7 @@ def target_alignment(y_before, y_after, target, per_sample: bool = False):
         The batch mean of the per-sample cosines (Song et al.'s definition); NaN if the output did not
         move or already equals the target for some sample.
     """
-    yb, ya, t = _batch("y_before", y_before), _batch("y_after", y_after), _batch("target", target)
-    if not (yb.shape == ya.shape == t.shape):
-        raise ValueError(f"target_alignment: shapes differ: y_before {yb.shape}, y_after {ya.shape}, "
-                         f"target {t.shape}")
+    yb, ya, t = _batches("target_alignment", y_before=y_before, y_after=y_after, target=target)
     ta = cosine(ya - yb, t - yb)
     return ta if per_sample else float(np.mean(ta))
 
@@ -142,10 +147,7 @@ def prospective_index(x_before, x_relaxed, x_after, per_sample: bool = False):
     float or ndarray
         1 means relaxation inferred exactly the direction in which learning then moved the activity.
     """
-    xb, xr, xa = _batch("x_before", x_before), _batch("x_relaxed", x_relaxed), _batch("x_after", x_after)
-    if not (xb.shape == xr.shape == xa.shape):
-        raise ValueError(f"prospective_index: shapes differ: x_before {xb.shape}, x_relaxed {xr.shape}, "
-                         f"x_after {xa.shape}")
+    xb, xr, xa = _batches("prospective_index", x_before=x_before, x_relaxed=x_relaxed, x_after=x_after)
     pi = cosine(xa - xb, xr - xb)
     return pi if per_sample else float(np.mean(pi))
 

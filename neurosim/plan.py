@@ -27,6 +27,15 @@ ROLE_INPUT, ROLE_FREE, ROLE_TARGET = 0, 1, 2
 OPT_SGD, OPT_ADAM = 0, 1
 
 
+def index_of(names: list, name: str, missing: str) -> int:
+    """Position of ``name`` in ``names``; otherwise a KeyError ``"<missing>: <names>"`` (``missing`` names what
+    was looked for and where, e.g. ``"no projection 'W9'; known"``)."""
+    try:
+        return names.index(name)
+    except ValueError:
+        raise KeyError(f"{missing}: {names}") from None
+
+
 def sample_init(init: Init, shape: tuple, rng: np.random.Generator) -> np.ndarray:
     """Sample an initial array of ``shape`` (``(n_post, n_pre)`` for weights, ``(n,)`` for biases)."""
     if len(shape) == 2:
@@ -59,8 +68,30 @@ def sample_init(init: Init, shape: tuple, rng: np.random.Generator) -> np.ndarra
     raise ValueError(f"unknown init kind {k!r}")  # unreachable: Init validates
 
 
+class Layout:
+    """The counts every lowered circuit derives from its layout, layered (:class:`Plan`) or graph
+    (:class:`~neurosim.graph.plan.GraphPlan`): from ``pop_names``, ``pop_size`` (units per population),
+    ``proj_names`` and ``input_pops``."""
+
+    @property
+    def n_pops(self) -> int:
+        return len(self.pop_names)
+
+    @property
+    def n_units(self) -> int:
+        return int(self.pop_size.sum())
+
+    @property
+    def n_proj(self) -> int:
+        return len(self.proj_names)
+
+    @property
+    def n_input(self) -> int:
+        return int(sum(self.pop_size[p] for p in self.input_pops))
+
+
 @dataclass
-class Plan:
+class Plan(Layout):
     """Flat arrays describing a lowered circuit (see module docstring for the layout)."""
 
     circuit: Circuit
@@ -98,36 +129,14 @@ class Plan:
     extras: dict = field(default_factory=dict)
 
     @property
-    def n_pops(self) -> int:
-        return len(self.pop_names)
-
-    @property
-    def n_units(self) -> int:
-        return int(self.pop_size.sum())
-
-    @property
-    def n_proj(self) -> int:
-        return len(self.proj_names)
-
-    @property
-    def n_input(self) -> int:
-        return int(sum(self.pop_size[p] for p in self.input_pops))
-
-    @property
     def n_target(self) -> int:
         return int(self.pop_size[self.target_pop]) if self.target_pop >= 0 else 0
 
     def pop_index(self, name: str) -> int:
-        try:
-            return self.pop_names.index(name)
-        except ValueError:
-            raise KeyError(f"no value population {name!r}; known: {self.pop_names}") from None
+        return index_of(self.pop_names, name, f"no value population {name!r}; known")
 
     def proj_index(self, name: str) -> int:
-        try:
-            return self.proj_names.index(name)
-        except ValueError:
-            raise KeyError(f"no projection {name!r}; known: {self.proj_names}") from None
+        return index_of(self.proj_names, name, f"no projection {name!r}; known")
 
     def units(self, name: str) -> slice:
         p = self.pop_index(name)

@@ -1136,6 +1136,14 @@ def learning_curves(history, path=None, title="Learning curves", smooth=None):
             return np.arange(1, n_epochs + 1, dtype=float)
         return (np.arange(n_epochs) + 1) * n_batches / n_epochs
 
+    def epoch_lines(ax, name, nb):
+        """The per-epoch training and test values of ``name`` ("loss" or "accuracy"), at the epochs' ends."""
+        for key, color, marker, label in ((f"epoch_{name}", smooth_c, "o", f"epoch {name}"),
+                                          (f"test_{name}", test_c, "s", f"test {name}")):
+            if key in h:
+                y = h[key]
+                ax.plot(epoch_x(y, nb), y, color=color, marker=marker, ms=5, lw=1.0, label=label)
+
     panels = []
     if any(k in h for k in ("loss", "epoch_loss", "test_loss")):
         panels.append("loss")
@@ -1159,14 +1167,7 @@ def learning_curves(history, path=None, title="Learning curves", smooth=None):
                 if window > 1:
                     ax.plot(batch_x(y), _moving_average(y, window), color=train_c,
                             lw=2.0, label=f"loss (moving avg, {window})")
-            if "epoch_loss" in h:
-                y = h["epoch_loss"]
-                ax.plot(epoch_x(y, nb), y, color=smooth_c, marker="o", ms=5,
-                        lw=1.0, label="epoch loss")
-            if "test_loss" in h:
-                y = h["test_loss"]
-                ax.plot(epoch_x(y, nb), y, color=test_c, marker="s", ms=5,
-                        lw=1.0, label="test loss")
+            epoch_lines(ax, "loss", nb)
             ax.set_ylabel("loss")
             ax.set_title("loss")
         elif panel == "energy":
@@ -1182,14 +1183,7 @@ def learning_curves(history, path=None, title="Learning curves", smooth=None):
                 y = h["accuracy"]
                 ax.plot(batch_x(y), y, color=train_c, lw=0.8, alpha=0.6,
                         label="accuracy (batch)")
-            if "epoch_accuracy" in h:
-                y = h["epoch_accuracy"]
-                ax.plot(epoch_x(y, nb), y, color=smooth_c, marker="o", ms=5,
-                        lw=1.0, label="epoch accuracy")
-            if "test_accuracy" in h:
-                y = h["test_accuracy"]
-                ax.plot(epoch_x(y, nb), y, color=test_c, marker="s", ms=5,
-                        lw=1.0, label="test accuracy")
+            epoch_lines(ax, "accuracy", nb)
             v = _finite(np.concatenate(
                 [h[k] for k in ("accuracy", "epoch_accuracy", "test_accuracy") if k in h]))
             if v.size == 0 or (v.min() >= 0 and v.max() <= 1):

@@ -336,13 +336,13 @@ def _check_batch(name, a, owner: str = "", allow_empty: bool = False):
     return a
 
 
-def _as_2d(name, a, n_cols, dtype, allow_empty: bool = False):
-    a = _real_array(name, a, dtype)
+def _as_2d(name, a, n_cols, dtype, allow_empty: bool = False, owner: str = ""):
+    a = _real_array(name, a, dtype, owner)
     if a.ndim == 1:
         a = a[None, :] if n_cols != 1 or a.shape[0] == 1 else a[:, None]
     if a.ndim != 2 or a.shape[1] != n_cols:
-        raise ValueError(f"{name} must have shape (batch, {n_cols}), got {np.shape(a)}")
-    return _check_batch(name, a, allow_empty=allow_empty)
+        raise ValueError(f"{owner}{name} must have shape (batch, {n_cols}), got {np.shape(a)}")
+    return _check_batch(name, a, owner, allow_empty=allow_empty)
 
 
 class Simulator:
@@ -884,11 +884,13 @@ class Simulator:
     def _as_2d(self, name, a, n_cols, allow_empty=False):
         """``a`` as a (batch, n_cols) array of this simulator's dtype; a graph circuit also takes image-shaped
         inputs (batch, C, H, W), read in C order."""
-        if self._graph:
-            a = _real_array(name, a, self.dtype, f"graph {self.circuit.name!r}: ")
+        owner = ""
+        if self._graph:   # errors name the graph
+            owner = f"graph {self.circuit.name!r}: "
+            a = _real_array(name, a, self.dtype, owner)
             if a.ndim > 2:
                 a = a.reshape(a.shape[0], -1)
-        return _as_2d(name, a, n_cols, self.dtype, allow_empty)
+        return _as_2d(name, a, n_cols, self.dtype, allow_empty, owner)
 
     def _inputs(self, X, Y, mode, names=("X", "Y")):
         nx, ny = names

@@ -316,12 +316,13 @@ def test_image_shaped_input_is_accepted_for_a_cnn():
         sim.predict(rng.normal(size=(5, 1, 5, 5)))
 
 
-def test_graph_simulator_is_deprecated():
-    g = ng.mlp(SIZES)
-    with pytest.warns(DeprecationWarning, match=r"use neurosim.Simulator\(graph, \.\.\.\)") as rec:
-        sim = ng.GraphSimulator(g, backend="reference")
-    assert rec[0].filename == __file__   # stacklevel=2: the warning points at the caller
-    assert isinstance(sim, ns.Simulator)
+def test_graph_simulator_was_removed_and_names_its_replacement():
+    with pytest.raises(AttributeError, match=r"GraphSimulator was removed: use neurosim.Simulator\(graph, \.\.\.\)"):
+        ng.GraphSimulator
+    with pytest.raises(AttributeError, match=r"GraphSimulator was removed: use neurosim.Simulator\(graph"):
+        ng.simulator.GraphSimulator
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchThing'"):
+        ng.NoSuchThing
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ns.Simulator(g, backend="reference")   # the one Simulator does not warn
+        ns.Simulator(ng.mlp(SIZES), backend="reference")   # the one Simulator does not warn

@@ -57,8 +57,9 @@ import numpy as np
 
 from .. import activations as act
 from ..backends.base import INIT_FEEDFORWARD, MODE_CLAMP, MODE_NUDGE, STATUS_DIVERGED, BatchResult
-from ..backends.reference import optimizer_step
+from ..backends.reference import first_bad, optimizer_step, rec_buffers
 from ..backends.tables import pack
+from ..circuit import _positive
 from ..errors import UnsupportedError
 from ..plan import ROLE_FREE, ROLE_INPUT, Plan
 
@@ -87,13 +88,7 @@ class OutputSettings:
 
 
 def _positive_option(algo, name, value):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"algorithm {algo!r}: option {name!r} must be a positive number, got {value!r}") from None
-    if not (np.isfinite(v) and v > 0):
-        raise ValueError(f"algorithm {algo!r}: option {name!r} must be finite and > 0, got {value!r}")
-    return v
+    return _positive(f"algorithm {algo!r}", f"option {name!r}", value)
 
 
 def convention(algo: str, options: dict) -> str:
@@ -262,14 +257,6 @@ def n_layers(plan: Plan) -> int:
     return 1 + max(free) if free else 1
 
 
-def rec_buffers(plan: Plan, spec, n_steps: int, B: int, dtype):
-    """Probe buffers ``(rec_x, rec_eps, rec_mu, rec_steps)`` for ``n_steps`` steps (empty if nothing to record)."""
-    track = spec.probe_every > 0 and spec.probe_item < B
-    n_rec = n_steps // spec.probe_every + 1 if track else 0
-    rec_x = np.zeros((n_rec, plan.n_units), dtype=dtype)
-    return rec_x, np.zeros_like(rec_x), np.zeros_like(rec_x), np.zeros(n_rec, dtype=np.int64)
-
-
 # ----------------------------------------------------------------------------- the NumPy engine
 class NumpyNet:
     """The equations on ``(B, n_units)`` arrays (populations are column slices): the oracle of the kernels.
@@ -430,15 +417,19 @@ class NumpyNet:
             x[:, self.tsl] = yh + beta * (t - yh)
 
 
-def first_bad(energy, x, net) -> int:
-    """Index of the first population with a non-finite energy, else with a non-finite value, else -1."""
-    bad = ~np.isfinite(energy)
-    if bad.any():
-        return int(np.argmax(bad))
-    for i, sl in enumerate(net.sl):
-        if not np.all(np.isfinite(x[:, sl])):
-            return i
-    return -1
+def observe(net, x, mu, k, energies, recs, spec, r):
+    """Errors and energies at step ``k`` (stored in ``energies[k]``), the probe record due then (record ``r``).
+
+    Returns ``(eps, energy, r, bad)``: ``r`` counts the records written so far, ``bad`` is
+    :func:`first_bad` (-1 while every value is finite).
+    """
+    eps, energy = net.errors(x, mu)
+    energies[k] = energy
+    if recs[0].shape[0] and k % spec.probe_every == 0:
+        i = spec.probe_item
+        recs[0][r], recs[1][r], recs[2][r], recs[3][r] = x[i], eps[i], mu[i], k
+        r += 1
+    return eps, energy, r, first_bad(energy, x, net.sl)
 
 
 def diverged(energies, k, pop, y0, y, recs, r) -> BatchResult:

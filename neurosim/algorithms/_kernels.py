@@ -27,8 +27,9 @@ import numpy as np
 from numba import njit
 
 from ..backends.base import MODE_CLAMP as M_CLAMP, MODE_NUDGE as M_NUDGE
-from ..backends.numba._common import blk, load_inputs, read_pop
+from ..backends.numba._common import add_into, add_row, add_scaled, blk, load_inputs, read_pop, report, wblk
 from ..backends.numba._common import first_bad as _first_bad
+from ..backends.numba._products import _mm_atb
 from ..backends.numba.activations import dphi, phi
 from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_WOFF, KF_B1, KF_B2,
                               KF_EPS, KF_LR, KF_MOM, KF_MULT, KF_WD, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUX)
@@ -77,26 +78,6 @@ def _mm_ab(E, Wk, out):
         np.dot(E, Wk, out)
 
 
-@njit(**_jit)
-def _mm_atb(E, P, out):
-    """out = E.T @ P for E (B, n_post), P (B, n_pre)."""
-    B = E.shape[0]
-    if B <= SMALL_BATCH:
-        n_post = E.shape[1]
-        n_pre = P.shape[1]
-        for j in range(n_post):
-            for i in range(n_pre):
-                out[j, i] = 0.0
-        for s in range(B):
-            for j in range(n_post):
-                e = E[s, j]
-                if e != 0.0:
-                    for i in range(n_pre):
-                        out[j, i] += e * P[s, i]
-    else:
-        np.dot(E.T, P, out)
-
-
 # ----------------------------------------------------------------------------- network pieces
 @njit(**_jit)
 def _phi_pop(i, x, phx, B, pi, pf):
@@ -136,24 +117,15 @@ def _predict_pop(i, x, phx, mu, B, pi, ki, kf, ki_start, ki_end, W, b, tmp):
         n_pre = pi[pre, P_SIZE]
         opre = pi[pre, P_OFF]
         if ki[k, K_WOFF] >= 0:
-            wo = ki[k, K_WOFF]
-            Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
+            Wk = wblk(W, ki[k, K_WOFF], n_post, n_pre)
             T = tmp[:B * n_post].reshape(B, n_post)
             _mm_abt(blk(phx, B, opre, n_pre), Wk, T)
-            m = kf[k, KF_MULT]
-            for s in range(B):
-                for j in range(n_post):
-                    M[s, j] += m * T[s, j]
+            add_scaled(M, T, kf[k, KF_MULT])
         if ki[k, K_BOFF] >= 0:
             bo = ki[k, K_BOFF]
-            for s in range(B):
-                for j in range(n_post):
-                    M[s, j] += b[bo + j]
+            add_row(M, b[bo:bo + n_post])
         if ki[k, K_SKIP] != 0:
-            X = blk(x, B, opre, n_pre)
-            for s in range(B):
-                for j in range(n_post):
-                    M[s, j] += X[s, j]
+            add_into(M, blk(x, B, opre, n_pre))
 
 
 @njit(**_jit)
@@ -224,33 +196,31 @@ def _errors(x, mu, eps, prec, energy, B, pi):
 
 
 @njit(**_jit)
+def _feedback(k, eps, fb, sfb, B, pi, ki, kf, W, tmp):
+    """Add projection k's feedback into its presynaptic population: fb_pre += a eps_post W_k (weighted),
+    sfb_pre += eps_post (skip)."""
+    pre = ki[k, K_PRE]
+    post = ki[k, K_POST]
+    n_pre = pi[pre, P_SIZE]
+    n_post = pi[post, P_SIZE]
+    E = blk(eps, B, pi[post, P_OFF], n_post)
+    if ki[k, K_WOFF] >= 0:
+        Wk = wblk(W, ki[k, K_WOFF], n_post, n_pre)
+        T = tmp[:B * n_pre].reshape(B, n_pre)
+        _mm_ab(E, Wk, T)
+        add_scaled(blk(fb, B, pi[pre, P_OFF], n_pre), T, kf[k, KF_MULT])
+    if ki[k, K_SKIP] != 0:
+        add_into(blk(sfb, B, pi[pre, P_OFF], n_pre), E)
+
+
+@njit(**_jit)
 def _drive(x, eps, dph, fb, sfb, dx, B, pi, ki, kf, W, tmp, mode, beta, teff, target_pop):
     """dx = -eps + dphi * sum a W^T eps_post + sum eps_post (skips) for moving populations, else 0."""
     fb[:] = 0.0
     sfb[:] = 0.0
     for k in range(ki.shape[0]):
-        pre = ki[k, K_PRE]
-        if pi[pre, P_ROLE] == R_INPUT:
-            continue
-        post = ki[k, K_POST]
-        n_pre = pi[pre, P_SIZE]
-        n_post = pi[post, P_SIZE]
-        E = blk(eps, B, pi[post, P_OFF], n_post)
-        if ki[k, K_WOFF] >= 0:
-            wo = ki[k, K_WOFF]
-            Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
-            T = tmp[:B * n_pre].reshape(B, n_pre)
-            _mm_ab(E, Wk, T)
-            Fb = blk(fb, B, pi[pre, P_OFF], n_pre)
-            m = kf[k, KF_MULT]
-            for s in range(B):
-                for j in range(n_pre):
-                    Fb[s, j] += m * T[s, j]
-        if ki[k, K_SKIP] != 0:
-            S = blk(sfb, B, pi[pre, P_OFF], n_pre)
-            for s in range(B):
-                for j in range(n_pre):
-                    S[s, j] += E[s, j]
+        if pi[ki[k, K_PRE], P_ROLE] != R_INPUT:
+            _feedback(k, eps, fb, sfb, B, pi, ki, kf, W, tmp)
     for i in range(pi.shape[0]):
         n = pi[i, P_SIZE]
         o = B * pi[i, P_OFF]
@@ -352,6 +322,19 @@ def _apply(k, G, Gb, factor, pi, ki, kf, params):
 
 
 @njit(**_jit)
+def _observe(k, r, x, mu, eps, prec, energy, energies, probe_every, probe_item, recs, B, pi):
+    """Errors and energies at step k (row k of ``energies``), the probe record due then (record r).
+    Returns (records so far, the first population that is not finite or -1)."""
+    _errors(x, mu, eps, prec, energy, B, pi)
+    for i in range(pi.shape[0]):
+        energies[k, i] = energy[i]
+    if probe_every > 0 and probe_item < B and k % probe_every == 0:
+        _record(r, k, x, eps, mu, recs, B, pi, probe_item)
+        r += 1
+    return r, _first_bad(energy, x, B, pi)
+
+
+@njit(**_jit)
 def _record(r, k, x, eps, mu, recs, B, pi, item):
     rec_x, rec_eps, rec_mu, rec_steps = recs
     for i in range(pi.shape[0]):
@@ -386,13 +369,7 @@ def fpa_kernel(s, t, teff, eta, n_iter, beta_t, learn, factor, probe_every, prob
     steps = 0
     r = 0
     for k in range(n_iter + 1):
-        _errors(x, mu, eps, prec, energy, B, pi)
-        for i in range(npop):
-            energies[k, i] = energy[i]
-        if probe_every > 0 and probe_item < B and k % probe_every == 0:
-            _record(r, k, x, eps, mu, recs, B, pi, probe_item)
-            r += 1
-        bad = _first_bad(energy, x, B, pi)
+        r, bad = _observe(k, r, x, mu, eps, prec, energy, energies, probe_every, probe_item, recs, B, pi)
         if bad >= 0:
             status, fail_step, fail_pop = 1, k, bad
             break
@@ -407,11 +384,7 @@ def fpa_kernel(s, t, teff, eta, n_iter, beta_t, learn, factor, probe_every, prob
             _direction(k, eps, phx, B, pi, ki, kf, G, Gb)   # phx: presynaptic feedforward values
             if learn:
                 _apply(k, G, Gb, factor, pi, ki, kf, params)
-    out[0] = steps
-    out[1] = status
-    out[2] = fail_step
-    out[3] = fail_pop
-    out[4] = r
+    report(out, steps, status, fail_step, fail_pop, r)
 
 
 @njit(**_jit)
@@ -434,13 +407,7 @@ def zil_kernel(s, t, teff, gamma, n_upd, all_at_zero, beta_t, learn, factor, pro
     r = 0
     for step in range(n_upd):
         _eval(x, phx, mu, B, pi, pf, ki, kf, ki_start, ki_end, W, b, tmp)
-        _errors(x, mu, eps, prec, energy, B, pi)
-        for i in range(npop):
-            energies[step, i] = energy[i]
-        if probe_every > 0 and probe_item < B and step % probe_every == 0:
-            _record(r, step, x, eps, mu, recs, B, pi, probe_item)
-            r += 1
-        bad = _first_bad(energy, x, B, pi)
+        r, bad = _observe(step, r, x, mu, eps, prec, energy, energies, probe_every, probe_item, recs, B, pi)
         if bad >= 0:
             status, fail_step, fail_pop = 1, step, bad
             break
@@ -458,11 +425,7 @@ def zil_kernel(s, t, teff, gamma, n_upd, all_at_zero, beta_t, learn, factor, pro
             _step(x, dx, B, pi, pf, gamma)
             steps += 1
     read_pop(x, target_pop, B, pi, y)
-    out[0] = steps
-    out[1] = status
-    out[2] = fail_step
-    out[3] = fail_pop
-    out[4] = r
+    report(out, steps, status, fail_step, fail_pop, r)
 
 
 @njit(**_jit)
@@ -485,13 +448,7 @@ def ipc_kernel(s, t, teff, gamma, n_steps, mode, nudge_beta, beta_t, learn, fact
     r = 0
     for k in range(n_steps + 1):
         _eval(x, phx, mu, B, pi, pf, ki, kf, ki_start, ki_end, W, b, tmp)
-        _errors(x, mu, eps, prec, energy, B, pi)
-        for i in range(npop):
-            energies[k, i] = energy[i]
-        if probe_every > 0 and probe_item < B and k % probe_every == 0:
-            _record(r, k, x, eps, mu, recs, B, pi, probe_item)
-            r += 1
-        bad = _first_bad(energy, x, B, pi)
+        r, bad = _observe(k, r, x, mu, eps, prec, energy, energies, probe_every, probe_item, recs, B, pi)
         if bad >= 0:
             status, fail_step, fail_pop = 1, k, bad
             break
@@ -507,11 +464,7 @@ def ipc_kernel(s, t, teff, gamma, n_steps, mode, nudge_beta, beta_t, learn, fact
                 _apply(kk, G, Gb, factor, pi, ki, kf, params)
         steps += 1
     read_pop(x, target_pop, B, pi, y)
-    out[0] = steps
-    out[1] = status
-    out[2] = fail_step
-    out[3] = fail_pop
-    out[4] = r
+    report(out, steps, status, fail_step, fail_pop, r)
 
 
 @njit(**_jit)
@@ -550,24 +503,8 @@ def bp_kernel(s, t, learn, target_pop, tabs, prec, params, bufs, G, Gb, y0, out_
                 Fb[q, j] = 0.0
                 S[q, j] = 0.0
         for k in range(ki.shape[0]):
-            if ki[k, K_PRE] != i:
-                continue
-            post = ki[k, K_POST]
-            n_post = pi[post, P_SIZE]
-            E = blk(eps, B, pi[post, P_OFF], n_post)
-            if ki[k, K_WOFF] >= 0:
-                wo = ki[k, K_WOFF]
-                Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
-                T = tmp[:B * n_pre].reshape(B, n_pre)
-                _mm_ab(E, Wk, T)
-                m = kf[k, KF_MULT]
-                for q in range(B):
-                    for j in range(n_pre):
-                        Fb[q, j] += m * T[q, j]
-            if ki[k, K_SKIP] != 0:
-                for q in range(B):
-                    for j in range(n_pre):
-                        S[q, j] += E[q, j]
+            if ki[k, K_PRE] == i:
+                _feedback(k, eps, fb, sfb, B, pi, ki, kf, W, tmp)
         Ei = blk(eps, B, opre, n_pre)
         D = blk(dph, B, opre, n_pre)
         for q in range(B):

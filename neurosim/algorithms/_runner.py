@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends.base import BatchResult
+from ..backends.tables import unflatten
 from ._common import rec_buffers, tables
 
 
@@ -43,16 +44,7 @@ class KernelCall:
     def state(self):
         """The final state as ``(B, n_units)`` arrays ``x, eps, mu`` (population-major buffers unflattened)."""
         x, phx, dph, mu, eps = self.bufs[:5]
-        return {"x": self._unflatten(x), "eps": self._unflatten(eps), "mu": self._unflatten(mu)}
-
-    def _unflatten(self, buf):
-        p = self.plan
-        B = self.B
-        out = np.empty((B, p.n_units), dtype=self.dtype)
-        for i in range(p.n_pops):
-            n, o = int(p.pop_size[i]), int(p.pop_off[i])
-            out[:, o:o + n] = buf[B * o:B * (o + n)].reshape(B, n)
-        return out
+        return {k: unflatten(self.plan, buf, self.B, self.dtype) for k, buf in (("x", x), ("eps", eps), ("mu", mu))}
 
     def directions(self):
         """Update directions written by the kernel, as ``({k: g_W}, {k: g_b})`` (copies)."""

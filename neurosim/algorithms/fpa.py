@@ -42,8 +42,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends.base import BatchResult
-from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, convention, diverged, first_bad, n_layers, \
-    output_settings, rec_buffers, uses_numba
+from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, convention, diverged, n_layers, \
+    observe, output_settings, rec_buffers, uses_numba
 from . import check_backend, register
 
 OPTIONS = {"eta": 1.0, "n": None, **OUTPUT_OPTIONS, "convention": "neurosim"}
@@ -82,13 +82,7 @@ def _numpy(sim, X, Y, spec, eta, n, st, learn, want_dirs=True):
     step = eta / net.tau
     r = 0
     for k in range(n + 1):
-        eps, energy = net.errors(x, mu)
-        energies[k] = energy
-        if recs[0].shape[0] and k % spec.probe_every == 0:
-            i = spec.probe_item
-            recs[0][r], recs[1][r], recs[2][r], recs[3][r] = x[i], eps[i], mu[i], k
-            r += 1
-        bad = first_bad(energy, x, net)
+        eps, _, r, bad = observe(net, x, mu, k, energies, recs, spec, r)
         if bad >= 0:
             return diverged(energies, k, bad, y0, x[:, net.tsl].copy(), recs, r), None
         if k == n:

@@ -32,7 +32,7 @@ import numpy as np
 from dataclasses import replace
 
 from ..backends.base import EULER, MODE_CLAMP, MODE_NUDGE, BatchResult, RunSpec
-from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, first_bad, output_settings, \
+from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, observe, output_settings, \
     rec_buffers, uses_numba
 from . import check_backend, register
 
@@ -66,13 +66,7 @@ def _numpy(sim, X, Y, spec, gamma, st, learn):
     for k in range(T + 1):
         phx = net.phi(x)
         mu = net.predictions(x, phx)
-        eps, energy = net.errors(x, mu)
-        energies[k] = energy
-        if recs[0].shape[0] and k % spec.probe_every == 0:
-            i = spec.probe_item
-            recs[0][r], recs[1][r], recs[2][r], recs[3][r] = x[i], eps[i], mu[i], k
-            r += 1
-        bad = first_bad(energy, x, net)
+        eps, _, r, bad = observe(net, x, mu, k, energies, recs, spec, r)
         if bad >= 0:
             return diverged(energies, k, bad, y0, x[:, net.tsl].copy(), recs, r)
         if k == T:

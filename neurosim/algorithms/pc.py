@@ -99,7 +99,7 @@ def _relax(sim, X, Y, spec, options, algo, extra_step=False):
     if extra_step:
         # the beliefs after one more step (Euler, dt = eta tau_x) from the state whose errors are used
         x = x + (spec.dt / net.tau) * net.drive(x, eps, net.dphi(x))
-        bad = first_bad(np.zeros(sim.plan.n_pops), x, net)
+        bad = first_bad(np.zeros(sim.plan.n_pops), x, net.sl)
         if bad >= 0:
             return replace(res, status=STATUS_DIVERGED, fail_step=res.steps + 1, fail_pop=bad), None, st
     gW, gb = net.directions(eps, net.phi(x))

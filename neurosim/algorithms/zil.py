@@ -36,7 +36,7 @@ from ..backends.base import BatchResult, RunSpec
 from ..circuit import Circuit, ErrorPopulation, Projection
 from ..errors import UnsupportedError
 from ..plan import ROLE_FREE, lower
-from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, first_bad, output_settings, \
+from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, observe, output_settings, \
     rec_buffers, tables, uses_numba
 from . import check_backend, register
 
@@ -193,13 +193,7 @@ def _numpy(sim, X, Y, spec, gamma, allz, n_upd, dist, st, learn, want_dirs=True)
     for t in range(n_upd):
         phx = net.phi(x)
         mu = net.predictions(x, phx)
-        eps, energy = net.errors(x, mu)
-        energies[t] = energy
-        if recs[0].shape[0] and t % spec.probe_every == 0:
-            i = spec.probe_item
-            recs[0][r], recs[1][r], recs[2][r], recs[3][r] = x[i], eps[i], mu[i], t
-            r += 1
-        bad = first_bad(energy, x, net)
+        eps, _, r, bad = observe(net, x, mu, t, energies, recs, spec, r)
         if bad >= 0:
             return diverged(energies, t, bad, y0, x[:, net.tsl].copy(), recs, r), None
         last = t == n_upd - 1

@@ -42,6 +42,33 @@ def optimizer_step(param, g, m, v, t, lr, kind, opt):
         param += lr * g
 
 
+def rec_buffers(plan, spec, n_steps: int, B: int, dtype):
+    """Probe buffers ``(rec_x, rec_eps, rec_mu, rec_steps)`` for ``n_steps`` steps of sample ``spec.probe_item``
+    (every ``spec.probe_every`` steps from 0; empty if nothing is recorded, as for an item beyond the batch)."""
+    track = spec.probe_every > 0 and spec.probe_item < B
+    n_rec = n_steps // spec.probe_every + 1 if track else 0
+    rec_x = np.zeros((n_rec, plan.n_units), dtype=dtype)
+    return rec_x, np.zeros_like(rec_x), np.zeros_like(rec_x), np.zeros(n_rec, dtype=np.int64)
+
+
+def first_bad(energy, x, sl) -> int:
+    """Index of the first population with a non-finite energy, else with a non-finite value (columns ``sl[i]``
+    of ``x``), else -1: the population a diverging run reports."""
+    bad = ~np.isfinite(energy)
+    if bad.any():
+        return int(np.argmax(bad))
+    for i, cols in enumerate(sl):
+        if not np.all(np.isfinite(x[:, cols])):
+            return i
+    return -1
+
+
+def max_rate(dx, deps) -> float:
+    r""":math:`\max(|dx/dt|, |d\varepsilon/dt|)` over every unit (0 for empty arrays): a run with ``tol`` stops
+    once it falls below ``tol``."""
+    return max(np.max(np.abs(dx)) if dx.size else 0.0, np.max(np.abs(deps)) if deps.size else 0.0)
+
+
 class ReferenceBackend(Backend):
     """Plain NumPy; state arrays are ``(B, n_units)`` and populations are column slices."""
 
@@ -164,12 +191,8 @@ class ReferenceBackend(Backend):
             for i in range(p.n_pops):
                 if not p.pop_has_err[i]:
                     eps_state[:, self.sl[i]] = 0.0
-        track = spec.probe_every > 0 and spec.probe_item < B  # an item beyond the batch records nothing
-        n_rec = spec.n_steps // spec.probe_every + 1 if track else 0
-        rec_x = np.zeros((n_rec, p.n_units), dtype=self.dtype)
-        rec_eps = np.zeros_like(rec_x)
-        rec_mu = np.zeros_like(rec_x)
-        rec_steps = np.zeros(n_rec, dtype=np.int64)
+        rec_x, rec_eps, rec_mu, rec_steps = rec_buffers(p, spec, spec.n_steps, B, self.dtype)
+        track = rec_x.shape[0] > 0
         energies = np.zeros((spec.n_steps + 1, p.n_pops))
         dt = spec.dt
         status, fail_step, fail_pop = 0, -1, -1
@@ -184,18 +207,12 @@ class ReferenceBackend(Backend):
                 rec_x[r], rec_eps[r], rec_mu[r], rec_steps[r] = x[spec.probe_item], eps[spec.probe_item], \
                     mu[spec.probe_item], k
                 r += 1
-            bad = ~np.isfinite(energy)
-            if bad.any() or not np.all(np.isfinite(x)):
+            fail_pop = first_bad(energy, x, self.sl)
+            if fail_pop >= 0:
                 status, fail_step = STATUS_DIVERGED, k
-                fail_pop = int(np.argmax(bad)) if bad.any() else int(
-                    next(i for i in range(p.n_pops) if not np.all(np.isfinite(x[:, self.sl[i]]))))
                 break
-            if k == spec.n_steps:
+            if k == spec.n_steps or (spec.tol > 0 and max_rate(dx, deps) < spec.tol):
                 break
-            if spec.tol > 0:
-                rate = max(np.max(np.abs(dx)) if dx.size else 0.0, np.max(np.abs(deps)) if deps.size else 0.0)
-                if rate < spec.tol:
-                    break
             if spec.integrator == EULER:
                 x = x + dt * dx
                 eps_state = eps_state + dt * deps

@@ -30,3 +30,13 @@ def pack(plan, dtype=np.float64):
                    p.proj_mean, p.opt_kind], axis=1).astype(np.int64).reshape(-1, 9)
     kf = np.concatenate([p.proj_mult[:, None], p.proj_lr[:, None], p.opt_param], axis=1).astype(dtype).reshape(-1, 7)
     return tuple(np.ascontiguousarray(a) for a in (pi, pf, ki, kf))
+
+
+def unflatten(plan, buf, B: int, dtype) -> np.ndarray:
+    """A population-major flat state buffer of the kernels (population ``i`` owns the C-contiguous block
+    ``[B off_i, B (off_i + n_i))`` viewed as ``(B, n_i)``) as one ``(B, n_units)`` array (a copy)."""
+    out = np.empty((B, plan.n_units), dtype=dtype)
+    for i in range(plan.n_pops):
+        n, o = int(plan.pop_size[i]), int(plan.pop_off[i])
+        out[:, o:o + n] = buf[B * o:B * (o + n)].reshape(B, n)
+    return out

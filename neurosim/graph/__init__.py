@@ -12,21 +12,25 @@ backprop on the NumPy reference or the numba kernels::
         sim.train(X, Y, epochs=5, batch_size=32, algorithm="zil")
 
 They run on the one :class:`neurosim.Simulator`: declare -> lower (:func:`lower_graph`) -> run
-(:class:`GraphSimulator` is its deprecated predecessor).
+(``GraphSimulator``, its predecessor, was removed: use ``ns.Simulator(graph, ...)``).
 ``import neurosim.graph`` compiles nothing; the kernels compile (and are cached) when a numba simulator is
 built.
 """
+from ..errors import removed_names
 from .builders import cnn, lstm, lstm_cell, mlp, residual, rnn
 from .convert import from_circuit
 from .declare import Act, Conv2d, Dense, Graph, Identity, Input, Param, Pool, Product, Sum, level
 from .plan import GraphPlan, lower_graph
 from .precondition import diagonal_curvature, precondition, refresh_time_constants
-from .simulator import ALGORITHMS, BACKENDS, GraphRelaxResult, GraphSimulator
+from .simulator import ALGORITHMS, BACKENDS, REMOVED, GraphRelaxResult
 
 __all__ = ["Act", "Conv2d", "Dense", "Graph", "Identity", "Input", "Param", "Pool", "Product", "Sum", "level",
-           "GraphPlan", "lower_graph", "GraphSimulator", "GraphRelaxResult", "ALGORITHMS", "BACKENDS", "mlp", "cnn",
+           "GraphPlan", "lower_graph", "GraphRelaxResult", "ALGORITHMS", "BACKENDS", "mlp", "cnn",
            "residual", "rnn", "lstm", "lstm_cell", "rel_diff", "from_circuit", "diagonal_curvature", "precondition",
            "refresh_time_constants"]
+
+
+__getattr__ = removed_names(__name__, REMOVED)   # GraphSimulator: the message names ns.Simulator
 
 
 def rel_diff(a: dict, b: dict) -> float:

@@ -18,7 +18,7 @@ STATUS_OK, STATUS_DIVERGED = 0, 1
 
 @dataclass(frozen=True)
 class Schedule:
-    """Scalar settings of one batch (validated by :class:`~neurosim.graph.simulator.GraphSimulator`).
+    """Scalar settings of one batch (validated by :class:`neurosim.Simulator` and the graph backend).
 
     algo : ALG_PC / ALG_FPA / ALG_ZIL / ALG_BP / ALG_IPC
     n_steps : relaxation steps (PC: T; FPA: n; Z-IL: the depth of the levelled graph; BP: 0)

@@ -51,7 +51,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from .. import activations
-from ..circuit import Hebbian, Init
+from ..circuit import Hebbian, Init, _as_tuple, _positive
 
 __all__ = ["Input", "Dense", "Conv2d", "Pool", "Sum", "Product", "Act", "Identity", "Param", "Graph", "level",
            "VERTEX_TYPES"]
@@ -65,16 +65,6 @@ def _check_name(kind, name):
                          "letter or '_'")
 
 
-def _positive_number(obj, attr, value):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{obj}: {attr} must be a number, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{obj}: {attr} must be finite and > 0, got {value!r}")
-    return v
-
-
 def _int(obj, attr, value, minimum):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{obj}: {attr} must be an int >= {minimum}, got {value!r}")
@@ -82,12 +72,8 @@ def _int(obj, attr, value, minimum):
 
 
 def _shape(obj, value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,)
-    try:
-        value = tuple(value)
-    except TypeError:
-        raise ValueError(f"{obj}: shape must be an int or a tuple of ints, got {value!r}") from None
+    value = _as_tuple(value, isinstance(value, int) and not isinstance(value, bool),
+                      f"{obj}: shape must be an int or a tuple of ints, got {value!r}")
     if not value or len(value) > 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in value):
         raise ValueError(f"{obj}: shape must be 1 to 3 positive ints (n,), (H, W) or (C, H, W), got {value!r}")
     return value
@@ -102,12 +88,7 @@ def _phi(obj, name):
 
 
 def _tuple_of_names(obj, attr, value):
-    if isinstance(value, str):
-        value = (value,)
-    try:
-        value = tuple(value)
-    except TypeError:
-        raise ValueError(f"{obj}: {attr} must be a name or a tuple of names, got {value!r}") from None
+    value = _as_tuple(value, isinstance(value, str), f"{obj}: {attr} must be a name or a tuple of names, got {value!r}")
     if not value:
         raise ValueError(f"{obj}: {attr} must not be empty")
     for v in value:
@@ -129,14 +110,49 @@ def _per_parent(obj, attr, value, n, check=None):
     return value
 
 
-def _common(obj, self):
+def _common(self) -> str:
+    """Check a vertex's name, precision, tau_x and tau_eps; returns how errors name it (``"Dense 'h1'"``)."""
+    obj = f"{type(self).__name__} {self.name!r}"
     _check_name(type(self).__name__, self.name)
-    object.__setattr__(self, "precision", _positive_number(obj, "precision", self.precision))
-    object.__setattr__(self, "tau_x", _positive_number(obj, "tau_x", self.tau_x))
+    object.__setattr__(self, "precision", _positive(obj, "precision", self.precision))
+    object.__setattr__(self, "tau_x", _positive(obj, "tau_x", self.tau_x))
     te = self.tau_eps
     if isinstance(te, bool) or not isinstance(te, (int, float)) or not (math.isfinite(te) and te >= 0):
         raise ValueError(f"{obj}: tau_eps must be a finite number >= 0 (0: instantaneous error units), got {te!r}")
     object.__setattr__(self, "tau_eps", float(te))
+    return obj
+
+
+def _bias(obj, self):
+    """Resolve ``self.bias``: a parameter name stays, ``True`` becomes ``"<name>.b"``, ``False``/``None`` none."""
+    if isinstance(self.bias, str):
+        _check_name(f"{obj} bias parameter", self.bias)
+    elif self.bias is True:
+        object.__setattr__(self, "bias", f"{self.name}.b")
+    elif self.bias is False or self.bias is None:
+        object.__setattr__(self, "bias", None)
+    else:
+        raise ValueError(f"{obj}: bias must be True, False or a parameter name, got {self.bias!r}")
+
+
+def _finite_numbers(obj, attr, values) -> tuple:
+    """``values`` as floats, each a finite real number (bools refused)."""
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise ValueError(f"{obj}: {attr} must be finite numbers, got {v!r}")
+    return tuple(float(v) for v in values)
+
+
+class _OneParent:
+    """A vertex reading one parent, named by its ``parent`` field."""
+
+    def _check_parent(self, obj):
+        if not isinstance(self.parent, str):
+            raise ValueError(f"{obj}: parent must be one vertex name, got {self.parent!r}")
+
+    @property
+    def parents(self) -> tuple:
+        return (self.parent,)
 
 
 # ----------------------------------------------------------------------------------------------- vertices
@@ -213,8 +229,7 @@ class Dense:
     tau_eps: float = 0.0
 
     def __post_init__(self):
-        obj = f"Dense {self.name!r}"
-        _common(obj, self)
+        obj = _common(self)
         parents = _tuple_of_names(obj, "parents", self.parents)
         object.__setattr__(self, "parents", parents)
         _int(obj, "size", self.size, 1)
@@ -235,18 +250,8 @@ class Dense:
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "phi", _per_parent(obj, "phi", self.phi, n, lambda v: _phi(obj, v)))
         mult = _per_parent(obj, "multiplier", self.multiplier, n)
-        for a in mult:
-            if not isinstance(a, (int, float)) or isinstance(a, bool) or not math.isfinite(a):
-                raise ValueError(f"{obj}: multiplier must be finite numbers, got {a!r}")
-        object.__setattr__(self, "multiplier", tuple(float(a) for a in mult))
-        if isinstance(self.bias, str):
-            _check_name(f"{obj} bias parameter", self.bias)
-        elif self.bias is True:
-            object.__setattr__(self, "bias", f"{self.name}.b")
-        elif self.bias is False or self.bias is None:
-            object.__setattr__(self, "bias", None)
-        else:
-            raise ValueError(f"{obj}: bias must be True, False or a parameter name, got {self.bias!r}")
+        object.__setattr__(self, "multiplier", _finite_numbers(obj, "multiplier", mult))
+        _bias(obj, self)
         if self.shape is not None:
             s = _shape(obj, self.shape)
             if math.prod(s) != self.size:
@@ -265,7 +270,7 @@ def _pair(obj, attr, v, minimum):
 
 
 @dataclass(frozen=True)
-class Conv2d:
+class Conv2d(_OneParent):
     r"""2-D convolution vertex (cross-correlation, as in deep-learning libraries).
 
     .. math::
@@ -307,10 +312,8 @@ class Conv2d:
     tau_eps: float = 0.0
 
     def __post_init__(self):
-        obj = f"Conv2d {self.name!r}"
-        _common(obj, self)
-        if not isinstance(self.parent, str):
-            raise ValueError(f"{obj}: parent must be one vertex name, got {self.parent!r}")
+        obj = _common(self)
+        self._check_parent(obj)
         _int(obj, "channels", self.channels, 1)
         object.__setattr__(self, "kernel", _pair(obj, "kernel", self.kernel, 1))
         _int(obj, "stride", self.stride, 1)
@@ -319,24 +322,13 @@ class Conv2d:
         w = self.weight if self.weight is not None else f"{self.name}.K"
         _check_name(f"{obj} weight parameter", w)
         object.__setattr__(self, "weight", w)
-        if isinstance(self.bias, str):
-            _check_name(f"{obj} bias parameter", self.bias)
-        elif self.bias is True:
-            object.__setattr__(self, "bias", f"{self.name}.b")
-        elif self.bias is False or self.bias is None:
-            object.__setattr__(self, "bias", None)
-        else:
-            raise ValueError(f"{obj}: bias must be True, False or a parameter name, got {self.bias!r}")
+        _bias(obj, self)
         if not isinstance(self.multiplier, (int, float)) or not math.isfinite(self.multiplier):
             raise ValueError(f"{obj}: multiplier must be a finite number, got {self.multiplier!r}")
 
-    @property
-    def parents(self) -> tuple:
-        return (self.parent,)
-
 
 @dataclass(frozen=True)
-class Pool:
+class Pool(_OneParent):
     r"""Pooling vertex over ``size x size`` windows with ``stride`` (default ``size``), no padding.
 
     ``kind="max"``: :math:`\mu_{c,r,s} = \max_{(u,v) \in \text{window}} x_{c,u,v}` (its Jacobian routes the
@@ -354,20 +346,14 @@ class Pool:
     tau_eps: float = 0.0
 
     def __post_init__(self):
-        obj = f"Pool {self.name!r}"
-        _common(obj, self)
-        if not isinstance(self.parent, str):
-            raise ValueError(f"{obj}: parent must be one vertex name, got {self.parent!r}")
+        obj = _common(self)
+        self._check_parent(obj)
         _int(obj, "size", self.size, 1)
         if self.stride is None:
             object.__setattr__(self, "stride", self.size)
         _int(obj, "stride", self.stride, 1)
         if self.kind not in ("max", "avg"):
             raise ValueError(f"{obj}: kind must be 'max' or 'avg', got {self.kind!r}")
-
-    @property
-    def parents(self) -> tuple:
-        return (self.parent,)
 
 
 @dataclass(frozen=True)
@@ -382,15 +368,11 @@ class Sum:
     tau_eps: float = 0.0
 
     def __post_init__(self):
-        obj = f"Sum {self.name!r}"
-        _common(obj, self)
+        obj = _common(self)
         parents = _tuple_of_names(obj, "parents", self.parents)
         object.__setattr__(self, "parents", parents)
         c = _per_parent(obj, "coefficients", self.coefficients, len(parents))
-        for v in c:
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-                raise ValueError(f"{obj}: coefficients must be finite numbers, got {v!r}")
-        object.__setattr__(self, "coefficients", tuple(float(v) for v in c))
+        object.__setattr__(self, "coefficients", _finite_numbers(obj, "coefficients", c))
 
 
 @dataclass(frozen=True)
@@ -404,8 +386,7 @@ class Product:
     tau_eps: float = 0.0
 
     def __post_init__(self):
-        obj = f"Product {self.name!r}"
-        _common(obj, self)
+        obj = _common(self)
         parents = _tuple_of_names(obj, "parents", self.parents)
         if len(parents) < 2:
             raise ValueError(f"{obj}: a product needs at least 2 parents, got {parents}")
@@ -413,7 +394,7 @@ class Product:
 
 
 @dataclass(frozen=True)
-class Act:
+class Act(_OneParent):
     r"""Elementwise activation :math:`\mu = \phi(x_p)`."""
 
     name: str
@@ -424,19 +405,13 @@ class Act:
     tau_eps: float = 0.0
 
     def __post_init__(self):
-        obj = f"Act {self.name!r}"
-        _common(obj, self)
-        if not isinstance(self.parent, str):
-            raise ValueError(f"{obj}: parent must be one vertex name, got {self.parent!r}")
+        obj = _common(self)
+        self._check_parent(obj)
         _phi(obj, self.phi)
-
-    @property
-    def parents(self) -> tuple:
-        return (self.parent,)
 
 
 @dataclass(frozen=True)
-class Identity:
+class Identity(_OneParent):
     r"""Identity vertex :math:`\mu = x_p`: its value node relays the parent's value one level down.
 
     :func:`level` inserts chains of these into edges that skip levels (Salvatori et al.'s construction).
@@ -449,14 +424,8 @@ class Identity:
     tau_eps: float = 0.0
 
     def __post_init__(self):
-        obj = f"Identity {self.name!r}"
-        _common(obj, self)
-        if not isinstance(self.parent, str):
-            raise ValueError(f"{obj}: parent must be one vertex name, got {self.parent!r}")
-
-    @property
-    def parents(self) -> tuple:
-        return (self.parent,)
+        obj = _common(self)
+        self._check_parent(obj)
 
 
 VERTEX_TYPES = (Input, Dense, Conv2d, Pool, Sum, Product, Act, Identity)

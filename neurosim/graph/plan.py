@@ -22,13 +22,14 @@ kernels read (:mod:`neurosim.graph.kernels`); the NumPy reference reads the same
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import activations
 from ..circuit import Init
-from ..plan import OPT_ADAM, OPT_SGD, sample_init
+from ..plan import OPT_ADAM, OPT_SGD, Layout, index_of, sample_init
 from .declare import Act, Conv2d, Dense, Graph, Identity, Input, Pool, Product, Sum
 
 __all__ = ["GraphPlan", "lower_graph", "OP_INPUT", "OP_AFFINE", "OP_PRODUCT", "OP_ACT", "OP_MAXPOOL",
@@ -78,7 +79,7 @@ def _sample(init: Init, shape: tuple, rng: np.random.Generator) -> np.ndarray:
 
 
 @dataclass
-class GraphPlan:
+class GraphPlan(Layout):
     """Flat arrays of a lowered graph (see the module docstring for the layout).
 
     Attributes
@@ -124,25 +125,12 @@ class GraphPlan:
     depth: int
     extras: dict = field(default_factory=dict)
 
-    @property
-    def n_vertices(self) -> int:
-        return len(self.v_names)
-
-    @property
-    def n_units(self) -> int:
-        return int(self.VI[:, V_SIZE].sum())
-
-    @property
-    def n_params(self) -> int:
-        return len(self.p_names)
+    n_vertices = Layout.n_pops   # n_units, n_input: Layout's, from the layered names (LAYERED_NAMES)
+    n_params = Layout.n_proj
 
     @property
     def n_theta(self) -> int:
         return int(self.theta0.size)
-
-    @property
-    def n_input(self) -> int:
-        return int(sum(self.VI[i, V_SIZE] for i in self.inputs))
 
     @property
     def n_output(self) -> int:
@@ -153,17 +141,13 @@ class GraphPlan:
         return int(self.VI[:, V_SIZE].max())
 
     def vertex_index(self, name: str) -> int:
-        try:
-            return self.v_names.index(name)
-        except ValueError:
-            raise KeyError(f"graph {self.graph.name!r} has no vertex {name!r}; vertices: {self.v_names}") from None
+        return index_of(self.v_names, name, f"graph {self.graph.name!r} has no vertex {name!r}; vertices")
 
     def param_index(self, name: str) -> int:
-        try:
-            return self.p_names.index(name)
-        except ValueError:
-            raise KeyError(f"graph {self.graph.name!r} has no parameter {name!r}; parameters: {self.p_names}") \
-                from None
+        return index_of(self.p_names, name, f"graph {self.graph.name!r} has no parameter {name!r}; parameters")
+
+    pop_index = vertex_index     # the layered Plan's names (see LAYERED_NAMES)
+    proj_index = param_index
 
     def units(self, i) -> slice:
         """Columns of vertex ``i`` (index or name) on the flat unit axis."""
@@ -171,39 +155,11 @@ class GraphPlan:
             i = self.vertex_index(i)
         return slice(int(self.VI[i, V_OFF]), int(self.VI[i, V_OFF] + self.VI[i, V_SIZE]))
 
-    # ---- the names the Simulator reads from a layered :class:`neurosim.plan.Plan`, for a graph: populations are
-    # vertices, "projections" are parameters (weights and biases alike), W is the flat parameter vector theta
-    @property
-    def pop_names(self) -> list:
-        return self.v_names
-
-    @property
-    def n_pops(self) -> int:
-        return self.n_vertices
-
+    # ---- the names the Simulator reads from a layered :class:`neurosim.plan.Plan`, for a graph (aliases in
+    # LAYERED_NAMES below, and these)
     @property
     def pop_size(self) -> np.ndarray:
         return self.VI[:, V_SIZE]
-
-    @property
-    def target_pop(self) -> int:
-        return self.target
-
-    @property
-    def n_target(self) -> int:
-        return self.n_output
-
-    @property
-    def proj_names(self) -> list:
-        return self.p_names
-
-    @property
-    def n_proj(self) -> int:
-        return self.n_params
-
-    @property
-    def W(self) -> np.ndarray:
-        return self.theta0
 
     @property
     def b(self) -> np.ndarray:
@@ -217,12 +173,6 @@ class GraphPlan:
             if self.VI[i, V_OP] != OP_INPUT:
                 out[self.units(i)] = self.VF[i, VF_PREC]
         return out
-
-    def pop_index(self, name: str) -> int:
-        return self.vertex_index(name)
-
-    def proj_index(self, name: str) -> int:
-        return self.param_index(name)
 
     def param_view(self, theta: np.ndarray, k: int) -> np.ndarray:
         """View of parameter ``k`` in a flat vector laid out like ``theta0``, with its shape."""
@@ -241,6 +191,16 @@ class GraphPlan:
         """Whether ``other`` lays out the same parameters identically (so both can share one ``theta``)."""
         return (self.p_names == other.p_names and self.p_shapes == other.p_shapes
                 and np.array_equal(self.PI, other.PI) and np.array_equal(self.PF, other.PF))
+
+
+#: the names the Simulator reads from a layered :class:`neurosim.plan.Plan` -> what they are for a graph (read-only
+#: properties of GraphPlan): populations are vertices, "projections" are parameters (weights and biases alike),
+#: W is the flat parameter vector theta
+LAYERED_NAMES = {"pop_names": "v_names", "input_pops": "inputs", "target_pop": "target", "n_target": "n_output",
+                 "proj_names": "p_names", "W": "theta0"}
+for _layered, _graph in LAYERED_NAMES.items():
+    setattr(GraphPlan, _layered, property(operator.attrgetter(_graph)))
+del _layered, _graph
 
 
 def lower_graph(graph: Graph, seed: int = 0) -> GraphPlan:

@@ -7,13 +7,14 @@ model.
 * ``ns.Simulator(circuit, ..., hardware=HardwareModel(...))`` trains and relaxes on the modelled substrate
   (event engine in numba with a NumPy twin, :mod:`neurosim.hardware.engine`), counting operations;
   ``sim.hardware`` is its :class:`Substrate` (counts, device time, ``advance``, ``read_weights``).
-  :class:`HardwareSimulator`, the wrapper of earlier versions, is deprecated.
+  ``HardwareSimulator``, the wrapper of earlier versions, was removed (use ``hardware=`` as above).
 * :mod:`neurosim.hardware.cost` -- operation counts (:func:`count_pc`, :func:`count_bp`), per-target
   energy and latency tables with sources (``targets/*.json``; add your own file), :func:`energy`,
   :func:`latency`; :mod:`neurosim.hardware.report` writes per-run reports.
 
 Importing this package compiles nothing; the numba kernel compiles (and caches) on first use.
 """
+from ..errors import removed_names
 from .cost import (COUNTERS, GraphShape, NetworkShape, OpCounts, Target, count_bp, count_events, count_pc, energy,
                    get_target, latency, load_target, targets)
 from .engine import EventResult, NumbaEngine, ReferenceEngine
@@ -21,14 +22,21 @@ from .nonideal import (AIHWKIT_ADC, AIHWKIT_DAC, AdditiveNoise, AsymmetricUpdate
                        HardwareModel, Mismatch, MultiplicativeNoise, Quantize, StuckAt, Transform, WriteNoise,
                        apply_elementwise, read_noise_std)
 from .report import cost_report, write_report
-from .simulator import HardwareSimulator
 from .substrate import HardwareRelaxResult, Substrate
 
 __all__ = [
     "AIHWKIT_ADC", "AIHWKIT_DAC", "AdditiveNoise", "AsymmetricUpdate", "COUNTERS", "Converter", "Device", "Drift",
-    "EventResult", "GraphShape", "HardwareModel", "HardwareRelaxResult", "HardwareSimulator", "Mismatch",
+    "EventResult", "GraphShape", "HardwareModel", "HardwareRelaxResult", "Mismatch",
     "MultiplicativeNoise", "NetworkShape", "NumbaEngine", "OpCounts", "Quantize", "ReferenceEngine", "StuckAt",
     "Substrate", "Target", "Transform",
     "WriteNoise", "apply_elementwise", "cost_report", "count_bp", "count_events", "count_pc", "energy",
     "get_target", "latency", "load_target", "read_noise_std", "targets", "write_report",
 ]
+
+
+_REMOVED = {"HardwareSimulator": "neurosim.hardware.HardwareSimulator was removed: build the simulator with "
+                                 "ns.Simulator(circuit, ..., hardware=HardwareModel(...)) and use sim.hardware for "
+                                 "counts, device time and advance()"}
+
+
+__getattr__ = removed_names(__name__, _REMOVED)

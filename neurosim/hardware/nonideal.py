@@ -47,6 +47,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from ..circuit import _as_tuple
+
 __all__ = [
     "Transform", "Quantize", "AdditiveNoise", "MultiplicativeNoise", "Mismatch", "WriteNoise", "AsymmetricUpdate",
     "StuckAt", "Drift", "Converter", "HardwareModel", "Device", "SITES", "ELEMENTWISE_SITES", "AIHWKIT_DAC",
@@ -155,12 +157,9 @@ class Quantize(Transform):
 
 
 @dataclass(frozen=True)
-class AdditiveNoise(Transform):
-    r"""Zero-mean Gaussian noise redrawn at every use: :math:`v + \sigma \xi`, :math:`\xi \sim N(0, 1)`.
-
-    On ``reads`` it perturbs every weight read, :math:`w + \sigma\xi`; a read of a whole row is then the
-    exact Gaussian :math:`\sum_j w_j s_j + \sigma \sqrt{\sum_j s_j^2}\, \xi` (see :func:`read_noise_std`).
-    """
+class _RedrawnNoise(Transform):
+    """Gaussian noise of standard deviation ``std`` (>= 0; 0 is off) redrawn at every use; the subclass says how
+    it enters (:func:`apply_elementwise` dispatches on the type)."""
 
     std: float = 0.0
     sites = ("values", "errors", "dac", "adc", "reads")
@@ -177,25 +176,21 @@ class AdditiveNoise(Transform):
 
 
 @dataclass(frozen=True)
-class MultiplicativeNoise(Transform):
+class AdditiveNoise(_RedrawnNoise):
+    r"""Zero-mean Gaussian noise redrawn at every use: :math:`v + \sigma \xi`, :math:`\xi \sim N(0, 1)`.
+
+    On ``reads`` it perturbs every weight read, :math:`w + \sigma\xi`; a read of a whole row is then the
+    exact Gaussian :math:`\sum_j w_j s_j + \sigma \sqrt{\sum_j s_j^2}\, \xi` (see :func:`read_noise_std`).
+    """
+
+
+@dataclass(frozen=True)
+class MultiplicativeNoise(_RedrawnNoise):
     r"""Gaussian gain noise redrawn at every use: :math:`v (1 + \sigma \xi)`.
 
     On ``reads`` (per-read conductance noise, aihwkit ``w_noise``; 0.01 for ReRAM) a read of a row is the
     exact Gaussian :math:`\sum_j w_j s_j + \sigma \sqrt{\sum_j w_j^2 s_j^2}\, \xi`.
     """
-
-    std: float = 0.0
-    sites = ("values", "errors", "dac", "adc", "reads")
-
-    def __post_init__(self):
-        _check_number(self.describe(), "std", self.std, low=0)
-
-    @property
-    def off(self) -> bool:
-        return self.std == 0
-
-    def apply(self, v, rng=None):
-        return apply_elementwise((self,), v, rng=rng)
 
 
 @dataclass(frozen=True)
@@ -542,12 +537,8 @@ class HardwareModel:
     def __post_init__(self):
         for site in _TUPLE_FIELDS:
             ts = getattr(self, site)
-            if isinstance(ts, Transform):
-                ts = (ts,)
-            try:
-                ts = tuple(ts)
-            except TypeError:
-                raise ValueError(f"HardwareModel.{site} must be a sequence of transforms, got {ts!r}") from None
+            ts = _as_tuple(ts, isinstance(ts, Transform),
+                           f"HardwareModel.{site} must be a sequence of transforms, got {ts!r}")
             object.__setattr__(self, site, ts)
             for t in ts:
                 if not isinstance(t, Transform):

@@ -104,11 +104,12 @@ def test_strict_runs_in_brian2_spiking_mode():
 
 def test_hardware_bp_on_brian2_is_refused_when_training_starts():
     from neurosim import hardware as hw
-    chip = hw.HardwareSimulator(brian2_sim("rate"), hw.HardwareModel(weights=[hw.Quantize(6, bound=2.0)]))
+    chip = ns.Simulator(NET, backend="brian2", seed=0, dt=0.1, backend_options={"mode": "rate"},
+                        hardware=hw.HardwareModel(weights=[hw.Quantize(6, bound=2.0)]))
     X, Y = data()
     w0 = chip.weights
     with pytest.raises(ns.UnsupportedError, match="algorithm 'bp'"):
         chip.train(X, Y, epochs=1, batch_size=2, algorithm="bp", progress=False)
-    assert n_runs(chip.sim) == 0 and chip.history["loss"] == []
+    assert n_runs(chip) == 0 and chip.history["loss"] == []
     for k, w in chip.weights.items():
         np.testing.assert_array_equal(w, w0[k])

@@ -12,9 +12,6 @@ import neurosim as ns
 from neurosim import graph as ng
 from neurosim.graph import Act, Conv2d, Dense, Graph, Input, Pool
 
-# these tests exercise the deprecated GraphSimulator on purpose (its API and numbers are kept)
-pytestmark = pytest.mark.filterwarnings("ignore:GraphSimulator is deprecated:DeprecationWarning")
-
 BACKENDS = ["reference", "numba"]
 SGD = ns.Hebbian(lr=0.1, optimizer=ns.SGD(momentum=0.9))
 
@@ -70,7 +67,7 @@ def sims():
     for name, make in GRAPHS.items():
         g = make()
         for be in BACKENDS:
-            out[name, be] = ng.GraphSimulator(g, backend=be, seed=1)
+            out[name, be] = ns.Simulator(g, backend=be, seed=1)
     return out
 
 
@@ -78,7 +75,7 @@ def sims():
 @pytest.mark.parametrize("name", sorted(GRAPHS))
 def test_zil_updates_equal_backprop(sims, name, backend):
     sim = sims[name, backend]
-    X, Y = _data(sim.graph)
+    X, Y = _data(sim.circuit)
     bp = sim.directions(X, Y, "bp")
     assert all(np.linalg.norm(v) > 0 for v in bp.values())
     assert ng.rel_diff(sim.directions(X, Y, "zil", _rate(name, "gamma")), bp) < 1e-10
@@ -95,9 +92,9 @@ def test_exact_rate_is_tau_over_precision(sims, backend):
     """With tau_x != 1 and precision != 1 only the rate tau_x / precision is exact; a rate that ignores
     either factor is not (a dropped 1/tau_x or precision in a kernel fails here or in the exactness tests)."""
     sim = sims["tau_prec", backend]
-    X, Y = _data(sim.graph)
+    X, Y = _data(sim.circuit)
     bp = sim.directions(X, Y, "bp")
-    n = sim.graph.depth
+    n = sim.circuit.depth
     for wrong in (1.0, TAU, 1.0 / PREC):
         assert ng.rel_diff(sim.directions(X, Y, "zil", {"gamma": wrong}), bp) > 1e-2, wrong
         assert ng.rel_diff(sim.directions(X, Y, "fpa", {"eta": wrong, "n": n}), bp) > 1e-2, wrong
@@ -107,7 +104,7 @@ def test_exact_rate_is_tau_over_precision(sims, backend):
 @pytest.mark.parametrize("name", sorted(GRAPHS))
 def test_fpa_eta1_exact_after_depth_steps_and_not_before(sims, name, backend):
     sim = sims[name, backend]
-    g = sim.graph
+    g = sim.circuit
     X, Y = _data(g)
     bp = sim.directions(X, Y, "bp")
     eta = _rate(name, "eta").get("eta", 1.0)
@@ -132,20 +129,20 @@ def test_fpa_eta1_exact_after_depth_steps_and_not_before(sims, name, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_residual_needs_levelling(sims, backend):
     sim = sims["residual", backend]
-    X, Y = _data(sim.graph)
+    X, Y = _data(sim.circuit)
     bp = sim.directions(X, Y, "bp")
     assert ng.rel_diff(sim.directions(X, Y, "zil", {"levelling": "auto"}), bp) < 1e-10
     assert ng.rel_diff(sim.directions(X, Y, "zil", {"levelling": "off"}), bp) > 1e-2   # negative control
     with pytest.raises(ValueError, match=r"needs a levelled graph.*'h0' -> 'h1' skips 1 level"):
         sim.directions(X, Y, "zil", {"levelling": "strict"})
-    lev = ng.GraphSimulator(ng.level(sim.graph), backend=backend, seed=1)
+    lev = ns.Simulator(ng.level(sim.circuit), backend=backend, seed=1)
     assert ng.rel_diff(lev.directions(X, Y, "zil", {"levelling": "strict"}), bp) < 1e-10
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_lstm_unlevelled_is_wrong(sims, backend):
     sim = sims["lstm", backend]
-    X, Y = _data(sim.graph)
+    X, Y = _data(sim.circuit)
     bp = sim.directions(X, Y, "bp")
     assert ng.rel_diff(sim.directions(X, Y, "zil", {"levelling": "off"}), bp) > 1e-2
 
@@ -154,19 +151,19 @@ def test_lstm_unlevelled_is_wrong(sims, backend):
 @pytest.mark.parametrize("name", ["mlp", "cnn", "rnn"])
 def test_zil_inference_rate_below_one_is_not_exact(sims, name, backend):
     sim = sims[name, backend]
-    X, Y = _data(sim.graph)
+    X, Y = _data(sim.circuit)
     assert ng.rel_diff(sim.directions(X, Y, "zil", {"gamma": 0.9}), sim.directions(X, Y, "bp")) > 1e-2
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "rnn", "residual"])
 def test_zil_with_every_vertex_moving_is_exact_too(sims, name):
     sim = sims[name, "numba"]
-    X, Y = _data(sim.graph)
+    X, Y = _data(sim.circuit)
     assert ng.rel_diff(sim.directions(X, Y, "zil", {"values": "all"}), sim.directions(X, Y, "bp")) < 1e-10
 
 
 def _weights_after(g, backend, algo, batches, options=None):
-    sim = ng.GraphSimulator(g, backend=backend, seed=1)
+    sim = ns.Simulator(g, backend=backend, seed=1)
     for X, Y in batches:
         sim.step(X, Y, algo, options)
     return sim.weights
@@ -177,7 +174,7 @@ def _weights_after(g, backend, algo, batches, options=None):
 def test_zil_training_trajectory_equals_bp(name, backend):
     g = GRAPHS[name]()
     batches = [_data(g, B=5, seed=s) for s in range(4)]   # a fresh batch each step, SGD with momentum
-    w0 = ng.GraphSimulator(g, backend=backend, seed=1).weights
+    w0 = ns.Simulator(g, backend=backend, seed=1).weights
     wz = _weights_after(g, backend, "zil", batches)
     wb = _weights_after(g, backend, "bp", batches)
     assert ng.rel_diff({k: wz[k] - w0[k] for k in w0}, {k: wb[k] - w0[k] for k in w0}) < 1e-10
@@ -187,7 +184,7 @@ def test_zil_training_trajectory_equals_bp(name, backend):
 def test_rnn_shared_updates_must_be_deferred(backend):
     g = GRAPHS["rnn"]()
     batches = [_data(g, B=5, seed=0)]
-    w0 = ng.GraphSimulator(g, backend=backend, seed=1).weights
+    w0 = ns.Simulator(g, backend=backend, seed=1).weights
     wb = _weights_after(g, backend, "bp", batches)
     wi = _weights_after(g, backend, "zil", batches, {"shared_updates": "immediate"})
     wd = _weights_after(g, backend, "zil", batches, {"shared_updates": "deferred"})
@@ -199,7 +196,7 @@ def test_rnn_shared_updates_must_be_deferred(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fpa_with_eta_below_one_converges_only_asymptotically(sims, backend):
     sim = sims["mlp", backend]
-    X, Y = _data(sim.graph)
+    X, Y = _data(sim.circuit)
     bp = sim.directions(X, Y, "bp")
     errs = [ng.rel_diff(sim.directions(X, Y, "fpa", {"eta": 0.5, "n": n}), bp) for n in (2, 10, 30, 80)]
     assert errs[0] > 0.1
@@ -209,7 +206,7 @@ def test_fpa_with_eta_below_one_converges_only_asymptotically(sims, backend):
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
 def test_numba_equals_reference_for_every_schedule(sims, name):
-    X, Y = _data(sims[name, "reference"].graph)
+    X, Y = _data(sims[name, "reference"].circuit)
     runs = [("bp", None), ("zil", None), ("fpa", None), ("pc", None), ("fpa", {"eta": 0.5, "n": 7}),
             ("zil", {"levelling": "off"}), ("zil", {"gamma": 0.7}), ("fpa", {"eta": 1.3, "n": 3}),
             ("zil", {"gamma": 1.5})]
@@ -238,7 +235,7 @@ def test_graph_mlp_equals_layered_network(backend, tau_x, precision, output_prec
         g = Graph(V, "output", name="mlp")
     net = ns.hierarchy(sizes, phi="tanh", tau_x=tau_x, precision=precision, output_precision=output_precision)
     lay = ns.Simulator(net, backend="reference", seed=0, dt=0.1)
-    gs = ng.GraphSimulator(g, backend=backend, seed=0, dt=0.1)
+    gs = ns.Simulator(g, backend=backend, seed=0, dt=0.1)
     for k in (1, 2, 3):
         gs.set_weights(f"W{k}", lay.weights[f"W{k}"])
         gs.set_weights(f"b{k}", lay.weights[f"W{k}.b"])

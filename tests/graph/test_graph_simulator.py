@@ -1,4 +1,4 @@
-"""GraphSimulator lifecycle, errors, energy properties, optimisers, and numba == reference on training runs."""
+"""Graph circuits on ns.Simulator: lifecycle, errors, energy properties, optimisers, and numba == reference on training runs."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +8,6 @@ import neurosim as ns
 from neurosim import graph as ng
 from neurosim.graph import Dense, Graph, Input, Param
 from neurosim.graph.reference import feedforward
-
-# these tests exercise the deprecated GraphSimulator on purpose (its API and numbers are kept)
-pytestmark = pytest.mark.filterwarnings("ignore:GraphSimulator is deprecated:DeprecationWarning")
 
 
 def _data(n_in, n_out, B=8, seed=0):
@@ -27,7 +24,7 @@ def digits():
 def test_train_history_and_learning(digits):
     g = ng.mlp([64, 32, 10], plasticity=ns.Hebbian(lr=0.05, optimizer=ns.SGD(momentum=0.9)))
     Xtr, Ytr = digits.X_train[:400], digits.Y_train[:400]
-    with ng.GraphSimulator(g, backend="numba", seed=0) as sim:
+    with ns.Simulator(g, backend="numba", seed=0) as sim:
         before = sim.evaluate(digits.X_test, digits.Y_test)
         h = sim.train(Xtr, Ytr, epochs=3, batch_size=32, algorithm="zil", X_test=digits.X_test,
                       Y_test=digits.Y_test, progress=False)
@@ -50,7 +47,7 @@ def test_train_is_identical_on_both_backends(digits):
     X, Y = digits.X_train[:96], digits.Y_train[:96]
     out = {}
     for be in ("reference", "numba"):
-        sim = ng.GraphSimulator(g, backend=be, seed=3)
+        sim = ns.Simulator(g, backend=be, seed=3)
         h = sim.train(X, Y, epochs=2, batch_size=32, algorithm="pc", steps=6, dt=0.2, progress=False)
         out[be] = (h, sim.weights)
     (hr, wr), (hn, wn) = out["reference"], out["numba"]
@@ -61,10 +58,10 @@ def test_train_is_identical_on_both_backends(digits):
 
 def test_predict_evaluate_and_inputs():
     g = ng.rnn(4, 5, 3, steps=3)
-    sim = ng.GraphSimulator(g, backend="reference", seed=0)
+    sim = ns.Simulator(g, backend="reference", seed=0)
     X, Y = _data(12, 3, B=7)
     yhat = sim.predict(X, batch_size=3)
-    ref = feedforward(sim.plan, sim.state.theta, X)[sim.plan.target]
+    ref = feedforward(sim.plan, sim.backend.params.theta, X)[sim.plan.target]
     assert yhat.shape == (7, 3) and np.allclose(yhat, ref, rtol=1e-14, atol=1e-15)
     # a (B, T, F) sequence array is read flat in time order
     assert np.array_equal(sim.predict(X.reshape(7, 3, 4), batch_size=3), yhat)
@@ -75,7 +72,7 @@ def test_predict_evaluate_and_inputs():
 
 def test_weights_are_copies_and_round_trip():
     g = ng.mlp([3, 4, 2])
-    sim = ng.GraphSimulator(g, backend="reference", seed=0)
+    sim = ns.Simulator(g, backend="reference", seed=0)
     w = sim.weights
     assert set(w) == {"W1", "b1", "W2", "b2"} and w["W1"].shape == (4, 3)
     w["W1"][...] = 7.0
@@ -90,18 +87,18 @@ def test_weights_are_copies_and_round_trip():
 
 def test_reset_and_close():
     g = ng.mlp([3, 4, 2], plasticity=ns.Hebbian(lr=0.5))
-    sim = ng.GraphSimulator(g, backend="reference", seed=0)
+    sim = ns.Simulator(g, backend="reference", seed=0)
     w0 = sim.weights
     X, Y = _data(3, 2)
     sim.train(X, Y, epochs=1, batch_size=4, algorithm="bp", progress=False)
     assert not np.allclose(sim.weights["W1"], w0["W1"]) and len(sim.history["loss"]) == 2
     sim.reinitialize()
     assert all(np.array_equal(sim.weights[k], w0[k]) for k in w0) and len(sim.history["loss"]) == 0
-    assert np.all(sim.state.opt_t == 0)
+    assert np.all(sim.backend.params.opt_t == 0)
     sim.close()
     with pytest.raises(RuntimeError, match="closed"):
         sim.predict(X)
-    with ng.GraphSimulator(g, backend="reference") as s2:
+    with ns.Simulator(g, backend="reference") as s2:
         s2.predict(X)
     with pytest.raises(RuntimeError, match="closed"):
         s2.run(X, Y)
@@ -113,7 +110,7 @@ def test_bad_input_is_refused_clearly(backend):
     anything runs (no ComplexWarning cast, no misleading divergence error, no ZeroDivisionError)."""
     import warnings
     g = ng.mlp([3, 4, 2], name="small")
-    sim = ng.GraphSimulator(g, backend=backend, seed=0)
+    sim = ns.Simulator(g, backend=backend, seed=0)
     X, Y = _data(3, 2, B=5)
     w0 = sim.weights
     bad = [((X + 0j, Y), r"graph 'small': X holds complex numbers .*np\.real\(X"),
@@ -135,7 +132,7 @@ def test_bad_input_is_refused_clearly(backend):
 
 def test_run_mode_follows_the_target_and_reset_keeps_the_parameters():
     g = ng.mlp([3, 4, 2], plasticity=ns.Hebbian(lr=0.5))
-    sim = ng.GraphSimulator(g, backend="reference", seed=0)
+    sim = ns.Simulator(g, backend="reference", seed=0)
     X, Y = _data(3, 2, B=4)
     np.testing.assert_array_equal(sim.run(X, Y, steps=3).x["output"], Y)           # Y given: clamped
     free = sim.run(X, steps=3)                                                       # no Y: free
@@ -149,12 +146,10 @@ def test_run_mode_follows_the_target_and_reset_keeps_the_parameters():
 def test_clear_errors():
     g = ng.mlp([3, 4, 2], name="small")
     with pytest.raises(ns.UnsupportedError, match="backend 'brian2' cannot run graph circuits"):
-        ng.GraphSimulator(g, backend="brian2")
-    with pytest.raises(TypeError, match="layered circuits run on neurosim.Simulator"):
-        ng.GraphSimulator(ns.hierarchy([3, 2]))
+        ns.Simulator(g, backend="brian2")
     with pytest.raises(ValueError, match="dt must be finite and > 0"):
-        ng.GraphSimulator(g, dt=0.0, backend="reference")
-    sim = ng.GraphSimulator(g, backend="reference")
+        ns.Simulator(g, dt=0.0, backend="reference")
+    sim = ns.Simulator(g, backend="reference")
     X, Y = _data(3, 2)
     with pytest.raises(ValueError, match=r"graph 'small': X must have shape \(batch, 3\)"):
         sim.predict(np.zeros((4, 5)))
@@ -162,7 +157,7 @@ def test_clear_errors():
         sim.run(X, None, mode="clamp")
     with pytest.raises(ValueError, match="X has 8 samples but Y has 3"):
         sim.step(X, Y[:3])
-    with pytest.raises(ValueError, match="unknown graph algorithm 'ebp'"):
+    with pytest.raises(ValueError, match="unknown algorithm 'ebp' for graph circuits"):
         sim.step(X, Y, "ebp")
     with pytest.raises(ValueError, match=r"algorithm 'zil' has no option\(s\) \['eta'\]"):
         sim.step(X, Y, "zil", {"eta": 1.0})
@@ -179,15 +174,20 @@ def test_clear_errors():
 
 
 def test_divergence_is_reported_with_vertex_and_step():
-    g = ng.mlp([3, 6, 6, 2], name="wild")
-    sim = ng.GraphSimulator(g, backend="numba", seed=0)
+    """A step that is stable for each vertex alone (dt < 2 tau_x / precision, which the Simulator checks)
+    diverges through the coupling of a linear network with large weights."""
+    g = ng.mlp([3, 6, 6, 2], phi="linear", name="wild")
+    sims = [ns.Simulator(g, backend=be, seed=0) for be in ("numba", "reference")]
+    for s in sims:
+        for k, w in s.weights.items():
+            s.set_weights(k, 3.0 * w)
+    sim, ref = sims
     X, Y = _data(3, 2)
     with pytest.raises(ns.DivergenceError) as err:
-        sim.run(X, 50 * Y, steps=2000, dt=5.0)
+        sim.run(X, 50 * Y, steps=2000, dt=0.5)
     assert err.value.population in sim.plan.v_names and err.value.step > 1
-    ref = ng.GraphSimulator(g, backend="reference", seed=0)
     with pytest.raises(ns.DivergenceError) as err2, np.errstate(all="ignore"):
-        ref.run(X, 50 * Y, steps=2000, dt=5.0)
+        ref.run(X, 50 * Y, steps=2000, dt=0.5)
     assert (err2.value.step, err2.value.population) == (err.value.step, err.value.population)
 
 
@@ -196,7 +196,7 @@ def test_pc_relaxation_descends_the_energy(name):
     make = {"rnn": lambda: ng.rnn(3, 5, 2, steps=4), "lstm": lambda: ng.lstm(3, 4, 2, steps=3),
             "residual": lambda: ng.residual(4, 5, 3)}[name]
     g = make()
-    sim = ng.GraphSimulator(g, backend="numba", seed=0)
+    sim = ns.Simulator(g, backend="numba", seed=0)
     X, Y = _data(g.n_input, g.n_output)
     res = sim.run(X, Y, steps=200, dt=0.05)
     F = res.total_energy
@@ -209,7 +209,7 @@ def test_pc_relaxation_descends_the_energy(name):
 
 def test_initial_energy_is_the_precision_weighted_loss():
     g = ng.mlp([4, 5, 3], output_precision=2.0)
-    sim = ng.GraphSimulator(g, backend="reference", seed=0)
+    sim = ns.Simulator(g, backend="reference", seed=0)
     X, Y = _data(4, 3)
     res = sim.run(X, Y, steps=0)
     yhat = sim.predict(X)
@@ -229,8 +229,8 @@ def test_batch_reduction_and_frozen_parameters():
     g1 = Graph(V, "output", plasticity=mean)
     g2 = Graph(V, "output", plasticity=mean, params=[Param("Wa", plasticity=s), Param("ba", plasticity=None)])
     X, Y = _data(3, 2, B=5)
-    d1 = ng.GraphSimulator(g1, backend="numba").directions(X, Y, "bp")
-    sim2 = ng.GraphSimulator(g2, backend="numba")
+    d1 = ns.Simulator(g1, backend="numba").directions(X, Y, "bp")
+    sim2 = ns.Simulator(g2, backend="numba")
     d2 = sim2.directions(X, Y, "bp")
     assert np.allclose(d2["Wa"], 5 * d1["Wa"], rtol=1e-13)
     assert np.allclose(d2["output.W"], d1["output.W"], rtol=1e-13)
@@ -245,8 +245,8 @@ def test_batch_reduction_and_frozen_parameters():
 def test_float32_runs_close_to_float64(backend):
     g = ng.lstm(3, 4, 2, steps=3)
     X, Y = _data(9, 2)
-    d64 = ng.GraphSimulator(g, backend="numba").directions(X, Y, "zil")
-    d32 = ng.GraphSimulator(g, backend=backend, dtype="float32").directions(X, Y, "zil")
+    d64 = ns.Simulator(g, backend="numba").directions(X, Y, "zil")
+    d32 = ns.Simulator(g, backend=backend, dtype="float32").directions(X, Y, "zil")
     assert all(v.dtype == np.float32 for v in d32.values())
     assert ng.rel_diff(d32, d64) < 1e-4
 
@@ -260,8 +260,8 @@ def test_shared_parameter_update_is_the_sum_over_uses():
              Sum("s", ("a", "b")), Dense("output", "s", 4, phi="tanh")]
         return Graph(V, "output", name="shared")
     X, Y = _data(75, 4, B=4)
-    shared = ng.GraphSimulator(make("K", "K"), backend="numba", seed=0)
-    twin = ng.GraphSimulator(make("K1", "K2"), backend="numba", seed=0)
+    shared = ns.Simulator(make("K", "K"), backend="numba", seed=0)
+    twin = ns.Simulator(make("K1", "K2"), backend="numba", seed=0)
     for k in ("K1", "K2"):
         twin.set_weights(k, shared.weights["K"])
     twin.set_weights("output.W", shared.weights["output.W"])

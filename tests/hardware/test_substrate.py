@@ -1,6 +1,6 @@
 """``Simulator(..., hardware=HardwareModel(...))``: the one Simulator runs on the substrate (its training loop,
-probes, checkpoints, state), the deprecated ``HardwareSimulator`` shim builds the same thing, and what the
-substrate cannot do is refused before anything runs."""
+probes, checkpoints, state), the removed ``HardwareSimulator`` wrapper names it, and what the substrate cannot
+do is refused before anything runs."""
 from __future__ import annotations
 
 import numpy as np
@@ -133,28 +133,27 @@ def test_state_is_the_engine_state_and_init_previous_continues_from_it(backend):
     assert sim.state == {} and sim.hardware.engine.state is None
 
 
-def test_the_deprecated_wrapper_builds_the_new_form():
+def test_the_substrate_is_built_with_the_simulator_and_the_old_wrapper_names_it():
     X, Y = _data()
     model = hw.HardwareModel(values=[hw.Quantize(6, bound=1.0)], reads=[hw.Drift(0.05)], seconds_per_batch=10.0)
-    new = ns.Simulator(_net(), backend="reference", seed=1, hardware=model)
-    new.train(X, Y, epochs=2, batch_size=8, steps=5, progress=False)
-    sim = ns.Simulator(_net(), backend="reference", seed=1)
-    with pytest.warns(DeprecationWarning, match=r"hardware=HardwareModel"):
-        chip = hw.HardwareSimulator(sim, model)
-    assert chip.sim is sim and sim.hardware is chip.hardware and chip.engine is sim.hardware.engine
-    chip.train(X, Y, epochs=2, batch_size=8, steps=5, progress=False)
-    for k, w in new.weights.items():
-        np.testing.assert_array_equal(chip.weights[k], w)
-    assert chip.counts == new.hardware.counts and chip.time == new.hardware.time == 60.0
-    assert chip.history is sim.history
-    chip.advance(100.0)
+    sims = [ns.Simulator(_net(), backend="reference", seed=1, hardware=model) for _ in range(2)]
+    for sim in sims:
+        sim.train(X, Y, epochs=2, batch_size=8, steps=5, progress=False)
+    new, again = sims
+    for k, w in new.weights.items():                     # the same code path twice: the same numbers
+        np.testing.assert_array_equal(again.weights[k], w)
+    assert again.hardware.counts == new.hardware.counts and again.hardware.time == new.hardware.time == 60.0
+    assert len(new.history["loss"]) == 6                 # 2 epochs of 3 batches, 10 device seconds each
     new.hardware.advance(100.0)
+    again.hardware.advance(100.0)
+    assert new.hardware.time == 160.0
     for k, w in new.read_weights().items():
-        np.testing.assert_array_equal(chip.read_weights()[k], w)
-    r = chip.run(X[:4], Y[:4], steps=3)
+        np.testing.assert_array_equal(again.read_weights()[k], w)
+    r = new.run(X[:4], Y[:4], steps=3)
     assert isinstance(r, hw.HardwareRelaxResult) and r.events is not None and r.counts is not None
-    with pytest.raises(ValueError, match="already runs on hardware"), pytest.warns(DeprecationWarning):
-        hw.HardwareSimulator(new, model)
+    with pytest.raises(AttributeError, match=r"HardwareSimulator was removed: .*ns.Simulator\(circuit, \.\.\., "
+                                             r"hardware=HardwareModel"):
+        hw.HardwareSimulator
 
 
 def test_read_weights_apply_drift_at_the_device_time():

@@ -1,7 +1,8 @@
 """Pieces every numba kernel of a layered plan shares, written once: the ``(B, n)`` view of a population's
-block of a flat state buffer, loading the clamped inputs, and the divergence checks (the first population
-whose energy, else whose values, are not finite, as :mod:`neurosim.backends.reference` reports it; never
-compiled with ``nnan``/``ninf``, see :mod:`neurosim.config`, so they are not folded away)."""
+block of a flat state buffer and the ``(n_post, n_pre)`` view of a projection's weights, loading the clamped
+inputs, accumulating one ``(B, n)`` block into another, the ``out`` summary of a run, and the divergence checks
+(the first population whose energy, else whose values, are not finite, as :mod:`neurosim.backends.reference`
+reports it; never compiled with ``nnan``/``ninf``, see :mod:`neurosim.config`, so they are not folded away)."""
 from __future__ import annotations
 
 import math
@@ -11,13 +12,20 @@ from numba import njit
 from ...config import JIT_OPTIONS
 from ..tables import P_OFF, P_SIZE
 
-__all__ = ["blk", "load_inputs", "read_pop", "first_nonfinite", "all_finite", "first_bad"]
+__all__ = ["blk", "wblk", "load_inputs", "read_pop", "add_into", "add_scaled", "add_row", "first_nonfinite",
+           "all_finite", "first_bad", "report"]
 
 
 @njit(**JIT_OPTIONS)
 def blk(buf, B, off, n):
     """The C-contiguous ``(B, n)`` view of the block ``[B off, B (off + n))`` of the flat buffer ``buf``."""
     return buf[B * off:B * (off + n)].reshape(B, n)
+
+
+@njit(**JIT_OPTIONS)
+def wblk(W, off, n_post, n_pre):
+    """The ``(n_post, n_pre)`` view of a projection's weight matrix at offset ``off`` of the flat vector ``W``."""
+    return W[off:off + n_post * n_pre].reshape(n_post, n_pre)
 
 
 @njit(**JIT_OPTIONS)
@@ -40,6 +48,30 @@ def read_pop(buf, i, B, pi, out):
     for q in range(B):
         for j in range(n):
             out[q, j] = Xb[q, j]
+
+
+@njit(**JIT_OPTIONS)
+def add_into(dst, src):
+    """``dst += src`` for ``(B, n)`` views (a skip projection's prediction or feedback)."""
+    for s in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[s, j] += src[s, j]
+
+
+@njit(**JIT_OPTIONS)
+def add_scaled(dst, src, a):
+    """``dst += a src`` for ``(B, n)`` views (a weighted projection's product, times its multiplier ``a``)."""
+    for s in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[s, j] += a * src[s, j]
+
+
+@njit(**JIT_OPTIONS)
+def add_row(dst, v):
+    """``dst[s] += v`` for every row ``s`` of the ``(B, n)`` view ``dst`` (a bias)."""
+    for s in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[s, j] += v[j]
 
 
 @njit(**JIT_OPTIONS)
@@ -73,3 +105,13 @@ def first_bad(energy, x, B, pi):
         if not all_finite(x[o:o + B * pi[i, P_SIZE]]):
             return i
     return -1
+
+
+@njit(**JIT_OPTIONS)
+def report(out, steps, status, fail_step, fail_pop, n_records):
+    """Write a kernel's summary ``out = (steps, status, fail_step, fail_pop, n_records)``."""
+    out[0] = steps
+    out[1] = status
+    out[2] = fail_step
+    out[3] = fail_pop
+    out[4] = n_records

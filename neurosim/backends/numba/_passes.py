@@ -9,7 +9,7 @@ from ...plan import ROLE_INPUT, ROLE_TARGET
 from ..base import MODE_NUDGE
 from ..tables import (K_BOFF, K_POST, K_PRE, K_SKIP, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM,
                       PF_TAUE, PF_TAUX)
-from ._common import blk
+from ._common import add_into, add_row, blk, wblk
 from ._products import _mm_ab, _mm_abt
 from .activations import dphi_from, phi_block, tanh
 
@@ -33,8 +33,7 @@ def _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b):
         n_pre = pi[pre, P_SIZE]
         opre = pi[pre, P_OFF]
         if ki[k, K_WOFF] >= 0:
-            wo = ki[k, K_WOFF]
-            Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
+            Wk = wblk(W, ki[k, K_WOFF], n_post, n_pre)
             m = kf[k, KF_MULT]
             if not written:
                 _mm_abt(blk(phx, B, opre, n_pre), Wk, M)
@@ -53,15 +52,9 @@ def _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b):
             written = True
         if ki[k, K_BOFF] >= 0:
             bo = ki[k, K_BOFF]
-            bk = b[bo:bo + n_post]
-            for s in range(B):
-                for j in range(n_post):
-                    M[s, j] += bk[j]
+            add_row(M, b[bo:bo + n_post])
         if ki[k, K_SKIP] != 0:
-            Xp = blk(x, B, opre, n_pre)
-            for s in range(B):
-                for j in range(n_post):
-                    M[s, j] += Xp[s, j]
+            add_into(M, blk(x, B, opre, n_pre))
     if not written:
         for j in range(B * n_post):
             Mf[j] = 0.0
@@ -76,8 +69,7 @@ def _fused_rows(i, k, B, x, phx, mu, eps, F, pi, prec, ki, kf, W, b):
     n_post = pi[i, P_SIZE]
     n_pre = pi[pre, P_SIZE]
     uo = pi[i, P_OFF]
-    wo = ki[k, K_WOFF]
-    Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
+    Wk = wblk(W, ki[k, K_WOFF], n_post, n_pre)
     m = kf[k, KF_MULT]
     hb = ki[k, K_BOFF] >= 0
     bo = ki[k, K_BOFF] if hb else 0
@@ -207,6 +199,20 @@ def _fused(i, k, B, x, phx, mu, eps, fb, g, pi, prec, ki, kf, W, b):
 
 
 @njit(**_jit)
+def _instant_errors(Xb, Mb, Eb, pv):
+    r"""Instantaneous errors :math:`\varepsilon = \pi (x - \mu)` into ``Eb`` for ``(B, n)`` views, per-unit precision
+    ``pv``; returns :math:`\sum \pi d^2` (not yet halved or divided by B)."""
+    acc = 0.0
+    for s in range(Xb.shape[0]):
+        for j in range(Xb.shape[1]):
+            p = pv[j]
+            d = Xb[s, j] - Mb[s, j]
+            acc += p * d * d
+            Eb[s, j] = p * d
+    return acc
+
+
+@njit(**_jit)
 def _errors(i, B, x, es, mu, eps, deps, pi, pf, prec):
     """eps (and d eps/dt for dynamic error units) of population i; returns its batch-mean energy."""
     n = pi[i, P_SIZE]
@@ -230,12 +236,7 @@ def _errors(i, B, x, es, mu, eps, deps, pi, pf, prec):
                 Eb[s, j] = e
                 Db[s, j] = (d - e / p) * inv
     else:
-        for s in range(B):
-            for j in range(n):
-                p = pv[j]
-                d = Xb[s, j] - Mb[s, j]
-                acc += p * d * d
-                Eb[s, j] = p * d
+        acc = _instant_errors(Xb, Mb, Eb, pv)
     return 0.5 * acc / B
 
 
@@ -294,8 +295,7 @@ def _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W):
         opre = pi[pre, P_OFF]
         E = blk(eps, B, pi[post, P_OFF], n_post)
         if ki[k, K_WOFF] >= 0:
-            wo = ki[k, K_WOFF]
-            Wk = W[wo:wo + n_post * n_pre].reshape(n_post, n_pre)
+            Wk = wblk(W, ki[k, K_WOFF], n_post, n_pre)
             m = kf[k, KF_MULT]
             Fbf = fb[B * opre:B * (opre + n_pre)]
             if g[pre, G_FBW] == 0:
@@ -310,10 +310,7 @@ def _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W):
                 for j in range(B * n_pre):
                     Fbf[j] += m * T[j]
         if ki[k, K_SKIP] != 0:
-            S = blk(sfb, B, opre, n_pre)
-            for s in range(B):
-                for j in range(n_pre):
-                    S[s, j] += E[s, j]
+            add_into(blk(sfb, B, opre, n_pre), E)
 
 
 @njit(**_jit)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import njit
 
 from ...config import JIT_OPTIONS
@@ -12,7 +11,7 @@ from ...plan import OPT_ADAM
 from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_WOFF, KF_B1, KF_B2, KF_EPS, KF_LR,
                       KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)
 from ._common import blk
-from ._products import SMALL_BATCH
+from ._products import SMALL_BATCH, _mm_atb
 
 _jit = JIT_OPTIONS
 
@@ -76,17 +75,7 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
                         for i2 in range(n_pre):
                             Wk[j, i2] += f * P[s, i2]
             else:
-                if B <= SMALL_BATCH:
-                    for j in range(n_post):
-                        for i2 in range(n_pre):
-                            G[j, i2] = 0.0
-                    for s in range(B):
-                        for j in range(n_post):
-                            e = E[s, j]
-                            for i2 in range(n_pre):
-                                G[j, i2] += e * P[s, i2]
-                else:
-                    np.dot(E.T, P, G)
+                _mm_atb(E, P, G)
                 g = gtmp[:nw]
                 c = kf[k, KF_MULT] * scale
                 for j in range(nw):

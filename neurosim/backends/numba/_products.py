@@ -79,3 +79,22 @@ def _mm_ab(E, Wk, out):
             for i in range(n_pre):
                 out[s, i] += c * Wk[j, i]
         j += 1
+
+
+@njit(**_jit)
+def _mm_atb(E, P, out):
+    """out = E.T @ P  for E (B, n_post), P (B, n_pre): a projection's Hebbian term summed over the batch."""
+    B = E.shape[0]
+    if B > SMALL_BATCH:
+        np.dot(E.T, P, out)
+        return
+    n_post = E.shape[1]
+    n_pre = P.shape[1]
+    for j in range(n_post):
+        for i in range(n_pre):
+            out[j, i] = 0.0
+    for s in range(B):
+        for j in range(n_post):
+            e = E[s, j]
+            for i in range(n_pre):
+                out[j, i] += e * P[s, i]

@@ -9,12 +9,12 @@ from ...config import JIT_OPTIONS
 from ...plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from ..base import EULER, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP
 from ..tables import K_PRE, K_SKIP, K_WOFF, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUE
-from ._common import all_finite, blk, first_nonfinite, load_inputs, read_pop
+from ._common import all_finite, blk, first_nonfinite, load_inputs, read_pop, report
 from ._products import SMALL_BATCH
 from .activations import phi_block
 
 from ._passes import (G_FB, G_FIXED, G_FUSED, G_MUC, G_PHX, G_SFB, _euler_fused, _feedback, _forward,
-                      _moving_derivs, _phi_all, _predict)
+                      _instant_errors, _moving_derivs, _phi_all, _predict)
 from ._plasticity import _hebbian
 
 _jit = JIT_OPTIONS
@@ -157,13 +157,7 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
             if pi[i, P_ERR] != 0 and pf[i, PF_TAUE] > 0:
                 n = pi[i, P_SIZE]
                 uo = pi[i, P_OFF]
-                pv = prec[uo:uo + n]
-                Sb = blk(es, B, uo, n)
-                Xb = blk(x, B, uo, n)
-                Mb = blk(mu, B, uo, n)
-                for q in range(B):
-                    for j in range(n):
-                        Sb[q, j] = pv[j] * (Xb[q, j] - Mb[q, j])
+                _instant_errors(blk(x, B, uo, n), blk(mu, B, uo, n), blk(es, B, uo, n), prec[uo:uo + n])
     fused_done = _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki, kf, ki_start, ki_end,
                           W, b, False)  # every prediction is already up to date
     if target_pop >= 0:
@@ -258,8 +252,4 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
     # ---- plasticity from the final state
     if learn and status == 0:
         _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t)
-    out[0] = steps
-    out[1] = status
-    out[2] = fail_step
-    out[3] = fail_pop
-    out[4] = r
+    report(out, steps, status, fail_step, fail_pop, r)

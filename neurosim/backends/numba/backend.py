@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import EULER, Backend, BatchResult, RunSpec
-from ..tables import pack
+from ..tables import pack, unflatten
 from ._products import SMALL_BATCH
 from ._relax import N_WORK, N_WORK2, ES, MU, X, run_batch_kernel
 
@@ -179,21 +179,11 @@ class NumbaBackend(Backend):
             self._rec = np.zeros(max(n, 1), dtype=self.dtype)
         return self._rec[:n].reshape(n_rec, 3, self.plan.n_units)
 
-    def _unflatten(self, buf):
-        """Population-major flat buffer -> (B, n_units) array."""
-        p = self.plan
-        B = self.batch_size
-        outa = np.empty((B, p.n_units), dtype=self.dtype)
-        for i in range(p.n_pops):
-            n, o = int(p.pop_size[i]), int(p.pop_off[i])
-            outa[:, o:o + n] = buf[B * o:B * (o + n)].reshape(B, n)
-        return outa
-
     def state(self):
         if not self.have_prev:
             return None
-        w = self._work
-        return {"x": self._unflatten(w[X]), "eps": self._unflatten(w[ES]), "mu": self._unflatten(w[MU])}
+        B, w = self.batch_size, self._work
+        return {k: unflatten(self.plan, w[j], B, self.dtype) for k, j in (("x", X), ("eps", ES), ("mu", MU))}
 
     def set_state(self, x, eps):
         p = self.plan
