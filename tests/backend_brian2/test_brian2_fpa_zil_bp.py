@@ -206,3 +206,38 @@ def test_float32_network_is_float32_and_close_to_the_float64_reference(row):
     for k, w in ref.weights.items():
         assert s32.weights[k].dtype == np.float32
         close(s32.weights[k], w, 1e-3, what=f"weights {k}")
+
+
+# ----------------------------------------------------------------------------- Heun (rate mode)
+@pytest.mark.parametrize("row", ROWS)
+@pytest.mark.parametrize("tau_eps", [0.0, 0.5])
+def test_heun_equals_the_reference_heun_with_tol_dt_decay_probes_and_learning(row, tau_eps):
+    """One Heun step = a predictor and a corrector brian2 time step; runs, tol stopping, dt_decay, nudging,
+    probes and learning equal the reference's Heun to 1e-9."""
+    from conformance.test_composability import probe_target, with_error_dynamics
+    c = circuit(row)
+    c = with_error_dynamics(c, tau_eps) if tau_eps else c
+    p = lowered(c)
+    X, Y = data(p.n_input, p.n_target)
+    tgt = probe_target(c, p)
+    probes = [ns.Probe(tgt, "x", name="px"), ns.Probe(tgt, "eps", name="pe"), ns.Probe(tgt, "mu", name="pm", every=2)]
+    sim, ref = pair(c, integrator="heun", probes=probes)
+    out = {}
+    for name, s in (("b", sim), ("r", ref)):
+        out[name] = [s.run(X, Y, steps=6), s.run(X, Y, steps=40, tol=0.05, mode="nudge", beta=0.5),
+                     s.run(X, Y, steps=8, dt=0.5, dt_decay=0.5)]
+        s.train(X, Y, epochs=2, batch_size=2, steps=5, progress=False)
+    assert n_runs(sim) == 7
+    for a, b in zip(out["b"], out["r"]):
+        assert a.steps == b.steps
+        close(a.energy, b.energy, what=f"{row} energy")
+        for k in b.x:
+            close(a.x[k], b.x[k], what=f"{row} x {k}")
+            close(a.eps[k], b.eps[k], what=f"{row} eps {k}")
+    assert out["r"][1].steps < 40                          # tol stopped the run early
+    for k, w in ref.weights.items():
+        close(sim.weights[k], w, what=f"{row} weights {k}")
+    for k in ("px", "pe", "pm"):
+        close(sim.data[k], ref.data[k], what=f"{row} probe {k}")
+    e = ns.Simulator(c, backend="reference", seed=0, dt=0.1).run(X, Y, steps=6)   # Heun is not Euler
+    assert max(float(np.max(np.abs(e.x[k] - out["b"][0].x[k]))) for k in e.x) > 1e-6

@@ -33,10 +33,14 @@ hardware : HardwareConfig or dict, optional
 
 What it cannot do (declared, so the Simulator refuses at build time)
 --------------------------------------------------------------------
-heun
+heun in spiking mode or on cpp_standalone
     brian2 integrates each NeuronGroup on its own with the synaptic inputs (summed variables) held
-    fixed during a step, so a multi-stage method would not be the whole-network Heun step of the other
-    backends; only Euler reproduces them.
+    fixed during a step, so its multi-stage methods are not the whole-network Heun step of the other
+    backends.  The rate network on the numpy target maps one Heun step to two brian2 time steps of half
+    the step (predictor: :math:`k_1 = f(x)`, :math:`x \to x + h k_1`; corrector, with every input computed
+    at the predicted state: :math:`x \to x_{saved} + h/2\,(k_1 + f(x_{pred}))`), with tol, dt_decay,
+    records and the Hebbian update taken in predictor steps only; the spiking network and the standalone
+    project refuse (at the first run, the integrator is not known when the backend is built).
 float32 in spiking mode or on cpp_standalone
     brian2 sets the float type process-wide (``prefs.core.default_float_dtype``); the rate network on the
     numpy target sets it to float32 while it builds and runs its objects (and restores it), so float32 and
@@ -67,11 +71,13 @@ from .spiking import HardwareConfig, SpikingConfig, SpikingNetwork, check_spikin
 __all__ = ["Brian2Backend", "SpikingConfig", "HardwareConfig", "suggest_config", "UNSUPPORTED"]
 
 #: features the other backends have and this one does not, with the reason
-UNSUPPORTED = {
-    "heun": "brian2 integrates each NeuronGroup separately with summed-variable inputs held fixed during a "
-            "step, so a multi-stage (Heun) step would differ from the whole-network Heun step of the other "
-            "backends; use integrator='euler'",
-}
+UNSUPPORTED = {}
+
+#: why Heun needs the rate mode on the numpy target
+HEUN_REASON = ("integrator 'heun' runs in mode='rate' on target='numpy' only: the rate network maps one Heun step "
+               "to a predictor and a corrector brian2 time step (brian2's own multi-stage methods integrate each "
+               "group with its synaptic inputs held fixed, which is not the whole-network Heun step); the "
+               "spiking network and the cpp_standalone project integrate with Euler; use integrator='euler'")
 
 #: why float32 needs the rate mode on the numpy target (the rate network sets brian2's float type per network)
 FLOAT32_REASON = ("float32 runs in mode='rate' on target='numpy' only: the rate network builds and runs its "
@@ -85,8 +91,8 @@ class Brian2Backend(Backend):
     """Runs a Plan on brian2, as a rate network (``mode="rate"``) or a spiking one (``mode="spiking"``)."""
 
     name = "brian2"
-    supports = frozenset({"euler", "tol", "nudge", "tau_eps", "skip", "multiplier", "bias", "adam", "dt_decay",
-                          "probes", "graph", "float32"})
+    supports = frozenset({"euler", "heun", "tol", "nudge", "tau_eps", "skip", "multiplier", "bias", "adam",
+                          "dt_decay", "probes", "graph", "float32"})
     unsupported_reasons = UNSUPPORTED
 
     def __init__(self, plan, dtype=np.float64, mode="rate", target="numpy", directory=None, spiking=None,
@@ -152,12 +158,13 @@ class Brian2Backend(Backend):
         from .rate import RateNetwork
         probe_item = spec.probe_item if spec.probe_every > 0 and spec.probe_item < B else None
         standalone = self.target == "cpp_standalone"
-        key = (B, spec.dt, probe_item, spec.n_steps if standalone else None, bool(every_step), schedule)
+        heun = spec.integrator == HEUN and not every_step and schedule == "pc"
+        key = (B, spec.dt, probe_item, spec.n_steps if standalone else None, bool(every_step), schedule, heun)
         if self._net is not None and self._net_key == key and (not standalone or _STANDALONE_OWNER[0] is self):
             return self._net
         if not standalone:
             self._net = RateNetwork(self.plan, B, spec.dt, probe_item, every_step=every_step, schedule=schedule,
-                                    dtype=self.dtype)
+                                    dtype=self.dtype, heun=heun)
         else:
             if self.directory is None:
                 self.directory = tempfile.mkdtemp(prefix="neurosim_brian2_")
@@ -185,8 +192,8 @@ class Brian2Backend(Backend):
 
     # ------------------------------------------------------------------ one batch
     def run_batch(self, s, t, spec: RunSpec) -> BatchResult:
-        if spec.integrator == HEUN:
-            raise UnsupportedError(f"backend 'brian2': {UNSUPPORTED['heun']}")
+        if spec.integrator == HEUN and (self.mode != "rate" or self.target != "numpy"):
+            raise UnsupportedError(f"backend 'brian2' (mode={self.mode!r}, target={self.target!r}): {HEUN_REASON}")
         p = self.plan
         s = np.ascontiguousarray(s, dtype=np.float64)
         t = None if t is None else np.ascontiguousarray(t, dtype=np.float64)
@@ -216,7 +223,8 @@ class Brian2Backend(Backend):
                                    "change only by event-driven plasticity inside the learning window at the end "
                                    "of a run, with no optimiser step at every value step; use mode='rate'")
         if spec.integrator == HEUN:
-            raise UnsupportedError(f"backend 'brian2': {UNSUPPORTED['heun']}")
+            raise UnsupportedError("backend 'brian2' runs algorithm 'ipc' with integrator='euler' only (its joint "
+                                   "steps of values and weights are Euler steps)")
         s = np.ascontiguousarray(s, dtype=np.float64)
         t = np.ascontiguousarray(t, dtype=np.float64)
         if target_beta != 1.0:

@@ -78,6 +78,13 @@ from . import _common as C
 #: 1 plan time unit in brian2 (only ratios dt / tau matter in rate mode)
 TIME_UNIT = b2.ms
 
+#: one Heun stage of variable ``v`` with rate ``r`` (the clock's dt is half a value step ``h``): the predictor
+#: (``ph = 0``) keeps ``s = v``, ``k = r(v)`` and moves ``v`` to ``v + h k``; the corrector (``ph = 1``), whose
+#: inputs brian2 computed at that predicted state, sets ``v = s + h/2 (k + r(v_pred))``
+_HEUN_CODE = ("{k} = (1 - ph)*{r} + ph*{k}\n"
+              "{s} = (1 - ph)*{v} + ph*{s}\n"
+              "{v} = (1 - ph)*({v} + 2*dt*{r}) + ph*({s} + dt*({k} + {r}))")
+
 #: what a RateNetwork's learning does (see the module docstring, "Sweep schedules")
 SCHEDULES = ("pc", "fpa", "zil")
 
@@ -142,8 +149,13 @@ class RateNetwork:
     """
 
     def __init__(self, plan, B, dt, probe_item=None, standalone=None, every_step=False, schedule="pc",
-                 dtype=np.float64):
+                 dtype=np.float64, heun=False):
         self.dtype = np.dtype(dtype)
+        self.heun = bool(heun)
+        if self.heun and (every_step or schedule != "pc" or standalone is not None):
+            raise ValueError("RateNetwork: heun goes with schedule='pc', every_step=False and the runtime target")
+        #: brian2 time steps per value step (Heun: a predictor and a corrector time step)
+        self.sub = 2 if self.heun else 1
         with C.float_dtype(self.dtype):   # every array of this network in brian2's float type = dtype
             self._build(plan, B, dt, probe_item, standalone, every_step, schedule)
 
@@ -169,7 +181,7 @@ class RateNetwork:
         self.probe_item = probe_item
         self.standalone = standalone
         self.pfx = C.unique_prefix("r")
-        self.clock = b2.Clock(dt=self.dt * TIME_UNIT, name=self.pfx + "clock")
+        self.clock = b2.Clock(dt=self.dt / self.sub * TIME_UNIT, name=self.pfx + "clock")
         self._syn = functools.partial(b2.Synapses, clock=self.clock)   # every object on one explicit clock
         objs = []
         pfx = self.pfx
@@ -191,19 +203,30 @@ class RateNetwork:
         nb_names = [f"nbv_{pn[i]}" for i in range(npop)] + [f"nbe_{pn[i]}" for i in range(npop) if dyn_err[i]]
         ctl_eqs = "\n".join(
             ["running : 1", "go : 1", "dtf : 1", "Fprev : 1", "steps : 1", "lrn : 1", "learn_on : 1",
-             "t_stop : second", "tolv : 1", "decay : 1"]
+             "t_stop : second", "tolv : 1", "decay : 1", "ph : 1"]
             + [f"{f} : 1" for f in F_names + nb_names]
             + [f"Ftot = {' + '.join(F_names) if F_names else '0.0'} : 1",
                f"nbig = {' + '.join(nb_names)} : 1"])
         self.ctl = ctl = b2.NeuronGroup(1, ctl_eqs, clock=self.clock, name=pfx + "ctl")
-        ctl.run_regularly(
-            "running = running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
-            "go = running*int(t < t_stop)\n"
-            "steps = steps + go\n"
-            "dtf = dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
-            "Fprev = Ftot\n"
-            + ("lrn = learn_on*go" if self.every_step else "lrn = learn_on*int(t > t_stop)"),
-            when="before_groups", order=2, name=pfx + "ctl_update")
+        if not self.heun:
+            ctl.run_regularly(
+                "running = running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
+                "go = running*int(t < t_stop)\n"
+                "steps = steps + go\n"
+                "dtf = dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
+                "Fprev = Ftot\n"
+                + ("lrn = learn_on*go" if self.every_step else "lrn = learn_on*int(t > t_stop)"),
+                when="before_groups", order=2, name=pfx + "ctl_update")
+        else:   # Heun: ph = 0 (predictor) / 1 (corrector); the control acts in predictor time steps only
+            ctl.run_regularly(
+                "ph = 1 - ph\n"
+                "running = ph*running + (1 - ph)*running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
+                "go = ph*go + (1 - ph)*running*int(t < t_stop)\n"
+                "steps = steps + (1 - ph)*go\n"
+                "dtf = ph*dtf + (1 - ph)*dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
+                "Fprev = ph*Fprev + (1 - ph)*Ftot\n"
+                "lrn = learn_on*int(t > t_stop)",
+                when="before_groups", order=2, name=pfx + "ctl_update")
         objs.append(ctl)
         self.F_names = {i: f"F_{pn[i]}" for i in range(npop) if has_err[i]}
 
@@ -221,9 +244,14 @@ class RateNetwork:
             fbs = [f"fb_{kn[k]}" for k in out_w[i]]
             sfbs = [f"sfb_{kn[k]}" for k in out_s[i]]
             xs = "xh" if self.frozen else "x"   # where phi, phi' (and the skip's value) are evaluated
+            if p.pop_role[i] == ROLE_INPUT:
+                xeq = ["x : 1"]
+            elif self.heun:   # the two stages as a run_regularly operation (below)
+                xeq = ["x : 1", "xs : 1", "k1 : Hz", "drv = go*dtf*free*drive/tau_x : Hz", "ph : 1 (linked)"]
+            else:
+                xeq = [f"dx/dt = go*dtf*free*{'gain*' if self.frozen else ''}drive/tau_x : 1"]
             eqs = [
-                "x : 1" if p.pop_role[i] == ROLE_INPUT else
-                f"dx/dt = go*dtf*free*{'gain*' if self.frozen else ''}drive/tau_x : 1",
+                *xeq,
                 "drive = -eps_in + dphi_x*fb + sfb + nud*beta*(tgt - x) : 1",
                 f"phx = {C.phi_expr(code, a, xs)} : 1",
                 f"dphi_x = {C.dphi_expr(code, a, xs)} : 1",
@@ -240,6 +268,10 @@ class RateNetwork:
             V.taup = float(p.pop_tau_x[i])
             V.go = b2.linked_var(ctl, "go", index=zeros(N))
             V.dtf = b2.linked_var(ctl, "dtf", index=zeros(N))
+            if self.heun and p.pop_role[i] != ROLE_INPUT:
+                V.ph = b2.linked_var(ctl, "ph", index=zeros(N))
+                V.run_regularly(_HEUN_CODE.format(v="x", k="k1", s="xs", r="drv"), when="groups",
+                                name=f"{pfx}heunV_{pn[i]}")
             self.V[i] = V
             objs.append(V)
             if i not in self.err_pops:
@@ -255,7 +287,11 @@ class RateNetwork:
             eqs = ["x_in : 1", f"mu = {' + '.join(mus) if mus else '0.0'} : 1",
                    *[f"mu_{kn[k]} : 1" for k in in_w[i]], *[f"msk_{kn[k]} : 1" for k in in_s[i]],
                    *[f"b_{kn[k]} : 1" for k in in_b[i]], "prec : 1 (constant)"]
-            if dyn_err[i]:
+            if dyn_err[i] and self.heun:
+                eqs += ["eps : 1", "es : 1", "ke : Hz", "rate_e = go*dtf*(x_in - mu - eps/prec)/tau_eps : Hz",
+                        "ph : 1 (linked)", "tau_eps : second (shared, constant)", "taue : 1 (shared, constant)",
+                        "go : 1 (linked)", "dtf : 1 (linked)"]
+            elif dyn_err[i]:
                 eqs += ["deps/dt = go*dtf*(x_in - mu - eps/prec)/tau_eps : 1",
                         "tau_eps : second (shared, constant)", "taue : 1 (shared, constant)",
                         "go : 1 (linked)", "dtf : 1 (linked)"]
@@ -271,6 +307,10 @@ class RateNetwork:
                 E.taue = float(p.pop_tau_eps[i])
                 E.go = b2.linked_var(ctl, "go", index=zeros(N))
                 E.dtf = b2.linked_var(ctl, "dtf", index=zeros(N))
+                if self.heun:
+                    E.ph = b2.linked_var(ctl, "ph", index=zeros(N))
+                    E.run_regularly(_HEUN_CODE.format(v="eps", k="ke", s="es", r="rate_e"), when="groups",
+                                    name=f"{pfx}heunE_{pn[i]}")
             self.E[i] = E
             objs.append(E)
             for k in in_b[i]:   # a bias is a synapse from a bias unit holding b (and its optimiser state)
@@ -449,7 +489,8 @@ class RateNetwork:
         c = self.ctl
         vals += [(c.running, 1.0), (c.go, 1.0), (c.dtf, 1.0), (c.Fprev, 1e308 if self.dtype == np.float64 else 3e38), (c.steps, 0.0), (c.lrn, 0.0),
                  (c.learn_on, 1.0 if spec.learn else 0.0),
-                 (c.t_stop, float(t_start + (spec.n_steps - 0.5) * spec.dt * float(TIME_UNIT)) * b2.second),
+                 (c.t_stop, float(t_start + (self.sub * spec.n_steps - 0.5) * spec.dt / self.sub
+                                  * float(TIME_UNIT)) * b2.second), (c.ph, 1.0),
                  (c.tolv, float(spec.tol)), (c.decay, float(spec.dt_decay))]
         return vals
 
@@ -495,7 +536,7 @@ class RateNetwork:
             for mon in [self.mon_F, *self.mon_x.values(), *self.mon_e.values()]:
                 mon.resize(0)
             with C.isolated_seed(seed), C.float_dtype(self.dtype):
-                self.net.run((spec.n_steps + 1) * self.dt * TIME_UNIT, namespace={})
+                self.net.run((self.sub * spec.n_steps + 1) * self.dt / self.sub * TIME_UNIT, namespace={})
         return self._collect(spec)
 
     def _collect(self, spec):
@@ -512,9 +553,10 @@ class RateNetwork:
                 eps[:, o:o + n] = C.copy_out(self.E[i].eps[:]).reshape(B, n)
                 mu[:, o:o + n] = C.copy_out(self.E[i].mu[:]).reshape(B, n)
         n_rows = spec.n_steps + 1
+        sub = self.sub   # Heun: the records of the predictor time steps (the states x_0 ... x_n)
         energy = np.zeros((n_rows, p.n_pops))
         for i, name in self.F_names.items():
-            energy[:, i] = C.copy_out(getattr(self.mon_F, name))[0, :n_rows]
+            energy[:, i] = C.copy_out(getattr(self.mon_F, name))[0, ::sub][:n_rows]
         out = {"x": x, "eps": eps, "mu": mu, "energy": energy, "steps": int(round(float(C.copy_out(self.ctl.steps[:])[0])))}
         if self.mon_x:
             rx = np.zeros((n_rows, N), dtype=self.dtype)
@@ -522,10 +564,10 @@ class RateNetwork:
             rm = np.zeros((n_rows, N), dtype=self.dtype)
             for i, mon in self.mon_x.items():
                 n, o = int(p.pop_size[i]), int(p.pop_off[i])
-                rx[:, o:o + n] = C.copy_out(mon.x).T[:n_rows]
+                rx[:, o:o + n] = C.copy_out(mon.x).T[::sub][:n_rows]
                 if i in self.mon_e:
-                    re_[:, o:o + n] = C.copy_out(self.mon_e[i].eps).T[:n_rows]
-                    rm[:, o:o + n] = C.copy_out(self.mon_e[i].mu).T[:n_rows]
+                    re_[:, o:o + n] = C.copy_out(self.mon_e[i].eps).T[::sub][:n_rows]
+                    rm[:, o:o + n] = C.copy_out(self.mon_e[i].mu).T[::sub][:n_rows]
             out.update(rec_x=rx, rec_eps=re_, rec_mu=rm)
         out["W"] = {k: C.copy_out(Wg.w[:]) for k, Wg in self.Wg.items()}
         out["mW"] = {k: C.copy_out(Wg.m[:]) for k, Wg in self.Wg.items()}
