@@ -277,8 +277,7 @@ class Brian2Backend(Backend):
         teff = t if target_beta == 1.0 else y0 + target_beta * (t - y0)
         x0 = xh.copy()
         x0[:, tsl] = teff
-        spec = replace(spec, dt=float(step), n_steps=int(n), mode=MODE_CLAMP, init=INIT_ZEROS, tol=0.0,
-                       dt_decay=1.0)
+        spec = replace(spec, dt=float(step), n_steps=int(n), mode=MODE_CLAMP, tol=0.0, dt_decay=1.0)
         learning = [k for k in range(p.n_proj) if upd_step.get(k, -1) >= 0
                     and (p.proj_plastic[k] or p.proj_learn_bias[k])] if spec.learn else []
         g = np.ones(p.n_units) if gain is None else np.asarray(gain, dtype=np.float64)
