@@ -1182,7 +1182,14 @@ class Simulator:
     def _layered_directions(self, X, Y, algorithm, options, steps, dt):
         from .algorithms import backprop, fpa, pc, zil
         out = {}
-        if algorithm == "bp":
+        if algorithm == "bp" and getattr(self._backend, "name", "") == "brian2":
+            from .backends.base import RunSpec
+            res, dirs = backprop.brian2_sweep(self, X, Y, RunSpec(learn=False))   # brian2 computes -grad
+            if dirs is None:
+                raise DivergenceError("the run diverged (NaN/inf); reduce the learning rate", step=-1,
+                                      population="?")
+            gW, gb = dirs
+        elif algorithm == "bp":
             _, _, gW, gb = backprop.gradients(self._backend, X, Y)   # batch means
             # minus the gradient, summed over the batch where the rule says so (as train applies it)
             sc = {k: 1.0 if self.plan.proj_mean[k] else float(X.shape[0]) for k in range(self.plan.n_proj)}

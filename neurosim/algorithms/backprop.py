@@ -24,6 +24,7 @@ import numpy as np
 from .. import activations as act
 from ..backends.base import BatchResult
 from ..backends.reference import optimizer_step
+from ..errors import UnsupportedError
 from ..plan import ROLE_INPUT
 from . import check_backend, register
 
@@ -124,12 +125,49 @@ def _run_numba(sim, X, Y, spec) -> BatchResult:
     return BatchResult(steps=0, energy=e, y0=c.y0, y=c.y0)
 
 
+def brian2_sweep(sim, X, Y, spec):
+    r"""Backprop on the brian2 rate network, as the FPA error sweep that equals it exactly (Rosenbaum 2022).
+
+    With the predictions and Jacobians frozen at the feedforward pass and a step of :math:`\tau_x/\pi`
+    per unit (``eta = 1`` for unit precisions and time constants), one FPA step maps the errors to
+    :math:`\varepsilon_l \leftarrow J_{l+1}^T \varepsilon_{above}` -- the backward pass, one layer per step,
+    starting from :math:`\varepsilon_L = \pi_L (t - \hat y) = -\delta_L`.  After as many steps as the longest
+    path from a free population to the output, :math:`\varepsilon_l = -\delta_l` everywhere (and stays: it is
+    the fixed point), so the Hebbian term :math:`a\,c_B\,\varepsilon_{post}^T\phi(\hat x_{pre})` in the last
+    step is minus the gradient (times :math:`B` for the sum reduction), exactly as :func:`apply_update` uses
+    it.  brian2 computes the errors, their sweep, the loss (the output energy at step 0) and the update
+    (:meth:`~neurosim.backends.brian2.Brian2Backend.run_sweep`); the host sets the feedforward state.
+    Returns ``(BatchResult, (g_W, g_b))`` with ``g = -grad`` (summed over the batch where a rule says so).
+    """
+    from ._common import tables
+    p = sim.plan
+    for i in range(p.n_pops):
+        if p.pop_role[i] != ROLE_INPUT and i != p.target_pop and not p.pop_has_err[i]:
+            raise UnsupportedError(
+                f"backend 'brian2' runs algorithm 'bp' as the exact FPA error sweep, which needs error units in "
+                f"every free population, but {p.pop_names[i]!r} has none; give it an ErrorPopulation or use "
+                "backend 'reference' or 'numba'")
+    depth = tables(p).depth
+    n = max([int(depth[i]) for i in range(p.n_pops) if p.pop_role[i] != ROLE_INPUT] + [0])
+    tau = np.concatenate([np.full(int(p.pop_size[i]), float(p.pop_tau_x[i])) for i in range(p.n_pops)])
+    gain = tau / p.precision                  # step 1 * gain / tau_x = 1 / precision: the exact shift register
+    res, dirs = sim.backend.run_sweep(X, Y, spec, "fpa", n=n, step=1.0, upd_step={k: n for k in range(p.n_proj)},
+                                      prec=p.precision.astype(np.float64), gain=gain)
+    e = np.zeros((1, p.n_pops))
+    e[0, p.target_pop] = res.energy[0, p.target_pop]   # the loss: the output energy at the feedforward state
+    if res.status != 0 or not np.isfinite(e[0, p.target_pop]):
+        return BatchResult(steps=0, energy=e, status=1, fail_step=0, fail_pop=int(p.target_pop), y0=res.y0,
+                           y=res.y0), None
+    return BatchResult(steps=0, energy=e, y0=res.y0, y=res.y0), dirs
+
+
 def run_batch(sim, X, Y, spec, options) -> BatchResult:
     """One BP step on a batch; returns a BatchResult whose energy row is the loss at the output.
 
     On the numba backend the step runs in one compiled call (forward, backward, optimiser), equal to this
-    NumPy code to rounding error; on the reference backend the NumPy code below runs.  Other backends (brian2)
-    are refused (:func:`neurosim.algorithms.check_backend`): the step never runs on the host in their place.
+    NumPy code to rounding error; on the reference backend the NumPy code below runs; on brian2 (rate mode)
+    the brian2 network computes it as the exact FPA error sweep (:func:`brian2_sweep`).  The spiking mode is
+    refused (:func:`neurosim.algorithms.check_backend`): the step never runs on the host in its place.
     """
     check_backend("bp", sim, options)
     be = sim.backend
@@ -137,6 +175,8 @@ def run_batch(sim, X, Y, spec, options) -> BatchResult:
         raise ValueError("backprop needs a circuit with a target clamp")
     if getattr(be, "name", "") == "numba":
         return _run_numba(sim, X, Y, spec)
+    if getattr(be, "name", "") == "brian2":
+        return brian2_sweep(sim, X, Y, spec)[0]
     loss, y, gW, gb = gradients(be, X, Y)
     if not np.isfinite(loss):
         e = np.zeros((1, be.plan.n_pops))
@@ -150,6 +190,9 @@ def run_batch(sim, X, Y, spec, options) -> BatchResult:
 
 
 register("bp", run_batch, "backpropagation on the same feedforward network and loss (the baseline)",
-         backends=("reference", "numba"),
-         unsupported_reason="backprop is a forward and a backward pass, not a relaxation of the network; the "
-                            "brian2 network has no mapping of it")
+         backends=("reference", "numba", "brian2:rate"),
+         unsupported_reason={
+             "brian2:spiking": "backprop is a forward and a backward pass, which brian2 computes as the exact FPA "
+                               "error sweep of the rate network (frozen predictions, one layer per step); the "
+                               "spiking network has no frozen predictions; use mode='rate'",
+             "": "backprop is a forward and a backward pass; this backend has no implementation of it"})

@@ -36,6 +36,12 @@ Works on any DAG of projections (the shift register needs as many steps as the l
 ``eta`` (1.0), ``n`` (None: the number of weight layers), ``convention`` (``"neurosim"``), and the output
 options ``output_precision``, ``beta``, ``compensate`` of :mod:`neurosim.algorithms._common`.
 ``train(steps=..., dt=...)`` are not used.
+
+Backends: ``reference`` (the NumPy loop ``_numpy``, the executable specification), ``numba`` (a compiled kernel)
+and ``brian2`` in ``mode="rate"``: the rate network whose value groups also hold the frozen :math:`\hat x`
+(``xh``), from which its synapses compute the predictions, :math:`\phi'` and the Hebbian presynaptic rates,
+with brian2's ``dt`` = :math:`\eta` and the update in the last time step
+(:meth:`~neurosim.backends.brian2.Brian2Backend.run_sweep`).  The spiking mode refuses.
 """
 from __future__ import annotations
 
@@ -108,6 +114,17 @@ def _numba(sim, X, Y, spec, eta, n, st, learn, want_dirs=True):
     return res, (c.directions() if (want_dirs and res.status == 0) else None)
 
 
+def _brian2(sim, X, Y, spec, eta, n, st, learn, want_dirs=True):
+    """The brian2 rate network with frozen predictions (:meth:`~neurosim.backends.brian2.Brian2Backend.run_sweep`):
+    brian2's ``dt`` = ``eta``, ``n`` steps, every projection updated in the last (evaluation) time step from the
+    errors after ``n`` updates and the frozen presynaptic rates."""
+    from dataclasses import replace
+    p = sim.plan
+    return sim.backend.run_sweep(X, Y, replace(spec, learn=bool(learn)), "fpa", n=n, step=eta,
+                                 upd_step={k: n for k in range(p.n_proj)}, prec=st.prec, factor=st.factor,
+                                 target_beta=st.beta)
+
+
 def fpa_updates(sim, X, Y, *, eta=1.0, n=None, learn=False, convention="neurosim", **output_options):
     r"""Run FPA on one batch and return ``(BatchResult, (g_W, g_b))``: the update directions per projection.
 
@@ -126,7 +143,10 @@ def _run(sim, X, Y, spec, options, want_dirs=True):
     check_common("fpa", sim, spec)
     eta, n = _settings(sim, options)
     st = output_settings("fpa", sim.plan, options, sim.backend.dtype)
-    impl = _numba if uses_numba(sim) else _numpy
+    if getattr(sim.backend, "name", "") == "brian2":
+        impl = _brian2
+    else:
+        impl = _numba if uses_numba(sim) else _numpy
     return impl(sim, X, Y, spec, eta, n, st, spec.learn, want_dirs)
 
 
@@ -138,7 +158,10 @@ def run_batch(sim, X, Y, spec, options) -> BatchResult:
 register("fpa", run_batch, "fixed-prediction assumption (Millidge 2020, Rosenbaum 2022): predictions and "
                            "Jacobians frozen at the feedforward pass; exact BP gradients with eta=1 after L-1 steps "
                            "(convention='torch2pc': n counted as Torch2PC's FixedPred, n - 1 value updates)",
-         OPTIONS, backends=("reference", "numba"),
-         unsupported_reason="FPA freezes the predictions and Jacobians at the feedforward pass and shifts the "
-                            "errors through them, a schedule the brian2 network (which recomputes the predictions "
-                            "from the live values at every step) has no mapping of")
+         OPTIONS, backends=("reference", "numba", "brian2:rate"),
+         unsupported_reason={
+             "brian2:spiking": "FPA freezes the predictions and Jacobians at the feedforward pass and shifts the "
+                               "errors through them, while the spiking network's predictions are spike rates of the "
+                               "live values; the rate network (mode='rate') runs it",
+             "": "FPA freezes the predictions and Jacobians at the feedforward pass; this backend has no "
+                 "implementation of that schedule"})

@@ -25,6 +25,13 @@ Options: ``gamma`` (1.0; the negative control is e.g. 0.9), ``update_all_at_zero
 every projection at :math:`t = 0`, the second negative control), and the output options
 ``output_precision``, ``beta``, ``compensate``.  ``train(steps=..., dt=...)`` are not used: the schedule has
 ``L`` steps.
+
+Backends: ``reference`` (the NumPy loop, the specification), ``numba`` (a compiled kernel) and ``brian2`` in
+``mode="rate"``: the rate network with brian2's ``dt`` = :math:`\gamma`, in which the optimiser step of
+projection :math:`k` is a ``run_regularly`` operation of its weight group gated to the time step :math:`d(k)`
+(brian2 computes every input from the state at :math:`t` before the weights and then the values advance,
+the synchronous order above); :meth:`~neurosim.backends.brian2.Brian2Backend.run_sweep`.  The spiking mode
+refuses.
 """
 from __future__ import annotations
 
@@ -232,12 +239,29 @@ def _numba(sim, X, Y, spec, gamma, allz, n_upd, dist, st, learn, want_dirs=True)
     return res, ({k: v for k, v in gW.items() if k in upd}, {k: v for k, v in gb.items() if k in upd})
 
 
+def _brian2(sim, X, Y, spec, gamma, allz, n_upd, dist, st, learn, want_dirs=True):
+    """The brian2 rate network (standard PC dynamics, brian2's ``dt`` = ``gamma``, ``L - 1`` steps) whose
+    parameter groups each take their optimiser step in their own time step ``d(k)`` (a ``run_regularly``
+    gated by the time), :meth:`~neurosim.backends.brian2.Brian2Backend.run_sweep`."""
+    from dataclasses import replace
+    p = sim.plan
+    upd = {}
+    for k in range(p.n_proj):
+        dk = int(dist[p.proj_post[k]])
+        upd[k] = -1 if dk < 0 else (0 if allz else dk)
+    return sim.backend.run_sweep(X, Y, replace(spec, learn=bool(learn)), "zil", n=n_upd - 1, step=gamma,
+                                 upd_step=upd, prec=st.prec, factor=st.factor, target_beta=st.beta)
+
+
 def _run(sim, X, Y, spec, options, want_dirs=True):
     check_backend("zil", sim, options)
     check_common("zil", sim, spec)
     gamma, allz, n_upd, dist = _settings(sim, options)
     st = output_settings("zil", sim.plan, options, sim.backend.dtype)
-    impl = _numba if uses_numba(sim) else _numpy
+    if getattr(sim.backend, "name", "") == "brian2":
+        impl = _brian2
+    else:
+        impl = _numba if uses_numba(sim) else _numpy
     if n_upd is None:   # an unlevelled DAG: run on the levelled twin (identity populations inserted)
         lev = sim.__dict__.get("_zil_levelled")
         if lev is None:
@@ -261,6 +285,10 @@ def run_batch(sim, X, Y, spec, options) -> BatchResult:
 
 register("zil", run_batch, "Z-IL (Song et al. 2020): feedforward start, inference rate 1, each layer updated once "
                            "at the step equal to its distance from the output; equals BP exactly", OPTIONS,
-         backends=("reference", "numba"),
-         unsupported_reason="Z-IL updates each projection at its own step of the sweep, while the brian2 network "
-                            "applies the weight update once, in the last step of a run")
+         backends=("reference", "numba", "brian2:rate"),
+         unsupported_reason={
+             "brian2:spiking": "Z-IL updates each projection at its own step of the sweep, while the spiking network "
+                               "changes its weights only by event-driven plasticity inside the learning window at "
+                               "the end of a run; the rate network (mode='rate') runs it",
+             "": "Z-IL updates each projection at its own step of the sweep; this backend has no implementation "
+                 "of that schedule"})

@@ -1,11 +1,10 @@
 """Algorithms on the brian2 backend: each one either runs in brian2 or is refused before any work.
 
 ``pc`` and ``strict`` relax in the backend's own network (strict PC is the pc network with Euler steps of
-size ``eta``), so brian2 runs them; ``ipc`` runs in the rate network (its optimiser step acting at every
-step, see ``test_brian2_ipc.py``) and is refused in spiking mode; ``fpa``, ``zil`` and ``bp`` have no brian2
-mapping and raise :class:`~neurosim.UnsupportedError` naming the backend, the algorithm and the reason --
-they never run in NumPy on the host behind brian2's name (which would equal the reference exactly and
-record no brian2 run).
+size ``eta``), so brian2 runs them; ``ipc``, ``fpa``, ``zil`` and ``bp`` run in the rate network (see
+``test_brian2_ipc.py`` and ``test_brian2_fpa_zil_bp.py``) and are refused in spiking mode with an
+:class:`~neurosim.UnsupportedError` naming the backend, the algorithm and the reason -- they never run in
+NumPy on the host behind brian2's name (which would equal the reference exactly and record no brian2 run).
 """
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ from neurosim.algorithms.zil import zil_updates  # noqa: E402
 NET = ns.hierarchy([3, 4, 2], phi="tanh", lr=0.05, optimizer=ns.SGD())
 MODES = ["rate", "spiking"]
 REASON = {"fpa": "frozen|Jacobians", "zil": "own step", "ipc": "every step.*learning window", "bp": "backward pass"}
+FIX = {"ipc": "'reference' or 'numba'", "fpa": "mode='rate'", "zil": "mode='rate'", "bp": "mode='rate'"}
 
 
 def data(B=4):
@@ -40,8 +40,8 @@ def n_runs(sim):
     return int(sim.backend.checkpoint_state()["n_runs"])
 
 
-@pytest.mark.parametrize("mode,algorithm", [(m, a) for m in MODES for a in ("fpa", "zil", "ipc", "bp")
-                                             if (m, a) != ("rate", "ipc")])   # ipc rate: test_brian2_ipc.py
+@pytest.mark.parametrize("mode,algorithm", [("spiking", a) for a in ("fpa", "zil", "ipc", "bp")])
+# rate mode runs them: test_brian2_ipc.py, test_brian2_fpa_zil_bp.py
 def test_train_refuses_what_brian2_cannot_run_before_any_work(mode, algorithm):
     sim = brian2_sim(mode)
     X, Y = data()
@@ -51,7 +51,7 @@ def test_train_refuses_what_brian2_cannot_run_before_any_work(mode, algorithm):
     msg = str(e.value)
     assert "backend 'brian2'" in msg and f"mode={mode!r}" in msg and f"algorithm {algorithm!r}" in msg
     assert re.search(REASON[algorithm], msg), msg
-    assert "'reference' or 'numba'" in msg          # the fix
+    assert FIX[algorithm] in msg                      # the fix
     assert n_runs(sim) == 0 and sim.history["loss"] == []
     for k, w in sim.weights.items():
         np.testing.assert_array_equal(w, w0[k])
@@ -59,7 +59,7 @@ def test_train_refuses_what_brian2_cannot_run_before_any_work(mode, algorithm):
 
 @pytest.mark.parametrize("call", ["fpa", "zil", "ipc"])
 def test_per_batch_helpers_refuse_brian2(call):
-    sim = brian2_sim("spiking" if call == "ipc" else "rate")
+    sim = brian2_sim("spiking")
     X, Y = data()
     with pytest.raises(ns.UnsupportedError, match=f"algorithm {call!r}"):
         if call == "fpa":
@@ -102,14 +102,23 @@ def test_strict_runs_in_brian2_spiking_mode():
     assert any(not np.array_equal(sim.weights[k], w0[k]) for k in w0)
 
 
-def test_hardware_bp_on_brian2_is_refused_when_training_starts():
+def test_hardware_bp_on_brian2_runs_in_brian2():
+    """bp on a substrate with write effects: brian2 (rate mode) computes the update, the substrate quantises
+    it as on the reference backend; spiking mode refuses before any work."""
     from neurosim import hardware as hw
-    chip = ns.Simulator(NET, backend="brian2", seed=0, dt=0.1, backend_options={"mode": "rate"},
-                        hardware=hw.HardwareModel(weights=[hw.Quantize(6, bound=2.0)]))
+    model = hw.HardwareModel(weights=[hw.Quantize(6, bound=2.0)])
+    chip = ns.Simulator(NET, backend="brian2", seed=0, dt=0.1, backend_options={"mode": "rate"}, hardware=model)
+    ref = ns.Simulator(NET, backend="reference", seed=0, dt=0.1, hardware=model)
     X, Y = data()
-    w0 = chip.weights
+    for c in (chip, ref):
+        c.train(X, Y, epochs=1, batch_size=2, algorithm="bp", progress=False)
+    assert n_runs(chip) == 2
+    for k, w in ref.weights.items():
+        np.testing.assert_allclose(chip.weights[k], w, rtol=0, atol=1e-9)
+    spk = ns.Simulator(NET, backend="brian2", seed=0, dt=0.1, backend_options={"mode": "spiking"}, hardware=model)
+    w0 = spk.weights
     with pytest.raises(ns.UnsupportedError, match="algorithm 'bp'"):
-        chip.train(X, Y, epochs=1, batch_size=2, algorithm="bp", progress=False)
-    assert n_runs(chip) == 0 and chip.history["loss"] == []
-    for k, w in chip.weights.items():
+        spk.train(X, Y, epochs=1, batch_size=2, algorithm="bp", progress=False)
+    assert n_runs(spk) == 0 and spk.history["loss"] == []
+    for k, w in spk.weights.items():
         np.testing.assert_array_equal(w, w0[k])

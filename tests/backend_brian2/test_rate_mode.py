@@ -3,7 +3,8 @@
 Same circuits and helpers as ``tests/conformance`` (several activations, error dynamics on and off,
 plasticity with every optimiser, DAGs with skips/multipliers/biases, tol stopping, dt_decay, probes,
 divergence reports), with the numba backend as the oracle; Euler integration, same dt.  What brian2 cannot
-do (Heun, float32) is refused at build time with the reason.
+do (float32 in spiking mode or on cpp_standalone) is refused at build time with the reason, Heun there at the
+first run; Heun and float32 in rate mode: test_brian2_fpa_zil_bp.py.
 
 Observed on the development machine: max difference about 1e-15 relative (brian2's numpy target computes
 the same float64 operations in another order).
@@ -142,15 +143,22 @@ def test_divergence_reported_like_numba():
 
 def test_declared_limitations():
     net = ns.hierarchy([3, 4, 2], phi="tanh")
-    with pytest.raises(ns.UnsupportedError, match=r"brian2.*heun"):
-        ns.Simulator(net, backend="brian2", integrator="heun")
-    with pytest.raises(ns.UnsupportedError, match=r"float32"):
-        ns.Simulator(net, backend="brian2", dtype="float32")
+    spk = ns.Simulator(ns.hierarchy([3, 4, 2], phi="tanh", optimizer=ns.SGD()), backend="brian2", integrator="heun",
+                       backend_options={"mode": "spiking"})
+    with pytest.raises(ns.UnsupportedError, match=r"mode='spiking'.*heun.*predictor and a corrector"):
+        spk.run(np.zeros((1, 3)), np.zeros((1, 2)), steps=2)
+    assert spk.backend.checkpoint_state()["n_runs"] == 0
+    with pytest.raises(ns.UnsupportedError, match=r"mode='spiking'.*float32.*mode='rate'"):
+        ns.Simulator(ns.hierarchy([3, 4, 2], phi="tanh", optimizer=ns.SGD()), backend="brian2", dtype="float32",
+                     backend_options={"mode": "spiking"})
+    with pytest.raises(ns.UnsupportedError, match=r"target='cpp_standalone'.*float32"):
+        ns.Simulator(net, backend="brian2", dtype="float32", backend_options={"target": "cpp_standalone"})
     sim = ns.Simulator(net, backend="brian2")
-    with pytest.raises(ns.UnsupportedError, match=r"multi-stage \(Heun\)"):
-        sim.run(np.zeros((1, 3)), np.zeros((1, 2)), steps=2, mode="clamp", integrator="heun")
+    with pytest.raises(ns.UnsupportedError, match=r"algorithm 'ipc' with integrator='euler'"):
+        from neurosim.backends.base import HEUN, RunSpec
+        sim.backend.run_ipc(np.zeros((1, 3)), np.zeros((1, 2)), RunSpec(integrator=HEUN))
     from neurosim.backends.brian2 import UNSUPPORTED, Brian2Backend
-    assert set(UNSUPPORTED) == {"heun", "float32"} and Brian2Backend.unsupported_reasons is UNSUPPORTED
+    assert UNSUPPORTED == {} and Brian2Backend.unsupported_reasons is UNSUPPORTED
     with pytest.raises(ValueError, match=r"mode must be 'rate' or 'spiking'"):
         ns.Simulator(net, backend="brian2", backend_options={"mode": "analog"})
     with pytest.raises(ValueError, match=r"target must be"):

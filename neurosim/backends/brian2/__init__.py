@@ -6,8 +6,8 @@ r"""The brian2 backend: the same circuits as brian2 NeuronGroups and Synapses.
     The value and error ODEs as equation strings, predictions and feedback as summed variables of
     synapses that share one weight, the Hebbian update as a ``run_regularly`` operation (see
     :mod:`neurosim.backends.brian2.rate`).  Reproduces the numba backend to rounding error for Euler
-    integration.  Runs the algorithms ``pc``, ``strict`` and ``ipc`` (the optimiser step at every value
-    step, :meth:`Brian2Backend.run_ipc`).
+    integration, in float64 or float32.  Runs the algorithms ``pc``, ``strict``, ``ipc`` (the optimiser step at
+    every value step, :meth:`Brian2Backend.run_ipc`), ``fpa``, ``zil`` and ``bp`` (:meth:`Brian2Backend.run_sweep`).
 ``mode="spiking"``
     Rate-coded spiking neurons, signed errors carried by a configurable scheme, synaptic currents,
     event-driven Hebbian plasticity on spike traces and hardware non-idealities (see
@@ -33,19 +33,26 @@ hardware : HardwareConfig or dict, optional
 
 What it cannot do (declared, so the Simulator refuses at build time)
 --------------------------------------------------------------------
-heun
+heun in spiking mode or on cpp_standalone
     brian2 integrates each NeuronGroup on its own with the synaptic inputs (summed variables) held
-    fixed during a step, so a multi-stage method would not be the whole-network Heun step of the other
-    backends; only Euler reproduces them.
-float32
-    brian2 sets the float type process-wide (``prefs.core.default_float_dtype``); this backend keeps
-    float64 so that it can sit next to other brian2 users in one process.
-algorithms ``fpa``, ``zil``, ``bp``
-    (and the output options of ``pc``/``strict``) have no brian2 mapping, nor has ``ipc`` in spiking mode
-    (its weights change only inside the learning window); ``train`` refuses them with an
-    :class:`~neurosim.UnsupportedError` before any work (:func:`neurosim.algorithms.check_backend`), so they
-    never run in NumPy on the host instead.  ``pc`` and ``strict`` run in the brian2 network, ``ipc`` (with
-    its output options) in the rate network.
+    fixed during a step, so its multi-stage methods are not the whole-network Heun step of the other
+    backends.  The rate network on the numpy target maps one Heun step to two brian2 time steps of half
+    the step (predictor: :math:`k_1 = f(x)`, :math:`x \to x + h k_1`; corrector, with every input computed
+    at the predicted state: :math:`x \to x_{saved} + h/2\,(k_1 + f(x_{pred}))`), with tol, dt_decay,
+    records and the Hebbian update taken in predictor steps only; the spiking network and the standalone
+    project refuse (at the first run, the integrator is not known when the backend is built).
+float32 in spiking mode or on cpp_standalone
+    brian2 sets the float type process-wide (``prefs.core.default_float_dtype``); the rate network on the
+    numpy target sets it to float32 while it builds and runs its objects (and restores it), so float32 and
+    float64 networks share one process; the spiking network and the standalone project stay float64.
+algorithms
+    the output options of ``pc``/``strict`` have no brian2 mapping, nor have ``ipc``, ``fpa``, ``zil`` and
+    ``bp`` in spiking mode (weights change only inside the learning window; no frozen predictions);
+    ``train`` refuses them with an :class:`~neurosim.UnsupportedError` before any work
+    (:func:`neurosim.algorithms.check_backend`), so they never run in NumPy on the host instead.  ``pc`` and
+    ``strict`` run in the brian2 network; ``ipc``, ``fpa``, ``zil`` and ``bp`` (with their output options) in
+    the rate network (:meth:`Brian2Backend.run_ipc`, :meth:`Brian2Backend.run_sweep`; ``bp`` as the FPA
+    error sweep that equals backprop exactly).
 """
 from __future__ import annotations
 
@@ -64,12 +71,18 @@ from .spiking import HardwareConfig, SpikingConfig, SpikingNetwork, check_spikin
 __all__ = ["Brian2Backend", "SpikingConfig", "HardwareConfig", "suggest_config", "UNSUPPORTED"]
 
 #: features the other backends have and this one does not, with the reason
-UNSUPPORTED = {
-    "heun": "brian2 integrates each NeuronGroup separately with summed-variable inputs held fixed during a "
-            "step, so a multi-stage (Heun) step would differ from the whole-network Heun step of the other "
-            "backends; use integrator='euler'",
-    "float32": "brian2's float type is a process-wide preference; the brian2 backend runs in float64",
-}
+UNSUPPORTED = {}
+
+#: why Heun needs the rate mode on the numpy target
+HEUN_REASON = ("integrator 'heun' runs in mode='rate' on target='numpy' only: the rate network maps one Heun step "
+               "to a predictor and a corrector brian2 time step (brian2's own multi-stage methods integrate each "
+               "group with its synaptic inputs held fixed, which is not the whole-network Heun step); the "
+               "spiking network and the cpp_standalone project integrate with Euler; use integrator='euler'")
+
+#: why float32 needs the rate mode on the numpy target (the rate network sets brian2's float type per network)
+FLOAT32_REASON = ("float32 runs in mode='rate' on target='numpy' only: the rate network builds and runs its "
+                  "objects with brian2's (process-wide) float type set to float32 and restored after; the spiking "
+                  "network and the cpp_standalone project are built in float64")
 
 _STANDALONE_OWNER = [None]   # the backend whose project brian2's (process-wide) standalone device holds
 
@@ -78,15 +91,16 @@ class Brian2Backend(Backend):
     """Runs a Plan on brian2, as a rate network (``mode="rate"``) or a spiking one (``mode="spiking"``)."""
 
     name = "brian2"
-    supports = frozenset({"euler", "tol", "nudge", "tau_eps", "skip", "multiplier", "bias", "adam", "dt_decay",
-                          "probes", "graph"})
+    supports = frozenset({"euler", "heun", "tol", "nudge", "tau_eps", "skip", "multiplier", "bias", "adam",
+                          "dt_decay", "probes", "graph", "float32"})
     unsupported_reasons = UNSUPPORTED
 
     def __init__(self, plan, dtype=np.float64, mode="rate", target="numpy", directory=None, spiking=None,
                  hardware=None):
         super().__init__(plan, dtype)
-        if np.dtype(dtype) != np.float64:
-            raise UnsupportedError(f"backend 'brian2': {UNSUPPORTED['float32']}")
+        if np.dtype(dtype) != np.float64 and (mode != "rate" or target != "numpy"):
+            raise UnsupportedError(f"backend 'brian2' (mode={mode!r}, target={target!r}) cannot run float32: "
+                                   f"{FLOAT32_REASON}")
         if mode not in ("rate", "spiking"):
             raise ValueError(f"backend 'brian2': mode must be 'rate' or 'spiking', got {mode!r}")
         if target not in ("numpy", "cpp_standalone"):
@@ -140,15 +154,17 @@ class Brian2Backend(Backend):
         return x, es
 
     # ------------------------------------------------------------------ networks
-    def _rate_network(self, B, spec, every_step=False):
+    def _rate_network(self, B, spec, every_step=False, schedule="pc"):
         from .rate import RateNetwork
         probe_item = spec.probe_item if spec.probe_every > 0 and spec.probe_item < B else None
         standalone = self.target == "cpp_standalone"
-        key = (B, spec.dt, probe_item, spec.n_steps if standalone else None, bool(every_step))
+        heun = spec.integrator == HEUN and not every_step and schedule == "pc"
+        key = (B, spec.dt, probe_item, spec.n_steps if standalone else None, bool(every_step), schedule, heun)
         if self._net is not None and self._net_key == key and (not standalone or _STANDALONE_OWNER[0] is self):
             return self._net
         if not standalone:
-            self._net = RateNetwork(self.plan, B, spec.dt, probe_item, every_step=every_step)
+            self._net = RateNetwork(self.plan, B, spec.dt, probe_item, every_step=every_step, schedule=schedule,
+                                    dtype=self.dtype, heun=heun)
         else:
             if self.directory is None:
                 self.directory = tempfile.mkdtemp(prefix="neurosim_brian2_")
@@ -176,8 +192,8 @@ class Brian2Backend(Backend):
 
     # ------------------------------------------------------------------ one batch
     def run_batch(self, s, t, spec: RunSpec) -> BatchResult:
-        if spec.integrator == HEUN:
-            raise UnsupportedError(f"backend 'brian2': {UNSUPPORTED['heun']}")
+        if spec.integrator == HEUN and (self.mode != "rate" or self.target != "numpy"):
+            raise UnsupportedError(f"backend 'brian2' (mode={self.mode!r}, target={self.target!r}): {HEUN_REASON}")
         p = self.plan
         s = np.ascontiguousarray(s, dtype=np.float64)
         t = None if t is None else np.ascontiguousarray(t, dtype=np.float64)
@@ -207,7 +223,8 @@ class Brian2Backend(Backend):
                                    "change only by event-driven plasticity inside the learning window at the end "
                                    "of a run, with no optimiser step at every value step; use mode='rate'")
         if spec.integrator == HEUN:
-            raise UnsupportedError(f"backend 'brian2': {UNSUPPORTED['heun']}")
+            raise UnsupportedError("backend 'brian2' runs algorithm 'ipc' with integrator='euler' only (its joint "
+                                   "steps of values and weights are Euler steps)")
         s = np.ascontiguousarray(s, dtype=np.float64)
         t = np.ascontiguousarray(t, dtype=np.float64)
         if target_beta != 1.0:
@@ -216,22 +233,101 @@ class Brian2Backend(Backend):
             t = y0 + target_beta * (t - y0)
         return self._run_rate(s, t, spec, every_step=True, prec=prec, factor=factor)
 
-    def _run_rate(self, s, t, spec, every_step=False, prec=None, factor=1.0):
-        """A batch on the rate network: standard PC (one optimiser step at the end) or, ``every_step``, iPC."""
+    def run_sweep(self, s, t, spec: RunSpec, schedule, *, n, step, upd_step, prec, factor=1.0, target_beta=1.0,
+                  gain=None):
+        r"""One batch of a sweep schedule (``fpa``, ``zil``, and ``bp`` as exact FPA) in the rate network.
+
+        The values start at the feedforward pass :math:`\hat x` (computed on the host with the reference's
+        NumPy code, as every initial state of this backend), the output clamped to the target (or to the weak
+        target :math:`\hat y + \beta_t (t - \hat y)`, ``target_beta``); brian2 then takes ``n`` Euler steps of
+        size ``step`` (its ``dt``) and projection ``k`` takes one optimiser step, along ``factor`` times its
+        Hebbian direction, in the time step ``upd_step[k]`` (-1: never):
+
+        ``schedule="fpa"``
+            predictions, Jacobians and the Hebbian presynaptic rates are frozen at :math:`\hat x` (the value
+            groups hold :math:`\hat x` as ``xh``); per unit the step is ``step * gain / tau_x``
+            (``gain`` None: 1):
+            :math:`x \leftarrow x + \mathrm{step}\cdot\mathrm{gain}/\tau_x\,(-\varepsilon + \phi'(\hat x)\odot
+            aW^T\varepsilon_{post} + \varepsilon_{skip})`, :math:`\varepsilon = \pi (x - \mu(\hat x))`.
+        ``schedule="zil"``
+            the standard PC dynamics (predictions from the live values), with the per-projection update step.
+
+        ``prec`` replaces the error precisions (per unit).  Returns ``(BatchResult, (g_W, g_b))``: the
+        directions (Hebbian sums of each projection's update step, times :math:`a_k c_B`, without ``factor``)
+        as computed by brian2.  Spiking mode and the cpp_standalone target refuse.
+        """
+        label = "backend 'brian2'"
+        if self.mode != "rate":
+            raise UnsupportedError(f"{label} (mode='spiking') cannot run the sweep schedule {schedule!r}: its errors "
+                                   "are spike rates relaxing in continuous time, with neither predictions frozen "
+                                   "at the feedforward pass nor an update of each projection at its own step; "
+                                   "use mode='rate'")
+        if self.target != "numpy":
+            raise UnsupportedError(f"{label}: the sweep schedule {schedule!r} runs on the numpy target only (its "
+                                   "inputs change with the schedule's per-projection update steps); use "
+                                   "target='numpy'")
+        from dataclasses import replace
+        p = self.plan
+        h = self._host
+        s = np.ascontiguousarray(s, dtype=np.float64)
+        t = np.ascontiguousarray(t, dtype=np.float64)
+        tsl = h.sl[p.target_pop]
+        xh = h.feedforward(s, t, MODE_NUDGE)          # the feedforward pass (the target at its prediction)
+        y0 = xh[:, tsl].copy()
+        teff = t if target_beta == 1.0 else y0 + target_beta * (t - y0)
+        x0 = xh.copy()
+        x0[:, tsl] = teff
+        spec = replace(spec, dt=float(step), n_steps=int(n), mode=MODE_CLAMP, tol=0.0, dt_decay=1.0)
+        learning = [k for k in range(p.n_proj) if upd_step.get(k, -1) >= 0
+                    and (p.proj_plastic[k] or p.proj_learn_bias[k])] if spec.learn else []
+        g = np.ones(p.n_units) if gain is None else np.asarray(gain, dtype=np.float64)
+        sweep = {"upd_step": dict(upd_step), "learn": set(learning), "xh": xh, "gain": g}
+        res = self._run_rate(s, teff, spec, prec=prec, factor=factor, schedule=schedule, sweep=sweep,
+                             x0=(x0, np.zeros_like(x0)), learning=learning, y0=y0)
+        out = self._last_out
+        if res.status != 0:
+            return res, None
+        if res.rec_x is None:   # no probes: empty records, as the reference's schedules return
+            res.rec_steps = np.zeros(0, dtype=np.int64)
+            res.rec_x = res.rec_eps = res.rec_mu = np.zeros((0, p.n_units))
+        if schedule == "fpa" and res.rec_mu.shape[0]:
+            for i in p.input_pops:   # FPA's frozen prediction of an input is its value (as the reference)
+                res.rec_mu[:, h.sl[i]] = res.rec_x[:, h.sl[i]]
+        gW, gb = {}, {}
+        B = s.shape[0]
+        for k in range(p.n_proj):
+            if upd_step.get(k, -1) < 0:
+                continue
+            scale = 1.0 / B if p.proj_mean[k] else 1.0
+            if k in out["gW"]:
+                gW[k] = float(p.proj_mult[k]) * scale * out["gW"][k].reshape(p.weight_shape(k))
+            if k in out["gb"]:
+                gb[k] = scale * out["gb"][k]
+        return res, (gW, gb)
+
+    def _run_rate(self, s, t, spec, every_step=False, prec=None, factor=1.0, schedule="pc", sweep=None, x0=None,
+                  learning=None, y0=None):
+        """A batch on the rate network: standard PC (one optimiser step at the end), ``every_step`` iPC, or a
+        sweep schedule (:meth:`run_sweep`, which passes the initial state ``x0``, the ``learning`` projections
+        and the feedforward output ``y0``)."""
         p = self.plan
         B = s.shape[0]
-        x0, es0 = self._initial_state(s, t, spec)
+        x0, es0 = self._initial_state(s, t, spec) if x0 is None else x0
         h = self._host
         tsl = h.sl[p.target_pop] if p.target_pop >= 0 else slice(0, 0)
-        y0 = h.predictions(x0)[:, tsl].copy()
-        net = self._rate_network(B, spec, every_step)
-        learning = [k for k in range(p.n_proj) if p.proj_plastic[k] or p.proj_learn_bias[k]] if spec.learn else []
+        y0 = h.predictions(x0)[:, tsl].copy() if y0 is None else y0
+        net = self._rate_network(B, spec, every_step, schedule)
+        if learning is None:
+            learning = [k for k in range(p.n_proj) if p.proj_plastic[k] or p.proj_learn_bias[k]] if spec.learn else []
         opt_t = self.opt_t.copy()
         for k in learning:
             opt_t[k] += 1
-        extra = {"prec": prec, "factor": factor} if every_step else {}
+        extra = {"prec": prec, "factor": factor} if (every_step or schedule != "pc") else {}
+        if schedule != "pc":
+            extra["sweep"] = sweep
         out = net.run(x0, es0, t, spec, self.W, self.b, self.mW, self.vW, self.mb, self.vb, opt_t,
                       seed=self._batch_seed(), **extra)
+        self._last_out = out
         self._n_runs += 1
         energy = out["energy"]
         steps = min(out["steps"], spec.n_steps)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
+import warnings
 
 import numpy as np
 
@@ -38,6 +39,26 @@ def configure_prefs(target: str = "numpy"):
     # event code such as "Ifb_pre += a*w; w += eta*tr_pre" is order-dependent on purpose (feedback uses the
     # weight before the update); brian2 warns about every such block
     b2.BrianLogger.suppress_hierarchy("brian2.codegen.generators.base")
+
+
+@contextlib.contextmanager
+def float_dtype(dtype):
+    """Build (or run) brian2 objects with ``dtype`` as brian2's float type, restoring the preference after.
+
+    ``prefs.core.default_float_dtype`` is process-wide and read when brian2 creates a variable's array
+    (and when it generates code), so one process can hold float32 and float64 networks side by side as
+    long as each is built and run inside this context with its own dtype.
+    """
+    old = b2.prefs.core.default_float_dtype
+    f32 = np.dtype(dtype) == np.float32
+    b2.prefs.core.default_float_dtype = np.float32 if f32 else np.float64
+    try:
+        with warnings.catch_warnings():
+            if f32:   # brian2's check for invalid values compares float32 arrays with 1e50 (NumPy warns)
+                warnings.filterwarnings("ignore", message="overflow encountered in cast", category=RuntimeWarning)
+            yield
+    finally:
+        b2.prefs.core.default_float_dtype = old
 
 
 def unique_prefix(tag: str) -> str:

@@ -48,6 +48,20 @@ feedback, Hebbian sums) from :math:`(x_t, \theta_t)` and then advances both, whi
 with Adam's step count ``opt_t`` advancing at every step; the last time step only evaluates
 :math:`F(x_n, \theta_n)`.  The initial state (feedforward sweep, zeros,
 or the previous state) is set from the host with the same NumPy code as the reference backend.
+
+Sweep schedules (``schedule="fpa"`` / ``"zil"``, :mod:`neurosim.algorithms.fpa`, ``zil``, ``backprop``)
+------------------------------------------------------------------------------------------------------
+Every weight and bias group computes its own gate in its ``run_regularly`` operation,
+``sel = [|t - t_upd| < dt/2]``, ``lrn = learn_k * sel``, keeps the Hebbian sum of that time step in ``gk``
+(the update direction, read out after the run, also when nothing learns) and takes its optimiser step along
+``gfac * g`` there; ``t_upd`` (the time step of that projection's update) and ``learn_k`` are inputs of every
+run.  Z-IL sets ``t_upd`` of projection :math:`k` to its distance :math:`d(k)` from the output; FPA sets it
+to the last time step.  ``schedule="fpa"`` also gives every value group the frozen feedforward value ``xh``
+and a per-unit step ``gain``; ``phi``, ``phi'``, the skip's value and the Hebbian presynaptic rate are read at
+``xh``, so the predictions are :math:`\mu(\hat x)` and the value step is
+
+.. math:: x \leftarrow x + \frac{dt\cdot\mathrm{gain}}{\tau_x}\big(-\varepsilon + \phi'(\hat x)\odot
+          fb + sfb\big), \qquad \varepsilon = \pi\,(x - \mu(\hat x)).
 """
 from __future__ import annotations
 
@@ -64,17 +78,34 @@ from . import _common as C
 #: 1 plan time unit in brian2 (only ratios dt / tau matter in rate mode)
 TIME_UNIT = b2.ms
 
+#: one Heun stage of variable ``v`` with rate ``r`` (the clock's dt is half a value step ``h``): the predictor
+#: (``ph = 0``) keeps ``s = v``, ``k = r(v)`` and moves ``v`` to ``v + h k``; the corrector (``ph = 1``), whose
+#: inputs brian2 computed at that predicted state, sets ``v = s + h/2 (k + r(v_pred))``
+_HEUN_CODE = ("{k} = (1 - ph)*{r} + ph*{k}\n"
+              "{s} = (1 - ph)*{v} + ph*{s}\n"
+              "{v} = (1 - ph)*({v} + 2*dt*{r}) + ph*({s} + dt*({k} + {r}))")
 
-def _optimizer_code(kind, lr, mom, wd, b1, b2_, eps_opt, scale, gname, pname, every_step=False):
+#: what a RateNetwork's learning does (see the module docstring, "Sweep schedules")
+SCHEDULES = ("pc", "fpa", "zil")
+
+
+def _optimizer_code(kind, lr, mom, wd, b1, b2_, eps_opt, scale, gname, pname, every_step=False, gated=False):
     """brian2 code of one optimiser step on ``pname`` from the summed Hebbian term ``gname``.
 
     ``lrn`` (1 in the learning step, else 0) gates the update so that a gated step leaves every
     state bit-identical: ``s = lrn * new + (1 - lrn) * s``.  ``every_step`` (iPC): the direction is
     also multiplied by the group's ``gfac`` (the compensation factor of the output options) and the
-    Adam step count ``opt_t`` (then a per-neuron variable) advances after every step taken.
+    Adam step count ``opt_t`` (then a per-neuron variable) advances after every step taken.  ``gated``
+    (the sweep schedules ``fpa``/``zil``/``bp``): the group computes its own ``lrn``, 1 only in the time step
+    ``t_upd`` of this projection (and only if ``learn_k``), keeps the Hebbian sum of that step in
+    ``gk`` (the update direction, read out after the run) and multiplies the direction by ``gfac``.
     """
     lr, mom, wd, b1, b2_, eps_opt, scale = (float(v) for v in (lr, mom, wd, b1, b2_, eps_opt, scale))
-    lines = [f"geff = {scale!r}*{'gfac*' if every_step else ''}{gname}" + (f" - {wd!r}*{pname}" if wd > 0 else "")]
+    lines = []
+    if gated:
+        lines += ["sel = int(abs(t - t_upd) < 0.5*dt)", "lrn = learn_k*sel", f"gk = sel*{gname} + (1 - sel)*gk"]
+    use_gfac = every_step or gated
+    lines += [f"geff = {scale!r}*{'gfac*' if use_gfac else ''}{gname}" + (f" - {wd!r}*{pname}" if wd > 0 else "")]
     if kind == OPT_ADAM:
         lines += [f"m = lrn*({b1!r}*m + {1.0 - b1!r}*geff) + (1 - lrn)*m",
                   f"v = lrn*({b2_!r}*v + {1.0 - b2_!r}*geff*geff) + (1 - lrn)*v",
@@ -104,24 +135,53 @@ class RateNetwork:
     standalone : dict or None
         ``{"directory": path, "n_steps": n}`` to build a cpp_standalone binary for runs of exactly
         ``n`` steps; None for the runtime target.
+    dtype : numpy float type
+        brian2's float type for every variable of this network (float32 or float64, see
+        :func:`_common.float_dtype`).
     every_step : bool
         False (standard PC): the optimiser step acts once, in the last (evaluation) time step of a
         learning run.  True (iPC, :mod:`neurosim.algorithms.ipc`): it acts in every time step that also
         moves the values (all but the last), so values and weights step together from the same state;
         the error precisions and the update factor ``gfac`` are then inputs of every run.
+    schedule : {"pc", "fpa", "zil"}
+        ``"pc"`` (default): the learning above.  ``"fpa"`` / ``"zil"``: a sweep network (see the module
+        docstring, "Sweep schedules"); ``"fpa"`` also freezes predictions and Jacobians at ``xh``.
     """
 
-    def __init__(self, plan, B, dt, probe_item=None, standalone=None, every_step=False):
+    def __init__(self, plan, B, dt, probe_item=None, standalone=None, every_step=False, schedule="pc",
+                 dtype=np.float64, heun=False):
+        self.dtype = np.dtype(dtype)
+        self.heun = bool(heun)
+        if self.heun and (every_step or schedule != "pc" or standalone is not None):
+            raise ValueError("RateNetwork: heun goes with schedule='pc', every_step=False and the runtime target")
+        #: brian2 time steps per value step (Heun: a predictor and a corrector time step)
+        self.sub = 2 if self.heun else 1
+        with C.float_dtype(self.dtype):   # every array of this network in brian2's float type = dtype
+            self._build(plan, B, dt, probe_item, standalone, every_step, schedule)
+
+    def _build(self, plan, B, dt, probe_item, standalone, every_step, schedule):
         self.plan = p = plan
         self.B = B
         self.dt = float(dt)
         self.every_step = bool(every_step)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"RateNetwork: schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+        if schedule != "pc" and self.every_step:
+            raise ValueError("RateNetwork: every_step (iPC) goes with schedule='pc'")
+        self.schedule = schedule
+        self.frozen = schedule == "fpa"          # predictions, Jacobians, Hebbian pre at the frozen xh
+        self.gated = schedule in ("fpa", "zil")  # one update per projection, at its own time step
         # the Adam step count: shared (set once per run) or, when it advances at every step, per neuron
-        opt_t_decl = "opt_t : 1\ngfac : 1 (shared)" if self.every_step else "opt_t : 1 (shared)"
+        if self.gated:
+            opt_t_decl = ("opt_t : 1 (shared)\ngfac : 1 (shared)\nlrn : 1 (shared)\nsel : 1 (shared)\n"
+                          "t_upd : second (shared)\nlearn_k : 1 (shared)\ngk : 1")
+        else:
+            opt_t_decl = ("opt_t : 1\ngfac : 1 (shared)" if self.every_step else "opt_t : 1 (shared)") + \
+                "\nlrn : 1 (linked)"
         self.probe_item = probe_item
         self.standalone = standalone
         self.pfx = C.unique_prefix("r")
-        self.clock = b2.Clock(dt=self.dt * TIME_UNIT, name=self.pfx + "clock")
+        self.clock = b2.Clock(dt=self.dt / self.sub * TIME_UNIT, name=self.pfx + "clock")
         self._syn = functools.partial(b2.Synapses, clock=self.clock)   # every object on one explicit clock
         objs = []
         pfx = self.pfx
@@ -143,19 +203,30 @@ class RateNetwork:
         nb_names = [f"nbv_{pn[i]}" for i in range(npop)] + [f"nbe_{pn[i]}" for i in range(npop) if dyn_err[i]]
         ctl_eqs = "\n".join(
             ["running : 1", "go : 1", "dtf : 1", "Fprev : 1", "steps : 1", "lrn : 1", "learn_on : 1",
-             "t_stop : second", "tolv : 1", "decay : 1"]
+             "t_stop : second", "tolv : 1", "decay : 1", "ph : 1"]
             + [f"{f} : 1" for f in F_names + nb_names]
             + [f"Ftot = {' + '.join(F_names) if F_names else '0.0'} : 1",
                f"nbig = {' + '.join(nb_names)} : 1"])
         self.ctl = ctl = b2.NeuronGroup(1, ctl_eqs, clock=self.clock, name=pfx + "ctl")
-        ctl.run_regularly(
-            "running = running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
-            "go = running*int(t < t_stop)\n"
-            "steps = steps + go\n"
-            "dtf = dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
-            "Fprev = Ftot\n"
-            + ("lrn = learn_on*go" if self.every_step else "lrn = learn_on*int(t > t_stop)"),
-            when="before_groups", order=2, name=pfx + "ctl_update")
+        if not self.heun:
+            ctl.run_regularly(
+                "running = running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
+                "go = running*int(t < t_stop)\n"
+                "steps = steps + go\n"
+                "dtf = dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
+                "Fprev = Ftot\n"
+                + ("lrn = learn_on*go" if self.every_step else "lrn = learn_on*int(t > t_stop)"),
+                when="before_groups", order=2, name=pfx + "ctl_update")
+        else:   # Heun: ph = 0 (predictor) / 1 (corrector); the control acts in predictor time steps only
+            ctl.run_regularly(
+                "ph = 1 - ph\n"
+                "running = ph*running + (1 - ph)*running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
+                "go = ph*go + (1 - ph)*running*int(t < t_stop)\n"
+                "steps = steps + (1 - ph)*go\n"
+                "dtf = ph*dtf + (1 - ph)*dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
+                "Fprev = ph*Fprev + (1 - ph)*Ftot\n"
+                "lrn = learn_on*int(t > t_stop)",
+                when="before_groups", order=2, name=pfx + "ctl_update")
         objs.append(ctl)
         self.F_names = {i: f"F_{pn[i]}" for i in range(npop) if has_err[i]}
 
@@ -172,11 +243,19 @@ class RateNetwork:
             code, a = int(p.pop_phi[i]), float(p.pop_phi_param[i])
             fbs = [f"fb_{kn[k]}" for k in out_w[i]]
             sfbs = [f"sfb_{kn[k]}" for k in out_s[i]]
+            xs = "xh" if self.frozen else "x"   # where phi, phi' (and the skip's value) are evaluated
+            if p.pop_role[i] == ROLE_INPUT:
+                xeq = ["x : 1"]
+            elif self.heun:   # the two stages as a run_regularly operation (below)
+                xeq = ["x : 1", "xs : 1", "k1 : Hz", "drv = go*dtf*free*drive/tau_x : Hz", "ph : 1 (linked)"]
+            else:
+                xeq = [f"dx/dt = go*dtf*free*{'gain*' if self.frozen else ''}drive/tau_x : 1"]
             eqs = [
-                "x : 1" if p.pop_role[i] == ROLE_INPUT else "dx/dt = go*dtf*free*drive/tau_x : 1",
+                *xeq,
                 "drive = -eps_in + dphi_x*fb + sfb + nud*beta*(tgt - x) : 1",
-                f"phx = {C.phi_expr(code, a, 'x')} : 1",
-                f"dphi_x = {C.dphi_expr(code, a, 'x')} : 1",
+                f"phx = {C.phi_expr(code, a, xs)} : 1",
+                f"dphi_x = {C.dphi_expr(code, a, xs)} : 1",
+                *(["xh : 1", "gain : 1"] if self.frozen else []),
                 f"fb = {' + '.join(fbs) if fbs else '0.0'} : 1",
                 f"sfb = {' + '.join(sfbs) if sfbs else '0.0'} : 1",
                 *[f"{f} : 1" for f in fbs + sfbs],
@@ -189,6 +268,10 @@ class RateNetwork:
             V.taup = float(p.pop_tau_x[i])
             V.go = b2.linked_var(ctl, "go", index=zeros(N))
             V.dtf = b2.linked_var(ctl, "dtf", index=zeros(N))
+            if self.heun and p.pop_role[i] != ROLE_INPUT:
+                V.ph = b2.linked_var(ctl, "ph", index=zeros(N))
+                V.run_regularly(_HEUN_CODE.format(v="x", k="k1", s="xs", r="drv"), when="groups",
+                                name=f"{pfx}heunV_{pn[i]}")
             self.V[i] = V
             objs.append(V)
             if i not in self.err_pops:
@@ -204,7 +287,11 @@ class RateNetwork:
             eqs = ["x_in : 1", f"mu = {' + '.join(mus) if mus else '0.0'} : 1",
                    *[f"mu_{kn[k]} : 1" for k in in_w[i]], *[f"msk_{kn[k]} : 1" for k in in_s[i]],
                    *[f"b_{kn[k]} : 1" for k in in_b[i]], "prec : 1 (constant)"]
-            if dyn_err[i]:
+            if dyn_err[i] and self.heun:
+                eqs += ["eps : 1", "es : 1", "ke : Hz", "rate_e = go*dtf*(x_in - mu - eps/prec)/tau_eps : Hz",
+                        "ph : 1 (linked)", "tau_eps : second (shared, constant)", "taue : 1 (shared, constant)",
+                        "go : 1 (linked)", "dtf : 1 (linked)"]
+            elif dyn_err[i]:
                 eqs += ["deps/dt = go*dtf*(x_in - mu - eps/prec)/tau_eps : 1",
                         "tau_eps : second (shared, constant)", "taue : 1 (shared, constant)",
                         "go : 1 (linked)", "dtf : 1 (linked)"]
@@ -220,12 +307,17 @@ class RateNetwork:
                 E.taue = float(p.pop_tau_eps[i])
                 E.go = b2.linked_var(ctl, "go", index=zeros(N))
                 E.dtf = b2.linked_var(ctl, "dtf", index=zeros(N))
+                if self.heun:
+                    E.ph = b2.linked_var(ctl, "ph", index=zeros(N))
+                    E.run_regularly(_HEUN_CODE.format(v="eps", k="ke", s="es", r="rate_e"), when="groups",
+                                    name=f"{pfx}heunE_{pn[i]}")
             self.E[i] = E
             objs.append(E)
             for k in in_b[i]:   # a bias is a synapse from a bias unit holding b (and its optimiser state)
-                Bg = b2.NeuronGroup(n, f"bb : 1\ngb : 1\nm : 1\nv : 1\n{opt_t_decl}\nlrn : 1 (linked)",
+                Bg = b2.NeuronGroup(n, f"bb : 1\ngb : 1\nm : 1\nv : 1\n{opt_t_decl}",
                                     clock=self.clock, name=f"{pfx}B_{kn[k]}")
-                Bg.lrn = b2.linked_var(ctl, "lrn", index=zeros(n))
+                if not self.gated:
+                    Bg.lrn = b2.linked_var(ctl, "lrn", index=zeros(n))
                 Sb = self._syn(Bg, E, f"b_{kn[k]}_post = bb_pre : 1 (summed)", name=f"{pfx}Sb_{kn[k]}")
                 Sb.connect(j=f"q for q in range(i, {N}, {n})", namespace={})   # bias unit j -> unit j of every copy
                 summed_stage.append((Sb, {f"b_{kn[k]}_post": 0}))
@@ -267,9 +359,10 @@ class RateNetwork:
             opt = p.opt_param[k]
             scale = 1.0 / B if p.proj_mean[k] else 1.0
             if p.w_off[k] >= 0:
-                Wg = b2.NeuronGroup(n_post * n_pre, f"w : 1\ng : 1\nm : 1\nv : 1\n{opt_t_decl}\nlrn : 1 (linked)",
+                Wg = b2.NeuronGroup(n_post * n_pre, f"w : 1\ng : 1\nm : 1\nv : 1\n{opt_t_decl}",
                                     clock=self.clock, name=f"{pfx}W_{kn[k]}")
-                Wg.lrn = b2.linked_var(ctl, "lrn", index=zeros(n_post * n_pre))
+                if not self.gated:
+                    Wg.lrn = b2.linked_var(ctl, "lrn", index=zeros(n_post * n_pre))
                 self.Wg[k] = Wg
                 objs.append(Wg)
                 S = self._syn(Vpre, Epost, "\n".join([
@@ -281,35 +374,35 @@ class RateNetwork:
                 S.wl = b2.linked_var(Wg, "w", index="widx")
                 summed_stage.append((S, {f"mu_{kn[k]}_post": 0, f"fb_{kn[k]}_pre": 1}))
                 objs.append(S)
-                if p.proj_plastic[k]:
+                if p.proj_plastic[k] or self.gated:   # gated: every direction is read out, plastic or not
                     code, a = int(p.pop_phi[pre]), float(p.pop_phi_param[pre])
                     H = self._syn(Epost, Wg, "\n".join([
                         "xl : 1 (linked)", "pidx : integer (constant)",
                         f"g_post = eps_pre*{C.phi_expr(code, a, 'xl')} : 1 (summed)"]), name=f"{pfx}H_{kn[k]}")
                     H.connect(j=f"q for q in range((i % {n_post}) * {n_pre}, (i % {n_post} + 1) * {n_pre})", namespace={})
                     C.set_expr(H, "pidx", f"(i // {n_post}) * {n_pre} + (j % {n_pre})")
-                    H.xl = b2.linked_var(Vpre, "x", index="pidx")
+                    H.xl = b2.linked_var(Vpre, "xh" if self.frozen else "x", index="pidx")
                     summed_stage.append((H, {"g_post": 1}))
                     objs.append(H)
                     rr = Wg.run_regularly(
                         _optimizer_code(p.opt_kind[k], float(p.proj_lr[k]), opt[0], opt[1], opt[2], opt[3], opt[4],
-                                        mult * scale, "g", "w", self.every_step),
+                                        mult * scale, "g", "w", self.every_step, self.gated),
                         when="after_groups", name=f"{pfx}opt_{kn[k]}")
                     self._learn_objs += [H, rr]
             if p.b_off[k] >= 0:
                 Bg = self.Bg[k]
-                if p.proj_learn_bias[k]:
+                if p.proj_learn_bias[k] or self.gated:
                     Hb = self._syn(Epost, Bg, "gb_post = eps_pre : 1 (summed)", name=f"{pfx}Hb_{kn[k]}")
                     Hb.connect(j=f"i % {n_post}", namespace={})
                     summed_stage.append((Hb, {"gb_post": 1}))
                     objs.append(Hb)
                     rr = Bg.run_regularly(
                         _optimizer_code(p.opt_kind[k], float(p.proj_lr[k]), opt[0], opt[1], opt[2], opt[3], opt[4],
-                                        scale, "gb", "bb", self.every_step),
+                                        scale, "gb", "bb", self.every_step, self.gated),
                         when="after_groups", name=f"{pfx}optb_{kn[k]}")
                     self._learn_objs += [Hb, rr]
             if p.proj_skip[k]:
-                Ss = self._syn(Vpre, Epost, f"msk_{kn[k]}_post = x_pre : 1 (summed)\n"
+                Ss = self._syn(Vpre, Epost, f"msk_{kn[k]}_post = {'xh' if self.frozen else 'x'}_pre : 1 (summed)\n"
                                               f"sfb_{kn[k]}_pre = eps_post : 1 (summed)", name=f"{pfx}skip_{kn[k]}")
                 Ss.connect(j="i", namespace={})
                 summed_stage.append((Ss, {f"msk_{kn[k]}_post": 0, f"sfb_{kn[k]}_pre": 1}))
@@ -342,15 +435,20 @@ class RateNetwork:
         self._built_standalone = False
 
     # ------------------------------------------------------------------ parameters in and out
-    def _inputs(self, x0, es0, t, spec: RunSpec, W, b, mW, vW, mb, vb, opt_t, t_start, prec=None, factor=1.0):
+    def _inputs(self, x0, es0, t, spec: RunSpec, W, b, mW, vW, mb, vb, opt_t, t_start, prec=None, factor=1.0,
+                sweep=None):
         """``{variable view: value}`` of everything a run needs (for run_args or direct setting).
 
         ``prec`` (per-unit error precisions, None: the plan's) and ``factor`` (multiplies the update
-        direction) are inputs of an ``every_step`` network only.
+        direction) are inputs of an ``every_step`` or sweep (``fpa``/``zil``) network only.  ``sweep`` (sweep
+        networks): ``{"upd_step": {k: time step of projection k's update, -1: none}, "learn": {k: bool},
+        "xh": (B, n_units) frozen values, "gain": (n_units,) step gains}`` (the last two: ``fpa`` only).
         """
         p, B = self.plan, self.B
-        if (prec is not None or factor != 1.0) and not self.every_step:
-            raise ValueError("RateNetwork: prec and factor are inputs of an every_step network only")
+        if (prec is not None or factor != 1.0) and not (self.every_step or self.gated):
+            raise ValueError("RateNetwork: prec and factor are inputs of an every_step or sweep network only")
+        if self.gated and sweep is None:
+            raise ValueError(f"RateNetwork: a {self.schedule!r} network needs the sweep inputs")
         prec = p.precision if prec is None else np.asarray(prec, dtype=float)
         vals = []
         for i in range(p.n_pops):
@@ -367,27 +465,42 @@ class RateNetwork:
             vals.append((V.tgt, tg))
             if self.dyn_err[i]:
                 vals.append((self.E[i].eps, es0[:, o:o + n].ravel()))
-            if self.every_step and i in self.E:
+            if (self.every_step or self.gated) and i in self.E:
                 vals.append((self.E[i].prec, np.tile(prec[o:o + n], B)))
+            if self.frozen:
+                vals += [(V.xh, sweep["xh"][:, o:o + n].ravel()), (V.gain, np.tile(sweep["gain"][o:o + n], B))]
         for k, Wg in self.Wg.items():
             o = int(p.w_off[k])
             n = len(Wg)
             vals += [(Wg.w, W[o:o + n]), (Wg.m, mW[o:o + n]), (Wg.v, vW[o:o + n]),
                      (Wg.opt_t, float(max(opt_t[k], 1)))]
-            if self.every_step:
+            if self.every_step or self.gated:
                 vals.append((Wg.gfac, float(factor)))
+            if self.gated:
+                vals += self._gate_inputs(Wg, k, sweep, spec, t_start, bool(p.proj_plastic[k]))
         for k, Bg in self.Bg.items():
             o = int(p.b_off[k])
             n = len(Bg)
             vals += [(Bg.bb, b[o:o + n]), (Bg.m, mb[o:o + n]), (Bg.v, vb[o:o + n]), (Bg.opt_t, float(max(opt_t[k], 1)))]
-            if self.every_step:
+            if self.every_step or self.gated:
                 vals.append((Bg.gfac, float(factor)))
+            if self.gated:
+                vals += self._gate_inputs(Bg, k, sweep, spec, t_start, bool(p.proj_learn_bias[k]))
         c = self.ctl
-        vals += [(c.running, 1.0), (c.go, 1.0), (c.dtf, 1.0), (c.Fprev, 1e308), (c.steps, 0.0), (c.lrn, 0.0),
+        vals += [(c.running, 1.0), (c.go, 1.0), (c.dtf, 1.0), (c.Fprev, 1e308 if self.dtype == np.float64 else 3e38), (c.steps, 0.0), (c.lrn, 0.0),
                  (c.learn_on, 1.0 if spec.learn else 0.0),
-                 (c.t_stop, float(t_start + (spec.n_steps - 0.5) * spec.dt * float(TIME_UNIT)) * b2.second),
+                 (c.t_stop, float(t_start + (self.sub * spec.n_steps - 0.5) * spec.dt / self.sub
+                                  * float(TIME_UNIT)) * b2.second), (c.ph, 1.0),
                  (c.tolv, float(spec.tol)), (c.decay, float(spec.dt_decay))]
         return vals
+
+    def _gate_inputs(self, G, k, sweep, spec, t_start, plastic):
+        """Update time and switch of projection ``k``'s parameter group ``G`` in a sweep network (``plastic``:
+        whether that parameter learns at all)."""
+        step = int(sweep["upd_step"].get(k, -1))
+        t_upd = t_start + step * spec.dt * float(TIME_UNIT) if step >= 0 else -1.0
+        on = 1.0 if (spec.learn and plastic and step >= 0 and k in sweep["learn"]) else 0.0
+        return [(G.t_upd, t_upd * b2.second), (G.learn_k, on), (G.gk, np.zeros(len(G)))]
 
     def build_standalone(self, n_steps):
         """Generate and compile the cpp_standalone project for runs of ``n_steps`` steps (once)."""
@@ -396,41 +509,43 @@ class RateNetwork:
         self._built_standalone = True
         self.n_steps_built = n_steps
 
-    def run(self, x0, es0, t, spec: RunSpec, W, b, mW, vW, mb, vb, opt_t, seed=0, prec=None, factor=1.0):
+    def run(self, x0, es0, t, spec: RunSpec, W, b, mW, vW, mb, vb, opt_t, seed=0, prec=None, factor=1.0,
+            sweep=None):
         """Run ``spec.n_steps`` Euler steps from ``x0`` (B, n_units); returns a dict of results.
 
-        ``prec`` and ``factor``: see :meth:`_inputs` (``every_step`` networks).
+        ``prec``, ``factor`` and ``sweep``: see :meth:`_inputs` (``every_step`` and sweep networks).
         """
         if self.standalone is not None:
-            vals = self._inputs(x0, es0, t, spec, W, b, mW, vW, mb, vb, opt_t, 0.0, prec, factor)
+            vals = self._inputs(x0, es0, t, spec, W, b, mW, vW, mb, vb, opt_t, 0.0, prec, factor, sweep)
             run_args = {}
             for view, v in vals:
                 run_args[view] = v
             self.device.run(directory=self.standalone["directory"], with_output=False, run_args=run_args)
         else:
             t_start = float(self.net.t)
-            for view, v in self._inputs(x0, es0, t, spec, W, b, mW, vW, mb, vb, opt_t, t_start, prec, factor):
+            for view, v in self._inputs(x0, es0, t, spec, W, b, mW, vW, mb, vb, opt_t, t_start, prec, factor,
+                                        sweep):
                 view[:] = v
             for S in self._tol_syn:
                 for u in S.summed_updaters.values():
                     u.active = spec.tol > 0
-            for obj in self._learn_objs:
-                obj.active = bool(spec.learn)
+            for obj in self._learn_objs:   # a sweep network always computes the directions (learn_k gates)
+                obj.active = bool(spec.learn) or self.gated
                 for u in getattr(obj, "summed_updaters", {}).values():
-                    u.active = bool(spec.learn)
+                    u.active = bool(spec.learn) or self.gated
             for mon in [self.mon_F, *self.mon_x.values(), *self.mon_e.values()]:
                 mon.resize(0)
-            with C.isolated_seed(seed):
-                self.net.run((spec.n_steps + 1) * self.dt * TIME_UNIT, namespace={})
+            with C.isolated_seed(seed), C.float_dtype(self.dtype):
+                self.net.run((self.sub * spec.n_steps + 1) * self.dt / self.sub * TIME_UNIT, namespace={})
         return self._collect(spec)
 
     def _collect(self, spec):
         """Results of the last run; every array is copied out of brian2 (see :func:`_common.copy_out`)."""
         p, B = self.plan, self.B
         N = p.n_units
-        x = np.zeros((B, N))
-        eps = np.zeros((B, N))
-        mu = np.zeros((B, N))
+        x = np.zeros((B, N), dtype=self.dtype)
+        eps = np.zeros((B, N), dtype=self.dtype)
+        mu = np.zeros((B, N), dtype=self.dtype)
         for i in range(p.n_pops):
             n, o = int(p.pop_size[i]), int(p.pop_off[i])
             x[:, o:o + n] = C.copy_out(self.V[i].x[:]).reshape(B, n)
@@ -438,20 +553,21 @@ class RateNetwork:
                 eps[:, o:o + n] = C.copy_out(self.E[i].eps[:]).reshape(B, n)
                 mu[:, o:o + n] = C.copy_out(self.E[i].mu[:]).reshape(B, n)
         n_rows = spec.n_steps + 1
+        sub = self.sub   # Heun: the records of the predictor time steps (the states x_0 ... x_n)
         energy = np.zeros((n_rows, p.n_pops))
         for i, name in self.F_names.items():
-            energy[:, i] = C.copy_out(getattr(self.mon_F, name))[0, :n_rows]
+            energy[:, i] = C.copy_out(getattr(self.mon_F, name))[0, ::sub][:n_rows]
         out = {"x": x, "eps": eps, "mu": mu, "energy": energy, "steps": int(round(float(C.copy_out(self.ctl.steps[:])[0])))}
         if self.mon_x:
-            rx = np.zeros((n_rows, N))
-            re_ = np.zeros((n_rows, N))
-            rm = np.zeros((n_rows, N))
+            rx = np.zeros((n_rows, N), dtype=self.dtype)
+            re_ = np.zeros((n_rows, N), dtype=self.dtype)
+            rm = np.zeros((n_rows, N), dtype=self.dtype)
             for i, mon in self.mon_x.items():
                 n, o = int(p.pop_size[i]), int(p.pop_off[i])
-                rx[:, o:o + n] = C.copy_out(mon.x).T[:n_rows]
+                rx[:, o:o + n] = C.copy_out(mon.x).T[::sub][:n_rows]
                 if i in self.mon_e:
-                    re_[:, o:o + n] = C.copy_out(self.mon_e[i].eps).T[:n_rows]
-                    rm[:, o:o + n] = C.copy_out(self.mon_e[i].mu).T[:n_rows]
+                    re_[:, o:o + n] = C.copy_out(self.mon_e[i].eps).T[::sub][:n_rows]
+                    rm[:, o:o + n] = C.copy_out(self.mon_e[i].mu).T[::sub][:n_rows]
             out.update(rec_x=rx, rec_eps=re_, rec_mu=rm)
         out["W"] = {k: C.copy_out(Wg.w[:]) for k, Wg in self.Wg.items()}
         out["mW"] = {k: C.copy_out(Wg.m[:]) for k, Wg in self.Wg.items()}
@@ -459,4 +575,7 @@ class RateNetwork:
         out["b"] = {k: C.copy_out(Bg.bb[:]) for k, Bg in self.Bg.items()}
         out["mb"] = {k: C.copy_out(Bg.m[:]) for k, Bg in self.Bg.items()}
         out["vb"] = {k: C.copy_out(Bg.v[:]) for k, Bg in self.Bg.items()}
+        if self.gated:   # the Hebbian sums of each projection's update step
+            out["gW"] = {k: C.copy_out(Wg.gk[:]) for k, Wg in self.Wg.items()}
+            out["gb"] = {k: C.copy_out(Bg.gk[:]) for k, Bg in self.Bg.items()}
         return out
