@@ -317,11 +317,17 @@ GRAPH_BACKENDS = {"reference": GraphReferenceBackend, "numba": GraphNumbaBackend
 
 
 def graph_backend_class(name: str):
-    """The backend class that runs graph circuits under ``name``; others raise :class:`UnsupportedError`."""
+    """The backend class that runs graph circuits under ``name``; others raise :class:`UnsupportedError`.
+
+    ``"brian2"`` is :class:`neurosim.backends.brian2.graph.GraphBrian2Backend` (rate mode; imported here, so
+    that brian2 is imported only when it is asked for)."""
+    if name == "brian2":
+        from ..backends.brian2.graph import GraphBrian2Backend
+        return GraphBrian2Backend
     if name not in GRAPH_BACKENDS:
         raise UnsupportedError(f"backend {name!r} cannot run graph circuits: its networks are populations joined "
                                "by dense synapses, with no mapping of convolutions, pooling or products; graph "
-                               f"circuits run on {sorted(GRAPH_BACKENDS)}")
+                               f"circuits run on {sorted(GRAPH_BACKENDS) + ['brian2']}")
     return GRAPH_BACKENDS[name]
 
 
