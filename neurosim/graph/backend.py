@@ -1,7 +1,9 @@
 r"""Graph circuits behind the one :class:`neurosim.Simulator`: the backends that run a :class:`GraphPlan`.
 
 ``neurosim.Simulator(graph, backend="numba" | "reference")`` lowers a :class:`~neurosim.graph.Graph` with
-:func:`~neurosim.graph.plan.lower_graph` and builds one of the backends below.  They implement the same
+:func:`~neurosim.graph.plan.lower_graph` and builds one of the backends below (``backend="brian2"``, rate mode:
+:class:`neurosim.backends.brian2.graph.GraphBrian2Backend`, the same protocol on a brian2 network; it runs
+``pc``, ``strict`` and ``ipc``).  They implement the same
 :class:`~neurosim.backends.base.Backend` protocol as the layered backends -- ``run_batch(s, t, spec) ->
 BatchResult``, the parameter and optimiser arrays ``W``/``mW``/``vW``/``opt_t`` (``b``, ``mb``, ``vb`` are empty:
 a graph's biases are parameters in ``theta`` like its weights), ``state``/``set_state``, ``reset`` -- so the

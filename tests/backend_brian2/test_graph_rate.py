@@ -132,8 +132,8 @@ def test_error_dynamics_and_probes_match_reference(kind):
         _close(b2.data[name], ref.data[name], name)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("algorithm", ["pc", "strict", "ipc"])
+@pytest.mark.parametrize("kind, algorithm", [(k, "pc") for k in KINDS] +
+                         [(k, a) for a in ("strict", "ipc") for k in ("cnn", "rnn", "lstm")])
 def test_train_matches_reference(kind, algorithm):
     g = _graph(kind, plasticity=ns.Hebbian(lr=0.05, optimizer=ns.SGD())) if kind != "cnn_avg" else _graph(kind)
     X, Y = _data(g, B=6)
@@ -233,10 +233,13 @@ def test_mapping_is_brian2():
     import re
 
     import brian2 as b2
-    from neurosim.backends.brian2.graph import GraphRateNetwork
     g = _graph("cnn")
-    p = ns.graph.lower_graph(g, seed=0)
-    net = GraphRateNetwork(p, 2, 0.1)
+    X, Y = _data(g, B=2)
+    sim = ns.Simulator(g, dt=0.1, seed=0, **B2)
+    sim.run(X, Y, steps=1)
+    (net,) = sim.backend._nets.values()
+    p = sim.plan
     assert set(net.V) == set(range(p.n_vertices)) and set(net.P) == set(range(p.n_params))
+    assert all(isinstance(v, b2.NeuronGroup) and len(v) == 2 * p.VI[i, 2] for i, v in net.V.items())
     pool = [o for o in net.net.objects if isinstance(o, b2.Synapses) and re.search(r"S\d+_\d+$", o.name)]
     assert len(pool) == 4   # 2 x 2 windows

@@ -73,9 +73,9 @@ import numpy as np
 import brian2 as b2
 
 from ... import activations
-from ...graph.plan import (BIAS_CHANNEL, E_CONV, E_DENSE, E_SCALE, EI_KH, EI_KIND, EI_KW, EI_PAD, EI_PARAM, EI_PHI,
+from ...graph.plan import (BIAS_CHANNEL, E_CONV, E_DENSE, E_SCALE, EI_KIND, EI_PAD, EI_PARAM, EI_PHI,
                            EI_SRC, EI_STRIDE, OP_ACT, OP_AFFINE, OP_AVGPOOL, OP_INPUT, OP_MAXPOOL, OP_PRODUCT,
-                           P_MEAN, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD, V_BIAS,
+                           P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD, V_BIAS,
                            V_BKIND, V_C, V_E0, V_E1, V_H, V_OP, V_PHI, V_PK, V_PS, V_SIZE, V_W, VF_PREC, VF_TAU,
                            VF_TAU_EPS)
 from ...errors import UnsupportedError
@@ -475,7 +475,7 @@ class GraphRateNetwork:
             if i in self.lagged:
                 V.eps[:] = es[i].ravel()
         for k, P in self.P.items():
-            o, n = int(p.PI[k, 0]), int(p.PI[k, P_SIZE])
+            o, n = int(p.PI[k, P_OFF]), int(p.PI[k, P_SIZE])
             P.th[:] = theta[o:o + n]
             P.m[:] = m[o:o + n]
             P.v[:] = v[o:o + n]
@@ -532,14 +532,14 @@ class GraphRateNetwork:
         G = np.zeros(p.theta0.shape[0])
         th, m, v = np.zeros_like(G), np.zeros_like(G), np.zeros_like(G)
         for k, P in self.P.items():
-            o, n = int(p.PI[k, 0]), int(p.PI[k, P_SIZE])
+            o, n = int(p.PI[k, P_OFF]), int(p.PI[k, P_SIZE])
             G[o:o + n] = C.copy_out(P.g[:])
             th[o:o + n] = C.copy_out(P.th[:])
             m[o:o + n] = C.copy_out(P.m[:])
             v[o:o + n] = C.copy_out(P.v[:])
         if self.every_step:
             for k, P in self.P.items():
-                o, n = int(p.PI[k, 0]), int(p.PI[k, P_SIZE])
+                o, n = int(p.PI[k, P_OFF]), int(p.PI[k, P_SIZE])
                 G[o:o + n] = C.copy_out(P.Dacc[:])
         out.update(G=G, theta=th, m=m, v=v)
         return out
@@ -553,6 +553,12 @@ class GraphBrian2Backend(GraphBackend):
     backends, so checkpoints, hardware writes and ``weights`` are the same code); each batch copies them into
     the network, brian2 relaxes and learns, and the results are copied back.  A network is built once per batch
     size, step size, probe item and kind of schedule (standard or every-step) and reused.
+
+    Not run here (refused with :class:`~neurosim.UnsupportedError` when the simulator is built, or when ``train``
+    starts for an algorithm): ``mode="spiking"``, ``target="cpp_standalone"``, Heun steps, float32, and the exact
+    schedules ``fpa``, ``zil``, ``bp`` (they run on ``numba`` / ``reference``).  A batch that diverges leaves the
+    parameters as they were before it (iPC on the reference keeps the updates of the steps before the
+    divergence); ``train`` raises :class:`~neurosim.DivergenceError` either way.
     """
 
     name = "brian2"
@@ -661,7 +667,7 @@ class GraphBrian2Backend(GraphBackend):
         if sch.learn and status == STATUS_OK:
             plastic = p.PI[:, P_PLASTIC] > 0
             for k in np.flatnonzero(plastic):
-                sl = slice(int(p.PI[k, 0]), int(p.PI[k, 0]) + int(p.PI[k, P_SIZE]))
+                sl = slice(int(p.PI[k, P_OFF]), int(p.PI[k, P_OFF]) + int(p.PI[k, P_SIZE]))
                 self.params.theta[sl] = out["theta"][sl]
                 self.params.m[sl] = out["m"][sl]
                 self.params.v[sl] = out["v"][sl]
