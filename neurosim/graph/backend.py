@@ -327,9 +327,9 @@ def graph_backend_class(name: str):
         from ..backends.brian2.graph import GraphBrian2Backend
         return GraphBrian2Backend
     if name not in GRAPH_BACKENDS:
-        raise UnsupportedError(f"backend {name!r} cannot run graph circuits: its networks are populations joined "
-                               "by dense synapses, with no mapping of convolutions, pooling or products; graph "
-                               f"circuits run on {sorted(GRAPH_BACKENDS) + ['brian2']}")
+        raise UnsupportedError(f"backend {name!r} cannot run graph circuits: it has no mapping of their vertices "
+                               "(convolutions, pooling, products); graph circuits run on "
+                               f"{sorted(GRAPH_BACKENDS) + ['brian2']} (brian2 in mode='rate')")
     return GRAPH_BACKENDS[name]
 
 
