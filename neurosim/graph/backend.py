@@ -1,7 +1,9 @@
 r"""Graph circuits behind the one :class:`neurosim.Simulator`: the backends that run a :class:`GraphPlan`.
 
 ``neurosim.Simulator(graph, backend="numba" | "reference")`` lowers a :class:`~neurosim.graph.Graph` with
-:func:`~neurosim.graph.plan.lower_graph` and builds one of the backends below.  They implement the same
+:func:`~neurosim.graph.plan.lower_graph` and builds one of the backends below (``backend="brian2"``, rate mode:
+:class:`neurosim.backends.brian2.graph.GraphBrian2Backend`, the same protocol on a brian2 network; it runs
+``pc``, ``strict`` and ``ipc``).  They implement the same
 :class:`~neurosim.backends.base.Backend` protocol as the layered backends -- ``run_batch(s, t, spec) ->
 BatchResult``, the parameter and optimiser arrays ``W``/``mW``/``vW``/``opt_t`` (``b``, ``mb``, ``vb`` are empty:
 a graph's biases are parameters in ``theta`` like its weights), ``state``/``set_state``, ``reset`` -- so the
@@ -323,11 +325,17 @@ GRAPH_BACKENDS = {"reference": GraphReferenceBackend, "numba": GraphNumbaBackend
 
 
 def graph_backend_class(name: str):
-    """The backend class that runs graph circuits under ``name``; others raise :class:`UnsupportedError`."""
+    """The backend class that runs graph circuits under ``name``; others raise :class:`UnsupportedError`.
+
+    ``"brian2"`` is :class:`neurosim.backends.brian2.graph.GraphBrian2Backend` (rate mode; imported here, so
+    that brian2 is imported only when it is asked for)."""
+    if name == "brian2":
+        from ..backends.brian2.graph import GraphBrian2Backend
+        return GraphBrian2Backend
     if name not in GRAPH_BACKENDS:
-        raise UnsupportedError(f"backend {name!r} cannot run graph circuits: its networks are populations joined "
-                               "by dense synapses, with no mapping of convolutions, pooling or products; graph "
-                               f"circuits run on {sorted(GRAPH_BACKENDS)}")
+        raise UnsupportedError(f"backend {name!r} cannot run graph circuits: it has no mapping of their vertices "
+                               "(convolutions, pooling, products); graph circuits run on "
+                               f"{sorted(GRAPH_BACKENDS) + ['brian2']} (brian2 in mode='rate')")
     return GRAPH_BACKENDS[name]
 
 

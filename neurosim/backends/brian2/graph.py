@@ -1,0 +1,692 @@
+r"""Rate mode for graph circuits: a lowered :class:`~neurosim.graph.plan.GraphPlan` as brian2 NeuronGroups and
+Synapses (``Simulator(graph, backend="brian2", backend_options={"mode": "rate"})``).
+
+The equations are those of :mod:`neurosim.graph.ops` and :mod:`neurosim.graph.reference` (the NumPy oracle);
+the style is that of the layered rate mapping (:mod:`neurosim.backends.brian2.rate`).  Every batch item is a
+copy of the circuit (unit ``b * n + j`` of a group is unit ``j`` of item ``b``); all copies read the shared
+parameters.
+
+Objects
+-------
+``V_<vertex>`` (one neuron per unit and batch item; value and error unit together)
+    .. math:: \tau_x \dot x = g\,\big(-\varepsilon + \textstyle\sum_{e} fb_e + \nu\beta(t - x)\big),\qquad
+              \varepsilon = \pi (x - \mu)\ \text{ or }\ \tau_\varepsilon\dot\varepsilon = (x - \mu) - \varepsilon/\pi
+
+    ``mu`` is assembled from summed variables written by the vertex's in-edges (below); each ``fb_e`` is the
+    vector-Jacobian product of one out-edge ``e``, written by that edge's synapses; ``g`` is 0 for inputs, a
+    clamped output and after the run has stopped (``go`` of the control group).  Inputs have ``x`` only.
+``P_<parameter>`` (one neuron per element of a weight matrix, kernel or bias)
+    ``th`` (the value), the optimiser state ``m``, ``v``, ``opt_t``, and ``g``: the Hebbian term summed over
+    every synapse that uses the element (every position of a convolution, every use of a shared parameter,
+    every batch item), as one summed variable per use.  Edges read ``th`` as a linked variable, so
+    prediction and feedback use one value; the optimiser step is a ``run_regularly`` operation.
+edges (Synapses from the parent's group to the vertex's group; ``a`` the edge multiplier, ``c`` a coefficient)
+    =========  ===========================================  ===============================================
+    kind       prediction (order 0)                         feedback into the parent (order 1)
+    =========  ===========================================  ===============================================
+    dense      ``mu_e_post = a th phi(x_pre)``, all-to-all  ``fb_e_pre = a th eps_post phi'(x_pre)``
+               within a batch item, ``th`` indexed ``(j, i)``
+    conv2d     the same on the sparse connectivity of the   the same; the Hebbian synapses ``V -> P`` share
+               convolution; every synapse indexes its       one kernel element among all positions
+               kernel element ``(o, i, u, v)``
+    scale      ``mu_e_post = c x_pre`` (one-to-one)         ``fb_e_pre = c eps_post``
+    bias       linked variable ``b = th[unit or channel]``  (Hebbian: ``g_post = eps_pre``)
+    act        ``mu_e_post = phi(x_pre)`` (one-to-one)      ``fb_e_pre = phi'(x_pre) eps_post``
+    product    ``fac_e_post = x_pre``; ``mu = prod_e fac_e``  ``fb_e_pre = eps_post prod_{m != e} fac_m_post``
+    avgpool    ``mu_e_post = x_pre / k^2`` over the windows ``fb_e_pre = eps_post / k^2``
+    maxpool    one Synapses object per window position      ``fb_e_q_pre = eps_post ind_q_post``: the error
+               ``q``: ``w_q_post = x_pre``; ``ind_q`` = 1   goes to the first maximum only, as
+               at the first maximum (exact comparisons),    :func:`neurosim.graph.ops.pool_vjp`
+               ``mu = sum_q ind_q w_q``
+    =========  ===========================================  ===============================================
+
+    Hebbian synapses ``V_<vertex> -> P_<parameter>`` sum :math:`a\,\varepsilon_{post}\phi(x_{pre})` (read through
+    a linked variable) into the parameter element they use.
+``ctl`` (one neuron)
+    receives the energy of every vertex and the count of units still moving faster than ``tol``, and holds
+    ``go`` (0 once the run is over or has converged), the ``dt_decay`` factor and ``lrn`` (1 in the time steps
+    whose optimiser step acts).
+
+Update order inside one time step (all from the state at t, then all states advance)::
+
+    before_groups, order 0   summed: predictions (mu parts, product factors, pool window values)
+    before_groups, order 1   summed: feedback, Hebbian sums, energies, error-unit tol counts
+    before_groups, order 2   summed: value tol counts (they read the feedback)
+    before_groups, order 3   ctl: converged? go, steps, dt_decay, lrn
+    before_groups, order 4   monitors
+    groups                   Euler step of x (and eps) of every vertex
+    after_groups             optimiser steps (standard PC: the last time step of a learning run only;
+                             every_step (iPC): every time step that moves the values)
+
+A run of ``n`` steps is ``n + 1`` brian2 time steps: the last evaluates (and records) the final state without
+moving it and, for standard PC, applies the Hebbian update from it.  The clock's ``dt`` is the schedule's rate
+(``dt``; strict PC's ``eta tau_x``; iPC's ``gamma``), so one brian2 step is one step of the reference.  The
+initial state (feedforward sweep, zeros, or the previous state) is set from the host with the reference's
+NumPy code, as the layered rate mapping does; the relaxation, the Hebbian sums and the optimiser run in brian2.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+import brian2 as b2
+
+from ... import activations
+from ...graph.plan import (BIAS_CHANNEL, E_CONV, E_DENSE, E_SCALE, EI_KIND, EI_PAD, EI_PARAM, EI_PHI,
+                           EI_SRC, EI_STRIDE, OP_ACT, OP_AFFINE, OP_AVGPOOL, OP_INPUT, OP_MAXPOOL, OP_PRODUCT,
+                           P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD, V_BIAS,
+                           V_BKIND, V_C, V_E0, V_E1, V_H, V_OP, V_PHI, V_PK, V_PS, V_SIZE, V_W, VF_PREC, VF_TAU,
+                           VF_TAU_EPS)
+from ...errors import UnsupportedError
+from ...graph.backend import GraphBackend, reduce_directions
+from ...graph.base import (ALG_IPC, ALG_PC, INIT_PREVIOUS, INIT_ZEROS, STATUS_DIVERGED, STATUS_OK, GraphBatchResult)
+from ...graph.plan import ROLE_FREE, ROLE_TARGET, V_ROLE
+from . import _common as C
+from .rate import TIME_UNIT, _optimizer_code
+
+__all__ = ["GraphBrian2Backend", "GraphRateNetwork", "conv_connectivity", "pool_connectivity"]
+
+
+def _phi(code, v):
+    return C.phi_expr(int(code), float(activations.get(int(code)).param), v)
+
+
+def _dphi(code, v):
+    return C.dphi_expr(int(code), float(activations.get(int(code)).param), v)
+
+
+def conv_connectivity(in_shape, out_shape, kshape, stride, pad):
+    """``(pre, post, widx)`` of one batch item of a 2-d convolution: input unit ``pre`` (C order of
+    ``in_shape``) feeds output unit ``post`` through kernel element ``widx`` (C order of ``kshape``), for every
+    output position and every kernel tap that lands inside the input (zero padding has no synapse)."""
+    Ci, H, W = in_shape
+    Co, Ho, Wo = out_shape
+    _, _, kh, kw = kshape
+    o, i, r, c, u, v = np.meshgrid(np.arange(Co), np.arange(Ci), np.arange(Ho), np.arange(Wo), np.arange(kh),
+                                   np.arange(kw), indexing="ij")
+    hr, hc = r * stride + u - pad, c * stride + v - pad
+    ok = (hr >= 0) & (hr < H) & (hc >= 0) & (hc < W)
+    o, i, r, c, u, v, hr, hc = (a[ok] for a in (o, i, r, c, u, v, hr, hc))
+    pre = (i * H + hr) * W + hc
+    post = (o * Ho + r) * Wo + c
+    widx = ((o * Ci + i) * kh + u) * kw + v
+    return pre.astype(int), post.astype(int), widx.astype(int)
+
+
+def pool_connectivity(in_shape, out_shape, k, s, q):
+    """``(pre, post)`` of one batch item for window position ``q = u k + v`` of a ``k x k`` pooling with stride
+    ``s``: output unit ``post`` reads input unit ``pre`` at offset ``(u, v)`` of its window."""
+    C_, H, W = in_shape
+    _, Ho, Wo = out_shape
+    u, v = divmod(q, k)
+    c, r, w = np.meshgrid(np.arange(C_), np.arange(Ho), np.arange(Wo), indexing="ij")
+    pre = (c * H + r * s + u) * W + w * s + v
+    post = (c * Ho + r) * Wo + w
+    return pre.ravel().astype(int), post.ravel().astype(int)
+
+
+def _tile(idx_pre, idx_post, n_pre, n_post, B):
+    """Batch copies of one item's connectivity: item ``b`` adds ``b n`` to the indices."""
+    off = np.arange(B)[:, None]
+    return (np.asarray(idx_pre)[None, :] + off * n_pre).ravel(), (np.asarray(idx_post)[None, :] + off * n_post).ravel()
+
+
+class GraphRateNetwork:
+    """The brian2 objects of one graph plan for one batch size and step size, and how to run them.
+
+    Parameters
+    ----------
+    plan : GraphPlan
+    B : int
+        Batch size (number of circuit copies).
+    rate : float
+        Step size (the clock's dt) in plan time units.
+    probe_item : int or None
+        Batch item whose x / eps / mu are monitored every step (None: no probe monitors).
+    every_step : bool
+        False (standard and strict PC): the optimiser step acts once, in the last (evaluation) time step of
+        a learning run.  True (iPC): it acts in every time step that moves the values, from the same state.
+    """
+
+    def __init__(self, plan, B, rate, probe_item=None, every_step=False):
+        self.plan = p = plan
+        self.B = B
+        self.rate = float(rate)
+        self.every_step = bool(every_step)
+        self.probe_item = probe_item
+        self.pfx = pfx = C.unique_prefix("g")
+        self.clock = b2.Clock(dt=self.rate * TIME_UNIT, name=pfx + "clock")
+        syn = functools.partial(b2.Synapses, clock=self.clock)
+        VI, VF, EI, EF, PI, PF = p.VI, p.VF, p.EI, p.EF, p.PI, p.PF
+        nv = p.n_vertices
+        objs = []
+        summed = []   # (synapses, {variable: order})
+        zeros = lambda n: np.zeros(n, dtype=int)  # noqa: E731
+        comp = [i for i in range(nv) if VI[i, V_OP] != OP_INPUT]
+        self.comp = comp
+        self.lagged = [i for i in comp if VF[i, VF_TAU_EPS] > 0]
+        shape = lambda i: (int(VI[i, V_C]), int(VI[i, V_H]), int(VI[i, V_W]))  # noqa: E731
+        size = lambda i: int(VI[i, V_SIZE])  # noqa: E731
+
+        # ---- control group
+        F_names = [f"F_{i}" for i in comp]
+        nb_names = [f"nbv_{i}" for i in comp] + [f"nbe_{i}" for i in self.lagged]
+        ctl_eqs = "\n".join(
+            ["running : 1", "go : 1", "dtf : 1", "Fprev : 1", "steps : 1", "lrn : 1", "learn_on : 1",
+             "t_stop : second", "tolv : 1", "decay : 1"]
+            + [f"{f} : 1" for f in F_names + nb_names]
+            + [f"Ftot = {' + '.join(F_names) if F_names else '0.0'} : 1",
+               f"nbig = {' + '.join(nb_names) if nb_names else '0.0'} : 1"])
+        self.ctl = ctl = b2.NeuronGroup(1, ctl_eqs, clock=self.clock, name=pfx + "ctl")
+        ctl.run_regularly(
+            "running = running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
+            "go = running*int(t < t_stop)\n"
+            "steps = steps + go\n"
+            "dtf = dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
+            "Fprev = Ftot\n"
+            + ("lrn = learn_on*go" if self.every_step else "lrn = learn_on*int(t > t_stop)"),
+            when="before_groups", order=3, name=pfx + "ctl_update")
+        objs.append(ctl)
+        self.F_names = {i: f"F_{i}" for i in comp}
+
+        # ---- what every group needs to know: its out-edges (feedback terms) and its parameters' uses
+        fb_terms = {i: [] for i in range(nv)}     # names of the feedback summed variables on group i
+        g_terms = {k: [] for k in range(p.n_params)}   # names of the Hebbian summed variables on P_k
+        for i in comp:
+            for e in range(int(VI[i, V_E0]), int(VI[i, V_E1])):
+                src = int(EI[e, EI_SRC])
+                if VI[src, V_OP] == OP_INPUT:
+                    continue   # inputs are clamped: the reference sends them no feedback
+                if VI[i, V_OP] == OP_MAXPOOL:
+                    k = int(VI[i, V_PK])
+                    fb_terms[src] += [f"fb{e}_{q}" for q in range(k * k)]
+                else:
+                    fb_terms[src].append(f"fb{e}")
+            if VI[i, V_OP] == OP_AFFINE:
+                for e in range(int(VI[i, V_E0]), int(VI[i, V_E1])):
+                    if EI[e, EI_KIND] in (E_DENSE, E_CONV):
+                        g_terms[int(EI[e, EI_PARAM])].append(f"g{e}")
+                if VI[i, V_BIAS] >= 0:
+                    g_terms[int(VI[i, V_BIAS])].append(f"gb{i}")
+
+        # ---- parameter groups
+        opt_t_decl = "opt_t : 1" if self.every_step else "opt_t : 1 (shared)"
+        self.P = {}
+        self._opt = []
+        for k in range(p.n_params):
+            n = int(PI[k, P_SIZE])
+            gs = g_terms[k]
+            eqs = ["th : 1", "m : 1", "v : 1", opt_t_decl, "gfac : 1 (shared)", "lrn : 1 (linked)",
+                   f"g = {' + '.join(gs) if gs else '0.0'} : 1", *[f"{x} : 1" for x in gs]]
+            if self.every_step:   # iPC's direction is the sum of the Hebbian terms of the steps taken
+                eqs += ["Dacc : 1", "go : 1 (linked)"]
+            P = b2.NeuronGroup(n, "\n".join(eqs), clock=self.clock, name=f"{pfx}P{k}")
+            P.lrn = b2.linked_var(ctl, "lrn", index=zeros(n))
+            P.gfac = 1.0
+            if self.every_step:
+                P.go = b2.linked_var(ctl, "go", index=zeros(n))
+                P.run_regularly("Dacc = Dacc + go*g", when="after_groups", order=-1, name=f"{pfx}Dacc{k}")
+            self.P[k] = P
+            objs.append(P)
+            if PI[k, P_PLASTIC]:
+                pf = PF[k]
+                scale = 1.0 / B if PI[k, P_MEAN] else 1.0
+                self._opt.append(P.run_regularly(
+                    _optimizer_code(int(PI[k, P_OPT]), pf[PF_LR], pf[PF_MOM], pf[PF_WD], pf[PF_B1], pf[PF_B2],
+                                    pf[PF_EPS], scale, "g", "th", self.every_step),
+                    when="after_groups", name=f"{pfx}opt{k}"))
+
+        # ---- vertex groups
+        self.V = {}
+        for i in range(nv):
+            n = size(i)
+            N = B * n
+            if VI[i, V_OP] == OP_INPUT:
+                V = b2.NeuronGroup(N, "x : 1", clock=self.clock, name=f"{pfx}V{i}")
+                self.V[i] = V
+                objs.append(V)
+                continue
+            op = int(VI[i, V_OP])
+            e0, e1 = int(VI[i, V_E0]), int(VI[i, V_E1])
+            parts = []   # summed variables (and linked bias) the prediction is made of
+            if op == OP_AFFINE:
+                parts = [f"mu{e}" for e in range(e0, e1)]
+                parts += ["mub"] if VI[i, V_BIAS] >= 0 else []
+                mu_expr = " + ".join(parts)
+            elif op == OP_PRODUCT:
+                parts = [f"fac{e}" for e in range(e0, e1)]
+                mu_expr = "*".join(parts)
+            elif op == OP_ACT or op == OP_AVGPOOL:
+                parts = [f"mu{e0}"]
+                mu_expr = parts[0]
+            else:   # OP_MAXPOOL: the value at the first maximum of the window
+                kk = int(VI[i, V_PK]) ** 2
+                parts = [f"w{q}" for q in range(kk)]
+                mu_expr = " + ".join(f"ind{q}*w{q}" for q in range(kk))
+            fbs = fb_terms[i]
+            prec, tau, tau_eps = float(VF[i, VF_PREC]), float(VF[i, VF_TAU]), float(VF[i, VF_TAU_EPS])
+            eqs = ["dx/dt = go*dtf*free*drive/tau_x : 1",
+                   "drive = -eps + fb + nud*beta*(tgt - x) : 1",
+                   f"fb = {' + '.join(fbs) if fbs else '0.0'} : 1",
+                   *[f"{f} : 1" for f in fbs],
+                   f"mu = {mu_expr} : 1",
+                   *[f"{x} : 1" for x in parts],
+                   "tgt : 1", "free : 1", "nud : 1 (shared)", "beta : 1 (shared)",
+                   "tau_x : second (shared, constant)", "taup : 1 (shared, constant)",
+                   "prec : 1 (shared, constant)", "go : 1 (linked)", "dtf : 1 (linked)"]
+            if op == OP_MAXPOOL:
+                kk = int(VI[i, V_PK]) ** 2
+                for q in range(kk):
+                    cond = [f"int(w{q} > w{m})" for m in range(q)] + [f"int(w{q} >= w{m})" for m in range(q + 1, kk)]
+                    eqs.append(f"ind{q} = {'*'.join(cond) if cond else '1'} : 1")
+            if tau_eps > 0:
+                eqs += ["deps/dt = go*dtf*((x - mu) - eps/prec)/tau_eps : 1",
+                        "tau_eps : second (shared, constant)", "taue : 1 (shared, constant)"]
+            else:
+                eqs.append("eps = prec*(x - mu) : 1")
+            V = b2.NeuronGroup(N, "\n".join(eqs), method="euler", clock=self.clock, name=f"{pfx}V{i}")
+            V.tau_x = tau * TIME_UNIT
+            V.taup = tau
+            V.prec = prec
+            if tau_eps > 0:
+                V.tau_eps = tau_eps * TIME_UNIT
+                V.taue = tau_eps
+            V.go = b2.linked_var(ctl, "go", index=zeros(N))
+            V.dtf = b2.linked_var(ctl, "dtf", index=zeros(N))
+            self.V[i] = V
+            objs.append(V)
+
+        # ---- edges
+        for i in comp:
+            V = self.V[i]
+            op = int(VI[i, V_OP])
+            n = size(i)
+            for e in range(int(VI[i, V_E0]), int(VI[i, V_E1])):
+                src = int(EI[e, EI_SRC])
+                U = self.V[src]
+                ns_ = size(src)
+                fb_on = VI[src, V_OP] != OP_INPUT
+                kind = int(EI[e, EI_KIND])
+                coef = float(EF[e])
+                cf = "" if coef == 1.0 else f"{coef!r}*"
+                if op == OP_AFFINE and kind in (E_DENSE, E_CONV):
+                    code = int(EI[e, EI_PHI])
+                    k = int(EI[e, EI_PARAM])
+                    model = ["wl : 1 (linked)", "widx : integer (constant)",
+                             f"mu{e}_post = {cf}wl*{_phi(code, 'x_pre')} : 1 (summed)"]
+                    stages = {f"mu{e}_post": 0}
+                    if fb_on:
+                        model.append(f"fb{e}_pre = {cf}wl*eps_post*{_dphi(code, 'x_pre')} : 1 (summed)")
+                        stages[f"fb{e}_pre"] = 1
+                    if kind == E_DENSE:
+                        jj, ii = np.meshgrid(np.arange(n), np.arange(ns_), indexing="ij")
+                        pre1, post1, widx1 = ii.ravel(), jj.ravel(), (jj * ns_ + ii).ravel()
+                    else:
+                        pre1, post1, widx1 = conv_connectivity(shape(src), shape(i), p.p_shapes[k],
+                                                               int(EI[e, EI_STRIDE]), int(EI[e, EI_PAD]))
+                    pre, post = _tile(pre1, post1, ns_, n, B)
+                    widx = np.tile(widx1, B)
+                    S = syn(U, V, "\n".join(model), name=f"{pfx}S{e}")
+                    S.connect(i=pre, j=post)
+                    S.widx = widx
+                    S.wl = b2.linked_var(self.P[k], "th", index="widx")
+                    summed.append((S, stages))
+                    # Hebbian: a eps_post phi(x_pre) into the parameter element each synapse uses
+                    H = syn(V, self.P[k], "\n".join([
+                        "xl : 1 (linked)", "pidx : integer (constant)",
+                        f"g{e}_post = {cf}eps_pre*{_phi(code, 'xl')} : 1 (summed)"]), name=f"{pfx}H{e}")
+                    H.connect(i=post, j=widx)
+                    H.pidx = pre
+                    H.xl = b2.linked_var(U, "x", index="pidx")
+                    summed.append((H, {f"g{e}_post": 1}))
+                    objs += [S, H]
+                    continue
+                if op == OP_AFFINE:   # E_SCALE: skip / sum / identity
+                    assert kind == E_SCALE
+                    model = [f"mu{e}_post = {cf}x_pre : 1 (summed)"]
+                    stages = {f"mu{e}_post": 0}
+                    if fb_on:
+                        model.append(f"fb{e}_pre = {cf}eps_post : 1 (summed)")
+                        stages[f"fb{e}_pre"] = 1
+                elif op == OP_ACT:
+                    code = int(VI[i, V_PHI])
+                    model = [f"mu{e}_post = {_phi(code, 'x_pre')} : 1 (summed)"]
+                    stages = {f"mu{e}_post": 0}
+                    if fb_on:
+                        model.append(f"fb{e}_pre = {_dphi(code, 'x_pre')}*eps_post : 1 (summed)")
+                        stages[f"fb{e}_pre"] = 1
+                elif op == OP_PRODUCT:
+                    others = [f"fac{m}_post" for m in range(int(VI[i, V_E0]), int(VI[i, V_E1])) if m != e]
+                    model = [f"fac{e}_post = x_pre : 1 (summed)"]
+                    stages = {f"fac{e}_post": 0}
+                    if fb_on:
+                        model.append(f"fb{e}_pre = eps_post{''.join('*' + o for o in others)} : 1 (summed)")
+                        stages[f"fb{e}_pre"] = 1
+                elif op == OP_AVGPOOL:
+                    kp, sp = int(VI[i, V_PK]), int(VI[i, V_PS])
+                    inv = 1.0 / (kp * kp)
+                    model = [f"mu{e}_post = x_pre*{inv!r} : 1 (summed)"]
+                    stages = {f"mu{e}_post": 0}
+                    if fb_on:
+                        model.append(f"fb{e}_pre = eps_post*{inv!r} : 1 (summed)")
+                        stages[f"fb{e}_pre"] = 1
+                    pre1, post1 = zip(*[pool_connectivity(shape(src), shape(i), kp, sp, q) for q in range(kp * kp)])
+                    pre, post = _tile(np.concatenate(pre1), np.concatenate(post1), ns_, n, B)
+                    S = syn(U, V, "\n".join(model), name=f"{pfx}S{e}")
+                    S.connect(i=pre, j=post)
+                    summed.append((S, stages))
+                    objs.append(S)
+                    continue
+                else:   # OP_MAXPOOL: one Synapses object per window position q
+                    kp, sp = int(VI[i, V_PK]), int(VI[i, V_PS])
+                    for q in range(kp * kp):
+                        model = [f"w{q}_post = x_pre : 1 (summed)"]
+                        stages = {f"w{q}_post": 0}
+                        if fb_on:
+                            model.append(f"fb{e}_{q}_pre = eps_post*ind{q}_post : 1 (summed)")
+                            stages[f"fb{e}_{q}_pre"] = 1
+                        pre1, post1 = pool_connectivity(shape(src), shape(i), kp, sp, q)
+                        pre, post = _tile(pre1, post1, ns_, n, B)
+                        S = syn(U, V, "\n".join(model), name=f"{pfx}S{e}_{q}")
+                        S.connect(i=pre, j=post)
+                        summed.append((S, stages))
+                        objs.append(S)
+                    continue
+                S = syn(U, V, "\n".join(model), name=f"{pfx}S{e}")   # one-to-one
+                S.connect(j="i", namespace={})
+                summed.append((S, stages))
+                objs.append(S)
+            if VI[i, V_BIAS] >= 0:   # bias element -> every unit (and position) it adds to; its Hebbian term
+                kb = int(VI[i, V_BIAS])   # is eps summed over those units and the batch
+                C_, H, W = shape(i)
+                bidx = np.tile(np.repeat(np.arange(C_), H * W) if VI[i, V_BKIND] == BIAS_CHANNEL else np.arange(n), B)
+                Sb = syn(self.P[kb], V, f"mub_post = th_pre : 1 (summed)\ngb{i}_pre = eps_post : 1 (summed)",
+                         name=f"{pfx}Sb{i}")
+                Sb.connect(i=bidx, j=np.arange(B * n))
+                summed.append((Sb, {"mub_post": 0, f"gb{i}_pre": 1}))
+                objs.append(Sb)
+
+        # ---- energies and tol counters
+        self._tol_syn = []
+        for i in comp:
+            V = self.V[i]
+            Se = syn(V, ctl, f"F_{i}_post = 0.5*prec_pre*(x_pre - mu_pre)**2/{float(B)!r} : 1 (summed)",
+                     name=f"{pfx}F{i}")
+            Se.connect(namespace={})
+            summed.append((Se, {f"F_{i}_post": 1}))
+            Sv = syn(V, ctl, f"nbv_{i}_post = int(abs(free_pre*drive_pre/taup_pre) >= tolv_post) : 1 (summed)",
+                     name=f"{pfx}tolV{i}")
+            Sv.connect(namespace={})
+            summed.append((Sv, {f"nbv_{i}_post": 2}))
+            objs += [Se, Sv]
+            self._tol_syn.append(Sv)
+            if i in self.lagged:
+                St = syn(V, ctl, f"nbe_{i}_post = int(abs(((x_pre - mu_pre) - eps_pre/prec_pre)/taue_pre) >= "
+                                 "tolv_post) : 1 (summed)", name=f"{pfx}tolE{i}")
+                St.connect(namespace={})
+                summed.append((St, {f"nbe_{i}_post": 1}))
+                objs.append(St)
+                self._tol_syn.append(St)
+
+        for S, stages in summed:
+            for var, stage in stages.items():
+                upd = S.summed_updaters[var]
+                upd.when = "before_groups"
+                upd.order = stage
+
+        # ---- monitors
+        self.mon_F = b2.StateMonitor(ctl, F_names or ["steps"], record=[0], when="before_groups", order=4,
+                                     name=pfx + "monF")
+        objs.append(self.mon_F)
+        self.mon = {}
+        if probe_item is not None and probe_item < B:
+            for i in range(nv):
+                n = size(i)
+                idx = list(range(probe_item * n, (probe_item + 1) * n))
+                self.mon[i] = b2.StateMonitor(self.V[i], ["x"] if i not in comp else ["x", "eps", "mu"], record=idx,
+                                              when="before_groups", order=4, name=f"{pfx}mon{i}")
+                objs.append(self.mon[i])
+        self.net = b2.Network(*objs, name=pfx + "net")
+
+    # ------------------------------------------------------------------ one run
+    def run(self, xs, es, Y, n_steps, clamp, beta, learn, tol, dt_decay, theta, m, v, opt_t):
+        """Run ``n_steps`` steps from the per-vertex values ``xs`` (and error states ``es`` where
+        ``tau_eps > 0``); returns a dict of results (copied out of brian2).
+
+        ``clamp``: the output is clamped (else it moves; ``beta > 0`` nudges it to ``Y``).  ``theta``, ``m``,
+        ``v`` (flat, the plan's parameter layout) and ``opt_t`` (per parameter, the step count the next
+        optimiser step uses) are set before the run.
+        """
+        p, B = self.plan, self.B
+        T = p.target
+        t0 = float(self.net.t)
+        for i, V in self.V.items():
+            V.x[:] = xs[i].ravel()
+            if i not in self.comp:
+                continue
+            movable = not (i == T and clamp)
+            V.free[:] = 1.0 if movable else 0.0
+            nudged = i == T and not clamp and beta > 0
+            V.nud = 1.0 if nudged else 0.0
+            V.beta = float(beta)
+            V.tgt[:] = np.asarray(Y, dtype=float).ravel() if (i == T and Y is not None) else 0.0
+            if i in self.lagged:
+                V.eps[:] = es[i].ravel()
+        for k, P in self.P.items():
+            o, n = int(p.PI[k, P_OFF]), int(p.PI[k, P_SIZE])
+            P.th[:] = theta[o:o + n]
+            P.m[:] = m[o:o + n]
+            P.v[:] = v[o:o + n]
+            P.opt_t[:] = float(opt_t[k])
+            if self.every_step:
+                P.Dacc[:] = 0.0
+        c = self.ctl
+        c.running = 1.0
+        c.go = 1.0
+        c.dtf = 1.0
+        c.Fprev = 1e308
+        c.steps = 0.0
+        c.lrn = 0.0
+        c.learn_on = 1.0 if learn else 0.0
+        c.t_stop = float(t0 + (n_steps - 0.5) * self.rate * float(TIME_UNIT)) * b2.second
+        c.tolv = float(tol)
+        c.decay = float(dt_decay)
+        for S in self._tol_syn:
+            for u in S.summed_updaters.values():
+                u.active = tol > 0
+        for r in self._opt:
+            r.active = bool(learn)
+        for mon in [self.mon_F, *self.mon.values()]:
+            mon.resize(0)
+        self.net.run((n_steps + 1) * self.rate * TIME_UNIT, namespace={})
+        return self._collect(n_steps)
+
+    def _collect(self, n_steps):
+        p, B = self.plan, self.B
+        nv = p.n_vertices
+        x = np.zeros((B, p.n_units))
+        eps = np.zeros_like(x)
+        mu = np.zeros_like(x)
+        for i, V in self.V.items():
+            sl = p.units(i)
+            n = int(p.VI[i, V_SIZE])
+            x[:, sl] = C.copy_out(V.x[:]).reshape(B, n)
+            if i in self.comp:
+                eps[:, sl] = C.copy_out(V.eps[:]).reshape(B, n)
+                mu[:, sl] = C.copy_out(V.mu[:]).reshape(B, n)
+        rows = n_steps + 1
+        energy = np.zeros((rows, nv))
+        for i, name in self.F_names.items():
+            energy[:, i] = C.copy_out(getattr(self.mon_F, name))[0, :rows]
+        out = {"x": x, "eps": eps, "mu": mu, "energy": energy,
+               "steps": int(round(float(C.copy_out(self.ctl.steps[:])[0])))}
+        if self.mon:
+            rec = {key: np.zeros((rows, p.n_units)) for key in ("x", "eps", "mu")}
+            for i, mon in self.mon.items():
+                sl = p.units(i)
+                for key in (("x",) if i not in self.comp else ("x", "eps", "mu")):
+                    rec[key][:, sl] = C.copy_out(getattr(mon, key)).T[:rows]
+            out.update(rec_x=rec["x"], rec_eps=rec["eps"], rec_mu=rec["mu"])
+        G = np.zeros(p.theta0.shape[0])
+        th, m, v = np.zeros_like(G), np.zeros_like(G), np.zeros_like(G)
+        for k, P in self.P.items():
+            o, n = int(p.PI[k, P_OFF]), int(p.PI[k, P_SIZE])
+            G[o:o + n] = C.copy_out(P.g[:])
+            th[o:o + n] = C.copy_out(P.th[:])
+            m[o:o + n] = C.copy_out(P.m[:])
+            v[o:o + n] = C.copy_out(P.v[:])
+        if self.every_step:
+            for k, P in self.P.items():
+                o, n = int(p.PI[k, P_OFF]), int(p.PI[k, P_SIZE])
+                G[o:o + n] = C.copy_out(P.Dacc[:])
+        out.update(G=G, theta=th, m=m, v=v)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- the backend
+class GraphBrian2Backend(GraphBackend):
+    """Graph circuits on brian2 in rate mode (:class:`GraphRateNetwork`): ``pc``, ``strict`` and ``ipc``.
+
+    ``theta`` and the optimiser state live on the host (``W``, ``mW``, ``vW``, ``opt_t`` as for the other graph
+    backends, so checkpoints, hardware writes and ``weights`` are the same code); each batch copies them into
+    the network, brian2 relaxes and learns, and the results are copied back.  A network is built once per batch
+    size, step size, probe item and kind of schedule (standard or every-step) and reused.
+
+    Not run here (refused with :class:`~neurosim.UnsupportedError` when the simulator is built, or when ``train``
+    starts for an algorithm): ``mode="spiking"``, ``target="cpp_standalone"``, Heun steps, float32, and the exact
+    schedules ``fpa``, ``zil``, ``bp`` (they run on ``numba`` / ``reference``).  A batch that diverges leaves the
+    parameters as they were before it (iPC on the reference keeps the updates of the steps before the
+    divergence); ``train`` raises :class:`~neurosim.DivergenceError` either way.
+    """
+
+    name = "brian2"
+    mode = "rate"
+    options = ("mode", "target")
+    supports = frozenset({"euler", "tol", "nudge", "tau_eps", "probes", "graph", "bias", "adam", "dt_decay",
+                          "multiplier", "skip"})
+    unsupported_reasons = {"heun": "the graph rate network integrates with Euler (brian2's Heun mapping, "
+                                   "a predictor and a corrector time step, exists for layered circuits only)",
+                           "float32": "the graph rate network is built in float64 (brian2's float32 networks "
+                                      "exist for layered circuits only)"}
+
+    def __init__(self, plan, dtype=np.float64, mode="rate", target="numpy"):
+        if mode not in ("rate", "spiking"):
+            raise ValueError(f"backend 'brian2': mode must be 'rate' or 'spiking', got {mode!r}")
+        if mode == "spiking":
+            raise UnsupportedError(
+                f"backend 'brian2' (mode='spiking') cannot run graph circuits (graph {plan.graph.name!r}): its "
+                "spiking networks carry signed errors between populations joined by dense synapses, with no spiking "
+                "form of convolutions, pooling or products; use mode='rate' (the same graph as brian2 rate "
+                "neurons) or a layered circuit for spiking")
+        if target != "numpy":
+            raise UnsupportedError(f"backend 'brian2': graph circuits run on the numpy code-generation target only "
+                                   f"(got target={target!r}); use target='numpy'")
+        if np.dtype(dtype) != np.float64:
+            raise UnsupportedError(f"backend 'brian2' cannot run graph circuits in float32: "
+                                   f"{self.unsupported_reasons['float32']}; use dtype='float64'")
+        super().__init__(plan, dtype)
+        self.target = target
+        C.configure_prefs("numpy")
+        self._nets = {}
+        self._n_runs = 0
+
+    def schedule(self, algorithm, options, spec):
+        if algorithm in ("fpa", "zil", "bp"):
+            raise UnsupportedError(
+                f"backend 'brian2' (mode='rate') cannot run algorithm {algorithm!r} on graph circuits: its schedule "
+                "(frozen feedforward predictions and Jacobians, a level-by-level wavefront, or a backward sweep) "
+                "has no mapping onto the relaxing rate network; run it on backend 'numba' or 'reference' (brian2 "
+                "runs 'pc', 'strict' and 'ipc')")
+        return super().schedule(algorithm, options, spec)
+
+    def _network(self, B, rate, probe_item, every_step):
+        key = (B, float(rate), probe_item, bool(every_step))
+        if key not in self._nets:
+            if len(self._nets) >= 4:   # keep a few networks (e.g. pc and ipc, two batch sizes), drop the oldest
+                self._nets.pop(next(iter(self._nets)))
+            self._nets[key] = GraphRateNetwork(self.plan, B, rate, probe_item, every_step)
+        return self._nets[key]
+
+    def _engine_run(self, plan, X, Y, sch, used, x_init, eps_init):
+        from ...graph.reference import _Net, feedforward
+        p = plan
+        B = X.shape[0]
+        if sch.algo not in (ALG_PC, ALG_IPC):   # schedule() refuses the others first
+            raise UnsupportedError(f"backend 'brian2' runs the graph schedules 'pc', 'strict' and 'ipc' only, "
+                                   f"got schedule code {sch.algo}")
+        if Y is None and (sch.clamp or sch.beta > 0):
+            raise ValueError("backend 'brian2': a clamped or nudged output needs the target Y")
+        if sch.heun:
+            raise UnsupportedError(f"backend 'brian2' cannot run graph circuits with Heun: "
+                                   f"{self.unsupported_reasons['heun']}; use integrator='euler'")
+        ipc = sch.algo == ALG_IPC
+        T = p.target
+        # ---- the start (host, the reference's NumPy code, as the layered rate mapping does)
+        net0 = _Net(p, self.params, B)
+        role = p.VI[:, V_ROLE]
+        movable = [i for i in net0.comp if role[i] == ROLE_FREE or (role[i] == ROLE_TARGET and not sch.clamp)]
+        xs = feedforward(p, self.params.theta, X)
+        if sch.init == INIT_PREVIOUS and x_init is not None:
+            for i in net0.comp:
+                xs[i] = np.asarray(x_init, dtype=float)[:, p.units(i)].copy()
+        if sch.clamp:
+            xs[T] = np.array(Y, dtype=float, copy=True)
+        if sch.init == INIT_ZEROS:
+            for i in movable:
+                xs[i] = np.zeros_like(xs[i])
+        mus0 = net0.predictions(xs)
+        es = {}
+        for i in net0.comp:
+            if p.VF[i, VF_TAU_EPS] > 0:
+                if sch.init == INIT_PREVIOUS and x_init is not None and eps_init is not None:
+                    es[i] = np.asarray(eps_init, dtype=float)[:, p.units(i)].copy()
+                else:
+                    es[i] = net0.prec[i] * (xs[i] - mus0[i])
+        y0 = mus0[T].copy()
+        # ---- the run (brian2)
+        track = sch.record_every > 0 and sch.record_item < B
+        net = self._network(B, sch.rate, int(sch.record_item) if track else None, ipc)
+        opt_t = self.opt_t + 1
+        out = net.run(xs, es, Y, int(sch.n_steps), bool(sch.clamp), float(sch.beta), bool(sch.learn),
+                      float(sch.tol), float(sch.dt_decay), self.params.theta, self.params.m, self.params.v, opt_t)
+        self._n_runs += 1
+        n = int(sch.n_steps)
+        energy = out["energy"]
+        steps = min(out["steps"], n)
+        status, fail_step, fail_vertex = STATUS_OK, -1, -1
+        bad = np.nonzero(~np.all(np.isfinite(energy), axis=1))[0]
+        if bad.size and bad[0] <= steps:
+            status, fail_step = STATUS_DIVERGED, int(bad[0])
+            fail_vertex = int(np.argmax(~np.isfinite(energy[fail_step])))
+            steps = fail_step
+        D = reduce_directions(p, out["G"], B)
+        res = GraphBatchResult(steps=steps, energy=energy[:steps + 1].copy(), status=status, fail_step=fail_step,
+                               fail_vertex=fail_vertex, y0=y0, y=out["x"][:, p.units(T)].copy(), directions=D,
+                               x=out["x"], eps=out["eps"], mu=out["mu"])
+        if track:
+            ks = np.arange(0, steps + 1, int(sch.record_every))
+            res.rec_steps = ks.astype(np.int64)
+            res.rec_x, res.rec_eps, res.rec_mu = out["rec_x"][ks], out["rec_eps"][ks], out["rec_mu"][ks]
+        if sch.learn and status == STATUS_OK:
+            plastic = p.PI[:, P_PLASTIC] > 0
+            for k in np.flatnonzero(plastic):
+                sl = slice(int(p.PI[k, P_OFF]), int(p.PI[k, P_OFF]) + int(p.PI[k, P_SIZE]))
+                self.params.theta[sl] = out["theta"][sl]
+                self.params.m[sl] = out["m"][sl]
+                self.params.v[sl] = out["v"][sl]
+                self.params.opt_t[k] += steps if ipc else 1
+        return res
+
+    def checkpoint_state(self):
+        return {"n_runs": np.array(self._n_runs, dtype=np.int64)}
+
+    def set_checkpoint_state(self, state):
+        self._n_runs = int(state["n_runs"])
+
+    def reset(self):
+        super().reset()
+        self._n_runs = 0
+
+    def close(self):
+        self._nets = {}
