@@ -566,9 +566,9 @@ class GraphBrian2Backend(GraphBackend):
     supports = frozenset({"euler", "tol", "nudge", "tau_eps", "probes", "graph", "bias", "adam", "dt_decay",
                           "multiplier", "skip"})
     unsupported_reasons = {"heun": "the graph rate network integrates with Euler (brian2's Heun mapping, "
-                                   "a predictor and a corrector time step, exists for layered circuits only)",
+                                   "a predictor and a corrector time step, exists for layered circuits only); use integrator='euler'",
                            "float32": "the graph rate network is built in float64 (brian2's float32 networks "
-                                      "exist for layered circuits only)"}
+                                      "exist for layered circuits only); use dtype='float64'"}
 
     def __init__(self, plan, dtype=np.float64, mode="rate", target="numpy"):
         if mode not in ("rate", "spiking"):
