@@ -114,7 +114,8 @@ class _Levelled:
     def __init__(self, sim):
         from ..simulator import Simulator
         lev = level_circuit(sim.circuit, sim.plan)
-        self.sim = Simulator(lev, backend=sim.backend_name, dt=sim.dt, dtype=sim.dtype, seed=0)
+        self.sim = Simulator(lev, backend=sim.backend_name, dt=sim.dt, dtype=sim.dtype, seed=0,
+                             backend_options=dict(sim.backend_options) or None)
         p, q = sim.plan, self.sim.plan
         self.proj = [q.proj_names.index(n) for n in p.proj_names]            # user k -> levelled k
         self.back = {kq: k for k, kq in enumerate(self.proj)}
@@ -159,7 +160,11 @@ class _Levelled:
         post_d = [int(t.dist[inner.plan.proj_post[k]]) for k in range(inner.plan.n_proj)]
         n_upd = 1 + max([d for d in post_d if d >= 0] + [0])
         self._copy(sim, inner, True)
+        # the backend's counters travel too (brian2 counts its runs and seeds each from the count): the twin
+        # continues the user's simulator's and hands them back, so its runs are the user's backend's runs
+        inner.backend.set_checkpoint_state(sim.backend.checkpoint_state())
         res, dirs = impl(inner, X, Y, spec, gamma, allz, n_upd, t.dist, st, spec.learn, want_dirs)
+        sim.backend.set_checkpoint_state(inner.backend.checkpoint_state())
         self._copy(inner, sim, False)
         fail = self.pop_of.get(int(res.fail_pop), -1) if res.fail_pop >= 0 else -1
         res = dataclasses.replace(res, energy=np.asarray(res.energy)[:, self.pops], fail_pop=fail,
