@@ -27,8 +27,9 @@ def backend_without_brian2(reason: str):
 
 #: graph experiments (CNN, RNN, LSTM, residual graphs)
 GRAPH_BACKEND = backend_without_brian2(
-    "graph circuits (conv, pooling, recurrence, gates) run on the numba and reference backends; brian2 maps "
-    "layered and DAG circuits only (populations joined by dense synapses)")
+    "it compares PC on graph circuits (conv, pooling, recurrence, gates) with Z-IL, FPA or backprop, whose graph "
+    "schedules run on the numba and reference backends; brian2 (rate mode) runs graph circuits with pc, strict "
+    "and ipc only (ns.Simulator(graph, backend='brian2'))")
 #: experiments built on the fpa / zil / strict / bp algorithm kernels
 ALGORITHM_BACKEND = backend_without_brian2(
     "it compares PC with backprop through the fpa/zil/strict/bp algorithm kernels of the numba and reference "

@@ -407,7 +407,7 @@ class Simulator:
             from .graph.plan import lower_graph
             if hardware is not None:   # before the backend is built: what needs the event engine is refused
                 from .hardware.substrate import Substrate
-                Substrate.check_graph_model(hardware, circuit.name)
+                Substrate.check_graph_model(hardware, circuit.name, backend)
             cls = graph_backend_class(backend)
             self.plan = lower_graph(circuit, seed=self.seed)
         else:

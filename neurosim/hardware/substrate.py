@@ -71,7 +71,7 @@ from ..simulator import RelaxResult
 from .bp import hw_gradients
 from .cost import GraphShape, NetworkShape, OpCounts, count_bp, count_events, count_pc
 from .engine import ENGINES, make_engine
-from .nonideal import ELEMENTWISE_SITES, Device, HardwareModel, _stream
+from .nonideal import ELEMENTWISE_SITES, AdditiveNoise, Device, HardwareModel, MultiplicativeNoise, _stream
 
 __all__ = ["Substrate", "HardwareRelaxResult"]
 
@@ -132,7 +132,7 @@ class Substrate:
             make_engine(backend_name, None)   # raises UnsupportedError naming the backends that have one
 
     @staticmethod
-    def check_graph_model(model, graph_name: str):
+    def check_graph_model(model, graph_name: str, backend_name: str = "numba"):
         """Refuse, before the backend is built, what the substrate cannot do on a graph circuit: everything that
         needs the event engine (it relaxes layered plans of dense projections only) -- event coding and the signal
         sites (values, errors, dac, adc).  Per-read noise (AdditiveNoise, MultiplicativeNoise on ``reads``) runs:
@@ -146,6 +146,12 @@ class Substrate:
         sites = [s for s in ELEMENTWISE_SITES if model.active(s)]
         if sites:
             reasons.append(f"transforms on the signal sites {sites}")
+        noisy = [t for t in model.active("reads") if isinstance(t, (AdditiveNoise, MultiplicativeNoise))]
+        if noisy and backend_name == "brian2":
+            raise UnsupportedError(f"graph circuit {graph_name!r} on backend 'brian2' cannot run per-read noise "
+                                   f"{[repr(t) for t in noisy]}: the graph kernels of the numba and reference "
+                                   "backends draw it at every read, the brian2 graph network has no per-read "
+                                   "noise draws; use backend='numba' or 'reference'")
         if reasons:
             raise UnsupportedError(f"graph circuit {graph_name!r} cannot run {'; '.join(reasons)} on a hardware "
                                    "model: these need the event-driven engine, which relaxes layered circuits of "
@@ -162,7 +168,7 @@ class Substrate:
         self.graph = bool(getattr(sim, "_graph", False))
         self.engine = None
         if self.graph:
-            self.check_graph_model(model, sim.circuit.name)
+            self.check_graph_model(model, sim.circuit.name, sim.backend_name)
             self.shape = GraphShape.from_graph_plan(sim.plan)
             self._device_plan = _GraphDevicePlan(sim.plan)
             self.setup()
