@@ -68,7 +68,7 @@ def _n_grid(n_max):
 
 # =============================================================================================== fpa
 FPA_DEFAULTS = {
-    "backend": "numba",          # numba | reference
+    "backend": "numba",          # numba | reference | brian2 (rate mode)
     "seed": 0,
     "hidden": [32, 32, 32, 32],  # hidden sizes (L = len(hidden) + 1 weight layers; 64 inputs, 10 outputs)
     "phi": "tanh",
