@@ -149,7 +149,14 @@ class GraphRateNetwork:
         a learning run.  True (iPC): it acts in every time step that moves the values, from the same state.
     """
 
-    def __init__(self, plan, B, rate, probe_item=None, every_step=False):
+    def __init__(self, plan, B, rate, probe_item=None, every_step=False, dtype=np.float64):
+        #: brian2's float type for every variable of this network (float64 or float32), set while it is built
+        #: and while it runs (:func:`~neurosim.backends.brian2._common.float_dtype`)
+        self.dtype = np.dtype(dtype)
+        with C.float_dtype(self.dtype):
+            self._build(plan, B, rate, probe_item, every_step)
+
+    def _build(self, plan, B, rate, probe_item, every_step):
         self.plan = p = plan
         self.B = B
         self.rate = float(rate)
@@ -485,7 +492,7 @@ class GraphRateNetwork:
         c.running = 1.0
         c.go = 1.0
         c.dtf = 1.0
-        c.Fprev = 1e308
+        c.Fprev = 1e308 if self.dtype == np.float64 else 3e38   # the largest float32 is 3.4e38
         c.steps = 0.0
         c.lrn = 0.0
         c.learn_on = 1.0 if learn else 0.0
@@ -499,7 +506,8 @@ class GraphRateNetwork:
             r.active = bool(learn)
         for mon in [self.mon_F, *self.mon.values()]:
             mon.resize(0)
-        self.net.run((n_steps + 1) * self.rate * TIME_UNIT, namespace={})
+        with C.float_dtype(self.dtype):
+            self.net.run((n_steps + 1) * self.rate * TIME_UNIT, namespace={})
         return self._collect(n_steps)
 
     def _collect(self, n_steps):
@@ -554,7 +562,7 @@ class GraphBrian2Backend(GraphBackend):
     size, step size, probe item and kind of schedule (standard or every-step) and reused.
 
     Not run here (refused with :class:`~neurosim.UnsupportedError` when the simulator is built, or when ``train``
-    starts for an algorithm): ``mode="spiking"``, ``target="cpp_standalone"``, Heun steps, float32, and the exact
+    starts for an algorithm): ``mode="spiking"``, ``target="cpp_standalone"``, Heun steps, and the exact
     schedules ``fpa``, ``zil``, ``bp`` (they run on ``numba`` / ``reference``).  A batch that diverges leaves the
     parameters as they were before it (iPC on the reference keeps the updates of the steps before the
     divergence); ``train`` raises :class:`~neurosim.DivergenceError` either way.
@@ -564,11 +572,9 @@ class GraphBrian2Backend(GraphBackend):
     mode = "rate"
     options = ("mode", "target")
     supports = frozenset({"euler", "tol", "nudge", "tau_eps", "probes", "graph", "bias", "adam", "dt_decay",
-                          "multiplier", "skip"})
+                          "multiplier", "skip", "float32"})
     unsupported_reasons = {"heun": "the graph rate network integrates with Euler (brian2's Heun mapping, "
-                                   "a predictor and a corrector time step, exists for layered circuits only); use integrator='euler'",
-                           "float32": "the graph rate network is built in float64 (brian2's float32 networks "
-                                      "exist for layered circuits only); use dtype='float64'"}
+                                   "a predictor and a corrector time step, exists for layered circuits only); use integrator='euler'"}
 
     def __init__(self, plan, dtype=np.float64, mode="rate", target="numpy"):
         if mode not in ("rate", "spiking"):
@@ -582,9 +588,6 @@ class GraphBrian2Backend(GraphBackend):
         if target != "numpy":
             raise UnsupportedError(f"backend 'brian2': graph circuits run on the numpy code-generation target only "
                                    f"(got target={target!r}); use target='numpy'")
-        if np.dtype(dtype) != np.float64:
-            raise UnsupportedError(f"backend 'brian2' cannot run graph circuits in float32: "
-                                   f"{self.unsupported_reasons['float32']}; use dtype='float64'")
         super().__init__(plan, dtype)
         self.target = target
         C.configure_prefs("numpy")
@@ -605,7 +608,7 @@ class GraphBrian2Backend(GraphBackend):
         if key not in self._nets:
             if len(self._nets) >= 4:   # keep a few networks (e.g. pc and ipc, two batch sizes), drop the oldest
                 self._nets.pop(next(iter(self._nets)))
-            self._nets[key] = GraphRateNetwork(self.plan, B, rate, probe_item, every_step)
+            self._nets[key] = GraphRateNetwork(self.plan, B, rate, probe_item, every_step, dtype=self.dtype)
         return self._nets[key]
 
     def _engine_run(self, plan, X, Y, sch, used, x_init, eps_init):
