@@ -132,6 +132,19 @@ def _tile(idx_pre, idx_post, n_pre, n_post, B):
     return (np.asarray(idx_pre)[None, :] + off * n_pre).ravel(), (np.asarray(idx_post)[None, :] + off * n_post).ravel()
 
 
+def _spiking_blockers(plan) -> list:
+    """What in a graph plan has no form in the spiking network (for the refusal's message)."""
+    ops = set(int(o) for o in plan.VI[:, V_OP])
+    kinds = set(int(k) for k in plan.EI[:, EI_KIND]) if plan.EI.size else set()
+    out = [name for flag, name in ((E_CONV in kinds, "convolutions"), (OP_MAXPOOL in ops, "max pooling"),
+                                   (OP_AVGPOOL in ops, "average pooling"), (OP_PRODUCT in ops, "products (gates)"))
+           if flag]
+    used = [int(k) for k in plan.EI[:, EI_PARAM] if k >= 0] if plan.EI.size else []
+    if len(used) != len(set(used)):
+        out.append("parameters shared by several edges (e.g. an unrolled RNN's recurrent weights)")
+    return out
+
+
 class GraphRateNetwork:
     """The brian2 objects of one graph plan for one batch size and step size, and how to run them.
 
@@ -580,11 +593,13 @@ class GraphBrian2Backend(GraphBackend):
         if mode not in ("rate", "spiking"):
             raise ValueError(f"backend 'brian2': mode must be 'rate' or 'spiking', got {mode!r}")
         if mode == "spiking":
+            what = _spiking_blockers(plan)
             raise UnsupportedError(
-                f"backend 'brian2' (mode='spiking') cannot run graph circuits (graph {plan.graph.name!r}): its "
-                "spiking networks carry signed errors between populations joined by dense synapses, with no spiking "
-                "form of convolutions, pooling or products; use mode='rate' (the same graph as brian2 rate "
-                "neurons) or a layered circuit for spiking")
+                f"backend 'brian2' (mode='spiking') cannot run graph circuits (graph {plan.graph.name!r}"
+                + (f" has {', '.join(what)}" if what else "") + "): the spiking network carries signed error events "
+                "between populations joined by dense synapses, each projection with its own weights and "
+                "event-driven plasticity; use mode='rate' (the same graph as brian2 rate neurons), or a layered "
+                "circuit (ns.hierarchy, ns.Circuit) for spikes")
         if target != "numpy":
             raise UnsupportedError(f"backend 'brian2': graph circuits run on the numpy code-generation target only "
                                    f"(got target={target!r}); use target='numpy'")
