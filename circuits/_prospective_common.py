@@ -65,8 +65,10 @@ def check_backend(cfg: dict) -> str:
 
 
 def rule_backend(cfg: dict, rule: str = "pc") -> str:
-    """The backend a rule runs on: ``cfg['backend']``, except backprop (not a neural dynamics), which runs on
-    numba when the backend is brian2."""
+    """The backend a rule runs on: ``cfg['backend']``, except the backprop baseline, which runs on numba when the
+    backend is brian2 (the experiments study PC's dynamics on brian2; brian2's rate network can run ``bp`` too,
+    as the exact FPA error sweep, but a baseline there would only cost time).  ``metrics.json`` records the
+    backend of every rule under ``backends``."""
     be = check_backend(cfg)
     return "numba" if be == "brian2" and check_rule(rule) == "bp" else be
 
