@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from ..backends.base import INIT_ZEROS, MODE_CLAMP, MODE_NUDGE
-from ..backends.numba._common import first_bad_rows
+from ..backends.numba._common import decayed_dt, energy_total, first_bad_rows
 from ..backends.numba.activations import dphi, phi
 from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
                               P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
@@ -413,19 +413,12 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                 x[s, u] += dt * dx[s, u]
                 es[s, u] += dt * deps[s, u]
         steps += 1
-        prev_total = 0.0
-        for i in range(npop):
-            prev_total += energy[i]
+        prev_total = energy_total(energy)
         _evaluate(ev[k + 1], False, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw,
                   qfs, dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv,
                   has_fbin, Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm,
                   sops, has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops)
-        if dt_decay < 1.0:
-            tot = 0.0
-            for i in range(npop):
-                tot += energy[i]
-            if tot >= prev_total:
-                dt *= dt_decay
+        dt = decayed_dt(dt, dt_decay, prev_total, energy)
     if target_pop >= 0:
         for s in range(B):
             for j in range(pi[target_pop, P_SIZE]):

@@ -13,7 +13,7 @@ from ...config import JIT_OPTIONS
 from ..tables import P_OFF, P_SIZE
 
 __all__ = ["blk", "wblk", "load_inputs", "read_pop", "add_into", "add_scaled", "add_row", "first_nonfinite",
-           "all_finite", "first_bad", "first_bad_rows", "report"]
+           "all_finite", "first_bad", "first_bad_rows", "energy_total", "decayed_dt", "report"]
 
 
 @njit(**JIT_OPTIONS)
@@ -119,6 +119,24 @@ def first_bad_rows(energy, x, pi):
             if not all_finite(x[s, pi[i, P_OFF]:pi[i, P_OFF] + pi[i, P_SIZE]]):
                 return i
     return -1
+
+
+@njit(**JIT_OPTIONS)
+def energy_total(energy):
+    """The total energy ``sum_i energy[i]``, summed in population order."""
+    tot = 0.0
+    for i in range(energy.shape[0]):
+        tot += energy[i]
+    return tot
+
+
+@njit(**JIT_OPTIONS)
+def decayed_dt(dt, dt_decay, before, energy):
+    """The step size after a step: ``dt * dt_decay`` when ``dt_decay < 1`` and the total energy (see
+    :func:`energy_total`) did not decrease from ``before``, else ``dt``."""
+    if dt_decay < 1.0 and energy_total(energy) >= before:
+        return dt * dt_decay
+    return dt
 
 
 @njit(**JIT_OPTIONS)
