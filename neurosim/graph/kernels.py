@@ -701,25 +701,40 @@ def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, o
 
 
 @njit(**JIT_OPTIONS)
+def _vertex_rates(i, B, x, eps, drive, beta, Y, target, VI, VF, out):
+    """dx/dt = (drive - eps [+ beta (Y - x_out)]) / tau_x over the units of the movable vertex i, written to
+    ``out`` unless ``out`` is empty (``out`` may be ``drive`` itself); returns the largest |dx/dt|."""
+    n = VI[i, V_SIZE]
+    lo = B * VI[i, V_OFF]
+    tau = VF[i, VF_TAU]
+    nudge = i == target and beta > 0
+    write = out.shape[0] > 0
+    top = 0.0
+    for b in range(B):
+        for jj in range(n):
+            j = lo + b * n + jj
+            d = drive[j] - eps[j]
+            if nudge:
+                d += beta * (Y[b, jj] - x[j])
+            r = d / tau
+            if write:
+                out[j] = r
+            a = abs(r)
+            if a > top:
+                top = a
+    return top
+
+
+@njit(**JIT_OPTIONS)
 def _rates(B, x, eps, drive, clamp, beta, Y, target, VI, VF, out):
-    """out = dx/dt = (drive - eps [+ beta (Y - x_out)]) / tau_x on movable vertices, 0 elsewhere (elementwise, so
-    ``out`` may be ``drive`` itself)."""
+    """out = dx/dt (:func:`_vertex_rates`) on movable vertices, 0 elsewhere (elementwise, so ``out`` may be
+    ``drive`` itself)."""
     for i in range(VI.shape[0]):
-        n = VI[i, V_SIZE]
-        lo = B * VI[i, V_OFF]
         if not _movable(i, clamp, VI) or VI[i, V_OP] == OP_INPUT:
-            for j in range(lo, lo + B * n):
+            for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
                 out[j] = 0.0
             continue
-        tau = VF[i, VF_TAU]
-        nudge = i == target and beta > 0
-        for b in range(B):
-            for jj in range(n):
-                j = lo + b * n + jj
-                d = drive[j] - eps[j]
-                if nudge:
-                    d += beta * (Y[b, jj] - x[j])
-                out[j] = d / tau
+        _vertex_rates(i, B, x, eps, drive, beta, Y, target, VI, VF, out)
 
 
 @njit(**JIT_OPTIONS)
@@ -729,22 +744,12 @@ def _max_rate(B, x, eps, drive, deps, clamp, beta, Y, target, VI, VF):
     for i in range(VI.shape[0]):
         if VI[i, V_OP] == OP_INPUT:
             continue
-        n = VI[i, V_SIZE]
-        lo = B * VI[i, V_OFF]
         if _movable(i, clamp, VI):
-            tau = VF[i, VF_TAU]
-            nudge = i == target and beta > 0
-            for b in range(B):
-                for jj in range(n):
-                    j = lo + b * n + jj
-                    d = drive[j] - eps[j]
-                    if nudge:
-                        d += beta * (Y[b, jj] - x[j])
-                    a = abs(d / tau)
-                    if a > top:
-                        top = a
+            a = _vertex_rates(i, B, x, eps, drive, beta, Y, target, VI, VF, x[:0])
+            if a > top:
+                top = a
         if _has_eps_state(i, VI, VF):
-            for j in range(lo, lo + B * n):
+            for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
                 a = abs(deps[j])
                 if a > top:
                     top = a

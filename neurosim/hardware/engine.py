@@ -120,33 +120,24 @@ class EngineBase:
         self.plan = p = plan
         npop, nproj = p.n_pops, p.n_proj
         weighted = p.w_off >= 0
-        self.has_out = np.zeros(npop, dtype=np.int64)
-        self.has_in = np.zeros(npop, dtype=np.int64)
-        self.fb_recv = np.zeros(npop, dtype=np.int64)
-        self.has_fbin = np.zeros(npop, dtype=np.int64)
-        for k in range(nproj):
-            if not weighted[k]:
-                continue
-            pre, post = int(p.proj_pre[k]), int(p.proj_post[k])
-            self.has_out[pre] = 1
-            self.has_in[post] = 1
-            if p.pop_role[pre] != ROLE_INPUT and p.pop_has_err[post]:
-                self.fb_recv[post] = 1
-                self.has_fbin[pre] = 1
+        flags = lambda: np.zeros(npop, dtype=np.int64)  # noqa: E731
+        self.has_out, self.has_in, self.fb_recv, self.has_fbin = flags(), flags(), flags(), flags()
         # identity skips: an x-channel out of pre, a one-to-one skip current into post, and the post's error
         # events fed back one-to-one into a skip-feedback current of pre
-        self.has_xout = np.zeros(npop, dtype=np.int64)
-        self.has_skin = np.zeros(npop, dtype=np.int64)
-        self.has_skfb = np.zeros(npop, dtype=np.int64)
-        for k in range(nproj):
-            if not p.proj_skip[k]:
-                continue
-            pre, post = int(p.proj_pre[k]), int(p.proj_post[k])
-            self.has_xout[pre] = 1
-            self.has_skin[post] = 1
-            if p.pop_role[pre] != ROLE_INPUT and p.pop_has_err[post]:
-                self.fb_recv[post] = 1
-                self.has_skfb[pre] = 1
+        self.has_xout, self.has_skin, self.has_skfb = flags(), flags(), flags()
+        # per kind of projection: (which projections, out of pre, into post, feedback into pre); both kinds
+        # make post receive feedback (fb_recv) when pre is not an input and post has error units
+        for kind, out, into, fb_pre in ((weighted, self.has_out, self.has_in, self.has_fbin),
+                                        (p.proj_skip, self.has_xout, self.has_skin, self.has_skfb)):
+            for k in range(nproj):
+                if not kind[k]:
+                    continue
+                pre, post = int(p.proj_pre[k]), int(p.proj_post[k])
+                out[pre] = 1
+                into[post] = 1
+                if p.pop_role[pre] != ROLE_INPUT and p.pop_has_err[post]:
+                    self.fb_recv[post] = 1
+                    fb_pre[pre] = 1
         self.sl = [slice(int(p.pop_off[i]), int(p.pop_off[i] + p.pop_size[i])) for i in range(npop)]
         self.state = None
 

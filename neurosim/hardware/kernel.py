@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from ..backends.base import INIT_ZEROS, MODE_CLAMP, MODE_NUDGE
-from ..backends.numba._common import all_finite, first_nonfinite
+from ..backends.numba._common import decayed_dt, energy_total, first_bad_rows
 from ..backends.numba.activations import dphi, phi
 from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
                               P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
@@ -76,43 +76,68 @@ def site_array(v, units, si, tk, tp, tn, mm, seed):
 
 
 @njit(**_jit)
+def _on_delta(sent, s, u, v, theta, tk, tp, tn, mm):
+    """Send-on-delta for unit ``u`` of batch item ``s``: ``v`` passes the transmission site (2); it is sent
+    when ``|v - old| > theta`` (``old = sent[s, u]``, the value sent last), and then ``sent[s, u] = v``.
+    Returns ``(v, old, sent or not)``."""
+    if tn[2] > 0:
+        v = _site(2, u, v, tk, tp, tn, mm)
+    old = sent[s, u]
+    fire = abs(v - old) > theta
+    if fire:
+        sent[s, u] = v
+    return v, old, fire
+
+
+@njit(**_jit)
+def _deliver(s, j, d, a, b, k, n, o, W, W2, cur, qw, qs, mult, noisy):
+    """One event of unit ``j`` (batch item ``s``) over projection ``k``, to the ``n`` units from ``o`` on of the
+    receiving population: ``cur[s, o:o+n] += m d W`` over the ``n`` entries of ``W`` (``WrT`` forward,
+    ``Wr`` feedback) for ``j``; with read noise (``noisy``) also ``qw += m^2 a b W2`` and ``qs += m^2 a b``,
+    where ``a b`` is the change of the sent value's square (``m^2 a b`` computed in that order)."""
+    base = k + j * n
+    c = mult * d
+    for r in range(n):
+        cur[s, o + r] += c * W[base + r]
+    if noisy:
+        m2 = mult * mult
+        for r in range(n):
+            qw[s, o + r] += m2 * a * b * W2[base + r]
+            qs[s, o + r] += m2 * a * b
+
+
+@njit(**_jit)
+def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops):
+    """Send the change ``d`` of value unit ``j`` of population ``i`` (batch item ``s``) over every weighted
+    projection out of ``i`` into the prediction currents ``cur_mu`` (:func:`_deliver`)."""
+    for k in range(ki.shape[0]):
+        if ki[k, K_PRE] != i or ki[k, K_WOFF] < 0:
+            continue
+        post = ki[k, K_POST]
+        n_post = pi[post, P_SIZE]
+        _deliver(s, j, d, a, b, ki[k, K_WOFF], n_post, pi[post, P_OFF], WrT, Wr2T, cur_mu, qmw, qms,
+                 kf[k, KF_MULT], noisy)
+        sops[k, 0] += n_post
+
+
+@njit(**_jit)
 def _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta,
                  tk, tp, tn, mm, cnt, sops):
     n = pi[i, P_SIZE]
     off = pi[i, P_OFF]
     code = pi[i, P_PHI]
     a = pf[i, PF_PARAM]
-    nproj = ki.shape[0]
     for s in range(B):
         for j in range(n):
             u = off + j
             v = phi(code, a, x[s, u])
             if tn[0] > 0:
                 v = _site(0, u, v, tk, tp, tn, mm)
-            if tn[2] > 0:
-                v = _site(2, u, v, tk, tp, tn, mm)
-            old = sv[s, u]
-            d = v - old
-            if abs(d) > theta:
-                sv[s, u] = v
+            v, old, fire = _on_delta(sv, s, u, v, theta, tk, tp, tn, mm)
+            if fire:
                 cnt[i, 0] += 1
-                for k in range(nproj):
-                    if ki[k, K_PRE] != i or ki[k, K_WOFF] < 0:
-                        continue
-                    post = ki[k, K_POST]
-                    n_post = pi[post, P_SIZE]
-                    opost = pi[post, P_OFF]
-                    base = ki[k, K_WOFF] + j * n_post
-                    c = kf[k, KF_MULT] * d
-                    for r in range(n_post):
-                        cur_mu[s, opost + r] += c * WrT[base + r]
-                    sops[k, 0] += n_post
-                    if noisy:
-                        m2 = kf[k, KF_MULT] * kf[k, KF_MULT]
-                        ds2 = v * v - old * old
-                        for r in range(n_post):
-                            qmw[s, opost + r] += m2 * ds2 * Wr2T[base + r]
-                            qms[s, opost + r] += m2 * ds2
+                _fan_out(s, i, j, v - old, v * v - old * old, 1.0, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy,
+                         sops)
 
 
 @njit(**_jit)
@@ -149,17 +174,9 @@ def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qf
         if ki[k, K_WOFF] < 0:
             continue
         n_pre = pi[pre, P_SIZE]
-        opre = pi[pre, P_OFF]
-        base = ki[k, K_WOFF] + j * n_pre
-        c = kf[k, KF_MULT] * d
-        for r in range(n_pre):
-            cur_fb[s, opre + r] += c * Wr[base + r]
+        _deliver(s, j, d, ds2, 1.0, ki[k, K_WOFF], n_pre, pi[pre, P_OFF], Wr, Wr2, cur_fb, qfw, qfs,
+                 kf[k, KF_MULT], noisy)
         sops[k, 1] += n_pre
-        if noisy:
-            m2 = kf[k, KF_MULT] * kf[k, KF_MULT]
-            for r in range(n_pre):
-                qfw[s, opre + r] += m2 * ds2 * Wr2[base + r]
-                qfs[s, opre + r] += m2 * ds2
 
 
 @njit(**_jit)
@@ -170,15 +187,10 @@ def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, the
     for s in range(B):
         for j in range(n):
             u = off + j
-            v = oe[s, u]
-            if tn[2] > 0:
-                v = _site(2, u, v, tk, tp, tn, mm)
-            old = se[s, u]
-            d = v - old
-            if abs(d) > theta:
-                se[s, u] = v
+            v, old, fire = _on_delta(se, s, u, oe[s, u], theta, tk, tp, tn, mm)
+            if fire:
                 cnt[i, 1] += 1
-                _project_errors(i, s, j, d, v * v - old * old, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
+                _project_errors(i, s, j, v - old, v * v - old * old, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
                                 ki_start, ki_end, sops, cur_skfb, skip_ops)
 
 
@@ -323,38 +335,20 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
     if prev:
         # the weights changed since the last batch: receivers rebuild their currents from what was sent
         for i in range(npop):
-            if has_out[i] != 0:
-                n = pi[i, P_SIZE]
+            for c in range(2):   # channel c: 0 the values sent (sv), 1 the errors sent (se)
+                if (has_out[i] if c == 0 else fb_recv[i]) == 0:
+                    continue
+                sent = sv if c == 0 else se
                 off = pi[i, P_OFF]
                 for s in range(B):
-                    for j in range(n):
-                        v = sv[s, off + j]
-                        if v != 0.0:
-                            ev_init[i, 0] += 1
-                            for k in range(nproj):
-                                if ki[k, K_PRE] != i or ki[k, K_WOFF] < 0:
-                                    continue
-                                post = ki[k, K_POST]
-                                n_post = pi[post, P_SIZE]
-                                opost = pi[post, P_OFF]
-                                base = ki[k, K_WOFF] + j * n_post
-                                c = kf[k, KF_MULT] * v
-                                for r in range(n_post):
-                                    cur_mu[s, opost + r] += c * WrT[base + r]
-                                sops[k, 0] += n_post
-                                if noisy:
-                                    m2 = kf[k, KF_MULT] * kf[k, KF_MULT]
-                                    for r in range(n_post):
-                                        qmw[s, opost + r] += m2 * v * v * Wr2T[base + r]
-                                        qms[s, opost + r] += m2 * v * v
-            if fb_recv[i] != 0:
-                n = pi[i, P_SIZE]
-                off = pi[i, P_OFF]
-                for s in range(B):
-                    for j in range(n):
-                        v = se[s, off + j]
-                        if v != 0.0:
-                            ev_init[i, 1] += 1
+                    for j in range(pi[i, P_SIZE]):
+                        v = sent[s, off + j]
+                        if v == 0.0:
+                            continue
+                        ev_init[i, c] += 1
+                        if c == 0:
+                            _fan_out(s, i, j, v, v, v, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops)
+                        else:
                             _project_errors(i, s, j, v, v * v, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
                                             ki_start, ki_end, sops, cur_skfb, skip_ops)
     elif init != INIT_ZEROS:
@@ -396,15 +390,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
     for k in range(n_steps + 1):
         for i in range(npop):
             energies[k, i] = energy[i]
-        bad = first_nonfinite(energy)
-        if bad < 0:
-            for i in range(npop):
-                for s in range(B):
-                    if not all_finite(x[s, pi[i, P_OFF]:pi[i, P_OFF] + pi[i, P_SIZE]]):
-                        bad = i
-                        break
-                if bad >= 0:
-                    break
+        bad = first_bad_rows(energy, x, pi)
         if bad >= 0:
             status, fail_step, fail_pop = 1, k, bad
             break
@@ -427,19 +413,12 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                 x[s, u] += dt * dx[s, u]
                 es[s, u] += dt * deps[s, u]
         steps += 1
-        prev_total = 0.0
-        for i in range(npop):
-            prev_total += energy[i]
+        prev_total = energy_total(energy)
         _evaluate(ev[k + 1], False, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw,
                   qfs, dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv,
                   has_fbin, Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm,
                   sops, has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops)
-        if dt_decay < 1.0:
-            tot = 0.0
-            for i in range(npop):
-                tot += energy[i]
-            if tot >= prev_total:
-                dt *= dt_decay
+        dt = decayed_dt(dt, dt_decay, prev_total, energy)
     if target_pop >= 0:
         for s in range(B):
             for j in range(pi[target_pop, P_SIZE]):

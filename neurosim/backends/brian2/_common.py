@@ -74,30 +74,48 @@ def ident(name: str) -> str:
 PHI_NAMES = {a.code: a.name for a in act.ACTIVATIONS.values()}
 
 
+def control_group(clock, pfx, F_names, nb_names, extra=()):
+    """The one-neuron control group of a rate network: run state (``running``, ``go``, ``steps``), step-size
+    decay (``dtf``, ``Fprev``, ``decay``), learning gate (``lrn``, ``learn_on``), stop time ``t_stop`` and
+    tolerance ``tolv``, plus ``extra`` variable names; the energy ``Ftot = sum F_names`` and the number of units
+    still moving ``nbig = sum nb_names`` are sums of the summed variables ``F_names`` / ``nb_names``."""
+    eqs = "\n".join(
+        ["running : 1", "go : 1", "dtf : 1", "Fprev : 1", "steps : 1", "lrn : 1", "learn_on : 1",
+         "t_stop : second", "tolv : 1", "decay : 1", *[f"{v} : 1" for v in extra]]
+        + [f"{f} : 1" for f in list(F_names) + list(nb_names)]
+        + [f"Ftot = {' + '.join(F_names) if F_names else '0.0'} : 1",
+           f"nbig = {' + '.join(nb_names) if nb_names else '0.0'} : 1"])
+    return b2.NeuronGroup(1, eqs, clock=clock, name=pfx + "ctl")
+
+
+def control_update(every_step: bool) -> str:
+    """The control group's code for every time step (before the groups): stop once no unit moves by ``tolv``
+    or more (``tolv > 0``), ``go`` while running before ``t_stop``, count the steps, ``dtf *= decay`` when the
+    energy did not decrease; ``lrn``: learning in every moving step (``every_step``, iPC) or after ``t_stop``."""
+    return ("running = running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
+            "go = running*int(t < t_stop)\n"
+            "steps = steps + go\n"
+            "dtf = dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
+            "Fprev = Ftot\n"
+            + ("lrn = learn_on*go" if every_step else "lrn = learn_on*int(t > t_stop)"))
+
+
+#: brian2 expressions of ``phi(v)`` and ``phi'(v)`` by activation code (see :mod:`neurosim.activations`):
+#: linear, tanh, sigmoid, relu, leaky relu (``{p}``: the activation parameter, the leak slope)
+_PHI_EXPR = ("({v})", "tanh({v})", "(1.0/(1.0 + exp(-({v}))))", "clip({v}, 0, inf)",
+             "(clip({v}, 0, inf) + {p!r}*clip({v}, -inf, 0))")
+_DPHI_EXPR = ("1.0", "(1.0 - tanh({v})**2)", "((1.0/(1.0 + exp(-({v}))))*(1.0 - 1.0/(1.0 + exp(-({v})))))",
+              "(1.0*int(({v}) > 0))", "(1.0*int(({v}) > 0) + {p!r}*int(({v}) <= 0))")
+
+
 def phi_expr(code: int, param: float, v: str) -> str:
     """``phi(v)`` as a brian2 expression for activation ``code`` (see :mod:`neurosim.activations`)."""
-    if code == 0:
-        return f"({v})"
-    if code == 1:
-        return f"tanh({v})"
-    if code == 2:
-        return f"(1.0/(1.0 + exp(-({v}))))"
-    if code == 3:
-        return f"clip({v}, 0, inf)"
-    return f"(clip({v}, 0, inf) + {param!r}*clip({v}, -inf, 0))"
+    return _PHI_EXPR[min(code, 4)].format(v=v, p=param)
 
 
 def dphi_expr(code: int, param: float, v: str) -> str:
     """``phi'(v)`` as a brian2 expression."""
-    if code == 0:
-        return "1.0"
-    if code == 1:
-        return f"(1.0 - tanh({v})**2)"
-    if code == 2:
-        return f"((1.0/(1.0 + exp(-({v}))))*(1.0 - 1.0/(1.0 + exp(-({v})))))"
-    if code == 3:
-        return f"(1.0*int(({v}) > 0))"
-    return f"(1.0*int(({v}) > 0) + {param!r}*int(({v}) <= 0))"
+    return _DPHI_EXPR[min(code, 4)].format(v=v, p=param)
 
 
 def copy_out(a, dtype=None) -> np.ndarray:

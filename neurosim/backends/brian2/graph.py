@@ -145,18 +145,27 @@ def _spiking_blockers(plan) -> list:
     return out
 
 
+def _edge_model(fwd_var, fwd, fb_var, fb, fb_on):
+    """The summed variables of one edge synapse and their stages: ``{fwd_var}_post = sum fwd`` (stage 0, the
+    forward pass) and, when ``fb_on``, ``{fb_var}_pre = sum fb`` (stage 1, the feedback)."""
+    model = [f"{fwd_var}_post = {fwd} : 1 (summed)"]
+    stages = {f"{fwd_var}_post": 0}
+    if fb_on:
+        model.append(f"{fb_var}_pre = {fb} : 1 (summed)")
+        stages[f"{fb_var}_pre"] = 1
+    return model, stages
+
+
 class GraphRateNetwork:
     """The brian2 objects of one graph plan for one batch size and step size, and how to run them.
 
     Parameters
     ----------
     plan : GraphPlan
-    B : int
-        Batch size (number of circuit copies).
+    B, probe_item :
+        As for :class:`~neurosim.backends.brian2.rate.RateNetwork`: the batch size and the monitored item.
     rate : float
         Step size (the clock's dt) in plan time units.
-    probe_item : int or None
-        Batch item whose x / eps / mu are monitored every step (None: no probe monitors).
     every_step : bool
         False (standard and strict PC): the optimiser step acts once, in the last (evaluation) time step of
         a learning run.  True (iPC): it acts in every time step that moves the values, from the same state.
@@ -192,21 +201,8 @@ class GraphRateNetwork:
         # ---- control group
         F_names = [f"F_{i}" for i in comp]
         nb_names = [f"nbv_{i}" for i in comp] + [f"nbe_{i}" for i in self.lagged]
-        ctl_eqs = "\n".join(
-            ["running : 1", "go : 1", "dtf : 1", "Fprev : 1", "steps : 1", "lrn : 1", "learn_on : 1",
-             "t_stop : second", "tolv : 1", "decay : 1"]
-            + [f"{f} : 1" for f in F_names + nb_names]
-            + [f"Ftot = {' + '.join(F_names) if F_names else '0.0'} : 1",
-               f"nbig = {' + '.join(nb_names) if nb_names else '0.0'} : 1"])
-        self.ctl = ctl = b2.NeuronGroup(1, ctl_eqs, clock=self.clock, name=pfx + "ctl")
-        ctl.run_regularly(
-            "running = running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
-            "go = running*int(t < t_stop)\n"
-            "steps = steps + go\n"
-            "dtf = dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
-            "Fprev = Ftot\n"
-            + ("lrn = learn_on*go" if self.every_step else "lrn = learn_on*int(t > t_stop)"),
-            when="before_groups", order=3, name=pfx + "ctl_update")
+        self.ctl = ctl = C.control_group(self.clock, pfx, F_names, nb_names)
+        ctl.run_regularly(C.control_update(self.every_step), when="before_groups", order=3, name=pfx + "ctl_update")
         objs.append(ctl)
         self.F_names = {i: f"F_{i}" for i in comp}
 
@@ -364,33 +360,19 @@ class GraphRateNetwork:
                     continue
                 if op == OP_AFFINE:   # E_SCALE: skip / sum / identity
                     assert kind == E_SCALE
-                    model = [f"mu{e}_post = {cf}x_pre : 1 (summed)"]
-                    stages = {f"mu{e}_post": 0}
-                    if fb_on:
-                        model.append(f"fb{e}_pre = {cf}eps_post : 1 (summed)")
-                        stages[f"fb{e}_pre"] = 1
+                    model, stages = _edge_model(f"mu{e}", f"{cf}x_pre", f"fb{e}", f"{cf}eps_post", fb_on)
                 elif op == OP_ACT:
                     code = int(VI[i, V_PHI])
-                    model = [f"mu{e}_post = {_phi(code, 'x_pre')} : 1 (summed)"]
-                    stages = {f"mu{e}_post": 0}
-                    if fb_on:
-                        model.append(f"fb{e}_pre = {_dphi(code, 'x_pre')}*eps_post : 1 (summed)")
-                        stages[f"fb{e}_pre"] = 1
+                    model, stages = _edge_model(f"mu{e}", _phi(code, "x_pre"), f"fb{e}",
+                                                f"{_dphi(code, 'x_pre')}*eps_post", fb_on)
                 elif op == OP_PRODUCT:
                     others = [f"fac{m}_post" for m in range(int(VI[i, V_E0]), int(VI[i, V_E1])) if m != e]
-                    model = [f"fac{e}_post = x_pre : 1 (summed)"]
-                    stages = {f"fac{e}_post": 0}
-                    if fb_on:
-                        model.append(f"fb{e}_pre = eps_post{''.join('*' + o for o in others)} : 1 (summed)")
-                        stages[f"fb{e}_pre"] = 1
+                    model, stages = _edge_model(f"fac{e}", "x_pre", f"fb{e}",
+                                                f"eps_post{''.join('*' + o for o in others)}", fb_on)
                 elif op == OP_AVGPOOL:
                     kp, sp = int(VI[i, V_PK]), int(VI[i, V_PS])
                     inv = 1.0 / (kp * kp)
-                    model = [f"mu{e}_post = x_pre*{inv!r} : 1 (summed)"]
-                    stages = {f"mu{e}_post": 0}
-                    if fb_on:
-                        model.append(f"fb{e}_pre = eps_post*{inv!r} : 1 (summed)")
-                        stages[f"fb{e}_pre"] = 1
+                    model, stages = _edge_model(f"mu{e}", f"x_pre*{inv!r}", f"fb{e}", f"eps_post*{inv!r}", fb_on)
                     pre1, post1 = zip(*[pool_connectivity(shape(src), shape(i), kp, sp, q) for q in range(kp * kp)])
                     pre, post = _tile(np.concatenate(pre1), np.concatenate(post1), ns_, n, B)
                     S = syn(U, V, "\n".join(model), name=f"{pfx}S{e}")
@@ -401,11 +383,7 @@ class GraphRateNetwork:
                 else:   # OP_MAXPOOL: one Synapses object per window position q
                     kp, sp = int(VI[i, V_PK]), int(VI[i, V_PS])
                     for q in range(kp * kp):
-                        model = [f"w{q}_post = x_pre : 1 (summed)"]
-                        stages = {f"w{q}_post": 0}
-                        if fb_on:
-                            model.append(f"fb{e}_{q}_pre = eps_post*ind{q}_post : 1 (summed)")
-                            stages[f"fb{e}_{q}_pre"] = 1
+                        model, stages = _edge_model(f"w{q}", "x_pre", f"fb{e}_{q}", f"eps_post*ind{q}_post", fb_on)
                         pre1, post1 = pool_connectivity(shape(src), shape(i), kp, sp, q)
                         pre, post = _tile(pre1, post1, ns_, n, B)
                         S = syn(U, V, "\n".join(model), name=f"{pfx}S{e}_{q}")

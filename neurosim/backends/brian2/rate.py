@@ -201,22 +201,9 @@ class RateNetwork:
         # ---- control group
         F_names = [f"F_{pn[i]}" for i in range(npop) if has_err[i]]
         nb_names = [f"nbv_{pn[i]}" for i in range(npop)] + [f"nbe_{pn[i]}" for i in range(npop) if dyn_err[i]]
-        ctl_eqs = "\n".join(
-            ["running : 1", "go : 1", "dtf : 1", "Fprev : 1", "steps : 1", "lrn : 1", "learn_on : 1",
-             "t_stop : second", "tolv : 1", "decay : 1", "ph : 1"]
-            + [f"{f} : 1" for f in F_names + nb_names]
-            + [f"Ftot = {' + '.join(F_names) if F_names else '0.0'} : 1",
-               f"nbig = {' + '.join(nb_names)} : 1"])
-        self.ctl = ctl = b2.NeuronGroup(1, ctl_eqs, clock=self.clock, name=pfx + "ctl")
+        self.ctl = ctl = C.control_group(self.clock, pfx, F_names, nb_names, extra=("ph",))
         if not self.heun:
-            ctl.run_regularly(
-                "running = running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
-                "go = running*int(t < t_stop)\n"
-                "steps = steps + go\n"
-                "dtf = dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
-                "Fprev = Ftot\n"
-                + ("lrn = learn_on*go" if self.every_step else "lrn = learn_on*int(t > t_stop)"),
-                when="before_groups", order=2, name=pfx + "ctl_update")
+            ctl.run_regularly(C.control_update(self.every_step), when="before_groups", order=2, name=pfx + "ctl_update")
         else:   # Heun: ph = 0 (predictor) / 1 (corrector); the control acts in predictor time steps only
             ctl.run_regularly(
                 "ph = 1 - ph\n"
@@ -237,6 +224,17 @@ class RateNetwork:
         self.V, self.E = {}, {}
         self.Wg, self.Bg = {}, {}
         self._tol_syn = []
+
+        def to_ctl(src, var, expr, name, tol):
+            """A summed variable ``{var}_post = sum over src of expr`` on the control group (stage 1); ``tol``:
+            a counter of units still moving, reset by the runs without a tolerance (``self._tol_syn``)."""
+            S = self._syn(src, ctl, f"{var}_post = {expr} : 1 (summed)", name=f"{pfx}{name}")
+            S.connect(namespace={})
+            summed_stage.append((S, {f"{var}_post": 1}))
+            objs.append(S)
+            if tol:
+                self._tol_syn.append(S)
+
         for i in range(npop):
             n = int(p.pop_size[i])
             N = B * n
@@ -277,12 +275,7 @@ class RateNetwork:
             if i not in self.err_pops:
                 continue
             # tol counter for this group
-            Sv = self._syn(V, ctl, f"nbv_{pn[i]}_post = int(abs(free_pre*drive_pre/taup_pre) >= tolv_post) : 1 (summed)",
-                             name=f"{pfx}tolV_{pn[i]}")
-            Sv.connect(namespace={})
-            summed_stage.append((Sv, {f"nbv_{pn[i]}_post": 1}))
-            objs.append(Sv)
-            self._tol_syn.append(Sv)
+            to_ctl(V, f"nbv_{pn[i]}", "int(abs(free_pre*drive_pre/taup_pre) >= tolv_post)", f"tolV_{pn[i]}", True)
             mus = [f"mu_{kn[k]}" for k in in_w[i]] + [f"b_{kn[k]}" for k in in_b[i]] + [f"msk_{kn[k]}" for k in in_s[i]]
             eqs = ["x_in : 1", f"mu = {' + '.join(mus) if mus else '0.0'} : 1",
                    *[f"mu_{kn[k]} : 1" for k in in_w[i]], *[f"msk_{kn[k]} : 1" for k in in_s[i]],
@@ -334,19 +327,10 @@ class RateNetwork:
             summed_stage.append((Sc, stages))
             objs.append(Sc)
             if has_err[i]:
-                model = f"F_{pn[i]}_post = 0.5*prec_pre*(x_in_pre - mu_pre)**2/{float(B)!r} : 1 (summed)"
-                stages = {f"F_{pn[i]}_post": 1}
-                Se = self._syn(E, ctl, model, name=f"{pfx}F_{pn[i]}")
-                Se.connect(namespace={})
-                summed_stage.append((Se, stages))
-                objs.append(Se)
+                to_ctl(E, f"F_{pn[i]}", f"0.5*prec_pre*(x_in_pre - mu_pre)**2/{float(B)!r}", f"F_{pn[i]}", False)
             if dyn_err[i]:
-                St = self._syn(E, ctl, f"nbe_{pn[i]}_post = int(abs((x_in_pre - mu_pre - eps_pre/prec_pre)/taue_pre) >= tolv_post) : 1 (summed)",
-                                 name=f"{pfx}tolE_{pn[i]}")
-                St.connect(namespace={})
-                summed_stage.append((St, {f"nbe_{pn[i]}_post": 1}))
-                objs.append(St)
-                self._tol_syn.append(St)
+                to_ctl(E, f"nbe_{pn[i]}", "int(abs((x_in_pre - mu_pre - eps_pre/prec_pre)/taue_pre) >= tolv_post)",
+                       f"tolE_{pn[i]}", True)
 
         # ---- projections
         self._learn_objs = []

@@ -13,7 +13,7 @@ from ...config import JIT_OPTIONS
 from ..tables import P_OFF, P_SIZE
 
 __all__ = ["blk", "wblk", "load_inputs", "read_pop", "add_into", "add_scaled", "add_row", "first_nonfinite",
-           "all_finite", "first_bad", "report"]
+           "all_finite", "first_bad", "first_bad_rows", "energy_total", "decayed_dt", "report"]
 
 
 @njit(**JIT_OPTIONS)
@@ -105,6 +105,38 @@ def first_bad(energy, x, B, pi):
         if not all_finite(x[o:o + B * pi[i, P_SIZE]]):
             return i
     return -1
+
+
+@njit(**JIT_OPTIONS)
+def first_bad_rows(energy, x, pi):
+    """:func:`first_bad` for an item-major ``(B, N)`` state ``x`` (population ``i`` owns the columns
+    ``[off_i, off_i + n_i)`` of every row), as the event-driven hardware engine keeps it."""
+    bad = first_nonfinite(energy)
+    if bad >= 0:
+        return bad
+    for i in range(pi.shape[0]):
+        for s in range(x.shape[0]):
+            if not all_finite(x[s, pi[i, P_OFF]:pi[i, P_OFF] + pi[i, P_SIZE]]):
+                return i
+    return -1
+
+
+@njit(**JIT_OPTIONS)
+def energy_total(energy):
+    """The total energy ``sum_i energy[i]``, summed in population order."""
+    tot = 0.0
+    for i in range(energy.shape[0]):
+        tot += energy[i]
+    return tot
+
+
+@njit(**JIT_OPTIONS)
+def decayed_dt(dt, dt_decay, before, energy):
+    """The step size after a step: ``dt * dt_decay`` when ``dt_decay < 1`` and the total energy (see
+    :func:`energy_total`) did not decrease from ``before``, else ``dt``."""
+    if dt_decay < 1.0 and energy_total(energy) >= before:
+        return dt * dt_decay
+    return dt
 
 
 @njit(**JIT_OPTIONS)

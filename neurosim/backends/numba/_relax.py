@@ -9,7 +9,7 @@ from ...config import JIT_OPTIONS
 from ...plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from ..base import EULER, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP
 from ..tables import K_PRE, K_SKIP, K_WOFF, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUE
-from ._common import all_finite, blk, first_nonfinite, load_inputs, read_pop, report
+from ._common import all_finite, blk, decayed_dt, energy_total, first_nonfinite, load_inputs, read_pop, report
 from ._products import SMALL_BATCH
 from .activations import phi_block
 
@@ -233,17 +233,10 @@ def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end,
                     es[j] += h * (deps[j] + deps2[j])
             _phi_all(B, x, phx, pi, pf, g, True)
         steps += 1
-        prev_total = 0.0
-        for i in range(npop):
-            prev_total += energy[i]
+        prev_total = energy_total(energy)
         fused_done = _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki, kf, ki_start,
                               ki_end, W, b, True)
-        if dt_decay < 1.0:
-            tot = 0.0
-            for i in range(npop):
-                tot += energy[i]
-            if tot >= prev_total:
-                dt *= dt_decay
+        dt = decayed_dt(dt, dt_decay, prev_total, energy)
     # keep the actual errors in es: they are the error state a 'previous' start continues from
     for j in range(N):
         es[j] = eps[j]
