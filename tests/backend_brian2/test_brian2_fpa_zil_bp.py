@@ -29,7 +29,7 @@ if not hasattr(brian2, "NeuronGroup"):   # tests/ is on sys.path: without brian2
 import neurosim as ns  # noqa: E402
 from neurosim.algorithms.fpa import fpa_updates  # noqa: E402
 from neurosim.algorithms.zil import zil_updates  # noqa: E402
-from conformance.test_composability import circuit, data, lowered  # noqa: E402
+from testkit import lowered, row_circuit as circuit, row_data as data  # noqa: E402
 
 TOL = 1e-9     # float64, relative to max(1, |value|): observed about 1e-16
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*")   # pyparsing names used by brian2 2.9
@@ -218,7 +218,7 @@ def test_float32_network_is_float32_and_close_to_the_float64_reference(row):
 def test_heun_equals_the_reference_heun_with_tol_dt_decay_probes_and_learning(row, tau_eps):
     """One Heun step = a predictor and a corrector brian2 time step; runs, tol stopping, dt_decay, nudging,
     probes and learning equal the reference's Heun to 1e-9."""
-    from conformance.test_composability import probe_target, with_error_dynamics
+    from testkit import probe_target, with_error_dynamics
     c = circuit(row)
     c = with_error_dynamics(c, tau_eps) if tau_eps else c
     p = lowered(c)

@@ -27,7 +27,7 @@ if not hasattr(brian2, "NeuronGroup"):   # tests/ is on sys.path: without brian2
 
 import neurosim as ns  # noqa: E402
 from neurosim.algorithms.ipc import ipc_run  # noqa: E402
-from conformance.test_backends import dag_circuit, data, random_hierarchy  # noqa: E402
+from testkit import dag_circuit, data, random_hierarchy  # noqa: E402
 
 TOL = 1e-9     # float64, relative to max(1, |value|): observed about 1e-16
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*")   # pyparsing names used by brian2 2.9

@@ -22,8 +22,8 @@ if not hasattr(brian2, "NeuronGroup"):   # tests/ is on sys.path: without brian2
     pytest.skip("brian2 is not installed", allow_module_level=True)
 
 import neurosim as ns  # noqa: E402
-from conformance.test_backends import (OPTIMIZERS, assert_close, assert_results_equal,  # noqa: E402
-                                       assert_weights_equal, dag_circuit, data, random_hierarchy)
+from testkit import (OPTIMIZERS, assert_close, assert_results_equal,  # noqa: E402
+                     assert_weights_equal, dag_circuit, data, random_hierarchy)
 
 TOL = 1e-6
 # every activation, with error dynamics off and on (each twice over the list)

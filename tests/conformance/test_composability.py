@@ -21,7 +21,6 @@ temporary directory and, when ``NEUROSIM_WRITE_MATRIX=path`` is set, to ``path``
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections import Counter
@@ -30,6 +29,7 @@ import numpy as np
 import pytest
 
 import neurosim as ns
+from testkit import lowered, probe_target, row_circuit as circuit, row_data as data, with_error_dynamics
 
 ROWS = ["layered MLP", "DAG with skips", "muPC residual", "CNN", "RNN", "LSTM"]
 GRAPH_ROWS = ("CNN", "RNN", "LSTM")
@@ -50,66 +50,6 @@ SEED = 0
 
 WORKS, REFUSED, INEXPRESSIBLE, BROKEN = "works", "refused", "inexpressible", "broken"
 SYMBOL = {WORKS: "✓", REFUSED: "✗", INEXPRESSIBLE: "·", BROKEN: "**!**"}
-
-
-# ----------------------------------------------------------------------------- the circuits
-def _dag():
-    """Two inputs a, b -> h (tanh) -> g (sigmoid) -> out, a long-range projection a -> out and an identity
-    skip h -> out."""
-    plast = ns.Hebbian(lr=0.05, optimizer=ns.SGD())
-    pops = (ns.ValuePopulation("a", 2), ns.ValuePopulation("b", 2), ns.ValuePopulation("h", 3, phi="tanh"),
-            ns.ValuePopulation("g", 3, phi="sigmoid"), ns.ValuePopulation("out", 3))
-    errs = (ns.ErrorPopulation("eps_h", "h"), ns.ErrorPopulation("eps_g", "g"),
-            ns.ErrorPopulation("eps_out", "out"))
-    projs = (ns.Projection("Wah", "a", "h", bias=True, plasticity=plast),
-             ns.Projection("Wbh", "b", "h", plasticity=plast),
-             ns.Projection("Whg", "h", "g", bias=True, plasticity=plast),
-             ns.Projection("Wgo", "g", "out", plasticity=plast),
-             ns.Projection("Wao", "a", "out", multiplier=0.7, plasticity=plast),
-             ns.Projection("skip", "h", "out", skip=True, weights=False))
-    clamps = (ns.Clamp("a", "input"), ns.Clamp("b", "input"), ns.Clamp("out", "target"))
-    return ns.Circuit(pops, errs, projs, clamps, name="dag")
-
-
-def circuit(row):
-    """A tiny circuit of each kind (plain SGD, so that spiking plasticity can carry it)."""
-    if row == "layered MLP":
-        return ns.hierarchy([3, 4, 2], phi="tanh", lr=0.05, optimizer=ns.SGD())
-    if row == "DAG with skips":
-        return _dag()
-    if row == "muPC residual":
-        return ns.mupc.residual_network(3, 4, 2, 2, phi="tanh", lr=0.05, optimizer=ns.SGD())
-    g = ns.graph
-    if row == "CNN":
-        return g.cnn(input_shape=(1, 4, 4), channels=(2,), kernel=3, n_out=2, phi="tanh")
-    if row == "RNN":
-        return g.rnn(2, 3, 2, steps=2)
-    if row == "LSTM":
-        return g.lstm(2, 3, 2, steps=2)
-    raise KeyError(row)
-
-
-def with_error_dynamics(c, tau_eps=0.5):
-    if isinstance(c, ns.graph.Graph):
-        return dataclasses.replace(c, vertices=tuple(v if isinstance(v, ns.graph.Input) else
-                                                     dataclasses.replace(v, tau_eps=tau_eps) for v in c.vertices))
-    return dataclasses.replace(c, errors=tuple(dataclasses.replace(e, tau_eps=tau_eps) for e in c.errors))
-
-
-def lowered(c):
-    """The plan of a layered circuit or of a graph circuit (both give the Simulator the same names)."""
-    return ns.graph.lower_graph(c, seed=SEED) if isinstance(c, ns.graph.Graph) else ns.lower(c, seed=SEED)
-
-
-def probe_target(c, p):
-    """The last population (vertex) before the target that is not an input."""
-    names = [n for n in p.pop_names if n not in set(c.inputs) and n != p.pop_names[p.target_pop]]
-    return names[-1]
-
-
-def data(n_in, n_out, B=4):
-    rng = np.random.default_rng(7)
-    return rng.normal(size=(B, n_in)), 0.5 * rng.normal(size=(B, n_out))
 
 
 # ----------------------------------------------------------------------------- building through the public API
