@@ -215,8 +215,8 @@ def _with_tau_eps(g, tau_eps):
                                                  dataclasses.replace(v, tau_eps=tau_eps) for v in g.vertices))
 
 
-@pytest.mark.parametrize("tau_eps", [0.0, 0.5], ids=["eps_instant", "tau_eps"])
-@pytest.mark.parametrize("kind", ["cnn", "rnn", "lstm"])
+@pytest.mark.parametrize("kind, tau_eps", [("cnn", 0.0), ("cnn", 0.5), ("rnn", 0.0), ("lstm", 0.5)],
+                         ids=["cnn-eps_instant", "cnn-tau_eps", "rnn-eps_instant", "lstm-tau_eps"])
 def test_heun_matches_reference_heun(kind, tau_eps):
     """integrator='heun': one Heun step is a predictor and a corrector brian2 time step (the corrector's inputs
     at the predicted state); runs with probes, nudged, stopped at tol, with dt_decay, and a training epoch equal
