@@ -2,7 +2,8 @@
 
 Every test runs the same graph and seed on ``backend="reference"`` (the NumPy statement of the equations) and on
 ``backend="brian2"`` (:mod:`neurosim.backends.brian2.graph`), compares to 1e-6 relative (as the composability
-matrix does) and checks that brian2 really ran (its run counter advanced: no silent host fallback).
+matrix does; the Heun tests to 1e-9) and checks that brian2 really ran (its run counter advanced: no silent host
+fallback).
 """
 from __future__ import annotations
 
@@ -53,21 +54,21 @@ def _runs(sim):
     return int(sim.backend.checkpoint_state()["n_runs"])
 
 
-def _close(a, b, what=""):
+def _close(a, b, what="", tol=TOL):
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     assert a.shape == b.shape, what
     assert np.all(np.isfinite(a)), what
     scale = max(1.0, float(np.max(np.abs(b))) if b.size else 1.0)
     err = float(np.max(np.abs(a - b))) if a.size else 0.0
-    assert err <= TOL * scale, f"{what}: brian2 differs from the reference by {err:.3g}"
+    assert err <= tol * scale, f"{what}: brian2 differs from the reference by {err:.3g}"
 
 
-def _same_run(r1, r2):
-    _close(r2.energy, r1.energy, "energy")
+def _same_run(r1, r2, tol=TOL):
+    _close(r2.energy, r1.energy, "energy", tol)
     for k in r1.x:
-        _close(r2.x[k], r1.x[k], f"x[{k}]")
-        _close(r2.eps[k], r1.eps[k], f"eps[{k}]")
-    _close(r2.y0, r1.y0, "y0")
+        _close(r2.x[k], r1.x[k], f"x[{k}]", tol)
+        _close(r2.eps[k], r1.eps[k], f"eps[{k}]", tol)
+    _close(r2.y0, r1.y0, "y0", tol)
     assert r2.steps == r1.steps
 
 
@@ -202,15 +203,78 @@ def test_quantized_hardware_trains_like_reference():
     assert _runs(sims[1]) == 1
 
 
-@pytest.mark.parametrize("what, kw, words", [
-    ("spiking", dict(backend_options={"mode": "spiking"}), "mode='rate'"),
-    ("heun", dict(integrator="heun"), "euler"),
-])
-def test_refused_at_build(what, kw, words):
+HEUN_TOL = 1e-9
+PROBE = {"cnn": "pool1", "rnn": "h2", "lstm": "h2"}
+
+
+def _with_tau_eps(g, tau_eps):
+    import dataclasses
+    if not tau_eps:
+        return g
+    return dataclasses.replace(g, vertices=tuple(v if isinstance(v, ns.graph.Input) else
+                                                 dataclasses.replace(v, tau_eps=tau_eps) for v in g.vertices))
+
+
+@pytest.mark.parametrize("kind, tau_eps", [("cnn", 0.0), ("cnn", 0.5), ("rnn", 0.0), ("lstm", 0.5)],
+                         ids=["cnn-eps_instant", "cnn-tau_eps", "rnn-eps_instant", "lstm-tau_eps"])
+def test_heun_matches_reference_heun(kind, tau_eps):
+    """integrator='heun': one Heun step is a predictor and a corrector brian2 time step (the corrector's inputs
+    at the predicted state); runs with probes, nudged, stopped at tol, with dt_decay, and a training epoch equal
+    the reference's Heun to 1e-9."""
+    g = _with_tau_eps(_graph(kind, plasticity=ns.Hebbian(lr=0.05, optimizer=ns.SGD())), tau_eps)
+    X, Y = _data(g, B=6)
+    t = PROBE[kind]
+    probes = [ns.Probe(t, "x", name="px"), ns.Probe(t, "eps", name="pe"), ns.Probe(t, "mu", name="pm")]
+    ref, b2 = _pair(g, integrator="heun", probes=probes)
+    r1, r2 = ref.run(X, Y, steps=5), b2.run(X, Y, steps=5)
+    _same_run(r1, r2, HEUN_TOL)
+    for name in ("px", "pe", "pm"):
+        assert ref.data[name].shape == b2.data[name].shape and b2.data[name].shape[0] == 6   # steps 0..5
+        _close(b2.data[name], ref.data[name], name, HEUN_TOL)
+    nudge = dict(mode="nudge", beta=0.5)
+    for kw in (dict(steps=6, **nudge), dict(steps=40, tol=0.3, **nudge), dict(steps=10, dt_decay=0.5, **nudge)):
+        r1, r2 = ref.run(X, Y, **kw), b2.run(X, Y, **kw)
+        _same_run(r1, r2, HEUN_TOL)
+        if "tol" in kw:
+            assert r1.steps < 40   # stopped early, at the same step
+        if "dt_decay" in kw:   # the step size did decay
+            r0 = ref.run(X, Y, steps=10, **nudge)
+            assert np.max(np.abs(r0.energy - r1.energy)) > 1e-3
+    w0 = ref.weights
+    h1 = ref.train(X, Y, epochs=1, batch_size=3, steps=4, progress=False)
+    h2 = b2.train(X, Y, epochs=1, batch_size=3, steps=4, progress=False)
+    moved = 0.0
+    for k, w in ref.weights.items():
+        _close(b2.weights[k], w, k, HEUN_TOL)
+        moved = max(moved, float(np.max(np.abs(w - w0[k]))))
+    assert moved > 1e-4
+    _close(h2["loss"], h1["loss"], "loss", HEUN_TOL)
+    assert _runs(b2) == 6   # 4 runs, 2 training batches: all in brian2
+    # not the Euler result: the two integrators differ by far more than the tolerance
+    eul = ns.Simulator(g, dt=0.1, seed=0, backend="reference").run(X, Y, steps=5)
+    heun = ns.Simulator(g, dt=0.1, seed=0, backend="reference", integrator="heun").run(X, Y, steps=5)
+    assert np.max(np.abs(eul.energy - heun.energy)) > 1e-6
+
+
+@pytest.mark.parametrize("algorithm", ["strict", "ipc"])
+def test_heun_euler_only_algorithms_refused(algorithm):
+    """strict and iPC take Euler steps on every graph backend: with Heun they are refused before brian2 runs."""
+    g = _graph("rnn", plasticity=ns.Hebbian(lr=0.05, optimizer=ns.SGD()))
+    X, Y = _data(g)
+    sim = ns.Simulator(g, dt=0.1, seed=0, integrator="heun", **B2)
+    with pytest.raises(ValueError, match="Euler"):
+        sim.train(X, Y, epochs=1, batch_size=4, steps=4, progress=False, algorithm=algorithm)
+    assert _runs(sim) == 0
+
+
+def test_refused_at_build():
     g = _graph("rnn")
-    opts = {"backend": "brian2", "backend_options": {"mode": "rate"}, **kw}
-    with pytest.raises(ns.UnsupportedError, match=words):
-        ns.Simulator(g, dt=0.1, seed=0, **opts)
+    with pytest.raises(ns.UnsupportedError, match="mode='rate'"):
+        ns.Simulator(g, dt=0.1, seed=0, backend="brian2", backend_options={"mode": "spiking"})
+    with pytest.raises(ns.UnsupportedError, match="mode='rate'"):
+        ns.Simulator(g, dt=0.1, seed=0, backend="brian2", backend_options={"mode": "spiking"}, integrator="heun")
+    sim = ns.Simulator(g, dt=0.1, seed=0, integrator="heun", **B2)   # Heun is no longer refused
+    assert sim.backend.name == "brian2"
 
 
 @pytest.mark.parametrize("algorithm", ["fpa", "zil", "bp"])

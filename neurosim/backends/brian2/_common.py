@@ -88,10 +88,26 @@ def control_group(clock, pfx, F_names, nb_names, extra=()):
     return b2.NeuronGroup(1, eqs, clock=clock, name=pfx + "ctl")
 
 
-def control_update(every_step: bool) -> str:
+def control_update(every_step: bool, heun: bool = False) -> str:
     """The control group's code for every time step (before the groups): stop once no unit moves by ``tolv``
     or more (``tolv > 0``), ``go`` while running before ``t_stop``, count the steps, ``dtf *= decay`` when the
-    energy did not decrease; ``lrn``: learning in every moving step (``every_step``, iPC) or after ``t_stop``."""
+    energy did not decrease; ``lrn``: learning in every moving step (``every_step``, iPC) or after ``t_stop``.
+
+    ``heun`` (a network whose value step is two time steps of half the step, a predictor and a corrector; the
+    group then has the variable ``ph``): ``ph`` flips first (0: predictor, 1: corrector; a run starts with
+    ``ph = 1``), and the stop, ``go``, the step count and the ``dt_decay`` rule act in predictor time steps only
+    (the corrector keeps them), so they see the states x_0, x_1, ... and never a predicted one;
+    ``lrn`` (after ``t_stop``) is the same.  ``every_step`` does not go with ``heun``."""
+    if heun:
+        if every_step:
+            raise ValueError("control_update: heun goes with every_step=False")
+        return ("ph = 1 - ph\n"
+                "running = ph*running + (1 - ph)*running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
+                "go = ph*go + (1 - ph)*running*int(t < t_stop)\n"
+                "steps = steps + (1 - ph)*go\n"
+                "dtf = ph*dtf + (1 - ph)*dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
+                "Fprev = ph*Fprev + (1 - ph)*Ftot\n"
+                "lrn = learn_on*int(t > t_stop)")
     return ("running = running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
             "go = running*int(t < t_stop)\n"
             "steps = steps + go\n"

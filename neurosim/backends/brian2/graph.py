@@ -63,6 +63,24 @@ moving it and, for standard PC, applies the Hebbian update from it.  The clock's
 (``dt``; strict PC's ``eta tau_x``; iPC's ``gamma``), so one brian2 step is one step of the reference.  The
 initial state (feedforward sweep, zeros, or the previous state) is set from the host with the reference's
 NumPy code, as the layered rate mapping does; the relaxation, the Hebbian sums and the optimiser run in brian2.
+
+Heun (``integrator="heun"``, standard PC; the construction of the layered rate mapping)
+---------------------------------------------------------------------------------------
+One Heun step of size ``h`` (the rate, times the ``dt_decay`` factor ``dtf``) is two brian2 time steps of
+``h / 2``: a predictor (``ph = 0`` on the control group) and a corrector (``ph = 1``).  ``x`` (and ``eps``
+where ``tau_eps > 0``) are then plain variables moved by one ``run_regularly`` operation per vertex group
+(``when="groups"``), which first takes both rates ``rx = go dtf free drive / tau_x`` and
+``rxe = go dtf ((x - mu) - eps/pi) / tau_eps`` (``drive`` reads ``eps``, ``rxe`` reads ``x``) and then
+
+.. math:: \text{predictor: } k = r(v_t),\ s = v_t,\ v \leftarrow v_t + h\,k;\qquad
+          \text{corrector: } v_{t+1} = s + \tfrac{h}{2}\big(k + r(\tilde v)\big)
+
+for ``v = x, eps``.  Every input of the corrector (predictions, products, pool indicators, feedback) is
+computed by the summed variables at the predicted state :math:`\tilde v`, as the reference's second stage
+is.  The control acts in predictor time steps only (:func:`~neurosim.backends.brian2._common.control_update`
+with ``heun``): the tol stop, ``go``, the step count and ``dt_decay`` see the states :math:`x_0, x_1, \dots`;
+records and energies are those of the predictor time steps, and the Hebbian update acts in the last time
+step (``2n``), at :math:`x_n`.  A run of ``n`` steps is ``2n + 1`` brian2 time steps.
 """
 from __future__ import annotations
 
@@ -83,7 +101,7 @@ from ...graph.backend import GraphBackend, reduce_directions
 from ...graph.base import (ALG_IPC, ALG_PC, INIT_PREVIOUS, INIT_ZEROS, STATUS_DIVERGED, STATUS_OK, GraphBatchResult)
 from ...graph.plan import ROLE_FREE, ROLE_TARGET, V_ROLE
 from . import _common as C
-from .rate import TIME_UNIT, _optimizer_code
+from .rate import _HEUN_CODE, TIME_UNIT, _optimizer_code
 
 __all__ = ["GraphBrian2Backend", "GraphRateNetwork", "conv_connectivity", "pool_connectivity"]
 
@@ -169,12 +187,20 @@ class GraphRateNetwork:
     every_step : bool
         False (standard and strict PC): the optimiser step acts once, in the last (evaluation) time step of
         a learning run.  True (iPC): it acts in every time step that moves the values, from the same state.
+    heun : bool
+        False: Euler steps.  True: Heun steps, each a predictor and a corrector time step of half the step
+        (see the module docstring, "Heun"); goes with ``every_step=False``.
     """
 
-    def __init__(self, plan, B, rate, probe_item=None, every_step=False, dtype=np.float64):
+    def __init__(self, plan, B, rate, probe_item=None, every_step=False, dtype=np.float64, heun=False):
         #: brian2's float type for every variable of this network (float64 or float32), set while it is built
         #: and while it runs (:func:`~neurosim.backends.brian2._common.float_dtype`)
         self.dtype = np.dtype(dtype)
+        self.heun = bool(heun)
+        if self.heun and every_step:
+            raise ValueError("GraphRateNetwork: heun goes with every_step=False (iPC takes Euler steps)")
+        #: brian2 time steps per value step (Heun: a predictor and a corrector time step)
+        self.sub = 2 if self.heun else 1
         with C.float_dtype(self.dtype):
             self._build(plan, B, rate, probe_item, every_step)
 
@@ -185,7 +211,7 @@ class GraphRateNetwork:
         self.every_step = bool(every_step)
         self.probe_item = probe_item
         self.pfx = pfx = C.unique_prefix("g")
-        self.clock = b2.Clock(dt=self.rate * TIME_UNIT, name=pfx + "clock")
+        self.clock = b2.Clock(dt=self.rate / self.sub * TIME_UNIT, name=pfx + "clock")
         syn = functools.partial(b2.Synapses, clock=self.clock)
         VI, VF, EI, EF, PI, PF = p.VI, p.VF, p.EI, p.EF, p.PI, p.PF
         nv = p.n_vertices
@@ -201,8 +227,9 @@ class GraphRateNetwork:
         # ---- control group
         F_names = [f"F_{i}" for i in comp]
         nb_names = [f"nbv_{i}" for i in comp] + [f"nbe_{i}" for i in self.lagged]
-        self.ctl = ctl = C.control_group(self.clock, pfx, F_names, nb_names)
-        ctl.run_regularly(C.control_update(self.every_step), when="before_groups", order=3, name=pfx + "ctl_update")
+        self.ctl = ctl = C.control_group(self.clock, pfx, F_names, nb_names, extra=("ph",) if self.heun else ())
+        ctl.run_regularly(C.control_update(self.every_step, self.heun), when="before_groups", order=3,
+                          name=pfx + "ctl_update")
         objs.append(ctl)
         self.F_names = {i: f"F_{i}" for i in comp}
 
@@ -282,7 +309,12 @@ class GraphRateNetwork:
                 mu_expr = " + ".join(f"ind{q}*w{q}" for q in range(kk))
             fbs = fb_terms[i]
             prec, tau, tau_eps = float(VF[i, VF_PREC]), float(VF[i, VF_TAU]), float(VF[i, VF_TAU_EPS])
-            eqs = ["dx/dt = go*dtf*free*drive/tau_x : 1",
+            if self.heun:   # the two stages as a run_regularly operation (below); rx, rxe: the rates of a stage
+                xeq = ["x : 1", "xs : 1", "k1 : Hz", "rx : Hz", "drv = go*dtf*free*drive/tau_x : Hz",
+                       "ph : 1 (linked)"]
+            else:
+                xeq = ["dx/dt = go*dtf*free*drive/tau_x : 1"]
+            eqs = [*xeq,
                    "drive = -eps + fb + nud*beta*(tgt - x) : 1",
                    f"fb = {' + '.join(fbs) if fbs else '0.0'} : 1",
                    *[f"{f} : 1" for f in fbs],
@@ -296,7 +328,10 @@ class GraphRateNetwork:
                 for q in range(kk):
                     cond = [f"int(w{q} > w{m})" for m in range(q)] + [f"int(w{q} >= w{m})" for m in range(q + 1, kk)]
                     eqs.append(f"ind{q} = {'*'.join(cond) if cond else '1'} : 1")
-            if tau_eps > 0:
+            if tau_eps > 0 and self.heun:
+                eqs += ["eps : 1", "es : 1", "ke : Hz", "rxe : Hz", "rate_e = go*dtf*((x - mu) - eps/prec)/tau_eps : Hz",
+                        "tau_eps : second (shared, constant)", "taue : 1 (shared, constant)"]
+            elif tau_eps > 0:
                 eqs += ["deps/dt = go*dtf*((x - mu) - eps/prec)/tau_eps : 1",
                         "tau_eps : second (shared, constant)", "taue : 1 (shared, constant)"]
             else:
@@ -310,6 +345,13 @@ class GraphRateNetwork:
                 V.taue = tau_eps
             V.go = b2.linked_var(ctl, "go", index=zeros(N))
             V.dtf = b2.linked_var(ctl, "dtf", index=zeros(N))
+            if self.heun:   # both rates first (drive reads eps, rate_e reads x), then both stages
+                V.ph = b2.linked_var(ctl, "ph", index=zeros(N))
+                code = ["rx = drv"] + (["rxe = rate_e"] if tau_eps > 0 else [])
+                code.append(_HEUN_CODE.format(v="x", k="k1", s="xs", r="rx"))
+                if tau_eps > 0:
+                    code.append(_HEUN_CODE.format(v="eps", k="ke", s="es", r="rxe"))
+                V.run_regularly("\n".join(code), when="groups", name=f"{pfx}heun{i}")
             self.V[i] = V
             objs.append(V)
 
@@ -487,7 +529,9 @@ class GraphRateNetwork:
         c.steps = 0.0
         c.lrn = 0.0
         c.learn_on = 1.0 if learn else 0.0
-        c.t_stop = float(t0 + (n_steps - 0.5) * self.rate * float(TIME_UNIT)) * b2.second
+        c.t_stop = float(t0 + (self.sub * n_steps - 0.5) * self.rate / self.sub * float(TIME_UNIT)) * b2.second
+        if self.heun:
+            c.ph = 1.0   # flips to 0: the first time step is a predictor
         c.tolv = float(tol)
         c.decay = float(dt_decay)
         for S in self._tol_syn:
@@ -498,7 +542,7 @@ class GraphRateNetwork:
         for mon in [self.mon_F, *self.mon.values()]:
             mon.resize(0)
         with C.float_dtype(self.dtype):
-            self.net.run((n_steps + 1) * self.rate * TIME_UNIT, namespace={})
+            self.net.run((self.sub * n_steps + 1) * self.rate / self.sub * TIME_UNIT, namespace={})
         return self._collect(n_steps)
 
     def _collect(self, n_steps):
@@ -515,9 +559,10 @@ class GraphRateNetwork:
                 eps[:, sl] = C.copy_out(V.eps[:]).reshape(B, n)
                 mu[:, sl] = C.copy_out(V.mu[:]).reshape(B, n)
         rows = n_steps + 1
+        sub = self.sub   # Heun: the records of the predictor time steps (the states x_0 ... x_n)
         energy = np.zeros((rows, nv))
         for i, name in self.F_names.items():
-            energy[:, i] = C.copy_out(getattr(self.mon_F, name))[0, :rows]
+            energy[:, i] = C.copy_out(getattr(self.mon_F, name))[0, ::sub][:rows]
         out = {"x": x, "eps": eps, "mu": mu, "energy": energy,
                "steps": int(round(float(C.copy_out(self.ctl.steps[:])[0])))}
         if self.mon:
@@ -525,7 +570,7 @@ class GraphRateNetwork:
             for i, mon in self.mon.items():
                 sl = p.units(i)
                 for key in (("x",) if i not in self.comp else ("x", "eps", "mu")):
-                    rec[key][:, sl] = C.copy_out(getattr(mon, key)).T[:rows]
+                    rec[key][:, sl] = C.copy_out(getattr(mon, key)).T[::sub][:rows]
             out.update(rec_x=rec["x"], rec_eps=rec["eps"], rec_mu=rec["mu"])
         G = np.zeros(p.theta0.shape[0])
         th, m, v = np.zeros_like(G), np.zeros_like(G), np.zeros_like(G)
@@ -552,8 +597,12 @@ class GraphBrian2Backend(GraphBackend):
     the network, brian2 relaxes and learns, and the results are copied back.  A network is built once per batch
     size, step size, probe item and kind of schedule (standard or every-step) and reused.
 
+    Heun steps (``integrator="heun"``, standard PC) run as a predictor and a corrector brian2 time step each
+    (:class:`GraphRateNetwork` with ``heun=True``); ``strict`` and ``ipc`` take Euler steps on every graph
+    backend (refused with Heun when they start, :meth:`~neurosim.graph.backend.GraphBackend.schedule`).
+
     Not run here (refused with :class:`~neurosim.UnsupportedError` when the simulator is built, or when ``train``
-    starts for an algorithm): ``mode="spiking"``, ``target="cpp_standalone"``, Heun steps, and the exact
+    starts for an algorithm): ``mode="spiking"``, ``target="cpp_standalone"``, and the exact
     schedules ``fpa``, ``zil``, ``bp`` (they run on ``numba`` / ``reference``).  A batch that diverges leaves the
     parameters as they were before it (iPC on the reference keeps the updates of the steps before the
     divergence); ``train`` raises :class:`~neurosim.DivergenceError` either way.
@@ -562,10 +611,8 @@ class GraphBrian2Backend(GraphBackend):
     name = "brian2"
     mode = "rate"
     options = ("mode", "target")
-    supports = frozenset({"euler", "tol", "nudge", "tau_eps", "probes", "graph", "bias", "adam", "dt_decay",
+    supports = frozenset({"euler", "heun", "tol", "nudge", "tau_eps", "probes", "graph", "bias", "adam", "dt_decay",
                           "multiplier", "skip", "float32"})
-    unsupported_reasons = {"heun": "the graph rate network integrates with Euler (brian2's Heun mapping, "
-                                   "a predictor and a corrector time step, exists for layered circuits only); use integrator='euler'"}
 
     def __init__(self, plan, dtype=np.float64, mode="rate", target="numpy"):
         if mode not in ("rate", "spiking"):
@@ -596,12 +643,13 @@ class GraphBrian2Backend(GraphBackend):
                 "runs 'pc', 'strict' and 'ipc')")
         return super().schedule(algorithm, options, spec)
 
-    def _network(self, B, rate, probe_item, every_step):
-        key = (B, float(rate), probe_item, bool(every_step))
+    def _network(self, B, rate, probe_item, every_step, heun=False):
+        key = (B, float(rate), probe_item, bool(every_step), bool(heun))
         if key not in self._nets:
             if len(self._nets) >= 4:   # keep a few networks (e.g. pc and ipc, two batch sizes), drop the oldest
                 self._nets.pop(next(iter(self._nets)))
-            self._nets[key] = GraphRateNetwork(self.plan, B, rate, probe_item, every_step, dtype=self.dtype)
+            self._nets[key] = GraphRateNetwork(self.plan, B, rate, probe_item, every_step, dtype=self.dtype,
+                                               heun=heun)
         return self._nets[key]
 
     def _engine_run(self, plan, X, Y, sch, used, x_init, eps_init):
@@ -613,10 +661,10 @@ class GraphBrian2Backend(GraphBackend):
                                    f"got schedule code {sch.algo}")
         if Y is None and (sch.clamp or sch.beta > 0):
             raise ValueError("backend 'brian2': a clamped or nudged output needs the target Y")
-        if sch.heun:
-            raise UnsupportedError(f"backend 'brian2' cannot run graph circuits with Heun: "
-                                   f"{self.unsupported_reasons['heun']}; use integrator='euler'")
         ipc = sch.algo == ALG_IPC
+        if sch.heun and ipc:   # schedule() refuses it first ("algorithm 'ipc' takes discrete (Euler) steps")
+            raise UnsupportedError("backend 'brian2': graph iPC takes Euler steps (its weights step with the "
+                                   "values from one state); use integrator='euler'")
         T = p.target
         # ---- the start (host, the reference's NumPy code, as the layered rate mapping does)
         net0 = _Net(p, self.params, B)
@@ -642,7 +690,7 @@ class GraphBrian2Backend(GraphBackend):
         y0 = mus0[T].copy()
         # ---- the run (brian2)
         track = sch.record_every > 0 and sch.record_item < B
-        net = self._network(B, sch.rate, int(sch.record_item) if track else None, ipc)
+        net = self._network(B, sch.rate, int(sch.record_item) if track else None, ipc, bool(sch.heun))
         opt_t = self.opt_t + 1
         out = net.run(xs, es, Y, int(sch.n_steps), bool(sch.clamp), float(sch.beta), bool(sch.learn),
                       float(sch.tol), float(sch.dt_decay), self.params.theta, self.params.m, self.params.v, opt_t)

@@ -202,18 +202,9 @@ class RateNetwork:
         F_names = [f"F_{pn[i]}" for i in range(npop) if has_err[i]]
         nb_names = [f"nbv_{pn[i]}" for i in range(npop)] + [f"nbe_{pn[i]}" for i in range(npop) if dyn_err[i]]
         self.ctl = ctl = C.control_group(self.clock, pfx, F_names, nb_names, extra=("ph",))
-        if not self.heun:
-            ctl.run_regularly(C.control_update(self.every_step), when="before_groups", order=2, name=pfx + "ctl_update")
-        else:   # Heun: ph = 0 (predictor) / 1 (corrector); the control acts in predictor time steps only
-            ctl.run_regularly(
-                "ph = 1 - ph\n"
-                "running = ph*running + (1 - ph)*running*(1 - int(tolv > 0)*int(nbig < 0.5))\n"
-                "go = ph*go + (1 - ph)*running*int(t < t_stop)\n"
-                "steps = steps + (1 - ph)*go\n"
-                "dtf = ph*dtf + (1 - ph)*dtf*(1 - (1 - decay)*int(Ftot >= Fprev))\n"
-                "Fprev = ph*Fprev + (1 - ph)*Ftot\n"
-                "lrn = learn_on*int(t > t_stop)",
-                when="before_groups", order=2, name=pfx + "ctl_update")
+        # Heun: ph = 0 (predictor) / 1 (corrector); the control acts in predictor time steps only
+        ctl.run_regularly(C.control_update(self.every_step, self.heun), when="before_groups", order=2,
+                          name=pfx + "ctl_update")
         objs.append(ctl)
         self.F_names = {i: f"F_{pn[i]}" for i in range(npop) if has_err[i]}
 
