@@ -151,7 +151,7 @@ def test_digits_reference_backend_and_overrides(tmp_path, capsys):
 @pytest.mark.parametrize("name, reason", [
     ("cnn-digits", "graph circuits"),
     ("hw-energy", "event-driven engine"),
-    ("zil-exactness", "algorithm kernels"),
+    ("mupc-depth", "not practical on brian2"),
 ])
 def test_backend_an_experiment_cannot_use_exits_2_with_the_reason(name, reason, tmp_path, capsys):
     out = tmp_path / "o"
