@@ -127,9 +127,12 @@ class LayeredEquations:
         self.sl = [slice(int(p.pop_off[i]), int(p.pop_off[i] + p.pop_size[i])) for i in range(p.n_pops)]
         self.prec = (p.precision if prec is None else prec).astype(self.dtype)
         self.names = [_PHI[int(c)] for c in p.pop_phi]
-        #: per-unit time constant tau_x
+        #: per-unit time constant tau_x (in the state's dtype, for the schedules' steps ``eta / tau``)
         self.tau = np.concatenate([np.full(int(p.pop_size[i]), p.pop_tau_x[i]) for i in range(p.n_pops)]
                                   ).astype(self.dtype)
+        # the same in float64: dx/dt divides by the circuit's tau_x itself (a float32 state is rounded once, after)
+        self._tau64 = np.concatenate([np.full(int(p.pop_size[i]), p.pop_tau_x[i]) for i in range(p.n_pops)]
+                                     ).astype(np.float64)
         self.tsl = self.sl[p.target_pop] if p.target_pop >= 0 else slice(0, 0)
         self.err_units = np.zeros(p.n_units, dtype=bool)      # units with error units
         self.move_clamp = np.zeros(p.n_units, dtype=bool)     # units that move when the target is clamped
@@ -270,7 +273,7 @@ class LayeredEquations:
         mu = self.predictions(x)
         eps, energy = self.errors(x, mu, eps_state)
         deps = self.error_rates(x, mu, eps)
-        dx = self.drive(x, eps, self.dphi(x), mode, beta, t) / self.tau
+        dx = (self.drive(x, eps, self.dphi(x), mode, beta, t) / self._tau64).astype(x.dtype, copy=False)
         return dx, deps, eps, mu, energy
 
     # -- learning
