@@ -1207,9 +1207,9 @@ class Simulator:
                 spec = self._spec(steps, "clamp", 0.0, "feedforward", None, dt, 1.0, None, False, record=False)
                 res, dirs, st = pc._relax(self, X, Y, pc._pc_spec(spec, options), options, "pc")
                 if dirs is None and res.status == 0:
-                    from .algorithms._common import NumpyNet
+                    from .equations import LayeredEquations
                     state = self._backend.state()
-                    net = NumpyNet(self._backend, st.prec)
+                    net = LayeredEquations(self._backend, st.prec)
                     dirs = net.directions(state["eps"], net.phi(state["x"]))
             else:
                 opts = dict(options)

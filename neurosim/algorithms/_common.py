@@ -16,7 +16,7 @@ Conventions (one for all schedules, the one of :mod:`neurosim.circuit`)
   :math:`g_{W_k} = a_k\, c_B\, \varepsilon_{post}^T \phi(x_{pre})`, :math:`g_{b_k} = c_B \sum_{batch}
   \varepsilon_{post}` (:math:`c_B = 1/B` for ``batch_reduction="mean"``, 1 for ``"sum"``); it equals
   :math:`-\partial F/\partial W_k` (times :math:`B` for the sum reduction) and is applied through the
-  projection's optimiser (:func:`neurosim.backends.reference.optimizer_step`).
+  projection's optimiser (:func:`neurosim.equations.optimizer_step`).
 
 Output options shared by the PC schedules
 -----------------------------------------
@@ -55,18 +55,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import activations as act
 from ..backends.base import INIT_FEEDFORWARD, MODE_CLAMP, MODE_NUDGE, STATUS_DIVERGED, BatchResult
-from ..backends.reference import first_bad, optimizer_step, rec_buffers
+from ..backends.reference import rec_buffers
 from ..backends.tables import pack
 from ..circuit import _positive
+from ..equations import LayeredEquations, first_bad, optimizer_step  # noqa: F401 (re-exported)
 from ..errors import UnsupportedError
-from ..plan import ROLE_FREE, ROLE_INPUT, Plan
+from ..plan import ROLE_FREE, Plan
 
 __all__ = ["OUTPUT_OPTIONS", "CONVENTIONS", "convention", "OutputSettings", "output_settings", "Tables", "tables", "NumpyNet",
            "check_common", "uses_numba", "rec_buffers", "as_batch"]
 
-_PHI = {a.code: a.name for a in act.ACTIVATIONS.values()}
 #: activation codes the compiled kernels of :mod:`neurosim.algorithms._kernels` implement
 KERNEL_PHI_CODES = (0, 1, 2, 3, 4)
 
@@ -258,163 +257,9 @@ def n_layers(plan: Plan) -> int:
 
 
 # ----------------------------------------------------------------------------- the NumPy engine
-class NumpyNet:
-    """The equations on ``(B, n_units)`` arrays (populations are column slices): the oracle of the kernels.
-
-    Holds views of ``backend.W`` / ``backend.b``, so in-place weight updates are seen immediately.
-    """
-
-    def __init__(self, backend, prec=None):
-        self.be = backend
-        self.p = p = backend.plan
-        self.dtype = backend.dtype
-        self.sl = [slice(int(p.pop_off[i]), int(p.pop_off[i] + p.pop_size[i])) for i in range(p.n_pops)]
-        self.prec = (p.precision if prec is None else prec).astype(self.dtype)
-        self.names = [_PHI[int(c)] for c in p.pop_phi]
-        self.tau = np.concatenate([np.full(int(p.pop_size[i]), p.pop_tau_x[i]) for i in range(p.n_pops)]
-                                  ).astype(self.dtype)
-        self.tsl = self.sl[p.target_pop] if p.target_pop >= 0 else slice(0, 0)
-        self.err_units = np.zeros(p.n_units, dtype=bool)
-        self.move_clamp = np.zeros(p.n_units, dtype=bool)   # free populations (target clamped)
-        for i in range(p.n_pops):
-            if p.pop_has_err[i]:
-                self.err_units[self.sl[i]] = True
-            if p.pop_role[i] == ROLE_FREE:
-                self.move_clamp[self.sl[i]] = True
-        self.move_nudge = self.move_clamp.copy()
-        self.move_nudge[self.tsl] = True
-
-    # -- pieces
-    def phi(self, x):
-        out = np.empty_like(x)
-        for i, sl in enumerate(self.sl):
-            out[:, sl] = act.phi(self.names[i], x[:, sl])
-        return out
-
-    def dphi(self, x):
-        out = np.empty_like(x)
-        for i, sl in enumerate(self.sl):
-            out[:, sl] = act.dphi(self.names[i], x[:, sl])
-        return out
-
-    def _contrib(self, k, x, phx):
-        p = self.p
-        pre = p.proj_pre[k]
-        out = 0.0
-        if p.w_off[k] >= 0:
-            out = p.proj_mult[k] * (phx[:, self.sl[pre]] @ self.be.weight(k).T)
-        if p.b_off[k] >= 0:
-            out = out + self.be.bias(k)
-        if p.proj_skip[k]:
-            out = out + x[:, self.sl[pre]]
-        return out
-
-    def predictions(self, x, phx=None):
-        """``mu`` of every population (0 for inputs)."""
-        p = self.p
-        phx = self.phi(x) if phx is None else phx
-        mu = np.zeros_like(x)
-        for k in range(p.n_proj):
-            mu[:, self.sl[p.proj_post[k]]] += self._contrib(k, x, phx)
-        return mu
-
-    def forward(self, X):
-        """Feedforward values (inputs clamped to ``X``); returns ``(x, phi(x))``."""
-        p = self.p
-        B = X.shape[0]
-        x = np.zeros((B, p.n_units), dtype=self.dtype)
-        phx = np.zeros_like(x)
-        for j, i in enumerate(p.input_pops):
-            x[:, self.sl[i]] = X[:, p.input_off[j]:p.input_off[j] + p.pop_size[i]]
-        for i in range(p.n_pops):
-            if p.pop_role[i] != ROLE_INPUT:
-                mu = np.zeros((B, int(p.pop_size[i])), dtype=self.dtype)
-                for k in range(p.in_start[i], p.in_end[i]):
-                    mu += self._contrib(k, x, phx)
-                x[:, self.sl[i]] = mu
-            phx[:, self.sl[i]] = act.phi(self.names[i], x[:, self.sl[i]])
-        return x, phx
-
-    def errors(self, x, mu):
-        """``(eps, energy per population)``: eps = precision (x - mu) where there are error units."""
-        d = np.where(self.err_units, x - mu, 0.0)
-        eps = self.prec * d
-        B = x.shape[0]
-        energy = np.array([0.5 * np.sum(self.prec[sl] * d[:, sl] ** 2) / B for sl in self.sl])
-        return eps, energy
-
-    def feedback(self, eps, dph):
-        """``J^T eps``: ``dphi * sum a W^T eps_post + sum eps_post (skips)`` for every population."""
-        p = self.p
-        fb = np.zeros_like(eps)
-        sfb = np.zeros_like(eps)
-        for k in range(p.n_proj):
-            pre, post = self.sl[p.proj_pre[k]], self.sl[p.proj_post[k]]
-            if p.w_off[k] >= 0:
-                fb[:, pre] += p.proj_mult[k] * (eps[:, post] @ self.be.weight(k))
-            if p.proj_skip[k]:
-                sfb[:, pre] += eps[:, post]
-        return dph * fb + sfb
-
-    def drive(self, x, eps, dph, mode=MODE_CLAMP, beta=0.0, t=None):
-        """``-dF/dx`` of the moving populations (0 elsewhere); in nudge mode the target adds beta (t - x)."""
-        d = -eps + self.feedback(eps, dph)
-        move = self.move_nudge if mode == MODE_NUDGE else self.move_clamp
-        d = np.where(move, d, 0.0)
-        if mode == MODE_NUDGE:
-            d[:, self.tsl] += beta * (t - x[:, self.tsl])
-        return d
-
-    def directions(self, eps, phx):
-        """Hebbian update directions ``{k: g_W}``, ``{k: g_b}`` of every projection (batch mean or sum)."""
-        p = self.p
-        B = eps.shape[0]
-        gW, gb = {}, {}
-        for k in range(p.n_proj):
-            scale = 1.0 / B if p.proj_mean[k] else 1.0
-            e = eps[:, self.sl[p.proj_post[k]]]
-            if p.w_off[k] >= 0:
-                gW[k] = p.proj_mult[k] * scale * (e.T @ phx[:, self.sl[p.proj_pre[k]]])
-            if p.b_off[k] >= 0:
-                gb[k] = scale * e.sum(axis=0)
-        return gW, gb
-
-    def direction(self, k, eps, phx):
-        p = self.p
-        B = eps.shape[0]
-        scale = 1.0 / B if p.proj_mean[k] else 1.0
-        e = eps[:, self.sl[p.proj_post[k]]]
-        gW = p.proj_mult[k] * scale * (e.T @ phx[:, self.sl[p.proj_pre[k]]]) if p.w_off[k] >= 0 else None
-        gb = scale * e.sum(axis=0) if p.b_off[k] >= 0 else None
-        return gW, gb
-
-    def apply(self, k, gW, gb, factor=1.0):
-        """One optimiser step of projection ``k`` along ``factor * g`` (only if it is plastic)."""
-        p, be = self.p, self.be
-        plastic = p.proj_plastic[k] and gW is not None
-        lbias = p.proj_learn_bias[k] and gb is not None
-        if not (p.proj_plastic[k] or p.proj_learn_bias[k]):
-            return
-        be.opt_t[k] += 1
-        if plastic:
-            o, n = p.w_off[k], gW.size
-            sh = gW.shape
-            g = gW if factor == 1.0 else factor * gW
-            optimizer_step(be.W[o:o + n].reshape(sh), g, be.mW[o:o + n].reshape(sh), be.vW[o:o + n].reshape(sh),
-                           be.opt_t[k], p.proj_lr[k], p.opt_kind[k], p.opt_param[k])
-        if lbias:
-            o, n = p.b_off[k], gb.size
-            g = gb if factor == 1.0 else factor * gb
-            optimizer_step(be.b[o:o + n], g, be.mb[o:o + n], be.vb[o:o + n], be.opt_t[k], p.proj_lr[k],
-                           p.opt_kind[k], p.opt_param[k])
-
-    def set_target(self, x, t, beta):
-        """Clamp the target population to ``t`` (beta = 1) or to ``yhat + beta (t - yhat)``."""
-        if beta == 1.0:
-            x[:, self.tsl] = t
-        else:
-            yh = x[:, self.tsl].copy()
-            x[:, self.tsl] = yh + beta * (t - yh)
+#: the equations on ``(B, n_units)`` arrays, the oracle of the kernels: :class:`neurosim.equations.LayeredEquations`
+#: (the same class the reference backend runs), under the name the schedules use
+NumpyNet = LayeredEquations
 
 
 def observe(net, x, mu, k, energies, recs, spec, r):

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import activations as act
 from ..backends.base import BatchResult
-from ..backends.reference import optimizer_step
+from ..equations import optimizer_step
 from ..errors import UnsupportedError
 from ..plan import ROLE_INPUT
 from . import check_backend, register

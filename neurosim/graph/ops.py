@@ -3,7 +3,11 @@ r"""NumPy reference of every vertex function: forward :math:`g_i`, the feedback 
 :math:`(\partial g_i/\partial \theta)^T e` (the Hebbian update direction), all batched.
 
 These are the executable specification the numba kernels (:mod:`neurosim.graph.kernels`) are tested
-against, and they are themselves tested against finite differences.  States are lists ``xs`` with one
+against, and they are themselves tested against finite differences.  The array math of the projection kinds
+(:func:`~neurosim.equations.conv2d`, :func:`~neurosim.equations.conv2d_vjp`,
+:func:`~neurosim.equations.conv2d_kernel_grad`, :func:`~neurosim.equations.pool`,
+:func:`~neurosim.equations.pool_vjp`) is stated in :mod:`neurosim.equations` with the layered equations; this
+module combines it per vertex.  States are lists ``xs`` with one
 ``(B, n_i)`` array per vertex (flat, C order of the vertex shape ``(C, H, W)``).
 
 Conventions (for one sample; :math:`\phi` is the edge activation, :math:`a` its multiplier):
@@ -39,6 +43,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import dphi, phi  # the NumPy reference forms, called with the plan's integer codes
+# the per-kind array math (convolution, pooling) is stated in neurosim.equations; importable from here too
+from ..equations import conv2d, conv2d_kernel_grad, conv2d_vjp, pool, pool_vjp
 from .plan import (BIAS_CHANNEL, BIAS_UNIT, E_DENSE, E_SCALE, EI_KIND, EI_PAD, EI_PARAM, EI_PHI, EI_SRC,
                    EI_STRIDE, OP_ACT, OP_AFFINE, OP_AVGPOOL, OP_INPUT, OP_MAXPOOL, OP_PRODUCT, V_BIAS, V_BKIND, V_C,
                    V_E0, V_E1, V_H, V_OP, V_PHI, V_PK, V_PS, V_SIZE, V_W, GraphPlan)
@@ -91,81 +97,6 @@ class ReadNoiseStream:
         z = read_normals(self.seed, self.count, size).reshape(shape)
         self.count += size
         return z
-
-
-# ----------------------------------------------------------------------------------------------- convolution
-def _out_size(n, k, stride, pad):
-    return (n + 2 * pad - k) // stride + 1
-
-
-def conv2d(a: np.ndarray, K: np.ndarray, stride: int, pad: int) -> np.ndarray:
-    r"""Cross-correlation with zero padding: ``a`` (B, C_in, H, W), ``K`` (C_out, C_in, kh, kw) ->
-    (B, C_out, H_out, W_out), :math:`y_{o,r,c} = \sum_{i,u,v} K_{o,i,u,v} a_{i, rs+u-p, cs+v-p}`."""
-    B, Ci, H, W = a.shape
-    Co, _, kh, kw = K.shape
-    Ho, Wo = _out_size(H, kh, stride, pad), _out_size(W, kw, stride, pad)
-    ap = np.pad(a, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    out = np.zeros((B, Co, Ho, Wo), dtype=a.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            patch = ap[:, :, u:u + stride * (Ho - 1) + 1:stride, v:v + stride * (Wo - 1) + 1:stride]
-            out += np.einsum("bihw,oi->bohw", patch, K[:, :, u, v])
-    return out
-
-
-def conv2d_vjp(e: np.ndarray, K: np.ndarray, in_shape: tuple, stride: int, pad: int) -> np.ndarray:
-    """Transpose of :func:`conv2d` with respect to its input: ``e`` (B, C_out, H_out, W_out) -> (B, C_in, H, W)."""
-    B, Co, Ho, Wo = e.shape
-    Ci, H, W = in_shape
-    _, _, kh, kw = K.shape
-    gp = np.zeros((B, Ci, H + 2 * pad, W + 2 * pad), dtype=e.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            gp[:, :, u:u + stride * (Ho - 1) + 1:stride, v:v + stride * (Wo - 1) + 1:stride] += \
-                np.einsum("bohw,oi->bihw", e, K[:, :, u, v])
-    return gp[:, :, pad:pad + H, pad:pad + W]
-
-
-def conv2d_kernel_grad(e: np.ndarray, a: np.ndarray, kshape: tuple, stride: int, pad: int) -> np.ndarray:
-    """:math:`\\sum_{b,r,c} e_{b,o,r,c}\\, a_{b,i,rs+u-p,cs+v-p}`: shape ``kshape`` (C_out, C_in, kh, kw)."""
-    B, Co, Ho, Wo = e.shape
-    _, _, kh, kw = kshape
-    ap = np.pad(a, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    G = np.zeros(kshape, dtype=e.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            patch = ap[:, :, u:u + stride * (Ho - 1) + 1:stride, v:v + stride * (Wo - 1) + 1:stride]
-            G[:, :, u, v] = np.einsum("bohw,bihw->oi", e, patch)
-    return G
-
-
-# ----------------------------------------------------------------------------------------------- pooling
-def _windows(a, k, s):
-    B, C, H, W = a.shape
-    Ho, Wo = (H - k) // s + 1, (W - k) // s + 1
-    return np.stack([a[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s]
-                     for u in range(k) for v in range(k)]), Ho, Wo
-
-
-def pool(a: np.ndarray, k: int, s: int, kind: str) -> np.ndarray:
-    """Max (``kind="max"``) or average pooling of ``a`` (B, C, H, W) over ``k x k`` windows, stride ``s``."""
-    win, _, _ = _windows(a, k, s)
-    if kind == "max":
-        return win.max(axis=0)
-    return win.mean(axis=0)
-
-
-def pool_vjp(e: np.ndarray, a: np.ndarray, k: int, s: int, kind: str) -> np.ndarray:
-    """Transpose of the pooling Jacobian at ``a``: max routes ``e`` to the first maximum of each window."""
-    win, Ho, Wo = _windows(a, k, s)
-    g = np.zeros_like(a)
-    if kind == "max":
-        arg = np.argmax(win, axis=0)  # first maximum, as in the numba kernel
-    for j in range(k * k):
-        u, v = divmod(j, k)
-        contrib = e * (arg == j) if kind == "max" else e / (k * k)
-        g[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += contrib
-    return g
 
 
 # ----------------------------------------------------------------------------------------------- vertices

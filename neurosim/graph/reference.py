@@ -25,13 +25,13 @@ The executable specification of :mod:`neurosim.graph.kernels` (tested equal to 1
 
 Every schedule returns the update *direction* (minus the gradient; batch mean or sum per the parameter's
 ``batch_reduction``) and, when learning, applies it through each parameter's optimiser
-(:func:`neurosim.backends.reference.optimizer_step`, the same code as the layered circuits).
+(:func:`neurosim.equations.optimizer_step`, the same code as the layered circuits).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..backends.reference import optimizer_step
+from ..equations import optimizer_step
 from .base import (ALG_BP, ALG_FPA, ALG_IPC, ALG_PC, ALG_ZIL, INIT_FEEDFORWARD, INIT_PREVIOUS, INIT_ZEROS,
                    STATUS_DIVERGED, GraphBatchResult, ParamState, Schedule)
 from .ops import ReadNoiseStream, vertex_forward, vertex_param_grads, vertex_vjp

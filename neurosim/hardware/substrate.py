@@ -380,7 +380,7 @@ class Substrate:
 
     def _optimizer_step(self, gW, gb):
         """The ideal optimiser step of every plastic projection (as the reference backend's Hebbian update)."""
-        from ..backends.reference import optimizer_step
+        from ..equations import optimizer_step
         p = self.plan
         be = self._sim.backend
         for k in range(p.n_proj):

@@ -386,9 +386,8 @@ class Brian2Backend(Backend):
         probes = spec.probe_every > 0 and spec.probe_item < B
         if spec.n_steps == 0:   # no simulated time: the state is the initial condition (e.g. predict())
             mu = h.predictions(x0)
-            eps = np.where(p.pop_has_err[np.repeat(np.arange(p.n_pops), p.pop_size)] > 0, h.prec * (x0 - mu), 0.0)
-            energy = np.array([[0.5 * np.sum(h.prec[h.sl[i]] * (x0 - mu)[:, h.sl[i]] ** 2) / B
-                                if p.pop_has_err[i] else 0.0 for i in range(p.n_pops)]])
+            eps, energy = h.eq.errors(x0, mu)   # neurosim.equations: eps = pi (x - mu), F per population
+            energy = energy[None, :]
             res = BatchResult(steps=0, energy=energy, y0=y0, y=x0[:, tsl].copy())
             if probes:
                 res.rec_steps = np.zeros(1, dtype=np.int64)
