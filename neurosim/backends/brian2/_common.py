@@ -22,18 +22,70 @@ _COUNTER = itertools.count()
 _IDENT = re.compile(r"[^A-Za-z0-9_]")
 
 
+_LOG_FILTERS_SET = False
+
+#: entries a brian2 in-memory cache may hold before it is emptied (see :func:`trim_brian2_caches`)
+CACHE_LIMIT = 1000
+
+
+def _brian2_caches() -> list:
+    """The dicts behind brian2's ``@cached`` functions that building a network fills (an empty list for a brian2
+    version without them)."""
+    import importlib
+    out = []
+    try:   # modules by full name: brian2.stateupdaters.exact is also the name of an object in its package
+        mod = {m: importlib.import_module(f"brian2.{m}") for m in ("codegen.translation", "equations.equations",
+               "parsing.statements", "parsing.sympytools", "stateupdaters.base", "stateupdaters.exact")}
+        fns = (mod["codegen.translation"].make_statements, mod["equations.equations"].parse_string_equations,
+               mod["parsing.sympytools"]._str_to_sympy, mod["parsing.sympytools"].sympy_to_str,
+               mod["parsing.statements"].parse_statement, mod["stateupdaters.base"].StateUpdateMethod.apply_stateupdater,
+               mod["stateupdaters.exact"].LinearStateUpdater.__call__)
+    except (ImportError, AttributeError):
+        return out
+    for f in fns:
+        cache = getattr(getattr(f, "__wrapped__", None), "_cache", None)
+        if isinstance(cache, dict):
+            out.append(cache)
+    return out
+
+
+def trim_brian2_caches(limit: int | None = None) -> int:
+    """Empty every brian2 in-memory cache holding more than ``limit`` (default :data:`CACHE_LIMIT`) entries;
+    returns how many were emptied.
+
+    brian2's ``@cached`` functions keep every result for the life of the process, keyed by the code and the
+    variables of each object.  neurosim names every network's objects uniquely (:func:`unique_prefix`), so those
+    keys never repeat across networks: without a bound a process that builds many networks (a parameter sweep,
+    the test suite) holds every one of them (about 100,000 Python objects per tiny graph network), and every
+    garbage collection and network build slows down with it.
+    """
+    limit = CACHE_LIMIT if limit is None else limit
+    n = 0
+    for cache in _brian2_caches():
+        if len(cache) > limit:
+            cache.clear()
+            n += 1
+    return n
+
+
 def configure_prefs(target: str = "numpy"):
     """Process-wide brian2 preferences neurosim needs (brian2 keeps these in one global table).
 
     ``target`` is the runtime code-generation target; float64 everywhere; no log files or script
-    copies written to /tmp.
+    copies written to /tmp.  Called before every network is built, it also bounds brian2's in-memory caches
+    (:func:`trim_brian2_caches`).
     """
+    global _LOG_FILTERS_SET
     b2.prefs.codegen.target = target
     b2.prefs.core.default_float_dtype = np.float64
     b2.prefs.logging.file_log = False
     b2.prefs.logging.delete_log_on_exit = True
     b2.prefs.logging.save_script = False
     b2.prefs.logging.console_log_level = "WARNING"
+    trim_brian2_caches()
+    if _LOG_FILTERS_SET:   # each call below adds one more filter to brian2's logging handlers
+        return
+    _LOG_FILTERS_SET = True
     # neurosim reports diverging runs itself (DivergenceError with step and population)
     b2.BrianLogger.suppress_name("invalid_values")
     # event code such as "Ifb_pre += a*w; w += eta*tr_pre" is order-dependent on purpose (feedback uses the
