@@ -131,7 +131,9 @@ class NetworkShape:
 
     ``projections`` holds ``(n_pre, n_post, pre_is_input, post_has_error, plastic, learned_bias)`` of every
     weighted projection (plan index in ``weighted_index``); ``learned_bias_units`` counts learned biases
-    (also of weightless projections).
+    (also of weightless projections).  ``skips`` holds ``(n, pre_is_input, post_has_error)`` of every identity
+    skip: one accumulate per unit and pass (the prediction adds ``x_pre``, the feedback adds ``eps_post``), as
+    an identity edge of a graph circuit counts, and no weight fetched.
     """
 
     projections: tuple
@@ -147,12 +149,16 @@ class NetworkShape:
     mu_receivers: int
     fb_receivers: int
     learned_bias_units: int
+    skips: tuple = ()
 
     @classmethod
     def from_plan(cls, plan) -> "NetworkShape":
         p = plan
-        projs, windex = [], []
+        projs, windex, skips = [], [], []
         for k in range(p.n_proj):
+            if p.proj_skip[k]:
+                pre, post = int(p.proj_pre[k]), int(p.proj_post[k])
+                skips.append((int(p.pop_size[post]), bool(p.pop_role[pre] == ROLE_INPUT), bool(p.pop_has_err[post])))
             if p.w_off[k] < 0:
                 continue
             windex.append(k)
@@ -170,7 +176,7 @@ class NetworkShape:
         depth = np.zeros(npop, dtype=int)
         for k in range(p.n_proj):  # sorted by topological position of post
             pre, post = int(p.proj_pre[k]), int(p.proj_post[k])
-            if p.w_off[k] < 0:
+            if p.w_off[k] < 0 and not p.proj_skip[k]:
                 continue
             has_out[pre] = has_in[post] = True
             depth[post] = max(depth[post], depth[pre] + 1)
@@ -194,6 +200,7 @@ class NetworkShape:
             mu_receivers=int(size[has_in & non_input].sum()),
             fb_receivers=int(size[fb_in].sum()),
             learned_bias_units=int(sum(int(size[p.proj_post[k]]) for k in range(p.n_proj) if p.proj_learn_bias[k])),
+            skips=tuple(skips),
         )
 
     @classmethod
@@ -204,17 +211,20 @@ class NetworkShape:
     # sums used by the formulas
     @property
     def P(self) -> int:
-        return sum(a * b for a, b, *_ in self.projections)
+        """Synaptic ops of one prediction pass (identity skips: one per unit)."""
+        return sum(a * b for a, b, *_ in self.projections) + sum(n for n, *_ in self.skips)
 
     @property
     def F(self) -> int:
         """Synaptic ops of one PC feedback pass (pre not an input, post with an error unit)."""
-        return sum(a * b for a, b, inp, err, *_ in self.projections if not inp and err)
+        return (sum(a * b for a, b, inp, err, *_ in self.projections if not inp and err)
+                + sum(n for n, inp, err in self.skips if not inp and err))
 
     @property
     def F_bp(self) -> int:
         """Synaptic ops of one backward pass of backprop (pre not an input)."""
-        return sum(a * b for a, b, inp, *_ in self.projections if not inp)
+        return sum(a * b for a, b, inp, *_ in self.projections if not inp) + sum(n for n, inp, _e in self.skips
+                                                                                  if not inp)
 
     @property
     def U(self) -> int:
@@ -224,15 +234,15 @@ class NetworkShape:
     # equal the MAC sums above; :class:`GraphShape` fetches a convolution kernel once per pass)
     @property
     def P_fetch(self) -> int:
-        return self.P
+        return sum(a * b for a, b, *_ in self.projections)
 
     @property
     def F_fetch(self) -> int:
-        return self.F
+        return sum(a * b for a, b, inp, err, *_ in self.projections if not inp and err)
 
     @property
     def F_bp_fetch(self) -> int:
-        return self.F_bp
+        return sum(a * b for a, b, inp, *_ in self.projections if not inp)
 
     @property
     def U_fetch(self) -> int:

@@ -40,6 +40,32 @@ def test_bp_counts_hand_computed():
         assert c[k] == v, k
 
 
+def _skip_circuit():
+    """a(2) -> h(3) (W1, bias) -> o(3) (W2), plus an identity skip h -> o; a is the input, o the target."""
+    pops = (ns.ValuePopulation("a", 2), ns.ValuePopulation("h", 3, phi="tanh"), ns.ValuePopulation("o", 3))
+    errs = (ns.ErrorPopulation("eps_h", "h"), ns.ErrorPopulation("eps_o", "o"))
+    projs = (ns.Projection("W1", "a", "h", bias=True), ns.Projection("W2", "h", "o"),
+             ns.Projection("skip", "h", "o", skip=True, weights=False))
+    return ns.Circuit(pops, errs, projs, (ns.Clamp("a", "input"), ns.Clamp("o", "target")), name="skip")
+
+
+def test_identity_skips_are_counted_clock_driven():
+    """Weighted synapses 2*3 + 3*3 = 15; the skip adds one accumulate per unit and pass: P = 15 + 3 = 18, PC
+    feedback (W2 and the skip; W1's pre is the input) F = 9 + 3 = 12, BP's backward pass the same 12.
+    PC, T = 4: synaptic ops 5*18 + 4*12 = 138 (without the skip's 5*3 + 4*3: 111); weight reads stay those of
+    the weights, 5*15 + 4*9 + U 15 = 126.  BP: 18 + 12 = 30 synaptic ops, weight reads 15 + 9 + 15 = 39."""
+    c = _skip_circuit()
+    s = hw.NetworkShape.from_circuit(c)
+    assert (s.P, s.F, s.F_bp, s.P_fetch, s.F_fetch) == (18, 12, 12, 15, 9)
+    pc = hw.count_pc(c, steps=4, batch_size=1).per_sample()
+    assert pc["synaptic_ops"] == 138 and pc["weight_reads"] == 126
+    bp = hw.count_bp(c, batch_size=1).per_sample()
+    assert bp["synaptic_ops"] == 30 and bp["weight_reads"] == 39
+    # the graph form of the same circuit counts its identity edge the same way
+    g = hw.count_pc(ns.graph.from_circuit(c), steps=4, batch_size=1).per_sample()
+    assert g["synaptic_ops"] == pc["synaptic_ops"]
+
+
 @pytest.mark.parametrize("T", [0, 1, 5, 20])
 def test_pc_bp_mac_ratio_closed_form_and_growth(T):
     net = ns.hierarchy([64, 32, 16, 10])
