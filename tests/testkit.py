@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 import neurosim as ns
 
@@ -157,3 +158,17 @@ def row_data(n_in, n_out, B=4):
     """The inputs and targets every composability cell uses."""
     rng = np.random.default_rng(7)
     return rng.normal(size=(B, n_in)), 0.5 * rng.normal(size=(B, n_out))
+
+
+def require_brian2():
+    """The brian2 module, or skip the calling test module (pytest.importorskip, also for brian2 2.9 broken by
+    numpy >= 2.4, which fails at import with an AttributeError)."""
+    try:
+        import brian2
+    except ImportError:
+        pytest.skip("brian2 is not installed", allow_module_level=True)
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"brian2 cannot be imported: {exc}", allow_module_level=True)
+    if not hasattr(brian2, "NeuronGroup"):   # a folder of that name on sys.path, not the library
+        pytest.skip("brian2 is not installed", allow_module_level=True)
+    return brian2

@@ -19,12 +19,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-try:   # importorskip, also for brian2 2.9 broken by numpy >= 2.4 (AttributeError at import)
-    import brian2
-except Exception as exc:  # noqa: BLE001
-    pytest.skip(f"brian2 cannot be imported: {exc}", allow_module_level=True)
-if not hasattr(brian2, "NeuronGroup"):   # tests/ is on sys.path: without brian2, "brian2" is this folder
-    pytest.skip("brian2 is not installed", allow_module_level=True)
+from testkit import require_brian2  # noqa: E402
+
+brian2 = require_brian2()
 
 import neurosim as ns  # noqa: E402
 from neurosim.algorithms.fpa import fpa_updates  # noqa: E402

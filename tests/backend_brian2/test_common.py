@@ -10,12 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-try:   # importorskip, also for brian2 2.9 broken by numpy >= 2.4 (AttributeError at import)
-    import brian2 as b2
-except ImportError:
-    pytest.skip("brian2 is not installed", allow_module_level=True)
-except Exception as exc:  # noqa: BLE001
-    pytest.skip(f"brian2 cannot be imported: {exc}", allow_module_level=True)
+from testkit import require_brian2  # noqa: E402
+
+b2 = require_brian2()
 
 import neurosim as ns  # noqa: E402
 from neurosim.backends.brian2 import _common as C  # noqa: E402
