@@ -133,8 +133,10 @@ def test_error_dynamics_and_probes_match_reference(kind):
         _close(b2.data[name], ref.data[name], name)
 
 
+# strict and ipc on the CNN and the RNN here (the LSTM's are cells of the composability matrix, one epoch on the
+# same network kind; each took 12 s more here)
 @pytest.mark.parametrize("kind, algorithm", [(k, "pc") for k in KINDS] +
-                         [(k, a) for a in ("strict", "ipc") for k in ("cnn", "rnn", "lstm")])
+                         [(k, a) for a in ("strict", "ipc") for k in ("cnn", "rnn")])
 def test_train_matches_reference(kind, algorithm):
     g = _graph(kind, plasticity=ns.Hebbian(lr=0.05, optimizer=ns.SGD())) if kind != "cnn_avg" else _graph(kind)
     X, Y = _data(g, B=6)
