@@ -6,8 +6,9 @@ import numpy as np
 import neurosim as ns
 from neurosim.mupc import mupc_network
 
+from testkit import TOL, assert_close  # noqa: F401  (numba vs reference to 1e-10, relative to max(1, |value|))
+
 BACKENDS = ["reference", "numba"]
-TOL = 1e-10   # numba vs reference, relative to max(1, |value|)
 
 
 def data(n=12, n_in=5, n_out=4, seed=0, onehot=False):
@@ -62,16 +63,6 @@ def circuits():
 def tau_prec_mlp(sizes=(5, 7, 6, 4), tau_x=2.0, precision=0.5, output_precision=1.3, **kw):
     """A non-square MLP with tau_x != 1 and hidden/output precisions != 1."""
     return mlp(sizes, tau_x=tau_x, precision=precision, output_precision=output_precision, **kw)
-
-
-def assert_close(a, b, tol=TOL, what=""):
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    assert a.shape == b.shape, f"{what}: shapes {a.shape} != {b.shape}"
-    assert np.all(np.isfinite(a)) and np.all(np.isfinite(b)), f"{what}: non-finite values"
-    scale = max(1.0, float(np.max(np.abs(b))) if b.size else 1.0)
-    err = float(np.max(np.abs(a - b))) if a.size else 0.0
-    assert err <= tol * scale, f"{what}: max abs difference {err:.3e} > {tol:g} * {scale:.3g}"
 
 
 def rel(a, b):
