@@ -126,6 +126,19 @@ def _fail(msg: str, code: int) -> int:
 
 
 def main(argv=None) -> int:
+    """The ``neurosim`` command; returns the exit status (0 ok, 1 failed run, 2 bad arguments, 130 interrupted,
+    141 when the reader of the output went away, as in ``neurosim show digits | head``)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # stop quietly, as Unix tools do; stdout goes to /dev/null so that Python's exit flush does not fail again
+        import os
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -18,6 +18,22 @@ def test_help_exits_zero(capsys):
     assert "run" in capsys.readouterr().out
 
 
+def test_output_cut_short_by_its_reader_ends_quietly():
+    """``neurosim show digits | head -1``: the reader closes the pipe; the command stops without a traceback
+    (exit 141 = 128 + SIGPIPE, as Unix tools).  The read end is closed before the command starts, so every
+    write fails, whatever the timing."""
+    import os
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "neurosim", "show", "digits"], stdout=w, stderr=subprocess.PIPE,
+                           cwd=ROOT, timeout=120)
+    finally:
+        os.close(w)
+    err = p.stderr.decode()
+    assert p.returncode == 141 and "Traceback" not in err and "BrokenPipe" not in err, (p.returncode, err)
+
+
 def test_run_help_lists_options(capsys):
     with pytest.raises(SystemExit) as e:
         main(["run", "--help"])
