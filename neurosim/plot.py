@@ -192,6 +192,17 @@ def _time_label(t, dt, time_unit):
 _TIME_SCALES = ("auto", "linear", "log", "symlog")
 
 
+def _scale_note(ax) -> str:
+    """What the time axis label adds for a non-linear axis: ``", log scale"``, or for a symlog axis
+    ``", log scale above 0.1"`` (linear below that), so a reader does not misjudge how fast a trace settles."""
+    scale = ax.get_xscale()
+    if scale == "log":
+        return ", log scale"
+    if scale == "symlog":
+        return f", log scale above {_format_number(ax.xaxis.get_transform().linthresh)}"
+    return ""
+
+
 def _settle_fraction(x, series):
     """Fraction of the time window after which every series stays within 5% of its total change from its
     final value (``None`` when nothing changes)."""
@@ -700,7 +711,7 @@ def energy(
         )
     ax.set_yscale("log" if log else "linear")
     _apply_time_scale(ax, x, [data[:, k] for k in range(n_layers)], time_scale)
-    ax.set_xlabel(_time_label(t, dt, time_unit))
+    ax.set_xlabel(_time_label(t, dt, time_unit) + _scale_note(ax))
     ax.set_ylabel("energy F")
     if title is not None:
         ax.set_title(title)
@@ -829,7 +840,7 @@ def dynamics(values, errors=None, t=None, dt=1.0, max_units=10, path=None, title
     for j in range(n_cols):
         col = [axes[i, j] for i in range(n_rows) if axes[i, j] is not None]
         if col:
-            col[-1].set_xlabel(_time_label(t, dt, time_unit))
+            col[-1].set_xlabel(_time_label(t, dt, time_unit) + _scale_note(present[0]))
             col[-1].tick_params(axis="x", labelbottom=True)
     fig.suptitle(title if title is not None else "Value and error neuron dynamics")
     return _finish(fig, True, path)
@@ -1389,7 +1400,7 @@ def comparison(curves, xlabel, ylabel, path=None, title=None, logx=False,
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(xlabel + (_scale_note(ax) if time_scale is not None and xlabel else ""))
     ax.set_ylabel(ylabel)
     if title is not None:
         ax.set_title(title)
