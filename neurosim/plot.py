@@ -1049,7 +1049,7 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
             ax.bar(np.arange(arr.shape[0]), arr, width=0.8, color=_color(0))
             ax.axhline(0.0, color="0.4", lw=0.6)
             ax.set_title(f"{name} {tuple(arr.shape)}")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))   # few enough not to touch
             ax.set_xlabel("unit")
             ax.set_ylabel("bias")
             ax.grid(True, axis="y", alpha=0.3)
@@ -1061,7 +1061,7 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
         im = ax.imshow(arr, cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax,
                        aspect="auto", interpolation="nearest")
         ax.set_title(f"{name} {tuple(arr.shape)}")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("pre-synaptic unit")
         ax.set_ylabel("post-synaptic unit")
