@@ -147,19 +147,20 @@ class LayeredEquations:
         self.slow_err = [i for i in range(p.n_pops) if p.pop_has_err[i] and p.pop_tau_eps[i] > 0]
 
     # -- activations
-    def phi(self, x):
-        r""":math:`\phi(x)` with each population's activation."""
+    def _per_population(self, fn, x):
+        """``fn(activation name, columns)`` applied to each population's columns of ``x``."""
         out = np.empty_like(x)
         for i, sl in enumerate(self.sl):
-            out[:, sl] = act.phi(self.names[i], x[:, sl])
+            out[:, sl] = fn(self.names[i], x[:, sl])
         return out
+
+    def phi(self, x):
+        r""":math:`\phi(x)` with each population's activation."""
+        return self._per_population(act.phi, x)
 
     def dphi(self, x):
         r""":math:`\phi'(x)` with each population's activation."""
-        out = np.empty_like(x)
-        for i, sl in enumerate(self.sl):
-            out[:, sl] = act.dphi(self.names[i], x[:, sl])
-        return out
+        return self._per_population(act.dphi, x)
 
     # -- predictions
     def _add_contrib(self, k, x, phx, out):
