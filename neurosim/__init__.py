@@ -1,8 +1,8 @@
 """neurosim: predictive-coding circuits in continuous time.
 
-Declare a :class:`Circuit` (value and error populations, prediction projections, Hebbian plasticity),
-then run it on a backend with :class:`Simulator` (``"numba"`` for speed, ``"reference"`` as the NumPy
-oracle).  ``import neurosim`` compiles nothing; kernels are compiled (and cached) on first use.
+Declare a :class:`Circuit` (value and error populations, prediction projections, Hebbian plasticity;
+stated as populations, or as vertices of a computation graph with :mod:`neurosim.graph`), then run it on a
+backend with :class:`Simulator` (``"numba"`` for speed, ``"reference"`` as the NumPy oracle, ``"brian2"``).  ``import neurosim`` compiles nothing; kernels are compiled (and cached) on first use.
 """
 from .activations import names as activation_names
 from .circuit import (SGD, Adam, Circuit, Clamp, ErrorPopulation, Hebbian, Init, Optimizer, Probe, Projection,

@@ -352,33 +352,126 @@ class Probe:
             object.__setattr__(self, "name", f"{self.target}.{self.variable}")
 
 
+_DEFAULT_GRAPH_PLASTICITY = Hebbian(lr=0.01)
+
+
 @dataclass(frozen=True)
 class Circuit:
-    """A predictive-coding circuit: populations, error populations, projections, clamps, probes.
+    """A predictive-coding circuit: value populations with their error populations, joined by projections.
+
+    One type for every circuit kind, stated in one of two forms:
+
+    * **populations** (layered and DAG circuits of dense projections) -- ``Circuit(populations, errors,
+      projections, clamps, probes=(), name=...)`` with :class:`ValuePopulation`, :class:`ErrorPopulation`,
+      :class:`Projection` and :class:`Clamp`; :func:`hierarchy` and :func:`neurosim.mupc.residual_network`
+      build this form;
+    * **vertices** (any computation graph: dense, conv2d, pooling, identity/skip, sums, elementwise products
+      and gates, shared parameters) -- ``Circuit(vertices=..., output=..., params=..., plasticity=...)``,
+      each vertex (:mod:`neurosim.graph`: ``Input``, ``Dense``, ``Conv2d``, ``Pool``, ``Sum``, ``Product``,
+      ``Act``, ``Identity``) a value population with its error population and the local function that
+      predicts it; :func:`neurosim.graph.Graph` (the same call, positional) and the builders ``cnn``,
+      ``rnn``, ``lstm``, ``residual``, ``mlp`` return this form.
+
+    Both forms have the same energy and dynamics (:mod:`neurosim.equations`), run on the same
+    :class:`~neurosim.Simulator`, lower with :func:`neurosim.lower`, take probes (``probes=`` or
+    :meth:`with_probes`) and answer the same questions (``name``, ``form``, ``inputs``, ``targets``,
+    :meth:`topological_order`, :meth:`check_probe`, :meth:`describe`, :meth:`with_plasticity`).
+    :meth:`as_graph` writes a population-form circuit in the vertex form (same equations and parameter names).
 
     Validation happens on construction; errors name the offending object and the fix.
     """
 
-    populations: tuple
-    errors: tuple
-    projections: tuple
-    clamps: tuple
+    populations: tuple = ()
+    errors: tuple = ()
+    projections: tuple = ()
+    clamps: tuple = ()
     probes: tuple = ()
     name: str = "circuit"
+    # ---- the vertex form (empty for the population form)
+    vertices: tuple = ()
+    output: str | None = None
+    params: tuple = ()
+    plasticity: Hebbian | None = _DEFAULT_GRAPH_PLASTICITY
+    # ---- computed for the vertex form (see neurosim.graph.declare)
+    order: tuple = field(init=False, repr=False, compare=False, default=())
+    shapes: dict = field(init=False, repr=False, compare=False, default=None)
+    param_shapes: dict = field(init=False, repr=False, compare=False, default=None)
+    param_uses: dict = field(init=False, repr=False, compare=False, default=None)
+    levels: dict = field(init=False, repr=False, compare=False, default=None)
+    children: dict = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self):
-        for attr in ("populations", "errors", "projections", "clamps", "probes"):
-            object.__setattr__(self, attr, tuple(getattr(self, attr)))
-        self._validate()
+        for attr in ("populations", "errors", "projections", "clamps", "probes", "vertices", "params"):
+            value = getattr(self, attr)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise ValueError(f"circuit {self.name!r}: {attr} must be a sequence, got {value!r}")
+            object.__setattr__(self, attr, tuple(value))
+        if self.vertices or self.output is not None:
+            given = [a for a in ("populations", "errors", "projections", "clamps") if getattr(self, a)]
+            if given:
+                raise ValueError(
+                    f"circuit {self.name!r}: give either populations/errors/projections/clamps (the population form) "
+                    f"or vertices and output (the vertex form), not both; got vertices and {given}")
+            from .graph.declare import validate_vertex_form
+            validate_vertex_form(self)
+        else:
+            if self.params:
+                raise ValueError(f"circuit {self.name!r}: params (Param settings) belong to the vertex form; give "
+                                 "a projection its init and plasticity instead")
+            self._validate()
+        for pb in self.probes:
+            self.check_probe(pb)
 
-    # ------------------------------------------------------------------ queries
+    # ------------------------------------------------------------------ queries (both forms)
+    @property
+    def form(self) -> str:
+        """``"populations"`` or ``"vertices"``: which form the circuit was stated in."""
+        return "vertices" if self.vertices else "populations"
+
+    @property
+    def is_graph(self) -> bool:
+        """Whether the circuit is stated as vertices (it then lowers to a :class:`neurosim.graph.GraphPlan`)."""
+        return bool(self.vertices)
+
+    @property
+    def inputs(self) -> list:
+        """Names of the input populations (vertex form: the ``Input`` vertices, which take the columns of ``X``
+        in declaration order)."""
+        if self.vertices:
+            return [v.name for v in self.vertices if not v.parents]
+        return [c.population for c in self.clamps if c.kind == "input"]
+
+    @property
+    def targets(self) -> list:
+        """Names of the target populations (vertex form: the output vertex)."""
+        if self.vertices:
+            return [self.output]
+        return [c.population for c in self.clamps if c.kind == "target"]
+
+    def topological_order(self) -> list[str]:
+        """Value populations (vertices) ordered so that every projection goes forward."""
+        if self.vertices:
+            return list(self.order)
+        return self._population_order()
+
+    def _need(self, form: str, what: str):
+        if self.form != form:
+            other = "vertices (c.vertices, c.vertex(name))" if self.vertices else \
+                "populations (c.populations, c.projections, c.population(name))"
+            raise ValueError(f"circuit {self.name!r} is stated as {self.form}; {what} belongs to the {form} form "
+                             f"-- ask it about its {other}" + ("" if self.vertices else
+                                                                 ", or write it as vertices with c.as_graph()"))
+
+    # ---- population form
     def population(self, name: str) -> ValuePopulation:
+        self._need("populations", f"population({name!r})")
         for p in self.populations:
             if p.name == name:
                 return p
         raise KeyError(f"circuit {self.name!r} has no value population {name!r}; it has {[p.name for p in self.populations]}")
 
     def projection(self, name: str) -> Projection:
+        self._need("populations", f"projection({name!r})")
         for p in self.projections:
             if p.name == name:
                 return p
@@ -390,21 +483,82 @@ class Circuit:
                 return e
         return None
 
-    @property
-    def inputs(self) -> list[str]:
-        return [c.population for c in self.clamps if c.kind == "input"]
-
-    @property
-    def targets(self) -> list[str]:
-        return [c.population for c in self.clamps if c.kind == "target"]
-
     def incoming(self, name: str) -> list[Projection]:
         return [p for p in self.projections if p.post == name]
 
     def outgoing(self, name: str) -> list[Projection]:
         return [p for p in self.projections if p.pre == name]
 
-    def topological_order(self) -> list[str]:
+    # ---- vertex form
+    def vertex(self, name: str):
+        """The vertex named ``name``."""
+        self._need("vertices", f"vertex({name!r})")
+        for v in self.vertices:
+            if v.name == name:
+                return v
+        raise KeyError(f"graph {self.name!r} has no vertex {name!r}")
+
+    def size(self, name: str) -> int:
+        """Number of units of vertex (population) ``name``."""
+        if self.vertices:
+            return math.prod(self.shapes[name])
+        return self.population(name).size
+
+    @property
+    def n_input(self) -> int:
+        """Number of columns of ``X`` (all inputs, in order)."""
+        return sum(self.size(n) for n in self.inputs)
+
+    @property
+    def n_output(self) -> int:
+        """Number of units of the target (0 without one)."""
+        return sum(self.size(n) for n in self.targets)
+
+    @property
+    def depth(self) -> int:
+        """Longest path (in edges) from a parameterised vertex to the output: FPA with ``eta = 1`` is exact
+        after this many synchronous steps, Z-IL (on the levelled graph) updates its last parameter at this step."""
+        self._need("vertices", "depth")
+        d = [self.levels[u.vertex] for us in self.param_uses.values() for u in us]
+        return max(d) if d else 0
+
+    def param_settings(self, name: str):
+        """The :class:`neurosim.graph.Param` of parameter ``name`` (the defaults if none was given)."""
+        self._need("vertices", f"param_settings({name!r})")
+        from .graph.declare import Param
+        for p in self.params:
+            if p.name == name:
+                return p
+        return Param(name)
+
+    def unlevelled_edges(self) -> list:
+        """Edges ``(parent, child, span)`` from non-input vertices with ``span = level(parent) - level(child)
+        > 1``, which Z-IL cannot handle without identity vertices (see :func:`neurosim.graph.level`)."""
+        self._need("vertices", "unlevelled_edges()")
+        out = []
+        inputs = set(self.inputs)
+        for v in self.vertices:
+            for p in dict.fromkeys(v.parents):
+                if p in inputs:
+                    continue
+                span = self.levels[p] - self.levels[v.name]
+                if span > 1:
+                    out.append((p, v.name, span))
+        return out
+
+    @property
+    def is_levelled(self) -> bool:
+        return not self.unlevelled_edges()
+
+    def as_graph(self, name: str | None = None) -> "Circuit":
+        """This circuit in the vertex form (:func:`neurosim.graph.from_circuit`; a vertex-form circuit is
+        returned as it is)."""
+        if self.vertices:
+            return self
+        from .graph.convert import from_circuit
+        return from_circuit(self, name=name)
+
+    def _population_order(self) -> list[str]:
         """Value populations ordered so that every projection goes forward (Kahn's algorithm)."""
         names = [p.name for p in self.populations]
         indeg = {n: 0 for n in names}
@@ -472,7 +626,7 @@ class Circuit:
                     f"ErrorPopulation {e.name!r}: precision has {len(e.precision)} values but population "
                     f"{e.value!r} has {pops[e.value].size} units; give a scalar or one value per unit"
                 )
-        self.topological_order()  # raises on cycles
+        self._population_order()  # raises on cycles
         clamped = {}
         for c in self.clamps:
             if c.population not in pops:
@@ -507,10 +661,24 @@ class Circuit:
                 f"circuit {self.name!r} has {len(self.targets)} target clamps {self.targets}; one target population "
                 "is supported (concatenate the outputs into one population)"
             )
-        for pb in self.probes:
-            self.check_probe(pb)
 
     def check_probe(self, pb: Probe) -> None:
+        """Refuse (ValueError naming the probe and the fix) a :class:`Probe` this circuit cannot record."""
+        if not isinstance(pb, Probe):
+            raise ValueError(f"circuit {self.name!r}: probes must be ns.Probe objects, got {pb!r}")
+        if self.vertices:
+            if pb.variable == "weight_norm":
+                if pb.target not in self.param_shapes:
+                    raise ValueError(f"Probe {pb.name!r}: weight_norm needs a parameter name of graph {self.name!r}; "
+                                     f"known: {sorted(self.param_shapes)}")
+                return
+            if pb.target not in self.shapes:
+                raise ValueError(f"Probe {pb.name!r}: graph {self.name!r} has no vertex {pb.target!r}; known: "
+                                 f"{list(self.order)}")
+            if pb.variable in ("eps", "energy", "mu") and pb.target in self.inputs:
+                raise ValueError(f"Probe {pb.name!r}: vertex {pb.target!r} is an input of graph {self.name!r}; it has "
+                                 "no error units or prediction to record (probe its 'x', or a computing vertex)")
+            return
         pops = {p.name for p in self.populations}
         projs = {p.name for p in self.projections}
         if pb.variable == "weight_norm":
@@ -528,8 +696,32 @@ class Circuit:
         return replace(self, probes=self.probes + tuple(probes))
 
     def with_plasticity(self, plasticity: Hebbian | None, projections: Iterable[str] | None = None) -> "Circuit":
-        """A copy with the plasticity rule of (some) weighted projections replaced."""
+        """A copy with the plasticity rule of (some) weighted projections replaced (``None`` freezes them).
+
+        Vertex form: ``projections`` names parameters (weights, kernels, biases); without it every parameter
+        takes ``plasticity``."""
+        if plasticity is not None and not isinstance(plasticity, Hebbian):
+            raise ValueError(f"circuit {self.name!r}: plasticity must be ns.Hebbian(...) or None, got {plasticity!r}")
+        if self.vertices:
+            from .graph.declare import Param
+            if projections is None:
+                params = tuple(replace(p, plasticity="default") for p in self.params)
+                return replace(self, params=params, plasticity=plasticity)
+            names = list(dict.fromkeys(projections))
+            unknown = [n for n in names if n not in self.param_shapes]
+            if unknown:
+                raise ValueError(f"circuit {self.name!r} has no parameter(s) {unknown}; parameters: "
+                                 f"{sorted(self.param_shapes)}")
+            given = {p.name: p for p in self.params}
+            params = [replace(p, plasticity=plasticity) if p.name in names else p for p in self.params]
+            params += [Param(n, plasticity=plasticity) for n in names if n not in given]
+            return replace(self, params=tuple(params))
         names = set(projections) if projections is not None else None
+        if names is not None:
+            unknown = sorted(names - {p.name for p in self.projections})
+            if unknown:
+                raise ValueError(f"circuit {self.name!r} has no projection(s) {unknown}; projections: "
+                                 f"{[p.name for p in self.projections]}")
         projs = tuple(
             replace(p, plasticity=plasticity) if (p.weights and (names is None or p.name in names)) else p
             for p in self.projections
@@ -537,7 +729,11 @@ class Circuit:
         return replace(self, projections=projs)
 
     def describe(self) -> str:
-        """A human-readable summary."""
+        """A human-readable summary (vertex form: a table of the vertices: type, shape, parents, level,
+        parameters)."""
+        if self.vertices:
+            from .graph.declare import describe_vertices
+            return describe_vertices(self)
         lines = [f"Circuit {self.name!r}"]
         for name in self.topological_order():
             p = self.population(name)

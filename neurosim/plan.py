@@ -152,12 +152,11 @@ def lower(circuit: Circuit, seed: int = 0) -> Plan:
     A graph circuit (:class:`neurosim.graph.Graph`: convolutions, pooling, products, gates) lowers to a
     :class:`~neurosim.graph.GraphPlan` (:func:`neurosim.graph.lower_graph`), which answers the same questions
     (``pop_names``, ``units``, ``proj_names``, ``target_pop``, ...), so one call lowers every circuit kind."""
-    from .graph.declare import Graph
-    if isinstance(circuit, Graph):
+    if not isinstance(circuit, Circuit):
+        raise TypeError(f"lower() needs a neurosim Circuit, got {type(circuit).__name__}")
+    if circuit.is_graph:
         from .graph.plan import lower_graph
         return lower_graph(circuit, seed)
-    if not isinstance(circuit, Circuit):
-        raise TypeError(f"lower() needs a neurosim Circuit or neurosim.graph.Graph, got {type(circuit).__name__}")
     rng = np.random.default_rng(seed)
     order = circuit.topological_order()
     pos = {n: i for i, n in enumerate(order)}

@@ -346,14 +346,14 @@ def _as_2d(name, a, n_cols, dtype, allow_empty: bool = False, owner: str = ""):
 
 
 class Simulator:
-    """Runs a circuit on a backend: a layered or DAG :class:`~neurosim.circuit.Circuit`, or a graph circuit
-    (:class:`neurosim.graph.Graph`: CNN, RNN, LSTM, residual -- convolutions, pooling, products, shared
+    """Runs a :class:`~neurosim.circuit.Circuit` on a backend: stated as populations (layered or DAG), or as
+    vertices (:mod:`neurosim.graph`: CNN, RNN, LSTM, residual -- convolutions, pooling, products, shared
     parameters).
 
     Parameters
     ----------
-    circuit : Circuit or neurosim.graph.Graph
-        A graph circuit runs on ``"numba"`` or ``"reference"`` (:mod:`neurosim.graph.backend`); its
+    circuit : Circuit
+        A circuit stated as vertices runs on ``"numba"``, ``"reference"`` or ``"brian2"`` (rate mode); its
         "populations" are its vertices (flat ``(B, n)`` in probes and states; ``sim.plan.v_shapes`` gives their
         image shapes) and its "weights" its parameters (``sim.weights[name]`` with the parameter's shape).
     dt : float
@@ -384,11 +384,10 @@ class Simulator:
     def __init__(self, circuit: Circuit, dt: float = 0.1, backend: str = "numba", seed: int = 0,
                  dtype="float64", integrator: str = "euler", probes=(), backend_options: dict | None = None,
                  hardware=None):
-        from .graph.declare import Graph
-        self._graph = isinstance(circuit, Graph)
-        if not isinstance(circuit, Circuit) and not self._graph:
-            raise TypeError(f"Simulator needs a neurosim Circuit or a neurosim.graph.Graph, got "
-                            f"{type(circuit).__name__}")
+        if not isinstance(circuit, Circuit):
+            raise TypeError(f"Simulator needs a neurosim Circuit (ns.hierarchy, ns.Circuit, neurosim.graph "
+                            f"builders), got {type(circuit).__name__}")
+        self._graph = circuit.is_graph
         for pb in probes:
             circuit.check_probe(pb)
         self.circuit = circuit
@@ -472,8 +471,7 @@ class Simulator:
             raise ValueError(f"Simulator: dt must be a number, got {dt!r}") from None
         if not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"Simulator: dt must be finite and > 0, got {dt}")
-        from .graph.declare import Graph
-        if isinstance(circuit, Graph):
+        if circuit.is_graph:
             for v in circuit.vertices:
                 if v.name in circuit.inputs:
                     continue
@@ -517,7 +515,7 @@ class Simulator:
                 f.add("tau_eps")
             if self.dtype == np.float32:
                 f.add("float32")
-            if self._extra_probes:
+            if self.circuit.probes or self._extra_probes:
                 f.add("probes")
             return f
         if any(e.tau_eps > 0 for e in c.errors):

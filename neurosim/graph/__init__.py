@@ -1,9 +1,10 @@
 r"""Predictive coding on arbitrary computation graphs (Salvatori et al. 2022; Millidge et al. 2020).
 
-Declare a :class:`Graph` of vertices -- each a value population, an error population and a local
+State a :class:`neurosim.Circuit` as vertices -- each a value population, an error population and a local
 differentiable function of its parents (:class:`Dense`, :class:`Conv2d`, :class:`Pool`, :class:`Sum`,
-:class:`Product`, :class:`Act`, :class:`Identity`) -- then train it with standard PC, FPA, Z-IL or
-backprop on the NumPy reference or the numba kernels::
+:class:`Product`, :class:`Act`, :class:`Identity`); :func:`Graph` (``Graph(vertices, output)``) and the
+builders return that one circuit type -- then train it with standard PC, FPA, Z-IL or backprop on the
+NumPy reference, the numba kernels or brian2::
 
     import neurosim as ns
     from neurosim import graph as ng

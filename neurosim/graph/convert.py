@@ -27,11 +27,13 @@ def from_circuit(circuit: Circuit, name: str | None = None) -> Graph:
     """
     if not isinstance(circuit, Circuit):
         raise TypeError(f"from_circuit needs a neurosim Circuit, got {type(circuit).__name__}")
+    if circuit.is_graph:   # already stated as vertices
+        return circuit
     c = circuit
     where = f"circuit {c.name!r}"
     if len(c.targets) != 1:
         raise ValueError(f"{where}: a graph circuit has one output; give the circuit one target clamp "
-                         f"(ns.Clamp(name, 'target')), it has {c.targets}")
+                         f"(ns.Clamp(name, 'target')), it has {list(c.targets)}")
     target = c.targets[0]
     if c.outgoing(target):
         raise ValueError(f"{where}: the target {target!r} predicts {[p.post for p in c.outgoing(target)]}; a graph's "

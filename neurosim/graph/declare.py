@@ -51,10 +51,10 @@ import re
 from dataclasses import dataclass, field, replace
 
 from .. import activations
-from ..circuit import Hebbian, Init, _as_tuple, _positive
+from ..circuit import _DEFAULT_GRAPH_PLASTICITY, Circuit, Hebbian, Init, _as_tuple, _positive
 
 __all__ = ["Input", "Dense", "Conv2d", "Pool", "Sum", "Product", "Act", "Identity", "Param", "Graph", "level",
-           "VERTEX_TYPES"]
+           "VERTEX_TYPES", "validate_vertex_form"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
@@ -467,15 +467,25 @@ class ParamUse:
     shape: tuple
 
 
-@dataclass(frozen=True)
-class Graph:
-    """A predictive-coding circuit on a DAG of vertices.
+class _GraphType(type):
+    """``isinstance(c, Graph)``: ``c`` is a :class:`~neurosim.Circuit` stated as vertices."""
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, Circuit) and bool(obj.vertices)
+
+
+class Graph(metaclass=_GraphType):
+    """A predictive-coding circuit stated as a DAG of vertices: returns a :class:`neurosim.Circuit`.
+
+    ``Graph(vertices, output, params=(), plasticity=Hebbian(lr=0.01), name="graph", probes=())`` is
+    ``ns.Circuit(vertices=..., output=..., params=..., plasticity=..., name=..., probes=...)``: there is one
+    circuit type, and ``isinstance(c, Graph)`` tells whether a circuit is stated as vertices.
 
     Parameters
     ----------
     vertices : sequence of vertices
         :class:`Input`, :class:`Dense`, :class:`Conv2d`, :class:`Pool`, :class:`Sum`, :class:`Product`,
-        :class:`Act`, :class:`Identity`, in any order (the graph sorts them topologically).
+        :class:`Act`, :class:`Identity`, in any order (the circuit sorts them topologically).
     output : str
         The vertex clamped to the target while learning (its prediction is the network's output).
     params : sequence of Param
@@ -483,6 +493,8 @@ class Graph:
     plasticity : Hebbian or None
         Default plasticity of every parameter (``None``: frozen unless a :class:`Param` says otherwise).
     name : str
+    probes : sequence of neurosim.Probe
+        What to record (vertex names; ``weight_norm`` takes a parameter name).
 
     Attributes (computed)
     ---------------------
@@ -498,299 +510,224 @@ class Graph:
         Vertex name -> longest path (in edges) to the output.
     """
 
-    vertices: tuple
-    output: str
-    params: tuple = ()
-    plasticity: Hebbian | None = field(default_factory=lambda: Hebbian(lr=0.01))
-    name: str = "graph"
-    order: tuple = field(init=False, repr=False, compare=False)
-    shapes: dict = field(init=False, repr=False, compare=False)
-    inputs: tuple = field(init=False, repr=False, compare=False)
-    param_shapes: dict = field(init=False, repr=False, compare=False)
-    param_uses: dict = field(init=False, repr=False, compare=False)
-    levels: dict = field(init=False, repr=False, compare=False)
-    children: dict = field(init=False, repr=False, compare=False)
+    def __new__(cls, vertices, output, params=(), plasticity=_DEFAULT_GRAPH_PLASTICITY, name="graph", probes=()):
+        return Circuit(vertices=vertices, output=output, params=params, plasticity=plasticity, name=name,
+                       probes=probes)
 
-    def __post_init__(self):
-        _check_name("Graph", self.name)
-        g = f"graph {self.name!r}"
-        verts = tuple(self.vertices)
-        object.__setattr__(self, "vertices", verts)
-        if not verts:
-            raise ValueError(f"{g} has no vertices")
-        by_name = {}
-        for v in verts:
-            if not isinstance(v, VERTEX_TYPES):
-                raise ValueError(f"{g}: {v!r} is not a vertex; use Input, Dense, Conv2d, Pool, Sum, Product, Act "
-                                 "or Identity")
-            if v.name in by_name:
-                raise ValueError(f"{g}: two vertices are named {v.name!r}; vertex names must be unique")
-            by_name[v.name] = v
-        for v in verts:
-            for p in v.parents:
-                if p not in by_name:
-                    raise ValueError(f"{g}: vertex {v.name!r} has unknown parent {p!r}; declare a vertex named "
-                                     f"{p!r} or fix the name")
-                if p == v.name:
-                    raise ValueError(f"{g}: vertex {v.name!r} is its own parent; unroll recurrent connections "
-                                     "over time (one vertex per step, shared weights)")
-        if self.output not in by_name:
-            raise ValueError(f"{g}: output {self.output!r} is not a vertex; name one of the declared vertices")
-        if isinstance(by_name[self.output], Input):
-            raise ValueError(f"{g}: output {self.output!r} is an Input; the output must be a computed vertex")
-        if self.plasticity is not None and not isinstance(self.plasticity, Hebbian):
-            raise ValueError(f"{g}: plasticity must be ns.Hebbian(...) or None")
-        object.__setattr__(self, "order", self._toposort(by_name))
-        children = {n: [] for n in by_name}
-        for v in verts:
-            for p in v.parents:
-                if v.name not in children[p]:
-                    children[p].append(v.name)
-        object.__setattr__(self, "children", {k: tuple(c) for k, c in children.items()})
-        object.__setattr__(self, "inputs", tuple(v.name for v in verts if isinstance(v, Input)))
-        if not self.inputs:
-            raise ValueError(f"{g} has no Input vertex")
-        self._infer_shapes(by_name)
-        self._check_reachability(by_name)
-        self._collect_params(by_name)
 
-    # -------------------------------------------------------------------- construction helpers
-    def _toposort(self, by_name):
-        indeg = {n: len(v.parents) for n, v in by_name.items()}
-        kids = {n: [] for n in by_name}
-        for v in self.vertices:
-            for p in v.parents:
-                kids[p].append(v.name)
-        decl = {v.name: k for k, v in enumerate(self.vertices)}
-        import heapq
-        ready = [(decl[n], n) for n, d in indeg.items() if d == 0]
-        heapq.heapify(ready)
-        order = []
-        while ready:
-            _, n = heapq.heappop(ready)
-            order.append(n)
-            for c in kids[n]:
-                indeg[c] -= 1
-                if indeg[c] == 0:
-                    heapq.heappush(ready, (decl[c], c))
-        if len(order) != len(by_name):
-            left = {n for n in by_name if n not in set(order)}
-            cycle = self._find_cycle(by_name, left)
-            raise ValueError(f"graph {self.name!r} has a cycle: {' -> '.join(cycle)}; a predictive-coding graph "
-                             "must be a DAG -- unroll recurrent connections over time (one vertex per time step "
-                             "with shared weights)")
-        return tuple(order)
+def validate_vertex_form(c) -> None:
+    """Validate a circuit stated as vertices and set its computed attributes (``order``, ``shapes``,
+    ``children``, ``levels``, ``param_shapes``, ``param_uses``); every error names the vertex and the fix."""
+    _check_name("Graph", c.name)
+    g = f"graph {c.name!r}"
+    verts = c.vertices
+    if not verts:
+        raise ValueError(f"{g} has no vertices")
+    by_name = {}
+    for v in verts:
+        if not isinstance(v, VERTEX_TYPES):
+            raise ValueError(f"{g}: {v!r} is not a vertex; use Input, Dense, Conv2d, Pool, Sum, Product, Act "
+                             "or Identity")
+        if v.name in by_name:
+            raise ValueError(f"{g}: two vertices are named {v.name!r}; vertex names must be unique")
+        by_name[v.name] = v
+    for v in verts:
+        for p in v.parents:
+            if p not in by_name:
+                raise ValueError(f"{g}: vertex {v.name!r} has unknown parent {p!r}; declare a vertex named "
+                                 f"{p!r} or fix the name")
+            if p == v.name:
+                raise ValueError(f"{g}: vertex {v.name!r} is its own parent; unroll recurrent connections "
+                                 "over time (one vertex per step, shared weights)")
+    if c.output is None:
+        raise ValueError(f"{g}: no output; name the vertex clamped to the target (output=...)")
+    if c.output not in by_name:
+        raise ValueError(f"{g}: output {c.output!r} is not a vertex; name one of the declared vertices")
+    if isinstance(by_name[c.output], Input):
+        raise ValueError(f"{g}: output {c.output!r} is an Input; the output must be a computed vertex")
+    if c.plasticity is not None and not isinstance(c.plasticity, Hebbian):
+        raise ValueError(f"{g}: plasticity must be ns.Hebbian(...) or None")
+    object.__setattr__(c, "order", _toposort(c, by_name))
+    children = {n: [] for n in by_name}
+    for v in verts:
+        for p in v.parents:
+            if v.name not in children[p]:
+                children[p].append(v.name)
+    object.__setattr__(c, "children", {k: tuple(ch) for k, ch in children.items()})
+    if not c.inputs:
+        raise ValueError(f"{g} has no Input vertex")
+    _infer_shapes(c, by_name)
+    _check_reachability(c, by_name)
+    _collect_params(c, by_name)
 
-    @staticmethod
-    def _find_cycle(by_name, left):
-        start = sorted(left)[0]
-        path, seen = [start], {start: 0}
-        node = start
-        while True:  # every vertex left has a parent left (otherwise Kahn's algorithm would have taken it)
-            node = next(p for p in by_name[node].parents if p in left)
-            if node in seen:
-                cyc = path[seen[node]:] + [node]
-                return list(reversed(cyc))
-            seen[node] = len(path)
-            path.append(node)
 
-    def _infer_shapes(self, by_name):
-        shapes = {}
-        for n in self.order:
-            v = by_name[n]
-            obj = f"{type(v).__name__} {n!r}"
+def _toposort(c, by_name):
+    indeg = {n: len(v.parents) for n, v in by_name.items()}
+    kids = {n: [] for n in by_name}
+    for v in c.vertices:
+        for p in v.parents:
+            kids[p].append(v.name)
+    decl = {v.name: k for k, v in enumerate(c.vertices)}
+    import heapq
+    ready = [(decl[n], n) for n, d in indeg.items() if d == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, n = heapq.heappop(ready)
+        order.append(n)
+        for ch in kids[n]:
+            indeg[ch] -= 1
+            if indeg[ch] == 0:
+                heapq.heappush(ready, (decl[ch], ch))
+    if len(order) != len(by_name):
+        left = {n for n in by_name if n not in set(order)}
+        cycle = _find_cycle(by_name, left)
+        raise ValueError(f"graph {c.name!r} has a cycle: {' -> '.join(cycle)}; a predictive-coding graph "
+                         "must be a DAG -- unroll recurrent connections over time (one vertex per time step "
+                         "with shared weights)")
+    return tuple(order)
+
+
+def _infer_shapes(c, by_name):
+    shapes = {}
+    for n in c.order:
+        v = by_name[n]
+        obj = f"{type(v).__name__} {n!r}"
+        if isinstance(v, Input):
+            shapes[n] = v.shape
+        elif isinstance(v, Dense):
+            shapes[n] = v.shape if v.shape is not None else (v.size,)
+            for p, w in zip(v.parents, v.weights):
+                if w is None and math.prod(shapes[p]) != v.size:
+                    raise ValueError(f"{obj}: the identity edge from {p!r} needs {v.size} units, {p!r} has "
+                                     f"{math.prod(shapes[p])}; give it a weight matrix or match the sizes")
+        elif isinstance(v, Conv2d):
+            ps = shapes[v.parent]
+            if len(ps) != 3:
+                raise ValueError(f"{obj}: parent {v.parent!r} has shape {ps}, a convolution needs (C, H, W); "
+                                 "declare the parent with a 3-D shape (e.g. Input(shape=(1, 8, 8)) or "
+                                 "Dense(shape=(C, H, W)))")
+            C, H, W = ps
+            kh, kw = v.kernel
+            Ho = (H + 2 * v.padding - kh) // v.stride + 1
+            Wo = (W + 2 * v.padding - kw) // v.stride + 1
+            if H + 2 * v.padding < kh or W + 2 * v.padding < kw:
+                raise ValueError(f"{obj}: kernel {v.kernel} is larger than the padded input "
+                                 f"{(H + 2 * v.padding, W + 2 * v.padding)} of parent {v.parent!r} {ps}; use a "
+                                 "smaller kernel or more padding")
+            if v.padding >= max(kh, kw):
+                raise ValueError(f"{obj}: padding {v.padding} >= kernel {v.kernel} gives outputs that see only "
+                                 "padding; use padding < kernel size")
+            shapes[n] = (v.channels, Ho, Wo)
+        elif isinstance(v, Pool):
+            ps = shapes[v.parent]
+            if len(ps) != 3:
+                raise ValueError(f"{obj}: parent {v.parent!r} has shape {ps}, pooling needs (C, H, W)")
+            C, H, W = ps
+            if v.size > H or v.size > W:
+                raise ValueError(f"{obj}: window {v.size} is larger than the parent {v.parent!r} {ps}; use a "
+                                 "smaller size")
+            shapes[n] = (C, (H - v.size) // v.stride + 1, (W - v.size) // v.stride + 1)
+        elif isinstance(v, (Sum, Product)):
+            ps = [shapes[p] for p in v.parents]
+            for p, s in zip(v.parents, ps):
+                if s != ps[0]:
+                    raise ValueError(f"{obj}: parents {v.parents[0]!r} {ps[0]} and {p!r} {s} have different "
+                                     "shapes; elementwise vertices need parents of equal shape")
+            shapes[n] = ps[0]
+        else:  # Act, Identity
+            shapes[n] = shapes[v.parent]
+    object.__setattr__(c, "shapes", shapes)
+
+
+def _check_reachability(c, by_name):
+    if c.children[c.output]:
+        raise ValueError(f"graph {c.name!r}: the output {c.output!r} has children "
+                         f"{list(c.children[c.output])}; the output must be a sink")
+    levels = {c.output: 0}
+    for n in reversed(c.order):
+        if n == c.output:
+            continue
+        ls = [levels[ch] + 1 for ch in c.children[n] if ch in levels]
+        if ls:
+            levels[n] = max(ls)
+    for v in c.vertices:
+        if v.name not in levels:
             if isinstance(v, Input):
-                shapes[n] = v.shape
-            elif isinstance(v, Dense):
-                shapes[n] = v.shape if v.shape is not None else (v.size,)
-                for p, w in zip(v.parents, v.weights):
-                    if w is None and math.prod(shapes[p]) != v.size:
-                        raise ValueError(f"{obj}: the identity edge from {p!r} needs {v.size} units, {p!r} has "
-                                         f"{math.prod(shapes[p])}; give it a weight matrix or match the sizes")
-            elif isinstance(v, Conv2d):
-                ps = shapes[v.parent]
-                if len(ps) != 3:
-                    raise ValueError(f"{obj}: parent {v.parent!r} has shape {ps}, a convolution needs (C, H, W); "
-                                     "declare the parent with a 3-D shape (e.g. Input(shape=(1, 8, 8)) or "
-                                     "Dense(shape=(C, H, W)))")
-                C, H, W = ps
-                kh, kw = v.kernel
-                Ho = (H + 2 * v.padding - kh) // v.stride + 1
-                Wo = (W + 2 * v.padding - kw) // v.stride + 1
-                if H + 2 * v.padding < kh or W + 2 * v.padding < kw:
-                    raise ValueError(f"{obj}: kernel {v.kernel} is larger than the padded input "
-                                     f"{(H + 2 * v.padding, W + 2 * v.padding)} of parent {v.parent!r} {ps}; use a "
-                                     "smaller kernel or more padding")
-                if v.padding >= max(kh, kw):
-                    raise ValueError(f"{obj}: padding {v.padding} >= kernel {v.kernel} gives outputs that see only "
-                                     "padding; use padding < kernel size")
-                shapes[n] = (v.channels, Ho, Wo)
-            elif isinstance(v, Pool):
-                ps = shapes[v.parent]
-                if len(ps) != 3:
-                    raise ValueError(f"{obj}: parent {v.parent!r} has shape {ps}, pooling needs (C, H, W)")
-                C, H, W = ps
-                if v.size > H or v.size > W:
-                    raise ValueError(f"{obj}: window {v.size} is larger than the parent {v.parent!r} {ps}; use a "
-                                     "smaller size")
-                shapes[n] = (C, (H - v.size) // v.stride + 1, (W - v.size) // v.stride + 1)
-            elif isinstance(v, (Sum, Product)):
-                ps = [shapes[p] for p in v.parents]
-                for p, s in zip(v.parents, ps):
-                    if s != ps[0]:
-                        raise ValueError(f"{obj}: parents {v.parents[0]!r} {ps[0]} and {p!r} {s} have different "
-                                         "shapes; elementwise vertices need parents of equal shape")
-                shapes[n] = ps[0]
-            else:  # Act, Identity
-                shapes[n] = shapes[v.parent]
-        object.__setattr__(self, "shapes", shapes)
+                raise ValueError(f"graph {c.name!r}: input {v.name!r} does not feed the output {c.output!r}; "
+                                 "connect it or remove it")
+            raise ValueError(f"graph {c.name!r}: vertex {v.name!r} does not reach the output {c.output!r} "
+                             "(its error would never be driven); connect it to the output or remove it")
+    object.__setattr__(c, "levels", levels)
 
-    def _check_reachability(self, by_name):
-        if self.children[self.output]:
-            raise ValueError(f"graph {self.name!r}: the output {self.output!r} has children "
-                             f"{list(self.children[self.output])}; the output must be a sink")
-        levels = {self.output: 0}
-        for n in reversed(self.order):
-            if n == self.output:
-                continue
-            ls = [levels[c] + 1 for c in self.children[n] if c in levels]
-            if ls:
-                levels[n] = max(ls)
-        for v in self.vertices:
-            if v.name not in levels:
-                if isinstance(v, Input):
-                    raise ValueError(f"graph {self.name!r}: input {v.name!r} does not feed the output {self.output!r}; "
-                                     "connect it or remove it")
-                raise ValueError(f"graph {self.name!r}: vertex {v.name!r} does not reach the output {self.output!r} "
-                                 "(its error would never be driven); connect it to the output or remove it")
-        object.__setattr__(self, "levels", levels)
 
-    def _collect_params(self, by_name):
-        uses: dict[str, list] = {}
-        for v in self.vertices:  # declaration order: level() keeps it, so parameter layouts agree
-            n = v.name
-            size = math.prod(self.shapes[n])
-            if isinstance(v, Dense):
-                for p, w in zip(v.parents, v.weights):
-                    if w is not None:
-                        uses.setdefault(w, []).append(ParamUse(n, "weight", (size, math.prod(self.shapes[p]))))
-                if v.bias is not None:
-                    uses.setdefault(v.bias, []).append(ParamUse(n, "bias", (size,)))
-            elif isinstance(v, Conv2d):
-                cin = self.shapes[v.parent][0]
-                uses.setdefault(v.weight, []).append(ParamUse(n, "kernel", (v.channels, cin) + v.kernel))
-                if v.bias is not None:
-                    uses.setdefault(v.bias, []).append(ParamUse(n, "bias", (v.channels,)))
-        shapes = {}
-        for name, us in uses.items():
-            u0 = us[0]
-            for u in us[1:]:
-                if u.shape != u0.shape or (u.role == "bias") != (u0.role == "bias"):
-                    raise ValueError(f"graph {self.name!r}: parameter {name!r} is used as a {u0.role} of shape "
-                                     f"{u0.shape} by vertex {u0.vertex!r} but as a {u.role} of shape {u.shape} by "
-                                     f"vertex {u.vertex!r}; shared parameters need equal shapes (or use distinct "
-                                     "names)")
-            shapes[name] = u0.shape
-        seen = set()
-        for p in self.params:
-            if not isinstance(p, Param):
-                raise ValueError(f"graph {self.name!r}: params must be Param objects, got {p!r}")
-            if p.name not in shapes:
-                raise ValueError(f"graph {self.name!r}: Param {p.name!r} is not used by any vertex; parameters: "
-                                 f"{sorted(shapes)}")
-            if p.name in seen:
-                raise ValueError(f"graph {self.name!r}: Param {p.name!r} is given twice")
-            seen.add(p.name)
-        object.__setattr__(self, "param_shapes", shapes)
-        object.__setattr__(self, "param_uses", {k: tuple(v) for k, v in uses.items()})
+def _collect_params(c, by_name):
+    uses: dict[str, list] = {}
+    for v in c.vertices:  # declaration order: level() keeps it, so parameter layouts agree
+        n = v.name
+        size = math.prod(c.shapes[n])
+        if isinstance(v, Dense):
+            for p, w in zip(v.parents, v.weights):
+                if w is not None:
+                    uses.setdefault(w, []).append(ParamUse(n, "weight", (size, math.prod(c.shapes[p]))))
+            if v.bias is not None:
+                uses.setdefault(v.bias, []).append(ParamUse(n, "bias", (size,)))
+        elif isinstance(v, Conv2d):
+            cin = c.shapes[v.parent][0]
+            uses.setdefault(v.weight, []).append(ParamUse(n, "kernel", (v.channels, cin) + v.kernel))
+            if v.bias is not None:
+                uses.setdefault(v.bias, []).append(ParamUse(n, "bias", (v.channels,)))
+    shapes = {}
+    for name, us in uses.items():
+        u0 = us[0]
+        for u in us[1:]:
+            if u.shape != u0.shape or (u.role == "bias") != (u0.role == "bias"):
+                raise ValueError(f"graph {c.name!r}: parameter {name!r} is used as a {u0.role} of shape "
+                                 f"{u0.shape} by vertex {u0.vertex!r} but as a {u.role} of shape {u.shape} by "
+                                 f"vertex {u.vertex!r}; shared parameters need equal shapes (or use distinct "
+                                 "names)")
+        shapes[name] = u0.shape
+    seen = set()
+    for p in c.params:
+        if not isinstance(p, Param):
+            raise ValueError(f"graph {c.name!r}: params must be Param objects, got {p!r}")
+        if p.name not in shapes:
+            raise ValueError(f"graph {c.name!r}: Param {p.name!r} is not used by any vertex; parameters: "
+                             f"{sorted(shapes)}")
+        if p.name in seen:
+            raise ValueError(f"graph {c.name!r}: Param {p.name!r} is given twice")
+        seen.add(p.name)
+    object.__setattr__(c, "param_shapes", shapes)
+    object.__setattr__(c, "param_uses", {k: tuple(v) for k, v in uses.items()})
 
-    # -------------------------------------------------------------------- queries
-    def vertex(self, name: str):
-        """The vertex named ``name``."""
-        for v in self.vertices:
-            if v.name == name:
-                return v
-        raise KeyError(f"graph {self.name!r} has no vertex {name!r}")
 
-    def size(self, name: str) -> int:
-        """Number of units of vertex ``name``."""
-        return math.prod(self.shapes[name])
+def _find_cycle(by_name, left):
+    start = sorted(left)[0]
+    path, seen = [start], {start: 0}
+    node = start
+    while True:  # every vertex left has a parent left (otherwise Kahn's algorithm would have taken it)
+        node = next(p for p in by_name[node].parents if p in left)
+        if node in seen:
+            cyc = path[seen[node]:] + [node]
+            return list(reversed(cyc))
+        seen[node] = len(path)
+        path.append(node)
 
-    @property
-    def n_input(self) -> int:
-        """Number of columns of ``X`` (all inputs, declaration order)."""
-        return sum(self.size(n) for n in self.inputs)
 
-    @property
-    def n_output(self) -> int:
-        return self.size(self.output)
-
-    @property
-    def depth(self) -> int:
-        """Longest path (in edges) from a parameterised vertex to the output: FPA with ``eta = 1`` is exact
-        after this many synchronous steps, Z-IL (on the levelled graph) updates its last parameter at this step."""
-        d = [self.levels[u.vertex] for us in self.param_uses.values() for u in us]
-        return max(d) if d else 0
-
-    def param_settings(self, name: str) -> Param:
-        for p in self.params:
-            if p.name == name:
-                return p
-        return Param(name)
-
-    def unlevelled_edges(self) -> list:
-        """Edges ``(parent, child, span)`` from non-input vertices with ``span = level(parent) - level(child)
-        > 1``, which Z-IL cannot handle without identity vertices (see :func:`level`)."""
-        out = []
-        inputs = set(self.inputs)
-        for v in self.vertices:
-            for p in dict.fromkeys(v.parents):
-                if p in inputs:
-                    continue
-                span = self.levels[p] - self.levels[v.name]
-                if span > 1:
-                    out.append((p, v.name, span))
-        return out
-
-    @property
-    def is_levelled(self) -> bool:
-        return not self.unlevelled_edges()
-
-    # ---- what the one Simulator asks of a circuit
-    @property
-    def probes(self) -> tuple:
-        """A graph declares no probes of its own; pass them to :class:`neurosim.Simulator` (``probes=``)."""
-        return ()
-
-    def check_probe(self, pb) -> None:
-        """Refuse a :class:`neurosim.Probe` that names no vertex (``x``, ``eps``, ``mu``, ``energy``; inputs have
-        no error units) or no parameter (``weight_norm``)."""
-        if pb.variable == "weight_norm":
-            if pb.target not in self.param_shapes:
-                raise ValueError(f"Probe {pb.name!r}: weight_norm needs a parameter name of graph {self.name!r}; "
-                                 f"known: {sorted(self.param_shapes)}")
-            return
-        if pb.target not in self.shapes:
-            raise ValueError(f"Probe {pb.name!r}: graph {self.name!r} has no vertex {pb.target!r}; known: "
-                             f"{list(self.order)}")
-        if pb.variable in ("eps", "energy", "mu") and pb.target in self.inputs:
-            raise ValueError(f"Probe {pb.name!r}: vertex {pb.target!r} is an input of graph {self.name!r}; it has no "
-                             "error units or prediction to record (probe its 'x', or a computing vertex)")
-
-    def describe(self) -> str:
-        """A table of the vertices: type, shape, parents, level, parameters."""
-        lines = [f"Graph {self.name!r}: {len(self.vertices)} vertices, output {self.output!r}, depth {self.depth}"]
-        by = {v.name: v for v in self.vertices}
-        for n in self.order:
-            v = by[n]
-            params = []
-            if isinstance(v, Dense):
-                params = [w for w in v.weights if w is not None] + ([v.bias] if v.bias else [])
-            elif isinstance(v, Conv2d):
-                params = [v.weight] + ([v.bias] if v.bias else [])
-            lines.append(f"  {n:<20s} {type(v).__name__:<8s} {str(self.shapes[n]):<14s} level {self.levels[n]:<3d} "
-                         f"<- {', '.join(v.parents) or '-'}" + (f"  [{', '.join(params)}]" if params else ""))
-        return "\n".join(lines)
+def describe_vertices(c) -> str:
+    """A table of the vertices: type, shape, parents, level, parameters."""
+    lines = [f"Graph {c.name!r}: {len(c.vertices)} vertices, output {c.output!r}, depth {c.depth}"]
+    by = {v.name: v for v in c.vertices}
+    for n in c.order:
+        v = by[n]
+        params = []
+        if isinstance(v, Dense):
+            params = [w for w in v.weights if w is not None] + ([v.bias] if v.bias else [])
+        elif isinstance(v, Conv2d):
+            params = [v.weight] + ([v.bias] if v.bias else [])
+        lines.append(f"  {n:<20s} {type(v).__name__:<8s} {str(c.shapes[n]):<14s} level {c.levels[n]:<3d} "
+                     f"<- {', '.join(v.parents) or '-'}" + (f"  [{', '.join(params)}]" if params else ""))
+    return "\n".join(lines)
 
 
 def _with_parents(v, mapping: dict):
@@ -800,7 +737,7 @@ def _with_parents(v, mapping: dict):
     return replace(v, parent=mapping.get(0, v.parent))
 
 
-def level(graph: Graph) -> Graph:
+def level(graph: Circuit) -> Circuit:
     r"""Insert identity vertices so that every edge from a non-input vertex spans exactly one level.
 
     An edge :math:`j \to i` with :math:`s = \mathrm{level}(j) - \mathrm{level}(i) > 1` is replaced by a chain
@@ -809,8 +746,11 @@ def level(graph: Graph) -> Graph:
     computed by the network, its parameters and their initialisation are unchanged; the levelled graph is
     what Z-IL needs (Salvatori et al. 2022).  A levelled graph is returned unchanged.
     """
-    if not isinstance(graph, Graph):
-        raise TypeError(f"level() needs a neurosim.graph.Graph, got {type(graph).__name__}")
+    if not isinstance(graph, Circuit):
+        raise TypeError(f"level() needs a neurosim Circuit, got {type(graph).__name__}")
+    if not graph.vertices:
+        raise TypeError(f"level(): circuit {graph.name!r} is stated as populations; level its vertex form, "
+                        "level(circuit.as_graph())")
     bad = graph.unlevelled_edges()
     if not bad:
         return graph
@@ -832,7 +772,7 @@ def level(graph: Graph) -> Graph:
         mapping = {k: chains[(p, v.name)] for k, p in enumerate(v.parents) if (p, v.name) in chains}
         out.append(_with_parents(v, mapping) if mapping else v)
     lev = Graph(tuple(new_vertices) + tuple(out), graph.output, params=graph.params, plasticity=graph.plasticity,
-                name=graph.name)
+                name=graph.name, probes=graph.probes)
     if not lev.is_levelled:  # cannot happen: every inserted vertex spans one level
         raise RuntimeError(f"level(): graph {graph.name!r} still has unlevelled edges {lev.unlevelled_edges()}")
     return lev

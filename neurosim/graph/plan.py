@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import activations
-from ..circuit import Init
+from ..circuit import Circuit, Init
 from ..plan import OPT_ADAM, OPT_SGD, Layout, index_of, sample_init
 from .declare import Act, Conv2d, Dense, Graph, Identity, Input, Pool, Product, Sum
 
@@ -211,7 +211,10 @@ def lower_graph(graph: Graph, seed: int = 0) -> GraphPlan:
     parameters) get identical initial parameters.
     """
     if not isinstance(graph, Graph):
-        raise TypeError(f"lower_graph() needs a neurosim.graph.Graph, got {type(graph).__name__}")
+        raise TypeError(f"lower_graph() needs a circuit stated as vertices (neurosim.graph.Graph), got "
+                        f"{type(graph).__name__}" + (" stated as populations: use neurosim.lower(circuit), or "
+                                                     "lower_graph(circuit.as_graph())"
+                                                     if isinstance(graph, Circuit) else ""))
     seed = int(seed)
     order = list(graph.order)
     index = {n: i for i, n in enumerate(order)}

@@ -79,7 +79,8 @@ def precondition(graph: Graph, X: np.ndarray, seed: int = 0, floor: float = 1.0)
     tau = {name: max(float(curv[i]), float(floor)) for i, name in enumerate(plan.v_names)
            if plan.VI[i, V_OP] != OP_INPUT}
     verts = [replace(v, tau_x=tau[v.name]) if v.name in tau else v for v in graph.vertices]
-    return Graph(verts, graph.output, params=graph.params, plasticity=graph.plasticity, name=graph.name)
+    return Graph(verts, graph.output, params=graph.params, plasticity=graph.plasticity, name=graph.name,
+                 probes=graph.probes)
 
 
 def refresh_time_constants(sim, X: np.ndarray, floor: float = 1.0) -> np.ndarray:

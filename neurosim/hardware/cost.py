@@ -388,14 +388,11 @@ def _shape(net) -> NetworkShape:
     from ..plan import Plan
     if isinstance(net, Plan):
         return NetworkShape.from_plan(net)
-    if isinstance(net, Circuit):
-        return NetworkShape.from_circuit(net)
-    from ..graph.declare import Graph
     from ..graph.plan import GraphPlan, lower_graph
+    if isinstance(net, Circuit):
+        return GraphShape.from_graph_plan(lower_graph(net)) if net.is_graph else NetworkShape.from_circuit(net)
     if isinstance(net, GraphPlan):
         return GraphShape.from_graph_plan(net)
-    if isinstance(net, Graph):
-        return GraphShape.from_graph_plan(lower_graph(net))
     raise TypeError(f"expected a Circuit, Plan, graph circuit, GraphPlan or NetworkShape, got {type(net).__name__}")
 
 

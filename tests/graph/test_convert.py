@@ -109,7 +109,7 @@ def test_directions_equal_the_layered_circuit(name, algorithm):
 
 def test_the_graph_keeps_the_circuit_names_and_settings():
     g = ng.from_circuit(_dag())
-    assert g.output == "out" and g.inputs == ("a", "b")
+    assert g.output == "out" and g.inputs == ["a", "b"]
     assert sorted(g.param_shapes) == ["Wah", "Wah.b", "Wao", "Wbh", "Wgo", "Whg", "Whg.b"]
     out = next(v for v in g.vertices if v.name == "out")
     assert out.weights == ("Wgo", "Wao", None) and out.multiplier == (1.0, 0.7, 1.0)
@@ -125,7 +125,9 @@ def test_what_a_graph_cannot_express_is_refused_with_the_object():
     with pytest.raises(ValueError, match="one target clamp"):
         ng.from_circuit(dataclasses.replace(c, clamps=tuple(k for k in c.clamps if k.kind == "input")))
     with pytest.raises(TypeError, match="needs a neurosim Circuit"):
-        ng.from_circuit(ng.mlp([3, 2]))
+        ng.from_circuit(object())
+    g = ng.mlp([3, 2])
+    assert ng.from_circuit(g) is g and g.as_graph() is g   # a circuit stated as vertices is already a graph
 
 
 def test_graph_name_defaults_to_the_circuit_name():
