@@ -279,14 +279,58 @@ def test_refused_at_build():
     assert sim.backend.name == "brian2"
 
 
-@pytest.mark.parametrize("algorithm", ["fpa", "zil", "bp"])
-def test_exact_schedules_refused(algorithm):
+@pytest.mark.parametrize("kind, algorithm, options", [
+    ("cnn", "fpa", {}), ("cnn", "zil", {}), ("cnn", "bp", {}),
+    ("rnn", "fpa", {"eta": 0.3, "n": 4}), ("rnn", "zil", {"values": "all"}), ("rnn", "bp", {}),
+    ("lstm", "bp", {}), ("residual", "zil", {}), ("cnn_avg", "fpa", {})])
+def test_exact_schedules_match_reference(kind, algorithm, options):
+    """FPA (frozen feedforward predictions and Jacobians), Z-IL (each use's Hebbian term gated to its vertex's
+    level, the residual graph levelled with identity vertices, wavefront or all values moving) and backprop (the
+    FPA sweep with the step tau_x/precision) run in brian2: directions and two epochs of training equal the
+    reference's, and brian2 ran every batch."""
+    g = _graph(kind, plasticity=ns.Hebbian(lr=0.05, optimizer=ns.SGD(momentum=0.9))) if kind != "cnn_avg" \
+        else _graph(kind)
+    X, Y = _data(g, B=6)
+    ref, b2 = _pair(g)
+    d1 = ref.directions(X, Y, algorithm, options)
+    d2 = b2.directions(X, Y, algorithm, options)
+    assert _runs(b2) == 1
+    for k in d1:
+        _close(d2[k], d1[k], f"direction {k}")
+    assert max(float(np.max(np.abs(d))) for d in d1.values()) > 1e-3
+    h1 = ref.train(X, Y, epochs=2, batch_size=3, progress=False, algorithm=algorithm, options=options)
+    h2 = b2.train(X, Y, epochs=2, batch_size=3, progress=False, algorithm=algorithm, options=options)
+    for k, w in ref.weights.items():
+        _close(b2.weights[k], w, k)
+    _close(h2["loss"], h1["loss"], "loss")
+    assert _runs(b2) == 5
+
+
+def test_bp_result_is_the_feedforward_pass_and_the_backpropagated_errors():
+    """One bp batch on brian2 returns what the reference returns: the feedforward values, the backpropagated
+    errors (the FPA sweep reaches them after `depth` steps), no relaxation steps and the output energy only."""
+    g = _graph("lstm")
+    X, Y = _data(g)
+    ref, b2 = _pair(g)
+    r1 = ref.step(X, Y, "bp")
+    r2 = b2.step(X, Y, "bp")
+    assert r1.steps == r2.steps == 0
+    _close(r2.energy, r1.energy, "energy")
+    _close(r2.y0, r1.y0, "y0")
+    _, s1 = ref.directions(X, Y, "bp", result=True)
+    _, s2 = b2.directions(X, Y, "bp", result=True)
+    for what in ("x", "eps", "mu"):
+        _close(getattr(s2, what), getattr(s1, what), what)
+
+
+def test_zil_immediate_shared_updates_refused_with_the_reason():
     g = _graph("rnn")
     X, Y = _data(g)
     sim = ns.Simulator(g, dt=0.1, seed=0, **B2)
     w0 = sim.weights
-    with pytest.raises(ns.UnsupportedError, match="numba"):
-        sim.train(X, Y, epochs=1, batch_size=4, steps=4, progress=False, algorithm=algorithm)
+    with pytest.raises(ns.UnsupportedError, match="shared_updates='deferred'.*'immediate'.*numba"):
+        sim.train(X, Y, epochs=1, batch_size=4, progress=False, algorithm="zil",
+                  options={"shared_updates": "immediate"})
     assert _runs(sim) == 0
     for k, w in w0.items():
         assert np.array_equal(sim.weights[k], w)

@@ -64,6 +64,23 @@ moving it and, for standard PC, applies the Hebbian update from it.  The clock's
 initial state (feedforward sweep, zeros, or the previous state) is set from the host with the reference's
 NumPy code, as the layered rate mapping does; the relaxation, the Hebbian sums and the optimiser run in brian2.
 
+Sweep schedules (``fpa``, ``zil``, ``bp``; :mod:`neurosim.graph.reference` states them)
+---------------------------------------------------------------------------------------
+A network built with ``schedule="fpa"`` gives every group the frozen feedforward value ``xh`` (set from the
+host's feedforward pass) and reads every prediction, Jacobian (``phi'``, product factors, pool indicators) and
+Hebbian presynaptic rate there, so :math:`\mu_i = g_i(\hat x)` and the value step is
+:math:`x \leftarrow x + (\mathrm{rate}\cdot\mathrm{gain}/\tau_x)(-\varepsilon + J(\hat x)^T\varepsilon)`.
+Backprop is that sweep with ``rate = 1`` and ``gain = tau_x / precision`` on every vertex: each step then sets
+:math:`\varepsilon_i \leftarrow \sum_c J_{c,i}(\hat x)^T\varepsilon_c` with the output's error fixed, so after
+``depth`` steps every error is the backpropagated one exactly (Rosenbaum 2022); the update is the optimiser step
+of the last time step, as for FPA.  ``schedule="zil"`` runs the PC dynamics from the feedforward state; each
+parameter group sums, in ``Gz``, the Hebbian term of every use at the time step equal to the level of the vertex
+that uses it (``int(abs(t - t0 - level dt) < dt/2)``), so a parameter shared across levels (an unrolled RNN)
+sums every use at its own step, and its optimiser step acts once on ``Gz`` after the sweep; with
+``wavefront=True`` a vertex moves only in the time step ``level - 1``.  An unlevelled graph runs on its levelled
+plan (identity vertices inserted, same parameters).  Z-IL's ``shared_updates="immediate"`` (several optimiser
+steps of one shared parameter within a sweep, a negative control) is refused.
+
 Heun (``integrator="heun"``, standard PC; the construction of the layered rate mapping)
 ---------------------------------------------------------------------------------------
 One Heun step of size ``h`` (the rate, times the ``dt_decay`` factor ``dtf``) is two brian2 time steps of
@@ -94,14 +111,15 @@ from ... import activations
 from ...graph.plan import (BIAS_CHANNEL, E_CONV, E_DENSE, E_SCALE, EI_KIND, EI_PAD, EI_PARAM, EI_PHI,
                            EI_SRC, EI_STRIDE, OP_ACT, OP_AFFINE, OP_AVGPOOL, OP_INPUT, OP_MAXPOOL, OP_PRODUCT,
                            P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD, V_BIAS,
-                           V_BKIND, V_C, V_E0, V_E1, V_H, V_OP, V_PHI, V_PK, V_PS, V_SIZE, V_W, VF_PREC, VF_TAU,
+                           V_BKIND, V_C, V_E0, V_E1, V_H, V_LEVEL, V_OP, V_PHI, V_PK, V_PS, V_SIZE, V_W, VF_PREC, VF_TAU,
                            VF_TAU_EPS)
 from ...errors import UnsupportedError
 from ...graph.backend import GraphBackend, reduce_directions
-from ...graph.base import (ALG_IPC, ALG_PC, INIT_PREVIOUS, INIT_ZEROS, STATUS_DIVERGED, STATUS_OK, GraphBatchResult)
+from ...graph.base import (ALG_BP, ALG_FPA, ALG_IPC, ALG_PC, ALG_ZIL, INIT_PREVIOUS, INIT_ZEROS, STATUS_DIVERGED,
+                           STATUS_OK, GraphBatchResult)
 from ...graph.plan import ROLE_FREE, ROLE_TARGET, V_ROLE
 from . import _common as C
-from .rate import _HEUN_CODE, TIME_UNIT, _optimizer_code
+from .rate import _HEUN_CODE, SCHEDULES, TIME_UNIT, _optimizer_code
 
 __all__ = ["GraphBrian2Backend", "GraphRateNetwork", "conv_connectivity", "pool_connectivity"]
 
@@ -190,9 +208,23 @@ class GraphRateNetwork:
     heun : bool
         False: Euler steps.  True: Heun steps, each a predictor and a corrector time step of half the step
         (see the module docstring, "Heun"); goes with ``every_step=False``.
+    schedule : {"pc", "fpa", "zil"}
+        What the network computes (see the module docstring, "Sweep schedules"): ``"fpa"`` reads every
+        prediction, Jacobian and Hebbian presynaptic rate at the frozen feedforward value ``xh``; ``"zil"``
+        gates each parameter use's Hebbian term to the time step of its vertex's level and sums them.  Both take
+        Euler steps with a per-vertex step ``gain`` and the standard (last time step) optimiser step.
+    wavefront : bool
+        ``"zil"`` only: at time step ``t`` only the vertices at level ``t + 1`` move.
     """
 
-    def __init__(self, plan, B, rate, probe_item=None, every_step=False, dtype=np.float64, heun=False):
+    def __init__(self, plan, B, rate, probe_item=None, every_step=False, dtype=np.float64, heun=False,
+                 schedule="pc", wavefront=False):
+        if schedule not in SCHEDULES:
+            raise ValueError(f"GraphRateNetwork: schedule must be one of {SCHEDULES}, got {schedule!r}")
+        self.schedule = schedule
+        self.wavefront = bool(wavefront) and schedule == "zil"
+        if schedule != "pc" and (heun or every_step):
+            raise ValueError(f"GraphRateNetwork: schedule {schedule!r} takes Euler steps with the standard update")
         #: brian2's float type for every variable of this network (float64 or float32), set while it is built
         #: and while it runs (:func:`~neurosim.backends.brian2._common.float_dtype`)
         self.dtype = np.dtype(dtype)
@@ -220,6 +252,9 @@ class GraphRateNetwork:
         zeros = lambda n: np.zeros(n, dtype=int)  # noqa: E731
         comp = [i for i in range(nv) if VI[i, V_OP] != OP_INPUT]
         self.comp = comp
+        fpa, zil = self.schedule == "fpa", self.schedule == "zil"
+        xv = "xh" if fpa else "x"   # where predictions, Jacobians and Hebbian rates are read (fpa: frozen)
+        sweep = fpa or zil
         self.lagged = [i for i in comp if VF[i, VF_TAU_EPS] > 0]
         shape = lambda i: (int(VI[i, V_C]), int(VI[i, V_H]), int(VI[i, V_W]))  # noqa: E731
         size = lambda i: int(VI[i, V_SIZE])  # noqa: E731
@@ -236,6 +271,7 @@ class GraphRateNetwork:
         # ---- what every group needs to know: its out-edges (feedback terms) and its parameters' uses
         fb_terms = {i: [] for i in range(nv)}     # names of the feedback summed variables on group i
         g_terms = {k: [] for k in range(p.n_params)}   # names of the Hebbian summed variables on P_k
+        g_level = {}   # Hebbian summed variable -> level of the vertex whose use it is (Z-IL's update step)
         for i in comp:
             for e in range(int(VI[i, V_E0]), int(VI[i, V_E1])):
                 src = int(EI[e, EI_SRC])
@@ -250,8 +286,10 @@ class GraphRateNetwork:
                 for e in range(int(VI[i, V_E0]), int(VI[i, V_E1])):
                     if EI[e, EI_KIND] in (E_DENSE, E_CONV):
                         g_terms[int(EI[e, EI_PARAM])].append(f"g{e}")
+                        g_level[f"g{e}"] = int(VI[i, V_LEVEL])
                 if VI[i, V_BIAS] >= 0:
                     g_terms[int(VI[i, V_BIAS])].append(f"gb{i}")
+                    g_level[f"gb{i}"] = int(VI[i, V_LEVEL])
 
         # ---- parameter groups
         opt_t_decl = "opt_t : 1" if self.every_step else "opt_t : 1 (shared)"
@@ -264,12 +302,20 @@ class GraphRateNetwork:
                    f"g = {' + '.join(gs) if gs else '0.0'} : 1", *[f"{x} : 1" for x in gs]]
             if self.every_step:   # iPC's direction is the sum of the Hebbian terms of the steps taken
                 eqs += ["Dacc : 1", "go : 1 (linked)"]
+            if zil:   # Z-IL's direction: every use's Hebbian term at the time step of its vertex's level
+                eqs += ["Gz : 1", "t0 : second (shared)"]
             P = b2.NeuronGroup(n, "\n".join(eqs), clock=self.clock, name=f"{pfx}P{k}")
             P.lrn = b2.linked_var(ctl, "lrn", index=zeros(n))
             P.gfac = 1.0
             if self.every_step:
                 P.go = b2.linked_var(ctl, "go", index=zeros(n))
                 P.run_regularly("Dacc = Dacc + go*g", when="after_groups", order=-1, name=f"{pfx}Dacc{k}")
+            if zil and gs:
+                by_level = {}
+                for x in gs:
+                    by_level.setdefault(g_level[x], []).append(x)
+                terms = [f"int(abs(t - t0 - {d}*dt) < 0.5*dt)*({' + '.join(xs_)})" for d, xs_ in sorted(by_level.items())]
+                P.run_regularly(f"Gz = Gz + {' + '.join(terms)}", when="after_groups", order=-1, name=f"{pfx}Gz{k}")
             self.P[k] = P
             objs.append(P)
             if PI[k, P_PLASTIC]:
@@ -277,7 +323,7 @@ class GraphRateNetwork:
                 scale = 1.0 / B if PI[k, P_MEAN] else 1.0
                 self._opt.append(P.run_regularly(
                     _optimizer_code(int(PI[k, P_OPT]), pf[PF_LR], pf[PF_MOM], pf[PF_WD], pf[PF_B1], pf[PF_B2],
-                                    pf[PF_EPS], scale, "g", "th", self.every_step),
+                                    pf[PF_EPS], scale, "Gz" if zil else "g", "th", self.every_step),
                     when="after_groups", name=f"{pfx}opt{k}"))
 
         # ---- vertex groups
@@ -286,7 +332,7 @@ class GraphRateNetwork:
             n = size(i)
             N = B * n
             if VI[i, V_OP] == OP_INPUT:
-                V = b2.NeuronGroup(N, "x : 1", clock=self.clock, name=f"{pfx}V{i}")
+                V = b2.NeuronGroup(N, "x : 1\nxh : 1" if fpa else "x : 1", clock=self.clock, name=f"{pfx}V{i}")
                 self.V[i] = V
                 objs.append(V)
                 continue
@@ -312,6 +358,12 @@ class GraphRateNetwork:
             if self.heun:   # the two stages as a run_regularly operation (below); rx, rxe: the rates of a stage
                 xeq = ["x : 1", "xs : 1", "k1 : Hz", "rx : Hz", "drv = go*dtf*free*drive/tau_x : Hz",
                        "ph : 1 (linked)"]
+            elif sweep:   # a per-vertex step gain (bp: tau_x/(rate prec)); zil's wavefront moves one level per step
+                lvl = int(VI[i, V_LEVEL])
+                mov = f"int(abs(t - t0 - {lvl - 1}*dt) < 0.5*dt)*" if self.wavefront else ""
+                xeq = [f"dx/dt = go*dtf*free*gain*{mov}drive/tau_x : 1", "gain : 1 (shared)", "t0 : second (shared)"]
+                if fpa:
+                    xeq.append("xh : 1")
             else:
                 xeq = ["dx/dt = go*dtf*free*drive/tau_x : 1"]
             eqs = [*xeq,
@@ -372,10 +424,10 @@ class GraphRateNetwork:
                     code = int(EI[e, EI_PHI])
                     k = int(EI[e, EI_PARAM])
                     model = ["wl : 1 (linked)", "widx : integer (constant)",
-                             f"mu{e}_post = {cf}wl*{_phi(code, 'x_pre')} : 1 (summed)"]
+                             f"mu{e}_post = {cf}wl*{_phi(code, xv + '_pre')} : 1 (summed)"]
                     stages = {f"mu{e}_post": 0}
                     if fb_on:
-                        model.append(f"fb{e}_pre = {cf}wl*eps_post*{_dphi(code, 'x_pre')} : 1 (summed)")
+                        model.append(f"fb{e}_pre = {cf}wl*eps_post*{_dphi(code, xv + '_pre')} : 1 (summed)")
                         stages[f"fb{e}_pre"] = 1
                     if kind == E_DENSE:
                         jj, ii = np.meshgrid(np.arange(n), np.arange(ns_), indexing="ij")
@@ -396,25 +448,25 @@ class GraphRateNetwork:
                         f"g{e}_post = {cf}eps_pre*{_phi(code, 'xl')} : 1 (summed)"]), name=f"{pfx}H{e}")
                     H.connect(i=post, j=widx)
                     H.pidx = pre
-                    H.xl = b2.linked_var(U, "x", index="pidx")
+                    H.xl = b2.linked_var(U, xv, index="pidx")
                     summed.append((H, {f"g{e}_post": 1}))
                     objs += [S, H]
                     continue
                 if op == OP_AFFINE:   # E_SCALE: skip / sum / identity
                     assert kind == E_SCALE
-                    model, stages = _edge_model(f"mu{e}", f"{cf}x_pre", f"fb{e}", f"{cf}eps_post", fb_on)
+                    model, stages = _edge_model(f"mu{e}", f"{cf}{xv}_pre", f"fb{e}", f"{cf}eps_post", fb_on)
                 elif op == OP_ACT:
                     code = int(VI[i, V_PHI])
-                    model, stages = _edge_model(f"mu{e}", _phi(code, "x_pre"), f"fb{e}",
-                                                f"{_dphi(code, 'x_pre')}*eps_post", fb_on)
+                    model, stages = _edge_model(f"mu{e}", _phi(code, xv + "_pre"), f"fb{e}",
+                                                f"{_dphi(code, xv + '_pre')}*eps_post", fb_on)
                 elif op == OP_PRODUCT:
                     others = [f"fac{m}_post" for m in range(int(VI[i, V_E0]), int(VI[i, V_E1])) if m != e]
-                    model, stages = _edge_model(f"fac{e}", "x_pre", f"fb{e}",
+                    model, stages = _edge_model(f"fac{e}", f"{xv}_pre", f"fb{e}",
                                                 f"eps_post{''.join('*' + o for o in others)}", fb_on)
                 elif op == OP_AVGPOOL:
                     kp, sp = int(VI[i, V_PK]), int(VI[i, V_PS])
                     inv = 1.0 / (kp * kp)
-                    model, stages = _edge_model(f"mu{e}", f"x_pre*{inv!r}", f"fb{e}", f"eps_post*{inv!r}", fb_on)
+                    model, stages = _edge_model(f"mu{e}", f"{xv}_pre*{inv!r}", f"fb{e}", f"eps_post*{inv!r}", fb_on)
                     pre1, post1 = zip(*[pool_connectivity(shape(src), shape(i), kp, sp, q) for q in range(kp * kp)])
                     pre, post = _tile(np.concatenate(pre1), np.concatenate(post1), ns_, n, B)
                     S = syn(U, V, "\n".join(model), name=f"{pfx}S{e}")
@@ -425,7 +477,7 @@ class GraphRateNetwork:
                 else:   # OP_MAXPOOL: one Synapses object per window position q
                     kp, sp = int(VI[i, V_PK]), int(VI[i, V_PS])
                     for q in range(kp * kp):
-                        model, stages = _edge_model(f"w{q}", "x_pre", f"fb{e}_{q}", f"eps_post*ind{q}_post", fb_on)
+                        model, stages = _edge_model(f"w{q}", f"{xv}_pre", f"fb{e}_{q}", f"eps_post*ind{q}_post", fb_on)
                         pre1, post1 = pool_connectivity(shape(src), shape(i), kp, sp, q)
                         pre, post = _tile(pre1, post1, ns_, n, B)
                         S = syn(U, V, "\n".join(model), name=f"{pfx}S{e}_{q}")
@@ -490,9 +542,12 @@ class GraphRateNetwork:
         self.net = b2.Network(*objs, name=pfx + "net")
 
     # ------------------------------------------------------------------ one run
-    def run(self, xs, es, Y, n_steps, clamp, beta, learn, tol, dt_decay, theta, m, v, opt_t):
+    def run(self, xs, es, Y, n_steps, clamp, beta, learn, tol, dt_decay, theta, m, v, opt_t, xh=None, gain=None):
         """Run ``n_steps`` steps from the per-vertex values ``xs`` (and error states ``es`` where
         ``tau_eps > 0``); returns a dict of results (copied out of brian2).
+
+        ``xh`` (schedule ``"fpa"``): the frozen feedforward value of every vertex; ``gain`` (``"fpa"``, ``"zil"``):
+        the step gain of every computing vertex (default 1).
 
         ``clamp``: the output is clamped (else it moves; ``beta > 0`` nudges it to ``Y``).  ``theta``, ``m``,
         ``v`` (flat, the plan's parameter layout) and ``opt_t`` (per parameter, the step count the next
@@ -503,8 +558,13 @@ class GraphRateNetwork:
         t0 = float(self.net.t)
         for i, V in self.V.items():
             V.x[:] = xs[i].ravel()
+            if self.schedule == "fpa":
+                V.xh[:] = xh[i].ravel()
             if i not in self.comp:
                 continue
+            if self.schedule != "pc":
+                V.gain = 1.0 if gain is None else float(gain[i])
+                V.t0 = t0 * b2.second
             movable = not (i == T and clamp)
             V.free[:] = 1.0 if movable else 0.0
             nudged = i == T and not clamp and beta > 0
@@ -521,6 +581,9 @@ class GraphRateNetwork:
             P.opt_t[:] = float(opt_t[k])
             if self.every_step:
                 P.Dacc[:] = 0.0
+            if self.schedule == "zil":
+                P.Gz[:] = 0.0
+                P.t0 = t0 * b2.second
         c = self.ctl
         c.running = 1.0
         c.go = 1.0
@@ -580,17 +643,18 @@ class GraphRateNetwork:
             th[o:o + n] = C.copy_out(P.th[:])
             m[o:o + n] = C.copy_out(P.m[:])
             v[o:o + n] = C.copy_out(P.v[:])
-        if self.every_step:
+        if self.every_step or self.schedule == "zil":
             for k, P in self.P.items():
                 o, n = int(p.PI[k, P_OFF]), int(p.PI[k, P_SIZE])
-                G[o:o + n] = C.copy_out(P.Dacc[:])
+                G[o:o + n] = C.copy_out((P.Dacc if self.every_step else P.Gz)[:])
         out.update(G=G, theta=th, m=m, v=v)
         return out
 
 
 # ---------------------------------------------------------------------------------------------- the backend
 class GraphBrian2Backend(GraphBackend):
-    """Graph circuits on brian2 in rate mode (:class:`GraphRateNetwork`): ``pc``, ``strict`` and ``ipc``.
+    """Graph circuits on brian2 in rate mode (:class:`GraphRateNetwork`): ``pc``, ``strict``, ``ipc``, ``fpa``,
+    ``zil`` and ``bp``.
 
     ``theta`` and the optimiser state live on the host (``W``, ``mW``, ``vW``, ``opt_t`` as for the other graph
     backends, so checkpoints, hardware writes and ``weights`` are the same code); each batch copies them into
@@ -602,8 +666,8 @@ class GraphBrian2Backend(GraphBackend):
     backend (refused with Heun when they start, :meth:`~neurosim.graph.backend.GraphBackend.schedule`).
 
     Not run here (refused with :class:`~neurosim.UnsupportedError` when the simulator is built, or when ``train``
-    starts for an algorithm): ``mode="spiking"``, ``target="cpp_standalone"``, and the exact
-    schedules ``fpa``, ``zil``, ``bp`` (they run on ``numba`` / ``reference``).  A batch that diverges leaves the
+    starts for an algorithm): ``mode="spiking"``, ``target="cpp_standalone"``, and Z-IL's
+    ``shared_updates="immediate"`` (they run on ``numba`` / ``reference``).  A batch that diverges leaves the
     parameters as they were before it (iPC on the reference keeps the updates of the steps before the
     divergence); ``train`` raises :class:`~neurosim.DivergenceError` either way.
     """
@@ -635,30 +699,88 @@ class GraphBrian2Backend(GraphBackend):
         self._n_runs = 0
 
     def schedule(self, algorithm, options, spec):
-        if algorithm in ("fpa", "zil", "bp"):
+        if algorithm == "zil" and options.get("shared_updates", "deferred") == "immediate":
             raise UnsupportedError(
-                f"backend 'brian2' (mode='rate') cannot run algorithm {algorithm!r} on graph circuits: its schedule "
-                "(frozen feedforward predictions and Jacobians, a level-by-level wavefront, or a backward sweep) "
-                "has no mapping onto the relaxing rate network; run it on backend 'numba' or 'reference' (brian2 "
-                "runs 'pc', 'strict' and 'ipc')")
+                "backend 'brian2' runs algorithm 'zil' with shared_updates='deferred' (every use's term summed and "
+                "applied after the sweep); 'immediate' (a negative control: several optimiser steps of one shared "
+                "parameter inside a sweep) runs on backend 'numba' or 'reference'")
         return super().schedule(algorithm, options, spec)
 
-    def _network(self, B, rate, probe_item, every_step, heun=False):
-        key = (B, float(rate), probe_item, bool(every_step), bool(heun))
+    def _network(self, plan, B, rate, probe_item, every_step, heun=False, schedule="pc", wavefront=False):
+        key = (plan is self.plan, B, float(rate), probe_item, bool(every_step), bool(heun), schedule, bool(wavefront))
         if key not in self._nets:
             if len(self._nets) >= 4:   # keep a few networks (e.g. pc and ipc, two batch sizes), drop the oldest
                 self._nets.pop(next(iter(self._nets)))
-            self._nets[key] = GraphRateNetwork(self.plan, B, rate, probe_item, every_step, dtype=self.dtype,
-                                               heun=heun)
+            self._nets[key] = GraphRateNetwork(plan, B, rate, probe_item, every_step, dtype=self.dtype,
+                                               heun=heun, schedule=schedule, wavefront=wavefront)
         return self._nets[key]
+
+    def _sweep_run(self, plan, X, Y, sch):
+        """FPA, Z-IL and backprop (as the FPA sweep with the step ``tau_x / precision`` of every vertex, which
+        makes each error the backpropagated one after ``depth`` steps, Rosenbaum 2022) in the rate network."""
+        from ...graph.reference import feedforward
+        p = plan
+        B = X.shape[0]
+        T = p.target
+        if Y is None:
+            raise ValueError("backend 'brian2': algorithms 'fpa', 'zil' and 'bp' clamp the output to the target Y")
+        xs = feedforward(p, self.params.theta, X)
+        y0 = xs[T].copy()
+        bp = sch.algo == ALG_BP
+        xh = [a.copy() for a in xs] if sch.algo != ALG_ZIL else None
+        ff = [a.copy() for a in xs]
+        xs[T] = np.array(Y, dtype=float, copy=True)
+        if bp:
+            n, rate = int(p.depth), 1.0
+            gain = {i: float(p.VF[i, VF_TAU]) / (rate * float(p.VF[i, VF_PREC])) for i in range(p.n_vertices)}
+        else:
+            n, rate, gain = int(sch.n_steps), float(sch.rate), None
+        schedule = "zil" if sch.algo == ALG_ZIL else "fpa"
+        net = self._network(p, B, rate, None, False, False, schedule, bool(sch.wavefront))
+        out = net.run(xs, {}, Y, n, True, 0.0, bool(sch.learn), 0.0, 1.0, self.params.theta, self.params.m,
+                      self.params.v, self.opt_t + 1, xh=xh, gain=gain)
+        self._n_runs += 1
+        energy = out["energy"][:1] if bp else out["energy"]
+        steps = 0 if bp else n
+        status, fail_step, fail_vertex = STATUS_OK, -1, -1
+        bad = np.nonzero(~np.all(np.isfinite(out["energy"]), axis=1))[0]
+        if bad.size or not np.all(np.isfinite(out["eps"])):
+            status = STATUS_DIVERGED
+            fail_step = min(int(bad[0]) if bad.size else n, steps)
+            row = out["energy"][int(bad[0])] if bad.size else out["energy"][-1]
+            fail_vertex = int(np.argmax(~np.isfinite(row))) if bad.size else T
+        D = reduce_directions(p, out["G"], B)
+        if bp:   # backprop's result is the feedforward pass and the backpropagated errors, as the reference's
+            flat = np.zeros((B, p.n_units))
+            for i in range(p.n_vertices):
+                flat[:, p.units(i)] = ff[i]
+            mu = flat.copy()
+            for i in p.inputs:
+                mu[:, p.units(int(i))] = 0.0
+            res = GraphBatchResult(steps=0, energy=energy.copy(), status=status, fail_step=fail_step,
+                                   fail_vertex=fail_vertex, y0=y0, y=y0.copy(), directions=D, x=flat, eps=out["eps"],
+                                   mu=mu)
+        else:
+            res = GraphBatchResult(steps=steps, energy=energy.copy(), status=status, fail_step=fail_step,
+                                   fail_vertex=fail_vertex, y0=y0, y=out["x"][:, p.units(T)].copy(), directions=D,
+                                   x=out["x"], eps=out["eps"], mu=out["mu"])
+        if sch.learn and status == STATUS_OK:
+            for k in np.flatnonzero(p.PI[:, P_PLASTIC] > 0):
+                sl = slice(int(p.PI[k, P_OFF]), int(p.PI[k, P_OFF]) + int(p.PI[k, P_SIZE]))
+                self.params.theta[sl] = out["theta"][sl]
+                self.params.m[sl] = out["m"][sl]
+                self.params.v[sl] = out["v"][sl]
+                self.params.opt_t[k] += 1
+        return res
 
     def _engine_run(self, plan, X, Y, sch, used, x_init, eps_init):
         from ...graph.reference import _Net, feedforward
         p = plan
         B = X.shape[0]
-        if sch.algo not in (ALG_PC, ALG_IPC):   # schedule() refuses the others first
-            raise UnsupportedError(f"backend 'brian2' runs the graph schedules 'pc', 'strict' and 'ipc' only, "
-                                   f"got schedule code {sch.algo}")
+        if sch.algo in (ALG_FPA, ALG_ZIL, ALG_BP):
+            return self._sweep_run(plan, X, Y, sch)
+        if sch.algo not in (ALG_PC, ALG_IPC):
+            raise UnsupportedError(f"backend 'brian2': unknown graph schedule code {sch.algo}")
         if Y is None and (sch.clamp or sch.beta > 0):
             raise ValueError("backend 'brian2': a clamped or nudged output needs the target Y")
         ipc = sch.algo == ALG_IPC
@@ -690,7 +812,7 @@ class GraphBrian2Backend(GraphBackend):
         y0 = mus0[T].copy()
         # ---- the run (brian2)
         track = sch.record_every > 0 and sch.record_item < B
-        net = self._network(B, sch.rate, int(sch.record_item) if track else None, ipc, bool(sch.heun))
+        net = self._network(p, B, sch.rate, int(sch.record_item) if track else None, ipc, bool(sch.heun))
         opt_t = self.opt_t + 1
         out = net.run(xs, es, Y, int(sch.n_steps), bool(sch.clamp), float(sch.beta), bool(sch.learn),
                       float(sch.tol), float(sch.dt_decay), self.params.theta, self.params.m, self.params.v, opt_t)
