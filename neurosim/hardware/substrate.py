@@ -134,7 +134,7 @@ class Substrate:
             make_engine(backend_name, None)   # raises UnsupportedError naming the backends that have one
 
     @staticmethod
-    def check_graph_model(model, graph_name: str, backend_name: str = "numba"):
+    def check_graph_model(model, graph_name: str, backend_name: str = "numba", graph=None):
         """Refuse, before the backend is built, what the substrate cannot do on a graph circuit: everything that
         needs the event engine (it relaxes layered plans of dense projections only) -- event coding and the signal
         sites (values, errors, dac, adc).  Per-read noise (AdditiveNoise, MultiplicativeNoise on ``reads``) runs:
@@ -149,13 +149,15 @@ class Substrate:
         if sites:
             reasons.append(f"transforms on the signal sites {sites}")
         if reasons:
+            from ..graph.convert import population_form_hint
             raise UnsupportedError(f"graph circuit {graph_name!r} cannot run {'; '.join(reasons)} on a hardware "
                                    "model: these need the event-driven engine, which relaxes layered circuits of "
                                    "dense projections only (no convolutions, pooling or products); on a graph the "
                                    "substrate models the writes (updates and weights sites), the frozen read "
                                    "effects (Mismatch, Drift on reads) and per-read noise (AdditiveNoise, "
                                    "MultiplicativeNoise on reads); use a layered circuit (ns.hierarchy, "
-                                   "ns.Circuit) for the others")
+                                   "ns.Circuit) for the others" + (population_form_hint(graph) if graph is not None
+                                                                   else ""))
 
     def __init__(self, sim, model: HardwareModel):
         self._sim = sim
@@ -164,7 +166,7 @@ class Substrate:
         self.graph = bool(getattr(sim, "_graph", False))
         self.engine = None
         if self.graph:
-            self.check_graph_model(model, sim.circuit.name, sim.backend_name)
+            self.check_graph_model(model, sim.circuit.name, sim.backend_name, sim.circuit)
             self.shape = GraphShape.from_graph_plan(sim.plan)
             self._device_plan = _GraphDevicePlan(sim.plan)
             self.setup()

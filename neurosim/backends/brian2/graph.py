@@ -723,17 +723,20 @@ class GraphBrian2Backend(GraphBackend):
     def __init__(self, plan, dtype=np.float64, mode="rate", target="numpy"):
         if mode not in ("rate", "spiking"):
             raise ValueError(f"backend 'brian2': mode must be 'rate' or 'spiking', got {mode!r}")
+        from ...graph.convert import population_form_hint
         if mode == "spiking":
             what = _spiking_blockers(plan)
             raise UnsupportedError(
-                f"backend 'brian2' (mode='spiking') cannot run graph circuits (graph {plan.graph.name!r}"
-                + (f" has {', '.join(what)}" if what else "") + "): the spiking network carries signed error events "
-                "between populations joined by dense synapses, each projection with its own weights and "
-                "event-driven plasticity; use mode='rate' (the same graph as brian2 rate neurons), or a layered "
-                "circuit (ns.hierarchy, ns.Circuit) for spikes")
+                f"backend 'brian2' (mode='spiking') cannot run circuits stated as vertices (graph "
+                f"{plan.graph.name!r}" + (f" has {', '.join(what)}" if what else "") + "): the spiking network "
+                "carries signed error events between populations joined by dense synapses, each projection with its "
+                "own weights and event-driven plasticity; use mode='rate' (the same graph as brian2 rate neurons), "
+                "or a circuit stated as populations (ns.hierarchy, ns.Circuit) for spikes"
+                + population_form_hint(plan.graph))
         if target != "numpy":
-            raise UnsupportedError(f"backend 'brian2': graph circuits run on the numpy code-generation target only "
-                                   f"(got target={target!r}); use target='numpy'")
+            raise UnsupportedError(f"backend 'brian2': circuits stated as vertices run on the numpy code-generation "
+                                   f"target only (got target={target!r}); use target='numpy'"
+                                   + population_form_hint(plan.graph))
         super().__init__(plan, dtype)
         self.target = target
         C.configure_prefs("numpy")
