@@ -558,6 +558,15 @@ class Circuit:
         from .graph.convert import from_circuit
         return from_circuit(self, name=name)
 
+    def as_populations(self, name: str | None = None) -> "Circuit":
+        """This circuit in the population form (:func:`neurosim.graph.to_populations`: vertices of dense
+        projections and identity skips only; a circuit stated as populations is returned as it is).  That form
+        also runs on brian2's spiking network and the event-driven hardware engine."""
+        if not self.vertices:
+            return self
+        from .graph.convert import to_populations
+        return to_populations(self, name=name)
+
     def _population_order(self) -> list[str]:
         """Value populations ordered so that every projection goes forward (Kahn's algorithm)."""
         names = [p.name for p in self.populations]

@@ -406,7 +406,7 @@ class Simulator:
             from .graph.plan import lower_graph
             if hardware is not None:   # before the backend is built: what needs the event engine is refused
                 from .hardware.substrate import Substrate
-                Substrate.check_graph_model(hardware, circuit.name, backend)
+                Substrate.check_graph_model(hardware, circuit.name, backend, circuit)
             cls = graph_backend_class(backend)
             self.plan = lower_graph(circuit, seed=self.seed)
         else:

@@ -19,7 +19,7 @@ built.
 """
 from ..errors import removed_names
 from .builders import cnn, lstm, lstm_cell, mlp, residual, rnn
-from .convert import from_circuit
+from .convert import from_circuit, population_weights, to_populations
 from .declare import Act, Conv2d, Dense, Graph, Identity, Input, Param, Pool, Product, Sum, level
 from .plan import GraphPlan, lower_graph
 from .precondition import diagonal_curvature, precondition, refresh_time_constants
@@ -27,7 +27,7 @@ from .simulator import ALGORITHMS, BACKENDS, REMOVED, GraphRelaxResult
 
 __all__ = ["Act", "Conv2d", "Dense", "Graph", "Identity", "Input", "Param", "Pool", "Product", "Sum", "level",
            "GraphPlan", "lower_graph", "GraphRelaxResult", "ALGORITHMS", "BACKENDS", "mlp", "cnn",
-           "residual", "rnn", "lstm", "lstm_cell", "rel_diff", "from_circuit", "diagonal_curvature", "precondition",
+           "residual", "rnn", "lstm", "lstm_cell", "rel_diff", "from_circuit", "to_populations", "population_weights", "diagonal_curvature", "precondition",
            "refresh_time_constants"]
 
 

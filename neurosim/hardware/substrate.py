@@ -29,11 +29,12 @@ PC, event engine          all sites, clock or event coding       numba/reference
                                                                  (energy and weight_norm probes record)
 BP (``algorithm="bp"``)   all sites, clock coding                as the event engine when signal sites or
                                                                  reads are active; event coding unsupported
-graph circuit, PC or BP   updates, weights; reads: Mismatch,     numba/reference graph backends; event
+graph circuit, PC or BP   updates, weights; reads: Mismatch,     numba/reference/brian2 graph backends; event
 (CNN, RNN, LSTM)          Drift (the backend kernel relaxes on   coding and signal sites (values, errors,
                           the read parameters), AdditiveNoise,   dac, adc) unsupported
                           MultiplicativeNoise (drawn by the
-                          graph kernels at every read)
+                          graph kernels, or brian2's synapses,
+                          at every read)
 other algorithms          none                                   unsupported (no operation counts)
 =======================  =====================================  ===========================================
 
@@ -43,7 +44,8 @@ effects (mismatch gains and offsets, drift at the device time) do not need the e
 on the read parameters and the stored weights receive the optimiser's intended change (see
 :meth:`Substrate._graph_compute`); ``Mismatch(per="neuron")`` on reads draws one gain per output line of a
 parameter (a row of a dense weight, an output channel of a kernel; a shared parameter is one set of devices).
-Per-read noise (AdditiveNoise, MultiplicativeNoise on reads) is drawn by the graph kernels themselves at every
+Per-read noise (AdditiveNoise, MultiplicativeNoise on reads) is drawn by the graph kernels (brian2: by every
+weighted synapse, :mod:`neurosim.backends.brian2.graph`) themselves at every
 read of a weighted edge (predictions, feedback, the feedforward pass, backprop's backward pass; the exact
 distribution of per-read weight noise, as in the layered event engine; :mod:`neurosim.graph.ops`), seeded from
 ``HardwareModel.seed`` and the batch counter.  What acts on signals needs the event engine, which relaxes layered
@@ -132,11 +134,11 @@ class Substrate:
             make_engine(backend_name, None)   # raises UnsupportedError naming the backends that have one
 
     @staticmethod
-    def check_graph_model(model, graph_name: str, backend_name: str = "numba"):
+    def check_graph_model(model, graph_name: str, backend_name: str = "numba", graph=None):
         """Refuse, before the backend is built, what the substrate cannot do on a graph circuit: everything that
         needs the event engine (it relaxes layered plans of dense projections only) -- event coding and the signal
         sites (values, errors, dac, adc).  Per-read noise (AdditiveNoise, MultiplicativeNoise on ``reads``) runs:
-        the graph kernels draw it at every read (:meth:`_graph_compute`)."""
+        the graph kernels (and brian2's graph network) draw it at every read (:meth:`_graph_compute`)."""
         if not isinstance(model, HardwareModel):
             raise TypeError(f"Simulator: hardware must be a neurosim.hardware.HardwareModel (or None), got "
                             f"{type(model).__name__}")
@@ -146,20 +148,16 @@ class Substrate:
         sites = [s for s in ELEMENTWISE_SITES if model.active(s)]
         if sites:
             reasons.append(f"transforms on the signal sites {sites}")
-        noisy = [t for t in model.active("reads") if isinstance(t, (AdditiveNoise, MultiplicativeNoise))]
-        if noisy and backend_name == "brian2":
-            raise UnsupportedError(f"graph circuit {graph_name!r} on backend 'brian2' cannot run per-read noise "
-                                   f"{[repr(t) for t in noisy]}: the graph kernels of the numba and reference "
-                                   "backends draw it at every read, the brian2 graph network has no per-read "
-                                   "noise draws; use backend='numba' or 'reference'")
         if reasons:
+            from ..graph.convert import population_form_hint
             raise UnsupportedError(f"graph circuit {graph_name!r} cannot run {'; '.join(reasons)} on a hardware "
                                    "model: these need the event-driven engine, which relaxes layered circuits of "
                                    "dense projections only (no convolutions, pooling or products); on a graph the "
                                    "substrate models the writes (updates and weights sites), the frozen read "
                                    "effects (Mismatch, Drift on reads) and per-read noise (AdditiveNoise, "
                                    "MultiplicativeNoise on reads); use a layered circuit (ns.hierarchy, "
-                                   "ns.Circuit) for the others")
+                                   "ns.Circuit) for the others" + (population_form_hint(graph) if graph is not None
+                                                                   else ""))
 
     def __init__(self, sim, model: HardwareModel):
         self._sim = sim
@@ -168,7 +166,7 @@ class Substrate:
         self.graph = bool(getattr(sim, "_graph", False))
         self.engine = None
         if self.graph:
-            self.check_graph_model(model, sim.circuit.name, sim.backend_name)
+            self.check_graph_model(model, sim.circuit.name, sim.backend_name, sim.circuit)
             self.shape = GraphShape.from_graph_plan(sim.plan)
             self._device_plan = _GraphDevicePlan(sim.plan)
             self.setup()

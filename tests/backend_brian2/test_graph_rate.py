@@ -336,6 +336,47 @@ def test_zil_immediate_shared_updates_refused_with_the_reason():
         assert np.array_equal(sim.weights[k], w)
 
 
+def test_per_read_noise_is_drawn_by_the_synapses_with_the_law_of_weight_noise():
+    """Per-read noise of a hardware model runs in brian2's graph network: every weighted synapse reads its weight
+    as w (1 + s_m z1) + s_a z2 with fresh normals, so a prediction over identical batch items has the standard
+    deviation sqrt(sum_j (s_m^2 W_ij^2 + s_a^2) x_j^2) of per-weight noise (the law the graph kernels sample), its
+    mean is the noiseless one, and a run is reproducible (brian2's generator is seeded per batch)."""
+    from neurosim import hardware as hw
+    g = ns.graph.Graph([ns.graph.Input("x", 5), ns.graph.Dense("y", "x", 3, bias=False)], "y")
+    model = hw.HardwareModel(reads=[hw.MultiplicativeNoise(0.1), hw.AdditiveNoise(0.05)], seed=2)
+    B = 3000
+    X = np.tile([[0.5, -1.0, 2.0, 0.3, -0.7]], (B, 1))
+    sim = ns.Simulator(g, seed=0, hardware=model, **B2)
+    mu = sim.run(X, np.zeros((B, 3)), steps=1).mu["y"]
+    W = sim.weights["y.W"]
+    want = np.sqrt((0.1 ** 2 * W ** 2 + 0.05 ** 2) @ X[0] ** 2)
+    assert np.all(np.abs(mu.std(axis=0) / want - 1) < 0.08), (mu.std(axis=0), want)
+    assert np.all(np.abs(mu.mean(axis=0) - W @ X[0]) < 4 * want / np.sqrt(B))
+    again = ns.Simulator(g, seed=0, hardware=model, **B2).run(X[:4], np.zeros((4, 3)), steps=3)
+    first = ns.Simulator(g, seed=0, hardware=model, **B2).run(X[:4], np.zeros((4, 3)), steps=3)
+    np.testing.assert_array_equal(again.x["y"], first.x["y"])
+    assert _runs(sim) == 1
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_noisy_training_matches_the_reference_in_distribution(kind):
+    """Training a graph on a chip with per-read noise in brian2 stays within the noise's order (1e-2) of the
+    reference's noisy training (different draws) and moves away from the noiseless run."""
+    from neurosim import hardware as hw
+    g = _graph(kind, plasticity=ns.Hebbian(lr=0.05, optimizer=ns.SGD()))
+    X, Y = _data(g, B=6)
+    model = hw.HardwareModel(reads=[hw.AdditiveNoise(0.01)], seed=3)
+    ref = ns.Simulator(g, dt=0.1, seed=0, backend="reference", hardware=model)
+    b2 = ns.Simulator(g, dt=0.1, seed=0, hardware=model, **B2)
+    quiet = ns.Simulator(g, dt=0.1, seed=0, **B2)
+    for sim in (ref, b2, quiet):
+        sim.train(X, Y, epochs=2, batch_size=3, steps=4, progress=False)
+    assert _runs(b2) == 4
+    for k, w in ref.weights.items():
+        _close(b2.weights[k], w, k, tol=1e-2)
+    assert max(float(np.max(np.abs(b2.weights[k] - quiet.weights[k]))) for k in quiet.weights) > 1e-6
+
+
 def test_mapping_is_brian2():
     """The network is made of brian2 objects doing the arithmetic: one group per vertex and parameter, synapses
     for every edge, the maximum pooling as one Synapses object per window position."""

@@ -150,3 +150,105 @@ def test_zil_on_an_unlevelled_dag_runs_as_a_graph_and_equals_bp():
     bp = a.directions(X, Y, "bp")
     assert ng.rel_diff(g.directions(X, Y, "zil"), bp) < 1e-12
     assert ng.rel_diff(a.directions(X, Y, "zil"), bp) < 1e-10
+
+
+# ------------------------------------------------------------------------ the other way: to_populations
+def test_population_form_round_trip_is_exact():
+    """``c.as_graph().as_populations() == c`` for circuits a graph can state (names, inits, plasticity,
+    multipliers, skips, precisions, time constants), and ``as_populations`` of a population-form circuit is the
+    circuit itself."""
+    for make in (CIRCUITS["mlp"], CIRCUITS["mlp-adam-tau"], CIRCUITS["mupc"]):
+        c = make()
+        back = c.as_graph().as_populations()
+        # an Input vertex has no time constant: its population gets tau_x = 1, which a clamped population never uses
+        pops = tuple(dataclasses.replace(p, tau_x=1.0) if p.name in c.inputs else p for p in c.populations)
+        assert back == dataclasses.replace(c, populations=pops), c.name
+        assert c.as_populations() is c
+    # a DAG comes back with its projections in vertex order and its weightless skip named '<post>.skip.<pre>':
+    # the same circuit, which on the same parameters relaxes the same
+    c = _dag()
+    g = c.as_graph()
+    back = g.as_populations()
+    assert {p.name for p in back.projections} == {p.name for p in c.projections} - {"skip"} | {"out.skip.h"}
+    a = ns.Simulator(c, backend="reference", seed=0)
+    b = ns.Simulator(back, backend="reference", seed=0)
+    b.load_weights(ng.population_weights(g, {k: v for k, v in a.weights.items()}))
+    X, Y = np.random.default_rng(1).normal(size=(3, 4)), np.random.default_rng(2).normal(size=(3, 3))
+    ra, rb = a.run(X, Y, steps=6), b.run(X, Y, steps=6)
+    for k in ra.x:
+        np.testing.assert_allclose(rb.x[k], ra.x[k], rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "residual"])
+@pytest.mark.parametrize("algorithm", ["pc", "bp", "fpa", "zil"])
+def test_population_form_of_a_dense_graph_has_its_numbers(kind, algorithm):
+    """A graph of Input, Dense, Sum and Identity vertices (ng.mlp; ng.residual, whose Sum skips span two levels)
+    in the population form, loaded with the graph's parameters (``population_weights``), relaxes and trains like
+    the graph to rounding, for PC, backprop, FPA and Z-IL (levelled by each form its own way)."""
+    g = ng.mlp([3, 5, 4, 2]) if kind == "mlp" else ng.residual(3, 4, 2, blocks=2)
+    c = g.as_populations()
+    assert not c.is_graph and c.name == g.name
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(6, g.n_input)), rng.normal(size=(6, g.n_output))
+    a = ns.Simulator(g, backend="reference", seed=0)
+    b = ns.Simulator(c, backend="reference", seed=0)
+    b.load_weights(ng.population_weights(g, a.weights))
+    ra, rb = a.run(X, Y, steps=8), b.run(X, Y, steps=8)
+    for k in ra.x:
+        np.testing.assert_allclose(rb.x[k], ra.x[k], rtol=0, atol=TOL)
+    a.train(X, Y, epochs=2, batch_size=3, algorithm=algorithm, progress=False)
+    b.train(X, Y, epochs=2, batch_size=3, algorithm=algorithm, progress=False)
+    wa, w0 = ng.population_weights(g, a.weights), ns.Simulator(c, backend="reference", seed=0).weights
+    assert set(wa) == set(b.weights)
+    for k in wa:
+        np.testing.assert_allclose(b.weights[k], wa[k], rtol=0, atol=1e-10)
+
+
+def test_what_the_population_form_cannot_state_is_refused_with_the_vertex():
+    with pytest.raises(ValueError, match=r"vertex 'conv1' is a Conv2d; the population form has dense projections"):
+        ng.cnn(input_shape=(1, 4, 4), channels=(2,), n_out=2).as_populations()
+    with pytest.raises(ValueError, match=r"parameter 'Wx' is shared by vertices \['h1', 'h2'\]"):
+        ng.rnn(2, 3, 2, steps=2).as_populations()
+    two_phis = ng.Graph([ng.Input("x", 2), ng.Dense("h", "x", 3), ng.Dense("a", "h", 2, phi="tanh"),
+                         ng.Dense("y", ("h", "a"), 2, phi=("relu", "linear"))], "y", name="g2")
+    with pytest.raises(ValueError, match=r"vertex 'h' feeds its children through two activations \('tanh' and "
+                                         r"'relu'.*into 'y'\)"):
+        two_phis.as_populations()
+    scaled = ng.Graph([ng.Input("x", 2), ng.Dense("h", "x", 2), ng.Sum("y", ("h", "x"), (1.0, 2.0))], "y")
+    with pytest.raises(ValueError, match=r"identity edge 'x' -> 'y' has coefficient 2.0"):
+        scaled.as_populations()
+    lr = ns.Hebbian(lr=0.5)
+    mixed = ng.Graph([ng.Input("x", 2), ng.Dense("y", "x", 2)], "y", params=[ng.Param("y.b", plasticity=lr)])
+    with pytest.raises(ValueError, match=r"bias 'y.b' of vertex 'y' learns with other settings than the weight 'y.W'"):
+        mixed.as_populations()
+    frozen_bias = ng.Graph([ng.Input("x", 2), ng.Dense("y", "x", 2)], "y", params=[ng.Param("y.b", plasticity=None)])
+    (pr,) = frozen_bias.as_populations().projections
+    assert pr.bias and pr.plasticity is not None and not pr.plasticity.learn_bias
+
+
+def test_only_the_population_form_runs_spikes_and_the_refusal_says_how_to_get_it():
+    """brian2's spiking network runs circuits stated as populations; a dense graph stated as vertices is refused
+    with the way to its population form, which then runs there (and brian2 really ran)."""
+    pytest.importorskip("brian2")
+    g = ng.mlp([3, 4, 2])
+    with pytest.raises(ns.UnsupportedError, match=r"circuit\.as_populations\(\)"):
+        ns.Simulator(g, backend="brian2", backend_options={"mode": "spiking"})
+    with pytest.raises(ns.UnsupportedError) as cnn_refusal:
+        ns.Simulator(ng.cnn(input_shape=(1, 4, 4), channels=(2,), n_out=2), backend="brian2",
+                     backend_options={"mode": "spiking"})
+    assert "as_populations" not in str(cnn_refusal.value)
+    sim = ns.Simulator(g.as_populations(), backend="brian2", backend_options={"mode": "spiking"}, seed=0)
+    X = np.random.default_rng(0).normal(size=(2, 3))
+    res = sim.run(X, steps=5)
+    assert np.all(np.isfinite(res.x["output"])) and sim.backend.checkpoint_state()["n_runs"] >= 1
+
+
+def test_event_coding_refusal_on_a_dense_graph_names_its_population_form():
+    from neurosim import hardware as hw
+    model = hw.HardwareModel(coding="event", threshold=0.01)
+    with pytest.raises(ns.UnsupportedError, match=r"as_populations\(\)"):
+        ns.Simulator(ng.mlp([3, 4, 2]), backend="reference", hardware=model)
+    sim = ns.Simulator(ng.mlp([3, 4, 2]).as_populations(), backend="reference", hardware=model)
+    X, Y = np.random.default_rng(0).normal(size=(2, 3)), np.zeros((2, 2))
+    sim.learn(X, Y, steps=5)
+    assert sim.hardware.counts.events > 0

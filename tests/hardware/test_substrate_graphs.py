@@ -241,15 +241,6 @@ def test_other_backends_and_algorithms_are_refused_with_a_reason():
         ns.Simulator(_graph("CNN"), backend="reference", hardware="quantise")
 
 
-def test_brian2_refuses_per_read_noise_on_graphs_when_built():
-    """The brian2 graph network draws no per-read noise: refused when built (not run noiselessly)."""
-    pytest.importorskip("brian2")
-    noisy = hw.HardwareModel(reads=[hw.AdditiveNoise(0.01)], seed=3)
-    with pytest.raises(UnsupportedError, match=r"on backend 'brian2' cannot run per-read noise .*backend='numba'"):
-        ns.Simulator(_graph("RNN"), backend="brian2", hardware=noisy)
-    ns.Simulator(_graph("RNN"), backend="brian2", hardware=QUANT)   # the write path runs there
-
-
 def test_reinitialize_programs_the_initial_parameters_again():
     chip = ns.Simulator(_graph("LSTM"), backend="reference", dt=0.1, hardware=NOISY)
     w0 = chip.weights

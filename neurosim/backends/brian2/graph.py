@@ -81,6 +81,18 @@ sums every use at its own step, and its optimiser step acts once on ``Gz`` after
 plan (identity vertices inserted, same parameters).  Z-IL's ``shared_updates="immediate"`` (several optimiser
 steps of one shared parameter within a sweep, a negative control) is refused.
 
+Per-read noise (``hardware=HardwareModel(reads=[AdditiveNoise(...), MultiplicativeNoise(...)])``)
+--------------------------------------------------------------------------------------------------
+A network built with ``noisy=True`` gives every weighted synapse (dense and convolution edges) four normals
+``zf1, zf2, zb1, zb2``, redrawn by a ``run_regularly`` operation before every time step's summed variables, and
+reads its weight as ``wl (1 + sm zf1) + sa zf2`` in the prediction and ``wl (1 + sm zb1) + sa zb2`` in the
+feedback: a fresh draw of every weight at every read (Heun's predictor and corrector are two reads), which is
+the law the graph kernels sample at the level of the currents (:mod:`neurosim.graph.ops`); ``sm``, ``sa`` are
+the standard deviations of the multiplicative and additive noise.  brian2's generator is seeded with the
+batch's noise seed, so a run is reproducible; the draws differ from the NumPy and numba ones, so the backends
+agree in distribution, not sample by sample.  Edges without weights (skips, sums, products, activations,
+pooling) read no device and draw nothing.
+
 Heun (``integrator="heun"``, standard PC; the construction of the layered rate mapping)
 ---------------------------------------------------------------------------------------
 One Heun step of size ``h`` (the rate, times the ``dt_decay`` factor ``dtf``) is two brian2 time steps of
@@ -215,10 +227,15 @@ class GraphRateNetwork:
         Euler steps with a per-vertex step ``gain`` and the standard (last time step) optimiser step.
     wavefront : bool
         ``"zil"`` only: at time step ``t`` only the vertices at level ``t + 1`` move.
+    noisy : bool
+        Per-read weight noise (see the module docstring, "Per-read noise"): every weighted synapse draws
+        fresh normals for its prediction read and its feedback read in every time step; the standard
+        deviations ``sm``, ``sa`` are set per run.
     """
 
     def __init__(self, plan, B, rate, probe_item=None, every_step=False, dtype=np.float64, heun=False,
-                 schedule="pc", wavefront=False):
+                 schedule="pc", wavefront=False, noisy=False):
+        self.noisy = bool(noisy)
         if schedule not in SCHEDULES:
             raise ValueError(f"GraphRateNetwork: schedule must be one of {SCHEDULES}, got {schedule!r}")
         self.schedule = schedule
@@ -249,6 +266,7 @@ class GraphRateNetwork:
         nv = p.n_vertices
         objs = []
         summed = []   # (synapses, {variable: order})
+        self._noisy_syn = []   # weighted synapses that draw per-read noise
         zeros = lambda n: np.zeros(n, dtype=int)  # noqa: E731
         comp = [i for i in range(nv) if VI[i, V_OP] != OP_INPUT]
         self.comp = comp
@@ -423,12 +441,16 @@ class GraphRateNetwork:
                 if op == OP_AFFINE and kind in (E_DENSE, E_CONV):
                     code = int(EI[e, EI_PHI])
                     k = int(EI[e, EI_PARAM])
+                    # the weight as read: per-read noise draws zf (prediction) and zb (feedback) every time step
+                    wf, wb = ("(wl*(1 + sm*zf1) + sa*zf2)", "(wl*(1 + sm*zb1) + sa*zb2)") if self.noisy else ("wl", "wl")
                     model = ["wl : 1 (linked)", "widx : integer (constant)",
-                             f"mu{e}_post = {cf}wl*{_phi(code, xv + '_pre')} : 1 (summed)"]
+                             f"mu{e}_post = {cf}{wf}*{_phi(code, xv + '_pre')} : 1 (summed)"]
                     stages = {f"mu{e}_post": 0}
                     if fb_on:
-                        model.append(f"fb{e}_pre = {cf}wl*eps_post*{_dphi(code, xv + '_pre')} : 1 (summed)")
+                        model.append(f"fb{e}_pre = {cf}{wb}*eps_post*{_dphi(code, xv + '_pre')} : 1 (summed)")
                         stages[f"fb{e}_pre"] = 1
+                    if self.noisy:
+                        model += ["zf1 : 1", "zf2 : 1", "zb1 : 1", "zb2 : 1", "sm : 1 (shared)", "sa : 1 (shared)"]
                     if kind == E_DENSE:
                         jj, ii = np.meshgrid(np.arange(n), np.arange(ns_), indexing="ij")
                         pre1, post1, widx1 = ii.ravel(), jj.ravel(), (jj * ns_ + ii).ravel()
@@ -441,6 +463,11 @@ class GraphRateNetwork:
                     S.connect(i=pre, j=post)
                     S.widx = widx
                     S.wl = b2.linked_var(self.P[k], "th", index="widx")
+                    if self.noisy:   # before every summed variable of the time step (they are at orders 0-2)
+                        S.run_regularly("zf1 = randn()\nzf2 = randn()" + ("\nzb1 = randn()\nzb2 = randn()" if fb_on
+                                                                           else ""),
+                                        when="before_groups", order=-1, name=f"{pfx}Z{e}")
+                        self._noisy_syn.append(S)
                     summed.append((S, stages))
                     # Hebbian: a eps_post phi(x_pre) into the parameter element each synapse uses
                     H = syn(V, self.P[k], "\n".join([
@@ -542,12 +569,14 @@ class GraphRateNetwork:
         self.net = b2.Network(*objs, name=pfx + "net")
 
     # ------------------------------------------------------------------ one run
-    def run(self, xs, es, Y, n_steps, clamp, beta, learn, tol, dt_decay, theta, m, v, opt_t, xh=None, gain=None):
+    def run(self, xs, es, Y, n_steps, clamp, beta, learn, tol, dt_decay, theta, m, v, opt_t, xh=None, gain=None,
+            noise=None):
         """Run ``n_steps`` steps from the per-vertex values ``xs`` (and error states ``es`` where
         ``tau_eps > 0``); returns a dict of results (copied out of brian2).
 
         ``xh`` (schedule ``"fpa"``): the frozen feedforward value of every vertex; ``gain`` (``"fpa"``, ``"zil"``):
-        the step gain of every computing vertex (default 1).
+        the step gain of every computing vertex (default 1).  ``noise`` (a ``noisy`` network):
+        ``(sigma_m^2, sigma_a^2, seed)`` of the per-read noise; brian2's random numbers are seeded with ``seed``.
 
         ``clamp``: the output is clamped (else it moves; ``beta > 0`` nudges it to ``Y``).  ``theta``, ``m``,
         ``v`` (flat, the plan's parameter layout) and ``opt_t`` (per parameter, the step count the next
@@ -604,6 +633,12 @@ class GraphRateNetwork:
             r.active = bool(learn)
         for mon in [self.mon_F, *self.mon.values()]:
             mon.resize(0)
+        if self.noisy:
+            m2, a2, seed = noise if noise is not None else (0.0, 0.0, 0)
+            for S in self._noisy_syn:
+                S.sm = float(np.sqrt(m2))
+                S.sa = float(np.sqrt(a2))
+            b2.seed(int(seed) % 2 ** 32)
         with C.float_dtype(self.dtype):
             self.net.run((self.sub * n_steps + 1) * self.rate / self.sub * TIME_UNIT, namespace={})
         return self._collect(n_steps)
@@ -652,6 +687,12 @@ class GraphRateNetwork:
 
 
 # ---------------------------------------------------------------------------------------------- the backend
+def _noise(sch):
+    """``((sigma_m^2, sigma_a^2, seed), noisy)`` of a schedule's per-read noise (``noisy``: any variance > 0)."""
+    m2, a2 = float(sch.read_m2), float(sch.read_a2)
+    return (m2, a2, int(sch.read_seed)), (m2 > 0 or a2 > 0)
+
+
 class GraphBrian2Backend(GraphBackend):
     """Graph circuits on brian2 in rate mode (:class:`GraphRateNetwork`): ``pc``, ``strict``, ``ipc``, ``fpa``,
     ``zil`` and ``bp``.
@@ -667,7 +708,8 @@ class GraphBrian2Backend(GraphBackend):
 
     Not run here (refused with :class:`~neurosim.UnsupportedError` when the simulator is built, or when ``train``
     starts for an algorithm): ``mode="spiking"``, ``target="cpp_standalone"``, and Z-IL's
-    ``shared_updates="immediate"`` (they run on ``numba`` / ``reference``).  A batch that diverges leaves the
+    ``shared_updates="immediate"`` (they run on ``numba`` / ``reference``).  Per-read noise of a hardware model
+    is drawn in the network (``noisy`` networks, see the module docstring).  A batch that diverges leaves the
     parameters as they were before it (iPC on the reference keeps the updates of the steps before the
     divergence); ``train`` raises :class:`~neurosim.DivergenceError` either way.
     """
@@ -681,17 +723,20 @@ class GraphBrian2Backend(GraphBackend):
     def __init__(self, plan, dtype=np.float64, mode="rate", target="numpy"):
         if mode not in ("rate", "spiking"):
             raise ValueError(f"backend 'brian2': mode must be 'rate' or 'spiking', got {mode!r}")
+        from ...graph.convert import population_form_hint
         if mode == "spiking":
             what = _spiking_blockers(plan)
             raise UnsupportedError(
-                f"backend 'brian2' (mode='spiking') cannot run graph circuits (graph {plan.graph.name!r}"
-                + (f" has {', '.join(what)}" if what else "") + "): the spiking network carries signed error events "
-                "between populations joined by dense synapses, each projection with its own weights and "
-                "event-driven plasticity; use mode='rate' (the same graph as brian2 rate neurons), or a layered "
-                "circuit (ns.hierarchy, ns.Circuit) for spikes")
+                f"backend 'brian2' (mode='spiking') cannot run circuits stated as vertices (graph "
+                f"{plan.graph.name!r}" + (f" has {', '.join(what)}" if what else "") + "): the spiking network "
+                "carries signed error events between populations joined by dense synapses, each projection with its "
+                "own weights and event-driven plasticity; use mode='rate' (the same graph as brian2 rate neurons), "
+                "or a circuit stated as populations (ns.hierarchy, ns.Circuit) for spikes"
+                + population_form_hint(plan.graph))
         if target != "numpy":
-            raise UnsupportedError(f"backend 'brian2': graph circuits run on the numpy code-generation target only "
-                                   f"(got target={target!r}); use target='numpy'")
+            raise UnsupportedError(f"backend 'brian2': circuits stated as vertices run on the numpy code-generation "
+                                   f"target only (got target={target!r}); use target='numpy'"
+                                   + population_form_hint(plan.graph))
         super().__init__(plan, dtype)
         self.target = target
         C.configure_prefs("numpy")
@@ -706,25 +751,28 @@ class GraphBrian2Backend(GraphBackend):
                 "parameter inside a sweep) runs on backend 'numba' or 'reference'")
         return super().schedule(algorithm, options, spec)
 
-    def _network(self, plan, B, rate, probe_item, every_step, heun=False, schedule="pc", wavefront=False):
-        key = (plan is self.plan, B, float(rate), probe_item, bool(every_step), bool(heun), schedule, bool(wavefront))
+    def _network(self, plan, B, rate, probe_item, every_step, heun=False, schedule="pc", wavefront=False,
+                 noisy=False):
+        key = (plan is self.plan, B, float(rate), probe_item, bool(every_step), bool(heun), schedule, bool(wavefront),
+               bool(noisy))
         if key not in self._nets:
             if len(self._nets) >= 4:   # keep a few networks (e.g. pc and ipc, two batch sizes), drop the oldest
                 self._nets.pop(next(iter(self._nets)))
             self._nets[key] = GraphRateNetwork(plan, B, rate, probe_item, every_step, dtype=self.dtype,
-                                               heun=heun, schedule=schedule, wavefront=wavefront)
+                                               heun=heun, schedule=schedule, wavefront=wavefront, noisy=noisy)
         return self._nets[key]
 
     def _sweep_run(self, plan, X, Y, sch):
         """FPA, Z-IL and backprop (as the FPA sweep with the step ``tau_x / precision`` of every vertex, which
         makes each error the backpropagated one after ``depth`` steps, Rosenbaum 2022) in the rate network."""
-        from ...graph.reference import feedforward
+        from ...graph.reference import feedforward, noise_of
         p = plan
         B = X.shape[0]
         T = p.target
+        noise, noisy = _noise(sch)
         if Y is None:
             raise ValueError("backend 'brian2': algorithms 'fpa', 'zil' and 'bp' clamp the output to the target Y")
-        xs = feedforward(p, self.params.theta, X)
+        xs = feedforward(p, self.params.theta, X, noise_of(sch))
         y0 = xs[T].copy()
         bp = sch.algo == ALG_BP
         xh = [a.copy() for a in xs] if sch.algo != ALG_ZIL else None
@@ -736,9 +784,9 @@ class GraphBrian2Backend(GraphBackend):
         else:
             n, rate, gain = int(sch.n_steps), float(sch.rate), None
         schedule = "zil" if sch.algo == ALG_ZIL else "fpa"
-        net = self._network(p, B, rate, None, False, False, schedule, bool(sch.wavefront))
+        net = self._network(p, B, rate, None, False, False, schedule, bool(sch.wavefront), noisy)
         out = net.run(xs, {}, Y, n, True, 0.0, bool(sch.learn), 0.0, 1.0, self.params.theta, self.params.m,
-                      self.params.v, self.opt_t + 1, xh=xh, gain=gain)
+                      self.params.v, self.opt_t + 1, xh=xh, gain=gain, noise=noise)
         self._n_runs += 1
         energy = out["energy"][:1] if bp else out["energy"]
         steps = 0 if bp else n
@@ -774,8 +822,9 @@ class GraphBrian2Backend(GraphBackend):
         return res
 
     def _engine_run(self, plan, X, Y, sch, used, x_init, eps_init):
-        from ...graph.reference import _Net, feedforward
+        from ...graph.reference import _Net, feedforward, noise_of
         p = plan
+        noise, noisy = _noise(sch)
         B = X.shape[0]
         if sch.algo in (ALG_FPA, ALG_ZIL, ALG_BP):
             return self._sweep_run(plan, X, Y, sch)
@@ -792,7 +841,8 @@ class GraphBrian2Backend(GraphBackend):
         net0 = _Net(p, self.params, B)
         role = p.VI[:, V_ROLE]
         movable = [i for i in net0.comp if role[i] == ROLE_FREE or (role[i] == ROLE_TARGET and not sch.clamp)]
-        xs = feedforward(p, self.params.theta, X)
+        net0.noise = noise_of(sch)   # the start's feedforward pass and predictions read with the same noise law
+        xs = feedforward(p, self.params.theta, X, net0.noise)
         if sch.init == INIT_PREVIOUS and x_init is not None:
             for i in net0.comp:
                 xs[i] = np.asarray(x_init, dtype=float)[:, p.units(i)].copy()
@@ -812,10 +862,12 @@ class GraphBrian2Backend(GraphBackend):
         y0 = mus0[T].copy()
         # ---- the run (brian2)
         track = sch.record_every > 0 and sch.record_item < B
-        net = self._network(p, B, sch.rate, int(sch.record_item) if track else None, ipc, bool(sch.heun))
+        net = self._network(p, B, sch.rate, int(sch.record_item) if track else None, ipc, bool(sch.heun),
+                            noisy=noisy)
         opt_t = self.opt_t + 1
         out = net.run(xs, es, Y, int(sch.n_steps), bool(sch.clamp), float(sch.beta), bool(sch.learn),
-                      float(sch.tol), float(sch.dt_decay), self.params.theta, self.params.m, self.params.v, opt_t)
+                      float(sch.tol), float(sch.dt_decay), self.params.theta, self.params.m, self.params.v, opt_t,
+                      noise=noise)
         self._n_runs += 1
         n = int(sch.n_steps)
         energy = out["energy"]
