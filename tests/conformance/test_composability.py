@@ -47,9 +47,12 @@ HARDWARE = ("event coding", "quantisation", "read noise")
 
 TOL = {"numba": 1e-8, "brian2 rate": 1e-6}
 F32_TOL = 1e-3
-#: read noise: the numba and NumPy hardware engines draw from different random streams, so they agree to the
-#: order of the noise (std 0.01 on every read), not to rounding
+#: read noise: backends draw from different random streams, so they agree in distribution, not to rounding: a cell
+#: matches when it is within NOISE_TOL (the order of the noise, std 0.01 on every read) or within NOISE_SPREAD times
+#: the difference between two reference runs whose only difference is the noise seed (a CNN's loss sums the noise
+#: of many reads, so two seeds of the reference itself differ by more than 0.01)
 NOISE_TOL = 1e-2
+NOISE_SPREAD = 3.0
 STEPS = 4
 DT = 0.1
 SEED = 0
@@ -74,13 +77,13 @@ def hardware_simulator(c, backend, model, **kw):
     return simulator(c, backend, hardware=model, **kw)
 
 
-def hardware_model(feature):
+def hardware_model(feature, seed=3):
     from neurosim import hardware as hw
     if feature == "event coding":
         return hw.HardwareModel(coding="event", threshold=0.01)
     if feature == "quantisation":
         return hw.HardwareModel(weights=[hw.Quantize(6, bound=2.0)])
-    return hw.HardwareModel(reads=[hw.AdditiveNoise(0.01)], seed=3)
+    return hw.HardwareModel(reads=[hw.AdditiveNoise(0.01)], seed=seed)
 
 
 def brian2_runs(sim):
@@ -106,9 +109,9 @@ def shared(pool, row, backend):
     return sim, brian2_runs(sim) or 0
 
 
-def outcome(row, backend, feature, tmp, pool):
+def outcome(row, backend, feature, tmp, pool, noise_seed=3):
     """Run ``feature`` on ``backend`` (every circuit kind through the one ``Simulator``); returns ``(arrays,
-    [(simulator that did the work, its brian2 runs before)])``."""
+    [(simulator that did the work, its brian2 runs before)])`` (``noise_seed``: the read-noise model's seed)."""
     c = circuit(row)
     p = lowered(c)
     X, Y = data(p.n_input, p.n_target)
@@ -151,7 +154,7 @@ def outcome(row, backend, feature, tmp, pool):
         h = sim.train(X, Y, **train, algorithm=feature)
         return {**sim.weights, "loss": np.array(h["loss"])}, [(sim, n0)]
     if feature in HARDWARE:
-        chip = hardware_simulator(c, backend, hardware_model(feature))
+        chip = hardware_simulator(c, backend, hardware_model(feature, noise_seed))
         h = chip.train(X, Y, **train)
         return {**chip.weights, "loss": np.array(h["loss"])}, [(chip, 0)]
     raise KeyError(feature)
@@ -175,8 +178,16 @@ def reference_outcome(row, feature, tmp, pool):
 _REFUSAL_WORDS = re.compile(r"not supported|unsupported|cannot|only|needs|no way|has no", re.I)
 
 
-def compare(a: dict, b: dict, tol: float) -> str:
-    """'' when every array of ``a`` matches ``b`` to ``tol`` (relative to max(1, |b|)), else what differs."""
+def noise_spread(row, tmp, pool) -> dict:
+    """``{array: max |difference|}`` between the reference's read-noise outcomes with noise seeds 3 and 4."""
+    a = outcome(row, "reference", "read noise", tmp, pool)[0]
+    b = outcome(row, "reference", "read noise", tmp, pool, noise_seed=4)[0]
+    return {k: float(np.max(np.abs(np.asarray(a[k], float) - np.asarray(b[k], float)))) for k in a}
+
+
+def compare(a: dict, b: dict, tol: float, spread: dict | None = None) -> str:
+    """'' when every array of ``a`` matches ``b`` to ``tol`` (relative to max(1, |b|)) or, with ``spread``, to
+    ``NOISE_SPREAD * spread[array]``, else what differs."""
     if sorted(a) != sorted(b):
         return f"different results {sorted(a)} vs {sorted(b)}"
     for k in b:
@@ -187,8 +198,9 @@ def compare(a: dict, b: dict, tol: float) -> str:
             return f"{k}: non-finite values"
         scale = max(1.0, float(np.max(np.abs(y))) if y.size else 1.0)
         err = float(np.max(np.abs(x - y))) if x.size else 0.0
-        if err > tol * scale:
-            return f"{k}: differs from the reference by {err:.2e} (tolerance {tol:g} x {scale:.3g})"
+        if err > tol * scale and (spread is None or err > NOISE_SPREAD * spread[k]):
+            return f"{k}: differs from the reference by {err:.2e} (tolerance {tol:g} x {scale:.3g}" + (
+                f", or {NOISE_SPREAD:g} x the reference's seed-to-seed spread {spread[k]:.2e})" if spread else ")")
     return ""
 
 
@@ -215,7 +227,12 @@ def classify(row, backend, feature, tmp, cache, pool):
     if key not in cache:
         cache[key] = reference_outcome(row, feature, tmp, pool)
     tol = F32_TOL if feature == "float32" else NOISE_TOL if feature == "read noise" else TOL[backend]
-    diff = compare(out, cache[key], tol)
+    spread = None
+    if feature == "read noise":
+        if (row, "noise spread") not in cache:
+            cache[(row, "noise spread")] = noise_spread(row, tmp, pool)
+        spread = cache[(row, "noise spread")]
+    diff = compare(out, cache[key], tol, spread)
     return (BROKEN, f"mismatch: {diff}") if diff else (WORKS, "")
 
 
