@@ -258,7 +258,7 @@ class GraphBackend(Backend):
             m2, a2, seed = self.read_noise
             sch = _replace(sch, read_m2=float(m2), read_a2=float(a2), read_seed=int(seed))
         if self.event_coding is not None:
-            if self.name != "reference":
+            if self.name not in EVENT_BACKENDS:
                 raise UnsupportedError(f"backend {self.name!r} cannot event-code a graph circuit: {EVENT_REASON}")
             tv, te = self.event_coding
             sch = _replace(sch, ev_values=float(tv), ev_errors=float(te))
@@ -298,10 +298,11 @@ class GraphBackend(Backend):
         return self.run_graph(s, t, spec, "pc")[0]
 
 
-#: why only the reference backend event-codes graph circuits
-EVENT_REASON = ("the send-on-delta relaxation of graph circuits (neurosim.graph.events) runs in NumPy on "
-                "backend='reference'; the numba graph kernels and brian2's graph network read every value at every "
-                "step (clock coding); use backend='reference', or coding='clock'")
+#: the graph backends that event-code (send-on-delta) the PC relaxation, and why the others do not
+EVENT_BACKENDS = ("reference", "numba")
+EVENT_REASON = ("the send-on-delta relaxation of graph circuits (neurosim.graph.events) runs on backend='reference' "
+                "(NumPy) and 'numba' (the graph kernels); brian2's graph network reads every value at every step "
+                "(clock coding); use backend='reference' or 'numba', or coding='clock'")
 
 
 def _replace(sch, **kw):

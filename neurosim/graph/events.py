@@ -1,4 +1,5 @@
-r"""Event (send-on-delta) coding of a graph circuit's relaxation: the reference backend's graph engine.
+r"""Event (send-on-delta) coding of a graph circuit's relaxation: the NumPy statement (reference backend) of what
+the numba graph kernels also do (:func:`neurosim.graph.kernels._derivs`, tested equal).
 
 The event model is that of the layered event engine (:mod:`neurosim.hardware.engine`), on every edge kind of a
 graph.  Each vertex :math:`p` that feeds others keeps :math:`\hat x_p`, what its children have received; in every

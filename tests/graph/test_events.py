@@ -1,8 +1,9 @@
-"""Event (send-on-delta) coding of graph circuits (``neurosim.graph.events``) on the reference backend.
+"""Event (send-on-delta) coding of graph circuits (``neurosim.graph.events``) on the reference and numba backends.
 
 Oracles: the clock-driven relaxation (threshold 0 sends every change, so the two agree to rounding), hand counts
 of events and synaptic operations on a 2-3-2 graph, the fan-in and fan-out of a convolution and of pooling
-counted by hand, and the direction of effect of the threshold (fewer events, a small deviation)."""
+counted by hand, the direction of effect of the threshold (fewer events, a small deviation), and the NumPy
+statement for the numba kernels (same events, states to rounding)."""
 from __future__ import annotations
 
 import dataclasses
@@ -116,14 +117,47 @@ def test_hardware_event_coding_trains_a_cnn_and_counts_the_events():
     assert sparse.hardware.counts.events < chip.hardware.counts.events
 
 
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_numba_kernels_event_code_as_the_reference(kind):
+    """The numba graph kernels send the same events as the NumPy statement (counts within 1%: a unit whose change
+    lies within rounding of the threshold may go either way) and reach the same state (1e-12 at threshold 0)."""
+    from neurosim.graph.numba_engine import NumbaGraphEngine
+    g = KINDS[kind]()
+    p = ng.lower_graph(g, seed=0)
+    X, Y = _data(p)
+    eng = NumbaGraphEngine()
+    for th, tol in ((0.0, 1e-12), (0.05, 1e-6)):
+        sch = Schedule(ALG_PC, 6, 0.1, True, True, ev_values=th, ev_errors=th)
+        a = run_reference(p, ParamState(p, np.float64), X, Y, sch)
+        b = eng.run(p, ParamState(p, np.float64), X, Y, sch)
+        assert abs(int(b.events.sum()) - int(a.events.sum())) <= 0.01 * a.events.sum()
+        np.testing.assert_allclose(b.sops, a.sops, rtol=0.01)
+        np.testing.assert_allclose(b.edge_events, a.edge_events, rtol=0.01)
+        if np.array_equal(a.events, b.events):   # the same events: the same arithmetic up to rounding
+            np.testing.assert_allclose(b.x, a.x, rtol=0, atol=tol)
+            np.testing.assert_allclose(b.directions, a.directions, rtol=0, atol=tol)
+    chip = ns.Simulator(g, backend="numba", seed=0, hardware=hw.HardwareModel(coding="event", threshold=0.0))
+    ref = ns.Simulator(g, backend="reference", seed=0, hardware=hw.HardwareModel(coding="event", threshold=0.0))
+    for sim in (chip, ref):
+        sim.train(X, Y, epochs=1, batch_size=3, steps=4, progress=False)
+    for k, w in ref.weights.items():
+        np.testing.assert_allclose(chip.weights[k], w, rtol=0, atol=1e-10)
+    assert chip.hardware.counts.events == pytest.approx(ref.hardware.counts.events, rel=0.01)
+    assert ref.hardware.counts.events > 0
+
+
 def test_event_coding_of_graphs_is_refused_where_it_does_not_run():
     g = KINDS["rnn"]()
     model = hw.HardwareModel(coding="event", threshold=0.01)
-    with pytest.raises(ns.UnsupportedError, match=r"backend 'numba' cannot run coding='event'.*backend='reference'"):
-        ns.Simulator(g, backend="numba", hardware=model)
     with pytest.raises(ns.UnsupportedError, match=r"takes Euler steps, not integrator 'heun'"):
         ns.Simulator(g, backend="reference", hardware=model, integrator="heun")
     chip = ns.Simulator(g, backend="reference", hardware=model)
     X, Y = _data(ng.lower_graph(g), B=2)
     with pytest.raises(ns.UnsupportedError, match="event"):
         chip.train(X, Y, epochs=1, algorithm="bp", progress=False)
+
+
+def test_brian2_refuses_event_coding_of_graphs_with_the_reason():
+    pytest.importorskip("brian2")
+    with pytest.raises(ns.UnsupportedError, match=r"backend 'brian2' cannot run coding='event'.*'numba'"):
+        ns.Simulator(KINDS["rnn"](), backend="brian2", hardware=hw.HardwareModel(coding="event", threshold=0.01))
