@@ -282,7 +282,7 @@ def test_weights_are_the_graph_parameters_and_set_weights_names_them():
 
 def test_brian2_and_the_event_engine_are_refused_with_the_reason():
     g = _cnn()
-    with pytest.raises(ns.UnsupportedError, match="cannot run graph circuits.*convolutions"):
+    with pytest.raises(ns.UnsupportedError, match="cannot run circuits stated as vertices.*convolutions"):
         ns.Simulator(g, backend="brian2", backend_options={"mode": "spiking"})   # rate mode runs graphs
     from neurosim.hardware import HardwareModel
     # the write path runs on graphs (tests/hardware/test_substrate_graphs.py); the event engine does not

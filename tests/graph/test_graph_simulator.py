@@ -145,7 +145,7 @@ def test_run_mode_follows_the_target_and_reset_keeps_the_parameters():
 
 def test_clear_errors():
     g = ng.mlp([3, 4, 2], name="small")
-    with pytest.raises(ns.UnsupportedError, match=r"backend 'brian2' \(mode='spiking'\) cannot run graph circuits"):
+    with pytest.raises(ns.UnsupportedError, match=r"backend 'brian2' \(mode='spiking'\) cannot run circuits stated as vertices"):
         ns.Simulator(g, backend="brian2", backend_options={"mode": "spiking"})   # rate mode runs graphs
     with pytest.raises(ValueError, match="dt must be finite and > 0"):
         ns.Simulator(g, dt=0.0, backend="reference")

@@ -231,7 +231,7 @@ def test_what_needs_the_event_engine_is_refused_when_built(model, words, backend
 
 
 def test_other_backends_and_algorithms_are_refused_with_a_reason():
-    with pytest.raises(UnsupportedError, match="cannot run graph circuits"):   # brian2 rate mode trains it
+    with pytest.raises(UnsupportedError, match="cannot run circuits stated as vertices"):   # brian2 rate mode trains it
         ns.Simulator(_graph("CNN"), backend="brian2", hardware=QUANT, backend_options={"mode": "spiking"})
     chip = ns.Simulator(_graph("CNN"), backend="reference", hardware=QUANT)
     X, Y = _data(chip, n=4)
