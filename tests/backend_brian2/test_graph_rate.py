@@ -353,7 +353,11 @@ def test_per_read_noise_is_drawn_by_the_synapses_with_the_law_of_weight_noise():
     assert np.all(np.abs(mu.std(axis=0) / want - 1) < 0.08), (mu.std(axis=0), want)
     assert np.all(np.abs(mu.mean(axis=0) - W @ X[0]) < 4 * want / np.sqrt(B))
     again = ns.Simulator(g, seed=0, hardware=model, **B2).run(X[:4], np.zeros((4, 3)), steps=3)
+    np.random.seed(123)   # the caller's global NumPy state: a brian2 run draws from it, and restores it after
+    expected = np.random.random()
+    np.random.seed(123)
     first = ns.Simulator(g, seed=0, hardware=model, **B2).run(X[:4], np.zeros((4, 3)), steps=3)
+    assert np.random.random() == expected
     np.testing.assert_array_equal(again.x["y"], first.x["y"])
     assert _runs(sim) == 1
 

@@ -89,7 +89,8 @@ reads its weight as ``wl (1 + sm zf1) + sa zf2`` in the prediction and ``wl (1 +
 feedback: a fresh draw of every weight at every read (Heun's predictor and corrector are two reads), which is
 the law the graph kernels sample at the level of the currents (:mod:`neurosim.graph.ops`); ``sm``, ``sa`` are
 the standard deviations of the multiplicative and additive noise.  brian2's generator is seeded with the
-batch's noise seed, so a run is reproducible; the draws differ from the NumPy and numba ones, so the backends
+batch's noise seed for the run (:func:`~neurosim.backends.brian2._common.isolated_seed`: the caller's NumPy
+state is restored after), so a run is reproducible; the draws differ from the NumPy and numba ones, so the backends
 agree in distribution, not sample by sample.  Edges without weights (skips, sums, products, activations,
 pooling) read no device and draw nothing.
 
@@ -604,13 +605,14 @@ class GraphRateNetwork:
             r.active = bool(learn)
         for mon in [self.mon_F, *self.mon.values()]:
             mon.resize(0)
+        seed = 0
         if self.noisy:
             m2, a2, seed = noise if noise is not None else (0.0, 0.0, 0)
             for S in self._noisy_syn:
                 S.sm = float(np.sqrt(m2))
                 S.sa = float(np.sqrt(a2))
-            b2.seed(int(seed) % 2 ** 32)
-        with C.float_dtype(self.dtype):
+        # brian2 draws from NumPy's global generator: seeded for this run, the caller's state restored after
+        with C.isolated_seed(seed), C.float_dtype(self.dtype):
             self.net.run((self.sub * n_steps + 1) * self.rate / self.sub * TIME_UNIT, namespace={})
         return self._collect(n_steps)
 
