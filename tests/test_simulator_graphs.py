@@ -284,10 +284,11 @@ def test_brian2_and_the_event_engine_are_refused_with_the_reason():
     g = _cnn()
     with pytest.raises(ns.UnsupportedError, match="cannot run circuits stated as vertices.*convolutions"):
         ns.Simulator(g, backend="brian2", backend_options={"mode": "spiking"})   # rate mode runs graphs
-    from neurosim.hardware import HardwareModel
-    # the write path runs on graphs (tests/hardware/test_substrate_graphs.py); the event engine does not
-    with pytest.raises(ns.UnsupportedError, match="cannot run coding='event'.*event-driven engine.*convolutions"):
-        ns.Simulator(g, backend="reference", hardware=HardwareModel(coding="event"))
+    from neurosim.hardware import HardwareModel, Quantize
+    # the write path, read effects and event coding run on graphs (tests/hardware/test_substrate_graphs.py,
+    # tests/graph/test_events.py); transforms of the signal sites need the layered event engine
+    with pytest.raises(ns.UnsupportedError, match="signal sites.*event-driven engine.*convolutions"):
+        ns.Simulator(g, backend="reference", hardware=HardwareModel(values=[Quantize(6)]))
 
 
 def test_probe_errors_name_the_vertex():

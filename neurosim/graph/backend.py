@@ -114,6 +114,10 @@ class GraphBackend(Backend):
         #: per-read noise ``(sigma_m^2, sigma_a^2, seed)`` of the next batches (set by the hardware substrate around
         #: a batch, see :class:`~neurosim.graph.base.Schedule`), or None: no noise
         self.read_noise = None
+        #: event coding ``(theta_values, theta_errors)`` of the next batches (set by the hardware substrate), or
+        #: None: clock coding; :attr:`last_events` then holds the last batch's event counts (GraphBatchResult)
+        self.event_coding = None
+        self.last_events = None
 
     # ------------------------------------------------------------------ parameters
     def weight(self, k: int) -> np.ndarray:
@@ -253,6 +257,11 @@ class GraphBackend(Backend):
         if self.read_noise is not None:
             m2, a2, seed = self.read_noise
             sch = _replace(sch, read_m2=float(m2), read_a2=float(a2), read_seed=int(seed))
+        if self.event_coding is not None:
+            if self.name not in EVENT_BACKENDS:
+                raise UnsupportedError(f"backend {self.name!r} cannot event-code a graph circuit: {EVENT_REASON}")
+            tv, te = self.event_coding
+            sch = _replace(sch, ev_values=float(tv), ev_errors=float(te))
         X = np.ascontiguousarray(s, dtype=self.dtype)
         Y = None if t is None else np.ascontiguousarray(t, dtype=self.dtype)
         B = X.shape[0]
@@ -263,6 +272,7 @@ class GraphBackend(Backend):
             else:
                 sch = _replace(sch, init=INIT_FEEDFORWARD)
         res = self._engine_run(plan, X, Y, sch, used, x_init, eps_init)
+        self.last_events = res if res.events is not None else None
         self.batch_size = B
         if plan is self.plan and res.x is not None and res.eps is not None and res.mu is not None:
             self._state = (res.x, res.eps, res.mu)
@@ -286,6 +296,13 @@ class GraphBackend(Backend):
 
     def run_batch(self, s, t, spec: RunSpec) -> BatchResult:
         return self.run_graph(s, t, spec, "pc")[0]
+
+
+#: the graph backends that event-code (send-on-delta) the PC relaxation, and why the others do not
+EVENT_BACKENDS = ("reference", "numba")
+EVENT_REASON = ("the send-on-delta relaxation of graph circuits (neurosim.graph.events) runs on backend='reference' "
+                "(NumPy) and 'numba' (the graph kernels); brian2's graph network reads every value at every step "
+                "(clock coding); use backend='reference' or 'numba', or coding='clock'")
 
 
 def _replace(sch, **kw):

@@ -49,6 +49,9 @@ class Schedule:
         read_normals`; both engines compute the same draws, so they agree to rounding where they read in the same
         order -- the feedforward start of PC, BP -- and in distribution otherwise).  Both 0 (the default): no
         noise, the noiseless code path.
+    ev_values, ev_errors : >= 0: event (send-on-delta) coding of the value and error units with these thresholds
+        (:mod:`neurosim.graph.events`; PC with Euler steps, on the reference and numba backends); < 0 (the default): clock
+        coding, every value read at every step
     """
 
     algo: int = ALG_PC
@@ -68,6 +71,8 @@ class Schedule:
     read_m2: float = 0.0
     read_a2: float = 0.0
     read_seed: int = 0
+    ev_values: float = -1.0
+    ev_errors: float = -1.0
 
 
 @dataclass
@@ -94,6 +99,10 @@ class GraphBatchResult:
         ``tau_eps > 0``).
     rec_steps, rec_x, rec_eps, rec_mu : ndarray (n_records,), (n_records, n_units)
         What ``record_every`` recorded (empty when it is 0).
+    events, sops, edge_events : ndarray (steps + 1, n_vertices, 2), (n_edges, 2), (n_edges, 2)
+        Event coding only (:mod:`neurosim.graph.events`): value / error events of every vertex per evaluation,
+        the synaptic operations they triggered on every edge and the events delivered into every edge (batch
+        sums).
     """
 
     steps: int
@@ -111,6 +120,9 @@ class GraphBatchResult:
     rec_x: np.ndarray | None = None
     rec_eps: np.ndarray | None = None
     rec_mu: np.ndarray | None = None
+    events: np.ndarray | None = None
+    sops: np.ndarray | None = None
+    edge_events: np.ndarray | None = None
 
 
 class ParamState:

@@ -690,13 +690,52 @@ def _errors_state(B, x, mu, eps, deps, VI, VF, energy_row):
 
 
 @njit(**JIT_OPTIONS)
-def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energy_row, feedback, rn):
+def _send(B, a, sent, theta, sends, ptr, idx, fan, fan_off, VI, k, col, events, sops, eev):
+    """Send on delta (:mod:`neurosim.graph.events`): every unit of a sending vertex whose ``a`` moved by more than
+    ``theta`` from ``sent`` is sent (``sent = a`` there; one event, ``fan`` operations on each of the vertex's edges
+    ``idx[ptr[i]:ptr[i+1]]``); a vertex that sends nothing to anyone passes ``a`` through."""
+    for i in range(VI.shape[0]):
+        lo = B * VI[i, V_OFF]
+        n = VI[i, V_SIZE]
+        if not sends[i]:
+            for j in range(lo, lo + B * n):
+                sent[j] = a[j]
+            continue
+        for b in range(B):
+            for jj in range(n):
+                j = lo + b * n + jj
+                if abs(a[j] - sent[j]) > theta:
+                    sent[j] = a[j]
+                    events[k, i, col] += 1
+                    for q in range(ptr[i], ptr[i + 1]):
+                        e = idx[q]
+                        sops[e, col] += fan[fan_off[e] + jj]
+                        eev[e, col] += 1.0
+
+
+@njit(**JIT_OPTIONS)
+def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energy_row, feedback, rn, ev, k):
     """Predictions, errors (and error rates), energies and, when ``feedback``, the feedback ``drive = J^T eps``
-    at the state ``(x, eps)``; returns the first vertex with a non-finite energy (or -1)."""
-    _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
+    at the state ``(x, eps)``; returns the first vertex with a non-finite energy (or -1).
+
+    Event coding (``ev[0]`` holds the thresholds and the switch, see :func:`graph_batch_kernel`): the value units
+    send first and the predictions read the sent copies; the error units send before the feedback, which reads
+    the sent values and errors; evaluation ``k`` is counted."""
+    on = ev[0][2] > 0
+    if on:
+        th, xr, er, sendv, sende, optr, oidx, iptr, iidx, FO, FOo, FI, FIo, events, sops, eev = ev
+        _send(B, x, xr, th[0], sendv, optr, oidx, FO, FOo, VI, k, 0, events, sops, eev)
+        _predict_all(B, xr, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
+    else:
+        _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
     bad = _errors_state(B, x, mu, eps, deps, VI, VF, energy_row)
     if feedback:
-        _feedback_all(B, x, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn)
+        if on:
+            th, xr, er, sendv, sende, optr, oidx, iptr, iidx, FO, FOo, FI, FIo, events, sops, eev = ev
+            _send(B, eps, er, th[1], sende, iptr, iidx, FI, FIo, VI, k, 1, events, sops, eev)
+            _feedback_all(B, xr, er, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn)
+        else:
+            _feedback_all(B, x, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn)
     return bad
 
 
@@ -769,7 +808,7 @@ def _record(B, item, buf, VI, row):
 @njit(**JIT_OPTIONS)
 def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
            eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive, x0, deps, e0, k1, ke1,
-           G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn):
+           G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev):
     """Standard PC (``ALG_PC``) or iPC (``ALG_IPC``) from the initial values in ``x``, as
     :func:`neurosim.backends.reference.ReferenceBackend.run_batch` and :func:`neurosim.algorithms.ipc._numpy`.
 
@@ -803,7 +842,8 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
     track = rec_every > 0 and rec_item < B
     steps = 0
     r = 0
-    bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energies[0], n > 0, rn)
+    bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energies[0], n > 0, rn,
+                  ev, 0)
     for t in range(n + 1):
         if track and t % rec_every == 0:
             _record(B, rec_item, x, VI, rec_x[r])
@@ -834,7 +874,7 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
                 if _has_eps_state(i, VI, VF):
                     for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
                         eps[j] = e0[j] + rate * ke1[j]
-            _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, erow, True, rn)
+            _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, erow, True, rn, ev, 0)
             _rates(B, x, eps, drive, clamp, beta, Y, target, VI, VF, drive)  # f(x + rate f(x)), in place
             for j in range(x.shape[0]):
                 x[j] = x0[j] + 0.5 * rate * (k1[j] + drive[j])
@@ -853,7 +893,7 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
             _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[0], False)
         steps += 1
         bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energies[t + 1],
-                      t + 1 < n, rn)
+                      t + 1 < n, rn, ev, t + 1)
         if dt_decay < 1.0:
             before = 0.0
             after = 0.0
@@ -863,9 +903,10 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
             if after >= before:
                 rate *= dt_decay
     status[3], status[4] = steps, r
+    xP = ev[1] if ev[0][2] > 0 else x   # event coding: the synapses hold the received presynaptic values
     for i in range(nv):
         if VI[i, V_OP] != OP_INPUT:
-            _grad_vertex(i, B, x, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
+            _grad_vertex(i, B, xP, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
     if learn and not ipc:
         _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
 
@@ -875,7 +916,7 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
 def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target, beta, init, tol, heun, dt_decay,
                        rec_every, rec_item, X, Y, x_init, eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF,
                        used, x, mu, eps, drive, xhat, deps, e0, k1, ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow,
-                       y0, rec_steps, rec_x, rec_eps, rec_mu, status, rn):
+                       y0, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev):
     """One batch of schedule ``algo`` (see :mod:`neurosim.graph.reference` and :class:`~neurosim.graph.base.Schedule`),
     in place.
 
@@ -896,6 +937,10 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
     ``rec_steps, rec_x, rec_eps, rec_mu`` (the first ``status[4]`` rows), ``status`` = (code, step, vertex, steps
     taken, records); the parameters and optimiser state are updated when ``learn``.  ``rn`` = (sigma_m^2,
     sigma_a^2, seed, counter) of per-read noise (float64; (0, 0, 0, 0): none), the counter advanced per draw.
+    ``ev`` = (thresholds (value, error, on), sent values, sent errors (vertex blocks), value senders, error senders,
+    out-edge CSR (ptr, idx), in-edge CSR from non-input parents (ptr, idx), per-edge fan-out and fan-in with their
+    offsets, events (n + 1, n_vertices, 2), sops (n_edges, 2), edge events (n_edges, 2)): event coding of PC
+    (:mod:`neurosim.graph.events`; on when ``thresholds[2] > 0``; the caller allows it with Euler PC only).
     """
     B = X.shape[0]
     nv = VI.shape[0]
@@ -974,7 +1019,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
                     y0[b, j] = Mt[b, j]
         _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
                eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive, xhat, deps, e0, k1,
-               ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn)
+               ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev)
         return
     if algo == _ALG_ZIL and wavefront and not immediate:
         if init != _INIT_FF:  # the wave-front sweep starts from the predictions at the initial state

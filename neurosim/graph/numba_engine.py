@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import ALG_BP, INIT_PREVIOUS, STATUS_OK, GraphBatchResult, ParamState, Schedule
-from .plan import P_MEAN, P_OFF, P_SIZE, V_OFF, V_SIZE, GraphPlan
+from .plan import OP_INPUT, P_MEAN, P_OFF, P_SIZE, V_OFF, V_OP, V_SIZE, GraphPlan
 
 __all__ = ["NumbaGraphEngine"]
 
@@ -46,6 +46,49 @@ class NumbaGraphEngine:
                                    G=z(plan.n_theta), Gt=z(plan.n_theta), s1=z(B * ms), s2=z(B * ms), sG=z(mp),
                                    erow=np.zeros(plan.n_vertices), empty=z(0), perm=perm, plan=plan)
         return self._bufs[key]
+
+    def _event_args(self, plan, sch, B, n, dtype):
+        """The kernel's ``ev`` tuple (see :func:`~neurosim.graph.kernels.graph_batch_kernel`): event coding of this
+        batch (:mod:`neurosim.graph.events`), or placeholders (switched off) of the same types."""
+        i64 = lambda k: np.zeros(k, np.int64)  # noqa: E731
+        if sch.ev_values < 0:
+            self._ev = (np.zeros(3), np.zeros(0, dtype), np.zeros(0, dtype), i64(0), i64(0), i64(0), i64(0), i64(0),
+                        i64(0), i64(0), i64(0), i64(0), i64(0), np.zeros((1, 1, 2), np.int64), np.zeros((1, 2)),
+                        np.zeros((1, 2)))
+            return self._ev
+        from .events import edge_fans
+        key = ("fans", id(plan))
+        if key not in self._bufs:
+            fans = edge_fans(plan)
+            nv = plan.n_vertices
+            is_input = [int(plan.VI[i, V_OP]) == OP_INPUT for i in range(nv)]
+            out_edges = [[e for e, f in enumerate(fans) if f[1] == i] for i in range(nv)]
+            in_edges = [[e for e, f in enumerate(fans) if f[0] == i and not is_input[f[1]]] for i in range(nv)]
+
+            def csr(lists):
+                ptr = np.zeros(nv + 1, np.int64)
+                ptr[1:] = np.cumsum([len(a) for a in lists])
+                return ptr, np.array([e for a in lists for e in a], np.int64)
+
+            def concat(which):
+                arrs = [f[which] for f in fans]
+                off = np.zeros(len(arrs), np.int64)
+                off[1:] = np.cumsum([a.size for a in arrs])[:-1]
+                return (np.concatenate(arrs).astype(np.int64) if arrs else i64(0)), off
+
+            optr, oidx = csr(out_edges)
+            iptr, iidx = csr(in_edges)
+            FO, FOo = concat(2)
+            FI, FIo = concat(3)
+            sendv = np.array([len(a) > 0 for a in out_edges], np.int64)
+            sende = np.array([len(a) > 0 for a in in_edges], np.int64)
+            self._bufs[key] = (sendv, sende, optr, oidx, iptr, iidx, FO, FOo, FI, FIo)
+        sendv, sende, optr, oidx, iptr, iidx, FO, FOo, FI, FIo = self._bufs[key]
+        ne = max(len(FOo), 1)
+        self._ev = (np.array([float(sch.ev_values), float(sch.ev_errors), 1.0]), np.zeros(B * plan.n_units, dtype),
+                    np.zeros(B * plan.n_units, dtype), sendv, sende, optr, oidx, iptr, iidx, FO, FOo, FI, FIo,
+                    np.zeros((n + 1, plan.n_vertices, 2), np.int64), np.zeros((ne, 2)), np.zeros((ne, 2)))
+        return self._ev
 
     @staticmethod
     def _to_blocks(plan, what, A, B, dtype, perm):
@@ -104,9 +147,14 @@ class NumbaGraphEngine:
              plan.PF, used, buf["x"], buf["mu"], buf["eps"], buf["drive"], buf["xhat"], buf["deps"], buf["e0"],
              buf["k1"], buf["ke1"], buf["G"], buf["Gt"], buf["s1"], buf["s2"], buf["sG"], buf["cb"], buf["ob"],
              energies, buf["erow"], y0, rec_steps, rec_x, rec_eps, rec_mu, status,
-             np.array([float(sch.read_m2), float(sch.read_a2), float(int(sch.read_seed) % 2 ** 52), 0.0]))
+             np.array([float(sch.read_m2), float(sch.read_a2), float(int(sch.read_seed) % 2 ** 52), 0.0]),
+             self._event_args(plan, sch, B, n, dt))
         r = int(status[4])
         recs = dict(rec_steps=rec_steps[:r], rec_x=rec_x[:r], rec_eps=rec_eps[:r], rec_mu=rec_mu[:r])
+        if sch.ev_values >= 0:
+            ev = self._ev
+            last = int(status[1]) if status[0] != STATUS_OK else int(status[3])
+            recs.update(events=ev[13][:last + 1].copy(), sops=ev[14].copy(), edge_events=ev[15].copy())
         x = buf["x"][perm]
         out_t = plan.units(plan.target)
         if status[0] != STATUS_OK:

@@ -50,7 +50,7 @@ from .plan import (BIAS_CHANNEL, BIAS_UNIT, E_DENSE, E_SCALE, EI_KIND, EI_PAD, E
                    V_E0, V_E1, V_H, V_OP, V_PHI, V_PK, V_PS, V_SIZE, V_W, GraphPlan)
 
 __all__ = ["phi", "dphi", "vertex_forward", "vertex_vjp", "vertex_param_grads", "conv2d", "conv2d_vjp",
-           "conv2d_kernel_grad", "pool", "pool_vjp", "ReadNoiseStream", "read_normals"]
+           "conv2d_kernel_grad", "pool", "pool_vjp", "ReadNoiseStream", "read_normals", "conv_connectivity", "pool_connectivity"]
 
 
 # ----------------------------------------------------------------------------------------------- read noise draws
@@ -243,3 +243,34 @@ def vertex_param_grads(plan: GraphPlan, theta: np.ndarray, xs: list, i: int, e_i
 
 def is_input(plan: GraphPlan, i: int) -> bool:
     return plan.VI[i, V_OP] == OP_INPUT
+
+
+# ----------------------------------------------------------------------------------------------- connectivity
+def conv_connectivity(in_shape, out_shape, kshape, stride, pad):
+    """``(pre, post, widx)`` of one batch item of a 2-d convolution: input unit ``pre`` (C order of
+    ``in_shape``) feeds output unit ``post`` through kernel element ``widx`` (C order of ``kshape``), for every
+    output position and every kernel tap that lands inside the input (zero padding has no synapse)."""
+    Ci, H, W = in_shape
+    Co, Ho, Wo = out_shape
+    _, _, kh, kw = kshape
+    o, i, r, c, u, v = np.meshgrid(np.arange(Co), np.arange(Ci), np.arange(Ho), np.arange(Wo), np.arange(kh),
+                                   np.arange(kw), indexing="ij")
+    hr, hc = r * stride + u - pad, c * stride + v - pad
+    ok = (hr >= 0) & (hr < H) & (hc >= 0) & (hc < W)
+    o, i, r, c, u, v, hr, hc = (a[ok] for a in (o, i, r, c, u, v, hr, hc))
+    pre = (i * H + hr) * W + hc
+    post = (o * Ho + r) * Wo + c
+    widx = ((o * Ci + i) * kh + u) * kw + v
+    return pre.astype(int), post.astype(int), widx.astype(int)
+
+
+def pool_connectivity(in_shape, out_shape, k, s, q):
+    """``(pre, post)`` of one batch item for window position ``q = u k + v`` of a ``k x k`` pooling with stride
+    ``s``: output unit ``post`` reads input unit ``pre`` at offset ``(u, v)`` of its window."""
+    C_, H, W = in_shape
+    _, Ho, Wo = out_shape
+    u, v = divmod(q, k)
+    c, r, w = np.meshgrid(np.arange(C_), np.arange(Ho), np.arange(Wo), indexing="ij")
+    pre = (c * H + r * s + u) * W + w * s + v
+    post = (c * Ho + r) * Wo + w
+    return pre.ravel().astype(int), post.ravel().astype(int)

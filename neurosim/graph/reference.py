@@ -166,6 +166,9 @@ def _check_schedule(plan: GraphPlan, sch: Schedule, B: int, Y, x_init, eps_init)
             name = {ALG_FPA: "fpa", ALG_ZIL: "zil", ALG_BP: "bp"}[sch.algo]
             raise ValueError(f"graph algorithm {name!r} does not take the run settings {extra}; they apply to PC "
                              "and iPC only (leave them at their defaults)")
+    if sch.ev_values >= 0 and (sch.algo != ALG_PC or sch.heun):
+        raise ValueError("event coding (send-on-delta) runs the PC relaxation with Euler steps: use algorithm 'pc' "
+                         "and integrator='euler'")
     if sch.algo == ALG_IPC and (sch.heun or sch.dt_decay != 1.0):
         raise ValueError("graph iPC takes fixed Euler steps: use heun=False and dt_decay=1")
     if sch.init not in (INIT_FEEDFORWARD, INIT_ZEROS, INIT_PREVIOUS):
@@ -351,9 +354,14 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
             else:
                 es[i] = net.prec[i] * (xs[i] - mus0[i])
 
+    coder = None
+    if sch.ev_values >= 0:   # event coding (neurosim.graph.events): predictions and feedback read the sent copies
+        from .events import EventCoder
+        coder = EventCoder(plan, xs, sch.ev_values, sch.ev_errors, n + 1)
+
     def evaluate(xs_, es_):
         """``(mu, eps, energy, deps)`` at state (xs_, es_); eps is the state where tau_eps > 0."""
-        mus_ = net.predictions(xs_)
+        mus_ = net.predictions(coder.values(xs_) if coder is not None else xs_)
         eps_, energy_ = net.errors(xs_, mus_)
         deps_ = [None] * nv
         for i in lagged:
@@ -363,7 +371,7 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
 
     def drives(xs_, eps_):
         """``drive_i`` (before the division by tau_x) of every moving vertex."""
-        fb = net.feedback(xs_, eps_)
+        fb = net.feedback(xs_, eps_) if coder is None else net.feedback(coder.xr, coder.errors(eps_))
         d = [None] * nv
         for i in movable:
             d[i] = fb[i] - eps_[i]
@@ -405,9 +413,11 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
             r += 1
         bad = _first_bad(energy)
         if bad >= 0:
+            ev = {} if coder is None else dict(events=coder.events[:k + 1].copy(), sops=coder.sops.copy(),
+                                               edge_events=coder.edge_events.copy())
             return GraphBatchResult(steps=steps, energy=energies[:k + 1], status=STATUS_DIVERGED, fail_step=k,
                                     fail_vertex=bad, y0=y0, y=xs[T].copy(), x=net.flat(xs), eps=net.flat(eps),
-                                    mu=net.flat(mus), **records())
+                                    mu=net.flat(mus), **records(), **ev)
         if k == n:
             break
         d = drives(xs, eps)
@@ -446,14 +456,18 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
             if sch.learn:
                 apply_directions(plan, state, Dk)
         prev_total = energy.sum()
+        if coder is not None:
+            coder.next()
         mus, eps, energy, deps = evaluate(xs, es)
         if sch.dt_decay < 1.0 and energy.sum() >= prev_total:
             rate *= sch.dt_decay
     if ipc:
         D = Dsum
-    else:
-        D = net.reduce(net.hebbian(xs, eps, net.comp))
+    else:   # event coding: the synapses hold the received presynaptic values
+        D = net.reduce(net.hebbian(xs if coder is None else coder.xr, eps, net.comp))
         if sch.learn:
             apply_directions(plan, state, D)
+    ev = {} if coder is None else dict(events=coder.events[:steps + 1].copy(), sops=coder.sops.copy(),
+                                       edge_events=coder.edge_events.copy())
     return GraphBatchResult(steps=steps, energy=energies[:steps + 1], y0=y0, y=xs[T].copy(), directions=D,
-                            x=net.flat(xs), eps=net.flat(eps), mu=net.flat(mus), **records())
+                            x=net.flat(xs), eps=net.flat(eps), mu=net.flat(mus), **records(), **ev)

@@ -507,6 +507,38 @@ def count_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bo
                     weight_writes=float(weight_writes or 0))
 
 
+def count_graph_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bool = True,
+                       sweep: bool = True) -> OpCounts:
+    """Counts of one batch of event-driven PC on a graph circuit from the reference engine's
+    :class:`~neurosim.graph.base.GraphBatchResult` (:mod:`neurosim.graph.events`).
+
+    As :func:`count_events`: events and synaptic ops are the measured ones (``result.events``, ``result.sops``);
+    the synaptic ops of weighted edges (dense, convolution) each read their weight once, the one-to-one and
+    pooling operations read none; every event delivered into a weighted edge is one DAC conversion and every
+    receiving unit converts its current once per evaluation (ADC, the sweep included); neurons are evaluated
+    every step; the update MACs are those of the clock-driven count (:class:`GraphShape`).
+    """
+    s = _shape(net)
+    _check_int("batch_size", batch_size, 1)
+    B = int(batch_size)
+    T = int(result.steps)
+    n_free = s.n_free + (0 if mode == "clamp" else s.n_target_units)
+    neuron = B * ((s.n_non_input if sweep else 0) + (T + 1) * s.n_error + T * n_free)
+    sops = np.asarray(result.sops, dtype=float)
+    if not isinstance(s, GraphShape) or len(s.fetches) != sops.shape[0]:
+        raise ValueError("count_graph_events needs the GraphShape of the graph the events were counted on")
+    weighted = np.asarray(s.fetches) > 0   # dense and convolution edges read weights
+    edge_events = np.asarray(result.edge_events, dtype=float)
+    dac = float(edge_events[weighted].sum())
+    adc = B * ((T + 1) * (s.mu_receivers + s.fb_receivers) + (s.mu_receivers if sweep else 0))
+    reads = float(sops[weighted].sum())
+    return OpCounts(samples=B, batches=1, relaxation_steps=T * B, serial_steps=(s.depth + T) * B,
+                    synaptic_ops=float(sops.sum()), events=float(np.sum(result.events)), neuron_updates=neuron,
+                    conversions=dac + adc, weight_reads=reads, act_reads=0.0, state_writes=neuron,
+                    update_macs=float(B * s.U) if learn else 0.0,
+                    weight_writes=float(s.U_writes + s.learned_bias_units) if learn else 0.0)
+
+
 # --------------------------------------------------------------------------------------------- targets
 @dataclass(frozen=True)
 class Target:

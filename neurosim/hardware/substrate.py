@@ -30,11 +30,12 @@ PC, event engine          all sites, clock or event coding       numba/reference
 BP (``algorithm="bp"``)   all sites, clock coding                as the event engine when signal sites or
                                                                  reads are active; event coding unsupported
 graph circuit, PC or BP   updates, weights; reads: Mismatch,     numba/reference/brian2 graph backends; event
-(CNN, RNN, LSTM)          Drift (the backend kernel relaxes on   coding and signal sites (values, errors,
-                          the read parameters), AdditiveNoise,   dac, adc) unsupported
-                          MultiplicativeNoise (drawn by the
+(CNN, RNN, LSTM)          Drift (the backend kernel relaxes on   coding (PC, Euler) on numba and reference
+                          the read parameters), AdditiveNoise,   (:mod:`neurosim.graph.events`); signal sites
+                          MultiplicativeNoise (drawn by the      (values, errors, dac, adc) unsupported
                           graph kernels, or brian2's synapses,
-                          at every read)
+                          at every read); coding='event'
+                          (numba, reference)
 other algorithms          none                                   unsupported (no operation counts)
 =======================  =====================================  ===========================================
 
@@ -48,8 +49,10 @@ Per-read noise (AdditiveNoise, MultiplicativeNoise on reads) is drawn by the gra
 weighted synapse, :mod:`neurosim.backends.brian2.graph`) themselves at every
 read of a weighted edge (predictions, feedback, the feedforward pass, backprop's backward pass; the exact
 distribution of per-read weight noise, as in the layered event engine; :mod:`neurosim.graph.ops`), seeded from
-``HardwareModel.seed`` and the batch counter.  What acts on signals needs the event engine, which relaxes layered
-plans of dense projections only, and is refused when the simulator is built.  Operation counts are the clock-driven
+``HardwareModel.seed`` and the batch counter.  ``coding="event"`` runs on the numba and reference backends: the
+graph relaxation sends values and errors on delta (:mod:`neurosim.graph.events`, the NumPy statement; the numba
+graph kernels do the same in their PC loop) and the counts are the measured events and operations (:func:`~neurosim.hardware.cost.count_graph_events`).  What acts on signals (the
+sites values, errors, dac, adc) needs the layered event engine and is refused when the simulator is built.  Operation counts are the clock-driven
 :func:`~neurosim.hardware.cost.count_pc` / :func:`~neurosim.hardware.cost.count_bp` on the graph's
 :class:`~neurosim.hardware.cost.GraphShape` (MACs of dense and convolution edges, one operation per unit of the
 others).
@@ -71,7 +74,7 @@ from ..backends.base import INIT_FEEDFORWARD, MODE_CLAMP, MODE_NUDGE, BatchResul
 from ..errors import UnsupportedError
 from ..simulator import RelaxResult
 from .bp import hw_gradients
-from .cost import GraphShape, NetworkShape, OpCounts, count_bp, count_events, count_pc
+from .cost import GraphShape, NetworkShape, OpCounts, count_bp, count_events, count_graph_events, count_pc
 from .engine import ENGINES, make_engine
 from .nonideal import ELEMENTWISE_SITES, AdditiveNoise, Device, HardwareModel, MultiplicativeNoise, _stream
 
@@ -142,14 +145,17 @@ class Substrate:
         if not isinstance(model, HardwareModel):
             raise TypeError(f"Simulator: hardware must be a neurosim.hardware.HardwareModel (or None), got "
                             f"{type(model).__name__}")
+        from ..graph.convert import population_form_hint
         reasons = []
-        if model.coding == "event":
-            reasons.append("coding='event' (send-on-delta events)")
+        from ..graph.backend import EVENT_BACKENDS, EVENT_REASON
+        if model.coding == "event" and backend_name not in EVENT_BACKENDS:
+            raise UnsupportedError(f"graph circuit {graph_name!r} on backend {backend_name!r} cannot run "
+                                   f"coding='event': {EVENT_REASON}" + (population_form_hint(graph)
+                                                                        if graph is not None else ""))
         sites = [s for s in ELEMENTWISE_SITES if model.active(s)]
         if sites:
             reasons.append(f"transforms on the signal sites {sites}")
         if reasons:
-            from ..graph.convert import population_form_hint
             raise UnsupportedError(f"graph circuit {graph_name!r} cannot run {'; '.join(reasons)} on a hardware "
                                    "model: these need the event-driven engine, which relaxes layered circuits of "
                                    "dense projections only (no convolutions, pooling or products); on a graph the "
@@ -167,6 +173,9 @@ class Substrate:
         self.engine = None
         if self.graph:
             self.check_graph_model(model, sim.circuit.name, sim.backend_name, sim.circuit)
+            if model.coding == "event" and sim.integrator != "euler":
+                raise UnsupportedError(f"Simulator(hardware=...): event coding of graph circuit {sim.circuit.name!r} "
+                                       f"takes Euler steps, not integrator {sim.integrator!r}; use integrator='euler'")
             self.shape = GraphShape.from_graph_plan(sim.plan)
             self._device_plan = _GraphDevicePlan(sim.plan)
             self.setup()
@@ -349,6 +358,16 @@ class Substrate:
         :math:`\theta_w + (\tilde\theta'_w - \tilde\theta_w)` (written through the device by the caller) and
         the biases the optimiser's values.  Without read effects the kernel runs on the stored parameters."""
         sim = self._sim
+        be = sim.backend
+        if self.model.coding == "event":   # the reference graph engine sends values and errors on delta
+            be.event_coding = (self.model.theta_values, self.model.theta_errors)
+        try:
+            return self._graph_read_compute(X, Y, spec, algo, options)
+        finally:
+            be.event_coding = None
+
+    def _graph_read_compute(self, X, Y, spec, algo, options):
+        sim = self._sim
         if not self.model.active("reads"):
             return sim._compute_batch(X, Y, spec, algo, options)
         be = sim.backend
@@ -418,7 +437,11 @@ class Substrate:
             ok = res.status == 0
             if W_before is not None and ok:
                 self._write(W_before)
-            counts = count_pc(self.shape, res.steps, B, mode=mode, learn=spec.learn and ok, sweep=sweep)
+            if self.graph and self.model.coding == "event" and be.last_events is not None:
+                counts = count_graph_events(self.shape, be.last_events, B, mode=mode, learn=spec.learn and ok,
+                                            sweep=sweep)
+            else:
+                counts = count_pc(self.shape, res.steps, B, mode=mode, learn=spec.learn and ok, sweep=sweep)
         else:
             res = self._engine_run(X, Y, spec, self._seed(7, self.batches))
             ok = res.status == 0

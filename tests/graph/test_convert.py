@@ -243,12 +243,14 @@ def test_only_the_population_form_runs_spikes_and_the_refusal_says_how_to_get_it
     assert np.all(np.isfinite(res.x["output"])) and sim.backend.checkpoint_state()["n_runs"] >= 1
 
 
-def test_event_coding_refusal_on_a_dense_graph_names_its_population_form():
+def test_signal_site_refusal_on_a_dense_graph_names_its_population_form():
+    """Transforms on the signal sites need the layered event engine: refused for a graph stated as vertices, with
+    the way to its population form, which runs them."""
     from neurosim import hardware as hw
-    model = hw.HardwareModel(coding="event", threshold=0.01)
-    with pytest.raises(ns.UnsupportedError, match=r"as_populations\(\)"):
+    model = hw.HardwareModel(values=[hw.Quantize(4, bound=2.0)])
+    with pytest.raises(ns.UnsupportedError, match=r"signal sites.*as_populations\(\)"):
         ns.Simulator(ng.mlp([3, 4, 2]), backend="reference", hardware=model)
     sim = ns.Simulator(ng.mlp([3, 4, 2]).as_populations(), backend="reference", hardware=model)
     X, Y = np.random.default_rng(0).normal(size=(2, 3)), np.zeros((2, 2))
     sim.learn(X, Y, steps=5)
-    assert sim.hardware.counts.events > 0
+    assert sim.hardware.counts.synaptic_ops > 0

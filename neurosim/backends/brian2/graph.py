@@ -128,6 +128,7 @@ from ...graph.plan import (BIAS_CHANNEL, E_CONV, E_DENSE, E_SCALE, EI_KIND, EI_P
                            VF_TAU_EPS)
 from ...errors import UnsupportedError
 from ...graph.backend import GraphBackend, reduce_directions
+from ...graph.ops import conv_connectivity, pool_connectivity
 from ...graph.base import (ALG_BP, ALG_FPA, ALG_IPC, ALG_PC, ALG_ZIL, INIT_PREVIOUS, INIT_ZEROS, STATUS_DIVERGED,
                            STATUS_OK, GraphBatchResult)
 from ...graph.plan import ROLE_FREE, ROLE_TARGET, V_ROLE
@@ -143,36 +144,6 @@ def _phi(code, v):
 
 def _dphi(code, v):
     return C.dphi_expr(int(code), float(activations.get(int(code)).param), v)
-
-
-def conv_connectivity(in_shape, out_shape, kshape, stride, pad):
-    """``(pre, post, widx)`` of one batch item of a 2-d convolution: input unit ``pre`` (C order of
-    ``in_shape``) feeds output unit ``post`` through kernel element ``widx`` (C order of ``kshape``), for every
-    output position and every kernel tap that lands inside the input (zero padding has no synapse)."""
-    Ci, H, W = in_shape
-    Co, Ho, Wo = out_shape
-    _, _, kh, kw = kshape
-    o, i, r, c, u, v = np.meshgrid(np.arange(Co), np.arange(Ci), np.arange(Ho), np.arange(Wo), np.arange(kh),
-                                   np.arange(kw), indexing="ij")
-    hr, hc = r * stride + u - pad, c * stride + v - pad
-    ok = (hr >= 0) & (hr < H) & (hc >= 0) & (hc < W)
-    o, i, r, c, u, v, hr, hc = (a[ok] for a in (o, i, r, c, u, v, hr, hc))
-    pre = (i * H + hr) * W + hc
-    post = (o * Ho + r) * Wo + c
-    widx = ((o * Ci + i) * kh + u) * kw + v
-    return pre.astype(int), post.astype(int), widx.astype(int)
-
-
-def pool_connectivity(in_shape, out_shape, k, s, q):
-    """``(pre, post)`` of one batch item for window position ``q = u k + v`` of a ``k x k`` pooling with stride
-    ``s``: output unit ``post`` reads input unit ``pre`` at offset ``(u, v)`` of its window."""
-    C_, H, W = in_shape
-    _, Ho, Wo = out_shape
-    u, v = divmod(q, k)
-    c, r, w = np.meshgrid(np.arange(C_), np.arange(Ho), np.arange(Wo), indexing="ij")
-    pre = (c * H + r * s + u) * W + w * s + v
-    post = (c * Ho + r) * Wo + w
-    return pre.ravel().astype(int), post.ravel().astype(int)
 
 
 def _tile(idx_pre, idx_post, n_pre, n_post, B):
