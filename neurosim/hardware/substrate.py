@@ -27,9 +27,10 @@ PC, backend kernel        updates, weights                       whatever the ba
 PC, event engine          all sites, clock or event coding       numba/reference backends, float64, Euler,
                                                                  no x/eps/mu probes
                                                                  (energy and weight_norm probes record)
-PC, brian2 noisy reads    updates, weights; reads: AdditiveNoise,  brian2 mode='rate', target='numpy'
-                          MultiplicativeNoise only (drawn by       (``pc``, ``strict``; not ``bp``)
-                          brian2's synapses at every read)
+PC, brian2 noisy reads    updates, weights; reads:               brian2 rate mode on the numpy target
+                          AdditiveNoise, MultiplicativeNoise     (``pc``; ``bp`` unsupported)
+                          only (drawn by brian2's synapses at
+                          every read)
 BP (``algorithm="bp"``)   all sites, clock coding                as the event engine when signal sites or
                                                                  reads are active; event coding unsupported
 graph circuit, PC or BP   updates, weights; reads: Mismatch,     numba/reference/brian2 graph backends; event
@@ -207,6 +208,10 @@ class Substrate:
         #: per-read noise drawn by the backend itself (brian2's rate network), without the event engine
         self.backend_noise = bool(model.relaxation_effects and sim.backend_name == "brian2"
                                   and self.read_noise_only(model))
+        if self.backend_noise and sim.integrator != "euler":
+            raise UnsupportedError(f"Simulator(hardware=...) on backend 'brian2' runs per-read noise with "
+                                   f"integrator 'euler' only, not {sim.integrator!r}: the noisy reads are defined "
+                                   "per Euler step, as in the event engine; use integrator='euler'")
         if model.relaxation_effects and not self.backend_noise:
             reasons = []
             if sim.dtype != np.float64:

@@ -135,9 +135,10 @@ def test_a_noisy_run_is_reproducible():
 
 
 def test_what_needs_the_event_engine_or_another_brian2_mode_is_refused():
-    """Per-read noise in spiking mode or on cpp_standalone, brian2's backprop with noisy reads, and everything
-    else that changes the relaxation (event coding, signal sites, Mismatch on reads) are refused when the
-    simulator is built (or when training starts, for the algorithm), naming the reason and the fix."""
+    """Per-read noise in spiking mode, on cpp_standalone or with Heun, brian2's backprop with noisy reads, and
+    everything else that changes the relaxation (event coding, signal sites, Mismatch on reads) are refused when
+    the simulator is built (or when the run or training starts, for per-call settings), naming the reason and the
+    fix; nothing ran."""
     net = _circuit("mlp")
     with pytest.raises(UnsupportedError, match=r"mode='spiking'.*per-read noise.*mode='rate' and target='numpy'"):
         ns.Simulator(net, backend="brian2", hardware=NOISE, backend_options={"mode": "spiking"})
@@ -147,9 +148,13 @@ def test_what_needs_the_event_engine_or_another_brian2_mode_is_refused():
                   hw.HardwareModel(reads=[hw.AdditiveNoise(0.01), hw.Mismatch(0.1, per="synapse")])):
         with pytest.raises(UnsupportedError, match="backend 'brian2' has no event-driven hardware engine"):
             ns.Simulator(net, backend="brian2", hardware=model)
+    with pytest.raises(UnsupportedError, match=r"per-read noise with integrator 'euler' only, not 'heun'"):
+        ns.Simulator(net, hardware=NOISE, integrator="heun", **B2)
     sim = ns.Simulator(net, seed=0, hardware=NOISE, **B2)
     w0 = sim.weights
     X, Y = _data()
+    with pytest.raises(UnsupportedError, match=r"per-read noise with integrator='euler' only"):
+        sim.run(X, Y, steps=3, integrator="heun")
     with pytest.raises(UnsupportedError, match=r"algorithm 'bp' with per-read noise.*algorithm 'pc'"):
         sim.train(X, Y, algorithm="bp", progress=False)
     with pytest.raises(UnsupportedError, match="algorithm 'pc' or 'bp', not 'ipc'"):

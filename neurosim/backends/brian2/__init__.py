@@ -54,7 +54,7 @@ algorithms
     the rate network (:meth:`Brian2Backend.run_ipc`, :meth:`Brian2Backend.run_sweep`; ``bp`` as the FPA
     error sweep that equals backprop exactly).
 per-read noise of a hardware model (``hardware=HardwareModel(reads=[AdditiveNoise(...), MultiplicativeNoise(...)])``)
-    runs in the rate network on the numpy target, in standard PC (``pc``, ``strict``): the substrate
+    runs in the rate network on the numpy target, in standard PC (``pc``, what the substrate trains): the substrate
     (:mod:`neurosim.hardware.substrate`) sets :attr:`Brian2Backend.read_noise` for every batch, the network is
     built ``noisy`` (every weighted synapse draws its weight at every prediction and feedback read, see
     :mod:`neurosim.backends.brian2.rate`) and the initial state (the feedforward sweep, the first errors) is
@@ -407,6 +407,10 @@ class Brian2Backend(Backend):
         p = self.plan
         B = s.shape[0]
         noise = self._noise()   # per-read noise: standard PC only (ipc and the sweeps refuse before this)
+        if noise is not None and spec.integrator == HEUN:
+            raise UnsupportedError("backend 'brian2' runs per-read noise with integrator='euler' only: the noisy "
+                                   "reads are defined per Euler step, as in the event engine; use "
+                                   "integrator='euler'")
         host_noise = None if noise is None else (noise[0], noise[1], np.random.default_rng([noise[2], 1]))
         x0, es0 = self._initial_state(s, t, spec, host_noise) if x0 is None else x0
         h = self._host

@@ -165,7 +165,7 @@ class RateNetwork:
     noisy : bool
         Per-read weight noise (see the module docstring, "Per-read noise"): every weighted synapse draws fresh
         normals for its prediction read and its feedback read in every time step; standard PC
-        (``schedule="pc"``, not ``every_step``) on the runtime target only.
+        (``schedule="pc"``, not ``every_step``), Euler, on the runtime target only.
     """
 
     def __init__(self, plan, B, dt, probe_item=None, standalone=None, every_step=False, schedule="pc",
@@ -173,8 +173,9 @@ class RateNetwork:
         self.dtype = np.dtype(dtype)
         self.heun = bool(heun)
         self.noisy = bool(noisy)
-        if self.noisy and (every_step or schedule != "pc" or standalone is not None):
-            raise ValueError("RateNetwork: noisy goes with schedule='pc', every_step=False and the runtime target")
+        if self.noisy and (every_step or schedule != "pc" or standalone is not None or self.heun):
+            raise ValueError("RateNetwork: noisy goes with schedule='pc', every_step=False, Euler and the runtime "
+                             "target")
         if self.heun and (every_step or schedule != "pc" or standalone is not None):
             raise ValueError("RateNetwork: heun goes with schedule='pc', every_step=False and the runtime target")
         #: brian2 time steps per value step (Heun: a predictor and a corrector time step)
