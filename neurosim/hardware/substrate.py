@@ -15,7 +15,8 @@ checkpoints, divergence handling, probes) then run every batch on it:
   relaxation runs in the event-driven engine matching the backend (``numba`` or ``reference``,
   :mod:`neurosim.hardware.engine`) on the read weights at the current device time
   (:meth:`Substrate.read_weights`).  Without relaxation effects the backend's own kernel runs, so a model
-  that switches everything off trains bit for bit like the plain simulator.
+  that switches everything off trains bit for bit like the plain simulator.  Per-read noise alone runs in
+  brian2's rate network instead (below).
 
 Support matrix (anything else raises :class:`~neurosim.UnsupportedError` when the simulator is built, or
 when ``train`` / ``run`` starts for a per-call setting, never half-way):
@@ -124,6 +125,9 @@ class Substrate:
     engine : EngineBase or None
         The event-driven engine that relaxes when the model changes the relaxation, else None (the
         backend's kernel runs).
+    backend_noise : bool
+        Layered circuit on brian2 with per-read noise only: no engine, brian2's rate network draws the noise
+        (:meth:`_noisy_compute`).
     device : Device
         Frozen device patterns (mismatch, faults, drift exponents) and write times.
     counts : OpCounts
@@ -196,6 +200,7 @@ class Substrate:
         self.plan = sim.plan
         self.graph = bool(getattr(sim, "_graph", False))
         self.engine = None
+        self.backend_noise = False
         if self.graph:
             self.check_graph_model(model, sim.circuit.name, sim.backend_name)
             self.shape = GraphShape.from_graph_plan(sim.plan)
