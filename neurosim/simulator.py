@@ -371,14 +371,15 @@ class Simulator:
     hardware : neurosim.hardware.HardwareModel, optional
         Run on a modelled substrate: the backend holds the stored (device) weights, writes pass through
         the device, and a model that changes the relaxation (signal sites, reads, event coding) relaxes in
-        the event-driven engine of the backend (``numba`` or ``reference``).  ``sim.hardware`` (a
+        the event-driven engine of the backend (``numba`` or ``reference``; per-read noise alone also runs in
+        brian2's rate network, which draws it on its synapses).  ``sim.hardware`` (a
         :class:`~neurosim.hardware.substrate.Substrate`) holds the device: operation ``counts``, device
         ``time``, :meth:`~neurosim.hardware.substrate.Substrate.advance`, the engine; ``run`` returns a
         :class:`~neurosim.hardware.HardwareRelaxResult` with the events sent.  What the engine cannot run
         raises :class:`~neurosim.UnsupportedError` here; see :mod:`neurosim.hardware.substrate`.  A graph
         circuit takes the write path (``updates``, ``weights``) and frozen read effects (Mismatch, Drift on
-        ``reads``) on its weights and kernels (biases are stored exactly); what needs the event engine (event
-        coding, signal sites, per-read noise) is refused here.
+        ``reads``) and per-read noise on its weights and kernels (biases are stored exactly); what needs the
+        event engine (event coding, signal sites) is refused here.
     """
 
     def __init__(self, circuit: Circuit, dt: float = 0.1, backend: str = "numba", seed: int = 0,
@@ -413,7 +414,7 @@ class Simulator:
             self.plan: Plan = lower(circuit, seed=self.seed)
             if hardware is not None:
                 from .hardware.substrate import Substrate
-                Substrate.check_model(hardware, backend)   # before the backend is built
+                Substrate.check_model(hardware, backend, backend_options)   # before the backend is built
             cls = get_backend_class(backend)
         missing = self._required_features() - set(cls.supports)
         if missing:

@@ -15,7 +15,8 @@ checkpoints, divergence handling, probes) then run every batch on it:
   relaxation runs in the event-driven engine matching the backend (``numba`` or ``reference``,
   :mod:`neurosim.hardware.engine`) on the read weights at the current device time
   (:meth:`Substrate.read_weights`).  Without relaxation effects the backend's own kernel runs, so a model
-  that switches everything off trains bit for bit like the plain simulator.
+  that switches everything off trains bit for bit like the plain simulator.  Per-read noise alone runs in
+  brian2's rate network instead (below).
 
 Support matrix (anything else raises :class:`~neurosim.UnsupportedError` when the simulator is built, or
 when ``train`` / ``run`` starts for a per-call setting, never half-way):
@@ -27,6 +28,10 @@ PC, backend kernel        updates, weights                       whatever the ba
 PC, event engine          all sites, clock or event coding       numba/reference backends, float64, Euler,
                                                                  no x/eps/mu probes
                                                                  (energy and weight_norm probes record)
+PC, brian2 noisy reads    updates, weights; reads:               brian2 rate mode on the numpy target
+                          AdditiveNoise, MultiplicativeNoise     (``pc``; ``bp`` unsupported)
+                          only (drawn by brian2's synapses at
+                          every read)
 BP (``algorithm="bp"``)   all sites, clock coding                as the event engine when signal sites or
                                                                  reads are active; event coding unsupported
 graph circuit, PC or BP   updates, weights; reads: Mismatch,     numba/reference/brian2 graph backends; event
@@ -38,6 +43,16 @@ graph circuit, PC or BP   updates, weights; reads: Mismatch,     numba/reference
                           (numba, reference)
 other algorithms          none                                   unsupported (no operation counts)
 =======================  =====================================  ===========================================
+
+Layered circuits on brian2: a model whose only relaxation effects are per-read noise (AdditiveNoise,
+MultiplicativeNoise on ``reads``; clock coding, no signal sites, no Mismatch or Drift on reads) needs no event
+engine: brian2's rate network draws every weight afresh at every prediction and feedback read and the host's
+initial sweep reads with the same law (:mod:`neurosim.backends.brian2.rate`, "Per-read noise"), seeded per
+batch from ``HardwareModel.seed`` and the batch counter (:meth:`Substrate._compute`).  The draws differ from the
+event engine's, so the backends agree in distribution, not sample by sample.  Everything else that changes the
+relaxation needs the event engine and is refused on brian2, as are per-read noise in spiking mode or on
+cpp_standalone, and ``algorithm="bp"`` with noisy reads (brian2's backprop is the FPA sweep, which has no noisy
+forward pass).
 
 Graph circuits (:mod:`neurosim.graph`): the device holds the elements of theta that are weights or kernels;
 biases (parameters whose first use has role ``"bias"``) are neuron parameters stored exactly.  Frozen read
@@ -113,6 +128,9 @@ class Substrate:
     engine : EngineBase or None
         The event-driven engine that relaxes when the model changes the relaxation, else None (the
         backend's kernel runs).
+    backend_noise : bool
+        Layered circuit on brian2 with per-read noise only: no engine, brian2's rate network draws the noise
+        (:meth:`_noisy_compute`).
     device : Device
         Frozen device patterns (mismatch, faults, drift exponents) and write times.
     counts : OpCounts
@@ -127,13 +145,32 @@ class Substrate:
     """
 
     @staticmethod
-    def check_model(model, backend_name: str):
+    def read_noise_only(model) -> bool:
+        """True when the only relaxation effects of ``model`` are per-read noise (AdditiveNoise,
+        MultiplicativeNoise on ``reads``; clock coding, no signal sites, no Mismatch or Drift on reads): brian2's
+        rate network draws those itself, without the event engine."""
+        reads = model.active("reads")
+        return (model.coding == "clock" and not any(model.active(s) for s in ELEMENTWISE_SITES) and bool(reads)
+                and all(isinstance(t, (AdditiveNoise, MultiplicativeNoise)) for t in reads))
+
+    @staticmethod
+    def check_model(model, backend_name: str, backend_options: dict | None = None):
         """Refuse a ``hardware=`` argument that is not a HardwareModel, or that needs the event engine on a
-        backend that has none, before the backend is built."""
+        backend that has none, before the backend is built.  brian2 runs per-read noise alone
+        (:meth:`read_noise_only`) in its rate network on the numpy target (``backend_options`` say which)."""
         if not isinstance(model, HardwareModel):
             raise TypeError(f"Simulator: hardware must be a neurosim.hardware.HardwareModel (or None), got "
                             f"{type(model).__name__}")
         if model.relaxation_effects and backend_name not in ENGINES:
+            if backend_name == "brian2" and Substrate.read_noise_only(model):
+                opts = backend_options or {}
+                mode, target = opts.get("mode", "rate"), opts.get("target", "numpy")
+                if mode != "rate" or target != "numpy":
+                    from ..backends.brian2 import READ_NOISE_REASON
+                    noisy = [t.describe() for t in model.active("reads")]
+                    raise UnsupportedError(f"backend 'brian2' (mode={mode!r}, target={target!r}) cannot run the "
+                                           f"per-read noise {noisy} of the hardware model: {READ_NOISE_REASON}")
+                return
             make_engine(backend_name, None)   # raises UnsupportedError naming the backends that have one
 
     @staticmethod
@@ -171,6 +208,7 @@ class Substrate:
         self.plan = sim.plan
         self.graph = bool(getattr(sim, "_graph", False))
         self.engine = None
+        self.backend_noise = False
         if self.graph:
             self.check_graph_model(model, sim.circuit.name, sim.backend_name, sim.circuit)
             if model.coding == "event" and sim.integrator != "euler":
@@ -180,10 +218,17 @@ class Substrate:
             self._device_plan = _GraphDevicePlan(sim.plan)
             self.setup()
             return
-        self.check_model(model, sim.backend_name)
+        self.check_model(model, sim.backend_name, sim.backend_options)
         self._device_plan = sim.plan
         self.shape = NetworkShape.from_plan(sim.plan)
-        if model.relaxation_effects:
+        #: per-read noise drawn by the backend itself (brian2's rate network), without the event engine
+        self.backend_noise = bool(model.relaxation_effects and sim.backend_name == "brian2"
+                                  and self.read_noise_only(model))
+        if self.backend_noise and sim.integrator != "euler":
+            raise UnsupportedError(f"Simulator(hardware=...) on backend 'brian2' runs per-read noise with "
+                                   f"integrator 'euler' only, not {sim.integrator!r}: the noisy reads are defined "
+                                   "per Euler step, as in the event engine; use integrator='euler'")
+        if model.relaxation_effects and not self.backend_noise:
             reasons = []
             if sim.dtype != np.float64:
                 reasons.append("dtype float32 (the hardware engines compute in float64)")
@@ -262,6 +307,12 @@ class Substrate:
         if algorithm == "bp" and self.model.coding == "event":
             raise UnsupportedError("event (send-on-delta) coding applies to the PC relaxation; backprop has no "
                                    "relaxation to event-code: use coding='clock' for the BP baseline")
+        if self.backend_noise and algorithm == "bp":
+            raise UnsupportedError("Simulator(hardware=...) on backend 'brian2' cannot train algorithm 'bp' with "
+                                   "per-read noise: brian2 computes backprop as the FPA error sweep with the "
+                                   "predictions frozen at a noiseless feedforward pass, and has no noisy forward and "
+                                   "backward reads; train with algorithm 'pc', or use backend 'numba' or "
+                                   "'reference' (hardware backprop with noisy reads)")
         if self.engine is not None and options != defaults:
             raise UnsupportedError(f"Simulator(hardware=...): the event engine runs plain PC; algorithm "
                                    f"{algorithm!r} options {sorted(k for k in options if options[k] != defaults[k])} "
@@ -390,10 +441,30 @@ class Substrate:
             be.W[:] = target
         return res, written
 
-    def _compute(self, X, Y, spec, algo, options):
+    def _compute(self, X, Y, spec, algo, options, evaluation=False):
         if self.graph:
             return self._graph_compute(X, Y, spec, algo, options)
+        if self.backend_noise:
+            return self._noisy_compute(X, Y, spec, algo, options, evaluation)
         return self._sim._compute_batch(X, Y, spec, algo, options)
+
+    def _noisy_compute(self, X, Y, spec, algo, options, evaluation):
+        """One batch of a layered circuit on a backend that draws the per-read noise itself (brian2's rate
+        network): it receives ``(sigma_m^2, sigma_a^2, seed)`` for the batch, the seed from the substrate's
+        streams as the event engine's (stream 7 and the batch counter; evaluations: stream 11 and their own
+        counter)."""
+        be = self._sim.backend
+        m2, a2 = self.sigmas
+        if evaluation:
+            seed = self._seed(11, self._eval)
+            self._eval += 1
+        else:
+            seed = self._seed(7, self.batches)
+        be.read_noise = (m2, a2, seed)
+        try:
+            return self._sim._compute_batch(X, Y, spec, algo, options)
+        finally:
+            be.read_noise = None
 
     def _optimizer_step(self, gW, gb):
         """The ideal optimiser step of every plastic projection (as the reference backend's Hebbian update)."""
@@ -497,7 +568,7 @@ class Substrate:
         """
         if evaluation:
             if self.engine is None:
-                return self._compute(X, Y, spec, algo, options)
+                return self._compute(X, Y, spec, algo, options, evaluation=True)
             res = self._engine_run(X, Y, spec, self._seed(11, self._eval))
             self._eval += 1
             return res, False

@@ -53,6 +53,14 @@ algorithms
     ``strict`` run in the brian2 network; ``ipc``, ``fpa``, ``zil`` and ``bp`` (with their output options) in
     the rate network (:meth:`Brian2Backend.run_ipc`, :meth:`Brian2Backend.run_sweep`; ``bp`` as the FPA
     error sweep that equals backprop exactly).
+per-read noise of a hardware model (``hardware=HardwareModel(reads=[AdditiveNoise(...), MultiplicativeNoise(...)])``)
+    runs in the rate network on the numpy target, in standard PC (``pc``, what the substrate trains): the substrate
+    (:mod:`neurosim.hardware.substrate`) sets :attr:`Brian2Backend.read_noise` for every batch, the network is
+    built ``noisy`` (every weighted synapse draws its weight at every prediction and feedback read, see
+    :mod:`neurosim.backends.brian2.rate`) and the initial state (the feedforward sweep, the first errors) is
+    read on the host with the same law (:meth:`Brian2Backend._noisy_read`).  The spiking network, the
+    cpp_standalone project, iPC and the sweep schedules (``fpa``, ``zil``, ``bp``) draw no per-read noise and
+    refuse (:data:`READ_NOISE_REASON`).
 """
 from __future__ import annotations
 
@@ -61,7 +69,7 @@ import tempfile
 import numpy as np
 
 from ...errors import UnsupportedError
-from ...plan import ROLE_FREE, ROLE_TARGET
+from ...plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from ..base import HEUN, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP, MODE_NUDGE, STATUS_DIVERGED, Backend, BatchResult, \
     RunSpec
 from ..reference import ReferenceBackend
@@ -83,6 +91,13 @@ HEUN_REASON = ("integrator 'heun' runs in mode='rate' on target='numpy' only: th
 FLOAT32_REASON = ("float32 runs in mode='rate' on target='numpy' only: the rate network builds and runs its "
                   "objects with brian2's (process-wide) float type set to float32 and restored after; the spiking "
                   "network and the cpp_standalone project are built in float64")
+
+#: why per-read noise needs the rate mode on the numpy target
+READ_NOISE_REASON = ("per-read weight noise runs in mode='rate' on target='numpy' only: the rate network draws "
+                     "fresh normals on every weighted synapse at every prediction and feedback read, seeded per "
+                     "run from the host; the spiking network has no per-read weight draws and the cpp_standalone "
+                     "project is compiled without them; use mode='rate' and target='numpy', or backend='numba' "
+                     "or 'reference' (the event-driven hardware engine)")
 
 _STANDALONE_OWNER = [None]   # the backend whose project brian2's (process-wide) standalone device holds
 
@@ -129,9 +144,15 @@ class Brian2Backend(Backend):
         else:
             self.spiking = self.hardware = None
         self.last_run = None   # spiking mode: spikes, counts, rates of the last batch
+        #: ``(sigma_m^2, sigma_a^2, seed)`` of the per-read noise of the next batch (set by the hardware
+        #: substrate around a batch), or None
+        self.read_noise = None
 
     # ------------------------------------------------------------------ the initial state (host)
-    def _initial_state(self, s, t, spec):
+    def _initial_state(self, s, t, spec, noise=None):
+        """``(x, es)`` a run starts from: the previous state, or the feedforward sweep (zeros for
+        ``init="zeros"``) and the instantaneous errors there.  ``noise`` (``(sigma_m^2, sigma_a^2, rng)``): the
+        sweep and the errors read every weighted projection with per-read noise (:meth:`_noisy_forward`)."""
         p = self.plan
         h = self._host
         B = s.shape[0]
@@ -142,29 +163,98 @@ class Brian2Backend(Backend):
             if spec.mode == MODE_CLAMP and p.target_pop >= 0:
                 x[:, h.sl[p.target_pop]] = t
         else:
-            x = h.feedforward(s, t, spec.mode)
+            x = h.feedforward(s, t, spec.mode) if noise is None else self._noisy_forward(s, t, spec.mode, *noise)
             if spec.init == INIT_ZEROS:
                 for i in range(p.n_pops):
                     if p.pop_role[i] == ROLE_FREE or (p.pop_role[i] == ROLE_TARGET and spec.mode != MODE_CLAMP):
                         x[:, h.sl[i]] = 0.0
-            es = h.prec * (x - h.predictions(x))
+            es = h.prec * (x - (h.predictions(x) if noise is None else self._noisy_predictions(x, *noise)))
             for i in range(p.n_pops):
                 if not p.pop_has_err[i]:
                     es[:, h.sl[i]] = 0.0
         return x, es
 
+    # ------------------------------------------------------------------ per-read noise on the host
+    def _noisy_read(self, i, x, phx, m2, a2, rng):
+        r"""The prediction of population ``i`` read once with per-read noise (the event engine's law):
+
+        .. math:: \mu_i = \sum_k a_k W_k \phi(x_{pre}) + b_k (+ x_{pre}) + \xi\,\sqrt{\textstyle\sum_k a_k^2
+                  \big(\sigma_m^2\, \phi(x_{pre})^2 (W_k^2)^T + \sigma_a^2 \sum_j \phi(x_{pre})_j^2\big)}
+
+        over the projections ``k`` into ``i`` (the weighted ones carry the noise,
+        :func:`~neurosim.hardware.nonideal.read_noise_std`; biases and skips are exact), :math:`\xi \sim N(0,1)`
+        per unit, drawn only when a weighted projection comes in."""
+        from ...hardware.nonideal import read_noise_std
+        p = self.plan
+        eq = self._host.eq
+        out = np.zeros((x.shape[0], int(p.pop_size[i])))
+        var = np.zeros_like(out)
+        weighted = False
+        for k in range(int(p.in_start[i]), int(p.in_end[i])):
+            eq._add_contrib(k, x, phx, out)
+            if p.w_off[k] >= 0:
+                a = float(p.proj_mult[k])
+                var += a * a * read_noise_std(phx[:, eq.sl[p.proj_pre[k]]], self._host.weight(k), np.sqrt(m2),
+                                              np.sqrt(a2)) ** 2
+                weighted = True
+        if weighted:
+            out += np.sqrt(var) * rng.standard_normal(out.shape)
+        return out
+
+    def _noisy_forward(self, s, t, mode, m2, a2, rng):
+        """The feedforward sweep in topological order with every population set to its noisy read
+        (:meth:`_noisy_read`), as the event engine's initial sweep; the target clamped to ``t`` in mode clamp."""
+        from ... import activations as act
+        p = self.plan
+        eq = self._host.eq
+        x = np.zeros((s.shape[0], p.n_units))
+        phx = np.zeros_like(x)
+        for j, i in enumerate(p.input_pops):
+            x[:, eq.sl[i]] = s[:, p.input_off[j]:p.input_off[j] + p.pop_size[i]]
+        for i in range(p.n_pops):
+            if p.pop_role[i] != ROLE_INPUT:
+                x[:, eq.sl[i]] = self._noisy_read(i, x, phx, m2, a2, rng)
+            phx[:, eq.sl[i]] = act.phi(eq.names[i], x[:, eq.sl[i]])
+        if mode == MODE_CLAMP and p.target_pop >= 0:
+            x[:, eq.sl[p.target_pop]] = t
+        return x
+
+    def _noisy_predictions(self, x, m2, a2, rng):
+        """Every population's prediction read once with per-read noise (0 for inputs)."""
+        p = self.plan
+        eq = self._host.eq
+        phx = eq.phi(x)
+        mu = np.zeros_like(x)
+        for i in range(p.n_pops):
+            if p.pop_role[i] != ROLE_INPUT:
+                mu[:, eq.sl[i]] = self._noisy_read(i, x, phx, m2, a2, rng)
+        return mu
+
+    def _noise(self):
+        """``(sigma_m^2, sigma_a^2, seed)`` of this batch's per-read noise, or None (none set, or both 0)."""
+        rn = self.read_noise
+        if rn is None or not (rn[0] > 0 or rn[1] > 0):
+            return None
+        return float(rn[0]), float(rn[1]), int(rn[2])
+
+    def _refuse_noise(self, what):
+        if self._noise() is not None:
+            raise UnsupportedError(f"backend 'brian2' (mode={self.mode!r}, target={self.target!r}) cannot run "
+                                   f"{what} with per-read noise: {READ_NOISE_REASON}")
+
     # ------------------------------------------------------------------ networks
-    def _rate_network(self, B, spec, every_step=False, schedule="pc"):
+    def _rate_network(self, B, spec, every_step=False, schedule="pc", noisy=False):
         from .rate import RateNetwork
         probe_item = spec.probe_item if spec.probe_every > 0 and spec.probe_item < B else None
         standalone = self.target == "cpp_standalone"
         heun = spec.integrator == HEUN and not every_step and schedule == "pc"
-        key = (B, spec.dt, probe_item, spec.n_steps if standalone else None, bool(every_step), schedule, heun)
+        key = (B, spec.dt, probe_item, spec.n_steps if standalone else None, bool(every_step), schedule, heun,
+               bool(noisy))
         if self._net is not None and self._net_key == key and (not standalone or _STANDALONE_OWNER[0] is self):
             return self._net
         if not standalone:
             self._net = RateNetwork(self.plan, B, spec.dt, probe_item, every_step=every_step, schedule=schedule,
-                                    dtype=self.dtype, heun=heun)
+                                    dtype=self.dtype, heun=heun, noisy=noisy)
         else:
             if self.directory is None:
                 self.directory = tempfile.mkdtemp(prefix="neurosim_brian2_")
@@ -197,6 +287,8 @@ class Brian2Backend(Backend):
         p = self.plan
         s = np.ascontiguousarray(s, dtype=np.float64)
         t = None if t is None else np.ascontiguousarray(t, dtype=np.float64)
+        if self.mode != "rate" or self.target != "numpy":
+            self._refuse_noise("a batch")
         if self.mode == "spiking":
             return self._run_spiking(s, t, spec)
         return self._run_rate(s, t, spec)
@@ -222,6 +314,7 @@ class Brian2Backend(Backend):
             raise UnsupportedError("backend 'brian2' (mode='spiking') cannot run algorithm 'ipc': its weights "
                                    "change only by event-driven plasticity inside the learning window at the end "
                                    "of a run, with no optimiser step at every value step; use mode='rate'")
+        self._refuse_noise("algorithm 'ipc'")
         if spec.integrator == HEUN:
             raise UnsupportedError("backend 'brian2' runs algorithm 'ipc' with integrator='euler' only (its joint "
                                    "steps of values and weights are Euler steps)")
@@ -266,6 +359,7 @@ class Brian2Backend(Backend):
             raise UnsupportedError(f"{label}: the sweep schedule {schedule!r} runs on the numpy target only (its "
                                    "inputs change with the schedule's per-projection update steps); use "
                                    "target='numpy'")
+        self._refuse_noise(f"the sweep schedule {schedule!r}")
         from dataclasses import replace
         p = self.plan
         h = self._host
@@ -312,11 +406,18 @@ class Brian2Backend(Backend):
         and the feedforward output ``y0``)."""
         p = self.plan
         B = s.shape[0]
-        x0, es0 = self._initial_state(s, t, spec) if x0 is None else x0
+        noise = self._noise()   # per-read noise: standard PC only (ipc and the sweeps refuse before this)
+        if noise is not None and spec.integrator == HEUN:
+            raise UnsupportedError("backend 'brian2' runs per-read noise with integrator='euler' only: the noisy "
+                                   "reads are defined per Euler step, as in the event engine; use "
+                                   "integrator='euler'")
+        host_noise = None if noise is None else (noise[0], noise[1], np.random.default_rng([noise[2], 1]))
+        x0, es0 = self._initial_state(s, t, spec, host_noise) if x0 is None else x0
         h = self._host
         tsl = h.sl[p.target_pop] if p.target_pop >= 0 else slice(0, 0)
-        y0 = h.predictions(x0)[:, tsl].copy() if y0 is None else y0
-        net = self._rate_network(B, spec, every_step, schedule)
+        if y0 is None:   # the first prediction of the output (a noisy read when the reads are noisy)
+            y0 = (h.predictions(x0) if noise is None else self._noisy_predictions(x0, *host_noise))[:, tsl].copy()
+        net = self._rate_network(B, spec, every_step, schedule, noisy=noise is not None)
         if learning is None:
             learning = [k for k in range(p.n_proj) if p.proj_plastic[k] or p.proj_learn_bias[k]] if spec.learn else []
         opt_t = self.opt_t.copy()
@@ -325,8 +426,10 @@ class Brian2Backend(Backend):
         extra = {"prec": prec, "factor": factor} if (every_step or schedule != "pc") else {}
         if schedule != "pc":
             extra["sweep"] = sweep
+        if noise is not None:
+            extra["noise"] = noise[:2]
         out = net.run(x0, es0, t, spec, self.W, self.b, self.mW, self.vW, self.mb, self.vb, opt_t,
-                      seed=self._batch_seed(), **extra)
+                      seed=self._batch_seed() if noise is None else noise[2], **extra)
         self._last_out = out
         self._n_runs += 1
         energy = out["energy"]

@@ -62,6 +62,22 @@ and a per-unit step ``gain``; ``phi``, ``phi'``, the skip's value and the Hebbia
 
 .. math:: x \leftarrow x + \frac{dt\cdot\mathrm{gain}}{\tau_x}\big(-\varepsilon + \phi'(\hat x)\odot
           fb + sfb\big), \qquad \varepsilon = \pi\,(x - \mu(\hat x)).
+
+Per-read noise (``noisy=True``; a hardware model with ``AdditiveNoise`` / ``MultiplicativeNoise`` on ``reads``)
+-------------------------------------------------------------------------------------------------------------
+Every synapse of a weighted projection ``S_K`` holds four normals ``zf1, zf2, zb1, zb2``, redrawn by a
+``run_regularly`` operation before the summed variables of every time step (``before_groups``, order -1), and
+reads its weight as
+
+.. math:: \tilde w^{\mu} = w (1 + s_m z_{f1}) + s_a z_{f2} \ \text{(prediction)}, \qquad
+          \tilde w^{fb} = w (1 + s_m z_{b1}) + s_a z_{b2} \ \text{(feedback)},
+
+a fresh draw of every weight at every read, so a prediction row is the exact Gaussian
+:math:`\sum_j a w_{ij} \phi_j + a\sqrt{s_m^2 \sum_j w_{ij}^2 \phi_j^2 + s_a^2 \sum_j \phi_j^2}\,\xi` of the
+event engine's reads (:func:`neurosim.hardware.nonideal.read_noise_std`), and likewise the feedback.  ``sm`` and
+``sa`` (standard deviations) are set per run and brian2's generator is seeded with the run's noise seed, so a run
+is reproducible.  The weight groups, the Hebbian sums and the optimiser read no device and draw nothing.  A
+network built without ``noisy`` has none of this code.
 """
 from __future__ import annotations
 
@@ -146,12 +162,20 @@ class RateNetwork:
     schedule : {"pc", "fpa", "zil"}
         ``"pc"`` (default): the learning above.  ``"fpa"`` / ``"zil"``: a sweep network (see the module
         docstring, "Sweep schedules"); ``"fpa"`` also freezes predictions and Jacobians at ``xh``.
+    noisy : bool
+        Per-read weight noise (see the module docstring, "Per-read noise"): every weighted synapse draws fresh
+        normals for its prediction read and its feedback read in every time step; standard PC
+        (``schedule="pc"``, not ``every_step``), Euler, on the runtime target only.
     """
 
     def __init__(self, plan, B, dt, probe_item=None, standalone=None, every_step=False, schedule="pc",
-                 dtype=np.float64, heun=False):
+                 dtype=np.float64, heun=False, noisy=False):
         self.dtype = np.dtype(dtype)
         self.heun = bool(heun)
+        self.noisy = bool(noisy)
+        if self.noisy and (every_step or schedule != "pc" or standalone is not None or self.heun):
+            raise ValueError("RateNetwork: noisy goes with schedule='pc', every_step=False, Euler and the runtime "
+                             "target")
         if self.heun and (every_step or schedule != "pc" or standalone is not None):
             raise ValueError("RateNetwork: heun goes with schedule='pc', every_step=False and the runtime target")
         #: brian2 time steps per value step (Heun: a predictor and a corrector time step)
@@ -325,6 +349,7 @@ class RateNetwork:
 
         # ---- projections
         self._learn_objs = []
+        self._noisy_syn = []   # weighted synapses that draw per-read noise
         for k in range(p.n_proj):
             pre, post = int(p.proj_pre[k]), int(p.proj_post[k])
             n_pre, n_post = int(p.pop_size[pre]), int(p.pop_size[post])
@@ -340,13 +365,21 @@ class RateNetwork:
                     Wg.lrn = b2.linked_var(ctl, "lrn", index=zeros(n_post * n_pre))
                 self.Wg[k] = Wg
                 objs.append(Wg)
+                # the weight as read: per-read noise draws zf (prediction) and zb (feedback) every time step
+                wf, wb = ("(wl*(1 + sm*zf1) + sa*zf2)", "(wl*(1 + sm*zb1) + sa*zb2)") if self.noisy else ("wl", "wl")
                 S = self._syn(Vpre, Epost, "\n".join([
                     "wl : 1 (linked)", "widx : integer (constant)",
-                    f"mu_{kn[k]}_post = {am}wl*phx_pre : 1 (summed)",
-                    f"fb_{kn[k]}_pre = {am}wl*eps_post : 1 (summed)"]), name=f"{pfx}S_{kn[k]}")
+                    f"mu_{kn[k]}_post = {am}{wf}*phx_pre : 1 (summed)",
+                    f"fb_{kn[k]}_pre = {am}{wb}*eps_post : 1 (summed)",
+                    *(["zf1 : 1", "zf2 : 1", "zb1 : 1", "zb2 : 1", "sm : 1 (shared)", "sa : 1 (shared)"]
+                      if self.noisy else [])]), name=f"{pfx}S_{kn[k]}")
                 C.batch_connect_all(S, n_pre, n_post)
                 C.set_expr(S, "widx", C.weight_index_expr(n_pre, n_post))
                 S.wl = b2.linked_var(Wg, "w", index="widx")
+                if self.noisy:   # before every summed variable of the time step (they are at orders 0-1)
+                    S.run_regularly("zf1 = randn()\nzf2 = randn()\nzb1 = randn()\nzb2 = randn()",
+                                    when="before_groups", order=-1, name=f"{pfx}Z_{kn[k]}")
+                    self._noisy_syn.append(S)
                 summed_stage.append((S, {f"mu_{kn[k]}_post": 0, f"fb_{kn[k]}_pre": 1}))
                 objs.append(S)
                 if p.proj_plastic[k] or self.gated:   # gated: every direction is read out, plastic or not
@@ -485,10 +518,12 @@ class RateNetwork:
         self.n_steps_built = n_steps
 
     def run(self, x0, es0, t, spec: RunSpec, W, b, mW, vW, mb, vb, opt_t, seed=0, prec=None, factor=1.0,
-            sweep=None):
+            sweep=None, noise=(0.0, 0.0)):
         """Run ``spec.n_steps`` Euler steps from ``x0`` (B, n_units); returns a dict of results.
 
         ``prec``, ``factor`` and ``sweep``: see :meth:`_inputs` (``every_step`` and sweep networks).
+        ``noise`` (a ``noisy`` network): ``(sigma_m^2, sigma_a^2)`` of the per-read noise; brian2's random
+        numbers are seeded with ``seed``.
         """
         if self.standalone is not None:
             vals = self._inputs(x0, es0, t, spec, W, b, mW, vW, mb, vb, opt_t, 0.0, prec, factor, sweep)
@@ -510,6 +545,9 @@ class RateNetwork:
                     u.active = bool(spec.learn) or self.gated
             for mon in [self.mon_F, *self.mon_x.values(), *self.mon_e.values()]:
                 mon.resize(0)
+            for S in self._noisy_syn:
+                S.sm = float(np.sqrt(noise[0]))
+                S.sa = float(np.sqrt(noise[1]))
             with C.isolated_seed(seed), C.float_dtype(self.dtype):
                 self.net.run((self.sub * spec.n_steps + 1) * self.dt / self.sub * TIME_UNIT, namespace={})
         return self._collect(spec)
