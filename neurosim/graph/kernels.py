@@ -721,21 +721,16 @@ def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, o
     Event coding (``ev[0]`` holds the thresholds and the switch, see :func:`graph_batch_kernel`): the value units
     send first and the predictions read the sent copies; the error units send before the feedback, which reads
     the sent values and errors; evaluation ``k`` is counted."""
-    on = ev[0][2] > 0
+    th, xr, er, sendv, sende, optr, oidx, iptr, iidx, FO, FOo, FI, FIo, events, sops, eev = ev
+    on = th[2] > 0
     if on:
-        th, xr, er, sendv, sende, optr, oidx, iptr, iidx, FO, FOo, FI, FIo, events, sops, eev = ev
         _send(B, x, xr, th[0], sendv, optr, oidx, FO, FOo, VI, k, 0, events, sops, eev)
-        _predict_all(B, xr, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
-    else:
-        _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
+    _predict_all(B, xr if on else x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
     bad = _errors_state(B, x, mu, eps, deps, VI, VF, energy_row)
     if feedback:
         if on:
-            th, xr, er, sendv, sende, optr, oidx, iptr, iidx, FO, FOo, FI, FIo, events, sops, eev = ev
             _send(B, eps, er, th[1], sende, iptr, iidx, FI, FIo, VI, k, 1, events, sops, eev)
-            _feedback_all(B, xr, er, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn)
-        else:
-            _feedback_all(B, x, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn)
+        _feedback_all(B, xr if on else x, er if on else eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn)
     return bad
 
 

@@ -472,6 +472,20 @@ def count_bp(net, batch_size: int = 1, *, learn: bool = True) -> OpCounts:
     return per_sample.scaled(B) + per_batch
 
 
+def _event_batch(net, result, batch_size, mode, sweep):
+    """``(shape, B, T, neuron updates, ADC conversions)`` of one event-driven batch: neurons are evaluated every
+    step as on a time-stepped chip (the sweep sets every non-input unit once) and every receiving unit converts
+    its current once per evaluation (the sweep included)."""
+    s = _shape(net)
+    _check_int("batch_size", batch_size, 1)
+    B = int(batch_size)
+    T = int(result.steps)
+    n_free = s.n_free + (0 if mode == "clamp" else s.n_target_units)
+    neuron = B * ((s.n_non_input if sweep else 0) + (T + 1) * s.n_error + T * n_free)
+    adc = B * ((T + 1) * (s.mu_receivers + s.fb_receivers) + (s.mu_receivers if sweep else 0))
+    return s, B, T, neuron, adc
+
+
 def count_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bool = True, sweep: bool = True,
                  weight_writes: int | None = None) -> OpCounts:
     """Counts of one batch of event-driven PC from an :class:`~neurosim.hardware.engine.EventResult`.
@@ -484,17 +498,11 @@ def count_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bo
     or conversions, and their x events to the events; neurons are evaluated every step as on a time-stepped chip; the update MACs are those of the
     dense outer product; ``weight_writes`` is the number of stored weights that changed (None: 0).
     """
-    s = _shape(net)
-    _check_int("batch_size", batch_size, 1)
-    B = int(batch_size)
-    T = int(result.steps)
-    n_free = s.n_free + (0 if mode == "clamp" else s.n_target_units)
-    neuron = B * ((s.n_non_input if sweep else 0) + (T + 1) * s.n_error + T * n_free)
+    s, B, T, neuron, adc = _event_batch(net, result, batch_size, mode, sweep)
     sops = np.asarray(result.sops, dtype=float)
     dac = 0.0
     for k, (n_pre, n_post, *_rest) in zip(s.weighted_index, s.projections):
         dac += sops[k, 0] / n_post + sops[k, 1] / n_pre
-    adc = B * ((T + 1) * (s.mu_receivers + s.fb_receivers) + (s.mu_receivers if sweep else 0))
     ops = float(sops.sum())
     # identity skips: one accumulate per x event (forward) and per error event (feedback) routed one-to-one,
     # counted as synaptic ops with no weight read and no conversion (a digital route, no crossbar)
@@ -518,19 +526,13 @@ def count_graph_events(net, result, batch_size: int, *, mode: str = "clamp", lea
     receiving unit converts its current once per evaluation (ADC, the sweep included); neurons are evaluated
     every step; the update MACs are those of the clock-driven count (:class:`GraphShape`).
     """
-    s = _shape(net)
-    _check_int("batch_size", batch_size, 1)
-    B = int(batch_size)
-    T = int(result.steps)
-    n_free = s.n_free + (0 if mode == "clamp" else s.n_target_units)
-    neuron = B * ((s.n_non_input if sweep else 0) + (T + 1) * s.n_error + T * n_free)
+    s, B, T, neuron, adc = _event_batch(net, result, batch_size, mode, sweep)
     sops = np.asarray(result.sops, dtype=float)
     if not isinstance(s, GraphShape) or len(s.fetches) != sops.shape[0]:
         raise ValueError("count_graph_events needs the GraphShape of the graph the events were counted on")
     weighted = np.asarray(s.fetches) > 0   # dense and convolution edges read weights
     edge_events = np.asarray(result.edge_events, dtype=float)
     dac = float(edge_events[weighted].sum())
-    adc = B * ((T + 1) * (s.mu_receivers + s.fb_receivers) + (s.mu_receivers if sweep else 0))
     reads = float(sops[weighted].sum())
     return OpCounts(samples=B, batches=1, relaxation_steps=T * B, serial_steps=(s.depth + T) * B,
                     synaptic_ops=float(sops.sum()), events=float(np.sum(result.events)), neuron_updates=neuron,
