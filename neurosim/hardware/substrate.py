@@ -35,12 +35,12 @@ PC, brian2 noisy reads    updates, weights; reads:               brian2 rate mod
 BP (``algorithm="bp"``)   all sites, clock coding                as the event engine when signal sites or
                                                                  reads are active; event coding unsupported
 graph circuit, PC or BP   updates, weights; reads: Mismatch,     numba/reference/brian2 graph backends; event
-(CNN, RNN, LSTM)          Drift (the backend kernel relaxes on   coding (PC, Euler) on numba and reference
+(CNN, RNN, LSTM)          Drift (the backend kernel relaxes on   coding (PC, Euler) on numba, reference, brian2
                           the read parameters), AdditiveNoise,   (:mod:`neurosim.graph.events`); signal sites
                           MultiplicativeNoise (drawn by the      (values, errors, dac, adc) unsupported
                           graph kernels, or brian2's synapses,
                           at every read); coding='event'
-                          (numba, reference)
+                          (numba, reference, brian2 rate)
 other algorithms          none                                   unsupported (no operation counts)
 =======================  =====================================  ===========================================
 
@@ -64,9 +64,9 @@ Per-read noise (AdditiveNoise, MultiplicativeNoise on reads) is drawn by the gra
 weighted synapse, :mod:`neurosim.backends.brian2.graph`) themselves at every
 read of a weighted edge (predictions, feedback, the feedforward pass, backprop's backward pass; the exact
 distribution of per-read weight noise, as in the layered event engine; :mod:`neurosim.graph.ops`), seeded from
-``HardwareModel.seed`` and the batch counter.  ``coding="event"`` runs on the numba and reference backends: the
+``HardwareModel.seed`` and the batch counter.  ``coding="event"`` runs on the numba, reference and brian2 backends: the
 graph relaxation sends values and errors on delta (:mod:`neurosim.graph.events`, the NumPy statement; the numba
-graph kernels do the same in their PC loop) and the counts are the measured events and operations (:func:`~neurosim.hardware.cost.count_graph_events`).  What acts on signals (the
+graph kernels and brian2's graph network do the same) and the counts are the measured events and operations (:func:`~neurosim.hardware.cost.count_graph_events`).  What acts on signals (the
 sites values, errors, dac, adc) needs the layered event engine and is refused when the simulator is built.  Operation counts are the clock-driven
 :func:`~neurosim.hardware.cost.count_pc` / :func:`~neurosim.hardware.cost.count_bp` on the graph's
 :class:`~neurosim.hardware.cost.GraphShape` (MACs of dense and convolution edges, one operation per unit of the

@@ -155,9 +155,3 @@ def test_event_coding_of_graphs_is_refused_where_it_does_not_run():
     X, Y = _data(ng.lower_graph(g), B=2)
     with pytest.raises(ns.UnsupportedError, match="event"):
         chip.train(X, Y, epochs=1, algorithm="bp", progress=False)
-
-
-def test_brian2_refuses_event_coding_of_graphs_with_the_reason():
-    pytest.importorskip("brian2")
-    with pytest.raises(ns.UnsupportedError, match=r"backend 'brian2' cannot run coding='event'.*'numba'"):
-        ns.Simulator(KINDS["rnn"](), backend="brian2", hardware=hw.HardwareModel(coding="event", threshold=0.01))
