@@ -108,7 +108,9 @@ class HardwareRelaxResult(RelaxResult):
 
     ``events`` (steps + 1, n_pops, 2), ``events_init`` (n_pops, 2), ``sops`` (n_proj, 2) and ``skip_ops``
     (n_proj, 2; the one-to-one ops of identity skips) come from the event engine (None when the backend kernel
-    ran); ``counts`` are the operation counts of this run.
+    ran); ``counts`` are the operation counts of this run.  A graph circuit with ``coding="event"`` gives
+    ``events`` (steps + 1, n_vertices, 2; value and error events of every vertex, the initial transmission in row
+    0) and ``sops`` (n_edges, 2) of :mod:`neurosim.graph.events`, in the plan's vertex and edge order.
     """
 
     events: np.ndarray | None = None
@@ -199,8 +201,9 @@ class Substrate:
                                    "substrate models the writes (updates and weights sites), the frozen read "
                                    "effects (Mismatch, Drift on reads) and per-read noise (AdditiveNoise, "
                                    "MultiplicativeNoise on reads); use a layered circuit (ns.hierarchy, "
-                                   "ns.Circuit) for the others" + (population_form_hint(graph) if graph is not None
-                                                                   else ""))
+                                   "ns.Circuit) for the others"
+                                   + (population_form_hint(graph) if graph is not None and backend_name in
+                                      ("numba", "reference") else ""))
 
     def __init__(self, sim, model: HardwareModel):
         self._sim = sim
