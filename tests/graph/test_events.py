@@ -112,6 +112,9 @@ def test_hardware_event_coding_trains_a_cnn_and_counts_the_events():
     last = chip.backend.last_events
     assert chip.hardware.last_counts.events == last.events.sum() > 0
     assert chip.hardware.last_counts.synaptic_ops == last.sops.sum()
+    r = chip.run(X, Y, steps=3)   # the run's result holds the events per vertex and step, the ops per edge
+    assert r.events.shape == (4, p.n_vertices, 2) and r.sops.shape == (p.EI.shape[0], 2)
+    assert r.events.sum() == r.counts.events
     sparse = ns.Simulator(g, backend="reference", seed=0, hardware=hw.HardwareModel(coding="event", threshold=0.05))
     sparse.train(X, Y, epochs=2, batch_size=2, steps=5, progress=False)
     assert sparse.hardware.counts.events < chip.hardware.counts.events
