@@ -27,9 +27,13 @@ def backend_without_brian2(reason: str):
 
 #: graph experiments (CNN, RNN, LSTM, residual graphs)
 GRAPH_BACKEND = backend_without_brian2(
-    "it compares PC on graph circuits (conv, pooling, recurrence, gates) with Z-IL, FPA or backprop, whose graph "
-    "schedules run on the numba and reference backends; brian2 (rate mode) runs graph circuits with pc, strict "
-    "and ipc only (ns.Simulator(graph, backend='brian2'))")
+    "its negative controls include Z-IL with shared_updates='immediate' (several optimiser steps of one shared "
+    "parameter within a sweep), which brian2's rate network does not run; brian2 runs every graph algorithm (pc, "
+    "strict, ipc, fpa, zil, bp) through ns.Simulator(graph, backend='brian2'), and the graph training experiments "
+    "(cnn-digits, rnn-sequences, lstm-sequences) take --backend brian2")
+#: graph training experiments: every graph algorithm runs in brian2's rate network
+GRAPH_TRAINING_BACKEND = Choice("numba", "reference", "brian2",
+                                doc="brian2: rate mode (numpy target), far slower than numba: use small settings")
 #: experiments built on the fpa / zil / strict / bp schedules of layered circuits (brian2 runs them in its rate
 #: network: frozen predictions, gated updates, the exact FPA sweep for bp)
 ALGORITHM_BACKEND = Choice("numba", "reference", "brian2",

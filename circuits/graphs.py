@@ -247,7 +247,7 @@ CNN_DEFAULTS = {
 #: the graph algorithms (neurosim.graph.ALGORITHMS)
 _ALGORITHMS = P.ListOf(P.Choice(lambda: sorted(ng.ALGORITHMS)))
 _TRAINING_PARAMS = {
-    "backend": P.GRAPH_BACKEND,
+    "backend": P.GRAPH_TRAINING_BACKEND,
     "seed": P.SEED,
     "algorithms": _ALGORITHMS,
     "epochs": P.COUNT,

@@ -376,7 +376,10 @@ class Circuit:
     :class:`~neurosim.Simulator`, lower with :func:`neurosim.lower`, take probes (``probes=`` or
     :meth:`with_probes`) and answer the same questions (``name``, ``form``, ``inputs``, ``targets``,
     :meth:`topological_order`, :meth:`check_probe`, :meth:`describe`, :meth:`with_plasticity`).
-    :meth:`as_graph` writes a population-form circuit in the vertex form (same equations and parameter names).
+    :meth:`as_graph` writes a population-form circuit in the vertex form (same equations and parameter names);
+    :meth:`as_populations` writes a vertex-form circuit of dense projections and skips in the population form (which
+    also runs on brian2's spiking network and the layered event engine; ``neurosim.graph.population_weights``
+    renames its parameters).
 
     Validation happens on construction; errors name the offending object and the fix.
     """
@@ -391,7 +394,7 @@ class Circuit:
     vertices: tuple = ()
     output: str | None = None
     params: tuple = ()
-    plasticity: Hebbian | None = _DEFAULT_GRAPH_PLASTICITY
+    plasticity: Hebbian | None = _DEFAULT_GRAPH_PLASTICITY   # vertex form only (None in the population form)
     # ---- computed for the vertex form (see neurosim.graph.declare)
     order: tuple = field(init=False, repr=False, compare=False, default=())
     shapes: dict = field(init=False, repr=False, compare=False, default=None)
@@ -401,6 +404,11 @@ class Circuit:
     children: dict = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self):
+        pops = self.populations
+        if not self.vertices and isinstance(pops, (list, tuple)) and pops and hasattr(pops[0], "parents"):
+            raise ValueError(f"circuit {self.name!r}: the first argument holds vertices ({type(pops[0]).__name__} "
+                             f"{pops[0].name!r}); state a circuit as vertices with ns.Circuit(vertices=..., "
+                             "output=...) or neurosim.graph.Graph(vertices, output)")
         for attr in ("populations", "errors", "projections", "clamps", "probes", "vertices", "params"):
             value = getattr(self, attr)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
@@ -409,15 +417,21 @@ class Circuit:
         if self.vertices or self.output is not None:
             given = [a for a in ("populations", "errors", "projections", "clamps") if getattr(self, a)]
             if given:
+                which = "vertices" if self.vertices else f"output={self.output!r}"
                 raise ValueError(
                     f"circuit {self.name!r}: give either populations/errors/projections/clamps (the population form) "
-                    f"or vertices and output (the vertex form), not both; got vertices and {given}")
+                    f"or vertices and output (the vertex form), not both; got {which} and {given}")
             from .graph.declare import validate_vertex_form
             validate_vertex_form(self)
         else:
-            if self.params:
-                raise ValueError(f"circuit {self.name!r}: params (Param settings) belong to the vertex form; give "
-                                 "a projection its init and plasticity instead")
+            for attr in ("params", "plasticity"):
+                v = getattr(self, attr)
+                if v and v is not _DEFAULT_GRAPH_PLASTICITY:
+                    raise ValueError(f"circuit {self.name!r}: {attr}= belongs to the vertex form (the default "
+                                     "settings of its parameters); in the population form give each projection its "
+                                     "init and plasticity (ns.Projection(..., plasticity=...), or "
+                                     "circuit.with_plasticity(...))")
+            object.__setattr__(self, "plasticity", None)   # the population form has no circuit-wide default
             self._validate()
         for pb in self.probes:
             self.check_probe(pb)
@@ -459,8 +473,9 @@ class Circuit:
             other = "vertices (c.vertices, c.vertex(name))" if self.vertices else \
                 "populations (c.populations, c.projections, c.population(name))"
             raise ValueError(f"circuit {self.name!r} is stated as {self.form}; {what} belongs to the {form} form "
-                             f"-- ask it about its {other}" + ("" if self.vertices else
-                                                                 ", or write it as vertices with c.as_graph()"))
+                             f"-- ask it about its {other}" + (
+                                 ", or write it as populations with c.as_populations() (dense projections and "
+                                 "skips only)" if self.vertices else ", or write it as vertices with c.as_graph()"))
 
     # ---- population form
     def population(self, name: str) -> ValuePopulation:

@@ -1047,6 +1047,9 @@ class Simulator:
         if self.hardware is None:
             return RelaxResult(**fields)
         from .hardware.substrate import HardwareRelaxResult
+        ev = self._backend.last_events if self._graph else None   # graph circuits: the last batch's event counts
+        if ev is not None:
+            return HardwareRelaxResult(**fields, events=ev.events, sops=ev.sops, counts=self.hardware.last_counts)
         return HardwareRelaxResult(**fields, events=getattr(res, "events", None),
                                    events_init=getattr(res, "events_init", None), sops=getattr(res, "sops", None),
                                    skip_ops=getattr(res, "skip_ops", None), counts=self.hardware.last_counts)

@@ -76,7 +76,7 @@ def test_the_two_forms_do_not_mix_and_name_the_form_of_a_query():
     c = ns.hierarchy([3, 2])
     with pytest.raises(ValueError, match="give either populations.*or vertices and output.*not both"):
         ns.Circuit(c.populations, c.errors, c.projections, c.clamps, vertices=[ns.graph.Input("x", 2)], output="x")
-    with pytest.raises(ValueError, match="params .* belong to the vertex form"):
+    with pytest.raises(ValueError, match="params= belongs to the vertex form"):
         dataclasses.replace(c, params=(ns.graph.Param("W1"),))
     with pytest.raises(ValueError, match="graph 'g': no output; name the vertex clamped to the target"):
         ns.Circuit(vertices=[ns.graph.Input("x", 2), ns.graph.Dense("y", "x", 1)], name="g")
@@ -126,3 +126,23 @@ def test_with_plasticity_freezes_named_parameters_of_a_graph():
         g.with_plasticity(None, ["W9"])
     with pytest.raises(ValueError, match=r"has no projection\(s\) \['W9'\]"):
         ns.hierarchy([3, 2]).with_plasticity(None, ["W9"])
+
+
+def test_what_belongs_to_one_form_is_refused_in_the_other_with_the_fix():
+    """A new user's slips: a circuit-wide plasticity on the population form (it would be silently unused), the
+    vertex list passed positionally, ``output=`` with populations, a population query on the vertex form."""
+    c = ns.hierarchy([3, 2])
+    assert c.plasticity is None   # the population form has no circuit-wide default plasticity
+    with pytest.raises(ValueError, match=r"plasticity= belongs to the vertex form.*ns.Projection"):
+        ns.Circuit(c.populations, c.errors, c.projections, c.clamps, plasticity=ns.Hebbian(lr=0.9))
+    verts = [ns.graph.Input("x", 2), ns.graph.Dense("y", "x", 1)]
+    with pytest.raises(ValueError, match=r"holds vertices \(Input 'x'\); state a circuit as vertices with "
+                                         r"ns.Circuit\(vertices=..., output=...\)"):
+        ns.Circuit(verts, "y")
+    with pytest.raises(ValueError, match=r"not both; got output='output' and \['populations'"):
+        ns.Circuit(c.populations, c.errors, c.projections, c.clamps, output="output")
+    with pytest.raises(ValueError, match=r"c.as_populations\(\)"):
+        ns.graph.mlp([3, 2]).population("output")
+    assert dataclasses.replace(c, name="c2").name == "c2"   # a copy keeps the form valid
+    probe = ns.Probe("output", "x")
+    assert c.with_probes(probe).as_graph().probes == (probe,)   # as_graph keeps the probes

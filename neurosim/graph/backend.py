@@ -299,10 +299,10 @@ class GraphBackend(Backend):
 
 
 #: the graph backends that event-code (send-on-delta) the PC relaxation, and why the others do not
-EVENT_BACKENDS = ("reference", "numba")
+EVENT_BACKENDS = ("reference", "numba", "brian2")
 EVENT_REASON = ("the send-on-delta relaxation of graph circuits (neurosim.graph.events) runs on backend='reference' "
-                "(NumPy) and 'numba' (the graph kernels); brian2's graph network reads every value at every step "
-                "(clock coding); use backend='reference' or 'numba', or coding='clock'")
+                "(NumPy), 'numba' (the graph kernels) and 'brian2' (the rate network's groups send on delta); use "
+                "one of those, or coding='clock'")
 
 
 def _replace(sch, **kw):

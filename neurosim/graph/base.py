@@ -50,7 +50,8 @@ class Schedule:
         order -- the feedforward start of PC, BP -- and in distribution otherwise).  Both 0 (the default): no
         noise, the noiseless code path.
     ev_values, ev_errors : >= 0: event (send-on-delta) coding of the value and error units with these thresholds
-        (:mod:`neurosim.graph.events`; PC with Euler steps, on the reference and numba backends); < 0 (the default): clock
+        (:mod:`neurosim.graph.events`; PC with Euler steps, on the reference, numba and brian2 backends); < 0 (the
+        default): clock
         coding, every value read at every step
     """
 

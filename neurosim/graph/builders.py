@@ -1,11 +1,12 @@
 r"""Ready-made graph circuits: MLP, CNN, residual network, many-to-one RNN and LSTM (gate-level vertices).
 
-Every builder returns a :class:`~neurosim.graph.declare.Graph` whose output vertex is ``"output"``.
+Every builder returns a :class:`neurosim.Circuit` stated as vertices (:func:`~neurosim.graph.declare.Graph`) whose
+output vertex is ``"output"``.
 Plasticity (learning rate, optimiser) is the graph-wide default ``plasticity``.
 """
 from __future__ import annotations
 
-from ..circuit import Hebbian, Init
+from ..circuit import Circuit, Hebbian, Init
 from .declare import Act, Conv2d, Dense, Graph, Input, Param, Pool, Product, Sum
 
 __all__ = ["mlp", "cnn", "residual", "rnn", "lstm", "lstm_cell"]
@@ -15,7 +16,7 @@ def _plasticity(plasticity):
     return Hebbian(lr=0.01) if plasticity == "default" else plasticity
 
 
-def mlp(sizes, phi="tanh", bias=True, output_precision=1.0, plasticity="default", name="mlp") -> Graph:
+def mlp(sizes, phi="tanh", bias=True, output_precision=1.0, plasticity="default", name="mlp") -> Circuit:
     r"""Layered network as a graph: ``"input" -> "h1" -> ... -> "output"``,
     :math:`\mu_l = W_l \phi(x_{l-1}) + b_l` with a linear input (the same network as :func:`neurosim.hierarchy`).
     """
@@ -32,7 +33,7 @@ def mlp(sizes, phi="tanh", bias=True, output_precision=1.0, plasticity="default"
 
 
 def cnn(input_shape=(1, 8, 8), channels=(8, 16), kernel=3, strides=1, pool="max", pool_size=2, phi="relu",
-        hidden=(), n_out=10, act_vertices=False, output_precision=1.0, plasticity="default", name="cnn") -> Graph:
+        hidden=(), n_out=10, act_vertices=False, output_precision=1.0, plasticity="default", name="cnn") -> Circuit:
     r"""Convolutional network: per block a convolution (padding ``kernel // 2``) and a pooling vertex, then
     dense layers and ``"output"``.
 
@@ -67,7 +68,7 @@ def cnn(input_shape=(1, 8, 8), channels=(8, 16), kernel=3, strides=1, pool="max"
 
 
 def residual(n_in, width, n_out, blocks=2, phi="tanh", output_precision=1.0, plasticity="default",
-             name="residual") -> Graph:
+             name="residual") -> Circuit:
     r"""Residual network with skips that jump a level (so Z-IL needs :func:`~neurosim.graph.level`).
 
     ``"input" -> "h0" = W_0 x``; block :math:`k`: ``"a<k>"`` :math:`= W_k \phi(h_{k-1}) + b_k`,
@@ -84,7 +85,7 @@ def residual(n_in, width, n_out, blocks=2, phi="tanh", output_precision=1.0, pla
     return Graph(verts, "output", plasticity=_plasticity(plasticity), name=name)
 
 
-def rnn(n_in, n_hidden, n_out, steps, phi="tanh", output_precision=1.0, plasticity="default", name="rnn") -> Graph:
+def rnn(n_in, n_hidden, n_out, steps, phi="tanh", output_precision=1.0, plasticity="default", name="rnn") -> Circuit:
     r"""Many-to-one recurrent network unrolled over ``steps`` time steps (shared weights).
 
     Inputs ``"x1" ... "x<T>"`` (``X`` holds them in time order: ``(B, T * n_in)``, e.g. the rows of an image);
@@ -143,7 +144,7 @@ def lstm_cell(t: int, x: str, h_prev: str | None, c_prev: str | None, n_hidden: 
 
 
 def lstm(n_in, n_hidden, n_out, steps, forget_bias=1.0, output_precision=1.0, plasticity="default",
-         name="lstm") -> Graph:
+         name="lstm") -> Circuit:
     r"""Many-to-one LSTM unrolled over ``steps`` with gate-level vertices (:func:`lstm_cell`), output
     ``"output"`` :math:`= W_y h_T + b_y`.  Inputs ``"x1" ... "x<T>"`` in time order.  The forget-gate bias
     starts at ``forget_bias``.  The graph is not levelled (``c_{t-1}`` reaches ``c_t`` in one product but also

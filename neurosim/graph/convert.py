@@ -94,7 +94,7 @@ def from_circuit(circuit: Circuit, name: str | None = None) -> Graph:
                               bias=bias if bias is not None else False, multiplier=tuple(mults),
                               precision=float(prec[0]), tau_x=float(pop.tau_x), tau_eps=float(err.tau_eps)))
     return Graph(tuple(vertices), output=target, params=tuple(params), plasticity=None,
-                 name=name or c.name)
+                 name=name or c.name, probes=c.probes)
 
 
 def _phi_of(graph, where):

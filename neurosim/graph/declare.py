@@ -502,7 +502,7 @@ class Graph(metaclass=_GraphType):
         Vertex names in topological order (declaration order among independent vertices).
     shapes : dict
         Vertex name -> shape tuple.
-    inputs : tuple of str
+    inputs : list of str
         Input vertices in declaration order (they take the columns of ``X`` in this order).
     param_shapes : dict
         Parameter name -> shape (order of first use in declaration order).

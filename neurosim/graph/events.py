@@ -1,5 +1,6 @@
 r"""Event (send-on-delta) coding of a graph circuit's relaxation: the NumPy statement (reference backend) of what
-the numba graph kernels also do (:func:`neurosim.graph.kernels._derivs`, tested equal).
+the numba graph kernels (:func:`neurosim.graph.kernels._derivs`) and brian2's graph network (``event`` networks,
+:mod:`neurosim.backends.brian2.graph`) also do, tested equal.
 
 The event model is that of the layered event engine (:mod:`neurosim.hardware.engine`), on every edge kind of a
 graph.  Each vertex :math:`p` that feeds others keeps :math:`\hat x_p`, what its children have received; in every

@@ -77,7 +77,23 @@ TARGET_DIR = Path(__file__).resolve().parent / "targets"
 
 @dataclass
 class OpCounts:
-    """Operation counts (totals over a run); add them with ``+``."""
+    """Operation counts (totals over a run; ``sim.hardware.counts`` sums the learning batches,
+    ``sim.hardware.last_counts`` is the last batch); add them with ``+``.
+
+    Fields (floats)
+    ---------------
+    samples, batches : what was counted
+    relaxation_steps, serial_steps : steps summed over the samples (per batch: divide by ``samples``); serial steps
+        add the feedforward sweep's depth, what a latency model multiplies
+    synaptic_ops : multiply-accumulates of predictions, feedback and the sweep (event coding: the measured ones)
+    events : values and errors sent (clock coding: every sender every step)
+    neuron_updates, state_writes : value and error units evaluated and written
+    conversions : DAC and ADC conversions of analog targets
+    weight_reads : weights fetched (clock coding: once per pass over a batch; event coding: once per synaptic
+        operation, since every event reads the weights of its synapses)
+    act_reads : activities read by synapses (clock coding)
+    update_macs, weight_writes : the Hebbian outer products and the weights written by the updates
+    """
 
     samples: float = 0.0
     batches: float = 0.0
@@ -508,7 +524,7 @@ def count_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bo
     # counted as synaptic ops with no weight read and no conversion (a digital route, no crossbar)
     skip_ops = getattr(result, "skip_ops", None)
     skip_ops = float(np.sum(skip_ops)) if skip_ops is not None else 0.0
-    return OpCounts(samples=B, batches=1, relaxation_steps=T * B, serial_steps=(s.depth + T) * B,
+    return OpCounts(samples=float(B), batches=1, relaxation_steps=T * B, serial_steps=(s.depth + T) * B,
                     synaptic_ops=ops + skip_ops, events=float(np.sum(result.events) + np.sum(result.events_init)),
                     neuron_updates=neuron, conversions=float(dac + adc), weight_reads=ops, act_reads=0.0,
                     state_writes=neuron, update_macs=float(B * s.U) if learn else 0.0,
@@ -534,7 +550,7 @@ def count_graph_events(net, result, batch_size: int, *, mode: str = "clamp", lea
     edge_events = np.asarray(result.edge_events, dtype=float)
     dac = float(edge_events[weighted].sum())
     reads = float(sops[weighted].sum())
-    return OpCounts(samples=B, batches=1, relaxation_steps=T * B, serial_steps=(s.depth + T) * B,
+    return OpCounts(samples=float(B), batches=1, relaxation_steps=T * B, serial_steps=(s.depth + T) * B,
                     synaptic_ops=float(sops.sum()), events=float(np.sum(result.events)), neuron_updates=neuron,
                     conversions=dac + adc, weight_reads=reads, act_reads=0.0, state_writes=neuron,
                     update_macs=float(B * s.U) if learn else 0.0,

@@ -35,12 +35,12 @@ PC, brian2 noisy reads    updates, weights; reads:               brian2 rate mod
 BP (``algorithm="bp"``)   all sites, clock coding                as the event engine when signal sites or
                                                                  reads are active; event coding unsupported
 graph circuit, PC or BP   updates, weights; reads: Mismatch,     numba/reference/brian2 graph backends; event
-(CNN, RNN, LSTM)          Drift (the backend kernel relaxes on   coding (PC, Euler) on numba and reference
+(CNN, RNN, LSTM)          Drift (the backend kernel relaxes on   coding (PC, Euler) on numba, reference, brian2
                           the read parameters), AdditiveNoise,   (:mod:`neurosim.graph.events`); signal sites
                           MultiplicativeNoise (drawn by the      (values, errors, dac, adc) unsupported
                           graph kernels, or brian2's synapses,
                           at every read); coding='event'
-                          (numba, reference)
+                          (numba, reference, brian2 rate)
 other algorithms          none                                   unsupported (no operation counts)
 =======================  =====================================  ===========================================
 
@@ -64,9 +64,9 @@ Per-read noise (AdditiveNoise, MultiplicativeNoise on reads) is drawn by the gra
 weighted synapse, :mod:`neurosim.backends.brian2.graph`) themselves at every
 read of a weighted edge (predictions, feedback, the feedforward pass, backprop's backward pass; the exact
 distribution of per-read weight noise, as in the layered event engine; :mod:`neurosim.graph.ops`), seeded from
-``HardwareModel.seed`` and the batch counter.  ``coding="event"`` runs on the numba and reference backends: the
+``HardwareModel.seed`` and the batch counter.  ``coding="event"`` runs on the numba, reference and brian2 backends: the
 graph relaxation sends values and errors on delta (:mod:`neurosim.graph.events`, the NumPy statement; the numba
-graph kernels do the same in their PC loop) and the counts are the measured events and operations (:func:`~neurosim.hardware.cost.count_graph_events`).  What acts on signals (the
+graph kernels and brian2's graph network do the same) and the counts are the measured events and operations (:func:`~neurosim.hardware.cost.count_graph_events`).  What acts on signals (the
 sites values, errors, dac, adc) needs the layered event engine and is refused when the simulator is built.  Operation counts are the clock-driven
 :func:`~neurosim.hardware.cost.count_pc` / :func:`~neurosim.hardware.cost.count_bp` on the graph's
 :class:`~neurosim.hardware.cost.GraphShape` (MACs of dense and convolution edges, one operation per unit of the
@@ -108,7 +108,9 @@ class HardwareRelaxResult(RelaxResult):
 
     ``events`` (steps + 1, n_pops, 2), ``events_init`` (n_pops, 2), ``sops`` (n_proj, 2) and ``skip_ops``
     (n_proj, 2; the one-to-one ops of identity skips) come from the event engine (None when the backend kernel
-    ran); ``counts`` are the operation counts of this run.
+    ran); ``counts`` are the operation counts of this run.  A graph circuit with ``coding="event"`` gives
+    ``events`` (steps + 1, n_vertices, 2; value and error events of every vertex, the initial transmission in row
+    0) and ``sops`` (n_edges, 2) of :mod:`neurosim.graph.events`, in the plan's vertex and edge order.
     """
 
     events: np.ndarray | None = None
@@ -199,8 +201,9 @@ class Substrate:
                                    "substrate models the writes (updates and weights sites), the frozen read "
                                    "effects (Mismatch, Drift on reads) and per-read noise (AdditiveNoise, "
                                    "MultiplicativeNoise on reads); use a layered circuit (ns.hierarchy, "
-                                   "ns.Circuit) for the others" + (population_form_hint(graph) if graph is not None
-                                                                   else ""))
+                                   "ns.Circuit) for the others"
+                                   + (population_form_hint(graph) if graph is not None and backend_name in
+                                      ("numba", "reference") else ""))
 
     def __init__(self, sim, model: HardwareModel):
         self._sim = sim

@@ -381,6 +381,51 @@ def test_noisy_training_matches_the_reference_in_distribution(kind):
     assert max(float(np.max(np.abs(b2.weights[k] - quiet.weights[k]))) for k in quiet.weights) > 1e-6
 
 
+@pytest.mark.parametrize("kind", ["cnn", "lstm", "residual"])
+def test_event_coding_sends_the_reference_events(kind):
+    """Event coding in brian2's graph network (every group sends its values and errors on delta, the synapses read
+    the sent copies): at threshold 0.05 the same events per vertex and step, synaptic operations per edge and
+    states as the NumPy statement (neurosim.graph.events); at threshold 0 the states agree to rounding (the count
+    may differ by the units whose change is rounding: brian2's synaptic sums and the host's feedforward start
+    differ in the last bit, so their first errors are not exactly 0)."""
+    from neurosim.backends.brian2.graph import GraphBrian2Backend
+    from neurosim.graph.base import ALG_PC, ParamState, Schedule
+    from neurosim.graph.reference import run_reference
+    g = _graph(kind)
+    p = ns.graph.lower_graph(g, seed=0)
+    X, Y = _data(g, B=3)
+    for th in (0.05, 0.0):
+        sch = Schedule(ALG_PC, 6, 0.1, True, True, ev_values=th, ev_errors=th)
+        a = run_reference(p, ParamState(p, np.float64), X, Y, sch)
+        be = GraphBrian2Backend(p)
+        b = be._engine_run(p, X, Y, sch, None, None, None)
+        assert be.checkpoint_state()["n_runs"] == 1
+        _close(b.x, a.x, "x", 1e-10)
+        _close(b.directions, a.directions, "directions", 1e-10)
+        if th > 0:
+            assert abs(int(b.events.sum()) - int(a.events.sum())) <= 0.01 * a.events.sum()
+            np.testing.assert_allclose(b.sops, a.sops, rtol=0.01)
+        else:
+            assert abs(int(b.events.sum()) - int(a.events.sum())) <= 0.05 * a.events.sum()
+
+
+def test_event_coded_training_on_a_chip_matches_the_reference():
+    """``Simulator(cnn, backend='brian2', hardware=HardwareModel(coding='event'))`` trains as the reference backend
+    does under the same model, and counts events."""
+    from neurosim import hardware as hw
+    g = _graph("cnn", plasticity=ns.Hebbian(lr=0.05, optimizer=ns.SGD()))
+    X, Y = _data(g, B=6)
+    model = hw.HardwareModel(coding="event", threshold=0.02)
+    ref = ns.Simulator(g, dt=0.1, seed=0, backend="reference", hardware=model)
+    b2 = ns.Simulator(g, dt=0.1, seed=0, hardware=model, **B2)
+    for sim in (ref, b2):
+        sim.train(X, Y, epochs=2, batch_size=3, steps=4, progress=False)
+    for k, w in ref.weights.items():
+        _close(b2.weights[k], w, k)
+    assert _runs(b2) == 4
+    assert b2.hardware.counts.events == pytest.approx(ref.hardware.counts.events, rel=0.01)
+
+
 def test_mapping_is_brian2():
     """The network is made of brian2 objects doing the arithmetic: one group per vertex and parameter, synapses
     for every edge, the maximum pooling as one Synapses object per window position."""

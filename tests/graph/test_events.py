@@ -112,6 +112,9 @@ def test_hardware_event_coding_trains_a_cnn_and_counts_the_events():
     last = chip.backend.last_events
     assert chip.hardware.last_counts.events == last.events.sum() > 0
     assert chip.hardware.last_counts.synaptic_ops == last.sops.sum()
+    r = chip.run(X, Y, steps=3)   # the run's result holds the events per vertex and step, the ops per edge
+    assert r.events.shape == (4, p.n_vertices, 2) and r.sops.shape == (p.EI.shape[0], 2)
+    assert r.events.sum() == r.counts.events
     sparse = ns.Simulator(g, backend="reference", seed=0, hardware=hw.HardwareModel(coding="event", threshold=0.05))
     sparse.train(X, Y, epochs=2, batch_size=2, steps=5, progress=False)
     assert sparse.hardware.counts.events < chip.hardware.counts.events
@@ -155,9 +158,3 @@ def test_event_coding_of_graphs_is_refused_where_it_does_not_run():
     X, Y = _data(ng.lower_graph(g), B=2)
     with pytest.raises(ns.UnsupportedError, match="event"):
         chip.train(X, Y, epochs=1, algorithm="bp", progress=False)
-
-
-def test_brian2_refuses_event_coding_of_graphs_with_the_reason():
-    pytest.importorskip("brian2")
-    with pytest.raises(ns.UnsupportedError, match=r"backend 'brian2' cannot run coding='event'.*'numba'"):
-        ns.Simulator(KINDS["rnn"](), backend="brian2", hardware=hw.HardwareModel(coding="event", threshold=0.01))

@@ -144,3 +144,14 @@ def test_hardware_setting_refuses_algorithms_the_substrate_cannot_train(tmp_path
         run_experiment(registry.get("cnn-digits"), {"hardware": "weights:Quantize(6)"}, out=tmp_path,
                        progress=False)
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_graph_training_experiment_runs_on_brian2(tmp_path):
+    """``neurosim run rnn-sequences --backend brian2``: every graph algorithm runs in brian2's rate network, and Z-IL
+    reproduces backprop's training there too (tiny adding task)."""
+    pytest.importorskip("brian2")
+    m = _run("rnn-sequences", tmp_path, backend="brian2", task="adding", length=3, n_train=64, n_test=32, hidden=4,
+             epochs=1, batch_size=32, algorithms=["zil", "bp"], pc_output_precision=[1.0])
+    assert m["zil_vs_bp_weight_rel_diff"] < 1e-9
+    with pytest.raises(Exception, match="immediate"):
+        run_experiment(registry.get("graph-exactness"), {"backend": "brian2"}, out=tmp_path / "gx", progress=False)

@@ -94,6 +94,18 @@ state is restored after), so a run is reproducible; the draws differ from the Nu
 agree in distribution, not sample by sample.  Edges without weights (skips, sums, products, activations,
 pooling) read no device and draw nothing.
 
+Event coding (``hardware=HardwareModel(coding="event", threshold=...)``, standard PC, Euler)
+-------------------------------------------------------------------------------------------
+A network built with ``event=True`` states :mod:`neurosim.graph.events` in brian2: every group with children
+holds the sent copy ``xr`` of its values and, first in every time step (``before_groups``, order -2), sends the
+units that moved by more than ``thv`` (``sv = int(abs(x - xr) > thv)``, ``xr = sv x + (1 - sv) xr``); every edge
+reads ``xr_pre`` where it read ``x_pre`` (predictions, Jacobians, Hebbian rates).  Every group with a non-input
+parent sends its errors the same way after the predictions (stage 1; ``er``, threshold ``the``; not in the last
+time step, which feeds nothing back), and the feedback reads ``er_post``; the feedback and the sums move to stage
+2.  The control group sums the events of every group per time step (recorded as the energies are), and every unit
+counts its sends over the run, from which the host forms each edge's synaptic operations (the fan-out and fan-in
+of :func:`~neurosim.graph.events.edge_fans`).
+
 Heun (``integrator="heun"``, standard PC; the construction of the layered rate mapping)
 ---------------------------------------------------------------------------------------
 One Heun step of size ``h`` (the rate, times the ``dt_decay`` factor ``dtf``) is two brian2 time steps of
@@ -165,15 +177,26 @@ def _spiking_blockers(plan) -> list:
     return out
 
 
-def _edge_model(fwd_var, fwd, fb_var, fb, fb_on):
+def _edge_model(fwd_var, fwd, fb_var, fb, fb_on, so=0):
     """The summed variables of one edge synapse and their stages: ``{fwd_var}_post = sum fwd`` (stage 0, the
-    forward pass) and, when ``fb_on``, ``{fb_var}_pre = sum fb`` (stage 1, the feedback)."""
+    forward pass) and, when ``fb_on``, ``{fb_var}_pre = sum fb`` (stage ``1 + so``, the feedback; ``so = 1`` in an
+    event-coded network, whose error units send at stage 1)."""
     model = [f"{fwd_var}_post = {fwd} : 1 (summed)"]
     stages = {f"{fwd_var}_post": 0}
     if fb_on:
         model.append(f"{fb_var}_pre = {fb} : 1 (summed)")
-        stages[f"{fb_var}_pre"] = 1
+        stages[f"{fb_var}_pre"] = 1 + so
     return model, stages
+
+
+#: event coding: a value group's sent copy ``xr``, this step's send indicator ``sv``, its count over the run
+#: ``nsv`` and the threshold; the send (``xr`` set exactly to ``x`` where sent) runs first in every time step
+_SEND_X_EQS = "\nxr : 1\nsv : 1\nnsv : 1\nthv : 1 (shared)"
+_SEND_X_CODE = "sv = int(abs(x - xr) > thv)\nxr = sv*x + (1 - sv)*xr\nnsv = nsv + sv"
+#: the error units' send, after the predictions and only in time steps followed by a step (``t < t_end``: the
+#: last evaluation feeds nothing back)
+_SEND_E_EQS = "\ner : 1\nse : 1\nnse : 1\nthe : 1 (shared)\nt_end : second (shared)"
+_SEND_E_CODE = "se = int(t < t_end)*int(abs(eps - er) > the)\ner = se*eps + (1 - se)*er\nnse = nse + se"
 
 
 class GraphRateNetwork:
@@ -203,11 +226,17 @@ class GraphRateNetwork:
         Per-read weight noise (see the module docstring, "Per-read noise"): every weighted synapse draws
         fresh normals for its prediction read and its feedback read in every time step; the standard
         deviations ``sm``, ``sa`` are set per run.
+    event : bool
+        Event (send-on-delta) coding (see the module docstring, "Event coding"): the groups send their values
+        and errors on delta and the synapses read the sent copies; the thresholds are set per run.
     """
 
     def __init__(self, plan, B, rate, probe_item=None, every_step=False, dtype=np.float64, heun=False,
-                 schedule="pc", wavefront=False, noisy=False):
+                 schedule="pc", wavefront=False, noisy=False, event=False):
         self.noisy = bool(noisy)
+        self.event = bool(event)
+        if self.event and (heun or every_step or schedule != "pc"):
+            raise ValueError("GraphRateNetwork: event coding goes with the PC relaxation in Euler steps")
         if schedule not in SCHEDULES:
             raise ValueError(f"GraphRateNetwork: schedule must be one of {SCHEDULES}, got {schedule!r}")
         self.schedule = schedule
@@ -243,7 +272,11 @@ class GraphRateNetwork:
         comp = [i for i in range(nv) if VI[i, V_OP] != OP_INPUT]
         self.comp = comp
         fpa, zil = self.schedule == "fpa", self.schedule == "zil"
-        xv = "xh" if fpa else "x"   # where predictions, Jacobians and Hebbian rates are read (fpa: frozen)
+        ev = self.event
+        # where predictions, Jacobians and Hebbian rates are read (fpa: frozen; event coding: the sent copies)
+        xv = "xh" if fpa else "xr" if ev else "x"
+        ev_eps = "er" if ev else "eps"   # the error the feedback reads (event coding: the sent copy)
+        so = 1 if ev else 0   # event coding: the error units send (stage 1) before the feedback and the sums
         sweep = fpa or zil
         self.lagged = [i for i in comp if VF[i, VF_TAU_EPS] > 0]
         shape = lambda i: (int(VI[i, V_C]), int(VI[i, V_H]), int(VI[i, V_W]))  # noqa: E731
@@ -252,8 +285,10 @@ class GraphRateNetwork:
         # ---- control group
         F_names = [f"F_{i}" for i in comp]
         nb_names = [f"nbv_{i}" for i in comp] + [f"nbe_{i}" for i in self.lagged]
-        self.ctl = ctl = C.control_group(self.clock, pfx, F_names, nb_names, extra=("ph",) if self.heun else ())
-        ctl.run_regularly(C.control_update(self.every_step, self.heun), when="before_groups", order=3,
+        ev_names = [f"nev_{i}" for i in range(nv)] + [f"nee_{i}" for i in range(nv)] if ev else []
+        self.ctl = ctl = C.control_group(self.clock, pfx, F_names, nb_names,
+                                         extra=(("ph",) if self.heun else ()) + tuple(ev_names))
+        ctl.run_regularly(C.control_update(self.every_step, self.heun), when="before_groups", order=3 + so,
                           name=pfx + "ctl_update")
         objs.append(ctl)
         self.F_names = {i: f"F_{i}" for i in comp}
@@ -280,6 +315,12 @@ class GraphRateNetwork:
                 if VI[i, V_BIAS] >= 0:
                     g_terms[int(VI[i, V_BIAS])].append(f"gb{i}")
                     g_level[f"gb{i}"] = int(VI[i, V_LEVEL])
+
+        # event coding: who sends values (a vertex with children) and errors (one with a non-input parent)
+        self.sends_v = {i for i in range(nv) if any(int(EI[e, EI_SRC]) == i for e in range(EI.shape[0]))} if ev \
+            else set()
+        self.sends_e = {i for i in comp if any(VI[int(EI[e, EI_SRC]), V_OP] != OP_INPUT
+                                               for e in range(int(VI[i, V_E0]), int(VI[i, V_E1])))} if ev else set()
 
         # ---- parameter groups
         opt_t_decl = "opt_t : 1" if self.every_step else "opt_t : 1 (shared)"
@@ -322,7 +363,11 @@ class GraphRateNetwork:
             n = size(i)
             N = B * n
             if VI[i, V_OP] == OP_INPUT:
-                V = b2.NeuronGroup(N, "x : 1\nxh : 1" if fpa else "x : 1", clock=self.clock, name=f"{pfx}V{i}")
+                V = b2.NeuronGroup(N, "x : 1" + ("\nxh : 1" if fpa else "") + (_SEND_X_EQS if i in self.sends_v
+                                                                               else ""),
+                                   clock=self.clock, name=f"{pfx}V{i}")
+                if i in self.sends_v:
+                    V.run_regularly(_SEND_X_CODE, when="before_groups", order=-2, name=f"{pfx}sendx{i}")
                 self.V[i] = V
                 objs.append(V)
                 continue
@@ -378,7 +423,15 @@ class GraphRateNetwork:
                         "tau_eps : second (shared, constant)", "taue : 1 (shared, constant)"]
             else:
                 eqs.append("eps = prec*(x - mu) : 1")
+            if i in self.sends_v:
+                eqs.append(_SEND_X_EQS.strip())
+            if i in self.sends_e:
+                eqs.append(_SEND_E_EQS.strip())
             V = b2.NeuronGroup(N, "\n".join(eqs), method="euler", clock=self.clock, name=f"{pfx}V{i}")
+            if i in self.sends_v:
+                V.run_regularly(_SEND_X_CODE, when="before_groups", order=-2, name=f"{pfx}sendx{i}")
+            if i in self.sends_e:   # after the predictions (stage 0), before the feedback (stage 2)
+                V.run_regularly(_SEND_E_CODE, when="before_groups", order=1, name=f"{pfx}sende{i}")
             V.tau_x = tau * TIME_UNIT
             V.taup = tau
             V.prec = prec
@@ -419,8 +472,8 @@ class GraphRateNetwork:
                              f"mu{e}_post = {cf}{wf}*{_phi(code, xv + '_pre')} : 1 (summed)"]
                     stages = {f"mu{e}_post": 0}
                     if fb_on:
-                        model.append(f"fb{e}_pre = {cf}{wb}*eps_post*{_dphi(code, xv + '_pre')} : 1 (summed)")
-                        stages[f"fb{e}_pre"] = 1
+                        model.append(f"fb{e}_pre = {cf}{wb}*{ev_eps}_post*{_dphi(code, xv + '_pre')} : 1 (summed)")
+                        stages[f"fb{e}_pre"] = 1 + so
                     if self.noisy:
                         model += ["zf1 : 1", "zf2 : 1", "zb1 : 1", "zb2 : 1", "sm : 1 (shared)", "sa : 1 (shared)"]
                     if kind == E_DENSE:
@@ -448,24 +501,25 @@ class GraphRateNetwork:
                     H.connect(i=post, j=widx)
                     H.pidx = pre
                     H.xl = b2.linked_var(U, xv, index="pidx")
-                    summed.append((H, {f"g{e}_post": 1}))
+                    summed.append((H, {f"g{e}_post": 1 + so}))
                     objs += [S, H]
                     continue
                 if op == OP_AFFINE:   # E_SCALE: skip / sum / identity
                     assert kind == E_SCALE
-                    model, stages = _edge_model(f"mu{e}", f"{cf}{xv}_pre", f"fb{e}", f"{cf}eps_post", fb_on)
+                    model, stages = _edge_model(f"mu{e}", f"{cf}{xv}_pre", f"fb{e}", f"{cf}{ev_eps}_post", fb_on, so)
                 elif op == OP_ACT:
                     code = int(VI[i, V_PHI])
                     model, stages = _edge_model(f"mu{e}", _phi(code, xv + "_pre"), f"fb{e}",
-                                                f"{_dphi(code, xv + '_pre')}*eps_post", fb_on)
+                                                f"{_dphi(code, xv + '_pre')}*{ev_eps}_post", fb_on, so)
                 elif op == OP_PRODUCT:
                     others = [f"fac{m}_post" for m in range(int(VI[i, V_E0]), int(VI[i, V_E1])) if m != e]
                     model, stages = _edge_model(f"fac{e}", f"{xv}_pre", f"fb{e}",
-                                                f"eps_post{''.join('*' + o for o in others)}", fb_on)
+                                                f"{ev_eps}_post{''.join('*' + o for o in others)}", fb_on, so)
                 elif op == OP_AVGPOOL:
                     kp, sp = int(VI[i, V_PK]), int(VI[i, V_PS])
                     inv = 1.0 / (kp * kp)
-                    model, stages = _edge_model(f"mu{e}", f"{xv}_pre*{inv!r}", f"fb{e}", f"eps_post*{inv!r}", fb_on)
+                    model, stages = _edge_model(f"mu{e}", f"{xv}_pre*{inv!r}", f"fb{e}", f"{ev_eps}_post*{inv!r}", fb_on,
+                                                so)
                     pre1, post1 = zip(*[pool_connectivity(shape(src), shape(i), kp, sp, q) for q in range(kp * kp)])
                     pre, post = _tile(np.concatenate(pre1), np.concatenate(post1), ns_, n, B)
                     S = syn(U, V, "\n".join(model), name=f"{pfx}S{e}")
@@ -476,7 +530,8 @@ class GraphRateNetwork:
                 else:   # OP_MAXPOOL: one Synapses object per window position q
                     kp, sp = int(VI[i, V_PK]), int(VI[i, V_PS])
                     for q in range(kp * kp):
-                        model, stages = _edge_model(f"w{q}", f"{xv}_pre", f"fb{e}_{q}", f"eps_post*ind{q}_post", fb_on)
+                        model, stages = _edge_model(f"w{q}", f"{xv}_pre", f"fb{e}_{q}", f"{ev_eps}_post*ind{q}_post",
+                                                    fb_on, so)
                         pre1, post1 = pool_connectivity(shape(src), shape(i), kp, sp, q)
                         pre, post = _tile(pre1, post1, ns_, n, B)
                         S = syn(U, V, "\n".join(model), name=f"{pfx}S{e}_{q}")
@@ -495,7 +550,7 @@ class GraphRateNetwork:
                 Sb = syn(self.P[kb], V, f"mub_post = th_pre : 1 (summed)\ngb{i}_pre = eps_post : 1 (summed)",
                          name=f"{pfx}Sb{i}")
                 Sb.connect(i=bidx, j=np.arange(B * n))
-                summed.append((Sb, {"mub_post": 0, f"gb{i}_pre": 1}))
+                summed.append((Sb, {"mub_post": 0, f"gb{i}_pre": 1 + so}))
                 objs.append(Sb)
 
         # ---- energies and tol counters
@@ -505,20 +560,32 @@ class GraphRateNetwork:
             Se = syn(V, ctl, f"F_{i}_post = 0.5*prec_pre*(x_pre - mu_pre)**2/{float(B)!r} : 1 (summed)",
                      name=f"{pfx}F{i}")
             Se.connect(namespace={})
-            summed.append((Se, {f"F_{i}_post": 1}))
+            summed.append((Se, {f"F_{i}_post": 1 + so}))
             Sv = syn(V, ctl, f"nbv_{i}_post = int(abs(free_pre*drive_pre/taup_pre) >= tolv_post) : 1 (summed)",
                      name=f"{pfx}tolV{i}")
             Sv.connect(namespace={})
-            summed.append((Sv, {f"nbv_{i}_post": 2}))
+            summed.append((Sv, {f"nbv_{i}_post": 2 + so}))
             objs += [Se, Sv]
             self._tol_syn.append(Sv)
             if i in self.lagged:
                 St = syn(V, ctl, f"nbe_{i}_post = int(abs(((x_pre - mu_pre) - eps_pre/prec_pre)/taue_pre) >= "
                                  "tolv_post) : 1 (summed)", name=f"{pfx}tolE{i}")
                 St.connect(namespace={})
-                summed.append((St, {f"nbe_{i}_post": 1}))
+                summed.append((St, {f"nbe_{i}_post": 1 + so}))
                 objs.append(St)
                 self._tol_syn.append(St)
+
+        if ev:   # events of every group per time step, summed into the control group
+            for i in range(nv):
+                parts = ([f"nev_{i}_post = sv_pre : 1 (summed)"] if i in self.sends_v else []) + \
+                        ([f"nee_{i}_post = se_pre : 1 (summed)"] if i in self.sends_e else [])
+                if not parts:
+                    continue
+                Sc = syn(self.V[i], ctl, "\n".join(parts), name=f"{pfx}nev{i}")
+                Sc.connect(namespace={})
+                summed.append((Sc, {f"{v}_{i}_post": 1 + so for v in (["nev"] if i in self.sends_v else []) +
+                                    (["nee"] if i in self.sends_e else [])}))
+                objs.append(Sc)
 
         for S, stages in summed:
             for var, stage in stages.items():
@@ -527,8 +594,8 @@ class GraphRateNetwork:
                 upd.order = stage
 
         # ---- monitors
-        self.mon_F = b2.StateMonitor(ctl, F_names or ["steps"], record=[0], when="before_groups", order=4,
-                                     name=pfx + "monF")
+        self.mon_F = b2.StateMonitor(ctl, (F_names + ev_names) or ["steps"], record=[0], when="before_groups",
+                                     order=4 + so, name=pfx + "monF")
         objs.append(self.mon_F)
         self.mon = {}
         if probe_item is not None and probe_item < B:
@@ -536,18 +603,20 @@ class GraphRateNetwork:
                 n = size(i)
                 idx = list(range(probe_item * n, (probe_item + 1) * n))
                 self.mon[i] = b2.StateMonitor(self.V[i], ["x"] if i not in comp else ["x", "eps", "mu"], record=idx,
-                                              when="before_groups", order=4, name=f"{pfx}mon{i}")
+                                              when="before_groups", order=4 + so, name=f"{pfx}mon{i}")
                 objs.append(self.mon[i])
         self.net = b2.Network(*objs, name=pfx + "net")
 
     # ------------------------------------------------------------------ one run
     def run(self, xs, es, Y, n_steps, clamp, beta, learn, tol, dt_decay, theta, m, v, opt_t, xh=None, gain=None,
-            noise=None):
+            noise=None, event=None):
         """Run ``n_steps`` steps from the per-vertex values ``xs`` (and error states ``es`` where
         ``tau_eps > 0``); returns a dict of results (copied out of brian2).
 
         ``xh`` (schedule ``"fpa"``): the frozen feedforward value of every vertex; ``gain`` (``"fpa"``, ``"zil"``):
-        the step gain of every computing vertex (default 1).  ``noise`` (a ``noisy`` network):
+        the step gain of every computing vertex (default 1).  ``event`` (an ``event`` network): the thresholds
+        ``(theta_values, theta_errors)``; the result then holds ``events``, ``sops`` and ``edge_events`` as
+        :class:`~neurosim.graph.base.GraphBatchResult` does.  ``noise`` (a ``noisy`` network):
         ``(sigma_m^2, sigma_a^2, seed)`` of the per-read noise; brian2's random numbers are seeded with ``seed``.
 
         ``clamp``: the output is clamped (else it moves; ``beta > 0`` nudges it to ``Y``).  ``theta``, ``m``,
@@ -557,10 +626,20 @@ class GraphRateNetwork:
         p, B = self.plan, self.B
         T = p.target
         t0 = float(self.net.t)
+        t_end = float(t0 + (self.sub * n_steps - 0.5) * self.rate / self.sub * float(TIME_UNIT)) * b2.second
         for i, V in self.V.items():
             V.x[:] = xs[i].ravel()
             if self.schedule == "fpa":
                 V.xh[:] = xh[i].ravel()
+            if i in self.sends_v:   # the sent copies start at 0: the first time step sends the initial state
+                V.xr[:] = 0.0
+                V.nsv[:] = 0.0
+                V.thv = float(event[0])
+            if i in self.sends_e:
+                V.er[:] = 0.0
+                V.nse[:] = 0.0
+                V.the = float(event[1])
+                V.t_end = t_end
             if i not in self.comp:
                 continue
             if self.schedule != "pc":
@@ -614,7 +693,34 @@ class GraphRateNetwork:
         # brian2 draws from NumPy's global generator: seeded for this run, the caller's state restored after
         with C.isolated_seed(seed), C.float_dtype(self.dtype):
             self.net.run((self.sub * n_steps + 1) * self.rate / self.sub * TIME_UNIT, namespace={})
-        return self._collect(n_steps)
+        out = self._collect(n_steps)
+        if self.event:
+            out.update(self._collect_events(n_steps))
+        return out
+
+    def _collect_events(self, n_steps):
+        """Events per vertex and time step (from the control group's sums) and, from every unit's send counts, the
+        synaptic operations and delivered events of every edge (:func:`neurosim.graph.events.edge_fans`)."""
+        from ...graph.events import edge_fans
+        p, B = self.plan, self.B
+        nv = p.n_vertices
+        rows = n_steps + 1
+        events = np.zeros((rows, nv, 2), np.int64)
+        for i in range(nv):
+            for col, (name, on) in enumerate(((f"nev_{i}", i in self.sends_v), (f"nee_{i}", i in self.sends_e))):
+                if on:
+                    events[:, i, col] = np.rint(C.copy_out(getattr(self.mon_F, name))[0][:rows]).astype(np.int64)
+        fans = edge_fans(p)
+        sops = np.zeros((len(fans), 2))
+        edge_events = np.zeros((len(fans), 2))
+        sent_v = {i: C.copy_out(self.V[i].nsv[:]).reshape(B, -1).sum(axis=0) for i in self.sends_v}
+        sent_e = {i: C.copy_out(self.V[i].nse[:]).reshape(B, -1).sum(axis=0) for i in self.sends_e}
+        for e, (dst, src, fo, fi) in enumerate(fans):
+            if src in sent_v:
+                sops[e, 0], edge_events[e, 0] = float(sent_v[src] @ fo), float(sent_v[src].sum())
+            if dst in sent_e and p.VI[src, V_OP] != OP_INPUT:
+                sops[e, 1], edge_events[e, 1] = float(sent_e[dst] @ fi), float(sent_e[dst].sum())
+        return {"events": events, "sops": sops, "edge_events": edge_events}
 
     def _collect(self, n_steps):
         p, B = self.plan, self.B
@@ -682,7 +788,8 @@ class GraphBrian2Backend(GraphBackend):
     Not run here (refused with :class:`~neurosim.UnsupportedError` when the simulator is built, or when ``train``
     starts for an algorithm): ``mode="spiking"``, ``target="cpp_standalone"``, and Z-IL's
     ``shared_updates="immediate"`` (they run on ``numba`` / ``reference``).  Per-read noise of a hardware model
-    is drawn in the network (``noisy`` networks, see the module docstring).  A batch that diverges leaves the
+    is drawn in the network (``noisy`` networks) and its event coding runs there too (``event`` networks; see the
+    module docstring).  A batch that diverges leaves the
     parameters as they were before it (iPC on the reference keeps the updates of the steps before the
     divergence); ``train`` raises :class:`~neurosim.DivergenceError` either way.
     """
@@ -725,14 +832,15 @@ class GraphBrian2Backend(GraphBackend):
         return super().schedule(algorithm, options, spec)
 
     def _network(self, plan, B, rate, probe_item, every_step, heun=False, schedule="pc", wavefront=False,
-                 noisy=False):
+                 noisy=False, event=False):
         key = (plan is self.plan, B, float(rate), probe_item, bool(every_step), bool(heun), schedule, bool(wavefront),
-               bool(noisy))
+               bool(noisy), bool(event))
         if key not in self._nets:
             if len(self._nets) >= 4:   # keep a few networks (e.g. pc and ipc, two batch sizes), drop the oldest
                 self._nets.pop(next(iter(self._nets)))
             self._nets[key] = GraphRateNetwork(plan, B, rate, probe_item, every_step, dtype=self.dtype,
-                                               heun=heun, schedule=schedule, wavefront=wavefront, noisy=noisy)
+                                               heun=heun, schedule=schedule, wavefront=wavefront, noisy=noisy,
+                                               event=event)
         return self._nets[key]
 
     def _sweep_run(self, plan, X, Y, sch):
@@ -835,12 +943,15 @@ class GraphBrian2Backend(GraphBackend):
         y0 = mus0[T].copy()
         # ---- the run (brian2)
         track = sch.record_every > 0 and sch.record_item < B
+        event = sch.ev_values >= 0
+        if event and (ipc or sch.heun):
+            raise UnsupportedError("backend 'brian2': event coding runs the PC relaxation with Euler steps")
         net = self._network(p, B, sch.rate, int(sch.record_item) if track else None, ipc, bool(sch.heun),
-                            noisy=noisy)
+                            noisy=noisy, event=event)
         opt_t = self.opt_t + 1
         out = net.run(xs, es, Y, int(sch.n_steps), bool(sch.clamp), float(sch.beta), bool(sch.learn),
                       float(sch.tol), float(sch.dt_decay), self.params.theta, self.params.m, self.params.v, opt_t,
-                      noise=noise)
+                      noise=noise, event=(float(sch.ev_values), float(sch.ev_errors)) if event else None)
         self._n_runs += 1
         n = int(sch.n_steps)
         energy = out["energy"]
@@ -855,6 +966,8 @@ class GraphBrian2Backend(GraphBackend):
         res = GraphBatchResult(steps=steps, energy=energy[:steps + 1].copy(), status=status, fail_step=fail_step,
                                fail_vertex=fail_vertex, y0=y0, y=out["x"][:, p.units(T)].copy(), directions=D,
                                x=out["x"], eps=out["eps"], mu=out["mu"])
+        if event:
+            res.events, res.sops, res.edge_events = out["events"][:steps + 1], out["sops"], out["edge_events"]
         if track:
             ks = np.arange(0, steps + 1, int(sch.record_every))
             res.rec_steps = ks.astype(np.int64)
