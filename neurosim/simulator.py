@@ -414,7 +414,7 @@ class Simulator:
             self.plan: Plan = lower(circuit, seed=self.seed)
             if hardware is not None:
                 from .hardware.substrate import Substrate
-                Substrate.check_model(hardware, backend, backend_options)   # before the backend is built
+                Substrate.check_model(hardware, backend, backend_options, circuit)   # before the backend is built
             cls = get_backend_class(backend)
         missing = self._required_features() - set(cls.supports)
         if missing:

@@ -156,7 +156,7 @@ class Substrate:
                 and all(isinstance(t, (AdditiveNoise, MultiplicativeNoise)) for t in reads))
 
     @staticmethod
-    def check_model(model, backend_name: str, backend_options: dict | None = None):
+    def check_model(model, backend_name: str, backend_options: dict | None = None, circuit=None):
         """Refuse a ``hardware=`` argument that is not a HardwareModel, or that needs the event engine on a
         backend that has none, before the backend is built.  brian2 runs per-read noise alone
         (:meth:`read_noise_only`) in its rate network on the numpy target (``backend_options`` say which)."""
@@ -173,7 +173,11 @@ class Substrate:
                     raise UnsupportedError(f"backend 'brian2' (mode={mode!r}, target={target!r}) cannot run the "
                                            f"per-read noise {noisy} of the hardware model: {READ_NOISE_REASON}")
                 return
-            make_engine(backend_name, None)   # raises UnsupportedError naming the backends that have one
+            try:
+                make_engine(backend_name, None)   # raises UnsupportedError naming the backends that have one
+            except UnsupportedError as e:
+                raise UnsupportedError(str(e) + _graph_form_hint(model, backend_name, backend_options, circuit)) \
+                    from None
 
     @staticmethod
     def check_graph_model(model, graph_name: str, backend_name: str = "numba", graph=None):
@@ -589,6 +593,23 @@ class Substrate:
     def __repr__(self):
         return (f"Substrate(coding={self.model.coding!r}, engine="
                 f"{self.engine.name if self.engine else 'backend'}, time={self.time:g} s)")
+
+
+def _graph_form_hint(model, backend_name, backend_options, circuit) -> str:
+    """For a population-form circuit refused event coding on brian2: its vertex form runs it there (brian2's graph
+    network event-codes), when the circuit has one and the model asks for nothing else of the engine."""
+    from .nonideal import ELEMENTWISE_SITES
+    opts = backend_options or {}
+    if (circuit is None or backend_name != "brian2" or model.coding != "event" or opts.get("mode", "rate") != "rate"
+            or opts.get("target", "numpy") != "numpy" or any(model.active(s) for s in ELEMENTWISE_SITES)):
+        return ""
+    try:
+        circuit.as_graph()
+    except ValueError:
+        return ""
+    return (f"; circuit {circuit.name!r} can be stated as vertices, and brian2's graph network event-codes that "
+            "form: ns.Simulator(circuit.as_graph(), backend='brian2', hardware=...) (the parameters keep their "
+            "names: load_weights(weights) gives both forms the same start)")
 
 
 class _GraphDevicePlan:

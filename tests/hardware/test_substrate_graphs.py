@@ -374,3 +374,27 @@ def test_counter_based_read_noise_stream_is_the_same_in_numpy_and_numba():
     assert rn[3] == 1000.0
     assert np.allclose(zn, z[:1000], rtol=1e-13, atol=1e-13)
     assert not np.allclose(read_normals(12346, 0, 100), z[:100])
+
+
+def test_event_coding_of_a_layered_circuit_on_brian2_points_to_its_vertex_form():
+    """brian2's layered network has no event engine, its graph network event-codes: the refusal says how to get
+    there, and following it trains with counted events (brian2 really ran)."""
+    pytest.importorskip("brian2")
+    model = hw.HardwareModel(coding="event", threshold=0.01)
+    c = ns.hierarchy([3, 4, 2])
+    with pytest.raises(UnsupportedError, match=r"no event-driven hardware engine.*circuit\.as_graph\(\), "
+                                               r"backend='brian2'"):
+        ns.Simulator(c, backend="brian2", hardware=model)
+    with pytest.raises(UnsupportedError) as e:   # nothing to suggest when the model needs the layered engine
+        ns.Simulator(c, backend="brian2", hardware=hw.HardwareModel(coding="event", values=[hw.Quantize(6)]))
+    assert "as_graph" not in str(e.value)
+    g = c.as_graph()
+    chip = ns.Simulator(g, backend="brian2", hardware=model, seed=0)
+    ref = ns.Simulator(g, backend="reference", hardware=model, seed=0)
+    X = np.random.default_rng(0).normal(size=(4, 3))
+    Y = np.random.default_rng(1).normal(size=(4, 2))
+    for sim in (chip, ref):
+        sim.train(X, Y, epochs=1, batch_size=2, steps=4, progress=False)
+    for k, w in ref.weights.items():
+        np.testing.assert_allclose(chip.weights[k], w, rtol=0, atol=1e-6)
+    assert chip.hardware.counts.events > 0 and chip.backend.checkpoint_state()["n_runs"] == 2

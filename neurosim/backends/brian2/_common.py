@@ -246,3 +246,13 @@ def configure_standalone_prefs():
     """
     b2.prefs.devices.cpp_standalone.extra_make_args_unix = ["-j2"]
     b2.prefs.codegen.cpp.extra_compile_args_gcc = ["-w", "-O1", "-std=c++11"]
+
+
+def stage_summed(pairs):
+    """Run every summed variable before the groups in its stage: ``pairs`` holds ``(synapses, {variable: order})``
+    (all inputs of a time step are computed from the state at t, stage by stage, before any state advances)."""
+    for S, stages in pairs:
+        for var, stage in stages.items():
+            upd = S.summed_updaters[var]
+            upd.when = "before_groups"
+            upd.order = stage

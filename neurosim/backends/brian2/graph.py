@@ -587,11 +587,7 @@ class GraphRateNetwork:
                                     (["nee"] if i in self.sends_e else [])}))
                 objs.append(Sc)
 
-        for S, stages in summed:
-            for var, stage in stages.items():
-                upd = S.summed_updaters[var]
-                upd.when = "before_groups"
-                upd.order = stage
+        C.stage_summed(summed)
 
         # ---- monitors
         self.mon_F = b2.StateMonitor(ctl, (F_names + ev_names) or ["steps"], record=[0], when="before_groups",

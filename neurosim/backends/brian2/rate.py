@@ -417,11 +417,7 @@ class RateNetwork:
                 objs.append(Ss)
 
         # the two stages of summed variables, before any state update
-        for S, stages in summed_stage:
-            for var, stage in stages.items():
-                upd = S.summed_updaters[var]
-                upd.when = "before_groups"
-                upd.order = stage
+        C.stage_summed(summed_stage)
 
         # ---- monitors
         self.mon_F = b2.StateMonitor(ctl, list(self.F_names.values()) or ["steps"], record=[0],
