@@ -37,7 +37,7 @@ from .ops import conv_connectivity, pool_connectivity
 from .plan import (E_CONV, E_DENSE, EI_KIND, EI_PAD, EI_PARAM, EI_SRC, EI_STRIDE, OP_AVGPOOL, OP_INPUT, OP_MAXPOOL,
                    V_C, V_E0, V_E1, V_H, V_OP, V_PK, V_PS, V_SIZE, V_W, GraphPlan)
 
-__all__ = ["edge_fans", "EventCoder"]
+__all__ = ["edge_fans", "edge_lists", "EventCoder"]
 
 
 def edge_fans(plan: GraphPlan) -> list:
@@ -70,6 +70,16 @@ def edge_fans(plan: GraphPlan) -> list:
     return out
 
 
+def edge_lists(plan: GraphPlan, fans: list) -> tuple:
+    """``(out_edges, in_edges)`` per vertex: the edges its value events drive, and the edges from non-input parents
+    its error events drive back (a vertex sends values iff it has out-edges, errors iff it has such in-edges)."""
+    nv = plan.n_vertices
+    is_input = plan.VI[:, V_OP] == OP_INPUT
+    out_edges = [[e for e, f in enumerate(fans) if f[1] == i] for i in range(nv)]
+    in_edges = [[e for e, f in enumerate(fans) if f[0] == i and not is_input[f[1]]] for i in range(nv)]
+    return out_edges, in_edges
+
+
 class EventCoder:
     """The sent copies and the event counters of one batch (see the module docstring).
 
@@ -89,9 +99,7 @@ class EventCoder:
         self.theta_v, self.theta_e = float(theta_values), float(theta_errors)
         nv = plan.n_vertices
         self.fans = edge_fans(plan)
-        self.out_edges = [[e for e, f in enumerate(self.fans) if f[1] == i] for i in range(nv)]
-        is_input = plan.VI[:, V_OP] == OP_INPUT
-        self.in_edges = [[e for e, f in enumerate(self.fans) if f[0] == i and not is_input[f[1]]] for i in range(nv)]
+        self.out_edges, self.in_edges = edge_lists(plan, self.fans)
         self.sends_values = [bool(self.out_edges[i]) for i in range(nv)]
         self.sends_errors = [bool(self.in_edges[i]) for i in range(nv)]
         self.xr = [np.zeros_like(a) if self.sends_values[i] else a for i, a in enumerate(xs)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import ALG_BP, INIT_PREVIOUS, STATUS_OK, GraphBatchResult, ParamState, Schedule
-from .plan import OP_INPUT, P_MEAN, P_OFF, P_SIZE, V_OFF, V_OP, V_SIZE, GraphPlan
+from .plan import P_MEAN, P_OFF, P_SIZE, V_OFF, V_SIZE, GraphPlan
 
 __all__ = ["NumbaGraphEngine"]
 
@@ -56,14 +56,12 @@ class NumbaGraphEngine:
                         i64(0), i64(0), i64(0), i64(0), i64(0), np.zeros((1, 1, 2), np.int64), np.zeros((1, 2)),
                         np.zeros((1, 2)))
             return self._ev
-        from .events import edge_fans
+        from .events import edge_fans, edge_lists
         key = ("fans", id(plan))
         if key not in self._bufs:
             fans = edge_fans(plan)
             nv = plan.n_vertices
-            is_input = [int(plan.VI[i, V_OP]) == OP_INPUT for i in range(nv)]
-            out_edges = [[e for e, f in enumerate(fans) if f[1] == i] for i in range(nv)]
-            in_edges = [[e for e, f in enumerate(fans) if f[0] == i and not is_input[f[1]]] for i in range(nv)]
+            out_edges, in_edges = edge_lists(plan, fans)
 
             def csr(lists):
                 ptr = np.zeros(nv + 1, np.int64)

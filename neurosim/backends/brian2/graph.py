@@ -317,10 +317,12 @@ class GraphRateNetwork:
                     g_level[f"gb{i}"] = int(VI[i, V_LEVEL])
 
         # event coding: who sends values (a vertex with children) and errors (one with a non-input parent)
-        self.sends_v = {i for i in range(nv) if any(int(EI[e, EI_SRC]) == i for e in range(EI.shape[0]))} if ev \
-            else set()
-        self.sends_e = {i for i in comp if any(VI[int(EI[e, EI_SRC]), V_OP] != OP_INPUT
-                                               for e in range(int(VI[i, V_E0]), int(VI[i, V_E1])))} if ev else set()
+        self.sends_v, self.sends_e = set(), set()
+        if ev:   # the senders of neurosim.graph.events
+            from ...graph.events import edge_fans, edge_lists
+            out_edges, in_edges = edge_lists(p, edge_fans(p))
+            self.sends_v = {i for i in range(nv) if out_edges[i]}
+            self.sends_e = {i for i in range(nv) if in_edges[i]}
 
         # ---- parameter groups
         opt_t_decl = "opt_t : 1" if self.every_step else "opt_t : 1 (shared)"
