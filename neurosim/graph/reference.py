@@ -75,7 +75,11 @@ class _Net:
         self.nv = plan.n_vertices
         self.comp = [i for i in range(self.nv) if plan.VI[i, V_OP] != OP_INPUT]
         self.is_input = plan.VI[:, V_OP] == OP_INPUT
-        self.prec = plan.VF[:, VF_PREC].astype(state.dtype)
+        # precision of each vertex: a number, or (per-unit precisions) an array of the vertex's units
+        self.prec = []
+        for i in range(self.nv):
+            up = plan.UP[plan.units(i)].astype(state.dtype)
+            self.prec.append(up[0] if up.size and np.all(up == up[0]) else up)
         self.tau = plan.VF[:, VF_TAU].astype(state.dtype)
         self.noise = None   # (sigma_m^2, sigma_a^2, rng) of per-read noise, set by the schedules (see noise_of)
 
@@ -90,9 +94,15 @@ class _Net:
         energy = np.zeros(self.nv)
         for i in self.comp:
             r = xs[i] - mus[i]
-            eps[i] = self.prec[i] * r
-            energy[i] = 0.5 * self.prec[i] * np.sum(r * r) / self.B
+            p = self.p(i, r)
+            eps[i] = p * r
+            energy[i] = (0.5 * p * np.sum(r * r) if np.ndim(p) == 0 else 0.5 * np.sum(p * r * r)) / self.B
         return eps, energy
+
+    def p(self, i, like):
+        """The precision of vertex i, shaped to multiply an array ``like`` (batch, *units)."""
+        p = self.prec[i]
+        return p if np.ndim(p) == 0 else p.reshape(like.shape[1:])
 
     def feedback(self, xJ, eps, out=None):
         """``out[p] += sum_c J_{c,p}(xJ)^T eps_c`` for every non-input parent ``p``."""
@@ -220,9 +230,11 @@ def run_reference(plan: GraphPlan, state: ParamState, X: np.ndarray, Y: np.ndarr
 
     if sch.algo == ALG_BP:
         eps = [None if net.is_input[i] else np.zeros_like(xs[i]) for i in range(net.nv)]
-        eps[T] = net.prec[T] * (Y - y0)
+        pT = net.p(T, y0)
+        eps[T] = pT * (Y - y0)
         energy = np.zeros((1, net.nv))
-        energy[0, T] = 0.5 * net.prec[T] * np.sum((Y - y0) ** 2) / B
+        energy[0, T] = (0.5 * pT * np.sum((Y - y0) ** 2) if np.ndim(pT) == 0 else
+                        0.5 * np.sum(pT * (Y - y0) ** 2)) / B
         if not np.isfinite(energy[0, T]) or not np.all(np.isfinite(y0)):
             return failed(energy, 0, T, xs)
         net.backprop(xs, eps)
@@ -352,7 +364,7 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
             if given:
                 es[i] = np.asarray(eps_init, dtype=dtype)[:, plan.units(i)].copy()
             else:
-                es[i] = net.prec[i] * (xs[i] - mus0[i])
+                es[i] = net.p(i, xs[i]) * (xs[i] - mus0[i])
 
     coder = None
     if sch.ev_values >= 0:   # event coding (neurosim.graph.events): predictions and feedback read the sent copies
@@ -366,7 +378,7 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
         deps_ = [None] * nv
         for i in lagged:
             eps_[i] = es_[i]
-            deps_[i] = ((xs_[i] - mus_[i]) - es_[i] / net.prec[i]) / tau_eps[i]
+            deps_[i] = ((xs_[i] - mus_[i]) - es_[i] / net.p(i, es_[i])) / tau_eps[i]
         return mus_, eps_, energy_, deps_
 
     def drives(xs_, eps_):
