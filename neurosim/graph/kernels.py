@@ -505,8 +505,9 @@ def _grad_vertex(i, B, xP, ebuf, G, theta, VI, EI, EF, PI, s1, sG, cb, ob):
 
 # ----------------------------------------------------------------------------------------------- optimiser
 @njit(**JIT_OPTIONS)
-def _apply(G, B, theta, m, v, opt_t, PI, PF, mask, use_mask):
-    """theta += lr * (optimiser of the reduced direction G / B (mean) or G (sum)); mirrors optimizer_step."""
+def _apply(G, B, theta, m, v, opt_t, PI, PF, mask, use_mask, factor):
+    """theta += lr * (optimiser of ``factor`` times the reduced direction G / B (mean) or G (sum)); mirrors
+    optimizer_step."""
     for k in range(PI.shape[0]):
         if PI[k, P_PLASTIC] == 0 or (use_mask and mask[k] == 0):
             continue
@@ -519,6 +520,8 @@ def _apply(G, B, theta, m, v, opt_t, PI, PF, mask, use_mask):
         c2 = 1.0 - b2 ** t
         for j in range(PI[k, P_OFF], PI[k, P_OFF] + PI[k, P_SIZE]):
             g = G[j] * scale
+            if factor != 1.0:
+                g = factor * g
             if wd > 0:
                 g -= wd * theta[j]
             if adam:
@@ -616,7 +619,7 @@ def _has_parent_at(i, level, VI, EI):
 
 
 @njit(**JIT_OPTIONS)
-def _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps,
+def _zil_wavefront(B, n, rate, learn, factor, Y, target, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps,
                    drive, G, s1, s2, sG, cb, ob, energies, status, rn):
     """Z-IL with only the wave-front moving (``values="wavefront"``, deferred updates), touching only what changes.
 
@@ -658,7 +661,7 @@ def _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, UP,
         if t < n:
             _step(B, x, eps, drive, rate, True, t + 1, VI, VF, 0.0, Y, target)
     if learn:
-        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False, factor)
 
 
 # ----------------------------------------------------------------------------------------------- PC and iPC
@@ -811,7 +814,7 @@ def _record(B, item, buf, VI, row):
 
 
 @njit(**JIT_OPTIONS)
-def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
+def _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
            eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps, drive, x0, deps, e0, k1, ke1,
            G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev):
     """Standard PC (``ALG_PC``) or iPC (``ALG_IPC``) from the initial values in ``x``, as
@@ -898,7 +901,7 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
                         for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
                             eps[j] += rate * deps[j]
         if ipc and learn:
-            _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[0], False)
+            _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[0], False, factor)
         steps += 1
         bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, UP, EI, EF, PI, s1, s2, cb, ob, energies[t + 1],
                       t + 1 < n, rn, ev, t + 1)
@@ -916,13 +919,13 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
         if VI[i, V_OP] != OP_INPUT:
             _grad_vertex(i, B, xP, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
     if learn and not ipc:
-        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False, factor)
 
 
 # ----------------------------------------------------------------------------------------------- one batch
 @njit(**JIT_OPTIONS)
 def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target, beta, init, tol, heun, dt_decay,
-                       rec_every, rec_item, X, Y, x_init, eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF,
+                       rec_every, rec_item, target_beta, factor, all_at_zero, X, Y, x_init, eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF,
                        used, x, mu, eps, drive, xhat, deps, e0, k1, ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow,
                        y0, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev):
     """One batch of schedule ``algo`` (see :mod:`neurosim.graph.reference` and :class:`~neurosim.graph.base.Schedule`),
@@ -976,6 +979,12 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
     for b in range(B):
         for j in range(nt):
             y0[b, j] = Xt[b, j]
+    if target_beta != 1.0:   # the weak target y0 + target_beta (Y - y0) (the layered schedules' option beta)
+        Yw = np.empty_like(Y)
+        for b in range(B):
+            for j in range(nt):
+                Yw[b, j] = y0[b, j] + target_beta * (Y[b, j] - y0[b, j])
+        Y = Yw
 
     if algo == _ALG_BP:
         status[3] = 0
@@ -999,7 +1008,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             if VI[i, V_OP] != OP_INPUT:
                 _grad_vertex(i, B, x, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
         if learn:
-            _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+            _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False, factor)
         return
 
     if algo == _ALG_FPA:
@@ -1025,21 +1034,30 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             for b in range(B):
                 for j in range(nt):
                     y0[b, j] = Mt[b, j]
-        _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
+        _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
                eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps, drive, xhat, deps, e0, k1,
                ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev)
         return
-    if algo == _ALG_ZIL and wavefront and not immediate:
+    track = rec_every > 0 and rec_item < B
+    if algo == _ALG_ZIL and wavefront and not immediate and not track and not all_at_zero:
         if init != _INIT_FF:  # the wave-front sweep starts from the predictions at the initial state
             _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
-        _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps,
+        _zil_wavefront(B, n, rate, learn, factor, Y, target, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps,
                        drive, G, s1, s2, sG, cb, ob, energies, status, rn)
         return
     xJ = xhat if algo == _ALG_FPA else x
+    r = 0
     for t in range(n + 1):
         if algo != _ALG_FPA:
             _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
         bad = _errors(B, x, mu, eps, VI, UP, energies[t])
+        if track and t % rec_every == 0:
+            _record(B, rec_item, x, VI, rec_x[r])
+            _record(B, rec_item, eps, VI, rec_eps[r])
+            _record(B, rec_item, mu, VI, rec_mu[r])
+            rec_steps[r] = t
+            r += 1
+            status[4] = r
         if bad >= 0:
             status[0], status[1], status[2], status[3] = 1, t, bad, t
             return
@@ -1048,11 +1066,11 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
         if algo == _ALG_ZIL:
             Gt[:] = 0.0
             for i in range(nv):
-                if VI[i, V_OP] != OP_INPUT and VI[i, V_LEVEL] == t:
+                if VI[i, V_OP] != OP_INPUT and ((t == 0) if all_at_zero else (VI[i, V_LEVEL] == t)):
                     _grad_vertex(i, B, x, eps, Gt, theta, VI, EI, EF, PI, s1, sG, cb, ob)
             G += Gt
             if learn and immediate:
-                _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[t], True)
+                _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[t], True, factor)
         if t < n:
             _step(B, x, eps, drive, rate, clamp, t + 1 if (algo == _ALG_ZIL and wavefront) else -1, VI, VF, beta, Y,
                   target)
@@ -1061,7 +1079,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             if VI[i, V_OP] != OP_INPUT:
                 _grad_vertex(i, B, xJ, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
     if learn and not (algo == _ALG_ZIL and immediate):
-        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False, factor)
 
 
 @njit(**JIT_OPTIONS)

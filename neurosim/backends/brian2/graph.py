@@ -909,6 +909,11 @@ class GraphBrian2Backend(GraphBackend):
         p = plan
         noise, noisy = _noise(sch)
         B = X.shape[0]
+        if sch.target_beta != 1.0 or sch.factor != 1.0 or sch.all_at_zero or \
+                (sch.algo in (ALG_FPA, ALG_ZIL) and sch.record_every > 0):
+            raise UnsupportedError("backend 'brian2': its graph network does not take the layered schedules' output "
+                                   "options (a weak target, a compensation factor), Z-IL's all_at_zero or records "
+                                   "of an FPA/Z-IL sweep")
         if sch.algo in (ALG_FPA, ALG_ZIL, ALG_BP):
             return self._sweep_run(plan, X, Y, sch)
         if sch.algo not in (ALG_PC, ALG_IPC):
