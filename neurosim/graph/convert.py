@@ -87,6 +87,10 @@ def from_circuit(circuit: Circuit, name: str | None = None) -> Graph:
                                      f"{vname!r} a bias; a graph vertex has one bias (keep one)")
                 bias = f"{pr.name}.b"
                 params.append(Param(bias, init=pr.bias_init, plasticity=pr.plasticity))
+        if bias is None and all(w is None for w in weights):   # only identity edges: a weightless sum
+            vertices.append(Sum(vname, tuple(parents), coefficients=tuple(mults), precision=prec,
+                                tau_x=float(pop.tau_x), tau_eps=float(err.tau_eps)))
+            continue
         vertices.append(Dense(vname, tuple(parents), pop.size, weights=tuple(weights), phi=tuple(phis),
                               bias=bias if bias is not None else False, multiplier=tuple(mults),
                               precision=prec, tau_x=float(pop.tau_x), tau_eps=float(err.tau_eps)))

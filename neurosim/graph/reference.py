@@ -36,7 +36,7 @@ from .base import (ALG_BP, ALG_FPA, ALG_IPC, ALG_PC, ALG_ZIL, INIT_FEEDFORWARD, 
                    STATUS_DIVERGED, GraphBatchResult, ParamState, Schedule)
 from .ops import ReadNoiseStream, vertex_forward, vertex_param_grads, vertex_vjp
 from .plan import (OP_INPUT, P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD,
-                   ROLE_FREE, ROLE_TARGET, V_INOFF, V_LEVEL, V_OP, V_ROLE, V_SIZE, VF_PREC, VF_TAU, VF_TAU_EPS,
+                   ROLE_FREE, ROLE_TARGET, V_INOFF, V_LEVEL, V_OP, V_ROLE, V_SIZE, VF_TAU, VF_TAU_EPS,
                    GraphPlan)
 
 __all__ = ["run_reference", "feedforward", "apply_directions"]
