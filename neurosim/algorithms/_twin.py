@@ -32,6 +32,7 @@ import dataclasses
 import numpy as np
 
 from ..backends.base import MODE_CLAMP, BatchResult
+from ..backends.numba._products import SMALL_BATCH as _SMALL_BATCH
 from ..errors import UnsupportedError
 
 __all__ = ["GraphTwin", "twin_of"]
@@ -76,26 +77,33 @@ class GraphTwin:
         self.t_of = {}
         for _, _, _, k, j in self.bmap + self.wmap:
             self.t_of[k] = j
+        # whether any optimiser keeps moments (SGD with momentum, Adam): only then are they copied
+        from ..graph.plan import OPT_ADAM, P_OPT, PF_MOM
+        self.moments = bool(np.any((gp.PI[:, P_OPT] == OPT_ADAM) | (gp.PF[:, PF_MOM] > 0))) if gp.n_params else False
         self._layouts = {}
         self._plans = {}
 
     # ------------------------------------------------------------------ parameters
     def copy_in(self, be):
+        """The layered backend's parameters (and the optimiser state the update needs) into the twin."""
         st = self.backend.params
         for src, (W, M, V) in ((self.wmap, (be.W, be.mW, be.vW)), (self.bmap, (be.b, be.mb, be.vb))):
             for o, n, go, k, j in src:
                 st.theta[go:go + n] = W[o:o + n]
-                st.m[go:go + n] = M[o:o + n]
-                st.v[go:go + n] = V[o:o + n]
+                if self.moments:
+                    st.m[go:go + n] = M[o:o + n]
+                    st.v[go:go + n] = V[o:o + n]
                 st.opt_t[j] = be.opt_t[k]
 
     def copy_out(self, be):
+        """The twin's parameters and optimiser state back into the layered backend (after an update)."""
         st = self.backend.params
         for src, (W, M, V) in ((self.wmap, (be.W, be.mW, be.vW)), (self.bmap, (be.b, be.mb, be.vb))):
             for o, n, go, k, j in src:
                 W[o:o + n] = st.theta[go:go + n]
-                M[o:o + n] = st.m[go:go + n]
-                V[o:o + n] = st.v[go:go + n]
+                if self.moments:
+                    M[o:o + n] = st.m[go:go + n]
+                    V[o:o + n] = st.v[go:go + n]
         for k, j in self.t_of.items():
             be.opt_t[k] = st.opt_t[j]
 
@@ -138,9 +146,19 @@ class GraphTwin:
         be = sim.backend
         self.copy_in(be)
         dt = self.backend.dtype
-        res = self.backend._engine_run(plan, np.ascontiguousarray(X, dtype=dt),
-                                       np.ascontiguousarray(Y, dtype=dt), sch, used, None, None)
-        self.copy_out(be)
+        X = np.ascontiguousarray(X, dtype=dt)
+        # BLAS threads as the layered numba backend sets them (its option blas_threads, else BLAS's default)
+        limit = getattr(be, "_blas_threads", None) is not None and X.shape[0] > _SMALL_BATCH
+        if limit:
+            be._blas_threads.enter()
+        try:
+            res = self.backend._engine.run(plan, self.backend.params, X, np.ascontiguousarray(Y, dtype=dt), sch,
+                                           used)
+        finally:
+            if limit:
+                be._blas_threads.exit()
+        if sch.learn:
+            self.copy_out(be)
         lay = self.layout(plan)
         fail = lay.pop_of.get(int(res.fail_vertex), -1) if res.status != 0 else -1
         if res.status != 0 and fail < 0 and res.fail_vertex >= 0:   # an inserted identity vertex: its source chain
