@@ -476,16 +476,18 @@ class Simulator:
             for v in circuit.vertices:
                 if v.name in circuit.inputs:
                     continue
-                if dt * v.precision / v.tau_x >= 2.0:
+                precs = v.precision if isinstance(v.precision, tuple) else (v.precision,)
+                pmax, pmin = max(precs), min(precs)
+                if dt * pmax / v.tau_x >= 2.0:
                     raise ValueError(
-                        f"dt={dt} is too large for vertex {v.name!r} (tau_x={v.tau_x}, precision {v.precision}): "
-                        f"explicit integration needs dt < 2 tau_x / precision = {2 * v.tau_x / v.precision:.4g}; "
+                        f"dt={dt} is too large for vertex {v.name!r} (tau_x={v.tau_x}, precision {pmax}): "
+                        f"explicit integration needs dt < 2 tau_x / precision = {2 * v.tau_x / pmax:.4g}; "
                         "reduce dt or increase tau_x")
-                if v.tau_eps > 0 and dt / (v.tau_eps * v.precision) >= 2.0:
+                if v.tau_eps > 0 and dt / (v.tau_eps * pmin) >= 2.0:
                     raise ValueError(
                         f"dt={dt} is too large for the error units of vertex {v.name!r} (tau_eps={v.tau_eps}, "
-                        f"precision {v.precision}): explicit integration needs dt < 2 tau_eps precision = "
-                        f"{2 * v.tau_eps * v.precision:.4g}; reduce dt or increase tau_eps")
+                        f"precision {pmin}): explicit integration needs dt < 2 tau_eps precision = "
+                        f"{2 * v.tau_eps * pmin:.4g}; reduce dt or increase tau_eps")
             return dt
         inputs = set(circuit.inputs)
         for pop in circuit.populations:

@@ -138,7 +138,7 @@ def test_every_kernel_uses_the_one_jitted_form():
     import importlib
     import inspect
     for mod in ("neurosim.backends.numba._passes", "neurosim.backends.numba._relax", "neurosim.graph.kernels",
-                "neurosim.algorithms._kernels", "neurosim.hardware.kernel"):
+                "neurosim.hardware.kernel"):
         m = importlib.import_module(mod)
         src = inspect.getsource(m)
         assert "math.tanh" not in src and "def _phi(" not in src and "def _dphi(" not in src, mod

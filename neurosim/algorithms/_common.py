@@ -57,7 +57,6 @@ import numpy as np
 
 from ..backends.base import INIT_FEEDFORWARD, MODE_CLAMP, MODE_NUDGE, STATUS_DIVERGED, BatchResult
 from ..backends.reference import rec_buffers
-from ..backends.tables import pack
 from ..circuit import _positive
 from ..equations import LayeredEquations, first_bad, optimizer_step  # noqa: F401 (re-exported)
 from ..errors import UnsupportedError
@@ -65,9 +64,6 @@ from ..plan import ROLE_FREE, Plan
 
 __all__ = ["OUTPUT_OPTIONS", "CONVENTIONS", "convention", "OutputSettings", "output_settings", "Tables", "tables", "NumpyNet",
            "check_common", "uses_numba", "rec_buffers", "as_batch"]
-
-#: activation codes the compiled kernels of :mod:`neurosim.algorithms._kernels` implement
-KERNEL_PHI_CODES = (0, 1, 2, 3, 4)
 
 OUTPUT_OPTIONS = {"output_precision": None, "beta": None, "compensate": True}
 
@@ -181,22 +177,12 @@ def uses_numba(sim) -> bool:
 # ----------------------------------------------------------------------------- tables for the kernels
 @dataclass
 class Tables:
-    """Packed integer/float tables of a plan for the compiled kernels (columns: :mod:`neurosim.backends.tables`)."""
+    """The distances of a plan's populations to the target (:func:`distances`), cached per plan."""
 
-    pi: np.ndarray          # (n_pops, 5): size, unit offset, phi code, role, has_err
-    pf: np.ndarray          # (n_pops, 3): phi param, tau_x, tau_eps
-    ki: np.ndarray          # (n_proj, 9): pre, post, w_off, b_off, skip, plastic, learn_bias, mean, opt kind
-    kf: np.ndarray          # (n_proj, 7): multiplier, lr, momentum, weight decay, beta1, beta2, eps
-    ki_start: np.ndarray
-    ki_end: np.ndarray
-    inputs: np.ndarray
-    input_off: np.ndarray
     dist: np.ndarray        # (n_pops,) levelled distance to the target (-1: none), see ``distances``
     depth: np.ndarray       # (n_pops,) longest path (in projections) to the target (-1: no path)
     levelled: bool
     level_problem: str
-    max_n: int
-    n_w: int
 
 
 def distances(plan: Plan):
@@ -230,23 +216,12 @@ def distances(plan: Plan):
 
 
 def tables(plan: Plan) -> Tables:
-    """Build (once per plan, cached in ``plan.extras``) the packed tables of the compiled kernels."""
+    """The :class:`Tables` of ``plan`` (built once, cached in ``plan.extras``)."""
     key = "neurosim.algorithms.tables"
-    if key in plan.extras:
-        return plan.extras[key]
-    p = plan
-    for i in range(p.n_pops):
-        if int(p.pop_phi[i]) not in KERNEL_PHI_CODES:
-            raise UnsupportedError(f"population {p.pop_names[i]!r}: activation code {int(p.pop_phi[i])} is not "
-                                   "implemented by the algorithm kernels")
-    pi, pf, ki, kf = pack(p)
-    depth, dist, levelled, problem = distances(p)
-    t = Tables(pi=pi, pf=pf, ki=ki, kf=kf, ki_start=p.in_start.astype(np.int64), ki_end=p.in_end.astype(np.int64),
-               inputs=p.input_pops.astype(np.int64), input_off=p.input_off.astype(np.int64), dist=dist,
-               depth=depth, levelled=levelled, level_problem=problem, max_n=int(p.pop_size.max()),
-               n_w=int(p.W.size))
-    plan.extras[key] = t
-    return t
+    if key not in plan.extras:
+        depth, dist, levelled, problem = distances(plan)
+        plan.extras[key] = Tables(dist=dist, depth=depth, levelled=levelled, level_problem=problem)
+    return plan.extras[key]
 
 
 def n_layers(plan: Plan) -> int:

@@ -15,7 +15,8 @@ topological order, for any DAG of projections:
 The update uses each projection's own optimiser (SGD / Adam) with the sign convention of the Hebbian rule
 (``g = -grad``), so a single-layer network gets identical updates under ``pc`` and ``bp``.
 The NumPy code below is the reference; on the numba backend :func:`run_batch` runs the same step in one
-compiled call (``_kernels.bp_kernel``), tested equal to it to 1e-10.
+compiled call, the graph kernels' backprop on the circuit's vertex form (:mod:`neurosim.algorithms._twin`),
+tested equal to it to 1e-10.
 """
 from __future__ import annotations
 
@@ -109,20 +110,13 @@ def apply_update(backend, gW, gb, scale_sum_B=None):
 
 
 def _run_numba(sim, X, Y, spec) -> BatchResult:
-    """The same step in one compiled call (:func:`neurosim.algorithms._kernels.bp_kernel`)."""
-    from . import _kernels
-    from ._runner import KernelCall
-    be = sim.backend
-    p = be.plan
-    c = KernelCall(sim, X, Y, 1)
-    loss = np.zeros(1)
-    _kernels.bp_kernel(c.s, c.t, bool(spec.learn), int(p.target_pop), c.tabs, p.precision.astype(c.dtype),
-                       c.params, c.bufs, c.G, c.Gb, c.y0, loss)
-    e = np.zeros((1, p.n_pops))
-    e[0, p.target_pop] = loss[0]
-    if not np.isfinite(loss[0]):
-        return BatchResult(steps=0, energy=e, status=1, fail_step=0, fail_pop=int(p.target_pop), y0=c.y0, y=c.y0)
-    return BatchResult(steps=0, energy=e, y0=c.y0, y=c.y0)
+    """The same step in one compiled call: the graph kernels' backprop on the circuit's vertex form
+    (:mod:`neurosim.algorithms._twin`)."""
+    from ..graph.base import ALG_BP, Schedule
+    from ._common import output_settings
+    from ._twin import twin_of
+    st = output_settings("bp", sim.plan, {}, sim.backend.dtype)
+    return twin_of(sim).run(sim, X, Y, Schedule(ALG_BP, 0, 1.0, True, bool(spec.learn)), st)[0]
 
 
 def brian2_sweep(sim, X, Y, spec):

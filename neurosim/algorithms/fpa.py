@@ -37,8 +37,8 @@ Works on any DAG of projections (the shift register needs as many steps as the l
 options ``output_precision``, ``beta``, ``compensate`` of :mod:`neurosim.algorithms._common`.
 ``train(steps=..., dt=...)`` are not used.
 
-Backends: ``reference`` (the NumPy loop ``_numpy``, the executable specification), ``numba`` (a compiled kernel)
-and ``brian2`` in ``mode="rate"``: the rate network whose value groups also hold the frozen :math:`\hat x`
+Backends: ``reference`` (the NumPy loop ``_numpy``, the executable specification), ``numba`` (the graph
+kernels on the circuit's vertex form, :mod:`neurosim.algorithms._twin`) and ``brian2`` in ``mode="rate"``: the rate network whose value groups also hold the frozen :math:`\hat x`
 (``xh``), from which its synapses compute the predictions, :math:`\phi'` and the Hebbian presynaptic rates,
 with brian2's ``dt`` = :math:`\eta` and the update in the last time step
 (:meth:`~neurosim.backends.brian2.Brian2Backend.run_sweep`).  The spiking mode refuses.
@@ -104,14 +104,11 @@ def _numpy(sim, X, Y, spec, eta, n, st, learn, want_dirs=True):
 
 
 def _numba(sim, X, Y, spec, eta, n, st, learn, want_dirs=True):
-    from . import _kernels
-    from ._runner import KernelCall
-    c = KernelCall(sim, X, Y, n + 1, spec)
-    _kernels.fpa_kernel(c.s, c.t, c.teff, eta, n, st.beta, bool(learn), st.factor, c.probe_every, c.probe_item,
-                        int(sim.plan.target_pop), c.tabs, st.prec.astype(c.dtype), c.params, c.bufs, c.G, c.Gb,
-                        c.energies, c.recs, c.y0, c.y, c.out)
-    res = c.result()
-    return res, (c.directions() if (want_dirs and res.status == 0) else None)
+    """The graph kernels on the circuit's vertex form (:mod:`neurosim.algorithms._twin`)."""
+    from ..graph.base import ALG_FPA, Schedule
+    from ._twin import record_settings, twin_of
+    return twin_of(sim).run(sim, X, Y, Schedule(ALG_FPA, int(n), float(eta), True, bool(learn),
+                                                **record_settings(spec)), st)
 
 
 def _brian2(sim, X, Y, spec, eta, n, st, learn, want_dirs=True):

@@ -18,9 +18,9 @@ the weight step taken only after the last value step.
 simulator's ``dt``.  Options also include the output options ``output_precision``, ``beta``,
 ``compensate``.  ``BatchResult.energy[t]`` is :math:`F(x_t, \theta_t)` per population.
 
-Backends: ``reference`` (the NumPy loop ``_numpy``, the executable specification), ``numba`` (a compiled
-kernel) and ``brian2`` in ``mode="rate"``: the rate network with its optimiser step acting in every time step
-that moves the values (:meth:`~neurosim.backends.brian2.Brian2Backend.run_ipc`; brian2 computes every input
+Backends: ``reference`` (the NumPy loop ``_numpy``, the executable specification), ``numba`` (the graph
+kernels on the circuit's vertex form, :mod:`neurosim.algorithms._twin`) and ``brian2`` in ``mode="rate"``: the
+rate network with its optimiser step acting in every time step that moves the values (:meth:`~neurosim.backends.brian2.Brian2Backend.run_ipc`; brian2 computes every input
 from the state at :math:`t` before any state advances, which is the joint step above, with brian2's ``dt`` =
 :math:`\gamma`).  ``brian2`` in ``mode="spiking"`` refuses: its weights change only by event-driven plasticity
 in the learning window at the end of a run.
@@ -82,13 +82,13 @@ def _numpy(sim, X, Y, spec, gamma, st, learn):
 
 
 def _numba(sim, X, Y, spec, gamma, st, learn):
-    from . import _kernels
-    from ._runner import KernelCall
-    c = KernelCall(sim, X, Y, spec.n_steps + 1, spec)
-    _kernels.ipc_kernel(c.s, c.t, c.teff, gamma, int(spec.n_steps), int(spec.mode), float(spec.beta), st.beta,
-                        bool(learn), st.factor, c.probe_every, c.probe_item, int(sim.plan.target_pop), c.tabs,
-                        st.prec.astype(c.dtype), c.params, c.bufs, c.G, c.Gb, c.energies, c.recs, c.y0, c.y, c.out)
-    return c.result()
+    """The graph kernels on the circuit's vertex form (:mod:`neurosim.algorithms._twin`)."""
+    from ..graph.base import ALG_IPC, Schedule
+    from ._twin import clamped, record_settings, twin_of
+    clamp = clamped(spec)
+    sch = Schedule(ALG_IPC, int(spec.n_steps), float(gamma), clamp, bool(learn),
+                   beta=0.0 if clamp else float(spec.beta), **record_settings(spec))
+    return twin_of(sim).run(sim, X, Y, sch, st)[0]
 
 
 def _brian2(sim, X, Y, spec, gamma, st, learn):

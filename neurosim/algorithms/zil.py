@@ -26,8 +26,8 @@ every projection at :math:`t = 0`, the second negative control), and the output 
 ``output_precision``, ``beta``, ``compensate``.  ``train(steps=..., dt=...)`` are not used: the schedule has
 ``L`` steps.
 
-Backends: ``reference`` (the NumPy loop, the specification), ``numba`` (a compiled kernel) and ``brian2`` in
-``mode="rate"``: the rate network with brian2's ``dt`` = :math:`\gamma`, in which the optimiser step of
+Backends: ``reference`` (the NumPy loop, the specification), ``numba`` (the graph kernels on the circuit's
+levelled vertex form, :mod:`neurosim.algorithms._twin`) and ``brian2`` in ``mode="rate"``: the rate network with brian2's ``dt`` = :math:`\gamma`, in which the optimiser step of
 projection :math:`k` is a ``run_regularly`` operation of its weight group gated to the time step :math:`d(k)`
 (brian2 computes every input from the state at :math:`t` before the weights and then the values advance,
 the synchronous order above); :meth:`~neurosim.backends.brian2.Brian2Backend.run_sweep`.  The spiking mode
@@ -229,19 +229,22 @@ def _numpy(sim, X, Y, spec, gamma, allz, n_upd, dist, st, learn, want_dirs=True)
 
 
 def _numba(sim, X, Y, spec, gamma, allz, n_upd, dist, st, learn, want_dirs=True):
-    from . import _kernels
-    from ._runner import KernelCall
-    c = KernelCall(sim, X, Y, n_upd, spec)
-    _kernels.zil_kernel(c.s, c.t, c.teff, gamma, n_upd, allz, st.beta, bool(learn), st.factor, c.probe_every,
-                        c.probe_item, int(sim.plan.target_pop), dist, c.tabs, st.prec.astype(c.dtype), c.params,
-                        c.bufs, c.G, c.Gb, c.energies, c.recs, c.y0, c.y, c.out)
-    res = c.result()
-    if res.status != 0 or not want_dirs:
-        return res, None
-    gW, gb = c.directions()
-    p = sim.plan
-    upd = {k for k in range(p.n_proj) if dist[p.proj_post[k]] >= 0}
-    return res, ({k: v for k, v in gW.items() if k in upd}, {k: v for k, v in gb.items() if k in upd})
+    """The graph kernels on the circuit's levelled vertex form (:mod:`neurosim.algorithms._twin`): every free value
+    moves at every step, each parameter is updated at its vertex's level (``allz``: all at step 0)."""
+    from ..graph.base import ALG_ZIL, Schedule
+    from ..graph.plan import OP_INPUT, V_LEVEL, V_OP
+    from ._twin import record_settings, twin_of
+    tw = twin_of(sim)
+    plan = tw.plan_for(np.asarray(st.prec, dtype=np.float64), levelled=True)
+    # as many steps as the deepest computing vertex's level (the layered schedule's n_upd - 1)
+    n = max(int(plan.VI[i, V_LEVEL]) for i in range(plan.n_vertices) if plan.VI[i, V_OP] != OP_INPUT)
+    used = None
+    if allz:
+        used = np.zeros((n + 1, plan.n_params), dtype=np.int64)
+        used[0] = 1
+    sch = Schedule(ALG_ZIL, n, float(gamma), True, bool(learn), immediate=True, wavefront=False,
+                   all_at_zero=bool(allz), **record_settings(spec))
+    return tw.run(sim, X, Y, sch, st, levelled=True, used=used)
 
 
 def _brian2(sim, X, Y, spec, gamma, allz, n_upd, dist, st, learn, want_dirs=True):
@@ -267,6 +270,8 @@ def _run(sim, X, Y, spec, options, want_dirs=True):
         impl = _brian2
     else:
         impl = _numba if uses_numba(sim) else _numpy
+    if impl is _numba:   # the graph kernels level the vertex form themselves
+        return impl(sim, X, Y, spec, gamma, allz, n_upd, dist, st, spec.learn, want_dirs)
     if n_upd is None:   # an unlevelled DAG: run on the levelled twin (identity populations inserted)
         lev = sim.__dict__.get("_zil_levelled")
         if lev is None:

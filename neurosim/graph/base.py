@@ -41,7 +41,7 @@ class Schedule:
     heun : PC only: Heun steps (explicit trapezoid, both stages from the same inputs) instead of Euler
     dt_decay : PC only: < 1 multiplies ``rate`` by this whenever a step fails to lower the total energy
     record_every, record_item : > 0: record x, eps, mu (flat unit layout) of batch item ``record_item`` at steps
-        0, record_every, 2 record_every, ... (PC and iPC; an item beyond the batch records nothing)
+        0, record_every, 2 record_every, ... (PC, iPC, FPA and Z-IL; an item beyond the batch records nothing)
     read_m2, read_a2, read_seed : per-read noise of the weighted edges (``reads`` noise of a hardware model:
         :math:`\\sigma_m^2` of MultiplicativeNoise, :math:`\\sigma_a^2` of AdditiveNoise, summed), redrawn at every
         read of every schedule (predictions, feedback, the feedforward pass, backprop's backward pass; see
@@ -49,6 +49,13 @@ class Schedule:
         read_normals`; both engines compute the same draws, so they agree to rounding where they read in the same
         order -- the feedforward start of PC, BP -- and in distribution otherwise).  Both 0 (the default): no
         noise, the noiseless code path.
+    target_beta : the output options of the layered schedules (:mod:`neurosim.algorithms._common`): != 1 clamps
+        (or nudges) the output to the weak target ``y0 + target_beta (Y - y0)`` (``y0``: the feedforward
+        prediction) instead of ``Y``
+    factor : multiplies the update directions before the optimisers (``compensate``); the reported
+        ``directions`` are without it
+    all_at_zero : Z-IL only -- take every vertex's parameter term at step 0 instead of at its level (the
+        negative control ``update_all_at_zero`` of the layered Z-IL)
     ev_values, ev_errors : >= 0: event (send-on-delta) coding of the value and error units with these thresholds
         (:mod:`neurosim.graph.events`; PC with Euler steps, on the reference, numba and brian2 backends); < 0 (the
         default): clock
@@ -74,6 +81,9 @@ class Schedule:
     read_seed: int = 0
     ev_values: float = -1.0
     ev_errors: float = -1.0
+    target_beta: float = 1.0
+    factor: float = 1.0
+    all_at_zero: bool = False
 
 
 @dataclass

@@ -34,8 +34,7 @@ __all__ = ["from_circuit", "to_populations", "population_weights"]
 def from_circuit(circuit: Circuit, name: str | None = None) -> Graph:
     """The graph circuit with the equations of ``circuit`` (see the module docstring).
 
-    Raises ``ValueError`` naming the object for what a graph vertex cannot express: a per-unit precision
-    vector with different values, several biased projections into one population, a non-input population
+    Raises ``ValueError`` naming the object for what a graph vertex cannot express: several biased projections into one population, a non-input population
     that nothing predicts, a circuit without a target, or a target that predicts other populations.
     """
     if not isinstance(circuit, Circuit):
@@ -68,9 +67,7 @@ def from_circuit(circuit: Circuit, name: str | None = None) -> Graph:
             raise ValueError(f"{where}: value population {vname!r} has no error population; every graph vertex has "
                              f"error units (add ns.ErrorPopulation(..., value={vname!r}))")
         prec = err.precision_vector(pop.size)
-        if len(set(prec)) != 1:
-            raise ValueError(f"{where}: error population {err.name!r} has a per-unit precision vector; a graph vertex "
-                             "has one precision (split the population, or use one value)")
+        prec = float(prec[0]) if len(set(prec)) == 1 else tuple(float(q) for q in prec)
         parents, weights, phis, mults, bias = [], [], [], [], None
         for pr in incoming:
             if pr.weights:
@@ -90,9 +87,13 @@ def from_circuit(circuit: Circuit, name: str | None = None) -> Graph:
                                      f"{vname!r} a bias; a graph vertex has one bias (keep one)")
                 bias = f"{pr.name}.b"
                 params.append(Param(bias, init=pr.bias_init, plasticity=pr.plasticity))
+        if bias is None and all(w is None for w in weights):   # only identity edges: a weightless sum
+            vertices.append(Sum(vname, tuple(parents), coefficients=tuple(mults), precision=prec,
+                                tau_x=float(pop.tau_x), tau_eps=float(err.tau_eps)))
+            continue
         vertices.append(Dense(vname, tuple(parents), pop.size, weights=tuple(weights), phi=tuple(phis),
                               bias=bias if bias is not None else False, multiplier=tuple(mults),
-                              precision=float(prec[0]), tau_x=float(pop.tau_x), tau_eps=float(err.tau_eps)))
+                              precision=prec, tau_x=float(pop.tau_x), tau_eps=float(err.tau_eps)))
     return Graph(tuple(vertices), output=target, params=tuple(params), plasticity=None,
                  name=name or c.name, probes=c.probes)
 

@@ -50,6 +50,8 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from .. import activations
 from ..circuit import _DEFAULT_GRAPH_PLASTICITY, Circuit, Hebbian, Init, _as_tuple, _positive
 
@@ -110,11 +112,23 @@ def _per_parent(obj, attr, value, n, check=None):
     return value
 
 
+def _precision(obj, value):
+    """A vertex's precision: a number > 0, or one number > 0 per unit (a tuple; its length is checked against the
+    vertex's size once the shapes are known, in :func:`validate_vertex_form`)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        flat = np.asarray(value, dtype=object).ravel()
+        vals = tuple(_positive(obj, f"precision[{k}]", v) for k, v in enumerate(flat))
+        if not vals:
+            raise ValueError(f"{obj}: precision is empty; give a number or one number per unit")
+        return vals
+    return _positive(obj, "precision", value)
+
+
 def _common(self) -> str:
     """Check a vertex's name, precision, tau_x and tau_eps; returns how errors name it (``"Dense 'h1'"``)."""
     obj = f"{type(self).__name__} {self.name!r}"
     _check_name(type(self).__name__, self.name)
-    object.__setattr__(self, "precision", _positive(obj, "precision", self.precision))
+    object.__setattr__(self, "precision", _precision(obj, self.precision))
     object.__setattr__(self, "tau_x", _positive(obj, "tau_x", self.tau_x))
     te = self.tau_eps
     if isinstance(te, bool) or not isinstance(te, (int, float)) or not (math.isfinite(te) and te >= 0):
@@ -208,8 +222,10 @@ class Dense:
         Fixed forward multipliers :math:`a_j` (the feedback path uses the same :math:`a_j`).
     shape : tuple, optional
         Shape of the vertex (``prod(shape) == size``), e.g. ``(C, H, W)`` to feed a convolution.
-    precision, tau_x : float
-        Precision of the vertex's error population and time constant of its values.
+    precision : float or tuple of float
+        Precision of the vertex's error population: one number, or one per unit (flattened order).
+    tau_x : float
+        Time constant of the vertex's values.
     tau_eps : float
         Time constant of the vertex's error units (0: instantaneous, :math:`\varepsilon = \pi(x - \mu)`;
         > 0: :math:`\tau_\varepsilon \dot\varepsilon = (x - \mu) - \varepsilon/\pi`, as
@@ -224,7 +240,7 @@ class Dense:
     bias: bool | str = True
     multiplier: tuple | float = 1.0
     shape: tuple | None = None
-    precision: float = 1.0
+    precision: float | tuple = 1.0
     tau_x: float = 1.0
     tau_eps: float = 0.0
 
@@ -307,7 +323,7 @@ class Conv2d(_OneParent):
     weight: str | None = None
     bias: bool | str = True
     multiplier: float = 1.0
-    precision: float = 1.0
+    precision: float | tuple = 1.0
     tau_x: float = 1.0
     tau_eps: float = 0.0
 
@@ -341,7 +357,7 @@ class Pool(_OneParent):
     size: int = 2
     stride: int | None = None
     kind: str = "max"
-    precision: float = 1.0
+    precision: float | tuple = 1.0
     tau_x: float = 1.0
     tau_eps: float = 0.0
 
@@ -363,7 +379,7 @@ class Sum:
     name: str
     parents: tuple
     coefficients: tuple | float = 1.0
-    precision: float = 1.0
+    precision: float | tuple = 1.0
     tau_x: float = 1.0
     tau_eps: float = 0.0
 
@@ -381,7 +397,7 @@ class Product:
 
     name: str
     parents: tuple
-    precision: float = 1.0
+    precision: float | tuple = 1.0
     tau_x: float = 1.0
     tau_eps: float = 0.0
 
@@ -400,7 +416,7 @@ class Act(_OneParent):
     name: str
     parent: str
     phi: str = "tanh"
-    precision: float = 1.0
+    precision: float | tuple = 1.0
     tau_x: float = 1.0
     tau_eps: float = 0.0
 
@@ -419,7 +435,7 @@ class Identity(_OneParent):
 
     name: str
     parent: str
-    precision: float = 1.0
+    precision: float | tuple = 1.0
     tau_x: float = 1.0
     tau_eps: float = 0.0
 
@@ -557,6 +573,12 @@ def validate_vertex_form(c) -> None:
     if not c.inputs:
         raise ValueError(f"{g} has no Input vertex")
     _infer_shapes(c, by_name)
+    for v in c.vertices:
+        prec = getattr(v, "precision", None)
+        if isinstance(prec, tuple) and len(prec) != math.prod(c.shapes[v.name]):
+            raise ValueError(f"{type(v).__name__} {v.name!r}: precision has {len(prec)} values but the vertex has "
+                             f"{math.prod(c.shapes[v.name])} units; give a number or one value per unit (in the "
+                             "order of the flattened shape)")
     _check_reachability(c, by_name)
     _collect_params(c, by_name)
 

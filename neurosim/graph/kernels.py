@@ -30,7 +30,7 @@ from .plan import (BIAS_UNIT, E_CONV, E_DENSE, E_SCALE, EI_KH, EI_KIND, EI_KW, E
                    EI_PHI, EI_SRC, EI_STRIDE, OP_ACT, OP_AFFINE, OP_AVGPOOL, OP_INPUT, OP_MAXPOOL, OP_PRODUCT,
                    P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD, ROLE_FREE,
                    ROLE_TARGET, V_BIAS, V_BKIND, V_C, V_E0, V_E1, V_H, V_INOFF, V_LEVEL, V_OFF, V_OP, V_PHI, V_PK,
-                   V_PS, V_ROLE, V_SIZE, V_W, VF_PREC, VF_TAU, VF_TAU_EPS)
+                   V_PS, V_ROLE, V_SIZE, V_W, VF_TAU, VF_TAU_EPS)
 
 __all__ = ["graph_batch_kernel", "vertex_kernel", "conv_scratch_sizes"]
 
@@ -505,8 +505,9 @@ def _grad_vertex(i, B, xP, ebuf, G, theta, VI, EI, EF, PI, s1, sG, cb, ob):
 
 # ----------------------------------------------------------------------------------------------- optimiser
 @njit(**JIT_OPTIONS)
-def _apply(G, B, theta, m, v, opt_t, PI, PF, mask, use_mask):
-    """theta += lr * (optimiser of the reduced direction G / B (mean) or G (sum)); mirrors optimizer_step."""
+def _apply(G, B, theta, m, v, opt_t, PI, PF, mask, use_mask, factor):
+    """theta += lr * (optimiser of ``factor`` times the reduced direction G / B (mean) or G (sum)); mirrors
+    optimizer_step."""
     for k in range(PI.shape[0]):
         if PI[k, P_PLASTIC] == 0 or (use_mask and mask[k] == 0):
             continue
@@ -519,6 +520,8 @@ def _apply(G, B, theta, m, v, opt_t, PI, PF, mask, use_mask):
         c2 = 1.0 - b2 ** t
         for j in range(PI[k, P_OFF], PI[k, P_OFF] + PI[k, P_SIZE]):
             g = G[j] * scale
+            if factor != 1.0:
+                g = factor * g
             if wd > 0:
                 g -= wd * theta[j]
             if adam:
@@ -541,26 +544,31 @@ def _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn):
 
 
 @njit(**JIT_OPTIONS)
-def _error_vertex(i, B, x, mu, eps, VI, VF):
-    """eps_i = precision (x_i - mu_i); returns the batch-mean energy of vertex i."""
-    prec = VF[i, VF_PREC]
+def _error_vertex(i, B, x, mu, eps, VI, UP):
+    """eps_i = precision (x_i - mu_i), with the precision of each unit (``UP``); returns the batch-mean energy
+    of vertex i, sum(precision (x_i - mu_i)^2) / (2 B)."""
+    o = VI[i, V_OFF]
+    n = VI[i, V_SIZE]
     acc = 0.0
-    for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
-        r = x[j] - mu[j]
-        eps[j] = prec * r
-        acc += r * r
-    return 0.5 * prec * acc / B
+    for b in range(B):
+        lo = B * o + b * n
+        for u in range(n):
+            r = x[lo + u] - mu[lo + u]
+            e = UP[o + u] * r
+            eps[lo + u] = e
+            acc += e * r
+    return 0.5 * acc / B
 
 
 @njit(**JIT_OPTIONS)
-def _errors(B, x, mu, eps, VI, VF, energy_row):
+def _errors(B, x, mu, eps, VI, UP, energy_row):
     """Errors and energies of every vertex; returns the first vertex with a non-finite energy (or -1)."""
     bad = -1
     for i in range(VI.shape[0]):
         if VI[i, V_OP] == OP_INPUT:
             energy_row[i] = 0.0
             continue
-        energy_row[i] = _error_vertex(i, B, x, mu, eps, VI, VF)
+        energy_row[i] = _error_vertex(i, B, x, mu, eps, VI, UP)
         if bad < 0 and not math.isfinite(energy_row[i]):
             bad = i
     return bad
@@ -611,7 +619,7 @@ def _has_parent_at(i, level, VI, EI):
 
 
 @njit(**JIT_OPTIONS)
-def _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps,
+def _zil_wavefront(B, n, rate, learn, factor, Y, target, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps,
                    drive, G, s1, s2, sG, cb, ob, energies, status, rn):
     """Z-IL with only the wave-front moving (``values="wavefront"``, deferred updates), touching only what changes.
 
@@ -624,7 +632,7 @@ def _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, EI,
     nv = VI.shape[0]
     for t in range(n + 1):
         if t == 0:
-            bad = _errors(B, x, mu, eps, VI, VF, energies[0])  # mu holds the initial predictions
+            bad = _errors(B, x, mu, eps, VI, UP, energies[0])  # mu holds the initial predictions
         else:
             bad = -1
             for i in range(nv):
@@ -636,7 +644,7 @@ def _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, EI,
                 if fresh:
                     _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
                 if fresh or VI[i, V_LEVEL] == t:
-                    energies[t, i] = _error_vertex(i, B, x, mu, eps, VI, VF)
+                    energies[t, i] = _error_vertex(i, B, x, mu, eps, VI, UP)
                     if bad < 0 and not math.isfinite(energies[t, i]):
                         bad = i
         if bad >= 0:
@@ -653,7 +661,7 @@ def _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, EI,
         if t < n:
             _step(B, x, eps, drive, rate, True, t + 1, VI, VF, 0.0, Y, target)
     if learn:
-        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False, factor)
 
 
 # ----------------------------------------------------------------------------------------------- PC and iPC
@@ -664,7 +672,7 @@ def _has_eps_state(i, VI, VF):
 
 
 @njit(**JIT_OPTIONS)
-def _errors_state(B, x, mu, eps, deps, VI, VF, energy_row):
+def _errors_state(B, x, mu, eps, deps, VI, VF, UP, energy_row):
     """As :func:`_errors`, but a vertex with ``tau_eps > 0`` keeps its error state ``eps`` and gets its rate
     ``deps = ((x - mu) - eps / precision) / tau_eps`` instead; the energy is ``prec/2 |x - mu|^2`` (batch mean)
     either way."""
@@ -674,16 +682,20 @@ def _errors_state(B, x, mu, eps, deps, VI, VF, energy_row):
             energy_row[i] = 0.0
             continue
         if _has_eps_state(i, VI, VF):
-            prec = VF[i, VF_PREC]
             te = VF[i, VF_TAU_EPS]
+            o = VI[i, V_OFF]
+            n = VI[i, V_SIZE]
             acc = 0.0
-            for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
-                r = x[j] - mu[j]
-                deps[j] = (r - eps[j] / prec) / te
-                acc += r * r
-            energy_row[i] = 0.5 * prec * acc / B
+            for b in range(B):
+                lo = B * o + b * n
+                for u in range(n):
+                    prec = UP[o + u]
+                    r = x[lo + u] - mu[lo + u]
+                    deps[lo + u] = (r - eps[lo + u] / prec) / te
+                    acc += prec * r * r
+            energy_row[i] = 0.5 * acc / B
         else:
-            energy_row[i] = _error_vertex(i, B, x, mu, eps, VI, VF)
+            energy_row[i] = _error_vertex(i, B, x, mu, eps, VI, UP)
         if bad < 0 and not math.isfinite(energy_row[i]):
             bad = i
     return bad
@@ -714,7 +726,8 @@ def _send(B, a, sent, theta, sends, ptr, idx, fan, fan_off, VI, k, col, events, 
 
 
 @njit(**JIT_OPTIONS)
-def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energy_row, feedback, rn, ev, k):
+def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, UP, EI, EF, PI, s1, s2, cb, ob, energy_row, feedback, rn, ev,
+            k):
     """Predictions, errors (and error rates), energies and, when ``feedback``, the feedback ``drive = J^T eps``
     at the state ``(x, eps)``; returns the first vertex with a non-finite energy (or -1).
 
@@ -726,7 +739,7 @@ def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, o
     if on:
         _send(B, x, xr, th[0], sendv, optr, oidx, FO, FOo, VI, k, 0, events, sops, eev)
     _predict_all(B, xr if on else x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
-    bad = _errors_state(B, x, mu, eps, deps, VI, VF, energy_row)
+    bad = _errors_state(B, x, mu, eps, deps, VI, VF, UP, energy_row)
     if feedback:
         if on:
             _send(B, eps, er, th[1], sende, iptr, iidx, FI, FIo, VI, k, 1, events, sops, eev)
@@ -801,8 +814,8 @@ def _record(B, item, buf, VI, row):
 
 
 @njit(**JIT_OPTIONS)
-def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
-           eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive, x0, deps, e0, k1, ke1,
+def _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
+           eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps, drive, x0, deps, e0, k1, ke1,
            G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev):
     """Standard PC (``ALG_PC``) or iPC (``ALG_IPC``) from the initial values in ``x``, as
     :func:`neurosim.backends.reference.ReferenceBackend.run_batch` and :func:`neurosim.algorithms.ipc._numpy`.
@@ -831,13 +844,16 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
             _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
             for i in range(nv):
                 if _has_eps_state(i, VI, VF):
-                    prec = VF[i, VF_PREC]
-                    for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
-                        eps[j] = prec * (x[j] - mu[j])
+                    o = VI[i, V_OFF]
+                    n_i = VI[i, V_SIZE]
+                    for b in range(B):
+                        lo = B * o + b * n_i
+                        for u in range(n_i):
+                            eps[lo + u] = UP[o + u] * (x[lo + u] - mu[lo + u])
     track = rec_every > 0 and rec_item < B
     steps = 0
     r = 0
-    bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energies[0], n > 0, rn,
+    bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, UP, EI, EF, PI, s1, s2, cb, ob, energies[0], n > 0, rn,
                   ev, 0)
     for t in range(n + 1):
         if track and t % rec_every == 0:
@@ -869,7 +885,7 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
                 if _has_eps_state(i, VI, VF):
                     for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
                         eps[j] = e0[j] + rate * ke1[j]
-            _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, erow, True, rn, ev, 0)
+            _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, UP, EI, EF, PI, s1, s2, cb, ob, erow, True, rn, ev, 0)
             _rates(B, x, eps, drive, clamp, beta, Y, target, VI, VF, drive)  # f(x + rate f(x)), in place
             for j in range(x.shape[0]):
                 x[j] = x0[j] + 0.5 * rate * (k1[j] + drive[j])
@@ -885,9 +901,9 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
                         for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
                             eps[j] += rate * deps[j]
         if ipc and learn:
-            _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[0], False)
+            _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[0], False, factor)
         steps += 1
-        bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, EI, EF, PI, s1, s2, cb, ob, energies[t + 1],
+        bad = _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, UP, EI, EF, PI, s1, s2, cb, ob, energies[t + 1],
                       t + 1 < n, rn, ev, t + 1)
         if dt_decay < 1.0:
             before = 0.0
@@ -903,13 +919,13 @@ def _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_dec
         if VI[i, V_OP] != OP_INPUT:
             _grad_vertex(i, B, xP, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
     if learn and not ipc:
-        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False, factor)
 
 
 # ----------------------------------------------------------------------------------------------- one batch
 @njit(**JIT_OPTIONS)
 def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target, beta, init, tol, heun, dt_decay,
-                       rec_every, rec_item, X, Y, x_init, eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF,
+                       rec_every, rec_item, target_beta, factor, all_at_zero, X, Y, x_init, eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF,
                        used, x, mu, eps, drive, xhat, deps, e0, k1, ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow,
                        y0, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev):
     """One batch of schedule ``algo`` (see :mod:`neurosim.graph.reference` and :class:`~neurosim.graph.base.Schedule`),
@@ -963,19 +979,25 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
     for b in range(B):
         for j in range(nt):
             y0[b, j] = Xt[b, j]
+    if target_beta != 1.0:   # the weak target y0 + target_beta (Y - y0) (the layered schedules' option beta)
+        Yw = np.empty_like(Y)
+        for b in range(B):
+            for j in range(nt):
+                Yw[b, j] = y0[b, j] + target_beta * (Y[b, j] - y0[b, j])
+        Y = Yw
 
     if algo == _ALG_BP:
         status[3] = 0
         eps[:] = 0.0
         Et = blk(eps, B, VI[target, V_OFF], nt)
-        prec = VF[target, VF_PREC]
+        ot = VI[target, V_OFF]
         acc = 0.0
         for b in range(B):
             for j in range(nt):
                 r = Y[b, j] - y0[b, j]
-                Et[b, j] = prec * r
-                acc += r * r
-        energies[0, target] = 0.5 * prec * acc / B
+                Et[b, j] = UP[ot + j] * r
+                acc += Et[b, j] * r
+        energies[0, target] = 0.5 * acc / B
         if not math.isfinite(energies[0, target]):
             status[0], status[1], status[2], status[3] = 1, 0, target, 0
             return
@@ -986,7 +1008,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             if VI[i, V_OP] != OP_INPUT:
                 _grad_vertex(i, B, x, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
         if learn:
-            _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+            _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False, factor)
         return
 
     if algo == _ALG_FPA:
@@ -1012,21 +1034,30 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             for b in range(B):
                 for j in range(nt):
                     y0[b, j] = Mt[b, j]
-        _relax(algo, B, n, rate, clamp, learn, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
-               eps_init, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps, drive, xhat, deps, e0, k1,
+        _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
+               eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps, drive, xhat, deps, e0, k1,
                ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev)
         return
-    if algo == _ALG_ZIL and wavefront and not immediate:
+    track = rec_every > 0 and rec_item < B
+    if algo == _ALG_ZIL and wavefront and not immediate and not track and not all_at_zero:
         if init != _INIT_FF:  # the wave-front sweep starts from the predictions at the initial state
             _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
-        _zil_wavefront(B, n, rate, learn, Y, target, theta, m, v, opt_t, VI, VF, EI, EF, PI, PF, used, x, mu, eps,
+        _zil_wavefront(B, n, rate, learn, factor, Y, target, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps,
                        drive, G, s1, s2, sG, cb, ob, energies, status, rn)
         return
     xJ = xhat if algo == _ALG_FPA else x
+    r = 0
     for t in range(n + 1):
         if algo != _ALG_FPA:
             _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
-        bad = _errors(B, x, mu, eps, VI, VF, energies[t])
+        bad = _errors(B, x, mu, eps, VI, UP, energies[t])
+        if track and t % rec_every == 0:
+            _record(B, rec_item, x, VI, rec_x[r])
+            _record(B, rec_item, eps, VI, rec_eps[r])
+            _record(B, rec_item, mu, VI, rec_mu[r])
+            rec_steps[r] = t
+            r += 1
+            status[4] = r
         if bad >= 0:
             status[0], status[1], status[2], status[3] = 1, t, bad, t
             return
@@ -1035,11 +1066,11 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
         if algo == _ALG_ZIL:
             Gt[:] = 0.0
             for i in range(nv):
-                if VI[i, V_OP] != OP_INPUT and VI[i, V_LEVEL] == t:
+                if VI[i, V_OP] != OP_INPUT and ((t == 0) if all_at_zero else (VI[i, V_LEVEL] == t)):
                     _grad_vertex(i, B, x, eps, Gt, theta, VI, EI, EF, PI, s1, sG, cb, ob)
             G += Gt
             if learn and immediate:
-                _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[t], True)
+                _apply(Gt, B, theta, m, v, opt_t, PI, PF, used[t], True, factor)
         if t < n:
             _step(B, x, eps, drive, rate, clamp, t + 1 if (algo == _ALG_ZIL and wavefront) else -1, VI, VF, beta, Y,
                   target)
@@ -1048,7 +1079,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             if VI[i, V_OP] != OP_INPUT:
                 _grad_vertex(i, B, xJ, eps, G, theta, VI, EI, EF, PI, s1, sG, cb, ob)
     if learn and not (algo == _ALG_ZIL and immediate):
-        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False)
+        _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False, factor)
 
 
 @njit(**JIT_OPTIONS)

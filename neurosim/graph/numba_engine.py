@@ -140,8 +140,9 @@ class NumbaGraphEngine:
         rec_steps = np.zeros(n_rec, dtype=np.int64)
         kern(int(sch.algo), n, float(sch.rate), bool(sch.clamp), bool(sch.learn), bool(sch.immediate),
              bool(sch.wavefront), int(plan.target), float(sch.beta), int(sch.init), float(sch.tol), bool(sch.heun),
-             float(sch.dt_decay), int(sch.record_every), int(sch.record_item), np.ascontiguousarray(X, dtype=dt),
-             Yk, xi, ei, state.theta, state.m, state.v, state.opt_t, plan.VI, plan.VF, plan.EI, plan.EF, plan.PI,
+             float(sch.dt_decay), int(sch.record_every), int(sch.record_item), float(sch.target_beta),
+             float(sch.factor), bool(sch.all_at_zero), np.ascontiguousarray(X, dtype=dt),
+             Yk, xi, ei, state.theta, state.m, state.v, state.opt_t, plan.VI, plan.VF, plan.UP, plan.EI, plan.EF, plan.PI,
              plan.PF, used, buf["x"], buf["mu"], buf["eps"], buf["drive"], buf["xhat"], buf["deps"], buf["e0"],
              buf["k1"], buf["ke1"], buf["G"], buf["Gt"], buf["s1"], buf["s2"], buf["sG"], buf["cb"], buf["ob"],
              energies, buf["erow"], y0, rec_steps, rec_x, rec_eps, rec_mu, status,

@@ -89,7 +89,10 @@ class GraphPlan(Layout):
     v_names : list of str
         Vertex names in topological order.
     v_shapes : list of tuple
-    VI : ndarray (n_vertices, 16) int64 ; VF : ndarray (n_vertices, 3) float64 (precision, tau_x, tau_eps)
+    VI : ndarray (n_vertices, 16) int64 ; VF : ndarray (n_vertices, 3) float64 (precision, tau_x, tau_eps; the
+        precision column holds the largest of a vertex's per-unit precisions)
+    UP : ndarray (n_units,) float64
+        Precision of every unit (0 for the inputs): what the engines read.
     EI : ndarray (n_edges, 8) int64 ; EF : ndarray (n_edges,) float64 (multiplier / coefficient)
     PI : ndarray (n_params, 5) int64 ; PF : ndarray (n_params, 6) float64 (lr, momentum, weight decay,
         beta1, beta2, eps)
@@ -123,6 +126,7 @@ class GraphPlan(Layout):
     inputs: np.ndarray
     levels: np.ndarray
     depth: int
+    UP: np.ndarray = None
     extras: dict = field(default_factory=dict)
 
     n_vertices = Layout.n_pops   # n_units, n_input: Layout's, from the layered names (LAYERED_NAMES)
@@ -167,12 +171,8 @@ class GraphPlan(Layout):
 
     @property
     def precision(self) -> np.ndarray:
-        """Precision of every unit (inputs: 0)."""
-        out = np.zeros(self.n_units)
-        for i in range(self.n_vertices):
-            if self.VI[i, V_OP] != OP_INPUT:
-                out[self.units(i)] = self.VF[i, VF_PREC]
-        return out
+        """Precision of every unit (inputs: 0), a copy of :attr:`UP`."""
+        return self.UP.copy()
 
     def param_view(self, theta: np.ndarray, k: int) -> np.ndarray:
         """View of parameter ``k`` in a flat vector laid out like ``theta0``, with its shape."""
@@ -253,6 +253,7 @@ def lower_graph(graph: Graph, seed: int = 0) -> GraphPlan:
     VI = np.zeros((nv, N_VI), dtype=np.int64)
     VF = np.ones((nv, N_VF), dtype=np.float64)
     VF[:, VF_TAU_EPS] = 0.0
+    UP = np.zeros(sum(math.prod(graph.shapes[n]) for n in order), dtype=np.float64)   # per-unit precision
     edges_i, edges_f = [], []
     uoff = 0
     in_cols, c = {}, 0
@@ -277,7 +278,9 @@ def lower_graph(graph: Graph, seed: int = 0) -> GraphPlan:
             VI[i, V_E1] = len(edges_i)
             continue
         VI[i, V_ROLE] = ROLE_TARGET if n == graph.output else ROLE_FREE
-        VF[i] = (v.precision, v.tau_x, v.tau_eps)
+        prec = np.asarray(v.precision, dtype=np.float64)
+        UP[uoff - size:uoff] = prec
+        VF[i] = (prec.max(), v.tau_x, v.tau_eps)
 
         def edge(src, kind, param=-1, phi=0, kh=0, kw=0, stride=1, pad=0, coef=1.0):
             edges_i.append((index[src], kind, param, phi, kh, kw, stride, pad))
@@ -325,4 +328,4 @@ def lower_graph(graph: Graph, seed: int = 0) -> GraphPlan:
     levels = VI[:, V_LEVEL].copy()
     return GraphPlan(graph=graph, seed=seed, v_names=order, v_shapes=[tuple(graph.shapes[n]) for n in order],
                      VI=VI, VF=VF, EI=EI, EF=EF, PI=PI, PF=PF, p_names=p_names, p_shapes=p_shapes, theta0=theta0,
-                     target=index[graph.output], inputs=inputs, levels=levels, depth=graph.depth)
+                     target=index[graph.output], inputs=inputs, levels=levels, depth=graph.depth, UP=UP)

@@ -36,7 +36,7 @@ from .base import (ALG_BP, ALG_FPA, ALG_IPC, ALG_PC, ALG_ZIL, INIT_FEEDFORWARD, 
                    STATUS_DIVERGED, GraphBatchResult, ParamState, Schedule)
 from .ops import ReadNoiseStream, vertex_forward, vertex_param_grads, vertex_vjp
 from .plan import (OP_INPUT, P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD,
-                   ROLE_FREE, ROLE_TARGET, V_INOFF, V_LEVEL, V_OP, V_ROLE, V_SIZE, VF_PREC, VF_TAU, VF_TAU_EPS,
+                   ROLE_FREE, ROLE_TARGET, V_INOFF, V_LEVEL, V_OP, V_ROLE, V_SIZE, VF_TAU, VF_TAU_EPS,
                    GraphPlan)
 
 __all__ = ["run_reference", "feedforward", "apply_directions"]
@@ -55,15 +55,17 @@ def feedforward(plan: GraphPlan, theta: np.ndarray, X: np.ndarray, noise=None) -
     return xs
 
 
-def apply_directions(plan: GraphPlan, state: ParamState, D: np.ndarray, mask=None):
-    """Apply reduced directions ``D`` (flat) through each plastic parameter's optimiser (``mask``: which)."""
+def apply_directions(plan: GraphPlan, state: ParamState, D: np.ndarray, mask=None, factor=1.0):
+    """Apply reduced directions ``D`` (flat), times ``factor``, through each plastic parameter's optimiser
+    (``mask``: which)."""
     for k in range(plan.n_params):
         if not plan.PI[k, P_PLASTIC] or (mask is not None and not mask[k]):
             continue
         o, n = int(plan.PI[k, P_OFF]), int(plan.PI[k, P_SIZE])
         state.opt_t[k] += 1
         pf = plan.PF[k]
-        optimizer_step(state.theta[o:o + n], D[o:o + n], state.m[o:o + n], state.v[o:o + n], state.opt_t[k],
+        g = D[o:o + n] if factor == 1.0 else factor * D[o:o + n]
+        optimizer_step(state.theta[o:o + n], g, state.m[o:o + n], state.v[o:o + n], state.opt_t[k],
                        pf[PF_LR], int(plan.PI[k, P_OPT]), (pf[PF_MOM], pf[PF_WD], pf[PF_B1], pf[PF_B2], pf[PF_EPS]))
 
 
@@ -75,7 +77,11 @@ class _Net:
         self.nv = plan.n_vertices
         self.comp = [i for i in range(self.nv) if plan.VI[i, V_OP] != OP_INPUT]
         self.is_input = plan.VI[:, V_OP] == OP_INPUT
-        self.prec = plan.VF[:, VF_PREC].astype(state.dtype)
+        # precision of each vertex: a number, or (per-unit precisions) an array of the vertex's units
+        self.prec = []
+        for i in range(self.nv):
+            up = plan.UP[plan.units(i)].astype(state.dtype)
+            self.prec.append(up[0] if up.size and np.all(up == up[0]) else up)
         self.tau = plan.VF[:, VF_TAU].astype(state.dtype)
         self.noise = None   # (sigma_m^2, sigma_a^2, rng) of per-read noise, set by the schedules (see noise_of)
 
@@ -90,9 +96,15 @@ class _Net:
         energy = np.zeros(self.nv)
         for i in self.comp:
             r = xs[i] - mus[i]
-            eps[i] = self.prec[i] * r
-            energy[i] = 0.5 * self.prec[i] * np.sum(r * r) / self.B
+            p = self.p(i, r)
+            eps[i] = p * r
+            energy[i] = (0.5 * p * np.sum(r * r) if np.ndim(p) == 0 else 0.5 * np.sum(p * r * r)) / self.B
         return eps, energy
+
+    def p(self, i, like):
+        """The precision of vertex i, shaped to multiply an array ``like`` (batch, *units)."""
+        p = self.prec[i]
+        return p if np.ndim(p) == 0 else p.reshape(like.shape[1:])
 
     def feedback(self, xJ, eps, out=None):
         """``out[p] += sum_c J_{c,p}(xJ)^T eps_c`` for every non-input parent ``p``."""
@@ -160,12 +172,15 @@ def _check_schedule(plan: GraphPlan, sch: Schedule, B: int, Y, x_init, eps_init)
     if sch.algo in (ALG_FPA, ALG_ZIL, ALG_BP):
         extra = [name for name, off in (("beta", sch.clamp or sch.beta == 0.0), ("init", sch.init == INIT_FEEDFORWARD),
                                         ("tol", sch.tol == 0.0), ("heun", not sch.heun),
-                                        ("dt_decay", sch.dt_decay == 1.0), ("record_every", sch.record_every == 0))
+                                        ("dt_decay", sch.dt_decay == 1.0),
+                                        ("record_every", sch.record_every == 0 or sch.algo != ALG_BP))
                  if not off]
         if extra:
             name = {ALG_FPA: "fpa", ALG_ZIL: "zil", ALG_BP: "bp"}[sch.algo]
             raise ValueError(f"graph algorithm {name!r} does not take the run settings {extra}; they apply to PC "
                              "and iPC only (leave them at their defaults)")
+    if sch.all_at_zero and sch.algo != ALG_ZIL:
+        raise ValueError("all_at_zero is a setting of Z-IL only")
     if sch.ev_values >= 0 and (sch.algo != ALG_PC or sch.heun):
         raise ValueError("event coding (send-on-delta) runs the PC relaxation with Euler steps: use algorithm 'pc' "
                          "and integrator='euler'")
@@ -180,6 +195,45 @@ def _check_schedule(plan: GraphPlan, sch: Schedule, B: int, Y, x_init, eps_init)
         if a is not None and np.shape(a) != (B, plan.n_units):
             raise ValueError(f"run_reference: {name} must have shape (B, n_units) = ({B}, {plan.n_units}) in the "
                              f"plan's unit layout, got {np.shape(a)}")
+
+
+class _Records:
+    """The probe records of one batch: x, eps, mu of item ``record_item`` every ``record_every`` steps (flat unit
+    layout), for steps 0..n."""
+
+    def __init__(self, plan: GraphPlan, sch: Schedule, B: int, n: int, dtype):
+        self.plan = plan
+        self.every, self.item = int(sch.record_every), int(sch.record_item)
+        self.track = self.every > 0 and self.item < B
+        n_rec = n // self.every + 1 if self.track else 0
+        self.x = np.zeros((n_rec, plan.n_units), dtype=dtype)
+        self.eps = np.zeros_like(self.x)
+        self.mu = np.zeros_like(self.x)
+        self.steps = np.zeros(n_rec, dtype=np.int64)
+        self.r = 0
+
+    def take(self, k, xs, eps, mus):
+        """Record step ``k`` (when it is one of the recorded steps)."""
+        if not (self.track and k % self.every == 0):
+            return
+        for arrs, out in ((xs, self.x), (eps, self.eps), (mus, self.mu)):
+            for i in range(self.plan.n_vertices):
+                if arrs[i] is not None:
+                    out[self.r, self.plan.units(i)] = arrs[i][self.item]
+        self.steps[self.r] = k
+        self.r += 1
+
+    def out(self) -> dict:
+        r = self.r
+        return dict(rec_steps=self.steps[:r], rec_x=self.x[:r], rec_eps=self.eps[:r], rec_mu=self.mu[:r])
+
+
+def weak_target(Y, y0, sch: Schedule):
+    """The output's target: ``Y``, or with ``sch.target_beta`` != 1 the weak target ``y0 + target_beta (Y - y0)``
+    (``y0``: the feedforward prediction)."""
+    if Y is None or sch.target_beta == 1.0:
+        return Y
+    return y0 + sch.target_beta * (np.asarray(Y, dtype=y0.dtype) - y0)
 
 
 def _no_records(plan: GraphPlan, dtype):
@@ -220,23 +274,30 @@ def run_reference(plan: GraphPlan, state: ParamState, X: np.ndarray, Y: np.ndarr
 
     if sch.algo == ALG_BP:
         eps = [None if net.is_input[i] else np.zeros_like(xs[i]) for i in range(net.nv)]
-        eps[T] = net.prec[T] * (Y - y0)
+        pT = net.p(T, y0)
+        eps[T] = pT * (Y - y0)
         energy = np.zeros((1, net.nv))
-        energy[0, T] = 0.5 * net.prec[T] * np.sum((Y - y0) ** 2) / B
+        energy[0, T] = (0.5 * pT * np.sum((Y - y0) ** 2) if np.ndim(pT) == 0 else
+                        0.5 * np.sum(pT * (Y - y0) ** 2)) / B
         if not np.isfinite(energy[0, T]) or not np.all(np.isfinite(y0)):
             return failed(energy, 0, T, xs)
         net.backprop(xs, eps)
         G = net.hebbian(xs, eps, net.comp)
         D = net.reduce(G)
         if sch.learn:
-            apply_directions(plan, state, D)
+            apply_directions(plan, state, D, factor=sch.factor)
         return GraphBatchResult(steps=0, energy=energy, y0=y0, y=y0.copy(), directions=D, x=net.flat(xs),
                                 eps=net.flat(eps), mu=net.flat([None if net.is_input[i] else xs[i]
                                                                 for i in range(net.nv)]), **norec)
 
     if sch.clamp:
-        xs[T] = np.array(Y, dtype=state.dtype, copy=True)
+        xs[T] = np.array(weak_target(Y, y0, sch), dtype=state.dtype, copy=True)
     energies = np.zeros((n + 1, net.nv))
+    rec = _Records(plan, sch, B, n, state.dtype)
+
+    def failed_rec(t, bad, xs_, eps_, mus_):
+        return GraphBatchResult(steps=t, energy=energies[:t + 1], status=STATUS_DIVERGED, fail_step=t,
+                                fail_vertex=bad, y0=y0, y=xs_[T].copy(), x=net.flat(xs_), **rec.out())
 
     if sch.algo == ALG_FPA:
         xh = [a.copy() for a in xs]
@@ -244,17 +305,18 @@ def run_reference(plan: GraphPlan, state: ParamState, X: np.ndarray, Y: np.ndarr
         mus = [None if net.is_input[i] else xh[i] for i in range(net.nv)]
         for k in range(n + 1):
             eps, energies[k] = net.errors(xs, mus)
+            rec.take(k, xs, eps, mus)
             bad = _first_bad(energies[k])
             if bad >= 0:
-                return failed(energies, k, bad, xs)
+                return failed_rec(k, bad, xs, eps, mus)
             if k == n:
                 break
             net.step(xs, eps, net.feedback(xh, eps), sch.rate, movable)
         D = net.reduce(net.hebbian(xh, eps, net.comp))
         if sch.learn:
-            apply_directions(plan, state, D)
+            apply_directions(plan, state, D, factor=sch.factor)
         return GraphBatchResult(steps=n, energy=energies, y0=y0, y=xs[T].copy(), directions=D, x=net.flat(xs),
-                                eps=net.flat(eps), mu=net.flat(mus), **norec)
+                                eps=net.flat(eps), mu=net.flat(mus), **rec.out())
 
     # ALG_ZIL
     level = plan.VI[:, V_LEVEL]
@@ -262,21 +324,24 @@ def run_reference(plan: GraphPlan, state: ParamState, X: np.ndarray, Y: np.ndarr
     for t in range(n + 1):
         mus = net.predictions(xs)
         eps, energies[t] = net.errors(xs, mus)
+        rec.take(t, xs, eps, mus)
         bad = _first_bad(energies[t])
         if bad >= 0:
-            return failed(energies, t, bad, xs)
+            return failed_rec(t, bad, xs, eps, mus)
         d = net.feedback(xs, eps) if t < n else None
-        Gt = net.hebbian(xs, eps, [i for i in net.comp if level[i] == t])
+        # the vertices whose parameter terms are taken now: those at level t (all_at_zero: every one at t = 0)
+        now = ([i for i in net.comp] if t == 0 else []) if sch.all_at_zero else [i for i in net.comp if level[i] == t]
+        Gt = net.hebbian(xs, eps, now)
         G += Gt
         if sch.learn and sch.immediate:
-            apply_directions(plan, state, net.reduce(Gt), mask=used[t])
+            apply_directions(plan, state, net.reduce(Gt), mask=used[t], factor=sch.factor)
         if t < n:
             net.step(xs, eps, d, sch.rate, [i for i in movable if level[i] == t + 1] if sch.wavefront else movable)
     D = net.reduce(G)
     if sch.learn and not sch.immediate:
-        apply_directions(plan, state, D)
+        apply_directions(plan, state, D, factor=sch.factor)
     return GraphBatchResult(steps=n, energy=energies, y0=y0, y=xs[T].copy(), directions=D, x=net.flat(xs),
-                            eps=net.flat(eps), mu=net.flat(mus), **norec)
+                            eps=net.flat(eps), mu=net.flat(mus), **rec.out())
 
 
 def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_init) -> GraphBatchResult:
@@ -332,6 +397,7 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
     # ---- the start
     xs = feedforward(plan, state.theta, X, net.noise)
     y0 = xs[T].copy()   # the feedforward prediction (= mu_out at the feedforward start)
+    Y = weak_target(Y, y0, sch)
     previous = sch.init == INIT_PREVIOUS and x_init is not None
     if previous:
         xi = np.asarray(x_init, dtype=dtype)
@@ -352,7 +418,7 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
             if given:
                 es[i] = np.asarray(eps_init, dtype=dtype)[:, plan.units(i)].copy()
             else:
-                es[i] = net.prec[i] * (xs[i] - mus0[i])
+                es[i] = net.p(i, xs[i]) * (xs[i] - mus0[i])
 
     coder = None
     if sch.ev_values >= 0:   # event coding (neurosim.graph.events): predictions and feedback read the sent copies
@@ -366,7 +432,7 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
         deps_ = [None] * nv
         for i in lagged:
             eps_[i] = es_[i]
-            deps_[i] = ((xs_[i] - mus_[i]) - es_[i] / net.prec[i]) / tau_eps[i]
+            deps_[i] = ((xs_[i] - mus_[i]) - es_[i] / net.p(i, es_[i])) / tau_eps[i]
         return mus_, eps_, energy_, deps_
 
     def drives(xs_, eps_):
@@ -379,23 +445,7 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
                 d[i] = d[i] + beta * (Y - xs_[i])
         return d
 
-    # ---- records
-    every, item = int(sch.record_every), int(sch.record_item)
-    track = every > 0 and item < B
-    n_rec = n // every + 1 if track else 0
-    rec_x = np.zeros((n_rec, plan.n_units), dtype=dtype)
-    rec_eps = np.zeros_like(rec_x)
-    rec_mu = np.zeros_like(rec_x)
-    rec_steps = np.zeros(n_rec, dtype=np.int64)
-    r = 0
-
-    def row(arrs, out):
-        for i in range(nv):
-            if arrs[i] is not None:
-                out[plan.units(i)] = arrs[i][item]
-
-    def records():
-        return dict(rec_steps=rec_steps[:r], rec_x=rec_x[:r], rec_eps=rec_eps[:r], rec_mu=rec_mu[:r])
+    rec = _Records(plan, sch, B, n, dtype)
 
     # ---- the loop
     energies = np.zeros((n + 1, nv))
@@ -405,19 +455,14 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
     mus, eps, energy, deps = evaluate(xs, es)
     for k in range(n + 1):
         energies[k] = energy
-        if track and k % every == 0:
-            row(xs, rec_x[r])
-            row(eps, rec_eps[r])
-            row(mus, rec_mu[r])
-            rec_steps[r] = k
-            r += 1
+        rec.take(k, xs, eps, mus)
         bad = _first_bad(energy)
         if bad >= 0:
             ev = {} if coder is None else dict(events=coder.events[:k + 1].copy(), sops=coder.sops.copy(),
                                                edge_events=coder.edge_events.copy())
             return GraphBatchResult(steps=steps, energy=energies[:k + 1], status=STATUS_DIVERGED, fail_step=k,
                                     fail_vertex=bad, y0=y0, y=xs[T].copy(), x=net.flat(xs), eps=net.flat(eps),
-                                    mu=net.flat(mus), **records(), **ev)
+                                    mu=net.flat(mus), **rec.out(), **ev)
         if k == n:
             break
         d = drives(xs, eps)
@@ -454,7 +499,7 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
         if ipc:
             Dsum += Dk
             if sch.learn:
-                apply_directions(plan, state, Dk)
+                apply_directions(plan, state, Dk, factor=sch.factor)
         prev_total = energy.sum()
         if coder is not None:
             coder.next()
@@ -466,8 +511,8 @@ def _relax(plan: GraphPlan, state: ParamState, X, Y, sch: Schedule, x_init, eps_
     else:   # event coding: the synapses hold the received presynaptic values
         D = net.reduce(net.hebbian(xs if coder is None else coder.xr, eps, net.comp))
         if sch.learn:
-            apply_directions(plan, state, D)
+            apply_directions(plan, state, D, factor=sch.factor)
     ev = {} if coder is None else dict(events=coder.events[:steps + 1].copy(), sops=coder.sops.copy(),
                                        edge_events=coder.edge_events.copy())
     return GraphBatchResult(steps=steps, energy=energies[:steps + 1], y0=y0, y=xs[T].copy(), directions=D,
-                            x=net.flat(xs), eps=net.flat(eps), mu=net.flat(mus), **records(), **ev)
+                            x=net.flat(xs), eps=net.flat(eps), mu=net.flat(mus), **rec.out(), **ev)

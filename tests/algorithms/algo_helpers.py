@@ -57,7 +57,18 @@ def circuits():
         # settings users change: a slower time constant and non-unit precisions (a dropped 1/tau_x or
         # precision factor in one implementation shows here)
         "tau_prec": tau_prec_mlp(),
+        # one precision per unit in a hidden population (the numba schedules run the circuit's vertex form,
+        # whose vertices take per-unit precisions)
+        "per_unit_prec": per_unit_precision_mlp(),
     }
+
+
+def per_unit_precision_mlp():
+    import dataclasses
+    c = mlp((5, 6, 4), phi="tanh", lr=0.05)
+    errs = tuple(dataclasses.replace(e, precision=(0.5, 0.8, 1.0, 1.2, 1.5, 2.0)) if e.value == "h1" else e
+                 for e in c.errors)
+    return dataclasses.replace(c, errors=errs)
 
 
 def tau_prec_mlp(sizes=(5, 7, 6, 4), tau_x=2.0, precision=0.5, output_precision=1.3, **kw):

@@ -234,3 +234,17 @@ def test_ipc_run_helper_and_zil_on_the_levelled_graph_matches_backprop():
             assert_close(dW[k], -gW[k], 1e-12, f"W{k}")
         res = ipc_run(sim, X, Y, steps=5, gamma=0.1)
         assert res.energy.shape == (6, sim.plan.n_pops)
+
+
+def test_a_circuit_its_vertex_form_cannot_state_is_refused_on_numba_and_runs_on_the_reference():
+    """numba runs fpa/zil/ipc/bp on the circuit's vertex form; two biased projections into one population have
+    no vertex form (a vertex has one bias): numba refuses by name, the reference runs it."""
+    pops = (ns.ValuePopulation("a", 3), ns.ValuePopulation("b", 2), ns.ValuePopulation("out", 2))
+    projs = (ns.Projection("Wa", "a", "out", bias=True), ns.Projection("Wb", "b", "out", bias=True))
+    c = ns.Circuit(pops, (ns.ErrorPopulation("eps_out", "out"),), projs,
+                   (ns.Clamp("a", "input"), ns.Clamp("b", "input"), ns.Clamp("out", "target")))
+    X, Y = data(n=4, n_in=5, n_out=2)
+    with pytest.raises(ns.UnsupportedError, match="both give population 'out' a bias.*backend='reference'"):
+        ns.Simulator(c, backend="numba", seed=0).step(X, Y, "fpa")
+    res = ns.Simulator(c, backend="reference", seed=0).step(X, Y, "fpa")
+    assert res.status == 0

@@ -32,11 +32,20 @@ def _dag():
     return ns.Circuit(pops, errs, projs, clamps, name="dag")
 
 
+def _dag_per_unit():
+    """The DAG with one precision per unit on a hidden population and on the output."""
+    c = _dag()
+    prec = {"eps_h": (0.5, 1.0, 1.5), "eps_out": (1.3, 0.9, 1.1)}
+    return dataclasses.replace(c, errors=tuple(dataclasses.replace(e, precision=prec.get(e.name, e.precision))
+                                               for e in c.errors))
+
+
 CIRCUITS = {
     "mlp": lambda: ns.hierarchy([3, 5, 4, 2], phi="tanh", lr=0.05, optimizer=ns.SGD(momentum=0.9)),
     "mlp-adam-tau": lambda: ns.hierarchy([3, 4, 2], phi="relu", tau_x=1.3, tau_eps=0.5, precision=0.8,
                                          output_precision=2.0, optimizer=ns.Adam(), lr=0.01),
     "dag": _dag,
+    "dag-per-unit": _dag_per_unit,
     "mupc": lambda: ns.mupc.residual_network(3, 4, 2, 3, phi="tanh", lr=0.05, optimizer=ns.SGD()),
 }
 
@@ -117,11 +126,25 @@ def test_the_graph_keeps_the_circuit_names_and_settings():
     assert next(v for v in g.vertices if v.name == "g").tau_eps == 0.4
 
 
+def test_a_per_unit_precision_becomes_the_vertex_precision():
+    g = ng.from_circuit(_dag_per_unit())
+    assert next(v for v in g.vertices if v.name == "h").precision == (0.5, 1.0, 1.5)
+    assert next(v for v in g.vertices if v.name == "g").precision == 1.0
+    plan = ns.lower(g)
+    np.testing.assert_array_equal(plan.precision[plan.units("out")], [1.3, 0.9, 1.1])
+    with pytest.raises(ValueError, match=r"Dense 'h': precision has 2 values but the vertex has 3 units"):
+        ng.Graph([ng.Input("x", 2), ng.Dense("h", "x", 3, precision=(1.0, 2.0)),
+                  ng.Dense("out", "h", 1)], output="out")
+    with pytest.raises(ValueError, match=r"precision\[1\]"):
+        ng.Dense("h", "x", 2, precision=(1.0, -1.0))
+
+
 def test_what_a_graph_cannot_express_is_refused_with_the_object():
     c = ns.hierarchy([3, 4, 2])
-    errs = tuple(dataclasses.replace(e, precision=(1.0, 2.0)) if e.value == "output" else e for e in c.errors)
-    with pytest.raises(ValueError, match="per-unit precision vector"):
-        ng.from_circuit(dataclasses.replace(c, errors=errs))
+    projs = c.projections + (ns.Projection("W_extra", "input", "output", bias=True),)
+    with pytest.raises(ValueError, match="both give population 'output' a bias"):
+        ng.from_circuit(dataclasses.replace(c, projections=tuple(dataclasses.replace(p, bias=True)
+                                                                 for p in projs)))
     with pytest.raises(ValueError, match="one target clamp"):
         ng.from_circuit(dataclasses.replace(c, clamps=tuple(k for k in c.clamps if k.kind == "input")))
     with pytest.raises(TypeError, match="needs a neurosim Circuit"):
@@ -254,3 +277,15 @@ def test_signal_site_refusal_on_a_dense_graph_names_its_population_form():
     X, Y = np.random.default_rng(0).normal(size=(2, 3)), np.zeros((2, 2))
     sim.learn(X, Y, steps=5)
     assert sim.hardware.counts.synaptic_ops > 0
+
+
+@pytest.mark.parametrize("name", ["dag", "dag-per-unit"])
+@pytest.mark.parametrize("algorithm", ["pc", "bp"])
+def test_brian2s_graph_network_takes_per_unit_precisions_and_error_dynamics(name, algorithm):
+    """brian2's graph network on the DAG (per-unit precisions, an error population with tau_eps > 0, which bp
+    ignores: its errors are a backward pass) gives the layered reference's update directions."""
+    pytest.importorskip("brian2")
+    a, b, X, Y = _pair(name, "brian2")
+    da, db = a.directions(X, Y, algorithm, steps=8), b.directions(X, Y, algorithm, steps=8)
+    for k in da:
+        _close(db[k], da[k], k)

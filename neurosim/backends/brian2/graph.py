@@ -136,7 +136,7 @@ from ... import activations
 from ...graph.plan import (BIAS_CHANNEL, E_CONV, E_DENSE, E_SCALE, EI_KIND, EI_PAD, EI_PARAM, EI_PHI,
                            EI_SRC, EI_STRIDE, OP_ACT, OP_AFFINE, OP_AVGPOOL, OP_INPUT, OP_MAXPOOL, OP_PRODUCT,
                            P_MEAN, P_OFF, P_OPT, P_PLASTIC, P_SIZE, PF_B1, PF_B2, PF_EPS, PF_LR, PF_MOM, PF_WD, V_BIAS,
-                           V_BKIND, V_C, V_E0, V_E1, V_H, V_LEVEL, V_OP, V_PHI, V_PK, V_PS, V_SIZE, V_W, VF_PREC, VF_TAU,
+                           V_BKIND, V_C, V_E0, V_E1, V_H, V_LEVEL, V_OP, V_PHI, V_PK, V_PS, V_SIZE, V_W, VF_TAU,
                            VF_TAU_EPS)
 from ...errors import UnsupportedError
 from ...graph.backend import GraphBackend, reduce_directions
@@ -278,7 +278,9 @@ class GraphRateNetwork:
         ev_eps = "er" if ev else "eps"   # the error the feedback reads (event coding: the sent copy)
         so = 1 if ev else 0   # event coding: the error units send (stage 1) before the feedback and the sums
         sweep = fpa or zil
-        self.lagged = [i for i in comp if VF[i, VF_TAU_EPS] > 0]
+        # error units with a state of their own (tau_eps > 0) in PC and iPC; the sweeps (fpa, zil, and bp, which
+        # allows tau_eps since its errors are a backward pass) have instantaneous error units
+        self.lagged = [] if sweep else [i for i in comp if VF[i, VF_TAU_EPS] > 0]
         shape = lambda i: (int(VI[i, V_C]), int(VI[i, V_H]), int(VI[i, V_W]))  # noqa: E731
         size = lambda i: int(VI[i, V_SIZE])  # noqa: E731
 
@@ -391,14 +393,15 @@ class GraphRateNetwork:
                 parts = [f"w{q}" for q in range(kk)]
                 mu_expr = " + ".join(f"ind{q}*w{q}" for q in range(kk))
             fbs = fb_terms[i]
-            prec, tau, tau_eps = float(VF[i, VF_PREC]), float(VF[i, VF_TAU]), float(VF[i, VF_TAU_EPS])
+            tau, tau_eps = float(VF[i, VF_TAU]), (0.0 if sweep else float(VF[i, VF_TAU_EPS]))
+            prec = np.tile(plan.UP[plan.units(i)], B)   # one precision per unit (plan.UP), per batch item
             if self.heun:   # the two stages as a run_regularly operation (below); rx, rxe: the rates of a stage
                 xeq = ["x : 1", "xs : 1", "k1 : Hz", "rx : Hz", "drv = go*dtf*free*drive/tau_x : Hz",
                        "ph : 1 (linked)"]
             elif sweep:   # a per-vertex step gain (bp: tau_x/(rate prec)); zil's wavefront moves one level per step
                 lvl = int(VI[i, V_LEVEL])
                 mov = f"int(abs(t - t0 - {lvl - 1}*dt) < 0.5*dt)*" if self.wavefront else ""
-                xeq = [f"dx/dt = go*dtf*free*gain*{mov}drive/tau_x : 1", "gain : 1 (shared)", "t0 : second (shared)"]
+                xeq = [f"dx/dt = go*dtf*free*gain*{mov}drive/tau_x : 1", "gain : 1", "t0 : second (shared)"]
                 if fpa:
                     xeq.append("xh : 1")
             else:
@@ -411,7 +414,7 @@ class GraphRateNetwork:
                    *[f"{x} : 1" for x in parts],
                    "tgt : 1", "free : 1", "nud : 1 (shared)", "beta : 1 (shared)",
                    "tau_x : second (shared, constant)", "taup : 1 (shared, constant)",
-                   "prec : 1 (shared, constant)", "go : 1 (linked)", "dtf : 1 (linked)"]
+                   "prec : 1 (constant)", "go : 1 (linked)", "dtf : 1 (linked)"]
             if op == OP_MAXPOOL:
                 kk = int(VI[i, V_PK]) ** 2
                 for q in range(kk):
@@ -641,7 +644,7 @@ class GraphRateNetwork:
             if i not in self.comp:
                 continue
             if self.schedule != "pc":
-                V.gain = 1.0 if gain is None else float(gain[i])
+                V.gain = 1.0 if gain is None else np.tile(np.asarray(gain[i], dtype=float).ravel(), B)
                 V.t0 = t0 * b2.second
             movable = not (i == T and clamp)
             V.free[:] = 1.0 if movable else 0.0
@@ -859,7 +862,8 @@ class GraphBrian2Backend(GraphBackend):
         xs[T] = np.array(Y, dtype=float, copy=True)
         if bp:
             n, rate = int(p.depth), 1.0
-            gain = {i: float(p.VF[i, VF_TAU]) / (rate * float(p.VF[i, VF_PREC])) for i in range(p.n_vertices)}
+            gain = {i: float(p.VF[i, VF_TAU]) / (rate * p.UP[p.units(i)]) for i in range(p.n_vertices)
+                    if p.VI[i, V_OP] != OP_INPUT}
         else:
             n, rate, gain = int(sch.n_steps), float(sch.rate), None
         schedule = "zil" if sch.algo == ALG_ZIL else "fpa"
@@ -905,6 +909,11 @@ class GraphBrian2Backend(GraphBackend):
         p = plan
         noise, noisy = _noise(sch)
         B = X.shape[0]
+        if sch.target_beta != 1.0 or sch.factor != 1.0 or sch.all_at_zero or \
+                (sch.algo in (ALG_FPA, ALG_ZIL) and sch.record_every > 0):
+            raise UnsupportedError("backend 'brian2': its graph network does not take the layered schedules' output "
+                                   "options (a weak target, a compensation factor), Z-IL's all_at_zero or records "
+                                   "of an FPA/Z-IL sweep")
         if sch.algo in (ALG_FPA, ALG_ZIL, ALG_BP):
             return self._sweep_run(plan, X, Y, sch)
         if sch.algo not in (ALG_PC, ALG_IPC):
@@ -937,7 +946,7 @@ class GraphBrian2Backend(GraphBackend):
                 if sch.init == INIT_PREVIOUS and x_init is not None and eps_init is not None:
                     es[i] = np.asarray(eps_init, dtype=float)[:, p.units(i)].copy()
                 else:
-                    es[i] = net0.prec[i] * (xs[i] - mus0[i])
+                    es[i] = net0.p(i, xs[i]) * (xs[i] - mus0[i])
         y0 = mus0[T].copy()
         # ---- the run (brian2)
         track = sch.record_every > 0 and sch.record_item < B
