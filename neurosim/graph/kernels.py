@@ -814,6 +814,16 @@ def _record(B, item, buf, VI, row):
 
 
 @njit(**JIT_OPTIONS)
+def _take_record(B, item, x, eps, mu, VI, rec_x, rec_eps, rec_mu, rec_steps, r, t):
+    """Record row ``r`` (step ``t``): x, eps, mu of batch item ``item``; returns the next row."""
+    _record(B, item, x, VI, rec_x[r])
+    _record(B, item, eps, VI, rec_eps[r])
+    _record(B, item, mu, VI, rec_mu[r])
+    rec_steps[r] = t
+    return r + 1
+
+
+@njit(**JIT_OPTIONS)
 def _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
            eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps, drive, x0, deps, e0, k1, ke1,
            G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev):
@@ -857,11 +867,7 @@ def _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun
                   ev, 0)
     for t in range(n + 1):
         if track and t % rec_every == 0:
-            _record(B, rec_item, x, VI, rec_x[r])
-            _record(B, rec_item, eps, VI, rec_eps[r])
-            _record(B, rec_item, mu, VI, rec_mu[r])
-            rec_steps[r] = t
-            r += 1
+            r = _take_record(B, rec_item, x, eps, mu, VI, rec_x, rec_eps, rec_mu, rec_steps, r, t)
         if bad >= 0:
             status[0], status[1], status[2], status[3], status[4] = 1, t, bad, t, r
             return
@@ -1052,11 +1058,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
         bad = _errors(B, x, mu, eps, VI, UP, energies[t])
         if track and t % rec_every == 0:
-            _record(B, rec_item, x, VI, rec_x[r])
-            _record(B, rec_item, eps, VI, rec_eps[r])
-            _record(B, rec_item, mu, VI, rec_mu[r])
-            rec_steps[r] = t
-            r += 1
+            r = _take_record(B, rec_item, x, eps, mu, VI, rec_x, rec_eps, rec_mu, rec_steps, r, t)
             status[4] = r
         if bad >= 0:
             status[0], status[1], status[2], status[3] = 1, t, bad, t
