@@ -774,10 +774,23 @@ class Circuit:
                 extra.append(f"x{pr.multiplier:g}")
             if pr.skip:
                 extra.append("+skip")
-            if pr.plasticity is None:
-                extra.append("frozen")
+            extra.append(plasticity_summary(pr.plasticity))
             lines.append(f"  {pr.name}: {pr.pre} -> {pr.post} {' '.join(extra)}".rstrip())
         return "\n".join(lines)
+
+
+def plasticity_summary(plast) -> str:
+    """``"lr=0.01 sgd"``, ``"lr=0.001 adam, sum"``, ``"lr=0.02 sgd(momentum=0.9), bias frozen"``, or ``"frozen"``."""
+    if plast is None:
+        return "frozen"
+    o = plast.optimizer
+    opts = [f"{k}={getattr(o, k):g}" for k in ("momentum", "weight_decay") if getattr(o, k, 0.0)]
+    text = f"lr={plast.lr:g} {o.kind}" + (f"({', '.join(opts)})" if opts else "")
+    if plast.batch_reduction != "mean":
+        text += f", {plast.batch_reduction}"
+    if not getattr(plast, "learn_bias", True):
+        text += ", bias frozen"
+    return text
 
 
 def hierarchy(

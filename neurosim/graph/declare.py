@@ -738,17 +738,36 @@ def _find_cycle(by_name, left):
 
 def describe_vertices(c) -> str:
     """A table of the vertices: type, shape, parents, level, parameters."""
+    from ..circuit import plasticity_summary
     lines = [f"Graph {c.name!r}: {len(c.vertices)} vertices, output {c.output!r}, depth {c.depth}"]
     by = {v.name: v for v in c.vertices}
     for n in c.order:
         v = by[n]
-        params = []
+        params, parents = [], list(v.parents)
         if isinstance(v, Dense):
             params = [w for w in v.weights if w is not None] + ([v.bias] if v.bias else [])
+            parents = [p if w is None else f"{f}({p})" if f != "linear" else p
+                       for p, w, f in zip(v.parents, v.weights, v.phi)]
         elif isinstance(v, Conv2d):
             params = [v.weight] + ([v.bias] if v.bias else [])
+            parents = [f"{v.phi}({v.parent})" if v.phi != "linear" else v.parent]
+        prec = getattr(v, "precision", None)
+        extra = []
+        if isinstance(prec, tuple):
+            extra.append(f"precision per unit {min(prec):g}..{max(prec):g}")
+        elif prec is not None and prec != 1.0:
+            extra.append(f"precision {prec:g}")
+        for attr in ("tau_x", "tau_eps"):
+            val = getattr(v, attr, None)
+            if val is not None and val != (1.0 if attr == "tau_x" else 0.0):
+                extra.append(f"{attr} {val:g}")
         lines.append(f"  {n:<20s} {type(v).__name__:<8s} {str(c.shapes[n]):<14s} level {c.levels[n]:<3d} "
-                     f"<- {', '.join(v.parents) or '-'}" + (f"  [{', '.join(params)}]" if params else ""))
+                     f"<- {', '.join(parents) or '-'}" + (f"  [{', '.join(params)}]" if params else "")
+                     + (f"  {', '.join(extra)}" if extra else ""))
+    for name in c.param_shapes:
+        st = c.param_settings(name)
+        plast = c.plasticity if st.plasticity == "default" else st.plasticity
+        lines.append(f"  param {name:<14s} {str(c.param_shapes[name]):<14s} {plasticity_summary(plast)}")
     return "\n".join(lines)
 
 

@@ -151,3 +151,15 @@ def test_describe_lists_every_vertex():
     text = g.describe()
     for v in g.vertices:
         assert v.name in text
+
+
+def test_describe_states_activations_precisions_and_plasticity():
+    g = ng.Graph([ng.Input("x", 3), ng.Dense("h", "x", 2, phi="linear", precision=(0.5, 2.0), tau_x=1.5),
+                  ng.Dense("out", "h", 1, phi="tanh", precision=0.8)], output="out",
+                 params=[Param("out.W", plasticity=None)])
+    text = g.describe()
+    assert "<- tanh(h)" in text and "precision per unit 0.5..2" in text and "tau_x 1.5" in text
+    assert "precision 0.8" in text
+    assert "param out.W" in text and "frozen" in text.split("param out.W")[1].splitlines()[0]
+    c = ns.hierarchy([3, 4, 2], lr=0.05, optimizer=ns.SGD(momentum=0.9))
+    assert "W1: input -> h1 bias lr=0.05 sgd(momentum=0.9)" in c.describe()
