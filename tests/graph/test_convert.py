@@ -289,3 +289,14 @@ def test_brian2s_graph_network_takes_per_unit_precisions_and_error_dynamics(name
     da, db = a.directions(X, Y, algorithm, steps=8), b.directions(X, Y, algorithm, steps=8)
     for k in da:
         _close(db[k], da[k], k)
+
+
+@pytest.mark.parametrize("name", ["mlp", "mupc"])
+def test_fpa_takes_the_same_default_steps_on_both_forms(name):
+    """FPA's default n is the number of weight layers on the longest path on both forms, so with eta < 1 (where
+    the step count matters) both forms give the same directions and steps."""
+    a, b, X, Y = _pair(name)
+    da, db = a.directions(X, Y, "fpa", {"eta": 0.5}), b.directions(X, Y, "fpa", {"eta": 0.5})
+    for k in da:
+        _close(db[k], da[k], k)
+    assert a.step(X, Y, "fpa", {"eta": 0.5}).steps == b.step(X, Y, "fpa", {"eta": 0.5}).steps
