@@ -172,10 +172,12 @@ def _main(argv=None) -> int:
     overrides, bad = _set_values(module, args.sets)
     if bad:
         return _fail(bad, 2)
-    if args.backend:
-        overrides["backend"] = args.backend
-    if args.seed is not None:
-        overrides["seed"] = args.seed
+    for key, flag in (("backend", args.backend), ("seed", args.seed)):
+        if flag is None or flag == "":
+            continue
+        if key in overrides and overrides[key] != flag:
+            return _fail(f"--{key} {flag} and --set {key}={overrides[key]} disagree; give one of them", 2)
+        overrides[key] = flag
     out = args.out or Path("results") / module.NAME
     try:
         metrics = run_experiment(module, overrides, out=out, progress=not args.no_progress)

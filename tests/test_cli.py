@@ -65,6 +65,9 @@ def test_show_lists_parameters_defaults_and_valid_values(capsys):
     (["run", "digits", "--set", "epochs=abc"], "epochs="),
     (["run", "digits", "--set", "hardware=weights:Quantise(6)"], "unknown transform 'Quantise'"),
     (["run", "digits", "--set", "hardware=reads:Quantize(6, bound=2.0)"], "cannot be applied at site 'reads'"),
+    (["run", "digits", "--set", "epoch=3"], "did you mean 'epochs'?"),
+    (["run", "digits", "--backend", "numba", "--set", "backend=reference"], "disagree"),
+    (["run", "digits", "--seed", "3", "--set", "seed=5"], "--seed 3 and --set seed=5 disagree"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, fragment, capsys, tmp_path):
     code = main(argv + ["--out", str(tmp_path / "o")])

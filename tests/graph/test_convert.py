@@ -133,8 +133,9 @@ def test_a_per_unit_precision_becomes_the_vertex_precision():
     plan = ns.lower(g)
     np.testing.assert_array_equal(plan.precision[plan.units("out")], [1.3, 0.9, 1.1])
     with pytest.raises(ValueError, match=r"Dense 'h': precision has 2 values but the vertex has 3 units"):
-        ng.Graph([ng.Input("x", 2), ng.Dense("h", "x", 3, precision=(1.0, 2.0)),
-                  ng.Dense("out", "h", 1)], output="out")
+        ng.Dense("h", "x", 3, precision=(1.0, 2.0))
+    with pytest.raises(ValueError, match=r"Sum 's': precision has 2 values but the vertex has 3 units"):
+        ng.Graph([ng.Input("x", 3), ng.Sum("s", ("x",), precision=(1.0, 2.0))], output="s")
     with pytest.raises(ValueError, match=r"precision\[1\]"):
         ng.Dense("h", "x", 2, precision=(1.0, -1.0))
 
