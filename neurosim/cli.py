@@ -179,6 +179,11 @@ def _main(argv=None) -> int:
             return _fail(f"--{key} {flag} and --set {key}={overrides[key]} disagree; give one of them", 2)
         overrides[key] = flag
     out = args.out or Path("results") / module.NAME
+    if not args.quiet and overrides.get("backend", "numba") == "numba":
+        from .config import kernels_cached
+        if kernels_cached() is False:
+            print("neurosim: the first run compiles the numba kernels (about 25 s on 2 cores; cached on disk for "
+                  "later runs)", file=sys.stderr, flush=True)
     try:
         metrics = run_experiment(module, overrides, out=out, progress=not args.no_progress)
     except ConfigError as e:

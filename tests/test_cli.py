@@ -220,3 +220,16 @@ def test_run_digits_on_a_modelled_substrate(tmp_path):
     step = 2.0 / (2 ** 5 - 1)
     for k, W in sim.read_weights().items():
         assert np.allclose(W / step, np.round(W / step), atol=1e-9), k
+
+
+def test_a_cold_numba_cache_is_announced_before_the_run(monkeypatch, capsys, tmp_path):
+    """The first run after installing compiles for about 25 s: the CLI says so first (and not when cached)."""
+    import neurosim.cli as cli
+    import neurosim.config as config
+    assert config.kernels_cached() in (True, False, None)
+    monkeypatch.setattr(cli, "run_experiment", lambda *a, **k: {"wall_time_s": 0.0})   # no run: only the notice
+    monkeypatch.setattr(cli, "summary_lines", lambda metrics: [])
+    for cached, said in ((False, True), (True, False), (None, False)):
+        monkeypatch.setattr(config, "kernels_cached", lambda: cached)
+        assert main(["run", "bear", "--out", str(tmp_path / "b")]) == 0
+        assert ("compiles the numba kernels" in capsys.readouterr().err) is said
