@@ -227,7 +227,8 @@ def test_a_cold_numba_cache_is_announced_before_the_run(monkeypatch, capsys, tmp
     import neurosim.cli as cli
     import neurosim.config as config
     assert config.kernels_cached() in (True, False, None)
-    monkeypatch.setattr(cli, "run_experiment", lambda *a, **k: {"wall_time_s": 0.0})   # no run: only the notice
+    import neurosim.experiment as experiment
+    monkeypatch.setattr(experiment, "run_experiment", lambda *a, **k: {"wall_time_s": 0.0})   # only the notice
     monkeypatch.setattr(cli, "summary_lines", lambda metrics: [])
     for cached, said in ((False, True), (True, False), (None, False)):
         monkeypatch.setattr(config, "kernels_cached", lambda: cached)
