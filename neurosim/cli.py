@@ -172,11 +172,18 @@ def _main(argv=None) -> int:
     overrides, bad = _set_values(module, args.sets)
     if bad:
         return _fail(bad, 2)
-    if args.backend:
-        overrides["backend"] = args.backend
-    if args.seed is not None:
-        overrides["seed"] = args.seed
+    for key, flag in (("backend", args.backend), ("seed", args.seed)):
+        if flag is None or flag == "":
+            continue
+        if key in overrides and overrides[key] != flag:
+            return _fail(f"--{key} {flag} and --set {key}={overrides[key]} disagree; give one of them", 2)
+        overrides[key] = flag
     out = args.out or Path("results") / module.NAME
+    if not args.quiet and overrides.get("backend", "numba") == "numba":
+        from .config import kernels_cached
+        if kernels_cached() is False:
+            print("neurosim: the first run compiles the numba kernels (about 25 s on 2 cores; cached on disk for "
+                  "later runs)", file=sys.stderr, flush=True)
     try:
         metrics = run_experiment(module, overrides, out=out, progress=not args.no_progress)
     except ConfigError as e:

@@ -21,3 +21,15 @@ ERROR_MODEL = "numpy"
 
 #: keyword arguments of every ``numba.njit`` in the hot core
 JIT_OPTIONS = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model=ERROR_MODEL)
+
+
+def kernels_cached() -> bool | None:
+    """Whether the numba core's main kernel is in the on-disk cache (False: the next run compiles it, about
+    25 s on 2 cores; None: unknown, e.g. caching is off or numba's cache layout changed)."""
+    if not CACHE:
+        return None
+    try:
+        from .backends.numba._relax import run_batch_kernel
+        return bool(os.path.exists(run_batch_kernel._cache._cache_file._index_path))
+    except Exception:   # an internal of numba's: if it moves, say nothing rather than something wrong
+        return None

@@ -401,7 +401,10 @@ def resolve_config(defaults: dict, overrides: dict, params: dict | None = None) 
     cfg = dict(defaults)
     for key, value in overrides.items():
         if key not in defaults:
-            raise ConfigError(f"unknown parameter {key!r}; parameters: {', '.join(sorted(defaults))}")
+            import difflib
+            close = difflib.get_close_matches(key, list(defaults), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown parameter {key!r}{hint}; parameters: {', '.join(sorted(defaults))}")
         cfg[key] = coerce_param(key, value, defaults, params)
     return validate_config(cfg, params)
 

@@ -65,6 +65,9 @@ def test_show_lists_parameters_defaults_and_valid_values(capsys):
     (["run", "digits", "--set", "epochs=abc"], "epochs="),
     (["run", "digits", "--set", "hardware=weights:Quantise(6)"], "unknown transform 'Quantise'"),
     (["run", "digits", "--set", "hardware=reads:Quantize(6, bound=2.0)"], "cannot be applied at site 'reads'"),
+    (["run", "digits", "--set", "epoch=3"], "did you mean 'epochs'?"),
+    (["run", "digits", "--backend", "numba", "--set", "backend=reference"], "disagree"),
+    (["run", "digits", "--seed", "3", "--set", "seed=5"], "--seed 3 and --set seed=5 disagree"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, fragment, capsys, tmp_path):
     code = main(argv + ["--out", str(tmp_path / "o")])
@@ -217,3 +220,17 @@ def test_run_digits_on_a_modelled_substrate(tmp_path):
     step = 2.0 / (2 ** 5 - 1)
     for k, W in sim.read_weights().items():
         assert np.allclose(W / step, np.round(W / step), atol=1e-9), k
+
+
+def test_a_cold_numba_cache_is_announced_before_the_run(monkeypatch, capsys, tmp_path):
+    """The first run after installing compiles for about 25 s: the CLI says so first (and not when cached)."""
+    import neurosim.cli as cli
+    import neurosim.config as config
+    assert config.kernels_cached() in (True, False, None)
+    import neurosim.experiment as experiment
+    monkeypatch.setattr(experiment, "run_experiment", lambda *a, **k: {"wall_time_s": 0.0})   # only the notice
+    monkeypatch.setattr(cli, "summary_lines", lambda metrics: [])
+    for cached, said in ((False, True), (True, False), (None, False)):
+        monkeypatch.setattr(config, "kernels_cached", lambda: cached)
+        assert main(["run", "bear", "--out", str(tmp_path / "b")]) == 0
+        assert ("compiles the numba kernels" in capsys.readouterr().err) is said

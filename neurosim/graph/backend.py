@@ -57,7 +57,8 @@ ALGORITHMS = {
     "pc": _Algorithm("pc", ALG_PC, "standard PC: relax `steps` steps of size `dt` with the output clamped, then "
                                    "one Hebbian update", {}),
     "fpa": _Algorithm("fpa", ALG_FPA, "fixed-prediction assumption: frozen predictions/Jacobians, n steps of size "
-                                      "eta; exact BP with eta=1 after the graph depth", {"eta": 1.0, "n": None}),
+                                      "eta (default n: depth + 1, the weight layers on the longest path); exact BP "
+                                      "with eta=1 after the graph depth", {"eta": 1.0, "n": None}),
     "zil": _Algorithm("zil", ALG_ZIL, "Z-IL: feedforward start, rate gamma=1, each vertex updated at the step equal "
                                       "to its level (levelled graph), shared updates deferred; exact BP",
                       {"gamma": 1.0, "levelling": "auto", "shared_updates": "deferred", "values": "wavefront"}),
@@ -214,7 +215,9 @@ class GraphBackend(Backend):
         elif algorithm == "fpa":
             plain("fpa")
             eta = _positive("fpa", "eta", options["eta"])
-            n = plan.depth if options["n"] is None else _count("fpa", "n", options["n"])
+            # default: the number of weight layers on the longest path (depth + 1), as for a circuit stated as
+            # populations (Torch2PC's default; one step more than exactness at eta = 1 needs)
+            n = plan.depth + 1 if options["n"] is None else _count("fpa", "n", options["n"])
             sch = Schedule(ALG_FPA, n, eta, True, bool(spec.learn))
         elif algorithm == "zil":
             plain("zil")

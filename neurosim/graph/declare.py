@@ -249,6 +249,9 @@ class Dense:
         parents = _tuple_of_names(obj, "parents", self.parents)
         object.__setattr__(self, "parents", parents)
         _int(obj, "size", self.size, 1)
+        if isinstance(self.precision, tuple) and len(self.precision) != self.size:
+            raise ValueError(f"{obj}: precision has {len(self.precision)} values but the vertex has {self.size} "
+                             "units; give a number or one value per unit")
         n = len(parents)
         if self.weights is None:
             w = (f"{self.name}.W",) if n == 1 else tuple(f"{self.name}.W{j}" for j in range(n))

@@ -18,8 +18,8 @@ Algorithms (``algorithm=`` of :meth:`neurosim.Simulator.train`, :meth:`~neurosim
     steps of size ``dt`` of the gradient flow of :math:`F`, then one Hebbian update at the reached state.
 ``"fpa"``
     fixed-prediction assumption: predictions and Jacobians frozen at the feedforward pass, ``n`` synchronous
-    steps of size ``eta`` (options ``eta=1.0``, ``n=None`` -> the graph depth); exact BP with ``eta = 1`` after
-    ``depth`` steps.
+    steps of size ``eta`` (options ``eta=1.0``, ``n=None`` -> the graph depth + 1, the weight layers on the
+    longest path, as for a circuit stated as populations); exact BP with ``eta = 1`` after ``depth`` steps.
 ``"zil"``
     zero-divergence inference learning: PC dynamics with inference rate ``gamma`` (1.0) from the feedforward
     state, each vertex's parameters updated with its error at the step equal to its level, shared parameters

@@ -133,8 +133,9 @@ def test_a_per_unit_precision_becomes_the_vertex_precision():
     plan = ns.lower(g)
     np.testing.assert_array_equal(plan.precision[plan.units("out")], [1.3, 0.9, 1.1])
     with pytest.raises(ValueError, match=r"Dense 'h': precision has 2 values but the vertex has 3 units"):
-        ng.Graph([ng.Input("x", 2), ng.Dense("h", "x", 3, precision=(1.0, 2.0)),
-                  ng.Dense("out", "h", 1)], output="out")
+        ng.Dense("h", "x", 3, precision=(1.0, 2.0))
+    with pytest.raises(ValueError, match=r"Sum 's': precision has 2 values but the vertex has 3 units"):
+        ng.Graph([ng.Input("x", 3), ng.Sum("s", ("x",), precision=(1.0, 2.0))], output="s")
     with pytest.raises(ValueError, match=r"precision\[1\]"):
         ng.Dense("h", "x", 2, precision=(1.0, -1.0))
 
@@ -289,3 +290,14 @@ def test_brian2s_graph_network_takes_per_unit_precisions_and_error_dynamics(name
     da, db = a.directions(X, Y, algorithm, steps=8), b.directions(X, Y, algorithm, steps=8)
     for k in da:
         _close(db[k], da[k], k)
+
+
+@pytest.mark.parametrize("name", ["mlp", "mupc"])
+def test_fpa_takes_the_same_default_steps_on_both_forms(name):
+    """FPA's default n is the number of weight layers on the longest path on both forms, so with eta < 1 (where
+    the step count matters) both forms give the same directions and steps."""
+    a, b, X, Y = _pair(name)
+    da, db = a.directions(X, Y, "fpa", {"eta": 0.5}), b.directions(X, Y, "fpa", {"eta": 0.5})
+    for k in da:
+        _close(db[k], da[k], k)
+    assert a.step(X, Y, "fpa", {"eta": 0.5}).steps == b.step(X, Y, "fpa", {"eta": 0.5}).steps
