@@ -16,7 +16,7 @@ from neurosim.io import write_json_atomic
 
 from . import core, peers, report, scaling, system, workloads
 
-SUITES = ["workloads", "peers", "scaling", "memory", "probes", "startup", "threads"]
+SUITES = ["workloads", "peers", "scaling", "memory", "probes", "startup", "threads", "load"]
 HERE = Path(__file__).parent
 
 
@@ -75,6 +75,9 @@ def main(argv=None):
     if "threads" in suites:
         log("numba threads")
         res["threads"] = system.threads(log=log)
+    if "load" in suites:
+        log("a busy machine: two CPU-bound processes beside one training batch")
+        res["load"] = system.load(n=15 if a.quick else 31, log=log)
     res["loadavg_end"] = core.loadavg()
     res["total_s"] = time.perf_counter() - t_start
     write_json_atomic(a.out, res)

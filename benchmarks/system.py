@@ -215,3 +215,62 @@ def threads(log=print) -> dict:
     res = {"prange_region_s": float(s), "threading_layer": layer}
     log(f"  one numba prange region (enter + leave, {layer}): {float(s) * 1e6:.1f} us")
     return res
+
+
+# ----------------------------------------------------------------------------- a busy machine
+_BUSY_CHILD = "while True: pass"
+
+
+def _median_batch_ms(sim, X, Y, T, n):
+    run = core.batch_fn(sim, X, Y, T)
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        run()
+        ts.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(ts)), 1e3 * float(np.min(ts))
+
+
+def load(batches=(1, 32, 256), T=20, n=31, competitors=2, log=print) -> list:
+    """One training batch (64-256-256-10 tanh, float64, T steps) on a quiet machine and with ``competitors``
+    CPU-bound processes started here (busy loops, one per core of a 2-core machine), for the default settings
+    (``blas_threads=None``: the adaptive choice of :class:`neurosim.backends.numba.backend._AdaptiveBlas`) and
+    for ``blas_threads=1`` and ``2``.  Medians and minima of ``n`` batches after ``n // 3`` warm-up batches (the
+    adaptive choice settles there); the loaded runs start 2 s after the competitors."""
+    import subprocess
+    import sys
+    sizes = core.net_sizes()
+    rows = []
+    settings = {"default": None, "1 thread": 1, "2 threads": 2}
+    for B in batches:
+        X, Y = core.make_data(B, sizes)
+        sims = {k: core.simulator(sizes, "numba", blas_threads=v) for k, v in settings.items()}
+        row = {"batch": B, "T": T}
+        for phase in ("quiet", "loaded"):
+            procs = []
+            if phase == "loaded":
+                procs = [subprocess.Popen([sys.executable, "-c", _BUSY_CHILD]) for _ in range(competitors)]
+                time.sleep(2.0)
+            try:
+                for k, sim in sims.items():
+                    run = core.batch_fn(sim, X, Y, T)
+                    for _ in range(max(3, n // 3)):   # warm-up (compile once; the adaptive choice settles)
+                        run()
+                    med, mn = _median_batch_ms(sim, X, Y, T, n)
+                    row[f"{phase} {k} median_ms"] = med
+                    row[f"{phase} {k} min_ms"] = mn
+            finally:
+                for p in procs:
+                    p.kill()
+                    p.wait()
+        for k in settings:
+            row[f"{k} loaded/quiet"] = row[f"loaded {k} median_ms"] / row[f"quiet {k} median_ms"]
+        row["default loaded / best quiet"] = row["loaded default median_ms"] / min(
+            row[f"quiet {k} median_ms"] for k in settings)
+        row["default quiet / best quiet"] = row["quiet default median_ms"] / min(
+            row[f"quiet {k} median_ms"] for k in settings)
+        log(f"  B={B:<4d} T={T}: " + "; ".join(
+            f"{k}: quiet {row[f'quiet {k} median_ms']:.2f} ms, loaded {row[f'loaded {k} median_ms']:.2f} ms "
+            f"({row[f'{k} loaded/quiet']:.2f}x)" for k in settings))
+        rows.append(row)
+    return rows

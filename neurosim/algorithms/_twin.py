@@ -32,7 +32,6 @@ import dataclasses
 import numpy as np
 
 from ..backends.base import MODE_CLAMP, BatchResult
-from ..backends.numba._products import SMALL_BATCH as _SMALL_BATCH
 from ..errors import UnsupportedError
 
 __all__ = ["GraphTwin", "twin_of"]
@@ -147,16 +146,11 @@ class GraphTwin:
         self.copy_in(be)
         dt = self.backend.dtype
         X = np.ascontiguousarray(X, dtype=dt)
-        # BLAS threads as the layered numba backend sets them (its option blas_threads, else BLAS's default)
-        limit = getattr(be, "_blas_threads", None) is not None and X.shape[0] > _SMALL_BATCH
-        if limit:
-            be._blas_threads.enter()
-        try:
+        # BLAS threads as the layered numba backend chooses them (its option blas_threads, else its adaptive
+        # choice, measured per schedule and batch shape)
+        with be.blas_policy(("schedule", int(sch.algo), X.shape[0], int(sch.n_steps)), X.shape[0]):
             res = self.backend._engine.run(plan, self.backend.params, X, np.ascontiguousarray(Y, dtype=dt), sch,
                                            used)
-        finally:
-            if limit:
-                be._blas_threads.exit()
         if sch.learn:
             self.copy_out(be)
         lay = self.layout(plan)

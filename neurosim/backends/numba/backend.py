@@ -2,6 +2,9 @@
 :func:`~neurosim.backends.numba._relax.run_batch_kernel` once per batch."""
 from __future__ import annotations
 
+import contextlib
+import time
+
 import numpy as np
 
 from ..base import EULER, Backend, BatchResult, RunSpec
@@ -46,6 +49,64 @@ class _BlasThreads:
         self.fn(self.old)
 
 
+class _AdaptiveBlas:
+    """The default BLAS threading of the numba core (``blas_threads=None``): per workload (batch size, steps,
+    integrator), each kernel call runs with **one** BLAS thread or with **BLAS's own default** (all cores),
+    whichever its recent calls measured faster.
+
+    On a quiet machine the default is faster for large batches (two threads share a GEMM); on a busy one it
+    collapses (a multi-threaded GEMM waits for a descheduled thread for a whole time slice), while one thread
+    only loses its share of the cores.  So the choice follows the machine's state:
+
+    * the first call of a workload (it may compile) is not measured; the next two try each option once;
+    * after that the faster option by its estimate runs, the current option's estimate following its calls
+      (exponential average, weight :attr:`ALPHA`), and every :attr:`EXPLORE`-th call runs the other option,
+      whose single measurement replaces its (stale) estimate -- so a busy spell switches to one thread within a
+      few calls, and a quiet one back within :attr:`EXPLORE` calls.
+
+    The results do not depend on the choice: OpenBLAS splits a GEMM's output between its threads, so every
+    element is summed in the same order (tested: training with one and two BLAS threads is identical to the
+    bit).  Without OpenBLAS's per-call thread setting (``openblas_set_num_threads_local``) BLAS's default runs.
+    """
+
+    ALPHA = 0.25
+    EXPLORE = 8
+
+    def __init__(self):
+        try:
+            self.one = _BlasThreads(1)
+        except ValueError:
+            self.one = None
+        self.stats = {}   # workload -> [estimate with one thread, estimate with the default, calls]
+
+    def pick(self, key) -> bool:
+        """Whether the next call of workload ``key`` runs with one BLAS thread."""
+        st = self.stats.setdefault(key, [None, None, 0])
+        st[2] += 1
+        n = st[2]
+        if self.one is None or n == 1:
+            return False
+        if st[0] is None:
+            return True
+        if st[1] is None:
+            return False
+        best_one = st[0] <= st[1]
+        return (not best_one) if n % self.EXPLORE == 0 else best_one
+
+    def record(self, key, one: bool, seconds: float):
+        st = self.stats[key]
+        if st[2] == 1:   # the first call may have compiled
+            return
+        i = 0 if one else 1
+        current = st[0] is not None and st[1] is not None and (st[0] <= st[1]) == one
+        st[i] = seconds if st[i] is None or not current else (1.0 - self.ALPHA) * st[i] + self.ALPHA * seconds
+
+    def choices(self) -> dict:
+        """``{workload: "1" or "default"}``: what each workload runs now (for benchmarks and reports)."""
+        return {k: ("1" if (v[0] is not None and v[1] is not None and v[0] <= v[1]) else "default")
+                for k, v in self.stats.items()}
+
+
 def _writable(a, dtype):
     """C-contiguous and writeable: a read-only array is a different numba type (a second compile)."""
     a = np.ascontiguousarray(a, dtype=dtype)
@@ -61,7 +122,9 @@ class NumbaBackend(Backend):
     Options (``Simulator(..., backend_options={...})``):
 
     * ``blas_threads`` (int): BLAS threads of the matrix products of batches above :data:`SMALL_BATCH`
-      during a call (see :class:`_BlasThreads`).
+      during a call (see :class:`_BlasThreads`); None (the default): one thread or BLAS's default, whichever
+      measures faster on this machine now (:class:`_AdaptiveBlas`), so a busy machine does not collapse a
+      batch.
 
     The kernel itself runs on the calling thread.  The former ``threads``/``split_min`` options (a helper
     thread taking half of the large passes of small batches) were removed: the gain was within noise on
@@ -94,6 +157,7 @@ class NumbaBackend(Backend):
                                          or blas_threads < 1):
             raise ValueError(f"backend 'numba': blas_threads must be a positive int or None, got {blas_threads!r}")
         self._blas_threads = _BlasThreads(blas_threads) if blas_threads is not None else None
+        self._auto_blas = _AdaptiveBlas() if blas_threads is None else None
         self.pi, self.pf, self.ki, self.kf = pack(p, self.dtype)
         self.prec = p.precision.astype(self.dtype)
         self.ki_start = p.in_start.astype(np.int64)
@@ -154,23 +218,44 @@ class NumbaBackend(Backend):
                           int(bool(spec.learn)), every, int(spec.probe_item), int(p.target_pop)], dtype=np.int64)
         fargs = np.array([spec.beta, spec.tol, spec.dt, spec.dt_decay], dtype=np.float64)
         out = self._out
-        limit = self._blas_threads is not None and B > SMALL_BATCH
-        if limit:
-            self._blas_threads.enter()
-        try:
+        with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B):
             run_batch_kernel(s, t, iargs, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start,
                              self.ki_end, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW, self.mb,
                              self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec, rec_steps, y0, y,
                              out)
-        finally:
-            if limit:
-                self._blas_threads.exit()
         self.have_prev = True
         steps, status, fail_step, fail_pop, r = (int(v) for v in out)
         rec = rec[:r]
         return BatchResult(steps=steps, energy=energies[:steps + 1], status=status, fail_step=fail_step,
                            fail_pop=fail_pop, rec_steps=rec_steps[:r], rec_x=rec[:, 0], rec_eps=rec[:, 1],
                            rec_mu=rec[:, 2], y0=y0, y=y)
+
+    @contextlib.contextmanager
+    def blas_policy(self, key, B):
+        """The BLAS threads of one kernel call on a batch of ``B``: the option ``blas_threads``, else the adaptive
+        choice for workload ``key`` (:class:`_AdaptiveBlas`); batches up to :data:`SMALL_BATCH` use no BLAS."""
+        if B <= SMALL_BATCH or (self._blas_threads is None and self._auto_blas is None):
+            yield
+            return
+        if self._blas_threads is not None:
+            self._blas_threads.enter()
+            try:
+                yield
+            finally:
+                self._blas_threads.exit()
+            return
+        auto = self._auto_blas
+        one = auto.pick(key)
+        if one:
+            auto.one.enter()
+        t_start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - t_start
+            if one:
+                auto.one.exit()
+            auto.record(key, one, elapsed)
 
     def _rec_buffer(self, n_rec):
         """A C-contiguous (n_rec, 3, n_units) view of a flat buffer that only grows."""
