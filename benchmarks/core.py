@@ -57,7 +57,7 @@ def flops(sizes, B, T):
 
 
 def simulator(sizes, backend, dtype="float64", seed=0, probes=(), blas_threads=None):
-    opts = {"blas_threads": blas_threads} if blas_threads is not None else None
+    opts = {"blas_threads": blas_threads} if blas_threads is not None else None   # int or "auto"
     return ns.Simulator(make_net(sizes), dt=DT, backend=backend, seed=seed, dtype=dtype, probes=probes,
                         backend_options=opts)
 

@@ -221,27 +221,18 @@ def threads(log=print) -> dict:
 _BUSY_CHILD = "while True: pass"
 
 
-def _median_batch_ms(sim, X, Y, T, n):
-    run = core.batch_fn(sim, X, Y, T)
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        run()
-        ts.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(ts)), 1e3 * float(np.min(ts))
-
-
 def load(batches=(1, 32, 256), T=20, n=31, competitors=2, log=print) -> list:
     """One training batch (64-256-256-10 tanh, float64, T steps) on a quiet machine and with ``competitors``
     CPU-bound processes started here (busy loops, one per core of a 2-core machine), for the default settings
-    (``blas_threads=None``: the adaptive choice of :class:`neurosim.backends.numba.backend._AdaptiveBlas`) and
-    for ``blas_threads=1`` and ``2``.  Medians and minima of ``n`` batches after ``n // 3`` warm-up batches (the
-    adaptive choice settles there); the loaded runs start 2 s after the competitors."""
+    (``blas_threads=None``: BLAS's default), ``blas_threads="auto"`` (the adaptive choice of
+    :class:`neurosim.backends.numba.backend._AdaptiveBlas`), ``blas_threads=1`` and ``2``, measured round-robin.  Medians and minima of about ``n`` batches of each after
+    ``n // 3`` warm-up batches (the adaptive choice settles there); the loaded runs start 2 s after the
+    competitors."""
     import subprocess
     import sys
     sizes = core.net_sizes()
     rows = []
-    settings = {"default": None, "1 thread": 1, "2 threads": 2}
+    settings = {"default": None, "auto": "auto", "1 thread": 1, "2 threads": 2}
     for B in batches:
         X, Y = core.make_data(B, sizes)
         sims = {k: core.simulator(sizes, "numba", blas_threads=v) for k, v in settings.items()}
@@ -252,13 +243,15 @@ def load(batches=(1, 32, 256), T=20, n=31, competitors=2, log=print) -> list:
                 procs = [subprocess.Popen([sys.executable, "-c", _BUSY_CHILD]) for _ in range(competitors)]
                 time.sleep(2.0)
             try:
-                for k, sim in sims.items():
-                    run = core.batch_fn(sim, X, Y, T)
-                    for _ in range(max(3, n // 3)):   # warm-up (compile once; the adaptive choice settles)
-                        run()
-                    med, mn = _median_batch_ms(sim, X, Y, T, n)
-                    row[f"{phase} {k} median_ms"] = med
-                    row[f"{phase} {k} min_ms"] = mn
+                fns = {k: core.batch_fn(sim, X, Y, T) for k, sim in sims.items()}
+                # round-robin (core.interleaved), so that the settings are compared under the same load; the
+                # warm-up lets the adaptive choice settle
+                res = core.interleaved(fns, repeats=max(1, n // 3), warmup=max(3, n // 3), block=3)
+                for k in sims:
+                    row[f"{phase} {k} median_ms"] = 1e3 * res[k]["median_s"]
+                    row[f"{phase} {k} min_ms"] = 1e3 * res[k]["min_s"]
+                row[f"{phase} auto choice"] = "/".join(sorted(set(
+                    sims["auto"].backend._auto_blas.choices().values())))
             finally:
                 for p in procs:
                     p.kill()
@@ -271,6 +264,8 @@ def load(batches=(1, 32, 256), T=20, n=31, competitors=2, log=print) -> list:
             row[f"quiet {k} median_ms"] for k in settings)
         log(f"  B={B:<4d} T={T}: " + "; ".join(
             f"{k}: quiet {row[f'quiet {k} median_ms']:.2f} ms, loaded {row[f'loaded {k} median_ms']:.2f} ms "
-            f"({row[f'{k} loaded/quiet']:.2f}x)" for k in settings))
+            f"({row[f'{k} loaded/quiet']:.2f}x)" for k in settings)
+            + (f" [auto chose: quiet {row.get('quiet auto choice')}, loaded {row.get('loaded auto choice')}]"
+               if B > 8 else ""))
         rows.append(row)
     return rows

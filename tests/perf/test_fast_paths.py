@@ -206,9 +206,9 @@ def test_removed_and_unknown_backend_options_are_refused_with_the_valid_keys():
 
 
 def test_the_default_blas_threading_follows_the_measured_speed():
-    """``blas_threads=None``: the first call of a workload is not measured, the next two try one thread and the
-    default, then the faster estimate runs, and every EXPLORE-th call tries the other option (its measurement
-    replaces the stale estimate) -- driven here with made-up timings, no clock."""
+    """``blas_threads="auto"``: the first call of a workload is not measured, the next TRIAL calls alternate one
+    thread and the default, then the option with the lower recent median runs and every EXPLORE-th call tries
+    the other -- driven here with made-up timings, no clock."""
     from neurosim.backends.numba.backend import _AdaptiveBlas
     auto = _AdaptiveBlas()
     if auto.one is None:
@@ -220,30 +220,32 @@ def test_the_default_blas_threading_follows_the_measured_speed():
         one = auto.pick(key)
         auto.record(key, one, speed[one])
         return one
-    first = [call() for _ in range(3)]
-    assert first == [False, True, False]                 # compile call, then one try of each
-    seq = [call() for _ in range(16)]
-    assert seq.count(True) == 2 and not any(seq[i] for i in range(16) if (i + 4) % auto.EXPLORE)
-    speed.update({True: 0.054, False: 0.175})            # busy machine: the default collapses
+    first = [call() for _ in range(1 + auto.TRIAL)]
+    assert first == [False] + [True, False] * (auto.TRIAL // 2)     # compile call, then alternate
+    seq = [call() for _ in range(16)]                                # calls 8..23: explorations at 8, 16
+    assert [i for i, one in enumerate(seq) if one] == [0, 8]
+    speed.update({True: 0.054, False: 0.175})                       # busy machine: the default collapses
     seq = [call() for _ in range(24)]
-    assert sum(seq[8:]) >= 14                            # switched to one thread within a few calls
-    speed.update({True: 0.036, False: 0.024})            # quiet again: back within one exploration period
-    seq = [call() for _ in range(24)]
-    assert not any(seq[12:]) or sum(seq[12:]) <= 2
-    assert auto.choices()[key] == "default"
+    assert sum(seq[8:]) >= 14                                        # one thread within a few calls
+    assert auto.choices()[key] == "1"
+    speed.update({True: 0.036, False: 0.024})                       # quiet again
+    seq = [call() for _ in range(40)]
+    assert sum(seq[24:]) <= 2 and auto.choices()[key] == "default"  # back within a few exploration periods
 
 
 def test_default_and_single_threaded_blas_train_alike():
-    """The adaptive default may run a batch with one or two BLAS threads: training agrees (OpenBLAS splits a
-    GEMM's output between its threads, so each element is summed in the same order)."""
+    """blas_threads="auto" may run a batch with one or two BLAS threads: training agrees with one and two threads
+    and with the default (OpenBLAS splits a GEMM's output between its threads, so each element is summed in the
+    same order)."""
     net = ns.hierarchy([12, 40, 40, 5], phi="tanh", lr=0.01)
     rng = np.random.default_rng(3)
     X, Y = rng.normal(size=(64, 12)), rng.normal(size=(64, 5))
     sims = [ns.Simulator(net, backend="numba", seed=1, backend_options=o)
-            for o in (None, {"blas_threads": 1}, {"blas_threads": 2})]
+            for o in ({"blas_threads": "auto"}, {"blas_threads": 1}, {"blas_threads": 2}, None)]
     for _ in range(6):
         for sim in sims:
             sim.step(X, Y, steps=10)
     for k in sims[0].weights:
         close(sims[1].weights[k], sims[0].weights[k], k)
         close(sims[2].weights[k], sims[0].weights[k], k)
+        close(sims[3].weights[k], sims[0].weights[k], k)

@@ -50,26 +50,28 @@ class _BlasThreads:
 
 
 class _AdaptiveBlas:
-    """The default BLAS threading of the numba core (``blas_threads=None``): per workload (batch size, steps,
+    """The adaptive BLAS threading of the numba core (``blas_threads="auto"``): per workload (batch size, steps,
     integrator), each kernel call runs with **one** BLAS thread or with **BLAS's own default** (all cores),
     whichever its recent calls measured faster.
 
     On a quiet machine the default is faster for large batches (two threads share a GEMM); on a busy one it
-    collapses (a multi-threaded GEMM waits for a descheduled thread for a whole time slice), while one thread
-    only loses its share of the cores.  So the choice follows the machine's state:
+    can collapse (a multi-threaded GEMM waits for a descheduled thread for a whole time slice), while one
+    thread only loses its share of the cores.  So the choice follows the machine's state:
 
-    * the first call of a workload (it may compile) is not measured; the next two try each option once;
-    * after that the faster option by its estimate runs, the current option's estimate following its calls
-      (exponential average, weight :attr:`ALPHA`), and every :attr:`EXPLORE`-th call runs the other option,
-      whose single measurement replaces its (stale) estimate -- so a busy spell switches to one thread within a
-      few calls, and a quiet one back within :attr:`EXPLORE` calls.
+    * the first call of a workload (it may compile) is not measured; the next :attr:`TRIAL` calls alternate
+      the two options;
+    * after that the option with the lower median of its last :attr:`WINDOW` calls runs, and every
+      :attr:`EXPLORE`-th call runs the other one, refreshing its window -- so a busy spell switches to one
+      thread within a few calls, and a quiet one back within a few exploration periods.
 
     The results do not depend on the choice: OpenBLAS splits a GEMM's output between its threads, so every
-    element is summed in the same order (tested: training with one and two BLAS threads is identical to the
-    bit).  Without OpenBLAS's per-call thread setting (``openblas_set_num_threads_local``) BLAS's default runs.
+    element is summed in the same order (one and two threads trained identically to the bit here; the tests
+    compare them to 1e-10).  Without OpenBLAS's per-call thread setting (``openblas_set_num_threads_local``)
+    BLAS's default runs.
     """
 
-    ALPHA = 0.25
+    TRIAL = 6
+    WINDOW = 5
     EXPLORE = 8
 
     def __init__(self):
@@ -77,34 +79,39 @@ class _AdaptiveBlas:
             self.one = _BlasThreads(1)
         except ValueError:
             self.one = None
-        self.stats = {}   # workload -> [estimate with one thread, estimate with the default, calls]
+        self.stats = {}   # workload -> [recent times with one thread, recent times with the default, calls]
+
+    @staticmethod
+    def _median(v):
+        return float(np.median(v)) if v else float("inf")
+
+    def _one_is_faster(self, st) -> bool:
+        return self._median(st[0]) <= self._median(st[1])
 
     def pick(self, key) -> bool:
         """Whether the next call of workload ``key`` runs with one BLAS thread."""
-        st = self.stats.setdefault(key, [None, None, 0])
+        st = self.stats.setdefault(key, [[], [], 0])
         st[2] += 1
         n = st[2]
         if self.one is None or n == 1:
             return False
-        if st[0] is None:
-            return True
-        if st[1] is None:
-            return False
-        best_one = st[0] <= st[1]
+        if n <= 1 + self.TRIAL:
+            return n % 2 == 0
+        best_one = self._one_is_faster(st)
         return (not best_one) if n % self.EXPLORE == 0 else best_one
 
     def record(self, key, one: bool, seconds: float):
         st = self.stats[key]
         if st[2] == 1:   # the first call may have compiled
             return
-        i = 0 if one else 1
-        current = st[0] is not None and st[1] is not None and (st[0] <= st[1]) == one
-        st[i] = seconds if st[i] is None or not current else (1.0 - self.ALPHA) * st[i] + self.ALPHA * seconds
+        w = st[0 if one else 1]
+        w.append(seconds)
+        if len(w) > self.WINDOW:
+            del w[0]
 
     def choices(self) -> dict:
         """``{workload: "1" or "default"}``: what each workload runs now (for benchmarks and reports)."""
-        return {k: ("1" if (v[0] is not None and v[1] is not None and v[0] <= v[1]) else "default")
-                for k, v in self.stats.items()}
+        return {k: ("1" if self._one_is_faster(v) else "default") for k, v in self.stats.items()}
 
 
 def _writable(a, dtype):
@@ -122,9 +129,9 @@ class NumbaBackend(Backend):
     Options (``Simulator(..., backend_options={...})``):
 
     * ``blas_threads`` (int): BLAS threads of the matrix products of batches above :data:`SMALL_BATCH`
-      during a call (see :class:`_BlasThreads`); None (the default): one thread or BLAS's default, whichever
-      measures faster on this machine now (:class:`_AdaptiveBlas`), so a busy machine does not collapse a
-      batch.
+      during a call (see :class:`_BlasThreads`); ``"auto"``: one thread or BLAS's default, whichever measures
+      faster on this machine now (:class:`_AdaptiveBlas`), so that a busy machine does not collapse a batch;
+      None (the default): BLAS's own default.
 
     The kernel itself runs on the calling thread.  The former ``threads``/``split_min`` options (a helper
     thread taking half of the large passes of small batches) were removed: the gain was within noise on
@@ -153,11 +160,13 @@ class NumbaBackend(Backend):
                              + f"valid keys: {list(self.options)}")
         super().__init__(plan, dtype)
         p = plan
-        if blas_threads is not None and (isinstance(blas_threads, bool) or not isinstance(blas_threads, int)
-                                         or blas_threads < 1):
-            raise ValueError(f"backend 'numba': blas_threads must be a positive int or None, got {blas_threads!r}")
-        self._blas_threads = _BlasThreads(blas_threads) if blas_threads is not None else None
-        self._auto_blas = _AdaptiveBlas() if blas_threads is None else None
+        auto = isinstance(blas_threads, str) and blas_threads == "auto"
+        if blas_threads is not None and not auto and (isinstance(blas_threads, bool)
+                                                      or not isinstance(blas_threads, int) or blas_threads < 1):
+            raise ValueError(f"backend 'numba': blas_threads must be a positive int, 'auto' or None, got "
+                             f"{blas_threads!r}")
+        self._blas_threads = _BlasThreads(blas_threads) if (blas_threads is not None and not auto) else None
+        self._auto_blas = _AdaptiveBlas() if auto else None
         self.pi, self.pf, self.ki, self.kf = pack(p, self.dtype)
         self.prec = p.precision.astype(self.dtype)
         self.ki_start = p.in_start.astype(np.int64)
