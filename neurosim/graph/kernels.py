@@ -930,35 +930,9 @@ def _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun
 
 # ----------------------------------------------------------------------------------------------- one batch
 @njit(**JIT_OPTIONS)
-def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target, beta, init, tol, heun, dt_decay,
-                       rec_every, rec_item, target_beta, factor, all_at_zero, X, Y, x_init, eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF,
-                       used, x, mu, eps, drive, xhat, deps, e0, k1, ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow,
-                       y0, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev):
-    """One batch of schedule ``algo`` (see :mod:`neurosim.graph.reference` and :class:`~neurosim.graph.base.Schedule`),
-    in place.
-
-    Start: the feedforward pass (``y0`` = its output; PC/iPC with another ``init``: the output's prediction at
-    the initial state); FPA freezes it in ``xhat``; then ``init``
-    (``INIT_ZEROS``: movable vertices to 0; ``INIT_PREVIOUS``: every computing vertex from ``x_init``, vertex-block
-    layout) and, with ``clamp``, the output set to ``Y``.  An unclamped output with ``beta > 0`` is nudged
-    toward ``Y`` (:func:`_step`).  PC and iPC run :func:`_relax` (error states, ``tol``, ``heun``, ``dt_decay``,
-    records); FPA and Z-IL their own loops below (``tau_eps`` ignored); BP ignores every relaxation setting.
-
-    Scratch: ``s1``, ``s2`` (B max_size), ``sG`` (largest parameter), ``cb`` / ``ob`` (the im2col and channel-row
-    matrices of the largest convolution, see :func:`conv_scratch_sizes`); ``xhat`` (FPA: the frozen
-    values; Heun: the state at the start of a step), ``deps``, ``e0``, ``k1``, ``ke1`` (B n_units), ``erow``
-    (n_vertices, float64).
-
-    Outputs: the state buffers ``x, mu, eps`` (vertex blocks), ``G`` (the update direction summed over the
-    batch), ``energies`` (n + 1, n_vertices; float64 whatever the state's dtype), ``y0`` (B, n_out),
-    ``rec_steps, rec_x, rec_eps, rec_mu`` (the first ``status[4]`` rows), ``status`` = (code, step, vertex, steps
-    taken, records); the parameters and optimiser state are updated when ``learn``.  ``rn`` = (sigma_m^2,
-    sigma_a^2, seed, counter) of per-read noise (float64; (0, 0, 0, 0): none), the counter advanced per draw.
-    ``ev`` = (thresholds (value, error, on), sent values, sent errors (vertex blocks), value senders, error senders,
-    out-edge CSR (ptr, idx), in-edge CSR from non-input parents (ptr, idx), per-edge fan-out and fan-in with their
-    offsets, events (n + 1, n_vertices, 2), sops (n_edges, 2), edge events (n_edges, 2)): event coding of PC
-    (:mod:`neurosim.graph.events`; on when ``thresholds[2] > 0``; the caller allows it with Euler PC only).
-    """
+def _start(B, n, target, target_beta, X, Y, theta, VI, EI, EF, PI, x, mu, G, s1, s2, cb, ob, y0, status, rn):
+    """The start of every schedule: status reset, inputs loaded, the feedforward pass (``y0`` = its output);
+    returns the output's target (``Y``, or the weak target ``y0 + target_beta (Y - y0)``)."""
     B = X.shape[0]
     nv = VI.shape[0]
     status[0] = 0
@@ -990,8 +964,95 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
         for b in range(B):
             for j in range(nt):
                 Yw[b, j] = y0[b, j] + target_beta * (Y[b, j] - y0[b, j])
-        Y = Yw
+        return Yw
+    return Y
 
+
+@njit(**JIT_OPTIONS)
+def _set_initial(B, algo, init, clamp, target, x, xhat, x_init, Y, VI):
+    """The values a relaxation starts from: FPA freezes the feedforward pass in ``xhat``; ``INIT_ZEROS`` sets
+    the movable vertices to 0, ``INIT_PREVIOUS`` every computing vertex to ``x_init``; a clamped output takes
+    ``Y``."""
+    nv = VI.shape[0]
+    nt = VI[target, V_SIZE]
+    Xt = blk(x, B, VI[target, V_OFF], nt)
+    if algo == _ALG_FPA:
+        xhat[:] = x
+    if init == _INIT_ZEROS:
+        for i in range(nv):
+            if VI[i, V_OP] != OP_INPUT and _movable(i, clamp, VI):
+                for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                    x[j] = 0.0
+    elif init == _INIT_PREVIOUS:
+        for i in range(nv):
+            if VI[i, V_OP] != OP_INPUT:
+                for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
+                    x[j] = x_init[j]
+    if clamp:
+        for b in range(B):
+            for j in range(nt):
+                Xt[b, j] = Y[b, j]
+
+
+@njit(**JIT_OPTIONS)
+def graph_pc_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target, beta, init, tol, heun, dt_decay,
+                    rec_every, rec_item, target_beta, factor, all_at_zero, X, Y, x_init, eps_init, theta, m, v, opt_t,
+                    VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps, drive, xhat, deps, e0, k1, ke1, G, Gt, s1, s2, sG, cb,
+                    ob, energies, erow, y0, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev):
+    """PC and iPC (``ALG_PC``, ``ALG_IPC``), with the arguments of :func:`graph_sweep_kernel`: :func:`_start`,
+    :func:`_set_initial`, then :func:`_relax`.  A kernel of its own, so that the sweeps compile without the
+    relaxation loop (events, Heun, error dynamics) and the relaxation without the sweeps."""
+    B = X.shape[0]
+    Y = _start(B, n, target, target_beta, X, Y, theta, VI, EI, EF, PI, x, mu, G, s1, s2, cb, ob, y0, status, rn)
+    nt = VI[target, V_SIZE]
+    _set_initial(B, algo, init, clamp, target, x, xhat, x_init, Y, VI)
+    if init != _INIT_FF:  # y0: the output's prediction at the initial state (as the layered backends)
+        _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
+        Mt = blk(mu, B, VI[target, V_OFF], nt)
+        for b in range(B):
+            for j in range(nt):
+                y0[b, j] = Mt[b, j]
+    _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
+           eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps, drive, xhat, deps, e0, k1,
+           ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev)
+    return
+
+
+@njit(**JIT_OPTIONS)
+def graph_sweep_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target, beta, init, tol, heun, dt_decay,
+                       rec_every, rec_item, target_beta, factor, all_at_zero, X, Y, x_init, eps_init, theta, m, v,
+                       opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps, drive, xhat, deps, e0, k1, ke1, G, Gt, s1,
+                       s2, sG, cb, ob, energies, erow, y0, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev):
+    """One batch of schedule ``algo`` (see :mod:`neurosim.graph.reference` and :class:`~neurosim.graph.base.Schedule`),
+    in place: FPA, Z-IL and BP here; PC and iPC in :func:`graph_pc_kernel`, which takes the same arguments
+    (:func:`graph_batch_kernel` picks).
+
+    Start: the feedforward pass (``y0`` = its output; PC/iPC with another ``init``: the output's prediction at
+    the initial state); FPA freezes it in ``xhat``; then ``init``
+    (``INIT_ZEROS``: movable vertices to 0; ``INIT_PREVIOUS``: every computing vertex from ``x_init``, vertex-block
+    layout) and, with ``clamp``, the output set to ``Y``.  An unclamped output with ``beta > 0`` is nudged
+    toward ``Y`` (:func:`_step`).  PC and iPC run :func:`_relax` (error states, ``tol``, ``heun``, ``dt_decay``,
+    records); FPA and Z-IL their own loops below (``tau_eps`` ignored); BP ignores every relaxation setting.
+
+    Scratch: ``s1``, ``s2`` (B max_size), ``sG`` (largest parameter), ``cb`` / ``ob`` (the im2col and channel-row
+    matrices of the largest convolution, see :func:`conv_scratch_sizes`); ``xhat`` (FPA: the frozen
+    values; Heun: the state at the start of a step), ``deps``, ``e0``, ``k1``, ``ke1`` (B n_units), ``erow``
+    (n_vertices, float64).
+
+    Outputs: the state buffers ``x, mu, eps`` (vertex blocks), ``G`` (the update direction summed over the
+    batch), ``energies`` (n + 1, n_vertices; float64 whatever the state's dtype), ``y0`` (B, n_out),
+    ``rec_steps, rec_x, rec_eps, rec_mu`` (the first ``status[4]`` rows), ``status`` = (code, step, vertex, steps
+    taken, records); the parameters and optimiser state are updated when ``learn``.  ``rn`` = (sigma_m^2,
+    sigma_a^2, seed, counter) of per-read noise (float64; (0, 0, 0, 0): none), the counter advanced per draw.
+    ``ev`` = (thresholds (value, error, on), sent values, sent errors (vertex blocks), value senders, error senders,
+    out-edge CSR (ptr, idx), in-edge CSR from non-input parents (ptr, idx), per-edge fan-out and fan-in with their
+    offsets, events (n + 1, n_vertices, 2), sops (n_edges, 2), edge events (n_edges, 2)): event coding of PC
+    (:mod:`neurosim.graph.events`; on when ``thresholds[2] > 0``; the caller allows it with Euler PC only).
+    """
+    B = X.shape[0]
+    Y = _start(B, n, target, target_beta, X, Y, theta, VI, EI, EF, PI, x, mu, G, s1, s2, cb, ob, y0, status, rn)
+    nv = VI.shape[0]
+    nt = VI[target, V_SIZE]
     if algo == _ALG_BP:
         status[3] = 0
         eps[:] = 0.0
@@ -1017,33 +1078,7 @@ def graph_batch_kernel(algo, n, rate, clamp, learn, immediate, wavefront, target
             _apply(G, B, theta, m, v, opt_t, PI, PF, used[0], False, factor)
         return
 
-    if algo == _ALG_FPA:
-        xhat[:] = x
-    if init == _INIT_ZEROS:
-        for i in range(nv):
-            if VI[i, V_OP] != OP_INPUT and _movable(i, clamp, VI):
-                for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
-                    x[j] = 0.0
-    elif init == _INIT_PREVIOUS:
-        for i in range(nv):
-            if VI[i, V_OP] != OP_INPUT:
-                for j in range(B * VI[i, V_OFF], B * (VI[i, V_OFF] + VI[i, V_SIZE])):
-                    x[j] = x_init[j]
-    if clamp:
-        for b in range(B):
-            for j in range(nt):
-                Xt[b, j] = Y[b, j]
-    if algo == _ALG_PC or algo == _ALG_IPC:
-        if init != _INIT_FF:  # y0: the output's prediction at the initial state (as the layered backends)
-            _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
-            Mt = blk(mu, B, VI[target, V_OFF], nt)
-            for b in range(B):
-                for j in range(nt):
-                    y0[b, j] = Mt[b, j]
-        _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
-               eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps, drive, xhat, deps, e0, k1,
-               ke1, G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev)
-        return
+    _set_initial(B, algo, init, clamp, target, x, xhat, x_init, Y, VI)
     track = rec_every > 0 and rec_item < B
     if algo == _ALG_ZIL and wavefront and not immediate and not track and not all_at_zero:
         if init != _INIT_FF:  # the wave-front sweep starts from the predictions at the initial state
@@ -1096,3 +1131,10 @@ def vertex_kernel(mode, i, B, x, ebuf, out, theta, VI, EI, EF, PI, s1, s2, sG, c
         _vjp_vertex(i, B, x, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob, rn)
     else:
         _grad_vertex(i, B, x, ebuf, out, theta, VI, EI, EF, PI, s1, sG, cb, ob)
+
+
+def graph_batch_kernel(algo, *args):
+    """The kernel of schedule ``algo``: :func:`graph_pc_kernel` for PC and iPC, :func:`graph_sweep_kernel` for FPA,
+    Z-IL and BP (same arguments, see the latter)."""
+    kern = graph_pc_kernel if algo in (_ALG_PC, _ALG_IPC) else graph_sweep_kernel
+    return kern(algo, *args)
