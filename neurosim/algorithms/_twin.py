@@ -81,6 +81,7 @@ class GraphTwin:
         self.moments = bool(np.any((gp.PI[:, P_OPT] == OPT_ADAM) | (gp.PF[:, PF_MOM] > 0))) if gp.n_params else False
         self._layouts = {}
         self._plans = {}
+        self._used = {}
 
     # ------------------------------------------------------------------ parameters
     def copy_in(self, be):
@@ -140,8 +141,11 @@ class GraphTwin:
         from ..graph.base import used_at_level
         plan = self.plan_for(np.asarray(st.prec, dtype=np.float64), levelled)
         sch = dataclasses.replace(sch, target_beta=float(st.beta), factor=float(st.factor))
-        if used is None and sch.immediate:
-            used = used_at_level(plan, int(sch.n_steps))
+        if used is None and sch.immediate:   # Z-IL's update table, once per plan and step count
+            key = (id(plan), int(sch.n_steps))
+            if key not in self._used:
+                self._used[key] = used_at_level(plan, int(sch.n_steps))
+            used = self._used[key]
         be = sim.backend
         self.copy_in(be)
         dt = self.backend.dtype

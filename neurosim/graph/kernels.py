@@ -933,7 +933,6 @@ def _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun
 def _start(B, n, target, target_beta, X, Y, theta, VI, EI, EF, PI, x, mu, G, s1, s2, cb, ob, y0, status, rn):
     """The start of every schedule: status reset, inputs loaded, the feedforward pass (``y0`` = its output);
     returns the output's target (``Y``, or the weak target ``y0 + target_beta (Y - y0)``)."""
-    B = X.shape[0]
     nv = VI.shape[0]
     status[0] = 0
     status[1] = -1
