@@ -235,7 +235,8 @@ class Mapping:
                 "latency_step_s": self.latency_step_s, "latency_inference_s": self.latency_inference_s,
                 "latency_training_s": self.latency_training_s,
                 "placement": [[s.population, s.start, s.stop, s.core] for s in self.slices],
-                "tiles": {k: list(v) for k, v in self.tiles.items()}, "notes": list(self.notes)}
+                "tiles": {k: list(v) for k, v in self.tiles.items()}, "per_core": [dict(c) for c in self.per_core],
+                "notes": list(self.notes)}
 
     def summary(self) -> str:
         unit, ev = (("cores", "cross-core events") if self.kind == "digital"
@@ -266,14 +267,16 @@ class Mapping:
 
 
 def map_circuit(circuit, target, *, steps: int = 20, weight_bits: float | None = None, activity: float = 1.0,
-                counts: OpCounts | None = None) -> Mapping:
+                counts: OpCounts | None = None, neurons_per_core: int | None = None) -> Mapping:
     """Map ``circuit`` (layered :class:`~neurosim.Circuit` or graph circuit) onto ``target`` (name, file or
     :class:`~neurosim.hardware.Target` whose file states ``resources``) for ``steps`` relaxation steps.
 
     ``weight_bits`` (default: the target's ``weight_bits_max``) prices the synaptic memory and must not exceed
     it; ``activity`` is the fraction of units sending per step (1 = clock-driven); ``counts`` (per-sample
     measured counts of an event-driven run with the same ``steps``) sets the activity from the measurement and
-    prices the measured operations instead of the clock-driven ones.  Raises
+    prices the measured operations instead of the clock-driven ones.  ``neurons_per_core`` (digital targets)
+    caps the neurons placed on one core below the target's limit: the circuit spreads over more cores, each
+    with less serial work per step (lower latency) and more events crossing the router.  Raises
     :class:`~neurosim.UnsupportedError` when a part cannot fit (naming the limit and the population).
     """
     t = get_target(target)
@@ -292,8 +295,11 @@ def map_circuit(circuit, target, *, steps: int = 20, weight_bits: float | None =
     if isinstance(activity, bool) or not isinstance(activity, (int, float)) or not activity >= 0:
         raise ValueError(f"map_circuit: activity must be a number >= 0, got {activity!r}")
     r = t.resources
+    if neurons_per_core is not None and (isinstance(neurons_per_core, bool) or not isinstance(
+            neurons_per_core, (int, np.integer)) or neurons_per_core < 1):
+        raise ValueError(f"map_circuit: neurons_per_core must be an int >= 1, got {neurons_per_core!r}")
     if all(k in r for k in _DIGITAL_NEEDS):
-        m = _map_digital(pops, conns, t, wb)
+        m = _map_digital(pops, conns, t, wb, neurons_per_core)
     elif all(k in r for k in _ANALOG_NEEDS):
         m = _map_analog(pops, conns, t)
     else:
@@ -349,9 +355,9 @@ def _strip_learning(counts: OpCounts) -> OpCounts:
 
 
 # ------------------------------------------------------------------------------------------------- digital
-def _map_digital(pops, conns, t, wb):
+def _map_digital(pops, conns, t, wb, cap=None):
     r = t.resources
-    n_core = int(r["neurons_per_core"])
+    n_core = int(r["neurons_per_core"]) if cap is None else min(int(cap), int(r["neurons_per_core"]))
     syn_core = r.get("synapses_per_core", math.inf)
     mem_core = r.get("synapse_memory_bits_per_core", math.inf)
     fan_in_core = r.get("fan_in_per_core", math.inf)

@@ -191,3 +191,40 @@ def test_digits_and_cnn_map_on_every_builtin_target():
             assert m.cores >= 1 and m.chips == 1
             assert m.energy_training_J > m.energy_inference_J > 0
             assert m.latency_training_s >= m.latency_inference_s > 0
+
+
+def test_spreading_over_more_cores_trades_events_for_latency():
+    """The digits network (64-128-10, 340 neurons) fits one Loihi core; capped at 64 neurons per core it takes
+    input (64) on core 0, h1 in 32-slot pieces on cores 1-4 and the output on core 5: more routed events, less
+    serial work on the busiest core, so a shorter step."""
+    net = ns.hierarchy([64, 128, 10], phi="tanh")
+    one = hw.map_circuit(net, "loihi", steps=20)
+    spread = hw.map_circuit(net, "loihi", steps=20, neurons_per_core=64)
+    assert one.cores == 1 and one.events_per_step == 0
+    assert spread.cores == 6 and [s.core for s in spread.slices] == [0, 1, 2, 3, 4, 5]
+    assert spread.events_per_step > 0 and spread.latency_step_s < one.latency_step_s
+    with pytest.raises(ValueError, match="neurons_per_core must be an int >= 1"):
+        hw.map_circuit(net, "loihi", neurons_per_core=0)
+
+
+def test_measured_event_counts_set_the_activity(tmp_path):
+    """An event-driven run's measured events over the clock-driven count of the same steps is the activity that
+    scales the routed events; the measured operations are what the energy prices."""
+    t = _toy(tmp_path, "toy2", TWO_CORES, "store_transpose")
+    net = ns.hierarchy([2, 3, 1], optimizer=ns.SGD())
+    sim = ns.Simulator(net, backend="reference", seed=0,
+                       hardware=hw.HardwareModel(coding="event", threshold=0.05, seed=0))
+    X = [[0.2, 0.9], [0.7, 0.1], [0.5, 0.5], [0.9, 0.3]]
+    Y = [[0.3], [0.8], [0.1], [0.6]]
+    import numpy as np
+    sim.train(np.asarray(X), np.asarray(Y), epochs=1, batch_size=2, steps=4)
+    c = sim.hardware.counts
+    m = hw.map_circuit(net, t, steps=4, counts=c)
+    clock = hw.count_pc(net, 4, 1, learn=False).events
+    assert m.activity == pytest.approx((c.events / c.samples) / clock, rel=1e-12)
+    assert 0 < m.activity < 1
+    assert m.events_per_step == pytest.approx(4 * m.activity, rel=1e-12)
+    assert m.hops_per_sample == pytest.approx(19 * m.activity, rel=1e-12)
+    per = c.per_sample()
+    priced = (per["synaptic_ops"] * 1 + per["events"] * 2 + per["neuron_updates"] * 3) * 1e-12
+    assert m.energy_inference_J == pytest.approx(priced + m.routing_energy_J, rel=1e-10)
