@@ -8,7 +8,10 @@ modelled substrate (``neurosim.Simulator(..., hardware=HardwareModel(...))``):
   so that ``neurosim sweep`` can explore any of them;
 * ``hw-event-driven`` -- events, synaptic ops and accuracy vs the send-on-delta threshold;
 * ``hw-energy`` -- energy per training sample on each target (digital CMOS 45 nm, Loihi, SpiNNaker 2, an
-  analog crossbar), PC vs BP, vs the relaxation steps T; writes the cost report of the design point.
+  analog crossbar), PC vs BP, vs the relaxation steps T; writes the cost report of the design point;
+* ``hw-mapping`` -- the digits network and a CNN mapped onto the cores or crossbar tiles of each chip
+  (:func:`neurosim.hardware.map_circuit`): cores, chips, routed events, energy and latency per sample, and the
+  count of the targets' constants by evidence level.
 
 Each reports the design point's ``test_accuracy`` (PC) and ``energy_per_sample_J`` so that sweeps can draw
 accuracy-vs-energy Pareto fronts.
@@ -475,6 +478,105 @@ def run_energy(cfg, out, progress=True) -> dict:
     return metrics
 
 
+# ============================================================================================ hw-mapping
+MAPPING_DEFAULTS = {
+    "backend": "numba",          # unused: the mapping counts operations and runs no simulation
+    "hidden": [128],             # digits network 64-H-10
+    "phi": "tanh",
+    "channels": [8, 16],         # CNN on 1x8x8 digits: conv/pool blocks, then a dense output of 10
+    "targets": ["loihi", "loihi2", "spinnaker2", "crossbar"],
+    "steps": 20,                 # relaxation steps T per sample
+    "activity": 1.0,             # fraction of units sending per step (1 = clock-driven)
+    "figures": True,
+}
+
+MAPPING_PARAMS = {
+    "backend": P.Choice("numba", "reference", "brian2", doc="unused: the mapping runs no simulation"),
+    "hidden": P.SIZES,
+    "phi": P.PHI,
+    "channels": P.ListOf(P.Int(ge=1), max_len=3, doc="each block halves the 8x8 image"),
+    "targets": P.ListOf(C.TARGET),
+    "steps": P.COUNT,
+    "activity": P.Float(ge=0),
+    "figures": P.Bool(),
+}
+
+
+def evidence_counts(names) -> dict:
+    """Per target: how many of its constants (energies, latencies; and separately its resources) carry each
+    evidence level."""
+    out = {}
+    for n in names:
+        t = hw.get_target(n)
+        ops, res = {}, {}
+        for key, (_src, ev) in t.sources.items():
+            d = res if key.startswith(("resources.", "feedback")) else ops
+            d[ev] = d.get(ev, 0) + 1
+        out[t.name] = {"per_operation": ops, "resources": res}
+    return out
+
+
+def run_mapping(cfg, out, progress=True) -> dict:
+    import neurosim as ns
+    import neurosim.graph as ng
+    for n in cfg["targets"]:
+        hw.get_target(n)
+    nets = {"digits": ns.hierarchy([64, *cfg["hidden"], 10], phi=cfg["phi"], name="digits-pcn"),
+            "cnn": ng.cnn((1, 8, 8), channels=tuple(cfg["channels"]), n_out=10, phi="relu", name="cnn-digits")}
+    maps, rows = {}, []
+    for net, circuit in nets.items():
+        maps[net] = {}
+        for n in cfg["targets"]:
+            m = hw.map_circuit(circuit, n, steps=cfg["steps"], activity=cfg["activity"])
+            maps[net][n] = m.to_dict()
+            rows.append((net, n, m))
+    metrics = {"mapping": maps, "steps": cfg["steps"], "activity": cfg["activity"],
+               "evidence": evidence_counts(sorted(hw.targets())), "report": "report.md"}
+    lines = ["# Mapping predictive-coding circuits onto chips", "",
+             f"T = {cfg['steps']} relaxation steps per sample, activity {cfg['activity']:g} "
+             "(1 = clock-driven: every unit sends every step), batch size 1. Energy and latency per sample; "
+             "training = relaxation + plasticity writes (and the second copy of W^T where the chip stores it).", "",
+             "| circuit | target | cores/tiles | chips | cross-core events per step | energy per inference (J) | "
+             "energy per training sample (J) | latency per inference (s) | latency per training sample (s) | "
+             "feedback |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for net, n, m in rows:
+        lines.append(f"| {net} | {n} | {m.cores} | {m.chips} | {m.events_per_step:g} | {m.energy_inference_J:.3g} | "
+                     f"{m.energy_training_J:.3g} | {m.latency_inference_s:.3g} | {m.latency_training_s:.3g} | "
+                     f"{m.feedback} |")
+    lines += ["", "## Placements", ""]
+    for net, n, m in rows:
+        lines += [f"### {net} on {n}", "", "```", m.describe(), "```", ""]
+    lines += ["## Constants by evidence level", "", "| target | per-operation energies and latencies | resources |",
+              "|---|---|---|"]
+    for n, ev in metrics["evidence"].items():
+        fmt = lambda d: ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "-"   # noqa: E731
+        lines.append(f"| {n} | {fmt(ev['per_operation'])} | {fmt(ev['resources'])} |")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    if cfg["figures"]:
+        fig, axes = C.fig_axes(figsize=(13.0, 4.2), ncols=3)
+        names = list(cfg["targets"])
+        x = np.arange(len(names))
+        for ax, key, label, log in ((axes[0], "cores", "cores (crossbar: tiles)", False),
+                                    (axes[1], "energy_training_J", "energy per training sample (J)", True),
+                                    (axes[2], "latency_inference_s", "latency per inference (s)", True)):
+            for j, net in enumerate(nets):
+                ax.bar(x + (j - 0.5) * 0.38, [maps[net][n][key] for n in names], width=0.38, label=net,
+                       color=f"C{j}")
+            ax.set_xticks(x)
+            ax.set_xticklabels(names, fontsize=8)
+            ax.set_xlabel("target")
+            ax.set_ylabel(label)
+            if log:
+                ax.set_yscale("log")
+            ax.grid(True, axis="y", alpha=0.3)
+        axes[0].legend(fontsize=8)
+        axes[1].set_title(f"Digits 64-{'-'.join(map(str, cfg['hidden']))}-10 and a CNN mapped on each chip (T = {cfg['steps']})")
+        fig.tight_layout()
+        plot.save(fig, out / "mapping.png")
+        metrics["figures"] = ["mapping.png"]
+    return metrics
+
+
 EXPERIMENTS = [
     Experiment("hw-precision",
                "digits accuracy of PC and BP vs weight/activity bits and noise on a modelled substrate",
@@ -502,4 +604,12 @@ EXPERIMENTS = [
                    "price them with per-operation tables of each target (neurosim/hardware/targets/*.json, every "
                    "value with its source). Writes cost_report.json/.md of the design point and, with curves, "
                    "energy_vs_steps.png, ratio_vs_steps.png, accuracy_vs_energy.png.", PARAMS=ENERGY_PARAMS),
+    Experiment("hw-mapping", "the digits network and a CNN mapped onto Loihi, Loihi 2, SpiNNaker 2 and a crossbar",
+               MAPPING_DEFAULTS, run_mapping,
+               doc="Place the 64-H-10 digits network and a CNN (conv/pool blocks, dense output) on the cores or "
+                   "crossbar tiles each target's file declares (neurosim.hardware.map_circuit): which population "
+                   "goes to which cores, chips, projections crossing cores, routed events per relaxation step, "
+                   "and energy and latency per inference and per training sample (clock-driven, or scaled by "
+                   "activity). Writes report.md (tables, placements, the count of every target's constants by "
+                   "evidence level) and mapping.png. No training: it runs in seconds.", PARAMS=MAPPING_PARAMS),
 ]

@@ -223,6 +223,7 @@ EDGES = [
                              fidelity_batch=1, figures=False)),
     ("hw-energy", dict(n_train=32, n_test=16, epochs=1, hidden=[], steps_axis=[1], bits=1, figures=False,
                        targets=["crossbar"])),
+    ("hw-mapping", dict(hidden=[], channels=[1], targets=["crossbar"], steps=1, activity=0.0, figures=False)),
     ("few-data", dict(n_seeds=1, examples_per_class=[130], epochs=1, lrs=[0.4], relax_steps=1, hidden=[])),
     ("concept-drift", dict(n_seeds=1, iterations=1, drift_every=1, eval_every=1, pretrain_epochs=0, lrs=[0.4],
                            examples_per_class=0, relax_steps=1, hidden=[4])),

@@ -57,6 +57,7 @@ TINY = {
     "hw-precision": {**HW, "weight_bits_axis": [2, 8], "activity_bits_axis": [2, 8], "noise_axis": [0.02, 0.6]},
     "hw-event-driven": {**HW, "thresholds": [0.0, 0.01, 0.1], "fidelity_batch": 16, "fidelity_steps": 40},
     "hw-energy": {**HW, "steps_axis": [2, 8]},
+    "hw-mapping": dict(),
     "fpa-exactness": dict(hidden=[8, 8, 8], pretrain_epochs=1, batch_size=16, n_max=20, etas=[0.5, 1.0]),
     "zil-exactness": dict(hidden=[8, 8], n_train_steps=5, batch_size=16),
     "linear-equilibrium": dict(hidden=[8, 8], n_train_steps=5, widths=[4, 16], depths=[1, 4], n_seeds=1,

@@ -11,6 +11,9 @@ model.
 * :mod:`neurosim.hardware.cost` -- operation counts (:func:`count_pc`, :func:`count_bp`), per-target
   energy and latency tables with sources (``targets/*.json``; add your own file), :func:`energy`,
   :func:`latency`; :mod:`neurosim.hardware.report` writes per-run reports.
+* :func:`map_circuit` -- places a circuit on a target's cores or crossbar tiles (the ``resources`` of its file)
+  and returns a :class:`Mapping`: cores, chips, routed events, energy and latency per inference and training
+  sample (:mod:`neurosim.hardware.mapping`).
 
 Importing this package compiles nothing; the numba kernel compiles (and caches) on first use.
 """
@@ -18,6 +21,7 @@ from ..errors import removed_names
 from .cost import (COUNTERS, GraphShape, NetworkShape, OpCounts, Target, count_bp, count_events, count_pc, energy,
                    get_target, latency, load_target, targets)
 from .engine import EventResult, NumbaEngine, ReferenceEngine
+from .mapping import Mapping, map_circuit
 from .nonideal import (AIHWKIT_ADC, AIHWKIT_DAC, AdditiveNoise, AsymmetricUpdate, Converter, Device, Drift,
                        HardwareModel, Mismatch, MultiplicativeNoise, Quantize, StuckAt, Transform, WriteNoise,
                        apply_elementwise, read_noise_std)
@@ -26,11 +30,11 @@ from .substrate import HardwareRelaxResult, Substrate
 
 __all__ = [
     "AIHWKIT_ADC", "AIHWKIT_DAC", "AdditiveNoise", "AsymmetricUpdate", "COUNTERS", "Converter", "Device", "Drift",
-    "EventResult", "GraphShape", "HardwareModel", "HardwareRelaxResult", "Mismatch",
+    "EventResult", "GraphShape", "HardwareModel", "HardwareRelaxResult", "Mapping", "Mismatch",
     "MultiplicativeNoise", "NetworkShape", "NumbaEngine", "OpCounts", "Quantize", "ReferenceEngine", "StuckAt",
     "Substrate", "Target", "Transform",
     "WriteNoise", "apply_elementwise", "cost_report", "count_bp", "count_events", "count_pc", "energy",
-    "get_target", "latency", "load_target", "read_noise_std", "targets", "write_report",
+    "get_target", "latency", "load_target", "map_circuit", "read_noise_std", "targets", "write_report",
 ]
 
 

@@ -55,7 +55,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,8 @@ import numpy as np
 from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 
 __all__ = ["OpCounts", "NetworkShape", "GraphShape", "count_pc", "count_bp", "count_events", "Target", "load_target",
-           "get_target", "targets", "energy", "latency", "COUNTERS", "LATENCY_KEYS", "TARGET_DIR"]
+           "get_target", "targets", "energy", "latency", "COUNTERS", "LATENCY_KEYS", "RESOURCE_KEYS", "FEEDBACK_MODES",
+           "TARGET_DIR"]
 
 COUNTERS = ("synaptic_ops", "events", "neuron_updates", "conversions", "weight_reads", "act_reads",
             "state_writes", "update_macs", "weight_writes")
@@ -72,6 +73,32 @@ _LATENCY_COUNTER = {"synaptic_op": "synaptic_ops", "event": "events", "neuron_up
                     "update_mac": "update_macs", "weight_write": "weight_writes"}
 _SETTLE = ("synaptic_op", "event", "neuron_update")
 EVIDENCE = ("verified", "recalled", "derived", "assumed", "measured", "user")
+#: optional resources of a target (``"resources"`` in its file; what :func:`neurosim.hardware.map_circuit` reads):
+#: digital neuromorphic cores, their router mesh and per-core timing, and analog crossbar tiles
+RESOURCE_KEYS = {
+    "cores_per_chip": "neuromorphic cores (processing elements) per chip",
+    "neurons_per_core": "neurons (compartments) one core holds; a value unit and an error unit are one each",
+    "synapses_per_core": "synapses one core holds (a count limit, whatever their format)",
+    "synapse_memory_bits_per_core": "synaptic memory per core in bits (synapses x weight bits must fit)",
+    "weight_bits_max": "widest stored weight the target supports (bits)",
+    "fan_in_per_core": "distinct presynaptic neurons (input axons) one core can receive from",
+    "fan_out_per_core": "core-to-core output edges (one per neuron and destination core) one core can send on",
+    "cores_per_tile": "cores sharing one router (tile); a spike between them takes no mesh hop",
+    "mesh_width_tiles": "tiles per row of the 2-D router mesh (tiles are placed row by row)",
+    "hop_energy_pJ": "energy of one router hop between neighbouring tiles (pJ per message and hop)",
+    "hop_latency_s": "latency of one router hop (s)",
+    "barrier_latency_s": "barrier synchronisation at the end of every timestep (s)",
+    "time_per_synaptic_op_s": "serial time of one synaptic op within a core (s)",
+    "time_per_neuron_update_s": "serial time of one neuron update within a core (s)",
+    "time_per_synaptic_update_s": "serial time of one learning (weight) update within a core (s)",
+    "tile_rows": "crossbar tile rows (inputs)",
+    "tile_cols": "crossbar tile columns (outputs)",
+    "tiles_per_chip": "crossbar tiles per chip",
+    "adcs_per_tile": "ADCs per crossbar tile (columns share them when fewer than tile_cols)",
+    "mvm_latency_s": "one matrix-vector product on a tile, DAC to ADC (s)",
+}
+#: how a target realises the feedback (transposed) read of predictive coding
+FEEDBACK_MODES = ("store_transpose", "transposed_read")
 TARGET_DIR = Path(__file__).resolve().parent / "targets"
 
 
@@ -572,9 +599,16 @@ class Target:
     bits_exponent : dict counter -> (alpha, beta)
         Energy scales as ``(weight_bits / bits_reference) ** alpha * (activity_bits / bits_reference) ** beta``
         (missing: no scaling).
-    sources : dict "energy.<counter>" / "latency.<key>" -> (source, evidence)
+    sources : dict "energy.<counter>" / "latency.<key>" / "resources.<key>" / "feedback" -> (source, evidence)
     path : str
         The file it was read from.
+    resources : dict key -> float
+        Optional chip resources (keys :data:`RESOURCE_KEYS`), what mapping a circuit onto the chip reads.
+    feedback : str
+        How the chip realises the feedback read :math:`W^T \varepsilon` (:data:`FEEDBACK_MODES`; "" = not stated):
+        ``"store_transpose"`` keeps a second copy of every fed-back weight matrix at the presynaptic side (event
+        chips store synapses at the receiving core), ``"transposed_read"`` drives the same array from its
+        columns and reads its rows (a crossbar).
     """
 
     name: str
@@ -586,6 +620,8 @@ class Target:
     bits_exponent: dict
     sources: dict
     path: str = ""
+    resources: dict = field(default_factory=dict)
+    feedback: str = ""
 
     def table(self) -> list:
         """Rows (quantity, value, unit, source, evidence) for reports."""
@@ -596,6 +632,13 @@ class Target:
         for key in LATENCY_KEYS:
             src, ev = self.sources[f"latency.{key}"]
             rows.append((f"time per {key}", self.latency_s[key], "s", src, ev))
+        return rows
+
+    def resource_table(self) -> list:
+        """Rows (resource, value, source, evidence) of the chip resources (empty if the file states none)."""
+        rows = [(k, v, *self.sources[f"resources.{k}"]) for k, v in self.resources.items()]
+        if self.feedback:
+            rows.append(("feedback", self.feedback, *self.sources["feedback"]))
         return rows
 
 
@@ -681,9 +724,30 @@ def load_target(path) -> Target:
             raise ValueError(f"target file {path}: bits_exponent.{c} must be an object like "
                              f"{{\"weight\": 1, \"activity\": 1}}, got {e!r}")
         exponents[c] = (float(e.get("weight", 0.0)), float(e.get("activity", 0.0)))
+    res_raw = data.get("resources", {}) or {}
+    if not isinstance(res_raw, dict):
+        raise ValueError(f"target file {path}: 'resources' must be an object")
+    bad = [k for k in res_raw if k not in RESOURCE_KEYS]
+    if bad:
+        raise ValueError(f"target file {path}: unknown resources {bad}; known {sorted(RESOURCE_KEYS)}")
+    resources = {}
+    for k in RESOURCE_KEYS:   # a fixed order, whatever the file's
+        if k in res_raw:
+            resources[k], sources[f"resources.{k}"] = _entry(path, "resources", k, res_raw[k])
+    feedback = ""
+    if "feedback" in data:
+        fb = data["feedback"]
+        if not isinstance(fb, dict) or fb.get("value") not in FEEDBACK_MODES:
+            raise ValueError(f"target file {path}: 'feedback' must be an object {{\"value\": one of "
+                             f"{list(FEEDBACK_MODES)}, \"source\": \"...\", \"evidence\": ...}}, got {fb!r}")
+        src, ev = fb.get("source"), fb.get("evidence", "user")
+        if not isinstance(src, str) or not src.strip() or ev not in EVIDENCE:
+            raise ValueError(f"target file {path}: feedback needs a non-empty 'source' and an evidence of "
+                             f"{list(EVIDENCE)}")
+        feedback, sources["feedback"] = fb["value"], (src.strip(), ev)
     return Target(name=name.strip(), description=str(data.get("description", "")), kind=str(data.get("kind", "")),
                   energy_pJ=energy_pJ, latency_s=latency_s, bits_reference=bits_ref,
-                  bits_exponent=exponents, sources=sources, path=str(path))
+                  bits_exponent=exponents, sources=sources, path=str(path), resources=resources, feedback=feedback)
 
 
 def _target_files() -> list:
