@@ -6,41 +6,41 @@ import math
 
 from numba import njit
 
-from ...config import JIT_OPTIONS
+from ...config import JIT_INNER
 from ...plan import OPT_ADAM
 from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_WOFF, KF_B1, KF_B2, KF_EPS, KF_LR,
                       KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)
-from ._common import blk
+from ._common import blk, view2d, wblk
 from ._products import SMALL_BATCH, _mm_atb
 
-_jit = JIT_OPTIONS
+_jit = JIT_INNER
 
 
 @njit(**_jit)
 def _opt_update(P, G, Mo, V, lr, kind, mom, wd, b1, b2, epsopt, tcount):
+    """One optimiser step of the parameters ``P`` along the direction ``G`` (overwritten: it is scratch), with
+    weight decay ``G -= wd P`` first: Adam, SGD with momentum, or plain SGD ``P += lr G``.
+
+    The decay is its own loop, so that each step's loop has no branch (LLVM compiles a loop that tests a flag per
+    element once per value of the flag)."""
+    if wd > 0:
+        for j in range(P.shape[0]):
+            G[j] -= wd * P[j]
     if kind == OPT_ADAM:
         c1 = 1.0 / (1.0 - b1 ** tcount)
         c2 = 1.0 / (1.0 - b2 ** tcount)
         for j in range(P.shape[0]):
             g = G[j]
-            if wd > 0:
-                g -= wd * P[j]
             Mo[j] = b1 * Mo[j] + (1.0 - b1) * g
             V[j] = b2 * V[j] + (1.0 - b2) * g * g
             P[j] += lr * (Mo[j] * c1) / (math.sqrt(V[j] * c2) + epsopt)
     elif mom > 0:
         for j in range(P.shape[0]):
-            g = G[j]
-            if wd > 0:
-                g -= wd * P[j]
-            Mo[j] = mom * Mo[j] + g
+            Mo[j] = mom * Mo[j] + G[j]
             P[j] += lr * Mo[j]
     else:
         for j in range(P.shape[0]):
-            g = G[j]
-            if wd > 0:
-                g -= wd * P[j]
-            P[j] += lr * g
+            P[j] += lr * G[j]
 
 
 @njit(**_jit)
@@ -63,11 +63,11 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
         if plastic:
             wo = ki[k, K_WOFF]
             nw = n_post * n_pre
-            G = gtmp[:nw].reshape(n_post, n_pre)
+            G = view2d(gtmp, 0, n_post, n_pre)
             P = blk(phx, B, pi[pre, P_OFF], n_pre)
             if B <= SMALL_BATCH and kind != OPT_ADAM and kf[k, KF_MOM] <= 0 and kf[k, KF_WD] <= 0:
                 # plain SGD on a small batch: one rank-B update of W, no gradient buffer
-                Wk = W[wo:wo + nw].reshape(n_post, n_pre)
+                Wk = wblk(W, wo, n_post, n_pre)
                 lrc = kf[k, KF_LR] * kf[k, KF_MULT] * scale
                 for s in range(B):
                     for j in range(n_post):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...config import JIT_OPTIONS
+from ...config import JIT_INNER
 
-_jit = JIT_OPTIONS
+_jit = JIT_INNER
 
 #: batches up to this size use hand-written loops instead of BLAS (call overhead dominates there)
 SMALL_BATCH = 8
