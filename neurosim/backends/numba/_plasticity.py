@@ -11,7 +11,7 @@ from ...plan import OPT_ADAM
 from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_WOFF, KF_B1, KF_B2, KF_EPS, KF_LR,
                       KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)
 from ._common import blk, view2d, wblk
-from ._products import SMALL_BATCH, _mm_atb
+from ._products import LARGE_ONLY, SMALL_BATCH, _mm_atb
 
 _jit = JIT_INNER
 
@@ -44,6 +44,18 @@ def _opt_update(P, G, Mo, V, lr, kind, mom, wd, b1, b2, epsopt, tcount):
 
 
 @njit(**_jit)
+def _gradient_step(B, E, P, G, gtmp, W, mW, vW, wo, nw, k, kf, kind, scale, tc):
+    """The optimiser step of projection ``k``'s weights along the Hebbian direction ``a E^T P`` (times ``scale``)."""
+    _mm_atb(E, P, G)
+    g = gtmp[:nw]
+    c = kf[k, KF_MULT] * scale
+    for j in range(nw):
+        g[j] *= c
+    _opt_update(W[wo:wo + nw], g, mW[wo:wo + nw], vW[wo:wo + nw], kf[k, KF_LR], kind,
+                kf[k, KF_MOM], kf[k, KF_WD], kf[k, KF_B1], kf[k, KF_B2], kf[k, KF_EPS], tc)
+
+
+@njit(**_jit)
 def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
     nproj = ki.shape[0]
     for k in range(nproj):
@@ -65,7 +77,9 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
             nw = n_post * n_pre
             G = view2d(gtmp, 0, n_post, n_pre)
             P = blk(phx, B, pi[pre, P_OFF], n_pre)
-            if B <= SMALL_BATCH and kind != OPT_ADAM and kf[k, KF_MOM] <= 0 and kf[k, KF_WD] <= 0:
+            if LARGE_ONLY:
+                _gradient_step(B, E, P, G, gtmp, W, mW, vW, wo, nw, k, kf, kind, scale, tc)
+            elif B <= SMALL_BATCH and kind != OPT_ADAM and kf[k, KF_MOM] <= 0 and kf[k, KF_WD] <= 0:
                 # plain SGD on a small batch: one rank-B update of W, no gradient buffer
                 Wk = wblk(W, wo, n_post, n_pre)
                 lrc = kf[k, KF_LR] * kf[k, KF_MULT] * scale
@@ -75,13 +89,7 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
                         for i2 in range(n_pre):
                             Wk[j, i2] += f * P[s, i2]
             else:
-                _mm_atb(E, P, G)
-                g = gtmp[:nw]
-                c = kf[k, KF_MULT] * scale
-                for j in range(nw):
-                    g[j] *= c
-                _opt_update(W[wo:wo + nw], g, mW[wo:wo + nw], vW[wo:wo + nw], kf[k, KF_LR], kind,
-                            kf[k, KF_MOM], kf[k, KF_WD], kf[k, KF_B1], kf[k, KF_B2], kf[k, KF_EPS], tc)
+                _gradient_step(B, E, P, G, gtmp, W, mW, vW, wo, nw, k, kf, kind, scale, tc)
         if lbias:
             bo = ki[k, K_BOFF]
             g = gtmp[:n_post]

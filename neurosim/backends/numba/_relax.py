@@ -3,7 +3,6 @@ max |dx/dt| < tol), record probes, check divergence, learn (see :mod:`neurosim.b
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ...config import JIT_OPTIONS
 from ...plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
@@ -11,6 +10,7 @@ from ..base import EULER, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP
 from ..tables import K_PRE, K_SKIP, K_WOFF, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUE
 from ._common import all_finite, blk, decayed_dt, energy_total, first_nonfinite, load_inputs, read_pop, report
 from ._products import SMALL_BATCH
+from ._specialise import specialise
 from .activations import phi_block
 
 from ._passes import (G_FB, G_FIXED, G_FUSED, G_MUC, G_PHX, G_SFB, _euler_fused, _feedback, _forward,
@@ -28,16 +28,17 @@ X2, ES2, DX2, DEPS2 = range(4)
 N_WORK, N_WORK2 = 9, 4
 
 
-def _make_kernel(general: bool, probes: bool):
-    """The batch kernel of one *variant*: ``general`` compiles the general relaxation path (Heun steps, or a
-    tolerance ``tol > 0``) instead of the fused Euler path, ``probes`` the probe records.
+def _make_kernel(general: bool, small: bool):
+    """The batch kernel of one *variant* (a Python function; :func:`kernel` jits it): ``general`` compiles the
+    general relaxation path (Heun steps, or a tolerance ``tol > 0``) instead of the fused Euler path; ``small`` the
+    hand-written loops of batches up to :data:`SMALL_BATCH` (the fused prediction/error/feedback pass among them)
+    instead of the BLAS products of larger ones.
 
-    A variant compiles only the code its runs can take: the two flags are constants of the closure, so numba prunes
-    the branches they rule out before typing them (the default run -- Euler, fixed steps, no probes -- compiles
-    about half of the code).  Each variant is cached on disk on its own (numba keys a closure's cache entries by
-    the values it closes over) and has one signature per dtype.  See :func:`kernel`."""
+    A variant compiles only the code its runs can take: the flags are constants of the closure (and of the passes'
+    copies, see :mod:`~neurosim.backends.numba._specialise`), so numba prunes the branches they rule out before
+    typing them.  Each variant is cached on disk on its own (numba keys a closure's cache entries by the values it
+    closes over) and has one signature per dtype."""
 
-    @njit(**_jit)
     def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end, inputs, input_off,
                          W, b, mW, vW, mb, vb, opt_t, work, work2, tmp, gtmp, energies, rec, rec_steps, y0, y, out):
         """One batch: initialise, relax ``n_steps`` (or until max|d/dt| < tol), optionally learn.
@@ -101,7 +102,7 @@ def _make_kernel(general: bool, probes: bool):
                     c = 0
             g[i, G_MUC] = c         # every input of the prediction is fixed: mu is computed once
             k = ki_start[i]
-            if (B <= SMALL_BATCH and c == 0 and ki_end[i] - k == 1 and ki[k, K_WOFF] >= 0 and ki[k, K_SKIP] == 0
+            if (small and B <= SMALL_BATCH and c == 0 and ki_end[i] - k == 1 and ki[k, K_WOFF] >= 0 and ki[k, K_SKIP] == 0
                     and pi[i, P_ERR] != 0 and pf[i, PF_TAUE] <= 0):
                 g[i, G_FUSED] = k + 1   # prediction, error and feedback in one pass over W_k
         energy = np.zeros(npop)
@@ -187,7 +188,7 @@ def _make_kernel(general: bool, probes: bool):
         for k in range(n_steps + 1):
             for i in range(npop):
                 energies[k, i] = energy[i]
-            if probes and probe_every > 0 and probe_item < B and k % probe_every == 0:
+            if probe_every > 0 and probe_item < B and k % probe_every == 0:
                 for i in range(npop):
                     n = pi[i, P_SIZE]
                     uo = pi[i, P_OFF]
@@ -268,14 +269,15 @@ def _make_kernel(general: bool, probes: bool):
 _KERNELS = {}
 
 
-def kernel(general: bool, probes: bool):
+def kernel(general: bool, small: bool):
     """The batch kernel of a variant (see :func:`_make_kernel`), built once per process.
 
-    ``general``: the run integrates with Heun or stops at a tolerance (``integrator != EULER or tol > 0``);
-    ``probes``: it records probes (``probe_every > 0``).  Runs that need neither take the fused Euler path without
-    probe code, which is what ``Simulator.learn`` and the experiments' training batches run."""
-    key = (bool(general), bool(probes))
+    ``general``: the run integrates with Heun or stops at a tolerance (``integrator != EULER or tol > 0``); other
+    runs take the fused Euler path, which is what ``Simulator.learn`` and the experiments' training batches run.
+    ``small``: the batch has at most :data:`SMALL_BATCH` items."""
+    key = (bool(general), bool(small))
     k = _KERNELS.get(key)
     if k is None:
-        k = _KERNELS[key] = _make_kernel(*key)
+        consts = {"SMALL_ONLY": key[1], "LARGE_ONLY": not key[1]}
+        k = _KERNELS[key] = specialise(_make_kernel(*key), consts, _jit)
     return k
