@@ -1,7 +1,8 @@
 """python -m benchmarks [--quick] [--only SUITE ...] [--no-peers] [--repeats N] [--out PATH] [--no-readme]
 
 Suites: workloads (numba vs reference vs roofline, float64 and float32), peers (pcx, ngc-learn),
-scaling (width, depth, T, batch), memory, probes, startup, threads.  Prints a table per suite and
+scaling (width, depth, T, batch), memory, probes, startup, coldstart (a fresh install's first calls; --against
+COMMIT times another commit in the same run), threads, load.  Prints a table per suite and
 writes all figures and the machine description to ``benchmarks/results/latest.json`` (and a copy
 named after the date), then regenerates ``benchmarks/README.md`` from them.
 """
@@ -16,7 +17,7 @@ from neurosim.io import write_json_atomic
 
 from . import core, peers, report, scaling, system, workloads
 
-SUITES = ["workloads", "peers", "scaling", "memory", "probes", "startup", "threads", "load"]
+SUITES = ["workloads", "peers", "scaling", "memory", "probes", "startup", "coldstart", "threads", "load"]
 HERE = Path(__file__).parent
 
 
@@ -31,6 +32,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, help="repeats per timing (default 7, quick 3)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
     p.add_argument("--no-readme", action="store_true", help="do not regenerate benchmarks/README.md")
+    p.add_argument("--against", metavar="COMMIT", help="coldstart: also time this git commit's tree, interleaved")
     p.add_argument("--wait-quiet", type=float, metavar="MINUTES", default=0,
                    help="first wait up to MINUTES for the 1-minute load average to drop below --quiet-load")
     p.add_argument("--quiet-load", type=float, default=0.5, help="load average counted as quiet (default 0.5)")
@@ -72,6 +74,9 @@ def main(argv=None):
     if "startup" in suites:
         log("start-up")
         res["startup"] = system.startup(repeats=2 if a.quick else 3, log=log)
+    if "coldstart" in suites:
+        log("cold start: fresh processes with an empty numba cache" + (f", against {a.against}" if a.against else ""))
+        res["coldstart"] = system.coldstart(against=a.against, repeats=1 if a.quick else 2, log=log)
     if "threads" in suites:
         log("numba threads")
         res["threads"] = system.threads(log=log)

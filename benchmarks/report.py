@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 HEADER = """# neurosim benchmarks
 
 `python -m benchmarks` measures the numba core against the NumPy reference backend, the machine's own
@@ -201,6 +203,42 @@ def startup_section(s, th=None):
     return text
 
 
+def coldstart_section(c):
+    """The cold-start table: one row per case, a column per tree (this one, and the ``--against`` commit)."""
+    trees = c["trees"]
+    def med(rows, key):
+        v = [x[key] for x in rows if x.get(key) is not None]
+        return float(np.median(v)) if v else float("nan")
+    lines = ["## Cold start (a fresh install)\n",
+             "Each number is a new process with an empty numba cache directory, as after `pip install` "
+             "(64-256-256-10 tanh; `learn` is the first `Simulator.learn` call, 20 steps: compile plus one batch; "
+             "`fpa`/`ipc` the first step of that schedule after it, batch 32; median of the repeats). "
+             + (f"The trees were run interleaved in one run: {', '.join(trees)}." if len(trees) > 1 else "") + "\n",
+             "| first call | " + " | ".join(trees) + (" | ratio |" if len(trees) > 1 else "") ,
+             "|---|" + "---|" * (len(trees) + (1 if len(trees) > 1 else 0))]
+    keys = []
+    for x in c["rows"]:
+        for k in x:
+            if k.startswith("first_") and (x["dtype"], x["batch"], k) not in keys:
+                keys.append((x["dtype"], x["batch"], k))
+    for dtype, B, k in keys:
+        vals = [med([x for x in c["rows"] if x["tree"] == t and x["dtype"] == dtype and x["batch"] == B], k)
+                for t in trees]
+        name = k[len("first_"):-len("_s")]
+        row = f"| `{name}`, {dtype}, batch {B} | " + " | ".join(f"{v:.1f} s" for v in vals)
+        if len(trees) > 1:
+            row += f" | {vals[1] / vals[0]:.2f}x |"
+        else:
+            row += " |"
+        lines.append(row)
+    if c.get("digits"):
+        vals = [med([d for d in c["digits"] if d["tree"] == t], "wall_s") for t in trees]
+        row = "| `neurosim run digits` (whole command) | " + " | ".join(f"{v:.1f} s" for v in vals)
+        lines.append(row + (f" | {vals[1] / vals[0]:.2f}x |" if len(trees) > 1 else " |"))
+    lines.append(f"\nLoad average at the end: {c.get('loadavg')}.\n")
+    return "\n".join(lines) + "\n"
+
+
 def checklist(r):
     w = {(x["workload"], x["batch"], x["T"], x["dtype"]): x for x in r.get("workloads", {}).get("rows", [])}
     lines = ["## The issue's targets, as measured in this run\n"]
@@ -237,6 +275,19 @@ def checklist(r):
             m = min(worst)
             lines.append(f"- faster than pcx and ngc-learn on every workload: slowest margin {m[0]:.1f}x "
                          f"({m[1]}, B={m[2]}, T={m[3]}): {'met' if m[0] > 1 else 'NOT met'}")
+    c = r.get("coldstart")
+    if c:
+        mine = c["trees"][0]
+        for dtype in ("float64", "float32"):
+            v = [x["first_learn_s"] for x in c["rows"] if x["tree"] == mine and x["dtype"] == dtype]
+            if v:
+                lines.append(f"- first `learn` of a fresh install, {dtype}: {max(v):.1f} s at most over batch 1 and 256 "
+                             f"(target < 5 s): {'met' if max(v) < 5 else 'NOT met'}")
+        d = [x["wall_s"] for x in c.get("digits", []) if x["tree"] == mine]
+        if d:
+            m = float(np.median(d))
+            lines.append(f"- `neurosim run digits` on a fresh install: {m:.1f} s in all (target < 15 s): "
+                         f"{'met' if m < 15 else 'NOT met'}")
     s = r.get("startup")
     if s:
         t = s["digits_until_training_begins_s"]
@@ -274,6 +325,8 @@ def markdown(r) -> str:
         parts.append(probes_section(r["probes"], r.get("probes_note")))
     if "startup" in r:
         parts.append(startup_section(r["startup"], r.get("threads")))
+    if "coldstart" in r:
+        parts.append(coldstart_section(r["coldstart"]))
     parts.append(KERNEL_NOTES)
     return "\n".join(parts)
 

@@ -269,3 +269,92 @@ def load(batches=(1, 32, 256), T=20, n=31, competitors=2, log=print) -> list:
                if B > 8 else ""))
         rows.append(row)
     return rows
+
+
+# ----------------------------------------------------------------------------- cold start (a fresh install)
+_COLD_CHILD = r"""
+import sys, time
+w0 = time.perf_counter()
+import numpy as np
+from benchmarks import core
+sizes = core.net_sizes()
+X, Y = core.make_data({B}, sizes)
+sim = core.simulator(sizes, "numba", "{dtype}")
+X, Y = X.astype("{dtype}"), Y.astype("{dtype}")
+w1 = time.perf_counter()
+sim.learn(X, Y, steps=20)
+w2 = time.perf_counter()
+out = ["LEARN", w2 - w1, w1 - w0]
+for algo in {algos}:
+    t = time.perf_counter()
+    sim.step(X, Y, algorithm=algo)
+    out += [algo, time.perf_counter() - t]
+print(*out)
+"""
+
+
+def _cold_tree(ref: str | None):
+    """(PYTHONPATH, label, cleanup) of the tree to measure: this checkout, or commit ``ref`` exported to a
+    temporary directory (``git archive``), so that both are timed in one run."""
+    if not ref:
+        return str(ROOT), "this tree", None
+    import subprocess
+    d = tempfile.TemporaryDirectory()
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    arch = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", d.name], input=arch, check=True)
+    return d.name, sha, d
+
+
+def coldstart(against: str | None = None, repeats: int = 1, log=print) -> dict:
+    """What a fresh install pays before its first results: every measurement is a new process with an empty
+    numba cache directory (as after ``pip install``), on 64-256-256-10 tanh:
+
+    * the first ``Simulator.learn`` call (20 steps) for batch 1 and 256, float64 and float32 -- compile plus one
+      batch; for batch 32 in float64 also the first ``fpa`` and ``ipc`` step after it (their own kernels);
+    * ``neurosim run digits`` from start to exit (wall time of the whole command, figures included).
+
+    With ``against`` (a git commit), the same children run on that commit's tree too, interleaved with this
+    tree's (A, B, A, B ...), so that the ratios are taken under the same load."""
+    import subprocess
+    import sys
+    trees = [_cold_tree(None)] + ([_cold_tree(against)] if against else [])
+    cases = [("float64", 1, []), ("float32", 1, []), ("float64", 256, []), ("float32", 256, []),
+             ("float64", 32, ["fpa", "ipc"])]
+    rows = []
+    for dtype, B, algos in cases:
+        for rep in range(repeats):
+            for path, label, _ in trees:
+                with tempfile.TemporaryDirectory() as cache:
+                    env = {"PYTHONPATH": path, "NUMBA_CACHE_DIR": cache}
+                    c0 = time.process_time()
+                    line = core.run_python(_COLD_CHILD.format(B=B, dtype=dtype, algos=algos), env)
+                    v = line.split("LEARN")[1].split()
+                    row = {"tree": label, "dtype": dtype, "batch": B, "first_learn_s": float(v[0]),
+                           "setup_s": float(v[1])}
+                    for k in range(2, len(v), 2):
+                        row[f"first_{v[k]}_s"] = float(v[k + 1])
+                    rows.append(row)
+                    log(f"  {label:>10} {dtype} B={B}: first learn {row['first_learn_s']:.1f} s"
+                        + "".join(f", first {a} {row[f'first_{a}_s']:.1f} s" for a in algos))
+    digits = []
+    for rep in range(repeats):
+        for path, label, _ in trees:
+            with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as out:
+                env = dict(__import__("os").environ, PYTHONPATH=path, NUMBA_CACHE_DIR=cache)
+                t0 = time.perf_counter()
+                r = subprocess.run([sys.executable, "-m", "neurosim", "run", "digits", "--out", out], env=env,
+                                   capture_output=True, text=True, timeout=900)
+                wall = time.perf_counter() - t0
+                if r.returncode != 0:
+                    raise RuntimeError(f"neurosim run digits failed:\n{r.stderr[-2000:]}")
+                m = json.loads((Path(out) / "metrics.json").read_text())
+                digits.append({"tree": label, "wall_s": wall, "compile_s": m.get("compile_s"),
+                               "test_accuracy": m.get("test_accuracy")})
+                log(f"  {label:>10} neurosim run digits, empty cache: {wall:.1f} s in all (compile_s "
+                    f"{m.get('compile_s', float('nan')):.1f}, test accuracy {m.get('test_accuracy', float('nan')):.3f})")
+    for _, _, d in trees:
+        if d is not None:
+            d.cleanup()
+    return {"rows": rows, "digits": digits, "trees": [t[1] for t in trees], "loadavg": core.loadavg()}

@@ -22,6 +22,13 @@ ERROR_MODEL = "numpy"
 #: keyword arguments of every ``numba.njit`` in the hot core
 JIT_OPTIONS = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model=ERROR_MODEL)
 
+#: the same for functions that only other jitted functions call (the passes of a kernel): not cached on their own
+#: and without the wrapper that lets Python call them.  A cached kernel's object code contains its callees' code, so
+#: a warm start never compiles them; caching them too would emit their machine code once more at every cold start,
+#: and every wrapper is compiled and optimised like a function of its own (together about a fifth of the core's
+#: compile time).
+JIT_INNER = dict(JIT_OPTIONS, cache=False, no_cpython_wrapper=True)
+
 
 def kernels_cached() -> bool | None:
     """Whether the numba core's main kernel is in the on-disk cache (False: the next run compiles it, about
@@ -29,7 +36,7 @@ def kernels_cached() -> bool | None:
     if not CACHE:
         return None
     try:
-        from .backends.numba._relax import run_batch_kernel
-        return bool(os.path.exists(run_batch_kernel._cache._cache_file._index_path))
+        from .backends.numba._relax import kernel
+        return bool(os.path.exists(kernel(False, False)._cache._cache_file._index_path))
     except Exception:   # an internal of numba's: if it moves, say nothing rather than something wrong
         return None

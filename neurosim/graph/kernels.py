@@ -21,9 +21,9 @@ import numpy as np
 from numba import njit
 
 from .. import activations
-from ..backends.numba._common import blk
+from ..backends.numba._common import blk, view2d
 from ..backends.numba.activations import dphi, phi
-from ..config import JIT_OPTIONS
+from ..config import JIT_INNER, JIT_OPTIONS
 from ..plan import OPT_ADAM
 from .base import ALG_BP, ALG_FPA, ALG_IPC, ALG_PC, ALG_ZIL, INIT_FEEDFORWARD, INIT_PREVIOUS, INIT_ZEROS
 from .plan import (BIAS_UNIT, E_CONV, E_DENSE, E_SCALE, EI_KH, EI_KIND, EI_KW, EI_PAD, EI_PARAM,
@@ -54,13 +54,21 @@ _LEAKY = float(activations.ACTIVATIONS["leaky_relu"].param)
 _ALG_PC, _ALG_FPA, _ALG_ZIL, _ALG_BP, _ALG_IPC = ALG_PC, ALG_FPA, ALG_ZIL, ALG_BP, ALG_IPC
 _INIT_FF, _INIT_ZEROS, _INIT_PREVIOUS = INIT_FEEDFORWARD, INIT_ZEROS, INIT_PREVIOUS
 
+#: which vertex operations the kernels compile: True here (every circuit); :func:`graph_batch_kernel` runs copies
+#: with the ones a circuit does not use set False (see :mod:`neurosim.backends.numba._specialise`), so that a dense
+#: circuit compiles no convolution, pooling, product or read-noise code
+HAS_CONV = True
+HAS_POOL = True
+HAS_PRODUCT = True
+HAS_NOISE = True
 
-@njit(**JIT_OPTIONS)
+
+@njit(**JIT_INNER)
 def _act_in(code, Xs, s1, B, n):
     """phi(Xs) in the scratch buffer (or Xs itself for the identity)."""
     if code == 0:
         return Xs
-    A = s1[:B * n].reshape(B, n)
+    A = view2d(s1, 0, B, n)
     for b in range(B):
         for j in range(n):
             A[b, j] = phi(code, _LEAKY, Xs[b, j])
@@ -68,7 +76,7 @@ def _act_in(code, Xs, s1, B, n):
 
 
 # ----------------------------------------------------------------------------------------------- convolution
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _im2col(A, Ci, H, W, Ho, Wo, kh, kw, s, p, col):
     """col[(ci kh + u) kw + v, b Ho Wo + oh Wo + ow] = A[b, ci, oh s + u - p, ow s + v - p] (0 outside)."""
     B = A.shape[0]
@@ -91,7 +99,7 @@ def _im2col(A, Ci, H, W, Ho, Wo, kh, kw, s, p, col):
                             col[r, base + ow] = A[b, ib + iw] if 0 <= iw < W else 0.0
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _col2im(col, Ci, H, W, Ho, Wo, kh, kw, s, p, T):
     """T (B, Ci H W) = the adjoint of :func:`_im2col` applied to col (zeroed here)."""
     B = T.shape[0]
@@ -116,7 +124,7 @@ def _col2im(col, Ci, H, W, Ho, Wo, kh, kw, s, p, T):
                                 T[b, ib + iw] += col[r, base + ow]
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _chan_to_rows(E, Co, hw, out):
     """out[co, b hw + q] = E[b, co hw + q] (the (B, Co, hw) block as a (Co, B hw) matrix)."""
     B = E.shape[0]
@@ -126,44 +134,44 @@ def _chan_to_rows(E, Co, hw, out):
                 out[co, b * hw + q] = E[b, co * hw + q]
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _conv_fwd(A, K, Ci, H, W, Co, Ho, Wo, kh, kw, s, p, coef, M, cbuf, obuf):
     """M += coef * conv(A, K): im2col and one GEMM, (Co, Ci kh kw) @ (Ci kh kw, B Ho Wo)."""
     B = A.shape[0]
     hw = Ho * Wo
     nk = Ci * kh * kw
-    col = cbuf[:nk * B * hw].reshape(nk, B * hw)
-    out = obuf[:Co * B * hw].reshape(Co, B * hw)
+    col = view2d(cbuf, 0, nk, B * hw)
+    out = view2d(obuf, 0, Co, B * hw)
     _im2col(A, Ci, H, W, Ho, Wo, kh, kw, s, p, col)
-    np.dot(K.reshape(Co, nk), col, out)
+    np.dot(view2d(K, 0, Co, nk), col, out)
     for b in range(B):
         for co in range(Co):
             for q in range(hw):
                 M[b, co * hw + q] += coef * out[co, b * hw + q]
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _conv_vjp(E, K, Ci, H, W, Co, Ho, Wo, kh, kw, s, p, T, cbuf, obuf):
     """T (B, Ci H W) = K^T * E: GEMM (Ci kh kw, Co) @ (Co, B Ho Wo), then col2im (T zeroed here)."""
     B = E.shape[0]
     hw = Ho * Wo
     nk = Ci * kh * kw
-    Er = obuf[:Co * B * hw].reshape(Co, B * hw)
-    dcol = cbuf[:nk * B * hw].reshape(nk, B * hw)
+    Er = view2d(obuf, 0, Co, B * hw)
+    dcol = view2d(cbuf, 0, nk, B * hw)
     _chan_to_rows(E, Co, hw, Er)
-    np.dot(K.reshape(Co, nk).T, Er, dcol)
+    np.dot(view2d(K, 0, Co, nk).T, Er, dcol)
     _col2im(dcol, Ci, H, W, Ho, Wo, kh, kw, s, p, T)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _conv_grad(E, A, Ci, H, W, Co, Ho, Wo, kh, kw, s, p, coef, G, goff, cbuf, obuf, sG):
     """G[kernel] += coef * sum over batch and positions of E x patches: GEMM (Co, B Ho Wo) @ (B Ho Wo, Ci kh kw)."""
     B = E.shape[0]
     hw = Ho * Wo
     nk = Ci * kh * kw
-    col = cbuf[:nk * B * hw].reshape(nk, B * hw)
-    Er = obuf[:Co * B * hw].reshape(Co, B * hw)
-    Gk = sG[:Co * nk].reshape(Co, nk)
+    col = view2d(cbuf, 0, nk, B * hw)
+    Er = view2d(obuf, 0, Co, B * hw)
+    Gk = view2d(sG, 0, Co, nk)
     _im2col(A, Ci, H, W, Ho, Wo, kh, kw, s, p, col)
     _chan_to_rows(E, Co, hw, Er)
     np.dot(Er, col.T, Gk)
@@ -172,7 +180,7 @@ def _conv_grad(E, A, Ci, H, W, Co, Ho, Wo, kh, kw, s, p, coef, G, goff, cbuf, ob
 
 
 # ----------------------------------------------------------------------------------------------- pooling
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _argmax_window(Xs, b, c, H, W, oh, ow, k, s):
     base = c * H * W
     best = base + (oh * s) * W + ow * s
@@ -186,7 +194,7 @@ def _argmax_window(Xs, b, c, H, W, oh, ow, k, s):
     return best
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _pool_fwd(is_max, Xs, C, H, W, Ho, Wo, k, s, M):
     B = Xs.shape[0]
     inv = 1.0 / (k * k)
@@ -205,7 +213,7 @@ def _pool_fwd(is_max, Xs, C, H, W, Ho, Wo, k, s, M):
                         M[b, o] = acc * inv
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _pool_vjp(is_max, E, Xs, C, H, W, Ho, Wo, k, s, O):
     """O += J^T E (accumulates)."""
     B = E.shape[0]
@@ -229,7 +237,7 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _splitmix64(z):
     z = z + _GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _MIX1
@@ -251,7 +259,7 @@ def _read_normal(rn):
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _read_noise_fwd(i, B, x, M, theta, VI, EI, EF, PI, s1, cb, ob, rn):
     """M += sqrt(var) xi: the per-read noise of vertex i's weighted current,
     var = sum over its dense/conv edges of a^2 sum_j (sigma_m^2 w_ij^2 + sigma_a^2) phi(x_j)^2 (allocates; the
@@ -294,7 +302,7 @@ def _read_noise_fwd(i, B, x, M, theta, VI, EI, EF, PI, s1, cb, ob, rn):
                 M[b, r] += math.sqrt(v if v > 0.0 else 0.0) * _read_normal(rn)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _read_noise_vjp(i, e, B, E, T, theta, VI, EI, PI, cb, ob, rn):
     """T += sqrt(var) xi: the per-read noise of the feedback read W^T e of weighted edge ``e`` into vertex i,
     var_j = sum_i (sigma_m^2 w_ij^2 + sigma_a^2) e_i^2 (allocates; the noiseless path never calls it)."""
@@ -326,7 +334,7 @@ def _read_noise_vjp(i, e, B, E, T, theta, VI, EI, PI, cb, ob, rn):
 
 
 # ----------------------------------------------------------------------------------------------- vertices
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn):
     """mu block of vertex i = g_i(parents' blocks of x); ``rn`` = (sigma_m^2, sigma_a^2, seed, counter) of per-read
     noise on the weighted current (:mod:`neurosim.graph.ops`), (0, 0, 0, 0) for none."""
@@ -338,9 +346,9 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn):
         for b in range(B):
             for j in range(n):
                 M[b, j] = 0.0
-        noisy = rn[0] > 0 or rn[1] > 0
-        if noisy:
-            _read_noise_fwd(i, B, x, M, theta, VI, EI, EF, PI, s1, cb, ob, rn)
+        if HAS_NOISE:
+            if rn[0] > 0 or rn[1] > 0:
+                _read_noise_fwd(i, B, x, M, theta, VI, EI, EF, PI, s1, cb, ob, rn)
         for e in range(e0, e1):
             src = EI[e, EI_SRC]
             kind = EI[e, EI_KIND]
@@ -356,13 +364,13 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn):
             k = EI[e, EI_PARAM]
             po, ps = PI[k, P_OFF], PI[k, P_SIZE]
             if kind == E_DENSE:
-                Wm = theta[po:po + ps].reshape(n, sn)
-                T = s2[:B * n].reshape(B, n)
+                Wm = view2d(theta, po, n, sn)
+                T = view2d(s2, 0, B, n)
                 np.dot(A, Wm.T, T)
                 for b in range(B):
                     for j in range(n):
                         M[b, j] += coef * T[b, j]
-            else:
+            elif HAS_CONV:
                 _conv_fwd(A, theta[po:po + ps], VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_C], VI[i, V_H],
                           VI[i, V_W], EI[e, EI_KH], EI[e, EI_KW], EI[e, EI_STRIDE], EI[e, EI_PAD], coef, M, cb, ob)
         kb = VI[i, V_BIAS]
@@ -379,7 +387,7 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn):
                         bc = theta[bo + c]
                         for r in range(hw):
                             M[b, c * hw + r] += bc
-    elif op == OP_PRODUCT:
+    elif HAS_PRODUCT and op == OP_PRODUCT:
         X0 = blk(x, B, VI[EI[e0, EI_SRC], V_OFF], n)
         for b in range(B):
             for j in range(n):
@@ -395,14 +403,14 @@ def _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn):
         for b in range(B):
             for j in range(n):
                 M[b, j] = phi(code, _LEAKY, Xs[b, j])
-    elif op == OP_MAXPOOL or op == OP_AVGPOOL:
+    elif HAS_POOL and (op == OP_MAXPOOL or op == OP_AVGPOOL):
         src = EI[e0, EI_SRC]
         Xs = blk(x, B, VI[src, V_OFF], VI[src, V_SIZE])
         _pool_fwd(op == OP_MAXPOOL, Xs, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_H], VI[i, V_W],
                   VI[i, V_PK], VI[i, V_PS], M)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob, rn):
     """out[parent] += (d g_i / d x_parent)(xJ)^T e_i for every non-input parent (e_i read from ebuf)."""
     op = VI[i, V_OP]
@@ -426,14 +434,15 @@ def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob, rn):
                 continue
             k = EI[e, EI_PARAM]
             po, ps = PI[k, P_OFF], PI[k, P_SIZE]
-            T = s2[:B * sn].reshape(B, sn)
+            T = view2d(s2, 0, B, sn)
             if kind == E_DENSE:
-                np.dot(E, theta[po:po + ps].reshape(n, sn), T)
-            else:
+                np.dot(E, view2d(theta, po, n, sn), T)
+            elif HAS_CONV:
                 _conv_vjp(E, theta[po:po + ps], VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_C], VI[i, V_H],
                           VI[i, V_W], EI[e, EI_KH], EI[e, EI_KW], EI[e, EI_STRIDE], EI[e, EI_PAD], T, cb, ob)
-            if rn[0] > 0 or rn[1] > 0:
-                _read_noise_vjp(i, e, B, E, T, theta, VI, EI, PI, cb, ob, rn)
+            if HAS_NOISE:
+                if rn[0] > 0 or rn[1] > 0:
+                    _read_noise_vjp(i, e, B, E, T, theta, VI, EI, PI, cb, ob, rn)
             code = EI[e, EI_PHI]
             if code == 0:
                 for b in range(B):
@@ -443,7 +452,7 @@ def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob, rn):
                 for b in range(B):
                     for j in range(sn):
                         O[b, j] += coef * dphi(code, _LEAKY, Xs[b, j]) * T[b, j]
-        elif op == OP_PRODUCT:
+        elif HAS_PRODUCT and op == OP_PRODUCT:
             for b in range(B):
                 for j in range(n):
                     g = E[b, j]
@@ -456,12 +465,12 @@ def _vjp_vertex(i, B, xJ, ebuf, out, theta, VI, EI, EF, PI, s2, cb, ob, rn):
             for b in range(B):
                 for j in range(n):
                     O[b, j] += dphi(code, _LEAKY, Xs[b, j]) * E[b, j]
-        else:
+        elif HAS_POOL:
             _pool_vjp(op == OP_MAXPOOL, E, Xs, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_H], VI[i, V_W],
                       VI[i, V_PK], VI[i, V_PS], O)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _grad_vertex(i, B, xP, ebuf, G, theta, VI, EI, EF, PI, s1, sG, cb, ob):
     """G[params of i] += (d g_i / d theta)^T e_i summed over the batch, parents' values from xP."""
     if VI[i, V_OP] != OP_AFFINE:
@@ -479,11 +488,11 @@ def _grad_vertex(i, B, xP, ebuf, G, theta, VI, EI, EF, PI, s1, sG, cb, ob):
         k = EI[e, EI_PARAM]
         po, ps = PI[k, P_OFF], PI[k, P_SIZE]
         if kind == E_DENSE:
-            Gm = sG[:ps].reshape(n, sn)
+            Gm = view2d(sG, 0, n, sn)
             np.dot(E.T, A, Gm)
             for j in range(ps):
                 G[po + j] += coef * sG[j]
-        else:
+        elif HAS_CONV:
             _conv_grad(E, A, VI[src, V_C], VI[src, V_H], VI[src, V_W], VI[i, V_C], VI[i, V_H], VI[i, V_W],
                        EI[e, EI_KH], EI[e, EI_KW], EI[e, EI_STRIDE], EI[e, EI_PAD], coef, G, po, cb, ob, sG)
     kb = VI[i, V_BIAS]
@@ -504,7 +513,7 @@ def _grad_vertex(i, B, xP, ebuf, G, theta, VI, EI, EF, PI, s1, sG, cb, ob):
 
 
 # ----------------------------------------------------------------------------------------------- optimiser
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _apply(G, B, theta, m, v, opt_t, PI, PF, mask, use_mask, factor):
     """theta += lr * (optimiser of ``factor`` times the reduced direction G / B (mean) or G (sum)); mirrors
     optimizer_step."""
@@ -536,14 +545,14 @@ def _apply(G, B, theta, m, v, opt_t, PI, PF, mask, use_mask, factor):
 
 
 # ----------------------------------------------------------------------------------------------- schedules
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _predict_all(B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn):
     for i in range(VI.shape[0]):
         if VI[i, V_OP] != OP_INPUT:
             _forward_vertex(i, B, x, mu, theta, VI, EI, EF, PI, s1, s2, cb, ob, rn)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _error_vertex(i, B, x, mu, eps, VI, UP):
     """eps_i = precision (x_i - mu_i), with the precision of each unit (``UP``); returns the batch-mean energy
     of vertex i, sum(precision (x_i - mu_i)^2) / (2 B)."""
@@ -560,7 +569,7 @@ def _error_vertex(i, B, x, mu, eps, VI, UP):
     return 0.5 * acc / B
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _errors(B, x, mu, eps, VI, UP, energy_row):
     """Errors and energies of every vertex; returns the first vertex with a non-finite energy (or -1)."""
     bad = -1
@@ -574,7 +583,7 @@ def _errors(B, x, mu, eps, VI, UP, energy_row):
     return bad
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _feedback_all(B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn):
     drive[:] = 0.0
     for i in range(VI.shape[0]):
@@ -582,14 +591,14 @@ def _feedback_all(B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn):
             _vjp_vertex(i, B, xJ, eps, drive, theta, VI, EI, EF, PI, s2, cb, ob, rn)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _movable(i, clamp, VI):
     """Whether vertex i relaxes: a free vertex, or the output when it is not clamped."""
     role = VI[i, V_ROLE]
     return role == ROLE_FREE or (role == ROLE_TARGET and not clamp)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _step(B, x, eps, drive, rate, clamp, only_level, VI, VF, beta, Y, target):
     """Euler step x_i += (rate / tau_i) (drive_i - eps_i) of every movable vertex (``only_level`` >= 0: only
     those at that level); an unclamped output with ``beta > 0`` adds the nudge ``beta (Y - x_out)``."""
@@ -610,7 +619,7 @@ def _step(B, x, eps, drive, rate, clamp, only_level, VI, VF, beta, Y, target):
                     x[j] += h * (drive[j] - eps[j])
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _has_parent_at(i, level, VI, EI):
     for e in range(VI[i, V_E0], VI[i, V_E1]):
         if VI[EI[e, EI_SRC], V_LEVEL] == level:
@@ -618,7 +627,7 @@ def _has_parent_at(i, level, VI, EI):
     return False
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _zil_wavefront(B, n, rate, learn, factor, Y, target, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps,
                    drive, G, s1, s2, sG, cb, ob, energies, status, rn):
     """Z-IL with only the wave-front moving (``values="wavefront"``, deferred updates), touching only what changes.
@@ -665,13 +674,13 @@ def _zil_wavefront(B, n, rate, learn, factor, Y, target, theta, m, v, opt_t, VI,
 
 
 # ----------------------------------------------------------------------------------------------- PC and iPC
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _has_eps_state(i, VI, VF):
     """Whether vertex i's error units are a state of their own (``tau_eps > 0``; PC and iPC only)."""
     return VI[i, V_OP] != OP_INPUT and VF[i, VF_TAU_EPS] > 0
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _errors_state(B, x, mu, eps, deps, VI, VF, UP, energy_row):
     """As :func:`_errors`, but a vertex with ``tau_eps > 0`` keeps its error state ``eps`` and gets its rate
     ``deps = ((x - mu) - eps / precision) / tau_eps`` instead; the energy is ``prec/2 |x - mu|^2`` (batch mean)
@@ -701,7 +710,7 @@ def _errors_state(B, x, mu, eps, deps, VI, VF, UP, energy_row):
     return bad
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _send(B, a, sent, theta, sends, ptr, idx, fan, fan_off, VI, k, col, events, sops, eev):
     """Send on delta (:mod:`neurosim.graph.events`): every unit of a sending vertex whose ``a`` moved by more than
     ``theta`` from ``sent`` is sent (``sent = a`` there; one event, ``fan`` operations on each of the vertex's edges
@@ -725,7 +734,7 @@ def _send(B, a, sent, theta, sends, ptr, idx, fan, fan_off, VI, k, col, events, 
                         eev[e, col] += 1.0
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, UP, EI, EF, PI, s1, s2, cb, ob, energy_row, feedback, rn, ev,
             k):
     """Predictions, errors (and error rates), energies and, when ``feedback``, the feedback ``drive = J^T eps``
@@ -747,7 +756,7 @@ def _derivs(B, x, mu, eps, drive, deps, theta, VI, VF, UP, EI, EF, PI, s1, s2, c
     return bad
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _vertex_rates(i, B, x, eps, drive, beta, Y, target, VI, VF, out):
     """dx/dt = (drive - eps [+ beta (Y - x_out)]) / tau_x over the units of the movable vertex i, written to
     ``out`` unless ``out`` is empty (``out`` may be ``drive`` itself); returns the largest |dx/dt|."""
@@ -772,7 +781,7 @@ def _vertex_rates(i, B, x, eps, drive, beta, Y, target, VI, VF, out):
     return top
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _rates(B, x, eps, drive, clamp, beta, Y, target, VI, VF, out):
     """out = dx/dt (:func:`_vertex_rates`) on movable vertices, 0 elsewhere (elementwise, so ``out`` may be
     ``drive`` itself)."""
@@ -784,7 +793,7 @@ def _rates(B, x, eps, drive, clamp, beta, Y, target, VI, VF, out):
         _vertex_rates(i, B, x, eps, drive, beta, Y, target, VI, VF, out)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _max_rate(B, x, eps, drive, deps, clamp, beta, Y, target, VI, VF):
     """max |dx/dt| over the movable vertices and |d eps/dt| over the error states (the ``tol`` test)."""
     top = 0.0
@@ -803,7 +812,7 @@ def _max_rate(B, x, eps, drive, deps, clamp, beta, Y, target, VI, VF):
     return top
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _record(B, item, buf, VI, row):
     """row (n_units, the plan's flat layout) = batch item ``item`` of the vertex-block buffer ``buf``."""
     for i in range(VI.shape[0]):
@@ -813,7 +822,7 @@ def _record(B, item, buf, VI, row):
             row[o + jj] = buf[B * o + item * n + jj]
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _take_record(B, item, x, eps, mu, VI, rec_x, rec_eps, rec_mu, rec_steps, r, t):
     """Record row ``r`` (step ``t``): x, eps, mu of batch item ``item``; returns the next row."""
     _record(B, item, x, VI, rec_x[r])
@@ -823,7 +832,7 @@ def _take_record(B, item, x, eps, mu, VI, rec_x, rec_eps, rec_mu, rec_steps, r, 
     return r + 1
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun, dt_decay, rec_every, rec_item, Y,
            eps_init, theta, m, v, opt_t, VI, VF, UP, EI, EF, PI, PF, used, x, mu, eps, drive, x0, deps, e0, k1, ke1,
            G, Gt, s1, s2, sG, cb, ob, energies, erow, rec_steps, rec_x, rec_eps, rec_mu, status, rn, ev):
@@ -881,9 +890,10 @@ def _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun
                 if VI[i, V_OP] != OP_INPUT:
                     _grad_vertex(i, B, x, eps, Gt, theta, VI, EI, EF, PI, s1, sG, cb, ob)
         if heun:
-            x0[:] = x
-            e0[:] = eps
-            ke1[:] = deps
+            for j in range(x.shape[0]):   # (loops: an array assignment compiles a shape check and its message)
+                x0[j] = x[j]
+                e0[j] = eps[j]
+                ke1[j] = deps[j]
             _rates(B, x, eps, drive, clamp, beta, Y, target, VI, VF, k1)
             for j in range(x.shape[0]):
                 x[j] = x0[j] + rate * k1[j]
@@ -929,7 +939,7 @@ def _relax(algo, B, n, rate, clamp, learn, factor, target, beta, init, tol, heun
 
 
 # ----------------------------------------------------------------------------------------------- one batch
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _start(B, n, target, target_beta, X, Y, theta, VI, EI, EF, PI, x, mu, G, s1, s2, cb, ob, y0, status, rn):
     """The start of every schedule: status reset, inputs loaded, the feedforward pass (``y0`` = its output);
     returns the output's target (``Y``, or the weak target ``y0 + target_beta (Y - y0)``)."""
@@ -967,7 +977,7 @@ def _start(B, n, target, target_beta, X, Y, theta, VI, EI, EF, PI, x, mu, G, s1,
     return Y
 
 
-@njit(**JIT_OPTIONS)
+@njit(**JIT_INNER)
 def _set_initial(B, algo, init, clamp, target, x, xhat, x_init, Y, VI):
     """The values a relaxation starts from: FPA freezes the feedforward pass in ``xhat``; ``INIT_ZEROS`` sets
     the movable vertices to 0, ``INIT_PREVIOUS`` every computing vertex to ``x_init``; a clamped output takes
@@ -976,7 +986,8 @@ def _set_initial(B, algo, init, clamp, target, x, xhat, x_init, Y, VI):
     nt = VI[target, V_SIZE]
     Xt = blk(x, B, VI[target, V_OFF], nt)
     if algo == _ALG_FPA:
-        xhat[:] = x
+        for j in range(x.shape[0]):
+            xhat[j] = x[j]
     if init == _INIT_ZEROS:
         for i in range(nv):
             if VI[i, V_OP] != OP_INPUT and _movable(i, clamp, VI):
@@ -1132,8 +1143,38 @@ def vertex_kernel(mode, i, B, x, ebuf, out, theta, VI, EI, EF, PI, s1, s2, sG, c
         _grad_vertex(i, B, x, ebuf, out, theta, VI, EI, EF, PI, s1, sG, cb, ob)
 
 
+_SPECIALISED = {}
+#: positions of the plan's vertex and edge tables and of the read-noise parameters in the kernels' arguments after
+#: ``algo`` (see :func:`graph_sweep_kernel`)
+_PARAMS = graph_sweep_kernel.py_func.__code__.co_varnames[1:graph_sweep_kernel.py_func.__code__.co_argcount]
+_ARG_VI, _ARG_EI, _ARG_RN = _PARAMS.index("VI"), _PARAMS.index("EI"), _PARAMS.index("rn")
+
+
+def features(VI, EI, rn) -> dict:
+    """The vertex operations a circuit's tables use, as the constants of :data:`HAS_CONV` and its siblings."""
+    ops = VI[:, V_OP]
+    return {"HAS_CONV": bool(EI.shape[0] and np.any(EI[:, EI_KIND] == E_CONV)),
+            "HAS_POOL": bool(np.any((ops == OP_MAXPOOL) | (ops == OP_AVGPOOL))),
+            "HAS_PRODUCT": bool(np.any(ops == OP_PRODUCT)),
+            "HAS_NOISE": bool(rn[0] > 0 or rn[1] > 0)}
+
+
+def specialised(pc: bool, feats: dict):
+    """:func:`graph_pc_kernel` (``pc``) or :func:`graph_sweep_kernel` compiled for the vertex operations ``feats``
+    (see :func:`features`), built once per process; each has its own cache files."""
+    key = (pc, tuple(sorted(feats.items())))
+    k = _SPECIALISED.get(key)
+    if k is None:
+        from ..backends.numba._specialise import specialise
+        import sys
+        base = graph_pc_kernel if pc else graph_sweep_kernel
+        k = _SPECIALISED[key] = specialise(base.py_func, feats, JIT_OPTIONS, modules=(sys.modules[__name__],))
+    return k
+
+
 def graph_batch_kernel(algo, *args):
     """The kernel of schedule ``algo``: :func:`graph_pc_kernel` for PC and iPC, :func:`graph_sweep_kernel` for FPA,
-    Z-IL and BP (same arguments, see the latter)."""
-    kern = graph_pc_kernel if algo in (_ALG_PC, _ALG_IPC) else graph_sweep_kernel
-    return kern(algo, *args)
+    Z-IL and BP (same arguments, see the latter), each compiled for the vertex operations the circuit uses
+    (:func:`specialised`)."""
+    feats = features(args[_ARG_VI], args[_ARG_EI], args[_ARG_RN])
+    return specialised(algo in (_ALG_PC, _ALG_IPC), feats)(algo, *args)

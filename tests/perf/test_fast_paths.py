@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import neurosim as ns
-from neurosim.backends.base import RunSpec
+from neurosim.backends.base import HEUN, RunSpec
 from neurosim.backends.numba import _products, _relax
 
 TOL = 1e-10
@@ -147,25 +147,47 @@ def test_float32_close_to_float64_and_really_float32(B):
     assert max(np.max(np.abs(a.weights[k] - v)) for k, v in b.weights.items()) > 0
 
 
-def test_one_compiled_specialisation_per_dtype():
-    """Every kind of run reuses the same compiled kernel (the warm start loads one cached function):
-    settings travel in packed arrays, not as arguments of varying type."""
+def test_one_compiled_specialisation_per_dtype_and_variant():
+    """Every kind of run reuses the compiled kernel of its variant (the warm start loads one cached function per
+    variant): settings travel in packed arrays, not as arguments of varying type.  The variants are the fused Euler
+    path or the general path (Heun or a tolerance), for batches up to SMALL_BATCH or larger ones; a run compiles only
+    its own."""
     net = layered("tanh")
     for dtype in ("float64", "float32"):
         probes = [ns.Probe("h1", "x")]
         sim = ns.Simulator(net, backend="numba", seed=0, dtype=dtype, probes=probes)
         X = np.random.default_rng(0).normal(size=(3, 5))
         Y = np.zeros((3, 3))
-        sim.run(X, Y, steps=5, mode="clamp")
-        sim.run(X, None, steps=5, mode="free", init="previous", tol=1e-3, integrator="heun")
+        sim.run(X, Y, steps=5, mode="clamp")                                           # Euler, probes
+        sim.run(X, None, steps=5, mode="free", init="previous", tol=1e-3, integrator="heun")   # general, probes
         sim.run(X, Y, steps=5, mode="nudge", beta=1.0, init="zeros", dt_decay=0.5, learn=True)
         Xr = np.array(X[:1])
         Xr.setflags(write=False)
-        sim.backend.run_batch(Xr, None, RunSpec(n_steps=3))
+        sim.backend.run_batch(Xr, None, RunSpec(n_steps=3))                              # Euler, no probes
+        sim.backend.run_batch(Xr, None, RunSpec(n_steps=3, integrator=HEUN))             # general, no probes
         sim.predict(X)
-    sigs = _relax.run_batch_kernel.signatures
-    assert len(sigs) == 2, sigs
-    assert {str(s[0].dtype) for s in sigs} == {"float64", "float32"}
+    for key in ((False, True), (True, True)):   # batches of 3 and 1: small
+        sigs = _relax.kernel(*key).signatures
+        assert len(sigs) == 2, (key, sigs)
+        assert {str(s[0].dtype) for s in sigs} == {"float64", "float32"}
+
+
+def test_a_plain_run_compiles_no_general_path():
+    """A plain run (Euler, fixed steps) takes the Euler variant, which has no Heun or tolerance code; a Heun run or
+    one with a tolerance gets the general variant.  An Euler run of the general variant (a tolerance that is never
+    reached) gives the Euler variant's numbers to rounding."""
+    assert _relax.kernel(False, True) is not _relax.kernel(True, True)
+    assert _relax.kernel(False, True) is _relax.kernel(False, True)
+    net = layered("tanh")
+    X, Y = np.ones((2, 5)), np.zeros((2, 3))
+    a = ns.Simulator(net, backend="numba", seed=0)
+    b = ns.Simulator(net, backend="numba", seed=0)
+    ra = a.run(X, Y, steps=4, mode="clamp", learn=True)
+    rb = b.run(X, Y, steps=4, mode="clamp", learn=True, tol=1e-300)
+    assert ra.steps == rb.steps == 4
+    np.testing.assert_allclose(ra.energy, rb.energy, rtol=1e-12, atol=0)
+    for k in a.weights:
+        np.testing.assert_allclose(a.weights[k], b.weights[k], rtol=1e-12, atol=1e-15)
 
 
 def test_heun_buffers_only_allocated_for_heun():

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from numba import njit
 
-from ...config import JIT_OPTIONS
+from ...config import JIT_INNER
 from ...plan import ROLE_INPUT, ROLE_TARGET
 from ..base import MODE_NUDGE
 from ..tables import (K_BOFF, K_POST, K_PRE, K_SKIP, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM,
                       PF_TAUE, PF_TAUX)
-from ._common import add_into, add_row, blk, wblk
-from ._products import _mm_ab, _mm_abt
+from ._common import add_into, add_row, blk, view2d, wblk
+from ._products import LARGE_ONLY, _mm_ab, _mm_abt
 from .activations import dphi_from, phi_block, tanh
 
-_jit = JIT_OPTIONS
+_jit = JIT_INNER
 
 
 # columns of the per-population flag table computed at the start of each batch
@@ -43,7 +43,7 @@ def _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b):
                 written = True
             else:
                 T = tmp[:B * n_post]
-                _mm_abt(blk(phx, B, opre, n_pre), Wk, T.reshape(B, n_post))
+                _mm_abt(blk(phx, B, opre, n_pre), Wk, view2d(T, 0, B, n_post))
                 for j in range(B * n_post):
                     Mf[j] += m * T[j]
         if not written:
@@ -255,7 +255,9 @@ def _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki,
         for i in range(npop):
             if pi[i, P_ROLE] == ROLE_INPUT or g[i, G_MUC] != 0:
                 continue
-            if g[i, G_FUSED] > 0:
+            if LARGE_ONLY:   # (no fused pass above SMALL_BATCH)
+                _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b)
+            elif g[i, G_FUSED] > 0:
                 energy[i] = _fused(i, g[i, G_FUSED] - 1, B, x, phx, mu, eps, fb, g, pi, prec, ki, kf, W, b)
             else:
                 _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b)
@@ -299,14 +301,14 @@ def _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W):
             m = kf[k, KF_MULT]
             Fbf = fb[B * opre:B * (opre + n_pre)]
             if g[pre, G_FBW] == 0:
-                _mm_ab(E, Wk, Fbf.reshape(B, n_pre))
+                _mm_ab(E, Wk, view2d(Fbf, 0, B, n_pre))
                 if m != 1.0:
                     for j in range(B * n_pre):
                         Fbf[j] *= m
                 g[pre, G_FBW] = 1
             else:
                 T = tmp[:B * n_pre]
-                _mm_ab(E, Wk, T.reshape(B, n_pre))
+                _mm_ab(E, Wk, view2d(T, 0, B, n_pre))
                 for j in range(B * n_pre):
                     Fbf[j] += m * T[j]
         if ki[k, K_SKIP] != 0:
@@ -314,26 +316,31 @@ def _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W):
 
 
 @njit(**_jit)
-def _drive(code, a, inv_tau, Xb, Eb, Pb, Fb, Sb, T, beta, hf, hs, nudge, out, accumulate, dt):
-    """For one population's (B, n) views: out = dx/dt, or (``accumulate``) out += dt * dx/dt.
+def _drive(code, a, Xb, Eb, Pb, Fb, Sb, T, beta, hf, hs, nudge, D):
+    """The drive of one population's (B, n) views into ``D`` (dx/dt before the division by tau_x):
 
-    dx/dt = (-eps + phi'(x) fb [if hf] + sfb [if hs] + beta (t - x) [if nudge]) / tau_x.
+    D = -eps + phi'(x) fb [if hf] + sfb [if hs] + beta (t - x) [if nudge].
+
+    One loop per term, each adding to ``D`` in this order: a single loop testing the three flags and the
+    activation per element is compiled by LLVM in one copy per combination of them (loop unswitching), which made
+    this small function the largest of the kernel.
     """
     B, n = Xb.shape
-    c = dt * inv_tau if accumulate else inv_tau
     for s in range(B):
         for j in range(n):
-            drive = -Eb[s, j]
-            if hf:
-                drive += dphi_from(code, a, Xb[s, j], Pb[s, j]) * Fb[s, j]
-            if hs:
-                drive += Sb[s, j]
-            if nudge:
-                drive += beta * (T[s, j] - Xb[s, j])
-            if accumulate:
-                out[s, j] += c * drive
-            else:
-                out[s, j] = c * drive
+            D[s, j] = -Eb[s, j]
+    if hf:
+        for s in range(B):
+            for j in range(n):
+                D[s, j] += dphi_from(code, a, Xb[s, j], Pb[s, j]) * Fb[s, j]
+    if hs:
+        for s in range(B):
+            for j in range(n):
+                D[s, j] += Sb[s, j]
+    if nudge:
+        for s in range(B):
+            for j in range(n):
+                D[s, j] += beta * (T[s, j] - Xb[s, j])
 
 
 @njit(**_jit)
@@ -342,9 +349,13 @@ def _drive_block(i, B, x, eps, phx, fb, sfb, t, dx, mode, beta, pi, pf, g):
     n = pi[i, P_SIZE]
     uo = pi[i, P_OFF]
     nudge = pi[i, P_ROLE] == ROLE_TARGET and mode == MODE_NUDGE
-    _drive(pi[i, P_PHI], pf[i, PF_PARAM], 1.0 / pf[i, PF_TAUX], blk(x, B, uo, n), blk(eps, B, uo, n),
-           blk(phx, B, uo, n), blk(fb, B, uo, n), blk(sfb, B, uo, n), t, beta, g[i, G_FB] != 0,
-           g[i, G_SFB] != 0, nudge, blk(dx, B, uo, n), False, 0.0)
+    D = blk(dx, B, uo, n)
+    _drive(pi[i, P_PHI], pf[i, PF_PARAM], blk(x, B, uo, n), blk(eps, B, uo, n), blk(phx, B, uo, n),
+           blk(fb, B, uo, n), blk(sfb, B, uo, n), t, beta, g[i, G_FB] != 0, g[i, G_SFB] != 0, nudge, D)
+    c = 1.0 / pf[i, PF_TAUX]
+    Df = dx[B * uo:B * (uo + n)]
+    for j in range(B * n):
+        Df[j] = c * Df[j]
 
 
 @njit(**_jit)
@@ -358,8 +369,9 @@ def _euler_tanh_block(xs, es, ps, fs, dt_tau):
 
 
 @njit(**_jit)
-def _euler_fused(B, x, es, eps, phx, fb, sfb, deps, t, dt, mode, beta, pi, pf, g):
-    """Euler step of every unit with the drive computed on the fly (no dx buffer), then phi(x)."""
+def _euler_fused(B, x, es, eps, phx, fb, sfb, deps, dx, t, dt, mode, beta, pi, pf, g):
+    """Euler step of every unit, then phi(x): tanh layers with the drive computed on the fly, the others with
+    the drive in ``dx`` (scratch on this path) first."""
     npop = pi.shape[0]
     for i in range(npop):
         n = pi[i, P_SIZE]
@@ -381,8 +393,13 @@ def _euler_fused(B, x, es, eps, phx, fb, sfb, deps, t, dt, mode, beta, pi, pf, g
         if code == 1 and hf and not hs and not nudge and g[i, G_PHX] != 0:
             _euler_tanh_block(x[o:o + m], eps[o:o + m], phx[o:o + m], fb[o:o + m], dt / pf[i, PF_TAUX])
             continue
-        _drive(code, a, 1.0 / pf[i, PF_TAUX], blk(x, B, uo, n), blk(eps, B, uo, n), blk(phx, B, uo, n),
-               blk(fb, B, uo, n), blk(sfb, B, uo, n), t, beta, hf, hs, nudge, blk(x, B, uo, n), True, dt)
+        _drive(code, a, blk(x, B, uo, n), blk(eps, B, uo, n), blk(phx, B, uo, n), blk(fb, B, uo, n),
+               blk(sfb, B, uo, n), t, beta, hf, hs, nudge, blk(dx, B, uo, n))
+        c = dt * (1.0 / pf[i, PF_TAUX])
+        xv = x[o:o + m]
+        dv = dx[o:o + m]
+        for q in range(m):
+            xv[q] += c * dv[q]
         if g[i, G_PHX] != 0:
             phi_block(code, a, x, phx, o, m)
 

@@ -6,41 +6,53 @@ import math
 
 from numba import njit
 
-from ...config import JIT_OPTIONS
+from ...config import JIT_INNER
 from ...plan import OPT_ADAM
 from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_WOFF, KF_B1, KF_B2, KF_EPS, KF_LR,
                       KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)
-from ._common import blk
-from ._products import SMALL_BATCH, _mm_atb
+from ._common import blk, view2d, wblk
+from ._products import LARGE_ONLY, SMALL_BATCH, _mm_atb
 
-_jit = JIT_OPTIONS
+_jit = JIT_INNER
 
 
 @njit(**_jit)
 def _opt_update(P, G, Mo, V, lr, kind, mom, wd, b1, b2, epsopt, tcount):
+    """One optimiser step of the parameters ``P`` along the direction ``G`` (overwritten: it is scratch), with
+    weight decay ``G -= wd P`` first: Adam, SGD with momentum, or plain SGD ``P += lr G``.
+
+    The decay is its own loop, so that each step's loop has no branch (LLVM compiles a loop that tests a flag per
+    element once per value of the flag)."""
+    if wd > 0:
+        for j in range(P.shape[0]):
+            G[j] -= wd * P[j]
     if kind == OPT_ADAM:
         c1 = 1.0 / (1.0 - b1 ** tcount)
         c2 = 1.0 / (1.0 - b2 ** tcount)
         for j in range(P.shape[0]):
             g = G[j]
-            if wd > 0:
-                g -= wd * P[j]
             Mo[j] = b1 * Mo[j] + (1.0 - b1) * g
             V[j] = b2 * V[j] + (1.0 - b2) * g * g
             P[j] += lr * (Mo[j] * c1) / (math.sqrt(V[j] * c2) + epsopt)
     elif mom > 0:
         for j in range(P.shape[0]):
-            g = G[j]
-            if wd > 0:
-                g -= wd * P[j]
-            Mo[j] = mom * Mo[j] + g
+            Mo[j] = mom * Mo[j] + G[j]
             P[j] += lr * Mo[j]
     else:
         for j in range(P.shape[0]):
-            g = G[j]
-            if wd > 0:
-                g -= wd * P[j]
-            P[j] += lr * g
+            P[j] += lr * G[j]
+
+
+@njit(**_jit)
+def _gradient_step(B, E, P, G, gtmp, W, mW, vW, wo, nw, k, kf, kind, scale, tc):
+    """The optimiser step of projection ``k``'s weights along the Hebbian direction ``a E^T P`` (times ``scale``)."""
+    _mm_atb(E, P, G)
+    g = gtmp[:nw]
+    c = kf[k, KF_MULT] * scale
+    for j in range(nw):
+        g[j] *= c
+    _opt_update(W[wo:wo + nw], g, mW[wo:wo + nw], vW[wo:wo + nw], kf[k, KF_LR], kind,
+                kf[k, KF_MOM], kf[k, KF_WD], kf[k, KF_B1], kf[k, KF_B2], kf[k, KF_EPS], tc)
 
 
 @njit(**_jit)
@@ -63,11 +75,13 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
         if plastic:
             wo = ki[k, K_WOFF]
             nw = n_post * n_pre
-            G = gtmp[:nw].reshape(n_post, n_pre)
+            G = view2d(gtmp, 0, n_post, n_pre)
             P = blk(phx, B, pi[pre, P_OFF], n_pre)
-            if B <= SMALL_BATCH and kind != OPT_ADAM and kf[k, KF_MOM] <= 0 and kf[k, KF_WD] <= 0:
+            if LARGE_ONLY:
+                _gradient_step(B, E, P, G, gtmp, W, mW, vW, wo, nw, k, kf, kind, scale, tc)
+            elif B <= SMALL_BATCH and kind != OPT_ADAM and kf[k, KF_MOM] <= 0 and kf[k, KF_WD] <= 0:
                 # plain SGD on a small batch: one rank-B update of W, no gradient buffer
-                Wk = W[wo:wo + nw].reshape(n_post, n_pre)
+                Wk = wblk(W, wo, n_post, n_pre)
                 lrc = kf[k, KF_LR] * kf[k, KF_MULT] * scale
                 for s in range(B):
                     for j in range(n_post):
@@ -75,13 +89,7 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
                         for i2 in range(n_pre):
                             Wk[j, i2] += f * P[s, i2]
             else:
-                _mm_atb(E, P, G)
-                g = gtmp[:nw]
-                c = kf[k, KF_MULT] * scale
-                for j in range(nw):
-                    g[j] *= c
-                _opt_update(W[wo:wo + nw], g, mW[wo:wo + nw], vW[wo:wo + nw], kf[k, KF_LR], kind,
-                            kf[k, KF_MOM], kf[k, KF_WD], kf[k, KF_B1], kf[k, KF_B2], kf[k, KF_EPS], tc)
+                _gradient_step(B, E, P, G, gtmp, W, mW, vW, wo, nw, k, kf, kind, scale, tc)
         if lbias:
             bo = ki[k, K_BOFF]
             g = gtmp[:n_post]

@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...config import JIT_OPTIONS
+from ...config import JIT_INNER
 
-_jit = JIT_OPTIONS
+_jit = JIT_INNER
 
 #: batches up to this size use hand-written loops instead of BLAS (call overhead dominates there)
 SMALL_BATCH = 8
+#: compile only the small-batch loops / only the BLAS path (constants of a specialised copy, see
+#: :mod:`~neurosim.backends.numba._specialise`; False here: the path is chosen per call from the batch size)
+SMALL_ONLY = False
+LARGE_ONLY = False
 
 
 @njit(**_jit)
@@ -20,7 +24,12 @@ def _mm_abt(A, Wk, out):
     Small batches: four rows of Wk at a time share the loads of A and stay in L1 across the batch.
     """
     B = A.shape[0]
-    if B > SMALL_BATCH:
+    if LARGE_ONLY:
+        np.dot(A, Wk.T, out)
+        return
+    if SMALL_ONLY:
+        pass
+    elif B > SMALL_BATCH:
         np.dot(A, Wk.T, out)
         return
     n_post, n_pre = Wk.shape
@@ -56,7 +65,12 @@ def _mm_abt(A, Wk, out):
 def _mm_ab(E, Wk, out):
     """out = E @ Wk  for E (B, n_post), Wk (n_post, n_pre)."""
     B = E.shape[0]
-    if B > SMALL_BATCH:
+    if LARGE_ONLY:
+        np.dot(E, Wk, out)
+        return
+    if SMALL_ONLY:
+        pass
+    elif B > SMALL_BATCH:
         np.dot(E, Wk, out)
         return
     n_post, n_pre = Wk.shape
@@ -85,7 +99,12 @@ def _mm_ab(E, Wk, out):
 def _mm_atb(E, P, out):
     """out = E.T @ P  for E (B, n_post), P (B, n_pre): a projection's Hebbian term summed over the batch."""
     B = E.shape[0]
-    if B > SMALL_BATCH:
+    if LARGE_ONLY:
+        np.dot(E.T, P, out)
+        return
+    if SMALL_ONLY:
+        pass
+    elif B > SMALL_BATCH:
         np.dot(E.T, P, out)
         return
     n_post = E.shape[1]

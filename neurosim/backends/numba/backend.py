@@ -1,5 +1,5 @@
 """The numba backend class: packs the plan's tables once, keeps buffers across batches of one size and calls
-:func:`~neurosim.backends.numba._relax.run_batch_kernel` once per batch."""
+:func:`~neurosim.backends.numba._relax.kernel` of the batch's variant once per batch."""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +10,7 @@ import numpy as np
 from ..base import EULER, Backend, BatchResult, RunSpec
 from ..tables import pack, unflatten
 from ._products import SMALL_BATCH
-from ._relax import N_WORK, N_WORK2, ES, MU, X, run_batch_kernel
+from ._relax import N_WORK, N_WORK2, ES, MU, X, kernel
 
 
 class _BlasThreads:
@@ -121,7 +121,7 @@ def _writable(a, dtype):
 
 
 class NumbaBackend(Backend):
-    """Runs :func:`run_batch_kernel`; buffers are reused across batches of the same size.
+    """Runs the batch kernel (:func:`~neurosim.backends.numba._relax.kernel`); buffers are reused across batches of the same size.
 
     ``BatchResult.rec_x/rec_eps/rec_mu`` are views of a record buffer that the next ``run_batch`` call
     overwrites: copy them to keep them (``Simulator`` stores copies of what its probes select).
@@ -221,13 +221,14 @@ class NumbaBackend(Backend):
                                  f"shape {(n_rec, 3, p.n_units)}, got {rec.dtype} {rec.shape}")
         rec_steps = np.zeros(n_rec, dtype=np.int64)
         energies = np.zeros((n_steps + 1, p.n_pops))
-        y0 = np.zeros((B, p.n_target), dtype=self.dtype)
-        y = np.zeros((B, p.n_target), dtype=self.dtype)
+        y0 = np.zeros(B * p.n_target, dtype=self.dtype)   # flat for the kernel (see read_pop)
+        y = np.zeros(B * p.n_target, dtype=self.dtype)
         iargs = np.array([int(self.have_prev), int(spec.mode), int(spec.init), n_steps, int(spec.integrator),
                           int(bool(spec.learn)), every, int(spec.probe_item), int(p.target_pop)], dtype=np.int64)
         fargs = np.array([spec.beta, spec.tol, spec.dt, spec.dt_decay], dtype=np.float64)
         out = self._out
         with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B):
+            run_batch_kernel = kernel(heun or spec.tol > 0, B <= SMALL_BATCH)
             run_batch_kernel(s, t, iargs, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start,
                              self.ki_end, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW, self.mb,
                              self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec, rec_steps, y0, y,
@@ -237,7 +238,7 @@ class NumbaBackend(Backend):
         rec = rec[:r]
         return BatchResult(steps=steps, energy=energies[:steps + 1], status=status, fail_step=fail_step,
                            fail_pop=fail_pop, rec_steps=rec_steps[:r], rec_x=rec[:, 0], rec_eps=rec[:, 1],
-                           rec_mu=rec[:, 2], y0=y0, y=y)
+                           rec_mu=rec[:, 2], y0=y0.reshape(B, p.n_target), y=y.reshape(B, p.n_target))
 
     @contextlib.contextmanager
     def blas_policy(self, key, B):
