@@ -19,7 +19,7 @@ from numba import njit
 
 from ..backends.base import INIT_ZEROS, MODE_CLAMP, MODE_NUDGE
 from ..backends.numba._common import decayed_dt, energy_total, first_nonfinite
-from ..backends.numba.activations import dphi, dphi_from, phi, sigmoid, tanh
+from ..backends.numba.activations import dphi_from, phi, sigmoid, tanh
 from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
                               P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
 from ..config import CACHE, FASTMATH
@@ -137,23 +137,16 @@ def _phi_row(code, a, x, ph, s, o, n):
 
 
 @njit(inline="always", **_jit)
-def _dphi_row(code, a, x, ph, fresh, g, s, o, n):
-    """``g[s, o:o+n] = phi'(x[s, o:o+n])``, from ``ph = phi(x)`` when ``fresh``
-    (:func:`~neurosim.backends.numba.activations.dphi_from`); one loop per activation."""
-    if fresh and code == 1:
+def _dphi_row(code, a, x, ph, g, s, o, n):
+    """``g[s, o:o+n] = phi'(x[s, o:o+n])`` from ``ph = phi(x)``
+    (:func:`~neurosim.backends.numba.activations.dphi_from`); tanh in a loop of its own."""
+    if code == 1:
         for j in range(n):
             f = ph[s, o + j]
             g[s, o + j] = 1.0 - f * f
-    elif fresh:
-        for j in range(n):
-            g[s, o + j] = dphi_from(code, a, x[s, o + j], ph[s, o + j])
-    elif code == 1:
-        for j in range(n):
-            f = tanh(x[s, o + j])
-            g[s, o + j] = 1.0 - f * f
     else:
         for j in range(n):
-            g[s, o + j] = dphi(code, a, x[s, o + j])
+            g[s, o + j] = dphi_from(code, a, x[s, o + j], ph[s, o + j])
 
 
 @njit(**_jit)
@@ -366,21 +359,22 @@ def _evaluate(cnt, init_es, first, B, t, mode, beta, x, ph, es, sv, se, oe, mu, 
         nudge = role == ROLE_TARGET and mode == MODE_NUDGE
         hf = has_fbin[i] != 0
         hk = has_skfb[i] != 0
-        fresh = has_out[i] != 0   # ph holds phi(x) of this evaluation (computed when the values were sent)
         # drive = -eps + phi'(x) fb (+ c^skfb) (+ beta (t - x)), dx = drive / tau_x, built in dx one term
-        # at a time (loops that vectorise; the same operations in the same order as one expression)
+        # at a time (loops that vectorise; the same operations in the same order as one expression).  Feedback
+        # reaches only populations with a weighted projection out (has_fbin implies has_out), which have sent
+        # their values in this evaluation: ph holds phi(x).  Without feedback phi'(x) fb = phi'(x) 0 = +0.
         for s in range(B):
-            _dphi_row(code, a, x, ph, fresh, dx, s, o, n)
             if hf and exact_fb:
                 for j in range(n):
                     fb = _read(cur_fb, qfw, qfs, s, o + j, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
-                    dx[s, o + j] = -oe[s, o + j] + dx[s, o + j] * fb
+                    dx[s, o + j] = -oe[s, o + j] + dphi_from(code, a, x[s, o + j], ph[s, o + j]) * fb
             elif hf:
+                _dphi_row(code, a, x, ph, dx, s, o, n)
                 for j in range(n):
                     dx[s, o + j] = -oe[s, o + j] + dx[s, o + j] * cur_fb[s, o + j]
             else:
                 for j in range(n):
-                    dx[s, o + j] = -oe[s, o + j] + dx[s, o + j] * 0.0
+                    dx[s, o + j] = -oe[s, o + j] + 0.0
             if hk:
                 for j in range(n):
                     dx[s, o + j] += cur_skfb[s, o + j]
