@@ -6,6 +6,17 @@ the flat Plan vector ``Wr`` (read weights, row-major ``(n_post, n_pre)`` blocks)
 copy ``WrT`` so that both kinds of event touch contiguous memory: a value event of pre-synaptic unit j
 reads row j of ``WrT`` (a column of W), an error event of post-synaptic unit i reads row i of ``Wr``.
 
+Cost.  Per event: the fan-out (one multiply-add per receiving unit, contiguous, vectorised) and a few counters.
+Per evaluation, only what can change: populations whose state does not move (inputs, the clamped target) are
+skipped after the first evaluation of a call (their value units cannot fire again unless a site draws random
+numbers; their predictions, errors and ``dx`` stay as they are), ``phi(x)`` is computed once per moving
+population (a vectorised row loop) and reused for ``phi'``, reads are plain sums unless read noise or an adc
+transform acts, and the Euler step touches only moving states.  What remains per step is the Euler integration
+itself: ``phi``, the threshold test, the error and the drive of every moving unit (the model integrates every
+unit at every step; an event only changes the currents).  Measured on the hw-event-driven workload with
+``python -m benchmarks --only events``.  The results are those of the straightforward form of each phase: the
+same events, states to rounding (sums may be vectorised in another order).
+
 Randomness (noise, stochastic rounding) comes from numba's generator, seeded at the start of every call
 with the ``seed`` argument; the NumPy twin uses ``numpy.random.default_rng(seed)``, so the two agree in
 distribution, not draw by draw.
@@ -89,7 +100,7 @@ def _random(si, tk, tn):
     return False
 
 
-@njit(inline="always", **_jit)
+@njit(**_jit)
 def _deliver(s, j, d, a, b, k, n, o, W, W2, cur, qw, qs, mult, noisy):
     """One event of unit ``j`` (batch item ``s``) over projection ``k``, to the ``n`` units from ``o`` on of the
     receiving population: ``cur[s, o:o+n] += m d W`` over the ``n`` entries of ``W`` (``WrT`` forward,
@@ -107,7 +118,7 @@ def _deliver(s, j, d, a, b, k, n, o, W, W2, cur, qw, qs, mult, noisy):
             qs[s, ou + r] += m2 * a * b
 
 
-@njit(inline="always", **_jit)
+@njit(**_jit)
 def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops):
     """Send the change ``d`` of value unit ``j`` of population ``i`` (batch item ``s``) over every weighted
     projection out of ``i`` into the prediction currents ``cur_mu`` (:func:`_deliver`)."""
@@ -119,34 +130,6 @@ def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, s
         _deliver(s, j, d, a, b, ki[k, K_WOFF], n_post, pi[post, P_OFF], WrT, Wr2T, cur_mu, qmw, qms,
                  kf[k, KF_MULT], noisy)
         sops[k, 0] += n_post
-
-
-@njit(inline="always", **_jit)
-def _phi_row(code, a, x, ph, s, o, n):
-    """``ph[s, o:o+n] = phi(x[s, o:o+n])``, tanh and sigmoid in loops of their own so that they vectorise
-    (as :func:`~neurosim.backends.numba.activations.phi_block`, without making views)."""
-    if code == 1:
-        for j in range(n):
-            ph[s, o + j] = tanh(x[s, o + j])
-    elif code == 2:
-        for j in range(n):
-            ph[s, o + j] = sigmoid(x[s, o + j])
-    else:
-        for j in range(n):
-            ph[s, o + j] = phi(code, a, x[s, o + j])
-
-
-@njit(inline="always", **_jit)
-def _dphi_row(code, a, x, ph, g, s, o, n):
-    """``g[s, o:o+n] = phi'(x[s, o:o+n])`` from ``ph = phi(x)``
-    (:func:`~neurosim.backends.numba.activations.dphi_from`); tanh in a loop of its own."""
-    if code == 1:
-        for j in range(n):
-            f = ph[s, o + j]
-            g[s, o + j] = 1.0 - f * f
-    else:
-        for j in range(n):
-            g[s, o + j] = dphi_from(code, a, x[s, o + j], ph[s, o + j])
 
 
 @njit(**_jit)
@@ -163,7 +146,15 @@ def _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, n
     s0 = tn[0] > 0
     s2 = tn[2] > 0
     for s in range(B):
-        _phi_row(code, a, x, ph, s, o, n)
+        if code == 1:   # phi(x) of the row, tanh and sigmoid in loops of their own so that they vectorise
+            for j in range(n):
+                ph[s, o + j] = tanh(x[s, o + j])
+        elif code == 2:
+            for j in range(n):
+                ph[s, o + j] = sigmoid(x[s, o + j])
+        else:
+            for j in range(n):
+                ph[s, o + j] = phi(code, a, x[s, o + j])
         for j in range(n):
             v = ph[s, o + j]
             if s0:
@@ -174,8 +165,28 @@ def _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, n
             if abs(v - old) > theta:
                 sv[s, o + j] = v
                 cnt[i, 0] += 1
-                _fan_out(s, i, j, v - old, v * v - old * old, 1.0, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy,
-                         sops)
+                # _fan_out(s, i, j, v - old, v * v - old * old, 1.0, ...) written out: a call per event with
+                # this many arrays costs more than the event (reference counting of every array argument)
+                d = v - old
+                ds2 = v * v - old * old
+                for k in range(ki.shape[0]):
+                    if ki[k, K_PRE] != i or ki[k, K_WOFF] < 0:
+                        continue
+                    post = ki[k, K_POST]
+                    m = pi[post, P_SIZE]
+                    nk = _u(m)
+                    op = _u(pi[post, P_OFF])
+                    base = _u(ki[k, K_WOFF]) + j * nk
+                    mult = kf[k, KF_MULT]
+                    c = mult * d
+                    for r in range(nk):
+                        cur_mu[s, op + r] += c * WrT[base + r]
+                    if noisy:
+                        m2 = mult * mult
+                        for r in range(nk):
+                            qmw[s, op + r] += m2 * ds2 * 1.0 * Wr2T[base + r]
+                            qms[s, op + r] += m2 * ds2 * 1.0
+                    sops[k, 0] += m
 
 
 @njit(**_jit)
@@ -198,7 +209,7 @@ def _send_x(i, B, x, sx, cur_sk, pi, ki, theta, cnt, skip_ops):
                     skip_ops[k, 0] += 1
 
 
-@njit(inline="always", **_jit)
+@njit(**_jit)
 def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs, ki_start, ki_end, sops,
                     cur_skfb, skip_ops):
     for k in range(ki_start[i], ki_end[i]):
@@ -231,8 +242,32 @@ def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, the
             if abs(v - old) > theta:
                 se[s, o + j] = v
                 cnt[i, 1] += 1
-                _project_errors(i, s, j, v - old, v * v - old * old, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
-                                ki_start, ki_end, sops, cur_skfb, skip_ops)
+                # _project_errors(i, s, j, v - old, v * v - old * old, ...) written out (see _send_values)
+                d = v - old
+                ds2 = v * v - old * old
+                for k in range(ki_start[i], ki_end[i]):
+                    pre = ki[k, K_PRE]
+                    if pi[pre, P_ROLE] == ROLE_INPUT:
+                        continue
+                    op = _u(pi[pre, P_OFF])
+                    if ki[k, K_SKIP] != 0:
+                        cur_skfb[s, op + j] += d
+                        skip_ops[k, 1] += 1
+                    if ki[k, K_WOFF] < 0:
+                        continue
+                    m = pi[pre, P_SIZE]
+                    nk = _u(m)
+                    base = _u(ki[k, K_WOFF]) + j * nk
+                    mult = kf[k, KF_MULT]
+                    c = mult * d
+                    for r in range(nk):
+                        cur_fb[s, op + r] += c * Wr[base + r]
+                    if noisy:
+                        m2 = mult * mult
+                        for r in range(nk):
+                            qfw[s, op + r] += m2 * ds2 * 1.0 * Wr2[base + r]
+                            qfs[s, op + r] += m2 * ds2 * 1.0
+                    sops[k, 1] += m
 
 
 @njit(**_jit)
@@ -369,9 +404,14 @@ def _evaluate(cnt, init_es, first, B, t, mode, beta, x, ph, es, sv, se, oe, mu, 
                     fb = _read(cur_fb, qfw, qfs, s, o + j, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
                     dx[s, o + j] = -oe[s, o + j] + dphi_from(code, a, x[s, o + j], ph[s, o + j]) * fb
             elif hf:
-                _dphi_row(code, a, x, ph, dx, s, o, n)
-                for j in range(n):
-                    dx[s, o + j] = -oe[s, o + j] + dx[s, o + j] * cur_fb[s, o + j]
+                if code == 1:   # phi'(x) = 1 - phi(x)^2 of tanh in a loop of its own
+                    for j in range(n):
+                        f = ph[s, o + j]
+                        dx[s, o + j] = -oe[s, o + j] + (1.0 - f * f) * cur_fb[s, o + j]
+                else:
+                    for j in range(n):
+                        dx[s, o + j] = (-oe[s, o + j]
+                                        + dphi_from(code, a, x[s, o + j], ph[s, o + j]) * cur_fb[s, o + j])
             else:
                 for j in range(n):
                     dx[s, o + j] = -oe[s, o + j] + 0.0
