@@ -255,7 +255,7 @@ def _event_point(cfg, data, theta):
 
 
 #: rounds of timed relaxations per threshold (round-robin over the thresholds; the median is reported)
-WALL_REPEATS = 5
+WALL_REPEATS = 15
 
 
 def _fidelity(cfg, data, weights, thetas):
@@ -369,16 +369,22 @@ def run_event(cfg, out, progress=True) -> dict:
         curves = {f"θ={t:g}": (np.arange(len(fid[t]["energy_trace"])) * dt, np.asarray(fid[t]["energy_trace"]))
                   for t in sorted(fid)}
         fig, (a1, a2) = C.fig_axes(figsize=(10.5, 4.2), ncols=2)
-        for ax, key, xl in ((a1, "relax_events_per_sample", "events per sample (relaxation)"),
-                            (a2, "relax_synaptic_ops_per_sample", "synaptic ops per sample (relaxation)")):
-            xs = [r[key] for r in rows]
-            ax.plot(xs, [r["relax_wall_ms_per_sample"] for r in rows], "o", color="C0", label="measured")
-            for r in rows:
-                ax.annotate(f"θ={r['threshold']:g}", (r[key], r["relax_wall_ms_per_sample"]), fontsize=7,
-                            xytext=(3, 3), textcoords="offset points")
-            ax.set_xlabel(xl)
+        ms = [r["relax_wall_ms_per_sample"] for r in rows]
+        ev = [r["relax_events_per_sample"] for r in rows]
+        a1.plot(ev, ms, "o-", color="C0")
+        for r in rows:
+            a1.annotate(f"θ={r['threshold']:g}", (r["relax_events_per_sample"], r["relax_wall_ms_per_sample"]),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if min(ev) > 0 and max(ev) / min(ev) >= 10:
+            C.log_ticks(a1, [v for v in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000, 300000)
+                             if min(ev) / 3 <= v <= max(ev) * 3])
+            a1.set_xlim(min(ev) / 1.5, max(ev) * 2.5)
+        a1.set_xlabel("events per sample (relaxation)")
+        a2.plot([r["relax_synaptic_ops_per_sample"] for r in rows], ms, "o", color="C0", label="measured")
+        a2.set_xlabel("synaptic ops per sample (relaxation)")
+        for ax in (a1, a2):
             ax.set_ylabel("wall time (ms per sample)")
-            ax.set_ylim(bottom=0)
+            ax.set_ylim(0, 1.15 * max(ms))
             ax.grid(True, alpha=0.3)
         fit = metrics["relax_wall_fit"]
         if fit is not None:
