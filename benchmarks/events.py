@@ -152,12 +152,18 @@ def run(repeats=15, rounds=3, baseline="main", thresholds=THRESHOLDS, log=print)
     tmp = None
     if baseline:
         tmp = tempfile.TemporaryDirectory(prefix="neurosim-events-base-")
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", baseline, "neurosim", "circuits"],
-                                 capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", tmp.name], input=archive, check=True)
-        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", baseline], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        impls = {"before": (tmp.name, {"NUMBA_CACHE_DIR": os.path.join(tmp.name, "numba_cache")}), **impls}
+        try:
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", baseline, "neurosim", "circuits"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp.name], input=archive, check=True)
+            rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", baseline], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError) as e:
+            log(f"  no baseline: git revision {baseline!r} of {ROOT} cannot be extracted ({e}); timing this tree only")
+            tmp.cleanup()
+            tmp, baseline = None, None
+        else:
+            impls = {"before": (tmp.name, {"NUMBA_CACHE_DIR": os.path.join(tmp.name, "numba_cache")}), **impls}
     res = {k: [] for k in impls}
     try:
         for r in range(rounds):
@@ -189,5 +195,6 @@ def table(r, name) -> str:
     f = r["fit"]
     lines.append(f"  fit (wall): {f['wall']['ns_per_synaptic_op']:.3f} ns per synaptic op + "
                  f"{f['wall']['fixed_us_per_sample']:.1f} us per sample fixed; kernel alone: "
-                 f"{f['kernel_wall']['ns_per_synaptic_op']:.3f} ns/op + {f['kernel_wall']['fixed_us_per_sample']:.1f} us")
+                 f"{f['kernel_wall']['ns_per_synaptic_op']:.3f} ns/op + "
+                 f"{f['kernel_wall']['fixed_us_per_sample']:.1f} us")
     return "\n".join(lines)

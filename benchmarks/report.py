@@ -307,7 +307,8 @@ def checklist(r):
         if "before" in ev:
             b = {x["threshold"]: x for x in ev["before"]["rows"]}
             sp = [b[x["threshold"]]["wall_ms_per_sample"] / x["wall_ms_per_sample"] for x in rows]
-            lines.append(f"  - against `{ev['baseline']['ref']}`: {min(sp):.0f}x to {max(sp):.0f}x faster per threshold")
+            lines.append(f"  - against `{ev['baseline']['ref']}`: {min(sp):.0f}x to {max(sp):.0f}x faster per "
+                         f"threshold")
     return "\n".join(lines) + "\n"
 
 

@@ -297,7 +297,8 @@ def _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2
         elif has_in[i] != 0:
             if exact:
                 for j in range(n):
-                    mu[s, o + j] = _read(cur_mu, qmw, qms, s, o + j, noisy, sig_m2, sig_a2, tk, tp, tn, mm) + bsum[o + j]
+                    mu[s, o + j] = (_read(cur_mu, qmw, qms, s, o + j, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
+                                    + bsum[o + j])
             else:
                 for j in range(n):
                     mu[s, o + j] = cur_mu[s, o + j] + bsum[o + j]

@@ -19,7 +19,8 @@ from neurosim import hardware as hw
 def tanh_output():
     """A tanh output population: it moves in nudge and free modes, sends no values (it projects nowhere) and
     receives no feedback (its phi' multiplies nothing)."""
-    pops = (ns.ValuePopulation("a", 5, "linear"), ns.ValuePopulation("h", 4, "tanh"), ns.ValuePopulation("o", 3, "tanh"))
+    pops = (ns.ValuePopulation("a", 5, "linear"), ns.ValuePopulation("h", 4, "tanh"),
+            ns.ValuePopulation("o", 3, "tanh"))
     errs = (ns.ErrorPopulation("eh", "h", 0.0, 1.0), ns.ErrorPopulation("eo", "o", 0.0, 1.5))
     projs = (ns.Projection("P1", "a", "h", bias=True, plasticity=ns.Hebbian(lr=0.1)),
              ns.Projection("P2", "h", "o", plasticity=ns.Hebbian(lr=0.1)))
@@ -29,7 +30,8 @@ def tanh_output():
 CIRCUITS = {
     "tanh-output": tanh_output,
     "chain-tanh": lambda: ns.hierarchy([5, 4, 3, 2], phi="tanh", lr=0.1, optimizer=ns.SGD(momentum=0.9)),
-    "chain-sigmoid-leaky": lambda: ns.hierarchy([5, 6, 4, 2], phi=["sigmoid", "leaky_relu"], lr=0.1, optimizer=ns.SGD()),
+    "chain-sigmoid-leaky": lambda: ns.hierarchy([5, 6, 4, 2], phi=["sigmoid", "leaky_relu"], lr=0.1,
+                                                optimizer=ns.SGD()),
     "graph-tau_eps": lambda: graph_circuit(0.5),
     **{f"skip-{k}": v for k, v in SKIP_CIRCUITS.items()},
 }
