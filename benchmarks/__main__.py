@@ -2,7 +2,8 @@
 
 Suites: workloads (numba vs reference vs roofline, float64 and float32), peers (pcx, ngc-learn),
 scaling (width, depth, T, batch), memory, probes, startup, coldstart (a fresh install's first calls; --against
-COMMIT times another commit in the same run), threads, load.  Prints a table per suite and
+COMMIT times another commit in the same run), threads, load, events (event-driven wall time against events,
+before/after against a git revision).  Prints a table per suite and
 writes all figures and the machine description to ``benchmarks/results/latest.json`` (and a copy
 named after the date), then regenerates ``benchmarks/README.md`` from them.
 """
@@ -15,9 +16,10 @@ from pathlib import Path
 
 from neurosim.io import write_json_atomic
 
-from . import core, peers, report, scaling, system, workloads
+from . import core, events, peers, report, scaling, system, workloads
 
-SUITES = ["workloads", "peers", "scaling", "memory", "probes", "startup", "coldstart", "threads", "load"]
+SUITES = ["workloads", "peers", "scaling", "memory", "probes", "startup", "coldstart", "threads", "load",
+          "events"]
 HERE = Path(__file__).parent
 
 
@@ -36,6 +38,8 @@ def main(argv=None):
     p.add_argument("--wait-quiet", type=float, metavar="MINUTES", default=0,
                    help="first wait up to MINUTES for the 1-minute load average to drop below --quiet-load")
     p.add_argument("--quiet-load", type=float, default=0.5, help="load average counted as quiet (default 0.5)")
+    p.add_argument("--events-baseline", default="main", metavar="REF",
+                   help="events suite: also time the neurosim of this git revision ('none': only the current tree)")
     a = p.parse_args(argv)
     suites = a.only or [s for s in SUITES if not (s == "peers" and a.no_peers)]
     repeats = a.repeats or (3 if a.quick else 7)
@@ -83,6 +87,10 @@ def main(argv=None):
     if "load" in suites:
         log("a busy machine: two CPU-bound processes beside one training batch")
         res["load"] = system.load(n=15 if a.quick else 31, log=log)
+    if "events" in suites:
+        log("event-driven relaxation: wall time against events (hw-event-driven workload)")
+        res["events"] = events.run(repeats=7 if a.quick else 15, rounds=2 if a.quick else 3,
+                                   baseline=None if a.events_baseline == "none" else a.events_baseline, log=log)
     res["loadavg_end"] = core.loadavg()
     res["total_s"] = time.perf_counter() - t_start
     write_json_atomic(a.out, res)

@@ -239,6 +239,42 @@ def coldstart_section(c):
     return "\n".join(lines) + "\n"
 
 
+def events_section(e):
+    """Wall time against events of the hw-event-driven relaxation, per threshold, before and after."""
+    lines = ["## Event-driven relaxation: wall time against events (`--only events`)\n",
+             "The relaxation `neurosim run hw-event-driven` times per threshold: 64-32-10 tanh PCN, a clamped test "
+             "batch of 32 digits, 100 Euler steps, fixed weights, numba event engine, `Simulator.run` timed "
+             "round-robin over the thresholds (per sample = per batch item; CPU = thread time; kernel = "
+             "`event_kernel` alone). Fit: least squares `time = fixed + slope * synaptic ops` over the sweep.\n"]
+    names = [n for n in ("before", "after") if n in e]
+    if "baseline" in e:
+        lines.append(f"before = git revision `{e['baseline']['ref']}` ({e['baseline']['commit']}), after = this "
+                     f"tree, in alternating subprocesses.\n")
+    head = "| threshold | events/sample | synaptic ops/sample |"
+    sep = "|---|---|---|"
+    for n in names:
+        head += f" {n}: wall ms/sample | {n}: CPU ms/sample | {n}: kernel ms/sample |"
+        sep += "---|---|---|"
+    lines += [head, sep]
+    for i, x in enumerate(e[names[-1]]["rows"]):
+        row = f"| {x['threshold']:g} | {x['events_per_sample']:.1f} | {x['synaptic_ops_per_sample']:.0f} |"
+        for n in names:
+            y = e[n]["rows"][i]
+            row += (f" {y['wall_ms_per_sample']:.4f} | {y['cpu_ms_per_sample']:.4f} | "
+                    f"{y['kernel_wall_ms_per_sample']:.4f} |")
+        lines.append(row)
+    lines.append("")
+    for n in names:
+        f = e[n]["fit"]
+        lines.append(f"- {n}: {f['wall']['ns_per_synaptic_op']:.2f} ns per synaptic op + "
+                     f"{f['wall']['fixed_us_per_sample']:.1f} us fixed per sample (wall); kernel alone "
+                     f"{f['kernel_wall']['ns_per_synaptic_op']:.2f} ns/op + "
+                     f"{f['kernel_wall']['fixed_us_per_sample']:.1f} us")
+    if e.get("count_mismatch"):
+        lines.append(f"- event counts differ between before and after at thresholds {e['count_mismatch']}")
+    return "\n".join(lines) + "\n"
+
+
 def checklist(r):
     w = {(x["workload"], x["batch"], x["T"], x["dtype"]): x for x in r.get("workloads", {}).get("rows", [])}
     lines = ["## The issue's targets, as measured in this run\n"]
@@ -308,6 +344,22 @@ def checklist(r):
                 lines.append(f"  - keeping every record instead (memory grows by the records of each batch): "
                              f"{m['ratio'] - 1:+.0%} (B={m['batch']}, T={m['T']}), the cost of first-touching "
                              f"fresh memory (see the probes section)")
+    ev = r.get("events")
+    if ev:
+        rows = ev["after"]["rows"]
+        hi, lo = max(rows, key=lambda x: x["events_per_sample"]), min(rows, key=lambda x: x["events_per_sample"])
+        f = ev["after"]["fit"]["wall"]
+        lines.append(f"- event-driven relaxation (hw-event-driven): {hi['events_per_sample']:.0f} -> "
+                     f"{lo['events_per_sample']:.0f} events per sample take {hi['wall_ms_per_sample']:.3f} -> "
+                     f"{lo['wall_ms_per_sample']:.3f} ms per sample (fit: {f['ns_per_synaptic_op']:.2f} ns per "
+                     f"synaptic op + {f['fixed_us_per_sample']:.1f} us fixed per sample, the Euler integration of "
+                     f"every moving unit): wall time falls with the events: "
+                     f"{'met' if lo['wall_ms_per_sample'] < hi['wall_ms_per_sample'] else 'NOT met'}")
+        if "before" in ev:
+            b = {x["threshold"]: x for x in ev["before"]["rows"]}
+            sp = [b[x["threshold"]]["wall_ms_per_sample"] / x["wall_ms_per_sample"] for x in rows]
+            lines.append(f"  - against `{ev['baseline']['ref']}`: {min(sp):.0f}x to {max(sp):.0f}x faster per "
+                         f"threshold")
     return "\n".join(lines) + "\n"
 
 
@@ -327,6 +379,8 @@ def markdown(r) -> str:
         parts.append(startup_section(r["startup"], r.get("threads")))
     if "coldstart" in r:
         parts.append(coldstart_section(r["coldstart"]))
+    if "events" in r:
+        parts.append(events_section(r["events"]))
     parts.append(KERNEL_NOTES)
     return "\n".join(parts)
 

@@ -257,28 +257,47 @@ def _event_point(cfg, data, theta):
             "clock_energy_per_sample_J": hw.energy(dense, cfg["target"])["per_sample_J"], "chip": r["chip"]}
 
 
+#: rounds of timed relaxations per threshold (round-robin over the thresholds; the median is reported)
+WALL_REPEATS = 15
+
+
 def _fidelity(cfg, data, weights, thetas):
-    """Relax one clamped test batch with fixed weights at each threshold; compare with threshold 0."""
+    """Relax one clamped test batch with fixed weights at each threshold; compare with threshold 0.
+
+    Each threshold's relaxation is also timed: after a first (compiling) run per threshold, ``WALL_REPEATS``
+    rounds over the thresholds; ``wall_s`` is the median of its rounds."""
     _, _, Xte, Yte = data
     xb, yb = Xte[:cfg["fidelity_batch"]], Yte[:cfg["fidelity_batch"]]
-    res, wall = {}, {}
-    for i, th in enumerate(sorted(set([0.0, *thetas]))):
+    chips = {}
+    for th in sorted(set([0.0, *thetas])):
         c = C.chip(cfg, _event_model(cfg, th))
         c.load_weights(weights)
-        if i == 0:   # the first run compiles: time the runs after it
+        chips[th] = c
+    res = {th: c.run(xb, yb, steps=cfg["fidelity_steps"], mode="clamp") for th, c in chips.items()}
+    wall = {th: [] for th in chips}
+    for _ in range(WALL_REPEATS):
+        for th, c in chips.items():
+            t0 = time.perf_counter()
             c.run(xb, yb, steps=cfg["fidelity_steps"], mode="clamp")
-        t0 = time.perf_counter()
-        r = c.run(xb, yb, steps=cfg["fidelity_steps"], mode="clamp")
-        wall[th] = time.perf_counter() - t0
-        res[th] = r
+            wall[th].append(time.perf_counter() - t0)
     ref = res[0.0]
     out = {}
     for th, r in res.items():
         err = max(float(np.max(np.abs(r.x[n] - ref.x[n]))) for n in r.populations)
         out[th] = {"state_error": err, "final_energy": float(r.total_energy[-1]),
                    "events": int(r.events.sum() + r.events_init.sum()), "energy_trace": r.total_energy.tolist(),
-                   "wall_s": wall[th]}
+                   "synaptic_ops": int(r.sops.sum() + r.skip_ops.sum()), "wall_s": float(np.median(wall[th]))}
     return out, ref.dt
+
+
+def _wall_fit(rows):
+    """Least squares ``wall = fixed + slope * ops`` per sample over the relaxations of the sweep."""
+    ops = np.array([r["relax_synaptic_ops_per_sample"] for r in rows])
+    wall = np.array([r["relax_wall_ms_per_sample"] for r in rows])
+    if len(rows) < 2 or np.ptp(ops) == 0:
+        return None
+    slope, icpt = np.polyfit(ops, wall, 1)
+    return {"ns_per_synaptic_op": float(slope) * 1e6, "fixed_us_per_sample": float(icpt) * 1e3}
 
 
 def run_event(cfg, out, progress=True) -> dict:
@@ -310,9 +329,14 @@ def run_event(cfg, out, progress=True) -> dict:
         r["relax_state_error"] = f["state_error"]
         r["relax_events"] = f["events"]
         r["relax_final_energy"] = f["final_energy"]
-        r["relax_wall_s"] = f["wall_s"]   # the same relaxation's wall time (compiled; one run, not a benchmark)
+        r["relax_wall_s"] = f["wall_s"]   # the same relaxation's wall time (compiled; median of WALL_REPEATS)
+        B = cfg["fidelity_batch"]
+        r["relax_events_per_sample"] = f["events"] / B
+        r["relax_synaptic_ops_per_sample"] = f["synaptic_ops"] / B
+        r["relax_wall_ms_per_sample"] = f["wall_s"] / B * 1e3
         rows.append(r)
     metrics["curve"] = rows
+    metrics["relax_wall_fit"] = _wall_fit(rows)   # time per synaptic op and fixed cost (benchmarks/events.py)
     if cfg["figures"]:
         th = [r["threshold"] for r in rows]
         fig, (ax,) = C.fig_axes()
@@ -347,10 +371,38 @@ def run_event(cfg, out, progress=True) -> dict:
         plot.save(fig, out / "accuracy_vs_threshold.png")
         curves = {f"θ={t:g}": (np.arange(len(fid[t]["energy_trace"])) * dt, np.asarray(fid[t]["energy_trace"]))
                   for t in sorted(fid)}
+        fig, (a1, a2) = C.fig_axes(figsize=(10.5, 4.2), ncols=2)
+        ms = [r["relax_wall_ms_per_sample"] for r in rows]
+        ev = [r["relax_events_per_sample"] for r in rows]
+        a1.plot(ev, ms, "o-", color="C0")
+        for r in rows:
+            a1.annotate(f"θ={r['threshold']:g}", (r["relax_events_per_sample"], r["relax_wall_ms_per_sample"]),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if min(ev) > 0 and max(ev) / min(ev) >= 10:
+            C.log_ticks(a1, [v for v in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000, 300000)
+                             if min(ev) / 3 <= v <= max(ev) * 3])
+            a1.set_xlim(min(ev) / 1.5, max(ev) * 2.5)
+        a1.set_xlabel("events per sample (relaxation)")
+        a2.plot([r["relax_synaptic_ops_per_sample"] for r in rows], ms, "o", color="C0", label="measured")
+        a2.set_xlabel("synaptic ops per sample (relaxation)")
+        for ax in (a1, a2):
+            ax.set_ylabel("wall time (ms per sample)")
+            ax.set_ylim(0, 1.15 * max(ms))
+            ax.grid(True, alpha=0.3)
+        fit = metrics["relax_wall_fit"]
+        if fit is not None:
+            xs = np.linspace(0, max(r["relax_synaptic_ops_per_sample"] for r in rows), 50)
+            a2.plot(xs, (fit["fixed_us_per_sample"] * 1e-3 + fit["ns_per_synaptic_op"] * 1e-6 * xs), "--",
+                    color="C1", label=f"{fit['ns_per_synaptic_op']:.2f} ns/op + {fit['fixed_us_per_sample']:.1f} µs")
+            a2.legend(fontsize=8, loc="lower right")
+        a1.set_title(f"Relaxation wall time vs events ({cfg['fidelity_steps']} steps, median of {WALL_REPEATS})")
+        a2.set_title("... vs synaptic ops, with a least-squares line")
+        plot.save(fig, out / "wall_vs_events.png")
         plot.comparison(curves, xlabel="time (units of tau_x)", ylabel="total energy F (batch mean)",
                         path=out / "relaxation_vs_threshold.png", logy=True, time_scale="auto",
                         title="A clamped test batch relaxing with fixed weights, per delta threshold")
-        metrics["figures"] = ["events_vs_threshold.png", "accuracy_vs_threshold.png", "relaxation_vs_threshold.png"]
+        metrics["figures"] = ["events_vs_threshold.png", "accuracy_vs_threshold.png", "relaxation_vs_threshold.png",
+                              "wall_vs_events.png"]
     return metrics
 
 
@@ -596,7 +648,9 @@ EXPERIMENTS = [
                doc="Train the PCN with send-on-delta units (an event only when an output moved by more than the "
                    "threshold since its last event; the residue is carried) and count every event and synaptic "
                    "op. Threshold 0 reproduces the clock-driven dynamics. Figures: events_vs_threshold.png "
-                   "(with the clock-driven counts), accuracy_vs_threshold.png, relaxation_vs_threshold.png.",
+                   "(with the clock-driven counts), accuracy_vs_threshold.png, relaxation_vs_threshold.png, "
+                   "wall_vs_events.png (the fixed-weight relaxation's wall time per sample against its events and "
+                   "synaptic ops; fit in relax_wall_fit).",
                PARAMS=EVENT_PARAMS),
     Experiment("hw-energy", "energy per training sample on CMOS/Loihi/SpiNNaker2/crossbar, PC vs BP, vs steps T",
                ENERGY_DEFAULTS, run_energy,

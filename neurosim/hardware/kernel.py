@@ -6,6 +6,17 @@ the flat Plan vector ``Wr`` (read weights, row-major ``(n_post, n_pre)`` blocks)
 copy ``WrT`` so that both kinds of event touch contiguous memory: a value event of pre-synaptic unit j
 reads row j of ``WrT`` (a column of W), an error event of post-synaptic unit i reads row i of ``Wr``.
 
+Cost.  Per event: the fan-out (one multiply-add per receiving unit, contiguous, vectorised) and a few counters.
+Per evaluation, only what can change: populations whose state does not move (inputs, the clamped target) are
+skipped after the first evaluation of a call (their value units cannot fire again unless a site draws random
+numbers; their predictions, errors and ``dx`` stay as they are), ``phi(x)`` is computed once per moving
+population (a vectorised row loop) and reused for ``phi'``, reads are plain sums unless read noise or an adc
+transform acts, and the Euler step touches only moving states.  What remains per step is the Euler integration
+itself: ``phi``, the threshold test, the error and the drive of every moving unit (the model integrates every
+unit at every step; an event only changes the currents).  Measured on the hw-event-driven workload with
+``python -m benchmarks --only events``.  The results are those of the straightforward form of each phase: the
+same events, states to rounding (sums may be vectorised in another order).
+
 Randomness (noise, stochastic rounding) comes from numba's generator, seeded at the start of every call
 with the ``seed`` argument; the NumPy twin uses ``numpy.random.default_rng(seed)``, so the two agree in
 distribution, not draw by draw.
@@ -18,8 +29,8 @@ import numpy as np
 from numba import njit
 
 from ..backends.base import INIT_ZEROS, MODE_CLAMP, MODE_NUDGE
-from ..backends.numba._common import decayed_dt, energy_total, first_bad_rows
-from ..backends.numba.activations import dphi, phi
+from ..backends.numba._common import decayed_dt, energy_total, first_nonfinite
+from ..backends.numba.activations import dphi_from, phi, sigmoid, tanh
 from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
                               P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
 from ..config import CACHE, FASTMATH
@@ -27,6 +38,10 @@ from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from .nonideal import K_ADD, K_MMGAIN, K_MMOFF, K_MUL, K_QNEAR, K_QSTOCH
 
 _jit = dict(cache=CACHE, fastmath=FASTMATH, nogil=True)
+_u = np.uint64
+"""Indices inside a population are unsigned (``x[s, _u(off) + j]`` with ``j`` in ``range(_u(n))``): numba then
+neither wraps them around as negative indices nor makes views (whose reference counting costs more than a
+short row's arithmetic), and the loops vectorise."""
 
 
 @njit(**_jit)
@@ -76,17 +91,13 @@ def site_array(v, units, si, tk, tp, tn, mm, seed):
 
 
 @njit(**_jit)
-def _on_delta(sent, s, u, v, theta, tk, tp, tn, mm):
-    """Send-on-delta for unit ``u`` of batch item ``s``: ``v`` passes the transmission site (2); it is sent
-    when ``|v - old| > theta`` (``old = sent[s, u]``, the value sent last), and then ``sent[s, u] = v``.
-    Returns ``(v, old, sent or not)``."""
-    if tn[2] > 0:
-        v = _site(2, u, v, tk, tp, tn, mm)
-    old = sent[s, u]
-    fire = abs(v - old) > theta
-    if fire:
-        sent[s, u] = v
-    return v, old, fire
+def _random(si, tk, tn):
+    """Whether site ``si`` draws random numbers (stochastic rounding, additive or multiplicative noise)."""
+    for m in range(tn[si]):
+        kind = tk[si, m]
+        if kind == K_QSTOCH or kind == K_ADD or kind == K_MUL:
+            return True
+    return False
 
 
 @njit(**_jit)
@@ -95,15 +106,16 @@ def _deliver(s, j, d, a, b, k, n, o, W, W2, cur, qw, qs, mult, noisy):
     receiving population: ``cur[s, o:o+n] += m d W`` over the ``n`` entries of ``W`` (``WrT`` forward,
     ``Wr`` feedback) for ``j``; with read noise (``noisy``) also ``qw += m^2 a b W2`` and ``qs += m^2 a b``,
     where ``a b`` is the change of the sent value's square (``m^2 a b`` computed in that order)."""
-    base = k + j * n
+    base = _u(k) + _u(j) * _u(n)
+    ou = _u(o)
     c = mult * d
-    for r in range(n):
-        cur[s, o + r] += c * W[base + r]
+    for r in range(_u(n)):
+        cur[s, ou + r] += c * W[base + r]
     if noisy:
         m2 = mult * mult
-        for r in range(n):
-            qw[s, o + r] += m2 * a * b * W2[base + r]
-            qs[s, o + r] += m2 * a * b
+        for r in range(_u(n)):
+            qw[s, ou + r] += m2 * a * b * W2[base + r]
+            qs[s, ou + r] += m2 * a * b
 
 
 @njit(**_jit)
@@ -121,43 +133,79 @@ def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, s
 
 
 @njit(**_jit)
-def _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta,
+def _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta,
                  tk, tp, tn, mm, cnt, sops):
-    n = pi[i, P_SIZE]
-    off = pi[i, P_OFF]
+    """The value units of population ``i`` send on delta.  ``ph[s, u] = phi(x[s, u])`` is computed a row at a
+    time (a loop that vectorises) and kept: the drive of the same evaluation takes ``phi'`` from it
+    (:func:`~neurosim.backends.numba.activations.dphi_from`).  The sites (0 values, 2 dac) are applied unit
+    by unit in the order of the batch items and units, so that their random draws come in the same order."""
+    n = _u(pi[i, P_SIZE])
+    o = _u(pi[i, P_OFF])
     code = pi[i, P_PHI]
     a = pf[i, PF_PARAM]
+    s0 = tn[0] > 0
+    s2 = tn[2] > 0
     for s in range(B):
+        if code == 1:   # phi(x) of the row, tanh and sigmoid in loops of their own so that they vectorise
+            for j in range(n):
+                ph[s, o + j] = tanh(x[s, o + j])
+        elif code == 2:
+            for j in range(n):
+                ph[s, o + j] = sigmoid(x[s, o + j])
+        else:
+            for j in range(n):
+                ph[s, o + j] = phi(code, a, x[s, o + j])
         for j in range(n):
-            u = off + j
-            v = phi(code, a, x[s, u])
-            if tn[0] > 0:
-                v = _site(0, u, v, tk, tp, tn, mm)
-            v, old, fire = _on_delta(sv, s, u, v, theta, tk, tp, tn, mm)
-            if fire:
+            v = ph[s, o + j]
+            if s0:
+                v = _site(0, o + j, v, tk, tp, tn, mm)
+            if s2:
+                v = _site(2, o + j, v, tk, tp, tn, mm)
+            old = sv[s, o + j]
+            if abs(v - old) > theta:
+                sv[s, o + j] = v
                 cnt[i, 0] += 1
-                _fan_out(s, i, j, v - old, v * v - old * old, 1.0, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy,
-                         sops)
+                # _fan_out(s, i, j, v - old, v * v - old * old, 1.0, ...) written out: a call per event with
+                # this many arrays costs more than the event (reference counting of every array argument)
+                d = v - old
+                ds2 = v * v - old * old
+                for k in range(ki.shape[0]):
+                    if ki[k, K_PRE] != i or ki[k, K_WOFF] < 0:
+                        continue
+                    post = ki[k, K_POST]
+                    m = pi[post, P_SIZE]
+                    nk = _u(m)
+                    op = _u(pi[post, P_OFF])
+                    base = _u(ki[k, K_WOFF]) + j * nk
+                    mult = kf[k, KF_MULT]
+                    c = mult * d
+                    for r in range(nk):
+                        cur_mu[s, op + r] += c * WrT[base + r]
+                    if noisy:
+                        m2 = mult * mult
+                        for r in range(nk):
+                            qmw[s, op + r] += m2 * ds2 * 1.0 * Wr2T[base + r]
+                            qms[s, op + r] += m2 * ds2 * 1.0
+                    sops[k, 0] += m
 
 
 @njit(**_jit)
 def _send_x(i, B, x, sx, cur_sk, pi, ki, theta, cnt, skip_ops):
     """The x-channel of identity skips out of population ``i``: x sent on delta, accumulated one-to-one into
     the skip current of every post population."""
-    n = pi[i, P_SIZE]
-    off = pi[i, P_OFF]
+    n = _u(pi[i, P_SIZE])
+    o = _u(pi[i, P_OFF])
     nproj = ki.shape[0]
     for s in range(B):
         for j in range(n):
-            u = off + j
-            d = x[s, u] - sx[s, u]
+            d = x[s, o + j] - sx[s, o + j]
             if abs(d) > theta:
-                sx[s, u] = x[s, u]
+                sx[s, o + j] = x[s, o + j]
                 cnt[i, 0] += 1
                 for k in range(nproj):
                     if ki[k, K_PRE] != i or ki[k, K_SKIP] == 0:
                         continue
-                    cur_sk[s, pi[ki[k, K_POST], P_OFF] + j] += d
+                    cur_sk[s, _u(pi[ki[k, K_POST], P_OFF]) + j] += d
                     skip_ops[k, 0] += 1
 
 
@@ -169,7 +217,7 @@ def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qf
         if pi[pre, P_ROLE] == ROLE_INPUT:
             continue
         if ki[k, K_SKIP] != 0:
-            cur_skfb[s, pi[pre, P_OFF] + j] += d
+            cur_skfb[s, _u(pi[pre, P_OFF]) + _u(j)] += d
             skip_ops[k, 1] += 1
         if ki[k, K_WOFF] < 0:
             continue
@@ -182,16 +230,44 @@ def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qf
 @njit(**_jit)
 def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, theta, tk, tp, tn, mm,
                  ki_start, ki_end, cnt, sops, cur_skfb, skip_ops):
-    n = pi[i, P_SIZE]
-    off = pi[i, P_OFF]
+    n = _u(pi[i, P_SIZE])
+    o = _u(pi[i, P_OFF])
+    s2 = tn[2] > 0
     for s in range(B):
         for j in range(n):
-            u = off + j
-            v, old, fire = _on_delta(se, s, u, oe[s, u], theta, tk, tp, tn, mm)
-            if fire:
+            v = oe[s, o + j]
+            if s2:
+                v = _site(2, o + j, v, tk, tp, tn, mm)
+            old = se[s, o + j]
+            if abs(v - old) > theta:
+                se[s, o + j] = v
                 cnt[i, 1] += 1
-                _project_errors(i, s, j, v - old, v * v - old * old, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
-                                ki_start, ki_end, sops, cur_skfb, skip_ops)
+                # _project_errors(i, s, j, v - old, v * v - old * old, ...) written out (see _send_values)
+                d = v - old
+                ds2 = v * v - old * old
+                for k in range(ki_start[i], ki_end[i]):
+                    pre = ki[k, K_PRE]
+                    if pi[pre, P_ROLE] == ROLE_INPUT:
+                        continue
+                    op = _u(pi[pre, P_OFF])
+                    if ki[k, K_SKIP] != 0:
+                        cur_skfb[s, op + j] += d
+                        skip_ops[k, 1] += 1
+                    if ki[k, K_WOFF] < 0:
+                        continue
+                    m = pi[pre, P_SIZE]
+                    nk = _u(m)
+                    base = _u(ki[k, K_WOFF]) + j * nk
+                    mult = kf[k, KF_MULT]
+                    c = mult * d
+                    for r in range(nk):
+                        cur_fb[s, op + r] += c * Wr[base + r]
+                    if noisy:
+                        m2 = mult * mult
+                        for r in range(nk):
+                            qfw[s, op + r] += m2 * ds2 * 1.0 * Wr2[base + r]
+                            qfs[s, op + r] += m2 * ds2 * 1.0
+                    sops[k, 1] += m
 
 
 @njit(**_jit)
@@ -208,96 +284,186 @@ def _read(cur, qw, qs, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm):
 
 @njit(**_jit)
 def _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm, has_skin, cur_sk):
-    n = pi[i, P_SIZE]
-    off = pi[i, P_OFF]
+    """``mu = adc(c^mu) + b (+ c^sk)`` of population ``i``; the read noise and the adc site draw unit by unit in
+    the order of the batch items and units; without them the rows are plain sums."""
+    n = _u(pi[i, P_SIZE])
+    o = _u(pi[i, P_OFF])
+    exact = noisy or tn[3] > 0
     for s in range(B):
-        for j in range(n):
-            u = off + j
-            if pi[i, P_ROLE] == ROLE_INPUT:
-                mu[s, u] = 0.0
-                continue
-            elif has_in[i] != 0:
-                mu[s, u] = _read(cur_mu, qmw, qms, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm) + bsum[u]
+        if pi[i, P_ROLE] == ROLE_INPUT:
+            for j in range(n):
+                mu[s, o + j] = 0.0
+            continue
+        elif has_in[i] != 0:
+            if exact:
+                for j in range(n):
+                    mu[s, o + j] = (_read(cur_mu, qmw, qms, s, o + j, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
+                                    + bsum[o + j])
             else:
-                mu[s, u] = bsum[u]
-            if has_skin[i] != 0:
-                mu[s, u] = mu[s, u] + cur_sk[s, u]
+                for j in range(n):
+                    mu[s, o + j] = cur_mu[s, o + j] + bsum[o + j]
+        else:
+            for j in range(n):
+                mu[s, o + j] = bsum[o + j]
+        if has_skin[i] != 0:
+            for j in range(n):
+                mu[s, o + j] = mu[s, o + j] + cur_sk[s, o + j]
 
 
 @njit(**_jit)
-def _evaluate(cnt, init_es, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
+def _evaluate(cnt, init_es, first, B, t, mode, beta, x, ph, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
               dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv, has_fbin,
               Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops,
-              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops):
+              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, static, det_values):
+    """One synchronous evaluation (order in :mod:`neurosim.hardware.engine`).  ``first``: the first evaluation
+    of this call.  After it, a population whose state cannot move (``static``: an input, or the target when
+    clamped) is skipped where that changes no result: its x-channel and -- when the value and dac sites draw
+    no random numbers (``det_values``) -- its value units cannot fire again (their output is a function of
+    the unchanged x, and the last evaluation left ``|o - sent| <= theta``), its read prediction (an input's
+    is 0), its zero error outputs (no error units) and its zero ``dx``."""
     npop = pi.shape[0]
     for i in range(npop):
+        if static[i] != 0 and not first:
+            if has_out[i] != 0 and not det_values:
+                _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
+                             tk, tp, tn, mm, cnt, sops)
+            continue
         if has_out[i] != 0:
-            _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
+            _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
                          tk, tp, tn, mm, cnt, sops)
         if has_xout[i] != 0:
             _send_x(i, B, x, sx, cur_sk, pi, ki, theta_v, cnt, skip_ops)
     for i in range(npop):
+        if pi[i, P_ROLE] == ROLE_INPUT and not first:
+            continue
         _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm, has_skin,
                  cur_sk)
+    s1 = tn[1] > 0
     for i in range(npop):
-        n = pi[i, P_SIZE]
-        off = pi[i, P_OFF]
+        n = _u(pi[i, P_SIZE])
+        o = _u(pi[i, P_OFF])
         energy[i] = 0.0
         if pi[i, P_ERR] == 0:
-            for s in range(B):
-                for j in range(n):
-                    oe[s, off + j] = 0.0
-                    deps[s, off + j] = 0.0
+            if first:
+                for s in range(B):
+                    for j in range(n):
+                        oe[s, o + j] = 0.0
+                        deps[s, o + j] = 0.0
             continue
         tau_e = pf[i, PF_TAUE]
         acc = 0.0
         for s in range(B):
-            for j in range(n):
-                u = off + j
-                p = prec[u]
-                d = x[s, u] - mu[s, u]
-                acc += p * d * d
-                if tau_e > 0:
+            if tau_e > 0:
+                for j in range(n):
+                    p = prec[o + j]
+                    d = x[s, o + j] - mu[s, o + j]
+                    acc += p * d * d
                     if init_es:
-                        es[s, u] = p * d
-                    e = es[s, u]
-                    deps[s, u] = (d - e / p) / tau_e
-                else:
-                    e = p * d
-                    deps[s, u] = 0.0
-                if tn[1] > 0:
-                    e = _site(1, u, e, tk, tp, tn, mm)
-                oe[s, u] = e
+                        es[s, o + j] = p * d
+                    e = es[s, o + j]
+                    deps[s, o + j] = (d - e / p) / tau_e
+                    oe[s, o + j] = e
+            else:
+                for j in range(n):
+                    p = prec[o + j]
+                    d = x[s, o + j] - mu[s, o + j]
+                    acc += p * d * d
+                    oe[s, o + j] = p * d
+                    deps[s, o + j] = 0.0
+            if s1:
+                for j in range(n):
+                    oe[s, o + j] = _site(1, o + j, oe[s, o + j], tk, tp, tn, mm)
         energy[i] = 0.5 * acc / B
     for i in range(npop):
         if fb_recv[i] != 0:
             _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, theta_e, tk, tp, tn, mm,
                          ki_start, ki_end, cnt, sops, cur_skfb, skip_ops)
+    exact_fb = noisy or tn[3] > 0
     for i in range(npop):
-        n = pi[i, P_SIZE]
-        off = pi[i, P_OFF]
-        role = pi[i, P_ROLE]
-        if role == ROLE_INPUT or (role == ROLE_TARGET and mode == MODE_CLAMP):
-            for s in range(B):
-                for j in range(n):
-                    dx[s, off + j] = 0.0
+        n = _u(pi[i, P_SIZE])
+        o = _u(pi[i, P_OFF])
+        if static[i] != 0:
+            if first:
+                for s in range(B):
+                    for j in range(n):
+                        dx[s, o + j] = 0.0
             continue
+        role = pi[i, P_ROLE]
         code = pi[i, P_PHI]
         a = pf[i, PF_PARAM]
         inv_tau = 1.0 / pf[i, PF_TAUX]
         nudge = role == ROLE_TARGET and mode == MODE_NUDGE
+        hf = has_fbin[i] != 0
+        hk = has_skfb[i] != 0
+        # drive = -eps + phi'(x) fb (+ c^skfb) (+ beta (t - x)), dx = drive / tau_x, built in dx one term
+        # at a time (loops that vectorise; the same operations in the same order as one expression).  Feedback
+        # reaches only populations with a weighted projection out (has_fbin implies has_out), which have sent
+        # their values in this evaluation: ph holds phi(x).  Without feedback phi'(x) fb = phi'(x) 0 = +0.
         for s in range(B):
+            if hf and exact_fb:
+                for j in range(n):
+                    fb = _read(cur_fb, qfw, qfs, s, o + j, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
+                    dx[s, o + j] = -oe[s, o + j] + dphi_from(code, a, x[s, o + j], ph[s, o + j]) * fb
+            elif hf:
+                if code == 1:   # phi'(x) = 1 - phi(x)^2 of tanh in a loop of its own
+                    for j in range(n):
+                        f = ph[s, o + j]
+                        dx[s, o + j] = -oe[s, o + j] + (1.0 - f * f) * cur_fb[s, o + j]
+                else:
+                    for j in range(n):
+                        dx[s, o + j] = (-oe[s, o + j]
+                                        + dphi_from(code, a, x[s, o + j], ph[s, o + j]) * cur_fb[s, o + j])
+            else:
+                for j in range(n):
+                    dx[s, o + j] = -oe[s, o + j] + 0.0
+            if hk:
+                for j in range(n):
+                    dx[s, o + j] += cur_skfb[s, o + j]
+            if nudge:
+                for j in range(n):
+                    dx[s, o + j] += beta * (t[s, j] - x[s, o + j])
             for j in range(n):
-                u = off + j
-                fb = 0.0
-                if has_fbin[i] != 0:
-                    fb = _read(cur_fb, qfw, qfs, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm)
-                drive = -oe[s, u] + dphi(code, a, x[s, u]) * fb
-                if has_skfb[i] != 0:
-                    drive += cur_skfb[s, u]
-                if nudge:
-                    drive += beta * (t[s, j] - x[s, u])
-                dx[s, u] = drive * inv_tau
+                dx[s, o + j] *= inv_tau
+
+
+@njit(**_jit)
+def _first_bad(energy, x, pi, static, all_pops):
+    """:func:`~neurosim.backends.numba._common.first_bad_rows` that looks at the state of the populations which
+    can move (not ``static``) only, unless ``all_pops``: the static ones keep the state checked at step 0."""
+    bad = first_nonfinite(energy)
+    if bad >= 0:
+        return bad
+    for i in range(pi.shape[0]):
+        if static[i] != 0 and not all_pops:
+            continue
+        n = _u(pi[i, P_SIZE])
+        o = _u(pi[i, P_OFF])
+        ok = True
+        for s in range(x.shape[0]):
+            for j in range(n):
+                if not math.isfinite(x[s, o + j]):
+                    ok = False
+        if not ok:
+            return i
+    return -1
+
+
+@njit(**_jit)
+def _euler(dt, x, dx, es, deps, pi, pf, static):
+    """The Euler step ``x += dt dx``, ``es += dt deps``, over the populations where they can change: ``dx`` is
+    zero on ``static`` populations and ``deps`` off the dynamic error units (``tau_eps > 0``)."""
+    for i in range(pi.shape[0]):
+        n = _u(pi[i, P_SIZE])
+        o = _u(pi[i, P_OFF])
+        move_x = static[i] == 0
+        move_e = pi[i, P_ERR] != 0 and pf[i, PF_TAUE] > 0
+        for s in range(x.shape[0]):
+            if move_x:
+                for j in range(n):
+                    x[s, o + j] += dt * dx[s, o + j]
+            if move_e:
+                for j in range(n):
+                    es[s, o + j] += dt * deps[s, o + j]
 
 
 @njit(**_jit)
@@ -318,6 +484,14 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
     nproj = ki.shape[0]
     N = x.shape[1]
     energy = np.zeros(npop)
+    ph = np.zeros((B, N))   # phi(x) of the value units, kept from their send to the drive of one evaluation
+    # populations whose x does not move during the relaxation (dx = 0): inputs, and the target when clamped
+    static = np.zeros(npop, dtype=np.int64)
+    for i in range(npop):
+        role = pi[i, P_ROLE]
+        if role == ROLE_INPUT or (role == ROLE_TARGET and mode == MODE_CLAMP):
+            static[i] = 1
+    det_values = not (_random(0, tk, tn) or _random(2, tk, tn))
     cur_mu[:, :] = 0.0
     cur_fb[:, :] = 0.0
     qmw[:, :] = 0.0
@@ -360,7 +534,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                     for j in range(pi[i, P_SIZE]):
                         x[s, pi[i, P_OFF] + j] = mu[s, pi[i, P_OFF] + j]
             if has_out[i] != 0:
-                _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
+                _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
                              tk, tp, tn, mm, ev_init, sops)
             if has_xout[i] != 0:
                 _send_x(i, B, x, sx, cur_sk, pi, ki, theta_v, ev_init, skip_ops)
@@ -375,10 +549,10 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                 for s in range(B):
                     for j in range(pi[i, P_SIZE]):
                         x[s, pi[i, P_OFF] + j] = 0.0
-    _evaluate(ev[0], not prev, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
+    _evaluate(ev[0], not prev, True, B, t, mode, beta, x, ph, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
               dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv, has_fbin,
               Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops,
-              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops)
+              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, static, det_values)
     if target_pop >= 0:
         for s in range(B):
             for j in range(pi[target_pop, P_SIZE]):
@@ -390,7 +564,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
     for k in range(n_steps + 1):
         for i in range(npop):
             energies[k, i] = energy[i]
-        bad = first_bad_rows(energy, x, pi)
+        bad = _first_bad(energy, x, pi, static, k == 0)
         if bad >= 0:
             status, fail_step, fail_pop = 1, k, bad
             break
@@ -408,16 +582,13 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                         rate = v
             if rate < tol:
                 break
-        for s in range(B):
-            for u in range(N):
-                x[s, u] += dt * dx[s, u]
-                es[s, u] += dt * deps[s, u]
+        _euler(dt, x, dx, es, deps, pi, pf, static)
         steps += 1
         prev_total = energy_total(energy)
-        _evaluate(ev[k + 1], False, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw,
+        _evaluate(ev[k + 1], False, False, B, t, mode, beta, x, ph, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw,
                   qfs, dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv,
                   has_fbin, Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm,
-                  sops, has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops)
+                  sops, has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, static, det_values)
         dt = decayed_dt(dt, dt_decay, prev_total, energy)
     if target_pop >= 0:
         for s in range(B):

@@ -57,6 +57,12 @@ def test_hw_event_driven_threshold_zero_is_clock_driven_and_traffic_falls(tmp_pa
     ops = [r["synaptic_ops_per_sample"] for r in rows]
     assert ev[0] > ev[1] > ev[2] and ops[0] > ops[1] > ops[2]
     assert ev[0] < rows[0]["clock_events_per_sample"]            # silent units save traffic even at theta = 0
+    # the relaxation's wall time is reported against its events and synaptic ops (values: benchmarks/events.py)
+    assert "wall_vs_events.png" in m["figures"] and set(m["relax_wall_fit"]) == {"ns_per_synaptic_op",
+                                                                                 "fixed_us_per_sample"}
+    for r in rows:
+        assert r["relax_events_per_sample"] * 16 == r["relax_events"] and r["relax_wall_ms_per_sample"] > 0
+        assert r["relax_synaptic_ops_per_sample"] > 0
     assert m["energy_per_sample_J"] < m["clock_energy_per_sample_J"]
     # threshold 0 trains exactly like clock-driven PC on the simulator's own kernel
     full = {**registry.get("hw-event-driven").DEFAULTS, **cfg}
