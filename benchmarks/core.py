@@ -223,13 +223,13 @@ def loadavg():
         return None
 
 
-def run_python(code: str, env_extra: dict | None = None, python: str | None = None, timeout=900) -> str:
-    """Run ``code`` in a fresh interpreter (same environment unless ``python`` says otherwise) and
-    return its stdout; raise with stderr on failure."""
+def run_python(code: str, env_extra: dict | None = None, python: str | None = None, timeout=900, cwd=None) -> str:
+    """Run ``code`` in a fresh interpreter (same environment unless ``python`` says otherwise; in directory ``cwd``,
+    which comes first on its ``sys.path``) and return its stdout; raise with stderr on failure."""
     env = dict(os.environ)
     env.update(env_extra or {})
     r = subprocess.run([python or sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                       timeout=timeout)
+                       timeout=timeout, cwd=cwd)
     if r.returncode != 0:
         raise RuntimeError(f"subprocess failed ({r.returncode}):\n{r.stderr[-3000:]}")
     return r.stdout

@@ -212,7 +212,9 @@ def coldstart_section(c):
     lines = ["## Cold start (a fresh install)\n",
              "Each number is a new process with an empty numba cache directory, as after `pip install` "
              "(64-256-256-10 tanh; `learn` is the first `Simulator.learn` call, 20 steps: compile plus one batch; "
-             "`fpa`/`ipc` the first step of that schedule after it, batch 32; median of the repeats). "
+             "`fpa`/`ipc` the first step of that schedule after it, batch 32; median of the repeats; `cpu`: the "
+             "child's process CPU time, steadier than wall time on a busy machine since compiling is "
+             "single-threaded). "
              + (f"The trees were run interleaved in one run: {', '.join(trees)}." if len(trees) > 1 else "") + "\n",
              "| first call | " + " | ".join(trees) + (" | ratio |" if len(trees) > 1 else "") ,
              "|---|" + "---|" * (len(trees) + (1 if len(trees) > 1 else 0))]

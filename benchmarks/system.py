@@ -282,13 +282,15 @@ X, Y = core.make_data({B}, sizes)
 sim = core.simulator(sizes, "numba", "{dtype}")
 X, Y = X.astype("{dtype}"), Y.astype("{dtype}")
 w1 = time.perf_counter()
+c1 = time.process_time()
 sim.learn(X, Y, steps=20)
 w2 = time.perf_counter()
-out = ["LEARN", w2 - w1, w1 - w0]
+out = ["LEARN", w2 - w1, w1 - w0, "learn_cpu", time.process_time() - c1]
 for algo in {algos}:
     t = time.perf_counter()
+    c = time.process_time()
     sim.step(X, Y, algorithm=algo)
-    out += [algo, time.perf_counter() - t]
+    out += [algo, time.perf_counter() - t, algo + "_cpu", time.process_time() - c]
 print(*out)
 """
 
@@ -315,29 +317,39 @@ def coldstart(against: str | None = None, repeats: int = 1, log=print) -> dict:
       batch; for batch 32 in float64 also the first ``fpa`` and ``ipc`` step after it (their own kernels);
     * ``neurosim run digits`` from start to exit (wall time of the whole command, figures included).
 
+    Each first call reports its wall time and its process CPU time (``*_cpu_s``): compiling is single-threaded, so
+    on a busy machine the CPU time is the steadier measure of the work (the wall time adds the waiting).
+
     With ``against`` (a git commit), the same children run on that commit's tree too, interleaved with this
     tree's (A, B, A, B ...), so that the ratios are taken under the same load."""
     import subprocess
     import sys
+    probe = "import neurosim; print('FILE', neurosim.__file__)"
     trees = [_cold_tree(None)] + ([_cold_tree(against)] if against else [])
     cases = [("float64", 1, []), ("float32", 1, []), ("float64", 256, []), ("float32", 256, []),
              ("float64", 32, ["fpa", "ipc"])]
+    for path, label, _ in trees:   # each child must import the tree it is timing (not the working directory's)
+        f = core.run_python(probe, {"PYTHONPATH": path}, cwd=path).split("FILE")[1].strip()
+        if not Path(f).resolve().is_relative_to(Path(path).resolve()):
+            raise RuntimeError(f"coldstart: the child for {label} imported neurosim from {f}, not from {path}")
     rows = []
     for dtype, B, algos in cases:
         for rep in range(repeats):
             for path, label, _ in trees:
                 with tempfile.TemporaryDirectory() as cache:
                     env = {"PYTHONPATH": path, "NUMBA_CACHE_DIR": cache}
-                    c0 = time.process_time()
-                    line = core.run_python(_COLD_CHILD.format(B=B, dtype=dtype, algos=algos), env)
+                    # cwd = the tree: "python -c" puts the working directory first on sys.path
+                    line = core.run_python(_COLD_CHILD.format(B=B, dtype=dtype, algos=algos), env, cwd=path)
                     v = line.split("LEARN")[1].split()
                     row = {"tree": label, "dtype": dtype, "batch": B, "first_learn_s": float(v[0]),
                            "setup_s": float(v[1])}
                     for k in range(2, len(v), 2):
                         row[f"first_{v[k]}_s"] = float(v[k + 1])
                     rows.append(row)
-                    log(f"  {label:>10} {dtype} B={B}: first learn {row['first_learn_s']:.1f} s"
-                        + "".join(f", first {a} {row[f'first_{a}_s']:.1f} s" for a in algos))
+                    log(f"  {label:>10} {dtype} B={B}: first learn {row['first_learn_s']:.1f} s "
+                        f"(cpu {row['first_learn_cpu_s']:.1f} s)"
+                        + "".join(f", first {a} {row[f'first_{a}_s']:.1f} s (cpu {row[f'first_{a}_cpu_s']:.1f} s)"
+                                  for a in algos))
     digits = []
     for rep in range(repeats):
         for path, label, _ in trees:
@@ -345,7 +357,7 @@ def coldstart(against: str | None = None, repeats: int = 1, log=print) -> dict:
                 env = dict(__import__("os").environ, PYTHONPATH=path, NUMBA_CACHE_DIR=cache)
                 t0 = time.perf_counter()
                 r = subprocess.run([sys.executable, "-m", "neurosim", "run", "digits", "--out", out], env=env,
-                                   capture_output=True, text=True, timeout=900)
+                                   capture_output=True, text=True, timeout=900, cwd=path)
                 wall = time.perf_counter() - t0
                 if r.returncode != 0:
                     raise RuntimeError(f"neurosim run digits failed:\n{r.stderr[-2000:]}")
