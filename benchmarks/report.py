@@ -297,11 +297,13 @@ KERNEL_NOTES = """## What the numba core does (neurosim/backends/numba/)
   and vectorised: tanh and the logistic are written branch-free (Cody-Waite exp + Cephes rational tanh,
   at most 3 ulp from NumPy's), `error_model="numpy"` removes Python's zero-division checks, and loops
   index views from 0 (numba's negative-index wrap-around on `x[o + j]` turns loads into gathers).
-- `Simulator(..., backend_options={"blas_threads": 1})` runs the BLAS products of a batch on one thread
-  (OpenBLAS `openblas_set_num_threads_local`, restored after the call). On a quiet machine two threads
-  are faster for large batches; when other processes keep the cores busy, a two-thread GEMM waits for
-  its descheduled half and the batch can become an order of magnitude slower (the "1 BLAS thread" rows
-  show both under the load of the run).
+- BLAS threads: on a quiet machine two threads are faster for large batches; when other processes keep
+  the cores busy, a two-thread GEMM waits for its descheduled half and the batch can become an order of
+  magnitude slower. So by default (`backend_options={"blas_threads": "auto"}`) every call above batch 8
+  picks its threads from the runnable processes at that instant (`/proc/loadavg` minus this process's own
+  running threads: one thread on 2 cores when anything else runs) and from its thread's CPU share in the
+  previous call (OpenBLAS `openblas_set_num_threads_local`, restored after the call); `{"blas_threads": 1}`
+  fixes one thread (the "1 BLAS thread" rows), `"blas"` BLAS's own setting.
 - fast-math without `nnan`/`ninf` (divergence is detected with finiteness checks); the conformance suite
   checks numba against the reference backend to 1e-10 in float64.
 """
