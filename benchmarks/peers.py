@@ -115,10 +115,10 @@ def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=
             for lib in peers:
                 # numba and the NumPy loop are timed right before and right after the peer: the ratio uses both
                 with limit():
-                    before = core.interleaved(fns, repeats, block=1)
+                    before = core.interleaved(fns, repeats, block=3)
                 res = run_peer(lib, python, sizes, B, T, dtype, repeats, one_thread=one_thread)
                 with limit():
-                    after = core.interleaved(fns, repeats, block=1)
+                    after = core.interleaved(fns, repeats, block=3)
                 around += [before, after]
                 t_nb = 0.5 * (before["numba"]["median_s"] + after["numba"]["median_s"])
                 row[f"numba_s_around_{lib}"] = [before["numba"]["median_s"], after["numba"]["median_s"]]
@@ -137,7 +137,7 @@ def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=
                 row["peers"][lib] = res
             if not around:
                 with limit():
-                    around.append(core.interleaved(fns, repeats, block=1))
+                    around.append(core.interleaved(fns, repeats, block=3))
             row["numba_s"] = float(np.mean([a["numba"]["median_s"] for a in around]))
             row["numba_min_s"] = float(min(a["numba"]["min_s"] for a in around))
             row["numpy_loop_s"] = float(np.mean([a["numpy_loop"]["median_s"] for a in around]))
