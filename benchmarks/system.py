@@ -247,7 +247,9 @@ def load(batches=(1, 32, 256), T=20, n=31, competitors=2, log=print) -> list:
                 fns = {k: core.batch_fn(sim, X, Y, T) for k, sim in sims.items()}
                 # round-robin (core.interleaved), so that the settings are compared under the same load; the
                 # warm-up lets the adaptive choice settle
-                res = core.interleaved(fns, repeats=max(1, n // 3), warmup=max(3, n // 3), block=3)
+                # the pause: after a collapsing two-thread setting, OpenBLAS's worker keeps spinning and would slow
+                # the next setting's calls (measured: batch 32, the setting right after BLAS's own took 2x longer)
+                res = core.interleaved(fns, repeats=max(1, n // 3), warmup=max(3, n // 3), block=3, pause=0.3)
                 for k in sims:
                     row[f"{phase} {k} median_ms"] = 1e3 * res[k]["median_s"]
                     row[f"{phase} {k} min_ms"] = 1e3 * res[k]["min_s"]
