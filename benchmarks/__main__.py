@@ -31,6 +31,10 @@ def main(argv=None):
     p.add_argument("--no-peers", action="store_true", help="skip pcx and ngc-learn")
     p.add_argument("--peers-python", default=peers.DEFAULT_PYTHON, help="python of the peers environment")
     p.add_argument("--peers-float32", action="store_true", help="also time the peers in float32")
+    p.add_argument("--peers-threads", choices=["default", "one", "both"], default="default",
+                   help="peers suite: every implementation with its default threading, on one thread, or both")
+    p.add_argument("--peers-libs", nargs="+", choices=list(peers.PEERS), default=list(peers.PEERS),
+                   help="peers suite: which peer libraries to run (the NumPy loop always runs)")
     p.add_argument("--repeats", type=int, help="repeats per timing (default 7, quick 3)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
     p.add_argument("--no-readme", action="store_true", help="do not regenerate benchmarks/README.md")
@@ -64,8 +68,10 @@ def main(argv=None):
     if "peers" in suites:
         log("peers: pcx and ngc-learn (each checked against neurosim's energy and weight update first)")
         dtypes = ("float64", "float32") if a.peers_float32 else ("float64",)
-        res["peers"] = peers.run(workloads.WORKLOADS, python=a.peers_python, repeats=max(3, repeats - 2),
-                                 dtypes=dtypes, log=log)
+        for one in {"default": [False], "one": [True], "both": [False, True]}[a.peers_threads]:
+            key = "peers_one_thread" if one else "peers"
+            res[key] = peers.run(workloads.WORKLOADS, python=a.peers_python, repeats=max(3, repeats - 2),
+                                 dtypes=dtypes, log=log, one_thread=one, peers=tuple(a.peers_libs))
     if "scaling" in suites:
         log("scaling (numba, float64)")
         res["scaling"] = scaling.run(repeats=3 if a.quick else max(5, repeats - 2), quick=a.quick, log=log)

@@ -77,14 +77,17 @@ def batch_fn(sim, X, Y, T):
     return run
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 1, repeats_of: dict | None = None, block: int = 3) -> dict:
+def interleaved(fns: dict, repeats: int, warmup: int = 1, repeats_of: dict | None = None, block: int = 3,
+                pause: float = 0.0) -> dict:
     """Median wall time of each callable, measured round-robin so that every ratio between them is
     taken under the same machine conditions.
 
     Each round runs every callable ``block`` times in a row after one untimed call, so that each is
     timed with its own data in the caches, as in a training loop (timing alternate single calls would
     charge every call for the caches the other implementation evicted).  ``repeats`` rounds;
-    ``repeats_of`` caps the number of rounds of slow entries.
+    ``repeats_of`` caps the number of rounds of slow entries.  ``pause`` seconds of sleep after each block let
+    BLAS worker threads of the previous entry go idle (OpenBLAS's spin for a while after a multi-threaded
+    product and would take a core from the next entry).
     """
     for f in fns.values():
         for _ in range(warmup):
@@ -100,6 +103,8 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1, repeats_of: dict | Non
                 t0 = time.perf_counter()
                 f()
                 times[k].append(time.perf_counter() - t0)
+            if pause > 0:
+                time.sleep(pause)
     return {k: {"median_s": statistics.median(v), "min_s": min(v), "n": len(v)} for k, v in times.items()}
 
 

@@ -51,13 +51,19 @@ def _problem(path, sizes, B, T, dtype, repeats):
     return float(res.energy[-1].sum())
 
 
-def run_peer(lib, python, sizes, B, T, dtype, repeats, timeout=1800) -> dict:
+#: the environment of a peer run on one thread: XLA's CPU client without its Eigen thread pool, one BLAS thread
+ONE_THREAD_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+                  "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run_peer(lib, python, sizes, B, T, dtype, repeats, timeout=1800, one_thread=False) -> dict:
     with tempfile.TemporaryDirectory() as d:
         prob, out = Path(d) / "problem.npz", Path(d) / "result.json"
         energy = _problem(prob, sizes, B, T, dtype, repeats)
         try:
+            env = dict(os.environ, **(ONE_THREAD_ENV if one_thread else {}))
             r = subprocess.run([python, str(HERE / f"{lib}_bench.py"), str(prob), str(out)], capture_output=True,
-                               text=True, timeout=timeout)
+                               text=True, timeout=timeout, env=env)
         except FileNotFoundError:
             return {"ok": False, "reason": f"peers environment not found ({python}); see benchmarks/README.md"}
         except subprocess.TimeoutExpired:
@@ -76,23 +82,44 @@ def run_peer(lib, python, sizes, B, T, dtype, repeats, timeout=1800) -> dict:
     return res
 
 
-def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=None, log=print) -> dict:
-    """For each workload (name, B, T) and dtype: numba median time and each peer's result."""
+def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=None, log=print, one_thread=False,
+        peers=PEERS) -> dict:
+    """For each workload (name, B, T) and dtype: numba's and a plain NumPy loop's median times
+    (:mod:`benchmarks.numpy_loop`, timed round-robin with numba in this process) and each peer's result.
+
+    ``one_thread``: every implementation on one thread (numba ``blas_threads=1``, the NumPy loop under
+    ``threadpoolctl.threadpool_limits(1)``, the peers with :data:`ONE_THREAD_ENV`); else each with its default
+    threading (numba's default, NumPy's BLAS default, XLA's default)."""
+    import contextlib
+
+    from .numpy_loop import NumpyLoop
     sizes = sizes or core.net_sizes()
     rows = []
+    if one_thread:
+        from threadpoolctl import threadpool_limits
+        limit = lambda: threadpool_limits(1)   # noqa: E731
+    else:
+        limit = contextlib.nullcontext
     for dtype in dtypes:
         for name, B, T in workloads:
             X, Y = core.make_data(B, sizes)
-            sim = core.simulator(sizes, "numba", dtype)
-            fns = {"numba": core.batch_fn(sim, X, Y, T)}
-            if B > 8:
+            sim = core.simulator(sizes, "numba", dtype, blas_threads=1 if one_thread else None)
+            W0 = sim.weights
+            loop = NumpyLoop([W0[f"W{i}"] for i in range(1, len(sizes))], X, Y, T, core.DT, core.LR, dtype)
+            fns = {"numba": core.batch_fn(sim, X, Y, T), "numpy_loop": loop}
+            if B > 8 and not one_thread:
                 fns["numba_1thread"] = core.batch_fn(core.simulator(sizes, "numba", dtype, blas_threads=1), X, Y, T)
-            row = {"workload": name, "batch": B, "T": T, "dtype": dtype, "peers": {}}
-            for lib in PEERS:
-                # numba is timed right before and right after the peer: the ratio uses both
-                before = core.interleaved(fns, repeats, block=1)
-                res = run_peer(lib, python, sizes, B, T, dtype, repeats)
-                after = core.interleaved(fns, repeats, block=1)
+            row = {"workload": name, "batch": B, "T": T, "dtype": dtype, "one_thread": one_thread, "peers": {},
+                   "loadavg_start": core.loadavg()}
+            around = []
+            for lib in peers:
+                # numba and the NumPy loop are timed right before and right after the peer: the ratio uses both
+                with limit():
+                    before = core.interleaved(fns, repeats, block=3)
+                res = run_peer(lib, python, sizes, B, T, dtype, repeats, one_thread=one_thread)
+                with limit():
+                    after = core.interleaved(fns, repeats, block=3)
+                around += [before, after]
                 t_nb = 0.5 * (before["numba"]["median_s"] + after["numba"]["median_s"])
                 row[f"numba_s_around_{lib}"] = [before["numba"]["median_s"], after["numba"]["median_s"]]
                 if "numba_1thread" in fns:
@@ -102,12 +129,23 @@ def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=
                         res["ratio_peer_over_numba_1thread"] = res["median_s"] / t1
                 if res.get("ok"):
                     res["ratio_peer_over_numba"] = res["median_s"] / t_nb
-                    log(f"  {lib:9s} {name:8s} B={B:<4d} T={T:<4d} {dtype}: {res['median_s'] * 1e3:8.2f} ms "
-                        f"(numba {t_nb * 1e3:.2f} ms, x{res['median_s'] / t_nb:.1f}; compile {res['compile_s']:.1f} s; "
-                        f"energy rel. err {res['energy_rel_err']:.1e})")
+                    log(f"  {lib:9s} {name:8s} B={B:<4d} T={T:<4d} {dtype}{' 1 thread' if one_thread else ''}: "
+                        f"{res['median_s'] * 1e3:8.2f} ms (numba {t_nb * 1e3:.2f} ms, x{res['median_s'] / t_nb:.2f}; "
+                        f"compile {res['compile_s']:.1f} s; energy rel. err {res['energy_rel_err']:.1e})")
                 else:
                     log(f"  {lib:9s} {name:8s} B={B:<4d} T={T:<4d} {dtype}: not timed: {res['reason']}")
                 row["peers"][lib] = res
-            row["numba_s"] = float(np.mean([v for lib in PEERS for v in row[f"numba_s_around_{lib}"]]))
+            if not around:
+                with limit():
+                    around.append(core.interleaved(fns, repeats, block=3))
+            row["numba_s"] = float(np.mean([a["numba"]["median_s"] for a in around]))
+            row["numba_min_s"] = float(min(a["numba"]["min_s"] for a in around))
+            row["numpy_loop_s"] = float(np.mean([a["numpy_loop"]["median_s"] for a in around]))
+            row["numpy_loop_min_s"] = float(min(a["numpy_loop"]["min_s"] for a in around))
+            row["ratio_numpy_loop_over_numba"] = row["numpy_loop_s"] / row["numba_s"]
+            row["loadavg_end"] = core.loadavg()
+            log(f"  numpy loop {name:8s} B={B:<4d} T={T:<4d} {dtype}{' 1 thread' if one_thread else ''}: "
+                f"{row['numpy_loop_s'] * 1e3:8.2f} ms (numba {row['numba_s'] * 1e3:.2f} ms, "
+                f"x{row['ratio_numpy_loop_over_numba']:.2f})")
             rows.append(row)
-    return {"python": python, "rows": rows}
+    return {"python": python, "one_thread": one_thread, "rows": rows}

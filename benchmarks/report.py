@@ -103,9 +103,14 @@ def workloads_section(w):
 
 
 def peers_section(p):
-    lines = ["## Peers: pcx and ngc-learn on the same workloads\n",
-             "| workload | batch | T | dtype | numba ms | pcx ms | pcx / numba | ngc-learn ms | ngc-learn / numba |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    one = p.get("one_thread")
+    title = ("## Peers on one thread: numba (1 BLAS thread), a NumPy loop (1 BLAS thread), pcx and ngc-learn (XLA "
+             "without its thread pool)\n" if one else "## Peers: pcx and ngc-learn on the same workloads\n")
+    loop = any("numpy_loop_s" in x for x in p["rows"])
+    lines = [title,
+             "| workload | batch | T | dtype | numba ms | pcx ms | pcx / numba | ngc-learn ms | ngc-learn / numba |"
+             + (" NumPy loop ms | NumPy loop / numba |" if loop else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if loop else "")]
     notes = []
     for x in p["rows"]:
         cells = []
@@ -115,6 +120,9 @@ def peers_section(p):
                 cells += [_ms(res["median_s"]), f"**{res['ratio_peer_over_numba']:.1f}x**"]
             else:
                 cells += ["not run", res.get("reason", "?")]
+        if loop:
+            cells += ([_ms(x["numpy_loop_s"]), f"**{x['ratio_numpy_loop_over_numba']:.2f}x**"]
+                      if "numpy_loop_s" in x else ["not run", ""])
         lines.append(f"| {x['workload']} | {x['batch']} | {x['T']} | {x['dtype']} | {_ms(x['numba_s'])} | "
                      + " | ".join(cells) + " |")
         t1 = [x.get(f"numba_1thread_s_around_{lib}") for lib in ("pcx", "ngclearn")]
@@ -125,7 +133,7 @@ def peers_section(p):
                 cells += ([_ms(res["median_s"]), f"{res['median_s'] / t:.1f}x"] if res.get("ok")
                           else ["not run", res.get("reason", "?")])
             lines.append(f"| {x['workload']}, numba with 1 BLAS thread | {x['batch']} | {x['T']} | {x['dtype']} | "
-                         f"{_ms(sum(t1) / 2)} | " + " | ".join(cells) + " |")
+                         f"{_ms(sum(t1) / 2)} | " + " | ".join(cells) + (" | | |" if loop else " |"))
     for x in p["rows"]:
         for lib, res in x["peers"].items():
             if res.get("ok"):
@@ -326,6 +334,25 @@ def checklist(r):
             m = float(np.median(d))
             lines.append(f"- `neurosim run digits` on a fresh install: {m:.1f} s in all (target < 15 s): "
                          f"{'met' if m < 15 else 'NOT met'}")
+    for key, what in (("peers", "default threading"), ("peers_one_thread", "one thread")):
+        rows = (r.get(key) or {}).get("rows", [])
+        pcx = [(x["peers"]["pcx"]["ratio_peer_over_numba"], x) for x in rows if x["peers"].get("pcx", {}).get("ok")]
+        loop = [(x["ratio_numpy_loop_over_numba"], x) for x in rows if "ratio_numpy_loop_over_numba" in x]
+        if pcx:
+            m, x = min(pcx, key=lambda v: v[0])
+            lines.append(f"- {what}: at least 1.2x faster than pcx on every workload: slowest margin {m:.2f}x "
+                         f"(B={x['batch']}, T={x['T']}, {x['dtype']}): {'met' if m >= 1.2 else 'NOT met'}")
+        if loop:
+            m, x = min(loop, key=lambda v: v[0])
+            lines.append(f"- {what}: at least as fast as a plain NumPy loop on every workload: slowest margin {m:.2f}x "
+                         f"(B={x['batch']}, T={x['T']}, {x['dtype']}): {'met' if m >= 1.0 else 'NOT met'}")
+    ld = r.get("load")
+    if ld:
+        worst = max(ld, key=lambda x: x["default loaded/quiet"])
+        lines.append(f"- a busy machine, default settings: loaded / quiet at most {worst['default loaded/quiet']:.2f}x "
+                     f"(B={worst['batch']}; target 2x): {'met' if worst['default loaded/quiet'] <= 2 else 'NOT met'}; "
+                     f"default quiet / best quiet at most {max(x['default quiet / best quiet'] for x in ld):.2f} "
+                     f"(target 1.10)")
     s = r.get("startup")
     if s:
         t = s["digits_until_training_begins_s"]
@@ -371,6 +398,10 @@ def markdown(r) -> str:
         parts.append(workloads_section(r["workloads"]))
     if "peers" in r:
         parts.append(peers_section(r["peers"]))
+    if "peers_one_thread" in r:
+        parts.append(peers_section(r["peers_one_thread"]))
+    if "load" in r:
+        parts.append(load_section(r["load"]))
     if "scaling" in r:
         parts.append(scaling_section(r["scaling"]))
     if "memory" in r:
@@ -406,14 +437,32 @@ KERNEL_NOTES = """## What the numba core does (neurosim/backends/numba/)
   and vectorised: tanh and the logistic are written branch-free (Cody-Waite exp + Cephes rational tanh,
   at most 3 ulp from NumPy's), `error_model="numpy"` removes Python's zero-division checks, and loops
   index views from 0 (numba's negative-index wrap-around on `x[o + j]` turns loads into gathers).
-- `Simulator(..., backend_options={"blas_threads": 1})` runs the BLAS products of a batch on one thread
-  (OpenBLAS `openblas_set_num_threads_local`, restored after the call). On a quiet machine two threads
-  are faster for large batches; when other processes keep the cores busy, a two-thread GEMM waits for
-  its descheduled half and the batch can become an order of magnitude slower (the "1 BLAS thread" rows
-  show both under the load of the run).
+- BLAS threads: on a quiet machine two threads are faster for large batches; when other processes keep
+  the cores busy, a two-thread GEMM waits for its descheduled half and the batch can become an order of
+  magnitude slower. So by default (`backend_options={"blas_threads": "auto"}`) every call above batch 8
+  picks its threads from the runnable processes at that instant (`/proc/loadavg` minus this process's own
+  running threads: one thread on 2 cores when anything else runs) and from its thread's CPU share in the
+  previous call (OpenBLAS `openblas_set_num_threads_local`, restored after the call); `{"blas_threads": 1}`
+  fixes one thread (the "1 BLAS thread" rows), `"blas"` BLAS's own setting.
 - fast-math without `nnan`/`ninf` (divergence is detected with finiteness checks); the conformance suite
   checks numba against the reference backend to 1e-10 in float64.
 """
+
+
+def load_section(rows):
+    """The busy-machine table of ``system.load``: quiet and loaded median (min) per setting and batch."""
+    keys = [k[len("quiet "):-len(" median_ms")] for k in rows[0] if k.startswith("quiet ") and k.endswith(" median_ms")]
+    lines = ["## A busy machine: two CPU-bound processes beside a training batch (float64, T = 20)\n",
+             "Median (min) ms per batch, every setting round-robin; *quiet*: without the two processes the benchmark "
+             "starts (other users' load is whatever it was, see the load average).\n",
+             "| batch | phase | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for x in rows:
+        for ph in ("quiet", "loaded"):
+            lines.append(f"| {x['batch']} | {ph} | " + " | ".join(
+                f"{x[f'{ph} {k} median_ms']:.2f} ({x[f'{ph} {k} min_ms']:.2f})" for k in keys) + " |")
+        lines.append(f"| {x['batch']} | loaded / quiet | " + " | ".join(f"**{x[f'{k} loaded/quiet']:.2f}x**"
+                                                                        for k in keys) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def write_readme(r, path: Path):

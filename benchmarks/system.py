@@ -224,15 +224,16 @@ _BUSY_CHILD = "while True: pass"
 def load(batches=(1, 32, 256), T=20, n=31, competitors=2, log=print) -> list:
     """One training batch (64-256-256-10 tanh, float64, T steps) on a quiet machine and with ``competitors``
     CPU-bound processes started here (busy loops, one per core of a 2-core machine), for the default settings
-    (``blas_threads=None``: BLAS's default), ``blas_threads="auto"`` (the adaptive choice of
-    :class:`neurosim.backends.numba.backend._AdaptiveBlas`), ``blas_threads=1`` and ``2``, measured round-robin.  Medians and minima of about ``n`` batches of each after
+    (``blas_threads=None``), BLAS's own setting (``"blas"``), ``"auto"`` (the per-call load-aware choice of
+    :class:`neurosim.backends.numba.backend._LoadAwareBlas`), ``"timed"`` (the timing-based
+    :class:`~neurosim.backends.numba.backend._AdaptiveBlas`), ``blas_threads=1`` and ``2``, measured round-robin.  Medians and minima of about ``n`` batches of each after
     ``n // 3`` warm-up batches (the adaptive choice settles there); the loaded runs start 2 s after the
     competitors."""
     import subprocess
     import sys
     sizes = core.net_sizes()
     rows = []
-    settings = {"default": None, "auto": "auto", "1 thread": 1, "2 threads": 2}
+    settings = {"default": None, "blas": "blas", "auto": "auto", "timed": "timed", "1 thread": 1, "2 threads": 2}
     for B in batches:
         X, Y = core.make_data(B, sizes)
         sims = {k: core.simulator(sizes, "numba", blas_threads=v) for k, v in settings.items()}
@@ -246,12 +247,15 @@ def load(batches=(1, 32, 256), T=20, n=31, competitors=2, log=print) -> list:
                 fns = {k: core.batch_fn(sim, X, Y, T) for k, sim in sims.items()}
                 # round-robin (core.interleaved), so that the settings are compared under the same load; the
                 # warm-up lets the adaptive choice settle
-                res = core.interleaved(fns, repeats=max(1, n // 3), warmup=max(3, n // 3), block=3)
+                # the pause: after a collapsing two-thread setting, OpenBLAS's worker keeps spinning and would slow
+                # the next setting's calls (measured: batch 32, the setting right after BLAS's own took 2x longer)
+                res = core.interleaved(fns, repeats=max(1, n // 3), warmup=max(3, n // 3), block=3, pause=0.3)
                 for k in sims:
                     row[f"{phase} {k} median_ms"] = 1e3 * res[k]["median_s"]
                     row[f"{phase} {k} min_ms"] = 1e3 * res[k]["min_s"]
-                row[f"{phase} auto choice"] = "/".join(sorted(set(
-                    sims["auto"].backend._auto_blas.choices().values())))
+                for k in ("auto", "timed"):
+                    row[f"{phase} {k} choice"] = "/".join(sorted(set(
+                        sims[k].backend._auto_blas.choices().values())))
             finally:
                 for p in procs:
                     p.kill()
@@ -265,8 +269,9 @@ def load(batches=(1, 32, 256), T=20, n=31, competitors=2, log=print) -> list:
         log(f"  B={B:<4d} T={T}: " + "; ".join(
             f"{k}: quiet {row[f'quiet {k} median_ms']:.2f} ms, loaded {row[f'loaded {k} median_ms']:.2f} ms "
             f"({row[f'{k} loaded/quiet']:.2f}x)" for k in settings)
-            + (f" [auto chose: quiet {row.get('quiet auto choice')}, loaded {row.get('loaded auto choice')}]"
-               if B > 8 else ""))
+            + (f" [auto ran: quiet {row.get('quiet auto choice')}, loaded {row.get('loaded auto choice')} threads;"
+               f" timed chose: quiet {row.get('quiet timed choice')}, loaded {row.get('loaded timed choice')}]"
+               if B > 8 else "") + f" [load average {core.loadavg()}]")
         rows.append(row)
     return rows
 

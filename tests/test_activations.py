@@ -145,3 +145,24 @@ def test_every_kernel_uses_the_one_jitted_form():
         for fname in ("phi", "dphi", "tanh", "phi_block", "dphi_from"):
             if hasattr(m, fname):
                 assert getattr(m, fname) is getattr(jit_act, fname), (mod, fname)
+
+
+@njit
+def _tanh_into_f64(x, out):
+    for j in range(x.shape[0]):
+        out[j] = jit_act.tanh(x[j])
+
+
+def test_tanh_of_float32_is_computed_in_float32():
+    """A float32 argument gets the float32 tanh (``tanh32``: twice the vector lanes, no float64 detour): its
+    result is a float32 number even when stored into a float64 array, and float64 arguments keep the float64 one."""
+    x = inputs(np.float32)
+    y = np.empty(x.size)
+    _tanh_into_f64(x, y)
+    np.testing.assert_array_equal(y, y.astype(np.float32).astype(np.float64))
+    assert ulps(y.astype(np.float32), np.tanh(x)).max() <= ULPS["tanh"]
+    x64 = np.linspace(-3, 3, 1001)
+    y64 = np.empty(x64.size)
+    _tanh_into_f64(x64, y64)
+    assert np.any(y64 != y64.astype(np.float32).astype(np.float64))
+    assert ulps(y64, np.tanh(x64)).max() <= ULPS["tanh"]

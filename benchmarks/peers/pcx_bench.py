@@ -104,10 +104,12 @@ check = {"energy_final": e / B,
          "weights_after": [w.tolist() for w in Wn] if sum(w.size for w in Wn) < 5000 else None,
          "weights_max_abs_err": max(float(np.max(np.abs(w - prob[f"Wnext{i + 1}"]))) for i, w in enumerate(Wn))}
 times = []
+cpu0 = time.process_time()
 for _ in range(int(prob["repeats"])):
     t0 = time.perf_counter()
     jax.block_until_ready(train_on_batch(T, x, y, model=model, optim_w=optim_w, optim_h=optim_h))
     times.append(time.perf_counter() - t0)
+cpu_per_wall = (time.process_time() - cpu0) / sum(times)   # > 1: more than one thread computed
 json.dump({"library": "pcx", "version": __import__("importlib.metadata").metadata.version("pcx"),
-           "jax": jax.__version__, "compile_s": compile_s, "times": times, "median_s": float(np.median(times)),
+           "jax": jax.__version__, "compile_s": compile_s, "times": times, "cpu_per_wall": cpu_per_wall, "median_s": float(np.median(times)),
            **{k: v for k, v in check.items() if k != "weights_after"}}, open(sys.argv[2], "w"))

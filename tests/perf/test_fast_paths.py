@@ -211,7 +211,7 @@ def test_blas_threads_option_same_result_and_validated():
     close(ra.energy, rb.energy, "energy")
     for k, v in b.weights.items():
         close(a.weights[k], v, k)
-    for bad in (0, -1, 1.5, True, "2"):
+    for bad in (0, -1, 1.5, True, "2", "Auto"):
         with pytest.raises(ValueError, match="blas_threads"):
             ns.Simulator(net, backend="numba", backend_options={"blas_threads": bad})
 
@@ -271,3 +271,52 @@ def test_default_and_single_threaded_blas_train_alike():
         close(sims[1].weights[k], sims[0].weights[k], k)
         close(sims[2].weights[k], sims[0].weights[k], k)
         close(sims[3].weights[k], sims[0].weights[k], k)
+
+
+def test_load_aware_blas_threading_decides_from_the_injected_signals():
+    """``blas_threads="auto"``: before each call, threads = min(BLAS's, max(1, cores - runnable threads of other
+    processes)), and one thread after a call in which the calling thread was descheduled (CPU share below
+    CPU_SHARE_MIN) -- driven with injected signals, no clock and no /proc."""
+    from neurosim.backends.numba.backend import _LoadAwareBlas
+    others = {"n": 0}
+    auto = _LoadAwareBlas(ncpu=2, others=lambda: others["n"], blas_max=2)
+    if auto.setter is None:
+        pytest.skip("no OpenBLAS with a per-call thread setting: BLAS's default always runs")
+    key = ("pc", 256, 20, False, True)
+    assert auto.threads(key) is None                  # quiet: BLAS's own setting (2 threads)
+    for n in (1, 2, 5):                               # any other runnable process on 2 cores: one thread
+        others["n"] = n
+        assert auto.threads(key) == 1
+    others["n"] = 0
+    auto.record(key, None, 0.050, 0.030)             # descheduled for 40% of the previous call
+    assert auto.threads(key) == 1
+    auto.record(key, 1, 0.030, 0.0295)              # ran undisturbed: back to BLAS's setting
+    assert auto.threads(key) is None
+    assert auto.threads(("pc", 64, 20, False, True)) is None   # another workload has its own history
+    big = _LoadAwareBlas(ncpu=8, others=lambda: others["n"], blas_max=8)
+    assert [big.decide(o, 1.0) for o in (0, 1, 3, 7, 12)] == [8, 7, 5, 1, 1]
+    assert big.decide(0, 0.5) == 1
+    assert [_LoadAwareBlas(ncpu=8, others=lambda: 0, blas_max=4).decide(o, 1.0) for o in (0, 3, 5)] == [4, 4, 3]
+
+
+def test_load_aware_blas_reads_the_machine_and_trains_alike():
+    """On Linux the signals come from /proc (a non-negative count); training with ``"auto"``, ``"timed"`` and
+    ``"blas"`` agrees with one thread."""
+    from neurosim.backends.numba.backend import _LoadAwareBlas, _ProcSignals
+    try:
+        sig = _ProcSignals.shared()
+    except OSError:
+        pytest.skip("no /proc")
+    assert sig.others_running() >= 0
+    assert _LoadAwareBlas().fallback is None
+    net = ns.hierarchy([12, 40, 40, 5], phi="tanh", lr=0.01)
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(32, 12)), rng.normal(size=(32, 5))
+    sims = [ns.Simulator(net, backend="numba", seed=1, backend_options={"blas_threads": o})
+            for o in (1, "auto", "timed", "blas")]
+    for _ in range(4):
+        for sim in sims:
+            sim.step(X, Y, steps=10)
+    for sim in sims[1:]:
+        for k in sims[0].weights:
+            close(sim.weights[k], sims[0].weights[k], k)

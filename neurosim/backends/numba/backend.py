@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 import time
 
 import numpy as np
@@ -42,15 +44,17 @@ class _BlasThreads:
                              "set OPENBLAS_NUM_THREADS in the environment instead")
         self.old = None
 
-    def enter(self):
-        self.old = self.fn(self.n)
+    def enter(self, n=None):
+        """Set ``n`` threads (default: the object's ``n``) for the calling thread until :meth:`exit`."""
+        self.old = self.fn(self.n if n is None else int(n))
 
     def exit(self):
         self.fn(self.old)
 
 
 class _AdaptiveBlas:
-    """The adaptive BLAS threading of the numba core (``blas_threads="auto"``): per workload (batch size, steps,
+    """The timing-based BLAS threading of the numba core (``blas_threads="timed"``, and the fallback of ``"auto"``
+    where ``/proc`` cannot be read): per workload (batch size, steps,
     integrator), each kernel call runs with **one** BLAS thread or with **BLAS's own default** (all cores),
     whichever its recent calls measured faster.
 
@@ -114,6 +118,175 @@ class _AdaptiveBlas:
         return {k: ("1" if self._one_is_faster(v) else "default") for k, v in self.stats.items()}
 
 
+class _ProcSignals:
+    """Cheap instantaneous signals of CPU contention on Linux, read from ``/proc`` through file descriptors kept
+    open (``pread`` at offset 0 regenerates the text; ~30 us per call in all, against ~130 us when opening the
+    files each time):
+
+    * :meth:`others_running`: runnable threads of *other* processes right now: field 4 of ``/proc/loadavg``
+      (``running/total``, system-wide, counting the reader) minus this process's own threads in state ``R``
+      (``/proc/self/task/*/stat``: the reader, and BLAS workers still spinning after the previous product).
+
+    Raises OSError where ``/proc`` does not exist (the caller then falls back to timing, :class:`_AdaptiveBlas`).
+    """
+
+    _shared = None
+    _lock = threading.RLock()
+
+    @classmethod
+    def shared(cls):
+        """The process's one instance (its file descriptors are opened once, not per backend)."""
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def __init__(self):
+        import os
+        self._os = os
+        self._load = os.open("/proc/loadavg", os.O_RDONLY)
+        self._tasks = {}
+        self._pid = os.getpid()
+        self.others_running()   # fails here, not in a kernel call, where the format differs
+
+    def _task_fds(self):
+        os = self._os
+        if os.getpid() != self._pid:   # a forked child: the cached descriptors name the parent's threads
+            for fd in self._tasks.values():
+                os.close(fd)
+            self._tasks = {}
+            self._pid = os.getpid()
+        tids = os.listdir("/proc/self/task")
+        if len(tids) != len(self._tasks) or any(t not in self._tasks for t in tids):
+            for t in [t for t in self._tasks if t not in tids]:
+                os.close(self._tasks.pop(t))
+            for t in tids:
+                if t not in self._tasks:
+                    try:
+                        self._tasks[t] = os.open(f"/proc/self/task/{t}/stat", os.O_RDONLY)
+                    except OSError:   # the thread ended in between
+                        pass
+        return self._tasks
+
+    def others_running(self) -> int:
+        with self._lock:
+            os = self._os
+            running = int(os.pread(self._load, 128, 0).split()[3].split(b"/")[0])
+            own = 0
+            for t, fd in list(self._task_fds().items()):
+                try:
+                    st = os.pread(fd, 512, 0)
+                except OSError:   # the thread ended: forget it
+                    os.close(self._tasks.pop(t))
+                    continue
+                i = st.rindex(b")")   # the state follows the command name, which may contain spaces
+                own += st[i + 2:i + 3] == b"R"
+            return max(running - own, 0)
+
+
+class _LoadAwareBlas:
+    r"""The BLAS threading of ``blas_threads="auto"`` (the default, :data:`DEFAULT_BLAS_THREADS`): decided before
+    every kernel call from what the machine is doing *now*, so that other busy processes do not collapse a batch.
+
+    A multi-threaded GEMM waits for its slowest thread: when other runnable processes leave fewer free cores
+    than BLAS has threads, one of them is descheduled for a whole time slice at a time and a batch can take
+    ten times as long; one thread only loses its share of the cores.  So each call with a batch above
+    :data:`SMALL_BATCH` runs with
+
+    .. math::  n = \min(n_{BLAS},\ \max(1,\ n_{cpu} - n_{others}))
+
+    threads, :math:`n_{others}` the runnable threads of other processes at the start of the call
+    (:class:`_ProcSignals`) and :math:`n_{cpu}` the cores this process may run on (``os.sched_getaffinity``);
+    and with one thread whenever the calling thread got less than :attr:`CPU_SHARE_MIN` of the wall time of
+    its previous call (``time.thread_time``: it was descheduled, so someone competes even if not runnable at
+    the instant of the sample).  :math:`n = n_{BLAS}` leaves BLAS's own setting untouched.  On a 2-core
+    machine: two threads when nothing else runs, one otherwise.
+
+    Where ``/proc`` cannot be read (not Linux) the timing-based :class:`_AdaptiveBlas` decides instead.  The
+    signals are injectable (``others``, ``ncpu``) so that the tests check the decisions without a clock.
+    Results do not depend on the choice (see :class:`_AdaptiveBlas`).
+    """
+
+    #: below this share of the previous call's wall time on a CPU, the calling thread was descheduled
+    CPU_SHARE_MIN = 0.9
+
+    def __init__(self, ncpu=None, others=None, blas_max=None):
+        import os
+        try:
+            self.setter = _BlasThreads(1)
+        except ValueError:
+            self.setter = None
+        self.ncpu = int(ncpu) if ncpu is not None else len(os.sched_getaffinity(0))
+        self.blas_max = int(blas_max) if blas_max is not None else _blas_default_threads(self.ncpu)
+        self.fallback = None
+        if others is None:
+            try:
+                others = _ProcSignals.shared().others_running
+            except (OSError, ValueError, IndexError):
+                others = None
+                self.fallback = _AdaptiveBlas()
+        self._others = others
+        self.last_share = {}    # workload -> CPU share of the calling thread in its previous call
+        self.counts = {}        # workload -> {threads: calls}
+
+    def threads(self, key):
+        """The BLAS threads of the next call of workload ``key``: an int, or None for BLAS's own setting."""
+        if self.setter is None:
+            return None
+        if self.fallback is not None:
+            return 1 if self.fallback.pick(key) else None
+        n = self.decide(self._others(), self.last_share.get(key, 1.0))
+        return None if n >= self.blas_max else n
+
+    def decide(self, others: int, share: float) -> int:
+        """Threads for ``others`` runnable threads of other processes and the previous call's CPU share."""
+        if share < self.CPU_SHARE_MIN:
+            return 1
+        return min(self.blas_max, max(1, self.ncpu - int(others)))
+
+    def record(self, key, n, wall_s, cpu_s):
+        c = self.counts.setdefault(key, {})
+        c[n or self.blas_max] = c.get(n or self.blas_max, 0) + 1
+        if self.fallback is not None:
+            self.fallback.record(key, n == 1, wall_s)
+        elif wall_s > 0:
+            self.last_share[key] = cpu_s / wall_s
+
+    def choices(self) -> dict:
+        """``{workload: "1" / "2" / ... }``: the thread counts each workload ran with so far, most used first."""
+        return {k: "/".join(str(n) for n, _ in sorted(v.items(), key=lambda kv: -kv[1])) for k, v in self.counts.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_default_threads(ncpu):
+    """The threads SciPy's OpenBLAS uses by default (``openblas_get_num_threads``), else ``ncpu``."""
+    try:
+        import ctypes
+        import glob
+        import os
+
+        import scipy
+        for path in glob.glob(os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs",
+                                           "libscipy_openblas*.so*")):
+            lib = ctypes.CDLL(path)
+            fn = getattr(lib, "openblas_get_num_threads", None) or getattr(lib, "scipy_openblas_get_num_threads", None)
+            if fn is not None:
+                fn.restype = ctypes.c_int
+                return max(1, int(fn()))
+    except (ImportError, OSError):
+        pass
+    return max(1, int(ncpu))
+
+
+#: the values of ``blas_threads`` that name a policy rather than a thread count (see :class:`NumbaBackend`)
+BLAS_POLICIES = ("auto", "timed", "blas")
+#: what ``blas_threads=None`` means: the load-aware choice (:class:`_LoadAwareBlas`).  Measured with
+#: ``python -m benchmarks --only load`` (two busy processes beside a batch): BLAS's own two threads collapsed
+#: (batch 256, T = 20: 1375 ms loaded against 241 ms with "auto"); "auto" stayed within 8% of the best
+#: option when the benchmark added no load.  Results do not depend on the choice (tests, 1e-10).
+DEFAULT_BLAS_THREADS = "auto"
+
+
 def _writable(a, dtype):
     """C-contiguous and writeable: a read-only array is a different numba type (a second compile)."""
     a = np.ascontiguousarray(a, dtype=dtype)
@@ -129,9 +302,11 @@ class NumbaBackend(Backend):
     Options (``Simulator(..., backend_options={...})``):
 
     * ``blas_threads`` (int): BLAS threads of the matrix products of batches above :data:`SMALL_BATCH`
-      during a call (see :class:`_BlasThreads`); ``"auto"``: one thread or BLAS's default, whichever measures
-      faster on this machine now (:class:`_AdaptiveBlas`), so that a busy machine does not collapse a batch;
-      None (the default): BLAS's own default.
+      during a call (see :class:`_BlasThreads`); ``"auto"``: decided before each call from the runnable
+      processes of the machine at that instant and the calling thread's CPU share in its previous call
+      (:class:`_LoadAwareBlas`), so that a busy machine does not collapse a batch; ``"timed"``: one thread or
+      BLAS's default, whichever recent calls measured faster (:class:`_AdaptiveBlas`); ``"blas"``: BLAS's own
+      setting; None (the default): :data:`DEFAULT_BLAS_THREADS` (``"auto"``).
 
     The kernel itself runs on the calling thread.  The former ``threads``/``split_min`` options (a helper
     thread taking half of the large passes of small batches) were removed: the gain was within noise on
@@ -160,13 +335,14 @@ class NumbaBackend(Backend):
                              + f"valid keys: {list(self.options)}")
         super().__init__(plan, dtype)
         p = plan
-        auto = isinstance(blas_threads, str) and blas_threads == "auto"
-        if blas_threads is not None and not auto and (isinstance(blas_threads, bool)
-                                                      or not isinstance(blas_threads, int) or blas_threads < 1):
-            raise ValueError(f"backend 'numba': blas_threads must be a positive int, 'auto' or None, got "
-                             f"{blas_threads!r}")
-        self._blas_threads = _BlasThreads(blas_threads) if (blas_threads is not None and not auto) else None
-        self._auto_blas = _AdaptiveBlas() if auto else None
+        if blas_threads is None:
+            blas_threads = DEFAULT_BLAS_THREADS
+        policy = blas_threads if isinstance(blas_threads, str) and blas_threads in BLAS_POLICIES else None
+        if policy is None and (isinstance(blas_threads, bool) or not isinstance(blas_threads, int) or blas_threads < 1):
+            raise ValueError(f"backend 'numba': blas_threads must be a positive int, one of {list(BLAS_POLICIES)} "
+                             f"or None, got {blas_threads!r}")
+        self._blas_threads = _BlasThreads(blas_threads) if policy is None else None
+        self._auto_blas = _LoadAwareBlas() if policy == "auto" else _AdaptiveBlas() if policy == "timed" else None
         self.pi, self.pf, self.ki, self.kf = pack(p, self.dtype)
         self.prec = p.precision.astype(self.dtype)
         self.ki_start = p.in_start.astype(np.int64)
@@ -242,8 +418,9 @@ class NumbaBackend(Backend):
 
     @contextlib.contextmanager
     def blas_policy(self, key, B):
-        """The BLAS threads of one kernel call on a batch of ``B``: the option ``blas_threads``, else the adaptive
-        choice for workload ``key`` (:class:`_AdaptiveBlas`); batches up to :data:`SMALL_BATCH` use no BLAS."""
+        """The BLAS threads of one kernel call on a batch of ``B``: the option ``blas_threads``, else the choice
+        of the policy for workload ``key`` (:class:`_LoadAwareBlas`, :class:`_AdaptiveBlas`); batches up to
+        :data:`SMALL_BATCH` use no BLAS."""
         if B <= SMALL_BATCH or (self._blas_threads is None and self._auto_blas is None):
             yield
             return
@@ -255,17 +432,32 @@ class NumbaBackend(Backend):
                 self._blas_threads.exit()
             return
         auto = self._auto_blas
-        one = auto.pick(key)
-        if one:
-            auto.one.enter()
+        if isinstance(auto, _AdaptiveBlas):
+            one = auto.pick(key)
+            if one:
+                auto.one.enter()
+            t_start = time.perf_counter()
+            try:
+                yield
+            finally:
+                elapsed = time.perf_counter() - t_start
+                if one:
+                    auto.one.exit()
+                auto.record(key, one, elapsed)
+            return
+        n = auto.threads(key)
+        if n is not None:
+            auto.setter.enter(n)
         t_start = time.perf_counter()
+        c_start = time.thread_time()
         try:
             yield
         finally:
             elapsed = time.perf_counter() - t_start
-            if one:
-                auto.one.exit()
-            auto.record(key, one, elapsed)
+            cpu = time.thread_time() - c_start
+            if n is not None:
+                auto.setter.exit()
+            auto.record(key, n, elapsed, cpu)
 
     def _rec_buffer(self, n_rec):
         """A C-contiguous (n_rec, 3, n_units) view of a flat buffer that only grows."""
