@@ -320,3 +320,29 @@ def test_load_aware_blas_reads_the_machine_and_trains_alike():
     for sim in sims[1:]:
         for k in sims[0].weights:
             close(sim.weights[k], sims[0].weights[k], k)
+
+
+def test_a_kernels_cache_name_follows_its_sources(tmp_path, monkeypatch):
+    """numba checks only a cached kernel's own file; the digest of every source a kernel is compiled from is part
+    of its name, so an edited callee gives new cache files instead of a stale kernel."""
+    import sys
+    import types
+
+    from neurosim.backends.numba import _specialise
+    src = tmp_path / "fake_callees.py"
+    src.write_text("X = 1\n")
+    mod = types.ModuleType("fake_callees")
+    mod.__file__ = str(src)
+    monkeypatch.setitem(sys.modules, "fake_callees", mod)
+
+    def f():
+        return 0
+    f.__module__ = "fake_callees"
+    monkeypatch.setattr(_specialise, "_DIGESTS", {})
+    d1 = _specialise._sources_digest(f, (mod,))
+    src.write_text("X = 2\n")
+    monkeypatch.setattr(_specialise, "_DIGESTS", {})
+    d2 = _specialise._sources_digest(f, (mod,))
+    assert d1 != d2
+    assert _relax.kernel(False).py_func.__qualname__.endswith(_specialise._sources_digest(
+        _relax._make_kernel(False, None), _specialise.core_modules()))

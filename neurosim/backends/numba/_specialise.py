@@ -15,7 +15,10 @@ differently specialised functions never share a cache entry.
 """
 from __future__ import annotations
 
+import hashlib
+import sys
 import types
+from pathlib import Path
 
 from numba import njit
 from numba.core.registry import CPUDispatcher
@@ -73,18 +76,38 @@ def _redirect(g, copies):
             g[k] = copies[id(v)]
 
 
+_DIGESTS = {}
+
+
+def _sources_digest(f, modules) -> str:
+    """A digest of the source files a kernel is compiled from: its own module's, ``modules``' and every module of
+    the numba core's package (activations, helpers).  numba checks only the kernel's own file when it loads a
+    cached kernel, so an edited callee would otherwise be run from a stale cache entry; with the digest in the
+    kernel's name, an edit gives new cache files."""
+    files = {Path(sys.modules[f.__module__].__file__)} | {Path(m.__file__) for m in modules}
+    files |= set(Path(__file__).parent.glob("*.py"))
+    key = tuple(sorted(str(p) for p in files))
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        for p in sorted(files):
+            h.update(p.read_bytes())
+        _DIGESTS[key] = h.hexdigest()[:12]
+    return _DIGESTS[key]
+
+
 def specialise(f, consts: dict, options: dict, modules=None):
     """The Python function ``f`` (a kernel before jitting, or a jitted kernel's ``py_func``) jitted with ``options``,
     with the module constants ``consts`` (e.g. ``{"LARGE_ONLY": True}``) and its calls to the jitted functions of
     ``modules`` (default: the core's passes, :func:`core_modules`) going to copies compiled with the same constants.
 
-    The copy's qualified name carries the constants (``run_batch_kernel__LARGE_ONLY1_SMALL_ONLY0``), so each
-    specialisation has its own files in numba's on-disk cache: a cache entry is found by the function's file, name
-    and code, which a specialisation does not change."""
+    The copy's qualified name carries the constants and a digest of the sources (``run_batch_kernel__LARGE_ONLY1_
+    SMALL_ONLY0_<digest>``), so each specialisation has its own files in numba's on-disk cache (a cache entry is found
+    by the function's file, name and code, which a specialisation does not change) and an edited callee is never
+    run from a stale entry (see :func:`_sources_digest`)."""
     modules = core_modules() if modules is None else tuple(modules)
     copies = _copies(consts, modules)
     g = dict(f.__globals__)
     g.update(consts)
     _redirect(g, copies)
-    suffix = "__" + "_".join(f"{k}{int(v)}" for k, v in sorted(consts.items()))
+    suffix = "__" + "_".join(f"{k}{int(v)}" for k, v in sorted(consts.items())) + "_" + _sources_digest(f, modules)
     return njit(**options)(_rebind(f, g, suffix))
