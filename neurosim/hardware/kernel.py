@@ -5,6 +5,10 @@ model); it is tested against it operation by operation.  State arrays are ``(B, 
 the flat Plan vector ``Wr`` (read weights, row-major ``(n_post, n_pre)`` blocks) and its block-transposed
 copy ``WrT`` so that both kinds of event touch contiguous memory: a value event of pre-synaptic unit j
 reads row j of ``WrT`` (a column of W), an error event of post-synaptic unit i reads row i of ``Wr``.
+A sparse projection's block of ``Wr`` holds its synapses in CSR order and its block of ``WrT`` the same synapses
+in CSC order (``Wr[perm]``); with the index vector ``S`` (:mod:`neurosim.plan`) a value event of pre unit j touches
+only its out-synapses (column j of the CSC part) and an error event of post unit i only its in-synapses (row i
+of the CSR part), and the synaptic-operation counts ``sops`` count those synapses.
 
 Randomness (noise, stochastic rounding) comes from numba's generator, seeded at the start of every call
 with the ``seed`` argument; the NumPy twin uses ``numpy.random.default_rng(seed)``, so the two agree in
@@ -20,7 +24,7 @@ from numba import njit
 from ..backends.base import INIT_ZEROS, MODE_CLAMP, MODE_NUDGE
 from ..backends.numba._common import decayed_dt, energy_total, first_bad_rows
 from ..backends.numba.activations import dphi, phi
-from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
+from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_SOFF, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
                               P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
 from ..config import CACHE, FASTMATH
 from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
@@ -107,7 +111,22 @@ def _deliver(s, j, d, a, b, k, n, o, W, W2, cur, qw, qs, mult, noisy):
 
 
 @njit(**_jit)
-def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops):
+def _deliver_sparse(s, d, a, b, wo, lo, hi, ib, o, W, W2, cur, qw, qs, mult, noisy, S):
+    """:func:`_deliver` over the synapses ``lo:hi`` of a sparse projection (weights ``W[wo + q]``, receiving unit
+    ``o + S[ib + q]``): one synaptic operation per synapse."""
+    c = mult * d
+    for q in range(lo, hi):
+        cur[s, o + S[ib + q]] += c * W[wo + q]
+    if noisy:
+        m2 = mult * mult
+        for q in range(lo, hi):
+            r = o + S[ib + q]
+            qw[s, r] += m2 * a * b * W2[wo + q]
+            qs[s, r] += m2 * a * b
+
+
+@njit(**_jit)
+def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops, S):
     """Send the change ``d`` of value unit ``j`` of population ``i`` (batch item ``s``) over every weighted
     projection out of ``i`` into the prediction currents ``cur_mu`` (:func:`_deliver`)."""
     for k in range(ki.shape[0]):
@@ -115,6 +134,15 @@ def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, s
             continue
         post = ki[k, K_POST]
         n_post = pi[post, P_SIZE]
+        so = ki[k, K_SOFF]
+        if so >= 0:   # sparse: the out-synapses of j, column j of the CSC part (WrT holds W in CSC order)
+            c0 = so + n_post + 1 + S[so + n_post]
+            lo = S[c0 + j]
+            hi = S[c0 + j + 1]
+            _deliver_sparse(s, d, a, b, ki[k, K_WOFF], lo, hi, c0 + pi[ki[k, K_PRE], P_SIZE] + 1,
+                            pi[post, P_OFF], WrT, Wr2T, cur_mu, qmw, qms, kf[k, KF_MULT], noisy, S)
+            sops[k, 0] += hi - lo
+            continue
         _deliver(s, j, d, a, b, ki[k, K_WOFF], n_post, pi[post, P_OFF], WrT, Wr2T, cur_mu, qmw, qms,
                  kf[k, KF_MULT], noisy)
         sops[k, 0] += n_post
@@ -122,7 +150,7 @@ def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, s
 
 @njit(**_jit)
 def _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta,
-                 tk, tp, tn, mm, cnt, sops):
+                 tk, tp, tn, mm, cnt, sops, S):
     n = pi[i, P_SIZE]
     off = pi[i, P_OFF]
     code = pi[i, P_PHI]
@@ -137,7 +165,7 @@ def _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy
             if fire:
                 cnt[i, 0] += 1
                 _fan_out(s, i, j, v - old, v * v - old * old, 1.0, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy,
-                         sops)
+                         sops, S)
 
 
 @njit(**_jit)
@@ -163,7 +191,7 @@ def _send_x(i, B, x, sx, cur_sk, pi, ki, theta, cnt, skip_ops):
 
 @njit(**_jit)
 def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs, ki_start, ki_end, sops,
-                    cur_skfb, skip_ops):
+                    cur_skfb, skip_ops, S):
     for k in range(ki_start[i], ki_end[i]):
         pre = ki[k, K_PRE]
         if pi[pre, P_ROLE] == ROLE_INPUT:
@@ -174,6 +202,14 @@ def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qf
         if ki[k, K_WOFF] < 0:
             continue
         n_pre = pi[pre, P_SIZE]
+        so = ki[k, K_SOFF]
+        if so >= 0:   # sparse: the in-synapses of post unit j, row j of the CSR part
+            lo = S[so + j]
+            hi = S[so + j + 1]
+            _deliver_sparse(s, d, ds2, 1.0, ki[k, K_WOFF], lo, hi, so + pi[ki[k, K_POST], P_SIZE] + 1,
+                            pi[pre, P_OFF], Wr, Wr2, cur_fb, qfw, qfs, kf[k, KF_MULT], noisy, S)
+            sops[k, 1] += hi - lo
+            continue
         _deliver(s, j, d, ds2, 1.0, ki[k, K_WOFF], n_pre, pi[pre, P_OFF], Wr, Wr2, cur_fb, qfw, qfs,
                  kf[k, KF_MULT], noisy)
         sops[k, 1] += n_pre
@@ -181,7 +217,7 @@ def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qf
 
 @njit(**_jit)
 def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, theta, tk, tp, tn, mm,
-                 ki_start, ki_end, cnt, sops, cur_skfb, skip_ops):
+                 ki_start, ki_end, cnt, sops, cur_skfb, skip_ops, S):
     n = pi[i, P_SIZE]
     off = pi[i, P_OFF]
     for s in range(B):
@@ -191,7 +227,7 @@ def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, the
             if fire:
                 cnt[i, 1] += 1
                 _project_errors(i, s, j, v - old, v * v - old * old, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
-                                ki_start, ki_end, sops, cur_skfb, skip_ops)
+                                ki_start, ki_end, sops, cur_skfb, skip_ops, S)
 
 
 @njit(**_jit)
@@ -228,12 +264,12 @@ def _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2
 def _evaluate(cnt, init_es, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
               dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv, has_fbin,
               Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops,
-              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops):
+              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, S):
     npop = pi.shape[0]
     for i in range(npop):
         if has_out[i] != 0:
             _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
-                         tk, tp, tn, mm, cnt, sops)
+                         tk, tp, tn, mm, cnt, sops, S)
         if has_xout[i] != 0:
             _send_x(i, B, x, sx, cur_sk, pi, ki, theta_v, cnt, skip_ops)
     for i in range(npop):
@@ -272,7 +308,7 @@ def _evaluate(cnt, init_es, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur
     for i in range(npop):
         if fb_recv[i] != 0:
             _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, theta_e, tk, tp, tn, mm,
-                         ki_start, ki_end, cnt, sops, cur_skfb, skip_ops)
+                         ki_start, ki_end, cnt, sops, cur_skfb, skip_ops, S)
     for i in range(npop):
         n = pi[i, P_SIZE]
         off = pi[i, P_OFF]
@@ -308,7 +344,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                  tk, tp, tn, mm, seed,
                  x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs, dx, deps,
                  energies, ev, ev_init, sops, y0, y, gW, gb, out,
-                 has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops):
+                 has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, S):
     """One batch of event-driven relaxation (and the Hebbian directions); ``out`` gets
     (steps, status, fail_step, fail_pop).  Identity skips use ``sx`` (x sent so far; restarts from 0 every
     call), the skip currents ``cur_sk`` / ``cur_skfb`` and count their one-to-one ops in ``skip_ops``."""
@@ -347,10 +383,10 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                             continue
                         ev_init[i, c] += 1
                         if c == 0:
-                            _fan_out(s, i, j, v, v, v, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops)
+                            _fan_out(s, i, j, v, v, v, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops, S)
                         else:
                             _project_errors(i, s, j, v, v * v, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
-                                            ki_start, ki_end, sops, cur_skfb, skip_ops)
+                                            ki_start, ki_end, sops, cur_skfb, skip_ops, S)
     elif init != INIT_ZEROS:
         for i in range(npop):  # feedforward sweep in topological order
             if pi[i, P_ROLE] != ROLE_INPUT:
@@ -361,7 +397,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                         x[s, pi[i, P_OFF] + j] = mu[s, pi[i, P_OFF] + j]
             if has_out[i] != 0:
                 _send_values(i, B, x, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
-                             tk, tp, tn, mm, ev_init, sops)
+                             tk, tp, tn, mm, ev_init, sops, S)
             if has_xout[i] != 0:
                 _send_x(i, B, x, sx, cur_sk, pi, ki, theta_v, ev_init, skip_ops)
     if mode == MODE_CLAMP and target_pop >= 0:
@@ -378,7 +414,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
     _evaluate(ev[0], not prev, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
               dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv, has_fbin,
               Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops,
-              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops)
+              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, S)
     if target_pop >= 0:
         for s in range(B):
             for j in range(pi[target_pop, P_SIZE]):
@@ -417,7 +453,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
         _evaluate(ev[k + 1], False, B, t, mode, beta, x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw,
                   qfs, dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv,
                   has_fbin, Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm,
-                  sops, has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops)
+                  sops, has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, S)
         dt = decayed_dt(dt, dt_decay, prev_total, energy)
     if target_pop >= 0:
         for s in range(B):
@@ -432,7 +468,18 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
             opost = pi[post, P_OFF]
             opre = pi[pre, P_OFF]
             scale = 1.0 / B if ki[k, K_MEAN] != 0 else 1.0
-            if ki[k, K_PLASTIC] != 0:
+            if ki[k, K_PLASTIC] != 0 and ki[k, K_SOFF] >= 0:
+                wo = ki[k, K_WOFF]
+                so = ki[k, K_SOFF]
+                c = kf[k, KF_MULT] * scale
+                for r in range(n_post):
+                    for q in range(S[so + r], S[so + r + 1]):
+                        col = opre + S[so + n_post + 1 + q]
+                        acc = 0.0
+                        for s in range(B):
+                            acc += oe[s, opost + r] * sv[s, col]
+                        gW[wo + q] = c * acc
+            elif ki[k, K_PLASTIC] != 0:
                 wo = ki[k, K_WOFF]
                 c = kf[k, KF_MULT] * scale
                 for r in range(n_post):
