@@ -1,7 +1,8 @@
 """python -m benchmarks [--quick] [--only SUITE ...] [--no-peers] [--repeats N] [--out PATH] [--no-readme]
 
 Suites: workloads (numba vs reference vs roofline, float64 and float32), peers (pcx, ngc-learn),
-scaling (width, depth, T, batch), memory, probes, startup, threads.  Prints a table per suite and
+scaling (width, depth, T, batch), memory, probes, startup, threads, load, sparse (100,000 units with sparse
+projections: clock-driven and event-driven time against synapses x steps / events x fan-out, memory).  Prints a table per suite and
 writes all figures and the machine description to ``benchmarks/results/latest.json`` (and a copy
 named after the date), then regenerates ``benchmarks/README.md`` from them.
 """
@@ -14,9 +15,9 @@ from pathlib import Path
 
 from neurosim.io import write_json_atomic
 
-from . import core, peers, report, scaling, system, workloads
+from . import core, peers, report, scaling, sparse, system, workloads
 
-SUITES = ["workloads", "peers", "scaling", "memory", "probes", "startup", "threads", "load"]
+SUITES = ["workloads", "peers", "scaling", "memory", "probes", "startup", "threads", "load", "sparse"]
 HERE = Path(__file__).parent
 
 
@@ -78,6 +79,9 @@ def main(argv=None):
     if "load" in suites:
         log("a busy machine: two CPU-bound processes beside one training batch")
         res["load"] = system.load(n=15 if a.quick else 31, log=log)
+    if "sparse" in suites:
+        log("sparse projections: 100,000 value units, FixedFanIn (numba, clock- and event-driven)")
+        res["sparse"] = sparse.run(repeats=3 if a.quick else 5, quick=a.quick, log=log)
     res["loadavg_end"] = core.loadavg()
     res["total_s"] = time.perf_counter() - t_start
     write_json_atomic(a.out, res)

@@ -201,6 +201,44 @@ def startup_section(s, th=None):
     return text
 
 
+def sparse_section(s):
+    """Tables of the ``sparse`` suite (benchmarks/sparse.py)."""
+    n = s.get("sizes", [])
+    lines = [f"## Sparse projections: {sum(n):,d} value units ({' -> '.join(f'{v:,d}' for v in n)}), FixedFanIn(k)\n",
+             "Clock-driven, numba, batch 1 (one `step`: relax T steps with the target clamped, then learn). "
+             "Synaptic operations per batch: `2 nnz + 2 T nnz_out` (sweep, T x (output prediction + its feedback), "
+             "Hebbian update); see `benchmarks/sparse.py`.\n",
+             "| fan-in k | synapses | T | ms/batch (median) | ns per synaptic op | weights MiB | indices MiB | dense "
+             "weights would be GiB |", "|---|---|---|---|---|---|---|---|"]
+    c = s["clock"]
+    for x in c["rows"]:
+        lines.append(f"| {x['fan_in']} | {x['synapses']:,d} | {x['T']} | {_ms(x['median_s'])} | {x['ns_per_sop']:.2f} | "
+                     f"{x['weights_bytes'] / 2**20:.1f} | {x['indices_bytes'] / 2**20:.1f} | "
+                     f"{x['dense_equivalent_weights_bytes'] / 2**30:.1f} |")
+    lines.append(f"\nTime grows as (synapses x steps)^**{c['exponent_vs_sops']:.2f}** (fit over every point); against "
+                 "synapses at fixed T: " + ", ".join(f"T={t}: ^{v:.2f}" for t, v in c["exponent_vs_synapses"].items())
+                 + "; against T at fixed k: " + ", ".join(f"k={k}: ^{v:.2f}" for k, v in c["exponent_vs_T"].items())
+                 + ".\n")
+    m = s.get("memory")
+    if m:
+        lines += ["| fan-in k | synapses | weights + indices MB | peak RSS growth MB |", "|---|---|---|---|"]
+        for x in m["rows"]:
+            lines.append(f"| {x['fan_in']} | {x['synapses']:,d} | {x['weights_plus_indices_mb']:.1f} | "
+                         f"{x['growth_mb']:.1f} |")
+        lines.append(f"\nPeak RSS growth ~ synapses^**{m['exponent_vs_synapses']:.2f}** (a fresh process: building the "
+                     "simulator and training one batch; includes the optimiser state and the gradient buffer).\n")
+    e = s.get("event")
+    if e:
+        lines += ["Event-driven (`neurosim.hardware.NumbaEngine`, send-on-delta, batch 1, T=10, no learning): a value "
+                  "event touches the unit's out-synapses, an error event its in-synapses.\n",
+                  "| fan-in k | threshold | events | synaptic ops | ms | ns per synaptic op |", "|---|---|---|---|---|---|"]
+        for x in e["rows"]:
+            lines.append(f"| {x['fan_in']} | {x['theta']:g} | {x['events']:,d} | {x['sops']:,d} | {_ms(x['median_s'])} | "
+                         f"{x['ns_per_sop']:.2f} |")
+        lines.append(f"\nEvent-driven time grows as (events x fan-out)^**{e['exponent_vs_sops']:.2f}**.\n")
+    return "\n".join(lines) + "\n"
+
+
 def checklist(r):
     w = {(x["workload"], x["batch"], x["T"], x["dtype"]): x for x in r.get("workloads", {}).get("rows", [])}
     lines = ["## The issue's targets, as measured in this run\n"]
@@ -274,6 +312,8 @@ def markdown(r) -> str:
         parts.append(probes_section(r["probes"], r.get("probes_note")))
     if "startup" in r:
         parts.append(startup_section(r["startup"], r.get("threads")))
+    if "sparse" in r:
+        parts.append(sparse_section(r["sparse"]))
     parts.append(KERNEL_NOTES)
     return "\n".join(parts)
 

@@ -409,3 +409,17 @@ def test_event_engine_synaptic_ops_hand_checked():
         # of h0 is 0 and of h1 is 1 -> 1 op; the clamped output's error goes back over its 1 synapse -> 1 op
         assert r.sops[k2].tolist() == [1, 1], eng
         assert r.events_init[plan.pop_index("a"), 0] == 3 and r.events_init[plan.pop_index("h"), 0] == 2
+
+
+def test_strict_and_pc_output_options_train_sparse_as_reference():
+    """The other schedules a sparse circuit trains with ('strict' with its own eta and n, 'pc' with an output
+    precision) run on numba as on the reference backend."""
+    c = circuits()[3][1]
+    X, Y = _data(c, 4, 2)
+    for algo, opts in (("strict", {"eta": 0.05, "n": 7}), ("pc", {"output_precision": 0.5})):
+        sims = [ns.Simulator(c, backend=b, seed=0) for b in ("reference", "numba")]
+        for s in sims:
+            s.train(X, Y, epochs=2, batch_size=2, algorithm=algo, options=opts, steps=6, progress=False)
+        _close_weights(sims[1], sims[0], algo)
+        w0 = ns.Simulator(c, backend="reference", seed=0).weights["Wa"].data
+        assert np.abs(sims[0].weights["Wa"].data - w0).max() > 1e-4     # it learned
