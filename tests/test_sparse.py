@@ -39,7 +39,8 @@ def _dag(kind):
     projs = (ns.Projection("Wa", "a", "h", bias=True, plasticity=heb, multiplier=0.7,
                            connectivity=_random_pattern(16, 12, 0.2, 3)),
              ns.Projection("Wb", "b", "h", plasticity=heb),
-             ns.Projection("Wo", "h", "out", bias=True, plasticity=heb, connectivity=FixedFanIn(4, seed=2)),
+             ns.Projection("Wo", "h", "out", bias=True, plasticity=heb, multiplier=0.8,
+                           connectivity=FixedFanIn(4, seed=2)),
              ns.Projection("Wao", "a", "out", plasticity=heb, connectivity=(np.arange(6) * 2, np.arange(10))))
     return ns.Circuit(pops, errs, projs, (ns.Clamp("a"), ns.Clamp("b"), ns.Clamp("out", "target")), name="dag")
 
@@ -50,7 +51,7 @@ def circuits():
     out = [
         ("fanin+rf1d", _replace(base, W1=FixedFanIn(5, seed=1), W2=ReceptiveField(7))),
         ("rf2d", _replace(ns.hierarchy([36, 16, 9], phi="tanh", optimizer=ns.Adam(), lr=0.01,
-                                       multipliers=[0.5, 1.0]),
+                                       multipliers=[0.5, 1.5]),
                           W1=ReceptiveField(3, dims=2), W2=ReceptiveField(2, dims=2))),
         ("pattern", _replace(base, W1=_random_pattern(30, 20, 0.15, 0), W2=FixedFanIn(30, seed=0))),
         ("dag", _dag("sgd")),
