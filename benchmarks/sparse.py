@@ -20,7 +20,11 @@ Memory:
 Event-driven (``neurosim.hardware.NumbaEngine``, send-on-delta with threshold theta):
     the engine's own synaptic-operation count (``sops``: each value event of unit j touches its out-synapses,
     each error event of unit i its in-synapses, so sops = events x fan-out summed) over a threshold sweep at
-    every k; exponent of time against sops.
+    every k.  The engine also does per-unit work at every evaluation (each unit checks its delta, reads its
+    currents, updates its value) that does not depend on the synapses, so the same run with ``theta = inf`` (no
+    event at all) is timed in the same rounds; reported: the exponent of the time against sops, the exponent of
+    the time beyond the no-event run against sops, its ns per synaptic op, and a linear fit
+    ``time = fixed + per_op x sops``.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES = (50_000, 30_000, 20_000)
 FAN_IN = (10, 30, 100)
 STEPS = (5, 20, 50)
-THETAS = (0.1, 0.03, 0.01)
+THETAS = (0.1, 0.03, 0.01, 0.003)
 QUICK = {"fan_in": (10, 30), "steps": (5, 20), "thetas": (0.1, 0.03)}
 
 
@@ -93,7 +97,21 @@ print(json.dumps({{"rss_after_load_mb": base, "peak_rss_mb": hwm_mb()}}))
 
 
 def _fit(xs, ys) -> float:
+    """Slope of log(ys) against log(xs): the growth exponent."""
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0]) if len(xs) >= 2 else float("nan")
+
+
+def _linear(xs, ys) -> dict:
+    """``time = fixed + per_op * ops`` (least squares): the marginal time of one synaptic operation and the time
+    that does not depend on the synapses (per-unit work: errors, value updates, the event checks), and the growth
+    exponent of the synaptic part ``time - fixed``."""
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    if len(xs) < 2:
+        return {"per_op_ns": float("nan"), "fixed_ms": float("nan"), "exponent_of_synaptic_part": float("nan")}
+    slope, icpt = np.polyfit(xs, ys, 1)
+    part = ys - icpt
+    exp = _fit(xs, part) if np.all(part > 0) else float("nan")
+    return {"per_op_ns": float(slope * 1e9), "fixed_ms": float(icpt * 1e3), "exponent_of_synaptic_part": exp}
 
 
 def clock_driven(fan_in, steps, repeats, log=print) -> dict:
@@ -127,9 +145,14 @@ def clock_driven(fan_in, steps, repeats, log=print) -> dict:
     for k in fan_in:
         pts = [r for r in rows if r["fan_in"] == k]
         exp_T[k] = _fit([r["T"] for r in pts], [r["median_s"] for r in pts])
+    lin = {T: _linear([r["sops"] for r in rows if r["T"] == T], [r["median_s"] for r in rows if r["T"] == T])
+           for T in steps}
     log(f"  -> time ~ (synapses x steps)^{exp:.2f}; vs synapses at fixed T: "
-        + ", ".join(f"T={T}: ^{v:.2f}" for T, v in exp_syn.items()))
-    return {"rows": rows, "exponent_vs_sops": exp, "exponent_vs_synapses": exp_syn, "exponent_vs_T": exp_T}
+        + ", ".join(f"T={T}: ^{v:.2f}" for T, v in exp_syn.items())
+        + "; linear fit per T (time = fixed + per_op x ops): "
+        + ", ".join(f"T={T}: {v['per_op_ns']:.2f} ns/op + {v['fixed_ms']:.1f} ms" for T, v in lin.items()))
+    return {"rows": rows, "exponent_vs_sops": exp, "exponent_vs_synapses": exp_syn, "exponent_vs_T": exp_T,
+            "linear_per_T": lin}
 
 
 def rss(fan_in, log=print) -> list:
@@ -167,20 +190,33 @@ def event_driven(fan_in, thetas, steps, repeats, log=print) -> dict:
                 res[theta] = eng.run(X, Y, spec, plan.W, plan.b, tables, sig, theta, theta, 0)
             return f
         eng.run(X, Y, RunSpec(n_steps=1, dt=0.1), plan.W, plan.b, tables, sig, 0.1, 0.1, 0)   # warm-up
-        timed = core.interleaved({th: fn(th) for th in thetas}, repeats, block=1)
+        # theta = inf sends nothing: the per-unit work of every evaluation alone, timed in the same rounds
+        timed = core.interleaved({th: fn(th) for th in (np.inf,) + tuple(thetas)}, repeats, block=1)
+        base = timed[np.inf]["median_s"]
         for th in thetas:
             r = res[th]
             sops = int(r.sops.sum())
             events = int(r.events.sum() + r.events_init.sum())
             t = timed[th]["median_s"]
             rows.append({"fan_in": k, "theta": th, "T": steps, "events": events, "sops": sops,
-                         "median_s": t, "ns_per_sop": t / max(sops, 1) * 1e9,
-                         "fan_out_per_event": sops / max(events, 1)})
+                         "median_s": t, "no_event_s": base, "event_part_s": t - base,
+                         "ns_per_sop": (t - base) / max(sops, 1) * 1e9, "fan_out_per_event": sops / max(events, 1)})
             log(f"  k={k:<4d} theta={th:<6g} {events:>9,d} events x {sops / max(events, 1):5.1f} synapses = "
-                f"{sops:>11,d} ops  {t * 1e3:8.1f} ms  {t / max(sops, 1) * 1e9:6.2f} ns per op")
+                f"{sops:>11,d} ops  {t * 1e3:8.1f} ms (without events {base * 1e3:.1f} ms)  "
+                f"{(t - base) / max(sops, 1) * 1e9:6.2f} ns per op")
     exp = _fit([r["sops"] for r in rows], [r["median_s"] for r in rows])
-    log(f"  -> event-driven time ~ (events x fan-out)^{exp:.2f}")
-    return {"rows": rows, "exponent_vs_sops": exp}
+    ok = [r for r in rows if r["event_part_s"] > 0]
+    exp_part = _fit([r["sops"] for r in ok], [r["event_part_s"] for r in ok])
+    lin = _linear([r["sops"] for r in rows], [r["median_s"] for r in rows])
+    # the time beyond the no-event run as (cost per event) x events + (cost per synapse) x sops
+    A = np.array([[r["events"], r["sops"]] for r in rows], dtype=float)
+    (per_event, per_sop), *_ = np.linalg.lstsq(A, np.array([r["event_part_s"] for r in rows]), rcond=None)
+    log(f"  -> event-driven time ~ (events x fan-out)^{exp:.2f}; the time beyond the no-event run ~ "
+        f"(events x fan-out)^{exp_part:.2f} = {per_event * 1e9:.1f} ns per event + {per_sop * 1e9:.2f} ns per "
+        f"synaptic op (least squares); linear fit of the whole time: {lin['per_op_ns']:.2f} ns per synaptic op + "
+        f"{lin['fixed_ms']:.1f} ms")
+    return {"rows": rows, "exponent_vs_sops": exp, "exponent_event_part_vs_sops": exp_part, "linear": lin,
+            "ns_per_event": float(per_event * 1e9), "ns_per_sop": float(per_sop * 1e9)}
 
 
 def run(repeats=3, quick=False, log=print) -> dict:
