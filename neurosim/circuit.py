@@ -588,11 +588,6 @@ class Circuit:
         returned as it is)."""
         if self.vertices:
             return self
-        sparse = [p.name for p in self.projections if p.connectivity is not None]
-        if sparse:
-            raise ValueError(f"circuit {self.name!r}: projection(s) {sparse} are sparse (connectivity=), and the vertex "
-                             "form has dense Dense vertices only; a sparse circuit has no vertex form (run it as "
-                             "populations with algorithm 'pc' or 'strict' on backend 'numba' or 'reference')")
         from .graph.convert import from_circuit
         return from_circuit(self, name=name)
 

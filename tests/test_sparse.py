@@ -424,3 +424,9 @@ def test_strict_and_pc_output_options_train_sparse_as_reference():
         _close_weights(sims[1], sims[0], algo)
         w0 = ns.Simulator(c, backend="reference", seed=0).weights["Wa"].data
         assert np.abs(sims[0].weights["Wa"].data - w0).max() > 1e-4     # it learned
+
+
+def test_from_circuit_refuses_sparse():
+    from neurosim import graph as ng
+    with pytest.raises(ValueError, match=r"projection\(s\) \['W1'\] are sparse.*no vertex form"):
+        ng.from_circuit(_replace(ns.hierarchy([6, 5, 3]), W1=FixedFanIn(2)))
