@@ -165,13 +165,17 @@ class Pattern(Connectivity):
 
     Indices within a row are sorted on lowering; a repeated index, an index outside the pre population, an empty
     row or a wrong ``indptr`` length raise a ValueError naming the projection.  :func:`as_connectivity` makes
-    one from a ``scipy.sparse`` matrix (its stored non-zero positions; explicit zeros are dropped).
+    one from a ``scipy.sparse`` matrix (its stored non-zero positions; explicit zeros are dropped), keeping its
+    ``shape`` ``(n_post, n_pre)``, which must then equal the projection's.
     """
 
     indptr: np.ndarray
     indices: np.ndarray
+    shape: tuple | None = None
 
     def __post_init__(self):
+        if self.shape is not None:
+            object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))
         for attr in ("indptr", "indices"):
             a = np.array(getattr(self, attr))
             if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
@@ -182,13 +186,16 @@ class Pattern(Connectivity):
 
     def __eq__(self, other):
         return (isinstance(other, Pattern) and np.array_equal(self.indptr, other.indptr)
-                and np.array_equal(self.indices, other.indices))
+                and np.array_equal(self.indices, other.indices) and self.shape == other.shape)
 
     def __hash__(self):
-        return hash((self.indptr.tobytes(), self.indices.tobytes()))
+        return hash((self.indptr.tobytes(), self.indices.tobytes(), self.shape))
 
     def pattern(self, n_post, n_pre, name="?"):
         ip, ix = self.indptr, self.indices
+        if self.shape is not None and self.shape != (n_post, n_pre):
+            raise ValueError(f"Projection {name!r}: the sparse pattern has shape {self.shape} but the projection is "
+                             f"(n_post, n_pre) = {(n_post, n_pre)}; give a matrix of that shape")
         if ip.size != n_post + 1 or ip[0] != 0 or ip[-1] != ix.size or np.any(np.diff(ip) < 0):
             raise ValueError(f"Projection {name!r}: the pattern's indptr must have n_post + 1 = {n_post + 1} "
                              f"non-decreasing entries from 0 to len(indices) = {ix.size}; got {ip.size} entries "
@@ -225,7 +232,7 @@ def as_connectivity(value, name: str = "?"):
         m = value.tocsr()
         m.eliminate_zeros()
         m.sort_indices()
-        return Pattern(np.asarray(m.indptr), np.asarray(m.indices))
+        return Pattern(np.asarray(m.indptr), np.asarray(m.indices), shape=m.shape)
     if isinstance(value, tuple) and len(value) == 2:
         return Pattern(value[0], value[1])
     raise ValueError(f"Projection {name!r}: connectivity must be None (dense), ns.FixedFanIn(k), "

@@ -210,6 +210,8 @@ def test_validation_errors_name_the_projection_and_fix():
         _replace(base, W2=(np.array([0, 1, 2, 3]), np.array([0, 8, 1])))
     with pytest.raises(ValueError, match=r"Projection 'W2'.*n_post \+ 1 = 4"):
         _replace(base, W2=(np.array([0, 1, 2]), np.array([0, 1])))
+    with pytest.raises(ValueError, match=r"Projection 'W2'.*shape \(3, 7\) but the projection is .* \(3, 8\)"):
+        _replace(base, W2=sps.eye(3, 7, format="csr"))
     with pytest.raises(ValueError, match=r"Projection 'W1'.*connectivity must be None"):
         _replace(base, W1="sparse")
     with pytest.raises(ValueError, match=r"Projection 'W1'.*orthogonal.*needs a dense matrix"):
