@@ -216,11 +216,14 @@ def sparse_section(s):
              "| fan-in k | synapses | T | ms/batch (median) | ns per synaptic op | weights MiB | indices MiB | dense "
              "weights would be GiB |", "|---|---|---|---|---|---|---|---|"]
     c = s["clock"]
-    for x in c["rows"]:
-        lines.append(f"| {x['fan_in']} | {x['synapses']:,d} | {x['T']} | {_ms(x['median_s'])} | {x['ns_per_sop']:.2f} | "
+    lines[-2] = lines[-2].replace("| fan-in k | synapses | T |", "| fan-in k | synapses | batch | T |")
+    lines[-1] = "|---" + lines[-1]
+    for x in c["rows"] + c.get("batched_rows", []):
+        lines.append(f"| {x['fan_in']} | {x['synapses']:,d} | {x['batch']} | {x['T']} | {_ms(x['median_s'])} | "
+                     f"{x['ns_per_sop']:.2f} | "
                      f"{x['weights_bytes'] / 2**20:.1f} | {x['indices_bytes'] / 2**20:.1f} | "
                      f"{x['dense_equivalent_weights_bytes'] / 2**30:.1f} |")
-    lines.append(f"\nTime grows as (synapses x steps)^**{_num(c.get('exponent_vs_sops'), '.2f')}** (fit over every point); against "
+    lines.append(f"\nAt batch 1, time grows as (synapses x steps)^**{_num(c.get('exponent_vs_sops'), '.2f')}** (fit over every point); against "
                  "synapses at fixed T: " + ", ".join(f"T={t}: ^{_num(v, '.2f')}" for t, v in c["exponent_vs_synapses"].items())
                  + "; against T at fixed k: " + ", ".join(f"k={k}: ^{_num(v, '.2f')}" for k, v in c["exponent_vs_T"].items())
                  + ". As a line per T (time = fixed + per_op x ops; the fixed part is the per-unit work): "

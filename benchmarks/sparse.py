@@ -5,7 +5,7 @@ Circuit: input (50,000 units, clamped) -> hidden (30,000, tanh) -> output (20,00
 synapses.  Swept: the fan-in k (10, 30, 100) and the steps T.
 
 Clock-driven (``Simulator(backend="numba")``, one ``step`` = relax T Euler steps with the target clamped, then
-learn; batch 1):
+learn; batch 1, and one point at batch 32, T = 20 per fan-in):
     the kernel touches every synapse of a pass once per sample, so the synaptic operations of one batch are
     ``B (2 nnz + 2 T nnz_out)``: the feedforward sweep (every projection once), then per step the output's
     prediction and its feedback into the hidden layer over the output projection (``nnz_out = 20,000 k``; the
@@ -43,6 +43,7 @@ SIZES = (50_000, 30_000, 20_000)
 FAN_IN = (10, 30, 100)
 STEPS = (5, 20, 50)
 THETAS = (0.1, 0.03, 0.01, 0.003)
+BATCH, BATCH_T = 32, 20      # one batched point per fan-in (the transposed (n, B) layout of the sparse products)
 QUICK = {"fan_in": (10, 30), "steps": (5, 20), "thetas": (0.1, 0.03)}
 
 
@@ -122,20 +123,26 @@ def clock_driven(fan_in, steps, repeats, log=print) -> dict:
         sim = ns.Simulator(c, backend="numba", seed=0)
         build_s = time.perf_counter() - t0
         X, Y = data(1)
+        XB, YB = data(BATCH)
         sim.step(X, Y, steps=2)   # warm-up (loads the kernel)
-        fns = {T: (lambda T=T: sim.step(X, Y, steps=T)) for T in steps}
-        timed = core.interleaved(fns, repeats, block=1)
+        fns = {(1, T): (lambda T=T: sim.step(X, Y, steps=T)) for T in steps}
+        timed = core.interleaved(fns, repeats, block=1)      # the steps round-robin, batch 1
+        # the batched point after them (a step of another batch size reallocates the simulator's buffers)
+        fns[(BATCH, BATCH_T)] = lambda: sim.step(XB, YB, steps=BATCH_T)
+        timed.update(core.interleaved({(BATCH, BATCH_T): fns[(BATCH, BATCH_T)]}, repeats, block=1))
         mem = memory_bytes(sim.plan)
-        for T in steps:
-            t = timed[T]["median_s"]
-            sops = clock_sops(sim.plan, 1, T)
-            rows.append({"fan_in": k, "T": T, "batch": 1, "synapses": mem["synapses"], "median_s": t,
-                         "min_s": timed[T]["min_s"], "sops": sops, "ns_per_sop": t / sops * 1e9,
+        for B, T in fns:
+            t = timed[(B, T)]["median_s"]
+            sops = clock_sops(sim.plan, B, T)
+            rows.append({"fan_in": k, "T": T, "batch": B, "synapses": mem["synapses"], "median_s": t,
+                         "min_s": timed[(B, T)]["min_s"], "sops": sops, "ns_per_sop": t / sops * 1e9,
                          "build_s": build_s, **{f"{a}_bytes": b for a, b in mem.items() if a != "synapses"}})
-            log(f"  k={k:<4d} T={T:<3d} synapses {mem['synapses']:>9,d}  {t * 1e3:8.1f} ms/batch  "
+            log(f"  k={k:<4d} B={B:<3d} T={T:<3d} synapses {mem['synapses']:>9,d}  {t * 1e3:8.1f} ms/batch  "
                 f"{t / sops * 1e9:6.2f} ns per synaptic op  (weights {mem['weights'] / 2**20:.1f} MiB, indices "
                 f"{mem['indices'] / 2**20:.1f} MiB; dense would be {mem['dense_equivalent_weights'] / 2**30:.1f} GiB)")
         del sim
+    batched = [r for r in rows if r["batch"] != 1]
+    rows = [r for r in rows if r["batch"] == 1]      # the fits below are over batch 1
     exp = _fit([r["sops"] for r in rows], [r["median_s"] for r in rows])
     exp_syn = {}
     for T in steps:
@@ -151,8 +158,8 @@ def clock_driven(fan_in, steps, repeats, log=print) -> dict:
         + ", ".join(f"T={T}: ^{v:.2f}" for T, v in exp_syn.items())
         + "; linear fit per T (time = fixed + per_op x ops): "
         + ", ".join(f"T={T}: {v['per_op_ns']:.2f} ns/op + {v['fixed_ms']:.1f} ms" for T, v in lin.items()))
-    return {"rows": rows, "exponent_vs_sops": exp, "exponent_vs_synapses": exp_syn, "exponent_vs_T": exp_T,
-            "linear_per_T": lin}
+    return {"rows": rows, "batched_rows": batched, "exponent_vs_sops": exp, "exponent_vs_synapses": exp_syn,
+            "exponent_vs_T": exp_T, "linear_per_T": lin}
 
 
 def rss(fan_in, log=print) -> list:
