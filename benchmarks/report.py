@@ -210,7 +210,7 @@ def sparse_section(s):
     """Tables of the ``sparse`` suite (benchmarks/sparse.py)."""
     n = s.get("sizes", [])
     lines = [f"## Sparse projections: {sum(n):,d} value units ({' -> '.join(f'{v:,d}' for v in n)}), FixedFanIn(k)\n",
-             "Clock-driven, numba, batch 1 (one `step`: relax T steps with the target clamped, then learn). "
+             "Clock-driven, numba, batch 1 and 32 (one `step`: relax T steps with the target clamped, then learn). "
              "Synaptic operations per batch: `2 nnz + 2 T nnz_out` (sweep, T x (output prediction + its feedback), "
              "Hebbian update); see `benchmarks/sparse.py`.\n",
              "| fan-in k | synapses | T | ms/batch (median) | ns per synaptic op | weights MiB | indices MiB | dense "
