@@ -129,9 +129,9 @@ def _plan_and_weights(source):
     plan = source if isinstance(source, Plan) else getattr(source, "plan", None)
     sparse = getattr(plan, "sparse_projections", None)
     if sparse:
-        raise UnsupportedError(f"theory: projection(s) {sparse} of circuit {plan.circuit.name!r} are sparse; the closed "
-                               "forms take dense weight matrices: state the same circuit without connectivity= and "
-                               "load the weights as dense arrays (sim.weights[name].toarray())")
+        raise UnsupportedError(f"theory: projection(s) {sparse} of circuit {plan.circuit.name!r} are sparse; the "
+                               "closed forms take dense weight matrices: state the same circuit without connectivity= "
+                               "and load the weights as dense arrays (sim.weights[name].toarray())")
     if isinstance(source, Plan):
         plan = source
         W = {}

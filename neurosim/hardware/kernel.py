@@ -24,8 +24,8 @@ from numba import njit
 from ..backends.base import INIT_ZEROS, MODE_CLAMP, MODE_NUDGE
 from ..backends.numba._common import decayed_dt, energy_total, first_bad_rows
 from ..backends.numba.activations import dphi, phi
-from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_SOFF, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
-                              P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
+from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_SOFF, K_WOFF, KF_MULT,
+                              P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
 from ..config import CACHE, FASTMATH
 from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from .nonideal import K_ADD, K_MMGAIN, K_MMOFF, K_MUL, K_QNEAR, K_QSTOCH

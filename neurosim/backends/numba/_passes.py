@@ -7,8 +7,8 @@ from numba import njit
 from ...config import JIT_OPTIONS
 from ...plan import ROLE_INPUT, ROLE_TARGET
 from ..base import MODE_NUDGE
-from ..tables import (K_BOFF, K_POST, K_PRE, K_SKIP, K_SOFF, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM,
-                      PF_TAUE, PF_TAUX)
+from ..tables import (K_BOFF, K_POST, K_PRE, K_SKIP, K_SOFF, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE,
+                      PF_PARAM, PF_TAUE, PF_TAUX)
 from ._common import add_into, add_row, blk, wblk
 from ._products import _mm_ab, _mm_abt
 from ._sparse import csr_feedback, csr_predict

@@ -10,8 +10,8 @@ from numba import njit
 
 from ...config import JIT_OPTIONS
 from ...plan import OPT_ADAM
-from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_SOFF, K_WOFF, KF_B1, KF_B2, KF_EPS, KF_LR,
-                      KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)
+from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_SOFF, K_WOFF, KF_B1, KF_B2, KF_EPS,
+                      KF_LR, KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)
 from ._common import blk
 from ._products import SMALL_BATCH, _mm_atb
 from ._sparse import csr_hebbian

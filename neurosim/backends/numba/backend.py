@@ -230,9 +230,9 @@ class NumbaBackend(Backend):
         out = self._out
         with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B):
             run_batch_kernel(s, t, iargs, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start,
-                             self.ki_end, self.S, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW, self.mb,
-                             self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec, rec_steps, y0, y,
-                             out)
+                             self.ki_end, self.S, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW,
+                             self.mb, self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec, rec_steps,
+                             y0, y, out)
         self.have_prev = True
         steps, status, fail_step, fail_pop, r = (int(v) for v in out)
         rec = rec[:r]
