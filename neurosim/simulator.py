@@ -1209,8 +1209,8 @@ class Simulator:
         Minus the gradient of the loss (``"bp"``) or of the energy at the state the schedule reaches (the
         Hebbian terms of ``"pc"``, ``"strict"``, ``"fpa"``, ``"zil"``), batch mean unless a rule uses
         ``batch_reduction="sum"``, before the learning rate and the optimiser; keys as :attr:`weights`
-        (layered circuits: ``"W1"``, ``"W1.b"``; graphs: parameter names, shared parameters summed over their
-        uses).  ``"pc"`` relaxes as ``train(algorithm="pc")`` does (this simulator's integrator, ``dt`` over each
+        (layered circuits: ``"W1"``, ``"W1.b"``, a sparse projection's direction a ``scipy.sparse.csr_array`` with
+        its pattern; graphs: parameter names, shared parameters summed over their uses).  ``"pc"`` relaxes as ``train(algorithm="pc")`` does (this simulator's integrator, ``dt`` over each
         ``tau_x``, error-unit dynamics, output options and ``convention``) and returns the Hebbian term
         ``eps_post^T phi(x_pre)`` at the reached state.  Once ``fpa`` (``eta=1``) or ``zil`` is
         exact, their directions equal ``bp``'s.  ``"ipc"`` updates
@@ -1282,7 +1282,12 @@ class Simulator:
                 raise DivergenceError("the run diverged (NaN/inf); reduce dt", step=-1, population="?")
             gW, gb = dirs
         for k, name in enumerate(self.plan.proj_names):
-            if k in gW:
+            if k in gW and self.plan.is_sparse(k):   # a sparse projection's direction has its pattern
+                import scipy.sparse as sps
+                indptr, indices = self.plan.sparse_csr(k)
+                out[name] = sps.csr_array((np.array(gW[k]), indices.copy(), indptr.copy()),
+                                          shape=self.plan.weight_shape(k))
+            elif k in gW:
                 out[name] = np.array(gW[k])
             if k in gb:
                 out[name + ".b"] = np.array(gb[k])

@@ -432,3 +432,20 @@ def test_from_circuit_refuses_sparse():
     from neurosim import graph as ng
     with pytest.raises(ValueError, match=r"projection\(s\) \['W1'\] are sparse.*no vertex form"):
         ng.from_circuit(_replace(ns.hierarchy([6, 5, 3]), W1=FixedFanIn(2)))
+
+
+def test_directions_have_the_pattern():
+    """``sim.directions`` of a sparse projection is a csr_array with its pattern, equal on numba and the
+    reference, and equal on the pattern to the dense twin's direction."""
+    c = circuits()[0][1]
+    X, Y = _data(c, 5, 3)
+    ref = ns.Simulator(c, backend="reference", seed=0)
+    nb = ns.Simulator(c, backend="numba", seed=0)
+    dense = ns.Simulator(_dense_twin(c), backend="reference", seed=0)
+    dense.load_weights(_dense_weights(ref))
+    dr, dn, dd = (s.directions(X, Y, algorithm="pc", steps=8) for s in (ref, nb, dense))
+    for name in ("W1", "W2"):
+        assert isinstance(dr[name], sps.csr_array) and dr[name].nnz == ref.weights[name].nnz
+        np.testing.assert_allclose(dn[name].toarray(), dr[name].toarray(), rtol=TOL, atol=TOL)
+        m = _pattern_mask(ref, name)
+        np.testing.assert_allclose(dr[name].toarray()[m], dd[name][m], rtol=TOL, atol=TOL)
