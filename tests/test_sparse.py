@@ -449,3 +449,13 @@ def test_directions_have_the_pattern():
         np.testing.assert_allclose(dn[name].toarray(), dr[name].toarray(), rtol=TOL, atol=TOL)
         m = _pattern_mask(ref, name)
         np.testing.assert_allclose(dr[name].toarray()[m], dd[name][m], rtol=TOL, atol=TOL)
+
+
+def test_plot_weights_draws_sparse_weights():
+    import matplotlib
+    matplotlib.use("Agg")
+    sim = ns.Simulator(circuits()[0][1], backend="reference", seed=0)
+    fig = ns.plot.weights(sim.weights)
+    assert fig.axes
+    with pytest.raises(ValueError, match=r"sparse 5000 x 5000 matrix.*draw a block"):
+        ns.plot.weights({"W": sps.random(5000, 5000, density=1e-5, format="csr")})
