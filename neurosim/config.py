@@ -37,6 +37,6 @@ def kernels_cached() -> bool | None:
         return None
     try:
         from .backends.numba._relax import kernel
-        return bool(os.path.exists(kernel(False, False)._cache._cache_file._index_path))
+        return bool(os.path.exists(kernel(False)._cache._cache_file._index_path))
     except Exception:   # an internal of numba's: if it moves, say nothing rather than something wrong
         return None

@@ -150,8 +150,8 @@ def test_float32_close_to_float64_and_really_float32(B):
 def test_one_compiled_specialisation_per_dtype_and_variant():
     """Every kind of run reuses the compiled kernel of its variant (the warm start loads one cached function per
     variant): settings travel in packed arrays, not as arguments of varying type.  The variants are the fused Euler
-    path or the general path (Heun or a tolerance), for batches up to SMALL_BATCH or larger ones; a run compiles only
-    its own."""
+    path and the general path (Heun or a tolerance); each holds both batch paths (hand loops up to SMALL_BATCH,
+    BLAS above), chosen per call."""
     net = layered("tanh")
     for dtype in ("float64", "float32"):
         probes = [ns.Probe("h1", "x")]
@@ -166,8 +166,8 @@ def test_one_compiled_specialisation_per_dtype_and_variant():
         sim.backend.run_batch(Xr, None, RunSpec(n_steps=3))                              # Euler, no probes
         sim.backend.run_batch(Xr, None, RunSpec(n_steps=3, integrator=HEUN))             # general, no probes
         sim.predict(X)
-    for key in ((False, True), (True, True)):   # batches of 3 and 1: small
-        sigs = _relax.kernel(*key).signatures
+    for key in (False, True):
+        sigs = _relax.kernel(key).signatures
         assert len(sigs) == 2, (key, sigs)
         assert {str(s[0].dtype) for s in sigs} == {"float64", "float32"}
 
@@ -176,8 +176,8 @@ def test_a_plain_run_compiles_no_general_path():
     """A plain run (Euler, fixed steps) takes the Euler variant, which has no Heun or tolerance code; a Heun run or
     one with a tolerance gets the general variant.  An Euler run of the general variant (a tolerance that is never
     reached) gives the Euler variant's numbers to rounding."""
-    assert _relax.kernel(False, True) is not _relax.kernel(True, True)
-    assert _relax.kernel(False, True) is _relax.kernel(False, True)
+    assert _relax.kernel(False) is not _relax.kernel(True)
+    assert _relax.kernel(False) is _relax.kernel(False)
     net = layered("tanh")
     X, Y = np.ones((2, 5)), np.zeros((2, 3))
     a = ns.Simulator(net, backend="numba", seed=0)

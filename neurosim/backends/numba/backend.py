@@ -229,7 +229,7 @@ class NumbaBackend(Backend):
         fargs = np.array([spec.beta, spec.tol, spec.dt, spec.dt_decay], dtype=np.float64)
         out = self._out
         with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B):
-            run_batch_kernel = kernel(heun or spec.tol > 0, B <= SMALL_BATCH)
+            run_batch_kernel = kernel(heun or spec.tol > 0)
             run_batch_kernel(s, t, iargs, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start,
                              self.ki_end, self.S, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW,
                              self.mb, self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec, rec_steps,
