@@ -290,6 +290,17 @@ def test_unsupported_paths_refuse_clearly():
         ns.Simulator(c, backend="numba", hardware=ns.hardware.HardwareModel(coding="event"))
 
 
+def test_cost_model_and_map_circuit_refuse_sparse():
+    """The clock-driven cost model and the chip mapping count dense matrices (n_pre x n_post synapses per pass):
+    they refuse a sparse circuit by name instead of pricing synapses it does not have; its dense twin is counted."""
+    c = dict(circuits())["fanin+rf1d"]
+    with pytest.raises(ns.UnsupportedError, match=r"count_pc.*\['W1', 'W2'\] are sparse.*sops"):
+        ns.hardware.count_pc(c, 5)
+    with pytest.raises(ns.UnsupportedError, match=r"map_circuit.*\['W1', 'W2'\] are sparse"):
+        ns.hardware.map_circuit(c, "loihi")
+    assert ns.hardware.count_pc(_dense_twin(c), 5).synaptic_ops > 0
+
+
 # ------------------------------------------------------------------------------------------------ event engines
 def _engine_run(engine_cls, c, X, Y, theta, seed=0, W=None, learn=True, steps=6, init="feedforward", **kw):
     from neurosim.backends.base import INITS, RunSpec
