@@ -3,7 +3,8 @@
 Suites: workloads (numba vs reference vs roofline, float64 and float32), peers (pcx, ngc-learn),
 scaling (width, depth, T, batch), memory, probes, startup, coldstart (a fresh install's first calls; --against
 COMMIT times another commit in the same run), threads, load, events (event-driven wall time against events,
-before/after against a git revision).  Prints a table per suite and
+before/after against a git revision), sparse (100,000 units with sparse projections: clock-driven and
+event-driven time against synapses x steps / events x fan-out, memory).  Prints a table per suite and
 writes all figures and the machine description to ``benchmarks/results/latest.json`` (and a copy
 named after the date), then regenerates ``benchmarks/README.md`` from them.
 """
@@ -16,10 +17,10 @@ from pathlib import Path
 
 from neurosim.io import write_json_atomic
 
-from . import core, events, peers, report, scaling, system, workloads
+from . import core, events, peers, report, scaling, sparse, system, workloads
 
 SUITES = ["workloads", "peers", "scaling", "memory", "probes", "startup", "coldstart", "threads", "load",
-          "events"]
+          "events", "sparse"]
 HERE = Path(__file__).parent
 
 
@@ -97,6 +98,9 @@ def main(argv=None):
         log("event-driven relaxation: wall time against events (hw-event-driven workload)")
         res["events"] = events.run(repeats=7 if a.quick else 15, rounds=2 if a.quick else 3,
                                    baseline=None if a.events_baseline == "none" else a.events_baseline, log=log)
+    if "sparse" in suites:
+        log("sparse projections: 100,000 value units, FixedFanIn (numba, clock- and event-driven)")
+        res["sparse"] = sparse.run(repeats=3 if a.quick else 5, quick=a.quick, log=log)
     res["loadavg_end"] = core.loadavg()
     res["total_s"] = time.perf_counter() - t_start
     write_json_atomic(a.out, res)

@@ -285,6 +285,62 @@ def events_section(e):
     return "\n".join(lines) + "\n"
 
 
+def _num(v, spec):
+    """``v`` formatted with ``spec``, or "n/a" (a NaN is stored as null in the JSON results)."""
+    return "n/a" if v is None or v != v else format(v, spec)
+
+
+def sparse_section(s):
+    """Tables of the ``sparse`` suite (benchmarks/sparse.py)."""
+    n = s.get("sizes", [])
+    lines = [f"## Sparse projections: {sum(n):,d} value units ({' -> '.join(f'{v:,d}' for v in n)}), FixedFanIn(k)\n",
+             "Clock-driven, numba, batch 1 and 32 (one `step`: relax T steps with the target clamped, then learn). "
+             "Synaptic operations per batch: `2 nnz + 2 T nnz_out` (sweep, T x (output prediction + its feedback), "
+             "Hebbian update); see `benchmarks/sparse.py`.\n",
+             "| fan-in k | synapses | T | ms/batch (median) | ns per synaptic op | weights MiB | indices MiB | dense "
+             "weights would be GiB |", "|---|---|---|---|---|---|---|---|"]
+    c = s["clock"]
+    lines[-2] = lines[-2].replace("| fan-in k | synapses | T |", "| fan-in k | synapses | batch | T |")
+    lines[-1] = "|---" + lines[-1]
+    for x in c["rows"] + c.get("batched_rows", []):
+        lines.append(f"| {x['fan_in']} | {x['synapses']:,d} | {x['batch']} | {x['T']} | {_ms(x['median_s'])} | "
+                     f"{x['ns_per_sop']:.2f} | "
+                     f"{x['weights_bytes'] / 2**20:.1f} | {x['indices_bytes'] / 2**20:.1f} | "
+                     f"{x['dense_equivalent_weights_bytes'] / 2**30:.1f} |")
+    lines.append(f"\nAt batch 1, time grows as (synapses x steps)^**{_num(c.get('exponent_vs_sops'), '.2f')}** (fit over every point); against "
+                 "synapses at fixed T: " + ", ".join(f"T={t}: ^{_num(v, '.2f')}" for t, v in c["exponent_vs_synapses"].items())
+                 + "; against T at fixed k: " + ", ".join(f"k={k}: ^{_num(v, '.2f')}" for k, v in c["exponent_vs_T"].items())
+                 + ". As a line per T (time = fixed + per_op x ops; the fixed part is the per-unit work): "
+                 + ", ".join(f"T={t}: {_num(v['per_op_ns'], '.2f')} ns/op + {_num(v['fixed_ms'], '.1f')} ms"
+                             for t, v in c.get("linear_per_T", {}).items()) + ".\n")
+    m = s.get("memory")
+    if m:
+        lines += ["| fan-in k | synapses | weights + indices MB | peak RSS growth MB |", "|---|---|---|---|"]
+        for x in m["rows"]:
+            lines.append(f"| {x['fan_in']} | {x['synapses']:,d} | {x['weights_plus_indices_mb']:.1f} | "
+                         f"{x['growth_mb']:.1f} |")
+        lines.append(f"\nPeak RSS growth ~ synapses^**{_num(m.get('exponent_vs_synapses'), '.2f')}** (a fresh process: building the "
+                     "simulator and training one batch; includes the optimiser state and the gradient buffer).\n")
+    e = s.get("event")
+    if e:
+        lines += ["Event-driven (`neurosim.hardware.NumbaEngine`, send-on-delta, batch 1, T=10, no learning): a value "
+                  "event touches the unit's out-synapses, an error event its in-synapses.\n",
+                  "| fan-in k | threshold | events | synaptic ops | ms | ms without events | ns per synaptic op (time beyond "
+                  "the no-event run) |", "|---|---|---|---|---|---|---|"]
+        for x in e["rows"]:
+            lines.append(f"| {x['fan_in']} | {x['theta']:g} | {x['events']:,d} | {x['sops']:,d} | {_ms(x['median_s'])} | "
+                         f"{_ms(x['no_event_s'])} | {x['ns_per_sop']:.2f} |")
+        lin = e.get("linear", {})
+        lines.append(f"\nEvent-driven time grows as (events x fan-out)^**{_num(e.get('exponent_vs_sops'), '.2f')}**, the time beyond "
+                     f"the no-event run as ^**{_num(e.get('exponent_event_part_vs_sops'), '.2f')}**, which is "
+                     f"{_num(e.get('ns_per_event'), '.0f')} ns per event + **{_num(e.get('ns_per_sop'), '.2f')} "
+                     f"ns per synaptic op** (least squares); the whole time as a line: "
+                     f"{_num(lin.get('per_op_ns'), '.2f')} ns per synaptic op + "
+                     f"{_num(lin.get('fixed_ms'), '.0f')} ms of per-unit work that does not depend on the "
+                     f"synapses (its synaptic part grows as ^{_num(lin.get('exponent_of_synaptic_part'), '.2f')}).\n")
+    return "\n".join(lines) + "\n"
+
+
 def checklist(r):
     w = {(x["workload"], x["batch"], x["T"], x["dtype"]): x for x in r.get("workloads", {}).get("rows", [])}
     lines = ["## The issue's targets, as measured in this run\n"]
@@ -389,6 +445,18 @@ def checklist(r):
             sp = [b[x["threshold"]]["wall_ms_per_sample"] / x["wall_ms_per_sample"] for x in rows]
             lines.append(f"  - against `{ev['baseline']['ref']}`: {min(sp):.0f}x to {max(sp):.0f}x faster per "
                          f"threshold")
+    sp = r.get("sparse")
+    if sp:
+        c, m, e = sp["clock"], sp.get("memory", {}), sp.get("event", {})
+        lin = list(c.get("linear_per_T", {}).values())
+        lines.append(f"- sparse projections, {sum(sp['sizes']):,d} value units, 10-100 synapses each: peak memory grows as "
+                     f"synapses^{_num(m.get('exponent_vs_synapses'), '.2f')}; clock-driven time as (synapses x steps)^"
+                     f"{_num(c.get('exponent_vs_sops'), '.2f')}"
+                     + (f" ({_num(lin[-1]['per_op_ns'], '.1f')} ns per synaptic op at the largest T, beside per-unit "
+                        f"work)" if lin else "")
+                     + f"; event-driven time beyond the no-event run as (events x fan-out)^"
+                     f"{_num(e.get('exponent_event_part_vs_sops'), '.2f')} ({_num(e.get('ns_per_sop'), '.1f')} ns per "
+                     f"synaptic op + {_num(e.get('ns_per_event'), '.0f')} ns per event)")
     return "\n".join(lines) + "\n"
 
 
@@ -414,6 +482,8 @@ def markdown(r) -> str:
         parts.append(coldstart_section(r["coldstart"]))
     if "events" in r:
         parts.append(events_section(r["events"]))
+    if "sparse" in r:
+        parts.append(sparse_section(r["sparse"]))
     parts.append(KERNEL_NOTES)
     return "\n".join(parts)
 

@@ -260,6 +260,14 @@ class Projection:
         ``None`` freezes the weights.
     feedback : {"transpose"}
         The feedback path of the error ``eps_post`` to ``x_pre``: the transpose of the same weights.
+    connectivity : None, FixedFanIn, ReceptiveField, Pattern, scipy.sparse matrix or (indptr, indices)
+        ``None`` (default): dense, a ``(n_post, n_pre)`` matrix. Otherwise a sparse projection with only the
+        synapses of the pattern (:mod:`neurosim.connectivity`); a ``scipy.sparse`` matrix or an ``(indptr,
+        indices)`` pair becomes a :class:`~neurosim.connectivity.Pattern`. Its initial weights are drawn with
+        ``init`` as for a dense matrix whose fan-in is the mean number of synapses per post unit
+        (``nnz / n_post``) and whose fan-out is the mean number per pre unit (``nnz / n_pre``): one value per
+        synapse, in CSR order (``orthogonal`` needs a dense matrix and is refused). ``Simulator.weights``
+        returns it as a ``scipy.sparse.csr_array``.
     """
 
     name: str
@@ -273,9 +281,19 @@ class Projection:
     weights: bool = True
     plasticity: Hebbian | None = field(default_factory=Hebbian)
     feedback: str = "transpose"
+    connectivity: object = None
 
     def __post_init__(self):
         _check_name("Projection", self.name)
+        if self.connectivity is not None:
+            from .connectivity import as_connectivity
+            object.__setattr__(self, "connectivity", as_connectivity(self.connectivity, self.name))
+            if not self.weights:
+                raise ValueError(f"Projection {self.name!r}: connectivity= needs a weight matrix (weights=True); an "
+                                 "identity skip alone has no synapses to make sparse")
+            if self.init.kind == "orthogonal":
+                raise ValueError(f"Projection {self.name!r}: init 'orthogonal' needs a dense matrix; use "
+                                 "ns.Init('xavier_normal') (or another kind) with a sparse connectivity")
         if self.pre == self.post:
             raise ValueError(f"Projection {self.name!r}: pre and post are both {self.pre!r}; self-loops are not predictions")
         if not math.isfinite(float(self.multiplier)):
@@ -631,6 +649,9 @@ class Circuit:
                         f"Projection {pr.name!r}: {end} population {getattr(pr, end)!r} does not exist; "
                         f"known populations: {sorted(pops)}"
                     )
+            if pr.connectivity is not None:
+                from .connectivity import pattern_of
+                pattern_of(pr.connectivity, pops[pr.post].size, pops[pr.pre].size, pr.name)  # raises if invalid
             if pr.skip and pops[pr.pre].size != pops[pr.post].size:
                 raise ValueError(
                     f"Projection {pr.name!r}: an identity skip needs equal sizes, but {pr.pre!r} has "
@@ -774,6 +795,11 @@ class Circuit:
                 extra.append(f"x{pr.multiplier:g}")
             if pr.skip:
                 extra.append("+skip")
+            if pr.connectivity is not None:
+                from .connectivity import pattern_of
+                n_post, n_pre = self.population(pr.post).size, self.population(pr.pre).size
+                nnz = pattern_of(pr.connectivity, n_post, n_pre, pr.name)[1].size
+                extra.append(f"[{pr.connectivity.summary()}: {nnz} synapses, {nnz / n_post:g} per post unit]")
             extra.append(plasticity_summary(pr.plasticity))
             lines.append(f"  {pr.name}: {pr.pre} -> {pr.post} {' '.join(extra)}".rstrip())
         return "\n".join(lines)

@@ -41,6 +41,13 @@ Optimiser
     :math:`\theta \mathrel{+}= \eta g`, momentum :math:`m \leftarrow \mu m + g,\ \theta \mathrel{+}= \eta m`, or
     Adam (bias-corrected moments, :math:`\theta \mathrel{+}= \eta \hat m / (\sqrt{\hat v} + \epsilon)`).
 
+Sparse projections
+    A sparse projection (``Projection(connectivity=...)``, :mod:`neurosim.connectivity`) is the dense one with
+    the weights off its pattern fixed at zero: the same prediction and feedback (computed with
+    ``scipy.sparse`` products) and the Hebbian direction only on its synapses,
+    :math:`g_{ij} = a_k c_B \sum_b \varepsilon_{b,i}\, \phi(x_{b,j})` for :math:`j \in \mathrm{in}(i)`, a vector
+    of ``nnz`` values in CSR order (the optimiser acts on it as on a dense matrix's entries).
+
 Graph circuits
 --------------
 Graph circuits (:mod:`neurosim.graph`) have the same energy, errors, value dynamics and optimiser, with a vertex
@@ -168,7 +175,10 @@ class LayeredEquations:
         p = self.p
         pre = self.sl[p.proj_pre[k]]
         if p.w_off[k] >= 0:
-            out += p.proj_mult[k] * (phx[:, pre] @ self.be.weight(k).T)
+            if p.is_sparse(k):   # (W phi^T)^T with W a csr_array: only the synapses are read
+                out += p.proj_mult[k] * np.asarray(self.be.weight(k) @ phx[:, pre].T).T
+            else:
+                out += p.proj_mult[k] * (phx[:, pre] @ self.be.weight(k).T)
         if p.b_off[k] >= 0:
             out += self.be.bias(k)
         if p.proj_skip[k]:
@@ -247,7 +257,10 @@ class LayeredEquations:
         for k in range(p.n_proj):
             pre, post = self.sl[p.proj_pre[k]], self.sl[p.proj_post[k]]
             if p.w_off[k] >= 0:
-                fb[:, pre] += p.proj_mult[k] * (eps[:, post] @ self.be.weight(k))
+                if p.is_sparse(k):
+                    fb[:, pre] += p.proj_mult[k] * np.asarray(self.be.weight(k).T @ eps[:, post].T).T
+                else:
+                    fb[:, pre] += p.proj_mult[k] * (eps[:, post] @ self.be.weight(k))
             if p.proj_skip[k]:
                 sfb[:, pre] += eps[:, post]
         return fb, sfb
@@ -280,12 +293,19 @@ class LayeredEquations:
     # -- learning
     def direction(self, k, eps, phx):
         r"""``(g_W, g_b)`` of projection ``k``: :math:`a_k c_B \varepsilon_{post}^T\phi(x_{pre})` and
-        :math:`c_B\sum_{batch}\varepsilon_{post}` (None where the projection has no weight / bias)."""
+        :math:`c_B\sum_{batch}\varepsilon_{post}` (None where the projection has no weight / bias).  For a sparse
+        projection ``g_W`` is the ``(nnz,)`` vector of the synapses' entries, in CSR order."""
         p = self.p
         B = eps.shape[0]
         scale = 1.0 / B if p.proj_mean[k] else 1.0
         e = eps[:, self.sl[p.proj_post[k]]]
-        gW = p.proj_mult[k] * scale * (e.T @ phx[:, self.sl[p.proj_pre[k]]]) if p.w_off[k] >= 0 else None
+        if p.w_off[k] >= 0 and p.is_sparse(k):
+            indptr, indices = p.sparse_csr(k)
+            rows = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+            P = phx[:, self.sl[p.proj_pre[k]]]
+            gW = p.proj_mult[k] * scale * np.einsum("bn,bn->n", e[:, rows], P[:, indices])
+        else:
+            gW = p.proj_mult[k] * scale * (e.T @ phx[:, self.sl[p.proj_pre[k]]]) if p.w_off[k] >= 0 else None
         gb = scale * e.sum(axis=0) if p.b_off[k] >= 0 else None
         return gW, gb
 

@@ -11,6 +11,13 @@ Layout
   order); the incoming projections of population ``p`` are ``in_start[p] : in_end[p]``.
 * All weight matrices live in one flat vector ``W`` (projection ``k``'s ``(n_post, n_pre)`` matrix at
   ``w_off[k]``, C order), all biases in ``b`` (at ``b_off[k]``; -1 means none).
+* A sparse projection (``Projection(connectivity=...)``, :mod:`neurosim.connectivity`) stores only its ``nnz``
+  synapses, at ``w_off[k]`` in CSR order (post unit by post unit, pre units ascending). Its indices are one block
+  of the flat int64 vector ``S`` at ``s_off[k]`` (-1: dense), five arrays back to back:
+  ``indptr`` (n_post + 1), ``indices`` (nnz; pre unit of each synapse), ``colptr`` (n_pre + 1), ``rows`` (nnz;
+  post unit of each synapse in CSC order, i.e. pre unit by pre unit) and ``perm`` (nnz; the CSR position of each
+  CSC synapse). :meth:`Plan.sparse_csr` and :meth:`Plan.sparse_csc` return them; ``weight_size(k)`` is the
+  number of stored weights of projection ``k``.
 """
 from __future__ import annotations
 
@@ -36,9 +43,14 @@ def index_of(names: list, name: str, missing: str) -> int:
         raise KeyError(f"{missing}: {names}") from None
 
 
-def sample_init(init: Init, shape: tuple, rng: np.random.Generator) -> np.ndarray:
-    """Sample an initial array of ``shape`` (``(n_post, n_pre)`` for weights, ``(n,)`` for biases)."""
-    if len(shape) == 2:
+def sample_init(init: Init, shape: tuple, rng: np.random.Generator, fans: tuple | None = None) -> np.ndarray:
+    """Sample an initial array of ``shape`` (``(n_post, n_pre)`` for weights, ``(n,)`` for biases).
+
+    ``fans`` = ``(fan_in, fan_out)`` replaces the fans taken from ``shape`` (a sparse projection draws its
+    ``(nnz,)`` synapses with ``fan_in = nnz / n_post`` and ``fan_out = nnz / n_pre``)."""
+    if fans is not None:
+        fan_in, fan_out = fans
+    elif len(shape) == 2:
         fan_out, fan_in = shape
     else:
         fan_in = fan_out = shape[0]
@@ -127,6 +139,10 @@ class Plan(Layout):
     W: np.ndarray
     b: np.ndarray
     extras: dict = field(default_factory=dict)
+    #: per projection: offset of its index block in ``S`` (-1: dense); see the module docstring
+    s_off: np.ndarray | None = None
+    #: the index blocks of the sparse projections (int64)
+    S: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def n_target(self) -> int:
@@ -143,7 +159,46 @@ class Plan(Layout):
         return slice(int(self.pop_off[p]), int(self.pop_off[p] + self.pop_size[p]))
 
     def weight_shape(self, k: int) -> tuple:
+        """The logical ``(n_post, n_pre)`` shape of projection ``k``'s weights (dense or sparse)."""
         return (int(self.pop_size[self.proj_post[k]]), int(self.pop_size[self.proj_pre[k]]))
+
+    # -- sparse projections
+    def is_sparse(self, k: int) -> bool:
+        """Whether projection ``k`` is sparse (its weights are ``weight_size(k)`` synapses in CSR order)."""
+        return self.s_off is not None and int(self.s_off[k]) >= 0
+
+    @property
+    def sparse_projections(self) -> list:
+        """Names of the sparse projections (empty for a dense circuit)."""
+        return [n for k, n in enumerate(self.proj_names) if self.is_sparse(k)]
+
+    def weight_size(self, k: int) -> int:
+        """Number of stored weights of projection ``k``: ``n_post * n_pre`` (dense), its synapses (sparse), 0
+        without weights."""
+        if self.w_off[k] < 0:
+            return 0
+        n_post, n_pre = self.weight_shape(k)
+        if self.is_sparse(k):
+            o = int(self.s_off[k])
+            return int(self.S[o + n_post])
+        return n_post * n_pre
+
+    def sparse_csr(self, k: int) -> tuple:
+        """``(indptr, indices)`` of sparse projection ``k`` (views of ``S``)."""
+        n_post, _ = self.weight_shape(k)
+        o = int(self.s_off[k])
+        nnz = int(self.S[o + n_post])
+        return self.S[o:o + n_post + 1], self.S[o + n_post + 1:o + n_post + 1 + nnz]
+
+    def sparse_csc(self, k: int) -> tuple:
+        """``(colptr, rows, perm)`` of sparse projection ``k`` (views of ``S``): the synapses of pre unit ``j`` are
+        ``colptr[j]:colptr[j+1]``, with post units ``rows`` and CSR positions ``perm`` (weight ``W[w_off + perm]``)."""
+        n_post, n_pre = self.weight_shape(k)
+        o = int(self.s_off[k])
+        nnz = int(self.S[o + n_post])
+        c = o + n_post + 1 + nnz
+        return self.S[c:c + n_pre + 1], self.S[c + n_pre + 1:c + n_pre + 1 + nnz], \
+            self.S[c + n_pre + 1 + nnz:c + n_pre + 1 + 2 * nnz]
 
 
 def lower(circuit: Circuit, seed: int = 0) -> Plan:
@@ -178,9 +233,16 @@ def lower(circuit: Circuit, seed: int = 0) -> Plan:
 
     # weights are sampled in declaration order so adding a probe or reordering never changes them
     sampled = {}
+    patterns = {}
     for pr in circuit.projections:
         n_post, n_pre = circuit.population(pr.post).size, circuit.population(pr.pre).size
-        Wk = sample_init(pr.init, (n_post, n_pre), rng) if pr.weights else None
+        if pr.connectivity is not None:
+            from .connectivity import pattern_of
+            patterns[pr.name] = pattern_of(pr.connectivity, n_post, n_pre, pr.name)
+            nnz = patterns[pr.name][1].size
+            Wk = sample_init(pr.init, (nnz,), rng, fans=(nnz / n_post, nnz / n_pre))
+        else:
+            Wk = sample_init(pr.init, (n_post, n_pre), rng) if pr.weights else None
         bk = sample_init(pr.bias_init, (n_post,), rng) if pr.bias else None
         sampled[pr.name] = (Wk, bk)
 
@@ -199,6 +261,19 @@ def lower(circuit: Circuit, seed: int = 0) -> Plan:
             b_off[k] = bpos
             bs.append(bk)
             bpos += bk.size
+    s_off = np.full(n_proj, -1, dtype=np.int64)
+    Ss, spos = [], 0
+    for k, pr in enumerate(projs):
+        if pr.name in patterns:
+            indptr, indices = patterns[pr.name]
+            n_pre = circuit.population(pr.pre).size
+            corder = np.argsort(indices, kind="stable")    # CSC: pre unit by pre unit, post ascending within
+            rows = np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))[corder]
+            colptr = np.concatenate([[0], np.cumsum(np.bincount(indices, minlength=n_pre))]).astype(np.int64)
+            block = np.concatenate([indptr, indices, colptr, rows, corder.astype(np.int64)])
+            s_off[k] = spos
+            Ss.append(block)
+            spos += block.size
     in_start = np.zeros(len(pops), dtype=np.int64)
     in_end = np.zeros(len(pops), dtype=np.int64)
     posts = [pos[pr.post] for pr in projs]
@@ -240,4 +315,5 @@ def lower(circuit: Circuit, seed: int = 0) -> Plan:
         proj_mean=np.array([int(plast(pr, "batch_reduction", "mean") == "mean") for pr in projs], dtype=np.int64),
         opt_kind=opt_kind, opt_param=opt_param,
         W=np.concatenate(Ws) if Ws else np.zeros(0), b=np.concatenate(bs) if bs else np.zeros(0),
+        s_off=s_off, S=np.concatenate(Ss).astype(np.int64) if Ss else np.zeros(0, dtype=np.int64),
     )

@@ -106,7 +106,17 @@ def _finish(fig, owned, path):
     return fig
 
 
+#: a sparse matrix (a sparse projection's ``sim.weights[name]``) is drawn as its dense form up to this many entries
+_MAX_DENSE_DRAW = 2 ** 24
+
+
 def _as_float_array(x, name):
+    if hasattr(x, "toarray") and hasattr(x, "nnz"):   # scipy.sparse: a figure shows every entry, zeros included
+        n = int(np.prod(x.shape))
+        if n > _MAX_DENSE_DRAW:
+            raise ValueError(f"{name} is a sparse {x.shape[0]} x {x.shape[1]} matrix ({n:,d} entries, more than a "
+                             f"figure can show); draw a block of it, e.g. {name}[:256, :256]")
+        x = x.toarray()
     try:
         return np.asarray(x, dtype=float)
     except (TypeError, ValueError) as exc:

@@ -537,6 +537,8 @@ class Simulator:
             f.add("probes")
         if len(c.projections) != len(c.populations) - len(c.inputs) or len(c.inputs) > 1:
             f.add("graph")
+        if any(p.connectivity is not None for p in c.projections):
+            f.add("sparse")
         return f
 
     def _check_open(self):
@@ -557,7 +559,11 @@ class Simulator:
 
     @property
     def weights(self) -> dict:
-        """Copies of the weight matrices ``{projection: (n_post, n_pre)}`` and biases ``{projection.b: (n_post,)}``."""
+        """Copies of the weight matrices ``{projection: (n_post, n_pre)}`` and biases ``{projection.b: (n_post,)}``.
+
+        A sparse projection's weights are a ``scipy.sparse.csr_array`` of shape ``(n_post, n_pre)`` (its
+        synapses only; ``.toarray()`` gives the dense matrix with zeros off the pattern); :meth:`load_weights` and
+        :meth:`set_weights` take it back."""
         out = {}
         if self._graph:   # parameters, with their shapes (weights, kernels and biases alike)
             return {name: self._backend.weight(k).copy() for k, name in enumerate(self.plan.proj_names)}
@@ -600,6 +606,9 @@ class Simulator:
             raise ValueError(f"{projection!r} is the bias of projection {projection[:-2]!r}: use "
                              f"set_weights({projection[:-2]!r}, b=...) or load_weights({{{projection!r}: ...}})")
         k = self.plan.proj_index(projection)
+        if W is not None and self.plan.is_sparse(k):
+            self._set_sparse_weights(k, projection, W)
+            W = None
         if W is not None:
             if self.plan.w_off[k] < 0:
                 raise ValueError(f"projection {projection!r} has no weight matrix")
@@ -616,6 +625,52 @@ class Simulator:
             if b.shape != dst.shape:
                 raise ValueError(f"projection {projection!r}: b must have shape {dst.shape}, got {b.shape}")
             dst[...] = b
+
+    def _weight_norm(self, k: int) -> float:
+        """Frobenius norm of projection ``k``'s weights (a sparse projection's synapses)."""
+        w = self._backend.weight(k)
+        return np.linalg.norm(w.data if (not self._graph and self.plan.is_sparse(k)) else w)
+
+    def _set_sparse_weights(self, k: int, projection: str, W):
+        """Write sparse projection ``k``'s synapses from a scipy.sparse matrix with its pattern (entries off the
+        pattern refused), a dense ``(n_post, n_pre)`` array (read on the pattern; non-zeros off it refused) or
+        an ``(nnz,)`` vector in CSR order."""
+        p = self.plan
+        shape = p.weight_shape(k)
+        indptr, indices = p.sparse_csr(k)
+        nnz = indices.size
+        rows = np.repeat(np.arange(shape[0]), np.diff(indptr))
+        if hasattr(W, "tocsr") and hasattr(W, "nnz"):
+            if W.shape != shape:
+                raise ValueError(f"projection {projection!r}: W must have shape {shape}, got {W.shape}")
+            m = W.tocsr().tocoo()
+            key = rows * shape[1] + indices             # sorted (CSR order is row-major)
+            mk = m.row.astype(np.int64) * shape[1] + m.col.astype(np.int64)
+            pos = np.searchsorted(key, mk)
+            hit = (pos < nnz) & (key[np.minimum(pos, nnz - 1)] == mk)
+            if np.any(~hit & (m.data != 0)):
+                raise ValueError(f"projection {projection!r} is sparse and W has non-zero entries off its pattern "
+                                 f"(e.g. at {(int(m.row[~hit][0]), int(m.col[~hit][0]))}); pass a matrix with the "
+                                 f"projection's pattern (sim.weights[{projection!r}])")
+            vals = np.zeros(nnz)
+            np.add.at(vals, pos[hit], m.data[hit])
+        else:
+            W = np.asarray(W)
+            if W.shape == (nnz,):
+                vals = W
+            elif W.shape == shape:
+                vals = W[rows, indices]
+                off = W.copy()
+                off[rows, indices] = 0
+                if np.any(off != 0):
+                    raise ValueError(f"projection {projection!r} is sparse and W has non-zero entries off its "
+                                     f"pattern; zero them, or pass a scipy.sparse matrix with its pattern")
+            else:
+                raise ValueError(f"projection {projection!r}: W must be a scipy.sparse matrix or an array of shape "
+                                 f"{shape} (dense, zeros off the pattern) or ({nnz},) (its synapses in CSR order), "
+                                 f"got shape {W.shape}")
+        o = int(p.w_off[k])
+        self._backend.W[o:o + nnz] = np.asarray(vals, dtype=self.dtype)
 
     def load_weights(self, weights: dict):
         """Set weights from a dict like :attr:`weights` (``"W1"`` matrices, ``"W1.b"`` biases)."""
@@ -1145,7 +1200,7 @@ class Simulator:
         for p in self.probes:
             if p.variable == "weight_norm" and self._n_batches % p.every == 0:
                 k = self.plan.proj_index(p.target)
-                self.data.append(p.name, [[float(np.linalg.norm(self._backend.weight(k)))]], [self._n_batches])
+                self.data.append(p.name, [[float(self._weight_norm(k))]], [self._n_batches])
 
     def directions(self, X, Y, algorithm: str = "bp", options: dict | None = None, *, steps: int = 20,
                    dt: float | None = None, result: bool = False):
@@ -1154,8 +1209,8 @@ class Simulator:
         Minus the gradient of the loss (``"bp"``) or of the energy at the state the schedule reaches (the
         Hebbian terms of ``"pc"``, ``"strict"``, ``"fpa"``, ``"zil"``), batch mean unless a rule uses
         ``batch_reduction="sum"``, before the learning rate and the optimiser; keys as :attr:`weights`
-        (layered circuits: ``"W1"``, ``"W1.b"``; graphs: parameter names, shared parameters summed over their
-        uses).  ``"pc"`` relaxes as ``train(algorithm="pc")`` does (this simulator's integrator, ``dt`` over each
+        (layered circuits: ``"W1"``, ``"W1.b"``, a sparse projection's direction a ``scipy.sparse.csr_array`` with
+        its pattern; graphs: parameter names, shared parameters summed over their uses).  ``"pc"`` relaxes as ``train(algorithm="pc")`` does (this simulator's integrator, ``dt`` over each
         ``tau_x``, error-unit dynamics, output options and ``convention``) and returns the Hebbian term
         ``eps_post^T phi(x_pre)`` at the reached state.  Once ``fpa`` (``eta=1``) or ``zil`` is
         exact, their directions equal ``bp``'s.  ``"ipc"`` updates
@@ -1227,7 +1282,12 @@ class Simulator:
                 raise DivergenceError("the run diverged (NaN/inf); reduce dt", step=-1, population="?")
             gW, gb = dirs
         for k, name in enumerate(self.plan.proj_names):
-            if k in gW:
+            if k in gW and self.plan.is_sparse(k):   # a sparse projection's direction has its pattern
+                import scipy.sparse as sps
+                indptr, indices = self.plan.sparse_csr(k)
+                out[name] = sps.csr_array((np.array(gW[k]), indices.copy(), indptr.copy()),
+                                          shape=self.plan.weight_shape(k))
+            elif k in gW:
                 out[name] = np.array(gW[k])
             if k in gb:
                 out[name + ".b"] = np.array(gb[k])

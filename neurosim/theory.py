@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .errors import UnsupportedError
 from .plan import Plan
 
 __all__ = ["LinearChain", "linear_chain", "feedforward", "loss", "equilibrium_rescaling", "equilibrium_energy",
@@ -125,6 +126,12 @@ def linear_chain(source, weights: dict | None = None, output_precision: float | 
 
 
 def _plan_and_weights(source):
+    plan = source if isinstance(source, Plan) else getattr(source, "plan", None)
+    sparse = getattr(plan, "sparse_projections", None)
+    if sparse:
+        raise UnsupportedError(f"theory: projection(s) {sparse} of circuit {plan.circuit.name!r} are sparse; the "
+                               "closed forms take dense weight matrices: state the same circuit without connectivity= "
+                               "and load the weights as dense arrays (sim.weights[name].toarray())")
     if isinstance(source, Plan):
         plan = source
         W = {}

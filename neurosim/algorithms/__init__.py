@@ -91,6 +91,12 @@ def check_backend(algorithm, sim, options: dict | None = None) -> None:
     if not allows(algo, name, mode):
         raise UnsupportedError(f"{label} cannot run algorithm {algo.name!r}: {_reason(algo, name, mode)}; run it "
                                f"on backend {' or '.join(_backend_label(b) for b in algo.backends)}")
+    sparse = getattr(getattr(sim, "plan", None), "sparse_projections", None)
+    if sparse and algo.name not in ("pc", "strict"):
+        raise UnsupportedError(f"algorithm {algo.name!r} cannot run circuit {sim.circuit.name!r}: projection(s) "
+                               f"{sparse} are sparse projections, and {algo.name!r} runs on the circuit's vertex form "
+                               "(numba) or on dense weight matrices (its NumPy schedule); train it with algorithm "
+                               "'pc' or 'strict', or drop connectivity= (dense)")
     opts = options or {}
     if algo.name in ("pc", "strict") and name not in _OUTPUT_OPTION_BACKENDS and (
             opts.get("output_precision") is not None or opts.get("beta") not in (None, 1, 1.0)):

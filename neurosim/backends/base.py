@@ -85,10 +85,19 @@ class Backend:
 
     # -- weights -------------------------------------------------------------------------------
     def weight(self, k: int) -> np.ndarray:
-        """View of projection k's weight matrix (n_post, n_pre)."""
+        """View of projection k's weight matrix (n_post, n_pre); for a sparse projection a
+        ``scipy.sparse.csr_array`` of shape (n_post, n_pre) whose ``data`` is a view of its synapses in ``W``
+        (writing ``.data`` in place writes the weights)."""
         p = self.plan
         o = p.w_off[k]
         n_post, n_pre = p.weight_shape(k)
+        if p.is_sparse(k):
+            import scipy.sparse as sps
+            indptr, indices = p.sparse_csr(k)
+            view = self.W[o:o + indices.size]
+            m = sps.csr_array((view, indices, indptr), shape=(n_post, n_pre))
+            m.data = view
+            return m
         return self.W[o:o + n_post * n_pre].reshape(n_post, n_pre)
 
     def bias(self, k: int) -> np.ndarray | None:

@@ -35,7 +35,7 @@ class ReferenceBackend(Backend):
 
     name = "reference"
     supports = frozenset({"euler", "heun", "tol", "nudge", "tau_eps", "skip", "multiplier", "bias", "adam",
-                          "dt_decay", "float32", "probes", "graph"})
+                          "dt_decay", "float32", "probes", "graph", "sparse"})
 
     def __init__(self, plan, dtype=np.float64):
         super().__init__(plan, dtype)

@@ -43,6 +43,11 @@ def from_circuit(circuit: Circuit, name: str | None = None) -> Graph:
         return circuit
     c = circuit
     where = f"circuit {c.name!r}"
+    sparse = [p.name for p in c.projections if p.connectivity is not None]
+    if sparse:
+        raise ValueError(f"{where}: projection(s) {sparse} are sparse (connectivity=), and the vertex form has dense "
+                         "Dense vertices only; a sparse circuit has no vertex form (run it as populations with "
+                         "algorithm 'pc' or 'strict' on backend 'numba' or 'reference')")
     if len(c.targets) != 1:
         raise ValueError(f"{where}: a graph circuit has one output; give the circuit one target clamp "
                          f"(ns.Clamp(name, 'target')), it has {list(c.targets)}")

@@ -60,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UnsupportedError
 from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 
 __all__ = ["OpCounts", "NetworkShape", "GraphShape", "count_pc", "count_bp", "count_events", "Target", "load_target",
@@ -196,7 +197,16 @@ class NetworkShape:
 
     @classmethod
     def from_plan(cls, plan) -> "NetworkShape":
+        """The shape of a layered plan; a plan with sparse projections is refused (the formulas count
+        ``n_pre x n_post`` synapses per pass of a projection)."""
         p = plan
+        sparse = getattr(p, "sparse_projections", [])
+        if sparse:
+            raise UnsupportedError(
+                f"hardware cost model (count_pc, count_bp, map_circuit, NetworkShape): projection(s) {sparse} are "
+                "sparse, and its counts are stated for dense matrices (n_pre x n_post synapses per pass); count a "
+                "sparse circuit's synaptic operations with the event engines (neurosim.hardware.NumbaEngine(plan)"
+                ".run(...).sops counts one per synapse touched), or count its dense twin (connectivity=None)")
         projs, windex, skips = [], [], []
         for k in range(p.n_proj):
             if p.proj_skip[k]:

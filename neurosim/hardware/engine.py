@@ -47,6 +47,11 @@ is counted per skip projection (``EventResult.skip_ops``); no weight is read and
 x-channel restarts from zero at every call (its first evaluation sends the whole state; nothing of it is
 checkpointed).
 
+Sparse projections (``Projection(connectivity=...)``) deliver a value event of pre unit :math:`j` only over its
+out-synapses and an error event of post unit :math:`i` only over its in-synapses, so ``sops`` counts one
+operation per synapse touched (out-degree of :math:`j`, in-degree of :math:`i`); read noise sums over the
+synapses a receiver has.
+
 With :math:`\theta = 0` every change is sent and the receiver currents equal the dense sums, so the
 dynamics and the weight updates reproduce the clock-driven backends to rounding (tested to 1e-12).
 
@@ -66,7 +71,7 @@ import numpy as np
 
 from .. import activations as act
 from ..backends.base import EULER, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP, MODE_NUDGE, BatchResult
-from ..backends.tables import pack
+from ..backends.tables import pack, sparse_index
 from ..errors import UnsupportedError
 from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from .nonideal import apply_table
@@ -189,8 +194,11 @@ class ReferenceEngine(EngineBase):
         noisy = sig_m2 > 0 or sig_a2 > 0
         sl = self.sl
         units = [np.arange(sl_.start, sl_.stop) for sl_ in sl]
-        Wk = [Wr[p.w_off[k]:p.w_off[k] + int(np.prod(p.weight_shape(k)))].reshape(p.weight_shape(k))
-              if p.w_off[k] >= 0 else None for k in range(nproj)]
+        Wk = [_weight_matrix(p, Wr, k) if p.w_off[k] >= 0 else None for k in range(nproj)]
+        # sparse projections: 0/1 pattern (read-noise sums over the synapses), out- and in-degrees (event ops)
+        ones = {k: _pattern_ones(Wk[k]) for k in range(nproj) if Wk[k] is not None and p.is_sparse(k)}
+        outdeg = {k: np.diff(p.sparse_csc(k)[0]) for k in ones}
+        indeg = {k: np.diff(p.sparse_csr(k)[0]) for k in ones}
         bsum = self.bias_sum(b)
         mult = p.proj_mult
 
@@ -220,6 +228,13 @@ class ReferenceEngine(EngineBase):
                 if p.proj_pre[k] != i or Wk[k] is None:
                     continue
                 po = sl[p.proj_post[k]]
+                if k in ones:   # W d^T over the synapses; one op per out-synapse of each sending unit
+                    cur_mu[:, po] += mult[k] * np.asarray(Wk[k] @ d.T).T
+                    sops[k, 0] += int(np.sum((d != 0) @ outdeg[k]))
+                    if noisy:
+                        qmw[:, po] += mult[k] ** 2 * np.asarray(Wk[k].multiply(Wk[k]) @ ds2.T).T
+                        qms[:, po] += mult[k] ** 2 * np.asarray(ones[k] @ ds2.T).T
+                    continue
                 cur_mu[:, po] += mult[k] * (d @ Wk[k].T)
                 sops[k, 0] += n_ev * Wk[k].shape[0]
                 if noisy:
@@ -241,6 +256,13 @@ class ReferenceEngine(EngineBase):
                     cur_skfb[:, sl[pre]] += d
                     skip_ops[k, 1] += n_ev
                 if Wk[k] is None:
+                    continue
+                if k in ones:   # W^T d^T over the synapses; one op per in-synapse of each sending unit
+                    cur_fb[:, sl[pre]] += mult[k] * np.asarray(Wk[k].T @ d.T).T
+                    sops[k, 1] += int(np.sum((d != 0) @ indeg[k]))
+                    if noisy:
+                        qfw[:, sl[pre]] += mult[k] ** 2 * np.asarray(Wk[k].multiply(Wk[k]).T @ ds2.T).T
+                        qfs[:, sl[pre]] += mult[k] ** 2 * np.asarray(ones[k].T @ ds2.T).T
                     continue
                 cur_fb[:, sl[pre]] += mult[k] * (d @ Wk[k])
                 sops[k, 1] += n_ev * Wk[k].shape[1]
@@ -392,7 +414,12 @@ class ReferenceEngine(EngineBase):
             for k in range(nproj):
                 scale = 1.0 / B if p.proj_mean[k] else 1.0
                 e = oe[:, sl[p.proj_post[k]]]
-                if p.proj_plastic[k]:
+                if p.proj_plastic[k] and k in ones:   # only on the synapses, CSR order
+                    indptr, indices = p.sparse_csr(k)
+                    rows = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+                    g = mult[k] * scale * np.einsum("bn,bn->n", e[:, rows], sv[:, sl[p.proj_pre[k]]][:, indices])
+                    gW[p.w_off[k]:p.w_off[k] + g.size] = g
+                elif p.proj_plastic[k]:
                     g = mult[k] * scale * (e.T @ sv[:, sl[p.proj_pre[k]]])
                     gW[p.w_off[k]:p.w_off[k] + g.size] = g.ravel()
                 if p.proj_learn_bias[k]:
@@ -412,6 +439,7 @@ class NumbaEngine(EngineBase):
         super().__init__(plan)
         p = plan  # the packed tables of every numba kernel (neurosim.backends.tables)
         self.pi, self.pf, self.ki, self.kf = pack(p)
+        self.S = sparse_index(p)
         self.prec = p.precision.astype(np.float64)
         self._bufs = None
         self._B = -1
@@ -422,6 +450,10 @@ class NumbaEngine(EngineBase):
         for k in range(p.n_proj):
             o = p.w_off[k]
             if o < 0:
+                continue
+            if p.is_sparse(k):   # the synapses in CSC order: pre unit by pre unit
+                perm = p.sparse_csc(k)[2]
+                WrT[o:o + perm.size] = Wr[o + perm]
                 continue
             n_post, n_pre = p.weight_shape(k)
             WrT[o:o + n_post * n_pre] = Wr[o:o + n_post * n_pre].reshape(n_post, n_pre).T.ravel()
@@ -487,12 +519,30 @@ class NumbaEngine(EngineBase):
                      x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs, dx, deps,
                      energies, ev, ev_init, sops, y0, y, gW, gb, out,
                      self.has_xout, self.has_skin, self.has_skfb, np.zeros((B, N)), np.zeros((B, N)),
-                     np.zeros((B, N)), skip_ops)
+                     np.zeros((B, N)), skip_ops, self.S)
         self.state = True
         steps, status, fail_step, fail_pop = (int(v) for v in out)
         return EventResult(steps=steps, energy=energies[:steps + 1].copy(), status=status, fail_step=fail_step,
                            fail_pop=fail_pop, y0=y0, y=y, events=ev[:steps + 1].copy(), events_init=ev_init,
                            sops=sops, gW=gW, gb=gb, x=x.copy(), eps=oe.copy(), mu=mu.copy(), skip_ops=skip_ops)
+
+
+def _weight_matrix(p, Wr, k):
+    """Projection ``k``'s read weights from the flat ``Wr``: a ``(n_post, n_pre)`` view (dense) or a
+    ``scipy.sparse.csr_array`` of its synapses (sparse)."""
+    o = int(p.w_off[k])
+    if p.is_sparse(k):
+        import scipy.sparse as sps
+        indptr, indices = p.sparse_csr(k)
+        return sps.csr_array((Wr[o:o + indices.size], indices, indptr), shape=p.weight_shape(k))
+    sh = p.weight_shape(k)
+    return Wr[o:o + sh[0] * sh[1]].reshape(sh)
+
+
+def _pattern_ones(W):
+    """The 0/1 pattern of a sparse matrix (every stored synapse, zero-valued ones included)."""
+    import scipy.sparse as sps
+    return sps.csr_array((np.ones(W.indices.size), W.indices, W.indptr), shape=W.shape)
 
 
 ENGINES = {"reference": ReferenceEngine, "numba": NumbaEngine}

@@ -5,6 +5,11 @@ model); it is tested against it operation by operation.  State arrays are ``(B, 
 the flat Plan vector ``Wr`` (read weights, row-major ``(n_post, n_pre)`` blocks) and its block-transposed
 copy ``WrT`` so that both kinds of event touch contiguous memory: a value event of pre-synaptic unit j
 reads row j of ``WrT`` (a column of W), an error event of post-synaptic unit i reads row i of ``Wr``.
+A sparse projection's block of ``Wr`` holds its synapses in CSR order and its block of ``WrT`` the same synapses
+in CSC order (``Wr[perm]``); with the index vector ``S`` (:mod:`neurosim.plan`) a value event of pre unit j touches
+only its out-synapses (column j of the CSC part) and an error event of post unit i only its in-synapses (row i
+of the CSR part), and the synaptic-operation counts ``sops`` count those synapses.  In the send loops a sparse
+projection is a branch of its own (per projection, tested once per event); the dense fan-out is unchanged.
 
 Cost.  Per event: the fan-out (one multiply-add per receiving unit, contiguous, vectorised) and a few counters.
 Per evaluation, only what can change: populations whose state does not move (inputs, the clamped target) are
@@ -31,8 +36,8 @@ from numba import njit
 from ..backends.base import INIT_ZEROS, MODE_CLAMP, MODE_NUDGE
 from ..backends.numba._common import decayed_dt, energy_total, first_nonfinite
 from ..backends.numba.activations import dphi_from, phi, sigmoid, tanh
-from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI,
-                              P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
+from ..backends.tables import (K_BOFF, K_LBIAS, K_MEAN, K_PLASTIC, K_POST, K_PRE, K_SKIP, K_SOFF, K_WOFF, KF_MULT,
+                              P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUE, PF_TAUX)
 from ..config import CACHE, FASTMATH
 from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from .nonideal import K_ADD, K_MMGAIN, K_MMOFF, K_MUL, K_QNEAR, K_QSTOCH
@@ -119,14 +124,39 @@ def _deliver(s, j, d, a, b, k, n, o, W, W2, cur, qw, qs, mult, noisy):
 
 
 @njit(**_jit)
-def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops):
+def _deliver_sparse(s, d, a, b, wo, lo, hi, ib, o, W, W2, cur, qw, qs, mult, noisy, S):
+    """:func:`_deliver` over the synapses ``lo:hi`` of a sparse projection (weights ``W[wo + q]``, receiving unit
+    ``o + S[ib + q]``): one synaptic operation per synapse."""
+    c = mult * d
+    for q in range(lo, hi):
+        cur[s, o + S[ib + q]] += c * W[wo + q]
+    if noisy:
+        m2 = mult * mult
+        for q in range(lo, hi):
+            r = o + S[ib + q]
+            qw[s, r] += m2 * a * b * W2[wo + q]
+            qs[s, r] += m2 * a * b
+
+
+@njit(**_jit)
+def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops, S):
     """Send the change ``d`` of value unit ``j`` of population ``i`` (batch item ``s``) over every weighted
-    projection out of ``i`` into the prediction currents ``cur_mu`` (:func:`_deliver`)."""
+    projection out of ``i`` into the prediction currents ``cur_mu`` (:func:`_deliver`, or
+    :func:`_deliver_sparse` over the out-synapses of ``j`` of a sparse projection)."""
     for k in range(ki.shape[0]):
         if ki[k, K_PRE] != i or ki[k, K_WOFF] < 0:
             continue
         post = ki[k, K_POST]
         n_post = pi[post, P_SIZE]
+        so = ki[k, K_SOFF]
+        if so >= 0:   # sparse: the out-synapses of j, column j of the CSC part (WrT holds W in CSC order)
+            c0 = so + n_post + 1 + S[so + n_post]
+            lo = S[c0 + j]
+            hi = S[c0 + j + 1]
+            _deliver_sparse(s, d, a, b, ki[k, K_WOFF], lo, hi, c0 + pi[i, P_SIZE] + 1,
+                            pi[post, P_OFF], WrT, Wr2T, cur_mu, qmw, qms, kf[k, KF_MULT], noisy, S)
+            sops[k, 0] += hi - lo
+            continue
         _deliver(s, j, d, a, b, ki[k, K_WOFF], n_post, pi[post, P_OFF], WrT, Wr2T, cur_mu, qmw, qms,
                  kf[k, KF_MULT], noisy)
         sops[k, 0] += n_post
@@ -134,11 +164,13 @@ def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, s
 
 @njit(**_jit)
 def _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta,
-                 tk, tp, tn, mm, cnt, sops):
+                 tk, tp, tn, mm, cnt, sops, S):
     """The value units of population ``i`` send on delta.  ``ph[s, u] = phi(x[s, u])`` is computed a row at a
     time (a loop that vectorises) and kept: the drive of the same evaluation takes ``phi'`` from it
     (:func:`~neurosim.backends.numba.activations.dphi_from`).  The sites (0 values, 2 dac) are applied unit
-    by unit in the order of the batch items and units, so that their random draws come in the same order."""
+    by unit in the order of the batch items and units, so that their random draws come in the same order.
+    A sparse projection out of ``i`` delivers an event of unit ``j`` over its out-synapses only: column ``j`` of
+    its CSC part in ``S`` (``colptr``, ``rows``), weights in CSC order in ``WrT``."""
     n = _u(pi[i, P_SIZE])
     o = _u(pi[i, P_OFF])
     code = pi[i, P_PHI]
@@ -176,9 +208,26 @@ def _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, n
                     m = pi[post, P_SIZE]
                     nk = _u(m)
                     op = _u(pi[post, P_OFF])
-                    base = _u(ki[k, K_WOFF]) + j * nk
                     mult = kf[k, KF_MULT]
                     c = mult * d
+                    so = ki[k, K_SOFF]
+                    if so >= 0:   # sparse: the out-synapses of j (colptr at c0, rows at c0 + n + 1)
+                        c0 = _u(so + m + 1 + S[so + m])
+                        lo = S[c0 + j]
+                        hi = S[c0 + j + _u(1)]
+                        rb = c0 + n + _u(1)
+                        wo = _u(ki[k, K_WOFF])
+                        for q in range(_u(lo), _u(hi)):
+                            cur_mu[s, op + _u(S[rb + q])] += c * WrT[wo + q]
+                        if noisy:
+                            m2 = mult * mult
+                            for q in range(_u(lo), _u(hi)):
+                                r = op + _u(S[rb + q])
+                                qmw[s, r] += m2 * ds2 * 1.0 * Wr2T[wo + q]
+                                qms[s, r] += m2 * ds2 * 1.0
+                        sops[k, 0] += hi - lo
+                        continue
+                    base = _u(ki[k, K_WOFF]) + j * nk
                     for r in range(nk):
                         cur_mu[s, op + r] += c * WrT[base + r]
                     if noisy:
@@ -211,7 +260,10 @@ def _send_x(i, B, x, sx, cur_sk, pi, ki, theta, cnt, skip_ops):
 
 @njit(**_jit)
 def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs, ki_start, ki_end, sops,
-                    cur_skfb, skip_ops):
+                    cur_skfb, skip_ops, S):
+    """Send the change ``d`` of error unit ``j`` of population ``i`` (batch item ``s``) back over every
+    projection into ``i``: the skip currents one-to-one, the weighted ones into ``cur_fb`` (:func:`_deliver`,
+    or :func:`_deliver_sparse` over the in-synapses of ``j`` of a sparse projection)."""
     for k in range(ki_start[i], ki_end[i]):
         pre = ki[k, K_PRE]
         if pi[pre, P_ROLE] == ROLE_INPUT:
@@ -222,6 +274,14 @@ def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qf
         if ki[k, K_WOFF] < 0:
             continue
         n_pre = pi[pre, P_SIZE]
+        so = ki[k, K_SOFF]
+        if so >= 0:   # sparse: the in-synapses of post unit j, row j of the CSR part
+            lo = S[so + j]
+            hi = S[so + j + 1]
+            _deliver_sparse(s, d, ds2, 1.0, ki[k, K_WOFF], lo, hi, so + pi[i, P_SIZE] + 1,
+                            pi[pre, P_OFF], Wr, Wr2, cur_fb, qfw, qfs, kf[k, KF_MULT], noisy, S)
+            sops[k, 1] += hi - lo
+            continue
         _deliver(s, j, d, ds2, 1.0, ki[k, K_WOFF], n_pre, pi[pre, P_OFF], Wr, Wr2, cur_fb, qfw, qfs,
                  kf[k, KF_MULT], noisy)
         sops[k, 1] += n_pre
@@ -229,7 +289,10 @@ def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qf
 
 @njit(**_jit)
 def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, theta, tk, tp, tn, mm,
-                 ki_start, ki_end, cnt, sops, cur_skfb, skip_ops):
+                 ki_start, ki_end, cnt, sops, cur_skfb, skip_ops, S):
+    """The error units of population ``i`` send on delta (site 2, dac, applied unit by unit); an event of unit
+    ``j`` goes back over every projection into ``i`` (see :func:`_project_errors`, written out here), over a
+    sparse projection's in-synapses of ``j`` only (row ``j`` of its CSR part in ``S``)."""
     n = _u(pi[i, P_SIZE])
     o = _u(pi[i, P_OFF])
     s2 = tn[2] > 0
@@ -257,9 +320,25 @@ def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, the
                         continue
                     m = pi[pre, P_SIZE]
                     nk = _u(m)
-                    base = _u(ki[k, K_WOFF]) + j * nk
                     mult = kf[k, KF_MULT]
                     c = mult * d
+                    so = ki[k, K_SOFF]
+                    if so >= 0:   # sparse: the in-synapses of j (indptr at so, indices at so + n + 1)
+                        lo = S[_u(so) + j]
+                        hi = S[_u(so) + j + _u(1)]
+                        ib = _u(so) + n + _u(1)
+                        wo = _u(ki[k, K_WOFF])
+                        for q in range(_u(lo), _u(hi)):
+                            cur_fb[s, op + _u(S[ib + q])] += c * Wr[wo + q]
+                        if noisy:
+                            m2 = mult * mult
+                            for q in range(_u(lo), _u(hi)):
+                                r = op + _u(S[ib + q])
+                                qfw[s, r] += m2 * ds2 * 1.0 * Wr2[wo + q]
+                                qfs[s, r] += m2 * ds2 * 1.0
+                        sops[k, 1] += hi - lo
+                        continue
+                    base = _u(ki[k, K_WOFF]) + j * nk
                     for r in range(nk):
                         cur_fb[s, op + r] += c * Wr[base + r]
                     if noisy:
@@ -314,7 +393,7 @@ def _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2
 def _evaluate(cnt, init_es, first, B, t, mode, beta, x, ph, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
               dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv, has_fbin,
               Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops,
-              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, static, det_values):
+              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, static, det_values, S):
     """One synchronous evaluation (order in :mod:`neurosim.hardware.engine`).  ``first``: the first evaluation
     of this call.  After it, a population whose state cannot move (``static``: an input, or the target when
     clamped) is skipped where that changes no result: its x-channel and -- when the value and dac sites draw
@@ -326,11 +405,11 @@ def _evaluate(cnt, init_es, first, B, t, mode, beta, x, ph, es, sv, se, oe, mu, 
         if static[i] != 0 and not first:
             if has_out[i] != 0 and not det_values:
                 _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
-                             tk, tp, tn, mm, cnt, sops)
+                             tk, tp, tn, mm, cnt, sops, S)
             continue
         if has_out[i] != 0:
             _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
-                         tk, tp, tn, mm, cnt, sops)
+                         tk, tp, tn, mm, cnt, sops, S)
         if has_xout[i] != 0:
             _send_x(i, B, x, sx, cur_sk, pi, ki, theta_v, cnt, skip_ops)
     for i in range(npop):
@@ -377,7 +456,7 @@ def _evaluate(cnt, init_es, first, B, t, mode, beta, x, ph, es, sv, se, oe, mu, 
     for i in range(npop):
         if fb_recv[i] != 0:
             _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, theta_e, tk, tp, tn, mm,
-                         ki_start, ki_end, cnt, sops, cur_skfb, skip_ops)
+                         ki_start, ki_end, cnt, sops, cur_skfb, skip_ops, S)
     exact_fb = noisy or tn[3] > 0
     for i in range(npop):
         n = _u(pi[i, P_SIZE])
@@ -474,10 +553,11 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                  tk, tp, tn, mm, seed,
                  x, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs, dx, deps,
                  energies, ev, ev_init, sops, y0, y, gW, gb, out,
-                 has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops):
+                 has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, S):
     """One batch of event-driven relaxation (and the Hebbian directions); ``out`` gets
     (steps, status, fail_step, fail_pop).  Identity skips use ``sx`` (x sent so far; restarts from 0 every
-    call), the skip currents ``cur_sk`` / ``cur_skfb`` and count their one-to-one ops in ``skip_ops``."""
+    call), the skip currents ``cur_sk`` / ``cur_skfb`` and count their one-to-one ops in ``skip_ops``.
+    ``S`` is the index vector of the sparse projections (:func:`neurosim.backends.tables.sparse_index`)."""
     np.random.seed(seed)
     B = s_in.shape[0]
     npop = pi.shape[0]
@@ -521,10 +601,10 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                             continue
                         ev_init[i, c] += 1
                         if c == 0:
-                            _fan_out(s, i, j, v, v, v, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops)
+                            _fan_out(s, i, j, v, v, v, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops, S)
                         else:
                             _project_errors(i, s, j, v, v * v, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs,
-                                            ki_start, ki_end, sops, cur_skfb, skip_ops)
+                                            ki_start, ki_end, sops, cur_skfb, skip_ops, S)
     elif init != INIT_ZEROS:
         for i in range(npop):  # feedforward sweep in topological order
             if pi[i, P_ROLE] != ROLE_INPUT:
@@ -535,7 +615,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
                         x[s, pi[i, P_OFF] + j] = mu[s, pi[i, P_OFF] + j]
             if has_out[i] != 0:
                 _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta_v,
-                             tk, tp, tn, mm, ev_init, sops)
+                             tk, tp, tn, mm, ev_init, sops, S)
             if has_xout[i] != 0:
                 _send_x(i, B, x, sx, cur_sk, pi, ki, theta_v, ev_init, skip_ops)
     if mode == MODE_CLAMP and target_pop >= 0:
@@ -552,7 +632,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
     _evaluate(ev[0], not prev, True, B, t, mode, beta, x, ph, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
               dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv, has_fbin,
               Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops,
-              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, static, det_values)
+              has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, static, det_values, S)
     if target_pop >= 0:
         for s in range(B):
             for j in range(pi[target_pop, P_SIZE]):
@@ -588,7 +668,7 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
         _evaluate(ev[k + 1], False, False, B, t, mode, beta, x, ph, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw,
                   qfs, dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv,
                   has_fbin, Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm,
-                  sops, has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, static, det_values)
+                  sops, has_xout, has_skin, has_skfb, sx, cur_sk, cur_skfb, skip_ops, static, det_values, S)
         dt = decayed_dt(dt, dt_decay, prev_total, energy)
     if target_pop >= 0:
         for s in range(B):
@@ -603,7 +683,18 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
             opost = pi[post, P_OFF]
             opre = pi[pre, P_OFF]
             scale = 1.0 / B if ki[k, K_MEAN] != 0 else 1.0
-            if ki[k, K_PLASTIC] != 0:
+            if ki[k, K_PLASTIC] != 0 and ki[k, K_SOFF] >= 0:   # on the synapses only, CSR order
+                wo = ki[k, K_WOFF]
+                so = ki[k, K_SOFF]
+                c = kf[k, KF_MULT] * scale
+                for r in range(n_post):
+                    for q in range(S[so + r], S[so + r + 1]):
+                        col = opre + S[so + n_post + 1 + q]
+                        acc = 0.0
+                        for s in range(B):
+                            acc += oe[s, opost + r] * sv[s, col]
+                        gW[wo + q] = c * acc
+            elif ki[k, K_PLASTIC] != 0:
                 wo = ki[k, K_WOFF]
                 c = kf[k, KF_MULT] * scale
                 for r in range(n_post):

@@ -761,5 +761,9 @@ def _post_unit_of_weight(plan) -> np.ndarray:
             continue
         n_post, n_pre = plan.weight_shape(k)
         post_off = int(plan.pop_off[plan.proj_post[k]])
+        if getattr(plan, "is_sparse", None) is not None and plan.is_sparse(k):   # CSR: row lengths from indptr
+            indptr = plan.sparse_csr(k)[0]
+            rows[o:o + int(indptr[-1])] = np.repeat(np.arange(post_off, post_off + n_post), np.diff(indptr))
+            continue
         rows[o:o + n_post * n_pre] = np.repeat(np.arange(post_off, post_off + n_post), n_pre)
     return rows

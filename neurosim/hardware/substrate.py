@@ -226,6 +226,14 @@ class Substrate:
             self.setup()
             return
         self.check_model(model, sim.backend_name, sim.backend_options)
+        sparse = sim.plan.sparse_projections
+        if sparse:
+            raise UnsupportedError(f"Simulator(hardware=...): projection(s) {sparse} are sparse, and the substrate's "
+                                   "device layout and cost model (crossbar reads, conversions, writes) are stated for "
+                                   "dense matrices; run the circuit without hardware= (backend 'numba' or "
+                                   "'reference'), or run its event-driven relaxation with the engines themselves "
+                                   "(neurosim.hardware.NumbaEngine(plan).run / ReferenceEngine), which support "
+                                   "sparse projections and count their synaptic operations")
         self._device_plan = sim.plan
         self.shape = NetworkShape.from_plan(sim.plan)
         #: per-read noise drawn by the backend itself (brian2's rate network), without the event engine

@@ -79,7 +79,8 @@ from .spiking import HardwareConfig, SpikingConfig, SpikingNetwork, check_spikin
 __all__ = ["Brian2Backend", "SpikingConfig", "HardwareConfig", "suggest_config", "UNSUPPORTED"]
 
 #: features the other backends have and this one does not, with the reason
-UNSUPPORTED = {}
+UNSUPPORTED = {"sparse": "sparse projections (connectivity=) are not built as brian2 Synapses yet; run them with "
+                         "backend='numba' or 'reference', or drop connectivity= (dense)"}
 
 #: why Heun needs the rate mode on the numpy target
 HEUN_REASON = ("integrator 'heun' runs in mode='rate' on target='numpy' only: the rate network maps one Heun step "

@@ -7,10 +7,11 @@ from numba import njit
 from ...config import JIT_INNER
 from ...plan import ROLE_INPUT, ROLE_TARGET
 from ..base import MODE_NUDGE
-from ..tables import (K_BOFF, K_POST, K_PRE, K_SKIP, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM,
-                      PF_TAUE, PF_TAUX)
+from ..tables import (K_BOFF, K_POST, K_PRE, K_SKIP, K_SOFF, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE,
+                      PF_PARAM, PF_TAUE, PF_TAUX)
 from ._common import add_into, add_row, blk, view2d, wblk
 from ._products import LARGE_ONLY, _mm_ab, _mm_abt
+from ._sparse import csr_feedback, csr_predict
 from .activations import dphi_from, phi_block, tanh
 
 _jit = JIT_INNER
@@ -21,8 +22,10 @@ G_FIXED, G_PHX, G_FB, G_SFB, G_MUC, G_FBW, G_FUSED = range(7)
 
 
 @njit(**_jit)
-def _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b):
-    """mu of population i from its incoming projections (sorted by post, so contiguous)."""
+def _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b, S):
+    """mu of population i from its incoming projections (sorted by post, so contiguous); a sparse projection
+    (``ki[k, K_SOFF] >= 0``) goes through :func:`~neurosim.backends.numba._sparse.csr_predict` with index block
+    ``S``."""
     n_post = pi[i, P_SIZE]
     opost = pi[i, P_OFF]
     M = blk(mu, B, opost, n_post)
@@ -32,7 +35,10 @@ def _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b):
         pre = ki[k, K_PRE]
         n_pre = pi[pre, P_SIZE]
         opre = pi[pre, P_OFF]
-        if ki[k, K_WOFF] >= 0:
+        if ki[k, K_WOFF] >= 0 and ki[k, K_SOFF] >= 0:
+            csr_predict(blk(phx, B, opre, n_pre), W, ki[k, K_WOFF], S, ki[k, K_SOFF], M, kf[k, KF_MULT], written)
+            written = True
+        elif ki[k, K_WOFF] >= 0:
             Wk = wblk(W, ki[k, K_WOFF], n_post, n_pre)
             m = kf[k, KF_MULT]
             if not written:
@@ -242,7 +248,7 @@ def _errors(i, B, x, es, mu, eps, deps, pi, pf, prec):
 
 @njit(**_jit)
 def _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki, kf, ki_start, ki_end, W, b,
-             predict):
+             predict, S):
     """Predictions that can change (when ``predict``), then errors and energy of every population.
 
     With ``predict``, populations marked for the fused pass (:func:`_fused`) also get their feedback
@@ -256,11 +262,11 @@ def _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki,
             if pi[i, P_ROLE] == ROLE_INPUT or g[i, G_MUC] != 0:
                 continue
             if LARGE_ONLY:   # (no fused pass above SMALL_BATCH)
-                _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b)
+                _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b, S)
             elif g[i, G_FUSED] > 0:
                 energy[i] = _fused(i, g[i, G_FUSED] - 1, B, x, phx, mu, eps, fb, g, pi, prec, ki, kf, W, b)
             else:
-                _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b)
+                _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b, S)
     for i in range(npop):
         if predict and g[i, G_FUSED] > 0:
             continue
@@ -272,9 +278,10 @@ def _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki,
 
 
 @njit(**_jit)
-def _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W):
+def _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W, S):
     """fb = sum a W^T eps_post and sfb = sum eps_post (skips) into every moving population
-    (projections already handled by the fused pass of :func:`_forward` are skipped)."""
+    (projections already handled by the fused pass of :func:`_forward` are skipped; sparse projections scatter
+    over their synapses, :func:`~neurosim.backends.numba._sparse.csr_feedback`)."""
     npop = pi.shape[0]
     nproj = ki.shape[0]
     if not fused_done:
@@ -296,7 +303,14 @@ def _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W):
         n_post = pi[post, P_SIZE]
         opre = pi[pre, P_OFF]
         E = blk(eps, B, pi[post, P_OFF], n_post)
-        if ki[k, K_WOFF] >= 0:
+        if ki[k, K_WOFF] >= 0 and ki[k, K_SOFF] >= 0:
+            Fbf = fb[B * opre:B * (opre + n_pre)]
+            if g[pre, G_FBW] == 0:
+                for j in range(B * n_pre):
+                    Fbf[j] = 0.0
+                g[pre, G_FBW] = 1
+            csr_feedback(E, W, ki[k, K_WOFF], S, ki[k, K_SOFF], view2d(Fbf, 0, B, n_pre), kf[k, KF_MULT])
+        elif ki[k, K_WOFF] >= 0:
             Wk = wblk(W, ki[k, K_WOFF], n_post, n_pre)
             m = kf[k, KF_MULT]
             Fbf = fb[B * opre:B * (opre + n_pre)]
@@ -412,9 +426,9 @@ def _euler_fused(B, x, es, eps, phx, fb, sfb, deps, dx, t, dt, mode, beta, pi, p
 
 
 @njit(**_jit)
-def _moving_derivs(B, x, eps, phx, fb, sfb, tmp, t, dx, mode, beta, pi, pf, ki, kf, W, g, fused_done):
+def _moving_derivs(B, x, eps, phx, fb, sfb, tmp, t, dx, mode, beta, pi, pf, ki, kf, W, g, fused_done, S):
     """Feedback and dx/dt of every moving population (the general path: tol, Heun)."""
-    _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W)
+    _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W, S)
     for i in range(pi.shape[0]):
         if g[i, G_FIXED] == 0:
             _drive_block(i, B, x, eps, phx, fb, sfb, t, dx, mode, beta, pi, pf, g)

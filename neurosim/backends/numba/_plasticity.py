@@ -1,5 +1,7 @@
 """Plasticity of the numba core: the Hebbian weight and bias updates from the final state, SGD (momentum,
-weight decay) and Adam steps; plain SGD on a small batch updates W in one rank-B pass without a gradient buffer."""
+weight decay) and Adam steps; plain SGD on a small batch updates W in one rank-B pass without a gradient buffer.
+A sparse projection's direction is computed on its synapses only (:func:`~neurosim.backends.numba._sparse.csr_hebbian`)
+and stepped by the same optimiser on its ``nnz`` weights."""
 from __future__ import annotations
 
 import math
@@ -8,10 +10,11 @@ from numba import njit
 
 from ...config import JIT_INNER
 from ...plan import OPT_ADAM
-from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_WOFF, KF_B1, KF_B2, KF_EPS, KF_LR,
-                      KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)
+from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_SOFF, K_WOFF, KF_B1, KF_B2, KF_EPS,
+                      KF_LR, KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)
 from ._common import blk, view2d, wblk
 from ._products import LARGE_ONLY, SMALL_BATCH, _mm_atb
+from ._sparse import csr_hebbian
 
 _jit = JIT_INNER
 
@@ -56,7 +59,7 @@ def _gradient_step(B, E, P, G, gtmp, W, mW, vW, wo, nw, k, kf, kind, scale, tc):
 
 
 @njit(**_jit)
-def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
+def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t, S):
     nproj = ki.shape[0]
     for k in range(nproj):
         plastic = ki[k, K_PLASTIC] != 0
@@ -72,7 +75,15 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t):
         opt_t[k] += 1
         tc = opt_t[k]
         kind = ki[k, K_OPT]
-        if plastic:
+        if plastic and ki[k, K_SOFF] >= 0:
+            wo = ki[k, K_WOFF]
+            so = ki[k, K_SOFF]
+            nw = S[so + n_post]
+            g = gtmp[:nw]
+            csr_hebbian(E, blk(phx, B, pi[pre, P_OFF], n_pre), S, so, g, kf[k, KF_MULT] * scale)
+            _opt_update(W[wo:wo + nw], g, mW[wo:wo + nw], vW[wo:wo + nw], kf[k, KF_LR], kind,
+                        kf[k, KF_MOM], kf[k, KF_WD], kf[k, KF_B1], kf[k, KF_B2], kf[k, KF_EPS], tc)
+        elif plastic:
             wo = ki[k, K_WOFF]
             nw = n_post * n_pre
             G = view2d(gtmp, 0, n_post, n_pre)

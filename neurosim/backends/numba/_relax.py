@@ -7,7 +7,7 @@ import numpy as np
 from ...config import JIT_OPTIONS
 from ...plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from ..base import EULER, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP
-from ..tables import K_PRE, K_SKIP, K_WOFF, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUE
+from ..tables import K_PRE, K_SKIP, K_SOFF, K_WOFF, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE, PF_PARAM, PF_TAUE
 from ._common import all_finite, blk, decayed_dt, energy_total, first_nonfinite, load_inputs, read_pop, report
 from ._products import SMALL_BATCH
 from ._specialise import specialise
@@ -40,13 +40,14 @@ def _make_kernel(general: bool, small: bool | None):
     closes over) and has one signature per dtype."""
     fused = small is not False   # the fused small-batch pass exists (a closure constant of the kernel)
 
-    def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end, inputs, input_off,
+    def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end, S, inputs, input_off,
                          W, b, mW, vW, mb, vb, opt_t, work, work2, tmp, gtmp, energies, rec, rec_steps, y0, y, out):
         """One batch: initialise, relax ``n_steps`` (or until max|d/dt| < tol), optionally learn.
 
         ``iargs`` = (have_prev, mode, init, n_steps, integrator, learn, probe_every, probe_item, target_pop),
         ``fargs`` = (beta, tol, dt, dt_decay); ``work`` holds the 9 state buffers (see ``X``..``DEPS``) and
         ``work2`` the 4 of Heun's predictor step (``X2``..``DEPS2``);
+        ``S`` is the index vector of sparse projections (:func:`neurosim.backends.tables.sparse_index`);
         ``rec`` is (n_records, 3, n_units): x, eps, mu of the probed item, one record per row.  ``out`` receives
         (steps, status, fail_step, fail_pop, n_records).
         """
@@ -104,7 +105,7 @@ def _make_kernel(general: bool, small: bool | None):
             g[i, G_MUC] = c         # every input of the prediction is fixed: mu is computed once
             k = ki_start[i]
             if (fused and B <= SMALL_BATCH and c == 0 and ki_end[i] - k == 1 and ki[k, K_WOFF] >= 0 and ki[k, K_SKIP] == 0
-                    and pi[i, P_ERR] != 0 and pf[i, PF_TAUE] <= 0):
+                    and ki[k, K_SOFF] < 0 and pi[i, P_ERR] != 0 and pf[i, PF_TAUE] <= 0):
                 g[i, G_FUSED] = k + 1   # prediction, error and feedback in one pass over W_k
         energy = np.zeros(npop)
         energy2 = np.zeros(npop)
@@ -128,7 +129,7 @@ def _make_kernel(general: bool, small: bool | None):
                 o = B * pi[i, P_OFF]
                 n = pi[i, P_SIZE]
                 if role != ROLE_INPUT:
-                    _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b)
+                    _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b, S)
                     xv = x[o:o + B * n]
                     mv = mu[o:o + B * n]
                     for j in range(B * n):   # (a loop: an array assignment compiles a shape check and its message)
@@ -164,7 +165,7 @@ def _make_kernel(general: bool, small: bool | None):
                 if dirty[ki[k, K_PRE]] != 0:
                     redo = True
             if redo:
-                _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b)
+                _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b, S)
         if not prev:
             # error units start at their instantaneous value
             for i in range(npop):
@@ -176,7 +177,7 @@ def _make_kernel(general: bool, small: bool | None):
         yes = B >= 0
         no = B < 0
         fused_done = _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki, kf, ki_start, ki_end,
-                              W, b, no)  # every prediction is already up to date
+                              W, b, no, S)  # every prediction is already up to date
         if target_pop >= 0:
             read_pop(mu, target_pop, B, pi, y0)
 
@@ -218,10 +219,10 @@ def _make_kernel(general: bool, small: bool | None):
             if k == n_steps:
                 break
             if not general:
-                _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W)
+                _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W, S)
                 _euler_fused(B, x, es, eps, phx, fb, sfb, deps, dx, t, dt, mode, beta, pi, pf, g)
             else:
-                _moving_derivs(B, x, eps, phx, fb, sfb, tmp, t, dx, mode, beta, pi, pf, ki, kf, W, g, fused_done)
+                _moving_derivs(B, x, eps, phx, fb, sfb, tmp, t, dx, mode, beta, pi, pf, ki, kf, W, g, fused_done, S)
                 if tol > 0:
                     rate = 0.0
                     for j in range(N):
@@ -241,9 +242,9 @@ def _make_kernel(general: bool, small: bool | None):
                         es2[j] = es[j] + dt * deps[j]
                     _phi_all(B, x2, phx, pi, pf, g, yes)
                     fused_done = _forward(B, x2, es2, mu, eps, phx, fb, deps2, tmp, energy2, g, pi, pf, prec, ki, kf,
-                                          ki_start, ki_end, W, b, yes)
+                                          ki_start, ki_end, W, b, yes, S)
                     _moving_derivs(B, x2, eps, phx, fb, sfb, tmp, t, dx2, mode, beta, pi, pf, ki, kf, W, g,
-                                   fused_done)
+                                   fused_done, S)
                     h = 0.5 * dt
                     for j in range(N):
                         x[j] += h * (dx[j] + dx2[j])
@@ -252,7 +253,7 @@ def _make_kernel(general: bool, small: bool | None):
             steps += 1
             prev_total = energy_total(energy)
             fused_done = _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki, kf, ki_start,
-                                  ki_end, W, b, yes)
+                                  ki_end, W, b, yes, S)
             dt = decayed_dt(dt, dt_decay, prev_total, energy)
         # keep the actual errors in es: they are the error state a 'previous' start continues from
         for j in range(N):
@@ -261,7 +262,7 @@ def _make_kernel(general: bool, small: bool | None):
             read_pop(x, target_pop, B, pi, y)
         # ---- plasticity from the final state
         if learn and status == 0:
-            _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t)
+            _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t, S)
         report(out, steps, status, fail_step, fail_pop, r)
 
     return run_batch_kernel

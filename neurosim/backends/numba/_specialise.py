@@ -25,8 +25,8 @@ from numba.core.registry import CPUDispatcher
 
 def core_modules():
     """The modules of the numba core's passes (the default of :func:`specialise`)."""
-    from . import _common, _passes, _plasticity, _products
-    return (_common, _products, _passes, _plasticity)
+    from . import _common, _passes, _plasticity, _products, _sparse
+    return (_common, _products, _sparse, _passes, _plasticity)
 
 
 _COPIES = {}

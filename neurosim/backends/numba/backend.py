@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from ..base import EULER, Backend, BatchResult, RunSpec
-from ..tables import pack, unflatten
+from ..tables import pack, sparse_index, unflatten
 from ._products import SMALL_BATCH
 from ._relax import N_WORK, N_WORK2, ES, MU, X, kernel
 
@@ -317,7 +317,7 @@ class NumbaBackend(Backend):
     #: run_batch writes probe records straight into a caller's array (see :meth:`run_batch`)
     accepts_rec_out = True
     supports = frozenset({"euler", "heun", "tol", "nudge", "tau_eps", "skip", "multiplier", "bias", "adam",
-                          "dt_decay", "float32", "probes", "graph"})
+                          "dt_decay", "float32", "probes", "graph", "sparse"})
     #: the keys ``backend_options`` may hold
     options = ("blas_threads",)
     #: options that existed once, with the reason they are gone (passing one raises a ValueError saying so)
@@ -344,14 +344,15 @@ class NumbaBackend(Backend):
         self._blas_threads = _BlasThreads(blas_threads) if policy is None else None
         self._auto_blas = _LoadAwareBlas() if policy == "auto" else _AdaptiveBlas() if policy == "timed" else None
         self.pi, self.pf, self.ki, self.kf = pack(p, self.dtype)
+        self.S = sparse_index(p)
         self.prec = p.precision.astype(self.dtype)
         self.ki_start = p.in_start.astype(np.int64)
         self.ki_end = p.in_end.astype(np.int64)
         self.inputs = p.input_pops.astype(np.int64)
         self.input_off = p.input_off.astype(np.int64)
         self.tmp_units = int(p.pop_size.max())
-        shapes = [p.weight_shape(k) for k in range(p.n_proj)]
-        self.gtmp = np.zeros(max([a * c for a, c in shapes] + [self.tmp_units, 1]), dtype=self.dtype)
+        # the Hebbian gradient buffer: the largest weight block (a sparse projection's synapses, never n_post x n_pre)
+        self.gtmp = np.zeros(max([p.weight_size(k) for k in range(p.n_proj)] + [self.tmp_units, 1]), dtype=self.dtype)
         self.have_prev = False
         self._work = None
         self._out = np.zeros(5, dtype=np.int64)
@@ -406,9 +407,9 @@ class NumbaBackend(Backend):
         with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B):
             run_batch_kernel = kernel(heun or spec.tol > 0)
             run_batch_kernel(s, t, iargs, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start,
-                             self.ki_end, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW, self.mb,
-                             self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec, rec_steps, y0, y,
-                             out)
+                             self.ki_end, self.S, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW,
+                             self.mb, self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec, rec_steps,
+                             y0, y, out)
         self.have_prev = True
         steps, status, fail_step, fail_pop, r = (int(v) for v in out)
         rec = rec[:r]
