@@ -588,7 +588,8 @@ def run_mapping(cfg, out, progress=True) -> dict:
              f"T = {cfg['steps']} relaxation steps per sample, activity {cfg['activity']:g} "
              "(1 = clock-driven: every unit sends every step), batch size 1. Energy and latency per sample; "
              "training = relaxation + plasticity writes (and the second copy of W^T where the chip stores it).", "",
-             "| circuit | target | cores/tiles | chips | cross-core events per step | energy per inference (J) | "
+             "| circuit | target | cores/tiles | chips | routed messages per step (cores: cross-core events; crossbar: "
+             "values to and from tiles) | energy per inference (J) | "
              "energy per training sample (J) | latency per inference (s) | latency per training sample (s) | "
              "feedback |", "|---|---|---|---|---|---|---|---|---|---|"]
     for net, n, m in rows:

@@ -182,8 +182,8 @@ def _main(argv=None) -> int:
     if not args.quiet and overrides.get("backend", "numba") == "numba":
         from .config import kernels_cached
         if kernels_cached() is False:
-            print("neurosim: the first run compiles the numba kernels (about 25 s on 2 cores; cached on disk for "
-                  "later runs)", file=sys.stderr, flush=True)
+            print("neurosim: the numba kernels are not compiled yet: a run that uses them compiles them first (about "
+                  "15 s per kernel on 2 cores; cached on disk for later runs)", file=sys.stderr, flush=True)
     try:
         metrics = run_experiment(module, overrides, out=out, progress=not args.no_progress)
     except ConfigError as e:

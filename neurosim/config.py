@@ -32,7 +32,7 @@ JIT_INNER = dict(JIT_OPTIONS, cache=False, no_cpython_wrapper=True)
 
 def kernels_cached() -> bool | None:
     """Whether the numba core's main kernel is in the on-disk cache (False: the next run compiles it, about
-    25 s on 2 cores; None: unknown, e.g. caching is off or numba's cache layout changed)."""
+    15 s on 2 cores; None: unknown, e.g. caching is off or numba's cache layout changed)."""
     if not CACHE:
         return None
     try:

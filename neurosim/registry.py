@@ -158,7 +158,10 @@ def get(name: str):
         reg = _registry()
         exp = reg.get(name) or reg.get(new)
         if exp is None:
-            raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(reg))}")
+            import difflib
+            close = difflib.get_close_matches(new.lower(), sorted(reg), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise KeyError(f"unknown experiment {name!r}; {hint}available: {', '.join(sorted(reg))}")
     if exp.NAME != name and name not in _NOTIFIED:
         _NOTIFIED.add(name)
         print(f"neurosim: note: the experiment name {name!r} is deprecated; use {exp.NAME!r}", file=sys.stderr)

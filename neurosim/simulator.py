@@ -606,6 +606,9 @@ class Simulator:
             raise ValueError(f"{projection!r} is the bias of projection {projection[:-2]!r}: use "
                              f"set_weights({projection[:-2]!r}, b=...) or load_weights({{{projection!r}: ...}})")
         k = self.plan.proj_index(projection)
+        for name, v in (("W", W), ("b", b)):
+            if v is not None and not np.all(np.isfinite(v.data if _sparse_input(v) else np.asarray(v, dtype=float))):
+                raise ValueError(f"projection {projection!r}: {name} holds NaN or inf; pass finite values")
         if W is not None and self.plan.is_sparse(k):
             self._set_sparse_weights(k, projection, W)
             W = None
@@ -613,6 +616,9 @@ class Simulator:
             if self.plan.w_off[k] < 0:
                 raise ValueError(f"projection {projection!r} has no weight matrix")
             dst = self._backend.weight(k)
+            if _sparse_input(W):
+                raise ValueError(f"projection {projection!r} is dense ({dst.shape[0]} x {dst.shape[1]}) and W is a "
+                                 f"sparse matrix: pass W.toarray()")
             W = np.asarray(W, dtype=self.dtype)
             if W.shape != dst.shape:
                 raise ValueError(f"projection {projection!r}: W must have shape {dst.shape}, got {W.shape}")
@@ -689,7 +695,12 @@ class Simulator:
 
     def _fingerprint(self) -> str:
         p = self.plan
-        return f"{self.circuit.name}|{p.pop_names}|{list(p.pop_size)}|{p.proj_names}|{p.W.size}|{p.b.size}"
+        fp = f"{self.circuit.name}|{p.pop_names}|{list(p.pop_size)}|{p.proj_names}|{p.W.size}|{p.b.size}"
+        S = getattr(p, "S", None)
+        if S is not None and S.size:   # sparse projections: their patterns (same size, other synapses = another circuit)
+            import hashlib
+            fp += "|S:" + hashlib.sha256(np.ascontiguousarray(S, dtype=np.int64).tobytes()).hexdigest()[:16]
+        return fp
 
     def save_checkpoint(self, path) -> Path:
         """Write everything the next training batch depends on to ``path`` (``.npz``), atomically.
@@ -1446,3 +1457,10 @@ class Simulator:
         hw = "" if self.hardware is None else f", hardware={self.hardware!r}"
         return (f"Simulator(circuit={self.circuit.name!r}, backend={self.backend_name!r}, dt={self.dt}, "
                 f"dtype={self.dtype.name}, integrator={self.integrator!r}{hw})")
+
+
+def _sparse_input(v) -> bool:
+    """Whether ``v`` is a scipy.sparse matrix or array (without importing scipy when it is not loaded)."""
+    import sys
+    sp = sys.modules.get("scipy.sparse")
+    return sp is not None and sp.issparse(v)

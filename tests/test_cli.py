@@ -223,7 +223,7 @@ def test_run_digits_on_a_modelled_substrate(tmp_path):
 
 
 def test_a_cold_numba_cache_is_announced_before_the_run(monkeypatch, capsys, tmp_path):
-    """The first run after installing compiles for about 25 s: the CLI says so first (and not when cached)."""
+    """The first run after installing compiles for about 15 s: the CLI says so first (and not when cached)."""
     import neurosim.cli as cli
     import neurosim.config as config
     assert config.kernels_cached() in (True, False, None)
@@ -233,4 +233,4 @@ def test_a_cold_numba_cache_is_announced_before_the_run(monkeypatch, capsys, tmp
     for cached, said in ((False, True), (True, False), (None, False)):
         monkeypatch.setattr(config, "kernels_cached", lambda: cached)
         assert main(["run", "bear", "--out", str(tmp_path / "b")]) == 0
-        assert ("compiles the numba kernels" in capsys.readouterr().err) is said
+        assert ("numba kernels are not compiled yet" in capsys.readouterr().err) is said

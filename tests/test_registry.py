@@ -51,6 +51,10 @@ def test_an_old_underscore_name_resolves_with_a_one_line_notice(capsys):
 def test_an_unknown_name_lists_the_available_ones():
     with pytest.raises(KeyError, match="unknown experiment 'no-such'; available: .*bear"):
         registry.get("no-such")
+    with pytest.raises(KeyError, match="unknown experiment 'digitz'; did you mean 'digits'\\? available: "):
+        registry.get("digitz")
+    with pytest.raises(KeyError, match="did you mean 'digits'"):
+        registry.get("Digits")
 
 
 def test_the_bundled_experiments_are_installed_under_neurosim_not_as_a_top_level_package():

@@ -514,3 +514,32 @@ def test_plot_weights_draws_sparse_weights():
     assert fig.axes
     with pytest.raises(ValueError, match=r"sparse 5000 x 5000 matrix.*draw a block"):
         ns.plot.weights({"W": sps.random(5000, 5000, density=1e-5, format="csr")})
+
+
+def test_a_checkpoint_of_another_pattern_is_refused(tmp_path):
+    """Two circuits that differ only in their synapses (same sizes, same number of synapses) are different
+    circuits: a checkpoint of one must not load its weights onto the other's synapses."""
+    base = ns.hierarchy([12, 10, 3], phi="tanh", name="pat")
+    a = _replace(base, W1=FixedFanIn(4, seed=0))
+    b = _replace(base, W1=FixedFanIn(4, seed=1))
+    sa, sb = ns.Simulator(a, backend="reference", seed=0), ns.Simulator(b, backend="reference", seed=0)
+    path = sa.save_checkpoint(tmp_path / "a.npz")
+    with pytest.raises(ns.CheckpointError, match="different circuit"):
+        sb.load_checkpoint(path)
+    ns.Simulator(a, backend="reference", seed=3).load_checkpoint(path)    # the same pattern loads
+
+
+def test_set_weights_refuses_non_finite_values_and_says_how_to_densify():
+    c = _replace(ns.hierarchy([12, 10, 3], phi="tanh", name="nan"), W1=FixedFanIn(4, seed=0))
+    sparse = ns.Simulator(c, backend="reference", seed=0)
+    dense = ns.Simulator(ns.hierarchy([12, 10, 3], phi="tanh", name="nan"), backend="reference", seed=0)
+    W = sparse.weights["W1"]
+    with pytest.raises(ValueError, match=r"projection 'W1' is dense .*W.toarray\(\)"):
+        dense.set_weights("W1", W)
+    dense.set_weights("W1", W.toarray())
+    bad = W.copy()
+    bad.data[0] = np.nan
+    with pytest.raises(ValueError, match=r"projection 'W1': W holds NaN or inf"):
+        sparse.set_weights("W1", bad)
+    with pytest.raises(ValueError, match=r"projection 'W2': W holds NaN or inf"):
+        dense.set_weights("W2", np.full((3, 10), np.inf))

@@ -34,8 +34,11 @@ of one tile costs nothing beyond the within-tile spike (``energy_pJ.events``), b
 ``hops x hop_energy_pJ`` with the Manhattan distance of the tiles on a mesh ``mesh_width_tiles`` wide.  On a
 crossbar every tile receives its slice of the input vector and sends its partial sums: per projection and pass
 :math:`n_{pre} \lceil n_{post}/C\rceil + n_{post} \lceil n_{pre}/R\rceil` values (times the output positions of a
-convolution), each one hop.  ``activity`` (default 1, clock-driven) scales the events, or pass the measured
-``counts`` of an event-driven run (activity = measured events / clock-driven events).
+convolution), each one hop.  ``activity`` (default 1, clock-driven: every unit sends every step) scales the routed
+events; on a digital chip it also scales the synaptic operations and spike events (their energy, and the synaptic
+part of each core's step time), since only the units that send cause work there -- every unit is still updated
+every step.  A crossbar reads whole tiles whatever sends, so there it scales the routing only.  Or pass the
+measured ``counts`` of an event-driven run (activity = measured events / clock-driven events).
 
 **Energy per sample** (batch size 1, online):
 
@@ -299,7 +302,7 @@ def map_circuit(circuit, target, *, steps: int = 20, weight_bits: float | None =
             neurons_per_core, (int, np.integer)) or neurons_per_core < 1):
         raise ValueError(f"map_circuit: neurons_per_core must be an int >= 1, got {neurons_per_core!r}")
     if all(k in r for k in _DIGITAL_NEEDS):
-        m = _map_digital(pops, conns, t, wb, neurons_per_core)
+        m = _map_digital(pops, conns, t, wb, neurons_per_core, activity)
     elif all(k in r for k in _ANALOG_NEEDS):
         m = _map_analog(pops, conns, t)
     else:
@@ -314,6 +317,11 @@ def map_circuit(circuit, target, *, steps: int = 20, weight_bits: float | None =
     else:
         inf_counts = clock
         train_counts = count_pc(circuit, T, 1, learn=True)
+        if m["kind"] == "digital" and activity != 1.0:
+            # an event-driven chip only works for the units that send: synaptic operations and events scale with
+            # the activity; every unit is still updated every step (a crossbar reads whole tiles whatever sends)
+            inf_counts = _at_activity(inf_counts, activity)
+            train_counts = _at_activity(train_counts, activity)
     hops = activity * ((T + 1) * m["hops_value"] + T * m["hops_error"])
     e_route = hops * r.get("hop_energy_pJ", 0.0) * 1e-12
     store_t = t.feedback == "store_transpose"
@@ -355,7 +363,13 @@ def _strip_learning(counts: OpCounts) -> OpCounts:
 
 
 # ------------------------------------------------------------------------------------------------- digital
-def _map_digital(pops, conns, t, wb, cap=None):
+def _at_activity(c, activity):
+    """Operation counts ``c`` with the synaptic operations and events of a fraction ``activity`` of the units."""
+    import dataclasses
+    return dataclasses.replace(c, synaptic_ops=c.synaptic_ops * activity, events=c.events * activity)
+
+
+def _map_digital(pops, conns, t, wb, cap=None, activity=1.0):
     r = t.resources
     n_core = int(r["neurons_per_core"]) if cap is None else min(int(cap), int(r["neurons_per_core"]))
     syn_core = r.get("synapses_per_core", math.inf)
@@ -515,7 +529,7 @@ def _map_digital(pops, conns, t, wb, cap=None):
                     ops[k] += w
                     if c.plastic:
                         plastic_syn[k] += w
-    busiest = max(ops[k] * t_sop + cores[k]["neurons"] * t_nu for k in range(n_cores))
+    busiest = max(activity * ops[k] * t_sop + cores[k]["neurons"] * t_nu for k in range(n_cores))
     max_h = max([hops(a, b) for a in range(n_cores) for b in range(n_cores)] or [0]) if n_cores <= 512 else \
         hops(0, n_cores - 1)
     step = busiest + (max_h * r.get("hop_latency_s", 0.0) if n_cores > 1 else 0.0) + r.get("barrier_latency_s", 0.0)

@@ -76,7 +76,9 @@ def test_activity_scales_the_routed_events(tmp_path):
     full = hw.map_circuit(ns.hierarchy([2, 3, 1]), t, steps=4)
     half = hw.map_circuit(ns.hierarchy([2, 3, 1]), t, steps=4, activity=0.5)
     assert half.events_per_step == 2 and half.hops_per_sample == 9.5
-    assert full.energy_inference_J - half.energy_inference_J == pytest.approx(95e-12, rel=1e-10)
+    # half the routing (95 pJ) and, on this event-driven chip, half of the 57 synaptic ops x 1 pJ and 29 events x
+    # 2 pJ (the 36 neuron updates stay): 95 + 0.5 (57 + 58) = 152.5 pJ
+    assert full.energy_inference_J - half.energy_inference_J == pytest.approx(152.5e-12, rel=1e-10)
 
 
 def test_231_on_a_toy_crossbar_by_hand(tmp_path):
@@ -228,3 +230,22 @@ def test_measured_event_counts_set_the_activity(tmp_path):
     per = c.per_sample()
     priced = (per["synaptic_ops"] * 1 + per["events"] * 2 + per["neuron_updates"] * 3) * 1e-12
     assert m.energy_inference_J == pytest.approx(priced + m.routing_energy_J, rel=1e-10)
+
+
+def test_activity_scales_a_digital_chips_synaptic_work_but_not_a_crossbars_reads():
+    """On an event-driven chip only the units that send cause synaptic operations and spikes: the energy is affine in
+    the activity (neuron updates stay), and lower activity costs less; a crossbar reads whole tiles, so only its
+    routing changes."""
+    import neurosim as ns
+    from neurosim import hardware as hw
+    net = ns.hierarchy([64, 128, 10], phi="tanh", name="digits")
+    e = {a: hw.map_circuit(net, "loihi", steps=20, activity=a) for a in (0.0, 0.5, 1.0)}
+    E = {a: m.energy_inference_J for a, m in e.items()}
+    assert E[0.0] < E[0.5] < E[1.0]
+    assert abs(E[0.5] - 0.5 * (E[0.0] + E[1.0])) <= 1e-12 * E[1.0]
+    assert e[0.5].latency_step_s < e[1.0].latency_step_s
+    # the neuron updates alone remain at activity 0: 5596 updates x 81 pJ (the hand-checked digits case)
+    assert abs(E[0.0] - 5596 * 81e-12) <= 1e-9 * E[1.0]
+    x = {a: hw.map_circuit(net, "crossbar", steps=20, activity=a) for a in (0.5, 1.0)}
+    assert x[0.5].energy_inference_J - x[0.5].routing_energy_J == pytest.approx(
+        x[1.0].energy_inference_J - x[1.0].routing_energy_J, rel=1e-12)
