@@ -773,6 +773,26 @@ class Circuit:
         )
         return replace(self, projections=projs)
 
+    def with_connectivity(self, connectivity, projections: Iterable[str]) -> "Circuit":
+        """A copy whose projections ``projections`` (names) have the connectivity ``connectivity``
+        (``ns.FixedFanIn``, ``ns.ReceptiveField``, ``ns.Pattern`` or a scipy.sparse matrix; ``None``: dense), e.g.
+        ``ns.hierarchy([784, 1000, 10]).with_connectivity(ns.FixedFanIn(30), ["W1"])``; the patterns are
+        checked when the circuit is lowered (a Simulator is built), as for a projection declared so."""
+        if self.vertices:
+            raise ValueError(f"circuit {self.name!r} is stated as vertices (a graph): sparse connectivity is a "
+                             f"projection option of circuits stated as populations")
+        names = list(dict.fromkeys([projections] if isinstance(projections, str) else projections))
+        known = {p.name: p for p in self.projections}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"circuit {self.name!r} has no projection(s) {unknown}; projections: {list(known)}")
+        skips = [n for n in names if not known[n].weights]
+        if skips:
+            raise ValueError(f"circuit {self.name!r}: projection(s) {skips} have no weights (identity skips); "
+                             f"connectivity applies to weighted projections")
+        projs = tuple(replace(p, connectivity=connectivity) if p.name in names else p for p in self.projections)
+        return replace(self, projections=projs)
+
     def describe(self) -> str:
         """A human-readable summary (vertex form: a table of the vertices: type, shape, parents, level,
         parameters)."""

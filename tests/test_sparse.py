@@ -543,3 +543,14 @@ def test_set_weights_refuses_non_finite_values_and_says_how_to_densify():
         sparse.set_weights("W1", bad)
     with pytest.raises(ValueError, match=r"projection 'W2': W holds NaN or inf"):
         dense.set_weights("W2", np.full((3, 10), np.inf))
+
+
+def test_with_connectivity_makes_a_sparse_copy_and_names_mistakes():
+    base = ns.hierarchy([12, 10, 3], phi="tanh", name="wc")
+    c = base.with_connectivity(FixedFanIn(4, seed=0), ["W1"])
+    assert c.projection("W1").connectivity == FixedFanIn(4, seed=0) and base.projection("W1").connectivity is None
+    assert c.projection("W2").connectivity is None
+    sim = ns.Simulator(c, backend="reference", seed=0)
+    assert sim.weights["W1"].nnz == 40
+    with pytest.raises(ValueError, match=r"no projection\(s\) \['W9'\]"):
+        base.with_connectivity(FixedFanIn(4), ["W9"])
