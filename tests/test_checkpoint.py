@@ -209,7 +209,9 @@ def test_a_corrupt_checkpoint_given_to_train_names_the_file_and_the_way_out(tmp_
 def test_non_finite_weights_are_not_saved_over_a_good_checkpoint(tmp_path):
     ck, sim = _two_simulators(tmp_path)
     good = ck.read_bytes()
-    sim.set_weights("W1", np.full(sim.weights["W1"].shape, np.nan))
+    with pytest.raises(ValueError, match="W holds NaN or inf"):   # set_weights refuses them ...
+        sim.set_weights("W1", np.full(sim.weights["W1"].shape, np.nan))
+    sim.backend.weight(sim.plan.proj_index("W1"))[...] = np.nan     # ... so they come from a diverged run
     with pytest.raises(ValueError, match="NaN or inf"):
         sim.save_checkpoint(ck)
     assert ck.read_bytes() == good
