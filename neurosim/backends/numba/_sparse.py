@@ -124,9 +124,3 @@ def csr_hebbian(E, P, S, so, g, c):
                 g[q] += e * P[s, S[ix0 + q]]
     for q in range(nnz):
         g[q] *= c
-
-
-@njit(**_jit)
-def csr_nnz(S, so, n_post):
-    """Number of synapses of the sparse projection whose index block starts at ``S[so]``."""
-    return S[so + n_post]
