@@ -287,7 +287,8 @@ def _write_table(out: Path, rows: list, grid: dict):
 # ----------------------------------------------------------------------------------------- driver
 def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, scheduler: str | None = None,
               client=None, workers: int | None = None, progress: bool = True, callback=None,
-              metric: str | None = None, energy_metric: str | None = None, timeout: float = 60.0) -> SweepResult:
+              metric: str | None = None, energy_metric: str | None = None, timeout: float = 60.0,
+              plots: bool = True) -> SweepResult:
     """Run ``experiment`` on every point of ``grid`` in parallel on Dask; finished points are skipped.
 
     Parameters
@@ -314,6 +315,9 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
         (default ``energy_per_sample_J`` when present).
     timeout : float
         Seconds to wait for a scheduler connection or local workers.
+    plots : bool
+        Draw the plots (``results.csv`` and ``results.json`` are always written); ``hw-design-space`` draws its
+        own.
     """
     if isinstance(experiment, str):
         from .registry import get
@@ -373,7 +377,7 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
             (k for k in available if isinstance(rows[0].get(k), float)), None))
         if energy_metric is None and any("energy_per_sample_J" in r for r in rows):
             energy_metric = "energy_per_sample_J"
-        if metric and unknown is None:
+        if metric and unknown is None and plots:
             result.figures, result.pareto = _plots(out, grid, rows, metric, energy_metric)
     write_json_atomic(out / "results.json", {"experiment": name, "grid": grid, "fixed": fixed, "rows": rows,
                                              "failed": result.failed, "metric": metric, "energy_metric": energy_metric,

@@ -1,0 +1,640 @@
+r"""``hw-design-space``: a design-space study of training the digits network on chips, as one command.
+
+    neurosim run hw-design-space --out results/ds                 # quick grid, local Dask cluster
+    neurosim run hw-design-space --set grid=full --scheduler tcp://host:8786
+
+The study sweeps algorithm x weight bits x event threshold x relaxation steps T (x seeds) and places every
+configuration on every target:
+
+* **algorithms**: ``pc`` (clock-driven predictive coding: every unit sends every step), ``event``
+  (send-on-delta PC: a unit sends only when its output moved by more than the threshold :math:`\theta`
+  since its last event; one point per threshold) and ``bp`` (backprop on the same network; no relaxation,
+  so neither T nor :math:`\theta` applies);
+* **weight bits** :math:`b`: stored weights quantised to :math:`2^{b-1}-1` levels each side of 0 in
+  ``[-weight_bound, weight_bound]`` (``weight_rounding``, stochastic by default), as in ``hw-precision``;
+  0 = float64, priced as 32-bit weights;
+* each point trains the 64-H-10 tanh network on the bundled 8x8 digits (``epochs`` epochs of minibatch
+  SGD: a short training, the same as ``hw-precision``'s) and measures the held-out test accuracy and the
+  operation counts of the training (events and synaptic ops as measured by the event engine).
+
+**Train once, map onto every target.**  The accuracy of a point does not depend on the target: the cost model
+prices the operations of the same training run, so every point is trained once and its counts are priced on
+every target.  Per sample (training: relaxation or forward/backward pass plus the weight update; inference:
+without the update):
+
+* targets that state chip resources (Loihi, Loihi 2, SpiNNaker 2, crossbar): PC and event PC through
+  :func:`neurosim.hardware.map_circuit` with the measured counts (``counts=``: the activity is the measured
+  events over the clock-driven events, 1 for clock-driven PC), which adds routed events, the second stored
+  copy of :math:`W^T` (store-transpose chips) and the latency of the busiest core; BP on the same placement:
+  the energy of its counts (:func:`~neurosim.hardware.count_bp`) plus the routing of one value and one error
+  pass (the mapping's routing energy at T = 2 minus that at T = 1) and the same transpose-copy writes, and the
+  latency :math:`t = s\,t_{step} + t_{update}` with :math:`s = 2d` serial steps (forward then backward) at the
+  mapped step time (inference: :math:`s = d`);
+* targets without chip resources (``cmos45``, a von Neumann accelerator): the operation-count model
+  :func:`neurosim.hardware.energy` (precision-scaled by the weight bits) and :func:`neurosim.hardware.latency`.
+
+A point whose weights are wider than a target stores (``weight_bits_max``; float64 counts as 32 bits), or
+that does not fit its cores, is listed as "does not fit" with the reason and left out of that target's front.
+
+**Winner.**  Per target and cost (energy or latency per training sample), among the configurations within
+``tolerance`` (default 0.01, one point) of the best accuracy on that target, the cheapest wins; ``report.md``
+gives its cost, the runner-up's and the best configuration of each other algorithm, and the factors between
+them.  With several seeds, accuracy and costs are means over the seeds.
+
+**Resumable.**  The points run on Dask through :func:`neurosim.sweep.run_sweep` (one sweep per algorithm under
+``OUT/points/<algorithm>/``): each finished point's ``metrics.json`` is written atomically as soon as it
+arrives, and a re-run skips every finished point.  The tables, figures and report are rebuilt from the
+finished points at the end of every run.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import os
+import statistics
+from pathlib import Path
+
+from neurosim import hardware as hw
+from neurosim import plot
+from neurosim.errors import UnsupportedError
+from neurosim.experiment import Experiment
+from neurosim.io import atomic_write, read_json, write_json_atomic
+
+from . import _hardware_common as C
+from . import _params as P
+
+#: the algorithms of the study, in the order of tables and legends
+ALGORITHMS = ("pc", "event", "bp")
+ALGORITHM_LABELS = {"pc": "PC (clock-driven)", "event": "event-driven PC", "bp": "BP"}
+ALGORITHM_COLORS = {"pc": "C0", "event": "C2", "bp": "C1"}
+
+#: the preset grids (an axis given explicitly, e.g. ``--set weight_bits=[8,4]``, replaces the preset's)
+GRIDS = {
+    "quick": {"algorithms": ["pc", "event", "bp"], "weight_bits": [0, 8, 6, 4], "thresholds": [0.01, 0.03, 0.1],
+              "steps": [5, 10, 20], "seeds": [0]},
+    "full": {"algorithms": ["pc", "event", "bp"], "weight_bits": [0, 16, 12, 10, 8, 7, 6, 5, 4],
+             "thresholds": [0.003, 0.01, 0.03, 0.1, 0.3], "steps": [2, 5, 10, 20, 50], "seeds": [0, 1, 2]},
+}
+
+#: the costs of the study: (key, what, base unit)
+COSTS = (("energy_training_J", "energy per training sample", "J"),
+         ("latency_training_s", "latency per training sample", "s"),
+         ("energy_inference_J", "energy per inference", "J"),
+         ("latency_inference_s", "latency per inference", "s"))
+#: the costs the winners and figures are about
+FRONT_COSTS = COSTS[:2]
+
+ALL_TARGETS = ["cmos45", "loihi", "loihi2", "spinnaker2", "crossbar"]
+
+# ============================================================================================ one point
+POINT_DEFAULTS = {
+    **C.COMMON,
+    "figures": False,
+    "algorithm": "pc",            # pc | event | bp
+    "weight_bits": 0,             # 0: float64 (priced as 32-bit)
+    "weight_bound": 0.5,
+    "weight_rounding": "stochastic",
+    "threshold": 0.0,             # send-on-delta threshold (algorithm = event)
+    "targets": list(ALL_TARGETS),
+}
+
+POINT_PARAMS = {
+    **C.COMMON_PARAMS,
+    "algorithm": P.Choice(*ALGORITHMS),
+    "weight_bits": C.BITS,
+    "weight_bound": P.Float(gt=0),
+    "weight_rounding": P.Choice("stochastic", "nearest"),
+    "threshold": P.Float(ge=0),
+    "targets": P.ListOf(C.TARGET),
+}
+
+
+def point_model(cfg) -> hw.HardwareModel:
+    """The substrate of a point: quantised weights (``weight_bits`` > 0) and, for ``event``, send-on-delta
+    coding at ``threshold``."""
+    weights = ([hw.Quantize(int(cfg["weight_bits"]), bound=cfg["weight_bound"], rounding=cfg["weight_rounding"])]
+               if cfg["weight_bits"] > 0 else [])
+    if cfg["algorithm"] == "event":
+        return hw.HardwareModel(coding="event", threshold=float(cfg["threshold"]), weights=weights, seed=cfg["seed"])
+    return hw.HardwareModel(weights=weights, seed=cfg["seed"])
+
+
+def _has_resources(t) -> bool:
+    from neurosim.hardware.mapping import _ANALOG_NEEDS, _DIGITAL_NEEDS
+    return all(k in t.resources for k in _DIGITAL_NEEDS) or all(k in t.resources for k in _ANALOG_NEEDS)
+
+
+def _without_learning(per_sample: hw.OpCounts) -> hw.OpCounts:
+    return dataclasses.replace(per_sample, update_macs=0.0, weight_writes=0.0)
+
+
+def target_costs(circuit, counts: hw.OpCounts, algorithm: str, steps: int, weight_bits: int, target) -> dict:
+    """Energy and latency per training sample and per inference of one trained point on ``target`` (see the
+    module docstring for the model), plus cores and chips where the target is mapped; or
+    ``{"unsupported": reason}`` when the point does not fit the target."""
+    t = hw.get_target(target)
+    wb = float(weight_bits or 32)
+    per = counts.scaled(1.0 / counts.samples)
+    inf = _without_learning(per)
+    if not _has_resources(t):
+        return {"model": "operation counts", "weight_bits": wb,
+                "energy_training_J": hw.energy(per, t, weight_bits=wb)["per_sample_J"],
+                "energy_inference_J": hw.energy(inf, t, weight_bits=wb)["per_sample_J"],
+                "latency_training_s": hw.latency(per, t)["total_s"],
+                "latency_inference_s": hw.latency(inf, t)["total_s"]}
+    try:
+        if algorithm == "bp":
+            m1 = hw.map_circuit(circuit, t, steps=1, weight_bits=wb)
+            m2 = hw.map_circuit(circuit, t, steps=2, weight_bits=wb)
+            # routing per pass: value hops h_v and error hops h_e; m(T) routes (T+1) h_v + T h_e
+            route_both = m2.routing_energy_J - m1.routing_energy_J            # h_v + h_e
+            route_value = m1.routing_energy_J - route_both                    # h_v
+            update_s = m1.latency_training_s - m1.latency_inference_s
+            serial = per.serial_steps                                         # 2 d per sample
+            m = m1
+            out = {"energy_training_J": hw.energy(per, t)["per_sample_J"] + route_both + m1.transpose_write_energy_J,
+                   "energy_inference_J": hw.energy(inf, t)["per_sample_J"] + route_value,
+                   "latency_training_s": serial * m1.latency_step_s + update_s,
+                   "latency_inference_s": serial / 2 * m1.latency_step_s}
+        else:
+            m = hw.map_circuit(circuit, t, steps=int(steps), weight_bits=wb, counts=counts)
+            out = {"energy_training_J": m.energy_training_J, "energy_inference_J": m.energy_inference_J,
+                   "latency_training_s": m.latency_training_s, "latency_inference_s": m.latency_inference_s}
+    except UnsupportedError as e:
+        return {"unsupported": str(e).removeprefix("map_circuit: ")}
+    return {"model": "mapped", "weight_bits": wb, **out, "cores": m.cores, "chips": m.chips,
+            "activity": m.activity if algorithm != "bp" else 1.0}
+
+
+def run_point(cfg, out, progress=True) -> dict:
+    """Train one configuration and price it on every target."""
+    for n in cfg["targets"]:
+        hw.get_target(n)
+    alg = cfg["algorithm"]
+    data = C.load(cfg)
+    r = C.train_eval(cfg, point_model(cfg), "bp" if alg == "bp" else "pc", data)
+    counts, circuit = r["counts"], r["chip"].circuit
+    ps = counts.per_sample()
+    clock = hw.count_pc(circuit, cfg["steps"], 1, learn=False)
+    metrics = {"algorithm": alg, "weight_bits": cfg["weight_bits"],
+               "threshold": cfg["threshold"] if alg == "event" else 0.0,
+               "steps": cfg["steps"] if alg != "bp" else 0, "seed": cfg["seed"],
+               "test_accuracy": r["test_accuracy"], "test_loss": r["test_loss"],
+               "events_per_sample": ps["events"], "synaptic_ops_per_sample": ps["synaptic_ops"],
+               "n_train_samples": int(len(data[0])), "epochs": cfg["epochs"],
+               "targets": {n: target_costs(circuit, counts, alg, cfg["steps"], cfg["weight_bits"], n)
+                           for n in cfg["targets"]}}
+    if alg != "bp":
+        metrics["activity"] = (ps["events"]) / clock.events
+    return metrics
+
+
+#: one design point (not listed by ``neurosim list``: ``hw-design-space`` runs it on the Dask workers)
+DESIGN_POINT = Experiment("hw-design-point", "one point of hw-design-space: train one configuration, price it "
+                                             "on every target", POINT_DEFAULTS, run_point, PARAMS=POINT_PARAMS)
+
+
+# ============================================================================================ the study
+SPACE_DEFAULTS = {
+    **{k: v for k, v in C.COMMON.items() if k not in ("seed", "steps")},
+    "grid": "quick",              # quick | full: the preset axes
+    "algorithms": [],             # [] = the preset's; from pc, event, bp
+    "weight_bits": [],            # [] = the preset's; 0 = float64
+    "thresholds": [],             # [] = the preset's (event-driven PC)
+    "steps": [],                  # [] = the preset's (relaxation steps T of PC and event PC)
+    "seeds": [],                  # [] = the preset's
+    "weight_bound": 0.5,
+    "weight_rounding": "stochastic",
+    "targets": list(ALL_TARGETS),
+    "tolerance": 0.01,            # winner: the cheapest within this accuracy of the best on the target
+    "scheduler": "",              # "": a local cluster of processes; "inprocess": threads of this process; or an address
+    "workers": 0,                 # processes of the local cluster (0: min(2, cores))
+}
+
+SPACE_PARAMS = {
+    **{k: v for k, v in C.COMMON_PARAMS.items() if k not in ("seed", "steps")},
+    "grid": P.Choice(*GRIDS, doc="quick: 52 points, a few minutes on 2 cores; full: 837 points"),
+    "algorithms": P.ListOf(P.Choice(*ALGORITHMS), min_len=0, doc="[] = the grid's"),
+    "weight_bits": P.ListOf(C.BITS, min_len=0, doc="[] = the grid's; 0 = float64"),
+    "thresholds": P.ListOf(P.Float(ge=0), min_len=0, doc="[] = the grid's"),
+    "steps": P.ListOf(P.Int(ge=1), min_len=0, doc="[] = the grid's"),
+    "seeds": P.ListOf(P.SEED, min_len=0, doc="[] = the grid's"),
+    "weight_bound": P.Float(gt=0),
+    "weight_rounding": P.Choice("stochastic", "nearest"),
+    "targets": P.ListOf(C.TARGET),
+    "tolerance": P.Float(ge=0, le=1),
+    "scheduler": P.Str(doc="'' = a local cluster, 'inprocess' = threads of this process, or tcp://host:port"),
+    "workers": P.Int(ge=0, doc="0 = min(2, cores)"),
+}
+
+#: parameters every point of the study shares (passed on to each point)
+_SHARED = ("backend", "hidden", "phi", "lr", "momentum", "epochs", "batch_size", "dt", "test_fraction", "n_train",
+           "n_test", "weight_bound", "weight_rounding", "targets")
+
+
+def axes(cfg) -> dict:
+    """The axes of the study: the preset ``grid`` with every explicitly given axis replacing the preset's."""
+    preset = GRIDS[cfg["grid"]]
+    return {k: list(cfg[k]) if cfg[k] else list(v) for k, v in preset.items()}
+
+
+def sweeps(cfg) -> list:
+    """``(algorithm, grid, fixed)`` of the sweep of each algorithm (BP has no T and no threshold)."""
+    ax = axes(cfg)
+    shared = {k: cfg[k] for k in _SHARED}
+    out = []
+    for alg in ALGORITHMS:
+        if alg not in ax["algorithms"]:
+            continue
+        grid = {"weight_bits": ax["weight_bits"]}
+        fixed = {**shared, "algorithm": alg}
+        if alg == "event":
+            grid["threshold"] = ax["thresholds"]
+        if alg == "bp":
+            fixed["steps"] = 1    # unused by BP
+        else:
+            grid["steps"] = ax["steps"]
+        grid["seed"] = ax["seeds"]
+        out.append((alg, grid, fixed))
+    return out
+
+
+def _client(cfg):
+    """``(client, cluster)`` for the study (the cluster is None on an existing scheduler)."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise RuntimeError("hw-design-space runs on Dask: pip install 'dask[distributed]' (or neurosim[distributed])") \
+            from None
+    s = cfg["scheduler"].strip()
+    if s and s != "inprocess":
+        return Client(s, timeout=60), None
+    if s == "inprocess":
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+    else:
+        n = cfg["workers"] or max(1, min(2, os.cpu_count() or 1))
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+    return Client(cluster, timeout=60), cluster
+
+
+def read_points(out) -> list:
+    """The metrics of every finished point under ``out/points`` (see :func:`neurosim.sweep.valid_point`)."""
+    from neurosim.sweep import valid_point
+    rows = []
+    for f in sorted(Path(out, "points").glob("*/points/*/metrics.json")):
+        try:
+            m = read_json(f)
+        except (OSError, ValueError):
+            continue
+        if valid_point(m, DESIGN_POINT.NAME) is None:
+            rows.append(m)
+    return rows
+
+
+def config_label(c) -> str:
+    bits = f"{c['weight_bits']}-bit" if c["weight_bits"] else "float64"
+    if c["algorithm"] == "bp":
+        return f"BP, {bits}"
+    if c["algorithm"] == "event":
+        return f"event PC θ={c['threshold']:g}, T={c['steps']}, {bits}"
+    return f"PC, T={c['steps']}, {bits}"
+
+
+def configurations(points, targets) -> list:
+    """Points grouped by configuration (algorithm, weight bits, threshold, T), averaged over their seeds.
+
+    Each configuration: ``algorithm, weight_bits, threshold, steps, config`` (label), ``seeds``,
+    ``test_accuracy`` (mean), ``accuracy_sd`` and per target ``targets[name]`` with the mean of each cost
+    (or ``unsupported``: the reason, when any seed's point does not fit)."""
+    groups = {}
+    for p in points:
+        key = (p["algorithm"], p["weight_bits"], float(p["threshold"]), p["steps"])
+        groups.setdefault(key, []).append(p)
+    out = []
+    order = {a: i for i, a in enumerate(ALGORITHMS)}
+    for key in sorted(groups, key=lambda k: (order.get(k[0], 9), -(k[1] or 99), k[2], k[3])):
+        ps = sorted(groups[key], key=lambda p: p["seed"])
+        acc = [p["test_accuracy"] for p in ps]
+        c = {"algorithm": key[0], "weight_bits": key[1], "threshold": key[2], "steps": key[3],
+             "seeds": [p["seed"] for p in ps], "test_accuracy": statistics.fmean(acc),
+             "accuracy_sd": statistics.pstdev(acc) if len(acc) > 1 else 0.0, "targets": {}}
+        c["config"] = config_label(c)
+        for n in targets:
+            per = [p["targets"].get(n) for p in ps]
+            if any(q is None for q in per):
+                continue
+            bad = [q["unsupported"] for q in per if "unsupported" in q]
+            if bad:
+                c["targets"][n] = {"unsupported": bad[0]}
+                continue
+            t = {k: statistics.fmean(q[k] for q in per) for k, _, _ in COSTS}
+            for k in ("cores", "chips", "model"):
+                if k in per[0]:
+                    t[k] = per[0][k]
+            c["targets"][n] = t
+        out.append(c)
+    return out
+
+
+def _row(c, target, cost):
+    t = c["targets"].get(target, {})
+    return None if cost not in t else (t[cost], c["test_accuracy"])
+
+
+def front(configs, target, cost) -> list:
+    """The configurations on the Pareto front of accuracy (max) against ``cost`` (min) on ``target``, cheapest
+    first (:func:`neurosim.sweep.pareto_front`); configurations that do not fit are left out."""
+    from neurosim.sweep import pareto_front
+    ok = [c for c in configs if _row(c, target, cost) is not None]
+    return [ok[i] for i in pareto_front([_row(c, target, cost) for c in ok])]
+
+
+def _brief(c, target, cost):
+    return {"config": c["config"], "algorithm": c["algorithm"], "test_accuracy": c["test_accuracy"],
+            cost: c["targets"][target][cost]}
+
+
+def winner(configs, target, cost, tolerance) -> dict | None:
+    """The cheapest configuration (in ``cost`` on ``target``) among those within ``tolerance`` of the best
+    accuracy there (ties: the more accurate), with the runner-up (the next cheapest such configuration) and,
+    for every other algorithm, its cheapest configuration within the tolerance (or, when it has none, its most
+    accurate one, with ``within_tolerance`` false); ``factor`` = their cost / the winner's.  None when no
+    configuration fits the target."""
+    ok = [c for c in configs if _row(c, target, cost) is not None]
+    if not ok:
+        return None
+    best = max(c["test_accuracy"] for c in ok)
+    cands = sorted((c for c in ok if c["test_accuracy"] >= best - tolerance - 1e-12),
+                   key=lambda c: (c["targets"][target][cost], -c["test_accuracy"]))
+    w = cands[0]
+    wc = w["targets"][target][cost]
+    res = {"target": target, "cost": cost, "best_accuracy": best, "tolerance": tolerance,
+           "candidates": len(cands), "winner": _brief(w, target, cost), "runner_up": None, "others": {}}
+    if len(cands) > 1:
+        r = cands[1]
+        res["runner_up"] = {**_brief(r, target, cost), "factor": r["targets"][target][cost] / wc}
+    for alg in ALGORITHMS:
+        if alg == w["algorithm"]:
+            continue
+        mine = [c for c in cands if c["algorithm"] == alg]
+        if mine:
+            res["others"][alg] = {**_brief(mine[0], target, cost), "within_tolerance": True,
+                                  "factor": mine[0]["targets"][target][cost] / wc}
+            continue
+        mine = sorted((c for c in ok if c["algorithm"] == alg),
+                      key=lambda c: (-c["test_accuracy"], c["targets"][target][cost]))
+        if mine:
+            res["others"][alg] = {**_brief(mine[0], target, cost), "within_tolerance": False,
+                                  "factor": mine[0]["targets"][target][cost] / wc,
+                                  "accuracy_gap": best - mine[0]["test_accuracy"]}
+    return res
+
+
+# ------------------------------------------------------------------------------------------------ output
+def _unit(values, base):
+    """``(scale, unit)``: the SI prefix that puts the median of ``values`` in [1, 1000)."""
+    med = statistics.median(values) if values else 1.0
+    for f, p in ((1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")):
+        if med >= f:
+            return f, p + base
+    return 1e-12, "p" + base
+
+
+def _fmt(v, base):
+    f, u = _unit([v], base)
+    return f"{v / f:.3g} {u}"
+
+
+def _describe_winner(w, base, what, tolerance) -> str:
+    cost = w["cost"]
+    win = w["winner"]
+    text = (f"**{win['config']}** (accuracy {win['test_accuracy']:.3f}; best on this target "
+            f"{w['best_accuracy']:.3f}, {w['candidates']} configuration(s) within {tolerance * 100:g} point(s)) at "
+            f"{_fmt(win[cost], base)} {what}")
+    r = w["runner_up"]
+    text += (f"; runner-up {r['config']} (accuracy {r['test_accuracy']:.3f}) at {_fmt(r[cost], base)}, "
+             f"{r['factor']:.3g}x the winner's" if r else "; no other configuration is within the tolerance")
+    for alg, o in w["others"].items():
+        name = ALGORITHM_LABELS[alg]
+        if o["within_tolerance"]:
+            text += (f"; cheapest {name} within the tolerance: {o['config']} (accuracy {o['test_accuracy']:.3f}) "
+                     f"at {_fmt(o[cost], base)}, {o['factor']:.3g}x")
+        else:
+            text += (f"; no {name} configuration is within the tolerance (its most accurate, {o['config']}, reaches "
+                     f"{o['test_accuracy']:.3f}, {o['accuracy_gap'] * 100:.1f} points below the best, at "
+                     f"{_fmt(o[cost], base)}, {o['factor']:.3g}x)")
+    return text + "."
+
+
+def write_table(configs, targets, out, fronts) -> list:
+    """``results.csv``: one row per configuration and target (costs, or the reason it does not fit)."""
+    cols = ["target", "config", "algorithm", "weight_bits", "threshold", "steps", "n_seeds", "test_accuracy",
+            "accuracy_sd", *[k for k, _, _ in COSTS], "cores", "chips", "on_energy_front", "on_latency_front",
+            "fits", "note"]
+    rows = []
+    for n in targets:
+        for c in configs:
+            t = c["targets"].get(n)
+            if t is None:
+                continue
+            row = {"target": n, "config": c["config"], "algorithm": c["algorithm"], "weight_bits": c["weight_bits"],
+                   "threshold": c["threshold"], "steps": c["steps"], "n_seeds": len(c["seeds"]),
+                   "test_accuracy": c["test_accuracy"], "accuracy_sd": c["accuracy_sd"],
+                   "fits": "unsupported" not in t, "note": t.get("unsupported", "")}
+            for k, _, _ in COSTS:
+                row[k] = t.get(k, "")
+            row["cores"], row["chips"] = t.get("cores", ""), t.get("chips", "")
+            row["on_energy_front"] = any(c is f for f in fronts[n]["energy_training_J"])
+            row["on_latency_front"] = any(c is f for f in fronts[n]["latency_training_s"])
+            rows.append(row)
+    with atomic_write(Path(out) / "results.csv", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
+    """``report.md``: the winners per target with their margins, then per target the table of configurations."""
+    ax = axes(cfg)
+    tol = cfg["tolerance"]
+    lines = ["# Design space: training the digits network on chips", "",
+             f"{info['n_points']} points ({len(configs)} configurations x {len(ax['seeds'])} seed(s)): algorithms "
+             f"{', '.join(ALGORITHM_LABELS[a] for a in ALGORITHMS if a in ax['algorithms'])}; weight bits "
+             f"{', '.join(str(b) if b else 'float64' for b in ax['weight_bits'])}; event thresholds "
+             f"{', '.join(f'{t:g}' for t in ax['thresholds'])}; relaxation steps T {', '.join(map(str, ax['steps']))}. "
+             f"Network 64-{'-'.join(map(str, cfg['hidden']))}-10 ({cfg['phi']}), bundled 8x8 digits, "
+             f"{info['n_train']} training samples, {cfg['epochs']} epochs of minibatch SGD (batch {cfg['batch_size']}, "
+             f"lr {cfg['lr']:g}, momentum {cfg['momentum']:g}): a short training; accuracy is on the held-out "
+             f"{info['n_test']} test samples. Weights quantised to the given bits in [-{cfg['weight_bound']:g}, "
+             f"{cfg['weight_bound']:g}] ({cfg['weight_rounding']} rounding); float64 weights are priced as 32 bits.", "",
+             "Each point is trained once: its accuracy does not depend on the target, because the cost model prices "
+             "the operations of the same training run on every target. Targets with chip resources (cores or "
+             "crossbar tiles) are priced through `neurosim.hardware.map_circuit` with the measured event counts "
+             "(routing, the stored copy of W^T, the busiest core's latency); BP on the same placement (one value "
+             "and one error pass routed, 2 x depth serial steps); `cmos45` (no chip resources) by the operation "
+             "counts (`hardware.energy`, precision-scaled, and `hardware.latency`). Costs are per sample at batch "
+             "size 1 for the routing and latency, with the measured per-sample operation counts of training at batch "
+             f"size {cfg['batch_size']}.", "",
+             f"**Winner rule**: per target, among the configurations within {tol * 100:g} point(s) of the best "
+             "accuracy on that target, the lowest cost per training sample; ties go to the more accurate.", "",
+             "## Winners", ""]
+    for n in targets:
+        lines.append(f"### {n}")
+        lines.append("")
+        any_w = False
+        for cost, what, base in FRONT_COSTS:
+            w = winners[n].get(cost)
+            if w is None:
+                continue
+            any_w = True
+            lines.append(f"- Lowest {what}: " + _describe_winner(w, base, what, tol))
+        if not any_w:
+            why = next((c["targets"][n]["unsupported"] for c in configs if "unsupported" in c["targets"].get(n, {})),
+                       "no point was priced on it")
+            lines.append(f"- No configuration fits this target ({why}).")
+        lines.append("")
+    for n in targets:
+        lines += [f"## {n}: every configuration", "",
+                  f"Pareto fronts: `pareto_{n}.png`. Front: on the accuracy-vs-energy (E) or "
+                  "accuracy-vs-latency (L) Pareto front of training.", "",
+                  "| configuration | accuracy | energy / training sample | energy / inference | latency / training "
+                  "sample | latency / inference | cores | front |", "|---|---|---|---|---|---|---|---|"]
+        for c in configs:
+            t = c["targets"].get(n)
+            if t is None:
+                continue
+            acc = f"{c['test_accuracy']:.3f}" + (f" ± {c['accuracy_sd']:.3f}" if len(c["seeds"]) > 1 else "")
+            if "unsupported" in t:
+                lines.append(f"| {c['config']} | {acc} | does not fit: {t['unsupported']} | | | | | |")
+                continue
+            on = "".join(s for s, k in (("E", "energy_training_J"), ("L", "latency_training_s"))
+                         if any(c is f for f in fronts[n][k]))
+            lines.append(f"| {c['config']} | {acc} | {_fmt(t['energy_training_J'], 'J')} | "
+                         f"{_fmt(t['energy_inference_J'], 'J')} | {_fmt(t['latency_training_s'], 's')} | "
+                         f"{_fmt(t['latency_inference_s'], 's')} | {t.get('cores', '-')} | {on} |")
+        lines.append("")
+    if info.get("failed"):
+        lines += ["## Failed points", "", "Re-run the same command to retry them.", ""]
+        lines += [f"- {k}: {v}" for k, v in sorted(info["failed"].items())]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def pareto_figure(configs, target, path) -> bool:
+    """Accuracy against energy and against latency per training sample on ``target`` (log x): every
+    configuration coloured by algorithm, the Pareto front as a step line through ringed points.  False (and
+    nothing written) when no configuration fits the target."""
+    from matplotlib.lines import Line2D
+    from neurosim.sweep import pareto_front
+    panels = [(cost, what, base, [c for c in configs if _row(c, target, cost) is not None])
+              for cost, what, base in FRONT_COSTS]
+    if not any(p[3] for p in panels):
+        return False
+    fig, axs = C.fig_axes(figsize=(11.8, 4.6), ncols=2)
+    for ax, (cost, what, base, ok) in zip(axs, panels):
+        xs = [c["targets"][target][cost] for c in ok]
+        f, unit = _unit(xs, base)
+        for alg in ALGORITHMS:
+            sel = [c for c in ok if c["algorithm"] == alg]
+            if sel:
+                ax.scatter([c["targets"][target][cost] / f for c in sel], [c["test_accuracy"] for c in sel], s=26,
+                           color=ALGORITHM_COLORS[alg], alpha=0.85, zorder=2)
+        fr = [ok[i] for i in pareto_front([_row(c, target, cost) for c in ok])]
+        fx = [c["targets"][target][cost] / f for c in fr]
+        fy = [c["test_accuracy"] for c in fr]
+        ax.step(fx, fy, where="post", color="black", lw=1.3, zorder=3)
+        ax.scatter(fx, fy, s=90, facecolors="none", edgecolors="black", linewidths=1.3, zorder=4)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{what} on {target} ({unit})")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{target}: accuracy vs {what.split(' per ')[0]}")
+        ax.grid(True, alpha=0.3, which="both")
+    handles = [Line2D([], [], color=ALGORITHM_COLORS[a], marker="o", ls="none", label=ALGORITHM_LABELS[a])
+               for a in ALGORITHMS if any(c["algorithm"] == a for c in configs)]
+    handles.append(Line2D([], [], color="black", marker="o", mfc="none", lw=1.3, label="Pareto front"))
+    axs[1].legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    fig.tight_layout()
+    plot.caption(fig, "Each point is one configuration (algorithm, weight bits, event threshold, relaxation steps T) "
+                      "trained on the digits and priced on this target; configurations whose weights the target "
+                      "cannot store are left out. Ringed points joined by the step line are the Pareto front: no "
+                      "other configuration is both cheaper and more accurate. Up and to the left is better.", width=120)
+    plot.save(fig, path)
+    return True
+
+
+def build_outputs(points, cfg, out, info) -> dict:
+    """Configurations, fronts, winners, ``results.csv``, ``report.md`` and the figures from the finished points;
+    returns the metrics of the study."""
+    targets = [hw.get_target(n).name for n in cfg["targets"]]
+    configs = configurations(points, targets)
+    fronts = {n: {cost: front(configs, n, cost) for cost, _, _ in FRONT_COSTS} for n in targets}
+    winners = {n: {cost: winner(configs, n, cost, cfg["tolerance"]) for cost, _, _ in FRONT_COSTS} for n in targets}
+    write_table(configs, targets, out, fronts)
+    with atomic_write(Path(out) / "report.md") as f:
+        f.write(report_markdown(configs, targets, winners, fronts, cfg, info))
+    figures = []
+    if cfg["figures"]:
+        for n in targets:
+            if pareto_figure(configs, n, Path(out) / f"pareto_{n}.png"):
+                figures.append(f"pareto_{n}.png")
+    metrics = {"n_points": info["n_points"], "n_finished": len(points), "n_configurations": len(configs),
+               "computed": info["computed"], "skipped": info["skipped"], "failed": len(info.get("failed", {})),
+               "best_accuracy": max((c["test_accuracy"] for c in configs), default=0.0),
+               "winners": {n: {cost: (None if w is None else {
+                   "config": w["winner"]["config"], "test_accuracy": w["winner"]["test_accuracy"],
+                   cost: w["winner"][cost],
+                   "runner_up_factor": w["runner_up"]["factor"] if w["runner_up"] else None,
+                   "bp_factor": w["others"].get("bp", {}).get("factor")})
+                   for cost, w in ws.items()} for n, ws in winners.items()},
+               "fronts": {n: {cost: [c["config"] for c in fr] for cost, fr in fs.items()} for n, fs in fronts.items()},
+               "configurations": configs, "report": ["report.md", "results.csv"]}
+    if figures:
+        metrics["figures"] = figures
+    return metrics
+
+
+def run_space(cfg, out, progress=True) -> dict:
+    from neurosim.sweep import expand, run_sweep
+    for n in cfg["targets"]:
+        hw.get_target(n)
+    plan = sweeps(cfg)
+    if not plan:
+        raise ValueError("hw-design-space: no algorithm to run; set algorithms to some of pc, event, bp")
+    out = Path(out)
+    n_points = sum(len(expand(g)) for _, g, _ in plan)
+    info = {"n_points": n_points, "computed": 0, "skipped": 0, "failed": {}}
+    client, cluster = _client(cfg)
+    try:
+        for alg, grid, fixed in plan:
+            res = run_sweep(DESIGN_POINT, grid, out / "points" / alg, fixed=fixed, client=client, progress=progress,
+                            plots=False)
+            info["computed"] += len(res.computed)
+            info["skipped"] += len(res.skipped)
+            info["failed"].update({f"{alg}/{k}": v for k, v in res.failed.items()})
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    points = read_points(out)
+    d = C.load({**cfg, "seed": 0})
+    info.update(n_train=len(d[0]), n_test=len(d[2]))
+    metrics = build_outputs(points, cfg, out, info)
+    write_json_atomic(out / "design_space.json", {k: v for k, v in metrics.items()})
+    if info["failed"]:
+        first = next(iter(info["failed"].items()))
+        raise RuntimeError(f"hw-design-space: {len(info['failed'])} point(s) failed, e.g. {first[0]}: {first[1]} "
+                           f"(report.md covers the {len(points)} finished points; run the same command to retry)")
+    return metrics
+
+
+EXPERIMENTS = [
+    Experiment("hw-design-space",
+               "PC vs BP vs event-driven PC x weight bits x threshold x steps on every chip target: Pareto fronts, "
+               "winners (Dask, resumable)",
+               SPACE_DEFAULTS, run_space, PARAMS=SPACE_PARAMS, doc=__doc__),
+]
