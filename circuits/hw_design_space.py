@@ -51,9 +51,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-import math
 import os
 import statistics
+import warnings
 from pathlib import Path
 
 from neurosim import hardware as hw
@@ -73,7 +73,7 @@ ALGORITHM_COLORS = {"pc": "C0", "event": "C2", "bp": "C1"}
 #: the preset grids (an axis given explicitly, e.g. ``--set weight_bits=[8,4]``, replaces the preset's)
 GRIDS = {
     "quick": {"algorithms": ["pc", "event", "bp"], "weight_bits": [0, 8, 6, 4], "thresholds": [0.01, 0.03, 0.1],
-              "steps": [5, 10, 20], "seeds": [0]},
+              "steps": [5, 10, 20], "seeds": [0, 1]},
     "full": {"algorithms": ["pc", "event", "bp"], "weight_bits": [0, 16, 12, 10, 8, 7, 6, 5, 4],
              "thresholds": [0.003, 0.01, 0.03, 0.1, 0.3], "steps": [2, 5, 10, 20, 50], "seeds": [0, 1, 2]},
 }
@@ -209,13 +209,14 @@ SPACE_DEFAULTS = {
     "weight_rounding": "stochastic",
     "targets": list(ALL_TARGETS),
     "tolerance": 0.01,            # winner: the cheapest within this accuracy of the best on the target
-    "scheduler": "",              # "": a local cluster of processes; "inprocess": threads of this process; or an address
+    "scheduler": "",              # "": local cluster of processes; "inprocess": a thread of this process; or an address
     "workers": 0,                 # processes of the local cluster (0: min(2, cores))
 }
 
 SPACE_PARAMS = {
     **{k: v for k, v in C.COMMON_PARAMS.items() if k not in ("seed", "steps")},
-    "grid": P.Choice(*GRIDS, doc="quick: 52 points, a few minutes on 2 cores; full: 837 points"),
+    "grid": P.Choice(*GRIDS, doc="quick: 104 points (52 configurations x 2 seeds), a few minutes on 2 cores; full: 837 points "
+                                  "(279 x 3 seeds)"),
     "algorithms": P.ListOf(P.Choice(*ALGORITHMS), min_len=0, doc="[] = the grid's"),
     "weight_bits": P.ListOf(C.BITS, min_len=0, doc="[] = the grid's; 0 = float64"),
     "thresholds": P.ListOf(P.Float(ge=0), min_len=0, doc="[] = the grid's"),
@@ -271,12 +272,10 @@ def _client(cfg):
     s = cfg["scheduler"].strip()
     if s and s != "inprocess":
         return Client(s, timeout=60), None
-    if s == "inprocess":
-        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
-                               silence_logs=logging.ERROR)
-    else:
-        n = cfg["workers"] or max(1, min(2, os.cpu_count() or 1))
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    n = 1 if s == "inprocess" else cfg["workers"] or max(1, min(2, os.cpu_count() or 1))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Port .* is already in use")   # another cluster's dashboard
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=s != "inprocess", dashboard_address=None,
                                silence_logs=logging.ERROR)
     return Client(cluster, timeout=60), cluster
 
@@ -413,7 +412,8 @@ def _describe_winner(w, base, what, tolerance) -> str:
     cost = w["cost"]
     win = w["winner"]
     text = (f"**{win['config']}** (accuracy {win['test_accuracy']:.3f}; best on this target "
-            f"{w['best_accuracy']:.3f}, {w['candidates']} configuration(s) within {tolerance * 100:g} point(s)) at "
+            f"{w['best_accuracy']:.3f}; {w['candidates']} configuration(s) within {tolerance * 100:g} accuracy "
+            f"point(s)) at "
             f"{_fmt(win[cost], base)} {what}")
     r = w["runner_up"]
     text += (f"; runner-up {r['config']} (accuracy {r['test_accuracy']:.3f}) at {_fmt(r[cost], base)}, "
@@ -471,7 +471,8 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
              f"{info['n_train']} training samples, {cfg['epochs']} epochs of minibatch SGD (batch {cfg['batch_size']}, "
              f"lr {cfg['lr']:g}, momentum {cfg['momentum']:g}): a short training; accuracy is on the held-out "
              f"{info['n_test']} test samples. Weights quantised to the given bits in [-{cfg['weight_bound']:g}, "
-             f"{cfg['weight_bound']:g}] ({cfg['weight_rounding']} rounding); float64 weights are priced as 32 bits.", "",
+             f"{cfg['weight_bound']:g}] ({cfg['weight_rounding']} rounding); float64 weights are priced as 32 "
+             "bits.", "",
              "Each point is trained once: its accuracy does not depend on the target, because the cost model prices "
              "the operations of the same training run on every target. Targets with chip resources (cores or "
              "crossbar tiles) are priced through `neurosim.hardware.map_circuit` with the measured event counts "
@@ -480,7 +481,8 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
              "counts (`hardware.energy`, precision-scaled, and `hardware.latency`). Costs are per sample at batch "
              "size 1 for the routing and latency, with the measured per-sample operation counts of training at batch "
              f"size {cfg['batch_size']}.", "",
-             f"**Winner rule**: per target, among the configurations within {tol * 100:g} point(s) of the best "
+             f"**Winner rule**: per target, among the configurations within {tol * 100:g} accuracy point(s) of the "
+             "best "
              "accuracy on that target, the lowest cost per training sample; ties go to the more accurate.", "",
              "## Winners", ""]
     for n in targets:
@@ -585,12 +587,10 @@ def build_outputs(points, cfg, out, info) -> dict:
     metrics = {"n_points": info["n_points"], "n_finished": len(points), "n_configurations": len(configs),
                "computed": info["computed"], "skipped": info["skipped"], "failed": len(info.get("failed", {})),
                "best_accuracy": max((c["test_accuracy"] for c in configs), default=0.0),
-               "winners": {n: {cost: (None if w is None else {
-                   "config": w["winner"]["config"], "test_accuracy": w["winner"]["test_accuracy"],
-                   cost: w["winner"][cost],
-                   "runner_up_factor": w["runner_up"]["factor"] if w["runner_up"] else None,
-                   "bp_factor": w["others"].get("bp", {}).get("factor")})
-                   for cost, w in ws.items()} for n, ws in winners.items()},
+               "winners": {n: {what.split(" per ")[0]: (w["winner"]["config"] if w else "none fits")
+                               for (cost, what, _), w in zip(FRONT_COSTS, (ws[k] for k, _, _ in FRONT_COSTS))}
+                           for n, ws in winners.items()},
+               "winner_details": [w for ws in winners.values() for w in ws.values() if w is not None],
                "fronts": {n: {cost: [c["config"] for c in fr] for cost, fr in fs.items()} for n, fs in fronts.items()},
                "configurations": configs, "report": ["report.md", "results.csv"]}
     if figures:

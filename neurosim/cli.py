@@ -1,7 +1,7 @@
 """The ``neurosim`` command line.
 
     neurosim list
-    neurosim run NAME [--backend numba|reference] [--out DIR] [--seed N] [--set key=value ...]
+    neurosim run NAME [--backend numba|reference] [--out DIR] [--seed N] [--set key=value ...] [--scheduler ADDRESS]
     neurosim show NAME
     neurosim sweep NAME --grid key=v1,v2,... [--grid ...] [--set key=value ...] [--scheduler ADDRESS]
                    [--out DIR] [--workers N]
@@ -32,6 +32,9 @@ def _parser():
     r.add_argument("--seed", type=int, help="random seed")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter (repeatable)")
+    r.add_argument("--scheduler", metavar="ADDRESS",
+                   help="for experiments that run on Dask (hw-design-space): address of a running Dask scheduler "
+                        "(default: start a local cluster); the same as --set scheduler=ADDRESS")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.add_argument("--quiet", "-q", action="store_true", help="print only the output directory")
     w = sub.add_parser("sweep", help="run an experiment over a grid of parameters in parallel on Dask (resumable)",
@@ -172,7 +175,10 @@ def _main(argv=None) -> int:
     overrides, bad = _set_values(module, args.sets)
     if bad:
         return _fail(bad, 2)
-    for key, flag in (("backend", args.backend), ("seed", args.seed)):
+    if args.scheduler is not None and "scheduler" not in module.DEFAULTS:
+        return _fail(f"--scheduler: {module.NAME} does not run on Dask; to run it over a grid on a cluster use "
+                     f"`neurosim sweep {module.NAME} --grid KEY=V1,V2 --scheduler {args.scheduler}`", 2)
+    for key, flag in (("backend", args.backend), ("seed", args.seed), ("scheduler", args.scheduler)):
         if flag is None or flag == "":
             continue
         if key in overrides and overrides[key] != flag:

@@ -58,6 +58,8 @@ TINY = {
     "hw-event-driven": {**HW, "thresholds": [0.0, 0.01, 0.1], "fidelity_batch": 16, "fidelity_steps": 40},
     "hw-energy": {**HW, "steps_axis": [2, 8]},
     "hw-mapping": dict(),
+    "hw-design-space": dict(scheduler="inprocess", backend="reference", n_train=64, n_test=32, epochs=1, hidden=[4],
+                            weight_bits=[8], steps=[3], thresholds=[0.05], targets=["loihi"]),
     "fpa-exactness": dict(hidden=[8, 8, 8], pretrain_epochs=1, batch_size=16, n_max=20, etas=[0.5, 1.0]),
     "zil-exactness": dict(hidden=[8, 8], n_train_steps=5, batch_size=16),
     "linear-equilibrium": dict(hidden=[8, 8], n_train_steps=5, widths=[4, 16], depths=[1, 4], n_seeds=1,
