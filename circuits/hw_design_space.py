@@ -485,6 +485,26 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
              "best "
              "accuracy on that target, the lowest cost per training sample; ties go to the more accurate.", "",
              "## Winners", ""]
+    for cost, what, base in FRONT_COSTS:
+        lines += [f"Lowest {what} (x: cost relative to the winner; for another algorithm its cheapest configuration "
+                  "within the tolerance, or its most accurate with the accuracy points it is below the best):", "",
+                  "| target | winner | accuracy | " + what + " | runner-up | "
+                  + " | ".join(ALGORITHM_LABELS[a] for a in ALGORITHMS) + " |", "|---" * (5 + len(ALGORITHMS)) + "|"]
+        for n in targets:
+            w = winners[n].get(cost)
+            if w is None:
+                lines.append(f"| {n} | none fits |" + " |" * (3 + len(ALGORITHMS)))
+                continue
+            win, r = w["winner"], w["runner_up"]
+            cells = [n, f"**{win['config']}**", f"{win['test_accuracy']:.3f}", _fmt(win[cost], base),
+                     f"{r['config']}: {r['factor']:.3g}x" if r else "none within the tolerance"]
+            for alg in ALGORITHMS:
+                o = w["others"].get(alg)
+                cells.append("winner" if alg == win["algorithm"] else "-" if o is None else
+                             f"{o['factor']:.3g}x ({o['config']})" if o["within_tolerance"] else
+                             f"{o['factor']:.3g}x, {o['accuracy_gap'] * 100:.1f} points below ({o['config']})")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     for n in targets:
         lines.append(f"### {n}")
         lines.append("")
