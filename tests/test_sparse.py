@@ -290,6 +290,34 @@ def test_unsupported_paths_refuse_clearly():
         ns.Simulator(c, backend="numba", hardware=ns.hardware.HardwareModel(coding="event"))
 
 
+def test_the_sparse_refusals_name_a_call_that_runs_the_circuit_event_driven():
+    """Simulator(hardware=...) and count_pc refuse a sparse circuit and name the engines' public ``relax``; the
+    call as written in each message (``...`` filled in) runs the sparse circuit and equals the engine's own
+    ``run`` with the same settings (same code path: exactly)."""
+    import re
+
+    import neurosim
+    from neurosim.hardware.engine import NumbaEngine
+    c = dict(circuits())["fanin+rf1d"]
+    X, Y = _data(c, 3, 1)
+    msgs = []
+    for f in (lambda: ns.Simulator(c, backend="numba", hardware=ns.hardware.HardwareModel(coding="event")),
+              lambda: ns.hardware.count_pc(c, 5)):
+        with pytest.raises(ns.UnsupportedError) as e:
+            f()
+        msgs.append(str(e.value))
+    for msg in msgs:
+        call = re.search(r"neurosim\.hardware\.NumbaEngine\(ns\.lower\(circuit\)\)\.relax\([^)]*\)", msg).group(0)
+        call = call.replace("steps=...", "steps=6").replace("theta=...", "theta=0.05")
+        res = eval(call, {"neurosim": neurosim, "ns": ns, "circuit": c, "X": X, "Y": Y})
+        _, ref = _engine_run(NumbaEngine, c, X, Y, 0.05, learn=False)
+        np.testing.assert_array_equal(res.y, ref.y)
+        np.testing.assert_array_equal(res.sops, ref.sops)
+        assert res.sops.sum() > 0 and res.steps == 6
+    with pytest.raises(ValueError, match="relax: mode 'clamp' needs the targets Y"):
+        NumbaEngine(ns.lower(c)).relax(X)
+
+
 def test_cost_model_and_map_circuit_refuse_sparse():
     """The clock-driven cost model and the chip mapping count dense matrices (n_pre x n_post synapses per pass):
     they refuse a sparse circuit by name instead of pricing synapses it does not have; its dense twin is counted."""

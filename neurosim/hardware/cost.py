@@ -205,8 +205,9 @@ class NetworkShape:
             raise UnsupportedError(
                 f"hardware cost model (count_pc, count_bp, map_circuit, NetworkShape): projection(s) {sparse} are "
                 "sparse, and its counts are stated for dense matrices (n_pre x n_post synapses per pass); count a "
-                "sparse circuit's synaptic operations with the event engines (neurosim.hardware.NumbaEngine(plan)"
-                ".run(...).sops counts one per synapse touched), or count its dense twin (connectivity=None)")
+                "sparse circuit's synaptic operations with the event engines (neurosim.hardware.NumbaEngine("
+                "ns.lower(circuit)).relax(X, Y, steps=..., theta=...).sops counts one per synapse touched), or count "
+                "its dense twin (connectivity=None)")
         projs, windex, skips = [], [], []
         for k in range(p.n_proj):
             if p.proj_skip[k]:
