@@ -100,10 +100,19 @@ class FixedFanIn(Connectivity):
 def _window(n_post: int, n_pre: int, width: int) -> np.ndarray:
     """``(n_post,)`` first pre index of each post unit's window: post unit ``i`` sits at the proportional
     position ``c_i = (i + 1/2) n_pre / n_post - 1/2`` of the pre axis; its window is the ``width`` units
-    ``start_i .. start_i + width - 1`` with ``start_i = round(c_i) - (width - 1) // 2`` (round half to even),
+    ``start_i .. start_i + width - 1``, centred at ``start_i + (width - 1) / 2``, with
+
+    * odd ``width``: ``start_i = round(c_i) - (width - 1) / 2`` (round half to even): centred on the unit nearest
+      ``c_i``;
+    * even ``width``: ``start_i = floor(c_i) - width / 2 + 1``: centred on ``floor(c_i) + 1/2``, the half-integer
+      nearest ``c_i`` (at an integer ``c_i``, where two are equally near, the one above);
+
     shifted inside ``[0, n_pre)`` at the edges so that every window holds exactly ``width`` units."""
     c = (np.arange(n_post) + 0.5) * (n_pre / n_post) - 0.5
-    start = np.rint(c).astype(np.int64) - (width - 1) // 2
+    if width % 2:
+        start = np.rint(c).astype(np.int64) - (width - 1) // 2
+    else:
+        start = np.floor(c).astype(np.int64) - width // 2 + 1
     return np.clip(start, 0, n_pre - width)
 
 
@@ -112,9 +121,13 @@ class ReceptiveField(Connectivity):
     """Local connectivity: each post unit receives a contiguous window of ``width`` pre units.
 
     ``dims=1``: post unit ``i`` is centred at its proportional position on the pre axis,
-    ``c_i = (i + 1/2) n_pre / n_post - 1/2``; its window is ``round(c_i) - (width - 1) // 2`` and the
-    ``width - 1`` units after it, shifted inside the population at the edges (so every post unit has exactly
-    ``width`` synapses).
+    ``c_i = (i + 1/2) n_pre / n_post - 1/2``; its window is ``start_i`` and the ``width - 1`` units after it,
+    shifted inside the population at the edges (so every post unit has exactly ``width`` synapses).  An odd
+    window is centred on the unit nearest ``c_i``: ``start_i = round(c_i) - (width - 1) / 2``.  An even window
+    is centred between two units, on the half-integer nearest ``c_i``: ``start_i = floor(c_i) - width / 2 + 1``
+    (centre ``floor(c_i) + 1/2``; at an integer ``c_i``, equally near two half-integers, the one above, so such
+    a window extends one unit further right than left).  So away from the edges every window's centre lies
+    within 1/2 unit of ``c_i``.
 
     ``dims=2``: both populations are square grids (``n = side^2``, units numbered row-major: unit ``r * side +
     c`` is row ``r``, column ``c``); post unit ``(r, c)`` receives the ``width x width`` patch of pre units

@@ -192,6 +192,27 @@ def test_receptive_field_windows():
     assert ix.reshape(4, 4).tolist() == [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
 
 
+def test_receptive_field_windows_are_centred_for_even_widths_too():
+    """Away from the edges every window's centre ``start + (width - 1) / 2`` lies within 1/2 unit of the post
+    unit's position ``c_i = (i + 1/2) n_pre / n_post - 1/2``, for odd and even widths (before, an even window was
+    centred on ``round(c_i) + 1/2``, up to a whole unit off: 3 post units over 4 pre units with width 2 gave
+    post units 1 and 2 the same window [2, 3])."""
+    ip, ix = ReceptiveField(2).pattern(3, 4, "W")     # c = 1/6, 3/2, 17/6 -> centres 1/2, 3/2, 5/2
+    assert ix.reshape(3, 2).tolist() == [[0, 1], [1, 2], [2, 3]]
+    ip, ix = ReceptiveField(4).pattern(3, 12, "W")    # c = 3/2, 11/2, 19/2: exactly centred
+    assert ix.reshape(3, 4).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    for n_post in range(1, 14):
+        for n_pre in range(1, 20):
+            for w in range(1, n_pre + 1):
+                start = ReceptiveField(w).pattern(n_post, n_pre, "W")[1].reshape(n_post, w)[:, 0]
+                c = (np.arange(n_post) + 0.5) * n_pre / n_post - 0.5
+                inside = (c - (w - 1) / 2 >= 0) & (c + (w - 1) / 2 <= n_pre - 1)
+                assert np.all(np.abs(start + (w - 1) / 2 - c)[inside] <= 0.5 + 1e-12), (n_post, n_pre, w)
+    # 2-D: the same rule per axis (a 3x3 post grid over a 4x4 pre grid, 2x2 patches: rows/cols 0-1, 1-2, 2-3)
+    ip, ix = ReceptiveField(2, dims=2).pattern(9, 16, "W")
+    assert ix.reshape(9, 4)[4].tolist() == [5, 6, 9, 10]
+
+
 def test_validation_errors_name_the_projection_and_fix():
     base = ns.hierarchy([10, 8, 3])
     with pytest.raises(ValueError, match=r"Projection 'W1'.*k <= 10"):
