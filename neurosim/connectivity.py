@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Connectivity", "FixedFanIn", "ReceptiveField", "Pattern", "as_connectivity"]
+__all__ = ["Connectivity", "DensePatternWarning", "FixedFanIn", "ReceptiveField", "Pattern", "as_connectivity"]
 
 
 class Connectivity:
@@ -78,7 +78,8 @@ class FixedFanIn(Connectivity):
         k = int(self.k)
         if k > n_pre:
             raise ValueError(f"Projection {name!r}: FixedFanIn(k={k}) needs k <= the {n_pre} units of its pre "
-                             f"population; use k <= {n_pre} (k = {n_pre} is dense: drop connectivity=)")
+                             f"population; use k < {n_pre}, or drop connectivity= for a dense projection (k = "
+                             f"{n_pre} would connect every pre unit)")
         rng = np.random.default_rng(self.seed)
         if 4 * k > n_pre:
             idx = np.stack([np.sort(rng.choice(n_pre, k, replace=False)) for _ in range(n_post)]) if n_post else \
@@ -256,9 +257,17 @@ def as_connectivity(value, name: str = "?"):
 _CACHE: dict = {}
 
 
-def pattern_of(conn: Connectivity, n_post: int, n_pre: int, name: str = "?") -> tuple[np.ndarray, np.ndarray]:
+class DensePatternWarning(UserWarning):
+    """A sparse connectivity whose pattern connects every post unit to every pre unit (e.g. ``FixedFanIn(k)``
+    with ``k`` equal to the pre population's size): the projection is dense and should be declared so
+    (``connectivity=None``); it still runs, as sparse, with the same results."""
+
+
+def pattern_of(conn: Connectivity, n_post: int, n_pre: int, name: str = "?",
+               warn_dense: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``conn.pattern(n_post, n_pre, name)`` as read-only arrays, kept for the last few patterns (a circuit is
-    validated and then lowered: a large random pattern is drawn once)."""
+    validated and then lowered: a large random pattern is drawn once).  ``warn_dense`` (the circuit's validation
+    sets it) warns with :class:`DensePatternWarning` when the pattern holds all ``n_post x n_pre`` synapses."""
     key = (conn, int(n_post), int(n_pre))
     hit = _CACHE.get(key)
     if hit is None:
@@ -268,4 +277,11 @@ def pattern_of(conn: Connectivity, n_post: int, n_pre: int, name: str = "?") -> 
         if len(_CACHE) >= 16:
             _CACHE.pop(next(iter(_CACHE)))
         hit = _CACHE[key] = (indptr, indices)
+    if warn_dense and n_post * n_pre > 0 and hit[1].size == n_post * n_pre:
+        import warnings
+        what = conn.summary().replace("sparse ", "")
+        warnings.warn(f"Projection {name!r}: {what} connects every one of its {n_post} post units to all {n_pre} pre "
+                      "units, a dense matrix stored and run as sparse (CSR loops, slower than the dense products, and "
+                      "refused where sparse projections are); drop connectivity= to make it a dense projection (same "
+                      "model)", DensePatternWarning, stacklevel=2)
     return hit

@@ -47,13 +47,17 @@ def _dag(kind):
 
 def circuits():
     """(label, sparse circuit)."""
+    import warnings
     base = ns.hierarchy([20, 30, 6], phi="tanh")
+    with warnings.catch_warnings():   # "pattern"'s W2 = FixedFanIn(30) over 30 units is dense on purpose
+        warnings.simplefilter("ignore", ns.DensePatternWarning)
+        full = _replace(base, W1=_random_pattern(30, 20, 0.15, 0), W2=FixedFanIn(30, seed=0))
     out = [
         ("fanin+rf1d", _replace(base, W1=FixedFanIn(5, seed=1), W2=ReceptiveField(7))),
         ("rf2d", _replace(ns.hierarchy([36, 16, 9], phi="tanh", optimizer=ns.Adam(), lr=0.01,
                                        multipliers=[0.5, 1.5]),
                           W1=ReceptiveField(3, dims=2), W2=ReceptiveField(2, dims=2))),
-        ("pattern", _replace(base, W1=_random_pattern(30, 20, 0.15, 0), W2=FixedFanIn(30, seed=0))),
+        ("pattern", full),
         ("dag", _dag("sgd")),
         ("dag-adam", _dag("adam")),
         ("dag-tau_eps", _dag("tau_eps")),
@@ -213,9 +217,31 @@ def test_receptive_field_windows_are_centred_for_even_widths_too():
     assert ix.reshape(9, 4)[4].tolist() == [5, 6, 9, 10]
 
 
+def test_a_pattern_connecting_everything_warns_that_it_is_dense():
+    """FixedFanIn(k) with k = n_pre (or any pattern holding all n_post x n_pre synapses) warns, naming the fix
+    (drop connectivity=), and still runs as sparse with the dense results; k < n_pre does not warn."""
+    import warnings
+    base = ns.hierarchy([10, 8, 3])
+    with pytest.warns(ns.DensePatternWarning, match=r"Projection 'W1': FixedFanIn\(k=10, seed=0\) connects every "
+                                                    r"one of its 8 post units to all 10 pre units.*drop connectivity="):
+        c = _replace(base, W1=FixedFanIn(10))
+    with pytest.warns(ns.DensePatternWarning, match=r"Projection 'W2': ReceptiveField\(width=8, dims=1\)"):
+        _replace(base, W2=ReceptiveField(8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _replace(base, W1=FixedFanIn(9))
+    X, Y = _data(c, 2, 0)
+    a = ns.Simulator(c, backend="reference").run(X, Y, steps=5, mode="free")
+    b = ns.Simulator(base, backend="reference").run(X, Y, steps=5, mode="free")
+    for n in ("h1", "output"):
+        np.testing.assert_allclose(a.x[n], b.x[n], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"FixedFanIn\(k=11\).*use k < 10, or drop connectivity= for a dense"):
+        _replace(base, W1=FixedFanIn(11))
+
+
 def test_validation_errors_name_the_projection_and_fix():
     base = ns.hierarchy([10, 8, 3])
-    with pytest.raises(ValueError, match=r"Projection 'W1'.*k <= 10"):
+    with pytest.raises(ValueError, match=r"Projection 'W1'.*k <= the 10 units.*use k < 10"):
         _replace(base, W1=FixedFanIn(11))
     with pytest.raises(ValueError, match=r"FixedFanIn: k must be an int >= 1"):
         FixedFanIn(0)
