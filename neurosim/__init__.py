@@ -7,7 +7,7 @@ backend with :class:`Simulator` (``"numba"`` for speed, ``"reference"`` as the N
 from .activations import names as activation_names
 from .circuit import (SGD, Adam, Circuit, Clamp, ErrorPopulation, Hebbian, Init, Optimizer, Probe, Projection,
                       ValuePopulation, hierarchy)
-from .connectivity import FixedFanIn, Pattern, ReceptiveField
+from .connectivity import DensePatternWarning, FixedFanIn, Pattern, ReceptiveField
 from .errors import CheckpointError, DivergenceError, UnsupportedError
 from .plan import Plan, lower
 from .simulator import History, RelaxResult, Simulator
@@ -18,7 +18,7 @@ __all__ = [
     "Adam", "Circuit", "Clamp", "DivergenceError", "ErrorPopulation", "Hebbian", "History", "Init", "Optimizer",
     "Plan", "Probe", "Projection", "RelaxResult", "SGD", "Simulator", "UnsupportedError", "ValuePopulation",
     "activation_names", "hierarchy", "lower", "data", "plot", "CheckpointError", "FixedFanIn", "ReceptiveField",
-    "Pattern",
+    "Pattern", "DensePatternWarning",
 ]
 
 

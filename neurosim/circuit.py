@@ -651,7 +651,8 @@ class Circuit:
                     )
             if pr.connectivity is not None:
                 from .connectivity import pattern_of
-                pattern_of(pr.connectivity, pops[pr.post].size, pops[pr.pre].size, pr.name)  # raises if invalid
+                pattern_of(pr.connectivity, pops[pr.post].size, pops[pr.pre].size, pr.name,  # raises if invalid
+                           warn_dense=True)
             if pr.skip and pops[pr.pre].size != pops[pr.post].size:
                 raise ValueError(
                     f"Projection {pr.name!r}: an identity skip needs equal sizes, but {pr.pre!r} has "

@@ -185,11 +185,15 @@ def _main(argv=None) -> int:
             return _fail(f"--{key} {flag} and --set {key}={overrides[key]} disagree; give one of them", 2)
         overrides[key] = flag
     out = args.out or Path("results") / module.NAME
-    if not args.quiet and overrides.get("backend", "numba") == "numba":
+    from .config import _NOTICE
+    if args.quiet:
+        _NOTICE["given"] = True      # --quiet: no compile notice from the kernels either (neurosim.config)
+    elif overrides.get("backend", "numba") == "numba":
         from .config import kernels_cached
         if kernels_cached() is False:
             print("neurosim: the numba kernels are not compiled yet: a run that uses them compiles them first (about "
                   "15 s per kernel on 2 cores; cached on disk for later runs)", file=sys.stderr, flush=True)
+            _NOTICE["given"] = True  # said once: the kernels' own one-time notice (neurosim.config) stays quiet
     try:
         metrics = run_experiment(module, overrides, out=out, progress=not args.no_progress)
     except ConfigError as e:

@@ -12,7 +12,18 @@ divides and stop LLVM from vectorising it.
 ``CACHE``: compiled kernels are cached on disk (next to the module, or in ``NUMBA_CACHE_DIR``), so a
 new process loads them in a fraction of a second instead of compiling; ``NEUROSIM_NUMBA_CACHE=0``
 turns this off.
+
+**Compile notice.**  The first time in a process that a neurosim kernel really has to be compiled (numba's
+``"numba:compile"`` event, which a load from the on-disk cache does not send), one message goes to the
+``neurosim`` logger at WARNING level -- without any logging set up, Python prints it to stderr::
+
+    neurosim: compiling numba kernel run_batch_kernel (neurosim.backends.numba._relax) for its first use with
+    these settings: about 15 s per kernel on 2 cores, once; later runs load it from the disk cache ...
+
+It is printed at most once per process (a run may compile several kernels).  Silence it with
+``logging.getLogger("neurosim").setLevel(logging.ERROR)``.
 """
+import logging
 import os
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -40,3 +51,54 @@ def kernels_cached() -> bool | None:
         return bool(os.path.exists(kernel(False)._cache._cache_file._index_path))
     except Exception:   # an internal of numba's: if it moves, say nothing rather than something wrong
         return None
+
+
+#: neurosim's logger (the compile notice); ``logging.getLogger("neurosim").setLevel(logging.ERROR)`` silences it
+log = logging.getLogger("neurosim")
+#: ``installed``: the numba event listener is registered; ``given``: the compile notice was printed (or the CLI
+#: printed its own), so it is not printed again in this process
+_NOTICE = {"installed": False, "given": False}
+
+
+def compile_notice(func) -> None:
+    """Log the one-time notice that the numba kernel ``func`` (its Python function) is being compiled."""
+    if _NOTICE["given"]:
+        return
+    _NOTICE["given"] = True
+    name = getattr(func, "__name__", "?")
+    where = ("later runs load it from the disk cache (NUMBA_CACHE_DIR or next to the module) in a fraction of a "
+             "second" if CACHE else "caching is off (NEUROSIM_NUMBA_CACHE=0), so every new process compiles it")
+    log.warning("neurosim: compiling numba kernel %s (%s) for its first use with these settings: about 15 s per "
+                "kernel on 2 cores, once; %s. (This notice is printed once per process; silence it with "
+                "logging.getLogger(\"neurosim\").setLevel(logging.ERROR).)", name, getattr(func, "__module__", "?"),
+                where)
+
+
+def install_compile_notice() -> None:
+    """Register the listener of numba's ``"numba:compile"`` events that calls :func:`compile_notice` when a
+    neurosim kernel called from Python (not an inner function, which only compiles within its kernel) starts
+    compiling.  numba sends the event only for a real compilation, never for a load from its on-disk cache.
+    Called when the numba kernels' modules are imported (``import neurosim`` imports no numba)."""
+    if _NOTICE["installed"]:
+        return
+    _NOTICE["installed"] = True
+    try:
+        from numba.core import event
+    except Exception:   # an internal of numba's: if it moves, say nothing rather than fail
+        return
+
+    class _CompileListener(event.Listener):
+        def on_start(self, ev):
+            try:
+                d = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
+                f = getattr(d, "py_func", None)
+                if (f is not None and str(getattr(f, "__module__", "")).startswith("neurosim.")
+                        and not d.targetoptions.get("no_cpython_wrapper", False)):
+                    compile_notice(f)
+            except Exception:   # a notice must never break a compilation
+                pass
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", _CompileListener())

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Connectivity", "FixedFanIn", "ReceptiveField", "Pattern", "as_connectivity"]
+__all__ = ["Connectivity", "DensePatternWarning", "FixedFanIn", "ReceptiveField", "Pattern", "as_connectivity"]
 
 
 class Connectivity:
@@ -78,7 +78,8 @@ class FixedFanIn(Connectivity):
         k = int(self.k)
         if k > n_pre:
             raise ValueError(f"Projection {name!r}: FixedFanIn(k={k}) needs k <= the {n_pre} units of its pre "
-                             f"population; use k <= {n_pre} (k = {n_pre} is dense: drop connectivity=)")
+                             f"population; use k < {n_pre}, or drop connectivity= for a dense projection (k = "
+                             f"{n_pre} would connect every pre unit)")
         rng = np.random.default_rng(self.seed)
         if 4 * k > n_pre:
             idx = np.stack([np.sort(rng.choice(n_pre, k, replace=False)) for _ in range(n_post)]) if n_post else \
@@ -100,10 +101,19 @@ class FixedFanIn(Connectivity):
 def _window(n_post: int, n_pre: int, width: int) -> np.ndarray:
     """``(n_post,)`` first pre index of each post unit's window: post unit ``i`` sits at the proportional
     position ``c_i = (i + 1/2) n_pre / n_post - 1/2`` of the pre axis; its window is the ``width`` units
-    ``start_i .. start_i + width - 1`` with ``start_i = round(c_i) - (width - 1) // 2`` (round half to even),
+    ``start_i .. start_i + width - 1``, centred at ``start_i + (width - 1) / 2``, with
+
+    * odd ``width``: ``start_i = round(c_i) - (width - 1) / 2`` (round half to even): centred on the unit nearest
+      ``c_i``;
+    * even ``width``: ``start_i = floor(c_i) - width / 2 + 1``: centred on ``floor(c_i) + 1/2``, the half-integer
+      nearest ``c_i`` (at an integer ``c_i``, where two are equally near, the one above);
+
     shifted inside ``[0, n_pre)`` at the edges so that every window holds exactly ``width`` units."""
     c = (np.arange(n_post) + 0.5) * (n_pre / n_post) - 0.5
-    start = np.rint(c).astype(np.int64) - (width - 1) // 2
+    if width % 2:
+        start = np.rint(c).astype(np.int64) - (width - 1) // 2
+    else:
+        start = np.floor(c).astype(np.int64) - width // 2 + 1
     return np.clip(start, 0, n_pre - width)
 
 
@@ -112,9 +122,13 @@ class ReceptiveField(Connectivity):
     """Local connectivity: each post unit receives a contiguous window of ``width`` pre units.
 
     ``dims=1``: post unit ``i`` is centred at its proportional position on the pre axis,
-    ``c_i = (i + 1/2) n_pre / n_post - 1/2``; its window is ``round(c_i) - (width - 1) // 2`` and the
-    ``width - 1`` units after it, shifted inside the population at the edges (so every post unit has exactly
-    ``width`` synapses).
+    ``c_i = (i + 1/2) n_pre / n_post - 1/2``; its window is ``start_i`` and the ``width - 1`` units after it,
+    shifted inside the population at the edges (so every post unit has exactly ``width`` synapses).  An odd
+    window is centred on the unit nearest ``c_i``: ``start_i = round(c_i) - (width - 1) / 2``.  An even window
+    is centred between two units, on the half-integer nearest ``c_i``: ``start_i = floor(c_i) - width / 2 + 1``
+    (centre ``floor(c_i) + 1/2``; at an integer ``c_i``, equally near two half-integers, the one above, so such
+    a window extends one unit further right than left).  So away from the edges every window's centre lies
+    within 1/2 unit of ``c_i``.
 
     ``dims=2``: both populations are square grids (``n = side^2``, units numbered row-major: unit ``r * side +
     c`` is row ``r``, column ``c``); post unit ``(r, c)`` receives the ``width x width`` patch of pre units
@@ -243,9 +257,17 @@ def as_connectivity(value, name: str = "?"):
 _CACHE: dict = {}
 
 
-def pattern_of(conn: Connectivity, n_post: int, n_pre: int, name: str = "?") -> tuple[np.ndarray, np.ndarray]:
+class DensePatternWarning(UserWarning):
+    """A sparse connectivity whose pattern connects every post unit to every pre unit (e.g. ``FixedFanIn(k)``
+    with ``k`` equal to the pre population's size): the projection is dense and should be declared so
+    (``connectivity=None``); it still runs, as sparse, with the same results."""
+
+
+def pattern_of(conn: Connectivity, n_post: int, n_pre: int, name: str = "?",
+               warn_dense: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``conn.pattern(n_post, n_pre, name)`` as read-only arrays, kept for the last few patterns (a circuit is
-    validated and then lowered: a large random pattern is drawn once)."""
+    validated and then lowered: a large random pattern is drawn once).  ``warn_dense`` (the circuit's validation
+    sets it) warns with :class:`DensePatternWarning` when the pattern holds all ``n_post x n_pre`` synapses."""
     key = (conn, int(n_post), int(n_pre))
     hit = _CACHE.get(key)
     if hit is None:
@@ -255,4 +277,11 @@ def pattern_of(conn: Connectivity, n_post: int, n_pre: int, name: str = "?") -> 
         if len(_CACHE) >= 16:
             _CACHE.pop(next(iter(_CACHE)))
         hit = _CACHE[key] = (indptr, indices)
+    if warn_dense and n_post * n_pre > 0 and hit[1].size == n_post * n_pre:
+        import warnings
+        what = conn.summary().replace("sparse ", "")
+        warnings.warn(f"Projection {name!r}: {what} connects every one of its {n_post} post units to all {n_pre} pre "
+                      "units, a dense matrix stored and run as sparse (CSR loops, slower than the dense products, and "
+                      "refused where sparse projections are); drop connectivity= to make it a dense projection (same "
+                      "model)", DensePatternWarning, stacklevel=2)
     return hit

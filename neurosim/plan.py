@@ -201,17 +201,27 @@ class Plan(Layout):
             self.S[c + n_pre + 1 + nnz:c + n_pre + 1 + 2 * nnz]
 
 
-def lower(circuit: Circuit, seed: int = 0) -> Plan:
+def _no_memory_zeros(shape: tuple) -> np.ndarray:
+    """A read-only float64 array of zeros of ``shape`` that takes no memory (one element broadcast): the stand-in
+    for weights a shape-only lowering (``sample=False``) does not draw."""
+    return np.broadcast_to(np.zeros(1), shape)
+
+
+def lower(circuit: Circuit, seed: int = 0, *, sample: bool = True) -> Plan:
     """Sample all initial weights of ``circuit`` with ``seed`` and lay out the flat arrays of a Plan.
 
     A graph circuit (:class:`neurosim.graph.Graph`: convolutions, pooling, products, gates) lowers to a
     :class:`~neurosim.graph.GraphPlan` (:func:`neurosim.graph.lower_graph`), which answers the same questions
-    (``pop_names``, ``units``, ``proj_names``, ``target_pop``, ...), so one call lowers every circuit kind."""
+    (``pop_names``, ``units``, ``proj_names``, ``target_pop``, ...), so one call lowers every circuit kind.
+
+    ``sample=False`` lays out the shapes only (for counting, e.g. :func:`neurosim.hardware.map_circuit`): no
+    weight is drawn and ``W`` / ``b`` are read-only views of zeros of the right length that take no memory, so
+    a circuit with a 100,000 x 100,000 projection lowers in milliseconds.  Such a plan cannot be simulated."""
     if not isinstance(circuit, Circuit):
         raise TypeError(f"lower() needs a neurosim Circuit, got {type(circuit).__name__}")
     if circuit.is_graph:
         from .graph.plan import lower_graph
-        return lower_graph(circuit, seed)
+        return lower_graph(circuit, seed, sample=sample)
     rng = np.random.default_rng(seed)
     order = circuit.topological_order()
     pos = {n: i for i, n in enumerate(order)}
@@ -240,10 +250,16 @@ def lower(circuit: Circuit, seed: int = 0) -> Plan:
             from .connectivity import pattern_of
             patterns[pr.name] = pattern_of(pr.connectivity, n_post, n_pre, pr.name)
             nnz = patterns[pr.name][1].size
-            Wk = sample_init(pr.init, (nnz,), rng, fans=(nnz / n_post, nnz / n_pre))
+            Wk = (sample_init(pr.init, (nnz,), rng, fans=(nnz / n_post, nnz / n_pre)) if sample
+                  else _no_memory_zeros((nnz,)))
+        elif pr.weights:
+            Wk = sample_init(pr.init, (n_post, n_pre), rng) if sample else _no_memory_zeros((n_post, n_pre))
         else:
-            Wk = sample_init(pr.init, (n_post, n_pre), rng) if pr.weights else None
-        bk = sample_init(pr.bias_init, (n_post,), rng) if pr.bias else None
+            Wk = None
+        if pr.bias:
+            bk = sample_init(pr.bias_init, (n_post,), rng) if sample else _no_memory_zeros((n_post,))
+        else:
+            bk = None
         sampled[pr.name] = (Wk, bk)
 
     projs = sorted(circuit.projections, key=lambda pr: (pos[pr.post], circuit.projections.index(pr)))
@@ -255,7 +271,8 @@ def lower(circuit: Circuit, seed: int = 0) -> Plan:
         Wk, bk = sampled[pr.name]
         if Wk is not None:
             w_off[k] = wpos
-            Ws.append(Wk.ravel())
+            if sample:
+                Ws.append(Wk.ravel())
             wpos += Wk.size
         if bk is not None:
             b_off[k] = bpos
@@ -314,6 +331,7 @@ def lower(circuit: Circuit, seed: int = 0) -> Plan:
         proj_lr=np.array([plast(pr, "lr", 0.0) for pr in projs], dtype=float),
         proj_mean=np.array([int(plast(pr, "batch_reduction", "mean") == "mean") for pr in projs], dtype=np.int64),
         opt_kind=opt_kind, opt_param=opt_param,
-        W=np.concatenate(Ws) if Ws else np.zeros(0), b=np.concatenate(bs) if bs else np.zeros(0),
+        W=(np.concatenate(Ws) if Ws else np.zeros(0)) if sample else _no_memory_zeros((wpos,)),
+        b=np.concatenate(bs) if bs else np.zeros(0),
         s_off=s_off, S=np.concatenate(Ss).astype(np.int64) if Ss else np.zeros(0, dtype=np.int64),
     )

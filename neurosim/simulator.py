@@ -553,8 +553,11 @@ class Simulator:
     @property
     def last_run(self):
         """What the backend reports of the last batch beyond its result, or None: on brian2's spiking mode the
-        spikes, synaptic events, rates and settle time of the run (:class:`~neurosim.backends.brian2.spiking`),
-        elsewhere None."""
+        spikes, synaptic events, rates and settle time of the run (:class:`~neurosim.backends.brian2.spiking`); on
+        the numba backend (layered circuits) the BLAS threading of its last kernel call, ``{"blas_policy": "auto"
+        (or the backend_options["blas_threads"] given), "blas_threads": the BLAS threads its matrix products ran
+        with (None: a batch up to 8, which calls no BLAS), "batch_size": B}`` (see
+        :class:`~neurosim.backends.numba.backend.NumbaBackend`); elsewhere None."""
         return getattr(self._backend, "last_run", None)
 
     @property

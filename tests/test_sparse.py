@@ -47,13 +47,17 @@ def _dag(kind):
 
 def circuits():
     """(label, sparse circuit)."""
+    import warnings
     base = ns.hierarchy([20, 30, 6], phi="tanh")
+    with warnings.catch_warnings():   # "pattern"'s W2 = FixedFanIn(30) over 30 units is dense on purpose
+        warnings.simplefilter("ignore", ns.DensePatternWarning)
+        full = _replace(base, W1=_random_pattern(30, 20, 0.15, 0), W2=FixedFanIn(30, seed=0))
     out = [
         ("fanin+rf1d", _replace(base, W1=FixedFanIn(5, seed=1), W2=ReceptiveField(7))),
         ("rf2d", _replace(ns.hierarchy([36, 16, 9], phi="tanh", optimizer=ns.Adam(), lr=0.01,
                                        multipliers=[0.5, 1.5]),
                           W1=ReceptiveField(3, dims=2), W2=ReceptiveField(2, dims=2))),
-        ("pattern", _replace(base, W1=_random_pattern(30, 20, 0.15, 0), W2=FixedFanIn(30, seed=0))),
+        ("pattern", full),
         ("dag", _dag("sgd")),
         ("dag-adam", _dag("adam")),
         ("dag-tau_eps", _dag("tau_eps")),
@@ -192,9 +196,52 @@ def test_receptive_field_windows():
     assert ix.reshape(4, 4).tolist() == [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
 
 
+def test_receptive_field_windows_are_centred_for_even_widths_too():
+    """Away from the edges every window's centre ``start + (width - 1) / 2`` lies within 1/2 unit of the post
+    unit's position ``c_i = (i + 1/2) n_pre / n_post - 1/2``, for odd and even widths (before, an even window was
+    centred on ``round(c_i) + 1/2``, up to a whole unit off: 3 post units over 4 pre units with width 2 gave
+    post units 1 and 2 the same window [2, 3])."""
+    ip, ix = ReceptiveField(2).pattern(3, 4, "W")     # c = 1/6, 3/2, 17/6 -> centres 1/2, 3/2, 5/2
+    assert ix.reshape(3, 2).tolist() == [[0, 1], [1, 2], [2, 3]]
+    ip, ix = ReceptiveField(4).pattern(3, 12, "W")    # c = 3/2, 11/2, 19/2: exactly centred
+    assert ix.reshape(3, 4).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    for n_post in range(1, 14):
+        for n_pre in range(1, 20):
+            for w in range(1, n_pre + 1):
+                start = ReceptiveField(w).pattern(n_post, n_pre, "W")[1].reshape(n_post, w)[:, 0]
+                c = (np.arange(n_post) + 0.5) * n_pre / n_post - 0.5
+                inside = (c - (w - 1) / 2 >= 0) & (c + (w - 1) / 2 <= n_pre - 1)
+                assert np.all(np.abs(start + (w - 1) / 2 - c)[inside] <= 0.5 + 1e-12), (n_post, n_pre, w)
+    # 2-D: the same rule per axis (a 3x3 post grid over a 4x4 pre grid, 2x2 patches: rows/cols 0-1, 1-2, 2-3)
+    ip, ix = ReceptiveField(2, dims=2).pattern(9, 16, "W")
+    assert ix.reshape(9, 4)[4].tolist() == [5, 6, 9, 10]
+
+
+def test_a_pattern_connecting_everything_warns_that_it_is_dense():
+    """FixedFanIn(k) with k = n_pre (or any pattern holding all n_post x n_pre synapses) warns, naming the fix
+    (drop connectivity=), and still runs as sparse with the dense results; k < n_pre does not warn."""
+    import warnings
+    base = ns.hierarchy([10, 8, 3])
+    with pytest.warns(ns.DensePatternWarning, match=r"Projection 'W1': FixedFanIn\(k=10, seed=0\) connects every "
+                                                    r"one of its 8 post units to all 10 pre units.*drop connectivity="):
+        c = _replace(base, W1=FixedFanIn(10))
+    with pytest.warns(ns.DensePatternWarning, match=r"Projection 'W2': ReceptiveField\(width=8, dims=1\)"):
+        _replace(base, W2=ReceptiveField(8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _replace(base, W1=FixedFanIn(9))
+    X, Y = _data(c, 2, 0)
+    a = ns.Simulator(c, backend="reference").run(X, Y, steps=5, mode="free")
+    b = ns.Simulator(base, backend="reference").run(X, Y, steps=5, mode="free")
+    for n in ("h1", "output"):
+        np.testing.assert_allclose(a.x[n], b.x[n], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"FixedFanIn\(k=11\).*use k < 10, or drop connectivity= for a dense"):
+        _replace(base, W1=FixedFanIn(11))
+
+
 def test_validation_errors_name_the_projection_and_fix():
     base = ns.hierarchy([10, 8, 3])
-    with pytest.raises(ValueError, match=r"Projection 'W1'.*k <= 10"):
+    with pytest.raises(ValueError, match=r"Projection 'W1'.*k <= the 10 units.*use k < 10"):
         _replace(base, W1=FixedFanIn(11))
     with pytest.raises(ValueError, match=r"FixedFanIn: k must be an int >= 1"):
         FixedFanIn(0)
@@ -288,6 +335,34 @@ def test_unsupported_paths_refuse_clearly():
         ns.theory.equilibrium_energy(ns.Simulator(lin, backend="reference"), X[:, :6], Y[:, :3])
     with pytest.raises(ns.UnsupportedError, match=r"hardware=.*\['W1', 'W2'\] are sparse.*NumbaEngine"):
         ns.Simulator(c, backend="numba", hardware=ns.hardware.HardwareModel(coding="event"))
+
+
+def test_the_sparse_refusals_name_a_call_that_runs_the_circuit_event_driven():
+    """Simulator(hardware=...) and count_pc refuse a sparse circuit and name the engines' public ``relax``; the
+    call as written in each message (``...`` filled in) runs the sparse circuit and equals the engine's own
+    ``run`` with the same settings (same code path: exactly)."""
+    import re
+
+    import neurosim
+    from neurosim.hardware.engine import NumbaEngine
+    c = dict(circuits())["fanin+rf1d"]
+    X, Y = _data(c, 3, 1)
+    msgs = []
+    for f in (lambda: ns.Simulator(c, backend="numba", hardware=ns.hardware.HardwareModel(coding="event")),
+              lambda: ns.hardware.count_pc(c, 5)):
+        with pytest.raises(ns.UnsupportedError) as e:
+            f()
+        msgs.append(str(e.value))
+    for msg in msgs:
+        call = re.search(r"neurosim\.hardware\.NumbaEngine\(ns\.lower\(circuit\)\)\.relax\([^)]*\)", msg).group(0)
+        call = call.replace("steps=...", "steps=6").replace("theta=...", "theta=0.05")
+        res = eval(call, {"neurosim": neurosim, "ns": ns, "circuit": c, "X": X, "Y": Y})
+        _, ref = _engine_run(NumbaEngine, c, X, Y, 0.05, learn=False)
+        np.testing.assert_array_equal(res.y, ref.y)
+        np.testing.assert_array_equal(res.sops, ref.sops)
+        assert res.sops.sum() > 0 and res.steps == 6
+    with pytest.raises(ValueError, match="relax: mode 'clamp' needs the targets Y"):
+        NumbaEngine(ns.lower(c)).relax(X)
 
 
 def test_cost_model_and_map_circuit_refuse_sparse():

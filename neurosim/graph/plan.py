@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import activations
 from ..circuit import Circuit, Init
-from ..plan import OPT_ADAM, OPT_SGD, Layout, index_of, sample_init
+from ..plan import OPT_ADAM, OPT_SGD, Layout, _no_memory_zeros, index_of, sample_init
 from .declare import Act, Conv2d, Dense, Graph, Identity, Input, Pool, Product, Sum
 
 __all__ = ["GraphPlan", "lower_graph", "OP_INPUT", "OP_AFFINE", "OP_PRODUCT", "OP_ACT", "OP_MAXPOOL",
@@ -203,12 +203,13 @@ for _layered, _graph in LAYERED_NAMES.items():
 del _layered, _graph
 
 
-def lower_graph(graph: Graph, seed: int = 0) -> GraphPlan:
+def lower_graph(graph: Graph, seed: int = 0, *, sample: bool = True) -> GraphPlan:
     """Lay out ``graph`` as flat tables and sample its parameters.
 
     Parameter ``k`` (in order of first use, declaration order) is drawn from
     ``numpy.random.default_rng([seed, k])``, so a graph and its levelled version (:func:`level`, same
-    parameters) get identical initial parameters.
+    parameters) get identical initial parameters.  ``sample=False`` lays out the tables only (for counting):
+    ``theta0`` is then a read-only view of zeros of the right length that takes no memory.
     """
     if not isinstance(graph, Graph):
         raise TypeError(f"lower_graph() needs a circuit stated as vertices (neurosim.graph.Graph), got "
@@ -234,7 +235,8 @@ def lower_graph(graph: Graph, seed: int = 0) -> GraphPlan:
         settings = graph.param_settings(name)
         is_bias = graph.param_uses[name][0].role == "bias"
         init = settings.init if settings.init is not None else (Init("zeros") if is_bias else Init())
-        chunks.append(_sample(init, shape, np.random.default_rng([seed, k])).ravel())
+        if sample:
+            chunks.append(_sample(init, shape, np.random.default_rng([seed, k])).ravel())
         plast = graph.plasticity if settings.plasticity == "default" else settings.plasticity
         PI[k, P_OFF], PI[k, P_SIZE] = off, size
         if plast is not None:
@@ -246,7 +248,7 @@ def lower_graph(graph: Graph, seed: int = 0) -> GraphPlan:
         else:
             PI[k, P_MEAN] = 1
         off += size
-    theta0 = np.concatenate(chunks) if chunks else np.zeros(0)
+    theta0 = (np.concatenate(chunks) if chunks else np.zeros(0)) if sample else _no_memory_zeros((off,))
 
     # ---- vertices and edges
     nv = len(order)

@@ -205,8 +205,9 @@ class NetworkShape:
             raise UnsupportedError(
                 f"hardware cost model (count_pc, count_bp, map_circuit, NetworkShape): projection(s) {sparse} are "
                 "sparse, and its counts are stated for dense matrices (n_pre x n_post synapses per pass); count a "
-                "sparse circuit's synaptic operations with the event engines (neurosim.hardware.NumbaEngine(plan)"
-                ".run(...).sops counts one per synapse touched), or count its dense twin (connectivity=None)")
+                "sparse circuit's synaptic operations with the event engines (neurosim.hardware.NumbaEngine("
+                "ns.lower(circuit)).relax(X, Y, steps=..., theta=...).sops counts one per synapse touched), or count "
+                "its dense twin (connectivity=None)")
         projs, windex, skips = [], [], []
         for k in range(p.n_proj):
             if p.proj_skip[k]:
@@ -258,8 +259,9 @@ class NetworkShape:
 
     @classmethod
     def from_circuit(cls, circuit, seed: int = 0) -> "NetworkShape":
+        """The shape of ``circuit``, counted from its layout without drawing a weight (``lower(sample=False)``)."""
         from ..plan import lower
-        return cls.from_plan(lower(circuit, seed))
+        return cls.from_plan(lower(circuit, seed, sample=False))
 
     # sums used by the formulas
     @property
@@ -443,7 +445,8 @@ def _shape(net) -> NetworkShape:
         return NetworkShape.from_plan(net)
     from ..graph.plan import GraphPlan, lower_graph
     if isinstance(net, Circuit):
-        return GraphShape.from_graph_plan(lower_graph(net)) if net.is_graph else NetworkShape.from_circuit(net)
+        return (GraphShape.from_graph_plan(lower_graph(net, sample=False)) if net.is_graph
+                else NetworkShape.from_circuit(net))
     if isinstance(net, GraphPlan):
         return GraphShape.from_graph_plan(net)
     raise TypeError(f"expected a Circuit, Plan, graph circuit, GraphPlan or NetworkShape, got {type(net).__name__}")

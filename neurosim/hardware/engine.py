@@ -170,6 +170,50 @@ class EngineBase:
         """Restore what :meth:`get_state` returned (e.g. from a checkpoint)."""
         self.state = {k: np.array(state[k], dtype=np.float64) for k in ("x", "es", "sv", "se")}
 
+    def relax(self, X, Y=None, *, steps: int = 20, dt: float = 0.1, theta: float = 0.0, mode: str = "clamp",
+              beta: float = 0.0, learn: bool = False, hardware=None, seed: int = 0) -> EventResult:
+        r"""Relax the plan's circuit event-driven on one batch: the documented way to run a circuit the
+        ``Simulator(hardware=...)`` path refuses (sparse projections), e.g.
+        ``NumbaEngine(ns.lower(circuit)).relax(X, Y, steps=20, theta=0.01).sops``.
+
+        ``X`` (B, n_input) holds the inputs and ``Y`` (B, n_target) the targets (needed for ``mode="clamp"`` and
+        ``"nudge"``, ignored for ``"free"``); ``steps`` Euler steps of size ``dt`` from a feedforward sweep (every
+        call starts afresh); ``theta`` is the send-on-delta threshold of value and error units (0: every change is sent and
+        the result equals the clock-driven relaxation to rounding); ``beta`` the nudging strength of
+        ``mode="nudge"``.  The weights are the plan's (``plan.W``, ``plan.b``) read through ``hardware`` (a
+        :class:`~neurosim.hardware.HardwareModel`, default: an ideal substrate) at device time 0; ``seed`` seeds
+        its read noise.  ``learn=True`` also returns the Hebbian directions ``gW``, ``gb`` (no weight is
+        changed).  Returns the :class:`EventResult`: ``y`` the relaxed targets, ``events`` / ``events_init``
+        per population, ``sops`` the synaptic operations per projection (one per synapse touched), ``energy``.
+        """
+        from ..backends.base import INITS, MODES, RunSpec
+        from .nonideal import Device, HardwareModel
+        if mode not in MODES:
+            raise ValueError(f"{type(self).__name__}.relax: mode must be one of {sorted(MODES)}, got {mode!r}")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"{type(self).__name__}.relax: steps must be an int >= 0, got {steps!r}")
+        p = self.plan
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != p.n_input:
+            raise ValueError(f"{type(self).__name__}.relax: X must be (batch, {p.n_input}) for the inputs of "
+                             f"circuit {p.circuit.name!r}, got shape {X.shape}")
+        if mode == "free":
+            Y = None
+        elif Y is None:
+            raise ValueError(f"{type(self).__name__}.relax: mode {mode!r} needs the targets Y; pass Y or "
+                             "mode='free'")
+        else:
+            Y = np.ascontiguousarray(Y, dtype=np.float64)
+            if Y.shape != (X.shape[0], p.n_target):
+                raise ValueError(f"{type(self).__name__}.relax: Y must be ({X.shape[0]}, {p.n_target}), got "
+                                 f"{Y.shape}")
+        dev = Device(hardware if hardware is not None else HardwareModel(), p)
+        spec = RunSpec(mode=MODES[mode], beta=float(beta), init=INITS["feedforward"], n_steps=int(steps), dt=float(dt),
+                       learn=bool(learn))
+        self.reset()
+        return self.run(X, Y, spec, dev.read_weights(np.asarray(p.W, dtype=np.float64), 0.0), p.b.copy(),
+                        dev.tables(), dev.read_sigmas, float(theta), float(theta), int(seed))
+
     @staticmethod
     def check_spec(spec):
         if spec.integrator != EULER:

@@ -22,6 +22,11 @@ unit at every step; an event only changes the currents).  Measured on the hw-eve
 ``python -m benchmarks --only events``.  The results are those of the straightforward form of each phase: the
 same events, states to rounding (sums may be vectorised in another order).
 
+Caching.  The entry points called from Python (:func:`event_kernel`, :func:`site_array`) are cached on disk under a
+name carrying a digest of every source they are compiled from (``event_kernel__<digest>``, see
+:func:`_with_sources_digest`); the functions they call are neither cached on their own nor wrapped for Python, so
+an edit of any of those sources compiles the kernel afresh instead of running a stale cache entry.
+
 Randomness (noise, stochastic rounding) comes from numba's generator, seeded at the start of every call
 with the ``seed`` argument; the NumPy twin uses ``numpy.random.default_rng(seed)``, so the two agree in
 distribution, not draw by draw.
@@ -43,13 +48,18 @@ from ..plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from .nonideal import K_ADD, K_MMGAIN, K_MMOFF, K_MUL, K_QNEAR, K_QSTOCH
 
 _jit = dict(cache=CACHE, fastmath=FASTMATH, nogil=True)
+#: the functions only the kernels call: neither cached on their own nor wrapped for Python (as the core's
+#: ``JIT_INNER``).  A cached kernel's object code contains them; a callee cached on its own would be loaded from
+#: its own cache entry -- which numba checks against this file only -- when a kernel is compiled again after an
+#: edit of a module it calls (``activations``, ``_common``), and the new kernel would run the stale callee.
+_jit_inner = dict(_jit, cache=False, no_cpython_wrapper=True)
 _u = np.uint64
 """Indices inside a population are unsigned (``x[s, _u(off) + j]`` with ``j`` in ``range(_u(n))``): numba then
 neither wraps them around as negative indices nor makes views (whose reference counting costs more than a
 short row's arithmetic), and the loops vectorise."""
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _site(si, u, v, tk, tp, tn, mm):
     """Apply the elementwise transforms of site ``si`` to the scalar ``v`` of unit ``u``."""
     for m in range(tn[si]):
@@ -83,7 +93,6 @@ def _site(si, u, v, tk, tp, tn, mm):
     return v
 
 
-@njit(**_jit)
 def site_array(v, units, si, tk, tp, tn, mm, seed):
     """Apply site ``si`` to every element of ``v`` (unit ``units[j]`` for column j); for tests and tools."""
     np.random.seed(seed)
@@ -95,7 +104,7 @@ def site_array(v, units, si, tk, tp, tn, mm, seed):
     return out
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _random(si, tk, tn):
     """Whether site ``si`` draws random numbers (stochastic rounding, additive or multiplicative noise)."""
     for m in range(tn[si]):
@@ -105,7 +114,7 @@ def _random(si, tk, tn):
     return False
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _deliver(s, j, d, a, b, k, n, o, W, W2, cur, qw, qs, mult, noisy):
     """One event of unit ``j`` (batch item ``s``) over projection ``k``, to the ``n`` units from ``o`` on of the
     receiving population: ``cur[s, o:o+n] += m d W`` over the ``n`` entries of ``W`` (``WrT`` forward,
@@ -123,7 +132,7 @@ def _deliver(s, j, d, a, b, k, n, o, W, W2, cur, qw, qs, mult, noisy):
             qs[s, ou + r] += m2 * a * b
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _deliver_sparse(s, d, a, b, wo, lo, hi, ib, o, W, W2, cur, qw, qs, mult, noisy, S):
     """:func:`_deliver` over the synapses ``lo:hi`` of a sparse projection (weights ``W[wo + q]``, receiving unit
     ``o + S[ib + q]``): one synaptic operation per synapse."""
@@ -138,7 +147,7 @@ def _deliver_sparse(s, d, a, b, wo, lo, hi, ib, o, W, W2, cur, qw, qs, mult, noi
             qs[s, r] += m2 * a * b
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, sops, S):
     """Send the change ``d`` of value unit ``j`` of population ``i`` (batch item ``s``) over every weighted
     projection out of ``i`` into the prediction currents ``cur_mu`` (:func:`_deliver`, or
@@ -162,7 +171,7 @@ def _fan_out(s, i, j, d, a, b, cur_mu, qmw, qms, pi, ki, kf, WrT, Wr2T, noisy, s
         sops[k, 0] += n_post
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, noisy, theta,
                  tk, tp, tn, mm, cnt, sops, S):
     """The value units of population ``i`` send on delta.  ``ph[s, u] = phi(x[s, u])`` is computed a row at a
@@ -238,7 +247,7 @@ def _send_values(i, B, x, ph, sv, cur_mu, qmw, qms, pi, pf, ki, kf, WrT, Wr2T, n
                     sops[k, 0] += m
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _send_x(i, B, x, sx, cur_sk, pi, ki, theta, cnt, skip_ops):
     """The x-channel of identity skips out of population ``i``: x sent on delta, accumulated one-to-one into
     the skip current of every post population."""
@@ -258,7 +267,7 @@ def _send_x(i, B, x, sx, cur_sk, pi, ki, theta, cnt, skip_ops):
                     skip_ops[k, 0] += 1
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qfs, ki_start, ki_end, sops,
                     cur_skfb, skip_ops, S):
     """Send the change ``d`` of error unit ``j`` of population ``i`` (batch item ``s``) back over every
@@ -287,7 +296,7 @@ def _project_errors(i, s, j, d, ds2, pi, ki, kf, Wr, Wr2, noisy, cur_fb, qfw, qf
         sops[k, 1] += n_pre
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, theta, tk, tp, tn, mm,
                  ki_start, ki_end, cnt, sops, cur_skfb, skip_ops, S):
     """The error units of population ``i`` send on delta (site 2, dac, applied unit by unit); an event of unit
@@ -349,7 +358,7 @@ def _send_errors(i, B, oe, se, cur_fb, qfw, qfs, pi, ki, kf, Wr, Wr2, noisy, the
                     sops[k, 1] += m
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _read(cur, qw, qs, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm):
     c = cur[s, u]
     if noisy:
@@ -361,7 +370,7 @@ def _read(cur, qw, qs, s, u, noisy, sig_m2, sig_a2, tk, tp, tn, mm):
     return c
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2, tk, tp, tn, mm, has_skin, cur_sk):
     """``mu = adc(c^mu) + b (+ c^sk)`` of population ``i``; the read noise and the adc site draw unit by unit in
     the order of the batch items and units; without them the rows are plain sums."""
@@ -389,7 +398,7 @@ def _read_mu(i, B, mu, cur_mu, qmw, qms, bsum, pi, has_in, noisy, sig_m2, sig_a2
                 mu[s, o + j] = mu[s, o + j] + cur_sk[s, o + j]
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _evaluate(cnt, init_es, first, B, t, mode, beta, x, ph, es, sv, se, oe, mu, cur_mu, cur_fb, qmw, qms, qfw, qfs,
               dx, deps, energy, pi, pf, prec, ki, kf, ki_start, ki_end, has_out, has_in, fb_recv, has_fbin,
               Wr, WrT, Wr2, Wr2T, bsum, noisy, sig_m2, sig_a2, theta_v, theta_e, tk, tp, tn, mm, sops,
@@ -505,7 +514,7 @@ def _evaluate(cnt, init_es, first, B, t, mode, beta, x, ph, es, sv, se, oe, mu, 
                 dx[s, o + j] *= inv_tau
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _first_bad(energy, x, pi, static, all_pops):
     """:func:`~neurosim.backends.numba._common.first_bad_rows` that looks at the state of the populations which
     can move (not ``static``) only, unless ``all_pops``: the static ones keep the state checked at step 0."""
@@ -527,7 +536,7 @@ def _first_bad(energy, x, pi, static, all_pops):
     return -1
 
 
-@njit(**_jit)
+@njit(**_jit_inner)
 def _euler(dt, x, dx, es, deps, pi, pf, static):
     """The Euler step ``x += dt dx``, ``es += dt deps``, over the populations where they can change: ``dx`` is
     zero on ``static`` populations and ``deps`` off the dynamic error units (``tau_eps > 0``)."""
@@ -545,7 +554,6 @@ def _euler(dt, x, dx, es, deps, pi, pf, static):
                     es[s, o + j] += dt * deps[s, o + j]
 
 
-@njit(**_jit)
 def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, learn,
                  pi, pf, prec, ki, kf, ki_start, ki_end, inputs, input_off, target_pop,
                  has_out, has_in, fb_recv, has_fbin,
@@ -714,3 +722,26 @@ def event_kernel(s_in, t, prev, mode, beta, init, n_steps, tol, dt, dt_decay, le
     out[1] = status
     out[2] = fail_step
     out[3] = fail_pop
+
+
+#: the modules whose constants the kernels read (numba freezes a global into the machine code when it compiles)
+_CONSTANT_MODULES = ("neurosim.backends.base", "neurosim.backends.tables", "neurosim.plan", "neurosim.hardware.nonideal",
+                     "neurosim.config")
+
+
+def _with_sources_digest(f):
+    """``f`` jitted (cached) under the name ``<name>__<digest>``, the digest of every source it is compiled from:
+    this file, the numba core's package (:mod:`~neurosim.backends.numba.activations`,
+    :mod:`~neurosim.backends.numba._common`) and the modules of :data:`_CONSTANT_MODULES`
+    (:func:`neurosim.backends.numba._specialise._sources_digest`, as the core's kernels).  numba checks only a
+    cached function's own file, so without the digest an edited callee would run from a stale cache entry; with
+    it, an edit gives new cache files (the kernel compiles once more)."""
+    import sys
+
+    from ..backends.numba._specialise import _rebind, _sources_digest
+    modules = tuple(sys.modules[m] for m in _CONSTANT_MODULES)
+    return njit(**_jit)(_rebind(f, f.__globals__, "__" + _sources_digest(f, modules)))
+
+
+site_array = _with_sources_digest(site_array)
+event_kernel = _with_sources_digest(event_kernel)

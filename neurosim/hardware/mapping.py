@@ -108,7 +108,7 @@ class Slice:
 
 def _layered(circuit):
     from ..plan import ROLE_INPUT, lower
-    p = lower(circuit, 0)
+    p = lower(circuit, 0, sample=False)    # shapes only: no weight matrix is drawn (a mapping only counts)
     pops = [_Pop(p.pop_names[i], int(p.pop_size[i]), bool(p.pop_role[i] == ROLE_INPUT), bool(p.pop_has_err[i]))
             for i in range(p.n_pops)]
     conns = []
@@ -130,7 +130,7 @@ def _graph(circuit):
     from ..graph.plan import (E_CONV, E_DENSE, EI_KH, EI_KIND, EI_KW, EI_PARAM, EI_SRC, OP_AVGPOOL, OP_MAXPOOL,
                               P_PLASTIC, ROLE_INPUT, V_C, V_E0, V_E1, V_H, V_OP, V_PK, V_ROLE, V_SIZE, V_W,
                               lower_graph)
-    g = lower_graph(circuit, 0)
+    g = lower_graph(circuit, 0, sample=False)
     VI, EI, PI = g.VI, g.EI, g.PI
     pops = [_Pop(g.v_names[i], int(VI[i, V_SIZE]), bool(VI[i, V_ROLE] == ROLE_INPUT), bool(VI[i, V_ROLE] != ROLE_INPUT),
                  int(VI[i, V_C]) if VI[i, V_C] > 0 else 1) for i in range(g.n_vertices)]

@@ -232,8 +232,9 @@ class Substrate:
                                    "device layout and cost model (crossbar reads, conversions, writes) are stated for "
                                    "dense matrices; run the circuit without hardware= (backend 'numba' or "
                                    "'reference'), or run its event-driven relaxation with the engines themselves "
-                                   "(neurosim.hardware.NumbaEngine(plan).run / ReferenceEngine), which support "
-                                   "sparse projections and count their synaptic operations")
+                                   "(neurosim.hardware.NumbaEngine(ns.lower(circuit)).relax(X, Y, steps=..., "
+                                   "theta=...), or ReferenceEngine likewise), which support sparse projections and "
+                                   "count their synaptic operations (.sops of the result)")
         self._device_plan = sim.plan
         self.shape = NetworkShape.from_plan(sim.plan)
         #: per-read noise drawn by the backend itself (brian2's rate network), without the event engine

@@ -3,6 +3,8 @@ exact on a hand-checked circuit, the numba kernel matches its NumPy twin, and un
 refused when the wrapper is built."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -405,3 +407,37 @@ def test_hw_backprop_with_skips_without_transforms_is_backprop(name):
         close(g2[k], g1[k], f"gW {k}", 1e-12)
     for k in b1:
         close(b2[k], b1[k], f"gb {k}", 1e-12)
+
+
+def test_the_event_kernels_cache_name_follows_every_source_it_is_compiled_from(monkeypatch):
+    """numba checks only a cached kernel's own file: the event kernel (and site_array) carry a digest of every
+    source they are compiled from in their names -- an edit of a callee's module (activations, _common) or of a
+    module whose constants they read (tables, nonideal, ...) gives another name, so new cache files, never a stale
+    kernel -- and the functions they call are not cached on their own (a stale callee could be linked in)."""
+    from pathlib import Path
+
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    import neurosim.backends.numba.activations as activations
+    import neurosim.backends.numba._common as common
+    import neurosim.backends.tables as tables
+    import neurosim.hardware.nonideal as nonideal
+    from neurosim.backends.numba import _specialise
+    from neurosim.hardware import kernel as K
+    mods = tuple(sys.modules[m] for m in K._CONSTANT_MODULES)
+    for f in (K.event_kernel, K.site_array):
+        name = f.py_func.__name__
+        assert f.py_func.__qualname__ == f"{name}__{_specialise._sources_digest(f.py_func, mods)}"
+        assert isinstance(f._cache, NullCache) is not K.CACHE     # cached on disk (unless NEUROSIM_NUMBA_CACHE=0)
+    real = _specialise._sources_digest(K.event_kernel.py_func, mods)
+    read = Path.read_bytes
+    for edited in (activations, common, tables, nonideal, K):
+        monkeypatch.setattr(_specialise, "_DIGESTS", {})
+        monkeypatch.setattr(Path, "read_bytes", lambda p, e=Path(edited.__file__): read(p) + (b"#" if p == e else b""))
+        assert _specialise._sources_digest(K.event_kernel.py_func, mods) != real, edited.__name__
+    monkeypatch.setattr(Path, "read_bytes", read)
+    inner = [n for n, v in vars(K).items() if isinstance(v, CPUDispatcher) and v.py_func.__module__ == K.__name__
+             and v not in (K.event_kernel, K.site_array)]
+    assert len(inner) >= 10
+    assert all(isinstance(getattr(K, n)._cache, NullCache) for n in inner), inner

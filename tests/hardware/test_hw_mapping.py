@@ -141,6 +141,32 @@ def test_circuits_that_do_not_fit_raise_naming_the_limit(tmp_path):
         hw.map_circuit(ns.hierarchy([2, 3, 1]), t, steps=0)
 
 
+def test_a_huge_circuit_is_counted_from_its_shapes_without_drawing_weights():
+    """A 100,000 x 100,000 projection (74.5 GiB of float64 weights) is mapped from shapes: before, map_circuit
+    drew the weights and died with MemoryError instead of its own error naming the limit."""
+    big = ns.hierarchy([100_000, 100_000, 10])
+    with pytest.raises(ns.UnsupportedError, match="population 'h1'.*fan_in_per_core.*'loihi2' holds 4096"):
+        hw.map_circuit(big, "loihi2")
+    m = hw.map_circuit(big, "crossbar")
+    r = hw.get_target("crossbar").resources
+    R, C = int(r["tile_rows"]), int(r["tile_cols"])
+    assert m.tiles["W1"][:2] == (-(-100_000 // R), -(-100_000 // C))
+    assert m.cores == sum(rb * cb for rb, cb, _ in m.tiles.values())
+    assert hw.count_pc(big, 3, learn=False).synaptic_ops == 4 * (100_000 ** 2 + 100_000 * 10) + 3 * 100_000 * 10
+
+
+def test_a_shape_only_lowering_lays_out_what_the_sampled_one_does():
+    """``lower(sample=False)`` (what the cost models and map_circuit count from) gives the layout of the
+    sampled plan, with zero views in place of the weights."""
+    for c in (ns.hierarchy([5, 4, 3]), ng.cnn((1, 6, 6), channels=(2,), hidden=(4,), n_out=3)):
+        a, b = ns.lower(c, 0), ns.lower(c, 0, sample=False)
+        assert a.W.shape == b.W.shape and not b.W.any()
+        for k in ("pop_names", "proj_names", "w_off", "VI", "EI", "PI"):
+            if hasattr(a, k):
+                assert repr(getattr(a, k)) == repr(getattr(b, k)), k
+        assert hw.count_pc(c, 4) == hw.count_pc(a, 4)
+
+
 def test_large_populations_are_split_and_stated(tmp_path):
     """h1 of 10 units = 20 neurons on 8-neuron cores: input (2) + 3 slots on core 0, 4 slots on core 1, 3 on
     core 2, the output on core 2 as well (2 more neurons: 8); 3 cores over 2 chips."""

@@ -322,6 +322,34 @@ def test_load_aware_blas_reads_the_machine_and_trains_alike():
             close(sim.weights[k], sims[0].weights[k], k)
 
 
+def test_what_the_blas_threading_chose_is_public():
+    """``sim.last_run`` (the numba backend's ``last_run``) states the BLAS threads each kernel call ran with and the
+    setting, and ``backend.blas_calls`` counts them: "auto" driven with injected signals (one thread beside other
+    runnable processes, BLAS's two when none), a fixed int, and a batch up to SMALL_BATCH (no BLAS: None)."""
+    net = ns.hierarchy([12, 40, 40, 5], phi="tanh", lr=0.01)
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(32, 12)), rng.normal(size=(32, 5))
+    sim = ns.Simulator(net, backend="numba", seed=1)
+    assert sim.last_run is None
+    auto = sim.backend._auto_blas
+    if auto.setter is None or auto.fallback is not None:
+        pytest.skip("no OpenBLAS with a per-call thread setting or no /proc: the load-aware choice does not run")
+    auto.ncpu, auto.blas_max, auto.CPU_SHARE_MIN = 2, 2, 0.0
+    auto._others = lambda: 3
+    sim.step(X, Y, steps=3)
+    assert sim.last_run == {"blas_policy": "auto", "blas_threads": 1, "batch_size": 32}
+    auto._others = lambda: 0
+    sim.step(X, Y, steps=3)
+    assert sim.last_run == {"blas_policy": "auto", "blas_threads": 2, "batch_size": 32}
+    sim.step(X[:4], Y[:4], steps=3)
+    assert sim.last_run == {"blas_policy": "auto", "blas_threads": None, "batch_size": 4}
+    assert sim.backend.blas_calls == {1: 1, 2: 1, None: 1}
+    one = ns.Simulator(net, backend="numba", seed=1, backend_options={"blas_threads": 1})
+    one.step(X, Y, steps=3)
+    assert one.last_run == {"blas_policy": 1, "blas_threads": 1, "batch_size": 32}
+    assert ns.Simulator(net, backend="reference").last_run is None
+
+
 def test_a_kernels_cache_name_follows_its_sources(tmp_path, monkeypatch):
     """numba checks only a cached kernel's own file; the digest of every source a kernel is compiled from is part
     of its name, so an edited callee gives new cache files instead of a stale kernel."""

@@ -13,8 +13,10 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from ...config import JIT_INNER
+from ...config import JIT_INNER, install_compile_notice
 from ..tables import P_OFF, P_SIZE
+
+install_compile_notice()   # every numba kernel's module imports this one: the first real compile says so
 
 __all__ = ["view2d", "blk", "wblk", "load_inputs", "read_pop", "add_into", "add_scaled", "add_row", "first_nonfinite",
            "all_finite", "first_bad", "first_bad_rows", "energy_total", "decayed_dt", "report"]

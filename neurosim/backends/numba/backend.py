@@ -257,6 +257,15 @@ class _LoadAwareBlas:
         return {k: "/".join(str(n) for n, _ in sorted(v.items(), key=lambda kv: -kv[1])) for k, v in self.counts.items()}
 
 
+def _ncpu() -> int:
+    """The cores this process may run on."""
+    import os
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        return os.cpu_count() or 1
+
+
 @functools.lru_cache(maxsize=None)
 def _blas_default_threads(ncpu):
     """The threads SciPy's OpenBLAS uses by default (``openblas_get_num_threads``), else ``ncpu``."""
@@ -308,6 +317,11 @@ class NumbaBackend(Backend):
       BLAS's default, whichever recent calls measured faster (:class:`_AdaptiveBlas`); ``"blas"``: BLAS's own
       setting; None (the default): :data:`DEFAULT_BLAS_THREADS` (``"auto"``).
 
+    What was chosen is public: after each kernel call :attr:`last_run` (also ``Simulator.last_run``) is
+    ``{"blas_policy": "auto" / "timed" / "blas" / the int given, "blas_threads": the BLAS threads the call's matrix
+    products ran with (None: a batch up to SMALL_BATCH, which calls no BLAS), "batch_size": B}``, and
+    :attr:`blas_calls` counts ``{threads: kernel calls}`` over the backend's life (``None``: calls without BLAS).
+
     The kernel itself runs on the calling thread.  The former ``threads``/``split_min`` options (a helper
     thread taking half of the large passes of small batches) were removed: the gain was within noise on
     2 cores and its results were not reproducible to the bit; passing them raises a ValueError.
@@ -343,6 +357,13 @@ class NumbaBackend(Backend):
                              f"or None, got {blas_threads!r}")
         self._blas_threads = _BlasThreads(blas_threads) if policy is None else None
         self._auto_blas = _LoadAwareBlas() if policy == "auto" else _AdaptiveBlas() if policy == "timed" else None
+        #: the ``blas_threads`` setting in force (``"auto"``, ``"timed"``, ``"blas"`` or an int)
+        self.blas_setting = policy if policy is not None else int(blas_threads)
+        #: what the last kernel call ran with: ``{"blas_policy", "blas_threads", "batch_size"}`` (see the class
+        #: docstring), None before the first call
+        self.last_run = None
+        #: ``{BLAS threads (None: no BLAS): kernel calls}`` over this backend's life
+        self.blas_calls = {}
         self.pi, self.pf, self.ki, self.kf = pack(p, self.dtype)
         self.S = sparse_index(p)
         self.prec = p.precision.astype(self.dtype)
@@ -423,9 +444,11 @@ class NumbaBackend(Backend):
         of the policy for workload ``key`` (:class:`_LoadAwareBlas`, :class:`_AdaptiveBlas`); batches up to
         :data:`SMALL_BATCH` use no BLAS."""
         if B <= SMALL_BATCH or (self._blas_threads is None and self._auto_blas is None):
+            self._chose(None if B <= SMALL_BATCH else _blas_default_threads(_ncpu()), B)
             yield
             return
         if self._blas_threads is not None:
+            self._chose(self._blas_threads.n, B)
             self._blas_threads.enter()
             try:
                 yield
@@ -435,6 +458,7 @@ class NumbaBackend(Backend):
         auto = self._auto_blas
         if isinstance(auto, _AdaptiveBlas):
             one = auto.pick(key)
+            self._chose(1 if one and auto.one is not None else _blas_default_threads(_ncpu()), B)
             if one:
                 auto.one.enter()
             t_start = time.perf_counter()
@@ -447,6 +471,7 @@ class NumbaBackend(Backend):
                 auto.record(key, one, elapsed)
             return
         n = auto.threads(key)
+        self._chose(n if n is not None else auto.blas_max, B)
         if n is not None:
             auto.setter.enter(n)
         t_start = time.perf_counter()
@@ -459,6 +484,11 @@ class NumbaBackend(Backend):
             if n is not None:
                 auto.setter.exit()
             auto.record(key, n, elapsed, cpu)
+
+    def _chose(self, threads, B):
+        """Record the BLAS threads of the kernel call about to run (:attr:`last_run`, :attr:`blas_calls`)."""
+        self.last_run = {"blas_policy": self.blas_setting, "blas_threads": threads, "batch_size": int(B)}
+        self.blas_calls[threads] = self.blas_calls.get(threads, 0) + 1
 
     def _rec_buffer(self, n_rec):
         """A C-contiguous (n_rec, 3, n_units) view of a flat buffer that only grows."""
