@@ -45,3 +45,47 @@ def checkpoint_circuit(kind, optimizer=None, seed=0):
     X = rng.normal(size=(24, n_in))
     Y = np.eye(n_out)[rng.integers(0, n_out, size=24)]
     return net, X, Y
+
+
+# ----------------------------------------------------------------------------- scheduling under pytest-xdist
+#: the test files that take longest, longest first (measured with --durations on a busy 2-core machine, 2026-12-06:
+#: the composability matrix ~10 min, brian2's graph network ~12 min, the graph substrates ~7 min, brian2 checkpoints
+#: ~6 min, ...).  ``--dist loadfile`` hands out whole files, by default in order of their number of tests, so files
+#: with few but long tests (the matrix has 4) started last and ran alone at the end while the other worker was idle.
+#: They are handed out first instead (:func:`pytest_collection_modifyitems`); the other files follow, most tests
+#: first (xdist's own order).  A file missing from the list only starts later; nothing else depends on it.
+HEAVY_FIRST = (
+    "tests/conformance/test_composability.py",
+    "tests/backend_brian2/test_graph_rate.py",
+    "tests/hardware/test_substrate_graphs.py",
+    "tests/backend_brian2/test_brian2_checkpoint.py",
+    "tests/backend_brian2/test_brian2_fpa_zil_bp.py",
+    "tests/graph/test_numba_features.py",
+    "tests/graph/test_exactness.py",
+    "tests/test_figures.py",
+    "tests/perf/test_fast_paths.py",
+    "tests/algorithms/test_algo_schedules.py",
+    "tests/backend_brian2/test_rate_mode.py",
+    "tests/backend_brian2/test_spiking_mode.py",
+    "tests/graph/test_experiments.py",
+    "tests/backend_brian2/test_brian2_ipc.py",
+    "tests/graph/test_graph_simulator.py",
+)
+
+
+def pytest_configure(config):
+    # xdist reorders files by their number of tests unless told not to: keep the order set below
+    if getattr(config.option, "loadscopereorder", None) is not None:
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Order the collected tests file by file: :data:`HEAVY_FIRST` first, then the other files by their number of
+    tests (most first); inside a file the order is unchanged (the sort is stable)."""
+    def path(item):
+        return item.nodeid.split("::", 1)[0]
+    counts = {}
+    for item in items:
+        counts[path(item)] = counts.get(path(item), 0) + 1
+    rank = {p: i for i, p in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: (rank.get(path(item), len(rank)), -counts[path(item)], path(item)))

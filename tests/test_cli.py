@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from neurosim import config as _config
 from neurosim.cli import main
+
+_real_kernels_cached = _config.kernels_cached
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +59,14 @@ def test_show_lists_parameters_defaults_and_valid_values(capsys):
     assert rows["epochs"] == ["20", "int >= 1"]
     assert rows["lr"] == ["0.05", "number > 0"]
     assert rows["optimizer"] == ["sgd", "one of: sgd, adam"]
+
+
+@pytest.fixture(autouse=True)
+def _kernels_count_as_compiled(monkeypatch):
+    """The CLI prints a notice before a run when the numba kernels are not in the disk cache yet; whether they are
+    depends on which tests ran before in this process's cache, so every test here sees them as compiled (the
+    notice itself is tested in test_a_cold_numba_cache_is_announced_before_the_run, which sets it as it needs)."""
+    monkeypatch.setattr(_config, "kernels_cached", lambda: True)
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -226,7 +237,7 @@ def test_a_cold_numba_cache_is_announced_before_the_run(monkeypatch, capsys, tmp
     """The first run after installing compiles for about 15 s: the CLI says so first (and not when cached)."""
     import neurosim.cli as cli
     import neurosim.config as config
-    assert config.kernels_cached() in (True, False, None)
+    assert _real_kernels_cached() in (True, False, None)
     import neurosim.experiment as experiment
     monkeypatch.setattr(experiment, "run_experiment", lambda *a, **k: {"wall_time_s": 0.0})   # only the notice
     monkeypatch.setattr(cli, "summary_lines", lambda metrics: [])
