@@ -373,4 +373,4 @@ def test_a_kernels_cache_name_follows_its_sources(tmp_path, monkeypatch):
     d2 = _specialise._sources_digest(f, (mod,))
     assert d1 != d2
     assert _relax.kernel(False).py_func.__qualname__.endswith(_specialise._sources_digest(
-        _relax._make_kernel(False, None), _specialise.core_modules()))
+        _relax._make_kernel(False), _specialise.core_modules()))

@@ -10,7 +10,7 @@ from ..base import MODE_NUDGE
 from ..tables import (K_BOFF, K_POST, K_PRE, K_SKIP, K_SOFF, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE,
                       PF_PARAM, PF_TAUE, PF_TAUX)
 from ._common import add_into, add_row, blk, view2d, wblk
-from ._products import LARGE_ONLY, _mm_ab, _mm_abt
+from ._products import _mm_ab, _mm_abt
 from ._sparse import csr_feedback, csr_predict
 from .activations import dphi_from, phi_block, tanh
 
@@ -261,9 +261,7 @@ def _forward(B, x, es, mu, eps, phx, fb, deps, tmp, energy, g, pi, pf, prec, ki,
         for i in range(npop):
             if pi[i, P_ROLE] == ROLE_INPUT or g[i, G_MUC] != 0:
                 continue
-            if LARGE_ONLY:   # (no fused pass above SMALL_BATCH)
-                _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b, S)
-            elif g[i, G_FUSED] > 0:
+            if g[i, G_FUSED] > 0:
                 energy[i] = _fused(i, g[i, G_FUSED] - 1, B, x, phx, mu, eps, fb, g, pi, prec, ki, kf, W, b)
             else:
                 _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b, S)

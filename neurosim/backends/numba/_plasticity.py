@@ -13,7 +13,7 @@ from ...plan import OPT_ADAM
 from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_SOFF, K_WOFF, KF_B1, KF_B2, KF_EPS,
                       KF_LR, KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)
 from ._common import blk, view2d, wblk
-from ._products import LARGE_ONLY, SMALL_BATCH, _mm_atb
+from ._products import SMALL_BATCH, _mm_atb
 from ._sparse import csr_hebbian
 
 _jit = JIT_INNER
@@ -88,9 +88,7 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t, S):
             nw = n_post * n_pre
             G = view2d(gtmp, 0, n_post, n_pre)
             P = blk(phx, B, pi[pre, P_OFF], n_pre)
-            if LARGE_ONLY:
-                _gradient_step(B, E, P, G, gtmp, W, mW, vW, wo, nw, k, kf, kind, scale, tc)
-            elif B <= SMALL_BATCH and kind != OPT_ADAM and kf[k, KF_MOM] <= 0 and kf[k, KF_WD] <= 0:
+            if B <= SMALL_BATCH and kind != OPT_ADAM and kf[k, KF_MOM] <= 0 and kf[k, KF_WD] <= 0:
                 # plain SGD on a small batch: one rank-B update of W, no gradient buffer
                 Wk = wblk(W, wo, n_post, n_pre)
                 lrc = kf[k, KF_LR] * kf[k, KF_MULT] * scale

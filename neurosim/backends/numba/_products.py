@@ -11,10 +11,6 @@ _jit = JIT_INNER
 
 #: batches up to this size use hand-written loops instead of BLAS (call overhead dominates there)
 SMALL_BATCH = 8
-#: compile only the small-batch loops / only the BLAS path (constants of a specialised copy, see
-#: :mod:`~neurosim.backends.numba._specialise`; False here: the path is chosen per call from the batch size)
-SMALL_ONLY = False
-LARGE_ONLY = False
 
 
 @njit(**_jit)
@@ -24,12 +20,7 @@ def _mm_abt(A, Wk, out):
     Small batches: four rows of Wk at a time share the loads of A and stay in L1 across the batch.
     """
     B = A.shape[0]
-    if LARGE_ONLY:
-        np.dot(A, Wk.T, out)
-        return
-    if SMALL_ONLY:
-        pass
-    elif B > SMALL_BATCH:
+    if B > SMALL_BATCH:
         np.dot(A, Wk.T, out)
         return
     n_post, n_pre = Wk.shape
@@ -65,12 +56,7 @@ def _mm_abt(A, Wk, out):
 def _mm_ab(E, Wk, out):
     """out = E @ Wk  for E (B, n_post), Wk (n_post, n_pre)."""
     B = E.shape[0]
-    if LARGE_ONLY:
-        np.dot(E, Wk, out)
-        return
-    if SMALL_ONLY:
-        pass
-    elif B > SMALL_BATCH:
+    if B > SMALL_BATCH:
         np.dot(E, Wk, out)
         return
     n_post, n_pre = Wk.shape
@@ -99,12 +85,7 @@ def _mm_ab(E, Wk, out):
 def _mm_atb(E, P, out):
     """out = E.T @ P  for E (B, n_post), P (B, n_pre): a projection's Hebbian term summed over the batch."""
     B = E.shape[0]
-    if LARGE_ONLY:
-        np.dot(E.T, P, out)
-        return
-    if SMALL_ONLY:
-        pass
-    elif B > SMALL_BATCH:
+    if B > SMALL_BATCH:
         np.dot(E.T, P, out)
         return
     n_post = E.shape[1]

@@ -28,17 +28,15 @@ X2, ES2, DX2, DEPS2 = range(4)
 N_WORK, N_WORK2 = 9, 4
 
 
-def _make_kernel(general: bool, small: bool | None):
+def _make_kernel(general: bool):
     """The batch kernel of one *variant* (a Python function; :func:`kernel` jits it): ``general`` compiles the
-    general relaxation path (Heun steps, or a tolerance ``tol > 0``) instead of the fused Euler path; ``small`` the
-    hand-written loops of batches up to :data:`SMALL_BATCH` (the fused prediction/error/feedback pass among them)
-    instead of the BLAS products of larger ones.
+    general relaxation path (Heun steps, or a tolerance ``tol > 0``) instead of the fused Euler path.  Both variants
+    hold both batch paths (the hand-written loops of batches up to :data:`SMALL_BATCH`, the fused
+    prediction/error/feedback pass among them, and the BLAS products of larger ones), chosen per call.
 
-    A variant compiles only the code its runs can take: the flags are constants of the closure (and of the passes'
-    copies, see :mod:`~neurosim.backends.numba._specialise`), so numba prunes the branches they rule out before
-    typing them.  Each variant is cached on disk on its own (numba keys a closure's cache entries by the values it
-    closes over) and has one signature per dtype."""
-    fused = small is not False   # the fused small-batch pass exists (a closure constant of the kernel)
+    A variant compiles only the code its runs can take: ``general`` is a constant of the closure, so numba prunes
+    the branches it rules out before typing them.  Each variant is cached on disk on its own (numba keys a closure's
+    cache entries by the values it closes over) and has one signature per dtype."""
 
     def run_batch_kernel(s, t, iargs, fargs, pi, pf, prec, ki, kf, ki_start, ki_end, S, inputs, input_off,
                          W, b, mW, vW, mb, vb, opt_t, work, work2, tmp, gtmp, energies, rec, rec_steps, y0, y, out):
@@ -104,7 +102,7 @@ def _make_kernel(general: bool, small: bool | None):
                     c = 0
             g[i, G_MUC] = c         # every input of the prediction is fixed: mu is computed once
             k = ki_start[i]
-            if (fused and B <= SMALL_BATCH and c == 0 and ki_end[i] - k == 1 and ki[k, K_WOFF] >= 0 and ki[k, K_SKIP] == 0
+            if (B <= SMALL_BATCH and c == 0 and ki_end[i] - k == 1 and ki[k, K_WOFF] >= 0 and ki[k, K_SKIP] == 0
                     and ki[k, K_SOFF] < 0 and pi[i, P_ERR] != 0 and pf[i, PF_TAUE] <= 0):
                 g[i, G_FUSED] = k + 1   # prediction, error and feedback in one pass over W_k
         energy = np.zeros(npop)
@@ -271,19 +269,16 @@ def _make_kernel(general: bool, small: bool | None):
 _KERNELS = {}
 
 
-def kernel(general: bool, small: bool | None = None):
+def kernel(general: bool):
     """The batch kernel of a variant (see :func:`_make_kernel`), built once per process.
 
     ``general``: the run integrates with Heun or stops at a tolerance (``integrator != EULER or tol > 0``); other
     runs take the fused Euler path, which is what ``Simulator.learn`` and the experiments' training batches run.
-    ``small``: compile only the paths of batches of at most :data:`SMALL_BATCH` items (True) or of larger ones
-    (False); None (what the backend runs): both, chosen per call from the batch size.  A kernel for one batch kind
-    compiles in about 0.75 (large) to 0.9 (small) of the time, but a training run whose last batch is small, or that
-    evaluates on another batch size, would compile both -- and a run's numbers must not depend on which kernels
-    happen to be compiled or cached, so the backend does not mix them."""
-    key = (bool(general), None if small is None else bool(small))
+    (Kernels specialised by batch kind, small batches or BLAS, compiled in 0.75-0.9 of the time, but a training run
+    whose last batch is small, or that evaluates on another batch size, would compile both; and a run's numbers
+    must not depend on which kernels happen to be compiled or cached.  So there are none.)"""
+    key = bool(general)
     k = _KERNELS.get(key)
     if k is None:
-        consts = {"SMALL_ONLY": key[1] is True, "LARGE_ONLY": key[1] is False}
-        k = _KERNELS[key] = specialise(_make_kernel(*key), consts, _jit)
+        k = _KERNELS[key] = specialise(_make_kernel(key), {}, _jit)
     return k

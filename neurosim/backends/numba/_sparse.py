@@ -15,12 +15,10 @@ import numpy as np
 from numba import njit
 
 from ...config import JIT_INNER
-from ._products import LARGE_ONLY
 
 _jit = JIT_INNER
 
-#: batches up to this size loop over the samples outermost; larger ones take the transposed (n, B) layout (a copy
-#: of the core specialised for batches above ``SMALL_BATCH``, ``LARGE_ONLY``, compiles only the transposed one)
+#: batches up to this size loop over the samples outermost; larger ones take the transposed (n, B) layout
 SPARSE_ONE = 1
 
 
@@ -42,7 +40,7 @@ def csr_predict(P, W, wo, S, so, out, m, accumulate):
     B, n_post = out.shape
     ix0 = so + n_post + 1
     zero = W.dtype.type(0)
-    if LARGE_ONLY or B > SPARSE_ONE:
+    if B > SPARSE_ONE:
         PT = _transposed(P)
         acc = np.empty(B, dtype=W.dtype)
         for i in range(n_post):
@@ -76,7 +74,7 @@ def csr_feedback(E, W, wo, S, so, F, m):
     the first contribution): each synapse scatters :math:`m\,\varepsilon_{s,i} W_q` into :math:`F_{s, idx_q}`."""
     B, n_post = E.shape
     ix0 = so + n_post + 1
-    if LARGE_ONLY or B > SPARSE_ONE:
+    if B > SPARSE_ONE:
         n_pre = F.shape[1]
         ET = _transposed(E)
         FT = np.zeros((n_pre, B), dtype=F.dtype)
@@ -104,7 +102,7 @@ def csr_hebbian(E, P, S, so, g, c):
     B, n_post = E.shape
     ix0 = so + n_post + 1
     nnz = S[so + n_post]
-    if LARGE_ONLY or B > SPARSE_ONE:
+    if B > SPARSE_ONE:
         ET = _transposed(E)
         PT = _transposed(P)
         for i in range(n_post):

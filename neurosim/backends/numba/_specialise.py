@@ -1,10 +1,10 @@
 """Copies of numba kernels compiled for one kind of work: the paths a kernel may take are chosen by boolean module
-constants, so that a copy compiles only the code its runs can reach -- the core's kernel for large batches has no
-hand-written small-batch loops and the one for small batches no BLAS calls; a graph kernel for a circuit without
-convolutions, pooling, products or read noise has none of their code.
+constants, so that a copy compiles only the code its runs can reach -- a graph kernel for a circuit without
+convolutions, pooling, products or read noise has none of their code.  (The core's kernels are specialised without
+constants: their variants are closures, and the copy gives them the digest of their sources, see below.)
 
 numba reads a global as a constant when it compiles a function and prunes the branches a constant condition rules
-out before it types them (``if LARGE_ONLY: ... elif ...``).  :func:`specialise` makes a copy of every jitted function
+out before it types them (``if HAS_CONV: ...``).  :func:`specialise` makes a copy of every jitted function
 of the given modules whose globals are its module's with the constants replaced, and whose callees are the copies
 too; the copies are compiled on first use like the originals.  The originals keep the modules' values (every path,
 chosen per call), so anything that calls them directly works as before.
@@ -97,11 +97,11 @@ def _sources_digest(f, modules) -> str:
 
 def specialise(f, consts: dict, options: dict, modules=None):
     """The Python function ``f`` (a kernel before jitting, or a jitted kernel's ``py_func``) jitted with ``options``,
-    with the module constants ``consts`` (e.g. ``{"LARGE_ONLY": True}``) and its calls to the jitted functions of
+    with the module constants ``consts`` (e.g. ``{"HAS_CONV": False}``) and its calls to the jitted functions of
     ``modules`` (default: the core's passes, :func:`core_modules`) going to copies compiled with the same constants.
 
-    The copy's qualified name carries the constants and a digest of the sources (``run_batch_kernel__LARGE_ONLY1_
-    SMALL_ONLY0_<digest>``), so each specialisation has its own files in numba's on-disk cache (a cache entry is found
+    The copy's qualified name carries the constants and a digest of the sources (``graph_batch_kernel__HAS_CONV0_
+    ..._<digest>``), so each specialisation has its own files in numba's on-disk cache (a cache entry is found
     by the function's file, name and code, which a specialisation does not change) and an edited callee is never
     run from a stale entry (see :func:`_sources_digest`)."""
     modules = core_modules() if modules is None else tuple(modules)
