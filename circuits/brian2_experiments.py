@@ -651,8 +651,8 @@ def run_digits_learn(cfg, out, progress=True) -> dict:
     b = np.arange(1, nb + 1)
     win = max(1, nb // (4 * epochs))
     smooth = lambda y: np.convolve(y, np.ones(win) / win, mode="valid")  # noqa: E731
-    lcurves = {k: (b[win - 1:], smooth(np.array(h["loss"]))) for k, h in
-               (("PC, spiking (brian2)", hist_s), ("PC, rate model (numba)", refs["rate_pc"]), ("BP (numba)", refs["bp"]))}
+    runs = (("PC, spiking (brian2)", hist_s), ("PC, rate model (numba)", refs["rate_pc"]), ("BP (numba)", refs["bp"]))
+    lcurves = {k: (b[win - 1:], smooth(np.array(h["loss"]))) for k, h in runs}
     plot.comparison(lcurves, "training batch", f"training loss (mean of {win} batches)", ax=ax2,
                     title="Loss of the prediction before each update")
     fig.tight_layout()
