@@ -415,9 +415,9 @@ LEARN_DEFAULTS = {
     "tau_syn": 2.0,
     "error_scheme": "events",
     "neuron": "if",
-    "study_steps": [10, 20, 10],              # trade-off study: presentation (rate steps) of each setting
-    "study_rates": [2000.0, 1000.0, 1000.0],  # ... and its value and error rate (Hz per unit)
-    "study_epochs": 2,                        # epochs each study setting trains (0: no study)
+    "study_steps": [10, 20, 10, 5],                   # trade-off study: presentation (rate steps) per setting
+    "study_rates": [2000.0, 1000.0, 1000.0, 4000.0],  # ... and its value and error rate (Hz per unit)
+    "study_epochs": 2,                                # epochs each study setting trains (0: no study)
 }
 
 _LEARN_BACKEND_REASON = ("the circuit learns in brian2's spiking network (event-driven plasticity); the rate-model "
@@ -672,9 +672,9 @@ def run_digits_learn(cfg, out, progress=True) -> dict:
                         markersize=9, color=plot.TAB10[j % 10], label=lab)
         axs[0].set_xlabel("synaptic events per training sample")
         axs[1].set_xlabel("wall time per training sample (ms)")
-        for ax in axs:
+        for ax, key in zip(axs, ("synaptic_events_per_training_sample", "wall_time_per_training_sample_ms")):
             ax.set_ylabel(f"test accuracy after {se} epochs (feedforward)")
-            ax.set_xlim(left=0)
+            ax.set_xlim(0, 1.1 * max(pt[key] for pt in study))
         axs[0].set_title("Accuracy against events (presentation, rate)")
         axs[1].set_title("Accuracy against simulation wall time")
         axs[1].legend(fontsize="small")
