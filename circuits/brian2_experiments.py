@@ -1,4 +1,5 @@
-"""The brian2 backend's experiments: the bear example and a digits classifier, rate model vs brian2.
+"""The brian2 backend's experiments: the bear example and a digits classifier, rate model vs brian2, and the
+digits classifier learning in the spiking network (``brian2-digits-learn``).
 
 ``neurosim run brian2-bear --backend brian2 --set mode=spiking`` (or ``mode=rate``; with the default
 ``--backend numba`` only the rate model runs).  Every run compares the chosen backend/mode with the rate
@@ -392,9 +393,337 @@ def run_digits(cfg, out, progress=True) -> dict:
     return metrics
 
 
+# ============================================================================================ digits-learn
+LEARN_DEFAULTS = {
+    "backend": "brian2",       # the circuit learns in brian2's spiking network (the references run on numba)
+    "seed": 0,
+    "hidden": 32,              # hidden units (tanh): the circuit is 64-hidden-10
+    "epochs": 4,               # training epochs of the main run (and of the rate-PC and BP references)
+    "batch_size": 32,          # circuit copies simulated side by side, sharing one weight memory
+    "lr": 0.1,                 # plain SGD (the rule a chip's event-driven plasticity implements)
+    "steps": 20,               # presentation per sample: steps * dt * time_unit ms (40 ms)
+    "dt": 0.1,                 # rate-model step (tau_x = 1)
+    "learn_fraction": 0.25,    # plasticity on during the last quarter of a presentation
+    "input_clip": 2.0,         # inputs: standardised pixels clipped to [-input_clip, input_clip]
+    "n_train": 0,              # training digits (0: the whole training split)
+    "n_test": 0,               # test digits (0: the whole test split)
+    "infer_steps": 40,         # spiking inference of the test digits: free relaxation from rest (80 ms)
+    "chunk": 150,              # test digits simulated side by side
+    "time_unit": 20.0,
+    "value_rate": 2000.0,
+    "error_rate": 2000.0,
+    "tau_syn": 2.0,
+    "error_scheme": "events",
+    "neuron": "if",
+    "study_steps": [10, 20, 10, 5],                   # trade-off study: presentation (rate steps) per setting
+    "study_rates": [2000.0, 1000.0, 1000.0, 4000.0],  # ... and its value and error rate (Hz per unit)
+    "study_epochs": 2,                                # epochs each study setting trains (0: no study)
+}
+
+_LEARN_BACKEND_REASON = ("the circuit learns in brian2's spiking network (event-driven plasticity); the rate-model "
+                         "PC and BP references of every run train on numba already; for a rate-model digits run "
+                         "use the experiment 'digits' or 'brian2-digits'")
+
+LEARN_PARAMS = {
+    "backend": P.Choice("brian2", refused={"numba": _LEARN_BACKEND_REASON, "reference": _LEARN_BACKEND_REASON}),
+    "seed": P.SEED,
+    "hidden": P.COUNT,
+    "epochs": P.COUNT,
+    "batch_size": P.COUNT,
+    "lr": P.LR,
+    "steps": P.COUNT,
+    "dt": P.DT,
+    "learn_fraction": P.Float(gt=0, le=1),
+    "input_clip": P.Float(gt=0, doc="units of the training std"),
+    "n_train": P.Int(ge=0, doc="0 = all"),
+    "n_test": P.Int(ge=0, doc="0 = all"),
+    "infer_steps": P.COUNT,
+    "chunk": P.COUNT,
+    **_SPIKING_PARAMS,
+    "study_steps": P.ListOf(P.Int(ge=1), min_len=0, doc="[] = no study"),
+    "study_rates": P.Param("list", item=P.Float(gt=0), min_len=0, doc="Hz, one per entry of study_steps",
+                           requires=(lambda v, c: len(v) == len(c["study_steps"]),
+                                     "as many entries as study_steps")),
+    "study_epochs": P.Int(ge=0, doc="0 = no study"),
+}
+
+LEARN_DOC = """The 64-hidden-10 digits circuit learns in brian2's spiking network from random weights: no rate-model
+pretraining.  Every training sample is presented for steps * dt * time_unit ms with its input clamped and the
+output clamped to the one-hot target; values and signed errors travel as events, and during the last
+learn_fraction of the presentation every error event changes the weights it crosses by the presynaptic spike
+trace (w += eta * tr_pre per event: plain SGD in expectation; momentum and Adam need per-synapse optimiser
+state that event-local hardware lacks, so the spiking mode refuses them).  batch_size copies of the circuit
+run side by side and update one shared weight memory.  Inputs are the training-split standardised pixels,
+clipped to +-input_clip (input rates stay below the encoders' maximum).
+
+Held-out test accuracy of the learned weights: with the spiking network (input clamped, values from rest,
+output free for infer_steps, argmax of the output averaged over the last 30%), and with the rate model on the
+same weights (feedforward, and relaxed from rest on numba).  References on the same circuit, with the same
+epochs, batches, learning rate and sample order: rate-model PC and backpropagation, both plain SGD on numba.
+Costs per training sample: spikes, synaptic events (events x fan-out), weight updates (plastic synapse
+events), simulated time, and wall time per epoch; the references' multiply-accumulates per sample for
+scale.  The trade-off study trains one network per setting (study_steps[i], study_rates[i]: presentation
+and event rate) for study_epochs epochs and reports accuracy against events per training sample.
+
+Figures: learning_curves.png (test accuracy per epoch of the three rules, training loss per batch),
+accuracy_vs_events.png (the study), events.png (spikes per training sample by event stream)."""
+
+
+def _digits_inputs(cfg):
+    """The digits split with standardised, clipped inputs (training-split statistics) and the subsets."""
+    from neurosim.data import load_digits
+    data = load_digits(seed=cfg["seed"], scale="standard")
+    c = float(cfg["input_clip"])
+    Xtr, Xte = np.clip(data.X_train, -c, c), np.clip(data.X_test, -c, c)
+    Ytr, Yte = data.Y_train, data.Y_test
+    if 0 < cfg["n_train"] < len(Xtr):
+        keep = np.sort(np.random.default_rng([cfg["seed"], 7]).permutation(len(Xtr))[:cfg["n_train"]])
+        Xtr, Ytr = Xtr[keep], Ytr[keep]
+    if 0 < cfg["n_test"] < len(Xte):
+        Xte, Yte = Xte[:cfg["n_test"]], Yte[:cfg["n_test"]]
+    return Xtr, Ytr, Xte, Yte
+
+
+def _spiking_options(cfg, steps_rate=None, record_spikes=False):
+    """backend_options of a spiking simulator; ``steps_rate=(steps, rate)`` sets value and error rate."""
+    spk = {k: cfg[k] for k in _SPIKING_KEYS} | {"record_spikes": record_spikes,
+                                               "learn_fraction": cfg["learn_fraction"]}
+    if steps_rate is not None:
+        spk["value_rate"] = spk["error_rate"] = float(steps_rate[1])
+    # encoders saturate at 2.5 units of value (5 kHz at the default 2 kHz per unit), at most one event per step
+    spk["max_rate"] = min(2.5 * max(spk["value_rate"], spk["error_rate"]), 1e4)
+    return {"mode": "spiking", "spiking": spk}
+
+
+def _train_loop(sim, Xtr, Ytr, Xte, Yte, cfg, epochs, steps, algorithm="pc", spiking=False, progress=False,
+                desc="train", learn=True):
+    """Train ``epochs`` epochs of full batches of ``batch_size`` (the last partial batch of an epoch is left
+    out, so a spiking network keeps one batch size); epoch e visits the digits in the order
+    ``default_rng([seed, e]).permutation(n)``, the order of :meth:`Simulator.train`, for every rule.
+
+    Returns the history (per-batch training loss of the prediction before the update, test accuracy of the
+    feedforward readout after each epoch, wall time of each epoch's training) and, for the spiking network,
+    the summed event counts of every training batch (``learn=False``: the same presentations without
+    plasticity, a control)."""
+    from neurosim.progress import progress_bar
+    import time
+    B = int(cfg["batch_size"])
+    n = len(Xtr)
+    nb = n // B
+    if nb < 1:
+        raise ValueError(f"brian2-digits-learn: batch_size={B} is larger than the {n} training digits; "
+                         "reduce batch_size or raise n_train")
+    hist = {"loss": [], "test_accuracy": [], "test_loss": [], "epoch_time": [], "epoch_cpu_time": []}
+    tot = {"spikes": 0.0, "synaptic_events": 0.0, "weight_updates": 0.0, "samples": 0, "simulated_time_ms": 0.0}
+    by_channel = {}
+    bar = progress_bar(total=epochs * nb, desc=desc, enabled=progress)
+    try:
+        for e in range(epochs):
+            order = np.random.default_rng([cfg["seed"], e]).permutation(n)
+            t0, c0 = time.perf_counter(), time.process_time()
+            for bi in range(nb):
+                idx = order[bi * B:(bi + 1) * B]
+                res = sim.step(Xtr[idx], Ytr[idx], algorithm=algorithm, steps=steps, learn=learn)
+                hist["loss"].append(float(0.5 * np.mean(np.sum((Ytr[idx] - res.y0) ** 2, axis=1))))
+                if spiking:
+                    r = sim.backend.last_run
+                    for k in ("spikes", "synaptic_events", "weight_updates"):
+                        tot[k] += r[k]
+                    tot["samples"] += r["batch"]
+                    tot["simulated_time_ms"] += r["simulated_time_ms"] * r["batch"]
+                    for k, v in r["spikes_by_channel"].items():
+                        by_channel[k] = by_channel.get(k, 0.0) + v
+                bar.update(1)
+            hist["epoch_time"].append(time.perf_counter() - t0)
+            hist["epoch_cpu_time"].append(time.process_time() - c0)
+            ev = sim.evaluate(Xte, Yte)
+            hist["test_accuracy"].append(ev["accuracy"])
+            hist["test_loss"].append(ev["loss"])
+    finally:
+        bar.close()
+    if spiking:
+        tot["spikes_by_channel"] = by_channel
+    return hist, tot
+
+
+def _spiking_inference(W, net, cfg, Xte, yte, steps_rate=None):
+    """Test accuracy of weights ``W`` in a spiking network (input clamped, values from rest, output free for
+    infer_steps) and its events per test digit."""
+    sim = ns.Simulator(net, backend="brian2", seed=cfg["seed"], dt=cfg["dt"],
+                       backend_options=_spiking_options(cfg, steps_rate))
+    sim.load_weights(W)
+    outs, spikes, syn = [], 0.0, 0.0
+    for a in range(0, len(Xte), cfg["chunk"]):
+        res = sim.run(Xte[a:a + cfg["chunk"]], steps=cfg["infer_steps"], mode="free", init="zeros")
+        outs.append(res.x["output"])
+        spikes += sim.backend.last_run["spikes"]
+        syn += sim.backend.last_run["synaptic_events"]
+        T = sim.backend.last_run["simulated_time_ms"]
+    sim.close()
+    acc = float(np.mean(np.argmax(np.concatenate(outs), 1) == yte))
+    return {"accuracy": acc, "spikes_per_inference": spikes / len(Xte),
+            "synaptic_events_per_inference": syn / len(Xte), "simulated_time_per_inference_ms": T}
+
+
+def _per_sample(tot, hist):
+    n = max(tot["samples"], 1)
+    return {"spikes_per_training_sample": tot["spikes"] / n,
+            "synaptic_events_per_training_sample": tot["synaptic_events"] / n,
+            "weight_updates_per_training_sample": tot["weight_updates"] / n,
+            "simulated_time_per_training_sample_ms": tot["simulated_time_ms"] / n,
+            # the median: the first epoch also builds the network (brian2) or compiles kernels (numba)
+            "wall_time_per_epoch_s": float(np.median(hist["epoch_time"])),
+            "wall_time_per_epoch_s_each": [float(t) for t in hist["epoch_time"]],
+            # CPU time of this process (all its threads): less sensitive than wall time to other load
+            "cpu_time_per_epoch_s": float(np.median(hist["epoch_cpu_time"])),
+            "wall_time_per_training_sample_ms": 1e3 * float(np.sum(hist["epoch_time"])) / n}
+
+
+def run_digits_learn(cfg, out, progress=True) -> dict:
+    import time
+    import os
+    t_start, c_start, load_start = time.perf_counter(), time.process_time(), os.getloadavg()
+    if cfg["backend"] != "brian2":
+        raise ValueError(f"brian2-digits-learn: backend must be 'brian2' (got {cfg['backend']!r}): "
+                         f"{_LEARN_BACKEND_REASON}")
+    if len(cfg["study_rates"]) != len(cfg["study_steps"]):
+        raise ValueError(f"brian2-digits-learn: study_rates has {len(cfg['study_rates'])} entries and study_steps "
+                         f"{len(cfg['study_steps'])}; give one rate per presentation")
+    Xtr, Ytr, Xte, Yte = _digits_inputs(cfg)
+    yte = np.argmax(Yte, 1)
+    sizes = [64, int(cfg["hidden"]), 10]
+    net = ns.hierarchy(sizes, phi="tanh", lr=cfg["lr"], optimizer=ns.SGD(), name="digits-pcn")
+    epochs, steps = int(cfg["epochs"]), int(cfg["steps"])
+
+    # ---- the main run: spiking training from random weights
+    spk = ns.Simulator(net, backend="brian2", seed=cfg["seed"], dt=cfg["dt"], backend_options=_spiking_options(cfg))
+    W_init = spk.weights
+    acc0 = spk.evaluate(Xte, Yte)["accuracy"]
+    hist_s, tot_s = _train_loop(spk, Xtr, Ytr, Xte, Yte, cfg, epochs, steps, spiking=True, progress=progress,
+                                desc="spiking training")
+    W = spk.weights
+    spk.close()
+    inf = _spiking_inference(W, net, cfg, Xte, yte)
+    rate_eval = ns.Simulator(net, backend="numba", seed=cfg["seed"], dt=cfg["dt"])
+    rate_eval.load_weights(W)
+    r = rate_eval.run(Xte, steps=cfg["infer_steps"], mode="free", init="zeros")
+    acc_rate_relaxed = float(np.mean(np.argmax(r.x["output"], 1) == yte))
+
+    # ---- references on numba: rate-model PC and BP, same start, epochs, batches, learning rate and order
+    refs = {}
+    for label, algo in (("rate_pc", "pc"), ("bp", "bp")):
+        sim = ns.Simulator(net, backend="numba", seed=cfg["seed"], dt=cfg["dt"])
+        sim.load_weights(W_init)
+        refs[label] = _train_loop(sim, Xtr, Ytr, Xte, Yte, cfg, epochs, steps, algorithm=algo)[0]
+
+    # ---- trade-off study: presentation time and event rate
+    study = []
+    se = int(cfg["study_epochs"])
+    if se > 0 and cfg["study_steps"]:
+        main_point = {"steps": steps, "rate_hz": float(cfg["error_rate"]), "epochs": min(se, epochs),
+                      "test_accuracy_rate_readout": hist_s["test_accuracy"][min(se, epochs) - 1],
+                      "main_run": True}
+        for st, rate in zip(cfg["study_steps"], cfg["study_rates"]):
+            s = ns.Simulator(net, backend="brian2", seed=cfg["seed"], dt=cfg["dt"],
+                             backend_options=_spiking_options(cfg, (st, rate)))
+            h, t = _train_loop(s, Xtr, Ytr, Xte, Yte, cfg, se, int(st), spiking=True, progress=progress,
+                               desc=f"study {st} steps, {rate:g} Hz")
+            Ws = s.weights
+            s.close()
+            point = {"steps": int(st), "rate_hz": float(rate), "epochs": se,
+                     "test_accuracy_rate_readout": h["test_accuracy"][-1],
+                     "test_accuracy_spiking": _spiking_inference(Ws, net, cfg, Xte, yte, (st, rate))["accuracy"],
+                     "main_run": False, **_per_sample(t, h)}
+            study.append(point)
+        # the main run's setting at the same number of epochs: its events per sample do not change with epochs
+        study.insert(0, main_point | {k: v for k, v in _per_sample(tot_s, hist_s).items()})
+
+    # ---- figures
+    ep = np.arange(1, epochs + 1)
+    fig = Figure(figsize=(11.0, 4.2))
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    curves = {"PC, spiking (brian2)": (ep, np.array(hist_s["test_accuracy"])),
+              "PC, rate model (numba)": (ep, np.array(refs["rate_pc"]["test_accuracy"])),
+              "BP (numba)": (ep, np.array(refs["bp"]["test_accuracy"]))}
+    plot.comparison(curves, "epoch", "test accuracy (feedforward readout)", ax=ax1,
+                    title="Held-out accuracy after each epoch")
+    nb = len(hist_s["loss"])
+    b = np.arange(1, nb + 1)
+    win = max(1, nb // (4 * epochs))
+    smooth = lambda y: np.convolve(y, np.ones(win) / win, mode="valid")  # noqa: E731
+    runs = (("PC, spiking (brian2)", hist_s), ("PC, rate model (numba)", refs["rate_pc"]), ("BP (numba)", refs["bp"]))
+    lcurves = {k: (b[win - 1:], smooth(np.array(h["loss"]))) for k, h in runs}
+    plot.comparison(lcurves, "training batch", f"training loss (mean of {win} batches)", ax=ax2,
+                    title="Loss of the prediction before each update")
+    fig.tight_layout()
+    plot.save(fig, out / "learning_curves.png")
+    figures = ["learning_curves.png"]
+    ch = {k: v / max(tot_s["samples"], 1) for k, v in tot_s["spikes_by_channel"].items()}
+    _bar(ch, out / "events.png", "Spikes per training sample, by event stream", "events per training sample")
+    figures.append("events.png")
+    if study:
+        fig = Figure(figsize=(11.0, 4.2))
+        axs = [fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)]
+        for j, pt in enumerate(study):
+            lab = f"{pt['steps'] * cfg['dt'] * cfg['time_unit']:g} ms at {pt['rate_hz']:g} Hz" + \
+                (" (main run)" if pt["main_run"] else "")
+            for ax, key in zip(axs, ("synaptic_events_per_training_sample", "wall_time_per_training_sample_ms")):
+                ax.plot([pt[key]], [pt["test_accuracy_rate_readout"]], marker="os^vDP"[j % 6], linestyle="none",
+                        markersize=9, color=plot.TAB10[j % 10], label=lab)
+        axs[0].set_xlabel("synaptic events per training sample")
+        axs[1].set_xlabel("wall time per training sample (ms)")
+        for ax, key in zip(axs, ("synaptic_events_per_training_sample", "wall_time_per_training_sample_ms")):
+            ax.set_ylabel(f"test accuracy after {se} epochs (feedforward)")
+            ax.set_xlim(0, 1.1 * max(pt[key] for pt in study))
+        axs[0].set_title("Accuracy against events (presentation, rate)")
+        axs[1].set_title("Accuracy against simulation wall time")
+        axs[1].legend(fontsize="small")
+        fig.tight_layout()
+        plot.save(fig, out / "accuracy_vs_events.png")
+        figures.append("accuracy_vs_events.png")
+
+    # ---- metrics
+    n_w = sizes[0] * sizes[1] + sizes[1] * sizes[2]
+    metrics = {
+        "circuit": "-".join(map(str, sizes)), "n_train": int(len(Xtr)), "n_test": int(len(Xte)),
+        "batch_size": int(cfg["batch_size"]), "epochs": epochs,
+        "training_samples_per_epoch": int(len(Xtr) // cfg["batch_size"] * cfg["batch_size"]),
+        "initial_test_accuracy": acc0,
+        "spiking_test_accuracy": inf["accuracy"],
+        "spiking_trained_rate_feedforward_test_accuracy": hist_s["test_accuracy"][-1],
+        "spiking_trained_rate_relaxed_test_accuracy": acc_rate_relaxed,
+        "rate_pc_test_accuracy": refs["rate_pc"]["test_accuracy"][-1],
+        "bp_test_accuracy": refs["bp"]["test_accuracy"][-1],
+        "test_accuracy_per_epoch": {"spiking_pc": hist_s["test_accuracy"], "rate_pc": refs["rate_pc"]["test_accuracy"],
+                                    "bp": refs["bp"]["test_accuracy"]},
+        **_per_sample(tot_s, hist_s),
+        "spikes_per_training_sample_by_channel": ch,
+        "spiking_inference": inf,
+        "rate_pc_wall_time_per_epoch_s": float(np.median(refs["rate_pc"]["epoch_time"])),
+        "bp_wall_time_per_epoch_s": float(np.median(refs["bp"]["epoch_time"])),
+        "rate_pc_cpu_time_per_epoch_s": float(np.median(refs["rate_pc"]["epoch_cpu_time"])),
+        "bp_cpu_time_per_epoch_s": float(np.median(refs["bp"]["epoch_cpu_time"])),
+        # dense multiply-accumulates per training sample of the references (for scale): rate PC reads every
+        # weight twice per step (prediction, feedback) and once for the update; BP: forward, backward through
+        # the output weights, gradient
+        "rate_pc_macs_per_training_sample": (2 * steps + 1) * n_w,
+        "bp_macs_per_training_sample": 2 * n_w + sizes[1] * sizes[2],
+        "study": study,
+        "wall_time_s": time.perf_counter() - t_start,
+        "cpu_time_s": time.process_time() - c_start,
+        # the machine's 1/5/15-minute load averages when the run started and ended (wall times depend on them)
+        "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
+        "figures": figures,
+    }
+    return metrics
+
+
 EXPERIMENTS = [
     Experiment("brian2-bear", "bear example (PC interferes less than BP) on the rate model and on brian2 "
                "(rate or spiking); events and settle time", BEAR_DEFAULTS, run_bear, BEAR_DOC, BEAR_PARAMS),
     Experiment("brian2-digits", "digits PCN trained on the rate model, inference on brian2 (rate or spiking): "
                "accuracy, events per digit, time to settle", DIGITS_DEFAULTS, run_digits, DIGITS_DOC, DIGITS_PARAMS),
+    Experiment("brian2-digits-learn", "digits PCN trained in brian2's spiking mode from random weights "
+               "(event-driven plasticity) vs rate-model PC and BP: accuracy, events and wall time per sample, "
+               "accuracy-vs-events study", LEARN_DEFAULTS, run_digits_learn, LEARN_DOC, LEARN_PARAMS),
 ]

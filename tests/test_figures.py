@@ -75,6 +75,8 @@ TINY = {
                                variants=["pc"], n_probe=16),
     "brian2-bear": dict(iterations=3, steps=40),
     "brian2-digits": dict(epochs=1, hidden=16, n_test=50, infer_steps=[10, 20]),
+    "brian2-digits-learn": dict(n_train=64, n_test=30, hidden=4, epochs=1, steps=2, infer_steps=2, chunk=30,
+                                study_steps=[2], study_rates=[1000.0], study_epochs=1),
 }
 #: brian2-bear once more on the spiking backend: raster, events per channel, time in ms (brian2-digits makes
 #: the same spiking figures with the same helpers, at several times the cost of building brian2 networks)
