@@ -279,7 +279,9 @@ def map_circuit(circuit, target, *, steps: int = 20, weight_bits: float | None =
     measured counts of an event-driven run with the same ``steps``) sets the activity from the measurement and
     prices the measured operations instead of the clock-driven ones.  ``neurons_per_core`` (digital targets)
     caps the neurons placed on one core below the target's limit: the circuit spreads over more cores, each
-    with less serial work per step (lower latency) and more events crossing the router.  Raises
+    with less serial work per step (lower latency) and more events crossing the router; without it, a core whose
+    units send to more cores than the target's ``fan_out_per_core`` makes the mapping place fewer units per core
+    (halving until it fits; the notes say so).  Raises
     :class:`~neurosim.UnsupportedError` when a part cannot fit (naming the limit and the population).
     """
     t = get_target(target)
@@ -302,7 +304,7 @@ def map_circuit(circuit, target, *, steps: int = 20, weight_bits: float | None =
             neurons_per_core, (int, np.integer)) or neurons_per_core < 1):
         raise ValueError(f"map_circuit: neurons_per_core must be an int >= 1, got {neurons_per_core!r}")
     if all(k in r for k in _DIGITAL_NEEDS):
-        m = _map_digital(pops, conns, t, wb, neurons_per_core, activity)
+        m = _map_digital_fitting(pops, conns, t, wb, neurons_per_core, activity)
     elif all(k in r for k in _ANALOG_NEEDS):
         m = _map_analog(pops, conns, t)
     else:
@@ -367,6 +369,42 @@ def _at_activity(c, activity):
     """Operation counts ``c`` with the synaptic operations and events of a fraction ``activity`` of the units."""
     import dataclasses
     return dataclasses.replace(c, synaptic_ops=c.synaptic_ops * activity, events=c.events * activity)
+
+
+class _FanOutError(UnsupportedError):
+    """A core's units send to more cores than ``fan_out_per_core`` allows (``n_core``: the neurons per core the
+    placement used); :func:`map_circuit` then places fewer units per core."""
+
+    def __init__(self, message, n_core):
+        super().__init__(message)
+        self.n_core = n_core
+
+
+def _map_digital_fitting(pops, conns, t, wb, cap, activity):
+    """:func:`_map_digital`, placing fewer neurons per core when a core's fan-out exceeds the target's limit:
+    ``cap`` (the caller's ``neurons_per_core``) is kept as given; without one the neurons per core are halved
+    until every core's output edges fit (the mapping's notes say so).  Fewer units per core means fewer units
+    sending from each core, so the output edges of the busiest core fall, at the price of more cores."""
+    try:
+        return _map_digital(pops, conns, t, wb, cap, activity)
+    except _FanOutError as e:
+        if cap is not None:
+            raise UnsupportedError(f"{e} (with neurons_per_core={cap}); place fewer units per core: a smaller "
+                                   "neurons_per_core, or leave it unset and map_circuit lowers it until the "
+                                   "fan-out fits") from None
+        first, n = e, e.n_core
+    while n > 1:
+        n = n // 2
+        try:
+            m = _map_digital(pops, conns, t, wb, n, activity)
+        except _FanOutError:
+            continue
+        m["notes"].append(f"neurons per core capped at {n} (the target holds {int(t.resources['neurons_per_core'])})"
+                          f" so that every core's output edges fit fan_out_per_core = "
+                          f"{t.resources.get('fan_out_per_core', math.inf):g}; with the full cores: {first}")
+        return m
+    raise UnsupportedError(f"{first}; even one unit per core does not fit: the circuit's fan-out is too large "
+                           "for this target (a target with a larger fan_out_per_core, or narrower layers)") from None
 
 
 def _map_digital(pops, conns, t, wb, cap=None, activity=1.0):
@@ -502,9 +540,9 @@ def _map_digital(pops, conns, t, wb, cap=None, activity=1.0):
                 chip_ev += x
     for k, f in enumerate(fan_out):
         if f > fan_out_core:
-            raise UnsupportedError(
+            raise _FanOutError(
                 f"map_circuit: core {k} of the mapping onto {t.name!r} needs {f} core-to-core output edges, more than "
-                f"fan_out_per_core = {fan_out_core:g}: the populations on it fan out to too many cores")
+                f"fan_out_per_core = {fan_out_core:g}: the populations on it fan out to too many cores", n_core)
     crossing = sorted({c.name for c in conns if core_sets[c.pre] != core_sets[c.post]
                        or len(core_sets[c.pre]) > 1})
     # per-core serial work per step (clock-driven: every synapse of the core active once per step)

@@ -275,3 +275,19 @@ def test_activity_scales_a_digital_chips_synaptic_work_but_not_a_crossbars_reads
     x = {a: hw.map_circuit(net, "crossbar", steps=20, activity=a) for a in (0.5, 1.0)}
     assert x[0.5].energy_inference_J - x[0.5].routing_energy_J == pytest.approx(
         x[1.0].energy_inference_J - x[1.0].routing_energy_J, rel=1e-12)
+
+
+def test_a_core_that_fans_out_too_far_gets_fewer_units():
+    """784-1000-1000-10 on Loihi: with full cores the 784 inputs share one core whose units send to 16 cores of h1
+    each (12,410 output edges > fan_out_per_core 4096).  Without neurons_per_core the mapping halves the neurons per
+    core until every core fits (256: 256 x 16 = 4096) and says so; with neurons_per_core given it names the fix."""
+    import neurosim as ns
+    from neurosim import hardware as hw
+    net = ns.hierarchy([784, 1000, 1000, 10])
+    m = hw.map_circuit(net, "loihi", steps=20)
+    limit = hw.targets()["loihi"].resources["fan_out_per_core"]
+    assert max(c["fan_out"] for c in m.per_core) <= limit
+    assert max(c["neurons"] for c in m.per_core) <= 256
+    assert any("neurons per core capped at 256" in n and "12410" in n for n in m.notes)
+    with pytest.raises(ns.UnsupportedError, match="12410 core-to-core output edges.*neurons_per_core=1024.*smaller"):
+        hw.map_circuit(net, "loihi", steps=20, neurons_per_core=1024)
