@@ -42,9 +42,13 @@ gives its cost, the runner-up's and the best configuration of each other algorit
 them.  With several seeds, accuracy and costs are means over the seeds.
 
 **Resumable.**  The points run on Dask through :func:`neurosim.sweep.run_sweep` (one sweep per algorithm under
-``OUT/points/<algorithm>/``): each finished point's ``metrics.json`` is written atomically as soon as it
-arrives, and a re-run skips every finished point.  The tables, figures and report are rebuilt from the
-finished points at the end of every run.
+``OUT/points/<algorithm>/``; ``scheduler=inprocess`` runs them one after another in this process, without
+Dask): each finished point's ``metrics.json`` is written atomically as soon as it arrives, and a re-run skips
+every finished point.  A point's directory name carries a hash of all its settings (the grid keys and the
+shared ones: epochs, lr, targets, ...), so a re-run into the same ``--out`` with other settings computes new
+points; the tables, figures and report are rebuilt at the end of every run from the finished points of the
+current settings only.  On Ctrl-C, ``metrics.json``'s ``partial`` lists the finished points and the winners
+over them (``report.md`` is rebuilt over them too).
 """
 from __future__ import annotations
 
@@ -209,7 +213,7 @@ SPACE_DEFAULTS = {
     "weight_rounding": "stochastic",
     "targets": list(ALL_TARGETS),
     "tolerance": 0.01,            # winner: the cheapest within this accuracy of the best on the target
-    "scheduler": "",              # "": local cluster of processes; "inprocess": a thread of this process; or an address
+    "scheduler": "",              # "": local Dask cluster; "inprocess": in this process, no Dask; or an address
     "workers": 0,                 # processes of the local cluster (0: min(2, cores))
 }
 
@@ -226,7 +230,8 @@ SPACE_PARAMS = {
     "weight_rounding": P.Choice("stochastic", "nearest"),
     "targets": P.ListOf(C.TARGET),
     "tolerance": P.Float(ge=0, le=1),
-    "scheduler": P.Str(doc="'' = a local cluster, 'inprocess' = threads of this process, or tcp://host:port"),
+    "scheduler": P.Str(doc="'' = a local Dask cluster, 'inprocess' = one point after another in this process "
+                           "(no Dask needed), or tcp://host:port"),
     "workers": P.Int(ge=0, doc="0 = min(2, cores)"),
 }
 
@@ -263,28 +268,44 @@ def sweeps(cfg) -> list:
 
 
 def _client(cfg):
-    """``(client, cluster)`` for the study (the cluster is None on an existing scheduler)."""
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise RuntimeError("hw-design-space runs on Dask: pip install 'dask[distributed]' (or neurosim[distributed])") \
-            from None
+    """``(client, cluster)`` for the study (the cluster is None on an existing scheduler; both None for
+    ``scheduler="inprocess"``, which runs the points one after another in this process without Dask).  Without
+    Dask installed otherwise: :class:`~neurosim.experiment.ConfigError` (exit status 2) naming the extra."""
+    from neurosim.sweep import require_dask
     s = cfg["scheduler"].strip()
-    if s and s != "inprocess":
+    if s == "inprocess":
+        return None, None
+    dd = require_dask("hw-design-space (scheduler='' or an address; scheduler=inprocess runs without Dask)")
+    Client, LocalCluster = dd.Client, dd.LocalCluster
+    if s:
         return Client(s, timeout=60), None
-    n = 1 if s == "inprocess" else cfg["workers"] or max(1, min(2, os.cpu_count() or 1))
+    n = cfg["workers"] or max(1, min(2, os.cpu_count() or 1))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Port .* is already in use")   # another cluster's dashboard
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=s != "inprocess", dashboard_address=None,
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.ERROR)
     return Client(cluster, timeout=60), cluster
 
 
-def read_points(out) -> list:
-    """The metrics of every finished point under ``out/points`` (see :func:`neurosim.sweep.valid_point`)."""
+def point_dirs(cfg, out) -> list:
+    """The directories of the points of this configuration of the study: ``OUT/points/<algorithm>/points/<id>``
+    with the id of :func:`neurosim.sweep.point_name`, whose hash covers every setting of the point (grid keys and
+    the shared settings: epochs, lr, targets, ...).  Points of an earlier run with other settings into the same
+    ``--out`` have other ids and are neither reused nor reported."""
+    from neurosim.sweep import expand, point_name
+    out = Path(out)
+    return [out / "points" / alg / "points" / point_name(DESIGN_POINT.NAME, {**fixed, **pt}, list(grid))
+            for alg, grid, fixed in sweeps(cfg) for pt in expand(grid)]
+
+
+def read_points(out, cfg=None) -> list:
+    """The metrics of every finished point of the configuration ``cfg`` under ``out/points`` (see
+    :func:`point_dirs` and :func:`neurosim.sweep.valid_point`); with ``cfg`` None, every finished point there."""
     from neurosim.sweep import valid_point
     rows = []
-    for f in sorted(Path(out, "points").glob("*/points/*/metrics.json")):
+    files = ([d / "metrics.json" for d in point_dirs(cfg, out)] if cfg is not None
+             else sorted(Path(out, "points").glob("*/points/*/metrics.json")))
+    for f in files:
         try:
             m = read_json(f)
         except (OSError, ValueError):
@@ -618,6 +639,28 @@ def build_outputs(points, cfg, out, info) -> dict:
     return metrics
 
 
+def _record_partial(cfg, out, info):
+    """On Ctrl-C: the finished points (how many, where) and, when any, the report over them into
+    ``metrics.json``'s ``partial`` (:func:`neurosim.experiment.partial_results`)."""
+    from neurosim.experiment import partial_results
+    part = partial_results()
+    dirs = point_dirs(cfg, out)
+    done = [d for d in dirs if (d / "metrics.json").exists()]
+    points = read_points(out, cfg)
+    part.update({"n_points": info["n_points"], "n_finished": len(points), "points_dir": str(Path(out) / "points"),
+                 "finished_points": [str(d.relative_to(out)) for d in done]})
+    if not points:
+        return
+    try:
+        d = C.load({**cfg, "seed": 0})
+        m = build_outputs(points, {**cfg, "figures": False}, out, {**info, "n_train": len(d[0]), "n_test": len(d[2])})
+        part.update({"winners": m["winners"], "best_accuracy": m["best_accuracy"],
+                     "n_configurations": m["n_configurations"],
+                     "report": "report.md and results.csv over the finished points"})
+    except Exception as e:  # noqa: BLE001 - the interrupt matters more than a report over a partial grid
+        part["report_error"] = f"{type(e).__name__}: {e}"
+
+
 def run_space(cfg, out, progress=True) -> dict:
     from neurosim.sweep import expand, run_sweep
     for n in cfg["targets"]:
@@ -632,15 +675,20 @@ def run_space(cfg, out, progress=True) -> dict:
     try:
         for alg, grid, fixed in plan:
             res = run_sweep(DESIGN_POINT, grid, out / "points" / alg, fixed=fixed, client=client, progress=progress,
-                            plots=False)
+                            plots=False, scheduler="inprocess" if client is None else None,
+                            label=f"hw-design-space: {ALGORITHM_LABELS[alg]} points")
             info["computed"] += len(res.computed)
             info["skipped"] += len(res.skipped)
             info["failed"].update({f"{alg}/{k}": v for k, v in res.failed.items()})
+    except KeyboardInterrupt:
+        _record_partial(cfg, out, info)
+        raise
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
-    points = read_points(out)
+    points = read_points(out, cfg)
     d = C.load({**cfg, "seed": 0})
     info.update(n_train=len(d[0]), n_test=len(d[2]))
     metrics = build_outputs(points, cfg, out, info)

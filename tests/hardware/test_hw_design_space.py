@@ -165,3 +165,57 @@ def test_run_scheduler_flag(tmp_path, capsys):
     assert main(["run", "hw-design-space", "--scheduler", "tcp://a:1", "--set", "scheduler=tcp://b:1",
                  "--out", str(tmp_path)]) == 2
     assert "disagree" in capsys.readouterr().err
+
+
+def test_a_rerun_with_other_settings_into_the_same_out_reports_only_its_own_points(tmp_path):
+    from neurosim import registry
+    from neurosim.experiment import run_experiment
+    exp = registry.get("hw-design-space")
+    out = tmp_path / "ds"
+    small = {**TINY, "weight_bits": [8], "figures": False}
+    run_experiment(exp, {**small, "algorithms": ["pc", "bp"]}, out=out, progress=False)
+    m = run_experiment(exp, {**small, "algorithms": ["bp"], "epochs": 2}, out=out, progress=False)
+    # the 1-epoch BP point is not reused (epochs is a fixed setting, not a grid key) and the PC point is not reported
+    assert m["computed"] == 1 and m["skipped"] == 0 and m["n_finished"] == 1 and m["n_configurations"] == 1
+    assert [c["algorithm"] for c in m["configurations"]] == ["bp"] and m["configurations"][0]["seeds"] == [0]
+    assert "PC, T=" not in (out / "report.md").read_text()
+    points = [json.loads(f.read_text()) for f in out.glob("points/bp/points/*/metrics.json")]
+    assert sorted(p["epochs"] for p in points) == [1, 2]
+
+
+def test_missing_dask_is_a_usage_error_and_inprocess_needs_no_dask(tmp_path, monkeypatch, capsys):
+    import sys
+    from neurosim.cli import main
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)   # import fails as if Dask were not installed
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    assert main(["run", "hw-design-space", "--out", str(tmp_path / "a"), "--set", "n_train=8"]) == 2
+    assert "pip install 'neurosim[distributed]'" in capsys.readouterr().err
+    argv = ["run", "hw-design-space", "--out", str(tmp_path / "b"), "--no-progress"]
+    for k, v in {**TINY, "weight_bits": [8], "algorithms": ["bp"]}.items():
+        argv += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["computed"] == 1
+
+
+def test_an_interrupted_study_records_its_finished_points(tmp_path, monkeypatch):
+    from neurosim import registry
+    from neurosim.experiment import run_experiment
+    import neurosim.sweep as S
+    exp = registry.get("hw-design-space")
+    out = tmp_path / "ds"
+    real, calls = S._run_point, []
+
+    def stop_after_one(*a, **k):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*a, **k)
+    monkeypatch.setattr(S, "_run_point", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(exp, {**TINY, "weight_bits": [8], "algorithms": ["bp", "pc"], "figures": False}, out=out,
+                       progress=False)
+    m = json.loads((out / "metrics.json").read_text())
+    part = m["partial"]["reported"]
+    assert m["status"] == "interrupted" and part["n_points"] == 2 and part["n_finished"] == 1
+    assert len(part["finished_points"]) == 1 and (out / part["finished_points"][0] / "metrics.json").exists()
+    assert part["winners"]["cmos45"]["energy"] == "PC, T=3, 8-bit" and (out / "report.md").exists()
