@@ -328,7 +328,8 @@ def configurations(points, targets) -> list:
     """Points grouped by configuration (algorithm, weight bits, threshold, T), averaged over their seeds.
 
     Each configuration: ``algorithm, weight_bits, threshold, steps, config`` (label), ``seeds``,
-    ``test_accuracy`` (mean), ``accuracy_sd`` and per target ``targets[name]`` with the mean of each cost
+    ``test_accuracy`` (mean), ``accuracy_sd`` (the sample standard deviation over the seeds,
+    :math:`\sqrt{\sum_i (a_i - \bar a)^2 / (n - 1)}`; 0 with one seed) and per target ``targets[name]`` with the mean of each cost
     (or ``unsupported``: the reason, when any seed's point does not fit)."""
     groups = {}
     for p in points:
@@ -341,7 +342,7 @@ def configurations(points, targets) -> list:
         acc = [p["test_accuracy"] for p in ps]
         c = {"algorithm": key[0], "weight_bits": key[1], "threshold": key[2], "steps": key[3],
              "seeds": [p["seed"] for p in ps], "test_accuracy": statistics.fmean(acc),
-             "accuracy_sd": statistics.pstdev(acc) if len(acc) > 1 else 0.0, "targets": {}}
+             "accuracy_sd": statistics.stdev(acc) if len(acc) > 1 else 0.0, "targets": {}}
         c["config"] = config_label(c)
         for n in targets:
             per = [p["targets"].get(n) for p in ps]
@@ -394,6 +395,14 @@ def winner(configs, target, cost, tolerance) -> dict | None:
     wc = w["targets"][target][cost]
     res = {"target": target, "cost": cost, "best_accuracy": best, "tolerance": tolerance,
            "candidates": len(cands), "winner": _brief(w, target, cost), "runner_up": None, "others": {}}
+    # within the seed spread: a cheaper configuration left out by less than the accuracy SD (of it or of the best
+    # configuration), or the winner itself inside the tolerance by less than that SD
+    top = max(ok, key=lambda c: c["test_accuracy"])
+    sd = lambda c: max(c.get("accuracy_sd", 0.0), top.get("accuracy_sd", 0.0))   # noqa: E731
+    edge = best - tolerance
+    res["within_spread"] = sorted({c["config"] for c in ok if c not in cands and c["targets"][target][cost] < wc
+                                   and edge - c["test_accuracy"] < sd(c)}
+                                  | ({w["config"]} if w is not top and w["test_accuracy"] - edge < sd(w) else set()))
     if len(cands) > 1:
         r = cands[1]
         res["runner_up"] = {**_brief(r, target, cost), "factor": r["targets"][target][cost] / wc}
@@ -439,6 +448,9 @@ def _describe_winner(w, base, what, tolerance) -> str:
     r = w["runner_up"]
     text += (f"; runner-up {r['config']} (accuracy {r['test_accuracy']:.3f}) at {_fmt(r[cost], base)}, "
              f"{r['factor']:.3g}x the winner's" if r else "; no other configuration is within the tolerance")
+    if w.get("within_spread"):
+        text += (f"; **within the seed spread**: {', '.join(w['within_spread'])} is/are within one sample SD of the "
+                 "tolerance edge, so another set of seeds could change this winner")
     for alg, o in w["others"].items():
         name = ALGORITHM_LABELS[alg]
         if o["within_tolerance"]:
@@ -479,6 +491,40 @@ def write_table(configs, targets, out, fronts) -> list:
     return rows
 
 
+def _spread_note(ax) -> str:
+    n = len(ax["seeds"])
+    if n < 2:
+        return ("Accuracy is from one seed: there is no estimate of its spread, so differences of about a point may "
+                "be noise.")
+    return (f"Accuracy is the mean ± the sample standard deviation (SD, n - 1 in the denominator) over the {n} seeds "
+            "of a configuration, costs are means over the seeds. Differences smaller than this spread are not "
+            "significant: a winner is marked (~) when a cheaper configuration missed the tolerance, or the winner "
+            "met it, by less than one SD.")
+
+
+def _caveats(targets) -> list:
+    """Report lines on what the numbers of each target rest on: constants its file marks ``assumed`` and a
+    zero timestep latency (then latency is the time of the operations, not a relaxation latency)."""
+    lines = []
+    for n in targets:
+        t = hw.get_target(n)
+        assumed = [k for k, (_, ev) in t.sources.items() if ev == "assumed"]
+        energies = [k for k, v in t.energy_pJ.items() if v]
+        if energies and all(t.sources.get(f"energy.{k}", ("", ""))[1] == "assumed" for k in energies):
+            lines.append(f"- **{n}**: every non-zero per-operation energy is an *assumed* constant "
+                         f"({', '.join(energies)}: see `neurosim/hardware/targets/{n}.json`), not a published figure "
+                         "for this chip, so its energies are placeholders.")
+        elif assumed:
+            lines.append(f"- {n}: {len(assumed)} constant(s) marked *assumed* in its target file: "
+                         f"{', '.join(assumed)}.")
+        if t.latency_s.get("timestep", 0.0) == 0.0:
+            lines.append(f"- {n}: the time per relaxation step is 0 in its cost model, so its latency is the time "
+                         "to execute the operations one after another (operation throughput), not a relaxation "
+                         "latency of T steps.")
+    return (["Evidence behind the targets' numbers (`hw.targets()[name].sources`):", "", *lines, ""] if lines
+            else [])
+
+
 def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
     """``report.md``: the winners per target with their margins, then per target the table of configurations."""
     ax = axes(cfg)
@@ -505,7 +551,7 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
              f"**Winner rule**: per target, among the configurations within {tol * 100:g} accuracy point(s) of the "
              "best "
              "accuracy on that target, the lowest cost per training sample; ties go to the more accurate.", "",
-             "## Winners", ""]
+             _spread_note(ax), "", *_caveats(targets), "## Winners", ""]
     for cost, what, base in FRONT_COSTS:
         lines += [f"Lowest {what} (x: cost relative to the winner; for another algorithm its cheapest configuration "
                   "within the tolerance, or its most accurate with the accuracy points it is below the best):", "",
@@ -517,7 +563,8 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
                 lines.append(f"| {n} | none fits |" + " |" * (3 + len(ALGORITHMS)))
                 continue
             win, r = w["winner"], w["runner_up"]
-            cells = [n, f"**{win['config']}**", f"{win['test_accuracy']:.3f}", _fmt(win[cost], base),
+            cells = [n, f"**{win['config']}**" + (" (~)" if w.get("within_spread") else ""),
+                     f"{win['test_accuracy']:.3f}", _fmt(win[cost], base),
                      f"{r['config']}: {r['factor']:.3g}x" if r else "none within the tolerance"]
             for alg in ALGORITHMS:
                 o = w["others"].get(alg)
@@ -526,6 +573,8 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
                              f"{o['factor']:.3g}x, {o['accuracy_gap'] * 100:.1f} points below ({o['config']})")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if any(w.get("within_spread") for ws in winners.values() for w in ws.values() if w):
+        lines += ["(~): the winner is within the seed spread (see the target's section below).", ""]
     for n in targets:
         lines.append(f"### {n}")
         lines.append("")
@@ -547,13 +596,15 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
                   "accuracy-vs-latency (L) Pareto front of training.", "",
                   "| configuration | accuracy | energy / training sample | energy / inference | latency / training "
                   "sample | latency / inference | cores | front |", "|---|---|---|---|---|---|---|---|"]
+        reasons = {}
         for c in configs:
             t = c["targets"].get(n)
             if t is None:
                 continue
             acc = f"{c['test_accuracy']:.3f}" + (f" ± {c['accuracy_sd']:.3f}" if len(c["seeds"]) > 1 else "")
             if "unsupported" in t:
-                lines.append(f"| {c['config']} | {acc} | does not fit: {t['unsupported']} | | | | | |")
+                mark = reasons.setdefault(t["unsupported"], "abcdefghijklmnopqrstuvwxyz"[len(reasons) % 26])
+                lines.append(f"| {c['config']} | {acc} | does not fit ({mark}) | | | | | |")
                 continue
             on = "".join(s for s, k in (("E", "energy_training_J"), ("L", "latency_training_s"))
                          if any(c is f for f in fronts[n][k]))
@@ -561,6 +612,8 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
                          f"{_fmt(t['energy_inference_J'], 'J')} | {_fmt(t['latency_training_s'], 's')} | "
                          f"{_fmt(t['latency_inference_s'], 's')} | {t.get('cores', '-')} | {on} |")
         lines.append("")
+        if reasons:
+            lines += [f"Does not fit ({m}): {why}." for why, m in reasons.items()] + [""]
     if info.get("failed"):
         lines += ["## Failed points", "", "Re-run the same command to retry them.", ""]
         lines += [f"- {k}: {v}" for k, v in sorted(info["failed"].items())]

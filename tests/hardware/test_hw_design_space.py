@@ -75,7 +75,13 @@ def test_report_states_the_winner_per_target_and_by_how_much():
     assert "Lowest energy per training sample: **F**" in cmos
     assert "no other configuration is within the tolerance" in cmos
     table = text.split("## loihi: every configuration")[1]
-    assert "| F | 0.990 | does not fit: too wide |" in table
+    assert "| F | 0.990 | does not fit (a) |" in table and table.count("too wide") == 1
+    assert "Does not fit (a): too wide." in table
+    # the evidence behind the numbers: loihi2's energies are assumed; cmos45's latency is operation throughput
+    assert "**loihi2**: every non-zero per-operation energy is an *assumed* constant" in DS.report_markdown(
+        cs, ["loihi2"], {"loihi2": {}}, {"loihi2": {k: [] for k, _, _ in DS.FRONT_COSTS}}, cfg,
+        {"n_points": 6, "n_train": 10, "n_test": 5})
+    assert "- cmos45: the time per relaxation step is 0" in text and "loihi: the time per relaxation" not in text
     assert "| B | 0.915 | 3 nJ |" in table and table.split("| B |")[1].split("\n")[0].endswith("| E |")
 
 
@@ -88,7 +94,7 @@ def test_configurations_average_over_seeds_and_a_misfit_seed_marks_the_configura
     cs = DS.configurations([point(0, 0.8, 2.0), point(1, 0.9, 4.0)], ["loihi"])
     assert len(cs) == 1 and cs[0]["seeds"] == [0, 1] and cs[0]["config"] == "PC, T=5, 8-bit"
     assert cs[0]["test_accuracy"] == pytest.approx(0.85, rel=1e-12)
-    assert cs[0]["accuracy_sd"] == pytest.approx(0.05, rel=1e-9)
+    assert cs[0]["accuracy_sd"] == pytest.approx(0.05 * 2 ** 0.5, rel=1e-9)   # sample SD (n - 1)
     assert cs[0]["targets"]["loihi"]["energy_training_J"] == pytest.approx(3.0, rel=1e-12)
     cs = DS.configurations([point(0, 0.8, 2.0), point(1, 0.9, 4.0, fits=False)], ["loihi"])
     assert cs[0]["targets"]["loihi"] == {"unsupported": "no room"}
@@ -219,3 +225,14 @@ def test_an_interrupted_study_records_its_finished_points(tmp_path, monkeypatch)
     assert m["status"] == "interrupted" and part["n_points"] == 2 and part["n_finished"] == 1
     assert len(part["finished_points"]) == 1 and (out / part["finished_points"][0] / "metrics.json").exists()
     assert part["winners"]["cmos45"]["energy"] == "PC, T=3, 8-bit" and (out / "report.md").exists()
+
+
+def test_a_winner_within_the_seed_spread_is_flagged():
+    cs = _hand_made()
+    w = DS.winner(cs, "loihi", "energy_training_J", 0.01)
+    assert w["within_spread"] == []            # one seed each: no spread
+    for c in cs:
+        c["accuracy_sd"] = 0.01                # B (0.915, cheaper than C) misses 0.92 by 0.005 < one SD
+    w = DS.winner(cs, "loihi", "energy_training_J", 0.01)
+    assert w["winner"]["config"] == "C" and w["within_spread"] == ["B"]
+    assert "**within the seed spread**: B" in DS._describe_winner(w, "J", "energy per training sample", 0.01)
