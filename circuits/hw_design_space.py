@@ -621,44 +621,89 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
     return "\n".join(lines)
 
 
-def pareto_figure(configs, target, path) -> bool:
+#: marker of each weight width in the Pareto figures (0 = float64)
+BIT_MARKERS = {0: "o", 16: "s", 12: "D", 10: "P", 8: "^", 7: "v", 6: "<", 5: ">", 4: "X", 3: "*", 2: "h", 1: "H"}
+
+
+def _log_ticks(ax, xs):
+    """Log x axis whose labelled ticks span the data: limits a little outside the data, labels at 1, 2 and 5
+    of each decade (1 only when the data span more than 4 decades), plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    lo, hi = min(xs), max(xs)
+    ax.set_xlim(lo / 1.35, hi * 1.35)
+    subs = (1.0,) if hi / lo > 1e4 else (1.0, 2.0, 5.0)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def pareto_figure(configs, target, path, winners=None) -> bool:
     """Accuracy against energy and against latency per training sample on ``target`` (log x): every
-    configuration coloured by algorithm, the Pareto front as a step line through ringed points.  False (and
-    nothing written) when no configuration fits the target."""
+    configuration coloured by algorithm with its marker by weight bits, the Pareto front as a step line
+    through ringed, labelled points, and the winner (``winners[cost]``, see :func:`winner`) as a red star.
+    False (and nothing written) when no configuration fits the target."""
     from matplotlib.lines import Line2D
     from neurosim.sweep import pareto_front
     panels = [(cost, what, base, [c for c in configs if _row(c, target, cost) is not None])
               for cost, what, base in FRONT_COSTS]
     if not any(p[3] for p in panels):
         return False
-    fig, axs = C.fig_axes(figsize=(11.8, 4.6), ncols=2)
+    fig, axs = C.fig_axes(figsize=(13.0, 5.2), ncols=2)
+    bits = sorted({c["weight_bits"] for c in configs}, key=lambda b: -(b or 99))
     for ax, (cost, what, base, ok) in zip(axs, panels):
+        if not ok:
+            ax.set_axis_off()
+            continue
         xs = [c["targets"][target][cost] for c in ok]
         f, unit = _unit(xs, base)
         for alg in ALGORITHMS:
-            sel = [c for c in ok if c["algorithm"] == alg]
-            if sel:
-                ax.scatter([c["targets"][target][cost] / f for c in sel], [c["test_accuracy"] for c in sel], s=26,
-                           color=ALGORITHM_COLORS[alg], alpha=0.85, zorder=2)
+            for b in bits:
+                sel = [c for c in ok if c["algorithm"] == alg and c["weight_bits"] == b]
+                if sel:
+                    ax.scatter([c["targets"][target][cost] / f for c in sel], [c["test_accuracy"] for c in sel],
+                               s=30, marker=BIT_MARKERS.get(b, "o"), color=ALGORITHM_COLORS[alg], alpha=0.85,
+                               zorder=2)
         fr = [ok[i] for i in pareto_front([_row(c, target, cost) for c in ok])]
         fx = [c["targets"][target][cost] / f for c in fr]
         fy = [c["test_accuracy"] for c in fr]
         ax.step(fx, fy, where="post", color="black", lw=1.3, zorder=3)
-        ax.scatter(fx, fy, s=90, facecolors="none", edgecolors="black", linewidths=1.3, zorder=4)
+        ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="black", linewidths=1.3, zorder=4)
+        for i, c in enumerate(fr):
+            ax.annotate(c["config"], (fx[i], fy[i]), fontsize=6.5, xytext=(6, -9 if i % 2 else 4),
+                        textcoords="offset points", zorder=5)
+        w = (winners or {}).get(cost)
+        if w:
+            wx = w["winner"][cost] / f
+            ax.scatter([wx], [w["winner"]["test_accuracy"]], s=260, marker="*", color="red", edgecolors="black",
+                       linewidths=0.6, zorder=6)
+            ax.annotate(f"winner: {_fmt(w['winner'][cost], base)}", (wx, w["winner"]["test_accuracy"]),
+                        fontsize=7, color="red", xytext=(6, 10), textcoords="offset points", zorder=6)
         ax.set_xscale("log")
+        _log_ticks(ax, [x / f for x in xs])
         ax.set_xlabel(f"{what} on {target} ({unit})")
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{target}: accuracy vs {what.split(' per ')[0]}")
         ax.grid(True, alpha=0.3, which="both")
     handles = [Line2D([], [], color=ALGORITHM_COLORS[a], marker="o", ls="none", label=ALGORITHM_LABELS[a])
                for a in ALGORITHMS if any(c["algorithm"] == a for c in configs)]
+    handles += [Line2D([], [], color="0.3", marker=BIT_MARKERS.get(b, "o"), ls="none",
+                       label=f"{b}-bit weights" if b else "float64 weights") for b in bits]
     handles.append(Line2D([], [], color="black", marker="o", mfc="none", lw=1.3, label="Pareto front"))
+    if winners:
+        handles.append(Line2D([], [], color="red", marker="*", mec="black", ms=12, ls="none", label="winner"))
     axs[1].legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    plot.caption(fig, "Each point is one configuration (algorithm, weight bits, event threshold, relaxation steps T) "
-                      "trained on the digits and priced on this target; configurations whose weights the target "
-                      "cannot store are left out. Ringed points joined by the step line are the Pareto front: no "
-                      "other configuration is both cheaper and more accurate. Up and to the left is better.", width=120)
+    t = hw.get_target(target)
+    throughput = (" On this target the time per relaxation step is 0, so latency is the time to execute the "
+                  "operations one after another (operation throughput), not a relaxation latency."
+                  if t.latency_s.get("timestep", 0.0) == 0.0 else "")
+    plot.caption(fig, "Each point is one configuration (colour: algorithm; marker: weight bits; event threshold and "
+                      "relaxation steps T in the labels) trained on the digits and priced on this target; "
+                      "configurations whose weights the target cannot store are left out. Ringed, labelled points "
+                      "joined by the step line are the Pareto front: a configuration is on it when no other "
+                      "configuration is at most as costly and at least as accurate with one of the two strictly "
+                      "better (of exact ties one is kept). Red star: the winner (the cheapest within the tolerance "
+                      "of the best accuracy). Up and to the left is better." + throughput, width=130)
     plot.save(fig, path)
     return True
 
@@ -676,7 +721,7 @@ def build_outputs(points, cfg, out, info) -> dict:
     figures = []
     if cfg["figures"]:
         for n in targets:
-            if pareto_figure(configs, n, Path(out) / f"pareto_{n}.png"):
+            if pareto_figure(configs, n, Path(out) / f"pareto_{n}.png", winners[n]):
                 figures.append(f"pareto_{n}.png")
     metrics = {"n_points": info["n_points"], "n_finished": len(points), "n_configurations": len(configs),
                "computed": info["computed"], "skipped": info["skipped"], "failed": len(info.get("failed", {})),
