@@ -284,7 +284,10 @@ def _client(cfg):
         warnings.filterwarnings("ignore", message="Port .* is already in use")   # another cluster's dashboard
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.ERROR)
-    return Client(cluster, timeout=60), cluster
+    client = Client(cluster, timeout=60)
+    from neurosim.sweep import quiet_workers
+    quiet_workers(client)   # Ctrl-C: one message from this process, not a traceback from every worker
+    return client, cluster
 
 
 def point_dirs(cfg, out) -> list:
@@ -677,9 +680,10 @@ def pareto_figure(configs, target, path, winners=None) -> bool:
             ax.scatter([wx], [w["winner"]["test_accuracy"]], s=260, marker="*", color="red", edgecolors="black",
                        linewidths=0.6, zorder=6)
             ax.annotate(f"winner: {_fmt(w['winner'][cost], base)}", (wx, w["winner"]["test_accuracy"]),
-                        fontsize=7, color="red", xytext=(6, 10), textcoords="offset points", zorder=6)
+                        fontsize=7, color="red", xytext=(8, -18), textcoords="offset points", zorder=6)
         ax.set_xscale("log")
         _log_ticks(ax, [x / f for x in xs])
+        ax.margins(y=0.08)
         ax.set_xlabel(f"{what} on {target} ({unit})")
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{target}: accuracy vs {what.split(' per ')[0]}")
@@ -759,6 +763,22 @@ def _record_partial(cfg, out, info):
         part["report_error"] = f"{type(e).__name__}: {e}"
 
 
+def _record_partial_shielded(cfg, out, info):
+    """:func:`_record_partial` with further SIGINTs ignored while it writes (``timeout -s INT`` signals the process
+    and then its whole group, so a second interrupt follows the first at once); the handler is restored after."""
+    import signal
+    import threading
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        _record_partial(cfg, out, info)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
+
+
 def run_space(cfg, out, progress=True) -> dict:
     from neurosim.sweep import expand, run_sweep
     for n in cfg["targets"]:
@@ -779,7 +799,7 @@ def run_space(cfg, out, progress=True) -> dict:
             info["skipped"] += len(res.skipped)
             info["failed"].update({f"{alg}/{k}": v for k, v in res.failed.items()})
     except KeyboardInterrupt:
-        _record_partial(cfg, out, info)
+        _record_partial_shielded(cfg, out, info)
         raise
     finally:
         if client is not None:

@@ -430,6 +430,21 @@ def require_dask(what: str):
     return dd
 
 
+def _ignore_sigint():
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def quiet_workers(client):
+    """Make the worker processes of a local cluster ignore SIGINT: Ctrl-C in a terminal reaches every process of
+    the group, and each worker would print its own KeyboardInterrupt traceback; the sweep's process handles the
+    interrupt and closes the cluster, which stops the workers.  Best effort (nothing happens if it fails)."""
+    try:
+        client.run(_ignore_sigint)
+    except Exception:  # noqa: BLE001, S110 - cosmetic only
+        pass
+
+
 def _record(r, pid, ov, dirs, result, callback):
     """Write the outcome of one point: ``("ok", metrics)`` or ``("failed", message)``."""
     kind, value = r
@@ -478,6 +493,7 @@ def _compute(experiment, pending, dirs, result, scheduler, client, workers, prog
                 own_cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                            dashboard_address=None, silence_logs=logging.ERROR)
                 client = own_client = Client(own_cluster, timeout=timeout)
+                quiet_workers(client)
         futures = {}
         for pid, ov in pending:
             fut = client.submit(_run_point, experiment, ov, str(dirs[pid]), key=f"neurosim-point-{pid}", pure=False)
