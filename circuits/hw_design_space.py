@@ -42,9 +42,13 @@ gives its cost, the runner-up's and the best configuration of each other algorit
 them.  With several seeds, accuracy and costs are means over the seeds.
 
 **Resumable.**  The points run on Dask through :func:`neurosim.sweep.run_sweep` (one sweep per algorithm under
-``OUT/points/<algorithm>/``): each finished point's ``metrics.json`` is written atomically as soon as it
-arrives, and a re-run skips every finished point.  The tables, figures and report are rebuilt from the
-finished points at the end of every run.
+``OUT/points/<algorithm>/``; ``scheduler=inprocess`` runs them one after another in this process, without
+Dask): each finished point's ``metrics.json`` is written atomically as soon as it arrives, and a re-run skips
+every finished point.  A point's directory name carries a hash of all its settings (the grid keys and the
+shared ones: epochs, lr, targets, ...), so a re-run into the same ``--out`` with other settings computes new
+points; the tables, figures and report are rebuilt at the end of every run from the finished points of the
+current settings only.  On Ctrl-C, ``metrics.json``'s ``partial`` lists the finished points and the winners
+over them (``report.md`` is rebuilt over them too).
 """
 from __future__ import annotations
 
@@ -209,7 +213,7 @@ SPACE_DEFAULTS = {
     "weight_rounding": "stochastic",
     "targets": list(ALL_TARGETS),
     "tolerance": 0.01,            # winner: the cheapest within this accuracy of the best on the target
-    "scheduler": "",              # "": local cluster of processes; "inprocess": a thread of this process; or an address
+    "scheduler": "",              # "": local Dask cluster; "inprocess": in this process, no Dask; or an address
     "workers": 0,                 # processes of the local cluster (0: min(2, cores))
 }
 
@@ -226,7 +230,8 @@ SPACE_PARAMS = {
     "weight_rounding": P.Choice("stochastic", "nearest"),
     "targets": P.ListOf(C.TARGET),
     "tolerance": P.Float(ge=0, le=1),
-    "scheduler": P.Str(doc="'' = a local cluster, 'inprocess' = threads of this process, or tcp://host:port"),
+    "scheduler": P.Str(doc="'' = a local Dask cluster, 'inprocess' = one point after another in this process "
+                           "(no Dask needed), or tcp://host:port"),
     "workers": P.Int(ge=0, doc="0 = min(2, cores)"),
 }
 
@@ -263,28 +268,47 @@ def sweeps(cfg) -> list:
 
 
 def _client(cfg):
-    """``(client, cluster)`` for the study (the cluster is None on an existing scheduler)."""
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise RuntimeError("hw-design-space runs on Dask: pip install 'dask[distributed]' (or neurosim[distributed])") \
-            from None
+    """``(client, cluster)`` for the study (the cluster is None on an existing scheduler; both None for
+    ``scheduler="inprocess"``, which runs the points one after another in this process without Dask).  Without
+    Dask installed otherwise: :class:`~neurosim.experiment.ConfigError` (exit status 2) naming the extra."""
+    from neurosim.sweep import require_dask
     s = cfg["scheduler"].strip()
-    if s and s != "inprocess":
+    if s == "inprocess":
+        return None, None
+    dd = require_dask("hw-design-space (scheduler='' or an address; scheduler=inprocess runs without Dask)")
+    Client, LocalCluster = dd.Client, dd.LocalCluster
+    if s:
         return Client(s, timeout=60), None
-    n = 1 if s == "inprocess" else cfg["workers"] or max(1, min(2, os.cpu_count() or 1))
+    n = cfg["workers"] or max(1, min(2, os.cpu_count() or 1))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Port .* is already in use")   # another cluster's dashboard
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=s != "inprocess", dashboard_address=None,
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.ERROR)
-    return Client(cluster, timeout=60), cluster
+    client = Client(cluster, timeout=60)
+    from neurosim.sweep import quiet_workers
+    quiet_workers(client)   # Ctrl-C: one message from this process, not a traceback from every worker
+    return client, cluster
 
 
-def read_points(out) -> list:
-    """The metrics of every finished point under ``out/points`` (see :func:`neurosim.sweep.valid_point`)."""
+def point_dirs(cfg, out) -> list:
+    """The directories of the points of this configuration of the study: ``OUT/points/<algorithm>/points/<id>``
+    with the id of :func:`neurosim.sweep.point_name`, whose hash covers every setting of the point (grid keys and
+    the shared settings: epochs, lr, targets, ...).  Points of an earlier run with other settings into the same
+    ``--out`` have other ids and are neither reused nor reported."""
+    from neurosim.sweep import expand, point_name
+    out = Path(out)
+    return [out / "points" / alg / "points" / point_name(DESIGN_POINT.NAME, {**fixed, **pt}, list(grid))
+            for alg, grid, fixed in sweeps(cfg) for pt in expand(grid)]
+
+
+def read_points(out, cfg=None) -> list:
+    """The metrics of every finished point of the configuration ``cfg`` under ``out/points`` (see
+    :func:`point_dirs` and :func:`neurosim.sweep.valid_point`); with ``cfg`` None, every finished point there."""
     from neurosim.sweep import valid_point
     rows = []
-    for f in sorted(Path(out, "points").glob("*/points/*/metrics.json")):
+    files = ([d / "metrics.json" for d in point_dirs(cfg, out)] if cfg is not None
+             else sorted(Path(out, "points").glob("*/points/*/metrics.json")))
+    for f in files:
         try:
             m = read_json(f)
         except (OSError, ValueError):
@@ -307,7 +331,8 @@ def configurations(points, targets) -> list:
     """Points grouped by configuration (algorithm, weight bits, threshold, T), averaged over their seeds.
 
     Each configuration: ``algorithm, weight_bits, threshold, steps, config`` (label), ``seeds``,
-    ``test_accuracy`` (mean), ``accuracy_sd`` and per target ``targets[name]`` with the mean of each cost
+    ``test_accuracy`` (mean), ``accuracy_sd`` (the sample standard deviation over the seeds,
+    :math:`\sqrt{\sum_i (a_i - \bar a)^2 / (n - 1)}`; 0 with one seed) and per target ``targets[name]`` with the mean of each cost
     (or ``unsupported``: the reason, when any seed's point does not fit)."""
     groups = {}
     for p in points:
@@ -320,7 +345,7 @@ def configurations(points, targets) -> list:
         acc = [p["test_accuracy"] for p in ps]
         c = {"algorithm": key[0], "weight_bits": key[1], "threshold": key[2], "steps": key[3],
              "seeds": [p["seed"] for p in ps], "test_accuracy": statistics.fmean(acc),
-             "accuracy_sd": statistics.pstdev(acc) if len(acc) > 1 else 0.0, "targets": {}}
+             "accuracy_sd": statistics.stdev(acc) if len(acc) > 1 else 0.0, "targets": {}}
         c["config"] = config_label(c)
         for n in targets:
             per = [p["targets"].get(n) for p in ps]
@@ -373,6 +398,14 @@ def winner(configs, target, cost, tolerance) -> dict | None:
     wc = w["targets"][target][cost]
     res = {"target": target, "cost": cost, "best_accuracy": best, "tolerance": tolerance,
            "candidates": len(cands), "winner": _brief(w, target, cost), "runner_up": None, "others": {}}
+    # within the seed spread: a cheaper configuration left out by less than the accuracy SD (of it or of the best
+    # configuration), or the winner itself inside the tolerance by less than that SD
+    top = max(ok, key=lambda c: c["test_accuracy"])
+    sd = lambda c: max(c.get("accuracy_sd", 0.0), top.get("accuracy_sd", 0.0))   # noqa: E731
+    edge = best - tolerance
+    res["within_spread"] = sorted({c["config"] for c in ok if c not in cands and c["targets"][target][cost] < wc
+                                   and edge - c["test_accuracy"] < sd(c)}
+                                  | ({w["config"]} if w is not top and w["test_accuracy"] - edge < sd(w) else set()))
     if len(cands) > 1:
         r = cands[1]
         res["runner_up"] = {**_brief(r, target, cost), "factor": r["targets"][target][cost] / wc}
@@ -418,6 +451,9 @@ def _describe_winner(w, base, what, tolerance) -> str:
     r = w["runner_up"]
     text += (f"; runner-up {r['config']} (accuracy {r['test_accuracy']:.3f}) at {_fmt(r[cost], base)}, "
              f"{r['factor']:.3g}x the winner's" if r else "; no other configuration is within the tolerance")
+    if w.get("within_spread"):
+        text += (f"; **within the seed spread**: {', '.join(w['within_spread'])} is/are within one sample SD of the "
+                 "tolerance edge, so another set of seeds could change this winner")
     for alg, o in w["others"].items():
         name = ALGORITHM_LABELS[alg]
         if o["within_tolerance"]:
@@ -458,6 +494,40 @@ def write_table(configs, targets, out, fronts) -> list:
     return rows
 
 
+def _spread_note(ax) -> str:
+    n = len(ax["seeds"])
+    if n < 2:
+        return ("Accuracy is from one seed: there is no estimate of its spread, so differences of about a point may "
+                "be noise.")
+    return (f"Accuracy is the mean ± the sample standard deviation (SD, n - 1 in the denominator) over the {n} seeds "
+            "of a configuration, costs are means over the seeds. Differences smaller than this spread are not "
+            "significant: a winner is marked (~) when a cheaper configuration missed the tolerance, or the winner "
+            "met it, by less than one SD.")
+
+
+def _caveats(targets) -> list:
+    """Report lines on what the numbers of each target rest on: constants its file marks ``assumed`` and a
+    zero timestep latency (then latency is the time of the operations, not a relaxation latency)."""
+    lines = []
+    for n in targets:
+        t = hw.get_target(n)
+        assumed = [k for k, (_, ev) in t.sources.items() if ev == "assumed"]
+        energies = [k for k, v in t.energy_pJ.items() if v]
+        if energies and all(t.sources.get(f"energy.{k}", ("", ""))[1] == "assumed" for k in energies):
+            lines.append(f"- **{n}**: every non-zero per-operation energy is an *assumed* constant "
+                         f"({', '.join(energies)}: see `neurosim/hardware/targets/{n}.json`), not a published figure "
+                         "for this chip, so its energies are placeholders.")
+        elif assumed:
+            lines.append(f"- {n}: {len(assumed)} constant(s) marked *assumed* in its target file: "
+                         f"{', '.join(assumed)}.")
+        if t.latency_s.get("timestep", 0.0) == 0.0:
+            lines.append(f"- {n}: the time per relaxation step is 0 in its cost model, so its latency is the time "
+                         "to execute the operations one after another (operation throughput), not a relaxation "
+                         "latency of T steps.")
+    return (["Evidence behind the targets' numbers (`hw.targets()[name].sources`):", "", *lines, ""] if lines
+            else [])
+
+
 def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
     """``report.md``: the winners per target with their margins, then per target the table of configurations."""
     ax = axes(cfg)
@@ -484,7 +554,7 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
              f"**Winner rule**: per target, among the configurations within {tol * 100:g} accuracy point(s) of the "
              "best "
              "accuracy on that target, the lowest cost per training sample; ties go to the more accurate.", "",
-             "## Winners", ""]
+             _spread_note(ax), "", *_caveats(targets), "## Winners", ""]
     for cost, what, base in FRONT_COSTS:
         lines += [f"Lowest {what} (x: cost relative to the winner; for another algorithm its cheapest configuration "
                   "within the tolerance, or its most accurate with the accuracy points it is below the best):", "",
@@ -496,7 +566,8 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
                 lines.append(f"| {n} | none fits |" + " |" * (3 + len(ALGORITHMS)))
                 continue
             win, r = w["winner"], w["runner_up"]
-            cells = [n, f"**{win['config']}**", f"{win['test_accuracy']:.3f}", _fmt(win[cost], base),
+            cells = [n, f"**{win['config']}**" + (" (~)" if w.get("within_spread") else ""),
+                     f"{win['test_accuracy']:.3f}", _fmt(win[cost], base),
                      f"{r['config']}: {r['factor']:.3g}x" if r else "none within the tolerance"]
             for alg in ALGORITHMS:
                 o = w["others"].get(alg)
@@ -505,6 +576,8 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
                              f"{o['factor']:.3g}x, {o['accuracy_gap'] * 100:.1f} points below ({o['config']})")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if any(w.get("within_spread") for ws in winners.values() for w in ws.values() if w):
+        lines += ["(~): the winner is within the seed spread (see the target's section below).", ""]
     for n in targets:
         lines.append(f"### {n}")
         lines.append("")
@@ -526,13 +599,15 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
                   "accuracy-vs-latency (L) Pareto front of training.", "",
                   "| configuration | accuracy | energy / training sample | energy / inference | latency / training "
                   "sample | latency / inference | cores | front |", "|---|---|---|---|---|---|---|---|"]
+        reasons = {}
         for c in configs:
             t = c["targets"].get(n)
             if t is None:
                 continue
             acc = f"{c['test_accuracy']:.3f}" + (f" ± {c['accuracy_sd']:.3f}" if len(c["seeds"]) > 1 else "")
             if "unsupported" in t:
-                lines.append(f"| {c['config']} | {acc} | does not fit: {t['unsupported']} | | | | | |")
+                mark = reasons.setdefault(t["unsupported"], "abcdefghijklmnopqrstuvwxyz"[len(reasons) % 26])
+                lines.append(f"| {c['config']} | {acc} | does not fit ({mark}) | | | | | |")
                 continue
             on = "".join(s for s, k in (("E", "energy_training_J"), ("L", "latency_training_s"))
                          if any(c is f for f in fronts[n][k]))
@@ -540,6 +615,8 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
                          f"{_fmt(t['energy_inference_J'], 'J')} | {_fmt(t['latency_training_s'], 's')} | "
                          f"{_fmt(t['latency_inference_s'], 's')} | {t.get('cores', '-')} | {on} |")
         lines.append("")
+        if reasons:
+            lines += [f"Does not fit ({m}): {why}." for why, m in reasons.items()] + [""]
     if info.get("failed"):
         lines += ["## Failed points", "", "Re-run the same command to retry them.", ""]
         lines += [f"- {k}: {v}" for k, v in sorted(info["failed"].items())]
@@ -547,44 +624,90 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
     return "\n".join(lines)
 
 
-def pareto_figure(configs, target, path) -> bool:
+#: marker of each weight width in the Pareto figures (0 = float64)
+BIT_MARKERS = {0: "o", 16: "s", 12: "D", 10: "P", 8: "^", 7: "v", 6: "<", 5: ">", 4: "X", 3: "*", 2: "h", 1: "H"}
+
+
+def _log_ticks(ax, xs):
+    """Log x axis whose labelled ticks span the data: limits a little outside the data, labels at 1, 2 and 5
+    of each decade (1 only when the data span more than 4 decades), plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    lo, hi = min(xs), max(xs)
+    ax.set_xlim(lo / 1.35, hi * 1.35)
+    subs = (1.0,) if hi / lo > 1e4 else (1.0, 2.0, 5.0)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def pareto_figure(configs, target, path, winners=None) -> bool:
     """Accuracy against energy and against latency per training sample on ``target`` (log x): every
-    configuration coloured by algorithm, the Pareto front as a step line through ringed points.  False (and
-    nothing written) when no configuration fits the target."""
+    configuration coloured by algorithm with its marker by weight bits, the Pareto front as a step line
+    through ringed, labelled points, and the winner (``winners[cost]``, see :func:`winner`) as a red star.
+    False (and nothing written) when no configuration fits the target."""
     from matplotlib.lines import Line2D
     from neurosim.sweep import pareto_front
     panels = [(cost, what, base, [c for c in configs if _row(c, target, cost) is not None])
               for cost, what, base in FRONT_COSTS]
     if not any(p[3] for p in panels):
         return False
-    fig, axs = C.fig_axes(figsize=(11.8, 4.6), ncols=2)
+    fig, axs = C.fig_axes(figsize=(13.0, 5.2), ncols=2)
+    bits = sorted({c["weight_bits"] for c in configs}, key=lambda b: -(b or 99))
     for ax, (cost, what, base, ok) in zip(axs, panels):
+        if not ok:
+            ax.set_axis_off()
+            continue
         xs = [c["targets"][target][cost] for c in ok]
         f, unit = _unit(xs, base)
         for alg in ALGORITHMS:
-            sel = [c for c in ok if c["algorithm"] == alg]
-            if sel:
-                ax.scatter([c["targets"][target][cost] / f for c in sel], [c["test_accuracy"] for c in sel], s=26,
-                           color=ALGORITHM_COLORS[alg], alpha=0.85, zorder=2)
+            for b in bits:
+                sel = [c for c in ok if c["algorithm"] == alg and c["weight_bits"] == b]
+                if sel:
+                    ax.scatter([c["targets"][target][cost] / f for c in sel], [c["test_accuracy"] for c in sel],
+                               s=30, marker=BIT_MARKERS.get(b, "o"), color=ALGORITHM_COLORS[alg], alpha=0.85,
+                               zorder=2)
         fr = [ok[i] for i in pareto_front([_row(c, target, cost) for c in ok])]
         fx = [c["targets"][target][cost] / f for c in fr]
         fy = [c["test_accuracy"] for c in fr]
         ax.step(fx, fy, where="post", color="black", lw=1.3, zorder=3)
-        ax.scatter(fx, fy, s=90, facecolors="none", edgecolors="black", linewidths=1.3, zorder=4)
+        ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="black", linewidths=1.3, zorder=4)
+        for i, c in enumerate(fr):
+            ax.annotate(c["config"], (fx[i], fy[i]), fontsize=6.5, xytext=(6, -9 if i % 2 else 4),
+                        textcoords="offset points", zorder=5)
+        w = (winners or {}).get(cost)
+        if w:
+            wx = w["winner"][cost] / f
+            ax.scatter([wx], [w["winner"]["test_accuracy"]], s=260, marker="*", color="red", edgecolors="black",
+                       linewidths=0.6, zorder=6)
+            ax.annotate(f"winner: {_fmt(w['winner'][cost], base)}", (wx, w["winner"]["test_accuracy"]),
+                        fontsize=7, color="red", xytext=(8, -18), textcoords="offset points", zorder=6)
         ax.set_xscale("log")
+        _log_ticks(ax, [x / f for x in xs])
+        ax.margins(y=0.08)
         ax.set_xlabel(f"{what} on {target} ({unit})")
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{target}: accuracy vs {what.split(' per ')[0]}")
         ax.grid(True, alpha=0.3, which="both")
     handles = [Line2D([], [], color=ALGORITHM_COLORS[a], marker="o", ls="none", label=ALGORITHM_LABELS[a])
                for a in ALGORITHMS if any(c["algorithm"] == a for c in configs)]
+    handles += [Line2D([], [], color="0.3", marker=BIT_MARKERS.get(b, "o"), ls="none",
+                       label=f"{b}-bit weights" if b else "float64 weights") for b in bits]
     handles.append(Line2D([], [], color="black", marker="o", mfc="none", lw=1.3, label="Pareto front"))
+    if winners:
+        handles.append(Line2D([], [], color="red", marker="*", mec="black", ms=12, ls="none", label="winner"))
     axs[1].legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    plot.caption(fig, "Each point is one configuration (algorithm, weight bits, event threshold, relaxation steps T) "
-                      "trained on the digits and priced on this target; configurations whose weights the target "
-                      "cannot store are left out. Ringed points joined by the step line are the Pareto front: no "
-                      "other configuration is both cheaper and more accurate. Up and to the left is better.", width=120)
+    t = hw.get_target(target)
+    throughput = (" On this target the time per relaxation step is 0, so latency is the time to execute the "
+                  "operations one after another (operation throughput), not a relaxation latency."
+                  if t.latency_s.get("timestep", 0.0) == 0.0 else "")
+    plot.caption(fig, "Each point is one configuration (colour: algorithm; marker: weight bits; event threshold and "
+                      "relaxation steps T in the labels) trained on the digits and priced on this target; "
+                      "configurations whose weights the target cannot store are left out. Ringed, labelled points "
+                      "joined by the step line are the Pareto front: a configuration is on it when no other "
+                      "configuration is at most as costly and at least as accurate with one of the two strictly "
+                      "better (of exact ties one is kept). Red star: the winner (the cheapest within the tolerance "
+                      "of the best accuracy). Up and to the left is better." + throughput, width=130)
     plot.save(fig, path)
     return True
 
@@ -602,7 +725,7 @@ def build_outputs(points, cfg, out, info) -> dict:
     figures = []
     if cfg["figures"]:
         for n in targets:
-            if pareto_figure(configs, n, Path(out) / f"pareto_{n}.png"):
+            if pareto_figure(configs, n, Path(out) / f"pareto_{n}.png", winners[n]):
                 figures.append(f"pareto_{n}.png")
     metrics = {"n_points": info["n_points"], "n_finished": len(points), "n_configurations": len(configs),
                "computed": info["computed"], "skipped": info["skipped"], "failed": len(info.get("failed", {})),
@@ -616,6 +739,44 @@ def build_outputs(points, cfg, out, info) -> dict:
     if figures:
         metrics["figures"] = figures
     return metrics
+
+
+def _record_partial(cfg, out, info):
+    """On Ctrl-C: the finished points (how many, where) and, when any, the report over them into
+    ``metrics.json``'s ``partial`` (:func:`neurosim.experiment.partial_results`)."""
+    from neurosim.experiment import partial_results
+    part = partial_results()
+    dirs = point_dirs(cfg, out)
+    done = [d for d in dirs if (d / "metrics.json").exists()]
+    points = read_points(out, cfg)
+    part.update({"n_points": info["n_points"], "n_finished": len(points), "points_dir": str(Path(out) / "points"),
+                 "finished_points": [str(d.relative_to(out)) for d in done]})
+    if not points:
+        return
+    try:
+        d = C.load({**cfg, "seed": 0})
+        m = build_outputs(points, {**cfg, "figures": False}, out, {**info, "n_train": len(d[0]), "n_test": len(d[2])})
+        part.update({"winners": m["winners"], "best_accuracy": m["best_accuracy"],
+                     "n_configurations": m["n_configurations"],
+                     "report": "report.md and results.csv over the finished points"})
+    except Exception as e:  # noqa: BLE001 - the interrupt matters more than a report over a partial grid
+        part["report_error"] = f"{type(e).__name__}: {e}"
+
+
+def _record_partial_shielded(cfg, out, info):
+    """:func:`_record_partial` with further SIGINTs ignored while it writes (``timeout -s INT`` signals the process
+    and then its whole group, so a second interrupt follows the first at once); the handler is restored after."""
+    import signal
+    import threading
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        _record_partial(cfg, out, info)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
 
 
 def run_space(cfg, out, progress=True) -> dict:
@@ -632,15 +793,20 @@ def run_space(cfg, out, progress=True) -> dict:
     try:
         for alg, grid, fixed in plan:
             res = run_sweep(DESIGN_POINT, grid, out / "points" / alg, fixed=fixed, client=client, progress=progress,
-                            plots=False)
+                            plots=False, scheduler="inprocess" if client is None else None,
+                            label=f"hw-design-space: {ALGORITHM_LABELS[alg]} points")
             info["computed"] += len(res.computed)
             info["skipped"] += len(res.skipped)
             info["failed"].update({f"{alg}/{k}": v for k, v in res.failed.items()})
+    except KeyboardInterrupt:
+        _record_partial_shielded(cfg, out, info)
+        raise
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
-    points = read_points(out)
+    points = read_points(out, cfg)
     d = C.load({**cfg, "seed": 0})
     info.update(n_train=len(d[0]), n_test=len(d[2]))
     metrics = build_outputs(points, cfg, out, info)

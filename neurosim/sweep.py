@@ -288,7 +288,7 @@ def _write_table(out: Path, rows: list, grid: dict):
 def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, scheduler: str | None = None,
               client=None, workers: int | None = None, progress: bool = True, callback=None,
               metric: str | None = None, energy_metric: str | None = None, timeout: float = 60.0,
-              plots: bool = True) -> SweepResult:
+              plots: bool = True, label: str | None = None) -> SweepResult:
     """Run ``experiment`` on every point of ``grid`` in parallel on Dask; finished points are skipped.
 
     Parameters
@@ -302,12 +302,16 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
     fixed : dict, optional
         Overrides shared by every point.
     scheduler : str, optional
-        Address of a running Dask scheduler (``tcp://host:8786``); default: a local cluster of
-        ``workers`` processes with one thread each (default ``min(2, cores)``), closed at the end.
+        Address of a running Dask scheduler (``tcp://host:8786``); ``"inprocess"``: the points one after
+        another in this process, without Dask; default: a local cluster of ``workers`` processes with one
+        thread each (default ``min(2, cores)``), closed at the end.  Without Dask installed (and not
+        ``"inprocess"``) it raises :class:`~neurosim.experiment.ConfigError` naming the ``distributed`` extra.
     client : distributed.Client, optional
         Use this client (and its cluster) instead.
     progress : bool
         Progress bar over the points.
+    label : str, optional
+        Name of the sweep on its progress bar (default: the experiment's name).
     callback : callable, optional
         ``callback(overrides, metrics)`` after each finished point has been written.
     metric, energy_metric : str, optional
@@ -348,14 +352,14 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
     result = SweepResult(out=out, experiment=name, grid=grid, rows=[])
     pending = []
     for pid, ov in zip(ids, overrides):
-        if _finished(dirs[pid], name) is not None:
+        if _finished(dirs[pid], name) is not None and _same_overrides(dirs[pid], ov):
             result.skipped.append(pid)
         else:
             pending.append((pid, ov))
             write_json_atomic(dirs[pid] / "point.json", {"experiment": name, "overrides": ov, "point": pid})
     if pending:
         _compute(name if isinstance(experiment, str) else module, pending, dirs, result, scheduler, client,
-                 workers, progress, callback, timeout)
+                 workers, progress, callback, timeout, label or f"sweep {name}")
     rows = []
     for pid, pt in zip(ids, points):
         m = _finished(dirs[pid], name)
@@ -391,6 +395,17 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
     return result
 
 
+def _same_overrides(d: Path, ov: dict) -> bool:
+    """Whether the point in ``d`` was run with the overrides ``ov`` (its ``point.json``; the directory name
+    already carries a hash of them, this guards against a directory renamed or copied by hand).  A point
+    without ``point.json`` counts as the same."""
+    try:
+        saved = read_json(d / "point.json")
+    except (OSError, ValueError):
+        return True
+    return not isinstance(saved, dict) or _canonical(saved.get("overrides")) == _canonical(ov)
+
+
 def _numeric_metrics(rows: list, grid: dict) -> list:
     """Names of the numeric columns of the rows (metrics, not grid keys), in first-seen order."""
     names = {}
@@ -401,11 +416,72 @@ def _numeric_metrics(rows: list, grid: dict) -> list:
     return list(names)
 
 
-def _compute(experiment, pending, dirs, result, scheduler, client, workers, progress, callback, timeout):
+#: how to install Dask (the ``distributed`` extra of pyproject.toml)
+DASK_HINT = "pip install 'neurosim[distributed]' (or pip install 'dask[distributed]')"
+
+
+def require_dask(what: str):
+    """Import ``dask.distributed``; a missing Dask is a usage error (:class:`ConfigError`, exit status 2)
+    naming the extra that installs it."""
     try:
-        from dask.distributed import Client, LocalCluster, as_completed
+        import dask.distributed as dd
     except ImportError:
-        raise RuntimeError("sweeps run on Dask: pip install 'dask[distributed]' (or neurosim[distributed])") from None
+        raise ConfigError(f"{what} needs Dask, which is not installed: {DASK_HINT}") from None
+    return dd
+
+
+def _ignore_sigint():
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def quiet_workers(client):
+    """Make the worker processes of a local cluster ignore SIGINT: Ctrl-C in a terminal reaches every process of
+    the group, and each worker would print its own KeyboardInterrupt traceback; the sweep's process handles the
+    interrupt and closes the cluster, which stops the workers.  Best effort (nothing happens if it fails)."""
+    try:
+        client.run(_ignore_sigint)
+    except Exception:  # noqa: BLE001, S110 - cosmetic only
+        pass
+
+
+def _record(r, pid, ov, dirs, result, callback):
+    """Write the outcome of one point: ``("ok", metrics)`` or ``("failed", message)``."""
+    kind, value = r
+    if kind == "failed":
+        result.failed[pid] = value
+        write_json_atomic(dirs[pid] / "error.json", {"point": pid, "overrides": ov, "error": value})
+        return
+    write_json_atomic(dirs[pid] / "metrics.json", value)
+    err = dirs[pid] / "error.json"
+    if err.exists():
+        err.unlink()
+    result.computed.append(pid)
+    if callback is not None:
+        callback(ov, value)
+
+
+def _compute_inprocess(experiment, pending, dirs, result, progress, callback, label):
+    """``scheduler="inprocess"``: the points one after another in this process, without Dask."""
+    from .progress import progress_bar
+    bar = progress_bar(total=len(pending), desc=label, enabled=progress)
+    try:
+        for pid, ov in pending:
+            try:
+                r = ("ok", _run_point(experiment, ov, str(dirs[pid])))
+            except Exception as e:  # the point failed: recorded, the sweep goes on
+                r = ("failed", f"{type(e).__name__}: {e}".splitlines()[0])
+            _record(r, pid, ov, dirs, result, callback)
+            bar.update(1)
+    finally:
+        bar.close()
+
+
+def _compute(experiment, pending, dirs, result, scheduler, client, workers, progress, callback, timeout, label):
+    if client is None and scheduler == "inprocess":
+        return _compute_inprocess(experiment, pending, dirs, result, progress, callback, label)
+    dd = require_dask("a sweep on Dask" if client is None else "a sweep")
+    Client, LocalCluster, as_completed = dd.Client, dd.LocalCluster, dd.as_completed
     from .progress import progress_bar
     own_client = own_cluster = None
     try:
@@ -417,29 +493,20 @@ def _compute(experiment, pending, dirs, result, scheduler, client, workers, prog
                 own_cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                            dashboard_address=None, silence_logs=logging.ERROR)
                 client = own_client = Client(own_cluster, timeout=timeout)
+                quiet_workers(client)
         futures = {}
         for pid, ov in pending:
             fut = client.submit(_run_point, experiment, ov, str(dirs[pid]), key=f"neurosim-point-{pid}", pure=False)
             futures[fut] = (pid, ov)
-        bar = progress_bar(total=len(futures), desc=f"sweep {getattr(experiment, 'NAME', experiment)}",
-                           enabled=progress)
+        bar = progress_bar(total=len(futures), desc=label, enabled=progress)
         try:
             for fut in as_completed(list(futures)):
                 pid, ov = futures.pop(fut)
                 try:
-                    metrics = fut.result()
+                    r = ("ok", fut.result())
                 except Exception as e:  # the point failed (its own error, or its worker died too often)
-                    msg = f"{type(e).__name__}: {e}".splitlines()[0]
-                    result.failed[pid] = msg
-                    write_json_atomic(dirs[pid] / "error.json", {"point": pid, "overrides": ov, "error": msg})
-                else:
-                    write_json_atomic(dirs[pid] / "metrics.json", metrics)
-                    err = dirs[pid] / "error.json"
-                    if err.exists():
-                        err.unlink()
-                    result.computed.append(pid)
-                    if callback is not None:
-                        callback(ov, metrics)
+                    r = ("failed", f"{type(e).__name__}: {e}".splitlines()[0])
+                _record(r, pid, ov, dirs, result, callback)
                 fut.release()
                 bar.update(1)
         finally:

@@ -227,3 +227,19 @@ def test_resume_recomputes_points_whose_metrics_are_not_a_result(cluster, tmp_pa
     assert sorted(again.computed) == sorted(broken) and again.skipped == [first.rows[3]["point"]]
     again_rows = {r["point"]: r["pc.min_correct_output"] for r in again.rows}  # complete rows, same numbers
     assert again_rows == pytest.approx(good, rel=1e-12)
+
+
+def test_fixed_settings_are_part_of_a_point_and_a_mismatched_point_is_recomputed(tmp_path):
+    out = tmp_path / "s"
+    grid = {"seed": [0]}
+    first = run_sweep("hw-precision", grid, out, fixed={**TINY, "epochs": 1}, scheduler="inprocess", progress=False)
+    second = run_sweep("hw-precision", grid, out, fixed={**TINY, "epochs": 2}, scheduler="inprocess", progress=False)
+    assert len(first.computed) == 1 and len(second.computed) == 1 and not second.skipped
+    assert len(second.rows) == 1 and first.rows[0]["point"] != second.rows[0]["point"]
+    assert json.loads((out / "points" / second.rows[0]["point"] / "config.json").read_text())["epochs"] == 2
+    # a point directory whose saved settings differ from the sweep's (e.g. copied by hand) is not reused
+    d = out / "points" / second.rows[0]["point"]
+    saved = json.loads((d / "point.json").read_text())
+    (d / "point.json").write_text(json.dumps({**saved, "overrides": {**saved["overrides"], "epochs": 3}}))
+    third = run_sweep("hw-precision", grid, out, fixed={**TINY, "epochs": 2}, scheduler="inprocess", progress=False)
+    assert len(third.computed) == 1 and not third.skipped
