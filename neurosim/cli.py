@@ -118,6 +118,30 @@ def _sweep(module, args) -> int:
     return 0
 
 
+class _sigterm_as_exception:
+    """While active, SIGTERM (``timeout``, SLURM, ``docker stop``) raises :class:`neurosim.experiment.Terminated`
+    (a ``KeyboardInterrupt``) in the main thread, so that a terminated run writes its partial results like
+    Ctrl-C; the previous handler is restored on exit.  Outside the main thread it does nothing."""
+
+    def __enter__(self):
+        import signal
+        import threading
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            from .experiment import Terminated
+
+            def handler(signum, frame):
+                raise Terminated(signum)
+            self.old = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            import signal
+            signal.signal(signal.SIGTERM, self.old)
+        return False
+
+
 def _version():
     from . import __version__
     return f"neurosim {__version__}"
@@ -130,6 +154,7 @@ def _fail(msg: str, code: int) -> int:
 
 def main(argv=None) -> int:
     """The ``neurosim`` command; returns the exit status (0 ok, 1 failed run, 2 bad arguments, 130 interrupted,
+    143 terminated by SIGTERM (metrics.json then says "interrupted", with the partial results),
     141 when the reader of the output went away, as in ``neurosim show digits | head``)."""
     try:
         return _main(argv)
@@ -194,12 +219,16 @@ def _main(argv=None) -> int:
             print("neurosim: the numba kernels are not compiled yet: a run that uses them compiles them first (about "
                   "15 s per kernel on 2 cores; cached on disk for later runs)", file=sys.stderr, flush=True)
             _NOTICE["given"] = True  # said once: the kernels' own one-time notice (neurosim.config) stays quiet
+    from .experiment import Terminated
     try:
-        metrics = run_experiment(module, overrides, out=out, progress=not args.no_progress)
+        with _sigterm_as_exception():
+            metrics = run_experiment(module, overrides, out=out, progress=not args.no_progress)
     except ConfigError as e:
         return _fail(str(e), 2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C (exit 130 = 128 + SIGINT) or SIGTERM (exit 143 = 128 + SIGTERM)
         where = f" (what was computed so far is in {out / 'metrics.json'})" if (out / "metrics.json").exists() else ""
+        if isinstance(e, Terminated):
+            return _fail(f"{e}{where}", 128 + e.signum)
         return _fail("interrupted" + where, 130)
     except Exception as e:  # a failed run: one line, non-zero exit
         first = f"{type(e).__name__}: {e}".splitlines()[0]
