@@ -92,6 +92,9 @@ def _sweep(module, args) -> int:
     if bad:
         return _fail(bad, 2)
     out = args.out or Path("results") / "sweeps" / module.NAME
+    bad = _out_problem(out)
+    if bad:
+        return _fail(bad, 2)
     try:
         grid = parse_grid(args.grid, module.DEFAULTS, params_of(module))
         res = run_sweep(module.NAME, grid, out, fixed=fixed, scheduler=args.scheduler, workers=args.workers,
@@ -140,6 +143,20 @@ class _sigterm_as_exception:
             import signal
             signal.signal(signal.SIGTERM, self.old)
         return False
+
+
+def _out_problem(out: Path):
+    """None when ``out`` is (or could be made) a writable directory, else a one-line message naming --out."""
+    import os
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: exists and is not a directory; give a directory (it is created if missing)"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"--out {out}: cannot create the directory ({e.strerror or type(e).__name__}); give a writable directory"
+    if not os.access(out, os.W_OK | os.X_OK):
+        return f"--out {out}: the directory is not writable; give a writable directory"
+    return None
 
 
 def _version():
@@ -210,6 +227,9 @@ def _main(argv=None) -> int:
             return _fail(f"--{key} {flag} and --set {key}={overrides[key]} disagree; give one of them", 2)
         overrides[key] = flag
     out = args.out or Path("results") / module.NAME
+    bad = _out_problem(out)
+    if bad:
+        return _fail(bad, 2)
     from .config import _NOTICE
     if args.quiet:
         _NOTICE["given"] = True      # --quiet: no compile notice from the kernels either (neurosim.config)

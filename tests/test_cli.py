@@ -275,3 +275,17 @@ def test_a_cold_numba_cache_is_announced_before_the_run(monkeypatch, capsys, tmp
         monkeypatch.setattr(config, "kernels_cached", lambda: cached)
         assert main(["run", "bear", "--out", str(tmp_path / "b")]) == 0
         assert ("numba kernels are not compiled yet" in capsys.readouterr().err) is said
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_an_unusable_out_exits_2_naming_it(tmp_path, capsys, where):
+    if where == "file":
+        out = tmp_path / "existing_file"
+        out.write_text("x")
+    else:
+        out = Path("/proc/neurosim_cannot_be_here")
+        if not Path("/proc").is_dir():
+            pytest.skip("no /proc")
+    assert main(["run", "digits", "--out", str(out), "--set", "epochs=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("neurosim: error: --out ") and str(out) in err and len(err.splitlines()) == 1
