@@ -174,8 +174,11 @@ class Param:
             text = " or ".join(_fmt_value(a) for a in self.also) + " or " + text
         if self.requires is not None:
             text += f"; {self.requires[1]}"
-        if self.refused:
-            text += "".join(f"; not {_fmt_value(v)}: {why}" for v, why in self.refused.items())
+        if self.refused:  # values refused for the same reason share it ("not numba or reference: ...")
+            by_reason: dict = {}
+            for v, why in self.refused.items():
+                by_reason.setdefault(why, []).append(_fmt_value(v))
+            text += "".join(f"; not {' or '.join(vs)}: {why}" for why, vs in by_reason.items())
         return text + (f" ({self.doc})" if self.doc else "")
 
     # -------------------------------------------------------------- checks
