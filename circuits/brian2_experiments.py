@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 import neurosim as ns
 from neurosim import plot
-from neurosim.experiment import Experiment
+from neurosim.experiment import Experiment, partial_results
 
 from . import _params as P
 
@@ -461,8 +461,14 @@ output free for infer_steps, argmax of the output averaged over the last 30%), a
 same weights (feedforward, and relaxed from rest on numba).  References on the same circuit, with the same
 epochs, batches, learning rate and sample order: rate-model PC and backpropagation, both plain SGD on numba.
 Costs per training sample: spikes, synaptic events (events x fan-out), weight updates (plastic synapse
-events), simulated time, and wall time per epoch; the references' multiply-accumulates per sample for
-scale.  The trade-off study trains one network per setting (study_steps[i], study_rates[i]: presentation
+events), simulated time, and wall and CPU time per epoch (the median over the epochs after the first, which
+also builds the network or compiles the kernels; with one epoch, that epoch); the references'
+multiply-accumulates per sample for scale.  feedforward_test_accuracy_per_epoch is the rate model's
+feedforward read-out of each rule's weights after every epoch; spiking_test_accuracy is the spiking
+network's own inference after the last epoch.  A study entry's "epochs" is the epochs behind its accuracy,
+"epochs_measured" the epochs its event and time costs are measured over (the main run: all its epochs).
+An interrupted or failed run keeps in metrics.json's partial.reported the finished epochs of every training
+loop (loss per batch, feedforward accuracy per epoch, wall times, events so far).  The trade-off study trains one network per setting (study_steps[i], study_rates[i]: presentation
 and event rate) for study_epochs epochs and reports accuracy against events per training sample.
 
 Figures: learning_curves.png (test accuracy per epoch of the three rules, training loss per batch),
@@ -496,7 +502,7 @@ def _spiking_options(cfg, steps_rate=None, record_spikes=False):
 
 
 def _train_loop(sim, Xtr, Ytr, Xte, Yte, cfg, epochs, steps, algorithm="pc", spiking=False, progress=False,
-                desc="train", learn=True):
+                desc="train", learn=True, report=None):
     """Train ``epochs`` epochs of full batches of ``batch_size`` (the last partial batch of an epoch is left
     out, so a spiking network keeps one batch size); epoch e visits the digits in the order
     ``default_rng([seed, e]).permutation(n)``, the order of :meth:`Simulator.train`, for every rule.
@@ -504,7 +510,11 @@ def _train_loop(sim, Xtr, Ytr, Xte, Yte, cfg, epochs, steps, algorithm="pc", spi
     Returns the history (per-batch training loss of the prediction before the update, test accuracy of the
     feedforward readout after each epoch, wall time of each epoch's training) and, for the spiking network,
     the summed event counts of every training batch (``learn=False``: the same presentations without
-    plasticity, a control)."""
+    plasticity, a control).
+
+    ``report``: a name under which every finished epoch's history and event counts go into
+    :func:`neurosim.experiment.partial_results` (``metrics.json`` keeps them if the run fails or is
+    interrupted)."""
     from neurosim.progress import progress_bar
     import time
     B = int(cfg["batch_size"])
@@ -539,11 +549,33 @@ def _train_loop(sim, Xtr, Ytr, Xte, Yte, cfg, epochs, steps, algorithm="pc", spi
             ev = sim.evaluate(Xte, Yte)
             hist["test_accuracy"].append(ev["accuracy"])
             hist["test_loss"].append(ev["loss"])
+            if report is not None:
+                partial_results()[report] = _partial_record(hist, tot, by_channel, e + 1, epochs, nb, spiking)
     finally:
         bar.close()
     if spiking:
         tot["spikes_by_channel"] = by_channel
     return hist, tot
+
+
+def _partial_record(hist, tot, by_channel, done, epochs, nb, spiking):
+    """What a run that stops now keeps of a training loop: the finished epochs' history and event counts."""
+    rec = {"epochs_done": done, "epochs": epochs,
+           "training_loss_per_batch": list(hist["loss"][:done * nb]),
+           "test_accuracy_feedforward_readout_per_epoch": list(hist["test_accuracy"]),
+           "test_loss_feedforward_readout_per_epoch": list(hist["test_loss"]),
+           "wall_time_per_epoch_s_each": list(hist["epoch_time"])}
+    if spiking:
+        rec["events"] = {k: tot[k] for k in ("spikes", "synaptic_events", "weight_updates", "samples",
+                                             "simulated_time_ms")} | {"spikes_by_channel": dict(by_channel)}
+    return rec
+
+
+def _epoch_time(times) -> float:
+    """Wall (or CPU) time of one epoch: the median over the epochs after the first when there are at least 2
+    (the first also builds the brian2 network or compiles numba kernels, a one-off cost), else the first."""
+    times = [float(t) for t in times]
+    return float(np.median(times[1:] if len(times) >= 2 else times))
 
 
 def _spiking_inference(W, net, cfg, Xte, yte, steps_rate=None):
@@ -571,11 +603,12 @@ def _per_sample(tot, hist):
             "synaptic_events_per_training_sample": tot["synaptic_events"] / n,
             "weight_updates_per_training_sample": tot["weight_updates"] / n,
             "simulated_time_per_training_sample_ms": tot["simulated_time_ms"] / n,
-            # the median: the first epoch also builds the network (brian2) or compiles kernels (numba)
-            "wall_time_per_epoch_s": float(np.median(hist["epoch_time"])),
+            # median over the epochs after the first (:func:`_epoch_time`): the first also builds the network
+            # (brian2) or compiles kernels (numba)
+            "wall_time_per_epoch_s": _epoch_time(hist["epoch_time"]),
             "wall_time_per_epoch_s_each": [float(t) for t in hist["epoch_time"]],
             # CPU time of this process (all its threads): less sensitive than wall time to other load
-            "cpu_time_per_epoch_s": float(np.median(hist["epoch_cpu_time"])),
+            "cpu_time_per_epoch_s": _epoch_time(hist["epoch_cpu_time"]),
             "wall_time_per_training_sample_ms": 1e3 * float(np.sum(hist["epoch_time"])) / n}
 
 
@@ -600,7 +633,7 @@ def run_digits_learn(cfg, out, progress=True) -> dict:
     W_init = spk.weights
     acc0 = spk.evaluate(Xte, Yte)["accuracy"]
     hist_s, tot_s = _train_loop(spk, Xtr, Ytr, Xte, Yte, cfg, epochs, steps, spiking=True, progress=progress,
-                                desc="spiking training")
+                                desc="spiking training", report="spiking_training")
     W = spk.weights
     spk.close()
     inf = _spiking_inference(W, net, cfg, Xte, yte)
@@ -608,13 +641,15 @@ def run_digits_learn(cfg, out, progress=True) -> dict:
     rate_eval.load_weights(W)
     r = rate_eval.run(Xte, steps=cfg["infer_steps"], mode="free", init="zeros")
     acc_rate_relaxed = float(np.mean(np.argmax(r.x["output"], 1) == yte))
+    partial_results()["spiking_test_accuracy"] = inf["accuracy"]
 
     # ---- references on numba: rate-model PC and BP, same start, epochs, batches, learning rate and order
     refs = {}
     for label, algo in (("rate_pc", "pc"), ("bp", "bp")):
         sim = ns.Simulator(net, backend="numba", seed=cfg["seed"], dt=cfg["dt"])
         sim.load_weights(W_init)
-        refs[label] = _train_loop(sim, Xtr, Ytr, Xte, Yte, cfg, epochs, steps, algorithm=algo)[0]
+        refs[label] = _train_loop(sim, Xtr, Ytr, Xte, Yte, cfg, epochs, steps, algorithm=algo,
+                                  report=f"{label}_training")[0]
 
     # ---- trade-off study: presentation time and event rate
     study = []
@@ -627,16 +662,18 @@ def run_digits_learn(cfg, out, progress=True) -> dict:
             s = ns.Simulator(net, backend="brian2", seed=cfg["seed"], dt=cfg["dt"],
                              backend_options=_spiking_options(cfg, (st, rate)))
             h, t = _train_loop(s, Xtr, Ytr, Xte, Yte, cfg, se, int(st), spiking=True, progress=progress,
-                               desc=f"study {st} steps, {rate:g} Hz")
+                               desc=f"study {st} steps, {rate:g} Hz", report="study_point_running")
             Ws = s.weights
             s.close()
-            point = {"steps": int(st), "rate_hz": float(rate), "epochs": se,
+            point = {"steps": int(st), "rate_hz": float(rate), "epochs": se, "epochs_measured": se,
                      "test_accuracy_rate_readout": h["test_accuracy"][-1],
                      "test_accuracy_spiking": _spiking_inference(Ws, net, cfg, Xte, yte, (st, rate))["accuracy"],
                      "main_run": False, **_per_sample(t, h)}
             study.append(point)
-        # the main run's setting at the same number of epochs: its events per sample do not change with epochs
-        study.insert(0, main_point | {k: v for k, v in _per_sample(tot_s, hist_s).items()})
+            partial_results()["study"] = list(study)
+        # the main run's setting: its accuracy after the study's number of epochs; its events and times per
+        # sample are measured over all its epochs (events per sample do not change with epochs)
+        study.insert(0, main_point | {"epochs_measured": epochs} | _per_sample(tot_s, hist_s))
 
     # ---- figures
     ep = np.arange(1, epochs + 1)
@@ -694,15 +731,20 @@ def run_digits_learn(cfg, out, progress=True) -> dict:
         "spiking_trained_rate_relaxed_test_accuracy": acc_rate_relaxed,
         "rate_pc_test_accuracy": refs["rate_pc"]["test_accuracy"][-1],
         "bp_test_accuracy": refs["bp"]["test_accuracy"][-1],
-        "test_accuracy_per_epoch": {"spiking_pc": hist_s["test_accuracy"], "rate_pc": refs["rate_pc"]["test_accuracy"],
-                                    "bp": refs["bp"]["test_accuracy"]},
+        # after each epoch, the rate model's feedforward read-out of each rule's weights (for the spiking-trained
+        # weights this is not spiking_test_accuracy, the spiking network's inference after the last epoch)
+        "feedforward_test_accuracy_per_epoch": {"spiking_trained_pc": hist_s["test_accuracy"],
+                                                "rate_pc": refs["rate_pc"]["test_accuracy"],
+                                                "bp": refs["bp"]["test_accuracy"]},
         **_per_sample(tot_s, hist_s),
         "spikes_per_training_sample_by_channel": ch,
         "spiking_inference": inf,
-        "rate_pc_wall_time_per_epoch_s": float(np.median(refs["rate_pc"]["epoch_time"])),
-        "bp_wall_time_per_epoch_s": float(np.median(refs["bp"]["epoch_time"])),
-        "rate_pc_cpu_time_per_epoch_s": float(np.median(refs["rate_pc"]["epoch_cpu_time"])),
-        "bp_cpu_time_per_epoch_s": float(np.median(refs["bp"]["epoch_cpu_time"])),
+        # wall and CPU times per epoch: median over the epochs after the first (the first compiles the numba
+        # kernels); see _epoch_time
+        "rate_pc_wall_time_per_epoch_s": _epoch_time(refs["rate_pc"]["epoch_time"]),
+        "bp_wall_time_per_epoch_s": _epoch_time(refs["bp"]["epoch_time"]),
+        "rate_pc_cpu_time_per_epoch_s": _epoch_time(refs["rate_pc"]["epoch_cpu_time"]),
+        "bp_cpu_time_per_epoch_s": _epoch_time(refs["bp"]["epoch_cpu_time"]),
         # dense multiply-accumulates per training sample of the references (for scale): rate PC reads every
         # weight twice per step (prediction, feedback) and once for the update; BP: forward, backward through
         # the output weights, gradient

@@ -782,6 +782,15 @@ class Circuit:
         if self.vertices:
             raise ValueError(f"circuit {self.name!r} is stated as vertices (a graph): sparse connectivity is a "
                              f"projection option of circuits stated as populations")
+        def _names(v):
+            return isinstance(v, str) or (isinstance(v, (list, tuple)) and bool(v) and all(isinstance(n, str) for n in v))
+        if _names(connectivity) and not _names(projections):
+            raise TypeError(f"circuit {self.name!r}: with_connectivity takes the connectivity first and the projection "
+                            f"names second: with_connectivity({type(projections).__name__}(...), "
+                            f"{connectivity!r}) -- the arguments look swapped")
+        if not (_names(projections) or isinstance(projections, Iterable)):
+            raise TypeError(f"circuit {self.name!r}: with_connectivity(connectivity, projections): projections must "
+                            f"be a projection name or a list of names, got {type(projections).__name__}")
         names = list(dict.fromkeys([projections] if isinstance(projections, str) else projections))
         known = {p.name: p for p in self.projections}
         unknown = [n for n in names if n not in known]
@@ -897,6 +906,12 @@ def hierarchy(
     if len(names) != L + 1:
         raise ValueError(f"hierarchy: {len(names)} names for {L + 1} layers")
     phis = [phi] * (L - 1) if isinstance(phi, str) else list(phi)
+    for p in [phi] if isinstance(phi, str) and L == 1 else []:  # no hidden population checks it: check it here
+        try:
+            activations.get(p)
+        except ValueError:
+            raise ValueError(f"hierarchy: phi={p!r} is not a known activation; choose one of "
+                             f"{activations.names()}") from None
     if len(phis) != L - 1:
         raise ValueError(f"hierarchy: phi needs one activation per hidden layer ({L - 1}), got {len(phis)}")
     multipliers = [1.0] * L if multipliers is None else list(multipliers)

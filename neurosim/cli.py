@@ -92,6 +92,9 @@ def _sweep(module, args) -> int:
     if bad:
         return _fail(bad, 2)
     out = args.out or Path("results") / "sweeps" / module.NAME
+    bad = _out_problem(out)
+    if bad:
+        return _fail(bad, 2)
     try:
         grid = parse_grid(args.grid, module.DEFAULTS, params_of(module))
         res = run_sweep(module.NAME, grid, out, fixed=fixed, scheduler=args.scheduler, workers=args.workers,
@@ -118,6 +121,53 @@ def _sweep(module, args) -> int:
     return 0
 
 
+class _sigterm_as_exception:
+    """While active, SIGTERM (``timeout``, SLURM, ``docker stop``) raises :class:`neurosim.experiment.Terminated`
+    (a ``KeyboardInterrupt``) in the main thread, so that a terminated run writes its partial results like
+    Ctrl-C; the previous handler is restored on exit.  Outside the main thread it does nothing."""
+
+    def __enter__(self):
+        import signal
+        import threading
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            from .experiment import Terminated
+
+            def handler(signum, frame):
+                raise Terminated(signum)
+            self.old = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            import signal
+            signal.signal(signal.SIGTERM, self.old)
+        return False
+
+
+def _out_problem(out: Path):
+    """None when ``out`` is (or could be made) a writable directory, else a one-line message naming --out.
+    A missing directory is created to find out and removed again (the run creates it after checking its
+    parameters, so a run refused for a bad parameter leaves nothing behind)."""
+    import os
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: exists and is not a directory; give a directory (it is created if missing)"
+    missing = [d for d in (out, *out.parents) if not d.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"--out {out}: cannot create the directory ({e.strerror or type(e).__name__}); give a writable directory"
+    writable = os.access(out, os.W_OK | os.X_OK)
+    for d in missing:  # deepest first
+        try:
+            d.rmdir()
+        except OSError:
+            break
+    if not writable:
+        return f"--out {out}: the directory is not writable; give a writable directory"
+    return None
+
+
 def _version():
     from . import __version__
     return f"neurosim {__version__}"
@@ -130,6 +180,7 @@ def _fail(msg: str, code: int) -> int:
 
 def main(argv=None) -> int:
     """The ``neurosim`` command; returns the exit status (0 ok, 1 failed run, 2 bad arguments, 130 interrupted,
+    143 terminated by SIGTERM (metrics.json then says "interrupted", with the partial results),
     141 when the reader of the output went away, as in ``neurosim show digits | head``)."""
     try:
         return _main(argv)
@@ -185,6 +236,9 @@ def _main(argv=None) -> int:
             return _fail(f"--{key} {flag} and --set {key}={overrides[key]} disagree; give one of them", 2)
         overrides[key] = flag
     out = args.out or Path("results") / module.NAME
+    bad = _out_problem(out)
+    if bad:
+        return _fail(bad, 2)
     from .config import _NOTICE
     if args.quiet:
         _NOTICE["given"] = True      # --quiet: no compile notice from the kernels either (neurosim.config)
@@ -194,12 +248,16 @@ def _main(argv=None) -> int:
             print("neurosim: the numba kernels are not compiled yet: a run that uses them compiles them first (about "
                   "15 s per kernel on 2 cores; cached on disk for later runs)", file=sys.stderr, flush=True)
             _NOTICE["given"] = True  # said once: the kernels' own one-time notice (neurosim.config) stays quiet
+    from .experiment import Terminated
     try:
-        metrics = run_experiment(module, overrides, out=out, progress=not args.no_progress)
+        with _sigterm_as_exception():
+            metrics = run_experiment(module, overrides, out=out, progress=not args.no_progress)
     except ConfigError as e:
         return _fail(str(e), 2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C (exit 130 = 128 + SIGINT) or SIGTERM (exit 143 = 128 + SIGTERM)
         where = f" (what was computed so far is in {out / 'metrics.json'})" if (out / "metrics.json").exists() else ""
+        if isinstance(e, Terminated):
+            return _fail(f"{e}{where}", 128 + e.signum)
         return _fail("interrupted" + where, 130)
     except Exception as e:  # a failed run: one line, non-zero exit
         first = f"{type(e).__name__}: {e}".splitlines()[0]

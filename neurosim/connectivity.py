@@ -103,17 +103,36 @@ def _window(n_post: int, n_pre: int, width: int) -> np.ndarray:
     position ``c_i = (i + 1/2) n_pre / n_post - 1/2`` of the pre axis; its window is the ``width`` units
     ``start_i .. start_i + width - 1``, centred at ``start_i + (width - 1) / 2``, with
 
-    * odd ``width``: ``start_i = round(c_i) - (width - 1) / 2`` (round half to even): centred on the unit nearest
-      ``c_i``;
+    * odd ``width``: ``start_i = round(c_i) - (width - 1) / 2``: centred on the unit nearest ``c_i``;
     * even ``width``: ``start_i = floor(c_i) - width / 2 + 1``: centred on ``floor(c_i) + 1/2``, the half-integer
-      nearest ``c_i`` (at an integer ``c_i``, where two are equally near, the one above);
+      nearest ``c_i``;
 
-    shifted inside ``[0, n_pre)`` at the edges so that every window holds exactly ``width`` units."""
-    c = (np.arange(n_post) + 0.5) * (n_pre / n_post) - 0.5
+    shifted inside ``[0, n_pre)`` at the edges so that every window holds exactly ``width`` units.
+
+    Ties (``c_i`` exactly halfway between two possible centres: a half-integer ``c_i`` for odd widths, an
+    integer one for even widths) go toward the middle of the pre axis, ``m = (n_pre - 1) / 2``, so the
+    pattern is mirror-symmetric (post unit ``n_post - 1 - i`` sees the mirror image of unit ``i``'s window);
+    8 pre -> 4 post, width 3: ``c = 1/2, 5/2, 9/2, 13/2`` -> windows 0-2, 2-4, 3-5, 5-7.  A tie at ``m``
+    itself has no symmetric choice and keeps the rule above as computed in floating point (``np.rint`` /
+    ``np.floor`` of the float ``c_i``, as before).  Ties are found in exact integer arithmetic
+    (``2 c_i n_post = (2i + 1) n_pre - n_post``)."""
+    i = np.arange(n_post, dtype=np.int64)
+    c = (i + 0.5) * (n_pre / n_post) - 0.5
+    num = (2 * i + 1) * n_pre - n_post                 # 2 c_i = num / n_post
+    q, r = np.divmod(num, n_post)                      # 2 c_i = q exactly where r == 0
+    below_m = num < (n_pre - 1) * n_post               # c_i < m
+    above_m = num > (n_pre - 1) * n_post               # c_i > m
     if width % 2:
         start = np.rint(c).astype(np.int64) - (width - 1) // 2
+        tie = (r == 0) & (q % 2 == 1)                  # c_i = k + 1/2
+        k = (q - 1) // 2
+        centre = np.where(below_m, k + 1, k)
+        start = np.where(tie & (below_m | above_m), centre - (width - 1) // 2, start)
     else:
         start = np.floor(c).astype(np.int64) - width // 2 + 1
+        tie = (r == 0) & (q % 2 == 0)                  # c_i = k, an integer
+        k = q // 2
+        start = np.where(tie & (below_m | above_m), np.where(above_m, k - width // 2, k - width // 2 + 1), start)
     return np.clip(start, 0, n_pre - width)
 
 
@@ -126,9 +145,9 @@ class ReceptiveField(Connectivity):
     shifted inside the population at the edges (so every post unit has exactly ``width`` synapses).  An odd
     window is centred on the unit nearest ``c_i``: ``start_i = round(c_i) - (width - 1) / 2``.  An even window
     is centred between two units, on the half-integer nearest ``c_i``: ``start_i = floor(c_i) - width / 2 + 1``
-    (centre ``floor(c_i) + 1/2``; at an integer ``c_i``, equally near two half-integers, the one above, so such
-    a window extends one unit further right than left).  So away from the edges every window's centre lies
-    within 1/2 unit of ``c_i``.
+    (centre ``floor(c_i) + 1/2``).  A tie (``c_i`` equally near two centres) goes toward the middle of the pre
+    axis, so the pattern is mirror-symmetric (8 pre -> 4 post, width 3: windows 0-2, 2-4, 3-5, 5-7; details in
+    ``_window``).  So away from the edges every window's centre lies within 1/2 unit of ``c_i``.
 
     ``dims=2``: both populations are square grids (``n = side^2``, units numbered row-major: unit ``r * side +
     c`` is row ``r``, column ``c``); post unit ``(r, c)`` receives the ``width x width`` patch of pre units

@@ -8,7 +8,11 @@ An experiment is a module (in :mod:`neurosim.circuits`, found by :mod:`neurosim.
 code 2), writes ``config.json``, runs, and writes ``metrics.json`` atomically:
 
 * success: ``{"status": "ok", ...the experiment's metrics..., "experiment", "wall_time_s", "environment"}``;
-* failure or Ctrl-C: ``{"status": "failed"`` (or ``"interrupted"``), ``"error": {"type", "message", ...}``,
+* while it runs: ``{"status": "running", "experiment", "started_utc"}`` (written next to ``config.json`` before
+  the run starts, so that a directory never shows an earlier run's metrics next to this run's config; a
+  run killed with SIGKILL leaves this marker).  The figures an earlier run in the same directory listed
+  under ``"figures"`` are removed at the same time, so the PNGs present are always this run's;
+* failure, Ctrl-C or SIGTERM: ``{"status": "failed"`` (or ``"interrupted"``), ``"error": {"type", "message", ...}``,
   ``"partial": {...}}`` with what was computed up to the failure -- the training history of every
   simulator that was running (taken from the failing call stack), and whatever the experiment put in
   :func:`partial_results` -- and then the error is raised again.
@@ -41,7 +45,7 @@ from .io import write_json_atomic
 
 __all__ = ["Experiment", "ConfigError", "Param", "Int", "Float", "Bool", "Choice", "Str", "ListOf", "parse_value",
            "coerce", "resolve_config", "validate_config", "describe_params", "run_experiment", "partial_results",
-           "flatten_metrics"]
+           "Terminated", "flatten_metrics"]
 
 
 @dataclass(frozen=True)
@@ -170,8 +174,11 @@ class Param:
             text = " or ".join(_fmt_value(a) for a in self.also) + " or " + text
         if self.requires is not None:
             text += f"; {self.requires[1]}"
-        if self.refused:
-            text += "".join(f"; not {_fmt_value(v)}: {why}" for v, why in self.refused.items())
+        if self.refused:  # values refused for the same reason share it ("not numba or reference: ...")
+            by_reason: dict = {}
+            for v, why in self.refused.items():
+                by_reason.setdefault(why, []).append(_fmt_value(v))
+            text += "".join(f"; not {' or '.join(vs)}: {why}" for why, vs in by_reason.items())
         return text + (f" ({self.doc})" if self.doc else "")
 
     # -------------------------------------------------------------- checks
@@ -492,8 +499,44 @@ def _environment() -> dict:
     return env
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, SLURM, ``docker stop``) turned into an exception by the command line, so that a
+    terminated run ends like Ctrl-C: ``metrics.json`` gets ``"status": "interrupted"`` and the partial results."""
+
+    def __init__(self, signum: int = 15):
+        import signal
+        self.signum = int(signum)
+        try:
+            name = signal.Signals(self.signum).name
+        except ValueError:  # pragma: no cover
+            name = f"signal {self.signum}"
+        super().__init__(f"terminated by {name}")
+
+
+def _remove_stale_figures(out: Path) -> None:
+    """Remove the figures an earlier run in ``out`` listed under ``"figures"`` in its ``metrics.json`` (plain
+    file names inside ``out`` only), and that ``metrics.json`` itself."""
+    stale = out / "metrics.json"
+    if not stale.exists():
+        return
+    try:
+        old = json.loads(stale.read_text())
+    except (OSError, ValueError):
+        old = None
+    figs = old.get("figures") if isinstance(old, dict) else None
+    for name in figs if isinstance(figs, list) else []:
+        if isinstance(name, str) and name and Path(name).name == name:
+            try:
+                (out / name).unlink()
+            except FileNotFoundError:
+                pass
+    stale.unlink()
+
+
 def _failure_record(module, exc: BaseException, reported: dict, wall: float) -> dict:
     error = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+    if isinstance(exc, Terminated):
+        error["signal"] = exc.signum
     for attr in ("step", "population", "batch"):  # DivergenceError: where the run diverged
         if hasattr(exc, attr):
             error[attr] = getattr(exc, attr)
@@ -518,9 +561,9 @@ def run_experiment(module, overrides: dict | None = None, out=None, progress: bo
     cfg = resolve_config(module.DEFAULTS, overrides or {}, params_of(module))
     out = Path(out) if out is not None else Path("results") / module.NAME
     out.mkdir(parents=True, exist_ok=True)
-    stale = out / "metrics.json"
-    if stale.exists():  # never leave an earlier run's metrics next to this run's config
-        stale.unlink()
+    _remove_stale_figures(out)  # never leave an earlier run's metrics or figures next to this run's config
+    write_json_atomic(out / "metrics.json", {"status": "running", "experiment": module.NAME,
+                                             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     write_json_atomic(out / "config.json", {"experiment": module.NAME, **cfg})
     reported: dict = {}
     token = _PARTIAL.set(reported)

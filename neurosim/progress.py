@@ -6,6 +6,11 @@ notebook) tqdm draws nothing, so a long run prints a plain line instead, at most
 
     train: 850/1700 (50%), 4.9 s elapsed, ~4.9 s left, loss=0.1234 acc=0.912
 
+The time left is estimated from the items after the first once at least 3 are done,
+``(now - t_1) * (total - n) / (n - n_1)`` with ``t_1``, ``n_1`` the clock and count at the first update
+(the first item often includes one-off costs, e.g. compiling kernels); before that, from all of them,
+``elapsed * (total - n) / n``.
+
 and, if it printed any, one last line when it finishes.  Runs shorter than the interval print nothing.
 """
 from __future__ import annotations
@@ -54,10 +59,13 @@ class LineProgress:
         self.lines = 0
         self.closed = False
         self.start = self.last = self.clock()
+        self.first = None  # (clock, count) at the first update: the rate is estimated after it
 
     def update(self, n=1):
         self.n += n
         now = self.clock()
+        if self.first is None:
+            self.first = (now, self.n)
         if now - self.last >= self.interval:
             self.last = now
             self._print(now)
@@ -72,6 +80,13 @@ class LineProgress:
         if self.lines:
             self._print(self.clock(), done=True)
 
+    def _left(self, now, elapsed) -> float:
+        """Seconds left: from the items after the first update once >= 3 items are done, else from all."""
+        if self.first is not None and self.n >= 3 and self.n > self.first[1]:
+            t1, n1 = self.first
+            return (now - t1) * (self.total - self.n) / (self.n - n1)
+        return elapsed * (self.total - self.n) / self.n
+
     def _print(self, now, done=False):
         elapsed = now - self.start
         head = f"{self.desc}: " if self.desc else ""
@@ -81,7 +96,7 @@ class LineProgress:
         else:
             parts.append(f"{_fmt_s(elapsed)} elapsed")
             if 0 < self.n < self.total:
-                parts.append(f"~{_fmt_s(elapsed * (self.total - self.n) / self.n)} left")
+                parts.append(f"~{_fmt_s(self._left(now, elapsed))} left")
         text = ", ".join(parts)
         if self.postfix:
             text += ", " + " ".join(f"{k}={v}" for k, v in self.postfix.items())

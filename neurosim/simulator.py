@@ -337,11 +337,22 @@ def _check_batch(name, a, owner: str = "", allow_empty: bool = False):
 
 
 def _as_2d(name, a, n_cols, dtype, allow_empty: bool = False, owner: str = ""):
+    """``a`` as a (batch, n_cols) array; a 1-d array of n_cols entries is one sample, of any length when
+    n_cols is 1.  Otherwise a ValueError names the shape the caller passed; for a 1-d array of whole numbers
+    in [0, n_cols) (class labels) it points to :func:`neurosim.data.one_hot`."""
     a = _real_array(name, a, dtype, owner)
+    given = np.shape(a)
     if a.ndim == 1:
+        if n_cols != 1 and a.shape[0] != n_cols:
+            hint = ""
+            if a.size and np.all(np.isfinite(a)) and np.all(a == np.round(a)) and a.min() >= 0 and a.max() < n_cols:
+                hint = (f"; these look like class labels: one-hot encode them, e.g. "
+                        f"neurosim.data.one_hot({name.lower()}, {n_cols})")
+            raise ValueError(f"{owner}{name} must have shape (batch, {n_cols}), got a 1-d array of shape {given} "
+                             f"(a 1-d array is one sample only if it has {n_cols} entries){hint}")
         a = a[None, :] if n_cols != 1 or a.shape[0] == 1 else a[:, None]
     if a.ndim != 2 or a.shape[1] != n_cols:
-        raise ValueError(f"{owner}{name} must have shape (batch, {n_cols}), got {np.shape(a)}")
+        raise ValueError(f"{owner}{name} must have shape (batch, {n_cols}), got {given}")
     return _check_batch(name, a, owner, allow_empty=allow_empty)
 
 

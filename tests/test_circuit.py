@@ -146,3 +146,18 @@ def test_what_belongs_to_one_form_is_refused_in_the_other_with_the_fix():
     assert dataclasses.replace(c, name="c2").name == "c2"   # a copy keeps the form valid
     probe = ns.Probe("output", "x")
     assert c.with_probes(probe).as_graph().probes == (probe,)   # as_graph keeps the probes
+
+
+def test_with_connectivity_with_swapped_arguments_names_the_order():
+    net = ns.hierarchy([8, 6, 4])
+    with pytest.raises(TypeError, match=r"connectivity first and the projection names second.*swapped"):
+        net.with_connectivity(["W1"], ns.FixedFanIn(4))
+    with pytest.raises(TypeError, match=r"projections must be a projection name or a list of names, got FixedFanIn"):
+        net.with_connectivity(ns.FixedFanIn(4), ns.FixedFanIn(4))
+
+
+def test_hierarchy_refuses_an_unknown_activation_even_without_hidden_layers():
+    with pytest.raises(ValueError, match=r"hierarchy: phi='relu6' is not a known activation; choose one of .*'tanh'"):
+        ns.hierarchy([64, 10], phi="relu6")
+    with pytest.raises(ValueError, match=r"ValuePopulation 'h1': unknown activation 'relu6'"):   # as before
+        ns.hierarchy([64, 16, 10], phi="relu6")

@@ -121,6 +121,36 @@ def test_interrupted_run_exits_130_and_marks_its_metrics(tmp_path, capsys, monke
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"
 
 
+def test_sigterm_ends_a_run_like_ctrl_c_with_exit_143(tmp_path, capsys, monkeypatch):
+    """``timeout``/SLURM/``docker stop`` send SIGTERM: the run ends with exit 143 (128 + 15), metrics.json says
+    "interrupted" with the partial results, and the figures an earlier run in the same --out listed are gone
+    (while the run goes, metrics.json says "running")."""
+    import os
+    import signal
+    from neurosim import registry
+    from neurosim.experiment import Experiment, partial_results
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "ok", "figures": ["old.png"]}))
+    (tmp_path / "old.png").write_bytes(b"png")
+    seen = {}
+
+    def run(cfg, out, progress=True):
+        seen["status"] = json.loads((out / "metrics.json").read_text())["status"]
+        seen["old_png"] = (out / "old.png").exists()
+        partial_results()["epochs_done"] = 3
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the run")
+    fake = Experiment("terminated", "test", {"seed": 0}, run)
+    monkeypatch.setattr(registry, "get", lambda name: fake)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["run", "terminated", "--out", str(tmp_path)]) == 143
+    assert signal.getsignal(signal.SIGTERM) == before          # the handler is restored
+    assert "SIGTERM" in capsys.readouterr().err
+    assert seen == {"status": "running", "old_png": False}
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["status"] == "interrupted" and m["error"]["signal"] == 15
+    assert m["partial"]["reported"] == {"epochs_done": 3}
+
+
 def _printed_rows(text):
     rows = {}
     for line in text.splitlines():
@@ -245,3 +275,17 @@ def test_a_cold_numba_cache_is_announced_before_the_run(monkeypatch, capsys, tmp
         monkeypatch.setattr(config, "kernels_cached", lambda: cached)
         assert main(["run", "bear", "--out", str(tmp_path / "b")]) == 0
         assert ("numba kernels are not compiled yet" in capsys.readouterr().err) is said
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_an_unusable_out_exits_2_naming_it(tmp_path, capsys, where):
+    if where == "file":
+        out = tmp_path / "existing_file"
+        out.write_text("x")
+    else:
+        out = Path("/proc/neurosim_cannot_be_here")
+        if not Path("/proc").is_dir():
+            pytest.skip("no /proc")
+    assert main(["run", "digits", "--out", str(out), "--set", "epochs=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("neurosim: error: --out ") and str(out) in err and len(err.splitlines()) == 1

@@ -46,6 +46,10 @@ def test_data_with_wrong_number_of_columns(backend):
         sim.predict(np.zeros((5, 2)))
     with pytest.raises(ValueError, match=r"X has 5 samples but Y has 4"):
         sim.train(X, np.zeros((4, 2)), progress=False)
+    # class labels as a 1-d array: the user's own shape, and the fix
+    with pytest.raises(ValueError, match=r"Y must have shape \(batch, 2\), got a 1-d array of shape \(5,\).*"
+                                         r"neurosim\.data\.one_hot\(y, 2\)"):
+        sim.train(X, np.array([0, 1, 1, 0, 1]), progress=False)
     with pytest.raises(ValueError, match=r"X contains NaN or inf"):
         sim.run(np.full((5, 3), np.nan))
     with pytest.raises(ValueError, match=r"target Y is needed"):

@@ -177,11 +177,22 @@ def test_divergence_error_is_recorded_with_its_step_and_population(tmp_path):
     assert len(rec["history"]["loss"]) == info.value.batch  # every batch before the diverging one
 
 
+class _AnyString(str):
+    def __eq__(self, other):
+        return isinstance(other, str)
+
+    __hash__ = str.__hash__
+
+
+ANY_STRING = _AnyString()
+
+
 def test_a_new_run_removes_the_previous_metrics_first(tmp_path):
     write_json_atomic(tmp_path / "metrics.json", {"status": "ok", "stale": True})
 
-    def run(cfg, out, progress=True):
-        assert not (out / "metrics.json").exists()
+    def run(cfg, out, progress=True):   # while the run goes, metrics.json is a "running" marker, not the old run's
+        assert json.loads((out / "metrics.json").read_text()) == {"status": "running", "experiment": "x",
+                                                                  "started_utc": ANY_STRING}
         raise ValueError("bad data")
     with pytest.raises(ValueError):
         run_experiment(Experiment("x", "test", {"seed": 0}, run, PARAMS={"seed": Int(ge=0)}), out=tmp_path)

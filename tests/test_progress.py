@@ -85,3 +85,18 @@ def test_training_into_a_pipe_reports_progress(monkeypatch, capsys):
     assert "loss=" in err[0] and "acc=" in err[0]
     sim.train(X, Y, epochs=2, batch_size=4, steps=2, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_time_left_leaves_out_a_slow_first_item():
+    """The first item compiles (16 s), the next ones take 0.1 s each: once 3 are done, the time left comes
+    from the items after the first, (16.2 - 16.0) * 40 / 2 = 4.0 s, not 16.2 * 40 / 3 = 3 min 36 s."""
+    times = iter([0.0, 16.0, 16.1, 16.2, 16.3])
+    out = Pipe()
+    bar = progress.progress_bar(total=43, desc="train", stream=out, interval=5.0, clock=lambda: next(times))
+    bar.update(1)   # printed at 16.0: 1 item done, the estimate can only use it
+    bar.update(1)
+    bar.update(1)
+    bar._print(16.2)
+    lines = out.getvalue().splitlines()
+    assert lines == ["train: 1/43 (2%), 16.0 s elapsed, ~11 min 12 s left",
+                     "train: 3/43 (7%), 16.2 s elapsed, ~4.0 s left"]

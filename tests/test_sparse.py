@@ -629,3 +629,26 @@ def test_with_connectivity_makes_a_sparse_copy_and_names_mistakes():
     assert sim.weights["W1"].nnz == 40
     with pytest.raises(ValueError, match=r"no projection\(s\) \['W9'\]"):
         base.with_connectivity(FixedFanIn(4), ["W9"])
+
+
+def _old_window(n_post, n_pre, w):
+    """The rule before ties were made symmetric (round half to even; even widths: the centre above)."""
+    c = (np.arange(n_post) + 0.5) * (n_pre / n_post) - 0.5
+    start = np.rint(c).astype(np.int64) - (w - 1) // 2 if w % 2 else np.floor(c).astype(np.int64) - w // 2 + 1
+    return np.clip(start, 0, n_pre - w)
+
+
+def test_receptive_field_ties_are_mirror_symmetric_and_nothing_else_changed():
+    ip, ix = ReceptiveField(3).pattern(4, 8, "W")     # c = 1/2, 5/2, 9/2, 13/2: all ties
+    assert ix.reshape(4, 3).tolist() == [[0, 1, 2], [2, 3, 4], [3, 4, 5], [5, 6, 7]]
+    for n_post in range(1, 14):
+        for n_pre in range(1, 20):
+            num = (2 * np.arange(n_post) + 1) * n_pre - n_post   # 2 c_i n_post
+            for w in range(1, n_pre + 1):
+                start = ReceptiveField(w).pattern(n_post, n_pre, "W")[1].reshape(n_post, w)[:, 0]
+                tie = (num % n_post == 0) & ((num // n_post) % 2 == (1 if w % 2 else 0))
+                mid = num == (n_pre - 1) * n_post                 # a tie at the axis middle: no symmetric choice
+                same = ~tie | mid
+                assert np.array_equal(start[same], _old_window(n_post, n_pre, w)[same]), (n_post, n_pre, w)
+                if not mid.any():
+                    assert np.array_equal(start, (n_pre - w - start)[::-1]), (n_post, n_pre, w)

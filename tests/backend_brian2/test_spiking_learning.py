@@ -56,3 +56,65 @@ def test_spiking_training_from_random_weights_learns_and_counts_its_events():
     # reaching weighted synapses (each error event of h1 reaches 64 inputs, of the output 16 hidden units)
     ch = tot["spikes_by_channel"]
     assert 0 < tot["weight_updates"] < 64 * ch["eps_h1.e"] + 16 * ch["eps_output.e"]
+
+
+def test_an_interrupted_training_loop_keeps_its_finished_epochs_in_partial(tmp_path):
+    """Ctrl-C / SIGTERM during brian2-digits-learn: metrics.json's partial has every finished epoch's history
+    and event counts (a stand-in simulator, interrupted in its third epoch; no brian2 run)."""
+    import json
+    from types import SimpleNamespace
+    from neurosim.experiment import Experiment, run_experiment
+
+    class Fake:
+        n = 0
+        backend = SimpleNamespace(last_run={"spikes": 5.0, "synaptic_events": 50.0, "weight_updates": 2.0,
+                                            "batch": 2, "simulated_time_ms": 4.0, "spikes_by_channel": {"x": 5.0}})
+
+        def step(self, X, Y, **kw):
+            self.n += 1
+            if self.n == 5:                        # 2 batches per epoch: the third epoch's first batch
+                raise KeyboardInterrupt
+            return SimpleNamespace(y0=np.zeros_like(Y))
+
+        def evaluate(self, X, Y):
+            return {"accuracy": 0.1 * self.n, "loss": 1.0 / self.n}
+
+    X, Y = np.zeros((4, 64)), np.eye(10)[[0, 1, 2, 3]]
+
+    def run(cfg, out, progress=True):
+        E._train_loop(Fake(), X, Y, X, Y, dict(cfg, batch_size=2), 5, 10, spiking=True, report="spiking_training")
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(Experiment("fake-learn", "test", {"seed": 0}, run), out=tmp_path, progress=False)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    rec = m["partial"]["reported"]["spiking_training"]
+    assert m["status"] == "interrupted" and rec["epochs_done"] == 2 and rec["epochs"] == 5
+    assert rec["test_accuracy_feedforward_readout_per_epoch"] == pytest.approx([0.2, 0.4])
+    assert len(rec["training_loss_per_batch"]) == 4 and len(rec["wall_time_per_epoch_s_each"]) == 2
+    assert rec["events"]["spikes"] == 20.0 and rec["events"]["samples"] == 8
+
+
+def test_epoch_times_leave_out_the_first_epoch():
+    """The first epoch also builds the network / compiles kernels: per-epoch times are the median of the rest."""
+    assert E._epoch_time([9.0, 1.0, 2.0, 3.0]) == 2.0
+    assert E._epoch_time([9.0, 1.0]) == 1.0
+    assert E._epoch_time([9.0]) == 9.0
+
+
+def test_ctrl_c_during_a_brian2_network_run_raises_keyboard_interrupt(monkeypatch):
+    """brian2 turns the first Ctrl-C during Network.run into "stop the network early"; the backend then
+    raises KeyboardInterrupt instead of failing on the short records (stand-in: a run that sets brian2's stop
+    flag, as its SIGINT handler does)."""
+    cfg = dict(E.LEARN_DEFAULTS)
+    net = ns.hierarchy([4, 3, 2], phi="tanh", lr=0.1, optimizer=ns.SGD())
+    sim = ns.Simulator(net, backend="brian2", seed=0, dt=0.1, backend_options=E._spiking_options(cfg))
+    real_run = brian2.Network.run
+
+    def stopped_run(self, *a, **k):
+        real_run(self, *a, **k)
+        brian2.Network._globally_stopped = True
+    monkeypatch.setattr(brian2.Network, "run", stopped_run)
+    with pytest.raises(KeyboardInterrupt, match="brian2"):
+        sim.step(np.zeros((2, 4)), np.eye(2), steps=4)
+    monkeypatch.setattr(brian2.Network, "run", real_run)
+    brian2.Network._globally_stopped = False
+    sim.close()

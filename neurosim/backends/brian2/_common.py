@@ -202,6 +202,18 @@ def flat_to_batch(a: np.ndarray, B: int, n: int) -> np.ndarray:
     return copy_out(a).reshape(B, n)
 
 
+def raise_if_stopped():
+    """Raise ``KeyboardInterrupt`` if the last ``Network.run`` ended early because of Ctrl-C.
+
+    brian2 turns the first SIGINT during ``Network.run`` into a request to stop ("Simulation stop requested.
+    Press Ctrl+C again to interrupt."): the run returns early, with the monitors holding fewer steps than
+    asked for.  Every network run of this backend calls this right after ``Network.run``, so that Ctrl-C ends a
+    neurosim run as it does on the other backends (``metrics.json`` "interrupted", with the partial results)
+    instead of failing later on the short records."""
+    if getattr(b2.Network, "_globally_stopped", False):
+        raise KeyboardInterrupt("Ctrl-C during a brian2 simulation (brian2 stopped the network run early)")
+
+
 @contextlib.contextmanager
 def isolated_seed(seed):
     """Seed brian2's random stream for one run without touching the caller's global NumPy state.

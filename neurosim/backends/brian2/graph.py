@@ -694,6 +694,7 @@ class GraphRateNetwork:
         # brian2 draws from NumPy's global generator: seeded for this run, the caller's state restored after
         with C.isolated_seed(seed), C.float_dtype(self.dtype):
             self.net.run((self.sub * n_steps + 1) * self.rate / self.sub * TIME_UNIT, namespace={})
+            C.raise_if_stopped()
         out = self._collect(n_steps)
         if self.event:
             out.update(self._collect_events(n_steps))

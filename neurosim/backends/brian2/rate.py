@@ -509,6 +509,7 @@ class RateNetwork:
     def build_standalone(self, n_steps):
         """Generate and compile the cpp_standalone project for runs of ``n_steps`` steps (once)."""
         self.net.run((n_steps + 1) * self.dt * TIME_UNIT, namespace={})
+        C.raise_if_stopped()
         b2.device.build(directory=self.standalone["directory"], compile=True, run=False, with_output=False)
         self._built_standalone = True
         self.n_steps_built = n_steps
@@ -546,6 +547,7 @@ class RateNetwork:
                 S.sa = float(np.sqrt(noise[1]))
             with C.isolated_seed(seed), C.float_dtype(self.dtype):
                 self.net.run((self.sub * spec.n_steps + 1) * self.dt / self.sub * TIME_UNIT, namespace={})
+                C.raise_if_stopped()
         return self._collect(spec)
 
     def _collect(self, spec):

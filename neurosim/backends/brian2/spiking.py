@@ -732,6 +732,7 @@ class SpikingNetwork:
             setattr(S, var, base / (Ge * T_L * 1e-3) if spec.learn else 0.0)
         with C.isolated_seed(seed):
             self.net.run(n_spk * cfg.dt * ms + 0.5 * cfg.dt * ms, namespace={})
+            C.raise_if_stopped()
         return self._collect(spec, t0, T, n_spk)
 
     # ------------------------------------------------------------------------------------------------------
