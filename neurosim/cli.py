@@ -11,6 +11,7 @@ Exit codes: 0 success, 1 the run failed (the message says why), 2 bad arguments.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -240,14 +241,17 @@ def _main(argv=None) -> int:
     if bad:
         return _fail(bad, 2)
     from .config import _NOTICE
+    env_notice = os.environ.get("NEUROSIM_COMPILE_NOTICE")   # restored after the run (main() may run in-process)
     if args.quiet:
         _NOTICE["given"] = True      # --quiet: no compile notice from the kernels either (neurosim.config)
+        os.environ["NEUROSIM_COMPILE_NOTICE"] = "0"   # ... nor from worker processes started by this run
     elif overrides.get("backend", "numba") == "numba":
         from .config import kernels_cached
         if kernels_cached() is False:
             print("neurosim: the numba kernels are not compiled yet: a run that uses them compiles them first (about "
                   "15 s per kernel on 2 cores; cached on disk for later runs)", file=sys.stderr, flush=True)
             _NOTICE["given"] = True  # said once: the kernels' own one-time notice (neurosim.config) stays quiet
+            os.environ["NEUROSIM_COMPILE_NOTICE"] = "0"   # in this process and in workers it starts (Dask)
     from .experiment import Terminated
     try:
         with _sigterm_as_exception():
@@ -263,6 +267,11 @@ def _main(argv=None) -> int:
         first = f"{type(e).__name__}: {e}".splitlines()[0]
         where = f" (error and partial results in {out / 'metrics.json'})" if (out / "metrics.json").exists() else ""
         return _fail(first + where, 1)
+    finally:
+        if env_notice is None:
+            os.environ.pop("NEUROSIM_COMPILE_NOTICE", None)
+        else:
+            os.environ["NEUROSIM_COMPILE_NOTICE"] = env_notice
     if args.quiet:
         print(out)
         return 0

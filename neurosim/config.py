@@ -61,8 +61,10 @@ _NOTICE = {"installed": False, "given": False}
 
 
 def compile_notice(func) -> None:
-    """Log the one-time notice that the numba kernel ``func`` (its Python function) is being compiled."""
-    if _NOTICE["given"]:
+    """Log the one-time notice that the numba kernel ``func`` (its Python function) is being compiled.  Not in a
+    process started with ``NEUROSIM_COMPILE_NOTICE=0`` in its environment: the CLI sets it once it has given its own
+    notice (or with ``--quiet``), so that the worker processes of a Dask run stay quiet too."""
+    if _NOTICE["given"] or os.environ.get("NEUROSIM_COMPILE_NOTICE") == "0":
         return
     _NOTICE["given"] = True
     name = getattr(func, "__name__", "?")

@@ -5,7 +5,19 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _kernels_count_as_compiled(monkeypatch):
+    """The CLI prints a notice before a run when the numba kernels are not in the disk cache yet; whether they are
+    depends on which tests ran before with the same cache, so every test sees them as compiled (tests that count
+    the lines on stderr would otherwise pass or fail by the order of the tests).  The notice itself is tested in
+    tests/test_cli.py (test_a_cold_numba_cache_is_announced_before_the_run), which sets what it needs."""
+    from neurosim import config
+    monkeypatch.setattr(config, "kernels_cached", lambda: True)
 
 
 def checkpoint_circuit(kind, optimizer=None, seed=0):

@@ -61,13 +61,6 @@ def test_show_lists_parameters_defaults_and_valid_values(capsys):
     assert rows["optimizer"] == ["sgd", "one of: sgd, adam"]
 
 
-@pytest.fixture(autouse=True)
-def _kernels_count_as_compiled(monkeypatch):
-    """The CLI prints a notice before a run when the numba kernels are not in the disk cache yet; whether they are
-    depends on which tests ran before in this process's cache, so every test here sees them as compiled (the
-    notice itself is tested in test_a_cold_numba_cache_is_announced_before_the_run, which sets it as it needs)."""
-    monkeypatch.setattr(_config, "kernels_cached", lambda: True)
-
 
 @pytest.mark.parametrize("argv, fragment", [
     (["run", "no-such-experiment"], "unknown experiment"),
@@ -269,12 +262,21 @@ def test_a_cold_numba_cache_is_announced_before_the_run(monkeypatch, capsys, tmp
     import neurosim.config as config
     assert _real_kernels_cached() in (True, False, None)
     import neurosim.experiment as experiment
-    monkeypatch.setattr(experiment, "run_experiment", lambda *a, **k: {"wall_time_s": 0.0})   # only the notice
+    import os
+    seen = []   # NEUROSIM_COMPILE_NOTICE during the run: "0" once the CLI has said it (Dask workers stay quiet)
+
+    def fake_run(*a, **k):
+        seen.append(os.environ.get("NEUROSIM_COMPILE_NOTICE"))
+        return {"wall_time_s": 0.0}
+    monkeypatch.setattr(experiment, "run_experiment", fake_run)   # only the notice
     monkeypatch.setattr(cli, "summary_lines", lambda metrics: [])
+    monkeypatch.delenv("NEUROSIM_COMPILE_NOTICE", raising=False)
     for cached, said in ((False, True), (True, False), (None, False)):
         monkeypatch.setattr(config, "kernels_cached", lambda: cached)
         assert main(["run", "bear", "--out", str(tmp_path / "b")]) == 0
         assert ("numba kernels are not compiled yet" in capsys.readouterr().err) is said
+        assert "NEUROSIM_COMPILE_NOTICE" not in os.environ       # restored after the run
+    assert seen == ["0", None, None]
 
 
 @pytest.mark.parametrize("where", ["file", "proc"])

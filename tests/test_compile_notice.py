@@ -39,6 +39,15 @@ def test_the_first_compile_in_a_process_is_announced_once(monkeypatch, caplog):
     assert [r.name for r in caplog.records if NOTICE in r.getMessage()] == ["neurosim"]
 
 
+def test_a_process_told_by_the_cli_stays_quiet(monkeypatch, caplog):
+    """NEUROSIM_COMPILE_NOTICE=0 (set by the CLI once it has given its own notice, inherited by Dask workers)."""
+    monkeypatch.setitem(config._NOTICE, "given", False)
+    monkeypatch.setenv("NEUROSIM_COMPILE_NOTICE", "0")
+    with caplog.at_level(logging.WARNING, logger="neurosim"):
+        _kernel("worker_kernel")(1)
+    assert not [r for r in caplog.records if NOTICE in r.getMessage()]
+
+
 def test_the_notice_is_silenced_by_the_loggers_level(monkeypatch, caplog):
     monkeypatch.setitem(config._NOTICE, "given", False)
     monkeypatch.setattr(logging.getLogger("neurosim"), "level", logging.ERROR)
