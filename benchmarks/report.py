@@ -27,9 +27,10 @@ so it performs fewer FLOPs than the formula and its fraction of roofline can exc
 **Load.** The machine has 2 cores shared with other users; the run waits for a quiet machine
 (`--wait-quiet`) and records the load average. When other processes keep the cores busy, OpenBLAS'
 two-thread GEMMs wait for their descheduled half and large batches become up to 10x slower (measured
-at load 3.5: batch 256, T = 20 took 916 ms with the default two BLAS threads and 72 ms with
-`backend_options={"blas_threads": 1}`); the "1 BLAS thread" rows below show that setting on a quiet
-machine.
+at load 3.5: batch 256, T = 20 took 916 ms with BLAS's own two threads and 72 ms with one). The numba
+backend's default (`backend_options={"blas_threads": "auto"}`) therefore picks the threads of every batch
+from the machine's load (see the load section); the "1 BLAS thread" rows below show one thread on a quiet
+machine. The NumPy reference, the NumPy loop and the roofline's GEMM rate use BLAS's own setting.
 
 **Peers** run in their own environment (JAX): `python3 -m venv /work/venv-peers &&
 /work/venv-peers/bin/pip install -r benchmarks/peers/requirements.txt` (or set `NEUROSIM_PEERS_PYTHON`).
