@@ -235,6 +235,10 @@ def run_bear(cfg, out, progress=True) -> dict:
 
 
 # ============================================================================================ digits
+#: the spiking network's settings shared by both digits experiments (keys: _SPIKING_KEYS)
+_DIGITS_SPIKING = {"time_unit": 20.0, "value_rate": 2000.0, "error_rate": 2000.0, "tau_syn": 2.0,
+                   "error_scheme": "events", "neuron": "if"}
+
 DIGITS_DEFAULTS = {
     "backend": "numba",        # numba | reference | brian2 (inference backend)
     "mode": "rate",            # rate | spiking (spiking needs --backend brian2)
@@ -249,12 +253,7 @@ DIGITS_DEFAULTS = {
     "infer_steps": [10, 20, 40],   # inference durations (rate steps; x time_unit * dt ms when spiking)
     "n_test": 0,               # test digits used for inference (0: all)
     "chunk": 150,              # test digits simulated in parallel
-    "time_unit": 20.0,
-    "value_rate": 2000.0,
-    "error_rate": 2000.0,
-    "tau_syn": 2.0,
-    "error_scheme": "events",
-    "neuron": "if",
+    **_DIGITS_SPIKING,
 }
 
 DIGITS_PARAMS = {
@@ -409,12 +408,7 @@ LEARN_DEFAULTS = {
     "n_test": 0,               # test digits (0: the whole test split)
     "infer_steps": 40,         # spiking inference of the test digits: free relaxation from rest (80 ms)
     "chunk": 150,              # test digits simulated side by side
-    "time_unit": 20.0,
-    "value_rate": 2000.0,
-    "error_rate": 2000.0,
-    "tau_syn": 2.0,
-    "error_scheme": "events",
-    "neuron": "if",
+    **_DIGITS_SPIKING,
     "study_steps": [10, 20, 10, 5],                   # trade-off study: presentation (rate steps) per setting
     "study_rates": [2000.0, 1000.0, 1000.0, 4000.0],  # ... and its value and error rate (Hz per unit)
     "study_epochs": 2,                                # epochs each study setting trains (0: no study)
