@@ -23,7 +23,8 @@ from numba import njit
 from .. import activations
 from ..backends.numba._common import blk, view2d
 from ..backends.numba.activations import dphi, phi
-from ..config import JIT_INNER, JIT_OPTIONS
+from ..backends.numba._linkonly import JIT_INNER
+from ..config import JIT_OPTIONS
 from ..plan import OPT_ADAM
 from .base import ALG_BP, ALG_FPA, ALG_IPC, ALG_PC, ALG_ZIL, INIT_FEEDFORWARD, INIT_PREVIOUS, INIT_ZEROS
 from .plan import (BIAS_UNIT, E_CONV, E_DENSE, E_SCALE, EI_KH, EI_KIND, EI_KW, EI_PAD, EI_PARAM,

@@ -13,7 +13,8 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from ...config import JIT_INNER, install_compile_notice
+from ...config import install_compile_notice
+from ._linkonly import JIT_INNER
 from ..tables import P_OFF, P_SIZE
 
 install_compile_notice()   # every numba kernel's module imports this one: the first real compile says so

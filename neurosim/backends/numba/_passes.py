@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from ...config import JIT_INNER
+from ._linkonly import JIT_INNER
 from ...plan import ROLE_INPUT, ROLE_TARGET
 from ..base import MODE_NUDGE
 from ..tables import (K_BOFF, K_POST, K_PRE, K_SKIP, K_SOFF, K_WOFF, KF_MULT, P_ERR, P_OFF, P_PHI, P_ROLE, P_SIZE,

@@ -8,7 +8,7 @@ import math
 
 from numba import njit
 
-from ...config import JIT_INNER
+from ._linkonly import JIT_INNER
 from ...plan import OPT_ADAM
 from ..tables import (K_BOFF, K_LBIAS, K_MEAN, K_OPT, K_PLASTIC, K_POST, K_PRE, K_SOFF, K_WOFF, KF_B1, KF_B2, KF_EPS,
                       KF_LR, KF_MOM, KF_MULT, KF_WD, P_OFF, P_SIZE)

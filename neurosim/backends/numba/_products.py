@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...config import JIT_INNER
+from ._linkonly import JIT_INNER
 
 _jit = JIT_INNER
 

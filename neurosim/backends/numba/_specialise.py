@@ -58,8 +58,13 @@ def _copies(consts: dict, modules) -> dict:
 
 
 def _options(d) -> dict:
-    """The jit options a dispatcher was made with (``njit`` sets ``nopython`` itself)."""
-    return {k: v for k, v in d.targetoptions.items() if k != "nopython"}
+    """The jit options a dispatcher was made with (``njit`` sets ``nopython`` itself), with its compiler class (the
+    inner functions' :class:`~neurosim.backends.numba._linkonly.LinkOnlyCompiler`)."""
+    opts = {k: v for k, v in d.targetoptions.items() if k != "nopython"}
+    pc = getattr(getattr(d, "_compiler", None), "pipeline_class", None)
+    if pc is not None:
+        opts["pipeline_class"] = pc
+    return opts
 
 
 def _rebind(f, g, suffix=""):
