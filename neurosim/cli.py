@@ -249,7 +249,7 @@ def _main(argv=None) -> int:
         from .config import kernels_cached
         if kernels_cached() is False:
             print("neurosim: the numba kernels are not compiled yet: a run that uses them compiles them first (about "
-                  "15 s per kernel on 2 cores; cached on disk for later runs)", file=sys.stderr, flush=True)
+                  "10 s per kernel on 2 cores; cached on disk for later runs)", file=sys.stderr, flush=True)
             _NOTICE["given"] = True  # said once: the kernels' own one-time notice (neurosim.config) stays quiet
             os.environ["NEUROSIM_COMPILE_NOTICE"] = "0"   # in this process and in workers it starts (Dask)
     from .experiment import Terminated

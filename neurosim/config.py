@@ -18,7 +18,7 @@ turns this off.
 ``neurosim`` logger at WARNING level -- without any logging set up, Python prints it to stderr::
 
     neurosim: compiling numba kernel run_batch_kernel (neurosim.backends.numba._relax) for its first use with
-    these settings: about 15 s per kernel on 2 cores, once; later runs load it from the disk cache ...
+    these settings: about 10 s per kernel on 2 cores, once; later runs load it from the disk cache ...
 
 It is printed at most once per process (a run may compile several kernels).  Silence it with
 ``logging.getLogger("neurosim").setLevel(logging.ERROR)``.
@@ -43,12 +43,12 @@ JIT_INNER = dict(JIT_OPTIONS, cache=False, no_cpython_wrapper=True)
 
 def kernels_cached() -> bool | None:
     """Whether the numba core's main kernel is in the on-disk cache (False: the next run compiles it, about
-    15 s on 2 cores; None: unknown, e.g. caching is off or numba's cache layout changed)."""
+    10 s on 2 cores; None: unknown, e.g. caching is off or numba's cache layout changed)."""
     if not CACHE:
         return None
     try:
         from .backends.numba._relax import kernel
-        return bool(os.path.exists(kernel(False)._cache._cache_file._index_path))
+        return bool(os.path.exists(kernel(False, False)._cache._cache_file._index_path))
     except Exception:   # an internal of numba's: if it moves, say nothing rather than something wrong
         return None
 
@@ -70,7 +70,7 @@ def compile_notice(func) -> None:
     name = getattr(func, "__name__", "?")
     where = ("later runs load it from the disk cache (NUMBA_CACHE_DIR or next to the module) in a fraction of a "
              "second" if CACHE else "caching is off (NEUROSIM_NUMBA_CACHE=0), so every new process compiles it")
-    log.warning("neurosim: compiling numba kernel %s (%s) for its first use with these settings: about 15 s per "
+    log.warning("neurosim: compiling numba kernel %s (%s) for its first use with these settings: about 10 s per "
                 "kernel on 2 cores, once; %s. (This notice is printed once per process; silence it with "
                 "logging.getLogger(\"neurosim\").setLevel(logging.ERROR).)", name, getattr(func, "__module__", "?"),
                 where)

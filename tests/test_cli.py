@@ -257,7 +257,7 @@ def test_run_digits_on_a_modelled_substrate(tmp_path):
 
 
 def test_a_cold_numba_cache_is_announced_before_the_run(monkeypatch, capsys, tmp_path):
-    """The first run after installing compiles for about 15 s: the CLI says so first (and not when cached)."""
+    """The first run after installing compiles for about 10 s: the CLI says so first (and not when cached)."""
     import neurosim.cli as cli
     import neurosim.config as config
     assert _real_kernels_cached() in (True, False, None)

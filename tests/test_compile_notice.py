@@ -34,7 +34,7 @@ def test_the_first_compile_in_a_process_is_announced_once(monkeypatch, caplog):
         _kernel("first_kernel")(1)
         _kernel("second_kernel")(1)
     said = [r.getMessage() for r in caplog.records if NOTICE in r.getMessage()]
-    assert len(said) == 1 and "first_kernel (neurosim.fake_kernels)" in said[0] and "15 s" in said[0]
+    assert len(said) == 1 and "first_kernel (neurosim.fake_kernels)" in said[0] and "10 s" in said[0]
     assert 'logging.getLogger("neurosim").setLevel(logging.ERROR)' in said[0]
     assert [r.name for r in caplog.records if NOTICE in r.getMessage()] == ["neurosim"]
 

@@ -152,6 +152,24 @@ def test_sparse_matches_dense_twin(label, c, B):
     _close_weights(nb, ref, label)
 
 
+def test_dense_circuits_run_a_kernel_compiled_without_sparse_code():
+    """A circuit without sparse projections runs the numba kernel compiled without their code (``HAS_SPARSE``
+    false in its passes); the kernel with it gives that circuit the same numbers, and a sparse circuit gets it."""
+    from neurosim.backends.numba import _relax
+    c = circuits()[0][1]
+    dense = _dense_twin(c)
+    assert ns.Simulator(c, backend="numba", seed=0).backend.has_sparse is True
+    for B in (1, 12):   # the small-batch loops and the BLAS path
+        a = ns.Simulator(dense, backend="numba", dt=0.1, seed=0)
+        b = ns.Simulator(dense, backend="numba", dt=0.1, seed=0)
+        assert a.backend.has_sparse is False
+        b.backend.has_sparse = True   # the kernel sparse circuits run
+        _compare(_train(a, c, B), _train(b, c, B), f"dense circuit, kernel without vs with sparse code, B={B}")
+        _close_weights(a, b, f"B={B}")
+    assert "HAS_SPARSE0" in _relax.kernel(False, False).py_func.__qualname__
+    assert "HAS_SPARSE1" in _relax.kernel(False, True).py_func.__qualname__
+
+
 def test_sparse_heun_nudge_tol_float32():
     """The general relaxation path (Heun, nudge, tol) and float32 run sparse projections on numba as on the
     reference."""

@@ -16,6 +16,11 @@ from .activations import dphi_from, phi_block, tanh
 
 _jit = JIT_INNER
 
+#: whether the kernel being compiled may meet sparse projections: a module constant that
+#: :func:`~neurosim.backends.numba._specialise.specialise` sets per kernel, so that a circuit without sparse
+#: projections compiles none of their code (about 2 s of a cold start; see :func:`~neurosim.backends.numba._relax.kernel`)
+HAS_SPARSE = True
+
 
 # columns of the per-population flag table computed at the start of each batch
 G_FIXED, G_PHX, G_FB, G_SFB, G_MUC, G_FBW, G_FUSED = range(7)
@@ -36,7 +41,8 @@ def _predict(i, B, x, phx, mu, tmp, pi, ki, kf, ki_start, ki_end, W, b, S):
         n_pre = pi[pre, P_SIZE]
         opre = pi[pre, P_OFF]
         if ki[k, K_WOFF] >= 0 and ki[k, K_SOFF] >= 0:
-            csr_predict(blk(phx, B, opre, n_pre), W, ki[k, K_WOFF], S, ki[k, K_SOFF], M, kf[k, KF_MULT], written)
+            if HAS_SPARSE:
+                csr_predict(blk(phx, B, opre, n_pre), W, ki[k, K_WOFF], S, ki[k, K_SOFF], M, kf[k, KF_MULT], written)
             written = True
         elif ki[k, K_WOFF] >= 0:
             Wk = wblk(W, ki[k, K_WOFF], n_post, n_pre)
@@ -307,7 +313,8 @@ def _feedback(B, eps, fb, sfb, tmp, g, fused_done, pi, ki, kf, W, S):
                 for j in range(B * n_pre):
                     Fbf[j] = 0.0
                 g[pre, G_FBW] = 1
-            csr_feedback(E, W, ki[k, K_WOFF], S, ki[k, K_SOFF], view2d(Fbf, 0, B, n_pre), kf[k, KF_MULT])
+            if HAS_SPARSE:
+                csr_feedback(E, W, ki[k, K_WOFF], S, ki[k, K_SOFF], view2d(Fbf, 0, B, n_pre), kf[k, KF_MULT])
         elif ki[k, K_WOFF] >= 0:
             Wk = wblk(W, ki[k, K_WOFF], n_post, n_pre)
             m = kf[k, KF_MULT]

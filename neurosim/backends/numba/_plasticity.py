@@ -18,6 +18,9 @@ from ._sparse import csr_hebbian
 
 _jit = JIT_INNER
 
+#: see :data:`neurosim.backends.numba._passes.HAS_SPARSE` (set per kernel by its specialisation)
+HAS_SPARSE = True
+
 
 @njit(**_jit)
 def _opt_update(P, G, Mo, V, lr, kind, mom, wd, b1, b2, epsopt, tcount):
@@ -80,7 +83,8 @@ def _hebbian(B, eps, phx, gtmp, pi, ki, kf, W, b, mW, vW, mb, vb, opt_t, S):
             so = ki[k, K_SOFF]
             nw = S[so + n_post]
             g = gtmp[:nw]
-            csr_hebbian(E, blk(phx, B, pi[pre, P_OFF], n_pre), S, so, g, kf[k, KF_MULT] * scale)
+            if HAS_SPARSE:
+                csr_hebbian(E, blk(phx, B, pi[pre, P_OFF], n_pre), S, so, g, kf[k, KF_MULT] * scale)
             _opt_update(W[wo:wo + nw], g, mW[wo:wo + nw], vW[wo:wo + nw], kf[k, KF_LR], kind,
                         kf[k, KF_MOM], kf[k, KF_WD], kf[k, KF_B1], kf[k, KF_B2], kf[k, KF_EPS], tc)
         elif plastic:

@@ -269,16 +269,19 @@ def _make_kernel(general: bool):
 _KERNELS = {}
 
 
-def kernel(general: bool):
+def kernel(general: bool, sparse: bool = True):
     """The batch kernel of a variant (see :func:`_make_kernel`), built once per process.
 
     ``general``: the run integrates with Heun or stops at a tolerance (``integrator != EULER or tol > 0``); other
     runs take the fused Euler path, which is what ``Simulator.learn`` and the experiments' training batches run.
-    (Kernels specialised by batch kind, small batches or BLAS, compiled in 0.75-0.9 of the time, but a training run
-    whose last batch is small, or that evaluates on another batch size, would compile both; and a run's numbers
-    must not depend on which kernels happen to be compiled or cached.  So there are none.)"""
-    key = bool(general)
+    ``sparse``: the circuit has sparse projections; a kernel compiled without (``HAS_SPARSE`` false in its passes,
+    see :mod:`._specialise`) has none of their code and compiles in about 2 s less.  Both are properties of the run
+    and the circuit, never of the batch: a run's numbers do not depend on which kernels happen to be compiled or
+    cached.  (Kernels specialised by batch kind, small batches or BLAS, compiled in 0.75-0.9 of the time, but a
+    training run whose last batch is small, or that evaluates on another batch size, would compile both.  So
+    there are none.)"""
+    key = (bool(general), bool(sparse))
     k = _KERNELS.get(key)
     if k is None:
-        k = _KERNELS[key] = specialise(_make_kernel(key), {}, _jit)
+        k = _KERNELS[key] = specialise(_make_kernel(key[0]), {"HAS_SPARSE": key[1]}, _jit)
     return k

@@ -1,7 +1,7 @@
 """Copies of numba kernels compiled for one kind of work: the paths a kernel may take are chosen by boolean module
 constants, so that a copy compiles only the code its runs can reach -- a graph kernel for a circuit without
-convolutions, pooling, products or read noise has none of their code.  (The core's kernels are specialised without
-constants: their variants are closures, and the copy gives them the digest of their sources, see below.)
+convolutions, pooling, products or read noise has none of their code, a core kernel for a circuit without sparse
+projections none of theirs (``HAS_SPARSE``; the core's other variants, Euler or general, are closures).
 
 numba reads a global as a constant when it compiles a function and prunes the branches a constant condition rules
 out before it types them (``if HAS_CONV: ...``).  :func:`specialise` makes a copy of every jitted function
@@ -9,9 +9,11 @@ of the given modules whose globals are its module's with the constants replaced,
 too; the copies are compiled on first use like the originals.  The originals keep the modules' values (every path,
 chosen per call), so anything that calls them directly works as before.
 
-The inner functions are not cached on disk (``JIT_INNER``): only the kernels called from Python are, and each
-specialisation of a kernel has its own cache files (its name carries the constants) -- two kernels that call
-differently specialised functions never share a cache entry.
+The copies are compiled link-only (:mod:`._linkonly`: no Python wrapper, no cache files or machine code of their
+own), whatever the originals' options: only the kernels called from Python are cached, and each specialisation of
+a kernel has its own cache files (its name carries the constants) -- two kernels that call differently specialised
+functions never share a cache entry.  The activations (:mod:`.activations`) are copied too, so a kernel compiles
+its own link-only ``phi_block``; the originals stay cached and callable from Python.
 """
 from __future__ import annotations
 
@@ -24,9 +26,9 @@ from numba import njit
 from numba.core.registry import CPUDispatcher
 
 def core_modules():
-    """The modules of the numba core's passes (the default of :func:`specialise`)."""
-    from . import _common, _passes, _plasticity, _products, _sparse
-    return (_common, _products, _sparse, _passes, _plasticity)
+    """The modules of the numba core's passes (the default of :func:`specialise`), and its activations."""
+    from . import _common, _passes, _plasticity, _products, _sparse, activations
+    return (activations, _common, _products, _sparse, _passes, _plasticity)
 
 
 _COPIES = {}
@@ -50,7 +52,7 @@ def _copies(consts: dict, modules) -> dict:
         for name, obj in vars(mod).items():
             if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == mod.__name__:
                 originals.append((g, obj))
-    copies = {id(d): njit(**_options(d))(_rebind(d.py_func, g)) for g, d in originals}
+    copies = {id(d): njit(**_inner_options(d))(_rebind(d.py_func, g)) for g, d in originals}
     for g in spaces:   # calls between the copies resolve to the copies
         _redirect(g, copies)
     _COPIES[key] = copies
@@ -65,6 +67,14 @@ def _options(d) -> dict:
     if pc is not None:
         opts["pipeline_class"] = pc
     return opts
+
+
+def _inner_options(d) -> dict:
+    """The jit options of a copy: the original's, compiled link-only (a copy is only ever called by the specialised
+    kernel, whose cached object holds its code: no Python wrapper, no cache files or machine code of its own, see
+    :mod:`._linkonly`)."""
+    from ._linkonly import JIT_INNER
+    return dict(_options(d), cache=False, no_cpython_wrapper=True, pipeline_class=JIT_INNER["pipeline_class"])
 
 
 def _rebind(f, g, suffix=""):

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from ..base import EULER, Backend, BatchResult, RunSpec
-from ..tables import pack, sparse_index, unflatten
+from ..tables import K_SOFF, pack, sparse_index, unflatten
 from ._products import SMALL_BATCH
 from ._relax import N_WORK, N_WORK2, ES, MU, X, kernel
 
@@ -366,6 +366,8 @@ class NumbaBackend(Backend):
         self.blas_calls = {}
         self.pi, self.pf, self.ki, self.kf = pack(p, self.dtype)
         self.S = sparse_index(p)
+        #: the circuit has sparse projections: its kernel holds their code (others compile without it)
+        self.has_sparse = bool(np.any(self.ki[:, K_SOFF] >= 0)) if self.ki.shape[0] else False
         self.prec = p.precision.astype(self.dtype)
         self.ki_start = p.in_start.astype(np.int64)
         self.ki_end = p.in_end.astype(np.int64)
@@ -426,7 +428,7 @@ class NumbaBackend(Backend):
         fargs = np.array([spec.beta, spec.tol, spec.dt, spec.dt_decay], dtype=np.float64)
         out = self._out
         with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B):
-            run_batch_kernel = kernel(heun or spec.tol > 0)
+            run_batch_kernel = kernel(heun or spec.tol > 0, self.has_sparse)
             run_batch_kernel(s, t, iargs, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start,
                              self.ki_end, self.S, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW,
                              self.mb, self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec, rec_steps,
