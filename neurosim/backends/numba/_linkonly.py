@@ -36,6 +36,9 @@ from numba.core.compiler import Compiler
 
 from ...config import JIT_INNER as _JIT_INNER_BASE
 
+#: the newest numba (major, minor) this was checked with (tests/test_link_only.py); it checks itself on others
+CHECKED_NUMBA = ("0", "68")
+
 #: set by :func:`install`: whether inner functions are compiled link-only in this process
 ACTIVE = {"installed": False, "active": False, "reason": ""}
 
