@@ -36,7 +36,8 @@ from numba.core.compiler import Compiler
 
 from ...config import JIT_INNER as _JIT_INNER_BASE
 
-#: the newest numba (major, minor) this was checked with (tests/test_link_only.py); it checks itself on others
+#: the newest numba (major, minor) this was checked with (0.59.1, the oldest neurosim allows, and 0.68.1: tests/test_link_only.py
+#: and the conformance suite); it checks numba's internals itself on any version
 CHECKED_NUMBA = ("0", "68")
 
 #: set by :func:`install`: whether inner functions are compiled link-only in this process
