@@ -61,6 +61,28 @@ def test_inner_function_is_compiled_only_into_its_caller():
     assert _in_engine(outer)
 
 
+def test_an_inner_function_can_raise_an_exception_with_a_computed_message():
+    """A link-only function's environment (what its code needs to build Python objects, e.g. an exception's
+    arguments) is set in the caller that links it: numba would set it when adding the function's own library to
+    its JIT engine, which a link-only library never is (a review found this raised RuntimeError('Error creating
+    Python tuple from runtime exception arguments') on a cold compile)."""
+    @numba.njit(**_linkonly.JIT_INNER)
+    def _checked(x):
+        if x < 0:
+            raise ValueError("negative value", x)
+        return x + 1
+
+    @numba.njit(cache=False)
+    def caller(x):
+        return _checked(x)
+
+    assert caller(2) == 3
+    with pytest.raises(ValueError) as e:
+        caller(-7)
+    assert e.value.args == ("negative value", -7)
+    assert getattr(_lib_of(_checked), "_neurosim_link_only", False)
+
+
 def test_ordinary_functions_compiled_in_the_same_process_are_untouched():
     # a user's function named like one of the kernels' inner functions, called from Python and from another
     # jitted function: numba's usual compilation (own machine code, callable from Python)
