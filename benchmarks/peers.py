@@ -82,14 +82,6 @@ def run_peer(lib, python, sizes, B, T, dtype, repeats, timeout=1800, one_thread=
     return res
 
 
-#: seconds of sleep after each block of calls (:func:`benchmarks.core.interleaved`): the NumPy loop's products run on
-#: NumPy's OpenBLAS and numba's on SciPy's, two thread pools in one process whose workers spin for a while after a
-#: product; without the pause each entry was timed beside the other's spinning threads (measured: batch 256, T=20,
-#: float32, numba 12.2 ms alone, 23.8 ms interleaved with the NumPy loop, 13.7 ms with the pause; the loop 24.2 ->
-#: 14.6 ms), while the peers run alone in their own process
-PAUSE = 0.3
-
-
 def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=None, log=print, one_thread=False,
         peers=PEERS) -> dict:
     """For each workload (name, B, T) and dtype: numba's and a plain NumPy loop's median times
@@ -123,10 +115,10 @@ def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=
             for lib in peers:
                 # numba and the NumPy loop are timed right before and right after the peer: the ratio uses both
                 with limit():
-                    before = core.interleaved(fns, repeats, block=3, pause=PAUSE)
+                    before = core.interleaved(fns, repeats, block=3)
                 res = run_peer(lib, python, sizes, B, T, dtype, repeats, one_thread=one_thread)
                 with limit():
-                    after = core.interleaved(fns, repeats, block=3, pause=PAUSE)
+                    after = core.interleaved(fns, repeats, block=3)
                 around += [before, after]
                 t_nb = 0.5 * (before["numba"]["median_s"] + after["numba"]["median_s"])
                 row[f"numba_s_around_{lib}"] = [before["numba"]["median_s"], after["numba"]["median_s"]]
@@ -145,7 +137,7 @@ def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=
                 row["peers"][lib] = res
             if not around:
                 with limit():
-                    around.append(core.interleaved(fns, repeats, block=3, pause=PAUSE))
+                    around.append(core.interleaved(fns, repeats, block=3))
             row["numba_s"] = float(np.mean([a["numba"]["median_s"] for a in around]))
             row["numba_min_s"] = float(min(a["numba"]["min_s"] for a in around))
             row["numpy_loop_s"] = float(np.mean([a["numpy_loop"]["median_s"] for a in around]))

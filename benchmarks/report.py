@@ -17,10 +17,7 @@ selects suites; `--no-peers` skips the peers.
 linear input): input and target clamped, hidden values from the feedforward pass, T Euler steps of
 size 0.1, one SGD weight update. Timings are medians of repeats measured round-robin against the
 compared implementation in the same process (ratios are taken under the same load), after a warm-up
-call, with a 0.3 s pause after each block of calls: the NumPy implementations' products run on NumPy's
-OpenBLAS and numba's on SciPy's, and each pool's workers spin for a while after a product (without the
-pause, batch 256 float32 timed 12.2 ms alone and 23.8 ms beside the NumPy loop); compile and cache-load
-times are reported separately. The roofline is the workload's
+call; compile and cache-load times are reported separately. The roofline is the workload's
 matrix-product FLOPs, `2B[(T+1) sum n_in n_out + T sum_(l>=2) n_in n_out + sum n_in n_out]`, divided by
 the NumPy GEMV (batch 1) or GEMM (batch > 1) rate measured in the same run (all rates first, then a
 1 s pause so that NumPy's BLAS threads are idle while the kernels are timed); elementwise work is not

@@ -56,10 +56,8 @@ def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict
                 first_call[dtype] = time.perf_counter() - t0
             key = (B, sizes[1], dtype)
             slow = B * T >= 256 * 100
-            # the pause: the reference's products run on NumPy's OpenBLAS, numba's on SciPy's; each pool's workers
-            # spin for a while after a product and would take a core from the other entry (see benchmarks.peers.PAUSE)
             res = core.interleaved(fns, repeats, repeats_of={"reference": 2 if slow else repeats},
-                                   block=2 if slow else 3, pause=0.3)
+                                   block=2 if slow else 3)
             rate = rates[key]
             roof = core.roofline_s(sizes, B, T, rate)
             t_nb, t_ref = res["numba"]["median_s"], res["reference"]["median_s"]
