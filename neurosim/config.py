@@ -38,6 +38,8 @@ JIT_OPTIONS = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model=ERROR
 #: a warm start never compiles them; caching them too would emit their machine code once more at every cold start,
 #: and every wrapper is compiled and optimised like a function of its own (together about a fifth of the core's
 #: compile time).
+#: The numba modules use :data:`neurosim.backends.numba._linkonly.JIT_INNER`: these options, compiled link-only (no
+#: optimisation or machine code of their own before their kernel's; this module imports no numba, so it cannot).
 JIT_INNER = dict(JIT_OPTIONS, cache=False, no_cpython_wrapper=True)
 
 

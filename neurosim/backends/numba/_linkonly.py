@@ -47,8 +47,8 @@ except ImportError:   # checked by _missing: link-only compilation stays off
 
 from ...config import JIT_INNER as _JIT_INNER_BASE
 
-#: the newest numba (major, minor) this was checked with (0.59.1, the oldest neurosim allows, and 0.68.1: tests/test_link_only.py
-#: and the conformance suite); it checks numba's internals itself on any version
+#: the newest numba (major, minor) this was checked with (0.59.1, the oldest neurosim allows, and 0.68.1, by
+#: tests/test_link_only.py and the conformance suite); on any version it checks numba's internals itself
 CHECKED_NUMBA = ("0", "68")
 
 #: set by :func:`install`: whether inner functions are compiled link-only in this process

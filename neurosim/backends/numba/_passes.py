@@ -18,7 +18,8 @@ _jit = JIT_INNER
 
 #: whether the kernel being compiled may meet sparse projections: a module constant that
 #: :func:`~neurosim.backends.numba._specialise.specialise` sets per kernel, so that a circuit without sparse
-#: projections compiles none of their code (about 2 s of a cold start; see :func:`~neurosim.backends.numba._relax.kernel`)
+#: projections compiles none of their code (about 2 s of a cold start; see
+#: :func:`~neurosim.backends.numba._relax.kernel`)
 HAS_SPARSE = True
 
 
