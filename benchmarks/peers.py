@@ -60,9 +60,10 @@ def run_peer(lib, python, sizes, B, T, dtype, repeats, timeout=1800, one_thread=
     with tempfile.TemporaryDirectory() as d:
         prob, out = Path(d) / "problem.npz", Path(d) / "result.json"
         energy = _problem(prob, sizes, B, T, dtype, repeats)
+        script = HERE.parent / "numpy_loop.py" if lib == "numpy_loop" else HERE / f"{lib}_bench.py"
         try:
             env = dict(os.environ, **(ONE_THREAD_ENV if one_thread else {}))
-            r = subprocess.run([python, str(HERE / f"{lib}_bench.py"), str(prob), str(out)], capture_output=True,
+            r = subprocess.run([python, str(script), str(prob), str(out)], capture_output=True,
                                text=True, timeout=timeout, env=env)
         except FileNotFoundError:
             return {"ok": False, "reason": f"peers environment not found ({python}); see benchmarks/README.md"}
@@ -82,43 +83,48 @@ def run_peer(lib, python, sizes, B, T, dtype, repeats, timeout=1800, one_thread=
     return res
 
 
+def _time_each(fns, repeats):
+    """numba's entries timed one after the other, each alone (``3 * repeats`` batches after an untimed one, as
+    each peer): numba with its default threads round-robin with numba on one BLAS thread ran 3-7% slower (batch
+    256, T = 20, float32), the pool changing its thread count between blocks."""
+    out = {}
+    for k, f in fns.items():
+        out.update(core.interleaved({k: f}, repeats, block=3))
+    return out
+
+
 def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=None, log=print, one_thread=False,
         peers=PEERS) -> dict:
-    """For each workload (name, B, T) and dtype: numba's and a plain NumPy loop's median times
-    (:mod:`benchmarks.numpy_loop`, timed round-robin with numba in this process) and each peer's result.
+    """For each workload (name, B, T) and dtype: numba's median time and each peer's result, a plain NumPy loop
+    (:mod:`benchmarks.numpy_loop`) among them.
 
-    ``one_thread``: every implementation on one thread (numba ``blas_threads=1``, the NumPy loop under
-    ``threadpoolctl.threadpool_limits(1)``, the peers with :data:`ONE_THREAD_ENV`); else each with its default
-    threading (numba's default, NumPy's BLAS default, XLA's default)."""
-    import contextlib
+    Every peer, the NumPy loop included, runs in a process of its own (the loop with this interpreter, the others
+    with ``python``), ``3 * repeats`` batches in a row after an untimed one, as many as numba's timings; numba is
+    timed in this process right before and right after each.  (The loop used to be timed round-robin with numba in
+    this process: NumPy's and SciPy's OpenBLAS thread pools then took cores from each other, see
+    :func:`benchmarks.numpy_loop.main`.)
 
-    from .numpy_loop import NumpyLoop
+    ``one_thread``: every implementation on one thread (numba ``blas_threads=1``, the NumPy loop and the peers
+    with :data:`ONE_THREAD_ENV`); else each with its default threading (numba's default, NumPy's BLAS default,
+    XLA's default)."""
     sizes = sizes or core.net_sizes()
     rows = []
-    if one_thread:
-        from threadpoolctl import threadpool_limits
-        limit = lambda: threadpool_limits(1)   # noqa: E731
-    else:
-        limit = contextlib.nullcontext
     for dtype in dtypes:
         for name, B, T in workloads:
             X, Y = core.make_data(B, sizes)
             sim = core.simulator(sizes, "numba", dtype, blas_threads=1 if one_thread else None)
-            W0 = sim.weights
-            loop = NumpyLoop([W0[f"W{i}"] for i in range(1, len(sizes))], X, Y, T, core.DT, core.LR, dtype)
-            fns = {"numba": core.batch_fn(sim, X, Y, T), "numpy_loop": loop}
+            fns = {"numba": core.batch_fn(sim, X, Y, T)}
             if B > 8 and not one_thread:
                 fns["numba_1thread"] = core.batch_fn(core.simulator(sizes, "numba", dtype, blas_threads=1), X, Y, T)
             row = {"workload": name, "batch": B, "T": T, "dtype": dtype, "one_thread": one_thread, "peers": {},
                    "loadavg_start": core.loadavg()}
             around = []
-            for lib in peers:
-                # numba and the NumPy loop are timed right before and right after the peer: the ratio uses both
-                with limit():
-                    before = core.interleaved(fns, repeats, block=3)
-                res = run_peer(lib, python, sizes, B, T, dtype, repeats, one_thread=one_thread)
-                with limit():
-                    after = core.interleaved(fns, repeats, block=3)
+            for lib in ("numpy_loop",) + tuple(peers):
+                # numba is timed right before and right after the peer: the ratio uses both
+                before = _time_each(fns, repeats)
+                res = run_peer(lib, sys.executable if lib == "numpy_loop" else python, sizes, B, T, dtype,
+                               3 * repeats, one_thread=one_thread)
+                after = _time_each(fns, repeats)
                 around += [before, after]
                 t_nb = 0.5 * (before["numba"]["median_s"] + after["numba"]["median_s"])
                 row[f"numba_s_around_{lib}"] = [before["numba"]["median_s"], after["numba"]["median_s"]]
@@ -127,6 +133,14 @@ def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=
                     row[f"numba_1thread_s_around_{lib}"] = t1
                     if res.get("ok"):
                         res["ratio_peer_over_numba_1thread"] = res["median_s"] / t1
+                if lib == "numpy_loop":
+                    if not res.get("ok"):
+                        raise RuntimeError(f"the NumPy loop computes a different result: {res.get('reason')}")
+                    row["numpy_loop_s"] = res["median_s"]
+                    row["numpy_loop_min_s"] = res["min_s"]
+                    row["numpy_loop_cpu_per_wall"] = res["cpu_per_wall"]
+                    row["ratio_numpy_loop_over_numba"] = res["median_s"] / t_nb
+                    continue
                 if res.get("ok"):
                     res["ratio_peer_over_numba"] = res["median_s"] / t_nb
                     log(f"  {lib:9s} {name:8s} B={B:<4d} T={T:<4d} {dtype}{' 1 thread' if one_thread else ''}: "
@@ -135,14 +149,8 @@ def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=
                 else:
                     log(f"  {lib:9s} {name:8s} B={B:<4d} T={T:<4d} {dtype}: not timed: {res['reason']}")
                 row["peers"][lib] = res
-            if not around:
-                with limit():
-                    around.append(core.interleaved(fns, repeats, block=3))
             row["numba_s"] = float(np.mean([a["numba"]["median_s"] for a in around]))
             row["numba_min_s"] = float(min(a["numba"]["min_s"] for a in around))
-            row["numpy_loop_s"] = float(np.mean([a["numpy_loop"]["median_s"] for a in around]))
-            row["numpy_loop_min_s"] = float(min(a["numpy_loop"]["min_s"] for a in around))
-            row["ratio_numpy_loop_over_numba"] = row["numpy_loop_s"] / row["numba_s"]
             row["loadavg_end"] = core.loadavg()
             log(f"  numpy loop {name:8s} B={B:<4d} T={T:<4d} {dtype}{' 1 thread' if one_thread else ''}: "
                 f"{row['numpy_loop_s'] * 1e3:8.2f} ms (numba {row['numba_s'] * 1e3:.2f} ms, "

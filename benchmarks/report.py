@@ -36,7 +36,11 @@ machine. The NumPy reference, the NumPy loop and the roofline's GEMM rate use BL
 /work/venv-peers/bin/pip install -r benchmarks/peers/requirements.txt` (or set `NEUROSIM_PEERS_PYTHON`).
 Each peer is given the same initial weights and batch, runs the same network, energy, T and step size
 with its documented API (`benchmarks/peers/*_bench.py`), and is timed only if its final energy and
-weight update match neurosim's (float64: relative error < 1e-9).
+weight update match neurosim's (float64: relative error < 1e-9). The plain NumPy loop
+(`benchmarks/numpy_loop.py`) is timed the same way, in a process of its own with this interpreter: in one process
+NumPy's OpenBLAS (the loop's products) and SciPy's (numba's) keep their worker threads spinning after a product
+and each took cores from the other. Each peer runs `3 x repeats` batches in a row after an untimed one; numba is
+timed right before and right after it, and the ratio uses the mean of the two medians.
 """
 
 
