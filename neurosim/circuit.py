@@ -34,6 +34,7 @@ The graph of projections may be any DAG; :func:`hierarchy` builds the layered ne
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
@@ -899,6 +900,9 @@ def hierarchy(
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"hierarchy: sizes needs at least an input and an output size, got {sizes}")
+    for i, n in enumerate(sizes):   # integers (NumPy's too), never a float, bool or string truncated to one
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"hierarchy: sizes[{i}] must be a positive int, got {n!r} (in sizes={sizes})")
     L = len(sizes) - 1
     if names is None:
         names = ["input"] + [f"h{l}" for l in range(1, L)] + ["output"]

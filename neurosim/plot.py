@@ -585,14 +585,22 @@ def save(fig, path, _tidy=True):
     fig : matplotlib.figure.Figure
         Figure to save.
     path : str or os.PathLike
-        Destination file.  The content is PNG whatever the suffix.
+        Destination file, ending in ``.png`` (or without a suffix).
 
     Returns
     -------
     pathlib.Path
         The path written.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has another suffix (the content would be PNG under a name that says otherwise).
     """
     path = Path(os.fspath(path))
+    if path.suffix and path.suffix.lower() != ".png":
+        raise ValueError(f"cannot save a figure to {str(path)!r}: neurosim writes PNG figures; give the path a "
+                         f"'.png' suffix (e.g. {str(path.with_suffix('.png'))!r})")
     path.parent.mkdir(parents=True, exist_ok=True)
     if fig.canvas is None or not hasattr(fig.canvas, "print_png"):
         FigureCanvasAgg(fig)
@@ -999,9 +1007,9 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
         If ``weights`` is not a mapping.
     ValueError
         For an empty mapping, arrays that are not 1-D / 2-D or are empty,
-        ``max_cols < 1``, a bad ``image_shape``, or an ``image_shape``
-        mapping that names a missing entry or one whose ``n_pre`` does not
-        match.
+        ``max_cols < 1``, a bad ``image_shape``, an ``image_shape`` that
+        matches no matrix's ``n_pre``, or an ``image_shape`` mapping that
+        names a missing entry or one whose ``n_pre`` does not match.
     """
     _check_mapping(weights, "weights")
     if len(weights) == 0:
@@ -1038,6 +1046,11 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
             if arr.ndim == 2 and arr.shape[1] == hw[0] * hw[1]:
                 tiled[name] = hw
                 break
+        else:
+            shapes = ", ".join(f"{n} {tuple(a.shape)}" for n, a in items)
+            raise ValueError(f"image_shape {hw} has {hw[0] * hw[1]} pixels, but no weight matrix has "
+                             f"{hw[0] * hw[1]} columns (n_pre): {shapes}; pass the shape of the input images "
+                             f"(e.g. (8, 8) for 64 inputs), or leave image_shape out")
 
     # receptive-field mosaics get a full-width row each (on top); the other entries fill a grid below
     grid_items = [(name, arr) for name, arr in items if name not in tiled]

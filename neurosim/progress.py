@@ -6,10 +6,11 @@ notebook) tqdm draws nothing, so a long run prints a plain line instead, at most
 
     train: 850/1700 (50%), 4.9 s elapsed, ~4.9 s left, loss=0.1234 acc=0.912
 
-The time left is estimated from the items after the first once at least 3 are done,
+The time left is estimated from the items after the first update,
 ``(now - t_1) * (total - n) / (n - n_1)`` with ``t_1``, ``n_1`` the clock and count at the first update
-(the first item often includes one-off costs, e.g. compiling kernels); before that, from all of them,
-``elapsed * (total - n) / n``.
+(the first item often includes one-off costs, e.g. compiling kernels: a line printed after it alone
+would have extrapolated a 10 s compile to half an hour); until an item after the first is done, a line
+gives no estimate.
 
 and, if it printed any, one last line when it finishes.  Runs shorter than the interval print nothing.
 """
@@ -80,12 +81,12 @@ class LineProgress:
         if self.lines:
             self._print(self.clock(), done=True)
 
-    def _left(self, now, elapsed) -> float:
-        """Seconds left: from the items after the first update once >= 3 items are done, else from all."""
-        if self.first is not None and self.n >= 3 and self.n > self.first[1]:
+    def _left(self, now):
+        """Seconds left from the items after the first update; None until one of them is done."""
+        if self.first is not None and self.n > self.first[1]:
             t1, n1 = self.first
             return (now - t1) * (self.total - self.n) / (self.n - n1)
-        return elapsed * (self.total - self.n) / self.n
+        return None
 
     def _print(self, now, done=False):
         elapsed = now - self.start
@@ -95,8 +96,9 @@ class LineProgress:
             parts.append(f"{'done in' if self.n >= self.total else 'stopped after'} {_fmt_s(elapsed)}")
         else:
             parts.append(f"{_fmt_s(elapsed)} elapsed")
-            if 0 < self.n < self.total:
-                parts.append(f"~{_fmt_s(self._left(now, elapsed))} left")
+            left = self._left(now) if 0 < self.n < self.total else None
+            if left is not None:
+                parts.append(f"~{_fmt_s(left)} left")
         text = ", ".join(parts)
         if self.postfix:
             text += ", " + " ".join(f"{k}={v}" for k, v in self.postfix.items())

@@ -1077,8 +1077,10 @@ class Simulator:
             fix = "dt, the learning rate or the substrate's noise" if self.hardware is not None else \
                 "dt or the learning rate"
             raise DivergenceError(
-                f"the run diverged (NaN/inf) at step {res.fail_step} in population {pop!r}{where}; what was "
-                f"recorded up to that step is kept in sim.data and sim.history; reduce {fix}",
+                f"the run diverged (NaN/inf) at step {res.fail_step} in population {pop!r}{where} (the first whose "
+                f"error energy, or value, became non-finite: the values that grew may be those of the populations "
+                f"predicting it); what was recorded up to that step is kept in sim.data and sim.history; "
+                f"reduce {fix}",
                 step=res.fail_step, population=pop, batch=batch)
         return res
 
@@ -1340,7 +1342,8 @@ class Simulator:
         re-running an interrupted script finishes the same total (shuffling depends only on the seed and
         the epoch index, so the result equals an uninterrupted run) and re-running a finished one trains
         nothing more.  A simulator that has trained already does not read the file; it trains ``epochs``
-        more and overwrites it.  Use one checkpoint file per ``train`` call.
+        more and overwrites it.  Use one checkpoint file per ``train`` call.  Resuming logs a notice (logger
+        ``"neurosim"``) with the epochs found and those left.
 
         Other schedules (``neurosim.algorithms.names()``, e.g. ``"bp"``) are chosen with ``algorithm``;
         ``options`` passes their settings.  An algorithm the backend cannot run itself (e.g. ``"fpa"``,
@@ -1375,7 +1378,13 @@ class Simulator:
         if checkpoint is not None and not self.history["epoch_loss"] and Path(checkpoint).exists():
             # a simulator that has not trained yet resumes an interrupted run of this call
             self.load_checkpoint(checkpoint)
-            epochs = max(0, epochs - len(self.history["epoch_loss"]))
+            done = len(self.history["epoch_loss"])
+            from .config import log
+            log.warning("neurosim: train: resuming from checkpoint %r, which holds %d epoch(s); %s (delete the file, "
+                        "or pass another checkpoint path, to start afresh)", str(checkpoint), done,
+                        f"training the {epochs - done} remaining of epochs={epochs}" if done < epochs else
+                        f"epochs={epochs} are done already, so nothing more is trained")
+            epochs = max(0, epochs - done)
         h = self.history
         from .progress import progress_bar
         bar = progress_bar(total=epochs * n_batches, desc="train", enabled=progress)

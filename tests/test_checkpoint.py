@@ -23,7 +23,7 @@ def _data():
 
 @pytest.mark.parametrize("backend", ["reference", "numba"])
 @pytest.mark.parametrize("optimizer", [ns.SGD(momentum=0.9), ns.Adam()])
-def test_resume_equals_uninterrupted(tmp_path, backend, optimizer):
+def test_resume_equals_uninterrupted(tmp_path, backend, optimizer, caplog):
     X, Y = _data()
     net = ns.hierarchy([6, 8, 3], phi="tanh", lr=0.02, optimizer=optimizer)
     full = ns.Simulator(net, backend=backend, seed=4)
@@ -34,14 +34,22 @@ def test_resume_equals_uninterrupted(tmp_path, backend, optimizer):
     first.train(X, Y, epochs=1, batch_size=8, steps=10, progress=False, checkpoint=ck)
     assert ck.exists()
     resumed = ns.Simulator(net, backend=backend, seed=4)
-    resumed.train(X, Y, epochs=3, batch_size=8, steps=10, progress=False, checkpoint=ck)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="neurosim"):
+        resumed.train(X, Y, epochs=3, batch_size=8, steps=10, progress=False, checkpoint=ck)
+    notes = [r.getMessage() for r in caplog.records if "resuming" in r.getMessage()]
+    assert len(notes) == 1 and "holds 1 epoch(s); training the 2 remaining of epochs=3" in notes[0], notes
     for k, w in full.weights.items():
         np.testing.assert_array_equal(resumed.weights[k], w)
     assert resumed.history["loss"] == full.history["loss"]
     assert len(resumed.history["epoch_loss"]) == 3
     # a finished run resumed again does nothing more
     again = ns.Simulator(net, backend=backend, seed=4)
-    again.train(X, Y, epochs=3, batch_size=8, steps=10, progress=False, checkpoint=ck)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="neurosim"):
+        again.train(X, Y, epochs=3, batch_size=8, steps=10, progress=False, checkpoint=ck)
+    assert any("holds 3 epoch(s); epochs=3 are done already, so nothing more is trained" in r.getMessage()
+               for r in caplog.records)
     for k, w in full.weights.items():
         np.testing.assert_array_equal(again.weights[k], w)
 

@@ -161,3 +161,11 @@ def test_hierarchy_refuses_an_unknown_activation_even_without_hidden_layers():
         ns.hierarchy([64, 10], phi="relu6")
     with pytest.raises(ValueError, match=r"ValuePopulation 'h1': unknown activation 'relu6'"):   # as before
         ns.hierarchy([64, 16, 10], phi="relu6")
+
+
+def test_hierarchy_refuses_sizes_that_are_not_positive_ints():
+    """A float, a bool or a string size was truncated (2.9 -> 2, True -> 1, '8' -> 8); NumPy integers are sizes."""
+    assert [p.size for p in ns.hierarchy([4, np.int64(3), 2]).populations] == [4, 3, 2]
+    for bad in (2.9, True, "8", 0, -3, np.float64(3.0)):
+        with pytest.raises(ValueError, match=r"hierarchy: sizes\[1\] must be a positive int, got"):
+            ns.hierarchy([4, bad, 3])

@@ -238,6 +238,8 @@ def test_divergence_at_initialisation(backend):
     with pytest.raises(ns.DivergenceError, match=r"step 0 in population 'output'") as ei:
         sim.run(np.ones((2, 3)), np.ones((2, 2)), mode="clamp")
     assert (ei.value.step, ei.value.population) == (0, "output")
+    # 'output' is clamped: the message says what naming it means (its error energy overflowed first)
+    assert "(the first whose error energy, or value, became non-finite" in str(ei.value)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

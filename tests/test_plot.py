@@ -76,6 +76,25 @@ def test_save_creates_parent_dirs_and_writes_png(tmp_path):
     _assert_png(target)
 
 
+def test_save_refuses_a_suffix_that_is_not_png(tmp_path):
+    fig = plot.raster([1.0, 2.0], [0, 1])
+    for name in ("e.xyz", "e.pdf"):
+        with pytest.raises(ValueError, match=r"neurosim writes PNG figures; give the path a '\.png' suffix"):
+            plot.save(fig, tmp_path / name)
+        assert not (tmp_path / name).exists()
+    _assert_png(plot.save(fig, tmp_path / "E.PNG"))
+    _assert_png(plot.save(fig, tmp_path / "no_suffix"))
+
+
+def test_weights_image_shape_that_matches_no_matrix_is_refused():
+    """image_shape (7, 7) for 64 inputs drew plain matrices without a word; it names the shapes now."""
+    w = {"W1": np.ones((16, 64)), "W2": np.ones((3, 16))}
+    with pytest.raises(ValueError, match=r"image_shape \(7, 7\) has 49 pixels, but no weight matrix has 49 "
+                                         r"columns \(n_pre\): W1 \(16, 64\), W2 \(3, 16\)"):
+        plot.weights(w, image_shape=(7, 7))
+    plot.weights(w, image_shape=(8, 8))
+
+
 def test_save_accepts_str_path(tmp_path):
     fig = plot.raster([1.0, 2.0], [0, 1])
     target = str(tmp_path / "sub" / "raster.png")

@@ -214,6 +214,10 @@ def test_blas_threads_option_same_result_and_validated():
     for bad in (0, -1, 1.5, True, "2", "Auto"):
         with pytest.raises(ValueError, match="blas_threads"):
             ns.Simulator(net, backend="numba", backend_options={"blas_threads": bad})
+    from neurosim.backends.numba.backend import _ncpu
+    n = _ncpu()
+    with pytest.raises(ValueError, match=rf"blas_threads={n + 1} exceeds the {n} core\(s\).*Use at most {n}"):
+        ns.Simulator(net, backend="numba", backend_options={"blas_threads": n + 1})
 
 
 def test_removed_and_unknown_backend_options_are_refused_with_the_valid_keys():
@@ -256,6 +260,7 @@ def test_the_default_blas_threading_follows_the_measured_speed():
 
 
 def test_default_and_single_threaded_blas_train_alike():
+    from neurosim.backends.numba.backend import _ncpu
     """blas_threads="auto" may run a batch with one or two BLAS threads: training agrees with one and two threads
     and with the default (OpenBLAS splits a GEMM's output between its threads, so each element is summed in the
     same order)."""
@@ -263,7 +268,7 @@ def test_default_and_single_threaded_blas_train_alike():
     rng = np.random.default_rng(3)
     X, Y = rng.normal(size=(64, 12)), rng.normal(size=(64, 5))
     sims = [ns.Simulator(net, backend="numba", seed=1, backend_options=o)
-            for o in ({"blas_threads": "auto"}, {"blas_threads": 1}, {"blas_threads": 2}, None)]
+            for o in ({"blas_threads": "auto"}, {"blas_threads": 1}, {"blas_threads": min(2, _ncpu())}, None)]
     for _ in range(6):
         for sim in sims:
             sim.step(X, Y, steps=10)

@@ -289,10 +289,11 @@ def _blas_default_threads(ncpu):
 
 #: the values of ``blas_threads`` that name a policy rather than a thread count (see :class:`NumbaBackend`)
 BLAS_POLICIES = ("auto", "timed", "blas")
-#: what ``blas_threads=None`` means: the load-aware choice (:class:`_LoadAwareBlas`).  Measured with
-#: ``python -m benchmarks --only load`` (two busy processes beside a batch): BLAS's own two threads collapsed
-#: (batch 256, T = 20: 1375 ms loaded against 241 ms with "auto"); "auto" stayed within 8% of the best
-#: option when the benchmark added no load.  Results do not depend on the choice (tests, 1e-10).
+#: what ``blas_threads=None`` means: the load-aware choice (:class:`_LoadAwareBlas`).  How much BLAS's own two
+#: threads lose on a busy machine depends on the load: beside the two busy processes of ``python -m benchmarks
+#: --only load`` a batch 256, T = 20 took 2-3x as long with them as with "auto" (``benchmarks/README.md``, e.g.
+#: 87 ms against 40 ms); beside a running test suite, 1375 ms against 241 ms.  Results do not depend on the choice
+#: (tests, 1e-10).
 DEFAULT_BLAS_THREADS = "auto"
 
 
@@ -310,8 +311,8 @@ class NumbaBackend(Backend):
 
     Options (``Simulator(..., backend_options={...})``):
 
-    * ``blas_threads`` (int): BLAS threads of the matrix products of batches above :data:`SMALL_BATCH`
-      during a call (see :class:`_BlasThreads`); ``"auto"``: decided before each call from the runnable
+    * ``blas_threads`` (int, at most the cores the process may run on): BLAS threads of the matrix products of
+      batches above :data:`SMALL_BATCH` during a call (see :class:`_BlasThreads`); ``"auto"``: decided before each call from the runnable
       processes of the machine at that instant and the calling thread's CPU share in its previous call
       (:class:`_LoadAwareBlas`), so that a busy machine does not collapse a batch; ``"timed"``: one thread or
       BLAS's default, whichever recent calls measured faster (:class:`_AdaptiveBlas`); ``"blas"``: BLAS's own
@@ -355,6 +356,11 @@ class NumbaBackend(Backend):
         if policy is None and (isinstance(blas_threads, bool) or not isinstance(blas_threads, int) or blas_threads < 1):
             raise ValueError(f"backend 'numba': blas_threads must be a positive int, one of {list(BLAS_POLICIES)} "
                              f"or None, got {blas_threads!r}")
+        if policy is None and blas_threads > _ncpu():
+            raise ValueError(f"backend 'numba': blas_threads={blas_threads} exceeds the {_ncpu()} core(s) this process "
+                             f"may run on; more BLAS threads than cores make every matrix product wait for "
+                             f"descheduled threads (batch 256 on 2 cores: 496 ms with 4 threads, 27 ms with 2). "
+                             f"Use at most {_ncpu()}, or 'auto' (the default)")
         self._blas_threads = _BlasThreads(blas_threads) if policy is None else None
         self._auto_blas = _LoadAwareBlas() if policy == "auto" else _AdaptiveBlas() if policy == "timed" else None
         #: the ``blas_threads`` setting in force (``"auto"``, ``"timed"``, ``"blas"`` or an int)
