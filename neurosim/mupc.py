@@ -112,8 +112,16 @@ def inference_settings(n_hidden: int, batch_size: int, phi: str = "relu", activi
     ``activity_lr`` is jpc's learning rate on the batch-mean energy (default 0.5 for ReLU, 1.0 otherwise);
     neurosim's per-sample Euler step is ``activity_lr / batch_size``.
     """
+    for name, v in (("n_hidden", n_hidden), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "n_hidden" else 1):
+            raise ValueError(f"inference_settings: {name} must be a{' non-negative' if name == 'n_hidden' else ' positive'}"
+                             f" int, got {v!r}")
     if activity_lr is None:
         activity_lr = 0.5 if phi == "relu" else 1.0
+    if isinstance(activity_lr, bool) or not isinstance(activity_lr, (int, float, np.number)) or \
+            not (np.isfinite(activity_lr) and activity_lr > 0):
+        raise ValueError(f"inference_settings: activity_lr must be a finite number > 0 (jpc's step on the batch-mean "
+                         f"energy), got {activity_lr!r}")
     return {"steps": int(n_hidden), "dt": float(activity_lr) / int(batch_size)}
 
 

@@ -922,7 +922,10 @@ class Simulator:
                              for name in self.plan.pop_names})
 
     def energy(self, X, Y=None, mode="clamp") -> float:
-        """Energy F (batch mean) of the feedforward state, output clamped to Y (or free)."""
+        """Energy F (batch mean) of the feedforward state, output clamped to Y (or free).
+
+        A run of zero steps (:meth:`run` with ``steps=0``): ``sim.state`` then holds that feedforward state, and
+        probes record it like any run."""
         res = self.run(X, Y, steps=0, mode=mode if Y is not None else "free")
         return float(res.total_energy[0])
 
@@ -969,6 +972,26 @@ class Simulator:
         if self._graph:   # errors name the graph
             owner = f"graph {self.circuit.name!r}: "
             a = _real_array(name, a, self.dtype, owner)
+            if a.ndim > 2 and name.startswith("X"):
+                # image-shaped inputs must have the input's own shape: (C, H, W), or (H, W) for one channel (only
+                # the flat size was checked: (B, 2, 4, 2) passed for a (1, 4, 4) input, read as other pixels)
+                # several inputs of one shape (a sequence): (batch, n_inputs, *shape), one row per input in turn
+                ins = [self.circuit.vertex(v) for v in self.circuit.inputs]
+                shapes = {tuple(v.shape) for v in ins}
+                if len(ins) > 1:
+                    sh = shapes.pop() if len(shapes) == 1 else None
+                    if sh is None or a.shape[1:] not in ((len(ins),) + sh, (len(ins), math.prod(sh))):
+                        raise ValueError(
+                            f"{owner}{name} has shape {np.shape(a)}; the graph's {len(ins)} inputs "
+                            f"{list(self.circuit.inputs)} take the columns of a flat (batch, {self.plan.n_input}) "
+                            f"{name} in turn" + (f" (or (batch, {len(ins)}, {math.prod(sh)}): one row per input)"
+                                                 if sh is not None else ""))
+                    return _as_2d(name, a.reshape(a.shape[0], -1), n_cols, self.dtype, allow_empty, owner)
+                want = tuple(ins[0].shape)
+                if not (a.shape[1:] == want or (want[0] == 1 and a.shape[1:] == want[1:])):
+                    raise ValueError(f"{owner}{name} has shape {np.shape(a)}, but the input images have shape {want}: "
+                                     f"pass (batch, {', '.join(map(str, want))}) or flat (batch, {math.prod(want)}) "
+                                     f"arrays in C order")
             if a.ndim > 2:
                 a = a.reshape(a.shape[0], -1)
         return _as_2d(name, a, n_cols, self.dtype, allow_empty, owner)
@@ -1231,11 +1254,15 @@ class Simulator:
 
     def directions(self, X, Y, algorithm: str = "bp", options: dict | None = None, *, steps: int = 20,
                    dt: float | None = None, result: bool = False):
-        """The update direction of every parameter on one batch, without changing anything.
+        """The update direction of every parameter on one batch, leaving the weights, the optimiser state, the
+        history and the records as they were (``sim.state`` then holds the state the schedule reached, as after
+        :meth:`run`, for the schedules that relax in the backend: ``pc``, ``strict``, and all on graph circuits).
 
         Minus the gradient of the loss (``"bp"``) or of the energy at the state the schedule reaches (the
         Hebbian terms of ``"pc"``, ``"strict"``, ``"fpa"``, ``"zil"``), batch mean unless a rule uses
-        ``batch_reduction="sum"``, before the learning rate and the optimiser; keys as :attr:`weights`
+        ``batch_reduction="sum"``, before the learning rate and the optimiser -- with the output options
+        ``output_precision``/``beta`` and ``compensate=True`` (the default) the Hebbian term times the compensation
+        factor :math:`\pi_L / (\beta \lambda)` that training applies; keys as :attr:`weights`
         (layered circuits: ``"W1"``, ``"W1.b"``, a sparse projection's direction a ``scipy.sparse.csr_array`` with
         its pattern; graphs: parameter names, shared parameters summed over their uses).  ``"pc"`` relaxes as ``train(algorithm="pc")`` does (this simulator's integrator, ``dt`` over each
         ``tau_x``, error-unit dynamics, output options and ``convention``) and returns the Hebbian term
@@ -1298,6 +1325,9 @@ class Simulator:
                     net = LayeredEquations(self._backend, st.prec)
                     dirs = net.directions(state["eps"], net.phi(state["x"]))
             else:
+                if self.integrator != "euler":
+                    raise ValueError("algorithm 'strict' takes Euler steps (n gradient steps of size eta on the "
+                                     "beliefs); build the Simulator with integrator='euler'")
                 opts = dict(options)
                 opts["eta"] = opts.get("eta") if opts.get("eta") is not None else (dt or self.dt)
                 opts["n"] = opts.get("n") if opts.get("n") is not None else steps
@@ -1308,6 +1338,13 @@ class Simulator:
             if dirs is None:
                 raise DivergenceError("the run diverged (NaN/inf); reduce dt", step=-1, population="?")
             gW, gb = dirs
+            # what train applies: with output_precision / beta and compensate=True, the Hebbian term times
+            # 1 / (beta lambda / pi_L) (neurosim.algorithms._common); 1 otherwise
+            from .algorithms._common import output_settings
+            f = output_settings(algorithm, self.plan, options).factor
+            if f != 1.0:
+                gW = {k: f * g for k, g in gW.items()}
+                gb = {k: f * g for k, g in gb.items()}
         for k, name in enumerate(self.plan.proj_names):
             if k in gW and self.plan.is_sparse(k):   # a sparse projection's direction has its pattern
                 import scipy.sparse as sps

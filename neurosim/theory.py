@@ -105,7 +105,10 @@ def linear_chain(source, weights: dict | None = None, output_precision: float | 
     ------
     ValueError
         If the circuit is not a chain ``input -> h1 -> ... -> output`` (one input, every population predicted
-        only by the previous one) or a predicting population is not linear.
+        only by the previous one), a predicting population is not linear, or ``weights`` names a parameter the
+        circuit does not have or gives it another shape.
+    UnsupportedError
+        For a graph circuit or sparse projections.
     """
     if isinstance(source, LinearChain):
         chain = source
@@ -113,6 +116,13 @@ def linear_chain(source, weights: dict | None = None, output_precision: float | 
             raise ValueError("linear_chain: weights can only be given with a Simulator or Plan source")
     else:
         plan, current = _plan_and_weights(source)
+        for key, w in (weights or {}).items():   # a misspelt key or a wrong shape would give wrong numbers silently
+            if key not in current:
+                raise ValueError(f"linear_chain: weights has no parameter {key!r}; circuit {plan.circuit.name!r} has "
+                                 f"{sorted(current)}")
+            if np.shape(w) != np.shape(current[key]):
+                raise ValueError(f"linear_chain: weights[{key!r}] has shape {np.shape(w)}, but {key!r} of circuit "
+                                 f"{plan.circuit.name!r} has shape {np.shape(current[key])}")
         current.update(weights or {})
         chain = _build(plan, current)
     if output_precision is not None:
@@ -127,6 +137,10 @@ def linear_chain(source, weights: dict | None = None, output_precision: float | 
 
 def _plan_and_weights(source):
     plan = source if isinstance(source, Plan) else getattr(source, "plan", None)
+    if plan is not None and not isinstance(plan, Plan):   # a graph circuit's GraphPlan
+        raise UnsupportedError(f"theory: the closed forms take a layered circuit, but {type(source).__name__} holds a "
+                               f"computation graph ({type(plan).__name__}); build the same linear chain with "
+                               "ns.hierarchy(sizes, phi='linear') and load its weights (sim.set_weights)")
     sparse = getattr(plan, "sparse_projections", None)
     if sparse:
         raise UnsupportedError(f"theory: projection(s) {sparse} of circuit {plan.circuit.name!r} are sparse; the "

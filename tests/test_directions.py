@@ -268,3 +268,44 @@ def test_directions_follow_the_rule_batch_reduction(backend, algorithm):
     w1 = s.weights
     for k in w0:
         assert _rel((w1[k] - w0[k]) / lr, d["sum"][k]) < 1e-8, k
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("algorithm", ["pc", "strict", "fpa", "zil"])
+def test_directions_with_output_options_are_what_step_applies(backend, algorithm):
+    """With output_precision / beta and compensate=True, train scales the Hebbian term by pi_L / (beta lambda):
+    directions returns that scaled direction (it returned the unscaled one, 10x too small for lambda = 0.1), so
+    that one plain-SGD step moves the weights by lr * direction; compensate=False gives the raw term."""
+    X, Y = _data()
+    for opts, factor in (({"output_precision": 0.1}, 10.0), ({"beta": 0.5}, 2.0),
+                         ({"output_precision": 0.1, "compensate": False}, 1.0)):
+        sim = _sim(backend, lr=0.1, optimizer=ns.SGD())
+        w0 = sim.weights
+        D = sim.directions(X, Y, algorithm, opts)
+        raw = sim.directions(X, Y, algorithm, {**opts, "compensate": False})
+        sim.step(X, Y, algorithm=algorithm, options=opts)
+        for k in w0:
+            assert _rel(sim.weights[k] - w0[k], 0.1 * D[k]) < 1e-9, (opts, k)
+            assert _rel(D[k], factor * raw[k]) < 1e-12, (opts, k)
+
+
+def test_strict_refuses_heun_as_the_graph_form_does():
+    """strict takes Euler steps by definition; with integrator='heun' the layered form ran Euler silently."""
+    X, Y = _data()
+    sim = _sim(integrator="heun")
+    with pytest.raises(ValueError, match=r"algorithm 'strict' takes Euler steps.*integrator='euler'"):
+        sim.directions(X, Y, "strict")
+    with pytest.raises(ValueError, match=r"algorithm 'strict' takes Euler steps.*integrator='euler'"):
+        sim.step(X, Y, algorithm="strict")
+    w0 = sim.weights
+    for k, v in w0.items():
+        assert np.array_equal(sim.weights[k], v)
+
+
+@pytest.mark.parametrize("algorithm,opt", [("fpa", "eta"), ("strict", "eta"), ("pc", "beta"), ("fpa", "output_precision")])
+def test_numeric_options_refuse_strings_and_bools(algorithm, opt):
+    X, Y = _data()
+    sim = _sim()
+    for bad in ("1", True):
+        with pytest.raises(ValueError, match=rf"algorithm '{algorithm}': option '{opt}' must be a number, got"):
+            sim.directions(X, Y, algorithm, {opt: bad})

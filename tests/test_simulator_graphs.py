@@ -313,7 +313,7 @@ def test_image_shaped_input_is_accepted_for_a_cnn():
     r1, r2 = sim.run(img, Y, steps=4), sim.run(flat, Y, steps=4)
     _close(r1.energy, r2.energy, 0.0)
     assert sim.evaluate(img, Y) == sim.evaluate(flat, Y)
-    with pytest.raises(ValueError, match=r"shape \(batch, 36\)"):
+    with pytest.raises(ValueError, match=r"input images have shape \(1, 6, 6\).*flat \(batch, 36\)"):
         sim.predict(rng.normal(size=(5, 1, 5, 5)))
 
 

@@ -83,6 +83,9 @@ class OutputSettings:
 
 
 def _positive_option(algo, name, value):
+    """A positive finite number option as a float; a string or bool is refused (``float("1")`` would accept it)."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"algorithm {algo!r}: option {name!r} must be a number, got {value!r}")
     return _positive(f"algorithm {algo!r}", f"option {name!r}", value)
 
 

@@ -48,17 +48,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends.base import BatchResult
-from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, convention, diverged, n_layers, \
-    observe, output_settings, rec_buffers, uses_numba
+from ._common import OUTPUT_OPTIONS, NumpyNet, _positive_option, as_batch, check_common, convention, diverged, \
+    n_layers, observe, output_settings, rec_buffers, uses_numba
 from . import check_backend, register
 
 OPTIONS = {"eta": 1.0, "n": None, **OUTPUT_OPTIONS, "convention": "neurosim"}
 
 
 def _settings(sim, options):
-    eta = float(options.get("eta", 1.0))
-    if not (np.isfinite(eta) and eta > 0):
-        raise ValueError(f"algorithm 'fpa': eta must be finite and > 0, got {options.get('eta')!r}")
+    eta = _positive_option("fpa", "eta", options.get("eta", 1.0))
     n = options.get("n")
     if n is None:
         n = n_layers(sim.plan)

@@ -59,7 +59,8 @@ import numpy as np
 from ..backends.base import EULER, MODE_CLAMP, MODE_NUDGE, STATUS_DIVERGED, BatchResult, RunSpec
 from ..errors import UnsupportedError
 from ..plan import ROLE_INPUT
-from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, convention, first_bad, output_settings
+from ._common import (OUTPUT_OPTIONS, NumpyNet, _positive_option, as_batch, check_common, convention, first_bad,
+                      output_settings)
 from . import check_backend, register
 
 PC_OPTIONS = {**OUTPUT_OPTIONS, "convention": "neurosim"}
@@ -129,9 +130,7 @@ def _strict_spec(sim, spec, options):
     """``(spec, extra_step)``: the pc-kernel settings of ``strict`` and whether the Torch2PC update follows."""
     p = sim.plan
     eta = options.get("eta")
-    eta = spec.dt if eta is None else float(eta)
-    if not (np.isfinite(eta) and eta > 0):
-        raise ValueError(f"algorithm 'strict': eta must be finite and > 0, got {options.get('eta')!r}")
+    eta = spec.dt if eta is None else _positive_option("strict", "eta", eta)
     n = options.get("n")
     n = spec.n_steps if n is None else n
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
@@ -141,6 +140,9 @@ def _strict_spec(sim, spec, options):
         raise ValueError(f"algorithm 'strict' takes one step size for all beliefs, but circuit "
                          f"{sim.circuit.name!r} has several tau_x values {sorted(taus)}; give every population the "
                          "same tau_x")
+    if spec.integrator != EULER:
+        raise ValueError("algorithm 'strict' takes Euler steps (n gradient steps of size eta on the beliefs); build "
+                         "the Simulator with integrator='euler' (or pass integrator='euler' to the run)")
     tau = taus.pop() if taus else 1.0
     extra = convention("strict", options) == "torch2pc"
     if extra:

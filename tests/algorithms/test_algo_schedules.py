@@ -186,7 +186,7 @@ def test_errors_name_the_problem_and_the_fix():
         sim.train(X, Y, algorithm="zil", tol=1e-3, progress=False)
     with pytest.raises(ValueError, match="option 'beta' must be finite and > 0"):
         sim.train(X, Y, algorithm="fpa", options={"beta": 0.0}, progress=False)
-    with pytest.raises(ValueError, match="eta must be finite and > 0"):
+    with pytest.raises(ValueError, match="'eta' must be finite and > 0"):
         sim.train(X, Y, algorithm="strict", options={"eta": -1.0}, progress=False)
     with pytest.raises(ValueError, match="integrator='euler'"):
         ns.Simulator(mlp(), backend="reference", integrator="heun").train(X, Y, algorithm="ipc", progress=False)

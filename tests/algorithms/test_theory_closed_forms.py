@@ -247,3 +247,16 @@ def test_theory_rejects_nonlinear_or_non_chain_circuits():
     with pytest.raises(ValueError, match="projection 'S' goes from 'h1' to 'out', skipping layers"):
         th.linear_chain(ns.lower(skip))
     assert th.condition_number(ns.lower(linear_net())) >= 1.0
+
+
+def test_linear_chain_refuses_unknown_or_misshapen_weight_overrides_and_graphs():
+    sim = ns.Simulator(linear_net((4, 5, 3)), backend="reference")
+    with pytest.raises(ValueError, match=r"weights has no parameter 'W9'; circuit .* has \['W1', 'W2'\]"):
+        th.linear_chain(sim, weights={"W9": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match=r"weights\['W1'\] has shape \(2, 2\), but 'W1' of circuit .* has shape \(5, 4\)"):
+        th.linear_chain(sim, weights={"W1": np.zeros((2, 2))})
+    assert np.all(th.linear_chain(sim, weights={"W1": np.zeros((5, 4))}).A[0] == 0)
+    from neurosim import graph as ng
+    g = ns.Simulator(ng.mlp([4, 5, 3], phi="linear"), backend="reference")
+    with pytest.raises(ns.UnsupportedError, match=r"closed forms take a layered circuit.*ns.hierarchy"):
+        th.equilibrium_energy(g, np.ones((2, 4)), np.ones((2, 3)))

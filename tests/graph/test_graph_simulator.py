@@ -268,3 +268,16 @@ def test_shared_parameter_update_is_the_sum_over_uses():
     for algo in ("bp", "pc", "zil", "fpa"):
         ds, dt_ = shared.directions(X, Y, algo), twin.directions(X, Y, algo)
         assert np.allclose(ds["K"], dt_["K1"] + dt_["K2"], rtol=1e-12, atol=1e-15), algo
+
+
+def test_image_inputs_must_have_the_input_shape():
+    """Only the flat size was checked: (B, 2, 4, 2) passed for a (1, 4, 4) input and was read as other pixels."""
+    sim = ns.Simulator(ng.cnn(input_shape=(1, 4, 4), channels=(2,)), backend="reference")
+    X = np.random.default_rng(0).normal(size=(3, 1, 4, 4))
+    ref = sim.predict(X.reshape(3, -1))
+    np.testing.assert_array_equal(sim.predict(X), ref)
+    np.testing.assert_array_equal(sim.predict(X[:, 0]), ref)      # (H, W) images of one channel
+    for shape in ((3, 2, 4, 2), (3, 1, 2, 8), (3, 4, 4, 1)):
+        with pytest.raises(ValueError, match=r"graph 'cnn': X has shape .*, but the input images have shape "
+                                             r"\(1, 4, 4\): pass \(batch, 1, 4, 4\) or flat \(batch, 16\)"):
+            sim.predict(X.reshape(shape))
