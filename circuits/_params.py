@@ -101,14 +101,32 @@ def _check_hardware(value):
     parse_hardware(value)   # raises ValueError naming the item and what is valid
 
 
+def _hardware_trains(value, cfg) -> bool:
+    """Whether the substrate ``value`` can train the run's algorithm(s) (``algorithm`` or ``algorithms`` of
+    ``cfg``): pc and bp only, and pc only with event (send-on-delta) coding, which event-codes the relaxation
+    (checked before the run, not when the first bp batch starts after pc has trained)."""
+    from neurosim.hardware.spec import parse_hardware
+    try:
+        model = parse_hardware(value)
+    except ValueError:
+        return True   # the value's own check names the problem
+    if model is None:
+        return True
+    algos = set(cfg.get("algorithms") or []) | ({cfg["algorithm"]} if "algorithm" in cfg else set())
+    allowed = {"pc"} if model.coding == "event" else {"pc", "bp"}
+    return algos <= allowed
+
+
+_HARDWARE_TRAINS = (_hardware_trains, "with a hardware model: algorithm pc or bp (pc only with coding=event)",
+                    "hardware: Simulator(hardware=...) trains with algorithms pc and bp only, and with coding=event "
+                    "(which event-codes the PC relaxation) pc only; choose those algorithms, coding=clock, or "
+                    "hardware=none")
+
 #: a modelled substrate for the run's Simulator(hardware=...), written as in neurosim.hardware.spec
-HARDWARE = Str(check=_check_hardware, doc="none, or items like weights:Quantize(6, bound=2.0);reads:AdditiveNoise(0.01);"
-                                          "coding=event;threshold=0.01 (neurosim.hardware.spec)")
+HARDWARE = Param("str", check=_check_hardware, requires=_HARDWARE_TRAINS,
+                 doc="none, or items like weights:Quantize(6, bound=2.0);reads:AdditiveNoise(0.01);"
+                     "coding=event;threshold=0.01 (neurosim.hardware.spec)")
 
 
-#: HARDWARE for experiments that train several algorithms: a substrate trains with pc and bp only
-HARDWARE_PC_BP = Param("str", check=_check_hardware, doc=HARDWARE.doc,
-                       requires=(lambda v, c: v.strip().lower() in ("", "none", "off") or set(c["algorithms"]) <= {"pc", "bp"},
-                                 "with a hardware model: algorithms pc and/or bp only",
-                                 "hardware: Simulator(hardware=...) trains with algorithms pc and bp only; "
-                                 "set algorithms=[pc,bp] (or hardware=none)"))
+#: HARDWARE for experiments that train several algorithms (the same check, on ``algorithms``)
+HARDWARE_PC_BP = Param("str", check=_check_hardware, doc=HARDWARE.doc, requires=_HARDWARE_TRAINS)

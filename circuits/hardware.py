@@ -468,7 +468,7 @@ def run_energy(cfg, out, progress=True) -> dict:
         "energy_per_sample_J": t["pc_energy_per_sample_J"], "bp_energy_per_sample_J": t["bp_energy_per_sample_J"],
         "pc_bp_energy_ratio": t["pc_bp_energy_ratio"], "time_to_settle_s": t["pc_time_to_settle_s"],
         "pc_bp_mac_ratio": rep["pc_bp_mac_ratio"], "pc_bp_mac_ratio_closed_form": closed,
-        "target": cfg["target"], "per_target": row["targets"],
+        "target": cfg["target"], "per_target": row["targets"], "bits": cfg["bits"] or None,
         "operations_per_sample": rep["operations_per_sample"], "report": ["cost_report.json", "cost_report.md"],
     }
     if not cfg["curves"]:

@@ -62,6 +62,17 @@ def _split_top(raw: str) -> list:
     return [p.strip() for p in parts]
 
 
+def _value(key, raw, params):
+    """One grid value, read as ``--set`` reads it: the text itself for a parameter declared as a string (so
+    that ``weights:Quantize(8, bound=2.0)`` keeps its comma and ``none`` stays the word), else
+    :func:`~neurosim.experiment.parse_value`."""
+    spec = (params or {}).get(key)
+    if spec is not None and spec.kind == "str":
+        v = parse_value(raw)
+        return v if isinstance(v, str) else raw.strip()
+    return parse_value(raw)
+
+
 def parse_grid(items, defaults: dict, params: dict | None = None) -> dict:
     """``["key=v1,v2", ...]`` -> ``{key: [v1, v2]}`` with values coerced to the declared type of the
     parameter (``params``, see :class:`~neurosim.experiment.Param`) or the type of ``defaults[key]``.
@@ -83,7 +94,7 @@ def parse_grid(items, defaults: dict, params: dict | None = None) -> dict:
         parts = _split_top(raw)
         if not raw.strip() or any(p == "" for p in parts):
             raise ConfigError(f"--grid {key}=...: empty value in {raw!r}")
-        values = [coerce_param(key, parse_value(p), defaults, params) for p in parts]
+        values = [coerce_param(key, _value(key, p, params), defaults, params) for p in parts]
         if params and key in params:
             for v in values:
                 params[key].validate(key, v)  # alone; ranges relative to other parameters are checked per point
@@ -209,6 +220,15 @@ def _numeric(values) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
+def _axis_label(name: str) -> str:
+    """A metric's name as an axis label, its unit suffix spelt out: ``energy_per_sample_J`` -> ``energy per
+    sample (J)``."""
+    for suffix, unit in (("_J", "J"), ("_s", "s"), ("_W", "W"), ("_bytes", "bytes")):
+        if name.endswith(suffix):
+            return f"{name[:-len(suffix)].replace('_', ' ')} ({unit})"
+    return name
+
+
 def _plots(out: Path, grid: dict, rows: list, metric: str, energy_metric: str | None) -> tuple:
     import numpy as np
 
@@ -232,7 +252,8 @@ def _plots(out: Path, grid: dict, rows: list, metric: str, energy_metric: str | 
         for label, by_x in groups.items():
             xs = sorted(by_x)
             ys = np.array([np.mean(by_x[x]) for x in xs])
-            err = np.array([np.std(by_x[x]) for x in xs])
+            # the sample standard deviation over seeds (ddof 1, as hw-design-space reports it)
+            err = np.array([np.std(by_x[x], ddof=1) if len(by_x[x]) > 1 else 0.0 for x in xs])
             curves[label] = (np.array(xs, dtype=float), ys, err if np.any(err > 0) else None)
         if not curves:
             continue
@@ -262,8 +283,9 @@ def _plots(out: Path, grid: dict, rows: list, metric: str, energy_metric: str | 
             for i in front:
                 ax.annotate(", ".join(f"{k}={pts[i][2].get(k)}" for k in gk), (pts[i][0], pts[i][1]), fontsize=7,
                             xytext=(4, -10), textcoords="offset points")
-            ax.set_xscale("log")
-            ax.set_xlabel(energy_metric)
+            if max(fx + [p[0] for p in pts]) / min(p[0] for p in pts) >= 10:
+                ax.set_xscale("log")   # within a decade a log axis has no major tick to label
+            ax.set_xlabel(_axis_label(energy_metric))
             ax.set_ylabel(metric)
             ax.set_title(f"{metric} vs {energy_metric}: Pareto front")
             ax.legend(loc="lower right", fontsize=8)

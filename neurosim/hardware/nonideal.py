@@ -537,6 +537,10 @@ class HardwareModel:
     def __post_init__(self):
         for site in _TUPLE_FIELDS:
             ts = getattr(self, site)
+            if isinstance(ts, str):   # read one character at a time it said "'Q' is not a ... transform"
+                raise ValueError(f"HardwareModel.{site} must be a transform or a list of them (e.g. "
+                                 f"{site}=[neurosim.hardware.Quantize(4)]), got the text {ts!r}; a text model is read "
+                                 f"by neurosim.hardware.parse_hardware('{site}:{ts}')")
             ts = _as_tuple(ts, isinstance(ts, Transform),
                            f"HardwareModel.{site} must be a sequence of transforms, got {ts!r}")
             object.__setattr__(self, site, ts)

@@ -54,12 +54,31 @@ def cost_report(pc: OpCounts, bp: OpCounts | None = None, target_names=None, bit
             row["pc_bp_time_ratio"] = (l_pc["total_s"] / l_bp["total_s"] if l_bp["total_s"] > 0 else float("inf"))
         row["parameters"] = [{"quantity": q, "value": v, "unit": u, "source": s, "evidence": ev}
                              for q, v, u, s, ev in t.table()]
+        row["notes"] = _notes(t, widths)
         rep["targets"][t.name] = row
     if bp is not None:
         rep["pc_bp_mac_ratio"] = pc.per_sample()["macs"] / bp.per_sample()["macs"]
     if extra:
         rep["run"] = dict(extra)
     return rep
+
+
+def _notes(t, widths) -> list:
+    """What a reader of a target's row must know to read it: a latency that does not grow with the network, and
+    weights wider than the target stores."""
+    notes = []
+    lat = t.latency_s
+    if lat.get("timestep", 0.0) > 0 and not any(v > 0 for k, v in lat.items() if k not in ("timestep", "weight_write")):
+        src, ev = (t.sources.get("latency.timestep") or ("", ""))[:2] if isinstance(t.sources, dict) else ("", "")
+        notes.append(f"time = relaxation steps x latency.timestep ({lat['timestep']:.3g} s per step, "
+                     f"{ev or 'see its source'}): all cores are taken to work in parallel, so it does not grow with "
+                     "the network; neurosim.hardware.map_circuit charges the mapped cores' serial time instead")
+    wmax = (t.resources or {}).get("weight_bits_max")
+    wb = widths.get("weight_bits") if widths.get("weight_bits") is not None else widths.get("bits")
+    if wmax is not None and wb is not None and float(wb) > float(wmax):
+        notes.append(f"does not fit: {t.name} stores weights of at most {wmax:g} bits; these energies price "
+                     f"{float(wb):g}-bit weights as if it stored them")
+    return notes
 
 
 def _fmt(v) -> str:
@@ -98,6 +117,12 @@ def write_report(report: dict, out, stem: str = "cost_report") -> tuple:
             cells += [row["bp_energy_per_sample_J"], row["bp_time_per_sample_s"], row["pc_bp_energy_ratio"],
                       row["pc_bp_time_ratio"]]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    bits = {k: report.get(k) for k in ("bits", "weight_bits", "activity_bits") if report.get(k) is not None}
+    lines += ["", "Operand widths: " + (", ".join(f"{k} {_fmt(v)}" for k, v in bits.items()) if bits else
+                                        "each target's reference width (no bits given)")]
+    notes = [(name, n) for name, row in report["targets"].items() for n in row.get("notes", [])]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {name}: {n}" for name, n in notes]
     lines += ["", "## Target parameters and their sources", ""]
     for name, row in report["targets"].items():
         lines += [f"### {name}", "", row["description"], "", "| quantity | value | unit | evidence | source |",

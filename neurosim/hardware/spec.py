@@ -89,9 +89,16 @@ def parse_hardware(spec):
             if key not in KEYS:
                 raise ValueError(f"hardware item {item!r}: unknown setting {key!r}; settings: {', '.join(KEYS)}")
             try:
-                kw[key] = KEYS[key](value) if KEYS[key] is not int else int(float(value))
+                if KEYS[key] is int:   # whole numbers only: 3.7 was truncated to 3 without a word
+                    f = float(value)
+                    if not f.is_integer():
+                        raise ValueError
+                    kw[key] = int(f)
+                else:
+                    kw[key] = KEYS[key](value)
             except ValueError:
-                raise ValueError(f"hardware item {item!r}: {key} must be a {KEYS[key].__name__}") from None
+                raise ValueError(f"hardware item {item!r}: {key} must be {'an int' if KEYS[key] is int else 'a ' + KEYS[key].__name__}"
+                                 f", got {value!r}") from None
         else:
             raise ValueError(f"hardware item {item!r}: expected SITE:Transform(args) or KEY=VALUE (sites: "
                              f"{', '.join(SITES)}; settings: {', '.join(KEYS)})")

@@ -81,6 +81,7 @@ The random draws of the substrate (noise, stochastic rounding) come from streams
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -305,8 +306,9 @@ class Substrate:
 
     def advance(self, seconds: float):
         """Let ``seconds`` of device time pass (conductance drift)."""
-        if not (seconds >= 0 and math.isfinite(seconds)):
-            raise ValueError(f"advance: seconds must be finite and >= 0, got {seconds!r}")
+        if isinstance(seconds, (str, bytes, bool)) or not isinstance(seconds, numbers.Real) or \
+                not (seconds >= 0 and math.isfinite(seconds)):
+            raise ValueError(f"advance: seconds must be a finite number >= 0, got {seconds!r}")
         self.time += float(seconds)
 
     def state(self):

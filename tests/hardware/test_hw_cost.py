@@ -201,3 +201,18 @@ def test_cost_report_ratios_and_files(tmp_path):
     assert json.loads(jpath.read_text())["targets"]["loihi"]["pc_energy_per_sample_J"] > 0
     text = mpath.read_text()
     assert "| loihi |" in text and "Davies" in text and "PC/BP ratio of MACs" in text
+
+
+def test_cost_report_notes_size_independent_latency_and_weights_too_wide_to_store(tmp_path):
+    """Loihi's time is steps x a fixed 10 us step whatever the network (so it reads the same for 64-32-10 and
+    784-1000-10), and 16-bit weights exceed its 9: the report says both, and the widths it priced."""
+    net = ns.hierarchy([8, 6, 3])
+    pc, bp = hw.count_pc(net, 10, 4), hw.count_bp(net, 4)
+    notes = hw.cost_report(pc, bp, ["cmos45", "loihi"], bits=16)["targets"]
+    assert notes["cmos45"]["notes"] == []
+    assert any("does not grow with the network" in n for n in notes["loihi"]["notes"])
+    assert any("does not fit: loihi stores weights of at most 9 bits" in n for n in notes["loihi"]["notes"])
+    assert hw.cost_report(pc, bp, ["loihi"], bits=8)["targets"]["loihi"]["notes"][-1].startswith("time =")
+    _, mpath = hw.write_report(hw.cost_report(pc, bp, ["cmos45", "loihi"], bits=16), tmp_path)
+    text = mpath.read_text()
+    assert "Operand widths: bits 16" in text and "- loihi: does not fit" in text

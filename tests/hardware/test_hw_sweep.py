@@ -8,6 +8,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 
 from neurosim.cli import main
@@ -37,6 +38,16 @@ def test_parse_grid_coerces_values_and_keeps_bracketed_lists():
                      (["seed=1,,2"], "empty value"), (["seed=a"], "seed="), (["figures=1"], "figures=")):
         with pytest.raises(ConfigError, match=msg):
             parse_grid(bad, DEFAULTS)
+
+
+def test_parse_grid_reads_string_parameters_as_set_does():
+    """A hardware value with a comma inside its parentheses, and the ideal baseline 'none', are one value each
+    (the first was split again at its inner comma, the second read as None and refused)."""
+    from neurosim import registry
+    from neurosim.experiment import params_of
+    mod = registry.get("digits")
+    g = parse_grid(["hardware=weights:Quantize(8, bound=2.0),none,off"], mod.DEFAULTS, params_of(mod))
+    assert g == {"hardware": ["weights:Quantize(8, bound=2.0)", "none", "off"]}
 
 
 def test_pareto_front():
@@ -243,3 +254,27 @@ def test_fixed_settings_are_part_of_a_point_and_a_mismatched_point_is_recomputed
     (d / "point.json").write_text(json.dumps({**saved, "overrides": {**saved["overrides"], "epochs": 3}}))
     third = run_sweep("hw-precision", grid, out, fixed={**TINY, "epochs": 2}, scheduler="inprocess", progress=False)
     assert len(third.computed) == 1 and not third.skipped
+
+
+def test_sweep_plots_show_the_sample_sd_and_a_readable_energy_axis(tmp_path, monkeypatch):
+    """The band is the sample standard deviation over seeds (ddof 1, as hw-design-space reports), and a Pareto
+    plot whose energies span less than a decade gets a linear axis with numbers and the unit in its label."""
+    from neurosim import plot
+    from neurosim.sweep import _plots
+    seen = {}
+    real_cmp, real_save = plot.comparison, plot.save
+    monkeypatch.setattr(plot, "comparison", lambda curves, *a, **k: seen.setdefault("curves", curves) and
+                        real_cmp(curves, *a, **k))
+
+    def save(fig, path, *a, **k):
+        seen[path.name] = fig.axes[0]
+        return real_save(fig, path, *a, **k)
+    monkeypatch.setattr(plot, "save", save)
+    rows = [{"weight_bits": b, "seed": s, "acc": a, "energy_per_sample_J": e}
+            for b, s, a, e in ((3, 0, 0.5, 7.1e-8), (3, 1, 0.6, 7.2e-8), (6, 0, 0.8, 9.0e-8), (6, 1, 0.8, 9.7e-8))]
+    figures, front = _plots(tmp_path, {"weight_bits": [3, 6], "seed": [0, 1]}, rows, "acc", "energy_per_sample_J")
+    assert figures == ["acc_vs_weight_bits.png", "pareto.png"] and front
+    (xs, ys, err), = seen["curves"].values()
+    np.testing.assert_allclose(err, [np.std([0.5, 0.6], ddof=1), 0.0])
+    ax = seen["pareto.png"]
+    assert ax.get_xscale() == "linear" and ax.get_xlabel() == "energy per sample (J)"
