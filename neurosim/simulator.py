@@ -1262,7 +1262,7 @@ class Simulator:
         Hebbian terms of ``"pc"``, ``"strict"``, ``"fpa"``, ``"zil"``), batch mean unless a rule uses
         ``batch_reduction="sum"``, before the learning rate and the optimiser -- with the output options
         ``output_precision``/``beta`` and ``compensate=True`` (the default) the Hebbian term times the compensation
-        factor :math:`\pi_L / (\beta \lambda)` that training applies; keys as :attr:`weights`
+        factor pi_L / (beta lambda) that training applies; keys as :attr:`weights`
         (layered circuits: ``"W1"``, ``"W1.b"``, a sparse projection's direction a ``scipy.sparse.csr_array`` with
         its pattern; graphs: parameter names, shared parameters summed over their uses).  ``"pc"`` relaxes as ``train(algorithm="pc")`` does (this simulator's integrator, ``dt`` over each
         ``tau_x``, error-unit dynamics, output options and ``convention``) and returns the Hebbian term

@@ -140,7 +140,7 @@ def test_hardware_setting_trains_on_the_modelled_substrate(tmp_path, name):
 
 def test_hardware_setting_refuses_algorithms_the_substrate_cannot_train(tmp_path):
     from neurosim.experiment import ConfigError
-    with pytest.raises(ConfigError, match=r"algorithms pc and bp only; set algorithms=\[pc,bp\]"):
+    with pytest.raises(ConfigError, match=r"algorithms pc and bp only, and with coding=event .* pc only; choose"):
         run_experiment(registry.get("cnn-digits"), {"hardware": "weights:Quantize(6)"}, out=tmp_path,
                        progress=False)
     assert not (tmp_path / "metrics.json").exists()
