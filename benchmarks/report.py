@@ -15,9 +15,10 @@ selects suites; `--no-peers` skips the peers.
 
 **Method.** One *batch* is the standard PC training schedule on a 64-256-256-10 tanh network (no biases,
 linear input): input and target clamped, hidden values from the feedforward pass, T Euler steps of
-size 0.1, one SGD weight update. Timings are medians of repeats measured round-robin against the
-compared implementation in the same process (ratios are taken under the same load), after a warm-up
-call; compile and cache-load times are reported separately. The roofline is the workload's
+size 0.1, one SGD weight update. Timings are medians of repeats after a warm-up call; the compared
+implementations are timed in the same run, numba right before and right after each other one (the mean of the
+two medians), never round-robin with NumPy's products (NumPy's and SciPy's OpenBLAS each keep workers spinning
+after a product, which took cores from the other); compile and cache-load times are reported separately. The roofline is the workload's
 matrix-product FLOPs, `2B[(T+1) sum n_in n_out + T sum_(l>=2) n_in n_out + sum n_in n_out]`, divided by
 the NumPy GEMV (batch 1) or GEMM (batch > 1) rate measured in the same run (all rates first, then a
 1 s pause so that NumPy's BLAS threads are idle while the kernels are timed); elementwise work is not

@@ -56,8 +56,20 @@ def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict
                 first_call[dtype] = time.perf_counter() - t0
             key = (B, sizes[1], dtype)
             slow = B * T >= 256 * 100
-            res = core.interleaved(fns, repeats, repeats_of={"reference": 2 if slow else repeats},
-                                   block=2 if slow else 3)
+            # numba's entries are timed each alone right before and right after the reference (the mean of the two
+            # medians), never round-robin with it: the reference's products run on NumPy's OpenBLAS, whose workers
+            # keep spinning after a product and took a core from the kernel's BLAS (SciPy's OpenBLAS; float32
+            # batch 256, T=20: 23.0 ms round-robin against 12-13.5 ms alone)
+            nb = {k: f for k, f in fns.items() if k != "reference"}
+            block = 2 if slow else 3
+            before = {k: core.interleaved({k: f}, repeats, block=block)[k] for k, f in nb.items()}
+            core.settle()
+            ref = core.interleaved({"reference": fns["reference"]}, 2 if slow else repeats, block=block)
+            core.settle()
+            after = {k: core.interleaved({k: f}, repeats, block=block)[k] for k, f in nb.items()}
+            res = {k: {"median_s": 0.5 * (before[k]["median_s"] + after[k]["median_s"]),
+                       "min_s": min(before[k]["min_s"], after[k]["min_s"])} for k in nb}
+            res["reference"] = ref["reference"]
             rate = rates[key]
             roof = core.roofline_s(sizes, B, T, rate)
             t_nb, t_ref = res["numba"]["median_s"], res["reference"]["median_s"]
