@@ -746,9 +746,16 @@ def _record_partial(cfg, out, info):
     ``metrics.json``'s ``partial`` (:func:`neurosim.experiment.partial_results`)."""
     from neurosim.experiment import partial_results
     part = partial_results()
-    dirs = point_dirs(cfg, out)
-    done = [d for d in dirs if (d / "metrics.json").exists()]
-    points = read_points(out, cfg)
+    from neurosim.sweep import valid_point
+    done, points = [], []
+    for d in point_dirs(cfg, out):   # finished = a valid metrics.json (one still "running" is not), read once
+        try:
+            m = read_json(d / "metrics.json")
+        except (OSError, ValueError):
+            continue
+        if valid_point(m, DESIGN_POINT.NAME) is None:
+            done.append(d)
+            points.append(m)
     part.update({"n_points": info["n_points"], "n_finished": len(points), "points_dir": str(Path(out) / "points"),
                  "finished_points": [str(d.relative_to(out)) for d in done]})
     if not points:

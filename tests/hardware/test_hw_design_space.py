@@ -225,6 +225,23 @@ def test_an_interrupted_study_records_its_finished_points(tmp_path, monkeypatch)
     assert m["status"] == "interrupted" and part["n_points"] == 2 and part["n_finished"] == 1
     assert len(part["finished_points"]) == 1 and (out / part["finished_points"][0] / "metrics.json").exists()
     assert part["winners"]["cmos45"]["energy"] == "PC, T=3, 8-bit" and (out / "report.md").exists()
+    # a point whose metrics.json says "running" (a worker writing it when the interrupt came) is not finished: it
+    # was listed among the finished points while not counted in n_finished
+    from neurosim import experiment as E
+    from neurosim.experiment import params_of, resolve_config
+    cfg = resolve_config(exp.DEFAULTS, {**TINY, "weight_bits": [8], "algorithms": ["bp", "pc"], "figures": False},
+                         params_of(exp))
+    pending = [d for d in DS.point_dirs(cfg, out) if not (d / "metrics.json").exists()]
+    assert len(pending) == 1
+    pending[0].mkdir(parents=True, exist_ok=True)
+    (pending[0] / "metrics.json").write_text(json.dumps({"status": "running"}))
+    token = E._PARTIAL.set({})
+    try:
+        DS._record_partial(cfg, out, {"n_points": 2})
+        again = E._PARTIAL.get()
+    finally:
+        E._PARTIAL.reset(token)
+    assert again["n_finished"] == 1 and again["finished_points"] == part["finished_points"]
 
 
 def test_a_winner_within_the_seed_spread_is_flagged():
