@@ -301,21 +301,27 @@ def point_dirs(cfg, out) -> list:
             for alg, grid, fixed in sweeps(cfg) for pt in expand(grid)]
 
 
-def read_points(out, cfg=None) -> list:
-    """The metrics of every finished point of the configuration ``cfg`` under ``out/points`` (see
-    :func:`point_dirs` and :func:`neurosim.sweep.valid_point`); with ``cfg`` None, every finished point there."""
+def finished_points(out, cfg=None) -> list:
+    """``(directory, metrics)`` of every finished point of the configuration ``cfg`` under ``out/points``: a
+    valid ``metrics.json`` (see :func:`point_dirs` and :func:`neurosim.sweep.valid_point`; one a worker still
+    marks "running" is not finished); with ``cfg`` None, every finished point there."""
     from neurosim.sweep import valid_point
-    rows = []
-    files = ([d / "metrics.json" for d in point_dirs(cfg, out)] if cfg is not None
-             else sorted(Path(out, "points").glob("*/points/*/metrics.json")))
-    for f in files:
+    found = []
+    dirs = (point_dirs(cfg, out) if cfg is not None
+            else [f.parent for f in sorted(Path(out, "points").glob("*/points/*/metrics.json"))])
+    for d in dirs:
         try:
-            m = read_json(f)
+            m = read_json(d / "metrics.json")
         except (OSError, ValueError):
             continue
         if valid_point(m, DESIGN_POINT.NAME) is None:
-            rows.append(m)
-    return rows
+            found.append((d, m))
+    return found
+
+
+def read_points(out, cfg=None) -> list:
+    """The metrics of every finished point (see :func:`finished_points`)."""
+    return [m for _, m in finished_points(out, cfg)]
 
 
 def config_label(c) -> str:
@@ -746,16 +752,8 @@ def _record_partial(cfg, out, info):
     ``metrics.json``'s ``partial`` (:func:`neurosim.experiment.partial_results`)."""
     from neurosim.experiment import partial_results
     part = partial_results()
-    from neurosim.sweep import valid_point
-    done, points = [], []
-    for d in point_dirs(cfg, out):   # finished = a valid metrics.json (one still "running" is not), read once
-        try:
-            m = read_json(d / "metrics.json")
-        except (OSError, ValueError):
-            continue
-        if valid_point(m, DESIGN_POINT.NAME) is None:
-            done.append(d)
-            points.append(m)
+    found = finished_points(out, cfg)
+    done, points = [d for d, _ in found], [m for _, m in found]
     part.update({"n_points": info["n_points"], "n_finished": len(points), "points_dir": str(Path(out) / "points"),
                  "finished_points": [str(d.relative_to(out)) for d in done]})
     if not points:

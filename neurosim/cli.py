@@ -62,12 +62,8 @@ def _parser():
 def _set_value(module, key, raw):
     """The value of ``--set key=raw``: the text itself for a parameter declared as a string (so that
     ``hardware=weights:Quantize(6, bound=2.0)`` keeps its commas), else :func:`parse_value`."""
-    from .experiment import params_of, parse_value
-    spec = (params_of(module) or {}).get(key)
-    if spec is not None and spec.kind == "str":
-        v = parse_value(raw)
-        return v if isinstance(v, str) else raw.strip()   # a quoted string, or the text as typed
-    return parse_value(raw)
+    from .experiment import params_of, parse_param_value
+    return parse_param_value(raw, (params_of(module) or {}).get(key))
 
 
 def _set_values(module, items):

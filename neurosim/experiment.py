@@ -346,6 +346,16 @@ def parse_value(raw: str):
         return raw
 
 
+def parse_param_value(raw: str, spec=None):
+    """A ``--set`` / ``--grid`` value of a parameter declared as ``spec`` (a :class:`Param` or None): the text
+    itself for a string parameter (so that ``weights:Quantize(6, bound=2.0)`` keeps its comma and ``none`` stays
+    the word; a quoted string is unquoted), else :func:`parse_value`."""
+    if spec is not None and spec.kind == "str":
+        v = parse_value(raw)
+        return v if isinstance(v, str) else raw.strip()
+    return parse_value(raw)
+
+
 def coerce(key: str, value, default):
     """Coerce ``value`` to the type of ``default`` (int, float, bool, str, list), with a clear error."""
     if default is None or value is None:

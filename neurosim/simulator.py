@@ -1325,9 +1325,6 @@ class Simulator:
                     net = LayeredEquations(self._backend, st.prec)
                     dirs = net.directions(state["eps"], net.phi(state["x"]))
             else:
-                if self.integrator != "euler":
-                    raise ValueError("algorithm 'strict' takes Euler steps (n gradient steps of size eta on the "
-                                     "beliefs); build the Simulator with integrator='euler'")
                 opts = dict(options)
                 opts["eta"] = opts.get("eta") if opts.get("eta") is not None else (dt or self.dt)
                 opts["n"] = opts.get("n") if opts.get("n") is not None else steps

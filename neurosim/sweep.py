@@ -38,7 +38,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .experiment import ConfigError, coerce_param, flatten_metrics, params_of, parse_value, resolve_config
+from .experiment import ConfigError, coerce_param, flatten_metrics, params_of, parse_param_value, resolve_config
 from .io import atomic_write, read_json, write_json_atomic
 
 __all__ = ["parse_grid", "expand", "point_name", "run_sweep", "SweepResult", "pareto_front"]
@@ -62,17 +62,6 @@ def _split_top(raw: str) -> list:
     return [p.strip() for p in parts]
 
 
-def _value(key, raw, params):
-    """One grid value, read as ``--set`` reads it: the text itself for a parameter declared as a string (so
-    that ``weights:Quantize(8, bound=2.0)`` keeps its comma and ``none`` stays the word), else
-    :func:`~neurosim.experiment.parse_value`."""
-    spec = (params or {}).get(key)
-    if spec is not None and spec.kind == "str":
-        v = parse_value(raw)
-        return v if isinstance(v, str) else raw.strip()
-    return parse_value(raw)
-
-
 def parse_grid(items, defaults: dict, params: dict | None = None) -> dict:
     """``["key=v1,v2", ...]`` -> ``{key: [v1, v2]}`` with values coerced to the declared type of the
     parameter (``params``, see :class:`~neurosim.experiment.Param`) or the type of ``defaults[key]``.
@@ -94,7 +83,8 @@ def parse_grid(items, defaults: dict, params: dict | None = None) -> dict:
         parts = _split_top(raw)
         if not raw.strip() or any(p == "" for p in parts):
             raise ConfigError(f"--grid {key}=...: empty value in {raw!r}")
-        values = [coerce_param(key, _value(key, p, params), defaults, params) for p in parts]
+        values = [coerce_param(key, parse_param_value(p, (params or {}).get(key)), defaults, params)
+                  for p in parts]
         if params and key in params:
             for v in values:
                 params[key].validate(key, v)  # alone; ranges relative to other parameters are checked per point
@@ -283,7 +273,7 @@ def _plots(out: Path, grid: dict, rows: list, metric: str, energy_metric: str | 
             for i in front:
                 ax.annotate(", ".join(f"{k}={pts[i][2].get(k)}" for k in gk), (pts[i][0], pts[i][1]), fontsize=7,
                             xytext=(4, -10), textcoords="offset points")
-            if max(fx + [p[0] for p in pts]) / min(p[0] for p in pts) >= 10:
+            if max(p[0] for p in pts) / min(p[0] for p in pts) >= 10:
                 ax.set_xscale("log")   # within a decade a log axis has no major tick to label
             ax.set_xlabel(_axis_label(energy_metric))
             ax.set_ylabel(metric)

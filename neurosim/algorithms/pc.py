@@ -56,7 +56,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..backends.base import EULER, MODE_CLAMP, MODE_NUDGE, STATUS_DIVERGED, BatchResult, RunSpec
+from ..backends.base import EULER, INTEGRATORS, MODE_CLAMP, MODE_NUDGE, STATUS_DIVERGED, BatchResult, RunSpec
 from ..errors import UnsupportedError
 from ..plan import ROLE_INPUT
 from ._common import (OUTPUT_OPTIONS, NumpyNet, _positive_option, as_batch, check_common, convention, first_bad,
@@ -181,7 +181,7 @@ def strict_updates(sim, X, Y, *, eta=0.1, n=20, learn=False, mode="clamp", nudge
     X, Y = as_batch(sim, X, Y)
     options = {**STRICT_OPTIONS, "eta": eta, "n": n, "convention": convention, **output_options}
     spec = RunSpec(mode=MODES[mode], beta=float(nudge_beta), tol=0.0 if tol is None else float(tol), learn=False,
-                   dt=float(eta), n_steps=int(n))
+                   dt=float(eta), n_steps=int(n), integrator=INTEGRATORS[sim.integrator])
     check_common("strict", sim, spec, modes=(MODE_CLAMP, MODE_NUDGE), allow_tol=True)
     spec, extra = _strict_spec(sim, spec, options)
     be = sim.backend

@@ -69,7 +69,7 @@ def _notes(t, widths) -> list:
     notes = []
     lat = t.latency_s
     if lat.get("timestep", 0.0) > 0 and not any(v > 0 for k, v in lat.items() if k not in ("timestep", "weight_write")):
-        src, ev = (t.sources.get("latency.timestep") or ("", ""))[:2] if isinstance(t.sources, dict) else ("", "")
+        ev = (t.sources.get("latency.timestep") or ("", ""))[1]
         notes.append(f"time = relaxation steps x latency.timestep ({lat['timestep']:.3g} s per step, "
                      f"{ev or 'see its source'}): all cores are taken to work in parallel, so it does not grow with "
                      "the network; neurosim.hardware.map_circuit charges the mapped cores' serial time instead")
