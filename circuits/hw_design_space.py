@@ -54,10 +54,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import logging
-import os
 import statistics
-import warnings
 from pathlib import Path
 
 from neurosim import hardware as hw
@@ -276,18 +273,10 @@ def _client(cfg):
     if s == "inprocess":
         return None, None
     dd = require_dask("hw-design-space (scheduler='' or an address; scheduler=inprocess runs without Dask)")
-    Client, LocalCluster = dd.Client, dd.LocalCluster
     if s:
-        return Client(s, timeout=60), None
-    n = cfg["workers"] or max(1, min(2, os.cpu_count() or 1))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Port .* is already in use")   # another cluster's dashboard
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
-    client = Client(cluster, timeout=60)
-    from neurosim.sweep import quiet_workers
-    quiet_workers(client)   # Ctrl-C: one message from this process, not a traceback from every worker
-    return client, cluster
+        return dd.Client(s, timeout=60), None
+    from neurosim.sweep import local_cluster
+    return local_cluster(cfg["workers"])
 
 
 def point_dirs(cfg, out) -> list:
@@ -334,7 +323,7 @@ def config_label(c) -> str:
 
 
 def configurations(points, targets) -> list:
-    """Points grouped by configuration (algorithm, weight bits, threshold, T), averaged over their seeds.
+    r"""Points grouped by configuration (algorithm, weight bits, threshold, T), averaged over their seeds.
 
     Each configuration: ``algorithm, weight_bits, threshold, steps, config`` (label), ``seeds``,
     ``test_accuracy`` (mean), ``accuracy_sd`` (the sample standard deviation over the seeds,
@@ -538,8 +527,15 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
     """``report.md``: the winners per target with their margins, then per target the table of configurations."""
     ax = axes(cfg)
     tol = cfg["tolerance"]
+    n_done = info.get("n_finished", info["n_points"])
+    if n_done < info["n_points"]:   # an interrupted run, or points that failed: the report covers those finished
+        extent = (f"{n_done} of {info['n_points']} points finished ({len(configs)} configurations with a finished "
+                  f"point; the grid's seeds: {len(ax['seeds'])}); this report covers the finished points only: "
+                  "run the same command to finish the rest. Grid: algorithms ")
+    else:
+        extent = f"{info['n_points']} points ({len(configs)} configurations x {len(ax['seeds'])} seed(s)): algorithms "
     lines = ["# Design space: training the digits network on chips", "",
-             f"{info['n_points']} points ({len(configs)} configurations x {len(ax['seeds'])} seed(s)): algorithms "
+             f"{extent}"
              f"{', '.join(ALGORITHM_LABELS[a] for a in ALGORITHMS if a in ax['algorithms'])}; weight bits "
              f"{', '.join(str(b) if b else 'float64' for b in ax['weight_bits'])}; event thresholds "
              f"{', '.join(f'{t:g}' for t in ax['thresholds'])}; relaxation steps T {', '.join(map(str, ax['steps']))}. "
@@ -727,7 +723,7 @@ def build_outputs(points, cfg, out, info) -> dict:
     winners = {n: {cost: winner(configs, n, cost, cfg["tolerance"]) for cost, _, _ in FRONT_COSTS} for n in targets}
     write_table(configs, targets, out, fronts)
     with atomic_write(Path(out) / "report.md") as f:
-        f.write(report_markdown(configs, targets, winners, fronts, cfg, info))
+        f.write(report_markdown(configs, targets, winners, fronts, cfg, {**info, "n_finished": len(points)}))
     figures = []
     if cfg["figures"]:
         for n in targets:

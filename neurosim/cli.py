@@ -105,7 +105,7 @@ def _sweep(module, args) -> int:
     if args.quiet:
         print(out)
     else:
-        print(f"{module.NAME} sweep: {len(res.rows)} finished points in {out}/ ({len(res.computed)} computed now, "
+        print(f"{module.NAME} sweep: {len(res.rows)} finished point{'' if len(res.rows) == 1 else 's'} in {out}/ ({len(res.computed)} computed now, "
               f"{len(res.skipped)} already finished, {len(res.failed)} failed)")
         for name in ["results.csv", "results.json", *res.figures]:
             print(f"  {name}")

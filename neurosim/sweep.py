@@ -41,6 +41,8 @@ from pathlib import Path
 from .experiment import ConfigError, coerce_param, flatten_metrics, params_of, parse_param_value, resolve_config
 from .io import atomic_write, read_json, write_json_atomic
 
+log = logging.getLogger("neurosim")
+
 __all__ = ["parse_grid", "expand", "point_name", "run_sweep", "SweepResult", "pareto_front"]
 
 
@@ -442,6 +444,46 @@ def require_dask(what: str):
     return dd
 
 
+def _cores() -> int:
+    """The cores this process may run on (its affinity mask; ``os.cpu_count`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Workers of a local cluster by default: one per core, at most 2."""
+    return max(1, min(2, _cores()))
+
+
+def local_cluster(workers: int | None = None, timeout: float = 60.0):
+    """``(client, cluster)``: a local Dask cluster of ``workers`` single-threaded worker processes (default
+    :func:`default_workers`), its workers ignoring SIGINT (:func:`quiet_workers`).
+
+    Workers log nothing below CRITICAL: a point that fails is reported by the sweep on one line and its whole
+    traceback is kept in the point's ``error.json``, so the worker's own "Compute Failed" report (the traceback
+    again, as one escaped string) would only repeat it.  More workers than cores is allowed (a user may know
+    better) but logged: every point then runs slower, each kernel and BLAS product being CPU-bound."""
+    dd = require_dask("a local Dask cluster")
+    n = workers or default_workers()
+    if n > _cores():
+        log.warning("neurosim: %d Dask workers on %d core(s): the points share the cores and each runs slower "
+                    "(set --workers %d or fewer)", n, _cores(), _cores())
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Port .* is already in use")   # another cluster's dashboard
+        cluster = dd.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.CRITICAL)
+    try:
+        client = dd.Client(cluster, timeout=timeout)
+    except BaseException:
+        cluster.close()
+        raise
+    quiet_workers(client)
+    return client, cluster
+
+
 def _ignore_sigint():
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -457,12 +499,25 @@ def quiet_workers(client):
         pass
 
 
+def _failure(e, tb) -> tuple:
+    """``(one-line message, full traceback text)`` of a point's exception ``e`` with traceback ``tb``."""
+    import traceback
+    try:
+        text = "".join(traceback.format_exception(type(e), e, tb))
+    except Exception:  # noqa: BLE001 - a traceback that cannot be formatted must not lose the point's error
+        text = repr(e)
+    return f"{type(e).__name__}: {e}".splitlines()[0], text
+
+
 def _record(r, pid, ov, dirs, result, callback):
-    """Write the outcome of one point: ``("ok", metrics)`` or ``("failed", message)``."""
+    """Write the outcome of one point: ``("ok", metrics)`` or ``("failed", (message, traceback))``; a failed
+    point's ``error.json`` holds its one-line error and its whole traceback."""
     kind, value = r
     if kind == "failed":
-        result.failed[pid] = value
-        write_json_atomic(dirs[pid] / "error.json", {"point": pid, "overrides": ov, "error": value})
+        message, tb = value
+        result.failed[pid] = message
+        write_json_atomic(dirs[pid] / "error.json", {"point": pid, "overrides": ov, "error": message,
+                                                     "traceback": tb})
         return
     write_json_atomic(dirs[pid] / "metrics.json", value)
     err = dirs[pid] / "error.json"
@@ -482,7 +537,7 @@ def _compute_inprocess(experiment, pending, dirs, result, progress, callback, la
             try:
                 r = ("ok", _run_point(experiment, ov, str(dirs[pid])))
             except Exception as e:  # the point failed: recorded, the sweep goes on
-                r = ("failed", f"{type(e).__name__}: {e}".splitlines()[0])
+                r = ("failed", _failure(e, e.__traceback__))
             _record(r, pid, ov, dirs, result, callback)
             bar.update(1)
     finally:
@@ -493,7 +548,7 @@ def _compute(experiment, pending, dirs, result, scheduler, client, workers, prog
     if client is None and scheduler == "inprocess":
         return _compute_inprocess(experiment, pending, dirs, result, progress, callback, label)
     dd = require_dask("a sweep on Dask" if client is None else "a sweep")
-    Client, LocalCluster, as_completed = dd.Client, dd.LocalCluster, dd.as_completed
+    Client, as_completed = dd.Client, dd.as_completed
     from .progress import progress_bar
     own_client = own_cluster = None
     try:
@@ -501,11 +556,8 @@ def _compute(experiment, pending, dirs, result, scheduler, client, workers, prog
             if scheduler:
                 client = own_client = Client(scheduler, timeout=timeout)
             else:
-                n = workers or max(1, min(2, os.cpu_count() or 1))
-                own_cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
-                client = own_client = Client(own_cluster, timeout=timeout)
-                quiet_workers(client)
+                own_client, own_cluster = local_cluster(workers, timeout)
+                client = own_client
         futures = {}
         for pid, ov in pending:
             fut = client.submit(_run_point, experiment, ov, str(dirs[pid]), key=f"neurosim-point-{pid}", pure=False)
@@ -517,7 +569,7 @@ def _compute(experiment, pending, dirs, result, scheduler, client, workers, prog
                 try:
                     r = ("ok", fut.result())
                 except Exception as e:  # the point failed (its own error, or its worker died too often)
-                    r = ("failed", f"{type(e).__name__}: {e}".splitlines()[0])
+                    r = ("failed", _failure(e, fut.traceback()))
                 _record(r, pid, ov, dirs, result, callback)
                 fut.release()
                 bar.update(1)

@@ -147,6 +147,7 @@ def test_tiny_study_end_to_end_resumes_without_recomputing(tmp_path):
     assert all(r["fits"] == "True" for r in rows if r["target"] == "cmos45")
     report = (out / "report.md").read_text()
     assert "### loihi" in report and "Lowest energy per training sample: **" in report
+    assert report.splitlines()[2].startswith("6 points (6 configurations x 1 seed(s))")
     assert json.loads((out / "metrics.json").read_text())["winners"]["loihi"]["energy"] != "none fits"
     # event-driven points feed their measured activity to the mapping
     ev = [json.loads(f.read_text()) for f in files if "/event/" in str(f)]
@@ -225,6 +226,10 @@ def test_an_interrupted_study_records_its_finished_points(tmp_path, monkeypatch)
     assert m["status"] == "interrupted" and part["n_points"] == 2 and part["n_finished"] == 1
     assert len(part["finished_points"]) == 1 and (out / part["finished_points"][0] / "metrics.json").exists()
     assert part["winners"]["cmos45"]["energy"] == "PC, T=3, 8-bit" and (out / "report.md").exists()
+    # the report over the partial run says how much of the grid it covers (it said "2 points (1 configurations x
+    # 1 seed(s))" as if the grid were done)
+    head = (out / "report.md").read_text().splitlines()[2]
+    assert head.startswith("1 of 2 points finished") and "finished points only" in head
     # a point whose metrics.json says "running" (a worker writing it when the interrupt came) is not finished: it
     # was listed among the finished points while not counted in n_finished
     from neurosim import experiment as E

@@ -278,3 +278,52 @@ def test_sweep_plots_show_the_sample_sd_and_a_readable_energy_axis(tmp_path, mon
     np.testing.assert_allclose(err, [np.std([0.5, 0.6], ddof=1), 0.0])
     ax = seen["pareto.png"]
     assert ax.get_xscale() == "linear" and ax.get_xlabel() == "energy per sample (J)"
+
+
+def test_a_failed_point_keeps_its_traceback_in_error_json_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    import neurosim.sweep as S
+    real = S._run_point
+
+    def fail_for_seed_1(experiment, ov, out_dir):
+        if ov["seed"] == 1:
+            raise FloatingPointError("point went wrong\nsecond line")
+        return real(experiment, ov, out_dir)
+    monkeypatch.setattr(S, "_run_point", fail_for_seed_1)
+    res = run_sweep("hw-precision", {"seed": [0, 1]}, tmp_path / "s", fixed=TINY, scheduler="inprocess",
+                    progress=False)
+    assert len(res.computed) == 1 and len(res.failed) == 1
+    (pid, message), = res.failed.items()
+    assert message == "FloatingPointError: point went wrong"   # one line for the summary
+    err = json.loads((tmp_path / "s" / "points" / pid / "error.json").read_text())
+    assert err["error"] == message and err["overrides"]["seed"] == 1
+    assert "Traceback (most recent call last)" in err["traceback"] and "fail_for_seed_1" in err["traceback"]
+    assert err["traceback"].rstrip().endswith("second line")
+
+
+def test_the_local_cluster_silences_worker_logs_and_warns_about_more_workers_than_cores(monkeypatch, caplog):
+    import types
+    import neurosim.sweep as S
+    made = {}
+
+    class Cluster:
+        def __init__(self, **kw):
+            made.update(kw)
+
+        def close(self):
+            made["closed"] = True
+
+    class Client:
+        def __init__(self, cluster, timeout):
+            self.cluster = cluster
+
+        def run(self, f):
+            made["ran"] = f.__name__
+    monkeypatch.setattr(S, "require_dask", lambda what: types.SimpleNamespace(LocalCluster=Cluster, Client=Client))
+    monkeypatch.setattr(S, "_cores", lambda: 2)
+    with caplog.at_level(logging.WARNING, logger="neurosim"):
+        client, cluster = S.local_cluster(None)
+    assert made["n_workers"] == 2 and made["threads_per_worker"] == 1 and made["silence_logs"] == logging.CRITICAL
+    assert made["ran"] == "_ignore_sigint" and not caplog.records
+    with caplog.at_level(logging.WARNING, logger="neurosim"):
+        S.local_cluster(3)
+    assert made["n_workers"] == 3 and "3 Dask workers on 2 core(s)" in caplog.text and "--workers 2" in caplog.text
