@@ -1346,12 +1346,12 @@ class Simulator:
             if k in gW and self.plan.is_sparse(k):   # a sparse projection's direction has its pattern
                 import scipy.sparse as sps
                 indptr, indices = self.plan.sparse_csr(k)
-                out[name] = sps.csr_array((np.array(gW[k]), indices.copy(), indptr.copy()),
+                out[name] = sps.csr_array((np.array(gW[k], dtype=self.dtype), indices.copy(), indptr.copy()),
                                           shape=self.plan.weight_shape(k))
-            elif k in gW:
-                out[name] = np.array(gW[k])
+            elif k in gW:   # in the weights' dtype, as the graph form returns them (some schedules compute in
+                out[name] = np.array(gW[k], dtype=self.dtype)   # float64 on a float32 simulator)
             if k in gb:
-                out[name + ".b"] = np.array(gb[k])
+                out[name + ".b"] = np.array(gb[k], dtype=self.dtype)
         return out
 
     def train(self, X, Y, *, epochs: int = 10, batch_size: int = 32, steps: int = 20, algorithm: str = "pc",

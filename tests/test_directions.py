@@ -30,7 +30,7 @@ def _data(B=6, seed=1, n_in=SIZES[0], n_out=SIZES[-1]):
 
 
 def _sim(backend="reference", seed=0, **kw):
-    sim_kw = {k: kw.pop(k) for k in ("integrator", "dt", "probes") if k in kw}
+    sim_kw = {k: kw.pop(k) for k in ("integrator", "dt", "probes", "dtype") if k in kw}
     net = ns.hierarchy(SIZES, phi="tanh", **kw)
     return ns.Simulator(net, backend=backend, seed=seed, **{"dt": 0.1, **sim_kw})
 
@@ -309,3 +309,18 @@ def test_numeric_options_refuse_strings_and_bools(algorithm, opt):
     for bad in ("1", True):
         with pytest.raises(ValueError, match=rf"algorithm '{algorithm}': option '{opt}' must be a number, got"):
             sim.directions(X, Y, algorithm, {opt: bad})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_directions_have_the_weights_dtype(backend):
+    """A float32 simulator's directions are float32 like its weights (bp, fpa and zil computed them in float64 and
+    returned float64 on layered circuits, float32 on graphs), and equal the float64 simulator's to float32
+    rounding."""
+    X, Y = _data()
+    for algorithm in ("bp", "pc", "strict", "fpa", "zil"):
+        d32 = _sim(backend, dtype="float32").directions(X, Y, algorithm)
+        d64 = _sim(backend).directions(X, Y, algorithm)
+        assert set(d32) == set(d64)
+        for k in d64:
+            assert d32[k].dtype == np.float32 and d64[k].dtype == np.float64, (algorithm, k)
+            assert _rel(d32[k], d64[k]) < 1e-4, (algorithm, k)
