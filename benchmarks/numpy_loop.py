@@ -6,9 +6,11 @@ phi), ``eps_l = x_l - mu_l``, hidden values from the feedforward pass, the outpu
 Euler steps of ``dx_l = -eps_l + (1 - tanh(x_l)^2) (eps_{l+1} W_{l+1})``, then one SGD step
 ``W_l += lr eps_l^T phi(x_{l-1}) / B``.  Arrays are preallocated and products write into them (``out=``), as a
 careful NumPy user would do; BLAS threads are whatever the process has (the benchmark runs it in a
-subprocess with ``OPENBLAS_NUM_THREADS=1`` for the single-thread rows).
+subprocess with ``OPENBLAS_NUM_THREADS=1``, pinned to one core, for the single-thread rows).
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -96,8 +98,13 @@ def main(argv=None):
         times.append(time.perf_counter() - t0)
     cpu_per_wall = (time.process_time() - cpu0) / sum(times)
     json.dump({"library": "numpy_loop", "version": np.__version__, "compile_s": 0.0, "times": times,
-               "cpu_per_wall": cpu_per_wall, "median_s": float(np.median(times)), "min_s": float(min(times)),
+               "cpu_per_wall": cpu_per_wall, "cores": _cores(), "median_s": float(np.median(times)), "min_s": float(min(times)),
                "energy_final": float(energy), "weights_max_abs_err": err}, open(argv[1], "w"))
+
+
+def _cores():
+    """The cores this process may run on (a one-thread run is pinned to one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 if __name__ == "__main__":

@@ -51,9 +51,23 @@ def _problem(path, sizes, B, T, dtype, repeats):
     return float(res.energy[-1].sum())
 
 
-#: the environment of a peer run on one thread: XLA's CPU client without its Eigen thread pool, one BLAS thread
+#: the environment of a peer run on one thread: XLA's CPU client without its Eigen thread pool, one BLAS thread.
+#: Not enough on its own: JAX 0.4.38's CPU runtime still ran pcx's batch-256 products on both cores with it (1.7-1.9
+#: CPU seconds per wall second), so one-thread runs are also pinned to one core (:func:`_one_core`).
 ONE_THREAD_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
                   "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+#: a one-thread run whose CPU time per wall second exceeds this computed on more than one core: not timed
+ONE_THREAD_MAX_CPU_PER_WALL = 1.15
+
+
+def _one_core():
+    """``preexec_fn`` of a one-thread peer: the child runs on one core of this process's affinity (whatever
+    threads its runtime starts then share that core); ``None`` where affinity cannot be set."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core_id = min(os.sched_getaffinity(0))
+    return lambda: os.sched_setaffinity(0, {core_id})
 
 
 def run_peer(lib, python, sizes, B, T, dtype, repeats, timeout=1800, one_thread=False) -> dict:
@@ -64,7 +78,7 @@ def run_peer(lib, python, sizes, B, T, dtype, repeats, timeout=1800, one_thread=
         try:
             env = dict(os.environ, **(ONE_THREAD_ENV if one_thread else {}))
             r = subprocess.run([python, str(script), str(prob), str(out)], capture_output=True,
-                               text=True, timeout=timeout, env=env)
+                               text=True, timeout=timeout, env=env, preexec_fn=_one_core() if one_thread else None)
         except FileNotFoundError:
             return {"ok": False, "reason": f"peers environment not found ({python}); see benchmarks/README.md"}
         except subprocess.TimeoutExpired:
@@ -80,6 +94,10 @@ def run_peer(lib, python, sizes, B, T, dtype, repeats, timeout=1800, one_thread=
     if not res["ok"]:
         res["reason"] = (f"computes a different result: energy rel. err {res['energy_rel_err']:.2e}, weights "
                          f"max err {res['weights_max_abs_err']:.2e}")
+    elif one_thread and res.get("cpu_per_wall", 0.0) > ONE_THREAD_MAX_CPU_PER_WALL:
+        res["ok"] = False
+        res["reason"] = (f"not on one thread: {res['cpu_per_wall']:.2f} CPU seconds per wall second (more than "
+                         f"{ONE_THREAD_MAX_CPU_PER_WALL}); not compared with numba on one thread")
     return res
 
 
@@ -105,7 +123,7 @@ def run(workloads, python=DEFAULT_PYTHON, repeats=5, dtypes=("float64",), sizes=
     :func:`benchmarks.numpy_loop.main`.)
 
     ``one_thread``: every implementation on one thread (numba ``blas_threads=1``, the NumPy loop and the peers
-    with :data:`ONE_THREAD_ENV`); else each with its default threading (numba's default, NumPy's BLAS default,
+    with :data:`ONE_THREAD_ENV` and pinned to one core, their CPU time per wall second checked); else each with its default threading (numba's default, NumPy's BLAS default,
     XLA's default)."""
     sizes = sizes or core.net_sizes()
     rows = []

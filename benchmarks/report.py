@@ -113,7 +113,11 @@ def workloads_section(w):
 def peers_section(p):
     one = p.get("one_thread")
     title = ("## Peers on one thread: numba (1 BLAS thread), a NumPy loop (1 BLAS thread), pcx and ngc-learn (XLA "
-             "without its thread pool)\n" if one else "## Peers: pcx and ngc-learn on the same workloads\n")
+             "without its thread pool), each peer process pinned to one core\n\nJAX's CPU runtime ran pcx's batch-256 "
+             "products on both cores despite the one-thread XLA flags (1.7-1.9 CPU seconds per wall second before "
+             "2026-12-07), so every peer of this table runs pinned to one core and a result that used more than "
+             "1.15 CPU seconds per wall second is not compared.\n"
+             if one else "## Peers: pcx and ngc-learn on the same workloads\n")
     loop = any("numpy_loop_s" in x for x in p["rows"])
     lines = [title,
              "| workload | batch | T | dtype | numba ms | pcx ms | pcx / numba | ngc-learn ms | ngc-learn / numba |"

@@ -118,15 +118,18 @@ for use_scan in (True, False):
     compile_s = time.perf_counter() - t0
     werr = max(float(np.max(np.abs(np.asarray(Wf[i].weights.get()).T - prob[f"Wnext{i}"]))) for i in range(1, L + 1))
     times = []
+    cpu0 = time.process_time()
     for _ in range(int(prob["repeats"])):
         t0 = time.perf_counter()
         batch(use_scan)
         jax.block_until_ready(Wf[1].weights.get())
         times.append(time.perf_counter() - t0)
+    cpu_per_wall = (time.process_time() - cpu0) / sum(times)   # > 1: more than one thread computed
     key = "scan" if use_scan else "loop"
     result[key] = {"compile_s": compile_s, "times": times, "median_s": float(np.median(times)),
-                   "energy_final": energy, "weights_max_abs_err": werr}
+                   "cpu_per_wall": cpu_per_wall, "energy_final": energy, "weights_max_abs_err": werr}
 best = min(("scan", "loop"), key=lambda k: result[k]["median_s"])
-result.update(mode=best, **{k: result[best][k] for k in ("compile_s", "times", "median_s", "energy_final",
-                                                          "weights_max_abs_err")})
+result["cores"] = len(__import__("os").sched_getaffinity(0))
+result.update(mode=best, **{k: result[best][k] for k in ("compile_s", "times", "median_s", "cpu_per_wall",
+                                                          "energy_final", "weights_max_abs_err")})
 json.dump(result, open(sys.argv[2], "w"))

@@ -111,5 +111,6 @@ for _ in range(int(prob["repeats"])):
     times.append(time.perf_counter() - t0)
 cpu_per_wall = (time.process_time() - cpu0) / sum(times)   # > 1: more than one thread computed
 json.dump({"library": "pcx", "version": __import__("importlib.metadata").metadata.version("pcx"),
-           "jax": jax.__version__, "compile_s": compile_s, "times": times, "cpu_per_wall": cpu_per_wall, "median_s": float(np.median(times)),
+           "jax": jax.__version__, "compile_s": compile_s, "times": times, "cpu_per_wall": cpu_per_wall,
+           "cores": len(__import__("os").sched_getaffinity(0)), "median_s": float(np.median(times)),
            **{k: v for k, v in check.items() if k != "weights_after"}}, open(sys.argv[2], "w"))

@@ -40,3 +40,32 @@ def test_numpy_loop_moves_the_weights_by_the_reference_update():
         delta = max(np.abs(W1[f"W{i}"] - W0[f"W{i}"]).max() for i in range(1, 4))
         assert delta > 1e-6
         assert (err < 1e-14 * max(1.0, delta)) == close
+
+
+def test_one_thread_runs_are_pinned_to_one_core_and_checked(tmp_path, monkeypatch):
+    """A one-thread run is pinned to one core: JAX's CPU runtime ran pcx on both cores despite the one-thread
+    XLA flags (1.7-1.9 CPU seconds per wall second), which made pcx look faster on 'one thread' than it is.  A
+    result that still used more than one core's time is not compared."""
+    import os
+    import sys
+    sizes = core.net_sizes(width=12, n_in=6, n_out=3)
+    res = peers.run_peer("numpy_loop", sys.executable, sizes, 3, 4, "float64", 2, one_thread=True)
+    assert res["ok"], res
+    if hasattr(os, "sched_setaffinity"):
+        assert res["cores"] == 1
+    free = peers.run_peer("numpy_loop", sys.executable, sizes, 3, 4, "float64", 2, one_thread=False)
+    assert free["ok"] and free["cores"] == len(os.sched_getaffinity(0))
+    # a result that reports two cores' CPU time per second on 'one thread' is refused
+    real = peers.subprocess.run
+
+    def two_cores(argv, **kw):
+        r = real(argv, **kw)
+        out = argv[-1]
+        d = json.loads(open(out).read())
+        d["cpu_per_wall"] = 1.8
+        open(out, "w").write(json.dumps(d))
+        return r
+    monkeypatch.setattr(peers.subprocess, "run", two_cores)
+    bad = peers.run_peer("numpy_loop", sys.executable, sizes, 3, 4, "float64", 2, one_thread=True)
+    assert not bad["ok"] and "not on one thread" in bad["reason"]
+    assert peers.run_peer("numpy_loop", sys.executable, sizes, 3, 4, "float64", 2, one_thread=False)["ok"]
