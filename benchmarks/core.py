@@ -109,9 +109,14 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1, repeats_of: dict | Non
 
 
 # ----------------------------------------------------------------------------- the roofline
-def matmul_rate(B, n, dtype="float64", min_time=0.2) -> float:
+def matmul_rate(B, n, dtype="float64", min_time=0.2, threads=None) -> float:
     """FLOP/s of NumPy's matrix product for the workload's shape: GEMV ``(n, n) @ (n,)`` when B == 1,
-    GEMM ``(B, n) @ (n, n)`` otherwise (median of several timed blocks, output preallocated)."""
+    GEMM ``(B, n) @ (n, n)`` otherwise (median of several timed blocks, output preallocated); ``threads``: with
+    NumPy's BLAS limited to that many threads (default: BLAS's own setting)."""
+    if threads is not None:
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(limits=int(threads), user_api="blas"):
+            return matmul_rate(B, n, dtype, min_time)
     rng = np.random.default_rng(1)
     W = rng.normal(size=(n, n)).astype(dtype)
     if B == 1:

@@ -41,6 +41,9 @@ def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict
     # every roofline rate first: NumPy's OpenBLAS threads keep spinning for a while after a product and
     # would compete with the kernel's BLAS (SciPy's OpenBLAS, another thread pool) if timed right after
     rates = {(B, sizes[1], dtype): core.matmul_rate(B, sizes[1], dtype) for dtype in dtypes for _, B, _ in WORKLOADS}
+    # the one-thread kernel against the one-thread rate (it was divided by BLAS's own, two-thread, rate)
+    rates1 = {(B, sizes[1], dtype): core.matmul_rate(B, sizes[1], dtype, threads=1)
+              for dtype in dtypes for _, B, _ in WORKLOADS if B > 8}
     loads = {dtype: core.load_rate(dtype) for dtype in dtypes}
     core.settle()
     for dtype in dtypes:
@@ -82,8 +85,10 @@ def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict
                    "samples_per_s": B / t_nb, "loadavg": core.loadavg()}
             if "numba_1thread" in res:
                 t1 = res["numba_1thread"]["median_s"]
+                roof1 = core.roofline_s(sizes, B, T, rates1[key])
                 row.update(numba_1thread_s=t1, speedup_1thread_vs_reference=t_ref / t1,
-                           fraction_of_roofline_1thread=roof / t1)
+                           matmul_rate_1thread_gflops=rates1[key] / 1e9, roofline_1thread_s=roof1,
+                           fraction_of_roofline_1thread=roof1 / t1)
             if B == 1:
                 lb = core.load_bound_s(sizes, T, loads[dtype])
                 row.update(load_rate_gelem=loads[dtype] / 1e9, load_bound_s=lb, fraction_of_load_bound=lb / t_nb)
@@ -92,6 +97,7 @@ def run(repeats=7, dtypes=("float64", "float32"), sizes=None, log=print) -> dict
             rows.append(row)
             log(f"  {name:8s} B={B:<4d} T={T:<4d} {dtype}: numba {t_nb * 1e3:8.2f} ms  reference {t_ref * 1e3:8.2f} ms"
                 f"  x{t_ref / t_nb:5.1f}  roofline {roof * 1e3:7.2f} ms ({roof / t_nb:4.0%})"
-                + (f"  [1 BLAS thread: {row['numba_1thread_s'] * 1e3:.2f} ms, {roof / row['numba_1thread_s']:.0%}]"
+                + (f"  [1 BLAS thread: {row['numba_1thread_s'] * 1e3:.2f} ms, {row['fraction_of_roofline_1thread']:.0%} "
+                   "of the one-thread roofline]"
                    if "numba_1thread_s" in row else ""))
     return {"rows": rows, "first_numba_call_s": first_call}

@@ -69,3 +69,23 @@ def test_one_thread_runs_are_pinned_to_one_core_and_checked(tmp_path, monkeypatc
     bad = peers.run_peer("numpy_loop", sys.executable, sizes, 3, 4, "float64", 2, one_thread=True)
     assert not bad["ok"] and "not on one thread" in bad["reason"]
     assert peers.run_peer("numpy_loop", sys.executable, sizes, 3, 4, "float64", 2, one_thread=False)["ok"]
+
+
+def test_the_report_divides_the_one_thread_kernel_by_the_one_thread_roofline():
+    """benchmarks/README.md renders from the stored results, and a one-thread kernel's fraction of roofline uses
+    the one-thread GEMM rate (it was divided by BLAS's own two-thread rate: 46% where the one-thread rate gives
+    about 90%)."""
+    from pathlib import Path
+    from benchmarks import report
+    stored = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "latest.json"
+    r = json.loads(stored.read_text())
+    assert "## The issue's targets" in report.markdown(r)
+    row = {"workload": "batched", "batch": 256, "T": 20, "dtype": "float32", "numba_s": 0.015, "reference_s": 0.1,
+           "speedup_vs_reference": 6.7, "roofline_s": 0.012, "roofline_kind": "GEMM", "matmul_rate_gflops": 180.0,
+           "fraction_of_roofline": 0.8, "numba_1thread_s": 0.02, "speedup_1thread_vs_reference": 5.0,
+           "roofline_1thread_s": 0.018, "matmul_rate_1thread_gflops": 100.0, "fraction_of_roofline_1thread": 0.9}
+    text = report.workloads_section({"rows": [row]})
+    assert "(GEMM, 1 thread, 100.0 GFLOP/s) | 90% |" in text
+    lines = report.checklist({"workloads": {"rows": [row]}})
+    assert "1 BLAS thread 90% of the one-thread GEMM roofline" in lines and "T=20 (float32): 80%" in lines
+    assert "NOT met" not in lines.split("T=20 (float32)")[1].splitlines()[0]
