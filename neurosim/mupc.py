@@ -116,6 +116,11 @@ def inference_settings(n_hidden: int, batch_size: int, phi: str = "relu", activi
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "n_hidden" else 1):
             raise ValueError(f"inference_settings: {name} must be a{' non-negative' if name == 'n_hidden' else ' positive'}"
                              f" int, got {v!r}")
+    from .activations import get as get_activation
+    try:
+        phi = get_activation(phi).name   # 'relux' chose the default of the non-ReLU activations silently
+    except ValueError as e:
+        raise ValueError(f"inference_settings: {e}") from None
     if activity_lr is None:
         activity_lr = 0.5 if phi == "relu" else 1.0
     if isinstance(activity_lr, bool) or not isinstance(activity_lr, (int, float, np.number)) or \

@@ -302,6 +302,18 @@ class ProbeData(collections.abc.Mapping):
             self._shared.clear()
 
 
+def class_coded(Y) -> bool:
+    """Whether targets ``Y`` (batch, n) code classes: at least two columns, exactly two distinct values (one-hot
+    0/1, or e.g. -1/1 or 0.1/0.9) and one unit at the higher value per row.  Only then do ``train`` and
+    ``evaluate`` report an accuracy (argmax of the prediction against the class); for regression targets an
+    argmax 'accuracy' means nothing (it was reported for any Y with more than one column)."""
+    Y = np.asarray(Y)
+    if Y.ndim != 2 or Y.shape[1] < 2 or Y.shape[0] == 0:
+        return False
+    levels = np.unique(Y)
+    return levels.size == 2 and bool(np.all(np.sum(Y == levels[1], axis=1) == 1))
+
+
 def _real_array(name, a, dtype, owner: str = ""):
     """``a`` as an array of ``dtype``, refusing what would otherwise be converted quietly or wrongly:
     complex numbers (numpy would drop the imaginary part with only a warning), text and other objects."""
@@ -946,6 +958,12 @@ class Simulator:
             raise ValueError("tol must be >= 0")
         if not (0 < dt_decay <= 1):
             raise ValueError(f"dt_decay must be in (0, 1], got {dt_decay}")
+        if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)) or beta != beta:
+            raise ValueError(f"beta must be a number (the nudging strength of mode='nudge'), got {beta!r}")
+        if MODES[mode] != MODE_NUDGE and beta != 0:
+            raise ValueError(f"beta={beta} is the nudging strength of mode='nudge' and does nothing with "
+                             f"mode={mode!r}: pass mode='nudge' to nudge the output toward the target (an "
+                             "algorithm's output weighting is options={'beta': ...})")
         if MODES[mode] == MODE_NUDGE:
             if not beta > 0:
                 raise ValueError("mode='nudge' needs beta > 0")
@@ -1187,14 +1205,15 @@ class Simulator:
         return np.concatenate(outs, axis=0) if outs else np.zeros((0, self.plan.n_target))
 
     def evaluate(self, X, Y, **kwargs) -> dict:
-        """Feedforward loss ½‖t − ŷ‖² (mean over samples) and, for one-hot Y, accuracy."""
+        """Feedforward loss ½‖t − ŷ‖² (mean over samples) and, for class-coded Y (:func:`class_coded`: one-hot or
+        another two-level coding with one 'on' unit per row), accuracy (argmax of the prediction = the class)."""
         X = self._as_2d("X", X, self.plan.n_input)
         Y = self._as_2d("Y", Y, self.plan.n_target)
         if Y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
         Yhat = self.predict(X, **kwargs)
         out = {"loss": float(0.5 * np.mean(np.sum((Y - Yhat) ** 2, axis=1)))}
-        if Y.shape[1] > 1:
+        if class_coded(Y):
             out["accuracy"] = float(np.mean(np.argmax(Yhat, axis=1) == np.argmax(Y, axis=1)))
         return out
 
@@ -1403,7 +1422,7 @@ class Simulator:
             raise ValueError("train: X_test and Y_test go together; pass both (or neither)")
         if X_test is not None:
             X_test, Y_test = self._inputs(X_test, Y_test, spec.mode, names=("X_test", "Y_test"))
-        classify = Y.shape[1] > 1
+        classify = class_coded(Y)
         n = X.shape[0]
         n_batches = -(-n // batch_size)
         if checkpoint is not None:

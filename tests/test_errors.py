@@ -263,3 +263,40 @@ def test_training_divergence_keeps_history(backend):
     sim.reinitialize()
     assert len(sim.history["loss"]) == 0
     sim.run(X[:4], Y[:4], steps=5, mode="clamp")
+
+
+def test_beta_without_nudge_mode_is_refused_not_ignored():
+    """beta is the nudging strength of mode='nudge'; train(..., beta=0.5) in the default clamp mode gave weights
+    identical to beta=0 (a user coming from equilibrium propagation expects beta to turn nudging on)."""
+    net = ns.hierarchy([4, 6, 3], phi="tanh")
+    sim = ns.Simulator(net, seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(8, 4)), rng.normal(size=(8, 3))
+    for call in (lambda: sim.train(X, Y, epochs=1, beta=0.5, progress=False), lambda: sim.run(X, Y, beta=0.5),
+                 lambda: sim.step(X, Y, beta=0.5)):
+        with pytest.raises(ValueError, match=r"beta=0.5 is the nudging strength of mode='nudge'.*mode='clamp'"):
+            call()
+    with pytest.raises(ValueError, match="beta must be a number"):
+        sim.run(X, Y, mode="nudge", beta="0.5")
+    w0 = sim.weights
+    sim.train(X, Y, epochs=1, mode="nudge", beta=0.5, progress=False)   # nudging still works, and moves the weights
+    assert max(np.abs(sim.weights[k] - w0[k]).max() for k in w0) > 1e-6
+
+
+def test_accuracy_only_for_class_coded_targets():
+    """evaluate and train report an accuracy only when Y codes classes (two levels, one 'on' unit per row): for
+    regression targets the argmax 'accuracy' was reported too (0.48 for random Y)."""
+    from neurosim.simulator import class_coded
+    rng = np.random.default_rng(0)
+    onehot = np.eye(3)[rng.integers(0, 3, size=20)]
+    assert class_coded(onehot) and class_coded(2 * onehot - 1) and class_coded(0.1 + 0.8 * onehot)
+    assert not class_coded(rng.normal(size=(20, 3))) and not class_coded(onehot[:, :1])
+    assert not class_coded(np.ones((4, 3))) and not class_coded(np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]]))
+    sim = ns.Simulator(ns.hierarchy([4, 6, 3], phi="tanh"), seed=0)
+    X = rng.normal(size=(20, 4))
+    assert set(sim.evaluate(X, onehot)) == {"loss", "accuracy"}
+    assert set(sim.evaluate(X, rng.normal(size=(20, 3)))) == {"loss"}
+    h = sim.train(X, rng.normal(size=(20, 3)), epochs=1, progress=False, X_test=X, Y_test=rng.normal(size=(20, 3)))
+    assert h["loss"] and not h["accuracy"] and not h["test_accuracy"] and not h["epoch_accuracy"]
+    h = sim.train(X, onehot, epochs=1, progress=False, X_test=X, Y_test=onehot)
+    assert h["accuracy"] and h["test_accuracy"]

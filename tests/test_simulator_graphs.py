@@ -153,8 +153,11 @@ def test_predict_and_evaluate_equal_layered():
     _close(gs.predict(X, batch_size=2), lay.predict(X))
     _close(gs.predict(X, relax=True, steps=10, init="zeros"), lay.predict(X, relax=True, steps=10, init="zeros"))
     el, eg = lay.evaluate(X, Y), gs.evaluate(X, Y)
-    assert set(eg) == set(el) == {"loss", "accuracy"}
+    assert set(eg) == set(el) == {"loss"}   # regression targets: no argmax accuracy
     _close(eg["loss"], el["loss"])
+    C = np.eye(Y.shape[1])[np.argmax(Y, 1)]
+    el, eg = lay.evaluate(X, C), gs.evaluate(X, C)
+    assert set(eg) == set(el) == {"loss", "accuracy"}
     assert eg["accuracy"] == el["accuracy"]
     assert gs.predict(np.zeros((0, 3))).shape == (0, 2)
 
@@ -327,3 +330,9 @@ def test_graph_simulator_was_removed_and_names_its_replacement():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ns.Simulator(ng.mlp(SIZES), backend="reference")   # the one Simulator does not warn
+
+
+def test_a_misspelt_backend_on_a_graph_circuit_is_unknown_not_unsupported():
+    from neurosim import graph as ng
+    with pytest.raises(ValueError, match=r"unknown backend 'numbaa'; choose one of \['reference', 'numba', 'brian2'\]"):
+        ns.Simulator(ng.rnn(3, 4, 2, 3), backend="numbaa")

@@ -349,6 +349,9 @@ def graph_backend_class(name: str):
 
     ``"brian2"`` is :class:`neurosim.backends.brian2.graph.GraphBrian2Backend` (rate mode; imported here, so
     that brian2 is imported only when it is asked for)."""
+    from ..backends import BACKENDS
+    if name not in BACKENDS:   # a misspelt name: the same message as a layered circuit's, not "cannot run graphs"
+        raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
     if name == "brian2":
         from ..backends.brian2.graph import GraphBrian2Backend
         return GraphBrian2Backend

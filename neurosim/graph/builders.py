@@ -85,6 +85,17 @@ def residual(n_in, width, n_out, blocks=2, phi="tanh", output_precision=1.0, pla
     return Graph(verts, "output", plasticity=_plasticity(plasticity), name=name)
 
 
+def _count(builder: str, name: str, value, least: int = 1) -> int:
+    """``value`` as an int of at least ``least`` (NumPy ints too), or a ValueError naming the builder's argument
+    (a float step count raised a bare TypeError from ``range``)."""
+    import numbers
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{builder}: {name} must be an int, got {value!r}")
+    if value < least:
+        raise ValueError(f"{builder}: {name} must be >= {least}, got {value}")
+    return int(value)
+
+
 def rnn(n_in, n_hidden, n_out, steps, phi="tanh", output_precision=1.0, plasticity="default", name="rnn") -> Circuit:
     r"""Many-to-one recurrent network unrolled over ``steps`` time steps (shared weights).
 
@@ -93,8 +104,8 @@ def rnn(n_in, n_hidden, n_out, steps, phi="tanh", output_precision=1.0, plastici
     pre-activations), ``"output"`` :math:`= W_y \phi(h_T) + b_y`.  ``Wx``, ``Wh``, ``bh`` are shared by all
     steps; their updates sum the per-step terms (backprop through time).
     """
-    if steps < 1:
-        raise ValueError(f"rnn: steps must be >= 1, got {steps}")
+    n_in, n_hidden, n_out, steps = (_count("rnn", k, v) for k, v in
+                                    (("n_in", n_in), ("n_hidden", n_hidden), ("n_out", n_out), ("steps", steps)))
     verts = [Input(f"x{t}", n_in) for t in range(1, steps + 1)]
     verts.append(Dense("h1", "x1", n_hidden, weights="Wx", bias="bh"))
     for t in range(2, steps + 1):
@@ -147,16 +158,18 @@ def lstm(n_in, n_hidden, n_out, steps, forget_bias=1.0, output_precision=1.0, pl
          name="lstm") -> Circuit:
     r"""Many-to-one LSTM unrolled over ``steps`` with gate-level vertices (:func:`lstm_cell`), output
     ``"output"`` :math:`= W_y h_T + b_y`.  Inputs ``"x1" ... "x<T>"`` in time order.  The forget-gate bias
-    starts at ``forget_bias``.  The graph is not levelled (``c_{t-1}`` reaches ``c_t`` in one product but also
+    starts at ``forget_bias`` (a one-step LSTM has no forget gate).  The graph is not levelled (``c_{t-1}`` reaches ``c_t`` in one product but also
     through ``h_{t-1}`` and the gates); Z-IL levels it automatically.
     """
-    if steps < 1:
-        raise ValueError(f"lstm: steps must be >= 1, got {steps}")
+    n_in, n_hidden, n_out, steps = (_count("lstm", k, v) for k, v in
+                                    (("n_in", n_in), ("n_hidden", n_hidden), ("n_out", n_out), ("steps", steps)))
     verts = [Input(f"x{t}", n_in) for t in range(1, steps + 1)]
     h = c = None
     for t in range(1, steps + 1):
         V, h, c = lstm_cell(t, f"x{t}", h, c, n_hidden)
         verts.extend(V)
     verts.append(Dense("output", h, n_out, weights="Wy", bias="by", precision=output_precision))
-    params = (Param("bf", init=Init("constant", value=float(forget_bias))),) if forget_bias else ()
+    # the forget gate exists from the second step on (a one-step LSTM has none, so no 'bf' to initialise: declaring
+    # it made the graph refuse an unused parameter)
+    params = (Param("bf", init=Init("constant", value=float(forget_bias))),) if forget_bias and steps > 1 else ()
     return Graph(verts, "output", params=params, plasticity=_plasticity(plasticity), name=name)

@@ -106,6 +106,7 @@ def test_mupc_trains_a_deep_resnet_on_digits_where_sp_does_not():
 def test_inference_settings_refuse_bad_arguments():
     for args, match in (((4, 0), "batch_size must be a positive int"), ((4.5, 8), "n_hidden must be a non-negative int"),
                         ((4, 8, "relu", -1), "activity_lr must be a finite number > 0"),
-                        ((4, 8, "relu", "1"), "activity_lr must be a finite number > 0")):
+                        ((4, 8, "relu", "1"), "activity_lr must be a finite number > 0"),
+                        ((4, 8, "relux"), r"unknown activation 'relux'; choose one of")):
         with pytest.raises(ValueError, match=match):
             inference_settings(*args)

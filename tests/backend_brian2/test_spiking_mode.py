@@ -262,3 +262,27 @@ def test_spiking_declared_limitations():
         SpikingConfig(max_rate=20000.0, dt=0.1)
     with pytest.raises(ValueError, match=r"options 'spiking' and 'hardware' need mode='spiking'"):
         ns.Simulator(LIN, backend="brian2", backend_options={"spiking": {}})
+
+
+def test_encoder_saturation_is_reported_and_warned_and_a_wider_range_fixes_it():
+    """Rates code |u| <= max_rate / value_rate (2.5 with the defaults): a linear chain whose fixed point is 3 drifted
+    to 4.95 after 50 steps (36.8 after 800) without a word.  The run now warns and last_run reports the clipped
+    fraction per channel; with the range widened the spiking value approaches the rate model's 3."""
+    net = ns.hierarchy([2, 1, 1], phi="linear", bias=False, init=ns.Init("constant", value=1.0), optimizer=ns.SGD())
+    X, Y = np.array([[1.5, 1.5]]), np.array([[3.0]])
+    rate = ns.Simulator(net, seed=0).run(X, Y, steps=50).x["h1"][0, 0]
+    assert rate == pytest.approx(3.0, abs=1e-9)
+    sim = spiking(net)
+    with pytest.warns(RuntimeWarning, match=r"encoders saturated .* in h1\.x, output\.x: values and phi\(x\) beyond "
+                                            r"\+-2\.5 \(max_rate 5000 Hz / value_rate 2000 Hz\)"):
+        x = sim.run(X, Y, steps=50).x["h1"][0, 0]
+    assert x > 4.0   # the drift the warning is about
+    sat = sim.backend.last_run["saturation"]
+    assert sat["h1.x"] > 0.9 and sat["output.x"] > 0.9 and sat["input.x"] == 0.0 and sat["eps_h1.e"] == 0.0
+    assert sim.backend.last_run["value_range"] == 2.5
+    wide = spiking(net, max_rate=8000.0, value_rate=1000.0, error_rate=1000.0)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        x = wide.run(X, Y, steps=50).x["h1"][0, 0]
+    assert abs(x - 3.0) < 0.1 and max(wide.backend.last_run["saturation"].values()) == 0.0

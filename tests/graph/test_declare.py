@@ -163,3 +163,24 @@ def test_describe_states_activations_precisions_and_plasticity():
     assert "param out.W" in text and "frozen" in text.split("param out.W")[1].splitlines()[0]
     c = ns.hierarchy([3, 4, 2], lr=0.05, optimizer=ns.SGD(momentum=0.9))
     assert "W1: input -> h1 bias lr=0.05 sgd(momentum=0.9)" in c.describe()
+
+
+def test_one_step_lstm_and_sequence_builders_name_bad_arguments():
+    """A one-step LSTM has no forget gate: with the default forget_bias it raised "Param 'bf' is not used by any
+    vertex"; float counts raised a bare TypeError from range()."""
+    from neurosim import graph as ng
+    g = ng.lstm(3, 4, 2, 1)
+    assert "bf" not in {p.name for p in g.params} and "f1" not in {v.name for v in g.vertices}
+    sim = ns.Simulator(g, seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    D = sim.directions(X, Y, "zil")
+    bp = sim.directions(X, Y, "bp")
+    assert max(np.abs(D[k] - bp[k]).max() for k in bp) < 1e-10
+    assert "bf" in {p.name for p in ng.lstm(3, 4, 2, 2).params}
+    for build in (ng.lstm, ng.rnn):
+        with pytest.raises(ValueError, match=r"steps must be an int, got 2.5"):
+            build(3, 4, 2, 2.5)
+        with pytest.raises(ValueError, match=r"n_hidden must be >= 1, got 0"):
+            build(3, 0, 2, 2)
+    assert len(ng.rnn(3, 4, 2, np.int64(2)).vertices) == len(ng.rnn(3, 4, 2, 2).vertices)

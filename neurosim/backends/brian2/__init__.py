@@ -73,6 +73,29 @@ from ...plan import ROLE_FREE, ROLE_INPUT, ROLE_TARGET
 from ..base import HEUN, INIT_PREVIOUS, INIT_ZEROS, MODE_CLAMP, MODE_NUDGE, STATUS_DIVERGED, Backend, BatchResult, \
     RunSpec
 from ..reference import ReferenceBackend
+
+#: fraction of an encoder channel's unit-time spent clipped above which a spiking run warns
+SATURATION_WARN = 0.01
+
+
+def _warn_saturation(report, cfg):
+    """A RuntimeWarning when encoders spent more than :data:`SATURATION_WARN` of the run clipped: the spiking
+    values then leave the rate model's (a value beyond ``max_rate / value_rate`` is coded as that bound, and the
+    error it sees drives it further).  The message names the channels and the ranges, not the fractions, so that
+    Python shows it once per training loop; the fractions are in ``last_run["saturation"]``."""
+    sat = sorted(k for k, v in report.get("saturation", {}).items() if v > SATURATION_WARN)
+    if not sat:
+        return
+    import warnings
+    warnings.warn(
+        f"brian2 spiking: encoders saturated for more than {SATURATION_WARN:.0%} of the run in {', '.join(sat)}: "
+        f"values and phi(x) beyond +-{report['value_range']:g} (max_rate {cfg.max_rate:g} Hz / value_rate "
+        f"{cfg.value_rate:g} Hz) and errors beyond +-{report['error_range']:g} are clipped"
+        + (" (on/off error pairs: beyond their baseline)" if cfg.error_scheme == "onoff" else "")
+        + ", so the spiking circuit no longer follows the rate model there. Scale the data or widen the range: "
+        "spiking=suggest_config(circuit, value_range=...) (neurosim.backends.brian2.suggest_config), or a higher "
+        "max_rate / lower value_rate; sim.backend.last_run['saturation'] gives the clipped fraction per channel",
+        RuntimeWarning, stacklevel=2)
 from . import _common
 from .spiking import HardwareConfig, SpikingConfig, SpikingNetwork, check_spiking_plan, suggest_config
 
@@ -530,6 +553,7 @@ class Brian2Backend(Backend):
         self._x, self._es, self._mu = out["x"], out["eps"], out["mu"]
         self.batch_size = B
         self.last_run = out["report"]
+        _warn_saturation(self.last_run, self.spiking)
         return res
 
     # ------------------------------------------------------------------ state

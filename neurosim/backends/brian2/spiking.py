@@ -298,9 +298,14 @@ def suggest_config(circuit_or_plan, accuracy: float = 0.05, value_range: float =
 
 
 # ----------------------------------------------------------------------------------------------------------------
-def _encoder(c, u, gain, cfg: SpikingConfig, hw: HardwareConfig):
+def _encoder(c, u, gain, cfg: SpikingConfig, hw: HardwareConfig, floor: bool = False):
     """A signed rate encoder: compartment ``c`` turns the signed quantity ``u`` into events at rate
     ``gain * |u|`` (Hz), each carrying the sign ``sg_c`` (two event types on one neuron).
+
+    ``sat_c`` integrates the time (s) during which the encoder cannot code ``u``: its rate is clipped at
+    ``max_rate`` (and, with ``floor``, at 0: an on/off neuron whose baseline the error has used up).  It feeds
+    nothing back (the groups integrate with explicit Euler, so the other variables are unchanged) and is what
+    ``last_run["saturation"]`` reports.
 
     Returns (equation lines, event condition, reset code).  ``"if"`` is a signed sigma-delta
     modulator: :math:`\\dot v = \\mathrm{sign}(u) J`, an event when :math:`|v| > v_{th}`, then
@@ -308,9 +313,10 @@ def _encoder(c, u, gain, cfg: SpikingConfig, hw: HardwareConfig):
     """
     noise = f" + {float(hw.membrane_noise)!r}*xi_{c}/sqrt(ms)" if hw.membrane_noise > 0 else ""
     tref = float(hw.refractory) * 1e-3
+    clipped = f"int({float(gain)!r}*abs({u}) > {float(cfg.max_rate)!r})" + (f" + int({u} <= 0)" if floor else "")
     lines = [f"R_{c} = clip({float(gain)!r}*Hz*abs({u}), 0*Hz, {float(cfg.max_rate)!r}*Hz) : Hz",
              f"sg_{c} : 1", f"lt_{c} : second", f"n_{c} : 1", f"nl_{c} : 1",
-             f"ok_{c} = int(t - lt_{c} >= t_ref) : 1"]
+             f"ok_{c} = int(t - lt_{c} >= t_ref) : 1", f"dsat_{c}/dt = ({clipped})/second : 1"]
     count = f"lt_{c} = t\nn_{c} += 1\nnl_{c} += int(t >= t_learn)"
     if cfg.neuron == "poisson":
         return lines, f"rand() < R_{c}*dt and t - lt_{c} >= t_ref", f"sg_{c} = sign({u})\n{count}"
@@ -478,7 +484,7 @@ class SpikingNetwork:
                 for pol, label in ((+1, "ep"), (-1, "en")):
                     u = (f"clip({pol}*eps_l, 0, inf)" if scheme == "pair"
                          else f"clip({r0 / Ge!r} + {pol * 0.5!r}*eps_l, 0, inf)")
-                    lines, cond, reset = _encoder("e", u, Ge, cfg, hw)
+                    lines, cond, reset = _encoder("e", u, Ge, cfg, hw, floor=scheme == "onoff")
                     G = b2.NeuronGroup(N, "\n".join(["eps_l : 1 (linked)", "pol : 1 (shared, constant)", *common,
                                                      *lines]),
                                        events={"eev": cond}, method="euler", clock=self.clock,
@@ -665,6 +671,7 @@ class SpikingNetwork:
 
     def _reset_encoder(self, G, c, n, rng):
         setattr(G, f"n_{c}", 0.0)
+        setattr(G, f"sat_{c}", 0.0)
         setattr(G, f"nl_{c}", 0.0)
         setattr(G, f"sg_{c}", 0.0)
         setattr(G, f"lt_{c}", -1.0 * b2.second)
@@ -788,12 +795,18 @@ class SpikingNetwork:
         """
         p, B, cfg = self.plan, self.B, self.cfg
         pair = 2 if cfg.error_scheme in ("pair", "onoff") else 1
-        counts, learn_counts = {}, {}
+        counts, learn_counts, saturation = {}, {}, {}
+
+        def saturated(G, c):   # the fraction of unit-time during which the encoder's rate was clipped
+            tot = float(np.sum(C.copy_out(getattr(G, f"sat_{c}")[:])))
+            return min(1.0, tot / max(len(G) * T * 1e-3, 1e-12))
         for i in range(p.n_pops):
             for c in self.chans[i]:
                 counts[f"{p.pop_names[i]}.{c}"] = float(np.sum(C.copy_out(getattr(self.V[i], f"n_{c}")[:])))
+                saturation[f"{p.pop_names[i]}.{c}"] = saturated(self.V[i], c)
             for G, label in self.Eenc.get(i, []):
                 counts[f"eps_{p.pop_names[i]}.{label}"] = float(np.sum(C.copy_out(G.n_e[:])))
+                saturation[f"eps_{p.pop_names[i]}.{label}"] = saturated(G, "e")
                 learn_counts[i] = learn_counts.get(i, 0.0) + float(np.sum(C.copy_out(G.nl_e[:])))
         syn, wupd, syn_by = 0.0, 0.0, {}
         for i in range(p.n_pops):
@@ -835,4 +848,6 @@ class SpikingNetwork:
             "mean_rate_hz": spikes / max(n_neurons * T * 1e-3, 1e-12), "events": events,
             "spikes_per_sample": spikes / B, "synaptic_events_per_sample": syn / B,
             "error_scheme": cfg.error_scheme, "neuron": cfg.neuron,
+            "saturation": saturation,
+            "value_range": float(cfg.max_rate / cfg.value_rate), "error_range": float(cfg.max_rate / cfg.error_rate),
         }
