@@ -1287,7 +1287,11 @@ class Simulator:
         ``tau_x``, error-unit dynamics, output options and ``convention``) and returns the Hebbian term
         ``eps_post^T phi(x_pre)`` at the reached state.  Once ``fpa`` (``eta=1``) or ``zil`` is
         exact, their directions equal ``bp``'s.  ``"ipc"`` updates
-        at every step and has no single direction (ValueError).  ``result=True`` (graph circuits) also returns
+        at every step and has no single direction (ValueError).  ``steps`` and ``dt`` are the relaxation of
+        ``pc`` and ``strict`` (``strict``: ``n`` and ``eta`` of its options when given); ``fpa`` and ``zil`` run their
+        own schedules, set by their options (``fpa``: ``eta``, ``n`` -- default the depth; ``zil``: ``gamma``,
+        L steps), and ``bp`` relaxes nothing, so ``steps``/``dt`` do not change their directions.
+        ``result=True`` (graph circuits) also returns
         the :class:`~neurosim.graph.base.GraphBatchResult` of the run (final ``x``/``eps``/``mu`` in the plan's
         unit layout, ``energy`` per vertex and step -- of the levelled plan for ``zil``).
         """
