@@ -122,20 +122,25 @@ def peers_section(p):
              if one else "## Peers: pcx and ngc-learn on the same workloads\n")
     loop = any("numpy_loop_s" in x for x in p["rows"])
     lines = [title,
+             "numba ms: the mean of every numba timing of the row; each ratio uses numba timed right before and right "
+             "after that peer (in brackets), as the machine's load drifts between peers.\n",
              "| workload | batch | T | dtype | numba ms | pcx ms | pcx / numba | ngc-learn ms | ngc-learn / numba |"
              + (" NumPy loop ms | NumPy loop / numba |" if loop else ""),
              "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if loop else "")]
     notes = []
+    def around(x, lib):   # the numba time a ratio uses: numba timed right before and after that peer
+        v = x.get(f"numba_s_around_{lib}")
+        return f" (numba {_ms(0.5 * (v[0] + v[1]))})" if v else ""
     for x in p["rows"]:
         cells = []
         for lib in ("pcx", "ngclearn"):
             res = x["peers"].get(lib, {})
             if res.get("ok"):
-                cells += [_ms(res["median_s"]), f"**{res['ratio_peer_over_numba']:.1f}x**"]
+                cells += [_ms(res["median_s"]), f"**{res['ratio_peer_over_numba']:.2f}x**{around(x, lib)}"]
             else:
                 cells += ["not run", res.get("reason", "?")]
         if loop:
-            cells += ([_ms(x["numpy_loop_s"]), f"**{x['ratio_numpy_loop_over_numba']:.2f}x**"]
+            cells += ([_ms(x["numpy_loop_s"]), f"**{x['ratio_numpy_loop_over_numba']:.2f}x**{around(x, 'numpy_loop')}"]
                       if "numpy_loop_s" in x else ["not run", ""])
         lines.append(f"| {x['workload']} | {x['batch']} | {x['T']} | {x['dtype']} | {_ms(x['numba_s'])} | "
                      + " | ".join(cells) + " |")
@@ -144,7 +149,7 @@ def peers_section(p):
             cells = []
             for lib, t in zip(("pcx", "ngclearn"), t1):
                 res = x["peers"].get(lib, {})
-                cells += ([_ms(res["median_s"]), f"{res['median_s'] / t:.1f}x"] if res.get("ok")
+                cells += ([_ms(res["median_s"]), f"{res['median_s'] / t:.2f}x"] if res.get("ok")
                           else ["not run", res.get("reason", "?")])
             lines.append(f"| {x['workload']}, numba with 1 BLAS thread | {x['batch']} | {x['T']} | {x['dtype']} | "
                          f"{_ms(sum(t1) / 2)} | " + " | ".join(cells) + (" | | |" if loop else " |"))
@@ -393,11 +398,11 @@ def checklist(r):
         for x in p["rows"]:
             for lib, res in x["peers"].items():
                 if res.get("ok"):
-                    worst.append((res["ratio_peer_over_numba"], lib, x["batch"], x["T"]))
+                    worst.append((res["ratio_peer_over_numba"], lib, x["batch"], x["T"], x["dtype"]))
         if worst:
             m = min(worst)
-            lines.append(f"- faster than pcx and ngc-learn on every workload: slowest margin {m[0]:.1f}x "
-                         f"({m[1]}, B={m[2]}, T={m[3]}): {'met' if m[0] > 1 else 'NOT met'}")
+            lines.append(f"- default threading: faster than pcx and ngc-learn on every workload: slowest margin "
+                         f"{m[0]:.2f}x ({m[1]}, B={m[2]}, T={m[3]}, {m[4]}): {'met' if m[0] > 1 else 'NOT met'}")
     c = r.get("coldstart")
     if c:
         mine = c["trees"][0]

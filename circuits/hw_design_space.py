@@ -489,13 +489,17 @@ def write_table(configs, targets, out, fronts) -> list:
     return rows
 
 
-def _spread_note(ax) -> str:
-    n = len(ax["seeds"])
-    if n < 2:
+def _spread_note(configs) -> str:
+    """The note on the accuracy's spread, from the seeds each configuration has finished (an interrupted run's
+    configurations may have fewer than the grid's)."""
+    counts = sorted({len(c["seeds"]) for c in configs}) or [0]
+    if counts[-1] < 2:
         return ("Accuracy is from one seed: there is no estimate of its spread, so differences of about a point may "
                 "be noise.")
-    return (f"Accuracy is the mean ± the sample standard deviation (SD, n - 1 in the denominator) over the {n} seeds "
-            "of a configuration, costs are means over the seeds. Differences smaller than this spread are not "
+    over = (f"the {counts[0]} seeds of a configuration" if len(counts) == 1 else
+            f"the finished seeds of a configuration ({counts[0]} to {counts[-1]}; one seed has no SD)")
+    return (f"Accuracy is the mean ± the sample standard deviation (SD, n - 1 in the denominator) over {over}, "
+            "costs are means over the seeds. Differences smaller than this spread are not "
             "significant: a winner is marked (~) when a cheaper configuration missed the tolerance, or the winner "
             "met it, by less than one SD.")
 
@@ -556,7 +560,7 @@ def report_markdown(configs, targets, winners, fronts, cfg, info) -> str:
              f"**Winner rule**: per target, among the configurations within {tol * 100:g} accuracy point(s) of the "
              "best "
              "accuracy on that target, the lowest cost per training sample; ties go to the more accurate.", "",
-             _spread_note(ax), "", *_caveats(targets), "## Winners", ""]
+             _spread_note(configs), "", *_caveats(targets), "## Winners", ""]
     for cost, what, base in FRONT_COSTS:
         lines += [f"Lowest {what} (x: cost relative to the winner; for another algorithm its cheapest configuration "
                   "within the tolerance, or its most accurate with the accuracy points it is below the best):", "",

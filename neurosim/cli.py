@@ -110,7 +110,8 @@ def _sweep(module, args) -> int:
         for name in ["results.csv", "results.json", *res.figures]:
             print(f"  {name}")
         if res.rows and not res.figures:
-            print("  (no plots: they need a numeric --grid key with at least 2 values besides seed)")
+            print("  (no plots: " + ("only one point finished" if len(res.rows) < 2 else
+                                     "they need a numeric --grid key with at least 2 values besides seed") + ")")
     if res.failed:
         first = next(iter(res.failed.items()))
         return _fail(f"{len(res.failed)} point(s) failed, e.g. {first[0]}: {first[1]} (see error.json in the point "

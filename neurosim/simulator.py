@@ -958,6 +958,8 @@ class Simulator:
             raise ValueError("tol must be >= 0")
         if not (0 < dt_decay <= 1):
             raise ValueError(f"dt_decay must be in (0, 1], got {dt_decay}")
+        if isinstance(beta, np.ndarray) and beta.ndim == 0:
+            beta = beta.item()
         if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)) or beta != beta:
             raise ValueError(f"beta must be a number (the nudging strength of mode='nudge'), got {beta!r}")
         if MODES[mode] != MODE_NUDGE and beta != 0:
@@ -1193,7 +1195,11 @@ class Simulator:
         """
         self._check_open()
         X = self._as_2d("X", X, self.plan.n_input, allow_empty=True)
-        spec = self._spec(steps if relax else 0, kwargs.pop("mode", "free"), kwargs.pop("beta", 0.0),
+        mode = kwargs.pop("mode", "free")
+        if mode != "free":   # a prediction has no target: 'nudge' pulled the output toward 0, 'clamp' to nothing
+            raise ValueError(f"predict/evaluate run with the output free (mode='free'), got mode={mode!r}: a "
+                             "prediction has no target to clamp or nudge toward; use run(X, Y, mode=...) for that")
+        spec = self._spec(steps if relax else 0, mode, kwargs.pop("beta", 0.0),
                           kwargs.pop("init", "feedforward"), kwargs.pop("tol", None), kwargs.pop("dt", None),
                           kwargs.pop("dt_decay", 1.0), kwargs.pop("integrator", None), False, record=False)
         if kwargs:

@@ -260,7 +260,7 @@ def _plots(out: Path, grid: dict, rows: list, metric: str, energy_metric: str | 
         pts = [(r[energy_metric], r[metric], r) for r in rows
                if isinstance(r.get(energy_metric), (int, float)) and isinstance(r.get(metric), (int, float))
                and r[energy_metric] > 0]
-        if pts:
+        if len(pts) >= 2:   # a trade-off needs two points (one finished point drew a 'front' of itself)
             from matplotlib.figure import Figure
             front = pareto_front([(e, m) for e, m, _ in pts])
             front_rows = [pts[i][2] for i in front]

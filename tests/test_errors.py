@@ -300,3 +300,27 @@ def test_accuracy_only_for_class_coded_targets():
     assert h["loss"] and not h["accuracy"] and not h["test_accuracy"] and not h["epoch_accuracy"]
     h = sim.train(X, onehot, epochs=1, progress=False, X_test=X, Y_test=onehot)
     assert h["accuracy"] and h["test_accuracy"]
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_bp_and_predict_refuse_a_nudged_output(backend):
+    """bp trained on the loss whatever mode and beta said (weights identical for mode='nudge', beta 0.5 or 5);
+    predict/evaluate with mode='nudge' pulled the output toward 0 (there is no target): both refused.  A 0-d
+    array is a number."""
+    from neurosim import graph as ng
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
+    for net in (ns.hierarchy([3, 4, 2]), ng.mlp([3, 4, 2])):
+        sim = ns.Simulator(net, backend=backend, seed=0)
+        with pytest.raises(ValueError, match=r"algorithm 'bp'"):
+            sim.train(X, Y, algorithm="bp", mode="nudge", beta=0.5, epochs=1, progress=False)
+        with pytest.raises(ValueError, match=r"algorithm 'bp'"):
+            sim.step(X, Y, algorithm="bp", mode="nudge", beta=0.5)
+        for mode in ("nudge", "clamp"):
+            with pytest.raises(ValueError, match=r"predict/evaluate run with the output free"):
+                sim.predict(X, relax=True, steps=5, mode=mode, beta=5.0)
+            with pytest.raises(ValueError, match=r"predict/evaluate run with the output free"):
+                sim.evaluate(X, Y, relax=True, mode=mode)
+        sim.train(X, Y, algorithm="bp", epochs=1, progress=False)   # clamp: trains
+    sim = ns.Simulator(ns.hierarchy([3, 4, 2]), backend=backend, seed=0)
+    assert sim.run(X, Y, mode="nudge", beta=np.array(0.5), steps=3).steps == 3

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations as act
-from ..backends.base import BatchResult
+from ..backends.base import MODE_CLAMP, BatchResult
 from ..equations import optimizer_step
 from ..errors import UnsupportedError
 from ..plan import ROLE_INPUT
@@ -167,6 +167,9 @@ def run_batch(sim, X, Y, spec, options) -> BatchResult:
     be = sim.backend
     if be.plan.target_pop < 0:
         raise ValueError("backprop needs a circuit with a target clamp")
+    if spec.mode != MODE_CLAMP:   # it trained on the loss and ignored mode='nudge' and its beta
+        raise ValueError("algorithm 'bp' descends the loss to the target (mode 'clamp') only: mode='nudge' and beta "
+                         "have no meaning for it; leave mode='clamp'")
     if getattr(be, "name", "") == "numba":
         return _run_numba(sim, X, Y, spec)
     if getattr(be, "name", "") == "brian2":

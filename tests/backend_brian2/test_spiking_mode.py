@@ -286,3 +286,16 @@ def test_encoder_saturation_is_reported_and_warned_and_a_wider_range_fixes_it():
         warnings.simplefilter("error", RuntimeWarning)
         x = wide.run(X, Y, steps=50).x["h1"][0, 0]
     assert abs(x - 3.0) < 0.1 and max(wide.backend.last_run["saturation"].values()) == 0.0
+
+
+def test_onoff_error_pairs_report_their_own_range():
+    """An on/off pair codes |eps| up to 2 r0 / error_rate (1 with the default baseline), not max_rate / error_rate."""
+    from neurosim.backends.brian2.spiking import error_range
+    assert error_range(SpikingConfig()) == 2.5
+    assert error_range(SpikingConfig(error_scheme="onoff")) == 1.0
+    assert error_range(SpikingConfig(error_scheme="onoff", baseline_rate=1500.0)) == 1.5
+    net = ns.hierarchy([1, 1], phi="linear", bias=False, init=ns.Init("constant", value=0.0), optimizer=ns.SGD())
+    sim = spiking(net, error_scheme="onoff")
+    with pytest.warns(RuntimeWarning, match=r"errors beyond \+-1 are clipped \(on/off error pairs"):
+        sim.run(np.array([[1.0]]), np.array([[1.8]]), steps=20)
+    assert sim.backend.last_run["error_range"] == 1.0 and sim.backend.last_run["saturation"]["eps_output.en"] > 0.9

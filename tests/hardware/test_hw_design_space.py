@@ -230,6 +230,10 @@ def test_an_interrupted_study_records_its_finished_points(tmp_path, monkeypatch)
     # 1 seed(s))" as if the grid were done)
     head = (out / "report.md").read_text().splitlines()[2]
     assert head.startswith("1 of 2 points finished") and "finished points only" in head
+    from circuits.hw_design_space import _spread_note
+    assert "over the 2 seeds" in _spread_note([{"seeds": [0, 1]}, {"seeds": [2, 3]}])
+    assert "finished seeds of a configuration (1 to 3" in _spread_note([{"seeds": [0, 1, 2]}, {"seeds": [0]}])
+    assert _spread_note([{"seeds": [0]}]).startswith("Accuracy is from one seed")
     # a point whose metrics.json says "running" (a worker writing it when the interrupt came) is not finished: it
     # was listed among the finished points while not counted in n_finished
     from neurosim import experiment as E

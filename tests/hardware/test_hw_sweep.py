@@ -327,3 +327,22 @@ def test_the_local_cluster_silences_worker_logs_and_warns_about_more_workers_tha
     with caplog.at_level(logging.WARNING, logger="neurosim"):
         S.local_cluster(3)
     assert made["n_workers"] == 3 and "3 Dask workers on 2 core(s)" in caplog.text and "--workers 2" in caplog.text
+
+
+def test_cli_sweep_with_one_finished_point_says_why_there_is_no_plot(tmp_path, monkeypatch, capsys):
+    """A sweep whose other points failed said the plots 'need a numeric --grid key with at least 2 values' while
+    its key had two; it now says only one point finished, and exits 1 naming the failure."""
+    import neurosim.sweep as S
+    real = S._run_point
+
+    def fail_steps_6(experiment, ov, out_dir):
+        if ov["lr"] == 0.2:
+            raise FloatingPointError("diverged")
+        return real(experiment, ov, out_dir)
+    monkeypatch.setattr(S, "_run_point", fail_steps_6)
+    argv = ["sweep", "hw-precision", "--out", str(tmp_path / "s"), "--no-progress", "--scheduler", "inprocess",
+            "--grid", "lr=0.1,0.2"] + [a for k, v in TINY.items() for a in ("--set", f"{k}={str(v).lower()}")]
+    assert main(argv) == 1
+    cap = capsys.readouterr()
+    assert "1 finished point in" in cap.out and "(no plots: only one point finished)" in cap.out
+    assert "FloatingPointError: diverged" in cap.err

@@ -91,7 +91,8 @@ def _warn_saturation(report, cfg):
         f"brian2 spiking: encoders saturated for more than {SATURATION_WARN:.0%} of the run in {', '.join(sat)}: "
         f"values and phi(x) beyond +-{report['value_range']:g} (max_rate {cfg.max_rate:g} Hz / value_rate "
         f"{cfg.value_rate:g} Hz) and errors beyond +-{report['error_range']:g} are clipped"
-        + (" (on/off error pairs: beyond their baseline)" if cfg.error_scheme == "onoff" else "")
+        + (" (on/off error pairs: one neuron of the pair silent or the other at max_rate)"
+           if cfg.error_scheme == "onoff" else "")
         + ", so the spiking circuit no longer follows the rate model there. Scale the data or widen the range: "
         "spiking=suggest_config(circuit, value_range=...) (neurosim.backends.brian2.suggest_config), or a higher "
         "max_rate / lower value_rate; sim.backend.last_run['saturation'] gives the clipped fraction per channel",

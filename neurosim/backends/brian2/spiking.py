@@ -297,6 +297,18 @@ def suggest_config(circuit_or_plan, accuracy: float = 0.05, value_range: float =
     return SpikingConfig(**cfg)
 
 
+def error_range(cfg: SpikingConfig) -> float:
+    """The largest |eps| the error events code without clipping: ``max_rate / error_rate`` for ``"events"`` and
+    ``"pair"``; for ``"onoff"`` pairs, whose neurons fire at ``r0 +- error_rate eps / 2``, the smaller of
+    ``2 r0 / error_rate`` (one neuron of the pair silent) and ``2 (max_rate - r0) / error_rate`` (the other at
+    ``max_rate``): 1 with the default baseline ``r0 = error_rate / 2``."""
+    Ge, top = float(cfg.error_rate), float(cfg.max_rate)
+    if cfg.error_scheme != "onoff":
+        return top / Ge
+    r0 = Ge / 2 if cfg.baseline_rate is None else float(cfg.baseline_rate)
+    return min(2 * r0 / Ge, 2 * max(top - r0, 0.0) / Ge)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 def _encoder(c, u, gain, cfg: SpikingConfig, hw: HardwareConfig, floor: bool = False):
     """A signed rate encoder: compartment ``c`` turns the signed quantity ``u`` into events at rate
@@ -849,5 +861,5 @@ class SpikingNetwork:
             "spikes_per_sample": spikes / B, "synaptic_events_per_sample": syn / B,
             "error_scheme": cfg.error_scheme, "neuron": cfg.neuron,
             "saturation": saturation,
-            "value_range": float(cfg.max_rate / cfg.value_rate), "error_range": float(cfg.max_rate / cfg.error_rate),
+            "value_range": float(cfg.max_rate / cfg.value_rate), "error_range": error_range(cfg),
         }
