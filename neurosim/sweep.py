@@ -506,6 +506,9 @@ def _failure(e, tb) -> tuple:
         text = "".join(traceback.format_exception(type(e), e, tb))
     except Exception:  # noqa: BLE001 - a traceback that cannot be formatted must not lose the point's error
         text = repr(e)
+    # without Python's ^^^^ position markers: a traceback rebuilt from a Dask worker carries code objects whose
+    # column positions are not the source's, so its markers pointed at the wrong characters
+    text = "".join(ln for ln in text.splitlines(keepends=True) if not re.fullmatch(r"\s*[\^~]+\s*", ln))
     return f"{type(e).__name__}: {e}".splitlines()[0], text
 
 

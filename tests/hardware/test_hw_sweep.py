@@ -298,6 +298,7 @@ def test_a_failed_point_keeps_its_traceback_in_error_json_and_the_sweep_goes_on(
     assert err["error"] == message and err["overrides"]["seed"] == 1
     assert "Traceback (most recent call last)" in err["traceback"] and "fail_for_seed_1" in err["traceback"]
     assert err["traceback"].rstrip().endswith("second line")
+    assert not any(set(ln.strip()) <= set("^~") and ln.strip() for ln in err["traceback"].splitlines())
 
 
 def test_the_local_cluster_silences_worker_logs_and_warns_about_more_workers_than_cores(monkeypatch, caplog):
