@@ -176,7 +176,7 @@ def run_fear_conditioning(cfg, out, progress=True) -> dict:
     ]
     series = {"data": ([FEAR_DATA[g] for g in FEAR_GROUPS], [FEAR_SEM[g] for g in FEAR_GROUPS], COLOR["data"])}
     for r in RULES:
-        series[f"{SHORT[r]} (fit error {res[r]['fit_error']:.3g})"] = (
+        series[f"{SHORT[r]} (fit error, SSE {res[r]['fit_error']:.3g})"] = (
             [res[r]["fitted"][g] for g in FEAR_GROUPS], None, COLOR[r])
     bar_panels([(list(FEAR_GROUPS), series, "fear to the noise (freezing)", "model fitted to data",
                  "group (N: noise, L: light; +: shocked, L-: light extinguished)")],
@@ -366,7 +366,7 @@ def run_sensorimotor(cfg, out, progress=True) -> dict:
     ]
     series = {"data": ([SM_DATA[g] for g in SM_GROUPS], [SM_SEM[g] for g in SM_GROUPS], COLOR["data"])}
     for r in RULES:
-        series[f"{SHORT[r]} (fit error {res[r]['fit_error']:.2g})"] = (
+        series[f"{SHORT[r]} (fit error, SSE {res[r]['fit_error']:.2g})"] = (
             [res[r]["fitted"][g] for g in SM_GROUPS], None, COLOR[r])
     bar_panels([(list(SM_GROUPS), series, "single-trial learning", "model fitted to data",
                  "exposure trial (cue 1 or 2, force field + or -)")],
@@ -410,7 +410,10 @@ units), inside the spread of 40-participant groups.  Here ``n_seeds`` participan
 numbers, and the same participants split into disjoint groups of ``replicate_seeds_pc`` /
 ``replicate_seeds_bp`` (the authors' group sizes) give ``replicates``: how often a group of the
 authors' size shows the value rising on switching (``switch_rises``) and the full crossover
-(``crossover``).  Figure: ``reversal_learning.png``."""
+(``crossover``).  ``fit_error`` is half the sum of squared residuals of the linear fit (fear-conditioning's and
+sensorimotor's are the whole sum); ``switch_sem``/``stay_change_sem`` are over the pooled trial events, which
+treats trials as independent and so understates the spread between participants (see ``replicates``).
+Figure: ``reversal_learning.png``."""
 
 REV_DEFAULTS = {
     "backend": "numba",
@@ -599,7 +602,7 @@ def _rev_figure(res, out):
     axes = fig.subplots(1, 3, sharey=True)
     x = [0, 1]
     panels = [("data", {k: REV_DATA[k] for k in REV_KEYS})] + [
-        (f"{SHORT[r]} fitted (error {res[r]['fit_error']:.2g})",
+        (f"{SHORT[r]} fitted (error, SSE/2 {res[r]['fit_error']:.2g})",
          {k: res[r]["fitted"][f"{k[0]}/{k[1]}"] for k in REV_KEYS}) for r in RULES]
     for ax, (title, vals) in zip(axes, panels):
         for kind, ls in (("stay", "-o"), ("switch", "--s")):

@@ -473,7 +473,8 @@ def _ta_figures(res, depths, acts, adepths, n_seeds, lin, out):
                     capsize=2)
     ax.set_xlabel("number of weight layers")
     ax.set_ylabel("target alignment")
-    ax.set_title("Target alignment vs depth (linear, one update; Fig. 3e)", fontsize=10)
+    ax.set_title("Target alignment vs depth (linear, one update; Fig. 3e)\n"
+                 f"dots: seeds; bars: mean ± SD over {n_seeds} seeds (ddof 0)", fontsize=10)
     ax.axhline(1, color="0.6", lw=0.6)
     ax.legend(frameon=False)
     fig.tight_layout()
@@ -490,7 +491,7 @@ def _ta_figures(res, depths, acts, adepths, n_seeds, lin, out):
         ax.axhline(1, color="0.6", lw=0.6)
     axes[0].set_ylabel("target alignment")
     axes[0].legend(frameon=False, fontsize=8)
-    fig.suptitle("Target alignment across activations", fontsize=11)
+    fig.suptitle(f"Target alignment across activations (mean ± SD over {n_seeds} seeds, ddof 0)", fontsize=11)
     fig.tight_layout()
     plot.save(fig, out / "target_alignment_activations.png")
 

@@ -56,12 +56,29 @@ def test_zil_exactness_experiment_via_cli(tmp_path, capsys):
 def test_linear_equilibrium_experiment(tmp_path):
     m = _run("linear-equilibrium", tmp_path, hidden=[8, 8], n_train_steps=10, widths=[4, 16], depths=[1, 4],
              n_seeds=1, mupc_width=16)
-    assert m["max_rel_error"] < 1e-10
+    assert m["max_rel_error"] < 1e-10 and m["converged"] and m["relaxations_not_converged"] == 0
     assert m["max_relative_energy_increase"] < 1e-14
     assert m["relaxed_energy"][-1] < m["relaxed_energy"][0]           # training lowers F*
     k = m["kappa_vs_width"]["by_depth"]
     assert all(b > a for a, b in zip(k["1"], k["4"]))                  # deeper -> worse conditioned
     assert m["mupc_kappa_vs_depth"]["kappa"][1] > m["mupc_kappa_vs_depth"]["kappa"][0]
+
+
+def test_unconverged_relaxations_are_reported_not_passed_off_as_closed_form_error(tmp_path, caplog):
+    """With a step cap below what the tolerance needs, every relaxation stopped early and the run reported a 2.5%
+    'closed form vs numerics' error with status ok; it now says how many relaxations did not converge."""
+    import logging
+    with caplog.at_level(logging.WARNING, logger="neurosim"):
+        m = _run("linear-equilibrium", tmp_path, hidden=[8, 8], n_train_steps=3, max_relax_steps=20, widths=[4],
+                 depths=[1], n_seeds=1, mupc_width=8)
+    assert not m["converged"] and m["relaxations_not_converged"] == 3 and m["max_rel_error"] > 1e-6
+    assert "3 of 3 relaxations stopped at max_relax_steps=20" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="neurosim"):
+        m = _run("saddles", tmp_path, depths=[3], max_steps_pc=5, max_steps_bp=10, max_relax_steps=3,
+                 hessian_hidden=[1])
+    pc = m["chains"]["3"]["pc"]
+    assert not pc["converged"] and pc["relaxations_not_converged"] == pc["n_steps_run"]
+    assert "saddles:" in caplog.text and "gradient descent on F*" in caplog.text
 
 
 def test_mupc_depth_experiment(tmp_path):
@@ -84,3 +101,13 @@ def test_saddles_experiment(tmp_path):
     assert h["2"]["max_abs_hess_loss"] < 1e-8
     assert abs(h["2"]["lambda_min_fstar"] - h["2"]["minus_lambda_max_Syy"]) < 1e-6 * abs(h["2"]["minus_lambda_max_Syy"])
     assert h["1"]["lambda_min_fstar"] < h["1"]["lambda_min_loss"] < 0
+
+
+def test_mupc_depth_names_activity_lr_when_its_step_would_diverge(tmp_path, capsys):
+    """activity_lr=1000 failed inside the simulator with 'dt=15.625 is too large ... reduce dt', a parameter
+    mupc-depth does not have; it is refused before the run, naming activity_lr and the bound."""
+    code = main(["run", "mupc-depth", "--out", str(tmp_path / "m"), "--set", "depths=[2]", "--set", "width=8",
+                 "--set", "epochs=1", "--set", "activity_lr=1000"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "activity_lr=1000" in err and "activity_lr < 2 x batch_size" in err
