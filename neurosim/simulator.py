@@ -1308,7 +1308,9 @@ class Simulator:
         algo, options = self._algorithm(algorithm, options)
         X, Y = self._inputs(X, Y, MODE_CLAMP)
         if self._graph:
-            spec = self._spec(steps, "clamp", 0.0, "feedforward", None, dt, 1.0, None, False, record=False)
+            # bp relaxes nothing, so its dt is not checked against the time constants (as on layered circuits)
+            spec = self._spec(steps, "clamp", 0.0, "feedforward", None, None if algorithm == "bp" else dt, 1.0, None,
+                              False, record=False)
             res, gres = self._backend.run_graph(X, Y, spec, algorithm, options)
             if res.status != 0:
                 raise DivergenceError(f"the run diverged (NaN/inf) at step {res.fail_step} in population "

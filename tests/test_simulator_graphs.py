@@ -336,3 +336,18 @@ def test_a_misspelt_backend_on_a_graph_circuit_is_unknown_not_unsupported():
     from neurosim import graph as ng
     with pytest.raises(ValueError, match=r"unknown backend 'numbaa'; choose one of \['reference', 'numba', 'brian2'\]"):
         ns.Simulator(ng.rnn(3, 4, 2, 3), backend="numbaa")
+
+
+def test_bp_directions_ignore_dt_on_graphs_as_on_layered_circuits():
+    """directions(algorithm='bp', dt=5.0) was accepted on a layered circuit and refused on the same network as a
+    graph ('dt=5.0 is too large for vertex h1') although bp relaxes nothing."""
+    from neurosim import graph as ng
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    g = ns.Simulator(ng.mlp([3, 4, 2]), seed=0)
+    lay = ns.Simulator(ns.hierarchy([3, 4, 2]), seed=0)
+    dg, dl = g.directions(X, Y, "bp", dt=5.0), lay.directions(X, Y, "bp", dt=5.0)
+    assert set(dg) and all(np.allclose(dg[k], g.directions(X, Y, "bp")[k], rtol=0, atol=0) for k in dg)
+    assert set(dl) and all(np.allclose(dl[k], lay.directions(X, Y, "bp")[k], rtol=0, atol=0) for k in dl)
+    with pytest.raises(ValueError, match="too large"):
+        g.directions(X, Y, "pc", dt=5.0)   # a relaxing schedule still checks it
