@@ -106,3 +106,11 @@ def install_compile_notice() -> None:
             pass
 
     event.register("numba:compile", _CompileListener())
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        return os.cpu_count() or 1

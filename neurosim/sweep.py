@@ -33,11 +33,11 @@ import itertools
 import json
 import logging
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import usable_cores as _cores
 from .experiment import ConfigError, coerce_param, flatten_metrics, params_of, parse_param_value, resolve_config
 from .io import atomic_write, read_json, write_json_atomic
 
@@ -442,14 +442,6 @@ def require_dask(what: str):
     except ImportError:
         raise ConfigError(f"{what} needs Dask, which is not installed: {DASK_HINT}") from None
     return dd
-
-
-def _cores() -> int:
-    """The cores this process may run on (its affinity mask; ``os.cpu_count`` where there is none)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not Linux
-        return os.cpu_count() or 1
 
 
 def default_workers() -> int:

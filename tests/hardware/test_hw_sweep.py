@@ -280,15 +280,20 @@ def test_sweep_plots_show_the_sample_sd_and_a_readable_energy_axis(tmp_path, mon
     assert ax.get_xscale() == "linear" and ax.get_xlabel() == "energy per sample (J)"
 
 
-def test_a_failed_point_keeps_its_traceback_in_error_json_and_the_sweep_goes_on(tmp_path, monkeypatch):
+def _fail_points(monkeypatch, when, error):
+    """Sweep points whose overrides satisfy ``when`` raise ``error``; the others run for real."""
     import neurosim.sweep as S
     real = S._run_point
 
-    def fail_for_seed_1(experiment, ov, out_dir):
-        if ov["seed"] == 1:
-            raise FloatingPointError("point went wrong\nsecond line")
+    def failing_point(experiment, ov, out_dir):
+        if when(ov):
+            raise error
         return real(experiment, ov, out_dir)
-    monkeypatch.setattr(S, "_run_point", fail_for_seed_1)
+    monkeypatch.setattr(S, "_run_point", failing_point)
+
+
+def test_a_failed_point_keeps_its_traceback_in_error_json_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    _fail_points(monkeypatch, lambda ov: ov["seed"] == 1, FloatingPointError("point went wrong\nsecond line"))
     res = run_sweep("hw-precision", {"seed": [0, 1]}, tmp_path / "s", fixed=TINY, scheduler="inprocess",
                     progress=False)
     assert len(res.computed) == 1 and len(res.failed) == 1
@@ -296,7 +301,7 @@ def test_a_failed_point_keeps_its_traceback_in_error_json_and_the_sweep_goes_on(
     assert message == "FloatingPointError: point went wrong"   # one line for the summary
     err = json.loads((tmp_path / "s" / "points" / pid / "error.json").read_text())
     assert err["error"] == message and err["overrides"]["seed"] == 1
-    assert "Traceback (most recent call last)" in err["traceback"] and "fail_for_seed_1" in err["traceback"]
+    assert "Traceback (most recent call last)" in err["traceback"] and "failing_point" in err["traceback"]
     assert err["traceback"].rstrip().endswith("second line")
     assert not any(set(ln.strip()) <= set("^~") and ln.strip() for ln in err["traceback"].splitlines())
 
@@ -333,14 +338,7 @@ def test_the_local_cluster_silences_worker_logs_and_warns_about_more_workers_tha
 def test_cli_sweep_with_one_finished_point_says_why_there_is_no_plot(tmp_path, monkeypatch, capsys):
     """A sweep whose other points failed said the plots 'need a numeric --grid key with at least 2 values' while
     its key had two; it now says only one point finished, and exits 1 naming the failure."""
-    import neurosim.sweep as S
-    real = S._run_point
-
-    def fail_steps_6(experiment, ov, out_dir):
-        if ov["lr"] == 0.2:
-            raise FloatingPointError("diverged")
-        return real(experiment, ov, out_dir)
-    monkeypatch.setattr(S, "_run_point", fail_steps_6)
+    _fail_points(monkeypatch, lambda ov: ov["lr"] == 0.2, FloatingPointError("diverged"))
     argv = ["sweep", "hw-precision", "--out", str(tmp_path / "s"), "--no-progress", "--scheduler", "inprocess",
             "--grid", "lr=0.1,0.2"] + [a for k, v in TINY.items() for a in ("--set", f"{k}={str(v).lower()}")]
     assert main(argv) == 1

@@ -259,11 +259,8 @@ class _LoadAwareBlas:
 
 def _ncpu() -> int:
     """The cores this process may run on."""
-    import os
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not Linux
-        return os.cpu_count() or 1
+    from ...config import usable_cores
+    return usable_cores()
 
 
 @functools.lru_cache(maxsize=None)
