@@ -342,16 +342,16 @@ def test_what_the_blas_threading_chose_is_public():
     auto.ncpu, auto.blas_max, auto.CPU_SHARE_MIN = 2, 2, 0.0
     auto._others = lambda: 3
     sim.step(X, Y, steps=3)
-    assert sim.last_run == {"blas_policy": "auto", "blas_threads": 1, "batch_size": 32}
+    assert sim.last_run == {"blas_policy": "auto", "blas_threads": 1, "batch_size": 32, "row_blocks": 1, "block_workers": 1}
     auto._others = lambda: 0
     sim.step(X, Y, steps=3)
-    assert sim.last_run == {"blas_policy": "auto", "blas_threads": 2, "batch_size": 32}
+    assert sim.last_run == {"blas_policy": "auto", "blas_threads": 2, "batch_size": 32, "row_blocks": 1, "block_workers": 1}
     sim.step(X[:4], Y[:4], steps=3)
-    assert sim.last_run == {"blas_policy": "auto", "blas_threads": None, "batch_size": 4}
+    assert sim.last_run == {"blas_policy": "auto", "blas_threads": None, "batch_size": 4, "row_blocks": 1, "block_workers": 1}
     assert sim.backend.blas_calls == {1: 1, 2: 1, None: 1}
     one = ns.Simulator(net, backend="numba", seed=1, backend_options={"blas_threads": 1})
     one.step(X, Y, steps=3)
-    assert one.last_run == {"blas_policy": 1, "blas_threads": 1, "batch_size": 32}
+    assert one.last_run == {"blas_policy": 1, "blas_threads": 1, "batch_size": 32, "row_blocks": 1, "block_workers": 1}
     assert ns.Simulator(net, backend="reference").last_run is None
 
 

@@ -9,10 +9,31 @@ import time
 
 import numpy as np
 
-from ..base import EULER, Backend, BatchResult, RunSpec
+from ..base import EULER, INIT_PREVIOUS, Backend, BatchResult, RunSpec
 from ..tables import K_SOFF, pack, sparse_index, unflatten
 from ._products import SMALL_BATCH
-from ._relax import N_WORK, N_WORK2, ES, MU, X, kernel
+from ._relax import EPS, ES, LEARN_ONLY, MU, N_WORK, N_WORK2, PHX, X, kernel
+
+#: batches of at least twice this many rows relax in row blocks of at least this many (:func:`row_blocks`): a
+#: single-thread GEMM of 128 of the 256-wide rows runs at 94% (float32) and 98% (float64) of the rate of 256 rows
+#: on this project's machine, and each block's state stays in the core's L2 cache
+SPLIT_ROWS = 128
+
+
+def row_blocks(B: int):
+    """The row blocks ``[(r0, r1), ...]`` a batch of ``B`` relaxes in, or None for one block: ``B // SPLIT_ROWS``
+    blocks as equal as possible.  A function of ``B`` alone -- never of the cores, the load or the thread count --
+    so that a batch's numbers do not depend on the machine."""
+    nb = int(B) // SPLIT_ROWS
+    if nb < 2:
+        return None
+    q, rem = divmod(int(B), nb)
+    out, r0 = [], 0
+    for j in range(nb):
+        r1 = r0 + q + (1 if j < rem else 0)
+        out.append((r0, r1))
+        r0 = r1
+    return out
 
 
 class _BlasThreads:
@@ -50,6 +71,11 @@ class _BlasThreads:
 
     def exit(self):
         self.fn(self.old)
+
+    def set_local(self, n) -> int:
+        """Set ``n`` threads for the calling thread; returns the previous setting (no state kept on the object,
+        so that several threads can use one instance)."""
+        return self.fn(int(n))
 
 
 class _AdaptiveBlas:
@@ -316,11 +342,22 @@ class NumbaBackend(Backend):
       setting; None (the default): :data:`DEFAULT_BLAS_THREADS` (``"auto"``).
 
     What was chosen is public: after each kernel call :attr:`last_run` (also ``Simulator.last_run``) is
-    ``{"blas_policy": "auto" / "timed" / "blas" / the int given, "blas_threads": the BLAS threads the call's matrix
-    products ran with (None: a batch up to SMALL_BATCH, which calls no BLAS), "batch_size": B}``, and
-    :attr:`blas_calls` counts ``{threads: kernel calls}`` over the backend's life (``None``: calls without BLAS).
+    ``{"blas_policy": "auto" / "timed" / "blas" / the int given, "blas_threads": the threads the call's matrix
+    products ran with (None: a batch up to SMALL_BATCH, which calls no BLAS), "batch_size": B, "row_blocks": the
+    row blocks the batch relaxed in, "block_workers": the threads that relaxed them}``, and :attr:`blas_calls`
+    counts ``{threads: kernel calls}`` over the backend's life (``None``: calls without BLAS).
 
-    The kernel itself runs on the calling thread.  The former ``threads``/``split_min`` options (a helper
+    **Row blocks.**  A batch of at least ``2 * SPLIT_ROWS`` (256) items whose items do not interact (no tolerance
+    stop, no dt decay: both act on the whole batch) relaxes as :func:`row_blocks` of about 128 rows, each a kernel
+    call of its own, then learns once from the whole batch (:meth:`_run_blocks`).  With two or more threads
+    (``blas_threads``, or what ``"auto"`` decides) the blocks run at once, one per thread with one BLAS thread
+    each, so that the elementwise work of a step runs on every core and the threads meet only at the end of the
+    relaxation instead of inside every matrix product; with one, they run in turn.  Every item's arithmetic is
+    the same as in one block (states, outputs and weight updates equal the whole batch's to the bit here); the
+    batch-mean energies are summed per block, then over blocks.  The blocks depend only on the batch size, so
+    a run's numbers do not depend on the threads.
+
+    The kernel itself runs on the calling thread (a batch in row blocks: on worker threads).  The former ``threads``/``split_min`` options (a helper
     thread taking half of the large passes of small batches) were removed: the gain was within noise on
     2 cores and its results were not reproducible to the bit; passing them raises a ValueError.
     """
@@ -384,6 +421,14 @@ class NumbaBackend(Backend):
         self._out = np.zeros(5, dtype=np.int64)
         self._rec = None
         self._no_target = None
+        self._blockbufs = {}
+        self._learn_out = np.zeros(5, dtype=np.int64)
+        self._executor = None
+        self._executor_pid = None
+        try:   # sets one BLAS thread in each worker of a batch relaxed in row blocks (none: blocks run in turn)
+            self._one_blas = _BlasThreads(1)
+        except ValueError:
+            self._one_blas = None
 
     def _buffers(self, B):
         if self._work is None or self.batch_size != B:
@@ -391,6 +436,7 @@ class NumbaBackend(Backend):
             self._work2 = {}
             self._tmp = np.zeros(B * self.tmp_units, dtype=self.dtype)
             self._no_target = np.zeros((B, max(self.plan.n_target, 1)), dtype=self.dtype)
+            self._blockbufs = {}
             self.batch_size = B
             self.have_prev = False
         return self._work
@@ -430,12 +476,20 @@ class NumbaBackend(Backend):
                           int(bool(spec.learn)), every, int(spec.probe_item), int(p.target_pop)], dtype=np.int64)
         fargs = np.array([spec.beta, spec.tol, spec.dt, spec.dt_decay], dtype=np.float64)
         out = self._out
-        with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B):
+        # rows are independent unless the run couples them (a tolerance on the whole batch, dt decay on its energy)
+        blocks = row_blocks(B) if spec.tol <= 0 and spec.dt_decay >= 1.0 else None
+        with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B) as ctl:
             run_batch_kernel = kernel(heun or spec.tol > 0, self.has_sparse)
-            run_batch_kernel(s, t, iargs, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start,
-                             self.ki_end, self.S, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW,
-                             self.mb, self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec, rec_steps,
-                             y0, y, out)
+            if blocks is None:
+                run_batch_kernel(s, t, iargs, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start,
+                                 self.ki_end, self.S, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW,
+                                 self.mb, self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec,
+                                 rec_steps, y0, y, out)
+            else:
+                self._run_blocks(run_batch_kernel, blocks, s, t, iargs, fargs, spec, heun, work, energies, rec,
+                                 rec_steps, y0, y, out, ctl)
+        self.last_run["row_blocks"] = len(blocks) if blocks is not None else 1
+        self.last_run["block_workers"] = ctl["workers"] if blocks is not None else 1
         self.have_prev = True
         steps, status, fail_step, fail_pop, r = (int(v) for v in out)
         rec = rec[:r]
@@ -443,32 +497,169 @@ class NumbaBackend(Backend):
                            fail_pop=fail_pop, rec_steps=rec_steps[:r], rec_x=rec[:, 0], rec_eps=rec[:, 1],
                            rec_mu=rec[:, 2], y0=y0.reshape(B, p.n_target), y=y.reshape(B, p.n_target))
 
+    # -- batches relaxed in row blocks ---------------------------------------------------------------------------
+    def _block_buffers(self, blocks, heun):
+        """Per row block: its state buffers, scratch, summary and the index of its units in the batch's
+        ``[population][item][unit]`` layout (kept while the batch size stays)."""
+        key = (tuple(blocks), bool(heun))
+        bufs = self._blockbufs.get(key)
+        if bufs is None:
+            p = self.plan
+            B = blocks[-1][1]
+            nu = p.n_units
+            bufs = []
+            for r0, r1 in blocks:
+                Bb = r1 - r0
+                idx = np.empty(Bb * nu, dtype=np.int64)
+                for i in range(p.n_pops):
+                    n, o = int(p.pop_size[i]), int(p.pop_off[i])
+                    rows = (B * o + np.arange(r0, r1)[:, None] * n + np.arange(n)[None, :]).ravel()
+                    idx[Bb * o:Bb * (o + n)] = rows
+                bufs.append({
+                    "work": np.zeros((N_WORK, Bb * nu), dtype=self.dtype),
+                    "work2": np.zeros((N_WORK2, Bb * nu if heun else 1), dtype=self.dtype),
+                    "tmp": np.zeros(Bb * self.tmp_units, dtype=self.dtype),
+                    "no_target": np.zeros((Bb, max(p.n_target, 1)), dtype=self.dtype),
+                    "rec": np.zeros((0, 3, nu), dtype=self.dtype),
+                    "rec_steps": np.zeros(0, dtype=np.int64),
+                    "out": np.zeros(5, dtype=np.int64),
+                    "idx": idx,
+                })
+            self._blockbufs[key] = bufs
+        return bufs
+
+    def _pool(self):
+        """The worker threads of row blocks (one per core this process may run on; made on first use)."""
+        import os
+        if self._executor is None or self._executor_pid != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+            self._executor = ThreadPoolExecutor(max_workers=max(_ncpu(), 1), thread_name_prefix="neurosim-block")
+            self._executor_pid = os.getpid()
+        return self._executor
+
+    def _run_blocks(self, fn, blocks, s, t, iargs, fargs, spec, heun, work, energies, rec, rec_steps, y0, y, out,
+                    ctl):
+        """Relax a batch as independent row blocks (:func:`row_blocks`), on ``ctl["workers"]`` threads with one BLAS
+        thread each (or in turn on the calling thread), then learn once from the whole batch's errors.
+
+        Every item's arithmetic is the same as in one block: the rows of a matrix product do not depend on the
+        other rows (OpenBLAS sums each element in the same order for 128 or 256 rows: equal to the bit here), so
+        states, outputs and weight updates are those of the whole batch; only the batch-mean energies are summed
+        in another order (per block, then over blocks: rounding).  The block layout does not depend on the
+        threads, so neither do the numbers."""
+        from ._relax import I_LEARN, I_PEVERY, I_PITEM
+        p = self.plan
+        B = s.shape[0]
+        nt = p.n_target
+        n_steps = int(spec.n_steps)
+        bufs = self._block_buffers(blocks, heun)
+        prev = int(spec.init) == INIT_PREVIOUS and self.have_prev
+        no_target = t is self._no_target
+        calls = []
+        probe_block = -1
+        for j, ((r0, r1), bb) in enumerate(zip(blocks, bufs)):
+            if prev:   # the state a 'previous' start continues from (set_state writes the batch's buffers)
+                for row in (X, ES):
+                    np.take(work[row], bb["idx"], out=bb["work"][row])
+            ia = iargs.copy()
+            ia[I_LEARN] = 0
+            if int(spec.probe_every) > 0 and r0 <= int(spec.probe_item) < r1:
+                ia[I_PITEM] = int(spec.probe_item) - r0
+                rj, rsj = rec, rec_steps
+                probe_block = j
+            else:
+                ia[I_PEVERY] = 0
+                rj, rsj = bb["rec"], bb["rec_steps"]
+            bb["energies"] = np.zeros((n_steps + 1, p.n_pops))
+            calls.append((s[r0:r1], bb["no_target"] if no_target else t[r0:r1], ia, fargs, self.pi, self.pf,
+                          self.prec, self.ki, self.kf, self.ki_start, self.ki_end, self.S, self.inputs, self.input_off,
+                          self.W, self.b, self.mW, self.vW, self.mb, self.vb, self.opt_t, bb["work"], bb["work2"],
+                          bb["tmp"], self.gtmp, bb["energies"], rj, rsj, y0[r0 * nt:r1 * nt], y[r0 * nt:r1 * nt],
+                          bb["out"]))
+        workers = min(int(ctl["workers"]), len(calls))
+        if workers > 1:
+            one = self._one_blas
+
+            def task(args):
+                old = one.set_local(1)
+                c0, w0 = time.thread_time(), time.perf_counter()
+                try:
+                    fn(*args)
+                finally:
+                    one.set_local(old)
+                return time.thread_time() - c0, time.perf_counter() - w0
+
+            shares = [c / w if w > 0 else 1.0 for c, w in self._pool().map(task, calls)]
+            ctl["share"] = min(shares)
+        else:
+            for args in calls:
+                fn(*args)
+        ctl["workers"] = workers
+        # ---- one summary, as the whole batch's kernel would report it
+        outs = [bb["out"] for bb in bufs]
+        failed = [(int(o[2]), int(o[3])) for o in outs if o[1] != 0]
+        steps = int(outs[0][0]) if not failed else min(k for k, _ in failed)
+        for (r0, r1), bb in zip(blocks, bufs):
+            energies[:steps + 1] += (r1 - r0) * bb["energies"][:steps + 1]
+        energies[:steps + 1] /= B
+        status, fail_step, fail_pop = 0, -1, -1
+        if failed:
+            # as one kernel: the first population whose batch energy is not finite, else whose values are not
+            bad = np.flatnonzero(~np.isfinite(energies[steps]))
+            status, fail_step = 1, steps
+            fail_pop = int(bad[0]) if bad.size else min(q for k, q in failed if k == steps)
+        r = int(outs[probe_block][4]) if probe_block >= 0 else 0
+        if failed and r:
+            r = int(np.count_nonzero(rec_steps[:r] <= steps))
+        for bb in bufs:   # the batch's state (state(), a 'previous' start, the weight update)
+            for row in (X, ES, MU) + ((EPS, PHX) if spec.learn else ()):
+                work[row][bb["idx"]] = bb["work"][row]
+        if spec.learn and status == 0:
+            ia = iargs.copy()
+            ia[I_LEARN] = LEARN_ONLY
+            fn(s, t, ia, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start, self.ki_end, self.S,
+               self.inputs, self.input_off, self.W, self.b, self.mW, self.vW, self.mb, self.vb, self.opt_t, work,
+               bufs[0]["work2"], self._tmp, self.gtmp, energies, bufs[0]["rec"], bufs[0]["rec_steps"], y0, y,
+               self._learn_out)
+        out[:] = (steps, status, fail_step, fail_pop, r)
+
     @contextlib.contextmanager
     def blas_policy(self, key, B):
-        """The BLAS threads of one kernel call on a batch of ``B``: the option ``blas_threads``, else the choice
-        of the policy for workload ``key`` (:class:`_LoadAwareBlas`, :class:`_AdaptiveBlas`); batches up to
-        :data:`SMALL_BATCH` use no BLAS."""
+        """The threads of one kernel call on a batch of ``B``: the option ``blas_threads``, else the choice of the
+        policy for workload ``key`` (:class:`_LoadAwareBlas`, :class:`_AdaptiveBlas`); batches up to
+        :data:`SMALL_BATCH` use no BLAS.
+
+        Yields ``ctl``: ``ctl["workers"]`` is how many threads a batch relaxed in row blocks may use (one BLAS
+        thread each; 1: the blocks run in turn on the calling thread with the BLAS threads set here; the ``"blas"``
+        policy leaves BLAS its own threads and runs blocks in turn); the block runner replaces it by the number
+        it used and sets ``ctl["share"]``, the lowest CPU share of its workers, which the load-aware policy reads
+        as the call's CPU share (the calling thread only waits for them)."""
+        ctl = {"workers": 1, "share": None}
+        parallel_ok = self._one_blas is not None
         if B <= SMALL_BATCH or (self._blas_threads is None and self._auto_blas is None):
             self._chose(None if B <= SMALL_BATCH else _blas_default_threads(_ncpu()), B)
-            yield
+            yield ctl
             return
         if self._blas_threads is not None:
             self._chose(self._blas_threads.n, B)
+            ctl["workers"] = self._blas_threads.n if parallel_ok else 1
             self._blas_threads.enter()
             try:
-                yield
+                yield ctl
             finally:
                 self._blas_threads.exit()
             return
         auto = self._auto_blas
         if isinstance(auto, _AdaptiveBlas):
             one = auto.pick(key)
-            self._chose(1 if one and auto.one is not None else _blas_default_threads(_ncpu()), B)
+            n_default = _blas_default_threads(_ncpu())
+            self._chose(1 if one and auto.one is not None else n_default, B)
+            ctl["workers"] = 1 if one or not parallel_ok else n_default
             if one:
                 auto.one.enter()
             t_start = time.perf_counter()
             try:
-                yield
+                yield ctl
             finally:
                 elapsed = time.perf_counter() - t_start
                 if one:
@@ -477,17 +668,20 @@ class NumbaBackend(Backend):
             return
         n = auto.threads(key)
         self._chose(n if n is not None else auto.blas_max, B)
+        ctl["workers"] = (n if n is not None else auto.blas_max) if parallel_ok else 1
         if n is not None:
             auto.setter.enter(n)
         t_start = time.perf_counter()
         c_start = time.thread_time()
         try:
-            yield
+            yield ctl
         finally:
             elapsed = time.perf_counter() - t_start
             cpu = time.thread_time() - c_start
             if n is not None:
                 auto.setter.exit()
+            if ctl["share"] is not None:
+                cpu = ctl["share"] * elapsed
             auto.record(key, n, elapsed, cpu)
 
     def _chose(self, threads, B):
@@ -523,3 +717,8 @@ class NumbaBackend(Backend):
     def reset(self):
         super().reset()
         self.have_prev = False
+
+    def close(self):
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None

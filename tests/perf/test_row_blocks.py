@@ -1,0 +1,161 @@
+"""Batches relaxed in row blocks (``neurosim.backends.numba.backend.row_blocks``): the numba backend splits a batch
+of ``2 * SPLIT_ROWS`` items or more into independent blocks, relaxes them (in turn or on worker threads) and learns
+once from the whole batch.  Here ``SPLIT_ROWS`` is lowered so that small batches take that path; every result is
+checked against the NumPy reference and against the same batch relaxed whole."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import neurosim as ns
+from neurosim.backends.numba import backend as nb_backend
+
+from test_fast_paths import close, compare, dag, layered
+from test_sparse import _dag as sparse_dag
+
+
+@pytest.fixture
+def split10(monkeypatch):
+    """Batches of 20 or more items relax in blocks of at least 10 rows (above SMALL_BATCH: BLAS products)."""
+    monkeypatch.setattr(nb_backend, "SPLIT_ROWS", 10)
+
+
+def test_the_blocks_depend_on_the_batch_size_alone():
+    rb = nb_backend.row_blocks
+    assert nb_backend.SPLIT_ROWS == 128
+    assert rb(1) is None and rb(255) is None
+    assert rb(256) == [(0, 128), (128, 256)]
+    assert rb(300) == [(0, 150), (150, 300)]
+    blocks = rb(1000)
+    assert len(blocks) == 7 and blocks[0][0] == 0 and blocks[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    assert {r1 - r0 for r0, r1 in blocks} == {142, 143}
+
+
+@pytest.mark.parametrize("B", [24, 35])
+@pytest.mark.parametrize("phi", ["tanh", "leaky_relu"])
+def test_blocks_train_as_the_reference(split10, B, phi):
+    """Biases, multipliers, precisions and learning over two batches; 2 and 3 blocks (35 = 12 + 12 + 11)."""
+    a, _ = compare(layered(phi), B)
+    assert a.last_run["row_blocks"] == B // 10
+
+
+@pytest.mark.parametrize("integrator", ["euler", "heun"])
+def test_blocks_on_a_dag_with_dynamic_errors_skips_and_nudging(split10, integrator):
+    a, _ = compare(dag(), 24, integrator=integrator, steps=25)
+    assert a.last_run["row_blocks"] == 2
+    a, _ = compare(dag(), 24, integrator=integrator, steps=25, mode="nudge", learn=False)
+    assert a.last_run["row_blocks"] == 2
+    compare(layered("tanh"), 24, mode="free", learn=False)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "tau_eps"])
+def test_blocks_with_sparse_projections(split10, kind):
+    net = sparse_dag(kind)
+    a = ns.Simulator(net, backend="numba", seed=0)
+    b = ns.Simulator(net, backend="reference", seed=0)
+    rng = np.random.default_rng(4)
+    for _ in range(2):
+        X, Y = rng.normal(size=(22, a.plan.n_input)), rng.normal(size=(22, a.plan.n_target))
+        ra, rb = a.learn(X, Y, steps=20), b.learn(X, Y, steps=20)
+        assert a.last_run["row_blocks"] == 2
+        close(ra.energy, rb.energy, "energy")
+    for k, v in b.weights.items():
+        dense = (lambda w: w.toarray() if hasattr(w, "toarray") else w)
+        close(dense(a.weights[k]), dense(v), f"weights[{k}]")
+
+
+def test_probes_of_an_item_in_a_later_block(split10):
+    """The probed item is row 17 of 24: in the second block, at its row 5."""
+    probes = [ns.Probe(n, v, every=1, item=17) for n in ("h1", "output") for v in ("x", "eps", "mu")]
+    probes += [ns.Probe("h2", "x", every=3, item=17), ns.Probe("h2", "energy", every=1)]
+    compare(layered("tanh"), 24, probes=probes, steps=20)
+
+
+def test_blocks_equal_the_whole_batch_on_one_and_two_threads(monkeypatch):
+    """The same batches relaxed whole, in blocks in turn (one thread) and in blocks at once (two threads):
+    states, outputs and weights agree (the energies are summed in another order)."""
+    net = ns.hierarchy([12, 40, 40, 5], phi="tanh", lr=0.01, optimizer=ns.Adam())
+    rng = np.random.default_rng(8)
+    data = [(rng.normal(size=(48, 12)), rng.normal(size=(48, 5))) for _ in range(3)]
+    ncpu = nb_backend._ncpu()
+    runs = {}
+    for label, rows, threads in (("whole", 10**9, 1), ("blocks, 1 thread", 16, 1), ("blocks, 2 threads", 16, 2)):
+        if threads > ncpu:
+            continue
+        monkeypatch.setattr(nb_backend, "SPLIT_ROWS", rows)
+        sim = ns.Simulator(net, backend="numba", seed=3, backend_options={"blas_threads": threads})
+        res = [sim.step(X, Y, steps=15) for X, Y in data]
+        assert sim.last_run["row_blocks"] == (1 if rows > 48 else 3)
+        assert sim.last_run["block_workers"] == (1 if rows > 48 else threads)
+        runs[label] = (sim, res)
+    sim0, res0 = runs.pop("whole")
+    for label, (sim, res) in runs.items():
+        for r, r0 in zip(res, res0):
+            close(r.energy, r0.energy, f"energy ({label})", tol=1e-12)
+            close(r.y, r0.y, f"y ({label})", tol=1e-12)
+            close(r.y0, r0.y0, f"y0 ({label})", tol=1e-12)
+        for k in sim0.weights:
+            close(sim.weights[k], sim0.weights[k], f"{k} ({label})", tol=1e-12)
+        st, st0 = sim.backend.state(), sim0.backend.state()
+        for k in st0:
+            close(st[k], st0[k], f"state {k} ({label})", tol=1e-12)
+
+
+def test_previous_state_and_set_state_continue_in_blocks(split10):
+    net = layered("tanh", tau_eps=0.2)
+    a = ns.Simulator(net, backend="numba", seed=1)
+    b = ns.Simulator(net, backend="reference", seed=1)
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(20, 5)), rng.normal(size=(20, 3))
+    for init in ("feedforward", "previous", "zeros", "previous"):
+        ra = a.run(X, Y, steps=15, mode="clamp", init=init)
+        rb = b.run(X, Y, steps=15, mode="clamp", init=init)
+        assert a.last_run["row_blocks"] == 2
+        close(ra.energy, rb.energy, f"energy ({init})")
+        for name in rb.populations:
+            close(ra.x[name], rb.x[name], f"x[{name}] ({init})")
+    x = rng.normal(size=(20, a.plan.n_units))
+    e = rng.normal(size=(20, a.plan.n_units))
+    a.backend.set_state(x, e)
+    b.backend.set_state(x, e)
+    ra = a.run(X, Y, steps=10, mode="clamp", init="previous")
+    rb = b.run(X, Y, steps=10, mode="clamp", init="previous")
+    close(ra.energy, rb.energy, "energy after set_state")
+    for name in rb.populations:
+        close(ra.x[name], rb.x[name], f"x[{name}] after set_state")
+
+
+def test_a_tolerance_or_dt_decay_relaxes_the_batch_whole(split10):
+    """Both act on the whole batch (max |dx/dt| over every item; the batch's energy), so no blocks."""
+    sim = ns.Simulator(layered("tanh"), backend="numba", seed=0)
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(24, 5)), rng.normal(size=(24, 3))
+    sim.run(X, Y, steps=50, tol=1e-3)
+    assert sim.last_run["row_blocks"] == 1
+    sim.run(X, Y, steps=20, dt_decay=0.5)
+    assert sim.last_run["row_blocks"] == 1
+    sim.run(X, Y, steps=20)
+    assert sim.last_run["row_blocks"] == 2
+
+
+@pytest.mark.parametrize("bad_rows", [[3], [13, 22], [22]])
+def test_divergence_in_one_block_reports_as_the_whole_batch(monkeypatch, bad_rows):
+    """Items that diverge in one block (or in both): the step, the population and the records kept are those of
+    the batch relaxed whole."""
+    net = ns.hierarchy([4, 6, 3], phi="linear", lr=0.01)
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(24, 4)), rng.normal(size=(24, 3))
+    X[bad_rows] *= 1e150
+    Y[bad_rows[-1:]] *= 1e155
+    out = {}
+    for label, rows in (("whole", 10**9), ("blocks", 10)):
+        monkeypatch.setattr(nb_backend, "SPLIT_ROWS", rows)
+        sim = ns.Simulator(net, backend="numba", seed=0, dt=0.5,
+                           probes=[ns.Probe("h1", "x", every=1, item=bad_rows[0])])
+        with pytest.raises(ns.DivergenceError) as err:
+            sim.learn(X, Y, steps=40)
+        out[label] = (err.value.step, err.value.population, sim.data[sim.probes[0]].shape,
+                      sim.weights["W1"].copy())
+    assert out["blocks"][:3] == out["whole"][:3]
+    np.testing.assert_array_equal(out["blocks"][3], out["whole"][3])   # no weight update after a divergence
