@@ -159,3 +159,33 @@ def test_divergence_in_one_block_reports_as_the_whole_batch(monkeypatch, bad_row
                       sim.weights["W1"].copy())
     assert out["blocks"][:3] == out["whole"][:3]
     np.testing.assert_array_equal(out["blocks"][3], out["whole"][3])   # no weight update after a divergence
+
+
+def test_state_after_blocks_whole_runs_and_checkpoints(split10, tmp_path):
+    """The newest state lives in the blocks' buffers after a run in blocks: state(), a following whole-batch run
+    from 'previous' (a tolerance stop) and a checkpoint see it."""
+    net = layered("tanh", tau_eps=0.3)
+    a = ns.Simulator(net, backend="numba", seed=2)
+    b = ns.Simulator(net, backend="reference", seed=2)
+    rng = np.random.default_rng(9)
+    X, Y = rng.normal(size=(24, 5)), rng.normal(size=(24, 3))
+    for sim in (a, b):
+        sim.learn(X, Y, steps=12)
+    sa, sb = a.backend.state(), b.backend.state()
+    for k in sb:
+        close(sa[k], sb[k], f"state {k}")
+    for sim in (a, b):
+        sim.learn(X, Y, steps=12, init="previous")
+    ra = a.run(X, Y, steps=300, tol=1e-3, init="previous")
+    rb = b.run(X, Y, steps=300, tol=1e-3, init="previous")
+    assert a.last_run["row_blocks"] == 1 and ra.steps == rb.steps
+    for name in rb.populations:
+        close(ra.x[name], rb.x[name], f"x[{name}] after a whole run from blocks")
+    a.learn(X, Y, steps=12, init="previous")
+    path = a.save_checkpoint(tmp_path / "ck.npz")
+    c = ns.Simulator(net, backend="numba", seed=2)
+    c.load_checkpoint(path)
+    for k in ("x", "eps"):
+        close(c.backend.state()[k], a.backend.state()[k], f"checkpointed state {k}")
+    ra, rc = (s.run(X, Y, steps=10, init="previous") for s in (a, c))
+    close(rc.energy, ra.energy, "a run resumed from the checkpoint")

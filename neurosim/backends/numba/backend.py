@@ -422,6 +422,8 @@ class NumbaBackend(Backend):
         self._rec = None
         self._no_target = None
         self._blockbufs = {}
+        #: the key of the row blocks whose buffers hold the newest state (None: the batch's buffers do)
+        self._block_state = None
         self._learn_out = np.zeros(5, dtype=np.int64)
         self._executor = None
         self._executor_pid = None
@@ -437,6 +439,7 @@ class NumbaBackend(Backend):
             self._tmp = np.zeros(B * self.tmp_units, dtype=self.dtype)
             self._no_target = np.zeros((B, max(self.plan.n_target, 1)), dtype=self.dtype)
             self._blockbufs = {}
+            self._block_state = None
             self.batch_size = B
             self.have_prev = False
         return self._work
@@ -481,6 +484,7 @@ class NumbaBackend(Backend):
         with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B) as ctl:
             run_batch_kernel = kernel(heun or spec.tol > 0, self.has_sparse)
             if blocks is None:
+                self._sync_blocks()
                 run_batch_kernel(s, t, iargs, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start,
                                  self.ki_end, self.S, self.inputs, self.input_off, self.W, self.b, self.mW, self.vW,
                                  self.mb, self.vb, self.opt_t, work, work2, self._tmp, self.gtmp, energies, rec,
@@ -499,7 +503,7 @@ class NumbaBackend(Backend):
 
     # -- batches relaxed in row blocks ---------------------------------------------------------------------------
     def _block_buffers(self, blocks, heun):
-        """Per row block: its state buffers, scratch, summary and the index of its units in the batch's
+        """Per row block: its state buffers, scratch, summary and where its rows lie in the batch's
         ``[population][item][unit]`` layout (kept while the batch size stays)."""
         key = (tuple(blocks), bool(heun))
         bufs = self._blockbufs.get(key)
@@ -510,11 +514,9 @@ class NumbaBackend(Backend):
             bufs = []
             for r0, r1 in blocks:
                 Bb = r1 - r0
-                idx = np.empty(Bb * nu, dtype=np.int64)
-                for i in range(p.n_pops):
-                    n, o = int(p.pop_size[i]), int(p.pop_off[i])
-                    rows = (B * o + np.arange(r0, r1)[:, None] * n + np.arange(n)[None, :]).ravel()
-                    idx[Bb * o:Bb * (o + n)] = rows
+                # per population: its rows in the batch's buffer and in the block's (both contiguous)
+                spans = [(B * o + r0 * n, B * o + r1 * n, Bb * o, Bb * (o + n))
+                         for n, o in zip(p.pop_size.tolist(), p.pop_off.tolist())]
                 bufs.append({
                     "work": np.zeros((N_WORK, Bb * nu), dtype=self.dtype),
                     "work2": np.zeros((N_WORK2, Bb * nu if heun else 1), dtype=self.dtype),
@@ -523,10 +525,29 @@ class NumbaBackend(Backend):
                     "rec": np.zeros((0, 3, nu), dtype=self.dtype),
                     "rec_steps": np.zeros(0, dtype=np.int64),
                     "out": np.zeros(5, dtype=np.int64),
-                    "idx": idx,
+                    "spans": spans,
                 })
             self._blockbufs[key] = bufs
         return bufs
+
+    @staticmethod
+    def _copy_rows(work, bb, rows, to_block):
+        """Copy state rows ``rows`` (X, ES, ...) between the batch's buffers and block ``bb``'s."""
+        for row in rows:
+            full, part = work[row], bb["work"][row]
+            for a0, a1, b0, b1 in bb["spans"]:
+                if to_block:
+                    part[b0:b1] = full[a0:a1]
+                else:
+                    full[a0:a1] = part[b0:b1]
+
+    def _sync_blocks(self):
+        """Bring the newest state (x, error state, mu) from the row blocks into the batch's buffers."""
+        key = self._block_state
+        if key is not None:
+            for bb in self._blockbufs.get(key, ()):
+                self._copy_rows(self._work, bb, (X, ES, MU), to_block=False)
+            self._block_state = None
 
     def _pool(self):
         """The worker threads of row blocks (one per core this process may run on; made on first use)."""
@@ -554,13 +575,14 @@ class NumbaBackend(Backend):
         n_steps = int(spec.n_steps)
         bufs = self._block_buffers(blocks, heun)
         prev = int(spec.init) == INIT_PREVIOUS and self.have_prev
+        key = (tuple(blocks), bool(heun))
+        copy_in = prev and self._block_state != key   # else the blocks hold the newest state already
         no_target = t is self._no_target
         calls = []
         probe_block = -1
         for j, ((r0, r1), bb) in enumerate(zip(blocks, bufs)):
-            if prev:   # the state a 'previous' start continues from (set_state writes the batch's buffers)
-                for row in (X, ES):
-                    np.take(work[row], bb["idx"], out=bb["work"][row])
+            if copy_in:   # the state a 'previous' start continues from (set_state writes the batch's buffers)
+                self._copy_rows(work, bb, (X, ES), to_block=True)
             ia = iargs.copy()
             ia[I_LEARN] = 0
             if int(spec.probe_every) > 0 and r0 <= int(spec.probe_item) < r1:
@@ -611,10 +633,11 @@ class NumbaBackend(Backend):
         r = int(outs[probe_block][4]) if probe_block >= 0 else 0
         if failed and r:
             r = int(np.count_nonzero(rec_steps[:r] <= steps))
-        for bb in bufs:   # the batch's state (state(), a 'previous' start, the weight update)
-            for row in (X, ES, MU) + ((EPS, PHX) if spec.learn else ()):
-                work[row][bb["idx"]] = bb["work"][row]
+        # the newest state is the blocks' (state() and a whole-batch run copy it back, _sync_blocks)
+        self._block_state = key
         if spec.learn and status == 0:
+            for bb in bufs:   # what the weight update reads
+                self._copy_rows(work, bb, (EPS, PHX), to_block=False)
             ia = iargs.copy()
             ia[I_LEARN] = LEARN_ONLY
             fn(s, t, ia, fargs, self.pi, self.pf, self.prec, self.ki, self.kf, self.ki_start, self.ki_end, self.S,
@@ -699,6 +722,7 @@ class NumbaBackend(Backend):
     def state(self):
         if not self.have_prev:
             return None
+        self._sync_blocks()
         B, w = self.batch_size, self._work
         return {k: unflatten(self.plan, w[j], B, self.dtype) for k, j in (("x", X), ("eps", ES), ("mu", MU))}
 
@@ -707,6 +731,7 @@ class NumbaBackend(Backend):
         x = np.asarray(x, dtype=self.dtype)
         B = x.shape[0]
         work = self._buffers(B)
+        self._block_state = None   # the state set here is the newest
         for row, src in ((X, x), (ES, np.asarray(eps, dtype=self.dtype))):
             buf = work[row]
             for i in range(p.n_pops):
@@ -717,6 +742,7 @@ class NumbaBackend(Backend):
     def reset(self):
         super().reset()
         self.have_prev = False
+        self._block_state = None
 
     def close(self):
         if self._executor is not None:
