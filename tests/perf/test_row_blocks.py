@@ -189,3 +189,34 @@ def test_state_after_blocks_whole_runs_and_checkpoints(split10, tmp_path):
         close(c.backend.state()[k], a.backend.state()[k], f"checkpointed state {k}")
     ra, rc = (s.run(X, Y, steps=10, init="previous") for s in (a, c))
     close(rc.energy, ra.energy, "a run resumed from the checkpoint")
+
+
+def test_a_failing_block_waits_for_the_others_before_raising(split10, monkeypatch):
+    """A block that raises (or an interrupt while waiting) must not leave another block still writing the shared
+    buffers after run_batch has returned: it raises only once every started block has finished."""
+    import threading
+    import time
+
+    if nb_backend._ncpu() < 2:
+        pytest.skip("one core: blocks run in turn")
+    finished = []
+    started = threading.Barrier(2, timeout=10)
+
+    def fake_kernel(general, sparse=True):
+        def run(s, *args):
+            started.wait()   # both blocks are running
+            if s[0, 0] == 1.0:   # the first block (its result is collected first) fails at once
+                finished.append("first")
+                raise RuntimeError("block failed")
+            time.sleep(0.3)
+            finished.append("slow")
+        return run
+
+    sim = ns.Simulator(layered("tanh"), backend="numba", seed=0, backend_options={"blas_threads": 2})
+    monkeypatch.setattr(nb_backend, "kernel", fake_kernel)
+    X, Y = np.ones((24, 5)), np.zeros((24, 3))
+    X[12:] = 2.0
+    with pytest.raises(RuntimeError, match="block failed"):
+        sim.backend.run_batch(X, Y, ns.backends.base.RunSpec(n_steps=3))
+    assert finished == ["first", "slow"]
+    assert len(nb_backend.block_pool()._threads) <= nb_backend._ncpu()

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import threading
 import time
+from concurrent.futures import wait
 
 import numpy as np
 
@@ -18,6 +19,22 @@ from ._relax import EPS, ES, LEARN_ONLY, MU, N_WORK, N_WORK2, PHX, X, kernel
 #: single-thread GEMM of 128 of the 256-wide rows runs at 94% (float32) and 98% (float64) of the rate of 256 rows
 #: on this project's machine, and each block's state stays in the core's L2 cache
 SPLIT_ROWS = 128
+
+
+_POOL = {"pool": None, "pid": None}
+_POOL_LOCK = threading.Lock()
+
+
+def block_pool():
+    """The process's worker threads for row blocks (one per core it may run on; made on first use, made again in a
+    forked child), shared by every backend so that many simulators do not each keep threads of their own."""
+    import os
+    with _POOL_LOCK:
+        if _POOL["pool"] is None or _POOL["pid"] != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+            _POOL["pool"] = ThreadPoolExecutor(max_workers=max(_ncpu(), 1), thread_name_prefix="neurosim-block")
+            _POOL["pid"] = os.getpid()
+        return _POOL["pool"]
 
 
 def row_blocks(B: int):
@@ -425,8 +442,6 @@ class NumbaBackend(Backend):
         #: the key of the row blocks whose buffers hold the newest state (None: the batch's buffers do)
         self._block_state = None
         self._learn_out = np.zeros(5, dtype=np.int64)
-        self._executor = None
-        self._executor_pid = None
         try:   # sets one BLAS thread in each worker of a batch relaxed in row blocks (none: blocks run in turn)
             self._one_blas = _BlasThreads(1)
         except ValueError:
@@ -549,15 +564,6 @@ class NumbaBackend(Backend):
                 self._copy_rows(self._work, bb, (X, ES, MU), to_block=False)
             self._block_state = None
 
-    def _pool(self):
-        """The worker threads of row blocks (one per core this process may run on; made on first use)."""
-        import os
-        if self._executor is None or self._executor_pid != os.getpid():
-            from concurrent.futures import ThreadPoolExecutor
-            self._executor = ThreadPoolExecutor(max_workers=max(_ncpu(), 1), thread_name_prefix="neurosim-block")
-            self._executor_pid = os.getpid()
-        return self._executor
-
     def _run_blocks(self, fn, blocks, s, t, iargs, fargs, spec, heun, work, energies, rec, rec_steps, y0, y, out,
                     ctl):
         """Relax a batch as independent row blocks (:func:`row_blocks`), on ``ctl["workers"]`` threads with one BLAS
@@ -611,7 +617,17 @@ class NumbaBackend(Backend):
                     one.set_local(old)
                 return time.thread_time() - c0, time.perf_counter() - w0
 
-            shares = [c / w if w > 0 else 1.0 for c, w in self._pool().map(task, calls)]
+            futures = [block_pool().submit(task, args) for args in calls]
+            try:
+                times = [f.result() for f in futures]
+            except BaseException:
+                # (an interrupt, or a block that raised): no block may still write the shared buffers when the
+                # caller goes on, so wait for those already running (a kernel cannot be interrupted)
+                for f in futures:
+                    f.cancel()
+                wait([f for f in futures if not f.cancelled()])
+                raise
+            shares = [c / w if w > 0 else 1.0 for c, w in times]
             ctl["share"] = min(shares)
         else:
             for args in calls:
@@ -743,8 +759,3 @@ class NumbaBackend(Backend):
         super().reset()
         self.have_prev = False
         self._block_state = None
-
-    def close(self):
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
