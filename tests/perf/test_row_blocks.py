@@ -220,3 +220,118 @@ def test_a_failing_block_waits_for_the_others_before_raising(split10, monkeypatc
         sim.backend.run_batch(X, Y, ns.backends.base.RunSpec(n_steps=3))
     assert finished == ["first", "slow"]
     assert len(nb_backend.block_pool()._threads) <= nb_backend._ncpu()
+
+
+def test_previous_start_after_the_integrator_changes(split10):
+    """Heun and Euler runs keep block buffers of their own: an Euler run from 'previous' after Heun batches (and
+    the reverse) starts from the newest state, wherever it is (review: it started from an older one)."""
+    net = ns.hierarchy([8, 20, 20, 4], phi="tanh", lr=0.01)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 8)), rng.normal(size=(40, 4))
+    for first, then in (("heun", "euler"), ("euler", "heun")):
+        a = ns.Simulator(net, backend="numba", seed=0, integrator=first)
+        b = ns.Simulator(net, backend="reference", seed=0, integrator=first)
+        for sim in (a, b):
+            sim.step(X[:20], Y[:20], steps=10)
+            sim.step(X[20:], Y[20:], steps=10)
+        assert a.last_run["row_blocks"] == 2
+        ra = a.run(X[20:], Y[20:], steps=3, integrator=then, init="previous")
+        rb = b.run(X[20:], Y[20:], steps=3, integrator=then, init="previous")
+        close(ra.energy, rb.energy, f"energy ({first} then {then})")
+        for name in rb.populations:
+            close(ra.x[name], rb.x[name], f"x[{name}] ({first} then {then})")
+
+
+@pytest.mark.parametrize("init", ["feedforward", "previous"])
+def test_the_state_after_a_divergence_is_the_failing_steps(split10, init):
+    """The whole batch stops every item at the failing step; so do the blocks (the healthy one is relaxed again to
+    that step), so the state, the outputs and a later 'previous' start are the whole batch's."""
+    net = ns.hierarchy([4, 6, 3], phi="linear", lr=0.01)
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(24, 4)), rng.normal(size=(24, 3))
+    Xb, Yb = X.copy(), Y.copy()
+    Xb[20] *= 1e150
+    Yb[20] *= 1e155
+    states = {}
+    for label, backend, rows in (("reference", "reference", 10), ("whole", "numba", 10**9), ("blocks", "numba", 10)):
+        nb_backend.SPLIT_ROWS = rows
+        sim = ns.Simulator(net, backend=backend, seed=0, dt=0.5)
+        sim.run(X, Y, steps=5)
+        with pytest.raises(ns.DivergenceError) as err:
+            sim.run(Xb, Yb, steps=40, init=init)
+        states[label] = (err.value.step, err.value.population, sim.backend.state())
+    for label in ("whole", "blocks"):
+        assert states[label][:2] == states["reference"][:2]
+        ok = np.ones(24, bool)
+        ok[20] = False
+        for k in ("x", "mu"):
+            close(states[label][2][k][ok], states["reference"][2][k][ok], f"{label} state {k} after the divergence")
+
+
+def test_an_energy_sum_that_overflows_is_a_divergence_in_blocks_too(split10):
+    """Each block's sum of pi d^2 is finite while the batch's overflows: the whole kernel (and the reference) stop
+    there, and so do the blocks (review: they returned finite energies of ~1e305)."""
+    net = ns.hierarchy([4, 6, 3], phi="linear", lr=0.01)
+    X, Y = np.zeros((24, 4)), np.full((24, 3), 2e153)   # pi d^2 = 4e306 per unit: 12 rows sum to 1.4e308
+    out = {}
+    for label, backend, rows in (("reference", "reference", 10), ("whole", "numba", 10**9), ("blocks", "numba", 10)):
+        nb_backend.SPLIT_ROWS = rows
+        sim = ns.Simulator(net, backend=backend, seed=0, dt=0.1)
+        with pytest.raises(ns.DivergenceError) as err:
+            sim.run(X, Y, steps=3)
+        out[label] = (err.value.step, err.value.population)
+    assert out["blocks"] == out["whole"] == out["reference"]
+    nb_backend.SPLIT_ROWS = 10
+    sim = ns.Simulator(net, backend="numba", seed=0, dt=0.1)
+    r = sim.run(X[:10], Y[:10], steps=3)      # one block of the same rows: its own sum is finite
+    assert np.all(np.isfinite(r.energy))
+
+
+def test_blocks_run_in_turn_once_the_interpreter_shuts_down(tmp_path):
+    """concurrent.futures takes no new work once the interpreter has begun to exit (a non-daemon thread still
+    training after the main thread returned, an atexit handler): the blocks then run in turn (review: a
+    RuntimeError 'cannot schedule new futures after shutdown')."""
+    import subprocess
+    import sys
+    if nb_backend._ncpu() < 2:
+        pytest.skip("one core: blocks run in turn anyway")
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import atexit, threading, time\n"
+        "import numpy as np\n"
+        "import neurosim as ns\n"
+        "from neurosim.backends.numba import backend as nb\n"
+        "nb.SPLIT_ROWS = 10\n"
+        "net = ns.hierarchy([8, 24, 24, 4], phi='tanh', lr=0.01)\n"
+        "rng = np.random.default_rng(1)\n"
+        "X, Y = rng.normal(size=(24, 8)), rng.normal(size=(24, 4))\n"
+        "sim = ns.Simulator(net, backend='numba', seed=0, backend_options={'blas_threads': 2})\n"
+        "sim.learn(X, Y, steps=5)\n"
+        "assert sim.last_run['block_workers'] == 2, sim.last_run\n"
+        "def late(tag):\n"
+        "    sim.learn(X, Y, steps=5)\n"
+        "    print(tag, 'ok', sim.last_run['row_blocks'], flush=True)\n"
+        "def worker():\n"
+        "    time.sleep(1.0)\n"
+        "    late('thread')\n"
+        "threading.Thread(target=worker).start()\n"
+        "atexit.register(late, 'atexit')\n")
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "thread ok 2" in res.stdout and "atexit ok 2" in res.stdout, (res.stdout, res.stderr[-2000:])
+
+
+def test_the_first_call_does_not_teach_auto_that_the_machine_is_busy(split10):
+    """On a workload's first call one block worker may wait while the other compiles or loads the kernel: its
+    CPU share says nothing of the machine and is not recorded (review: the second call then ran on one worker)."""
+    sim = ns.Simulator(layered("tanh"), backend="numba", seed=0)
+    auto = sim.backend._auto_blas
+    if auto.setter is None or auto.fallback is not None or sim.backend._one_blas is None:
+        pytest.skip("no OpenBLAS per-call threads or no /proc: the load-aware choice does not run")
+    auto.ncpu, auto.blas_max = 2, 2
+    auto._others = lambda: 0
+    X, Y = np.ones((24, 5)), np.zeros((24, 3))
+    sim.step(X, Y, steps=3)
+    assert sim.last_run["block_workers"] == 2 and sim.last_run["blas_threads"] == 1
+    assert list(auto.last_share.values()) == [1.0]
+    assert sim.backend.blas_calls == {1: 1}

@@ -359,9 +359,10 @@ class NumbaBackend(Backend):
       setting; None (the default): :data:`DEFAULT_BLAS_THREADS` (``"auto"``).
 
     What was chosen is public: after each kernel call :attr:`last_run` (also ``Simulator.last_run``) is
-    ``{"blas_policy": "auto" / "timed" / "blas" / the int given, "blas_threads": the threads the call's matrix
-    products ran with (None: a batch up to SMALL_BATCH, which calls no BLAS), "batch_size": B, "row_blocks": the
-    row blocks the batch relaxed in, "block_workers": the threads that relaxed them}``, and :attr:`blas_calls`
+    ``{"blas_policy": "auto" / "timed" / "blas" / the int given, "blas_threads": the BLAS threads of each of the
+    call's matrix products (None: a batch up to SMALL_BATCH, which calls no BLAS; 1 when row blocks ran on several
+    workers), "batch_size": B, "row_blocks": the row blocks the batch relaxed in, "block_workers": the threads that
+    relaxed them}``, and :attr:`blas_calls`
     counts ``{threads: kernel calls}`` over the backend's life (``None``: calls without BLAS).
 
     **Row blocks.**  A batch of at least ``2 * SPLIT_ROWS`` (256) items whose items do not interact (no tolerance
@@ -509,6 +510,13 @@ class NumbaBackend(Backend):
                                  rec_steps, y0, y, out, ctl)
         self.last_run["row_blocks"] = len(blocks) if blocks is not None else 1
         self.last_run["block_workers"] = ctl["workers"] if blocks is not None else 1
+        if self.last_run["block_workers"] > 1:   # each worker's products ran on one BLAS thread
+            n = self.last_run["blas_threads"]
+            self.blas_calls[n] -= 1
+            if not self.blas_calls[n]:
+                del self.blas_calls[n]
+            self.last_run["blas_threads"] = 1
+            self.blas_calls[1] = self.blas_calls.get(1, 0) + 1
         self.have_prev = True
         steps, status, fail_step, fail_pop, r = (int(v) for v in out)
         rec = rec[:r]
@@ -574,7 +582,7 @@ class NumbaBackend(Backend):
         states, outputs and weight updates are those of the whole batch; only the batch-mean energies are summed
         in another order (per block, then over blocks: rounding).  The block layout does not depend on the
         threads, so neither do the numbers."""
-        from ._relax import I_LEARN, I_PEVERY, I_PITEM
+        from ._relax import I_LEARN, I_NSTEPS, I_PEVERY, I_PITEM
         p = self.plan
         B = s.shape[0]
         nt = p.n_target
@@ -582,12 +590,15 @@ class NumbaBackend(Backend):
         bufs = self._block_buffers(blocks, heun)
         prev = int(spec.init) == INIT_PREVIOUS and self.have_prev
         key = (tuple(blocks), bool(heun))
-        copy_in = prev and self._block_state != key   # else the blocks hold the newest state already
+        if prev:
+            # the start state into the batch's buffers (from whichever blocks hold the newest, e.g. those of the
+            # other integrator), whence each block takes its rows -- and takes them again after a divergence
+            self._sync_blocks()
         no_target = t is self._no_target
         calls = []
         probe_block = -1
         for j, ((r0, r1), bb) in enumerate(zip(blocks, bufs)):
-            if copy_in:   # the state a 'previous' start continues from (set_state writes the batch's buffers)
+            if prev:
                 self._copy_rows(work, bb, (X, ES), to_block=True)
             ia = iargs.copy()
             ia[I_LEARN] = 0
@@ -617,8 +628,17 @@ class NumbaBackend(Backend):
                     one.set_local(old)
                 return time.thread_time() - c0, time.perf_counter() - w0
 
-            futures = [block_pool().submit(task, args) for args in calls]
+            futures = []
             try:
+                try:
+                    for args in calls:
+                        futures.append(block_pool().submit(task, args))
+                except RuntimeError:
+                    # the interpreter is shutting down (concurrent.futures takes no new work then, e.g. in an
+                    # atexit handler or a thread still running after the main one ended): the rest in turn here
+                    workers = min(workers, len(futures) + 1)
+                    for args in calls[len(futures):]:
+                        fn(*args)
                 times = [f.result() for f in futures]
             except BaseException:
                 # (an interrupt, or a block that raised): no block may still write the shared buffers when the
@@ -628,7 +648,7 @@ class NumbaBackend(Backend):
                 wait([f for f in futures if not f.cancelled()])
                 raise
             shares = [c / w if w > 0 else 1.0 for c, w in times]
-            ctl["share"] = min(shares)
+            ctl["share"] = min(shares) if shares else None
         else:
             for args in calls:
                 fn(*args)
@@ -636,18 +656,37 @@ class NumbaBackend(Backend):
         # ---- one summary, as the whole batch's kernel would report it
         outs = [bb["out"] for bb in bufs]
         failed = [(int(o[2]), int(o[3])) for o in outs if o[1] != 0]
-        steps = int(outs[0][0]) if not failed else min(k for k, _ in failed)
+        last = n_steps if not failed else min(k for k, _ in failed)   # the rows every block recorded
+        # each population's energy as the whole kernel sums it (sum of pi d^2 over the batch, halved, / B), so that
+        # a sum too large for a float64 overflows here as there, although no block's part did
+        acc = np.zeros((last + 1, p.n_pops))
         for (r0, r1), bb in zip(blocks, bufs):
-            energies[:steps + 1] += (r1 - r0) * bb["energies"][:steps + 1]
-        energies[:steps + 1] /= B
+            acc += (2.0 * (r1 - r0)) * bb["energies"][:last + 1]
+        energies[:last + 1] = 0.5 * acc / B
+        nonfinite = np.flatnonzero(~np.all(np.isfinite(energies[:last + 1]), axis=1))
+        steps = int(nonfinite[0]) if nonfinite.size else last
         status, fail_step, fail_pop = 0, -1, -1
-        if failed:
+        if failed or nonfinite.size:
             # as one kernel: the first population whose batch energy is not finite, else whose values are not
             bad = np.flatnonzero(~np.isfinite(energies[steps]))
             status, fail_step = 1, steps
             fail_pop = int(bad[0]) if bad.size else min(q for k, q in failed if k == steps)
+            # the whole batch stops every item at that step: relax the blocks that went on again, to it
+            for j, o in enumerate(outs):
+                if o[1] != 0 and int(o[2]) == steps:
+                    continue
+                if prev:
+                    self._copy_rows(work, bufs[j], (X, ES), to_block=True)
+                args = list(calls[j])
+                args[2] = args[2].copy()
+                args[2][I_NSTEPS] = steps
+                args[2][I_PEVERY] = 0
+                args[25] = np.zeros((steps + 1, p.n_pops))
+                args[26], args[27] = bufs[j]["rec"], bufs[j]["rec_steps"]
+                args[30] = np.zeros(5, dtype=np.int64)
+                fn(*args)
         r = int(outs[probe_block][4]) if probe_block >= 0 else 0
-        if failed and r:
+        if status and r:
             r = int(np.count_nonzero(rec_steps[:r] <= steps))
         # the newest state is the blocks' (state() and a whole-batch run copy it back, _sync_blocks)
         self._block_state = key
@@ -708,6 +747,7 @@ class NumbaBackend(Backend):
         n = auto.threads(key)
         self._chose(n if n is not None else auto.blas_max, B)
         ctl["workers"] = (n if n is not None else auto.blas_max) if parallel_ok else 1
+        first = key not in auto.counts   # its call may compile or load the kernel (see below)
         if n is not None:
             auto.setter.enter(n)
         t_start = time.perf_counter()
@@ -720,7 +760,10 @@ class NumbaBackend(Backend):
             if n is not None:
                 auto.setter.exit()
             if ctl["share"] is not None:
-                cpu = ctl["share"] * elapsed
+                # the block workers' share; not on a workload's first call, where one worker waits while the
+                # other compiles the kernel or loads it from the cache (numba's lock): a share near 0 that says
+                # nothing of the machine
+                cpu = (1.0 if first else ctl["share"]) * elapsed
             auto.record(key, n, elapsed, cpu)
 
     def _chose(self, threads, B):
