@@ -20,8 +20,9 @@ implementations are timed in the same run, numba right before and right after ea
 two medians), never round-robin with NumPy's products (NumPy's and SciPy's OpenBLAS each keep workers spinning
 after a product, which took cores from the other); compile and cache-load times are reported separately. The roofline is the workload's
 matrix-product FLOPs, `2B[(T+1) sum n_in n_out + T sum_(l>=2) n_in n_out + sum n_in n_out]`, divided by
-the NumPy GEMV (batch 1) or GEMM (batch > 1) rate measured in the same run (the best of blocks of ~20 ms, since
-other users' load only ever lowers a rate; all rates first, then a
+the NumPy GEMV (batch 1) or GEMM (batch > 1) rate measured in the same run (the best of blocks of ~20 ms, and the
+better of a measurement before and one after the kernels, since other users' load only ever lowers a rate; the
+per-workload lines the suite prints while it runs use the first one; all rates first, then a
 1 s pause so that NumPy's BLAS threads are idle while the kernels are timed); elementwise work is not
 counted. The numba kernel does not recompute predictions whose inputs are clamped (the first layer's),
 so it performs fewer FLOPs than the formula and its fraction of roofline can exceed 100%.
