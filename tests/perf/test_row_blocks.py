@@ -335,3 +335,38 @@ def test_the_first_call_does_not_teach_auto_that_the_machine_is_busy(split10):
     assert sim.last_run["block_workers"] == 2 and sim.last_run["blas_threads"] == 1
     assert list(auto.last_share.values()) == [1.0]
     assert sim.backend.blas_calls == {1: 1}
+
+
+def test_blocks_on_workers_run_one_blas_thread_and_restore_the_setting(split10, monkeypatch):
+    """OpenBLAS's 'per-call' thread setting is the process's in SciPy's pthreads build: the blocks' workers must see
+    one thread each for the whole parallel section and the weight update, and the setting must be BLAS's own again
+    afterwards (review of this stop: each worker set and restored it, which left the other worker's products on two
+    threads, or the whole process on one)."""
+    import ctypes
+    import threading
+    if nb_backend._ncpu() < 2:
+        pytest.skip("one core: blocks run in turn")
+    sim = ns.Simulator(layered("tanh"), backend="numba", seed=0, backend_options={"blas_threads": 2})
+    if sim.backend._one_blas is None:
+        pytest.skip("no OpenBLAS per-call thread setting")
+    lib = sim.backend._one_blas.lib
+    get = getattr(lib, "openblas_get_num_threads", None) or getattr(lib, "scipy_openblas_get_num_threads")
+    get.restype = ctypes.c_int
+    before = get()
+    seen = []
+    barrier = threading.Barrier(2, timeout=10)
+
+    def fake_kernel(general, sparse=True):
+        def run(s, t, iargs, *args):
+            if iargs[5] != 2:   # a block (not the LEARN_ONLY call)
+                barrier.wait()
+            seen.append(get())
+        return run
+
+    monkeypatch.setattr(nb_backend, "kernel", fake_kernel)
+    X, Y = np.ones((24, 5)), np.zeros((24, 3))
+    for _ in range(3):
+        sim.backend.run_batch(X, Y, ns.backends.base.RunSpec(n_steps=3, learn=True))
+    assert sim.last_run["block_workers"] == 2
+    assert seen == [1] * 9          # two blocks and the weight update, three times
+    assert get() == before

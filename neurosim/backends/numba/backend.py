@@ -21,6 +21,29 @@ from ._relax import EPS, ES, LEARN_ONLY, MU, N_WORK, N_WORK2, PHX, X, kernel
 SPLIT_ROWS = 128
 
 
+#: one BLAS thread while row blocks run on workers: OpenBLAS's per-call setting (``openblas_set_num_threads_local``) is
+#: the process-wide thread count in the pthreads builds SciPy ships (a worker that set it to 1 and restored it left
+#: the other worker's products on two threads, or the process on one), so it is set once around the parallel
+#: blocks -- counted, so that block runs of simulators in several Python threads restore it only when the last ends
+_ONE_BLAS = {"depth": 0, "old": None}
+_ONE_BLAS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_blas_thread(setter):
+    with _ONE_BLAS_LOCK:
+        if _ONE_BLAS["depth"] == 0:
+            _ONE_BLAS["old"] = setter.set_local(1)
+        _ONE_BLAS["depth"] += 1
+    try:
+        yield
+    finally:
+        with _ONE_BLAS_LOCK:
+            _ONE_BLAS["depth"] -= 1
+            if _ONE_BLAS["depth"] == 0:
+                setter.set_local(_ONE_BLAS["old"])
+
+
 _POOL = {"pool": None, "pid": None}
 _POOL_LOCK = threading.Lock()
 
@@ -54,9 +77,10 @@ def row_blocks(B: int):
 
 
 class _BlasThreads:
-    """Sets the number of threads of the BLAS that numba's ``np.dot`` calls (SciPy's OpenBLAS) for the
-    calling thread during a kernel call, and restores it afterwards (``openblas_set_num_threads_local``,
-    OpenBLAS >= 0.3.27).  One BLAS thread is the robust choice on a machine whose cores are shared with
+    """Sets the number of threads of the BLAS that numba's ``np.dot`` calls (SciPy's OpenBLAS) during a kernel
+    call, and restores it afterwards (``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27; despite its name the
+    count it sets is the process's, in the pthreads builds SciPy ships: another thread reads it too, see
+    :func:`_one_blas_thread`).  One BLAS thread is the robust choice on a machine whose cores are shared with
     other busy processes: a multi-threaded GEMM waits for its slowest thread, and a descheduled one
     stalls it for a whole time slice."""
 
@@ -76,6 +100,7 @@ class _BlasThreads:
                 fn.argtypes = [ctypes.c_int]
                 fn.restype = ctypes.c_int
                 self.fn = fn
+                self.lib = lib
                 break
         if self.fn is None:
             raise ValueError("backend 'numba': blas_threads needs SciPy's bundled OpenBLAS >= 0.3.27 (found none); "
@@ -83,15 +108,14 @@ class _BlasThreads:
         self.old = None
 
     def enter(self, n=None):
-        """Set ``n`` threads (default: the object's ``n``) for the calling thread until :meth:`exit`."""
+        """Set ``n`` threads (default: the object's ``n``) until :meth:`exit`."""
         self.old = self.fn(self.n if n is None else int(n))
 
     def exit(self):
         self.fn(self.old)
 
     def set_local(self, n) -> int:
-        """Set ``n`` threads for the calling thread; returns the previous setting (no state kept on the object,
-        so that several threads can use one instance)."""
+        """Set ``n`` threads; returns the previous setting (no state kept on the object)."""
         return self.fn(int(n))
 
 
@@ -617,18 +641,17 @@ class NumbaBackend(Backend):
                           bb["out"]))
         workers = min(int(ctl["workers"]), len(calls))
         if workers > 1:
-            one = self._one_blas
-
             def task(args):
-                old = one.set_local(1)
                 c0, w0 = time.thread_time(), time.perf_counter()
-                try:
-                    fn(*args)
-                finally:
-                    one.set_local(old)
+                fn(*args)
                 return time.thread_time() - c0, time.perf_counter() - w0
 
             futures = []
+            # one BLAS thread from here to the end of the weight update (see _one_blas_thread; the update's products
+            # on BLAS's own threads would leave OpenBLAS's worker spinning into the next batch's blocks, measured
+            # 38 ms against 22 ms per batch)
+            blas_one = _one_blas_thread(self._one_blas)
+            blas_one.__enter__()
             try:
                 try:
                     for args in calls:
@@ -646,14 +669,30 @@ class NumbaBackend(Backend):
                 for f in futures:
                     f.cancel()
                 wait([f for f in futures if not f.cancelled()])
+                blas_one.__exit__(None, None, None)
                 raise
             shares = [c / w if w > 0 else 1.0 for c, w in times]
             ctl["share"] = min(shares) if shares else None
         else:
+            blas_one = None
             for args in calls:
                 fn(*args)
         ctl["workers"] = workers
-        # ---- one summary, as the whole batch's kernel would report it
+        try:
+            self._finish_blocks(fn, blocks, bufs, calls, s, t, iargs, fargs, spec, prev, key, work, energies, rec_steps,
+                                y0, y, out, probe_block)
+        finally:
+            if blas_one is not None:
+                blas_one.__exit__(None, None, None)
+
+    def _finish_blocks(self, fn, blocks, bufs, calls, s, t, iargs, fargs, spec, prev, key, work, energies, rec_steps,
+                       y0, y, out, probe_block):
+        """The batch's summary from its blocks' (as the whole kernel would report it), the state after a divergence,
+        and the weight update (see :meth:`_run_blocks`)."""
+        from ._relax import I_LEARN, I_NSTEPS, I_PEVERY
+        p = self.plan
+        B = s.shape[0]
+        n_steps = int(spec.n_steps)
         outs = [bb["out"] for bb in bufs]
         failed = [(int(o[2]), int(o[3])) for o in outs if o[1] != 0]
         last = n_steps if not failed else min(k for k, _ in failed)   # the rows every block recorded
