@@ -118,18 +118,27 @@ def test_probes_every_step_on_the_fused_path():
     compare(layered("tanh"), 1, probes=probes, steps=20)
 
 
-def test_previous_state_and_zero_init_on_small_batches():
+def compare_inits(B, after_each=None):
+    """numba against the reference over feedforward, previous, zeros and previous starts of one batch of ``B``
+    (``after_each(numba_simulator)`` checks something after each run); returns the two simulators."""
     net = layered("tanh", tau_eps=0.2)
     a = ns.Simulator(net, backend="numba", seed=1)
     b = ns.Simulator(net, backend="reference", seed=1)
     rng = np.random.default_rng(5)
-    X, Y = rng.normal(size=(2, 5)), rng.normal(size=(2, 3))
+    X, Y = rng.normal(size=(B, 5)), rng.normal(size=(B, 3))
     for init in ("feedforward", "previous", "zeros", "previous"):
         ra = a.run(X, Y, steps=15, mode="clamp", init=init)
         rb = b.run(X, Y, steps=15, mode="clamp", init=init)
+        if after_each is not None:
+            after_each(a)
         close(ra.energy, rb.energy, f"energy ({init})")
         for name in rb.populations:
             close(ra.x[name], rb.x[name], f"x[{name}] ({init})")
+    return a, b, X, Y
+
+
+def test_previous_state_and_zero_init_on_small_batches():
+    compare_inits(2)
 
 
 @pytest.mark.parametrize("B", [1, 16])

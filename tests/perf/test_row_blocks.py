@@ -10,7 +10,7 @@ import pytest
 import neurosim as ns
 from neurosim.backends.numba import backend as nb_backend
 
-from test_fast_paths import close, compare, dag, layered
+from test_fast_paths import close, compare, compare_inits, dag, layered
 from test_sparse import _dag as sparse_dag
 
 
@@ -103,18 +103,10 @@ def test_blocks_equal_the_whole_batch_on_one_and_two_threads(monkeypatch):
 
 
 def test_previous_state_and_set_state_continue_in_blocks(split10):
-    net = layered("tanh", tau_eps=0.2)
-    a = ns.Simulator(net, backend="numba", seed=1)
-    b = ns.Simulator(net, backend="reference", seed=1)
-    rng = np.random.default_rng(5)
-    X, Y = rng.normal(size=(20, 5)), rng.normal(size=(20, 3))
-    for init in ("feedforward", "previous", "zeros", "previous"):
-        ra = a.run(X, Y, steps=15, mode="clamp", init=init)
-        rb = b.run(X, Y, steps=15, mode="clamp", init=init)
-        assert a.last_run["row_blocks"] == 2
-        close(ra.energy, rb.energy, f"energy ({init})")
-        for name in rb.populations:
-            close(ra.x[name], rb.x[name], f"x[{name}] ({init})")
+    def two_blocks(sim):
+        assert sim.last_run["row_blocks"] == 2
+    a, b, X, Y = compare_inits(20, two_blocks)
+    rng = np.random.default_rng(6)
     x = rng.normal(size=(20, a.plan.n_units))
     e = rng.normal(size=(20, a.plan.n_units))
     a.backend.set_state(x, e)

@@ -532,15 +532,9 @@ class NumbaBackend(Backend):
             else:
                 self._run_blocks(run_batch_kernel, blocks, s, t, iargs, fargs, spec, heun, work, energies, rec,
                                  rec_steps, y0, y, out, ctl)
-        self.last_run["row_blocks"] = len(blocks) if blocks is not None else 1
-        self.last_run["block_workers"] = ctl["workers"] if blocks is not None else 1
-        if self.last_run["block_workers"] > 1:   # each worker's products ran on one BLAS thread
-            n = self.last_run["blas_threads"]
-            self.blas_calls[n] -= 1
-            if not self.blas_calls[n]:
-                del self.blas_calls[n]
-            self.last_run["blas_threads"] = 1
-            self.blas_calls[1] = self.blas_calls.get(1, 0) + 1
+        workers = ctl["workers"] if blocks is not None else 1
+        # each block worker's products ran on one BLAS thread
+        self._chose(1 if workers > 1 else ctl["threads"], B, len(blocks) if blocks is not None else 1, workers)
         self.have_prev = True
         steps, status, fail_step, fail_pop, r = (int(v) for v in out)
         rec = rec[:r]
@@ -549,10 +543,10 @@ class NumbaBackend(Backend):
                            rec_mu=rec[:, 2], y0=y0.reshape(B, p.n_target), y=y.reshape(B, p.n_target))
 
     # -- batches relaxed in row blocks ---------------------------------------------------------------------------
-    def _block_buffers(self, blocks, heun):
-        """Per row block: its state buffers, scratch, summary and where its rows lie in the batch's
-        ``[population][item][unit]`` layout (kept while the batch size stays)."""
-        key = (tuple(blocks), bool(heun))
+    def _block_buffers(self, key):
+        """Per row block of ``key = (blocks, heun)``: its state buffers, scratch, summary and where its rows lie in the
+        batch's ``[population][item][unit]`` layout (kept while the batch size stays)."""
+        blocks, heun = key
         bufs = self._blockbufs.get(key)
         if bufs is None:
             p = self.plan
@@ -606,14 +600,13 @@ class NumbaBackend(Backend):
         states, outputs and weight updates are those of the whole batch; only the batch-mean energies are summed
         in another order (per block, then over blocks: rounding).  The block layout does not depend on the
         threads, so neither do the numbers."""
-        from ._relax import I_LEARN, I_NSTEPS, I_PEVERY, I_PITEM
+        from ._relax import I_LEARN, I_PEVERY, I_PITEM
         p = self.plan
-        B = s.shape[0]
         nt = p.n_target
         n_steps = int(spec.n_steps)
-        bufs = self._block_buffers(blocks, heun)
-        prev = int(spec.init) == INIT_PREVIOUS and self.have_prev
         key = (tuple(blocks), bool(heun))
+        bufs = self._block_buffers(key)
+        prev = int(spec.init) == INIT_PREVIOUS and self.have_prev
         if prev:
             # the start state into the batch's buffers (from whichever blocks hold the newest, e.g. those of the
             # other integrator), whence each block takes its rows -- and takes them again after a divergence
@@ -640,50 +633,42 @@ class NumbaBackend(Backend):
                           bb["tmp"], self.gtmp, bb["energies"], rj, rsj, y0[r0 * nt:r1 * nt], y[r0 * nt:r1 * nt],
                           bb["out"]))
         workers = min(int(ctl["workers"]), len(calls))
-        if workers > 1:
-            def task(args):
-                c0, w0 = time.thread_time(), time.perf_counter()
-                fn(*args)
-                return time.thread_time() - c0, time.perf_counter() - w0
+        # on workers: one BLAS thread from here to the end of the weight update (see _one_blas_thread; the update's
+        # products on BLAS's own threads would leave OpenBLAS's worker spinning into the next batch's blocks, measured
+        # 38 ms against 22 ms per batch)
+        with _one_blas_thread(self._one_blas) if workers > 1 else contextlib.nullcontext():
+            if workers > 1:
+                def task(args):
+                    c0, w0 = time.thread_time(), time.perf_counter()
+                    fn(*args)
+                    return time.thread_time() - c0, time.perf_counter() - w0
 
-            futures = []
-            # one BLAS thread from here to the end of the weight update (see _one_blas_thread; the update's products
-            # on BLAS's own threads would leave OpenBLAS's worker spinning into the next batch's blocks, measured
-            # 38 ms against 22 ms per batch)
-            blas_one = _one_blas_thread(self._one_blas)
-            blas_one.__enter__()
-            try:
+                futures = []
                 try:
-                    for args in calls:
-                        futures.append(block_pool().submit(task, args))
-                except RuntimeError:
-                    # the interpreter is shutting down (concurrent.futures takes no new work then, e.g. in an
-                    # atexit handler or a thread still running after the main one ended): the rest in turn here
-                    workers = min(workers, len(futures) + 1)
-                    for args in calls[len(futures):]:
-                        fn(*args)
-                times = [f.result() for f in futures]
-            except BaseException:
-                # (an interrupt, or a block that raised): no block may still write the shared buffers when the
-                # caller goes on, so wait for those already running (a kernel cannot be interrupted)
-                for f in futures:
-                    f.cancel()
-                wait([f for f in futures if not f.cancelled()])
-                blas_one.__exit__(None, None, None)
-                raise
-            shares = [c / w if w > 0 else 1.0 for c, w in times]
-            ctl["share"] = min(shares) if shares else None
-        else:
-            blas_one = None
-            for args in calls:
-                fn(*args)
-        ctl["workers"] = workers
-        try:
-            self._finish_blocks(fn, blocks, bufs, calls, s, t, iargs, fargs, spec, prev, key, work, energies, rec_steps,
-                                y0, y, out, probe_block)
-        finally:
-            if blas_one is not None:
-                blas_one.__exit__(None, None, None)
+                    try:
+                        for args in calls:
+                            futures.append(block_pool().submit(task, args))
+                    except RuntimeError:
+                        # the interpreter is shutting down (concurrent.futures takes no new work then, e.g. in an
+                        # atexit handler or a thread still running after the main one ended): the rest in turn here
+                        workers = min(workers, len(futures) + 1)
+                        for args in calls[len(futures):]:
+                            fn(*args)
+                    times = [f.result() for f in futures]
+                except BaseException:
+                    # (an interrupt, or a block that raised): no block may still write the shared buffers when the
+                    # caller goes on, so wait for those already running (a kernel cannot be interrupted)
+                    for f in futures:
+                        f.cancel()
+                    wait([f for f in futures if not f.cancelled()])
+                    raise
+                ctl["share"] = min((c / w if w > 0 else 1.0 for c, w in times), default=None)
+            else:
+                for args in calls:
+                    fn(*args)
+            ctl["workers"] = workers
+            self._finish_blocks(fn, blocks, bufs, calls, s, t, iargs, fargs, spec, prev, key, work, energies,
+                                rec_steps, y0, y, out, probe_block)
 
     def _finish_blocks(self, fn, blocks, bufs, calls, s, t, iargs, fargs, spec, prev, key, work, energies, rec_steps,
                        y0, y, out, probe_block):
@@ -746,19 +731,20 @@ class NumbaBackend(Backend):
         policy for workload ``key`` (:class:`_LoadAwareBlas`, :class:`_AdaptiveBlas`); batches up to
         :data:`SMALL_BATCH` use no BLAS.
 
-        Yields ``ctl``: ``ctl["workers"]`` is how many threads a batch relaxed in row blocks may use (one BLAS
+        Yields ``ctl``: ``ctl["threads"]`` the BLAS threads set for the call (None: a batch without BLAS; the caller
+        records them, :meth:`_chose`); ``ctl["workers"]`` how many threads a batch relaxed in row blocks may use (one BLAS
         thread each; 1: the blocks run in turn on the calling thread with the BLAS threads set here; the ``"blas"``
         policy leaves BLAS its own threads and runs blocks in turn); the block runner replaces it by the number
         it used and sets ``ctl["share"]``, the lowest CPU share of its workers, which the load-aware policy reads
         as the call's CPU share (the calling thread only waits for them)."""
-        ctl = {"workers": 1, "share": None}
+        ctl = {"workers": 1, "share": None, "threads": None}
         parallel_ok = self._one_blas is not None
         if B <= SMALL_BATCH or (self._blas_threads is None and self._auto_blas is None):
-            self._chose(None if B <= SMALL_BATCH else _blas_default_threads(_ncpu()), B)
+            ctl["threads"] = None if B <= SMALL_BATCH else _blas_default_threads(_ncpu())
             yield ctl
             return
         if self._blas_threads is not None:
-            self._chose(self._blas_threads.n, B)
+            ctl["threads"] = self._blas_threads.n
             ctl["workers"] = self._blas_threads.n if parallel_ok else 1
             self._blas_threads.enter()
             try:
@@ -770,7 +756,7 @@ class NumbaBackend(Backend):
         if isinstance(auto, _AdaptiveBlas):
             one = auto.pick(key)
             n_default = _blas_default_threads(_ncpu())
-            self._chose(1 if one and auto.one is not None else n_default, B)
+            ctl["threads"] = 1 if one and auto.one is not None else n_default
             ctl["workers"] = 1 if one or not parallel_ok else n_default
             if one:
                 auto.one.enter()
@@ -784,7 +770,7 @@ class NumbaBackend(Backend):
                 auto.record(key, one, elapsed)
             return
         n = auto.threads(key)
-        self._chose(n if n is not None else auto.blas_max, B)
+        ctl["threads"] = n if n is not None else auto.blas_max
         ctl["workers"] = (n if n is not None else auto.blas_max) if parallel_ok else 1
         first = key not in auto.counts   # its call may compile or load the kernel (see below)
         if n is not None:
@@ -805,9 +791,11 @@ class NumbaBackend(Backend):
                 cpu = (1.0 if first else ctl["share"]) * elapsed
             auto.record(key, n, elapsed, cpu)
 
-    def _chose(self, threads, B):
-        """Record the BLAS threads of the kernel call about to run (:attr:`last_run`, :attr:`blas_calls`)."""
-        self.last_run = {"blas_policy": self.blas_setting, "blas_threads": threads, "batch_size": int(B)}
+    def _chose(self, threads, B, blocks, workers):
+        """Record the BLAS threads, row blocks and block workers of the kernel call that ran (:attr:`last_run`,
+        :attr:`blas_calls`)."""
+        self.last_run = {"blas_policy": self.blas_setting, "blas_threads": threads, "batch_size": int(B),
+                         "row_blocks": int(blocks), "block_workers": int(workers)}
         self.blas_calls[threads] = self.blas_calls.get(threads, 0) + 1
 
     def _rec_buffer(self, n_rec):
