@@ -15,9 +15,10 @@ from ..tables import K_SOFF, pack, sparse_index, unflatten
 from ._products import SMALL_BATCH
 from ._relax import EPS, ES, LEARN_ONLY, MU, N_WORK, N_WORK2, PHX, X, kernel
 
-#: batches of at least twice this many rows relax in row blocks of at least this many (:func:`row_blocks`): a
-#: single-thread GEMM of 128 of the 256-wide rows runs at 94% (float32) and 98% (float64) of the rate of 256 rows
-#: on this project's machine, and each block's state stays in the core's L2 cache
+#: batches of at least this many rows relax in row blocks of about this many (at least half of it, :func:`row_blocks`)
+#: when two or more threads may run them: a single-thread GEMM of 128 of the 256-wide rows runs at 94% (float32) and
+#: 98% (float64) of the rate of 256 rows on this project's machine, 64 rows at 85-90%, and each block's state stays in
+#: the core's L2 cache
 SPLIT_ROWS = 128
 
 
@@ -61,13 +62,14 @@ def block_pool():
 
 
 def row_blocks(B: int):
-    """The row blocks ``[(r0, r1), ...]`` a batch of ``B`` relaxes in, or None for one block: ``B // SPLIT_ROWS``
-    blocks as equal as possible.  A function of ``B`` alone -- never of the cores, the load or the thread count --
-    so that a batch's numbers do not depend on the machine."""
-    nb = int(B) // SPLIT_ROWS
-    if nb < 2:
+    """The row blocks ``[(r0, r1), ...]`` a batch of ``B`` relaxes in when two or more threads may run them, or None
+    for one block: from ``SPLIT_ROWS`` (128) items, ``max(2, B // SPLIT_ROWS)`` blocks as equal as possible.  A
+    function of ``B`` alone -- never of the cores, the load or the thread count."""
+    B = int(B)
+    if B < SPLIT_ROWS:
         return None
-    q, rem = divmod(int(B), nb)
+    nb = max(2, B // SPLIT_ROWS)
+    q, rem = divmod(B, nb)
     out, r0 = [], 0
     for j in range(nb):
         r1 = r0 + q + (1 if j < rem else 0)
@@ -384,20 +386,23 @@ class NumbaBackend(Backend):
 
     What was chosen is public: after each kernel call :attr:`last_run` (also ``Simulator.last_run``) is
     ``{"blas_policy": "auto" / "timed" / "blas" / the int given, "blas_threads": the BLAS threads of each of the
-    call's matrix products (None: a batch up to SMALL_BATCH, which calls no BLAS; 1 when row blocks ran on several
-    workers), "batch_size": B, "row_blocks": the row blocks the batch relaxed in, "block_workers": the threads that
-    relaxed them}``, and :attr:`blas_calls`
+    call's matrix products (None: a batch up to SMALL_BATCH, which calls no BLAS; 1 in row blocks), "batch_size": B,
+    "row_blocks": the row blocks the batch relaxed in (1: whole), "block_workers": the threads that relaxed them}``, and :attr:`blas_calls`
     counts ``{threads: kernel calls}`` over the backend's life (``None``: calls without BLAS).
 
-    **Row blocks.**  A batch of at least ``2 * SPLIT_ROWS`` (256) items whose items do not interact (no tolerance
-    stop, no dt decay: both act on the whole batch) relaxes as :func:`row_blocks` of about 128 rows, each a kernel
-    call of its own, then learns once from the whole batch (:meth:`_run_blocks`).  With two or more threads
-    (``blas_threads``, or what ``"auto"`` decides) the blocks run at once, one per thread with one BLAS thread
-    each, so that the elementwise work of a step runs on every core and the threads meet only at the end of the
-    relaxation instead of inside every matrix product; with one, they run in turn.  Every item's arithmetic is
-    the same as in one block (states, outputs and weight updates equal the whole batch's to the bit here); the
-    batch-mean energies are summed per block, then over blocks.  The blocks depend only on the batch size, so
-    a run's numbers do not depend on the threads.
+    **Row blocks.**  When two or more threads may run them (:meth:`block_workers`: ``blas_threads`` >= 2, or
+    ``"auto"``/``"timed"`` on a machine with two or more cores), a batch of at least ``SPLIT_ROWS`` (128) items
+    whose items do not interact (no tolerance stop, no dt decay: both act on the whole batch) relaxes as
+    :func:`row_blocks` of about 128 rows (two blocks from 128 to 383 items), each a kernel call of its own on a
+    worker thread with one BLAS thread, then learns once from the whole batch (:meth:`_run_blocks`).  Every core
+    does its block's elementwise work as well as its products, and the threads meet once per relaxation instead
+    of inside every matrix product -- which is also what lets a busy machine cost a batch only its share of the
+    cores, so block runs do not consult the load (measured beside two busy processes, batch 256, T = 20: 49-52 ms
+    on two block workers, 59-64 ms on one thread, 75-79 ms when ``"auto"`` chose one worker from the load).  Every
+    item's arithmetic is the same as in the batch relaxed whole (states, outputs and weight updates equal to the
+    bit here); the batch-mean energies are summed per block, then over blocks, so their last bits differ between
+    a run on one thread (``blas_threads=1``, ``"blas"``, one core: whole batches) and on several.  The blocks
+    depend only on the batch size, so every run with blocks gives the same numbers whatever the workers.
 
     The kernel itself runs on the calling thread (a batch in row blocks: on worker threads).  The former ``threads``/``split_min`` options (a helper
     thread taking half of the large passes of small batches) were removed: the gain was within noise on
@@ -521,7 +526,11 @@ class NumbaBackend(Backend):
         out = self._out
         # rows are independent unless the run couples them (a tolerance on the whole batch, dt decay on its energy)
         blocks = row_blocks(B) if spec.tol <= 0 and spec.dt_decay >= 1.0 else None
-        with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B) as ctl:
+        workers = self.block_workers() if blocks is not None else 1
+        if workers < 2:
+            blocks = None
+        with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B,
+                              workers if blocks is not None else None) as ctl:
             run_batch_kernel = kernel(heun or spec.tol > 0, self.has_sparse)
             if blocks is None:
                 self._sync_blocks()
@@ -533,8 +542,7 @@ class NumbaBackend(Backend):
                 self._run_blocks(run_batch_kernel, blocks, s, t, iargs, fargs, spec, heun, work, energies, rec,
                                  rec_steps, y0, y, out, ctl)
         workers = ctl["workers"] if blocks is not None else 1
-        # each block worker's products ran on one BLAS thread
-        self._chose(1 if workers > 1 else ctl["threads"], B, len(blocks) if blocks is not None else 1, workers)
+        self._chose(ctl["threads"], B, len(blocks) if blocks is not None else 1, workers)
         self.have_prev = True
         steps, status, fail_step, fail_pop, r = (int(v) for v in out)
         rec = rec[:r]
@@ -633,39 +641,30 @@ class NumbaBackend(Backend):
                           bb["tmp"], self.gtmp, bb["energies"], rj, rsj, y0[r0 * nt:r1 * nt], y[r0 * nt:r1 * nt],
                           bb["out"]))
         workers = min(int(ctl["workers"]), len(calls))
-        # on workers: one BLAS thread from here to the end of the weight update (see _one_blas_thread; the update's
-        # products on BLAS's own threads would leave OpenBLAS's worker spinning into the next batch's blocks, measured
-        # 38 ms against 22 ms per batch)
-        with _one_blas_thread(self._one_blas) if workers > 1 else contextlib.nullcontext():
-            if workers > 1:
-                def task(args):
-                    c0, w0 = time.thread_time(), time.perf_counter()
-                    fn(*args)
-                    return time.thread_time() - c0, time.perf_counter() - w0
-
-                futures = []
+        # one BLAS thread from here to the end of the weight update (see _one_blas_thread; the update's products on
+        # BLAS's own threads would leave OpenBLAS's worker spinning into the next batch's blocks, measured 38 ms
+        # against 22 ms per batch)
+        with _one_blas_thread(self._one_blas):
+            futures = []
+            try:
                 try:
-                    try:
-                        for args in calls:
-                            futures.append(block_pool().submit(task, args))
-                    except RuntimeError:
-                        # the interpreter is shutting down (concurrent.futures takes no new work then, e.g. in an
-                        # atexit handler or a thread still running after the main one ended): the rest in turn here
-                        workers = min(workers, len(futures) + 1)
-                        for args in calls[len(futures):]:
-                            fn(*args)
-                    times = [f.result() for f in futures]
-                except BaseException:
-                    # (an interrupt, or a block that raised): no block may still write the shared buffers when the
-                    # caller goes on, so wait for those already running (a kernel cannot be interrupted)
-                    for f in futures:
-                        f.cancel()
-                    wait([f for f in futures if not f.cancelled()])
-                    raise
-                ctl["share"] = min((c / w if w > 0 else 1.0 for c, w in times), default=None)
-            else:
-                for args in calls:
-                    fn(*args)
+                    for args in calls:
+                        futures.append(block_pool().submit(fn, *args))
+                except RuntimeError:
+                    # the interpreter is shutting down (concurrent.futures takes no new work then, e.g. in an
+                    # atexit handler or a thread still running after the main one ended): the rest in turn here
+                    workers = min(workers, len(futures) + 1)
+                    for args in calls[len(futures):]:
+                        fn(*args)
+                for f in futures:
+                    f.result()
+            except BaseException:
+                # (an interrupt, or a block that raised): no block may still write the shared buffers when the
+                # caller goes on, so wait for those already running (a kernel cannot be interrupted)
+                for f in futures:
+                    f.cancel()
+                wait([f for f in futures if not f.cancelled()])
+                raise
             ctl["workers"] = workers
             self._finish_blocks(fn, blocks, bufs, calls, s, t, iargs, fargs, spec, prev, key, work, energies,
                                 rec_steps, y0, y, out, probe_block)
@@ -725,27 +724,49 @@ class NumbaBackend(Backend):
                self._learn_out)
         out[:] = (steps, status, fail_step, fail_pop, r)
 
+    def block_workers(self) -> int:
+        """The threads a batch in row blocks (:func:`row_blocks`) would relax on: ``blas_threads`` when it is an int;
+        for ``"auto"`` and ``"timed"`` the threads BLAS would use (its own setting, e.g. ``OPENBLAS_NUM_THREADS``,
+        capped by the cores this process may run on); 1 for ``"blas"`` or without OpenBLAS's thread setting.  A
+        function of the settings and the machine, never of its load: with fewer than two, batches relax whole."""
+        if self._one_blas is None:
+            return 1
+        if self._blas_threads is not None:
+            return self._blas_threads.n
+        if self._auto_blas is None:
+            return 1
+        return min(_ncpu(), _blas_default_threads(_ncpu()))
+
     @contextlib.contextmanager
-    def blas_policy(self, key, B):
+    def blas_policy(self, key, B, workers=None):
         """The threads of one kernel call on a batch of ``B``: the option ``blas_threads``, else the choice of the
         policy for workload ``key`` (:class:`_LoadAwareBlas`, :class:`_AdaptiveBlas`); batches up to
-        :data:`SMALL_BATCH` use no BLAS.
+        :data:`SMALL_BATCH` use no BLAS.  ``workers``: the batch relaxes in row blocks on that many threads with one
+        BLAS thread each (:meth:`block_workers`; the policies' load-dependent choice is not consulted then: the
+        block workers meet once per relaxation, not inside every product, so a busy machine costs them only its
+        share of the cores).
 
-        Yields ``ctl``: ``ctl["threads"]`` the BLAS threads set for the call (None: a batch without BLAS; the caller
-        records them, :meth:`_chose`); ``ctl["workers"]`` how many threads a batch relaxed in row blocks may use (one BLAS
-        thread each; 1: the blocks run in turn on the calling thread with the BLAS threads set here; the ``"blas"``
-        policy leaves BLAS its own threads and runs blocks in turn); the block runner replaces it by the number
-        it used and sets ``ctl["share"]``, the lowest CPU share of its workers, which the load-aware policy reads
-        as the call's CPU share (the calling thread only waits for them)."""
-        ctl = {"workers": 1, "share": None, "threads": None}
-        parallel_ok = self._one_blas is not None
+        Yields ``ctl``: ``ctl["threads"]`` the BLAS threads of each of the call's products (None: a batch without
+        BLAS; the caller records them, :meth:`_chose`); ``ctl["workers"]`` the block workers (the block runner
+        replaces it by the number it used)."""
+        if workers is not None:
+            ctl = {"workers": int(workers), "threads": 1}
+            if self._blas_threads is not None:
+                self._blas_threads.enter()
+                try:
+                    yield ctl
+                finally:
+                    self._blas_threads.exit()
+            else:
+                yield ctl
+            return
+        ctl = {"workers": 1, "threads": None}
         if B <= SMALL_BATCH or (self._blas_threads is None and self._auto_blas is None):
             ctl["threads"] = None if B <= SMALL_BATCH else _blas_default_threads(_ncpu())
             yield ctl
             return
         if self._blas_threads is not None:
             ctl["threads"] = self._blas_threads.n
-            ctl["workers"] = self._blas_threads.n if parallel_ok else 1
             self._blas_threads.enter()
             try:
                 yield ctl
@@ -755,9 +776,7 @@ class NumbaBackend(Backend):
         auto = self._auto_blas
         if isinstance(auto, _AdaptiveBlas):
             one = auto.pick(key)
-            n_default = _blas_default_threads(_ncpu())
-            ctl["threads"] = 1 if one and auto.one is not None else n_default
-            ctl["workers"] = 1 if one or not parallel_ok else n_default
+            ctl["threads"] = 1 if one and auto.one is not None else _blas_default_threads(_ncpu())
             if one:
                 auto.one.enter()
             t_start = time.perf_counter()
@@ -771,8 +790,6 @@ class NumbaBackend(Backend):
             return
         n = auto.threads(key)
         ctl["threads"] = n if n is not None else auto.blas_max
-        ctl["workers"] = (n if n is not None else auto.blas_max) if parallel_ok else 1
-        first = key not in auto.counts   # its call may compile or load the kernel (see below)
         if n is not None:
             auto.setter.enter(n)
         t_start = time.perf_counter()
@@ -784,11 +801,6 @@ class NumbaBackend(Backend):
             cpu = time.thread_time() - c_start
             if n is not None:
                 auto.setter.exit()
-            if ctl["share"] is not None:
-                # the block workers' share; not on a workload's first call, where one worker waits while the
-                # other compiles the kernel or loads it from the cache (numba's lock): a share near 0 that says
-                # nothing of the machine
-                cpu = (1.0 if first else ctl["share"]) * elapsed
             auto.record(key, n, elapsed, cpu)
 
     def _chose(self, threads, B, blocks, workers):
