@@ -411,8 +411,10 @@ numbers, and the same participants split into disjoint groups of ``replicate_see
 ``replicate_seeds_bp`` (the authors' group sizes) give ``replicates``: how often a group of the
 authors' size shows the value rising on switching (``switch_rises``) and the full crossover
 (``crossover``).  ``fit_error`` is half the sum of squared residuals of the linear fit (fear-conditioning's and
-sensorimotor's are the whole sum); ``switch_sem``/``stay_change_sem`` are over the pooled trial events, which
-treats trials as independent and so understates the spread between participants (see ``replicates``).
+sensorimotor's are the whole sum); ``model_sem``, ``switch_change_sem`` and ``stay_change_sem`` are the standard
+errors of these pooled means with participants as clusters (a participant's events share its weights, so they are
+not independent); the ``*_sem_pooled_trials`` keys treat every trial event as independent, which understates the
+spread between participants (see also ``replicates``).
 Figure: ``reversal_learning.png``."""
 
 REV_DEFAULTS = {
@@ -504,17 +506,39 @@ def rev_subject(cfg, rule: str, lr: float, init_std: float, seed: int) -> list:
     return events
 
 
-def _rev_summary(events) -> tuple:
+def _cluster_sem(groups) -> float:
+    """The standard error of the pooled mean of ``groups`` (one array of values per participant, possibly empty)
+    with participants as clusters: ``sqrt(N / (N - 1) * sum_i (S_i - m n_i)^2) / sum_i n_i`` (S_i, n_i: participant
+    i's sum and count, m the pooled mean, N participants).  Events of one participant are not independent (they
+    share its weights), so the spread between participants, not between trials, sets the error of the mean."""
+    n = np.array([len(g) for g in groups], dtype=float)
+    S = np.array([float(np.sum(g)) for g in groups])
+    N, total = len(groups), n.sum()
+    if N < 2 or total == 0:
+        return float("nan")
+    m = S.sum() / total
+    return float(np.sqrt(N / (N - 1) * np.sum((S - m * n) ** 2)) / total)
+
+
+def _rev_summary(per_seed) -> tuple:
+    """Pooled means, their SEMs with participants as clusters (:func:`_cluster_sem`), the same over pooled trial
+    events (``sem_pooled``, as if trials were independent), event counts and the paired changes."""
+    events = [e for ev in per_seed for e in ev]
     counts = {k: sum(1 for key, _ in events if key == k) for k in REV_KEYS}
     if min(counts.values()) < 2:
         raise ValueError(f"reversal-learning: fewer than 2 {min(counts, key=counts.get)} events; "
                          "increase n_seeds or trials")
     vals = {k: np.array([v for key, v in events if key == k]) for k in REV_KEYS}
     model = np.array([vals[k].mean() for k in REV_KEYS])
-    sem = np.array([vals[k].std(ddof=1) / np.sqrt(len(vals[k])) for k in REV_KEYS])
-    # paired changes from the punished trial to the next one
+    sem_pooled = np.array([vals[k].std(ddof=1) / np.sqrt(len(vals[k])) for k in REV_KEYS])
+    by_seed = {k: [np.array([v for key, v in ev if key == k]) for ev in per_seed] for k in REV_KEYS}
+    sem = np.array([_cluster_sem(by_seed[k]) for k in REV_KEYS])
+    # paired changes from the punished trial to the next one (the events come in pairs, at_punish then next_trial)
     change = {kind: vals[("next_trial", kind)] - vals[("at_punish", kind)] for kind in ("stay", "switch")}
-    return model, sem, counts, change
+    change_by_seed = {kind: [by_seed[("next_trial", kind)][i] - by_seed[("at_punish", kind)][i]
+                             for i in range(len(per_seed))] for kind in ("stay", "switch")}
+    change_sem = {kind: _cluster_sem(change_by_seed[kind]) for kind in ("stay", "switch")}
+    return model, sem, sem_pooled, counts, change, change_sem
 
 
 def _rev_replicates(per_seed: list, size: int) -> dict:
@@ -555,25 +579,28 @@ def run_reversal_learning(cfg, out, progress=True) -> dict:
             for s in range(n_seeds):
                 per_seed.append(rev_subject(cfg, rule, lr, std, s))
                 bar.update(1)
-            model, sem, counts, change = _rev_summary([e for ev in per_seed for e in ev])
+            model, sem, sem_pooled, counts, change, change_sem = _rev_summary(per_seed)
             f = metrics.linear_fit(model, data, offset=True)
             errors[f"{lr:g},{std:g}"] = 0.5 * f["sse"]
             if best is None or 0.5 * f["sse"] < best[0]:
-                best = (0.5 * f["sse"], lr, std, model, sem, counts, change, f,
+                best = (0.5 * f["sse"], lr, std, model, sem, sem_pooled, counts, change, change_sem, f,
                         _rev_replicates(per_seed, int(cfg[f"replicate_seeds_{rule}"])))
-        err, lr, std, model, sem, counts, change, f, replicates = best
+        err, lr, std, model, sem, sem_pooled, counts, change, change_sem, f, replicates = best
         res[rule] = {
             "best_config": {"lr": lr, "init_std": std},
             "model": {name[k]: float(v) for k, v in zip(REV_KEYS, model)},
             "model_sem": {name[k]: float(v) for k, v in zip(REV_KEYS, sem)},
+            "model_sem_pooled_trials": {name[k]: float(v) for k, v in zip(REV_KEYS, sem_pooled)},
             "events": {name[k]: counts[k] for k in REV_KEYS},
             "fitted": {name[k]: float(v) for k, v in zip(REV_KEYS, f["fitted"])},
             "fit_error": err, "k": f["k"], "b": f["b"],
             "fit_error_by_config": errors,
             "stay_change": float(change["stay"].mean()),
-            "stay_change_sem": float(change["stay"].std(ddof=1) / np.sqrt(len(change["stay"]))),
+            "stay_change_sem": change_sem["stay"],
+            "stay_change_sem_pooled_trials": float(change["stay"].std(ddof=1) / np.sqrt(len(change["stay"]))),
             "switch_change": float(change["switch"].mean()),
-            "switch_change_sem": float(change["switch"].std(ddof=1) / np.sqrt(len(change["switch"]))),
+            "switch_change_sem": change_sem["switch"],
+            "switch_change_sem_pooled_trials": float(change["switch"].std(ddof=1) / np.sqrt(len(change["switch"]))),
             "replicates": replicates,
         }
     bar.close()

@@ -196,6 +196,22 @@ def test_reversal_learning_step_is_the_free_unchosen_output_equilibrium():
     assert sim.weights["W2"][0, 0] == pytest.approx(W2a + lr * eps_out * (W1 + eps_h), abs=1e-12)
 
 
+def test_reversal_learning_sems_take_participants_as_clusters():
+    """With one event per participant the clustered SEM is the ordinary one; repeating every participant's event k
+    times leaves it unchanged (the participants are the same), while the pooled-trials SEM shrinks by sqrt(k)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=12)
+    one = bio._cluster_sem([np.array([v]) for v in x])
+    assert one == pytest.approx(x.std(ddof=1) / np.sqrt(len(x)), rel=1e-12)
+    k = 9
+    assert bio._cluster_sem([np.full(k, v) for v in x]) == pytest.approx(one, rel=1e-12)
+    pooled = np.repeat(x, k)
+    assert pooled.std(ddof=1) / np.sqrt(pooled.size) < one / np.sqrt(k) * 1.01
+    # participants without an event count as clusters with nothing in them (unchanged pooled mean)
+    assert np.isfinite(bio._cluster_sem([np.array([1.0, 2.0]), np.array([]), np.array([4.0])]))
+    assert np.isnan(bio._cluster_sem([np.array([1.0])]))
+
+
 def test_reversal_learning_runs_and_backends_agree(tmp_path):
     cfg = cfg_of(bio.REV_DEFAULTS, n_seeds=4, trials=96, analyse_after=32)
     m = bio.run_reversal_learning(cfg, tmp_path, progress=False)
