@@ -33,7 +33,9 @@ whose pre-synaptic population is not an input (feedback is never sent into a cla
 needed at evaluations 0..T-1; the final errors drive the update).  Backprop on the same network:
 :math:`P + F` synaptic ops, :math:`2 n_{\text{non-input}}` neuron updates, :math:`U` update MACs.  Weight
 reads are per batch (a weight fetched once serves the whole batch); weight writes are per batch (every
-plastic weight and learned bias once).  So for the synaptic work alone the PC/BP ratio is
+plastic weight and learned bias once: a bound; a chip simulated with ``Simulator(hardware=...)`` counts the
+parameters each update changed -- a weight whose gradient is 0 in the whole batch, e.g. from an input that is 0 in
+every item, is not written -- by the same rule for clock and event coding and for BP).  So for the synaptic work alone the PC/BP ratio is
 :math:`((T + 1) P + T F + U) / (P + F + U)`.
 
 Energy and latency use per-operation tables of a :class:`Target` (JSON files in

@@ -513,6 +513,24 @@ class Substrate:
         self._last = {"x": res.x, "eps": res.eps, "mu": res.mu}
         return res
 
+    def _n_written(self, W_before, b_before, n_device=None) -> int:
+        """The stored parameters one update wrote: those whose value it changed (a chip writes only those: an
+        input pixel that is 0 in the whole batch leaves its weights' gradient 0), or with device update effects
+        the device's writes (:meth:`_write`: a non-zero quantised update, not stuck) plus what the optimiser
+        changed outside the device (a graph's biases); learned biases that changed.  The same rule for clock and
+        event coding and for BP, so that a comparison carries no saving the coding did not cause."""
+        be = self._sim.backend
+        changed = be.W != W_before
+        if n_device is None:
+            n = int(np.count_nonzero(changed))
+        else:
+            n = int(n_device)
+            if self.graph:
+                outside = np.ones(changed.shape, dtype=bool)
+                outside[self._device_plan.index] = False
+                n += int(np.count_nonzero(changed & outside))
+        return n + int(np.count_nonzero(be.b != b_before))
+
     def _pc_batch(self, X, Y, spec, algo, options):
         sim = self._sim
         be = sim.backend
@@ -520,12 +538,14 @@ class Substrate:
         mode = _MODE_NAME[spec.mode]
         sweep = spec.init == INIT_FEEDFORWARD
         written = False
+        n_written = 0
         if self.engine is None:
-            W_before = be.W.copy() if spec.learn and self.model.write_effects else None
+            W_before, b_before = (be.W.copy(), be.b.copy()) if spec.learn else (None, None)
             res, written = self._compute(X, Y, spec, algo, options)
             ok = res.status == 0
             if W_before is not None and ok:
-                self._write(W_before)
+                n_written = self._n_written(W_before, b_before,
+                                            self._write(W_before) if self.model.write_effects else None)
             if self.graph and self.model.coding == "event" and be.last_events is not None:
                 counts = count_graph_events(self.shape, be.last_events, B, mode=mode, learn=spec.learn and ok,
                                             sweep=sweep)
@@ -534,18 +554,17 @@ class Substrate:
         else:
             res = self._engine_run(X, Y, spec, self._seed(7, self.batches))
             ok = res.status == 0
-            n_written = 0
             if spec.learn and ok:
                 W_before, b_before = be.W.copy(), be.b.copy()
                 self._optimizer_step(res.gW, res.gb)
-                n_written = (self._write(W_before) if self.model.write_effects
-                             else int(np.count_nonzero(be.W != W_before)))
-                n_written += int(np.count_nonzero(be.b != b_before))
+                n_written = self._n_written(W_before, b_before,
+                                            self._write(W_before) if self.model.write_effects else None)
             if self.model.coding == "event":
-                counts = count_events(self.shape, res, B, mode=mode, learn=spec.learn and ok, sweep=sweep,
-                                      weight_writes=n_written)
+                counts = count_events(self.shape, res, B, mode=mode, learn=spec.learn and ok, sweep=sweep)
             else:
                 counts = count_pc(self.shape, res.steps, B, mode=mode, learn=spec.learn and ok, sweep=sweep)
+        if spec.learn and ok:
+            counts.weight_writes = float(n_written)
         return res, counts, written
 
     def _bp_batch(self, X, Y, spec, algo, options):
@@ -553,8 +572,8 @@ class Substrate:
         be = sim.backend
         B = X.shape[0]
         written = False
+        W_before, b_before = (be.W.copy(), be.b.copy()) if spec.learn else (None, None)
         if self.engine is None:
-            W_before = be.W.copy() if spec.learn and self.model.write_effects else None
             res, written = self._compute(X, Y, spec, algo, options)
         else:
             from ..algorithms.backprop import apply_update
@@ -563,18 +582,19 @@ class Substrate:
                                            _stream(self.model.seed, 10, self.batches))
             e = np.zeros((1, self.plan.n_pops))
             e[0, self.plan.target_pop] = loss
-            W_before = None
             if not np.isfinite(loss):
                 res = BatchResult(steps=0, energy=e, status=1, fail_step=0, fail_pop=int(self.plan.target_pop),
                                   y0=y, y=y)
             else:
                 if spec.learn:
-                    W_before = be.W.copy() if self.model.write_effects else None
                     apply_update(be, gW, gb, scale_sum_B=B)
                 res = BatchResult(steps=0, energy=e, y0=y, y=y)
-        if W_before is not None and res.status == 0:
-            self._write(W_before)
-        return res, count_bp(self.shape, B, learn=spec.learn and res.status == 0), written
+        ok = res.status == 0
+        counts = count_bp(self.shape, B, learn=spec.learn and ok)
+        if spec.learn and ok:
+            counts.weight_writes = float(self._n_written(
+                W_before, b_before, self._write(W_before) if self.model.write_effects else None))
+        return res, counts, written
 
     def run_batch(self, X, Y, spec, algo=None, options=None, evaluation: bool = False):
         """One batch on the substrate for :meth:`neurosim.Simulator._run_batch`: returns ``(BatchResult,
