@@ -33,9 +33,11 @@ two-thread GEMMs wait for their descheduled half and large batches become slower
 the load: 2-3x beside the two busy processes of the load table below (column "blas" against "1 thread"),
 up to 10x at load 3.5 (a test suite running beside it; batch 256, T = 20: 916 ms with BLAS's own two threads,
 72 ms with one). The numba
-backend's default (`backend_options={"blas_threads": "auto"}`) therefore picks the threads of every batch
-from the machine's load (see the load section); the "1 BLAS thread" rows below show one thread on a quiet
-machine. The NumPy reference, the NumPy loop and the roofline's GEMM rate use BLAS's own setting.
+backend's default (`backend_options={"blas_threads": "auto"}`) therefore picks the BLAS threads of a batch
+below 256 items from the machine's load (see the load section); a batch of 256 or more relaxes in row blocks on
+both cores whatever the load (one BLAS thread per block; the blocks' threads meet once per relaxation, not inside
+every product, so a busy machine costs them only its share of the cores). The "1 BLAS thread" rows below show one
+thread (row blocks in turn from 256 items) on a quiet machine. The NumPy reference, the NumPy loop and the roofline's GEMM rate use BLAS's own setting.
 
 **Peers** run in their own environment (JAX): `python3 -m venv /work/venv-peers &&
 /work/venv-peers/bin/pip install -r benchmarks/peers/requirements.txt` (or set `NEUROSIM_PEERS_PYTHON`).
@@ -230,7 +232,7 @@ def startup_section(s, th=None):
                  f"{th['prange_region_s'] * 1e6:.1f} us in this run; while developing, on the same machine under load, "
                  f"it took 0.5-1.4 ms (the worker's core was busy). A relaxation step at batch 1 takes ~13 us, so a "
                  f"parallel region per step cannot pay: the kernel runs on the calling thread, and BLAS uses both "
-                 f"cores inside the products of batches above 8; from 128 items the batch's row blocks run on "
+                 f"cores inside the products of batches above 8; from 256 items the batch's row blocks run on "
                  f"worker threads of their own, which meet once per relaxation.\n")
     return text
 
@@ -526,16 +528,16 @@ KERNEL_NOTES = """## What the numba core does (neurosim/backends/numba/)
 - One jitted call per batch (initialisation, T steps, weight update) on the calling thread; settings are
   packed into an int and a float array, so one compiled specialisation serves every run of a dtype, and
   kernels are cached on disk.
-- Batches of 128 or more relax in row blocks of about 128 (two from 128 to 383 items; a function of the batch
-  size alone) whenever two or more threads may run them: one kernel call per block on a worker thread with one
-  BLAS thread, then one weight update from the whole batch. Every core does its block's elementwise work as well
-  as its products, and the threads meet once per relaxation instead of inside every product, so block runs do not
-  consult the machine's load. On one thread batches relax whole.
+- Batches of 256 or more relax in row blocks of about 128 (a function of the batch size alone, so the numbers
+  do not depend on the threads): one kernel call per block, on one worker thread per thread the settings allow
+  (one BLAS thread each; the load is not consulted) or in turn, then one weight update from the whole batch.
+  With two threads every core does its block's elementwise work as well as its products, and the threads meet
+  once per relaxation instead of inside every product.
 - Batch <= 8: hand-written loops. A population whose only input is one weighted projection gets its
   prediction, error, energy and the feedback into its input layer from **one pass over W** in blocks of
   8 rows (the rows give mu_j, then eps_j, then are reused for fb += a eps_j W_j while still in L1; one
   load of phi(x) and one load/store of fb serve 8 rows). Batch > 8: BLAS (`np.dot` on contiguous views;
-  OpenBLAS uses both cores below 128 items, one per block from 128).
+  OpenBLAS uses both cores below 256 items, one per block from 256).
 - Probe records: the kernel writes x, eps and mu of the probed item straight into the Simulator's record
   store (chunks recycled once `max_records` is reached), so recording costs the kernel's own writes and
   no copy.

@@ -257,8 +257,12 @@ def load(batches=(1, 32, 256), T=20, n=31, competitors=2, log=print) -> list:
                     row[f"{phase} {k} median_ms"] = 1e3 * res[k]["median_s"]
                     row[f"{phase} {k} min_ms"] = 1e3 * res[k]["min_s"]
                 for k in ("auto", "timed"):
-                    row[f"{phase} {k} choice"] = "/".join(sorted(set(
-                        sims[k].backend._auto_blas.choices().values())))
+                    lr = sims[k].last_run or {}
+                    if lr.get("row_blocks", 1) > 1:   # blocks do not consult the load
+                        row[f"{phase} {k} choice"] = f"{lr['row_blocks']} row blocks on {lr['block_workers']} workers"
+                    else:
+                        row[f"{phase} {k} choice"] = "/".join(sorted(set(
+                            sims[k].backend._auto_blas.choices().values()))) + " BLAS threads"
             finally:
                 for p in procs:
                     p.kill()
@@ -272,7 +276,7 @@ def load(batches=(1, 32, 256), T=20, n=31, competitors=2, log=print) -> list:
         log(f"  B={B:<4d} T={T}: " + "; ".join(
             f"{k}: quiet {row[f'quiet {k} median_ms']:.2f} ms, loaded {row[f'loaded {k} median_ms']:.2f} ms "
             f"({row[f'{k} loaded/quiet']:.2f}x)" for k in settings)
-            + (f" [auto ran: quiet {row.get('quiet auto choice')}, loaded {row.get('loaded auto choice')} threads;"
+            + (f" [auto ran: quiet {row.get('quiet auto choice')}, loaded {row.get('loaded auto choice')};"
                f" timed chose: quiet {row.get('quiet timed choice')}, loaded {row.get('loaded timed choice')}]"
                if B > 8 else "") + f" [load average {core.loadavg()}]")
         rows.append(row)

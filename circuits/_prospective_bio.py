@@ -510,11 +510,12 @@ def _cluster_sem(groups) -> float:
     """The standard error of the pooled mean of ``groups`` (one array of values per participant, possibly empty)
     with participants as clusters: ``sqrt(N / (N - 1) * sum_i (S_i - m n_i)^2) / sum_i n_i`` (S_i, n_i: participant
     i's sum and count, m the pooled mean, N participants).  Events of one participant are not independent (they
-    share its weights), so the spread between participants, not between trials, sets the error of the mean."""
+    share its weights), so the spread between participants, not between trials, sets the error of the mean.  NaN
+    (null in metrics.json) when fewer than two participants have events."""
     n = np.array([len(g) for g in groups], dtype=float)
     S = np.array([float(np.sum(g)) for g in groups])
     N, total = len(groups), n.sum()
-    if N < 2 or total == 0:
+    if np.count_nonzero(n) < 2:   # one participant's events say nothing of the spread between participants
         return float("nan")
     m = S.sum() / total
     return float(np.sqrt(N / (N - 1) * np.sum((S - m * n) ** 2)) / total)

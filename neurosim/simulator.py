@@ -579,8 +579,8 @@ class Simulator:
         spikes, synaptic events, rates and settle time of the run (:class:`~neurosim.backends.brian2.spiking`); on
         the numba backend (layered circuits) the BLAS threading of its last kernel call, ``{"blas_policy": "auto"
         (or the backend_options["blas_threads"] given), "blas_threads": the BLAS threads of each of its matrix
-        products (None: a batch up to 8, which calls no BLAS; 1 in row blocks), "batch_size": B, "row_blocks":
-        the row blocks a batch of 128 or more relaxed in on two or more threads (1: relaxed whole),
+        products (None: a batch up to 8, which calls no BLAS; 1 when row blocks ran on several workers),
+        "batch_size": B, "row_blocks": the row blocks a batch of 256 or more relaxed in (1 otherwise),
         "block_workers": the threads that relaxed them}`` (see
         :class:`~neurosim.backends.numba.backend.NumbaBackend`); elsewhere None."""
         return getattr(self._backend, "last_run", None)

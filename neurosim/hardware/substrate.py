@@ -70,11 +70,13 @@ graph kernels and brian2's graph network do the same) and the counts are the mea
 sites values, errors, dac, adc) needs the layered event engine and is refused when the simulator is built.  Operation counts are the clock-driven
 :func:`~neurosim.hardware.cost.count_pc` / :func:`~neurosim.hardware.cost.count_bp` on the graph's
 :class:`~neurosim.hardware.cost.GraphShape` (MACs of dense and convolution edges, one operation per unit of the
-others).
+others), with the weight writes measured as below.
 
 Operations are counted (:attr:`Substrate.counts`, a :class:`~neurosim.hardware.cost.OpCounts`) for every
 learning batch: measured events and synaptic ops under event coding, the clock-driven counts of
-:func:`~neurosim.hardware.cost.count_pc` otherwise, and :func:`~neurosim.hardware.cost.count_bp` for BP.
+:func:`~neurosim.hardware.cost.count_pc` otherwise, and :func:`~neurosim.hardware.cost.count_bp` for BP -- except the
+weight writes, which are measured in every case: the stored parameters the update changed (with device update
+effects, the device's writes; :meth:`Substrate._n_written`), where the analytic counts write every plastic weight.
 The random draws of the substrate (noise, stochastic rounding) come from streams seeded by
 ``HardwareModel.seed`` and a batch counter, which checkpoints save with the device clock and write times.
 """

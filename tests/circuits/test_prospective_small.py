@@ -210,6 +210,7 @@ def test_reversal_learning_sems_take_participants_as_clusters():
     # participants without an event count as clusters with nothing in them (unchanged pooled mean)
     assert np.isfinite(bio._cluster_sem([np.array([1.0, 2.0]), np.array([]), np.array([4.0])]))
     assert np.isnan(bio._cluster_sem([np.array([1.0])]))
+    assert np.isnan(bio._cluster_sem([np.array([1.0, 3.0]), np.array([]), np.array([])]))   # one participant
 
 
 def test_reversal_learning_runs_and_backends_agree(tmp_path):

@@ -15,34 +15,50 @@ from ..tables import K_SOFF, pack, sparse_index, unflatten
 from ._products import SMALL_BATCH
 from ._relax import EPS, ES, LEARN_ONLY, MU, N_WORK, N_WORK2, PHX, X, kernel
 
-#: batches of at least this many rows relax in row blocks of about this many (at least half of it, :func:`row_blocks`)
-#: when two or more threads may run them: a single-thread GEMM of 128 of the 256-wide rows runs at 94% (float32) and
-#: 98% (float64) of the rate of 256 rows on this project's machine, 64 rows at 85-90%, and each block's state stays in
-#: the core's L2 cache
+#: batches of at least twice this many rows relax in row blocks of at least this many (:func:`row_blocks`): a
+#: single-thread GEMM of 128 of the 256-wide rows runs at 94% (float32) and 98% (float64) of the rate of 256 rows on
+#: this project's machine, and each block's state stays in the core's L2 cache.  Not fewer: blocks of 64-100 rows
+#: made OpenBLAS sum some products in another order than for the whole batch (states differed by 5e-14 in float64,
+#: 4e-5 in float32 after two batches), where blocks of 128 rows and more gave the whole batch's products to the bit
 SPLIT_ROWS = 128
 
 
-#: one BLAS thread while row blocks run on workers: OpenBLAS's per-call setting (``openblas_set_num_threads_local``) is
-#: the process-wide thread count in the pthreads builds SciPy ships (a worker that set it to 1 and restored it left
-#: the other worker's products on two threads, or the process on one), so it is set once around the parallel
-#: blocks -- counted, so that block runs of simulators in several Python threads restore it only when the last ends
-_ONE_BLAS = {"depth": 0, "old": None}
-_ONE_BLAS_LOCK = threading.Lock()
+#: OpenBLAS's per-call setting (``openblas_set_num_threads_local``) is the process-wide thread count in the pthreads
+#: builds SciPy ships (a thread reads the count another set), so every change of it goes through :func:`_blas_push` /
+#: :func:`_blas_pop`: counted over every thread of the process, the first change saves BLAS's own setting (``base``)
+#: and the last restore puts it back -- so simulators in several Python threads (row blocks on workers, a whole batch
+#: on one thread) never leave the process on another count, and the default read while one of them runs is BLAS's
+#: own (:func:`_blas_default_threads`).  In between, concurrent calls run with whichever count was set last, which
+#: changes their speed, not their numbers (OpenBLAS splits a product's output between its threads).
+_BLAS_STATE = {"depth": 0, "base": None}
+_BLAS_LOCK = threading.Lock()
+
+
+def _blas_push(fn, n):
+    with _BLAS_LOCK:
+        old = fn(int(n))
+        if _BLAS_STATE["depth"] == 0:
+            _BLAS_STATE["base"] = old
+        _BLAS_STATE["depth"] += 1
+
+
+def _blas_pop(fn):
+    with _BLAS_LOCK:
+        _BLAS_STATE["depth"] -= 1
+        if _BLAS_STATE["depth"] == 0:
+            fn(_BLAS_STATE["base"])
 
 
 @contextlib.contextmanager
 def _one_blas_thread(setter):
-    with _ONE_BLAS_LOCK:
-        if _ONE_BLAS["depth"] == 0:
-            _ONE_BLAS["old"] = setter.set_local(1)
-        _ONE_BLAS["depth"] += 1
+    """One BLAS thread while row blocks run on workers and while their weight update runs (each worker setting and
+    restoring the process-wide count itself left the other worker's products on two threads, or the process on
+    one)."""
+    _blas_push(setter.fn, 1)
     try:
         yield
     finally:
-        with _ONE_BLAS_LOCK:
-            _ONE_BLAS["depth"] -= 1
-            if _ONE_BLAS["depth"] == 0:
-                setter.set_local(_ONE_BLAS["old"])
+        _blas_pop(setter.fn)
 
 
 _POOL = {"pool": None, "pid": None}
@@ -62,14 +78,14 @@ def block_pool():
 
 
 def row_blocks(B: int):
-    """The row blocks ``[(r0, r1), ...]`` a batch of ``B`` relaxes in when two or more threads may run them, or None
-    for one block: from ``SPLIT_ROWS`` (128) items, ``max(2, B // SPLIT_ROWS)`` blocks as equal as possible.  A
-    function of ``B`` alone -- never of the cores, the load or the thread count."""
-    B = int(B)
-    if B < SPLIT_ROWS:
+    """The row blocks ``[(r0, r1), ...]`` a batch of ``B`` relaxes in, or None for one block: ``B // SPLIT_ROWS``
+    blocks as equal as possible (from 256 items).  A function of ``B`` alone -- never of the cores, the load or the
+    thread count -- so that a batch's numbers do not depend on the machine: the blocks run at once on two or more
+    workers, in turn on one."""
+    nb = int(B) // SPLIT_ROWS
+    if nb < 2:
         return None
-    nb = max(2, B // SPLIT_ROWS)
-    q, rem = divmod(B, nb)
+    q, rem = divmod(int(B), nb)
     out, r0 = [], 0
     for j in range(nb):
         r1 = r0 + q + (1 if j < rem else 0)
@@ -107,18 +123,14 @@ class _BlasThreads:
         if self.fn is None:
             raise ValueError("backend 'numba': blas_threads needs SciPy's bundled OpenBLAS >= 0.3.27 (found none); "
                              "set OPENBLAS_NUM_THREADS in the environment instead")
-        self.old = None
 
     def enter(self, n=None):
-        """Set ``n`` threads (default: the object's ``n``) until :meth:`exit`."""
-        self.old = self.fn(self.n if n is None else int(n))
+        """Set ``n`` threads (default: the object's ``n``) until :meth:`exit` (counted process-wide, see
+        :func:`_blas_push`)."""
+        _blas_push(self.fn, self.n if n is None else int(n))
 
     def exit(self):
-        self.fn(self.old)
-
-    def set_local(self, n) -> int:
-        """Set ``n`` threads; returns the previous setting (no state kept on the object)."""
-        return self.fn(int(n))
+        _blas_pop(self.fn)
 
 
 class _AdaptiveBlas:
@@ -260,7 +272,9 @@ class _LoadAwareBlas:
     A multi-threaded GEMM waits for its slowest thread: when other runnable processes leave fewer free cores
     than BLAS has threads, one of them is descheduled for a whole time slice at a time and a batch can take
     ten times as long; one thread only loses its share of the cores.  So each call with a batch above
-    :data:`SMALL_BATCH` runs with
+    :data:`SMALL_BATCH` that relaxes whole (below ``2 * SPLIT_ROWS``, or with a tolerance stop or dt decay; a batch
+    in row blocks on two or more workers runs one BLAS thread per block whatever the load, see
+    :class:`NumbaBackend`) runs with
 
     .. math::  n = \min(n_{BLAS},\ \max(1,\ n_{cpu} - n_{others}))
 
@@ -334,7 +348,8 @@ def _ncpu() -> int:
 
 @functools.lru_cache(maxsize=None)
 def _blas_default_threads(ncpu):
-    """The threads SciPy's OpenBLAS uses by default (``openblas_get_num_threads``), else ``ncpu``."""
+    """The threads SciPy's OpenBLAS uses by default (``openblas_get_num_threads``; while a call of this process has
+    changed it, the setting it saved), else ``ncpu``."""
     try:
         import ctypes
         import glob
@@ -347,7 +362,9 @@ def _blas_default_threads(ncpu):
             fn = getattr(lib, "openblas_get_num_threads", None) or getattr(lib, "scipy_openblas_get_num_threads", None)
             if fn is not None:
                 fn.restype = ctypes.c_int
-                return max(1, int(fn()))
+                with _BLAS_LOCK:   # BLAS's own setting, not one a running call has set (see _blas_push)
+                    n = _BLAS_STATE["base"] if _BLAS_STATE["depth"] > 0 else fn()
+                return max(1, int(n))
     except (ImportError, OSError):
         pass
     return max(1, int(ncpu))
@@ -355,11 +372,11 @@ def _blas_default_threads(ncpu):
 
 #: the values of ``blas_threads`` that name a policy rather than a thread count (see :class:`NumbaBackend`)
 BLAS_POLICIES = ("auto", "timed", "blas")
-#: what ``blas_threads=None`` means: the load-aware choice (:class:`_LoadAwareBlas`).  How much BLAS's own two
-#: threads lose on a busy machine depends on the load: beside the two busy processes of ``python -m benchmarks
-#: --only load`` a batch 256, T = 20 took 2-3x as long with them as with "auto" (``benchmarks/README.md``, e.g.
-#: 87 ms against 40 ms); beside a running test suite, 1375 ms against 241 ms.  Results do not depend on the choice
-#: (tests, 1e-10).
+#: what ``blas_threads=None`` means: the load-aware choice (:class:`_LoadAwareBlas`) for batches relaxed whole, row
+#: blocks on every core for larger ones.  How much BLAS's own two threads lose on a busy machine depends on the load:
+#: beside the two busy processes of ``python -m benchmarks --only load`` a batch 256, T = 20 took 2-3x as long with
+#: them as with one thread (whole batches; ``benchmarks/README.md``, e.g. 87 ms against 40 ms); beside a running test
+#: suite, 1375 ms against 241 ms.  Results do not depend on the choice (tests, 1e-10).
 DEFAULT_BLAS_THREADS = "auto"
 
 
@@ -378,7 +395,8 @@ class NumbaBackend(Backend):
     Options (``Simulator(..., backend_options={...})``):
 
     * ``blas_threads`` (int, at most the cores the process may run on): BLAS threads of the matrix products of
-      batches above :data:`SMALL_BATCH` during a call (see :class:`_BlasThreads`); ``"auto"``: decided before each call from the runnable
+      batches above :data:`SMALL_BATCH` during a call (see :class:`_BlasThreads`), or the workers of a batch in row
+      blocks (one BLAS thread each); ``"auto"``: for a batch relaxed whole, decided before each call from the runnable
       processes of the machine at that instant and the calling thread's CPU share in its previous call
       (:class:`_LoadAwareBlas`), so that a busy machine does not collapse a batch; ``"timed"``: one thread or
       BLAS's default, whichever recent calls measured faster (:class:`_AdaptiveBlas`); ``"blas"``: BLAS's own
@@ -386,23 +404,23 @@ class NumbaBackend(Backend):
 
     What was chosen is public: after each kernel call :attr:`last_run` (also ``Simulator.last_run``) is
     ``{"blas_policy": "auto" / "timed" / "blas" / the int given, "blas_threads": the BLAS threads of each of the
-    call's matrix products (None: a batch up to SMALL_BATCH, which calls no BLAS; 1 in row blocks), "batch_size": B,
-    "row_blocks": the row blocks the batch relaxed in (1: whole), "block_workers": the threads that relaxed them}``, and :attr:`blas_calls`
+    call's matrix products (None: a batch up to SMALL_BATCH, which calls no BLAS; 1 in row blocks on several
+    workers), "batch_size": B, "row_blocks": the row blocks the batch relaxed in (1: whole), "block_workers": the
+    threads that relaxed them}``, and :attr:`blas_calls`
     counts ``{threads: kernel calls}`` over the backend's life (``None``: calls without BLAS).
 
-    **Row blocks.**  When two or more threads may run them (:meth:`block_workers`: ``blas_threads`` >= 2, or
-    ``"auto"``/``"timed"`` on a machine with two or more cores), a batch of at least ``SPLIT_ROWS`` (128) items
-    whose items do not interact (no tolerance stop, no dt decay: both act on the whole batch) relaxes as
-    :func:`row_blocks` of about 128 rows (two blocks from 128 to 383 items), each a kernel call of its own on a
-    worker thread with one BLAS thread, then learns once from the whole batch (:meth:`_run_blocks`).  Every core
-    does its block's elementwise work as well as its products, and the threads meet once per relaxation instead
-    of inside every matrix product -- which is also what lets a busy machine cost a batch only its share of the
-    cores, so block runs do not consult the load (measured beside two busy processes, batch 256, T = 20: 49-52 ms
-    on two block workers, 59-64 ms on one thread, 75-79 ms when ``"auto"`` chose one worker from the load).  Every
-    item's arithmetic is the same as in the batch relaxed whole (states, outputs and weight updates equal to the
-    bit here); the batch-mean energies are summed per block, then over blocks, so their last bits differ between
-    a run on one thread (``blas_threads=1``, ``"blas"``, one core: whole batches) and on several.  The blocks
-    depend only on the batch size, so every run with blocks gives the same numbers whatever the workers.
+    **Row blocks.**  A batch of at least ``2 * SPLIT_ROWS`` (256) items whose items do not interact (no tolerance
+    stop, no dt decay: both act on the whole batch) relaxes as :func:`row_blocks` of about 128 rows, each a kernel
+    call of its own, then learns once from the whole batch (:meth:`_run_blocks`).  With two or more threads
+    (:meth:`block_workers`: ``blas_threads`` >= 2, or ``"auto"``/``"timed"`` on a machine with two or more cores)
+    the blocks run at once, one per worker thread with one BLAS thread each, so that the elementwise work of a step
+    runs on every core and the threads meet only at the end of the relaxation instead of inside every matrix
+    product -- which also lets a busy machine cost a batch only its share of the cores, so block runs do not
+    consult the load (beside two busy processes, batch 256, T = 20: 49-52 ms on two block workers, 59-64 ms on one
+    thread, 75-79 ms when ``"auto"`` still chose one worker from the load); with one thread (``blas_threads=1``,
+    ``"blas"``, one core) they run in turn.  Every item's arithmetic is the same as in one block (states, outputs
+    and weight updates equal the whole batch's to the bit here); the batch-mean energies are summed per block,
+    then over blocks.  The blocks depend only on the batch size, so a run's numbers do not depend on the threads.
 
     The kernel itself runs on the calling thread (a batch in row blocks: on worker threads).  The former ``threads``/``split_min`` options (a helper
     thread taking half of the large passes of small batches) were removed: the gain was within noise on
@@ -472,7 +490,7 @@ class NumbaBackend(Backend):
         #: the key of the row blocks whose buffers hold the newest state (None: the batch's buffers do)
         self._block_state = None
         self._learn_out = np.zeros(5, dtype=np.int64)
-        try:   # sets one BLAS thread in each worker of a batch relaxed in row blocks (none: blocks run in turn)
+        try:   # one BLAS thread while row blocks run on workers (none: the blocks run in turn)
             self._one_blas = _BlasThreads(1)
         except ValueError:
             self._one_blas = None
@@ -527,10 +545,8 @@ class NumbaBackend(Backend):
         # rows are independent unless the run couples them (a tolerance on the whole batch, dt decay on its energy)
         blocks = row_blocks(B) if spec.tol <= 0 and spec.dt_decay >= 1.0 else None
         workers = self.block_workers() if blocks is not None else 1
-        if workers < 2:
-            blocks = None
         with self.blas_policy(("pc", B, n_steps, heun, bool(spec.learn)), B,
-                              workers if blocks is not None else None) as ctl:
+                              workers if blocks is not None and workers >= 2 else None) as ctl:
             run_batch_kernel = kernel(heun or spec.tol > 0, self.has_sparse)
             if blocks is None:
                 self._sync_blocks()
@@ -641,6 +657,13 @@ class NumbaBackend(Backend):
                           bb["tmp"], self.gtmp, bb["energies"], rj, rsj, y0[r0 * nt:r1 * nt], y[r0 * nt:r1 * nt],
                           bb["out"]))
         workers = min(int(ctl["workers"]), len(calls))
+        if workers < 2:   # in turn on the calling thread, with the BLAS threads the policy set
+            for args in calls:
+                fn(*args)
+            ctl["workers"] = 1
+            self._finish_blocks(fn, blocks, bufs, calls, s, t, iargs, fargs, spec, prev, key, work, energies,
+                                rec_steps, y0, y, out, probe_block)
+            return
         # one BLAS thread from here to the end of the weight update (see _one_blas_thread; the update's products on
         # BLAS's own threads would leave OpenBLAS's worker spinning into the next batch's blocks, measured 38 ms
         # against 22 ms per batch)
@@ -725,10 +748,10 @@ class NumbaBackend(Backend):
         out[:] = (steps, status, fail_step, fail_pop, r)
 
     def block_workers(self) -> int:
-        """The threads a batch in row blocks (:func:`row_blocks`) would relax on: ``blas_threads`` when it is an int;
+        """The threads a batch in row blocks (:func:`row_blocks`) relaxes on: ``blas_threads`` when it is an int;
         for ``"auto"`` and ``"timed"`` the threads BLAS would use (its own setting, e.g. ``OPENBLAS_NUM_THREADS``,
-        capped by the cores this process may run on); 1 for ``"blas"`` or without OpenBLAS's thread setting.  A
-        function of the settings and the machine, never of its load: with fewer than two, batches relax whole."""
+        capped by the cores this process may run on); 1 (the blocks in turn) for ``"blas"`` or without OpenBLAS's
+        thread setting.  A function of the settings and the machine, never of its load."""
         if self._one_blas is None:
             return 1
         if self._blas_threads is not None:
@@ -741,10 +764,10 @@ class NumbaBackend(Backend):
     def blas_policy(self, key, B, workers=None):
         """The threads of one kernel call on a batch of ``B``: the option ``blas_threads``, else the choice of the
         policy for workload ``key`` (:class:`_LoadAwareBlas`, :class:`_AdaptiveBlas`); batches up to
-        :data:`SMALL_BATCH` use no BLAS.  ``workers``: the batch relaxes in row blocks on that many threads with one
-        BLAS thread each (:meth:`block_workers`; the policies' load-dependent choice is not consulted then: the
-        block workers meet once per relaxation, not inside every product, so a busy machine costs them only its
-        share of the cores).
+        :data:`SMALL_BATCH` use no BLAS.  ``workers`` (two or more): the batch relaxes in row blocks on that many
+        threads with one BLAS thread each (:meth:`block_workers`; the policies' load-dependent choice is not
+        consulted then: the block workers meet once per relaxation, not inside every product, so a busy machine
+        costs them only its share of the cores); blocks in turn take the policy's threads like a whole batch.
 
         Yields ``ctl``: ``ctl["threads"]`` the BLAS threads of each of the call's products (None: a batch without
         BLAS; the caller records them, :meth:`_chose`); ``ctl["workers"]`` the block workers (the block runner
