@@ -89,6 +89,35 @@ def _positive_option(algo, name, value):
     return _positive(f"algorithm {algo!r}", f"option {name!r}", value)
 
 
+def warn_if_not_exact(algo: str, plan, rate: float, name: str) -> None:
+    """Warn when the default rate (1) of an exact-backprop schedule (``fpa``'s ``eta``, ``zil``'s ``gamma``) is not
+    exact for this circuit: a step moves a hidden error by ``rate * precision / tau_x`` of its drive, so both need
+    that ratio to be 1 in every free population (vertex).  Only for rate 1 -- another rate is a deliberate choice
+    (the exact ``tau_x / precision``, or e.g. a negative control).  ``plan``: a layered :class:`~neurosim.plan.Plan`
+    or a :class:`~neurosim.graph.plan.GraphPlan`."""
+    if rate != 1.0:
+        return
+    if hasattr(plan, "VI"):   # a graph: its free vertices
+        from ..graph.plan import V_ROLE
+        free = [(plan.v_names[i], plan.UP[plan.units(i)], float(plan.VF[i, 1]))
+                for i in range(plan.VI.shape[0]) if plan.VI[i, V_ROLE] == ROLE_FREE]
+    else:
+        free = [(plan.pop_names[k], plan.precision[int(plan.pop_off[k]):int(plan.pop_off[k] + plan.pop_size[k])],
+                 float(plan.pop_tau_x[k])) for k in range(len(plan.pop_names)) if plan.pop_role[k] == ROLE_FREE]
+    bad = []
+    for pop, prec, tau in free:
+        if not np.all(rate * prec / tau == 1.0):
+            p = np.unique(prec)
+            bad.append(f"{pop} (precision {p[0]:g}{'...' if p.size > 1 else ''}, tau_x {tau:g})")
+    if bad:
+        import warnings
+        warnings.warn(f"algorithm {algo!r}: {name}=1 gives exact backprop gradients only where {name} * precision / "
+                      f"tau_x = 1 in every hidden population; here {', '.join(bad[:4])}"
+                      f"{' ...' if len(bad) > 4 else ''}, so its updates are not backprop's. To be exact, pass "
+                      f"options={{'{name}': tau_x / precision}} (one value fits only where that ratio is the same in "
+                      f"every hidden population)", UserWarning, stacklevel=4)
+
+
 def convention(algo: str, options: dict) -> str:
     """The step-counting convention of ``algo`` in ``options`` (validated; default ``"neurosim"``)."""
     allowed = CONVENTIONS[algo]

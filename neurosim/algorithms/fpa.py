@@ -49,7 +49,7 @@ import numpy as np
 
 from ..backends.base import BatchResult
 from ._common import OUTPUT_OPTIONS, NumpyNet, _positive_option, as_batch, check_common, convention, diverged, \
-    n_layers, observe, output_settings, rec_buffers, uses_numba
+    n_layers, observe, output_settings, rec_buffers, uses_numba, warn_if_not_exact
 from . import check_backend, register
 
 OPTIONS = {"eta": 1.0, "n": None, **OUTPUT_OPTIONS, "convention": "neurosim"}
@@ -57,6 +57,7 @@ OPTIONS = {"eta": 1.0, "n": None, **OUTPUT_OPTIONS, "convention": "neurosim"}
 
 def _settings(sim, options):
     eta = _positive_option("fpa", "eta", options.get("eta", 1.0))
+    warn_if_not_exact("fpa", sim.plan, eta, "eta")
     n = options.get("n")
     if n is None:
         n = n_layers(sim.plan)

@@ -14,8 +14,9 @@ Standard PC dynamics (predictions recomputed from the current values), with thre
 Update order within a step is synchronous: the drive is computed from the state (and weights) at step
 :math:`t`, then the weights due at :math:`t` are updated, then the values advance.  Because the parents of
 a population at distance :math:`d` only start moving at :math:`t = d + 1`, :math:`\varepsilon_l(d)` equals
-backprop's :math:`-\delta_l` and the update equals the BP-SGD update exactly (for hidden precision 1 and
-:math:`\gamma/\tau_x = 1`).  The graph must be *levelled* (every path from a population to the output has
+backprop's :math:`-\delta_l` and the update equals the BP-SGD update exactly (for :math:`\gamma\pi_l/\tau_x = 1` in
+every hidden population: the default :math:`\gamma = 1` at :math:`\pi = \tau_x = 1`, else
+:math:`\gamma = \tau_x/\pi`; the default warns when it is not exact).  The graph must be *levelled* (every path from a population to the output has
 the same length); residual *layers* (skip inside a projection, :func:`neurosim.mupc.mupc_network`) are
 levelled.  An unlevelled DAG (a projection that jumps over levels) is levelled when Z-IL runs
 (:func:`level_circuit`): identity populations are inserted on the short paths, as the graph Z-IL does
@@ -44,7 +45,7 @@ from ..circuit import Circuit, ErrorPopulation, Projection
 from ..errors import UnsupportedError
 from ..plan import ROLE_FREE, lower
 from ._common import OUTPUT_OPTIONS, NumpyNet, as_batch, check_common, diverged, observe, output_settings, \
-    rec_buffers, tables, uses_numba
+    rec_buffers, tables, uses_numba, warn_if_not_exact
 from . import check_backend, register
 
 OPTIONS = {"gamma": 1.0, "update_all_at_zero": False, **OUTPUT_OPTIONS}
@@ -179,6 +180,7 @@ def _settings(sim, options):
     gamma = float(options.get("gamma", 1.0))
     if not (np.isfinite(gamma) and gamma > 0):
         raise ValueError(f"algorithm 'zil': gamma must be finite and > 0, got {options.get('gamma')!r}")
+    warn_if_not_exact("zil", sim.plan, gamma, "gamma")
     allz = options.get("update_all_at_zero", False)
     if not isinstance(allz, (bool, np.bool_)):
         raise ValueError(f"algorithm 'zil': update_all_at_zero must be True or False, got {allz!r}")

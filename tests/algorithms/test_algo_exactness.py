@@ -214,6 +214,28 @@ def test_fpa_and_zil_are_exact_with_the_step_tau_over_precision(backend):
         assert max_rel(zil_updates(sim, X, Y, gamma=wrong)[1], g) > 1e-2, wrong
 
 
+def test_the_default_rate_warns_where_it_is_not_exact(backend):
+    """eta = gamma = 1 (the defaults) are exact only where rate * precision / tau_x = 1: a circuit with other
+    precisions or time constants gets a warning naming the populations and the exact rate; the exact rate, another
+    deliberate rate and a unit circuit get none."""
+    import warnings
+    X, Y = data(n=4)
+    sim = ns.Simulator(tau_prec_mlp((5, 8, 7, 4)), backend=backend, seed=4)
+    for fn, name in ((fpa_updates, "eta"), (zil_updates, "gamma")):
+        with pytest.warns(UserWarning, match=rf"{name}=1 gives exact backprop gradients only where .*h1 \(precision "
+                                             rf"{PREC:g}, tau_x {TAU:g}\).*tau_x / precision"):
+            fn(sim, X, Y)
+        for rate in (TAU / PREC, 0.5):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)
+                fn(sim, X, Y, **{name: rate})
+    unit = ns.Simulator(mlp((5, 6, 4)), backend=backend, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fpa_updates(unit, X, Y)
+        zil_updates(unit, X, Y)
+
+
 def test_strict_steps_are_eta_on_the_gradient_whatever_tau_x(backend):
     """strict takes steps of size eta on -dF/dx (the pc kernel with dt = eta tau_x): beliefs, energies and
     updates are those of tau_x = 1."""

@@ -88,6 +88,22 @@ def _rate(name, key):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_the_default_rate_warns_on_a_graph_where_it_is_not_exact(sims, backend):
+    """gamma = eta = 1 (the defaults) on the tau_x = 2, precision = 0.5 graph: a warning naming a vertex and the
+    exact rate; none with the exact rate."""
+    import warnings
+    sim = sims["tau_prec", backend]
+    X, Y = _data(sim.circuit)
+    for algo, key in (("zil", "gamma"), ("fpa", "eta")):
+        with pytest.warns(UserWarning, match=rf"{key}=1 gives exact backprop gradients only where .*c1 \(precision "
+                                             rf"0.5, tau_x 2\)"):
+            sim.directions(X, Y, algo)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            sim.directions(X, Y, algo, _rate("tau_prec", key))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_exact_rate_is_tau_over_precision(sims, backend):
     """With tau_x != 1 and precision != 1 only the rate tau_x / precision is exact; a rate that ignores
     either factor is not (a dropped 1/tau_x or precision in a kernel fails here or in the exactness tests)."""
