@@ -89,14 +89,33 @@ def _positive_option(algo, name, value):
     return _positive(f"algorithm {algo!r}", f"option {name!r}", value)
 
 
-def warn_if_not_exact(algo: str, plan, rate: float, name: str) -> None:
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside the neurosim package (the user's call), counted from the
+    caller of the function that calls this one."""
+    import os
+    import sys
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(2), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_if_not_exact(algo: str, plan, rate: float, name: str, owner=None) -> None:
     """Warn when the default rate (1) of an exact-backprop schedule (``fpa``'s ``eta``, ``zil``'s ``gamma``) is not
-    exact for this circuit: a step moves a hidden error by ``rate * precision / tau_x`` of its drive, so both need
-    that ratio to be 1 in every free population (vertex).  Only for rate 1 -- another rate is a deliberate choice
-    (the exact ``tau_x / precision``, or e.g. a negative control).  ``plan``: a layered :class:`~neurosim.plan.Plan`
-    or a :class:`~neurosim.graph.plan.GraphPlan`."""
+    exact for the circuit it runs on (``plan``: a layered :class:`~neurosim.plan.Plan` or a
+    :class:`~neurosim.graph.plan.GraphPlan`; for Z-IL the levelled one, whose inserted identity populations count):
+    a step moves a hidden error by ``rate * precision / tau_x`` of its drive, so both need that ratio to be 1 in
+    every free population (vertex).  Only for rate 1 -- another rate is a deliberate choice (the exact
+    ``tau_x / precision``, or e.g. a negative control).  Once per ``owner`` (the simulator) and algorithm, at the
+    user's call."""
     if rate != 1.0:
         return
+    key = (algo, name)
+    if owner is not None:
+        seen = owner.__dict__.setdefault("_exactness_warned", set())
+        if key in seen:
+            return
     if hasattr(plan, "VI"):   # a graph: its free vertices
         from ..graph.plan import V_ROLE
         free = [(plan.v_names[i], plan.UP[plan.units(i)], float(plan.VF[i, 1]))
@@ -104,18 +123,29 @@ def warn_if_not_exact(algo: str, plan, rate: float, name: str) -> None:
     else:
         free = [(plan.pop_names[k], plan.precision[int(plan.pop_off[k]):int(plan.pop_off[k] + plan.pop_size[k])],
                  float(plan.pop_tau_x[k])) for k in range(len(plan.pop_names)) if plan.pop_role[k] == ROLE_FREE]
-    bad = []
+    bad, ratios = [], set()
     for pop, prec, tau in free:
+        ratios.update(float(r) for r in np.unique(tau / prec))
         if not np.all(rate * prec / tau == 1.0):
             p = np.unique(prec)
-            bad.append(f"{pop} (precision {p[0]:g}{'...' if p.size > 1 else ''}, tau_x {tau:g})")
-    if bad:
-        import warnings
-        warnings.warn(f"algorithm {algo!r}: {name}=1 gives exact backprop gradients only where {name} * precision / "
-                      f"tau_x = 1 in every hidden population; here {', '.join(bad[:4])}"
-                      f"{' ...' if len(bad) > 4 else ''}, so its updates are not backprop's. To be exact, pass "
-                      f"options={{'{name}': tau_x / precision}} (one value fits only where that ratio is the same in "
-                      f"every hidden population)", UserWarning, stacklevel=4)
+            bad.append(f"{pop} (precision {'/'.join(f'{v:g}' for v in p[:3])}{'...' if p.size > 3 else ''}, "
+                       f"tau_x {tau:g})")
+    if not bad:
+        return
+    if owner is not None:
+        seen.add(key)
+    if len(ratios) == 1:
+        fix = f"pass options={{'{name}': {ratios.pop():g}}} (tau_x / precision)"
+    else:
+        fix = (f"no single {name} is: tau_x / precision takes the values "
+               f"{', '.join(f'{r:g}' for r in sorted(ratios)[:5])}{' ...' if len(ratios) > 5 else ''} over the hidden "
+               f"populations{' (identity populations Z-IL inserts to level the circuit included)' if algo == 'zil' else ''}"
+               f"; make it the same everywhere (tau_x or precision per population), or use algorithm='bp'")
+    import warnings
+    warnings.warn(f"algorithm {algo!r}: {name}=1 gives exact backprop gradients only where {name} * precision / "
+                  f"tau_x = 1 in every hidden population; here {', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}, "
+                  f"so its updates are not backprop's. To be exact, {fix}", UserWarning,
+                  stacklevel=_user_stacklevel())
 
 
 def convention(algo: str, options: dict) -> str:

@@ -57,7 +57,7 @@ OPTIONS = {"eta": 1.0, "n": None, **OUTPUT_OPTIONS, "convention": "neurosim"}
 
 def _settings(sim, options):
     eta = _positive_option("fpa", "eta", options.get("eta", 1.0))
-    warn_if_not_exact("fpa", sim.plan, eta, "eta")
+    warn_if_not_exact("fpa", sim.plan, eta, "eta", owner=sim)
     n = options.get("n")
     if n is None:
         n = n_layers(sim.plan)

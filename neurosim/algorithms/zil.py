@@ -16,7 +16,8 @@ Update order within a step is synchronous: the drive is computed from the state 
 a population at distance :math:`d` only start moving at :math:`t = d + 1`, :math:`\varepsilon_l(d)` equals
 backprop's :math:`-\delta_l` and the update equals the BP-SGD update exactly (for :math:`\gamma\pi_l/\tau_x = 1` in
 every hidden population: the default :math:`\gamma = 1` at :math:`\pi = \tau_x = 1`, else
-:math:`\gamma = \tau_x/\pi`; the default warns when it is not exact).  The graph must be *levelled* (every path from a population to the output has
+:math:`\gamma = \tau_x/\pi` where that ratio is the same everywhere -- in an unlevelled circuit including the
+identity populations levelling inserts, of precision 1; the default warns when it is not exact).  The graph must be *levelled* (every path from a population to the output has
 the same length); residual *layers* (skip inside a projection, :func:`neurosim.mupc.mupc_network`) are
 levelled.  An unlevelled DAG (a projection that jumps over levels) is levelled when Z-IL runs
 (:func:`level_circuit`): identity populations are inserted on the short paths, as the graph Z-IL does
@@ -180,13 +181,17 @@ def _settings(sim, options):
     gamma = float(options.get("gamma", 1.0))
     if not (np.isfinite(gamma) and gamma > 0):
         raise ValueError(f"algorithm 'zil': gamma must be finite and > 0, got {options.get('gamma')!r}")
-    warn_if_not_exact("zil", sim.plan, gamma, "gamma")
     allz = options.get("update_all_at_zero", False)
     if not isinstance(allz, (bool, np.bool_)):
         raise ValueError(f"algorithm 'zil': update_all_at_zero must be True or False, got {allz!r}")
     t = tables(sim.plan)
     if not t.levelled:
+        # the circuit Z-IL runs on is the levelled one: its identity populations have a precision and tau_x too
+        if gamma == 1.0 and "_zil_exactness_plan" not in sim.__dict__:
+            sim.__dict__["_zil_exactness_plan"] = lower(level_circuit(sim.circuit, sim.plan), sample=False)
+        warn_if_not_exact("zil", sim.__dict__.get("_zil_exactness_plan", sim.plan), gamma, "gamma", owner=sim)
         return gamma, bool(allz), None, None
+    warn_if_not_exact("zil", sim.plan, gamma, "gamma", owner=sim)
     post_d = [int(t.dist[sim.plan.proj_post[k]]) for k in range(sim.plan.n_proj)]
     n_upd = 1 + max([d for d in post_d if d >= 0] + [0])
     return gamma, bool(allz), n_upd, t.dist

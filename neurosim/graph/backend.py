@@ -216,7 +216,7 @@ class GraphBackend(Backend):
             plain("fpa")
             eta = _positive("fpa", "eta", options["eta"])
             from ..algorithms._common import warn_if_not_exact
-            warn_if_not_exact("fpa", plan, eta, "eta")
+            warn_if_not_exact("fpa", plan, eta, "eta", owner=self)
             # default: the number of weight layers on the longest path (depth + 1), as for a circuit stated as
             # populations (Torch2PC's default; one step more than exactness at eta = 1 needs)
             n = plan.depth + 1 if options["n"] is None else _count("fpa", "n", options["n"])
@@ -224,8 +224,6 @@ class GraphBackend(Backend):
         elif algorithm == "zil":
             plain("zil")
             gamma = _positive("zil", "gamma", options["gamma"])
-            from ..algorithms._common import warn_if_not_exact
-            warn_if_not_exact("zil", plan, gamma, "gamma")
             lv, su, vu = options["levelling"], options["shared_updates"], options["values"]
             if lv not in ("auto", "strict", "off"):
                 raise ValueError(f"algorithm 'zil': levelling must be 'auto', 'strict' or 'off', got {lv!r}")
@@ -242,6 +240,8 @@ class GraphBackend(Backend):
                     "neurosim.graph.level(graph)")
             if lv == "auto":
                 plan = self.levelled_plan
+            from ..algorithms._common import warn_if_not_exact
+            warn_if_not_exact("zil", plan, gamma, "gamma", owner=self)   # the levelled graph: what Z-IL runs on
             n = plan.depth
             used = used_at_level(plan, n)
             sch = Schedule(ALG_ZIL, n, gamma, True, bool(spec.learn), su == "immediate", vu == "wavefront")

@@ -454,3 +454,35 @@ def test_blocks_on_workers_run_one_blas_thread_and_restore_the_setting(split10, 
     assert sim.last_run["block_workers"] == 2
     assert seen == [1] * 9          # two blocks and the weight update, three times
     assert get() == before
+
+
+def test_a_child_forked_during_a_block_run_gets_blas_own_setting_back():
+    """A child forked while another thread's call had changed OpenBLAS's count (here: a change in force, as during
+    a row-block run) inherits the count but no pop: the fork handler puts BLAS's own setting back and starts the
+    count afresh (review: every such child stayed on one BLAS thread with the count at 2)."""
+    import ctypes
+    import os
+    if not hasattr(os, "fork") or not _two_workers():
+        pytest.skip("no fork, or one core")
+    sim = ns.Simulator(layered("tanh"), backend="numba", seed=0, backend_options={"blas_threads": 2})
+    setter = sim.backend._one_blas
+    if setter is None:
+        pytest.skip("no OpenBLAS per-call thread setting")
+    get = getattr(setter.lib, "openblas_get_num_threads", None) or getattr(setter.lib, "scipy_openblas_get_num_threads")
+    get.restype = ctypes.c_int
+    own = get()
+    r, w = os.pipe()
+    with nb_backend._one_blas_thread(setter):
+        assert get() == 1
+        pid = os.fork()
+        if pid == 0:   # the child: report and leave at once
+            try:
+                os.write(w, f"{get()} {nb_backend._BLAS_STATE['depth']}".encode())
+            finally:
+                os._exit(0)
+    os.close(w)
+    got = os.read(r, 64).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert got == f"{own} 0", got
+    assert get() == own and nb_backend._BLAS_STATE["depth"] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import threading
 import time
 from concurrent.futures import wait
@@ -30,7 +31,7 @@ SPLIT_ROWS = 128
 #: on one thread) never leave the process on another count, and the default read while one of them runs is BLAS's
 #: own (:func:`_blas_default_threads`).  In between, concurrent calls run with whichever count was set last, which
 #: changes their speed, not their numbers (OpenBLAS splits a product's output between its threads).
-_BLAS_STATE = {"depth": 0, "base": None}
+_BLAS_STATE = {"depth": 0, "base": None, "fn": None}
 _BLAS_LOCK = threading.Lock()
 
 
@@ -39,7 +40,26 @@ def _blas_push(fn, n):
         old = fn(int(n))
         if _BLAS_STATE["depth"] == 0:
             _BLAS_STATE["base"] = old
+            _BLAS_STATE["fn"] = fn
         _BLAS_STATE["depth"] += 1
+
+
+def _blas_after_fork():
+    """In a child forked while a call of the parent had changed the count (another thread in a row-block run): no
+    pop will come in the child, so put BLAS's own setting back and start the count afresh (and the lock, which the
+    fork may have copied held)."""
+    global _BLAS_LOCK
+    _BLAS_LOCK = threading.Lock()
+    if _BLAS_STATE["depth"] > 0 and _BLAS_STATE.get("fn") is not None:
+        try:
+            _BLAS_STATE["fn"](_BLAS_STATE["base"])
+        except Exception:   # pragma: no cover - a C call that does not fail on the builds we know
+            pass
+    _BLAS_STATE["depth"] = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_blas_after_fork)
 
 
 def _blas_pop(fn):
