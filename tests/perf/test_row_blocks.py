@@ -18,6 +18,14 @@ def _two_workers():
     return nb_backend._ncpu() >= 2 and nb_backend._blas_default_threads(nb_backend._ncpu()) >= 2
 
 
+def _blas_get(setter):
+    """OpenBLAS's process-wide thread count getter of the library ``setter`` (a ``_BlasThreads``) sets."""
+    import ctypes
+    get = getattr(setter.lib, "openblas_get_num_threads", None) or getattr(setter.lib, "scipy_openblas_get_num_threads")
+    get.restype = ctypes.c_int
+    return get
+
+
 @pytest.fixture
 def split10(monkeypatch):
     """Batches of 20 or more items relax in blocks of at least 10 rows (above SMALL_BATCH: BLAS products)."""
@@ -387,7 +395,6 @@ def test_the_blas_setting_is_restored_across_threads_and_read_as_blas_own(split1
     change OpenBLAS's process-wide count concurrently: it is BLAS's own again when both end, and the default read
     meanwhile is BLAS's own (review: the process could be left on one thread, and a default cached while a block run
     had set one thread made every later "auto" simulator relax on one worker)."""
-    import ctypes
     import threading
     if not _two_workers():
         pytest.skip("one core")
@@ -395,9 +402,7 @@ def test_the_blas_setting_is_restored_across_threads_and_read_as_blas_own(split1
     b = ns.Simulator(layered("tanh"), backend="numba", seed=0, backend_options={"blas_threads": 1})
     if a.backend._one_blas is None:
         pytest.skip("no OpenBLAS per-call thread setting")
-    lib = a.backend._one_blas.lib
-    get = getattr(lib, "openblas_get_num_threads", None) or getattr(lib, "scipy_openblas_get_num_threads")
-    get.restype = ctypes.c_int
+    get = _blas_get(a.backend._one_blas)
     before = get()
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(24, 5)), rng.normal(size=(24, 3))
@@ -426,16 +431,13 @@ def test_blocks_on_workers_run_one_blas_thread_and_restore_the_setting(split10, 
     one thread each for the whole parallel section and the weight update, and the setting must be BLAS's own again
     afterwards (review of this stop: each worker set and restored it, which left the other worker's products on two
     threads, or the whole process on one)."""
-    import ctypes
     import threading
     if not _two_workers():
         pytest.skip("one core: blocks run in turn")
     sim = ns.Simulator(layered("tanh"), backend="numba", seed=0, backend_options={"blas_threads": 2})
     if sim.backend._one_blas is None:
         pytest.skip("no OpenBLAS per-call thread setting")
-    lib = sim.backend._one_blas.lib
-    get = getattr(lib, "openblas_get_num_threads", None) or getattr(lib, "scipy_openblas_get_num_threads")
-    get.restype = ctypes.c_int
+    get = _blas_get(sim.backend._one_blas)
     before = get()
     seen = []
     barrier = threading.Barrier(2, timeout=10)
@@ -460,7 +462,6 @@ def test_a_child_forked_during_a_block_run_gets_blas_own_setting_back():
     """A child forked while another thread's call had changed OpenBLAS's count (here: a change in force, as during
     a row-block run) inherits the count but no pop: the fork handler puts BLAS's own setting back and starts the
     count afresh (review: every such child stayed on one BLAS thread with the count at 2)."""
-    import ctypes
     import os
     if not hasattr(os, "fork") or not _two_workers():
         pytest.skip("no fork, or one core")
@@ -468,8 +469,7 @@ def test_a_child_forked_during_a_block_run_gets_blas_own_setting_back():
     setter = sim.backend._one_blas
     if setter is None:
         pytest.skip("no OpenBLAS per-call thread setting")
-    get = getattr(setter.lib, "openblas_get_num_threads", None) or getattr(setter.lib, "scipy_openblas_get_num_threads")
-    get.restype = ctypes.c_int
+    get = _blas_get(setter)
     own = get()
     r, w = os.pipe()
     with nb_backend._one_blas_thread(setter):

@@ -677,40 +677,43 @@ class NumbaBackend(Backend):
                           bb["tmp"], self.gtmp, bb["energies"], rj, rsj, y0[r0 * nt:r1 * nt], y[r0 * nt:r1 * nt],
                           bb["out"]))
         workers = min(int(ctl["workers"]), len(calls))
-        if workers < 2:   # in turn on the calling thread, with the BLAS threads the policy set
-            for args in calls:
-                fn(*args)
-            ctl["workers"] = 1
-            self._finish_blocks(fn, blocks, bufs, calls, s, t, iargs, fargs, spec, prev, key, work, energies,
-                                rec_steps, y0, y, out, probe_block)
-            return
-        # one BLAS thread from here to the end of the weight update (see _one_blas_thread; the update's products on
-        # BLAS's own threads would leave OpenBLAS's worker spinning into the next batch's blocks, measured 38 ms
-        # against 22 ms per batch)
-        with _one_blas_thread(self._one_blas):
-            futures = []
-            try:
-                try:
-                    for args in calls:
-                        futures.append(block_pool().submit(fn, *args))
-                except RuntimeError:
-                    # the interpreter is shutting down (concurrent.futures takes no new work then, e.g. in an
-                    # atexit handler or a thread still running after the main one ended): the rest in turn here
-                    workers = min(workers, len(futures) + 1)
-                    for args in calls[len(futures):]:
-                        fn(*args)
-                for f in futures:
-                    f.result()
-            except BaseException:
-                # (an interrupt, or a block that raised): no block may still write the shared buffers when the
-                # caller goes on, so wait for those already running (a kernel cannot be interrupted)
-                for f in futures:
-                    f.cancel()
-                wait([f for f in futures if not f.cancelled()])
-                raise
+        # on workers: one BLAS thread from here to the end of the weight update (see _one_blas_thread; the update's
+        # products on BLAS's own threads would leave OpenBLAS's worker spinning into the next batch's blocks,
+        # measured 38 ms against 22 ms per batch); in turn: the BLAS threads the policy set
+        with _one_blas_thread(self._one_blas) if workers > 1 else contextlib.nullcontext():
+            if workers > 1:
+                workers = self._blocks_on_workers(fn, calls, workers)
+            else:
+                for args in calls:
+                    fn(*args)
             ctl["workers"] = workers
             self._finish_blocks(fn, blocks, bufs, calls, s, t, iargs, fargs, spec, prev, key, work, energies,
                                 rec_steps, y0, y, out, probe_block)
+
+    @staticmethod
+    def _blocks_on_workers(fn, calls, workers) -> int:
+        """Run the block calls on the process's pool (:func:`block_pool`); returns the workers used."""
+        futures = []
+        try:
+            try:
+                for args in calls:
+                    futures.append(block_pool().submit(fn, *args))
+            except RuntimeError:
+                # the interpreter is shutting down (concurrent.futures takes no new work then, e.g. in an atexit
+                # handler or a thread still running after the main one ended): the rest in turn here
+                workers = min(workers, len(futures) + 1)
+                for args in calls[len(futures):]:
+                    fn(*args)
+            for f in futures:
+                f.result()
+        except BaseException:
+            # (an interrupt, or a block that raised): no block may still write the shared buffers when the caller
+            # goes on, so wait for those already running (a kernel cannot be interrupted)
+            for f in futures:
+                f.cancel()
+            wait([f for f in futures if not f.cancelled()])
+            raise
+        return workers
 
     def _finish_blocks(self, fn, blocks, bufs, calls, s, t, iargs, fargs, spec, prev, key, work, energies, rec_steps,
                        y0, y, out, probe_block):
