@@ -302,6 +302,59 @@ class ProbeData(collections.abc.Mapping):
             self._shared.clear()
 
 
+def _pair_growth(dt, integrator, tau_x, tau_eps, prec, beta=0.0):
+    r"""The largest factor by which one step of ``integrator`` ("euler" or "heun") multiplies a mode of a value
+    unit and its error unit, isolated and linearised, for every precision in ``prec``: with error units that
+    integrate (``tau_eps > 0``),
+
+    .. math:: \tau_x \dot x = -\varepsilon - \beta x, \qquad
+              \tau_\varepsilon \dot\varepsilon = x - \varepsilon / \pi
+
+    (``beta`` > 0: a nudged target), a pair whose eigenvalues are complex for slow error units; with
+    instantaneous ones (``tau_eps = 0``) :math:`\lambda = -(\pi + \beta) / \tau_x`.  A step multiplies a mode by
+    :math:`g(dt\,\lambda)`, :math:`g(z) = 1 + z` (Euler) or :math:`1 + z + z^2 / 2` (Heun); the run is stable only
+    where every :math:`|g| < 1`.  For Euler and ``beta = 0`` that is dt < tau_x / precision (the product of the
+    roots of the step's characteristic polynomial, :math:`1 - dt / (\pi\tau_\varepsilon) + dt^2 / (\tau_x
+    \tau_\varepsilon)`, must stay below 1) together with dt < 2 tau_eps precision."""
+    p = np.unique(np.asarray(prec, dtype=float).ravel())
+    if tau_eps > 0:
+        tr = -(beta / tau_x + 1.0 / (p * tau_eps))
+        det = beta / (tau_x * p * tau_eps) + 1.0 / (tau_x * tau_eps)
+        disc = np.sqrt(tr * tr - 4.0 * det + 0j)
+        lams = ((tr + disc) / 2, (tr - disc) / 2)
+    else:
+        lams = (-(p + beta) / tau_x + 0j,)
+    g = 0.0
+    for lam in lams:
+        z = dt * lam
+        gz = 1 + z + z * z / 2 if integrator == "heun" else 1 + z
+        g = max(g, float(np.max(np.abs(gz))))
+    return g
+
+
+def _pair_bound(integrator, tau_x, tau_eps, prec, beta, dt):
+    """The largest stable step below ``dt`` (bisection on :func:`_pair_growth`; dt itself is unstable)."""
+    lo, hi = 0.0, dt
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _pair_growth(mid, integrator, tau_x, tau_eps, prec, beta) < 1.0 else (lo, mid)
+    return lo
+
+
+def _check_pair(dt, integrator, what, tau_x, tau_eps, prec, beta=0.0):
+    """A ValueError naming ``what`` when :func:`_pair_growth` is 1 or more at ``dt``."""
+    if _pair_growth(dt, integrator, tau_x, tau_eps, prec, beta) < 1.0:
+        return
+    bound = _pair_bound(integrator, tau_x, tau_eps, prec, beta, dt)
+    pmax = float(np.max(prec))
+    nudge = f", beta={beta}" if beta else ""
+    raise ValueError(
+        f"dt={dt} is too large for the {what} (tau_x={tau_x}, tau_eps={tau_eps}, precision up to {pmax}{nudge}): "
+        f"a value unit and an error unit that integrate form an oscillating pair, whose {integrator} integration "
+        f"grows at this step; it needs dt < {bound:.4g} (for Euler without nudging dt < tau_x / precision = "
+        f"{tau_x / pmax:.4g}, half the bound of instantaneous error units); reduce dt or increase tau_x")
+
+
 def class_coded(Y) -> bool:
     """Whether targets ``Y`` (batch, n) code classes: at least two columns, exactly two distinct values (one-hot
     0/1, or e.g. -1/1 or 0.1/0.9) and one unit at the higher value per row.  Only then do ``train`` and
@@ -415,9 +468,9 @@ class Simulator:
         for pb in probes:
             circuit.check_probe(pb)
         self.circuit = circuit
-        self.dt = self._check_dt(circuit, dt)
         if integrator not in INTEGRATORS:
             raise ValueError(f"Simulator: unknown integrator {integrator!r}; choose one of {list(INTEGRATORS)}")
+        self.dt = self._check_dt(circuit, dt, integrator)
         self.integrator = integrator
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -488,7 +541,13 @@ class Simulator:
 
     # ------------------------------------------------------------------ checks
     @staticmethod
-    def _check_dt(circuit, dt):
+    def _check_dt(circuit, dt, integrator="euler"):
+        """``dt`` as a float, or a ValueError naming the population whose isolated, linearised dynamics the
+        ``integrator`` would make grow at this step: a value unit alone (dt < 2 tau_x / precision), integrating
+        error units alone (dt < 2 tau_eps precision), and a value unit with its integrating error unit, a pair
+        that oscillates (:func:`_pair_growth`; for Euler dt < tau_x / precision, half the bound of instantaneous
+        errors).  The couplings between populations (the weights) are not checked: they change as the circuit
+        learns, and can make a smaller dt necessary."""
         try:
             dt = float(dt)
         except (TypeError, ValueError):
@@ -511,6 +570,9 @@ class Simulator:
                         f"dt={dt} is too large for the error units of vertex {v.name!r} (tau_eps={v.tau_eps}, "
                         f"precision {pmin}): explicit integration needs dt < 2 tau_eps precision = "
                         f"{2 * v.tau_eps * pmin:.4g}; reduce dt or increase tau_eps")
+                if v.tau_eps > 0:
+                    _check_pair(dt, integrator, f"vertex {v.name!r} with its integrating error units", v.tau_x,
+                                v.tau_eps, precs)
             return dt
         inputs = set(circuit.inputs)
         for pop in circuit.populations:
@@ -530,6 +592,9 @@ class Simulator:
                     f"{min(prec)}): explicit integration needs dt < 2 tau_eps precision = "
                     f"{2 * e.tau_eps * min(prec):.4g}; reduce dt or increase tau_eps"
                 )
+            if e is not None and e.tau_eps > 0:
+                _check_pair(dt, integrator, f"value population {pop.name!r} with its integrating error population "
+                            f"{e.name!r}", pop.tau_x, e.tau_eps, prec)
         return dt
 
     def _required_features(self):
@@ -954,7 +1019,10 @@ class Simulator:
             raise ValueError(f"integrator must be one of {list(INTEGRATORS)}, got {integrator!r}")
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
             raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-        dt = self.dt if dt is None else self._check_dt(self.circuit, dt)
+        if dt is not None or integrator != self.integrator:   # the checks of the constructor, for this run
+            dt = self._check_dt(self.circuit, self.dt if dt is None else dt, integrator)
+        else:
+            dt = self.dt
         tol = 0.0 if tol is None else float(tol)
         if tol < 0:
             raise ValueError("tol must be >= 0")
@@ -980,6 +1048,11 @@ class Simulator:
                         f"dt={dt} is too large for the nudged target population {name!r} (tau_x={tau}, precision "
                         f"{prec}, beta={beta}): explicit integration needs dt (precision + beta) / tau_x < 2; "
                         f"reduce dt or beta (beta < {2 * tau / dt - prec:.4g} at this dt)")
+                tau_e = (self.circuit.vertex(name).tau_eps if self._graph
+                         else getattr(self.circuit.error_of(name), "tau_eps", 0.0))
+                if tau_e > 0:
+                    _check_pair(dt, integrator, f"nudged target population {name!r} with its integrating error "
+                                "units", tau, tau_e, self.plan.precision[self.plan.units(name)], float(beta))
         every = 0
         if record and any(p.variable in ("x", "eps", "mu", "energy") for p in self.probes):
             every = math.gcd(*[p.every for p in self.probes if p.variable in ("x", "eps", "mu", "energy")])

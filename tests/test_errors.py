@@ -136,6 +136,66 @@ def test_dt_too_large_for_error_population():
     assert "error population 'eps_h1'" in msg and "reduce dt or increase tau_eps" in msg
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dt_too_large_for_a_value_unit_with_integrating_error_units(backend):
+    """A value unit and its integrating error unit form an oscillating pair: Euler needs dt < tau_x / precision
+    (half the bound of instantaneous errors), whatever tau_eps.  dt = 1.5 passed both separate checks (1.5 < 2
+    tau_x / precision = 2 and < 2 tau_eps precision = 4) and the run grew to an energy of 1e53 in 400 steps with
+    no error; now it is refused, and a step just below the bound relaxes to the equilibrium."""
+    net = ns.hierarchy([1, 1], phi="linear", tau_eps=2.0)
+    for dt in (1.5, 1.02):
+        with pytest.raises(ValueError, match=r"value population 'output' with its integrating error population "
+                                             r"'eps_output'.*oscillating pair.*needs dt < 1\b.*reduce dt"):
+            ns.Simulator(net, dt=dt, backend=backend)
+    sim = ns.Simulator(net, dt=0.98, backend=backend)
+    res = sim.run(np.ones((1, 1)), mode="free", init="zeros", steps=3000)
+    assert res.total_energy[-1] < 1e-12 * res.total_energy.max()
+    with pytest.raises(ValueError, match=r"oscillating pair"):
+        sim.run(np.ones((1, 1)), dt=1.2)   # a per-run dt is checked too
+    # Heun's region is larger: dt = 1.2 is stable there, and a Heun run is checked with Heun's region
+    heun = ns.Simulator(net, dt=1.2, backend=backend, integrator="heun")
+    res = heun.run(np.ones((1, 1)), mode="free", init="zeros", steps=3000)
+    assert res.total_energy[-1] < 1e-12 * res.total_energy.max()
+    with pytest.raises(ValueError, match=r"oscillating pair, whose euler integration"):
+        heun.run(np.ones((1, 1)), steps=3, integrator="euler")
+    # instantaneous error units keep their bound 2 tau_x / precision
+    ns.Simulator(ns.hierarchy([1, 1], phi="linear"), dt=1.5, backend=backend)
+
+
+def test_pair_growth_is_the_step_matrix_spectral_radius():
+    """The pair's growth factor equals the spectral radius of one step's matrix (Euler I + dt A, Heun
+    I + dt A + (dt A)^2 / 2), with and without nudging, for slow and fast error units."""
+    from neurosim.simulator import _pair_growth
+    for integ in ("euler", "heun"):
+        for tau_x, tau_e, p, beta in [(1, 2, 1, 0), (1, 0.5, 1, 0), (0.5, 0.3, 2, 0), (2, 5, 0.5, 3.0)]:
+            A = np.array([[-beta / tau_x, -1 / tau_x], [1 / tau_e, -1 / (p * tau_e)]])
+            for dt in np.linspace(0.01, 3, 60):
+                M = np.eye(2) + dt * A + (0.5 * (dt * A) @ (dt * A) if integ == "heun" else 0)
+                assert _pair_growth(dt, integ, tau_x, tau_e, [p], beta) == pytest.approx(
+                    max(abs(np.linalg.eigvals(M))), rel=1e-9)
+
+
+def test_dt_too_large_for_graph_vertex_with_integrating_error_units():
+    from neurosim import graph as ng
+    g = ng.from_circuit(ns.hierarchy([2, 3, 1], phi="linear", tau_eps=2.0))
+    with pytest.raises(ValueError, match=r"vertex '.*' with its integrating error units.*oscillating pair"):
+        ns.Simulator(g, dt=1.5, backend="reference")
+    ns.Simulator(g, dt=0.9, backend="reference")
+
+
+def test_dt_too_large_for_nudged_target_with_integrating_error_units():
+    """Nudging a target whose error units integrate: the pair with beta, checked per run.  Here (tau_eps = 0.05,
+    precision 3, dt = 0.27) beta = 3.6 passes the instantaneous bound dt (precision + beta) / tau_x = 1.78 < 2
+    and every check without nudging, but the pair with beta grows (its bound is dt < 0.233)."""
+    net = ns.hierarchy([2, 3, 1], phi="linear", tau_eps=0.05, precision=3.0, output_precision=3.0)
+    sim = ns.Simulator(net, dt=0.27, backend="reference")
+    X, Y = np.ones((1, 2)), np.ones((1, 1))
+    sim.run(X, Y, steps=5, mode="nudge", beta=1.0)
+    with pytest.raises(ValueError, match=r"nudged target population 'output' with its integrating error units.*"
+                                         r"beta=3\.6.*needs dt < 0\.23"):
+        sim.run(X, Y, steps=5, mode="nudge", beta=3.6)
+
+
 def test_cycle_is_rejected():
     pops = [ns.ValuePopulation("s", 2), ns.ValuePopulation("a", 3), ns.ValuePopulation("b", 3)]
     errs = [ns.ErrorPopulation("ea", "a"), ns.ErrorPopulation("eb", "b")]
