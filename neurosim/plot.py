@@ -1099,9 +1099,12 @@ def learning_curves(history, path=None, title="Learning curves", smooth=None):
 
     Per-batch series are drawn against the number of batches seen
     (``1 .. n_batches``).  Per-epoch series are drawn as markers at the batch
-    index where each epoch ends, ``(k + 1) * n_batches / n_epochs``; when the
-    history has no per-batch series at all they are drawn against the epoch
-    number ``1 .. n_epochs`` instead.
+    where each epoch ends: ``history["epoch_end_batch"]``, and for the test
+    values the epochs ``history["test_epoch"]`` (a :class:`neurosim.History`
+    records both, so several ``train`` calls, other batch sizes and calls
+    without test data are drawn where they happened); without them, evenly at
+    ``(k + 1) * n_batches / n_epochs``.  When the history has no per-batch
+    series at all they are drawn against the epoch number instead.
 
     Panels (in this order, each only if one of its keys is present):
 
@@ -1164,11 +1167,27 @@ def learning_curves(history, path=None, title="Learning curves", smooth=None):
     def batch_x(arr):
         return np.arange(1, arr.shape[0] + 1)
 
-    def epoch_x(arr, n_batches):
-        n_epochs = arr.shape[0]
+    # where the per-epoch values belong (a neurosim History records it; other mappings may not): the batch count
+    # at each epoch's end, and the epoch of each test value -- several train calls, other batch sizes or calls
+    # without test data put them elsewhere than evenly spaced
+    ends = _positions(history, "epoch_end_batch")
+    test_epoch = _positions(history, "test_epoch")
+
+    def epoch_x(key, arr, n_batches):
+        n = arr.shape[0]
+        epochs = None
+        if key.startswith("test_") and test_epoch is not None and test_epoch.size == n:
+            epochs = test_epoch.astype(int)
+        elif key.startswith("epoch_") and ends is not None and ends.size == n:
+            epochs = np.arange(1, n + 1)
+        if epochs is not None:
+            if n_batches is None:
+                return epochs.astype(float)
+            if ends is not None and epochs.max() <= ends.size and ends[-1] == n_batches:
+                return ends[epochs - 1].astype(float)
         if n_batches is None:
-            return np.arange(1, n_epochs + 1, dtype=float)
-        return (np.arange(n_epochs) + 1) * n_batches / n_epochs
+            return np.arange(1, n + 1, dtype=float)
+        return (np.arange(n) + 1) * n_batches / n
 
     def epoch_lines(ax, name, nb):
         """The per-epoch training and test values of ``name`` ("loss" or "accuracy"), at the epochs' ends."""
@@ -1176,7 +1195,7 @@ def learning_curves(history, path=None, title="Learning curves", smooth=None):
                                           (f"test_{name}", test_c, "s", f"test {name}")):
             if key in h:
                 y = h[key]
-                ax.plot(epoch_x(y, nb), y, color=color, marker=marker, ms=5, lw=1.0, label=label)
+                ax.plot(epoch_x(key, y, nb), y, color=color, marker=marker, ms=5, lw=1.0, label=label)
 
     panels = []
     if any(k in h for k in ("loss", "epoch_loss", "test_loss")):
@@ -1232,6 +1251,21 @@ def learning_curves(history, path=None, title="Learning curves", smooth=None):
     if title is not None:
         fig.suptitle(title)
     return _finish(fig, True, path)
+
+
+def _positions(history, key):
+    """``history[key]`` as a 1-D array of positive integers (epoch or batch numbers), or None when it is missing,
+    empty or not such numbers (then the per-epoch points are spaced evenly)."""
+    v = history.get(key) if hasattr(history, "get") else None
+    if v is None:
+        return None
+    try:
+        a = np.asarray(v, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return None
+    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a < 1) or np.any(a != np.round(a)):
+        return None
+    return a.astype(int)
 
 
 def raster(spike_times, spike_indices, n_neurons=None, t_max=None, ax=None,

@@ -95,10 +95,17 @@ class History(dict):
 
     ``loss`` is the feedforward loss :math:`\\tfrac12\\lVert t - \\hat y\\rVert^2` (batch mean) before
     the batch's update; ``energy`` the batch-mean total energy at the end of the relaxation.
+
+    Where the per-epoch values belong, over several :meth:`Simulator.train` calls (epochs of other batch sizes,
+    calls without test data): ``epoch_end_batch`` is the number of batches trained at the end of each epoch, and
+    ``test_epoch`` the (1-based) epoch after which each test value was taken; :func:`neurosim.plot.learning_curves`
+    places the points there.
     """
 
     KEYS = ("loss", "accuracy", "energy", "steps", "epoch_loss", "epoch_accuracy", "test_loss",
-            "test_accuracy", "epoch_time")
+            "test_accuracy", "epoch_time", "epoch_end_batch", "test_epoch")
+    #: the keys that hold counts (ints), not measurements
+    COUNTS = ("steps", "epoch_end_batch", "test_epoch")
 
     def __init__(self):
         super().__init__({k: [] for k in self.KEYS})
@@ -110,10 +117,15 @@ class History(dict):
             raise AttributeError(item) from None
 
     def to_json(self) -> dict:
-        return {k: [float(v) for v in vals] for k, vals in self.items() if len(vals)}
+        ints = ("epoch_end_batch", "test_epoch")   # ("steps" stays as metrics.json has always written it)
+        return {k: [int(v) if k in ints else float(v) for v in vals] for k, vals in self.items() if len(vals)}
 
     def __repr__(self):   # a summary: the full lists are in the dict (a 20-epoch run holds ~100 KB of numbers)
         last = {k: self[k][-1] for k in ("epoch_loss", "epoch_accuracy", "test_accuracy") if self.get(k)}
+        n_epochs = len(self.get("epoch_loss", []))
+        te = self.get("test_epoch", [])
+        if "test_accuracy" in last and te and len(te) == len(self["test_accuracy"]) and te[-1] != n_epochs:
+            last[f"test_accuracy(after epoch {te[-1]})"] = last.pop("test_accuracy")   # not of the last epoch
         tail = "".join(f", {k}={v:.4g}" for k, v in last.items())
         return f"History(epochs={len(self.get('epoch_loss', []))}, batches={len(self.get('loss', []))}{tail})"
 
@@ -945,7 +957,7 @@ class Simulator:
             raise refuse("its history is damaged") from None
         ck["history"] = History()
         for k, v in hist.items():
-            ck["history"][k] = [int(x) if k == "steps" else x for x in v]
+            ck["history"][k] = [int(x) if k in History.COUNTS else x for x in v]
         if meta.get("state"):
             x = raw["state_x"]
             if x.ndim != 2 or x.shape[0] < 1:
@@ -1556,11 +1568,13 @@ class Simulator:
                             post["acc"] = f"{np.mean(h['accuracy'][-n_batches:]):.3f}"
                         bar.set_postfix(post)
                 h["epoch_loss"].append(sum(losses) / n)
+                h["epoch_end_batch"].append(len(h["loss"]))
                 if classify:
                     h["epoch_accuracy"].append(sum(accs) / n)
                 if X_test is not None and Y_test is not None:
                     ev = self.evaluate(X_test, Y_test)
                     h["test_loss"].append(ev["loss"])
+                    h["test_epoch"].append(len(h["epoch_loss"]))
                     if "accuracy" in ev:
                         h["test_accuracy"].append(ev["accuracy"])
                 h["epoch_time"].append(time.perf_counter() - t0)

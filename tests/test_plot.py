@@ -565,3 +565,40 @@ def test_every_function_writes_png(tmp_path, name, call):
     fig = call(target)
     assert isinstance(fig, Figure)
     _assert_png(target)
+
+
+def test_learning_curves_place_epochs_where_they_happened(tmp_path):
+    """Three train calls -- 3 epochs of 10 batches with test data, 3 of 5 batches (batch 64) without, 2 of 10 with
+    test data: the test points belong after epochs 1, 2, 3, 7, 8, i.e. batches 10, 20, 30, 55, 65 (they were
+    spread evenly, 13, 26, 39, 52, 65, as if there were one test per epoch and equal epochs), and the epoch points
+    at the epochs' last batches.  The History says where (``epoch_end_batch``, ``test_epoch``), survives a
+    checkpoint, and its summary marks a test value that is not of the last epoch."""
+    import neurosim as ns
+    from neurosim.data import load_digits
+    d = load_digits()
+    sim = ns.Simulator(ns.hierarchy([64, 16, 10]), seed=0)
+    X, Y, Xt, Yt = d.X_train[:320], d.Y_train[:320], d.X_test[:60], d.Y_test[:60]
+    sim.train(X, Y, epochs=3, X_test=Xt, Y_test=Yt, progress=False)
+    sim.train(X, Y, epochs=3, batch_size=64, progress=False)
+    h = sim.train(X, Y, epochs=2, X_test=Xt, Y_test=Yt, progress=False)
+    assert h["epoch_end_batch"] == [10, 20, 30, 35, 40, 45, 55, 65] and h["test_epoch"] == [1, 2, 3, 7, 8]
+    fig = plot.learning_curves(h)
+    xs = {ln.get_label(): list(ln.get_xdata()) for ax in fig.axes for ln in ax.lines}
+    assert xs["test loss"] == xs["test accuracy"] == [10, 20, 30, 55, 65]
+    assert xs["epoch loss"] == [10, 20, 30, 35, 40, 45, 55, 65]
+    # an epoch-only history (no batch series) uses the epoch numbers
+    fig = plot.learning_curves({k: h[k] for k in ("epoch_loss", "test_loss", "epoch_end_batch", "test_epoch")})
+    xs = {ln.get_label(): list(ln.get_xdata()) for ax in fig.axes for ln in ax.lines}
+    assert xs["test loss"] == [1, 2, 3, 7, 8] and xs["epoch loss"] == list(range(1, 9))
+    # a mapping without the positions (or with positions that do not fit) keeps the even spacing
+    fig = plot.learning_curves({"loss": h["loss"], "test_loss": h["test_loss"], "test_epoch": [0.5] * 5})
+    xs = {ln.get_label(): list(ln.get_xdata()) for ax in fig.axes for ln in ax.lines}
+    assert xs["test loss"] == [13, 26, 39, 52, 65]
+    ck = tmp_path / "ck.npz"
+    sim.save_checkpoint(ck)
+    sim.train(X, Y, epochs=1, progress=False)
+    assert "test_accuracy(after epoch 8)=" in repr(sim.history)
+    other = ns.Simulator(ns.hierarchy([64, 16, 10]), seed=0)
+    other.load_checkpoint(ck)
+    assert other.history["test_epoch"] == [1, 2, 3, 7, 8] and all(type(v) is int for v in other.history["test_epoch"])
+    assert "test_accuracy=" in repr(other.history)
