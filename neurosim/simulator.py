@@ -701,6 +701,9 @@ class Simulator:
             if W.shape != dst.shape:
                 raise ValueError(f"graph {self.circuit.name!r}: parameter {projection!r} has shape {dst.shape}, got "
                                  f"{W.shape}")
+            if not np.all(np.isfinite(W)):
+                raise ValueError(f"graph {self.circuit.name!r}: parameter {projection!r} holds NaN or inf; pass "
+                                 "finite values")
             dst[...] = W
             return
         if not isinstance(projection, str):
@@ -784,14 +787,24 @@ class Simulator:
         self._backend.W[o:o + nnz] = np.asarray(vals, dtype=self.dtype)
 
     def load_weights(self, weights: dict):
-        """Set weights from a dict like :attr:`weights` (``"W1"`` matrices, ``"W1.b"`` biases)."""
-        for key, value in weights.items():
-            if self._graph:
-                self.set_weights(key, value)
-            elif key.endswith(".b"):
-                self.set_weights(key[:-2], b=value)
-            else:
-                self.set_weights(key, W=value)
+        """Set weights from a dict like :attr:`weights` (``"W1"`` matrices, ``"W1.b"`` biases); the projections
+        the dict leaves out keep theirs.  All or nothing: if any entry is refused (an unknown name, a wrong
+        shape, NaN), the error names it and no weight has changed."""
+        if not isinstance(weights, collections.abc.Mapping):
+            raise TypeError(f"load_weights takes a dict like sim.weights, got a {type(weights).__name__}")
+        be = self._backend
+        kept = (be.W.copy(), be.b.copy())
+        try:
+            for key, value in weights.items():
+                if self._graph:
+                    self.set_weights(key, value)
+                elif key.endswith(".b"):
+                    self.set_weights(key[:-2], b=value)
+                else:
+                    self.set_weights(key, W=value)
+        except BaseException:
+            be.W[...], be.b[...] = kept
+            raise
 
     # ------------------------------------------------------------------ checkpoints
     #: weight and optimiser arrays of the backend saved in a checkpoint (all finite, same shape on load)

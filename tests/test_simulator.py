@@ -545,6 +545,26 @@ def test_unknown_backend_option_names_the_valid_ones():
             assert "its options: none" in str(e.value)
 
 
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_load_weights_is_all_or_nothing(backend):
+    """A dict with one bad entry (wrong shape, NaN, unknown name) changes no weight: W1 was overwritten before
+    W2 was refused, leaving the simulator half-loaded.  Entries left out keep their weights."""
+    sim = ns.Simulator(ns.hierarchy([3, 4, 2]), backend=backend, seed=0)
+    before = sim.weights
+    good = {k: v + 1.0 for k, v in before.items()}
+    for bad, match in ((dict(good, W2=np.ones((4, 2))), r"'W2': W must have shape \(2, 4\)"),
+                       (dict(good, **{"W2.b": np.full(2, np.nan)}), r"'W2': b holds NaN"),
+                       (dict(good, W9=np.ones((2, 4))), r"no projection 'W9'")):
+        with pytest.raises((ValueError, KeyError), match=match):
+            sim.load_weights(bad)
+        assert all(np.array_equal(before[k], v) for k, v in sim.weights.items())
+    sim.load_weights({"W1": good["W1"]})
+    w = sim.weights
+    assert np.array_equal(w["W1"], good["W1"]) and np.array_equal(w["W2"], before["W2"])
+    with pytest.raises(TypeError, match="dict like sim.weights"):
+        sim.load_weights([("W1", good["W1"])])
+
+
 def test_set_weights_with_a_dict_or_a_bias_key_points_to_load_weights():
     net = ns.hierarchy([4, 3, 2])
     sim = ns.Simulator(net, backend="reference", seed=0)

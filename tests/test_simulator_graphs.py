@@ -278,6 +278,14 @@ def test_weights_are_the_graph_parameters_and_set_weights_names_them():
         sim.load_weights({"output.W": np.ones((18, 3))})
     with pytest.raises(ValueError, match="conv1.b"):
         sim.set_weights("conv1.K", b=np.ones(2))
+    # NaN is refused as for a layered circuit (it was accepted, and the next run blamed dt)
+    with pytest.raises(ValueError, match=r"parameter 'output.W' holds NaN or inf"):
+        sim.set_weights("output.W", np.full((3, 18), np.nan))
+    # load_weights is all or nothing
+    before = sim.weights
+    with pytest.raises(ValueError, match=r"parameter 'output.W' has shape"):
+        sim.load_weights({"conv1.K": np.zeros((2, 1, 3, 3)), "output.W": np.ones((18, 3))})
+    assert all(np.array_equal(before[k], v) for k, v in sim.weights.items())
     # an LSTM's shared parameters appear once
     lw = ns.Simulator(_lstm(), backend="reference").weights
     assert {"Wfh", "Wih", "Wy", "by"} <= set(lw) and lw["Wfh"].shape == (3, 3)
