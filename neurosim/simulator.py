@@ -1208,6 +1208,18 @@ class Simulator:
         return res, written
 
     def _run_batch(self, X, Y, spec, batch=None, algo=None, options=None, evaluation=False) -> BatchResult:
+        if spec.init == INITS["previous"] and not self.__dict__.get("_warned_previous"):
+            st = self._network_state()
+            if st is not None and st["x"].shape[0] != X.shape[0]:
+                import warnings
+                from .algorithms._common import _user_stacklevel
+                self._warned_previous = True
+                warnings.warn(
+                    f"init='previous': the last batch left a state of {st['x'].shape[0]} items and this batch has "
+                    f"{X.shape[0]}, so it starts from the feedforward pass instead (as every batch of a size other "
+                    "than the last one's does, e.g. the partial last batch of an epoch: pick a batch_size that "
+                    "divides the data to continue every batch; warned once per simulator)",
+                    RuntimeWarning, stacklevel=_user_stacklevel())
         if self.hardware is not None:
             res, written = self.hardware.run_batch(X, Y, spec, algo, options, evaluation)
         else:
@@ -1247,6 +1259,9 @@ class Simulator:
         beta : float
             Nudging strength (``mode="nudge"``).
         init : {"feedforward", "zeros", "previous"}
+            Where the values start: the feedforward pass, zeros (free populations), or the state the last
+            batch left (:attr:`state`).  "previous" with no state of this batch size -- the first run, after
+            :meth:`reset`, or a batch of another size (which warns once) -- starts from the feedforward pass.
         tol : float, optional
             Stop early once max |dx/dt| (and |d eps/dt|) < tol; ``RelaxResult.steps`` says how many were taken.
         dt_decay : float

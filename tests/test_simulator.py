@@ -228,7 +228,8 @@ def test_init_previous_after_a_different_batch_size_starts_from_the_feedforward_
     sim = ns.Simulator(net(), backend=backend, seed=1)
     fresh = ns.Simulator(net(), backend=backend, seed=1)
     sim.run(X, Y, steps=7)
-    r = sim.run(X[:3], 2 * Y[:3], steps=6, init="previous")
+    with pytest.warns(RuntimeWarning, match="starts from the feedforward pass"):
+        r = sim.run(X[:3], 2 * Y[:3], steps=6, init="previous")
     want = fresh.run(X[:3], 2 * Y[:3], steps=6, init="feedforward")
     for name in want.x:
         np.testing.assert_allclose(r.x[name], want.x[name], rtol=1e-12, atol=1e-14, err_msg=name)
@@ -589,3 +590,30 @@ def test_history_and_batch_result_print_a_summary():
     assert r.startswith("History(epochs=3, batches=15, epoch_loss=") and len(r) < 120
     b = repr(sim.step(X[:8], Y[:8], steps=2))
     assert b.startswith("BatchResult(steps=2, energy=") and len(b) < 120
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_previous_start_of_another_batch_size_warns_once(backend):
+    """init='previous' with a state of another batch size starts from the feedforward pass (as documented); it
+    did so silently, e.g. for the partial last batch of every epoch.  It warns once per simulator, at the user's
+    line; the first run (no state yet) starts from the feedforward pass without a warning, and a run of the
+    same size continues from the state."""
+    import warnings
+    sim = ns.Simulator(ns.hierarchy([3, 4, 2]), backend=backend)
+    X, Y = np.linspace(-1, 1, 12).reshape(4, 3), np.ones((4, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        first = sim.run(X, Y, init="previous", steps=3)
+        assert np.array_equal(first.x["h1"], sim.run(X, Y, steps=3).x["h1"])   # = the feedforward start
+        cont = sim.run(X, Y, init="previous", steps=3)
+        assert not np.allclose(cont.x["h1"], first.x["h1"])                  # continued: 6 steps in all
+    with pytest.warns(RuntimeWarning, match=r"init='previous': the last batch left a state of 4 items and this "
+                                            r"batch has 2, so it starts from the feedforward pass") as rec:
+        sim.run(X[:2], Y[:2], init="previous", steps=3)
+    assert rec[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim.run(X[:3], Y[:3], init="previous", steps=3)    # once per simulator
+    other = ns.Simulator(ns.hierarchy([3, 4, 2]), backend=backend)
+    with pytest.warns(RuntimeWarning, match="partial last batch"):
+        other.train(np.ones((10, 3)), np.ones((10, 2)), batch_size=4, epochs=1, init="previous", progress=False)
