@@ -1157,6 +1157,15 @@ class Simulator:
     def _record(self, res: BatchResult, spec: RunSpec, B: int, written: bool = False):
         if spec.probe_every == 0:
             return
+        if self._probe_item >= B and not self.__dict__.get("_warned_probe_item"):
+            names = [p.name for p in self.probes if p.variable in _VARS]
+            if names:
+                import warnings
+                from .algorithms._common import _user_stacklevel
+                self._warned_probe_item = True
+                warnings.warn(f"probes {names} record batch item {self._probe_item}, and this batch has {B} items: "
+                              "they record nothing for it (a probe's item= counts from 0; warned once per "
+                              "simulator)", RuntimeWarning, stacklevel=_user_stacklevel())
         base = self._global_step
         sh = self._shared_rec
         if sh is not None and not written and self._probe_item < B:
@@ -1220,10 +1229,13 @@ class Simulator:
                     "than the last one's does, e.g. the partial last batch of an epoch: pick a batch_size that "
                     "divides the data to continue every batch; warned once per simulator)",
                     RuntimeWarning, stacklevel=_user_stacklevel())
-        if self.hardware is not None:
-            res, written = self.hardware.run_batch(X, Y, spec, algo, options, evaluation)
-        else:
-            res, written = self._compute_batch(X, Y, spec, algo, options)
+        # a diverging run is reported below (DivergenceError with its step and population), not by NumPy's
+        # overflow warnings from the reference backend's products first
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.hardware is not None:
+                res, written = self.hardware.run_batch(X, Y, spec, algo, options, evaluation)
+            else:
+                res, written = self._compute_batch(X, Y, spec, algo, options)
         self._record(res, spec, X.shape[0], written)
         self._global_step += res.steps + 1
         if res.status != 0:

@@ -265,8 +265,7 @@ def test_unknown_backend_and_options():
 
 # ----------------------------------------------------------------------------- divergence
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("error::RuntimeWarning")   # the DivergenceError says it, not NumPy's warnings first
 def test_divergence_error_names_step_and_population(backend):
     net = ns.hierarchy([3, 5, 2], phi="linear", bias=False)
     probes = [ns.Probe("h1", "x"), ns.Probe("output", "energy")]
@@ -290,8 +289,7 @@ def test_divergence_error_names_step_and_population(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("error::RuntimeWarning")   # the DivergenceError says it, not NumPy's warnings first
 def test_divergence_at_initialisation(backend):
     sim = ns.Simulator(ns.hierarchy([3, 5, 2], phi="linear", bias=False), backend=backend)
     sim.set_weights("W2", np.full((2, 5), 1e200))

@@ -617,3 +617,19 @@ def test_previous_start_of_another_batch_size_warns_once(backend):
     other = ns.Simulator(ns.hierarchy([3, 4, 2]), backend=backend)
     with pytest.warns(RuntimeWarning, match="partial last batch"):
         other.train(np.ones((10, 3)), np.ones((10, 2)), batch_size=4, epochs=1, init="previous", progress=False)
+
+
+def test_a_probe_of_an_item_beyond_the_batch_warns():
+    """Probe(item=5) on a batch of 4 recorded nothing without a word; it warns once (the energy probe, which
+    has no item, records as before)."""
+    import warnings
+    probes = [ns.Probe("h1", "x", item=5), ns.Probe("h1", "energy")]
+    sim = ns.Simulator(ns.hierarchy([3, 4, 2]), backend="reference", probes=probes)
+    with pytest.warns(RuntimeWarning, match=r"probes \['h1.x'\] record batch item 5, and this batch has 4 items"):
+        sim.run(np.ones((4, 3)), np.ones((4, 2)), steps=3)
+    assert sim.data["h1.x"].shape == (0, 4) and sim.data["h1.energy"].shape[0] == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim.run(np.ones((4, 3)), np.ones((4, 2)), steps=3)    # once
+        sim.run(np.ones((6, 3)), np.ones((6, 2)), steps=3)
+    assert sim.data["h1.x"].shape == (4, 4)
