@@ -103,6 +103,8 @@ class ValuePopulation:
 
     def __post_init__(self):
         _check_name("ValuePopulation", self.name)
+        if isinstance(self.size, (bool, numbers.Integral)) and not isinstance(self.size, (bool, int)):
+            object.__setattr__(self, "size", int(self.size))   # a NumPy integer (as hierarchy takes them)
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
             raise ValueError(f"ValuePopulation {self.name!r}: size must be a positive int, got {self.size!r}")
         try:
@@ -361,9 +363,13 @@ class Probe:
     def __post_init__(self):
         if self.variable not in _PROBE_VARS:
             raise ValueError(f"Probe on {self.target!r}: variable must be one of {list(_PROBE_VARS)}, got {self.variable!r}")
+        for attr in ("every", "max_records", "item"):   # NumPy integers as ints
+            v = getattr(self, attr)
+            if isinstance(v, numbers.Integral) and not isinstance(v, (bool, int)):
+                object.__setattr__(self, attr, int(v))
         for attr in ("every", "max_records"):
             v = getattr(self, attr)
-            if not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"Probe on {self.target!r}: {attr} must be a positive int, got {v!r}")
         if not isinstance(self.item, int) or self.item < 0:
             raise ValueError(f"Probe on {self.target!r}: item must be a non-negative int")
@@ -618,10 +624,22 @@ class Circuit:
                     if indeg[pr.post] == 0:
                         ready.append(pr.post)
         if len(order) != len(names):
-            stuck = sorted(n for n in names if n not in order)
+            # the populations Kahn's algorithm could not order: those on a cycle and those downstream of one;
+            # drop the latter (no projection back into the rest) and follow projections round one cycle
+            sub = {n for n in names if n not in order}
+            nxt = {n: sorted(pr.post for pr in self.projections if pr.pre == n and pr.post in sub) for n in sub}
+            while any(not nxt[n] for n in sub):
+                sub = {n for n in sub if nxt[n]}
+                nxt = {n: [m for m in nxt[n] if m in sub] for n in sub}
+            n, path = min(sub), []
+            while n not in path:
+                path.append(n)
+                n = nxt[n][0]
+            cycle = path[path.index(n):] + [n]
             raise ValueError(
-                f"circuit {self.name!r}: the projections form a cycle through {stuck}; predictions must form a "
-                "directed acyclic graph (unroll recurrent connections over time)"
+                f"circuit {self.name!r}: the projections form a cycle through {sorted(set(cycle))} "
+                f"({' -> '.join(cycle)}); predictions must form a directed acyclic graph (unroll recurrent "
+                "connections over time)"
             )
         return order
 

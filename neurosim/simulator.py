@@ -367,6 +367,23 @@ def _check_pair(dt, integrator, what, tau_x, tau_eps, prec, beta=0.0):
         f"{tau_x / pmax:.4g}, half the bound of instantaneous error units); reduce dt or increase tau_x")
 
 
+def _fingerprint_diff(saved: str, mine: str) -> str:
+    """What differs between two circuit fingerprints (:meth:`Simulator._fingerprint`), in words: "circuit 'a'
+    (this simulator: 'b')", "population sizes [3, 5, 2] (this simulator: [3, 6, 2])", ..."""
+    import re
+    labels = ["circuit", "populations", "population sizes", "projections", "weight parameters", "bias parameters"]
+    a, b = ([re.sub(r"np\.\w+\(([^()]*)\)", r"\1", v) for v in f.split("|")] for f in (saved, mine))
+    out = []
+    for k, label in enumerate(labels):
+        va, vb = (a[k] if k < len(a) else "?"), (b[k] if k < len(b) else "?")
+        if va != vb:
+            q = repr if k == 0 else str
+            out.append(f"{label} {q(va)} (this simulator: {q(vb)})")
+    if a[len(labels):] != b[len(labels):]:
+        out.append("the sparse projections' synapses")
+    return "; ".join(out) or f"circuit {a[0]!r}"
+
+
 def class_coded(Y) -> bool:
     """Whether targets ``Y`` (batch, n) code classes: at least two columns, exactly two distinct values (one-hot
     0/1, or e.g. -1/1 or 0.1/0.9) and one unit at the higher value per row.  Only then do ``train`` and
@@ -912,7 +929,8 @@ class Simulator:
         except CheckpointError:
             raise
         except Exception as e:  # noqa: BLE001 - whatever a damaged archive makes zipfile/numpy raise
-            why = "it holds Python objects" if "allow_pickle" in str(e) else f"{type(e).__name__}: {e}"
+            why = ("it holds pickled Python objects, which a neurosim checkpoint never does" if "allow_pickle" in str(e)
+                   else f"{type(e).__name__}: {e}")
             why = why if len(why) <= 160 else why[:150] + " ..."
             raise refuse(f"it is damaged or truncated ({why})") from e
         be = self._backend
@@ -950,8 +968,8 @@ class Simulator:
             raise refuse("its circuit fingerprint is damaged")
         if str(fp) != self._fingerprint():
             raise CheckpointError(
-                f"checkpoint {str(path)!r} was written for a different circuit ({str(fp).split('|')[0]!r}); load it "
-                "into a Simulator built from the same circuit, or pass another checkpoint path", path)
+                f"checkpoint {str(path)!r} was written for a different circuit ({_fingerprint_diff(str(fp), self._fingerprint())}); "
+                "load it into a Simulator built from the same circuit, or pass another checkpoint path", path)
         ck = {name: array(name, getattr(be, name).shape, "f") for name in self._CKPT_ARRAYS}
         bad = [name for name in self._CKPT_ARRAYS if not np.all(np.isfinite(ck[name]))]
         if bad:

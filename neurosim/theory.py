@@ -213,13 +213,20 @@ def _chain(source) -> LinearChain:
 
 
 def _xy(chain, X, Y):
-    X = np.atleast_2d(np.asarray(X))
-    if X.shape[1] != chain.sizes[0]:
-        raise ValueError(f"X must have shape (B, {chain.sizes[0]}), got {X.shape}")
+    """X (and Y) as float arrays of the chain's sizes, finite (a NaN input gave a NaN energy without a word, where
+    the Simulator refuses it)."""
+    from .simulator import _real_array
+    X = np.atleast_2d(_real_array("X", X, float, "theory: "))
+    if X.ndim != 2 or X.shape[1] != chain.sizes[0]:
+        raise ValueError(f"theory: X must have shape (B, {chain.sizes[0]}), got {X.shape}")
     if Y is not None:
-        Y = np.atleast_2d(np.asarray(Y))
+        Y = np.atleast_2d(_real_array("Y", Y, float, "theory: "))
         if Y.shape != (X.shape[0], chain.sizes[-1]):
-            raise ValueError(f"Y must have shape ({X.shape[0]}, {chain.sizes[-1]}), got {Y.shape}")
+            raise ValueError(f"theory: Y must have shape ({X.shape[0]}, {chain.sizes[-1]}), got {Y.shape}")
+    for name, a in (("X", X), ("Y", Y)):
+        if a is not None and not np.all(np.isfinite(a)):
+            raise ValueError(f"theory: {name} holds NaN or inf (e.g. row {int(np.argwhere(~np.isfinite(a))[0][0])}); "
+                             "pass finite values")
     return X, Y
 
 

@@ -61,6 +61,11 @@ def test_checkpoint_of_another_circuit_is_refused(tmp_path):
     b = ns.Simulator(ns.hierarchy([6, 5, 3], name="b"), backend="reference")
     with pytest.raises(ValueError, match="different circuit"):
         b.load_checkpoint(tmp_path / "a.npz")
+    # the message says what differs (it named only the circuit's name, the same for every hierarchy)
+    c = ns.Simulator(ns.hierarchy([6, 5, 3], name="a"), backend="reference")
+    with pytest.raises(ValueError, match=r"different circuit \(population sizes \[6, 8, 3\] \(this simulator: "
+                                         r"\[6, 5, 3\]\); weight parameters 72 \(this simulator: 45\)"):
+        c.load_checkpoint(tmp_path / "a.npz")
 
 
 def test_no_temporary_files_left(tmp_path):

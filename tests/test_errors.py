@@ -204,6 +204,25 @@ def test_cycle_is_rejected():
         layered(pops, errs, projs, [ns.Clamp("s", "input")])
 
 
+def test_cycle_message_names_the_cycle_not_what_lies_downstream():
+    """in -> h -> in is the cycle; 'out' (predicted from h) is only downstream of it and was listed too."""
+    pops = [ns.ValuePopulation("in", 2), ns.ValuePopulation("h", 3), ns.ValuePopulation("out", 2)]
+    errs = [ns.ErrorPopulation("ei", "in"), ns.ErrorPopulation("eh", "h"), ns.ErrorPopulation("eo", "out")]
+    projs = [ns.Projection("W1", "in", "h"), ns.Projection("W2", "h", "out"), ns.Projection("W0", "h", "in")]
+    with pytest.raises(ValueError, match=r"cycle through \['h', 'in'\] \(h -> in -> h\)"):
+        layered(pops, errs, projs, [ns.Clamp("in", "input")])
+
+
+def test_numpy_integers_are_sizes_and_probe_counts():
+    """hierarchy took NumPy integer sizes while ValuePopulation refused np.int64(3)."""
+    assert ns.ValuePopulation("a", np.int64(3)).size == 3 and type(ns.ValuePopulation("a", np.int32(3)).size) is int
+    p = ns.Probe("a", "x", every=np.int64(2), item=np.int64(1))
+    assert (p.every, p.item) == (2, 1) and type(p.item) is int
+    for bad in (np.int64(0), True, 2.0):
+        with pytest.raises(ValueError, match=r"ValuePopulation 'a'.*size must be a positive int"):
+            ns.ValuePopulation("a", bad)
+
+
 def test_unpredicted_population_must_be_clamped():
     pops = [ns.ValuePopulation("s", 2), ns.ValuePopulation("orphan", 3), ns.ValuePopulation("y", 2)]
     errs = [ns.ErrorPopulation("ey", "y")]

@@ -260,3 +260,19 @@ def test_linear_chain_refuses_unknown_or_misshapen_weight_overrides_and_graphs()
     g = ns.Simulator(ng.mlp([4, 5, 3], phi="linear"), backend="reference")
     with pytest.raises(ns.UnsupportedError, match=r"closed forms take a layered circuit.*ns.hierarchy"):
         th.equilibrium_energy(g, np.ones((2, 4)), np.ones((2, 3)))
+
+
+def test_closed_forms_refuse_bad_data_as_the_simulator_does():
+    """NaN data gave a NaN energy without a word (the Simulator raises a named ValueError); text or complex data and
+    wrong shapes are refused with the array named."""
+    sim = ns.Simulator(ns.hierarchy([4, 5, 2], phi="linear"), backend="reference", seed=0)
+    X, Y = np.ones((3, 4)), np.ones((3, 2))
+    assert np.isfinite(th.equilibrium_energy(sim, X, Y))
+    with pytest.raises(ValueError, match=r"theory: X holds NaN or inf \(e\.g\. row 1\)"):
+        th.equilibrium_energy(sim, np.where(np.arange(12).reshape(3, 4) == 5, np.nan, X), Y)
+    with pytest.raises(ValueError, match=r"theory: Y holds NaN or inf"):
+        th.loss(sim, X, np.full((3, 2), np.inf))
+    with pytest.raises(ValueError, match=r"theory: X holds complex numbers"):
+        th.feedforward(sim, X + 1j)
+    with pytest.raises(ValueError, match=r"theory: Y must have shape \(3, 2\)"):
+        th.equilibrium_activities(sim, X, np.ones((3, 3)))
