@@ -561,7 +561,7 @@ MAPPING_PARAMS = {
     "channels": P.ListOf(P.Int(ge=1), max_len=3, doc="each block halves the 8x8 image"),
     "targets": P.ListOf(C.TARGET),
     "steps": P.COUNT,
-    "activity": P.Float(ge=0),
+    "activity": P.Float(ge=0, le=1),
     "figures": P.Bool(),
 }
 

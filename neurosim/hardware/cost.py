@@ -69,6 +69,8 @@ __all__ = ["OpCounts", "NetworkShape", "GraphShape", "count_pc", "count_bp", "co
            "get_target", "targets", "energy", "latency", "COUNTERS", "LATENCY_KEYS", "RESOURCE_KEYS", "FEEDBACK_MODES",
            "TARGET_DIR"]
 
+#: the counters an array (crossbar) computing whole matrix-vector products does regardless of what sends
+_ARRAY_FIELDS = ("synaptic_ops", "conversions", "weight_reads")
 COUNTERS = ("synaptic_ops", "events", "neuron_updates", "conversions", "weight_reads", "act_reads",
             "state_writes", "update_macs", "weight_writes")
 LATENCY_KEYS = ("timestep", "synaptic_op", "event", "neuron_update", "update_mac", "weight_write")
@@ -123,6 +125,12 @@ class OpCounts:
         operation, since every event reads the weights of its synapses)
     act_reads : activities read by synapses (clock coding)
     update_macs, weight_writes : the Hebbian outer products and the weights written by the updates
+    array_synaptic_ops, array_conversions, array_weight_reads : what an array that computes whole matrix-vector
+        products does for the same passes -- the clock-driven synaptic ops, conversions and weight reads, whatever
+        sends.  The same as the measured ones under clock coding; under event coding the analytic count of the
+        same steps.  An analog target (``kind == "analog"``: a crossbar reads whole tiles) is priced with these
+        (:func:`energy`, :func:`latency`), so event coding saves it routing, not array reads.  0 in counts made by
+        hand: the measured ones are priced.
     """
 
     samples: float = 0.0
@@ -138,6 +146,9 @@ class OpCounts:
     state_writes: float = 0.0
     update_macs: float = 0.0
     weight_writes: float = 0.0
+    array_synaptic_ops: float = 0.0
+    array_conversions: float = 0.0
+    array_weight_reads: float = 0.0
 
     def __add__(self, other: "OpCounts") -> "OpCounts":
         if not isinstance(other, OpCounts):
@@ -146,6 +157,20 @@ class OpCounts:
 
     def scaled(self, factor: float) -> "OpCounts":
         return OpCounts(**{f.name: getattr(self, f.name) * factor for f in fields(self)})
+
+    def on_array(self) -> "OpCounts":
+        """These counts as an array computing whole matrix-vector products does them: synaptic ops, conversions
+        and weight reads replaced by their ``array_*`` counterparts where those are counted (> 0)."""
+        import dataclasses
+        return dataclasses.replace(self, **{k: getattr(self, "array_" + k) for k in _ARRAY_FIELDS
+                                            if getattr(self, "array_" + k) > 0})
+
+    def with_array_counts(self, clock: "OpCounts | None" = None) -> "OpCounts":
+        """A copy whose ``array_*`` fields are those of ``clock`` (the clock-driven counts of the same passes), or
+        this count's own measured ones (``clock`` None: a clock-driven count)."""
+        import dataclasses
+        src = self if clock is None else clock
+        return dataclasses.replace(self, **{"array_" + k: getattr(src, k) for k in _ARRAY_FIELDS})
 
     @property
     def macs(self) -> float:
@@ -502,7 +527,7 @@ def count_pc(net, steps: int, batch_size: int = 1, *, mode: str = "clamp", learn
     )
     per_batch = OpCounts(batches=1, weight_reads=(T + 1) * s.P_fetch + T * s.F_fetch + (s.U_fetch if learn else 0),
                          weight_writes=(s.U_writes + s.learned_bias_units) if learn else 0)
-    return per_sample.scaled(B) + per_batch
+    return (per_sample.scaled(B) + per_batch).with_array_counts()
 
 
 def count_bp(net, batch_size: int = 1, *, learn: bool = True) -> OpCounts:
@@ -527,7 +552,7 @@ def count_bp(net, batch_size: int = 1, *, learn: bool = True) -> OpCounts:
     )
     per_batch = OpCounts(batches=1, weight_reads=s.P_fetch + s.F_bp_fetch + (s.U_fetch if learn else 0),
                          weight_writes=(s.U_writes + s.learned_bias_units) if learn else 0)
-    return per_sample.scaled(B) + per_batch
+    return (per_sample.scaled(B) + per_batch).with_array_counts()
 
 
 def _event_batch(net, result, batch_size, mode, sweep):
@@ -570,7 +595,8 @@ def count_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bo
                     synaptic_ops=ops + skip_ops, events=float(np.sum(result.events) + np.sum(result.events_init)),
                     neuron_updates=neuron, conversions=float(dac + adc), weight_reads=ops, act_reads=0.0,
                     state_writes=neuron, update_macs=float(B * s.U) if learn else 0.0,
-                    weight_writes=float(weight_writes or 0))
+                    weight_writes=float(weight_writes or 0)).with_array_counts(
+        count_pc(s, T, B, mode=mode, learn=learn, sweep=sweep))
 
 
 def count_graph_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bool = True,
@@ -596,7 +622,8 @@ def count_graph_events(net, result, batch_size: int, *, mode: str = "clamp", lea
                     synaptic_ops=float(sops.sum()), events=float(np.sum(result.events)), neuron_updates=neuron,
                     conversions=dac + adc, weight_reads=reads, act_reads=0.0, state_writes=neuron,
                     update_macs=float(B * s.U) if learn else 0.0,
-                    weight_writes=float(s.U_writes + s.learned_bias_units) if learn else 0.0)
+                    weight_writes=float(s.U_writes + s.learned_bias_units) if learn else 0.0).with_array_counts(
+        count_pc(s, T, B, mode=mode, learn=learn, sweep=sweep))
 
 
 # --------------------------------------------------------------------------------------------- targets
@@ -809,6 +836,8 @@ def energy(counts: OpCounts, target, bits: float | None = None, *, weight_bits: 
     reference width); they matter only for targets with ``bits_exponent``.
     """
     t = get_target(target)
+    if t.kind == "analog":   # a crossbar reads whole tiles whatever sends (OpCounts.array_*)
+        counts = counts.on_array()
     widths = []
     for name, v in (("weight_bits", weight_bits), ("activity_bits", activity_bits)):
         v = v if v is not None else bits if bits is not None else t.bits_reference
@@ -836,6 +865,8 @@ def latency(counts: OpCounts, target) -> dict:
     t = get_target(target)
     if counts.samples <= 0:
         raise ValueError("latency: no samples counted")
+    if t.kind == "analog":   # as energy: whole tiles
+        counts = counts.on_array()
     n = counts.samples
     settle = counts.serial_steps * t.latency_s["timestep"] + sum(
         getattr(counts, _LATENCY_COUNTER[k]) * t.latency_s[k] for k in _SETTLE)

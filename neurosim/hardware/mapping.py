@@ -297,8 +297,10 @@ def map_circuit(circuit, target, *, steps: int = 20, weight_bits: float | None =
         if not isinstance(counts, OpCounts) or counts.samples <= 0:
             raise ValueError("map_circuit: counts must be the OpCounts of an event-driven run (samples > 0)")
         activity = (counts.events / counts.samples) / clock.events
-    if isinstance(activity, bool) or not isinstance(activity, (int, float)) or not activity >= 0:
-        raise ValueError(f"map_circuit: activity must be a number >= 0, got {activity!r}")
+    if isinstance(activity, bool) or not isinstance(activity, (int, float, np.integer, np.floating)) or not (
+            activity >= 0 and (counts is not None or activity <= 1)):
+        raise ValueError(f"map_circuit: activity is the fraction of units sending per step, a number in [0, 1] "
+                         f"(1 = clock-driven), got {activity!r}")
     r = t.resources
     if neurons_per_core is not None and (isinstance(neurons_per_core, bool) or not isinstance(
             neurons_per_core, (int, np.integer)) or neurons_per_core < 1):
@@ -329,7 +331,11 @@ def map_circuit(circuit, target, *, steps: int = 20, weight_bits: float | None =
     store_t = t.feedback == "store_transpose"
     copies = sum(c.kernel * (pops[c.post].channels if c.kind == "conv" else pops[c.post].size)
                  for c in conns if c.plastic and c.feedback and c.kind in ("dense", "conv")) if store_t else 0
-    e_copy = copies * t.energy_pJ["weight_writes"] * 1e-12
+    # the copy is written at every update, as the weights are: per sample, over the samples of one update (the
+    # batch of the measured counts; without them count_pc's batch of 1, as the primary writes are priced).  Every
+    # fed-back weight is counted (a bound: the measured primary writes count only the weights that changed).
+    per_update = counts.samples / counts.batches if counts is not None and counts.batches > 0 else 1.0
+    e_copy = copies * t.energy_pJ["weight_writes"] * 1e-12 / per_update
     e_inf = energy(inf_counts, t)["per_sample_J"] + e_route
     e_train = energy(train_counts, t)["per_sample_J"] + e_route + e_copy
     step = m["step_s"]
@@ -339,7 +345,8 @@ def map_circuit(circuit, target, *, steps: int = 20, weight_bits: float | None =
     notes = list(m["notes"])
     if t.feedback == "store_transpose":
         notes.insert(0, f"feedback W^T eps: target stores a second copy of every fed-back weight matrix "
-                        f"({copies} plastic weights written twice per update, {e_copy:.3g} J per sample)")
+                        f"({copies} plastic weights written twice per update, {e_copy:.3g} J per sample at "
+                        f"{per_update:g} sample(s) per update)")
     elif t.feedback == "transposed_read":
         notes.insert(0, "feedback W^T eps: transposed read of the same crossbar tiles (drive columns, read rows); "
                         "no second copy")

@@ -100,6 +100,8 @@ __all__ = ["Substrate", "HardwareRelaxResult"]
 
 _MODE_NAME = {0: "free", MODE_CLAMP: "clamp", MODE_NUDGE: "nudge"}
 _COUNT_FIELDS = tuple(f.name for f in fields(OpCounts))
+#: the counts a checkpoint held before OpCounts had its array_* fields (the first fields, in the same order)
+_LEGACY_N_COUNTS = 13
 _ENGINE_KEYS = ("x", "es", "sv", "se")
 _STATE_KEYS = ("x", "eps", "mu")
 
@@ -361,6 +363,8 @@ class Substrate:
         for k, (shape, kind) in want.items():
             if k not in ck:
                 return f"it lacks the hardware state {k!r}"
+            if k == "counts" and ck[k].shape == (_LEGACY_N_COUNTS,):   # written before the array_* counts
+                continue
             if ck[k].shape != shape or ck[k].dtype.kind not in kind:
                 return f"hardware state {k!r} is {ck[k].dtype} {ck[k].shape}, expected shape {shape}"
         if np.any(ck["counters"] < 0) or not (np.isfinite(ck["time"]) and ck["time"] >= 0):
@@ -387,6 +391,8 @@ class Substrate:
         self.time = float(ck["time"])
         self.device.t_write[:] = ck["t_write"]
         self.counts = OpCounts(**{f: float(v) for f, v in zip(_COUNT_FIELDS, ck["counts"])})
+        if ck["counts"].shape == (_LEGACY_N_COUNTS,):   # no array_* counts saved: the measured ones stand in
+            self.counts = self.counts.with_array_counts()
         self.last_counts = None
         if self.engine is not None:
             if "engine_x" in ck:
