@@ -18,8 +18,8 @@ model.
 Importing this package compiles nothing; the numba kernel compiles (and caches) on first use.
 """
 from ..errors import removed_names
-from .cost import (COUNTERS, GraphShape, NetworkShape, OpCounts, Target, count_bp, count_events, count_pc, energy,
-                   get_target, latency, load_target, targets)
+from .cost import (COUNTERS, GraphShape, NetworkShape, OpCounts, Target, count_bp, count_events, count_pc,
+                   count_spikes, energy, get_target, latency, load_target, targets)
 from .engine import EventResult, NumbaEngine, ReferenceEngine
 from .mapping import Mapping, map_circuit
 from .nonideal import (AIHWKIT_ADC, AIHWKIT_DAC, AdditiveNoise, AsymmetricUpdate, Converter, Device, Drift,
@@ -33,7 +33,8 @@ __all__ = [
     "EventResult", "GraphShape", "HardwareModel", "HardwareRelaxResult", "Mapping", "Mismatch",
     "MultiplicativeNoise", "NetworkShape", "NumbaEngine", "OpCounts", "Quantize", "ReferenceEngine", "StuckAt",
     "Substrate", "Target", "Transform",
-    "WriteNoise", "apply_elementwise", "cost_report", "count_bp", "count_events", "count_pc", "energy",
+    "WriteNoise", "apply_elementwise", "cost_report", "count_bp", "count_events", "count_pc", "count_spikes",
+    "energy",
     "get_target", "latency", "load_target", "map_circuit", "read_noise_std", "targets", "write_report",
 ]
 

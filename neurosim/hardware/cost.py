@@ -599,6 +599,21 @@ def count_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bo
         count_pc(s, T, B, mode=mode, learn=learn, sweep=sweep))
 
 
+def count_spikes(net, report: dict, steps: int, batch_size: int, *, mode: str = "clamp", learn: bool = True,
+                 sweep: bool = True) -> OpCounts:
+    """Counts of one batch of brian2's spiking network (``report``: the backend's ``last_run``): the spikes are the
+    events, every spike delivered to a synapse is a synaptic op that reads its weight (a spike carries no payload to
+    convert or fetch: no conversions, no activation reads), the spike-timed weight updates are the update MACs;
+    neuron updates, state writes and steps are those of the ``steps`` relaxation steps (:func:`count_pc`), and the
+    array counts those of the clock-driven passes.  The weight writes are measured by the substrate."""
+    clock = count_pc(net, steps, batch_size, mode=mode, learn=learn, sweep=sweep)
+    import dataclasses
+    syn = float(report["synaptic_events"])
+    return dataclasses.replace(clock.with_array_counts(), events=float(report["spikes"]), synaptic_ops=syn,
+                               weight_reads=syn, conversions=0.0, act_reads=0.0,
+                               update_macs=float(report.get("weight_updates", 0.0)) if learn else 0.0)
+
+
 def count_graph_events(net, result, batch_size: int, *, mode: str = "clamp", learn: bool = True,
                        sweep: bool = True) -> OpCounts:
     """Counts of one batch of event-driven PC on a graph circuit from the reference engine's

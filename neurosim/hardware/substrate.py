@@ -73,7 +73,8 @@ sites values, errors, dac, adc) needs the layered event engine and is refused wh
 others), with the weight writes measured as below.
 
 Operations are counted (:attr:`Substrate.counts`, a :class:`~neurosim.hardware.cost.OpCounts`) for every
-learning batch: measured events and synaptic ops under event coding, the clock-driven counts of
+learning batch: measured events and synaptic ops under event coding, the spikes and synaptic events of brian2's
+spiking network (:func:`~neurosim.hardware.cost.count_spikes`), the clock-driven counts of
 :func:`~neurosim.hardware.cost.count_pc` otherwise, and :func:`~neurosim.hardware.cost.count_bp` for BP -- except the
 weight writes, which are measured in every case: the stored parameters the update changed (with device update
 effects, the device's writes; :meth:`Substrate._n_written`), where the analytic counts write every plastic weight.
@@ -92,7 +93,8 @@ from ..backends.base import INIT_FEEDFORWARD, MODE_CLAMP, MODE_NUDGE, BatchResul
 from ..errors import UnsupportedError
 from ..simulator import RelaxResult
 from .bp import hw_gradients
-from .cost import GraphShape, NetworkShape, OpCounts, count_bp, count_events, count_graph_events, count_pc
+from .cost import (GraphShape, NetworkShape, OpCounts, count_bp, count_events, count_graph_events, count_pc,
+                   count_spikes)
 from .engine import ENGINES, make_engine
 from .nonideal import ELEMENTWISE_SITES, AdditiveNoise, Device, HardwareModel, MultiplicativeNoise, _stream
 
@@ -557,6 +559,10 @@ class Substrate:
             if self.graph and self.model.coding == "event" and be.last_events is not None:
                 counts = count_graph_events(self.shape, be.last_events, B, mode=mode, learn=spec.learn and ok,
                                             sweep=sweep)
+            elif getattr(be, "mode", None) == "spiking" and "spikes" in (getattr(be, "last_run", None) or {}):
+                # brian2's spiking network: its measured spikes and synaptic events, not the rate model's count
+                counts = count_spikes(self.shape, be.last_run, res.steps, B, mode=mode, learn=spec.learn and ok,
+                                      sweep=sweep)
             else:
                 counts = count_pc(self.shape, res.steps, B, mode=mode, learn=spec.learn and ok, sweep=sweep)
         else:

@@ -160,8 +160,8 @@ def test_event_counts_and_synaptic_events_bookkeeping():
     assert set(c) == {"input.x", "h1.x", "output.x", "eps_h1.e", "eps_output.e"}
     assert r["spikes"] == sum(c.values()) > 0
     # fan-out: input -> 4 h1 errors; h1 -> own error + 2 output errors; output -> own error;
-    # eps_h1 -> own value + 3 inputs; eps_output -> own value + 4 h1 values
-    expected = 4 * c["input.x"] + 3 * c["h1.x"] + c["output.x"] + 4 * c["eps_h1.e"] + 5 * c["eps_output.e"]
+    # eps_h1 -> own value (not the 3 clamped inputs, which no feedback moves); eps_output -> own value + 4 h1 values
+    expected = 4 * c["input.x"] + 3 * c["h1.x"] + c["output.x"] + 1 * c["eps_h1.e"] + 5 * c["eps_output.e"]
     assert r["synaptic_events"] == pytest.approx(expected)
     assert r["simulated_time_ms"] == pytest.approx(20 * 0.1 * 20.0)
     for key, ev in r["events"].items():     # events of batch item 0, within the run, signed
@@ -299,3 +299,21 @@ def test_onoff_error_pairs_report_their_own_range():
     with pytest.warns(RuntimeWarning, match=r"errors beyond \+-1 are clipped \(on/off error pairs"):
         sim.run(np.array([[1.0]]), np.array([[1.8]]), steps=20)
     assert sim.backend.last_run["error_range"] == 1.0 and sim.backend.last_run["saturation"]["eps_output.en"] > 0.9
+
+
+def test_a_spiking_chip_counts_its_spikes_not_the_rate_models_operations():
+    """sim.hardware.counts of the spiking network are its spikes (events), synaptic events (synaptic ops and weight
+    reads) and spike-timed weight updates (update MACs); they were count_pc's clock-driven numbers, the same for
+    the rate network, numba and the spiking network (14,624 synaptic ops and 980 events per sample on 64-16-10,
+    where the spiking network sent 1,445 spikes and 17,297 synaptic events)."""
+    from neurosim import hardware as hw
+    X, Y = lin_data(B=2)
+    sim = ns.Simulator(LIN, backend="brian2", seed=1, dt=0.1, hardware=hw.HardwareModel(),
+                       backend_options={"mode": "spiking", "spiking": {"record_spikes": False}})
+    sim.train(X, Y, epochs=1, batch_size=2, steps=10, progress=False)
+    r, c = sim.backend.last_run, sim.hardware.counts
+    assert c.events == r["spikes"] > 0 and c.synaptic_ops == c.weight_reads == r["synaptic_events"] > 0
+    assert c.update_macs == r["weight_updates"] > 0 and c.conversions == 0.0
+    clock = hw.count_pc(LIN, 10, 2)
+    assert c.events != clock.events and c.array_synaptic_ops == clock.synaptic_ops
+    assert c.neuron_updates == clock.neuron_updates and c.samples == 2
