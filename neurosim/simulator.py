@@ -384,6 +384,37 @@ def _fingerprint_diff(saved: str, mine: str) -> str:
     return "; ".join(out) or f"circuit {a[0]!r}"
 
 
+def check_dt_plan(plan, dt, owner: str, integrator: str = "euler") -> float:
+    """The checks of :meth:`Simulator._check_dt` on a lowered layered :class:`~neurosim.plan.Plan` (what the event
+    engines relax): ``dt`` finite and > 0, and no population whose isolated dynamics grow at this step."""
+    try:
+        dt = float(dt)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: dt must be a number, got {dt!r}") from None
+    if not (dt > 0 and math.isfinite(dt)):
+        raise ValueError(f"{owner}: dt must be finite and > 0, got {dt}")
+    for i, name in enumerate(plan.pop_names):
+        if plan.pop_role[i] == ROLE_INPUT:
+            continue
+        prec = plan.precision[plan.units(name)] if plan.pop_has_err[i] else np.ones(1)
+        tau_x, tau_e = float(plan.pop_tau_x[i]), float(plan.pop_tau_eps[i])
+        if dt * float(np.max(prec)) / tau_x >= 2.0:
+            raise ValueError(f"{owner}: dt={dt} is too large for value population {name!r} (tau_x={tau_x}, precision "
+                             f"up to {float(np.max(prec))}): explicit integration needs dt < 2 tau_x / precision = "
+                             f"{2 * tau_x / float(np.max(prec)):.4g}; reduce dt")
+        if plan.pop_has_err[i] and tau_e > 0:
+            if dt / (tau_e * float(np.min(prec))) >= 2.0:
+                raise ValueError(f"{owner}: dt={dt} is too large for the error units of {name!r} (tau_eps={tau_e}): "
+                                 f"explicit integration needs dt < 2 tau_eps precision = "
+                                 f"{2 * tau_e * float(np.min(prec)):.4g}; reduce dt")
+            try:
+                _check_pair(dt, integrator, f"value population {name!r} with its integrating error units", tau_x,
+                            tau_e, prec)
+            except ValueError as e:
+                raise ValueError(f"{owner}: {e}") from None
+    return dt
+
+
 def class_coded(Y) -> bool:
     """Whether targets ``Y`` (batch, n) code classes: at least two columns, exactly two distinct values (one-hot
     0/1, or e.g. -1/1 or 0.1/0.9) and one unit at the higher value per row.  Only then do ``train`` and

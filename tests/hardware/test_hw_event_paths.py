@@ -131,3 +131,20 @@ def test_divergence_is_reported_at_the_same_step_and_population():
             chip.run(X, Y, steps=2000, mode="clamp")
         res[backend] = (e.value.step, e.value.population)
     assert res["numba"] == res["reference"] and res["numba"][0] > 100, res
+
+
+@pytest.mark.parametrize("engine", ["NumbaEngine", "ReferenceEngine"])
+def test_engine_relax_checks_dt_as_the_simulator_does(engine):
+    """dt = -0.1 ran (the energy grew to 2e4) and dt = 5 too; the engines now refuse what a Simulator refuses."""
+    import neurosim as ns
+    from neurosim import hardware as hw
+    e = getattr(hw, engine)(ns.lower(ns.hierarchy([4, 3, 2]), 0))
+    X, Y = np.ones((2, 4)), np.ones((2, 2))
+    for dt, match in ((-0.1, "dt must be finite and > 0"), (float("nan"), "dt must be finite"),
+                      (5.0, r"dt=5.0 is too large for value population 'h1'.*dt < 2 tau_x / precision")):
+        with pytest.raises(ValueError, match=rf"{engine}.relax: {match}"):
+            e.relax(X, Y, steps=5, dt=dt)
+    pair = getattr(hw, engine)(ns.lower(ns.hierarchy([4, 3, 2], tau_eps=2.0), 0))
+    with pytest.raises(ValueError, match=r"oscillating pair"):
+        pair.relax(X, Y, steps=5, dt=1.5)
+    assert np.all(np.isfinite(e.relax(X, Y, steps=5, dt=0.1).energy))
