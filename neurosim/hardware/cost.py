@@ -102,6 +102,10 @@ RESOURCE_KEYS = {
     "adcs_per_tile": "ADCs per crossbar tile (columns share them when fewer than tile_cols)",
     "mvm_latency_s": "one matrix-vector product on a tile, DAC to ADC (s)",
 }
+#: the resources that count things (whole numbers >= 1)
+_RESOURCE_COUNTS = ("cores_per_chip", "neurons_per_core", "synapses_per_core", "synapse_memory_bits_per_core",
+                    "weight_bits_max", "fan_in_per_core", "fan_out_per_core", "cores_per_tile", "mesh_width_tiles",
+                    "tile_rows", "tile_cols", "tiles_per_chip", "adcs_per_tile")
 #: how a target realises the feedback (transposed) read of predictive coding
 FEEDBACK_MODES = ("store_transpose", "transposed_read")
 TARGET_DIR = Path(__file__).resolve().parent / "targets"
@@ -791,6 +795,10 @@ def load_target(path) -> Target:
     for k in RESOURCE_KEYS:   # a fixed order, whatever the file's
         if k in res_raw:
             resources[k], sources[f"resources.{k}"] = _entry(path, "resources", k, res_raw[k])
+            v = resources[k]
+            if k in _RESOURCE_COUNTS and not (v >= 1 and v == int(v)):
+                raise ValueError(f"target file {path}: resources.{k} is a count ({RESOURCE_KEYS[k]}): a whole "
+                                 f"number >= 1, got {v!r}")
     feedback = ""
     if "feedback" in data:
         fb = data["feedback"]
@@ -818,14 +826,39 @@ def _target_files() -> list:
     return files
 
 
+def _load_all():
+    """``({name: Target}, [(file, error)])`` of every target file (:func:`_target_files`): a file that cannot be
+    read is listed with its error instead of hiding every other target."""
+    out, broken = {}, []
+    for f in _target_files():
+        try:
+            t = load_target(f)
+        except (ValueError, OSError) as e:
+            broken.append((f, e))
+            continue
+        out[t.name] = t
+    return out, broken
+
+
+_WARNED_BROKEN = set()
+
+
+def _warn_broken(broken):
+    import warnings
+    new = [(f, e) for f, e in broken if (str(f), str(e)) not in _WARNED_BROKEN]
+    if new:
+        _WARNED_BROKEN.update((str(f), str(e)) for f, e in new)
+        warnings.warn("hardware target files that cannot be read were skipped: " + "; ".join(
+            f"{f}: {e}" for f, e in new), RuntimeWarning, stacklevel=3)
+
+
 def targets() -> dict:
     """All known targets by name: the built-in tables plus every file in the directories listed in the
     environment variable ``NEUROSIM_TARGETS`` (``os.pathsep``-separated; a user file overrides a built-in
-    of the same name)."""
-    out = {}
-    for f in _target_files():
-        t = load_target(f)
-        out[t.name] = t
+    of the same name).  A file that cannot be read is skipped with a warning naming it and its error (it made
+    every target, the built-in ones too, unusable)."""
+    out, broken = _load_all()
+    _warn_broken(broken)
     return out
 
 
@@ -836,10 +869,13 @@ def get_target(name_or_path) -> Target:
     p = Path(str(name_or_path))
     if p.suffix in (".json", ".toml") and p.exists():
         return load_target(p)
-    known = targets()
+    known, broken = _load_all()
     if name_or_path not in known:
+        unread = ("; these target files could not be read (one of them may be the one meant): " + "; ".join(
+            f"{f}: {e}" for f, e in broken)) if broken else ""
         raise ValueError(f"unknown hardware target {name_or_path!r}; known: {sorted(known)} (or give the path of "
-                         "a target file; user directories go in NEUROSIM_TARGETS)")
+                         f"a target file; user directories go in NEUROSIM_TARGETS){unread}")
+    _warn_broken(broken)
     return known[name_or_path]
 
 

@@ -480,6 +480,13 @@ def _map_digital(pops, conns, t, wb, cap=None, activity=1.0):
                 n, s, src, kern = slot_cost(i, u, core)
                 fan = sum(src.values()) + 2 * (n == 2)
                 fits = n <= n_core and s <= syn_core and s * wb <= mem_core and fan <= fan_in_core
+            if not fits and n > n_core:
+                by = (f"map_circuit(neurons_per_core={cap}) caps it" if cap is not None
+                      and int(cap) < int(r["neurons_per_core"]) else f"target {t.name!r}'s neurons_per_core")
+                raise UnsupportedError(
+                    f"map_circuit: one unit of population {p.name!r} is {n} neuron(s) "
+                    f"({'its value and its error neuron' if n == 2 else 'its value neuron'}), but a core holds "
+                    f"{n_core} ({by}): allow at least {n} neurons per core")
             if not fits:
                 what = ("neurons_per_core", n, n_core) if n > n_core else \
                     ("synapses_per_core", s, syn_core) if s > syn_core else \

@@ -216,3 +216,41 @@ def test_cost_report_notes_size_independent_latency_and_weights_too_wide_to_stor
     _, mpath = hw.write_report(hw.cost_report(pc, bp, ["cmos45", "loihi"], bits=16), tmp_path)
     text = mpath.read_text()
     assert "Operand widths: bits 16" in text and "- loihi: does not fit" in text
+
+
+def test_a_broken_user_target_file_does_not_hide_the_others(tmp_path, monkeypatch):
+    """One unreadable file in NEUROSIM_TARGETS made every target unusable, the built-ins too, with an error that
+    blamed the target asked for.  It is skipped with a warning naming it; asking for an unknown name lists it."""
+    full = {c: 1.0 for c in hw.COUNTERS}
+    lat = {k: 0.0 for k in hw.cost.LATENCY_KEYS}
+    p = _write_target(tmp_path / "mychip.json", full, lat)
+    data = json.loads(p.read_text())
+    data["energy_pJ"]["events"]["value"] = -1.0
+    p.write_text(json.dumps(data))
+    _write_target(tmp_path / "good.json", full, lat, name="good")
+    monkeypatch.setenv("NEUROSIM_TARGETS", str(tmp_path))
+    with pytest.warns(RuntimeWarning, match=r"cannot be read were skipped: .*mychip.json.*energy_pJ.events"):
+        assert hw.get_target("loihi").name == "loihi"
+    assert {"loihi", "good"} <= set(hw.targets())
+    with pytest.raises(ValueError, match=r"unknown hardware target 'mychip'.*could not be read.*mychip.json"):
+        hw.get_target("mychip")
+
+
+def test_resource_counts_are_whole_numbers(tmp_path):
+    full = {c: 1.0 for c in hw.COUNTERS}
+    lat = {k: 0.0 for k in hw.cost.LATENCY_KEYS}
+    p = _write_target(tmp_path / "half.json", full, lat)
+    data = json.loads(p.read_text())
+    data["resources"] = {"neurons_per_core": {"value": 0.5, "source": "typo", "evidence": "user"},
+                         "cores_per_chip": {"value": 4, "source": "x", "evidence": "user"}}
+    p.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"resources.neurons_per_core is a count .* a whole number >= 1, got 0.5"):
+        hw.load_target(p)
+
+
+def test_a_neurons_per_core_cap_below_one_unit_is_named():
+    """map_circuit(neurons_per_core=1) blamed the fan-in and advised fewer weight bits; the cap is the cause."""
+    with pytest.raises(ns.UnsupportedError, match=r"one unit of population 'h1' is 2 neuron\(s\) \(its value and its "
+                                                  r"error neuron\), but a core holds 1 \(map_circuit\(neurons_per_core"
+                                                  r"=1\) caps it\): allow at least 2"):
+        hw.map_circuit(ns.hierarchy([8, 4, 2]), "loihi", neurons_per_core=1)
