@@ -591,8 +591,13 @@ def run_mapping(cfg, out, progress=True) -> dict:
     for net, circuit in nets.items():
         maps[net] = {}
         for n in cfg["targets"]:
-            m = hw.map_circuit(circuit, n, steps=cfg["steps"], activity=cfg["activity"])
-            maps[net][n] = m.to_dict()
+            try:
+                m = hw.map_circuit(circuit, n, steps=cfg["steps"], activity=cfg["activity"])
+            except ns.UnsupportedError as e:   # one chip that cannot hold the circuit is a result, not a failure
+                maps[net][n] = {"fits": False, "reason": str(e)}
+                rows.append((net, n, None))
+                continue
+            maps[net][n] = dict(m.to_dict(), fits=True)
             rows.append((net, n, m))
     metrics = {"mapping": maps, "steps": cfg["steps"], "activity": cfg["activity"],
                "evidence": evidence_counts(sorted(hw.targets())), "report": "report.md"}
@@ -605,12 +610,15 @@ def run_mapping(cfg, out, progress=True) -> dict:
              "energy per training sample (J) | latency per inference (s) | latency per training sample (s) | "
              "feedback |", "|---|---|---|---|---|---|---|---|---|---|"]
     for net, n, m in rows:
+        if m is None:
+            lines.append(f"| {net} | {n} | does not fit | | | | | | | |")
+            continue
         lines.append(f"| {net} | {n} | {m.cores} | {m.chips} | {m.events_per_step:g} | {m.energy_inference_J:.3g} | "
                      f"{m.energy_training_J:.3g} | {m.latency_inference_s:.3g} | {m.latency_training_s:.3g} | "
                      f"{m.feedback} |")
     lines += ["", "## Placements", ""]
     for net, n, m in rows:
-        lines += [f"### {net} on {n}", "", "```", m.describe(), "```", ""]
+        lines += [f"### {net} on {n}", "", "```", maps[net][n]["reason"] if m is None else m.describe(), "```", ""]
     lines += ["## Constants by evidence level", "", "| target | per-operation energies and latencies | resources |",
               "|---|---|---|"]
     for n, ev in metrics["evidence"].items():
@@ -625,10 +633,11 @@ def run_mapping(cfg, out, progress=True) -> dict:
                                     (axes[1], "energy_training_J", "energy per training sample (J)", True),
                                     (axes[2], "latency_inference_s", "latency per inference (s)", True)):
             for j, net in enumerate(nets):
-                ax.bar(x + (j - 0.5) * 0.38, [maps[net][n][key] for n in names], width=0.38, label=net,
-                       color=f"C{j}")
+                ax.bar(x + (j - 0.5) * 0.38, [maps[net][n][key] if maps[net][n]["fits"] else np.nan for n in names],
+                       width=0.38, label=net, color=f"C{j}")
             ax.set_xticks(x)
-            ax.set_xticklabels(names, fontsize=8)
+            ax.set_xticklabels([n + "".join(f"\n({net} does not fit)" for net in nets if not maps[net][n]["fits"])
+                                for n in names], fontsize=8)
             ax.set_xlabel("target")
             ax.set_ylabel(label)
             if log:

@@ -524,8 +524,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def _remove_stale_figures(out: Path) -> None:
-    """Remove the figures an earlier run in ``out`` listed under ``"figures"`` in its ``metrics.json`` (plain
-    file names inside ``out`` only), and that ``metrics.json`` itself."""
+    """Remove the files an earlier run in ``out`` listed under ``"figures"`` and ``"report"`` in its
+    ``metrics.json`` (plain file names inside ``out`` only; a failed run left an earlier run's report beside its
+    own failed metrics), and that ``metrics.json`` itself."""
     stale = out / "metrics.json"
     if not stale.exists():
         return
@@ -533,8 +534,11 @@ def _remove_stale_figures(out: Path) -> None:
         old = json.loads(stale.read_text())
     except (OSError, ValueError):
         old = None
-    figs = old.get("figures") if isinstance(old, dict) else None
-    for name in figs if isinstance(figs, list) else []:
+    names = []
+    for key in ("figures", "report"):
+        v = old.get(key) if isinstance(old, dict) else None
+        names += [v] if isinstance(v, str) else v if isinstance(v, list) else []
+    for name in names:
         if isinstance(name, str) and name and Path(name).name == name:
             try:
                 (out / name).unlink()

@@ -187,6 +187,23 @@ class _AnyString(str):
 ANY_STRING = _AnyString()
 
 
+def test_a_new_run_removes_the_previous_runs_report_and_figures(tmp_path):
+    """A failed run left the earlier run's report.md beside its own failed metrics (only the figures went)."""
+    for name in ("report.md", "cost_report.json", "fig.png", "mine.txt"):
+        (tmp_path / name).write_text("old")
+    write_json_atomic(tmp_path / "metrics.json", {"status": "ok", "figures": ["fig.png"], "report": "report.md"})
+
+    def run(cfg, out, progress=True):
+        raise ValueError("bad data")
+    with pytest.raises(ValueError):
+        run_experiment(Experiment("x", "test", {"seed": 0}, run, PARAMS={"seed": Int(ge=0)}), out=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "cost_report.json", "metrics.json", "mine.txt"]
+    write_json_atomic(tmp_path / "metrics.json", {"status": "ok", "report": ["cost_report.json", "../x"]})
+    with pytest.raises(ValueError):
+        run_experiment(Experiment("x", "test", {"seed": 0}, run, PARAMS={"seed": Int(ge=0)}), out=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "metrics.json", "mine.txt"]
+
+
 def test_a_new_run_removes_the_previous_metrics_first(tmp_path):
     write_json_atomic(tmp_path / "metrics.json", {"status": "ok", "stale": True})
 

@@ -291,3 +291,17 @@ def test_a_core_that_fans_out_too_far_gets_fewer_units():
     assert any("neurons per core capped at 256" in n and "12410" in n for n in m.notes)
     with pytest.raises(ns.UnsupportedError, match="12410 core-to-core output edges.*neurons_per_core=1024.*smaller"):
         hw.map_circuit(net, "loihi", steps=20, neurons_per_core=1024)
+
+
+def test_hw_mapping_reports_a_chip_that_cannot_hold_the_circuit(tmp_path):
+    """hw-mapping failed as a whole (exit 1) when one chip could not hold one circuit; that chip is a result:
+    "does not fit" with the reason, beside the chips that do."""
+    from neurosim.experiment import run_experiment
+    from neurosim.registry import get
+    m = run_experiment(get("hw-mapping"), dict(hidden=[5000], channels=[1], targets=["loihi", "crossbar"],
+                                               figures=False), out=tmp_path, progress=False)
+    assert m["status"] == "ok"
+    digits = m["mapping"]["digits"]
+    assert digits["loihi"]["fits"] is False and "loihi" in digits["loihi"]["reason"]
+    assert digits["crossbar"]["fits"] is True and digits["crossbar"]["energy_training_J"] > 0
+    assert "| digits | loihi | does not fit |" in (tmp_path / "report.md").read_text()
