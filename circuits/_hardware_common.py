@@ -105,6 +105,9 @@ def symlog_x(ax, xs):
     pos = [x for x in xs if x > 0]
     if pos and any(x == 0 for x in xs):
         ax.set_xscale("symlog", linthresh=min(pos))
+        # thresholds are never negative: the axis starts just left of 0, room for the marker at 0 and no negative
+        # ticks (symlog's autoscale spent half the axis on negative thresholds)
+        ax.set_xlim(-0.2 * min(pos), max(pos) * 1.5)
     elif pos and len(pos) == len(xs) and max(pos) / min(pos) >= 50:
         ax.set_xscale("log")
 
