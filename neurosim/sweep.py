@@ -21,7 +21,8 @@ At the end the sweep writes ``OUT/results.csv`` and ``OUT/results.json`` (one ro
 overrides and every scalar metric, nested ones with dotted names such as ``pc.min_correct_output``),
 ``OUT/<metric>_vs_<key>.png`` for every numeric grid key (mean, and with several seeds the standard
 deviation over the grid key ``seed``) and, when the rows carry an energy metric, ``OUT/pareto.png``
-(metric vs energy per sample with the Pareto front: the points no other point beats on both).  ``metric``
+(metric vs energy per sample with the Pareto front: the configurations -- grid points but for the seed, at
+their means over the seeds -- that no other configuration beats on both).  ``metric``
 must be a numeric metric of the rows (an unknown one raises :class:`~neurosim.experiment.ConfigError`
 listing those available, after the table is written).
 """
@@ -260,20 +261,32 @@ def _plots(out: Path, grid: dict, rows: list, metric: str, energy_metric: str | 
         pts = [(r[energy_metric], r[metric], r) for r in rows
                if isinstance(r.get(energy_metric), (int, float)) and isinstance(r.get(metric), (int, float))
                and r[energy_metric] > 0]
-        if len(pts) >= 2:   # a trade-off needs two points (one finished point drew a 'front' of itself)
+        # the front is over configurations (every grid key but the seed), at their means over the seeds: seeds of
+        # one configuration differ in energy in the 7th digit (measured weight writes), and two seeds of one
+        # configuration were both "on the front" while the curves showed seed means
+        gk = [k for k in grid if k != "seed"]
+        configs = {}
+        for e, m, r in pts:
+            configs.setdefault(tuple(_canonical(r.get(k)) for k in gk), []).append((e, m, r))
+        agg = [(float(np.mean([p[0] for p in v])), float(np.mean([p[1] for p in v])), [p[2] for p in v])
+               for v in configs.values()]
+        if len(agg) >= 2:   # a trade-off needs two configurations (one drew a 'front' of itself)
             from matplotlib.figure import Figure
-            front = pareto_front([(e, m) for e, m, _ in pts])
-            front_rows = [pts[i][2] for i in front]
+            front = pareto_front([(e, m) for e, m, _ in agg])
+            front_rows = [r for i in front for r in agg[i][2]]
+            seeds = max(len(v) for v in configs.values())
             fig = Figure(figsize=(6.4, 4.6))
             ax = fig.add_subplot(1, 1, 1)
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=22, color="0.6", label="sweep points")
-            fx = [pts[i][0] for i in front]
-            fy = [pts[i][1] for i in front]
+            if seeds > 1:
+                ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, color="0.75", label="sweep points (seeds)")
+            ax.scatter([a[0] for a in agg], [a[1] for a in agg], s=22, color="0.45",
+                       label=f"configurations (mean of {seeds} seeds)" if seeds > 1 else "sweep points")
+            fx = [agg[i][0] for i in front]
+            fy = [agg[i][1] for i in front]
             ax.step(fx, fy, where="post", color="C3", lw=1.8, label="Pareto front")
             ax.scatter(fx, fy, s=40, color="C3", zorder=3)
-            gk = [k for k in grid if k != "seed"]
             for i in front:
-                ax.annotate(", ".join(f"{k}={pts[i][2].get(k)}" for k in gk), (pts[i][0], pts[i][1]), fontsize=7,
+                ax.annotate(", ".join(f"{k}={agg[i][2][0].get(k)}" for k in gk), (agg[i][0], agg[i][1]), fontsize=7,
                             xytext=(4, -10), textcoords="offset points")
             if max(p[0] for p in pts) / min(p[0] for p in pts) >= 10:
                 ax.set_xscale("log")   # within a decade a log axis has no major tick to label

@@ -278,6 +278,13 @@ def test_sweep_plots_show_the_sample_sd_and_a_readable_energy_axis(tmp_path, mon
     np.testing.assert_allclose(err, [np.std([0.5, 0.6], ddof=1), 0.0])
     ax = seen["pareto.png"]
     assert ax.get_xscale() == "linear" and ax.get_xlabel() == "energy per sample (J)"
+    # the front is over configurations at their seed means: 3 bits (0.55 at 7.15e-8), 6 bits (0.8 at 9.35e-8),
+    # with every seed of each; per seed, (3, seed 1) and (3, seed 0) were both "on the front"
+    assert sorted((r["weight_bits"], r["seed"]) for r in front) == [(3, 0), (3, 1), (6, 0), (6, 1)]
+    rows[0]["acc"] = 0.9                    # 3 bits: mean 0.75 at the lower energy
+    rows[2]["acc"] = rows[3]["acc"] = 0.7   # 6 bits: mean 0.7 at a higher energy, dominated: off the front
+    _, front = _plots(tmp_path, {"weight_bits": [3, 6], "seed": [0, 1]}, rows, "acc", "energy_per_sample_J")
+    assert sorted((r["weight_bits"], r["seed"]) for r in front) == [(3, 0), (3, 1)]
 
 
 def _fail_points(monkeypatch, when, error):
