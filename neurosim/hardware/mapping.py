@@ -193,6 +193,10 @@ class Mapping:
     events_per_step : float
         Messages crossing the router in one relaxation step (values and fed-back errors), at ``activity``.
     hops_per_sample : float
+    synapses : int
+        Synaptic storage allocated: digital, the synapses on the cores (the pairs' fixed synapses and the stored
+        transposes included); analog, the crossbar cells of the tiles used (whole tiles: ``tile_rows x tile_cols``
+        each, however few of their cells hold weights).
     energy_inference_J, energy_training_J, latency_inference_s, latency_training_s : float
         Per sample (batch size 1).
     notes : list of str
