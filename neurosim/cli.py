@@ -348,7 +348,7 @@ def summary_lines(metrics: dict, max_lines: int = MAX_LINES) -> list:
                 else:
                     skipped.append(key)
             elif v is None:
-                out.append((key, "null (not finite)"))
+                out.append((key, "null (not set, or not finite)"))
             else:
                 out.append((key, _num(v)))
 
