@@ -24,7 +24,7 @@ deviation over the grid key ``seed``) and, when the rows carry an energy metric,
 (metric vs energy per sample with the Pareto front: the configurations -- grid points but for the seed, at
 their means over the seeds -- that no other configuration beats on both).  ``metric``
 must be a numeric metric of the rows (an unknown one raises :class:`~neurosim.experiment.ConfigError`
-listing those available, after the table is written).
+listing those available as soon as one point has finished, which is kept).
 """
 from __future__ import annotations
 
@@ -384,18 +384,40 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
         else:
             pending.append((pid, ov))
             write_json_atomic(dirs[pid] / "point.json", {"experiment": name, "overrides": ov, "point": pid})
+    def row_of(pid, pt, m):
+        row = {"point": pid, **pt}
+        flat = flatten_metrics(m, skip=("status", "environment", "figures", "report"))
+        row.update({k: v for k, v in flat.items() if _scalar(v) and k not in row})
+        return row
+
+    def check_metric(pid, m):
+        """An unknown --metric stops the sweep at its first finished point (it was reported after all of them)."""
+        available = _numeric_metrics([row_of(pid, {}, m)], grid)
+        if metric is not None and metric not in available:
+            shown = ", ".join(available[:40]) + (f", ... ({len(available)} in all)" if len(available) > 40 else "")
+            raise ConfigError(f"unknown metric {metric!r} for the plots; numeric metrics of {name}: {shown} (the "
+                              f"finished points are kept in {out / 'points'}; run again with another --metric to "
+                              "go on from them)")
+    done = next(((pid, m) for pid in result.skipped if (m := _finished(dirs[pid], name)) is not None), None)
+    if done is not None:
+        check_metric(*done)
     if pending:
+        first = {}
+
+        def checking(ov, m):
+            if not first:
+                first["done"] = True
+                check_metric(None, m)
+            if callback is not None:
+                callback(ov, m)
         _compute(name if isinstance(experiment, str) else module, pending, dirs, result, scheduler, client,
-                 workers, progress, callback, timeout, label or f"sweep {name}")
+                 workers, progress, checking if metric is not None else callback, timeout, label or f"sweep {name}")
     rows = []
     for pid, pt in zip(ids, points):
         m = _finished(dirs[pid], name)
         if m is None:
             continue
-        row = {"point": pid, **pt}
-        flat = flatten_metrics(m, skip=("status", "environment", "figures", "report"))
-        row.update({k: v for k, v in flat.items() if _scalar(v) and k not in row})
-        rows.append(row)
+        rows.append(row_of(pid, pt, m))
     result.rows = rows
     unknown = None
     if rows:

@@ -3,6 +3,7 @@ finished point lost and resumes without recomputing finished points, and the ``n
 from __future__ import annotations
 
 import json
+import re
 import logging
 import os
 import signal
@@ -204,8 +205,11 @@ def test_cli_sweep_unknown_metric_exits_2_listing_the_metrics(cluster, tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown metric 'nosuch'" in err
     assert "pc.min_correct_output" in err and "bp.target_alignment_first_step" in err
-    assert main(base + ["--metric", "pc.min_correct_output"]) == 0  # resumes: nothing computed again
-    assert "0 computed now, 2 already finished" in capsys.readouterr().out
+    # the unknown metric stopped the sweep at its first finished point (the other may have finished beside it on
+    # the second worker); the re-run goes on from what finished
+    assert main(base + ["--metric", "pc.min_correct_output"]) == 0
+    now, before = map(int, re.search(r"(\d) computed now, (\d) already finished", capsys.readouterr().out).groups())
+    assert now + before == 2 and before >= 1
     assert (tmp_path / "s" / "pc.min_correct_output_vs_lr.png").exists()
 
 
@@ -352,3 +356,21 @@ def test_cli_sweep_with_one_finished_point_says_why_there_is_no_plot(tmp_path, m
     cap = capsys.readouterr()
     assert "1 finished point in" in cap.out and "(no plots: only one point finished)" in cap.out
     assert "FloatingPointError: diverged" in cap.err
+
+
+def test_an_unknown_metric_stops_the_sweep_at_its_first_point(tmp_path):
+    """--metric nosuch was reported after every point had run; it stops at the first finished one (kept), and a
+    sweep whose finished points already show the metric missing stops before computing anything."""
+    from neurosim.experiment import ConfigError
+    out = tmp_path / "s"
+    with pytest.raises(ConfigError, match=r"unknown metric 'nosuch'.*finished points are kept"):
+        run_sweep("bear", {"lr": [0.1, 0.2, 0.3]}, out, fixed=BEAR, scheduler="inprocess", progress=False,
+                  metric="nosuch")
+    assert len(list(out.glob("points/*/metrics.json"))) == 1
+    with pytest.raises(ConfigError, match=r"unknown metric 'nosuch'"):
+        run_sweep("bear", {"lr": [0.1, 0.2, 0.3]}, out, fixed=BEAR, scheduler="inprocess", progress=False,
+                  metric="nosuch")
+    assert len(list(out.glob("points/*/metrics.json"))) == 1
+    res = run_sweep("bear", {"lr": [0.1, 0.2, 0.3]}, out, fixed=BEAR, scheduler="inprocess", progress=False,
+                    metric="pc.min_correct_output")
+    assert len(res.skipped) == 1 and len(res.computed) == 2
