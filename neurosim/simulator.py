@@ -1098,8 +1098,16 @@ class Simulator:
         else:
             dt = self.dt
         tol = 0.0 if tol is None else float(tol)
-        if tol < 0:
-            raise ValueError("tol must be >= 0")
+        if not tol >= 0:
+            raise ValueError(f"tol must be >= 0, got {tol}")
+        if 0 < tol < 1e-6 and self.dtype == np.float32 and not self.__dict__.get("_warned_tol32"):
+            import warnings
+            from .algorithms._common import _user_stacklevel
+            self._warned_tol32 = True
+            warnings.warn(f"tol={tol:g} is below what float32 resolves (rounding leaves max|dx/dt| around 1e-7 "
+                          "times the values' scale over dt): the relaxation will likely take all its steps; use "
+                          "tol >= 1e-6 or dtype='float64' (warned once per simulator)", RuntimeWarning,
+                          stacklevel=_user_stacklevel())
         if not (0 < dt_decay <= 1):
             raise ValueError(f"dt_decay must be in (0, 1], got {dt_decay}")
         if isinstance(beta, np.ndarray) and beta.ndim == 0:

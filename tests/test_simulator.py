@@ -633,3 +633,19 @@ def test_a_probe_of_an_item_beyond_the_batch_warns():
         sim.run(np.ones((4, 3)), np.ones((4, 2)), steps=3)    # once
         sim.run(np.ones((6, 3)), np.ones((6, 2)), steps=3)
     assert sim.data["h1.x"].shape == (4, 4)
+
+
+def test_a_float32_tolerance_below_its_resolution_warns():
+    """float32 with tol=1e-12 silently ran to the step cap; it warns once (float64, and float32 at 1e-5, do not)."""
+    import warnings
+    X, Y = np.ones((2, 3)), np.ones((2, 2))
+    sim = ns.Simulator(ns.hierarchy([3, 4, 2]), backend="reference", dtype="float32")
+    with pytest.warns(RuntimeWarning, match=r"tol=1e-12 is below what float32 resolves"):
+        sim.run(X, Y, steps=30, tol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim.run(X, Y, steps=30, tol=1e-12)
+        sim.run(X, Y, steps=30, tol=1e-5)
+        ns.Simulator(ns.hierarchy([3, 4, 2]), backend="reference").run(X, Y, steps=30, tol=1e-12)
+    with pytest.raises(ValueError, match="tol must be >= 0"):
+        sim.run(X, Y, steps=3, tol=float("nan"))
