@@ -47,7 +47,9 @@ class RelaxResult:
     steps : int
         Steps taken (fewer than asked when ``tol`` stopped the relaxation).
     energy : ndarray, shape (steps + 1, n_populations)
-        Batch-mean energy of each population after each step; row 0 is the initial state.
+        Batch-mean energy of each population after each step; row 0 is the initial state.  It is the
+        prediction-error energy F: with ``mode="nudge"`` the dynamics also descend the nudging term
+        :math:`\\tfrac{\\beta}{2}\\lVert t - x_L\\rVert^2`, which is not included.
     populations : list of str
         Column names of ``energy``.
     x, eps, mu : dict of name -> ndarray (B, n_units)
@@ -1366,7 +1368,10 @@ class Simulator:
                                    skip_ops=getattr(res, "skip_ops", None), counts=self.hardware.last_counts)
 
     def learn(self, X, Y, *, steps: int = 50, **kwargs) -> RelaxResult:
-        """One step of the standard schedule: relax with the target clamped, then one Hebbian update."""
+        """One step of the standard schedule: relax with the target clamped, then one Hebbian update.
+
+        ``steps`` defaults to 50 (one batch relaxed close to equilibrium; :meth:`run` takes 100, :meth:`train`
+        20 per batch, the budget of many batches)."""
         kwargs.setdefault("mode", "clamp")
         return self.run(X, Y, steps=steps, learn=True, **kwargs)
 
