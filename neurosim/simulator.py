@@ -386,9 +386,16 @@ def _fingerprint_diff(saved: str, mine: str) -> str:
     return "; ".join(out) or f"circuit {a[0]!r}"
 
 
-def check_dt_plan(plan, dt, owner: str, integrator: str = "euler") -> float:
+def _targets_of(circuit) -> set:
+    """Names of the circuit's target populations (vertices): clamped in training, so their value/error pair is
+    checked per run, when it moves (:meth:`Simulator._spec`)."""
+    return set(circuit.targets)
+
+
+def check_dt_plan(plan, dt, owner: str, integrator: str = "euler", target_moves: bool = True) -> float:
     """The checks of :meth:`Simulator._check_dt` on a lowered layered :class:`~neurosim.plan.Plan` (what the event
-    engines relax): ``dt`` finite and > 0, and no population whose isolated dynamics grow at this step."""
+    engines relax): ``dt`` finite and > 0, and no population whose isolated dynamics grow at this step (the
+    target's value/error pair only when ``target_moves``: not clamped)."""
     try:
         dt = float(dt)
     except (TypeError, ValueError):
@@ -405,6 +412,8 @@ def check_dt_plan(plan, dt, owner: str, integrator: str = "euler") -> float:
                              f"up to {float(np.max(prec))}): explicit integration needs dt < 2 tau_x / precision = "
                              f"{2 * tau_x / float(np.max(prec)):.4g}; reduce dt")
         if plan.pop_has_err[i] and tau_e > 0:
+            if i == plan.target_pop and not target_moves:
+                continue
             if dt / (tau_e * float(np.min(prec))) >= 2.0:
                 raise ValueError(f"{owner}: dt={dt} is too large for the error units of {name!r} (tau_eps={tau_e}): "
                                  f"explicit integration needs dt < 2 tau_eps precision = "
@@ -603,7 +612,7 @@ class Simulator:
 
     # ------------------------------------------------------------------ checks
     @staticmethod
-    def _check_dt(circuit, dt, integrator="euler"):
+    def _check_dt(circuit, dt, integrator="euler"):   # the target's pair: per run, when it moves (_spec)
         """``dt`` as a float, or a ValueError naming the population whose isolated, linearised dynamics the
         ``integrator`` would make grow at this step: a value unit alone (dt < 2 tau_x / precision), integrating
         error units alone (dt < 2 tau_eps precision), and a value unit with its integrating error unit, a pair
@@ -632,7 +641,7 @@ class Simulator:
                         f"dt={dt} is too large for the error units of vertex {v.name!r} (tau_eps={v.tau_eps}, "
                         f"precision {pmin}): explicit integration needs dt < 2 tau_eps precision = "
                         f"{2 * v.tau_eps * pmin:.4g}; reduce dt or increase tau_eps")
-                if v.tau_eps > 0:
+                if v.tau_eps > 0 and v.name not in _targets_of(circuit):
                     _check_pair(dt, integrator, f"vertex {v.name!r} with its integrating error units", v.tau_x,
                                 v.tau_eps, precs)
             return dt
@@ -654,7 +663,7 @@ class Simulator:
                     f"{min(prec)}): explicit integration needs dt < 2 tau_eps precision = "
                     f"{2 * e.tau_eps * min(prec):.4g}; reduce dt or increase tau_eps"
                 )
-            if e is not None and e.tau_eps > 0:
+            if e is not None and e.tau_eps > 0 and pop.name not in _targets_of(circuit):
                 _check_pair(dt, integrator, f"value population {pop.name!r} with its integrating error population "
                             f"{e.name!r}", pop.tau_x, e.tau_eps, prec)
         return dt
@@ -1120,6 +1129,16 @@ class Simulator:
             raise ValueError(f"beta={beta} is the nudging strength of mode='nudge' and does nothing with "
                              f"mode={mode!r}: pass mode='nudge' to nudge the output toward the target (an "
                              "algorithm's output weighting is options={'beta': ...})")
+        if MODES[mode] != MODE_CLAMP and steps > 0 and self.plan.target_pop >= 0:
+            # the target moves in this run: its pair with integrating error units (not checked at construction,
+            # where a clamped target -- training's -- never integrates); with nudging, below with beta
+            name = self.plan.pop_names[self.plan.target_pop]
+            tau_e = (self.circuit.vertex(name).tau_eps if self._graph
+                     else getattr(self.circuit.error_of(name), "tau_eps", 0.0))
+            if tau_e > 0 and MODES[mode] != MODE_NUDGE:
+                tau = float(self.plan.VF[self.plan.target, 1]) if self._graph else self.circuit.population(name).tau_x
+                _check_pair(dt, integrator, f"free target population {name!r} with its integrating error units",
+                            tau, tau_e, self.plan.precision[self.plan.units(name)])
         if MODES[mode] == MODE_NUDGE:
             if not beta > 0:
                 raise ValueError("mode='nudge' needs beta > 0")
@@ -1674,7 +1693,13 @@ class Simulator:
                 if classify:
                     h["epoch_accuracy"].append(sum(accs) / n)
                 if X_test is not None and Y_test is not None:
+                    # the evaluation's batch replaces the network state: a 'previous' start of the next epoch
+                    # continues from the training batch's state, not from the test set's
+                    kept = (self._backend.state() if spec.init == INITS["previous"]
+                            and (self.hardware is None or self.hardware.engine is None) else None)
                     ev = self.evaluate(X_test, Y_test)
+                    if kept is not None:
+                        self._backend.set_state(kept["x"], kept["eps"])
                     h["test_loss"].append(ev["loss"])
                     h["test_epoch"].append(len(h["epoch_loss"]))
                     if "accuracy" in ev:

@@ -390,10 +390,19 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
         row.update({k: v for k, v in flat.items() if _scalar(v) and k not in row})
         return row
 
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from leaves(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}"
+
     def check_metric(pid, m):
-        """An unknown --metric stops the sweep at its first finished point (it was reported after all of them)."""
+        """An unknown --metric stops the sweep at its first finished point (it was reported after all of them);
+        one the point has, whatever its value there (null when a point diverged), is checked at the end over all
+        the rows."""
         available = _numeric_metrics([row_of(pid, {}, m)], grid)
-        if metric is not None and metric not in available:
+        if metric is not None and metric not in set(leaves(m)):
             shown = ", ".join(available[:40]) + (f", ... ({len(available)} in all)" if len(available) > 40 else "")
             raise ConfigError(f"unknown metric {metric!r} for the plots; numeric metrics of {name}: {shown} (the "
                               f"finished points are kept in {out / 'points'}; run again with another --metric to "

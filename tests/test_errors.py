@@ -141,17 +141,28 @@ def test_dt_too_large_for_a_value_unit_with_integrating_error_units(backend):
     """A value unit and its integrating error unit form an oscillating pair: Euler needs dt < tau_x / precision
     (half the bound of instantaneous errors), whatever tau_eps.  dt = 1.5 passed both separate checks (1.5 < 2
     tau_x / precision = 2 and < 2 tau_eps precision = 4) and the run grew to an energy of 1e53 in 400 steps with
-    no error; now it is refused, and a step just below the bound relaxes to the equilibrium."""
-    net = ns.hierarchy([1, 1], phi="linear", tau_eps=2.0)
+    no error; now it is refused, and a step just below the bound relaxes to the equilibrium.  The target's pair
+    is checked when a run lets it move (free or nudged), not at construction: clamped, as in training, it never
+    integrates."""
+    net3 = ns.hierarchy([1, 1, 1], phi="linear", tau_eps=2.0)
     for dt in (1.5, 1.02):
-        with pytest.raises(ValueError, match=r"value population 'output' with its integrating error population "
-                                             r"'eps_output'.*oscillating pair.*needs dt < 1\b.*reduce dt"):
-            ns.Simulator(net, dt=dt, backend=backend)
+        with pytest.raises(ValueError, match=r"value population 'h1' with its integrating error population "
+                                             r"'eps_h1'.*oscillating pair.*needs dt < 1\b.*reduce dt"):
+            ns.Simulator(net3, dt=dt, backend=backend)
+    net = ns.hierarchy([1, 1], phi="linear", tau_eps=2.0)     # the output's pair alone: the isolated system
+    wide = ns.Simulator(net, dt=1.5, backend=backend)
+    wide.run(np.ones((1, 1)), np.ones((1, 1)), steps=5)      # clamped: its pair does not integrate
+    wide.predict(np.ones((1, 1)))                             # the feedforward prediction takes no step
+    with pytest.raises(ValueError, match=r"free target population 'output' with its integrating error units.*"
+                                         r"needs dt < 1\b"):
+        wide.run(np.ones((1, 1)), steps=5, mode="free")
+    with pytest.raises(ValueError, match=r"free target population 'output'"):
+        wide.predict(np.ones((1, 1)), relax=True)
     sim = ns.Simulator(net, dt=0.98, backend=backend)
     res = sim.run(np.ones((1, 1)), mode="free", init="zeros", steps=3000)
     assert res.total_energy[-1] < 1e-12 * res.total_energy.max()
     with pytest.raises(ValueError, match=r"oscillating pair"):
-        sim.run(np.ones((1, 1)), dt=1.2)   # a per-run dt is checked too
+        sim.run(np.ones((1, 1)), dt=1.2, steps=5)   # a per-run dt is checked too
     # Heun's region is larger: dt = 1.2 is stable there, and a Heun run is checked with Heun's region
     heun = ns.Simulator(net, dt=1.2, backend=backend, integrator="heun")
     res = heun.run(np.ones((1, 1)), mode="free", init="zeros", steps=3000)
@@ -159,7 +170,7 @@ def test_dt_too_large_for_a_value_unit_with_integrating_error_units(backend):
     with pytest.raises(ValueError, match=r"oscillating pair, whose euler integration"):
         heun.run(np.ones((1, 1)), steps=3, integrator="euler")
     # instantaneous error units keep their bound 2 tau_x / precision
-    ns.Simulator(ns.hierarchy([1, 1], phi="linear"), dt=1.5, backend=backend)
+    ns.Simulator(ns.hierarchy([1, 1, 1], phi="linear"), dt=1.5, backend=backend)
 
 
 def test_pair_growth_is_the_step_matrix_spectral_radius():

@@ -157,7 +157,10 @@ class OpCounts:
     def __add__(self, other: "OpCounts") -> "OpCounts":
         if not isinstance(other, OpCounts):
             return NotImplemented
-        return OpCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+        # a term without array counts (made by hand) contributes its measured ones, as it would be priced alone
+        a, b = (c if any(getattr(c, "array_" + k) > 0 for k in _ARRAY_FIELDS) else c.with_array_counts()
+                for c in (self, other))
+        return OpCounts(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(self)})
 
     def scaled(self, factor: float) -> "OpCounts":
         return OpCounts(**{f.name: getattr(self, f.name) * factor for f in fields(self)})
@@ -684,6 +687,13 @@ class Target:
     resources: dict = field(default_factory=dict)
     feedback: str = ""
 
+    @property
+    def computes_whole_arrays(self) -> bool:
+        """Whether the target computes whole matrix-vector products (an analog crossbar: ``kind`` "analog", or
+        crossbar tile resources, as :func:`~neurosim.hardware.map_circuit` reads them): event coding then saves
+        routing, not array work, and :func:`energy` / :func:`latency` price the ``array_*`` counts."""
+        return self.kind == "analog" or all(k in self.resources for k in ("tile_rows", "tile_cols", "tiles_per_chip"))
+
     def table(self) -> list:
         """Rows (quantity, value, unit, source, evidence) for reports."""
         rows = []
@@ -756,6 +766,10 @@ def load_target(path) -> Target:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"target file {path}: 'name' must be a non-empty string")
     energy_raw, lat_raw = data["energy_pJ"], data["latency_s"]
+    for key, raw in (("energy_pJ", energy_raw), ("latency_s", lat_raw)):
+        if not isinstance(raw, dict):
+            raise ValueError(f"target file {path}: {key!r} must be an object with one {{\"value\", \"source\", "
+                             f"\"evidence\"}} entry per counter, got {type(raw).__name__}")
     missing = [c for c in COUNTERS if c not in energy_raw] + [f"latency_s.{k}" for k in LATENCY_KEYS
                                                               if k not in lat_raw]
     if missing:
@@ -810,7 +824,11 @@ def load_target(path) -> Target:
             raise ValueError(f"target file {path}: feedback needs a non-empty 'source' and an evidence of "
                              f"{list(EVIDENCE)}")
         feedback, sources["feedback"] = fb["value"], (src.strip(), ev)
-    return Target(name=name.strip(), description=str(data.get("description", "")), kind=str(data.get("kind", "")),
+    kind = data.get("kind", "")
+    if not isinstance(kind, str):
+        raise ValueError(f"target file {path}: 'kind' must be a string (\"analog\" for a crossbar, whose arrays "
+                         f"are priced whole; \"digital\", \"neuromorphic\", ...), got {kind!r}")
+    return Target(name=name.strip(), description=str(data.get("description", "")), kind=kind,
                   energy_pJ=energy_pJ, latency_s=latency_s, bits_reference=bits_ref,
                   bits_exponent=exponents, sources=sources, path=str(path), resources=resources, feedback=feedback)
 
@@ -833,7 +851,7 @@ def _load_all():
     for f in _target_files():
         try:
             t = load_target(f)
-        except (ValueError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - whatever a malformed file makes the loader raise
             broken.append((f, e))
             continue
         out[t.name] = t
@@ -887,7 +905,7 @@ def energy(counts: OpCounts, target, bits: float | None = None, *, weight_bits: 
     reference width); they matter only for targets with ``bits_exponent``.
     """
     t = get_target(target)
-    if t.kind == "analog":   # a crossbar reads whole tiles whatever sends (OpCounts.array_*)
+    if t.computes_whole_arrays:   # a crossbar reads whole tiles whatever sends (OpCounts.array_*)
         counts = counts.on_array()
     widths = []
     for name, v in (("weight_bits", weight_bits), ("activity_bits", activity_bits)):
@@ -916,7 +934,7 @@ def latency(counts: OpCounts, target) -> dict:
     t = get_target(target)
     if counts.samples <= 0:
         raise ValueError("latency: no samples counted")
-    if t.kind == "analog":   # as energy: whole tiles
+    if t.computes_whole_arrays:   # as energy: whole tiles
         counts = counts.on_array()
     n = counts.samples
     settle = counts.serial_steps * t.latency_s["timestep"] + sum(

@@ -193,7 +193,7 @@ class EngineBase:
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
             raise ValueError(f"{type(self).__name__}.relax: steps must be an int >= 0, got {steps!r}")
         from ..simulator import check_dt_plan
-        dt = check_dt_plan(self.plan, dt, f"{type(self).__name__}.relax")   # as a Simulator checks it
+        dt = check_dt_plan(self.plan, dt, f"{type(self).__name__}.relax", target_moves=mode != "clamp")
         p = self.plan
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != p.n_input:

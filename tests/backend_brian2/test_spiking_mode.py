@@ -317,3 +317,6 @@ def test_a_spiking_chip_counts_its_spikes_not_the_rate_models_operations():
     clock = hw.count_pc(LIN, 10, 2)
     assert c.events != clock.events and c.array_synaptic_ops == clock.synaptic_ops
     assert c.neuron_updates == clock.neuron_updates and c.samples == 2
+    # a batch of no steps sends no spike: it is not billed with the previous batch's
+    sim.run(X, Y, steps=0, learn=True)
+    assert sim.backend.last_run is None and sim.hardware.last_counts.events == hw.count_pc(LIN, 0, 2).events

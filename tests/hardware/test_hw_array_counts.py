@@ -107,3 +107,17 @@ def test_a_checkpoint_without_array_counts_still_loads(tmp_path):
     other = ns.Simulator(net, backend="reference", seed=0, hardware=hw.HardwareModel())
     other.load_checkpoint(tmp_path / "old.npz")
     assert other.hardware.counts.array_synaptic_ops == other.hardware.counts.synaptic_ops > 0
+
+
+def test_a_sum_with_counts_made_by_hand_keeps_their_array_work(trained):
+    """Counts made by hand have no array_* counts (priced as measured); added to computed ones they contributed
+    nothing to the sum's array counts, and a crossbar priced the sum below its parts."""
+    _, c = trained
+    hand = hw.OpCounts(samples=c["clock"].samples, synaptic_ops=1000.0, conversions=10.0, weight_reads=5.0)
+    both = hand + c["event"]
+    e = lambda x: hw.energy(x, "crossbar")["total_J"]   # noqa: E731
+    assert e(both) == pytest.approx(e(hand) + e(c["event"]), rel=1e-12)
+    assert (c["event"] + hand).array_synaptic_ops == both.array_synaptic_ops == \
+        c["event"].array_synaptic_ops + 1000.0
+    zero = hw.OpCounts()
+    assert (zero + c["clock"]).array_synaptic_ops == c["clock"].array_synaptic_ops

@@ -234,6 +234,28 @@ def test_a_broken_user_target_file_does_not_hide_the_others(tmp_path, monkeypatc
     assert {"loihi", "good"} <= set(hw.targets())
     with pytest.raises(ValueError, match=r"unknown hardware target 'mychip'.*could not be read.*mychip.json"):
         hw.get_target("mychip")
+    # a file whose sections are not objects (the loader raised TypeError, which hid every target again)
+    data["energy_pJ"] = 5
+    p.write_text(json.dumps(data))
+    with pytest.warns(RuntimeWarning, match=r"mychip.json: .*'energy_pJ' must be an object"):
+        assert hw.get_target("cmos45").name == "cmos45"
+
+
+def test_a_crossbar_is_priced_whole_whatever_its_kind_says(tmp_path):
+    """Whole-array pricing followed kind == "analog" only; a crossbar file with tile resources and another kind
+    string was priced with the measured sparse event ops.  A kind that is not a string is refused."""
+    base = json.loads(hw.get_target("crossbar").path and open(hw.get_target("crossbar").path).read())
+    base["kind"] = "analog-pcm"
+    base["name"] = "pcm2"
+    (tmp_path / "pcm2.json").write_text(json.dumps(base))
+    t = hw.load_target(tmp_path / "pcm2.json")
+    assert t.computes_whole_arrays and not hw.get_target("loihi").computes_whole_arrays
+    c = hw.OpCounts(samples=1, synaptic_ops=10.0, array_synaptic_ops=100.0)
+    assert hw.energy(c, t)["breakdown_J"]["synaptic_ops"] == pytest.approx(100 * t.energy_pJ["synaptic_ops"] * 1e-12)
+    base["kind"] = ["x"]
+    (tmp_path / "bad.json").write_text(json.dumps(base))
+    with pytest.raises(ValueError, match=r"'kind' must be a string"):
+        hw.load_target(tmp_path / "bad.json")
 
 
 def test_resource_counts_are_whole_numbers(tmp_path):

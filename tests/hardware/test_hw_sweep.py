@@ -374,3 +374,20 @@ def test_an_unknown_metric_stops_the_sweep_at_its_first_point(tmp_path):
     res = run_sweep("bear", {"lr": [0.1, 0.2, 0.3]}, out, fixed=BEAR, scheduler="inprocess", progress=False,
                     metric="pc.min_correct_output")
     assert len(res.skipped) == 1 and len(res.computed) == 2
+
+
+def test_a_metric_that_is_null_in_the_first_point_does_not_stop_the_sweep(tmp_path, monkeypatch):
+    """A point that diverged writes its metric as null: the early check must not call the metric unknown (the
+    sweep stopped there for good, a re-run meeting the same point first)."""
+    import neurosim.sweep as S
+    real = S._run_point
+
+    def nan_first(experiment, ov, out_dir):
+        m = real(experiment, ov, out_dir)
+        if ov["lr"] == 0.1:
+            m["pc"]["min_correct_output"] = None
+        return m
+    monkeypatch.setattr(S, "_run_point", nan_first)
+    res = run_sweep("bear", {"lr": [0.1, 0.2, 0.3]}, tmp_path / "s", fixed=BEAR, scheduler="inprocess",
+                    progress=False, metric="pc.min_correct_output")
+    assert len(res.computed) == 3 and not res.failed
