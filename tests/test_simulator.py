@@ -649,3 +649,18 @@ def test_a_float32_tolerance_below_its_resolution_warns():
         ns.Simulator(ns.hierarchy([3, 4, 2]), backend="reference").run(X, Y, steps=30, tol=1e-12)
     with pytest.raises(ValueError, match="tol must be >= 0"):
         sim.run(X, Y, steps=3, tol=float("nan"))
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_train_with_previous_starts_keeps_the_training_state_across_the_test_evaluation(backend):
+    """The per-epoch evaluation ran a batch of the test set, whose state replaced the training one: every epoch's
+    first batch then started from the feedforward pass (and warned, advising a batch size that divides the data,
+    which it did)."""
+    import warnings
+    rng = np.random.default_rng(0)
+    X, Y, Xt, Yt = rng.normal(size=(64, 3)), rng.normal(size=(64, 2)), rng.normal(size=(10, 3)), rng.normal(size=(10, 2))
+    sim = ns.Simulator(ns.hierarchy([3, 5, 2]), backend=backend, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        sim.train(X, Y, epochs=2, batch_size=16, init="previous", X_test=Xt, Y_test=Yt, progress=False)
+    assert sim.state["h1"]["x"].shape == (16, 5)
