@@ -458,12 +458,20 @@ def _train_resnet(param, H, cfg, lr, data, algorithm, progress):
                           steps=inf["steps"], dt=inf["dt"], algorithm=algorithm, progress=progress,
                           X_test=data.X_test, Y_test=data.Y_test)
         acc = [float(a) for a in h["test_accuracy"]]
+        train_loss = float(h["epoch_loss"][-1])
     except ns.DivergenceError as e:
         status = f"diverged at batch {e.batch}"
         acc = [float("nan")]
+        train_loss = float("nan")
     final = acc[-1] if np.isfinite(acc[-1]) else 0.0
-    return {"test_accuracy": final, "epoch_test_accuracy": acc, "status": status,
+    return {"test_accuracy": final, "epoch_test_accuracy": acc, "train_loss": train_loss, "status": status,
             "time_s": time.perf_counter() - t0}
+
+
+def _best_lr(runs: dict) -> str:
+    """The learning rate whose run ended with the lowest training loss (a diverged run: never): chosen without
+    the test set, whose accuracy is what the figure reports (choosing by it favoured the baseline's numbers)."""
+    return min(runs, key=lambda k: runs[k]["train_loss"] if np.isfinite(runs[k]["train_loss"]) else np.inf)
 
 
 def run_mupc(cfg, out, progress=True) -> dict:
@@ -472,7 +480,8 @@ def run_mupc(cfg, out, progress=True) -> dict:
     For every depth ``H``: :func:`neurosim.mupc.residual_network` in muPC (W ~ N(0,1), multipliers
     1/sqrt(D), 1/sqrt(N L), 1/N) and in SP (U(+-1/sqrt(fan_in)), no multipliers), both with identity skips
     on the hidden layers, trained with standard PC (``T = H`` Euler steps of ``activity_lr / B``, Adam) for
-    ``epochs`` epochs; SP gets the best of ``sp_lrs``.  Backprop on both parameterisations is the reference.
+    ``epochs`` epochs; SP gets the best of ``sp_lrs`` (the lowest final training loss: chosen without the test
+    set).  Backprop on both parameterisations is the reference.
     Also the activation RMS of every layer at initialisation (unit-variance inputs).  With the defaults
     (N = 32, 3 epochs) the run takes 1-5 minutes on 2 cores (70 s on a quiet machine with compiled kernels).  Writes ``mupc_depth.png``.
     """
@@ -489,24 +498,29 @@ def run_mupc(cfg, out, progress=True) -> dict:
             rms[param][str(H)] = [r[n] for n in sim.plan.pop_names[1:-1]] + [r["output"]]
         res["mupc"][str(H)] = _train_resnet("mupc", H, cfg, cfg["lr"], data, "pc", progress)
         runs = {str(lr): _train_resnet("sp", H, cfg, lr, data, "pc", progress) for lr in cfg["sp_lrs"]}
-        best = max(runs, key=lambda k: runs[k]["test_accuracy"])
+        best = _best_lr(runs)
         res["sp"][str(H)] = {**runs[best], "best_lr": float(best), "by_lr": runs}
         if cfg["bp"]:
             res["mupc_bp"][str(H)] = _train_resnet("mupc", H, cfg, cfg["lr"], data, "bp", progress)
             runs = {str(lr): _train_resnet("sp", H, cfg, lr, data, "bp", progress) for lr in cfg["sp_lrs"]}
-            best = max(runs, key=lambda k: runs[k]["test_accuracy"])
+            best = _best_lr(runs)
             res["sp_bp"][str(H)] = {**runs[best], "best_lr": float(best), "by_lr": runs}
 
     fig, axes = _figure(1, 2)
     d = np.array(depths, dtype=float)
     curves = {"muPC, PC": (d, [res["mupc"][str(H)]["test_accuracy"] for H in depths]),
-              "SP, PC (best lr)": (d, [res["sp"][str(H)]["test_accuracy"] for H in depths])}
+              "SP, PC (best lr by training loss)": (d, [res["sp"][str(H)]["test_accuracy"] for H in depths])}
     if cfg["bp"]:
         curves["muPC, BP"] = (d, [res["mupc_bp"][str(H)]["test_accuracy"] for H in depths])
-        curves["SP, BP (best lr)"] = (d, [res["sp_bp"][str(H)]["test_accuracy"] for H in depths])
+        curves["SP, BP (best lr by training loss)"] = (d, [res["sp_bp"][str(H)]["test_accuracy"] for H in depths])
     plot.comparison(curves, "hidden layers H", "test accuracy", logx=True, ax=axes[0, 0],
                     title=f"residual {cfg['phi']} PCNs on digits, N={cfg['width']}, {cfg['epochs']} epochs")
-    axes[0, 0].axhline(0.1, color="gray", ls=":", lw=1)
+    axes[0, 0].axhline(0.1, color="gray", ls=":", lw=1, label="chance (10 classes)")
+    from matplotlib.ticker import FixedLocator, NullLocator
+    axes[0, 0].xaxis.set_major_locator(FixedLocator(d))     # ticks at the depths run (they were 10, 20, 50, 100)
+    axes[0, 0].xaxis.set_minor_locator(NullLocator())
+    axes[0, 0].set_xticklabels([f"{H:g}" for H in d])
+    axes[0, 0].legend(fontsize=8, loc="best")
     Hmax = str(depths[-1])
     curves = {f"{p} (H={Hmax})": (np.arange(1, len(rms[p][Hmax]) + 1), rms[p][Hmax]) for p in ("mupc", "sp")}
     plot.comparison(curves, "layer (last = output)", "activation RMS at init", logy=True, ax=axes[0, 1],
