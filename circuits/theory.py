@@ -154,8 +154,9 @@ def run_fpa(cfg, out, progress=True) -> dict:
               for eta in cfg["etas"]}
     plot.comparison(curves, "inference steps n", "max relative error vs BP gradient", logx=True, logy=True,
                     ax=ax, title=f"FPA, {L}-layer {cfg['phi']} MLP on digits")
-    ax.axhline(1e-12, color="k", ls=":", lw=1)
-    ax.axvline(L - 1, color="gray", ls="--", lw=1)
+    ax.axhline(1e-12, color="k", ls=":", lw=1, label="1e-12 (exact to rounding)")
+    ax.axvline(L - 1, color="gray", ls="--", lw=1, label=f"n = L - 1 = {L - 1} (eta = 1 exact from here)")
+    ax.legend(fontsize=8, loc="best")
     if cfg["strict"]:
         curves = {f"strict eta={eta}": (np.array(grid[1:]), np.array(strict_err[str(eta)][1:], dtype=float))
                   for eta in cfg["etas"]}
