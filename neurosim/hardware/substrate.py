@@ -551,6 +551,7 @@ class Substrate:
         n_written = 0
         if self.engine is None:
             W_before, b_before = (be.W.copy(), be.b.copy()) if spec.learn else (None, None)
+            spiking_runs = getattr(be, "_n_runs", None)   # brian2 counts its spiking network's runs
             res, written = self._compute(X, Y, spec, algo, options)
             ok = res.status == 0
             if W_before is not None and ok:
@@ -559,8 +560,10 @@ class Substrate:
             if self.graph and self.model.coding == "event" and be.last_events is not None:
                 counts = count_graph_events(self.shape, be.last_events, B, mode=mode, learn=spec.learn and ok,
                                             sweep=sweep)
-            elif getattr(be, "mode", None) == "spiking" and "spikes" in (getattr(be, "last_run", None) or {}):
-                # brian2's spiking network: its measured spikes and synaptic events, not the rate model's count
+            elif (getattr(be, "mode", None) == "spiking" and "spikes" in (getattr(be, "last_run", None) or {})
+                  and getattr(be, "_n_runs", None) != spiking_runs):
+                # brian2's spiking network ran this batch: its measured spikes and synaptic events, not the rate
+                # model's count (a batch of no steps runs no network: its last_run is an earlier batch's)
                 counts = count_spikes(self.shape, be.last_run, res.steps, B, mode=mode, learn=spec.learn and ok,
                                       sweep=sweep)
             else:

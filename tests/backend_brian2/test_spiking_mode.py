@@ -319,4 +319,4 @@ def test_a_spiking_chip_counts_its_spikes_not_the_rate_models_operations():
     assert c.neuron_updates == clock.neuron_updates and c.samples == 2
     # a batch of no steps sends no spike: it is not billed with the previous batch's
     sim.run(X, Y, steps=0, learn=True)
-    assert sim.backend.last_run is None and sim.hardware.last_counts.events == hw.count_pc(LIN, 0, 2).events
+    assert sim.hardware.last_counts.events == hw.count_pc(LIN, 0, 2).events != r["spikes"]

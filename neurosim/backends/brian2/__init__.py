@@ -513,7 +513,6 @@ class Brian2Backend(Backend):
         y0 = h.predictions(x0)[:, tsl].copy()
         probes = spec.probe_every > 0 and spec.probe_item < B
         if spec.n_steps == 0:   # no simulated time: the state is the initial condition (e.g. predict())
-            self.last_run = None   # no spikes: not the report of an earlier batch (a chip would bill its counts)
             mu = h.predictions(x0)
             eps, energy = h.eq.errors(x0, mu)   # neurosim.equations: eps = pi (x - mu), F per population
             energy = energy[None, :]
