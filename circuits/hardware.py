@@ -387,9 +387,10 @@ def run_event(cfg, out, progress=True) -> dict:
         ms = [r["relax_wall_ms_per_sample"] for r in rows]
         ev = [r["relax_events_per_sample"] for r in rows]
         a1.plot(ev, ms, "o-", color="C0")
-        for r in rows:
+        # labels alternately above and below the curve (neighbouring thresholds sit close on a log axis)
+        for j, r in enumerate(sorted(rows, key=lambda r: r["relax_events_per_sample"])):
             a1.annotate(f"θ={r['threshold']:g}", (r["relax_events_per_sample"], r["relax_wall_ms_per_sample"]),
-                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+                        fontsize=7, xytext=(-8, 8) if j % 2 == 0 else (-2, -14), textcoords="offset points")
         if min(ev) > 0 and max(ev) / min(ev) >= 10:
             C.log_ticks(a1, [v for v in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000, 300000)
                              if min(ev) / 3 <= v <= max(ev) * 3])
