@@ -757,7 +757,10 @@ class Circuit:
 
     # ------------------------------------------------------------------ derived circuits
     def with_probes(self, *probes: Probe) -> "Circuit":
-        """A copy of the circuit with extra probes."""
+        """A copy of the circuit with extra probes: ``with_probes(p1, p2)`` or ``with_probes([p1, p2])``, as
+        ``Simulator(probes=[...])`` takes them."""
+        if len(probes) == 1 and isinstance(probes[0], (list, tuple)):
+            probes = tuple(probes[0])
         return replace(self, probes=self.probes + tuple(probes))
 
     def with_plasticity(self, plasticity: Hebbian | None, projections: Iterable[str] | None = None) -> "Circuit":

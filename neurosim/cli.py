@@ -95,7 +95,7 @@ def _sweep(module, args) -> int:
     try:
         grid = parse_grid(args.grid, module.DEFAULTS, params_of(module))
         res = run_sweep(module.NAME, grid, out, fixed=fixed, scheduler=args.scheduler, workers=args.workers,
-                        progress=not args.no_progress, metric=args.metric)
+                        progress=not (args.no_progress or args.quiet), metric=args.metric)
     except ConfigError as e:
         return _fail(str(e), 2)
     except KeyboardInterrupt:
@@ -252,7 +252,8 @@ def _main(argv=None) -> int:
     from .experiment import Terminated
     try:
         with _sigterm_as_exception():
-            metrics = run_experiment(module, overrides, out=out, progress=not args.no_progress)
+            # --quiet prints only the output directory: no progress lines either
+            metrics = run_experiment(module, overrides, out=out, progress=not (args.no_progress or args.quiet))
     except ConfigError as e:
         return _fail(str(e), 2)
     except KeyboardInterrupt as e:  # Ctrl-C (exit 130 = 128 + SIGINT) or SIGTERM (exit 143 = 128 + SIGTERM)

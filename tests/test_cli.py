@@ -291,3 +291,24 @@ def test_an_unusable_out_exits_2_naming_it(tmp_path, capsys, where):
     assert main(["run", "digits", "--out", str(out), "--set", "epochs=1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("neurosim: error: --out ") and str(out) in err and len(err.splitlines()) == 1
+
+
+def test_quiet_runs_without_progress_lines(tmp_path, monkeypatch, capsys):
+    """--quiet prints only the output directory; progress lines of a long run reached stderr."""
+    import neurosim.experiment as E
+    seen = {}
+    real = E.run_experiment
+
+    def spy(module, overrides=None, out=None, progress=True):
+        seen["progress"] = progress
+        return real(module, overrides, out=out, progress=progress)
+    monkeypatch.setattr(E, "run_experiment", spy)
+    assert main(["run", "bear", "--quiet", "--out", str(tmp_path / "b"), "--set", "lr_sweep=[0.1]",
+                 "--set", "sweep_time=0.5", "--set", "iterations=2"]) == 0
+    assert seen["progress"] is False and capsys.readouterr().out.strip() == str(tmp_path / "b")
+
+
+def test_with_probes_takes_a_list_as_the_simulator_does():
+    import neurosim as ns
+    net = ns.hierarchy([3, 4, 2])
+    assert net.with_probes([ns.Probe("h1", "x")]).probes == net.with_probes(ns.Probe("h1", "x")).probes
