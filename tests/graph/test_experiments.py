@@ -86,6 +86,11 @@ def test_pc_recurrent_study_tiny(tmp_path):
              output_precision=1.0, output_precision_list=[1.0, 0.01],
              dt_steps=20, depth_list=[2, 8], depth_relax_steps=20, variants=["pc", "pc-jacobi", "ipc"], n_probe=32)
     assert set(m["sweeps"]) == {"steps", "dt", "depth", "output_precision"}
+    # "best" is chosen by the final training loss, not by the test accuracy it reports
+    for v, b in m["best"].items():
+        pts = [r for sw in m["sweeps"].values() for r in sw if r["variant"] == v
+               and r["sequence_steps"] == b["sequence_steps"] and np.isfinite(r["train_loss"])]
+        assert b["train_loss"] == min(r["train_loss"] for r in pts)
     pc = {(r["steps"], r["dt"]): r for r in m["sweeps"]["steps"] + m["sweeps"]["dt"] if r["variant"] == "pc"}
     # 20 relaxation steps bring the PC direction closer to backprop's than 1 step (which moves only the output's
     # parent)
