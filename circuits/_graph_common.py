@@ -158,22 +158,30 @@ def summarise(runs: dict, classify: bool) -> dict:
     return m
 
 
-def comparison_figure(runs: dict, key: str, ylabel: str, path, title: str):
-    """Per-epoch curve ``history[key]`` of every algorithm."""
+def comparison_figure(runs: dict, key: str, ylabel: str, path, title: str, baseline: float | None = None,
+                      baseline_label: str = ""):
+    """Per-epoch curve ``history[key]`` of every algorithm; ``baseline`` (e.g. the test loss of always predicting
+    the training mean) a labelled horizontal line.
+
+    Z-IL and FPA are exact backprop: their curves lie on BP's.  They are drawn wide and light under BP, with their
+    own markers, and the legend -- made from the same styles -- says so (the Z-IL line was restyled after the
+    legend was built, which then showed solid lines and hid BP and FPA under Z-IL)."""
     from neurosim import plot
-    curves = {}
+    curves, styles = {}, {}
+    exact = {"zil": "Z-IL (= BP)", "fpa": "FPA (= BP)"}
     for algo, r in runs.items():
         y = np.asarray(r["history"][key], dtype=float)
         if y.size:
-            label = {"zil": "Z-IL", "pc": "PC", "bp": "BP", "fpa": "FPA"}.get(algo,
-                                                                              algo.replace("pc_lambda", "PC, λ="))
+            label = {"pc": "PC", "bp": "BP"}.get(algo) or exact.get(algo) or algo.replace("pc_lambda", "PC, λ=")
             curves[label] = (np.arange(1, y.size + 1), y)
-    fig = plot.comparison(curves, xlabel="epoch", ylabel=ylabel, title=title)
-    for line in fig.axes[0].get_lines():
-        if line.get_label() == "Z-IL":  # drawn dashed on top: it coincides with BP
-            line.set_linestyle("--")
-            line.set_marker("x")
-            line.set_zorder(5)
+            if algo in exact and "bp" in runs:
+                styles[label] = {"lw": 5.0 if algo == "zil" else 3.0, "alpha": 0.35,
+                                 "marker": "s" if algo == "zil" else "^", "ms": 7, "zorder": 1}
+    fig = plot.comparison(curves, xlabel="epoch", ylabel=ylabel, title=title, styles=styles or None)
+    ax = fig.axes[0]
+    if baseline is not None and np.isfinite(baseline):
+        ax.axhline(baseline, color="0.4", ls=":", lw=1.2, label=baseline_label or f"baseline {baseline:.3g}")
+        ax.legend(fontsize=8, loc="best")
     plot.save(fig, path)
     return fig
 

@@ -337,12 +337,15 @@ def _run_sequences(kind, cfg, out, progress):
     m = summarise(runs, classify=classify)
     title = f"{kind.upper()} on {cfg['task']} ({steps} steps)"
     figs = ["loss.png"]
-    comparison_figure(runs, "test_loss", "test loss", out / "loss.png", title + ": test loss")
+    base = None if classify else float(0.5 * np.mean((data.Y_test - data.Y_train.mean()) ** 2))
+    comparison_figure(runs, "test_loss", "test loss", out / "loss.png", title + ": test loss", baseline=base,
+                      baseline_label=None if base is None else
+                      f"predicting the training mean ({base:.3g})")
     if classify:
         comparison_figure(runs, "test_accuracy", "test accuracy", out / "test_accuracy.png", title)
         figs.insert(0, "test_accuracy.png")
     else:
-        m["baseline_test_loss"] = float(0.5 * np.mean((data.Y_test - data.Y_train.mean()) ** 2))
+        m["baseline_test_loss"] = base
     plan = ng.lower_graph(g)
     m.update(task=cfg["task"], sequence_steps=steps, n_vertices=plan.n_vertices, depth=g.depth,
              n_vertices_levelled=ng.lower_graph(ng.level(g)).n_vertices, n_parameters=int(plan.n_theta),
