@@ -610,6 +610,10 @@ def save(fig, path, _tidy=True):
     return path
 
 
+#: populations :func:`energy` draws in colour, one legend entry each; the others are grey under one entry
+ENERGY_SHOWN = 10
+
+
 def energy(
     energies,
     t=None,
@@ -642,7 +646,10 @@ def energy(
         Step size used when ``t`` is None.
     labels : sequence of str, optional
         Legend labels, one per layer.  Defaults to the mapping keys, or
-        ``"layer k"`` for array input.
+        ``"layer k"`` for array input.  With more than :data:`ENERGY_SHOWN`
+        layers (a graph circuit's vertices) the ones with the largest energy
+        get colours and legend entries, the others are drawn thin and grey
+        under one entry.
     total : bool, default True
         Add the total (sum over layers) if there is more than one layer.
     log : bool or None, default None
@@ -715,8 +722,20 @@ def energy(
     fig, ax, owned = _axes(ax, (6.4, 4.0))
 
     plotted = [data]
-    for k in range(n_layers):
-        ax.plot(x, data[:, k], color=_color(k), lw=1.5, label=names[k])
+    # many populations (a graph circuit's vertices): the ENERGY_SHOWN with the largest energy in colour, the
+    # others thin and grey under one legend entry (a legend of 110 entries covered the axes and the 10-colour
+    # cycle repeated, so no curve could be told from another)
+    shown = range(n_layers)
+    if n_layers > ENERGY_SHOWN:
+        peak = np.nanmax(np.where(np.isfinite(data), np.abs(data), np.nan), axis=0)
+        peak = np.where(np.isnan(peak), -np.inf, peak)
+        shown = sorted(np.argsort(-peak, kind="stable")[:ENERGY_SHOWN].tolist())
+        rest = [k for k in range(n_layers) if k not in set(shown)]
+        for j, k in enumerate(rest):
+            ax.plot(x, data[:, k], color="0.7", lw=0.8, zorder=1,
+                    label=f"the other {len(rest)} (smaller energies)" if j == 0 else "_nolegend_")
+    for j, k in enumerate(shown):
+        ax.plot(x, data[:, k], color=_color(j), lw=1.5, label=names[k])
     if total and n_layers > 1:
         tot = data.sum(axis=1)
         plotted.append(tot)

@@ -602,3 +602,17 @@ def test_learning_curves_place_epochs_where_they_happened(tmp_path):
     other.load_checkpoint(ck)
     assert other.history["test_epoch"] == [1, 2, 3, 7, 8] and all(type(v) is int for v in other.history["test_epoch"])
     assert "test_accuracy=" in repr(other.history)
+
+
+def test_energy_of_many_populations_keeps_a_readable_legend():
+    """A graph circuit's 109 vertices gave a 110-entry legend over the axes and a repeating colour cycle: the 10
+    largest get colours and entries, the rest one grey entry."""
+    E = np.outer(np.linspace(2.0, 1.0, 20), np.arange(1, 31))   # population k's energy grows with k
+    fig = plot.energy(E, labels=[f"v{k}" for k in range(30)])
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts[0] == "the other 20 (smaller energies)" and texts[-1] == "total"
+    assert sorted(texts[1:-1]) == sorted(f"v{k}" for k in range(20, 30))
+    colours = [ln.get_color() for ln in fig.axes[0].get_lines() if ln.get_label().startswith("v")]
+    assert len(set(colours)) == 10
+    few = plot.energy(E[:, :5], labels=[f"v{k}" for k in range(5)])
+    assert [t.get_text() for t in few.axes[0].get_legend().get_texts()] == ["v0", "v1", "v2", "v3", "v4", "total"]
