@@ -392,16 +392,22 @@ def _targets_of(circuit) -> set:
     return set(circuit.targets)
 
 
-def check_dt_plan(plan, dt, owner: str, integrator: str = "euler", target_moves: bool = True) -> float:
-    """The checks of :meth:`Simulator._check_dt` on a lowered layered :class:`~neurosim.plan.Plan` (what the event
-    engines relax): ``dt`` finite and > 0, and no population whose isolated dynamics grow at this step (the
-    target's value/error pair only when ``target_moves``: not clamped)."""
+def _dt_number(dt, owner: str) -> float:
+    """``dt`` as a finite float > 0, or a ValueError from ``owner``."""
     try:
         dt = float(dt)
     except (TypeError, ValueError):
         raise ValueError(f"{owner}: dt must be a number, got {dt!r}") from None
     if not (dt > 0 and math.isfinite(dt)):
         raise ValueError(f"{owner}: dt must be finite and > 0, got {dt}")
+    return dt
+
+
+def check_dt_plan(plan, dt, owner: str, integrator: str = "euler", target_moves: bool = True) -> float:
+    """The checks of :meth:`Simulator._check_dt` on a lowered layered :class:`~neurosim.plan.Plan` (what the event
+    engines relax): ``dt`` finite and > 0, and no population whose isolated dynamics grow at this step (the
+    target's value/error pair only when ``target_moves``: not clamped)."""
+    dt = _dt_number(dt, owner)
     for i, name in enumerate(plan.pop_names):
         if plan.pop_role[i] == ROLE_INPUT:
             continue
@@ -619,12 +625,7 @@ class Simulator:
         that oscillates (:func:`_pair_growth`; for Euler dt < tau_x / precision, half the bound of instantaneous
         errors).  The couplings between populations (the weights) are not checked: they change as the circuit
         learns, and can make a smaller dt necessary."""
-        try:
-            dt = float(dt)
-        except (TypeError, ValueError):
-            raise ValueError(f"Simulator: dt must be a number, got {dt!r}") from None
-        if not (dt > 0 and math.isfinite(dt)):
-            raise ValueError(f"Simulator: dt must be finite and > 0, got {dt}")
+        dt = _dt_number(dt, "Simulator")
         if circuit.is_graph:
             for v in circuit.vertices:
                 if v.name in circuit.inputs:
@@ -1296,13 +1297,17 @@ class Simulator:
 
     def _run_batch(self, X, Y, spec, batch=None, algo=None, options=None, evaluation=False) -> BatchResult:
         if spec.init == INITS["previous"] and not self.__dict__.get("_warned_previous"):
-            st = self._network_state()
-            if st is not None and st["x"].shape[0] != X.shape[0]:
+            if self.hardware is not None and self.hardware.engine is not None:
+                st = self.hardware.state()
+                rows = None if st is None else st["x"].shape[0]
+            else:
+                rows = self._backend.state_rows()   # (a copy of the state per batch would cost ~2% at batch 256)
+            if rows is not None and rows != X.shape[0]:
                 import warnings
                 from .algorithms._common import _user_stacklevel
                 self._warned_previous = True
                 warnings.warn(
-                    f"init='previous': the last batch left a state of {st['x'].shape[0]} items and this batch has "
+                    f"init='previous': the last batch left a state of {rows} items and this batch has "
                     f"{X.shape[0]}, so it starts from the feedforward pass instead (as every batch of a size other "
                     "than the last one's does, e.g. the partial last batch of an epoch: pick a batch_size that "
                     "divides the data to continue every batch; warned once per simulator)",

@@ -664,3 +664,23 @@ def test_train_with_previous_starts_keeps_the_training_state_across_the_test_eva
         warnings.simplefilter("error", RuntimeWarning)
         sim.train(X, Y, epochs=2, batch_size=16, init="previous", X_test=Xt, Y_test=Yt, progress=False)
     assert sim.state["h1"]["x"].shape == (16, 5)
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba", "graph-numba"])
+def test_state_rows_is_the_state_batch_size(backend):
+    """Backend.state_rows (what init='previous' checks every batch, without copying the state) agrees with
+    state(): after runs of several sizes, a row-block batch, set_state and reset."""
+    import neurosim.graph as ng
+    graph = backend.startswith("graph")
+    net = ng.from_circuit(ns.hierarchy([3, 4, 2])) if graph else ns.hierarchy([3, 4, 2])
+    sim = ns.Simulator(net, backend=backend.split("-")[-1])
+    be = sim._backend
+    assert be.state_rows() is None and be.state() is None
+    for B in (2, 5, 300):
+        sim.run(np.ones((B, 3)), np.ones((B, 2)), steps=2)
+        assert be.state_rows() == be.state()["x"].shape[0] == B
+    st = be.state()
+    be.set_state(st["x"][:7], st["eps"][:7])
+    assert be.state_rows() == 7
+    sim.reset()
+    assert be.state_rows() is None

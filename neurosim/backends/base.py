@@ -155,5 +155,11 @@ class Backend:
     def set_state(self, x: np.ndarray, eps: np.ndarray):
         raise NotImplementedError  # abstract: implemented by each backend
 
+    def state_rows(self) -> int | None:
+        """The batch size of the current state (None: no state), without copying it (backends that can say so
+        cheaply override this)."""
+        st = self.state()
+        return None if st is None else int(st["x"].shape[0])
+
     def close(self):
         pass

@@ -120,6 +120,9 @@ class ReferenceBackend(Backend):
                            fail_pop=fail_pop, rec_steps=rec_steps[:r], rec_x=rec_x[:r], rec_eps=rec_eps[:r],
                            rec_mu=rec_mu[:r], y0=y0, y=x[:, tsl].copy())
 
+    def state_rows(self):
+        return None if self.x is None else int(self.x.shape[0])
+
     def state(self):
         if self.x is None:
             return None

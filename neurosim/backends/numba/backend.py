@@ -870,6 +870,9 @@ class NumbaBackend(Backend):
         B, w = self.batch_size, self._work
         return {k: unflatten(self.plan, w[j], B, self.dtype) for k, j in (("x", X), ("eps", ES), ("mu", MU))}
 
+    def state_rows(self):
+        return self.batch_size if self.have_prev else None
+
     def set_state(self, x, eps):
         p = self.plan
         x = np.asarray(x, dtype=self.dtype)
