@@ -86,7 +86,8 @@ def main(argv=None):
         log("start-up")
         res["startup"] = system.startup(repeats=2 if a.quick else 3, log=log)
     if "coldstart" in suites:
-        log("cold start: fresh processes with an empty numba cache" + (f", against {a.against}" if a.against else ""))
+        log("cold start: fresh processes on fresh copies of the tree, after the install's compile and with an empty "
+            "numba cache" + (f", against {a.against}" if a.against else ""))
         res["coldstart"] = system.coldstart(against=a.against, repeats=1 if a.quick else 2, log=log)
     if "threads" in suites:
         log("numba threads")

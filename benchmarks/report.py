@@ -238,39 +238,51 @@ def startup_section(s, th=None):
 
 
 def coldstart_section(c):
-    """The cold-start table: one row per case, a column per tree (this one, and the ``--against`` commit)."""
+    """The cold-start table: one row per case and cache state, a column per tree (this one, and the ``--against``
+    commit); results made before the install-time compile have only the empty-cache rows."""
     trees = c["trees"]
     def med(rows, key):
         v = [x[key] for x in rows if x.get(key) is not None]
         return float(np.median(v)) if v else float("nan")
+    def fmt(v):
+        return "n/a" if v != v else f"{v:.1f} s"
     lines = ["## Cold start (a fresh install)\n",
-             "Each number is a new process with an empty numba cache directory, as after `pip install` "
-             "(64-256-256-10 tanh; `learn` is the first `Simulator.learn` call, 20 steps: compile plus one batch; "
-             "`fpa`/`ipc` the first step of that schedule after it, batch 32; median of the repeats; `cpu`: the "
-             "child's process CPU time, steadier than wall time on a busy machine since compiling is "
-             "single-threaded). "
+             "Each number is a new process on a fresh copy of the tree (64-256-256-10 tanh; `learn` is the first "
+             "`Simulator.learn` call, 20 steps: compile or load plus one batch; `fpa`/`ipc` the first step of that "
+             "schedule after it, batch 32; median of the repeats; `cpu`: the child's process CPU time, steadier "
+             "than wall time on a busy machine since compiling is single-threaded). **installed**: after the "
+             "kernels the install compiles (`python -m neurosim.precompile`, which `pip install` runs from "
+             "`setup.py`; its wall time is the first row), with numba's cache where the install put it -- what a "
+             "new user's first calls cost. **empty**: with an empty `NUMBA_CACHE_DIR`, so every kernel compiles on "
+             "first use (as after `NEUROSIM_PRECOMPILE=0`, with a new `NUMBA_CACHE_DIR`, or for kernels the "
+             "install does not compile). "
              + (f"The trees were run interleaved in one run: {', '.join(trees)}." if len(trees) > 1 else "") + "\n",
-             "| first call | " + " | ".join(trees) + (" | ratio |" if len(trees) > 1 else "") ,
-             "|---|" + "---|" * (len(trees) + (1 if len(trees) > 1 else 0))]
-    keys = []
-    for x in c["rows"]:
-        for k in x:
-            if k.startswith("first_") and (x["dtype"], x["batch"], k) not in keys:
-                keys.append((x["dtype"], x["batch"], k))
-    for dtype, B, k in keys:
-        vals = [med([x for x in c["rows"] if x["tree"] == t and x["dtype"] == dtype and x["batch"] == B], k)
-                for t in trees]
-        name = k[len("first_"):-len("_s")]
-        row = f"| `{name}`, {dtype}, batch {B} | " + " | ".join(f"{v:.1f} s" for v in vals)
-        if len(trees) > 1:
-            row += f" | {vals[1] / vals[0]:.2f}x |"
-        else:
-            row += " |"
-        lines.append(row)
-    if c.get("digits"):
-        vals = [med([d for d in c["digits"] if d["tree"] == t], "wall_s") for t in trees]
-        row = "| `neurosim run digits` (whole command) | " + " | ".join(f"{v:.1f} s" for v in vals)
-        lines.append(row + (f" | {vals[1] / vals[0]:.2f}x |" if len(trees) > 1 else " |"))
+             "| first call | cache | " + " | ".join(trees) + (" | ratio |" if len(trees) > 1 else ""),
+             "|---|---|" + "---|" * (len(trees) + (1 if len(trees) > 1 else 0))]
+    def add(name, cache, vals):
+        row = f"| {name} | {cache} | " + " | ".join(fmt(v) for v in vals)
+        lines.append(row + (f" | {vals[1] / vals[0]:.2f}x |" if len(trees) > 1 and vals[0] == vals[0]
+                            and vals[1] == vals[1] else (" | |" if len(trees) > 1 else " |")))
+    if c.get("installs"):
+        add("install-time compile (`python -m neurosim.precompile`)", "-",
+            [med([x for x in c["installs"] if x["tree"] == t], "install_compile_s") for t in trees])
+    caches = [k for k in ("installed", "empty") if any(x.get("cache", "empty") == k for x in c["rows"])]
+    for cache in caches:
+        keys = []
+        for x in c["rows"]:
+            if x.get("cache", "empty") != cache:
+                continue
+            for k in x:
+                if k.startswith("first_") and (x["dtype"], x["batch"], k) not in keys:
+                    keys.append((x["dtype"], x["batch"], k))
+        for dtype, B, k in keys:
+            vals = [med([x for x in c["rows"] if x["tree"] == t and x.get("cache", "empty") == cache
+                         and x["dtype"] == dtype and x["batch"] == B], k) for t in trees]
+            add(f"`{k[len('first_'):-len('_s')]}`, {dtype}, batch {B}", cache, vals)
+        if c.get("digits"):
+            add("`neurosim run digits` (whole command)", cache,
+                [med([d for d in c["digits"] if d["tree"] == t and d.get("cache", "empty") == cache], "wall_s")
+                 for t in trees])
     lines.append(f"\nLoad average at the end: {c.get('loadavg')}.\n")
     return "\n".join(lines) + "\n"
 
@@ -411,16 +423,24 @@ def checklist(r):
     c = r.get("coldstart")
     if c:
         mine = c["trees"][0]
+        # a fresh install: the rows after the install-time compile where there are any (older results: empty)
+        cache = "installed" if any(x.get("cache") == "installed" for x in c["rows"]) else "empty"
         for dtype in ("float64", "float32"):
-            v = [x["first_learn_s"] for x in c["rows"] if x["tree"] == mine and x["dtype"] == dtype]
+            v = [x["first_learn_s"] for x in c["rows"] if x["tree"] == mine and x["dtype"] == dtype
+                 and x.get("cache", "empty") == cache]
             if v:
                 lines.append(f"- first `learn` of a fresh install, {dtype}: {max(v):.1f} s at most over batch 1 and 256 "
                              f"(target < 5 s): {'met' if max(v) < 5 else 'NOT met'}")
-        d = [x["wall_s"] for x in c.get("digits", []) if x["tree"] == mine]
+        d = [x["wall_s"] for x in c.get("digits", []) if x["tree"] == mine and x.get("cache", "empty") == cache]
         if d:
             m = float(np.median(d))
             lines.append(f"- `neurosim run digits` on a fresh install: {m:.1f} s in all (target < 15 s): "
                          f"{'met' if m < 15 else 'NOT met'}")
+        ic = [x["install_compile_s"] for x in c.get("installs", []) if x["tree"] == mine
+              and x.get("install_compile_s") is not None]
+        if ic and cache == "installed":
+            lines.append(f"- (the install compiles the common kernels first: {ic[0]:.1f} s more in `pip install`; "
+                         f"the first `learn` that has to compile its kernel: see the empty-cache rows)")
     for key, what in (("peers", "default threading"), ("peers_one_thread", "one thread")):
         rows = (r.get(key) or {}).get("rows", [])
         pcx = [(x["peers"]["pcx"]["ratio_peer_over_numba"], x) for x in rows if x["peers"].get("pcx", {}).get("ok")]

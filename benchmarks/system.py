@@ -308,26 +308,41 @@ print(*out)
 
 
 def _cold_tree(ref: str | None):
-    """(PYTHONPATH, label, cleanup) of the tree to measure: this checkout, or commit ``ref`` exported to a
-    temporary directory (``git archive``), so that both are timed in one run."""
-    if not ref:
-        return str(ROOT), "this tree", None
+    """(path, label, cleanup) of a fresh copy of the tree to measure: this checkout's files (tracked and untracked,
+    not ignored: no compiled caches) or commit ``ref``'s (``git archive``), in a temporary directory, so that
+    numba's in-tree cache starts empty, as in a new clone, and both trees are timed in one run."""
     import subprocess
     d = tempfile.TemporaryDirectory()
-    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    arch = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    git = ["git", "-C", str(ROOT)]
+    if ref:
+        label = subprocess.run(git + ["rev-parse", "--short", ref], capture_output=True, text=True,
+                               check=True).stdout.strip()
+        arch = subprocess.run(git + ["archive", ref], capture_output=True, check=True).stdout
+    else:
+        label = "this tree"
+        files = subprocess.run(git + ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                               capture_output=True, check=True).stdout
+        files = b"\0".join(f for f in files.split(b"\0") if f and (ROOT / f.decode()).exists())
+        arch = subprocess.run(["tar", "--null", "-T", "-", "-cf", "-"], input=files, capture_output=True,
+                              check=True, cwd=str(ROOT)).stdout
     subprocess.run(["tar", "-x", "-C", d.name], input=arch, check=True)
-    return d.name, sha, d
+    return d.name, label, d
 
 
 def coldstart(against: str | None = None, repeats: int = 1, log=print) -> dict:
-    """What a fresh install pays before its first results: every measurement is a new process with an empty
-    numba cache directory (as after ``pip install``), on 64-256-256-10 tanh:
+    """What a fresh install pays before its first results, on 64-256-256-10 tanh; every measurement is a new
+    process on a fresh copy of the tree (no compiled caches):
 
-    * the first ``Simulator.learn`` call (20 steps) for batch 1 and 256, float64 and float32 -- compile plus one
-      batch; for batch 32 in float64 also the first ``fpa`` and ``ipc`` step after it (their own kernels);
-    * ``neurosim run digits`` from start to exit (wall time of the whole command, figures included).
+    * ``install_compile_s``: the kernels compiled at install (``python -m neurosim.precompile``, which
+      ``pip install`` runs from ``setup.py``; wall time, both groups at once); trees without it compile nothing;
+    * cache ``installed``: after that, with numba's cache where the install put it (next to the modules;
+      ``NUMBA_CACHE_DIR`` unset) -- what a new user's first calls cost;
+    * cache ``empty``: with an empty ``NUMBA_CACHE_DIR`` -- the kernels compile on first use, as after
+      ``NEUROSIM_PRECOMPILE=0``, with a new ``NUMBA_CACHE_DIR`` or for kernels the install does not compile;
+
+    each for the first ``Simulator.learn`` call (20 steps) for batch 1 and 256, float64 and float32 -- compile or
+    load plus one batch; for batch 32 in float64 also the first ``fpa`` and ``ipc`` step after it -- and for
+    ``neurosim run digits`` from start to exit (wall time of the whole command, figures included).
 
     Each first call reports its wall time and its process CPU time (``*_cpu_s``): compiling is single-threaded, so
     on a busy machine the CPU time is the steadier measure of the work (the wall time adds the waiting).
@@ -340,45 +355,65 @@ def coldstart(against: str | None = None, repeats: int = 1, log=print) -> dict:
     trees = [_cold_tree(None)] + ([_cold_tree(against)] if against else [])
     cases = [("float64", 1, []), ("float32", 1, []), ("float64", 256, []), ("float32", 256, []),
              ("float64", 32, ["fpa", "ipc"])]
+    installs = []
     for path, label, _ in trees:   # each child must import the tree it is timing (not the working directory's)
         f = core.run_python(probe, {"PYTHONPATH": path}, cwd=path).split("FILE")[1].strip()
         if not Path(f).resolve().is_relative_to(Path(path).resolve()):
             raise RuntimeError(f"coldstart: the child for {label} imported neurosim from {f}, not from {path}")
+        has = (Path(path) / "neurosim" / "precompile.py").exists()
+        row = {"tree": label, "install_compile_s": None}
+        if has:   # what pip install runs (setup.py): into the copy's __pycache__
+            env = dict(__import__("os").environ, PYTHONPATH=path, NUMBA_CACHE_DIR="")
+            t0 = time.perf_counter()
+            r = subprocess.run([sys.executable, "-m", "neurosim.precompile"], env=env, cwd=path,
+                               capture_output=True, text=True, timeout=1800)
+            row["install_compile_s"] = time.perf_counter() - t0
+            if r.returncode != 0:
+                raise RuntimeError(f"coldstart: python -m neurosim.precompile failed on {label}:\n"
+                                   f"{(r.stdout + r.stderr)[-2000:]}")
+            log(f"  {label:>10} install-time compile (python -m neurosim.precompile): "
+                f"{row['install_compile_s']:.1f} s")
+        installs.append(row)
+    modes = [("installed", [t for t, r in zip(trees, installs) if r["install_compile_s"] is not None]),
+             ("empty", trees)]
     rows = []
-    for dtype, B, algos in cases:
-        for rep in range(repeats):
-            for path, label, _ in trees:
-                with tempfile.TemporaryDirectory() as cache:
-                    env = {"PYTHONPATH": path, "NUMBA_CACHE_DIR": cache}
-                    # cwd = the tree: "python -c" puts the working directory first on sys.path
-                    line = core.run_python(_COLD_CHILD.format(B=B, dtype=dtype, algos=algos), env, cwd=path)
+    for cache, mode_trees in modes:
+        for dtype, B, algos in cases:
+            for rep in range(repeats):
+                for path, label, _ in mode_trees:
+                    with tempfile.TemporaryDirectory() as empty:
+                        env = {"PYTHONPATH": path, "NUMBA_CACHE_DIR": empty if cache == "empty" else ""}
+                        # cwd = the tree: "python -c" puts the working directory first on sys.path
+                        line = core.run_python(_COLD_CHILD.format(B=B, dtype=dtype, algos=algos), env, cwd=path)
                     v = line.split("LEARN")[1].split()
-                    row = {"tree": label, "dtype": dtype, "batch": B, "first_learn_s": float(v[0]),
-                           "setup_s": float(v[1])}
+                    row = {"tree": label, "cache": cache, "dtype": dtype, "batch": B,
+                           "first_learn_s": float(v[0]), "setup_s": float(v[1])}
                     for k in range(2, len(v), 2):
                         row[f"first_{v[k]}_s"] = float(v[k + 1])
                     rows.append(row)
-                    log(f"  {label:>10} {dtype} B={B}: first learn {row['first_learn_s']:.1f} s "
+                    log(f"  {label:>10} {cache} cache, {dtype} B={B}: first learn {row['first_learn_s']:.1f} s "
                         f"(cpu {row['first_learn_cpu_s']:.1f} s)"
                         + "".join(f", first {a} {row[f'first_{a}_s']:.1f} s (cpu {row[f'first_{a}_cpu_s']:.1f} s)"
                                   for a in algos))
     digits = []
-    for rep in range(repeats):
-        for path, label, _ in trees:
-            with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as out:
-                env = dict(__import__("os").environ, PYTHONPATH=path, NUMBA_CACHE_DIR=cache)
-                t0 = time.perf_counter()
-                r = subprocess.run([sys.executable, "-m", "neurosim", "run", "digits", "--out", out], env=env,
-                                   capture_output=True, text=True, timeout=900, cwd=path)
-                wall = time.perf_counter() - t0
-                if r.returncode != 0:
-                    raise RuntimeError(f"neurosim run digits failed:\n{r.stderr[-2000:]}")
-                m = json.loads((Path(out) / "metrics.json").read_text())
-                digits.append({"tree": label, "wall_s": wall, "compile_s": m.get("compile_s"),
+    for cache, mode_trees in modes:
+        for rep in range(repeats):
+            for path, label, _ in mode_trees:
+                with tempfile.TemporaryDirectory() as empty, tempfile.TemporaryDirectory() as out:
+                    env = dict(__import__("os").environ, PYTHONPATH=path,
+                               NUMBA_CACHE_DIR=empty if cache == "empty" else "")
+                    t0 = time.perf_counter()
+                    r = subprocess.run([sys.executable, "-m", "neurosim", "run", "digits", "--out", out], env=env,
+                                       capture_output=True, text=True, timeout=900, cwd=path)
+                    wall = time.perf_counter() - t0
+                    if r.returncode != 0:
+                        raise RuntimeError(f"neurosim run digits failed:\n{r.stderr[-2000:]}")
+                    m = json.loads((Path(out) / "metrics.json").read_text())
+                digits.append({"tree": label, "cache": cache, "wall_s": wall, "compile_s": m.get("compile_s"),
                                "test_accuracy": m.get("test_accuracy")})
-                log(f"  {label:>10} neurosim run digits, empty cache: {wall:.1f} s in all (compile_s "
+                log(f"  {label:>10} {cache} cache, neurosim run digits: {wall:.1f} s in all (compile_s "
                     f"{m.get('compile_s', float('nan')):.1f}, test accuracy {m.get('test_accuracy', float('nan')):.3f})")
     for _, _, d in trees:
-        if d is not None:
-            d.cleanup()
-    return {"rows": rows, "digits": digits, "trees": [t[1] for t in trees], "loadavg": core.loadavg()}
+        d.cleanup()
+    return {"rows": rows, "digits": digits, "installs": installs, "trees": [t[1] for t in trees],
+            "loadavg": core.loadavg()}

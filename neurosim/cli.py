@@ -3,6 +3,7 @@
     neurosim list
     neurosim run NAME [--backend numba|reference] [--out DIR] [--seed N] [--set key=value ...] [--scheduler ADDRESS]
     neurosim show NAME
+    neurosim compile [--group core|graph] [--jobs N]
     neurosim sweep NAME --grid key=v1,v2,... [--grid ...] [--set key=value ...] [--scheduler ADDRESS]
                    [--out DIR] [--workers N]
 
@@ -38,6 +39,17 @@ def _parser():
                         "(default: start a local cluster); the same as --set scheduler=ADDRESS")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.add_argument("--quiet", "-q", action="store_true", help="print only the output directory")
+    c = sub.add_parser("compile", help="compile the common numba kernels into numba's cache (pip install does this)",
+                       description="Compile the numba kernels of the common runs (the layered circuits' batch "
+                                   "kernel, float64 and float32; the fpa/ipc graph kernels) into numba's on-disk "
+                                   "cache, so that the first run loads them instead of compiling (about 10 s per "
+                                   "kernel and dtype). pip install does this unless NEUROSIM_PRECOMPILE=0; run it "
+                                   "after setting NUMBA_CACHE_DIR or where the install could not write its package "
+                                   "directory. Exit status 1 if a group failed (its kernels compile on first use).")
+    from .precompile import GROUPS
+    c.add_argument("--group", choices=sorted(GROUPS), action="append",
+                   help="compile only this group (repeatable; default: both)")
+    c.add_argument("--jobs", type=int, default=2, help="groups compiled at once, one process each (default 2)")
     w = sub.add_parser("sweep", help="run an experiment over a grid of parameters in parallel on Dask (resumable)",
                        description="Run an experiment on every point of a parameter grid, in parallel on Dask: "
                                    "a local cluster by default, an existing one with --scheduler. Each finished "
@@ -196,6 +208,9 @@ def _main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "compile":
+        from . import precompile
+        return precompile.main((sum((["--group", g] for g in args.group or []), [])) + ["--jobs", str(args.jobs)])
     from . import registry
     from .experiment import ConfigError, run_experiment
 
@@ -246,7 +261,8 @@ def _main(argv=None) -> int:
         from .config import kernels_cached
         if kernels_cached() is False:
             print("neurosim: the numba kernels are not compiled yet: a run that uses them compiles them first (about "
-                  "10 s per kernel on 2 cores; cached on disk for later runs)", file=sys.stderr, flush=True)
+                  "10 s per kernel on 2 cores; cached on disk for later runs; `neurosim compile` compiles the common ones "
+                  "ahead)", file=sys.stderr, flush=True)
             _NOTICE["given"] = True  # said once: the kernels' own one-time notice (neurosim.config) stays quiet
             os.environ["NEUROSIM_COMPILE_NOTICE"] = "0"   # in this process and in workers it starts (Dask)
     from .experiment import Terminated

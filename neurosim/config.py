@@ -11,7 +11,8 @@ divides and stop LLVM from vectorising it.
 
 ``CACHE``: compiled kernels are cached on disk (next to the module, or in ``NUMBA_CACHE_DIR``), so a
 new process loads them in a fraction of a second instead of compiling; ``NEUROSIM_NUMBA_CACHE=0``
-turns this off.
+turns this off.  ``pip install`` fills the cache with the kernels of the common runs
+(:mod:`neurosim.precompile`, also ``neurosim compile``).
 
 **Compile notice.**  The first time in a process that a neurosim kernel really has to be compiled (numba's
 ``"numba:compile"`` event, which a load from the on-disk cache does not send), one message goes to the
