@@ -914,6 +914,8 @@ class Simulator:
             members["backend_" + k] = np.array(v)
         info = {"format": self._CKPT_FORMAT, "backend": self.backend_name, "state": st is not None,
                 "backend_state": sorted(extra)}
+        if self.__dict__.get("_train_record") is not None:   # written by train: the settings of the run
+            info["train"] = self._train_record
         if self.hardware is not None:   # device clock, write times, noise-stream counters, engine state
             hw_state = self.hardware.checkpoint_state()
             for k, v in hw_state.items():
@@ -936,7 +938,10 @@ class Simulator:
         checkpoint of another circuit; FileNotFoundError if there is no file.
         """
         self._check_open()
-        ck = self._read_checkpoint(Path(path))
+        self._apply_checkpoint(self._read_checkpoint(Path(path)))
+
+    def _apply_checkpoint(self, ck: dict) -> None:
+        """Replace the simulator's state with a checkpoint read (and checked) by :meth:`_read_checkpoint`."""
         be = self._backend
         if "state_x" not in ck and be.state() is not None:
             be.reset()   # the checkpoint was taken before any run: no network state to continue from
@@ -1054,6 +1059,10 @@ class Simulator:
             why = self.hardware.check_checkpoint_state(ck["hardware"])
             if why:
                 raise refuse(why)
+        train = meta.get("train")
+        if train is not None and not isinstance(train, dict):
+            raise refuse("its 'meta' record is damaged")
+        ck["train"] = train
         if meta.get("backend") == self.backend_name:   # the backend's own state means nothing to another one
             want = be.checkpoint_state()
             if sorted(want) != sorted(meta["backend_state"]):
@@ -1621,7 +1630,10 @@ class Simulator:
         the epoch index, so the result equals an uninterrupted run) and re-running a finished one trains
         nothing more.  A simulator that has trained already does not read the file; it trains ``epochs``
         more and overwrites it.  Use one checkpoint file per ``train`` call.  Resuming logs a notice (logger
-        ``"neurosim"``) with the epochs found and those left.
+        ``"neurosim"``) with the epochs found and those left.  The file records this call's settings (algorithm,
+        options, batch size, shuffling, relaxation settings, seed, a digest of ``X`` and ``Y``); resuming it with
+        other ones raises :class:`~neurosim.errors.CheckpointError` naming the differences, before anything is
+        loaded (``epochs`` may differ).
 
         Other schedules (``neurosim.algorithms.names()``, e.g. ``"bp"``) are chosen with ``algorithm``;
         ``options`` passes their settings.  An algorithm the backend cannot run itself (e.g. ``"fpa"``,
@@ -1653,9 +1665,21 @@ class Simulator:
         if checkpoint is not None:
             from .io import remove_stale_temporaries
             remove_stale_temporaries(checkpoint)   # left by a run killed while saving; never read
+        record = None
+        if checkpoint is not None:
+            record = self._train_settings(algorithm, options, batch_size, spec, shuffle, X, Y)
         if checkpoint is not None and not self.history["epoch_loss"] and Path(checkpoint).exists():
             # a simulator that has not trained yet resumes an interrupted run of this call
-            self.load_checkpoint(checkpoint)
+            self._check_open()
+            ck = self._read_checkpoint(Path(checkpoint))
+            diff = _settings_diff(ck.get("train"), record)
+            if diff:
+                from .errors import CheckpointError
+                raise CheckpointError(
+                    f"checkpoint {str(checkpoint)!r} is of a train() call with other settings ({diff}); resuming "
+                    "would mix the two runs. Call train with the checkpoint's settings to finish that run, or delete "
+                    "the file (or pass another checkpoint path) to start afresh", checkpoint)
+            self._apply_checkpoint(ck)
             done = len(self.history["epoch_loss"])
             from .config import log
             log.warning("neurosim: train: resuming from checkpoint %r, which holds %d epoch(s); %s (delete the file, "
@@ -1666,6 +1690,7 @@ class Simulator:
         h = self.history
         from .progress import progress_bar
         bar = progress_bar(total=epochs * n_batches, desc="train", enabled=progress)
+        self._train_record = record
         try:
             for epoch in range(epochs):
                 t0 = time.perf_counter()
@@ -1716,7 +1741,29 @@ class Simulator:
                     break
         finally:
             bar.close()
+            self._train_record = None
         return h
+
+    def _train_settings(self, algorithm, options, batch_size, spec, shuffle, X, Y) -> dict:
+        """What a checkpoint of :meth:`train` records of the call, so that resuming with other settings is refused:
+        everything the run's numbers depend on except the number of epochs (resuming with more is finishing a
+        longer run) -- the schedule, its options, the batching and shuffling, the relaxation's settings, the seed
+        (which orders the epochs) and the training data (its shape and a digest of its values)."""
+        import hashlib
+        import json
+        name = algorithm if isinstance(algorithm, str) else getattr(algorithm, "name", type(algorithm).__name__)
+        h = hashlib.sha256()
+        for a in (X, Y):
+            a = np.ascontiguousarray(a)
+            h.update(str((a.shape, a.dtype.str)).encode())
+            h.update(a.tobytes())
+        return {"algorithm": str(name),
+                "options": json.loads(json.dumps(options or {}, sort_keys=True, default=repr)),
+                "batch_size": int(batch_size), "shuffle": bool(shuffle), "seed": int(self.seed) if isinstance(self.seed, (int, np.integer)) else repr(self.seed),
+                "steps": int(spec.n_steps), "mode": _name_of(MODES, spec.mode), "beta": float(spec.beta),
+                "init": _name_of(INITS, spec.init), "tol": float(spec.tol), "dt": float(spec.dt),
+                "dt_decay": float(spec.dt_decay), "integrator": _name_of(INTEGRATORS, spec.integrator),
+                "data": f"{X.shape[0]} samples, sha256 {h.hexdigest()[:16]}"}
 
     # ------------------------------------------------------------------ lifecycle
     def reset(self):
@@ -1773,3 +1820,17 @@ def _sparse_input(v) -> bool:
     import sys
     sp = sys.modules.get("scipy.sparse")
     return sp is not None and sp.issparse(v)
+
+
+def _settings_diff(saved, now) -> str:
+    """The train settings that differ between a checkpoint's record and this call ("" when none, or when the
+    checkpoint has no record: written by ``save_checkpoint`` itself or by a neurosim before the record)."""
+    if not saved or not now:
+        return ""
+    return "; ".join(f"{k} {saved[k]!r} in the checkpoint, {now[k]!r} now" for k in now
+                     if k in saved and saved[k] != now[k])
+
+
+def _name_of(table: dict, code) -> str:
+    """The name of a setting's code in one of the backends' tables (MODES, INITS, INTEGRATORS)."""
+    return next((k for k, v in table.items() if v == code), str(code))

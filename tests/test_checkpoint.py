@@ -328,3 +328,58 @@ def test_a_checkpoint_gets_the_permissions_of_the_users_umask(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o644
+
+
+def test_resuming_with_other_train_settings_is_refused_and_changes_nothing(tmp_path):
+    """A checkpoint records the settings of its train() call; resuming it with others (another batch size,
+    algorithm, seed, relaxation, data) would mix two runs silently (4 PC epochs, then Z-IL ones): refused,
+    naming what differs, before anything is loaded. More epochs (finishing a longer run) are not a difference."""
+    X, Y = _data()
+    net = ns.hierarchy([6, 8, 3], phi="tanh", lr=0.02, name="ck")
+    ck = tmp_path / "ck.npz"
+    a = ns.Simulator(net, backend="reference", seed=1)
+    a.train(X, Y, epochs=1, batch_size=8, steps=10, progress=False, checkpoint=ck)
+    base = dict(epochs=2, batch_size=8, steps=10, progress=False, checkpoint=ck)
+    cases = [({"batch_size": 16}, "batch_size 8 in the checkpoint, 16 now"),
+             ({"algorithm": "zil"}, "algorithm 'pc' in the checkpoint, 'zil' now"),
+             ({"steps": 20}, "steps 10 in the checkpoint, 20 now"),
+             ({"mode": "nudge", "beta": 0.5}, "mode 'clamp' in the checkpoint, 'nudge' now; beta 0.0 in the "
+                                              "checkpoint, 0.5 now"),
+             ({"init": "zeros"}, "init 'feedforward' in the checkpoint, 'zeros' now"),
+             ({"shuffle": False}, "shuffle True in the checkpoint, False now"),
+             ({"dt": 0.05}, "dt 0.1 in the checkpoint, 0.05 now")]
+    for change, message in cases:
+        b = ns.Simulator(net, backend="reference", seed=1)
+        before = _snapshot(b)
+        with pytest.raises(ns.CheckpointError, match="other settings") as e:
+            b.train(X, Y, **{**base, **change})
+        assert message in str(e.value) and "delete the file" in str(e.value), str(e.value)
+        _assert_unchanged(b, before)
+    other_seed = ns.Simulator(net, backend="reference", seed=2)
+    with pytest.raises(ns.CheckpointError, match="seed 1 in the checkpoint, 2 now"):
+        other_seed.train(X, Y, **base)
+    other_data = ns.Simulator(net, backend="reference", seed=1)
+    with pytest.raises(ns.CheckpointError, match="data '40 samples, sha256 [0-9a-f]+' in the checkpoint, "
+                                                 "'40 samples, sha256 [0-9a-f]+' now"):
+        other_data.train(X + 1e-9, Y, **base)
+    # the same settings (and more epochs) resume
+    same = ns.Simulator(net, backend="reference", seed=1)
+    same.train(X, Y, **base)
+    assert len(same.history["epoch_loss"]) == 2
+    full = ns.Simulator(net, backend="reference", seed=1)
+    full.train(X, Y, epochs=2, batch_size=8, steps=10, progress=False)
+    for k, w in full.weights.items():
+        np.testing.assert_array_equal(same.weights[k], w)
+
+
+def test_a_checkpoint_without_train_settings_resumes_as_before(tmp_path):
+    """save_checkpoint outside train (and files of earlier neurosim) hold no train settings: train resumes them
+    without a check, as before."""
+    X, Y = _data()
+    net = ns.hierarchy([6, 8, 3], phi="tanh", lr=0.02, name="ck")
+    a = ns.Simulator(net, backend="reference", seed=1)
+    a.train(X, Y, epochs=1, batch_size=8, steps=10, progress=False)
+    ck = a.save_checkpoint(tmp_path / "ck.npz")
+    b = ns.Simulator(net, backend="reference", seed=1)
+    b.train(X, Y, epochs=2, batch_size=16, steps=5, progress=False, checkpoint=ck)
+    assert len(b.history["epoch_loss"]) == 2
