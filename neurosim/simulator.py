@@ -1758,7 +1758,7 @@ class Simulator:
             h.update(str((a.shape, a.dtype.str)).encode())
             h.update(a.tobytes())
         return {"algorithm": str(name),
-                "options": json.loads(json.dumps(options or {}, sort_keys=True, default=repr)),
+                "options": json.loads(json.dumps(options or {}, sort_keys=True, default=_stable_repr)),
                 "batch_size": int(batch_size), "shuffle": bool(shuffle), "seed": int(self.seed) if isinstance(self.seed, (int, np.integer)) else repr(self.seed),
                 "steps": int(spec.n_steps), "mode": _name_of(MODES, spec.mode), "beta": float(spec.beta),
                 "init": _name_of(INITS, spec.init), "tol": float(spec.tol), "dt": float(spec.dt),
@@ -1834,3 +1834,9 @@ def _settings_diff(saved, now) -> str:
 def _name_of(table: dict, code) -> str:
     """The name of a setting's code in one of the backends' tables (MODES, INITS, INTEGRATORS)."""
     return next((k for k, v in table.items() if v == code), str(code))
+
+
+def _stable_repr(obj) -> str:
+    """``repr(obj)`` without memory addresses (``<function f at 0x7f...>``), which differ between processes."""
+    import re
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
