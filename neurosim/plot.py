@@ -903,6 +903,20 @@ def _tile_mosaic(W, image_shape):
     return mosaic
 
 
+def _kernel_mosaic(K, max_tiles):
+    """A convolution kernel ``(out, in, kh, kw)`` as a grid of ``kh x kw`` tiles, a row per output channel and a
+    column per input channel, separated by one-pixel NaN gaps; at most about ``max_tiles`` tiles (the first
+    channels).  Returns ``(mosaic, (rows shown, columns shown))``."""
+    o, i, kh, kw = K.shape
+    cols = min(i, max(1, int(max_tiles)))
+    rows = min(o, max(1, int(max_tiles) // cols))
+    mosaic = np.full((rows * (kh + 1) - 1, cols * (kw + 1) - 1), np.nan)
+    for r in range(rows):
+        for c in range(cols):
+            mosaic[r * (kh + 1):r * (kh + 1) + kh, c * (kw + 1):c * (kw + 1) + kw] = K[r, c]
+    return mosaic, (rows, cols)
+
+
 def _check_image_shape(image_shape, name="image_shape"):
     try:
         h, w = (int(v) for v in image_shape)
@@ -1000,8 +1014,10 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
     Parameters
     ----------
     weights : Mapping[str, array_like]
-        Name -> weight matrix of shape ``(n_post, n_pre)`` or bias of shape
-        ``(n,)``.
+        Name -> weight matrix of shape ``(n_post, n_pre)``, convolution kernel
+        ``(out channels, in channels, kh, kw)`` (drawn as a grid of kernel
+        tiles: a row per output channel, a column per input channel; at most
+        ``max_tiles`` tiles) or bias of shape ``(n,)``.
     path : str or os.PathLike, optional
         If given, save the figure there as PNG (see :func:`save`).
     title : str or None, default "Weights"
@@ -1013,7 +1029,8 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
         ``n_pre`` equals ``height * width`` (the input weights) is drawn as
         tiles.  A mapping ``name -> (height, width)`` chooses the matrices.
     max_tiles : int, default 128
-        At most this many receptive fields per tiled matrix.
+        At most this many receptive fields per tiled matrix (and kernel tiles
+        per convolution kernel).
 
     Returns
     -------
@@ -1025,7 +1042,7 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
     TypeError
         If ``weights`` is not a mapping.
     ValueError
-        For an empty mapping, arrays that are not 1-D / 2-D or are empty,
+        For an empty mapping, arrays that are not 1-D / 2-D / 4-D or are empty,
         ``max_cols < 1``, a bad ``image_shape``, an ``image_shape`` that
         matches no matrix's ``n_pre``, or an ``image_shape`` mapping that
         names a missing entry or one whose ``n_pre`` does not match.
@@ -1038,10 +1055,10 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
     items = []
     for name, w in weights.items():
         arr = _as_float_array(w, f"weights[{name!r}]")
-        if arr.ndim not in (1, 2):
+        if arr.ndim not in (1, 2, 4):
             raise ValueError(
-                f"weights[{name!r}] must be 2-D (n_post, n_pre) or 1-D (n,), "
-                f"got an array of shape {arr.shape}"
+                f"weights[{name!r}] must be 2-D (n_post, n_pre), 4-D (out channels, in channels, kh, kw: a "
+                f"convolution kernel) or 1-D (n,), got an array of shape {arr.shape}"
             )
         if arr.size == 0:
             raise ValueError(f"weights[{name!r}] is empty (shape {arr.shape})")
@@ -1100,6 +1117,20 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
         vmax = float(np.abs(finite).max()) if finite.size else 0.0
         if vmax == 0.0:
             vmax = 1.0
+        if arr.ndim == 4:   # a convolution kernel: one kh x kw tile per (out, in) channel pair
+            mosaic, shown = _kernel_mosaic(arr, max_tiles)
+            im = ax.imshow(mosaic, cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax, aspect="equal", interpolation="nearest")
+            o, i, kh, kw = arr.shape
+            ax.set_title(f"{name} {tuple(arr.shape)}" + ("" if shown == (o, i) else
+                                                          f": first {shown[0]} x {shown[1]} channels"))
+            for n_shown, k, set_ticks in ((shown[1], kw, ax.set_xticks), (shown[0], kh, ax.set_yticks)):
+                step = max(1, math.ceil(n_shown / 8))   # a channel label at the centre of every step-th tile
+                chans = list(range(0, n_shown, step))
+                set_ticks([(k + 1) * c + (k - 1) / 2 for c in chans], [str(c) for c in chans])
+            ax.set_xlabel("input channel")
+            ax.set_ylabel("output channel")
+            fig.colorbar(im, ax=ax).set_label("weight")
+            continue
         im = ax.imshow(arr, cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax,
                        aspect="auto", interpolation="nearest")
         ax.set_title(f"{name} {tuple(arr.shape)}")

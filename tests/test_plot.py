@@ -616,3 +616,24 @@ def test_energy_of_many_populations_keeps_a_readable_legend():
     assert len(set(colours)) == 10
     few = plot.energy(E[:, :5], labels=[f"v{k}" for k in range(5)])
     assert [t.get_text() for t in few.axes[0].get_legend().get_texts()] == ["v0", "v1", "v2", "v3", "v4", "total"]
+
+
+def test_weights_draws_a_convolution_kernel_as_channel_tiles(tmp_path):
+    """A 4-D kernel (out, in, kh, kw) of a graph circuit's convolution: a grid of kh x kw tiles, a row per output
+    channel and a column per input channel (it was refused as not 2-D); at most max_tiles tiles."""
+    rng = np.random.default_rng(0)
+    K = rng.normal(size=(6, 2, 3, 3))
+    fig = plot.weights({"conv": K, "b": rng.normal(size=6)}, path=tmp_path / "k.png")
+    ax = fig.axes[0]
+    img = ax.images[0].get_array()
+    assert img.shape == (6 * 4 - 1, 2 * 4 - 1)
+    np.testing.assert_array_equal(np.asarray(img[4:7, 4:7]), K[1, 1])   # output channel 1, input channel 1
+    assert np.all(np.asarray(img.mask)[3, :]) or np.all(np.isnan(np.asarray(img.data)[3, :]))   # the gaps
+    assert ax.get_xlabel() == "input channel" and ax.get_ylabel() == "output channel"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1"]
+    assert (tmp_path / "k.png").exists()
+    big = plot.weights({"conv": rng.normal(size=(40, 8, 3, 3))}, max_tiles=64)
+    assert big.axes[0].images[0].get_array().shape == (8 * 4 - 1, 8 * 4 - 1)
+    assert "first 8 x 8 channels" in big.axes[0].get_title()
+    with pytest.raises(ValueError, match="4-D .* convolution kernel"):
+        plot.weights({"W": np.zeros((2, 3, 4))})
