@@ -111,7 +111,8 @@ def _sweep(module, args) -> int:
     except ConfigError as e:
         return _fail(str(e), 2)
     except KeyboardInterrupt:
-        return _fail("interrupted (finished points are kept; run the same command to resume)", 130)
+        return _fail("interrupted (finished points are kept, and results.csv lists them; run the same command "
+                     "to resume)", 130)
     except Exception as e:  # cluster or I/O failure: one line, non-zero exit
         return _fail(f"{type(e).__name__}: {e}".splitlines()[0], 1)
     if args.quiet:

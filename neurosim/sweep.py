@@ -419,8 +419,20 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
                 check_metric(None, m)
             if callback is not None:
                 callback(ov, m)
-        _compute(name if isinstance(experiment, str) else module, pending, dirs, result, scheduler, client,
-                 workers, progress, checking if metric is not None else callback, timeout, label or f"sweep {name}")
+        try:
+            _compute(name if isinstance(experiment, str) else module, pending, dirs, result, scheduler, client,
+                     workers, progress, checking if metric is not None else callback, timeout,
+                     label or f"sweep {name}")
+        except KeyboardInterrupt:
+            # the points finished so far still get their table (an interrupt after the last point finished lost
+            # results.csv; a re-run would have written it), marked as interrupted; then the interrupt goes on
+            rows = [row_of(pid, pt, m) for pid, pt in zip(ids, points) if (m := _finished(dirs[pid], name)) is not None]
+            if rows:
+                _write_table(out, rows, grid)
+            write_json_atomic(out / "results.json", {"experiment": name, "grid": grid, "fixed": fixed, "rows": rows,
+                                                     "failed": result.failed, "interrupted": True,
+                                                     "unfinished": len(points) - len(rows) - len(result.failed)})
+            raise
     rows = []
     for pid, pt in zip(ids, points):
         m = _finished(dirs[pid], name)

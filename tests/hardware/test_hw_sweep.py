@@ -391,3 +391,28 @@ def test_a_metric_that_is_null_in_the_first_point_does_not_stop_the_sweep(tmp_pa
     res = run_sweep("bear", {"lr": [0.1, 0.2, 0.3]}, tmp_path / "s", fixed=BEAR, scheduler="inprocess",
                     progress=False, metric="pc.min_correct_output")
     assert len(res.computed) == 3 and not res.failed
+
+
+def test_an_interrupted_sweep_writes_the_table_of_its_finished_points(tmp_path):
+    """Ctrl-C during a sweep (here after its second of three points) writes results.csv/results.json of the points
+    finished so far, marked interrupted, then stops with the KeyboardInterrupt (an interrupt after the last point
+    finished left no results.csv); a re-run computes only the rest and writes the whole table."""
+    import csv
+    import json
+    out = tmp_path / "s"
+    seen = []
+
+    def on_point(ov, m):
+        seen.append(ov)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep("bear", {"lr": [0.1, 0.2, 0.3]}, out, fixed=BEAR, scheduler="inprocess", progress=False,
+                  callback=on_point)
+    with open(out / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    info = json.loads((out / "results.json").read_text())
+    assert info["interrupted"] is True and info["unfinished"] == 1 and len(info["rows"]) == 2
+    res = run_sweep("bear", {"lr": [0.1, 0.2, 0.3]}, out, fixed=BEAR, scheduler="inprocess", progress=False)
+    assert len(res.skipped) == 2 and len(res.computed) == 1
+    assert "interrupted" not in json.loads((out / "results.json").read_text())
