@@ -159,6 +159,7 @@ def run_exactness(cfg, out, progress=True) -> dict:
 
     figs = _exactness_figures(results, fpa_curves, ns_, g.depth, cfg["fpa_graph"], wave, out)
     return {
+        "checks": _exactness_checks(results, fpa_curves, g.depth, cfg["fpa_graph"], wave),
         "graphs": results,
         "max_exact_rel_diff": float(max(exact)),
         "min_negative_control_rel_diff": float(min(controls)),
@@ -174,6 +175,53 @@ def run_exactness(cfg, out, progress=True) -> dict:
         "zil_wave_levels_reached": [int(np.max(np.flatnonzero(row > 0))) if np.any(row > 0) else -1 for row in wave],
         "figures": figs,
     }
+
+
+#: float64 rounding: an exact method's relative difference from backprop stays below this on every graph
+EXACT_TOL = 1e-10
+#: a negative control (or FPA one step short) must differ from backprop by more than this
+WRONG_TOL = 1e-2
+
+
+def _exactness_checks(results, fpa_curves, depth, fpa_graph, wave) -> list:
+    """The claims of Salvatori et al. (2022) and Song et al. (2020) this experiment tests, each with whether it held
+    and the numbers (``neurosim run`` prints them as a table; ``metrics.json`` keeps them under ``checks``)."""
+    from ._prospective_common import check
+    names = list(results)
+    col = {k: [results[n][k] for n in names] for k in ("zil_rel_diff", "fpa_rel_diff", "zil_trajectory_rel_diff",
+                                                       "fpa_depth_minus_1_rel_diff", "zil_gamma_0.9_rel_diff")}
+    controls = {f"{n} {k[4:-9]}": results[n][k] for n in names for k in
+                ("zil_unlevelled_rel_diff", "zil_immediate_shared_rel_diff") if k in results[n]}
+    curve1 = np.asarray(fpa_curves[1.0])
+    slow = np.asarray(fpa_curves[0.5])
+    reached = [int(np.max(np.flatnonzero(row > 0))) if np.any(row > 0) else -1 for row in wave]
+    out = [
+        check(f"Z-IL's weight updates equal backprop's on every graph ({', '.join(names)}; rel. diff < {EXACT_TOL:g})",
+              max(col["zil_rel_diff"]) < EXACT_TOL, **dict(zip(names, col["zil_rel_diff"]))),
+        check(f"FPA with eta = 1 and n = depth equals backprop on every graph (rel. diff < {EXACT_TOL:g})",
+              max(col["fpa_rel_diff"]) < EXACT_TOL, **dict(zip(names, col["fpa_rel_diff"]))),
+        check(f"Z-IL training follows backprop's trajectory over several SGD steps (rel. diff < {EXACT_TOL:g})",
+              max(col["zil_trajectory_rel_diff"]) < EXACT_TOL, **dict(zip(names, col["zil_trajectory_rel_diff"]))),
+        check(f"negative control: Z-IL with gamma = 0.9 is not backprop (rel. diff > {WRONG_TOL:g})",
+              min(col["zil_gamma_0.9_rel_diff"]) > WRONG_TOL, **dict(zip(names, col["zil_gamma_0.9_rel_diff"]))),
+        check(f"negative controls: Z-IL on the unlevelled graph, and with shared-weight updates applied at once, is "
+              f"not backprop (rel. diff > {WRONG_TOL:g})", bool(controls) and min(controls.values()) > WRONG_TOL,
+              **controls),
+        check("FPA one step short of the depth is not backprop on every graph (rel. diff > 0)",
+              min(col["fpa_depth_minus_1_rel_diff"]) > 0, **dict(zip(names, col["fpa_depth_minus_1_rel_diff"]))),
+        check("the Z-IL error wave on the levelled LSTM reaches level t at step t",
+              reached == list(range(len(reached))), levels_reached=reached),
+    ]
+    if curve1.size > depth:   # the FPA curves reach the graph's depth (fpa_max_steps >= depth)
+        out += [
+            check(f"FPA on the {fpa_graph} (eta = 1) is wrong before its depth ({depth}) and exact from it on",
+                  bool(np.all(curve1[:depth] > 0.5) and np.all(curve1[depth:] < EXACT_TOL)),
+                  before_depth_min=float(curve1[:depth].min()) if depth else float("nan"),
+                  from_depth_max=float(curve1[depth:].max())),
+            check(f"FPA with eta = 0.5 is not exact at the depth (rel. diff > {WRONG_TOL / 10:g})",
+                  slow[depth] > WRONG_TOL / 10, at_depth=float(slow[depth])),
+        ]
+    return out
 
 
 def _exactness_figures(results, fpa_curves, steps, depth, fpa_graph, wave, out):

@@ -47,6 +47,8 @@ def test_graph_exactness(tmp_path):
     assert slow[depth] > 1e-3                       # eta < 1 is not exact at the depth
     # the Z-IL error wave reaches level t at step t
     assert m["zil_wave_levels_reached"] == list(range(len(m["zil_wave_levels_reached"])))
+    # the same claims as a checks table (printed by `neurosim run`): all held, the FPA curve's two included
+    assert len(m["checks"]) == 9 and all(c["held"] for c in m["checks"]), [c for c in m["checks"] if not c["held"]]
 
 
 def test_cnn_digits_pc_within_two_points_of_bp(tmp_path):
