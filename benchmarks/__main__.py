@@ -10,6 +10,7 @@ named after the date), then regenerates ``benchmarks/README.md`` from them.
 """
 import argparse
 import datetime
+import json
 import shutil
 import sys
 import time
@@ -39,6 +40,10 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, help="repeats per timing (default 7, quick 3)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
     p.add_argument("--no-readme", action="store_true", help="do not regenerate benchmarks/README.md")
+    p.add_argument("--into-latest", action="store_true",
+                   help="with --only: put these suites' results into results/latest.json in place of its earlier "
+                        "ones (the other suites are kept, the README says which suites were measured when) and "
+                        "regenerate benchmarks/README.md")
     p.add_argument("--against", metavar="COMMIT", help="coldstart: also time this git commit's tree, interleaved")
     p.add_argument("--wait-quiet", type=float, metavar="MINUTES", default=0,
                    help="first wait up to MINUTES for the 1-minute load average to drop below --quiet-load")
@@ -104,6 +109,25 @@ def main(argv=None):
         res["sparse"] = sparse.run(repeats=3 if a.quick else 5, quick=a.quick, log=log)
     res["loadavg_end"] = core.loadavg()
     res["total_s"] = time.perf_counter() - t_start
+    if a.into_latest:
+        if not a.only:
+            p.error("--into-latest needs --only (a whole run writes latest.json itself)")
+        latest = HERE / "results" / "latest.json"
+        base = json.loads(latest.read_text())
+        upd = base.setdefault("updated", {})
+        for s in suites:
+            base[s] = res[s]
+            upd[s] = {"date": res["date"], "command": res["command"],
+                      "loadavg_start": res["machine"].get("loadavg_start")}
+        write_json_atomic(a.out, res)
+        write_json_atomic(latest, base)
+        log(f"wrote {a.out}; {', '.join(suites)} put into {latest}")
+        if not a.no_readme:
+            report.write_readme(base, HERE / "README.md")
+            log(f"wrote {HERE / 'README.md'}")
+        print()
+        print(report.checklist(base))
+        return 0
     write_json_atomic(a.out, res)
     stamped = a.out.parent / f"{res['date'][:10]}.json"
     if a.out.name == "latest.json":

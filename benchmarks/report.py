@@ -68,6 +68,9 @@ def machine_section(r):
     return (f"## Machine\n\n{m.get('cpu', '?')}, {m.get('cpu_count')} cores, Python {m['python']}, NumPy "
             f"{m['numpy']}, numba {m['numba']}; BLAS: {blas or 'unknown'}. Measured {r['date']}; load average "
             f"at start {la[0]:.2f} (1 min), at end {lae[0]:.2f}. Total benchmark time {r['total_s'] / 60:.1f} min.\n"
+            + "".join(f"\nSuite `{s}` measured again {u['date']} (`{u['command']}`; load average at start "
+                      f"{(u.get('loadavg_start') or [float('nan')])[0]:.2f}); the other suites are of the run above.\n"
+                      for s, u in (r.get("updated") or {}).items())
             if la and lae else f"## Machine\n\n{m}\n")
 
 
@@ -257,7 +260,7 @@ def coldstart_section(c):
              "first use (as after `NEUROSIM_PRECOMPILE=0`, with a new `NUMBA_CACHE_DIR`, or for kernels the "
              "install does not compile). "
              + (f"The trees were run interleaved in one run: {', '.join(trees)}." if len(trees) > 1 else "") + "\n",
-             "| first call | cache | " + " | ".join(trees) + (" | ratio |" if len(trees) > 1 else ""),
+             "| first call | cache | " + " | ".join(trees) + (" | ratio |" if len(trees) > 1 else " |"),
              "|---|---|" + "---|" * (len(trees) + (1 if len(trees) > 1 else 0))]
     def add(name, cache, vals):
         row = f"| {name} | {cache} | " + " | ".join(fmt(v) for v in vals)
