@@ -7,6 +7,9 @@ kernels then compile on first use).  A failure never fails the install: it is re
 first use.  For a wheel the cache files are written next to the modules in the build directory and go into the
 wheel (numba checks the modules' contents, not their times, so they stay valid once installed); for an editable
 install they go where the runs will look (``__pycache__`` in the source tree, or ``NUMBA_CACHE_DIR`` if set).
+The kernels are compiled with the build environment's numba (pip's isolated build environment gets the newest that
+fits, as a fresh environment does); an environment that keeps another numba compiles them on first use instead --
+``pip install --no-build-isolation`` or ``neurosim compile`` compiles them with its own (see neurosim/precompile.py).
 """
 import os
 import subprocess
@@ -29,13 +32,18 @@ class build_py(_build_py):
         editable = bool(getattr(self, "editable_mode", False))
         root = HERE if editable else Path(self.build_lib).resolve()
         env = dict(os.environ)
+        args = []
         if not editable:
             env.pop("NUMBA_CACHE_DIR", None)   # next to the modules in the build directory: they go into the wheel
+            args = ["--wheel"]
+            for p in list(root.rglob("*.nbi")) + list(root.rglob("*.nbc")) + list(root.rglob("_precompiled.json")):
+                p.unlink()   # an earlier build's files (of other sources) must not go into this wheel
         env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         print(f"neurosim: compiling the numba kernels of the common runs into numba's cache ({root}); "
               "NEUROSIM_PRECOMPILE=0 skips this")
         try:
-            r = subprocess.run([sys.executable, "-m", "neurosim.precompile"], cwd=str(root), env=env, timeout=1800)
+            r = subprocess.run([sys.executable, "-m", "neurosim.precompile", *args], cwd=str(root), env=env,
+                               timeout=1800)
             if r.returncode != 0:
                 print("neurosim: WARNING: some kernels were not compiled at install; they compile on first use")
         except Exception as e:   # never fail an install over a cache

@@ -51,6 +51,8 @@ def main(argv=None):
     p.add_argument("--events-baseline", default="main", metavar="REF",
                    help="events suite: also time the neurosim of this git revision ('none': only the current tree)")
     a = p.parse_args(argv)
+    if a.into_latest and not a.only:
+        p.error("--into-latest needs --only (a whole run writes latest.json itself)")
     suites = a.only or [s for s in SUITES if not (s == "peers" and a.no_peers)]
     repeats = a.repeats or (3 if a.quick else 7)
 
@@ -110,18 +112,17 @@ def main(argv=None):
     res["loadavg_end"] = core.loadavg()
     res["total_s"] = time.perf_counter() - t_start
     if a.into_latest:
-        if not a.only:
-            p.error("--into-latest needs --only (a whole run writes latest.json itself)")
         latest = HERE / "results" / "latest.json"
         base = json.loads(latest.read_text())
         upd = base.setdefault("updated", {})
-        for s in suites:
-            base[s] = res[s]
-            upd[s] = {"date": res["date"], "command": res["command"],
-                      "loadavg_start": res["machine"].get("loadavg_start")}
+        # every result of this run (a suite may write under another key: peers on one thread, "peers_one_thread")
+        for key in [k for k in res if k not in ("date", "machine", "command", "suites", "loadavg_end", "total_s")]:
+            base[key] = res[key]
+            upd[key] = {"date": res["date"], "command": res["command"],
+                        "loadavg_start": res["machine"].get("loadavg_start")}
         write_json_atomic(a.out, res)
         write_json_atomic(latest, base)
-        log(f"wrote {a.out}; {', '.join(suites)} put into {latest}")
+        log(f"wrote {a.out}; {', '.join(k for k in upd if upd[k]['date'] == res['date'])} put into {latest}")
         if not a.no_readme:
             report.write_readme(base, HERE / "README.md")
             log(f"wrote {HERE / 'README.md'}")

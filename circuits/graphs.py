@@ -179,8 +179,10 @@ def run_exactness(cfg, out, progress=True) -> dict:
 
 #: float64 rounding: an exact method's relative difference from backprop stays below this on every graph
 EXACT_TOL = 1e-10
-#: a negative control (or FPA one step short) must differ from backprop by more than this
+#: a negative control must differ from backprop by more than this
 WRONG_TOL = 1e-2
+#: FPA one step short of the depth must differ from backprop by more than this (the LSTM: 6e-6, rounding: 1e-15)
+NOT_EXACT_TOL = 1e-8
 
 
 def _exactness_checks(results, fpa_curves, depth, fpa_graph, wave) -> list:
@@ -207,8 +209,10 @@ def _exactness_checks(results, fpa_curves, depth, fpa_graph, wave) -> list:
         check(f"negative controls: Z-IL on the unlevelled graph, and with shared-weight updates applied at once, is "
               f"not backprop (rel. diff > {WRONG_TOL:g})", bool(controls) and min(controls.values()) > WRONG_TOL,
               **controls),
-        check("FPA one step short of the depth is not backprop on every graph (rel. diff > 0)",
-              min(col["fpa_depth_minus_1_rel_diff"]) > 0, **dict(zip(names, col["fpa_depth_minus_1_rel_diff"]))),
+        check(f"FPA one step short of the depth is not backprop on every graph (rel. diff > {NOT_EXACT_TOL:g}, far "
+              "above rounding; on the LSTM only slightly: the first step's gates reach the loss through 8 time steps)",
+              min(col["fpa_depth_minus_1_rel_diff"]) > NOT_EXACT_TOL,
+              **dict(zip(names, col["fpa_depth_minus_1_rel_diff"]))),
         check("the Z-IL error wave on the levelled LSTM reaches level t at step t",
               reached == list(range(len(reached))), levels_reached=reached),
     ]

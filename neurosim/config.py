@@ -73,6 +73,14 @@ def compile_notice(func) -> None:
     name = getattr(func, "__name__", "?")
     where = ("later runs load it from the disk cache (NUMBA_CACHE_DIR or next to the module) in a fraction of a "
              "second" if CACHE else "caching is off (NEUROSIM_NUMBA_CACHE=0), so every new process compiles it")
+    try:
+        from .precompile import mismatch
+        why = mismatch()
+    except Exception:   # noqa: BLE001 - a notice must never fail
+        why = ""
+    if why:
+        where += (f". The kernels compiled ahead (at install) do not serve this process: {why}; `neurosim compile` "
+                  "compiles the common ones for it")
     log.warning("neurosim: compiling numba kernel %s (%s) for its first use with these settings: about 10 s per "
                 "kernel on 2 cores, once; %s. (This notice is printed once per process; silence it with "
                 "logging.getLogger(\"neurosim\").setLevel(logging.ERROR).)", name, getattr(func, "__module__", "?"),

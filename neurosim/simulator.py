@@ -1654,7 +1654,9 @@ class Simulator:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         spec = self._spec(steps, mode, beta, init, tol, dt, dt_decay, None, True, record=True)
+        given = (X, Y)   # the data as given (the checkpoint's digest), not as converted to this simulator's dtype
         X, Y = self._inputs(X, Y, spec.mode)
+        data_digest = _data_digest(*given) if checkpoint is not None else None
         if (X_test is None) != (Y_test is None):
             raise ValueError("train: X_test and Y_test go together; pass both (or neither)")
         if X_test is not None:
@@ -1667,7 +1669,7 @@ class Simulator:
             remove_stale_temporaries(checkpoint)   # left by a run killed while saving; never read
         record = None
         if checkpoint is not None:
-            record = self._train_settings(algorithm, options, batch_size, spec, shuffle, X, Y)
+            record = self._train_settings(algorithm, options, batch_size, spec, shuffle, data_digest)
         if checkpoint is not None and not self.history["epoch_loss"] and Path(checkpoint).exists():
             # a simulator that has not trained yet resumes an interrupted run of this call
             self._check_open()
@@ -1677,8 +1679,9 @@ class Simulator:
                 from .errors import CheckpointError
                 raise CheckpointError(
                     f"checkpoint {str(checkpoint)!r} is of a train() call with other settings ({diff}); resuming "
-                    "would mix the two runs. Call train with the checkpoint's settings to finish that run, or delete "
-                    "the file (or pass another checkpoint path) to start afresh", checkpoint)
+                    "would mix the two runs. Call train with the checkpoint's settings to finish that run; to go on "
+                    "from it with new settings, sim.load_checkpoint(path) and then train with another checkpoint path "
+                    "(or none); or delete the file to start afresh", checkpoint)
             self._apply_checkpoint(ck)
             done = len(self.history["epoch_loss"])
             from .config import log
@@ -1744,26 +1747,29 @@ class Simulator:
             self._train_record = None
         return h
 
-    def _train_settings(self, algorithm, options, batch_size, spec, shuffle, X, Y) -> dict:
+    def _train_settings(self, algorithm, options, batch_size, spec, shuffle, data_digest) -> dict:
         """What a checkpoint of :meth:`train` records of the call, so that resuming with other settings is refused:
         everything the run's numbers depend on except the number of epochs (resuming with more is finishing a
-        longer run) -- the schedule, its options, the batching and shuffling, the relaxation's settings, the seed
-        (which orders the epochs) and the training data (its shape and a digest of its values)."""
+        longer run) -- the schedule and its options, the batching and shuffling, the relaxation's settings, the
+        dtype, the seed (which orders the epochs), the circuit's settings (activations, plasticity and optimiser,
+        precisions, time constants: a digest of its description without probes; its structure is the checkpoint's
+        fingerprint) and the training data (its size and a digest of its values in float64)."""
+        import dataclasses
         import hashlib
         import json
         name = algorithm if isinstance(algorithm, str) else getattr(algorithm, "name", type(algorithm).__name__)
-        h = hashlib.sha256()
-        for a in (X, Y):
-            a = np.ascontiguousarray(a)
-            h.update(str((a.shape, a.dtype.str)).encode())
-            h.update(a.tobytes())
+        circuit = self.circuit
+        if dataclasses.is_dataclass(circuit) and hasattr(circuit, "probes"):
+            circuit = dataclasses.replace(circuit, probes=())   # what is recorded does not change the numbers
         return {"algorithm": str(name),
-                "options": json.loads(json.dumps(options or {}, sort_keys=True, default=_stable_repr)),
-                "batch_size": int(batch_size), "shuffle": bool(shuffle), "seed": int(self.seed) if isinstance(self.seed, (int, np.integer)) else repr(self.seed),
+                "options": json.loads(json.dumps(options or {}, sort_keys=True, default=_json_value)),
+                "batch_size": int(batch_size), "shuffle": bool(shuffle), "seed": _json_value(self.seed),
                 "steps": int(spec.n_steps), "mode": _name_of(MODES, spec.mode), "beta": float(spec.beta),
                 "init": _name_of(INITS, spec.init), "tol": float(spec.tol), "dt": float(spec.dt),
                 "dt_decay": float(spec.dt_decay), "integrator": _name_of(INTEGRATORS, spec.integrator),
-                "data": f"{X.shape[0]} samples, sha256 {h.hexdigest()[:16]}"}
+                "dtype": self.dtype.name,
+                "circuit": hashlib.sha256(_stable_repr(circuit).encode()).hexdigest()[:16],
+                "data": data_digest}
 
     # ------------------------------------------------------------------ lifecycle
     def reset(self):
@@ -1824,11 +1830,51 @@ def _sparse_input(v) -> bool:
 
 def _settings_diff(saved, now) -> str:
     """The train settings that differ between a checkpoint's record and this call ("" when none, or when the
-    checkpoint has no record: written by ``save_checkpoint`` itself or by a neurosim before the record)."""
+    checkpoint has no record: written by ``save_checkpoint`` itself or by a neurosim before the record).  Only
+    settings both records have count, and of the options only those both have (a later neurosim may add a setting
+    or an option with a default that keeps the numbers)."""
     if not saved or not now:
         return ""
-    return "; ".join(f"{k} {saved[k]!r} in the checkpoint, {now[k]!r} now" for k in now
-                     if k in saved and saved[k] != now[k])
+    out = []
+    for k in now:
+        if k not in saved:
+            continue
+        a, b = saved[k], now[k]
+        if k == "options" and isinstance(a, dict) and isinstance(b, dict):
+            a = {o: v for o, v in a.items() if o in b}
+            b = {o: v for o, v in b.items() if o in a}
+        if a != b:
+            what = {"circuit": "circuit settings (digest)", "data": "training data"}.get(k, k)
+            out.append(f"{what} {a!r} in the checkpoint, {b!r} now")
+    return "; ".join(out)
+
+
+def _json_value(obj):
+    """A JSON-able form of a setting: NumPy scalars and arrays as Python numbers and lists (the same value whatever
+    NumPy's repr), anything else as its repr without memory addresses."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (int, float, str, bool)) or obj is None:
+        return obj
+    return _stable_repr(obj)
+
+
+def _data_digest(X, Y) -> str:
+    """``"<n> samples, sha256 <digest>"`` of the training data as given, in float64 (so that the same data given
+    as float32 or float64, or to a float32 simulator, has the same digest)."""
+    import hashlib
+    h = hashlib.sha256()
+    n = None
+    for a in (X, Y):
+        if _sparse_input(a):
+            a = a.toarray()
+        a = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
+        n = a.shape[0] if n is None and a.ndim else n
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return f"{n} samples, sha256 {h.hexdigest()[:16]}"
 
 
 def _name_of(table: dict, code) -> str:

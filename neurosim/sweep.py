@@ -427,8 +427,7 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
             # the points finished so far still get their table (an interrupt after the last point finished lost
             # results.csv; a re-run would have written it), marked as interrupted; then the interrupt goes on
             rows = [row_of(pid, pt, m) for pid, pt in zip(ids, points) if (m := _finished(dirs[pid], name)) is not None]
-            if rows:
-                _write_table(out, rows, grid)
+            _write_table_or_remove(out, rows, grid)
             write_json_atomic(out / "results.json", {"experiment": name, "grid": grid, "fixed": fixed, "rows": rows,
                                                      "failed": result.failed, "interrupted": True,
                                                      "unfinished": len(points) - len(rows) - len(result.failed)})
@@ -441,8 +440,8 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
         rows.append(row_of(pid, pt, m))
     result.rows = rows
     unknown = None
+    _write_table_or_remove(out, rows, grid)
     if rows:
-        _write_table(out, rows, grid)
         available = _numeric_metrics(rows, grid)
         if metric is not None and metric not in available:
             unknown = metric
@@ -463,6 +462,15 @@ def run_sweep(experiment, grid: dict, out, *, fixed: dict | None = None, schedul
         raise ConfigError(f"unknown metric {unknown!r} for the plots; numeric metrics of {name}: {shown} (the "
                           f"{len(rows)} finished points are kept; re-run with --metric NAME)")
     return result
+
+
+def _write_table_or_remove(out: Path, rows: list, grid: dict) -> None:
+    """``results.csv`` of ``rows``; with no finished point, an earlier sweep's table in ``out`` is removed (it would
+    list points of another grid beside this sweep's results.json)."""
+    if rows:
+        _write_table(out, rows, grid)
+    else:
+        (out / "results.csv").unlink(missing_ok=True)
 
 
 def _same_overrides(d: Path, ov: dict) -> bool:

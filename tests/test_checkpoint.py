@@ -383,3 +383,32 @@ def test_a_checkpoint_without_train_settings_resumes_as_before(tmp_path):
     b = ns.Simulator(net, backend="reference", seed=1)
     b.train(X, Y, epochs=2, batch_size=16, steps=5, progress=False, checkpoint=ck)
     assert len(b.history["epoch_loss"]) == 2
+
+
+def test_train_settings_record_what_changes_the_numbers_and_nothing_else(tmp_path):
+    """The circuit's settings (here the learning rate) and the dtype are part of a run; the same data given as
+    float32, NumPy scalars in options and options only one side has are not differences."""
+    X, Y = _data()
+    X = X.astype(np.float32).astype(np.float64)   # values that float32 holds exactly
+    ck = tmp_path / "ck.npz"
+    net = ns.hierarchy([6, 8, 3], phi="tanh", lr=0.02, name="ck")
+    a = ns.Simulator(net, backend="reference", seed=1)
+    a.train(X, Y, epochs=1, batch_size=8, steps=6, progress=False, checkpoint=ck, algorithm="fpa",
+            options={"eta": 0.5})
+    base = dict(epochs=2, batch_size=8, steps=6, progress=False, checkpoint=ck, algorithm="fpa")
+    other_lr = ns.Simulator(ns.hierarchy([6, 8, 3], phi="tanh", lr=0.5, name="ck"), backend="reference", seed=1)
+    with pytest.raises(ns.CheckpointError, match=r"circuit settings \(digest\) '[0-9a-f]+' in the checkpoint"):
+        other_lr.train(X, Y, options={"eta": 0.5}, **base)
+    f32 = ns.Simulator(net, backend="reference", seed=1, dtype="float32")
+    with pytest.raises(ns.CheckpointError, match="other settings") as e:
+        f32.train(X, Y, options={"eta": 0.5}, **base)
+    assert "dtype 'float64' in the checkpoint, 'float32' now" in str(e.value) and "data" not in str(e.value)
+    # NumPy scalars and float32 data of the same values; probes do not change the numbers
+    same = ns.Simulator(net.with_probes(ns.Probe("h1")), backend="reference", seed=1)
+    same.train(X.astype(np.float32), Y, options={"eta": np.float64(0.5)}, **base)
+    assert len(same.history["epoch_loss"]) == 2
+    from neurosim.simulator import _settings_diff
+    old = {"options": {"eta": 0.5}, "steps": 6}
+    assert _settings_diff(old, {"options": {"eta": 0.5, "added_later": None}, "steps": 6, "new": 1}) == ""
+    assert _settings_diff(old, {"options": {"eta": 0.7}, "steps": 6}) == (
+        "options {'eta': 0.5} in the checkpoint, {'eta': 0.7} now")

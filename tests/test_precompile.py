@@ -80,3 +80,24 @@ def test_core_group_compiles_the_kernels_the_runs_use(tmp_path):
     line = [ln for ln in c.stdout.splitlines() if ln.startswith("COMPILED")][0]
     assert line.startswith("COMPILED 0 "), line
     assert line.endswith("PROBE ['probe']"), line
+
+
+def test_the_compile_notice_says_why_the_kernels_compiled_ahead_are_not_used(tmp_path, monkeypatch):
+    """The record written after a compile (per cache location: numba and Python versions) lets the compile notice
+    name the reason a fresh-looking install compiles after all: another numba, or another NUMBA_CACHE_DIR."""
+    import json
+
+    import numba
+    marker = tmp_path / "marker.json"
+    monkeypatch.setattr(precompile, "_marker_path", lambda: str(marker))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert precompile.mismatch() == ""                     # nothing compiled ahead: nothing to say
+    precompile._write_marker(["core", "graph"], "")
+    assert precompile.mismatch() == ""                     # compiled for this setup
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert "another cache location (next to the modules)" in precompile.mismatch()
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    info = json.loads(marker.read_text())
+    info[""]["numba"] = "0.60.0"
+    marker.write_text(json.dumps(info))
+    assert precompile.mismatch() == f"numba 0.60.0, this process runs {numba.__version__}"

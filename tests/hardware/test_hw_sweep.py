@@ -416,3 +416,23 @@ def test_an_interrupted_sweep_writes_the_table_of_its_finished_points(tmp_path):
     res = run_sweep("bear", {"lr": [0.1, 0.2, 0.3]}, out, fixed=BEAR, scheduler="inprocess", progress=False)
     assert len(res.skipped) == 2 and len(res.computed) == 1
     assert "interrupted" not in json.loads((out / "results.json").read_text())
+
+
+def test_a_sweep_interrupted_before_any_point_leaves_no_stale_table(tmp_path, monkeypatch):
+    """Interrupted before its first point finished, a sweep of another grid in the same directory removes the
+    earlier sweep's results.csv (it listed the other grid's points beside this one's results.json)."""
+    import json
+
+    import neurosim.sweep as sw
+    out = tmp_path / "s"
+    run_sweep("bear", {"lr": [0.1]}, out, fixed=BEAR, scheduler="inprocess", progress=False)
+    assert (out / "results.csv").exists()
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sw, "_compute_inprocess", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep("bear", {"lr": [0.3, 0.4]}, out, fixed=BEAR, scheduler="inprocess", progress=False)
+    assert not (out / "results.csv").exists()
+    info = json.loads((out / "results.json").read_text())
+    assert info["grid"] == {"lr": [0.3, 0.4]} and info["rows"] == [] and info["unfinished"] == 2
