@@ -45,6 +45,10 @@ def main(argv=None):
                         "ones (the other suites are kept, the README says which suites were measured when) and "
                         "regenerate benchmarks/README.md")
     p.add_argument("--against", metavar="COMMIT", help="coldstart: also time this git commit's tree, interleaved")
+    p.add_argument("--pip", action="store_true",
+                   help="coldstart: also time a new user's whole path once: a fresh venv, pip install -e (pip's build "
+                        "environment compiles the kernels), the first learn and neurosim run digits (needs the "
+                        "package registry or pip's cache)")
     p.add_argument("--wait-quiet", type=float, metavar="MINUTES", default=0,
                    help="first wait up to MINUTES for the 1-minute load average to drop below --quiet-load")
     p.add_argument("--quiet-load", type=float, default=0.5, help="load average counted as quiet (default 0.5)")
@@ -95,7 +99,7 @@ def main(argv=None):
     if "coldstart" in suites:
         log("cold start: fresh processes on fresh copies of the tree, after the install's compile and with an empty "
             "numba cache" + (f", against {a.against}" if a.against else ""))
-        res["coldstart"] = system.coldstart(against=a.against, repeats=1 if a.quick else 2, log=log)
+        res["coldstart"] = system.coldstart(against=a.against, repeats=1 if a.quick else 2, log=log, pip=a.pip)
     if "threads" in suites:
         log("numba threads")
         res["threads"] = system.threads(log=log)

@@ -286,6 +286,13 @@ def coldstart_section(c):
             add("`neurosim run digits` (whole command)", cache,
                 [med([d for d in c["digits"] if d["tree"] == t and d.get("cache", "empty") == cache], "wall_s")
                  for t in trees])
+    pip = c.get("pip")
+    if pip:
+        lines.append(f"\n**A new user's whole path** (`--pip`, once, this tree): a fresh venv, `pip install -e` "
+                     f"{pip['pip_install_s']:.1f} s (dependencies from pip's cache; pip's isolated build environment "
+                     f"compiles the kernels), then the first `learn` at batch 1 {pip['first_learn_float64_s']:.2f} s "
+                     f"(float64) / {pip['first_learn_float32_s']:.2f} s (float32), and `neurosim run digits` "
+                     f"{pip['digits_s']:.1f} s in all (compile_s {pip.get('digits_compile_s') or 0:.2f}).")
     lines.append(f"\nLoad average at the end: {c.get('loadavg')}.\n")
     return "\n".join(lines) + "\n"
 

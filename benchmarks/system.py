@@ -329,7 +329,48 @@ def _cold_tree(ref: str | None):
     return d.name, label, d
 
 
-def coldstart(against: str | None = None, repeats: int = 1, log=print) -> dict:
+def pip_install(log=print) -> dict:
+    """The whole path of a new user, once: a fresh venv (this interpreter's ``venv``), ``pip install -e`` of a fresh
+    copy of this tree (pip's isolated build environment compiles the kernels; packages from pip's cache or the
+    registry), then the first ``learn`` (float64 and float32, batch 1, in one new process each) and ``neurosim run
+    digits`` with that venv's Python -- the only measurement that goes through pip's build environment (the other
+    rows run the install's compile with this interpreter).  Needs the package registry (or pip's cache)."""
+    import subprocess
+    import sys
+    path, _, d = _cold_tree(None)
+    out = {}
+    with tempfile.TemporaryDirectory() as venv, tempfile.TemporaryDirectory() as res:
+        py = str(Path(venv) / "bin" / "python")
+        env = {k: v for k, v in __import__("os").environ.items() if k not in ("NUMBA_CACHE_DIR", "PYTHONPATH")}
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True, env=env)
+        subprocess.run([py, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True, env=env,
+                       capture_output=True)
+        t0 = time.perf_counter()
+        r = subprocess.run([py, "-m", "pip", "install", "-e", path], env=env, capture_output=True, text=True)
+        out["pip_install_s"] = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise RuntimeError(f"pip install -e failed:\n{(r.stdout + r.stderr)[-2000:]}")
+        log(f"  pip install -e (fresh venv, kernels compiled in pip's build environment): {out['pip_install_s']:.1f} s")
+        for dtype in ("float64", "float32"):
+            line = core.run_python(_COLD_CHILD.format(B=1, dtype=dtype, algos=[]), {"NUMBA_CACHE_DIR": ""}, python=py,
+                                   cwd=path)
+            out[f"first_learn_{dtype}_s"] = float(line.split("LEARN")[1].split()[0])
+            log(f"  pip-installed venv, {dtype} B=1: first learn {out[f'first_learn_{dtype}_s']:.2f} s")
+        t0 = time.perf_counter()
+        r = subprocess.run([str(Path(venv) / "bin" / "neurosim"), "run", "digits", "--out", res], env=env,
+                           capture_output=True, text=True, timeout=900, cwd=res)
+        out["digits_s"] = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise RuntimeError(f"neurosim run digits failed:\n{r.stderr[-2000:]}")
+        m = json.loads((Path(res) / "metrics.json").read_text())
+        out["digits_compile_s"] = m.get("compile_s")
+        log(f"  pip-installed venv, neurosim run digits: {out['digits_s']:.1f} s in all (compile_s "
+            f"{m.get('compile_s', float('nan')):.2f})")
+    d.cleanup()
+    return out
+
+
+def coldstart(against: str | None = None, repeats: int = 1, log=print, pip: bool = False) -> dict:
     """What a fresh install pays before its first results, on 64-256-256-10 tanh; every measurement is a new
     process on a fresh copy of the tree (no compiled caches):
 
@@ -416,4 +457,4 @@ def coldstart(against: str | None = None, repeats: int = 1, log=print) -> dict:
     for _, _, d in trees:
         d.cleanup()
     return {"rows": rows, "digits": digits, "installs": installs, "trees": [t[1] for t in trees],
-            "loadavg": core.loadavg()}
+            "pip": pip_install(log=log) if pip else None, "loadavg": core.loadavg()}
