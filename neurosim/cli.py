@@ -261,9 +261,13 @@ def _main(argv=None) -> int:
     elif overrides.get("backend", "numba") == "numba":
         from .config import kernels_cached
         if kernels_cached() is False:
+            from .precompile import mismatch
+            why = mismatch()
             print("neurosim: the numba kernels are not compiled yet: a run that uses them compiles them first (about "
-                  "10 s per kernel on 2 cores; cached on disk for later runs; `neurosim compile` compiles the common ones "
-                  "ahead)", file=sys.stderr, flush=True)
+                  "10 s per kernel on 2 cores; cached on disk for later runs; "
+                  + (f"the kernels compiled ahead (at install) do not serve this run: {why}; `neurosim compile`, "
+                     "with the same environment, compiles the common ones for it)" if why else
+                     "`neurosim compile` compiles the common ones ahead)"), file=sys.stderr, flush=True)
             _NOTICE["given"] = True  # said once: the kernels' own one-time notice (neurosim.config) stays quiet
             os.environ["NEUROSIM_COMPILE_NOTICE"] = "0"   # in this process and in workers it starts (Dask)
     from .experiment import Terminated

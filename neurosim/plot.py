@@ -1079,6 +1079,11 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
     elif image_shape is not None:
         hw = _check_image_shape(image_shape)
         for name, arr in items:
+            if arr.ndim == 4:   # the input weights are convolution kernels: a later matrix of as many columns
+                raise ValueError(   # reads features, not pixels
+                    f"image_shape {hw}: the first weights, weights[{name!r}] {tuple(arr.shape)}, are a convolution "
+                    f"kernel (drawn as kernel tiles), so no later matrix reads the {hw[0] * hw[1]} pixels; leave "
+                    "image_shape out, or name the matrix with image_shape={name: (height, width)}")
             if arr.ndim == 2 and arr.shape[1] == hw[0] * hw[1]:
                 tiled[name] = hw
                 break
@@ -1119,7 +1124,8 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
             vmax = 1.0
         if arr.ndim == 4:   # a convolution kernel: one kh x kw tile per (out, in) channel pair
             mosaic, shown = _kernel_mosaic(arr, max_tiles)
-            im = ax.imshow(mosaic, cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax, aspect="equal", interpolation="nearest")
+            im = ax.imshow(mosaic, cmap=matplotlib.colormaps[WEIGHT_CMAP].with_extremes(bad="0.8"), vmin=-vmax,
+                           vmax=vmax, aspect="equal", interpolation="nearest")   # grey gaps (white is a zero weight)
             o, i, kh, kw = arr.shape
             ax.set_title(f"{name} {tuple(arr.shape)}" + ("" if shown == (o, i) else
                                                           f": first {shown[0]} x {shown[1]} channels"))

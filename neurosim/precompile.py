@@ -74,8 +74,28 @@ def _compile_group(group: str) -> None:
 
     import numpy as np
 
+    from numba.core import event
+
     from . import Simulator, hierarchy
     logging.getLogger("neurosim").setLevel(logging.ERROR)   # the compile notice: this is the compilation
+    compiled = []
+
+    class _Count(event.Listener):   # real compilations (a load from the cache sends no event)
+        def on_start(self, ev):
+            d = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
+            if d is not None and not d.targetoptions.get("no_cpython_wrapper", False):
+                compiled.append(1)
+
+        def on_end(self, ev):
+            pass
+    event.register("numba:compile", _Count())
+    try:
+        _run_group(group, np, Simulator, hierarchy)
+    finally:
+        print(f"COMPILED {len(compiled)}", flush=True)
+
+
+def _run_group(group, np, Simulator, hierarchy) -> None:
     rng = np.random.default_rng(0)
     sizes = [3, 4, 2]
     if group == "shared":
@@ -133,7 +153,8 @@ def run(groups=None, jobs: int = 2, timeout: float = 900.0, log=print) -> dict:
             raise ValueError(f"precompile: unknown group {g!r}; the groups are {sorted(GROUPS)}")
     cwd = tempfile.gettempdir()   # not a directory whose files would shadow modules ("python -m" puts it first)
     env = _child_env(cwd)
-    done = {}
+    done, counts = {}, {}
+    where = env.get("NUMBA_CACHE_DIR") or "numba's cache next to the modules"
 
     def start(g):
         out = tempfile.TemporaryFile(mode="w+")   # a file, not a pipe: a chatty child never blocks on a full pipe
@@ -156,6 +177,7 @@ def run(groups=None, jobs: int = 2, timeout: float = 900.0, log=print) -> dict:
             log(f"neurosim: compiling {g} kernels failed (they compile on first use):\n{text[-2000:]}")
             return False
         done[g] = time.perf_counter() - t0
+        counts[g] = next((int(ln.split()[1]) for ln in text.splitlines() if ln.startswith("COMPILED ")), -1)
         return True
 
     if not finish(*start("shared")):
@@ -167,7 +189,8 @@ def run(groups=None, jobs: int = 2, timeout: float = 900.0, log=print) -> dict:
             running.append(start(pending.pop(0)))
         g, p, out, t0 = running.pop(0)   # the groups finish in about the same time: wait for the oldest
         if finish(g, p, out, t0):
-            log(f"neurosim: compiled {g} kernels ({GROUPS[g]}) in {done[g]:.1f} s")
+            log(f"neurosim: compiled {g} kernels ({GROUPS[g]}) in {done[g]:.1f} s into {where}" if counts[g] != 0
+                else f"neurosim: {g} kernels ({GROUPS[g]}) are in {where} already (loaded in {done[g]:.1f} s)")
     if done:
         _write_marker(sorted(done), env.get("NUMBA_CACHE_DIR", ""))
     return done

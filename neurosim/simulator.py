@@ -1611,7 +1611,7 @@ class Simulator:
               shuffle: bool = True, X_test=None, Y_test=None, progress: bool = True, mode: str = "clamp",
               beta: float = 0.0, tol: float | None = None, dt: float | None = None, dt_decay: float = 1.0,
               init: str = "feedforward", callback=None, options: dict | None = None,
-              checkpoint=None) -> History:
+              checkpoint=None, start_from=None) -> History:
         """Train with the prospective-configuration schedule (``algorithm="pc"``).
 
         Per mini-batch: input clamped, values start from the feedforward pass, the output is clamped to
@@ -1634,6 +1634,12 @@ class Simulator:
         options, batch size, shuffling, relaxation settings, seed, a digest of ``X`` and ``Y``); resuming it with
         other ones raises :class:`~neurosim.errors.CheckpointError` naming the differences, before anything is
         loaded (``epochs`` may differ).
+
+        ``start_from`` (a path) goes on from another run's checkpoint with new settings (e.g. a smaller learning
+        rate or batch size): while this call's own ``checkpoint`` does not exist yet, a simulator that has not trained
+        loads ``start_from`` (weights, optimiser state, history; its settings are not checked) and trains until
+        ``epochs`` in all, counting the epochs already in it; once ``checkpoint`` exists, re-running the same call
+        resumes that instead, as above.
 
         Other schedules (``neurosim.algorithms.names()``, e.g. ``"bp"``) are chosen with ``algorithm``;
         ``options`` passes their settings.  An algorithm the backend cannot run itself (e.g. ``"fpa"``,
@@ -1670,6 +1676,15 @@ class Simulator:
         record = None
         if checkpoint is not None:
             record = self._train_settings(algorithm, options, batch_size, spec, shuffle, data_digest)
+        if start_from is not None:
+            if self.history["epoch_loss"]:
+                raise ValueError("train: start_from needs a simulator that has not trained yet (its epochs would be "
+                                 "replaced); build a new Simulator, or call sim.load_checkpoint(path) yourself")
+            if not Path(start_from).exists():
+                raise FileNotFoundError(f"train: no checkpoint at start_from={str(start_from)!r}")
+            if checkpoint is not None and Path(start_from).resolve() == Path(checkpoint).resolve():
+                raise ValueError("train: start_from and checkpoint are the same file; start_from is the run to go on "
+                                 "from, checkpoint the new run's own file")
         if checkpoint is not None and not self.history["epoch_loss"] and Path(checkpoint).exists():
             # a simulator that has not trained yet resumes an interrupted run of this call
             self._check_open()
@@ -1680,13 +1695,22 @@ class Simulator:
                 raise CheckpointError(
                     f"checkpoint {str(checkpoint)!r} is of a train() call with other settings ({diff}); resuming "
                     "would mix the two runs. Call train with the checkpoint's settings to finish that run; to go on "
-                    "from it with new settings, sim.load_checkpoint(path) and then train with another checkpoint path "
-                    "(or none); or delete the file to start afresh", checkpoint)
+                    f"from it with the new settings, pass start_from={str(checkpoint)!r} and another checkpoint "
+                    "path; or delete the file to start afresh", checkpoint)
             self._apply_checkpoint(ck)
+            what = f"resuming from checkpoint {str(checkpoint)!r}"
+        elif start_from is not None:
+            # a new run that goes on from another one's checkpoint (its settings may differ): loaded only while this
+            # run has no checkpoint of its own yet, so that re-running the same call resumes this run instead
+            self.load_checkpoint(start_from)
+            what = f"starting from checkpoint {str(start_from)!r} (start_from)"
+        else:
+            what = None
+        if what is not None:
             done = len(self.history["epoch_loss"])
             from .config import log
-            log.warning("neurosim: train: resuming from checkpoint %r, which holds %d epoch(s); %s (delete the file, "
-                        "or pass another checkpoint path, to start afresh)", str(checkpoint), done,
+            log.warning("neurosim: train: %s, which holds %d epoch(s); %s (delete the file, or pass another "
+                        "checkpoint path, to start afresh)", what, done,
                         f"training the {epochs - done} remaining of epochs={epochs}" if done < epochs else
                         f"epochs={epochs} are done already, so nothing more is trained")
             epochs = max(0, epochs - done)
@@ -1754,13 +1778,8 @@ class Simulator:
         dtype, the seed (which orders the epochs), the circuit's settings (activations, plasticity and optimiser,
         precisions, time constants: a digest of its description without probes; its structure is the checkpoint's
         fingerprint) and the training data (its size and a digest of its values in float64)."""
-        import dataclasses
-        import hashlib
         import json
         name = algorithm if isinstance(algorithm, str) else getattr(algorithm, "name", type(algorithm).__name__)
-        circuit = self.circuit
-        if dataclasses.is_dataclass(circuit) and hasattr(circuit, "probes"):
-            circuit = dataclasses.replace(circuit, probes=())   # what is recorded does not change the numbers
         return {"algorithm": str(name),
                 "options": json.loads(json.dumps(options or {}, sort_keys=True, default=_json_value)),
                 "batch_size": int(batch_size), "shuffle": bool(shuffle), "seed": _json_value(self.seed),
@@ -1768,7 +1787,7 @@ class Simulator:
                 "init": _name_of(INITS, spec.init), "tol": float(spec.tol), "dt": float(spec.dt),
                 "dt_decay": float(spec.dt_decay), "integrator": _name_of(INTEGRATORS, spec.integrator),
                 "dtype": self.dtype.name,
-                "circuit": hashlib.sha256(_stable_repr(circuit).encode()).hexdigest()[:16],
+                "circuit": _circuit_settings(self.circuit),
                 "data": data_digest}
 
     # ------------------------------------------------------------------ lifecycle
@@ -1843,10 +1862,44 @@ def _settings_diff(saved, now) -> str:
         if k == "options" and isinstance(a, dict) and isinstance(b, dict):
             a = {o: v for o, v in a.items() if o in b}
             b = {o: v for o, v in b.items() if o in a}
+        if k == "circuit" and isinstance(a, dict) and isinstance(b, dict):
+            out += [f"circuit: {part} {attr} {_short(x)} in the checkpoint, {_short(y)} now"
+                    for part in b if isinstance(a.get(part), dict) and isinstance(b[part], dict)
+                    for attr in b[part] if attr in a[part] and (x := a[part][attr]) != (y := b[part][attr])]
+            out += [f"circuit: {part} {_short(a[part])} in the checkpoint, {_short(b[part])} now" for part in b
+                    if part in a and not isinstance(b[part], dict) and a[part] != b[part]]
+            continue
         if a != b:
-            what = {"circuit": "circuit settings (digest)", "data": "training data"}.get(k, k)
-            out.append(f"{what} {a!r} in the checkpoint, {b!r} now")
+            out.append(f"{'training data' if k == 'data' else k} {a!r} in the checkpoint, {b!r} now")
     return "; ".join(out)
+
+
+def _short(text, n=100) -> str:
+    text = str(text)
+    return text if len(text) <= n else text[:n - 5] + " ...)"
+
+
+def _circuit_settings(circuit) -> dict:
+    """The circuit's settings a run's numbers depend on, part by part (``"projection 'W1'": {"plasticity": "Hebbian(
+    lr=0.02, ...)", ...}``): every population, error population, projection, clamp or vertex with the reprs of its
+    fields, and the circuit's other fields; not its probes (what is recorded) nor its name.  Its structure is the
+    checkpoint's fingerprint."""
+    import dataclasses
+    out = {}
+    if not dataclasses.is_dataclass(circuit):
+        return {"circuit": _stable_repr(circuit)}
+    for f in dataclasses.fields(circuit):
+        if f.name in ("probes", "name"):
+            continue
+        v = getattr(circuit, f.name)
+        if isinstance(v, tuple) and v and all(dataclasses.is_dataclass(x) and hasattr(x, "name") for x in v):
+            kind = f.name[:-1] if f.name.endswith("s") else f.name
+            for x in v:
+                out[f"{kind} {x.name!r}"] = {g.name: _stable_repr(getattr(x, g.name)) for g in dataclasses.fields(x)
+                                             if g.name != "name"}
+        else:
+            out[f.name] = _stable_repr(v)
+    return out
 
 
 def _json_value(obj):
