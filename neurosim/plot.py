@@ -1078,12 +1078,15 @@ def weights(weights, path=None, title="Weights", max_cols=4, image_shape=None, m
             tiled[str(name)] = hw
     elif image_shape is not None:
         hw = _check_image_shape(image_shape)
+        kernels = [(name, arr) for name, arr in items if arr.ndim == 4]
+        if kernels:   # a convolutional circuit: its input weights are kernels, and a matrix of as many columns reads
+            name, arr = kernels[0]   # features, not pixels
+            raise ValueError(
+                f"image_shape {hw}: weights[{name!r}] {tuple(arr.shape)} is a convolution kernel (drawn as kernel "
+                f"tiles), so the input images are read by kernels, and a matrix of {hw[0] * hw[1]} columns reads "
+                "features, not pixels; leave image_shape out, or name a matrix with image_shape={name: (height, "
+                "width)}")
         for name, arr in items:
-            if arr.ndim == 4:   # the input weights are convolution kernels: a later matrix of as many columns
-                raise ValueError(   # reads features, not pixels
-                    f"image_shape {hw}: the first weights, weights[{name!r}] {tuple(arr.shape)}, are a convolution "
-                    f"kernel (drawn as kernel tiles), so no later matrix reads the {hw[0] * hw[1]} pixels; leave "
-                    "image_shape out, or name the matrix with image_shape={name: (height, width)}")
             if arr.ndim == 2 and arr.shape[1] == hw[0] * hw[1]:
                 tiled[name] = hw
                 break

@@ -1680,8 +1680,6 @@ class Simulator:
             if self.history["epoch_loss"]:
                 raise ValueError("train: start_from needs a simulator that has not trained yet (its epochs would be "
                                  "replaced); build a new Simulator, or call sim.load_checkpoint(path) yourself")
-            if not Path(start_from).exists():
-                raise FileNotFoundError(f"train: no checkpoint at start_from={str(start_from)!r}")
             if checkpoint is not None and Path(start_from).resolve() == Path(checkpoint).resolve():
                 raise ValueError("train: start_from and checkpoint are the same file; start_from is the run to go on "
                                  "from, checkpoint the new run's own file")
@@ -1702,6 +1700,8 @@ class Simulator:
         elif start_from is not None:
             # a new run that goes on from another one's checkpoint (its settings may differ): loaded only while this
             # run has no checkpoint of its own yet, so that re-running the same call resumes this run instead
+            if not Path(start_from).exists():
+                raise FileNotFoundError(f"train: no checkpoint at start_from={str(start_from)!r}")
             self.load_checkpoint(start_from)
             what = f"starting from checkpoint {str(start_from)!r} (start_from)"
         else:
@@ -1709,10 +1709,11 @@ class Simulator:
         if what is not None:
             done = len(self.history["epoch_loss"])
             from .config import log
-            log.warning("neurosim: train: %s, which holds %d epoch(s); %s (delete the file, or pass another "
-                        "checkpoint path, to start afresh)", what, done,
+            log.warning("neurosim: train: %s, which holds %d epoch(s); %s (%s)", what, done,
                         f"training the {epochs - done} remaining of epochs={epochs}" if done < epochs else
-                        f"epochs={epochs} are done already, so nothing more is trained")
+                        f"epochs={epochs} are done already, so nothing more is trained",
+                        "delete the file, or pass another checkpoint path, to start afresh" if "resuming" in what else
+                        "epochs counts these too; leave start_from out to start afresh")
             epochs = max(0, epochs - done)
         h = self.history
         from .progress import progress_bar
@@ -1862,45 +1863,99 @@ def _settings_diff(saved, now) -> str:
         if k == "options" and isinstance(a, dict) and isinstance(b, dict):
             a = {o: v for o, v in a.items() if o in b}
             b = {o: v for o, v in b.items() if o in a}
-        if k == "circuit" and isinstance(a, dict) and isinstance(b, dict):
-            out += [f"circuit: {part} {attr} {_short(x)} in the checkpoint, {_short(y)} now"
-                    for part in b if isinstance(a.get(part), dict) and isinstance(b[part], dict)
-                    for attr in b[part] if attr in a[part] and (x := a[part][attr]) != (y := b[part][attr])]
-            out += [f"circuit: {part} {_short(a[part])} in the checkpoint, {_short(b[part])} now" for part in b
-                    if part in a and not isinstance(b[part], dict) and a[part] != b[part]]
-            continue
+        if k == "circuit":
+            if isinstance(a, dict) and isinstance(b, dict):
+                out += _circuit_diff(a, b)
+            continue   # (a record of another form, from a development version: not compared)
         if a != b:
             out.append(f"{'training data' if k == 'data' else k} {a!r} in the checkpoint, {b!r} now")
     return "; ".join(out)
 
 
+def _circuit_diff(a: dict, b: dict) -> list:
+    """The differences between two :func:`_circuit_settings` records, named part by part and setting by setting; a
+    part on one side only is a difference; a field one record lacks (a later neurosim's) is not."""
+    out = []
+    for field in b:
+        if field not in a:
+            continue
+        x, y = a[field], b[field]
+        if isinstance(x, dict) and isinstance(y, dict) and all(isinstance(v, dict) for v in (*x.values(), *y.values())):
+            for name in sorted(set(x) | set(y)):   # a collection: its named parts
+                if name not in x or name not in y:
+                    out.append(f"circuit: {field} {name!r} {'only now' if name not in x else 'only in the checkpoint'}")
+                    continue
+                out += [f"circuit: {field} {name!r} {key} {_short(x[name][key])} in the checkpoint, "
+                        f"{_short(y[name][key])} now" for key in y[name] if key in x[name]
+                        and x[name][key] != y[name][key]]
+        elif isinstance(x, dict) and isinstance(y, dict):   # one dataclass field, flattened
+            out += [f"circuit: {field}.{key} {_short(x[key])} in the checkpoint, {_short(y[key])} now"
+                    for key in y if key in x and x[key] != y[key]]
+        elif x != y:
+            out.append(f"circuit: {field} {_short(x)} in the checkpoint, {_short(y)} now")
+    return out
+
+
 def _short(text, n=100) -> str:
-    text = str(text)
+    text = repr(text) if isinstance(text, str) else str(text)
     return text if len(text) <= n else text[:n - 5] + " ...)"
 
 
 def _circuit_settings(circuit) -> dict:
-    """The circuit's settings a run's numbers depend on, part by part (``"projection 'W1'": {"plasticity": "Hebbian(
-    lr=0.02, ...)", ...}``): every population, error population, projection, clamp or vertex with the reprs of its
-    fields, and the circuit's other fields; not its probes (what is recorded) nor its name.  Its structure is the
-    checkpoint's fingerprint."""
+    """The circuit's settings a run's numbers depend on, part by part: ``{"projections": {"W1": {"plasticity.lr":
+    0.02, "plasticity.optimizer.kind": "sgd", ...}, ...}, "populations": {...}, ...}`` -- every named part of each
+    collection (populations, error populations, projections, clamps, vertices, params) with its fields flattened to
+    leaves (:func:`_setting_leaf`), and the circuit's other fields; not its probes (what is recorded), its name, nor
+    fields computed from the others (``repr=False``).  Its structure is also the checkpoint's fingerprint."""
     import dataclasses
-    out = {}
     if not dataclasses.is_dataclass(circuit):
-        return {"circuit": _stable_repr(circuit)}
+        return {"circuit": _setting_leaf(circuit)}
+    out = {}
     for f in dataclasses.fields(circuit):
-        if f.name in ("probes", "name"):
+        if f.name in ("probes", "name") or not f.repr:
             continue
         v = getattr(circuit, f.name)
-        if isinstance(v, tuple) and v and all(dataclasses.is_dataclass(x) and hasattr(x, "name") for x in v):
-            kind = f.name[:-1] if f.name.endswith("s") else f.name
-            for x in v:
-                out[f"{kind} {x.name!r}"] = {g.name: _stable_repr(getattr(x, g.name)) for g in dataclasses.fields(x)
-                                             if g.name != "name"}
+        if isinstance(v, tuple) and all(dataclasses.is_dataclass(x) and hasattr(x, "name") for x in v):
+            out[f.name] = {str(x.name): _flat_settings(x, skip=("name",)) for x in v}
         else:
-            out[f.name] = _stable_repr(v)
+            out[f.name] = _flat_settings(v) if dataclasses.is_dataclass(v) else _setting_leaf(v)
     return out
 
+
+def _flat_settings(obj, prefix="", skip=()) -> dict:
+    """A dataclass's fields as ``{"a.b.c": leaf}`` (nested dataclasses flattened; fields with ``repr=False`` left out)."""
+    import dataclasses
+    out = {}
+    for g in dataclasses.fields(obj):
+        if g.name in skip or not g.repr:
+            continue
+        v = getattr(obj, g.name)
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            out.update(_flat_settings(v, f"{prefix}{g.name}."))
+        else:
+            out[f"{prefix}{g.name}"] = _setting_leaf(v)
+    return out
+
+
+def _setting_leaf(v):
+    """One setting as a JSON value that is the same for the same numbers whatever their type or NumPy's printing:
+    numbers as floats (``1`` and ``np.float64(1.0)`` alike), arrays as a digest of their float64 values, sequences
+    element by element, anything else its repr without memory addresses."""
+    import hashlib
+    if isinstance(v, (bool, np.bool_)) or v is None or isinstance(v, str):
+        return v.item() if isinstance(v, np.bool_) else v
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        a = np.ascontiguousarray(v, dtype=np.float64) if v.dtype.kind in "biuf" else None
+        if a is None:
+            return _stable_repr(v)
+        return f"array{a.shape} sha256 " + hashlib.sha256(a.tobytes()).hexdigest()[:16]
+    if isinstance(v, (tuple, list)):
+        import dataclasses
+        return [_flat_settings(x) if dataclasses.is_dataclass(x) and not isinstance(x, type) else _setting_leaf(x)
+                for x in v]
+    return _stable_repr(v)
 
 def _json_value(obj):
     """A JSON-able form of a setting: NumPy scalars and arrays as Python numbers and lists (the same value whatever

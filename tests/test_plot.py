@@ -639,5 +639,6 @@ def test_weights_draws_a_convolution_kernel_as_channel_tiles(tmp_path):
         plot.weights({"W": np.zeros((2, 3, 4))})
     # image_shape of a CNN's input: its first weights are kernels, and a later (10, 64) matrix reads pooled features
     # (it was tiled as 8x8 "receptive fields")
-    with pytest.raises(ValueError, match=r"weights\['conv'\] \(6, 2, 3, 3\), are a convolution kernel"):
-        plot.weights({"conv": K, "out": rng.normal(size=(10, 64))}, image_shape=(8, 8))
+    for order in ({"conv": K, "out": rng.normal(size=(10, 64))}, {"out": rng.normal(size=(10, 64)), "conv": K}):
+        with pytest.raises(ValueError, match=r"weights\['conv'\] \(6, 2, 3, 3\) is a convolution kernel"):
+            plot.weights(order, image_shape=(8, 8))   # in either order (a graph's vertices may be declared any way)
