@@ -742,7 +742,9 @@ def _find_cycle(by_name, left):
 def describe_vertices(c) -> str:
     """A table of the vertices: type, shape, parents, level, parameters."""
     from ..circuit import plasticity_summary
-    lines = [f"Graph {c.name!r}: {len(c.vertices)} vertices, output {c.output!r}, depth {c.depth}"]
+    lines = [f"Graph {c.name!r}: {len(c.vertices)} vertices, output {c.output!r}, depth {c.depth} (the level of the "
+             "deepest vertex with parameters: FPA with eta = 1 is exact after that many steps; levels count edges to "
+             "the output)"]
     by = {v.name: v for v in c.vertices}
     for n in c.order:
         v = by[n]
