@@ -335,9 +335,16 @@ def pip_install(log=print) -> dict:
     registry), then the first ``learn`` (float64 and float32, batch 1, in one new process each) and ``neurosim run
     digits`` with that venv's Python -- the only measurement that goes through pip's build environment (the other
     rows run the install's compile with this interpreter).  Needs the package registry (or pip's cache)."""
+    path, _, d = _cold_tree(None)
+    try:
+        return _pip_install(path, log)
+    finally:
+        d.cleanup()
+
+
+def _pip_install(path, log) -> dict:
     import subprocess
     import sys
-    path, _, d = _cold_tree(None)
     out = {}
     with tempfile.TemporaryDirectory() as venv, tempfile.TemporaryDirectory() as res:
         py = str(Path(venv) / "bin" / "python")
@@ -366,7 +373,6 @@ def pip_install(log=print) -> dict:
         out["digits_compile_s"] = m.get("compile_s")
         log(f"  pip-installed venv, neurosim run digits: {out['digits_s']:.1f} s in all (compile_s "
             f"{m.get('compile_s', float('nan')):.2f})")
-    d.cleanup()
     return out
 
 

@@ -60,7 +60,7 @@ def kernels_cached() -> bool | None:
 log = logging.getLogger("neurosim")
 #: ``installed``: the numba event listener is registered; ``given``: the compile notice was printed (or the CLI
 #: printed its own), so it is not printed again in this process
-_NOTICE = {"installed": False, "given": False}
+_NOTICE = {"installed": False, "given": False, "compiled": 0}
 
 
 def compile_notice(func) -> None:
@@ -107,6 +107,7 @@ def install_compile_notice() -> None:
                 f = getattr(d, "py_func", None)
                 if (f is not None and str(getattr(f, "__module__", "")).startswith("neurosim.")
                         and not d.targetoptions.get("no_cpython_wrapper", False)):
+                    _NOTICE["compiled"] += 1
                     compile_notice(f)
             except Exception:   # a notice must never break a compilation
                 pass
@@ -115,6 +116,12 @@ def install_compile_notice() -> None:
             pass
 
     event.register("numba:compile", _CompileListener())
+
+
+def kernels_compiled() -> int:
+    """How many neurosim kernels this process has really compiled so far (loads from the disk cache do not count;
+    0 before the numba modules are imported)."""
+    return _NOTICE["compiled"]
 
 
 def usable_cores() -> int:

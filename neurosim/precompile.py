@@ -48,9 +48,6 @@ GROUPS = {
     "graph": "the graph kernels of the fpa and ipc schedules on a layered circuit, float64 and float32",
 }
 
-#: environment variable that turns the install-time compilation off (``NEUROSIM_PRECOMPILE=0 pip install ...``)
-ENV_OFF = "NEUROSIM_PRECOMPILE"
-
 #: the first numba whose cache checks a module's contents rather than its modification time: older ones find the
 #: cache files of an installed wheel stale (pip gives the files new times), so a wheel is built without them
 CONTENT_STAMPS = (0, 68)
@@ -69,53 +66,36 @@ def _shared() -> None:
 
 
 def _compile_group(group: str) -> None:
-    """Run the tiny circuits that compile ``group``'s kernels (in this process)."""
+    """Run the tiny circuits that compile ``group``'s kernels (in this process); prints how many it compiled."""
     import logging
 
     import numpy as np
 
-    from numba.core import event
-
     from . import Simulator, hierarchy
+    from .config import kernels_compiled
     logging.getLogger("neurosim").setLevel(logging.ERROR)   # the compile notice: this is the compilation
-    compiled = []
-
-    class _Count(event.Listener):   # real compilations (a load from the cache sends no event)
-        def on_start(self, ev):
-            d = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
-            if d is not None and not d.targetoptions.get("no_cpython_wrapper", False):
-                compiled.append(1)
-
-        def on_end(self, ev):
-            pass
-    event.register("numba:compile", _Count())
-    try:
-        _run_group(group, np, Simulator, hierarchy)
-    finally:
-        print(f"COMPILED {len(compiled)}", flush=True)
-
-
-def _run_group(group, np, Simulator, hierarchy) -> None:
     rng = np.random.default_rng(0)
-    sizes = [3, 4, 2]
-    if group == "shared":
-        _shared()
-    elif group == "core":
-        for dtype in ("float64", "float32"):
-            sim = Simulator(hierarchy(sizes, "tanh"), backend="numba", dtype=dtype, seed=0)
-            X = rng.normal(size=(2, sizes[0])).astype(dtype)
-            Y = rng.normal(size=(2, sizes[-1])).astype(dtype)
-            sim.learn(X, Y, steps=2)                              # the fused Euler path
-            sim.learn(X, Y, steps=2, integrator="heun")           # the general path
-    elif group == "graph":
-        for dtype in ("float64", "float32"):
-            sim = Simulator(hierarchy(sizes, "tanh"), backend="numba", dtype=dtype, seed=0)
-            X = rng.normal(size=(2, sizes[0])).astype(dtype)
-            Y = rng.normal(size=(2, sizes[-1])).astype(dtype)
-            for algorithm in ("fpa", "ipc"):
-                sim.step(X, Y, algorithm=algorithm)
-    else:
-        raise ValueError(f"precompile: unknown group {group!r}; the groups are {sorted(GROUPS)}")
+
+    def tiny(dtype):
+        sim = Simulator(hierarchy([3, 4, 2], "tanh"), backend="numba", dtype=dtype, seed=0)
+        return sim, rng.normal(size=(2, 3)).astype(dtype), rng.normal(size=(2, 2)).astype(dtype)
+    try:
+        if group == "shared":
+            _shared()
+        elif group == "core":
+            for dtype in ("float64", "float32"):
+                sim, X, Y = tiny(dtype)
+                sim.learn(X, Y, steps=2)                              # the fused Euler path
+                sim.learn(X, Y, steps=2, integrator="heun")           # the general path
+        elif group == "graph":
+            for dtype in ("float64", "float32"):
+                sim, X, Y = tiny(dtype)
+                for algorithm in ("fpa", "ipc"):
+                    sim.step(X, Y, algorithm=algorithm)
+        else:
+            raise ValueError(f"precompile: unknown group {group!r}; the groups are {sorted(GROUPS)}")
+    finally:
+        print(f"COMPILED {kernels_compiled()}", flush=True)
 
 
 def _child_env(cwd: str) -> dict:

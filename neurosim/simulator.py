@@ -1782,8 +1782,8 @@ class Simulator:
         import json
         name = algorithm if isinstance(algorithm, str) else getattr(algorithm, "name", type(algorithm).__name__)
         return {"algorithm": str(name),
-                "options": json.loads(json.dumps(options or {}, sort_keys=True, default=_json_value)),
-                "batch_size": int(batch_size), "shuffle": bool(shuffle), "seed": _json_value(self.seed),
+                "options": json.loads(json.dumps(options or {}, sort_keys=True, default=_setting_leaf)),
+                "batch_size": int(batch_size), "shuffle": bool(shuffle), "seed": self.seed,
                 "steps": int(spec.n_steps), "mode": _name_of(MODES, spec.mode), "beta": float(spec.beta),
                 "init": _name_of(INITS, spec.init), "tol": float(spec.tol), "dt": float(spec.dt),
                 "dt_decay": float(spec.dt_decay), "integrator": _name_of(INTEGRATORS, spec.integrator),
@@ -1956,18 +1956,6 @@ def _setting_leaf(v):
         return [_flat_settings(x) if dataclasses.is_dataclass(x) and not isinstance(x, type) else _setting_leaf(x)
                 for x in v]
     return _stable_repr(v)
-
-def _json_value(obj):
-    """A JSON-able form of a setting: NumPy scalars and arrays as Python numbers and lists (the same value whatever
-    NumPy's repr), anything else as its repr without memory addresses."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (int, float, str, bool)) or obj is None:
-        return obj
-    return _stable_repr(obj)
-
 
 def _data_digest(X, Y) -> str:
     """``"<n> samples, sha256 <digest>"`` of the training data as given, in float64 (so that the same data given
